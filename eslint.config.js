@@ -1,0 +1,92 @@
+// @ts-check
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const runtimeAreas = ['node', 'connector', 'cli', 'sim', 'dashboard', 'client'];
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bench/results/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { console: 'readonly', process: 'readonly', Buffer: 'readonly' } },
+    rules: {
+      '@typescript-eslint/no-explicit-any': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+      eqeqeq: ['error', 'always'],
+    },
+  },
+  // The pure core never imports the runtime: dependencies point one way (STYLE.md, "Layout").
+  {
+    files: ['src/codec/**', 'src/crypto/**', 'src/consensus/**', 'src/ledger/**', 'src/contracts/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: runtimeAreas.map((area) => ({
+            group: [`**/${area}/**`, `../${area}/*`, `../../${area}/*`],
+            message: 'The pure core must not import the runtime (node, connector, cli, sim...).',
+          })),
+        },
+      ],
+    },
+  },
+  // Consensus cores are pure deterministic state machines: no I/O, timers, clock, randomness or await
+  // (DESIGN.md §5). Everything of that kind is injected by the driver.
+  {
+    files: ['src/consensus/**'],
+    ignores: ['src/consensus/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['node:*'], message: 'Consensus cores do no I/O: inject what you need.' },
+            ...runtimeAreas.map((area) => ({
+              group: [`**/${area}/**`, `../${area}/*`, `../../${area}/*`],
+              message: 'The pure core must not import the runtime.',
+            })),
+          ],
+          paths: [
+            'fs',
+            'crypto',
+            'net',
+            'os',
+            'child_process',
+            'worker_threads',
+            'timers',
+            'better-sqlite3',
+          ].map((name) => ({ name, message: 'Consensus cores do no I/O: inject what you need.' })),
+        },
+      ],
+      'no-restricted-globals': [
+        'error',
+        ...[
+          'setTimeout',
+          'setInterval',
+          'setImmediate',
+          'queueMicrotask',
+          'process',
+          'performance',
+          'fetch',
+        ].map((name) => ({
+          name,
+          message: 'Consensus cores are deterministic: time and I/O come from the driver.',
+        })),
+      ],
+      'no-restricted-properties': [
+        'error',
+        { object: 'Date', property: 'now', message: 'Time comes in ticks and in the primary’s timestamp.' },
+        { object: 'Math', property: 'random', message: 'Consensus cores take no randomness.' },
+      ],
+      'no-restricted-syntax': [
+        'error',
+        { selector: 'AwaitExpression', message: 'Consensus cores are synchronous.' },
+        { selector: ':function[async=true]', message: 'Consensus cores are synchronous.' },
+        { selector: "NewExpression[callee.name='Date']", message: 'Consensus cores read no clock.' },
+        { selector: "NewExpression[callee.name='Promise']", message: 'Consensus cores are synchronous.' },
+      ],
+    },
+  },
+);

@@ -1,0 +1,32 @@
+export { bytesEqual, domainHash, fromHex, hashBytes, sha256, toHex } from './hash.js';
+export {
+  generateSigningKey,
+  loadSigningKey,
+  publicKeyBytes,
+  saveSigningKey,
+  seedBytes,
+  signingKeyFromSeed,
+} from './keys.js';
+export type { SigningKeyPair } from './keys.js';
+export { sign, signatureBytes, verify } from './sign.js';
+export {
+  certificateBytesMax,
+  certificateDomain,
+  certificateSchema,
+  decodeCertificate,
+  encodeCertificate,
+  issueCertificate,
+  verifyCertificate,
+} from './certificate.js';
+export type { Certificate, CertificateFields } from './certificate.js';
+export {
+  MerkleTree,
+  inclusionPathLengthMax,
+  inclusionProof,
+  inclusionProofSchema,
+  leafHash,
+  merkleRoot,
+  nodeHash,
+  verifyInclusion,
+} from './merkle.js';
+export type { InclusionProof } from './merkle.js';

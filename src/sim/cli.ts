@@ -1,0 +1,136 @@
+/**
+ * `npm run sim -- --seeds N [--seed S] [--replicas 4|7] [--crypto hmac|ed25519]`: runs seeded
+ * simulations and ends with one JSON line `{"seeds","violations","faultsInjected"}`.
+ * `--live` runs one long simulation and prints a running summary (the pre-network `npm start`).
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { faultKinds, SimWorld } from './world.js';
+import type { FaultKind, SimSummary } from './world.js';
+import type { SimCryptoKind } from './sim-crypto.js';
+
+function integer(name: string, min: number) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < min)
+      throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
+    return parsed;
+  };
+}
+
+const program = new Command('sim')
+  .description('Run the deterministic PBFT simulator over many seeds, with faults and Byzantine replicas.')
+  .option('--seeds <n>', 'how many seeds to run', integer('--seeds', 1), 100)
+  .option(
+    '--seed <s>',
+    'first seed (a failing seed replays exactly with --seeds 1 --seed S)',
+    integer('--seed', 0),
+    1,
+  )
+  .option('--replicas <n>', 'replicas per group: 4 or 7', integer('--replicas', 4), 4)
+  .option('--crypto <kind>', 'hmac (fast, simulated signatures) or ed25519 (real)', 'hmac')
+  .option('--live', 'run one long simulation and print a running summary', false)
+  .option('--verbose', 'print one line per seed', false)
+  .action(
+    (options: {
+      seeds: number;
+      seed: number;
+      replicas: number;
+      crypto: string;
+      live: boolean;
+      verbose: boolean;
+    }) => {
+      if (options.crypto !== 'hmac' && options.crypto !== 'ed25519') {
+        throw new InvalidArgumentError('--crypto must be hmac or ed25519');
+      }
+      if (options.live) return runLive(options.seed, options.replicas, options.crypto);
+      runSeeds(options.seeds, options.seed, options.replicas, options.crypto, options.verbose);
+    },
+  );
+
+function runSeeds(
+  count: number,
+  first: number,
+  replicas: number,
+  crypto: SimCryptoKind,
+  verbose: boolean,
+): void {
+  const totals = Object.fromEntries(faultKinds.map((kind) => [kind, 0])) as Record<FaultKind, number>;
+  let violations = 0;
+  const failing: number[] = [];
+  const started = Date.now();
+  for (let seed = first; seed < first + count; seed++) {
+    const result = new SimWorld({ seed, replicas, crypto }).run();
+    for (const kind of faultKinds) totals[kind] += result.faults[kind];
+    if (result.violations.length > 0) {
+      violations += result.violations.length;
+      failing.push(seed);
+      process.stderr.write(`seed ${seed} (replicas ${replicas}): ${result.violations.join('; ')}\n`);
+      process.stderr.write(
+        `  replay: npm run sim -- --seeds 1 --seed ${seed} --replicas ${replicas} --crypto ${crypto}\n`,
+      );
+    }
+    if (verbose) {
+      process.stderr.write(
+        `seed ${seed}: height ${result.height} acked ${result.acked}/${result.requests} view ${result.maxView} ticks ${result.ticks}\n`,
+      );
+    } else if (process.stderr.isTTY && (seed - first) % 50 === 49) {
+      process.stderr.write(`\r${seed - first + 1}/${count} seeds, ${violations} violations`);
+    }
+  }
+  if (process.stderr.isTTY && !verbose) process.stderr.write('\n');
+  const missing = faultKinds.filter((kind) => totals[kind] === 0);
+  process.stderr.write(
+    `${count} seeds × ${replicas} replicas in ${((Date.now() - started) / 1000).toFixed(1)} s` +
+      (missing.length > 0 ? `; fault kinds never injected: ${missing.join(', ')}` : '') +
+      (failing.length > 0 ? `; failing seeds: ${failing.join(', ')}` : '') +
+      '\n',
+  );
+  process.stdout.write(`${JSON.stringify({ seeds: count, violations, faultsInjected: totals })}\n`);
+  if (violations > 0) process.exitCode = 1;
+}
+
+async function runLive(seed: number, replicas: number, crypto: SimCryptoKind): Promise<void> {
+  const stop = { requested: false };
+  process.on('SIGINT', () => {
+    stop.requested = true;
+  });
+  process.stdout.write(
+    `ledgerbus simulator: one ${replicas}-replica PBFT partition committing client requests while faults are injected.\n` +
+      `Each round is one seed: a safety phase with faults, then a liveness phase after healing. Ctrl-C stops.\n`,
+  );
+  for (let current = seed; !stop.requested; current++) {
+    const world = new SimWorld({
+      seed: current,
+      replicas,
+      crypto,
+      safetyTicks: 1500,
+      livenessTicks: 4000,
+      requestsPerClient: 40,
+      progressEveryTicks: 150,
+      onProgress: (summary) => printSummary(summary),
+    });
+    const result = world.run();
+    process.stdout.write(
+      `seed ${current}: ${result.violations.length === 0 ? 'OK' : 'VIOLATION ' + result.violations.join('; ')} — ` +
+        `${result.height} blocks, ${result.acked}/${result.requests} requests acknowledged, highest view ${result.maxView}\n\n`,
+    );
+    if (result.violations.length > 0) process.exitCode = 1;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+}
+
+function printSummary(summary: SimSummary): void {
+  const faults = Object.entries(summary.faults)
+    .filter(([, count]) => count > 0)
+    .map(([kind, count]) => `${kind}=${count}`)
+    .join(' ');
+  process.stdout.write(
+    `  t=${String(summary.tick).padStart(5)} ${summary.phase.padEnd(8)} height=${String(summary.height).padStart(3)} ` +
+      `acked=${summary.acked}/${summary.requests} views=[${summary.views.join(',')}]` +
+      (summary.crashed.length > 0 ? ` crashed=[${summary.crashed.join(',')}]` : '') +
+      (summary.byzantine.length > 0 ? ` byzantine=[${summary.byzantine.join(' ')}]` : '') +
+      `\n      faults: ${faults || 'none yet'}\n`,
+  );
+}
+
+await program.parseAsync(process.argv);
