@@ -1,5 +1,5 @@
-import { decode, encode, rfc8949EncodeOptions } from 'cborg';
-import type { DecodeOptions } from 'cborg';
+import { Token, decode, encode, rfc8949EncodeOptions } from 'cborg';
+import type { DecodeOptions, EncodeOptions } from 'cborg';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { bytesEqual } from './bytes.js';
 
@@ -41,6 +41,40 @@ const strictDecodeOptions: DecodeOptions = {
   useMaps: false,
 };
 
+const utf8 = new TextEncoder();
+const nonAscii = /[^\x00-\x7f]/;
+
+/**
+ * RFC 8949 §4.2.1 orders map keys by their encoded bytes. For text keys that is: shorter UTF-8 first
+ * (the head grows with the length), then bytewise. cborg's own sorter encodes every key to compare
+ * it, which dominated decoding (we re-encode to check canonical form); for ASCII keys, string length
+ * and code-unit order are exactly the UTF-8 ones, so no encoding is needed.
+ */
+function compareTextKeys(a: string, b: string): number {
+  if (!nonAscii.test(a) && !nonAscii.test(b)) {
+    if (a.length !== b.length) return a.length - b.length;
+    return a < b ? -1 : a > b ? 1 : 0;
+  }
+  const left = utf8.encode(a);
+  const right = utf8.encode(b);
+  if (left.length !== right.length) return left.length - right.length;
+  for (let i = 0; i < left.length; i++) if (left[i] !== right[i]) return left[i]! - right[i]!;
+  return 0;
+}
+
+type MapSorter = NonNullable<EncodeOptions['mapSorter']>;
+const textKeyMapSorter: MapSorter = (e1, e2) => {
+  const k1 = e1[0];
+  const k2 = e2[0];
+  if (k1 instanceof Token && k2 instanceof Token && typeof k1.value === 'string' && typeof k2.value === 'string') {
+    return compareTextKeys(k1.value, k2.value);
+  }
+  return rfc8949EncodeOptions.mapSorter!(e1, e2);
+};
+
+/** RFC 8949 deterministic encoding options, with the fast text-key sorter. */
+export const canonicalEncodeOptions: EncodeOptions = { ...rfc8949EncodeOptions, mapSorter: textKeyMapSorter };
+
 // Matches only unpaired surrogates (in `u` mode a valid pair is one code point), which UTF-8 cannot
 // carry: encoding them would silently substitute U+FFFD and break the round trip.
 const loneSurrogate = /\p{Surrogate}/u;
@@ -56,7 +90,7 @@ const loneSurrogate = /\p{Surrogate}/u;
  */
 export function encodeCanonical(value: CborValue): Uint8Array {
   checkEncodable(value, '', 0, new Set());
-  return encode(value, rfc8949EncodeOptions);
+  return encode(value, canonicalEncodeOptions);
 }
 
 /**
@@ -97,7 +131,7 @@ export function decodeCanonical(bytes: Uint8Array, options: { maxBytes?: number 
   }
   // Re-encoding is the one check that covers every canonical-form rule at once, including ones
   // cborg does not police on decode (map key order, UTF-8 that only decodes with replacements).
-  if (!bytesEqual(encode(value, rfc8949EncodeOptions), bytes)) {
+  if (!bytesEqual(encode(value, canonicalEncodeOptions), bytes)) {
     throw new LedgerbusError(
       ErrorCode.MalformedEncoding,
       'CBOR input is not in canonical (deterministic) form',

@@ -89,16 +89,16 @@ function runSeeds(
   if (violations > 0) process.exitCode = 1;
 }
 
-async function runLive(seed: number, replicas: number, crypto: SimCryptoKind): Promise<void> {
-  const stop = { requested: false };
-  process.on('SIGINT', () => {
-    stop.requested = true;
-  });
-  process.stdout.write(
+/** Blocks the thread for a moment so a person can follow the live view (the simulation is synchronous). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+async function runLive(seed: number, replicas: number, crypto: SimCryptoKind): Promise<void> {  process.stdout.write(
     `ledgerbus simulator: one ${replicas}-replica PBFT partition committing client requests while faults are injected.\n` +
       `Each round is one seed: a safety phase with faults, then a liveness phase after healing. Ctrl-C stops.\n`,
   );
-  for (let current = seed; !stop.requested; current++) {
+  for (let current = seed; ; current++) {
     const world = new SimWorld({
       seed: current,
       replicas,
@@ -131,6 +131,7 @@ function printSummary(summary: SimSummary): void {
       (summary.byzantine.length > 0 ? ` byzantine=[${summary.byzantine.join(' ')}]` : '') +
       `\n      faults: ${faults || 'none yet'}\n`,
   );
+  pause(250);
 }
 
 await program.parseAsync(process.argv);

@@ -276,6 +276,8 @@ export class SimWorld {
   private readonly crashUntil = new Map<Host, number>();
   private readonly quorum: number;
   private readonly f: number;
+  /** A broadcast is one byte array sent to many: decode it once for the Byzantine transform. */
+  private readonly decodedOutgoing = new WeakMap<Uint8Array, { envelope: Envelope; message: PbftMessage }>();
 
   constructor(options: SimOptions) {
     this.options = {
@@ -611,7 +613,9 @@ export class SimWorld {
     if (this.clients.some((client) => client.requests.some((request) => request.acked === undefined)))
       return false;
     const heights = this.correctHosts().map((host) => host.ledger.length);
-    const target = Math.max(...this.committed.keys(), 0);
+    // Done only when every correct replica holds every committed block and every acknowledged one.
+    const ackedHeights = this.clients.flatMap((client) => client.requests.map((request) => request.acked?.height ?? 0));
+    const target = Math.max(...this.committed.keys(), ...ackedHeights, 0);
     return heights.every((height) => height === target);
   }
 
@@ -749,8 +753,13 @@ export class SimWorld {
     const rng = this.byzRng;
     const behaviours = host.byzantine;
     if (this.phase === 'liveness' && rng.chance(0.7)) return [{ target, bytes }];
-    const envelope = decodeEnvelope(bytes);
-    const message = decodeBody(envelope.body);
+    let decoded = this.decodedOutgoing.get(bytes);
+    if (decoded === undefined) {
+      const envelope = decodeEnvelope(bytes);
+      decoded = { envelope, message: decodeBody(envelope.body) };
+      this.decodedOutgoing.set(bytes, decoded);
+    }
+    const { message } = decoded;
     const out: { target: number; bytes: Uint8Array }[] = [];
     const resign = (changed: PbftMessage): Uint8Array =>
       encodeEnvelope(signMessage(host.signer.crypto, changed));

@@ -125,6 +125,7 @@ const recordKey = {
 
 const committedRequestsMax = 100_000;
 const verifiedRequestsMax = 200_000;
+const authenticatedEnvelopesMax = 8192;
 
 function viewDigestKey(view: number, digest: Uint8Array): string {
   return `${view}/${hexKey(digest)}`;
@@ -169,6 +170,8 @@ export class PbftReplica {
   private readonly pendingByClientSeq = new Map<string, string>();
   private readonly committedRequests = new Map<string, number>();
   private readonly verifiedRequests = new Set<string>();
+  private readonly authenticated = new Map<string, PbftMessage>();
+  private readonly validViewChanges = new Set<string>();
   private nextProposalSeq = 1;
   private readonly viewChanges = new Map<number, Map<number, { message: ViewChange; envelope: Envelope }>>();
   private readonly latestViewChangeView = new Map<number, number>();
@@ -357,6 +360,13 @@ export class PbftReplica {
 
   /** Decodes a body, checks its group, sender and signature. Throws a typed error otherwise. */
   private authenticate(envelope: Envelope): PbftMessage {
+    const cached = this.authenticated.get(this.envelopeKey(envelope));
+    if (cached !== undefined) {
+      if (cached.from === this.config.self) {
+        throw new LedgerbusError(ErrorCode.Replay, 'message claims to come from this replica');
+      }
+      return cached;
+    }
     const message = decodeBody(envelope.body);
     if (message.group !== this.config.groupId || message.epoch !== this.config.configEpoch) {
       throw new LedgerbusError(
@@ -377,7 +387,23 @@ export class PbftReplica {
         `${message.type} signature from ${sender.id} does not verify`,
       );
     }
+    this.rememberAuthenticated(envelope, message);
     return message;
+  }
+
+  /**
+   * Identifies an envelope by its signature and body hash. Retransmissions and the evidence nested in
+   * view changes repeat the same envelopes many times; decoding and verifying each once is enough.
+   */
+  private envelopeKey(envelope: Envelope): string {
+    return hexKey(envelope.signature) + hexKey(this.crypto.hash('envelope', envelope.body));
+  }
+
+  private rememberAuthenticated(envelope: Envelope, message: PbftMessage): void {
+    this.authenticated.set(this.envelopeKey(envelope), message);
+    if (this.authenticated.size > authenticatedEnvelopesMax) {
+      this.authenticated.delete(this.authenticated.keys().next().value as string);
+    }
   }
 
   // ---- normal case (§4.2) ----
@@ -803,7 +829,7 @@ export class PbftReplica {
       }
       return;
     }
-    this.validateViewChange(message);
+    this.validateViewChange(message, envelope);
     this.recordViewChange(message.from, message, envelope);
   }
 
@@ -839,7 +865,17 @@ export class PbftReplica {
   }
 
   /** Checks a view-change message's stable checkpoint and every prepared certificate in it. */
-  private validateViewChange(message: ViewChange): void {
+  private validateViewChange(message: ViewChange, envelope: Envelope): void {
+    const key = this.envelopeKey(envelope);
+    if (this.validViewChanges.has(key)) return;
+    this.checkViewChangeEvidence(message);
+    this.validViewChanges.add(key);
+    if (this.validViewChanges.size > authenticatedEnvelopesMax) {
+      this.validViewChanges.delete(this.validViewChanges.values().next().value as string);
+    }
+  }
+
+  private checkViewChangeEvidence(message: ViewChange): void {
     const stableSeq = message.stable === null ? 0 : message.stable.header.height;
     if (message.stable !== null) {
       const header = message.stable.header;
@@ -898,6 +934,8 @@ export class PbftReplica {
 
   /** Authenticates evidence embedded in another message; our own messages count here too. */
   private authenticateNested(envelope: Envelope, type: PbftMessage['type']): PbftMessage {
+    const cached = this.authenticated.get(this.envelopeKey(envelope));
+    if (cached !== undefined && cached.type === type) return cached;
     const message = decodeBody(envelope.body);
     const sender = this.config.replicas[message.from];
     if (
@@ -909,6 +947,7 @@ export class PbftReplica {
     ) {
       throw new LedgerbusError(ErrorCode.BadViewChange, `embedded ${type} is not authentic`);
     }
+    this.rememberAuthenticated(envelope, message);
     return message;
   }
 
@@ -991,7 +1030,7 @@ export class PbftReplica {
           'new view carries a mismatched or repeated view change',
         );
       }
-      this.validateViewChange(change);
+      this.validateViewChange(change, nested);
       senders.add(change.from);
       changes.push(change);
     }
@@ -1086,8 +1125,14 @@ export class PbftReplica {
 
   /** Helps a peer that is behind, at most once per status interval per peer. */
   private onStatus(status: Status): void {
+    const previous = this.peerStatus.get(status.from);
     this.peerStatus.set(status.from, status);
     this.maybeFetch();
+    // A peer that progressed since its last status needs nothing; one that did not may have lost messages.
+    const stalled =
+      previous !== undefined &&
+      previous.lastExecuted === status.lastExecuted &&
+      previous.lastCertified === status.lastCertified;
     if (!this.mayHelp(status.from)) return;
     const peer = status.from;
     if (!this.viewChanging && this.latestNewView !== undefined) {
@@ -1098,6 +1143,7 @@ export class PbftReplica {
     if (this.viewChanging && status.inViewChange && status.view === this.viewNumber && this.ownViewChange) {
       this.sendTo(peer, this.ownViewChange);
     }
+    if (!stalled) return;
     if (status.view === this.viewNumber && !status.inViewChange && !this.viewChanging) {
       const from = Math.max(status.lastExecuted, this.stableSeq) + 1;
       const to = Math.min(
