@@ -1,11 +1,12 @@
 /**
- * `npm run sim -- --seeds N [--seed S] [--replicas 4|7] [--crypto hmac|ed25519]`: runs seeded
+ * `npm run sim -- --seeds N [--seed S] [--replicas 4|7] [--crypto hmac|ed25519] [--jobs J]`: runs seeded
  * simulations and ends with one JSON line `{"seeds","violations","faultsInjected"}`.
  * `--live` runs one long simulation and prints a running summary (the pre-network `npm start`).
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { Worker } from 'node:worker_threads';
 import { faultKinds, SimWorld } from './world.js';
-import type { FaultKind, SimSummary } from './world.js';
+import type { FaultKind, SimResult, SimSummary } from './world.js';
 import type { SimCryptoKind } from './sim-crypto.js';
 
 function integer(name: string, min: number) {
@@ -30,6 +31,7 @@ const program = new Command('sim')
   .option('--crypto <kind>', 'hmac (fast, simulated signatures) or ed25519 (real)', 'hmac')
   .option('--live', 'run one long simulation and print a running summary', false)
   .option('--verbose', 'print one line per seed', false)
+  .option('--jobs <n>', 'worker threads to run seeds on', integer('--jobs', 1), 1)
   .action(
     (options: {
       seeds: number;
@@ -38,28 +40,71 @@ const program = new Command('sim')
       crypto: string;
       live: boolean;
       verbose: boolean;
+      jobs: number;
     }) => {
       if (options.crypto !== 'hmac' && options.crypto !== 'ed25519') {
         throw new InvalidArgumentError('--crypto must be hmac or ed25519');
       }
       if (options.live) return runLive(options.seed, options.replicas, options.crypto);
-      runSeeds(options.seeds, options.seed, options.replicas, options.crypto, options.verbose);
+      return runSeeds(
+        options.seeds,
+        options.seed,
+        options.replicas,
+        options.crypto,
+        options.verbose,
+        options.jobs,
+      );
     },
   );
 
-function runSeeds(
+/** Runs seeds on `jobs` worker threads; results are reported in seed order, so output is reproducible. */
+async function runSeeds(
   count: number,
   first: number,
   replicas: number,
   crypto: SimCryptoKind,
   verbose: boolean,
-): void {
+  jobs: number,
+): Promise<void> {
   const totals = Object.fromEntries(faultKinds.map((kind) => [kind, 0])) as Record<FaultKind, number>;
+  const started = Date.now();
+  const results = new Map<number, SimResult>();
+  const workerUrl = new URL(
+    import.meta.url.endsWith('.ts') ? './seed-worker.ts' : './seed-worker.js',
+    import.meta.url,
+  );
+  const seeds = Array.from({ length: count }, (_, i) => first + i);
+  let done = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(jobs, count) }, (_, job) => {
+      const workerData = { seeds: seeds.filter((_, i) => i % jobs === job), replicas, crypto };
+      // Under tsx (npm run sim) the worker registers the TypeScript loader before loading its module.
+      const worker = import.meta.url.endsWith('.ts')
+        ? new Worker(
+            `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(workerUrl.href)}); });`,
+            { eval: true, workerData },
+          )
+        : new Worker(workerUrl, { workerData });
+      return new Promise<void>((resolve, reject) => {
+        worker.on('message', (result: SimResult) => {
+          results.set(result.seed, result);
+          done += 1;
+          if (process.stderr.isTTY && !verbose && done % 25 === 0) {
+            process.stderr.write(`\r${done}/${count} seeds`);
+          }
+        });
+        worker.on('error', reject);
+        worker.on('exit', (code) =>
+          code === 0 ? resolve() : reject(new Error(`seed worker exited with ${code}`)),
+        );
+      });
+    }),
+  );
+  if (process.stderr.isTTY && !verbose) process.stderr.write('\n');
   let violations = 0;
   const failing: number[] = [];
-  const started = Date.now();
-  for (let seed = first; seed < first + count; seed++) {
-    const result = new SimWorld({ seed, replicas, crypto }).run();
+  for (const seed of seeds) {
+    const result = results.get(seed)!;
     for (const kind of faultKinds) totals[kind] += result.faults[kind];
     if (result.violations.length > 0) {
       violations += result.violations.length;
@@ -73,14 +118,11 @@ function runSeeds(
       process.stderr.write(
         `seed ${seed}: height ${result.height} acked ${result.acked}/${result.requests} view ${result.maxView} ticks ${result.ticks}\n`,
       );
-    } else if (process.stderr.isTTY && (seed - first) % 50 === 49) {
-      process.stderr.write(`\r${seed - first + 1}/${count} seeds, ${violations} violations`);
     }
   }
-  if (process.stderr.isTTY && !verbose) process.stderr.write('\n');
   const missing = faultKinds.filter((kind) => totals[kind] === 0);
   process.stderr.write(
-    `${count} seeds × ${replicas} replicas in ${((Date.now() - started) / 1000).toFixed(1)} s` +
+    `${count} seeds × ${replicas} replicas on ${jobs} thread(s) in ${((Date.now() - started) / 1000).toFixed(1)} s` +
       (missing.length > 0 ? `; fault kinds never injected: ${missing.join(', ')}` : '') +
       (failing.length > 0 ? `; failing seeds: ${failing.join(', ')}` : '') +
       '\n',
@@ -94,7 +136,8 @@ function pause(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-async function runLive(seed: number, replicas: number, crypto: SimCryptoKind): Promise<void> {  process.stdout.write(
+async function runLive(seed: number, replicas: number, crypto: SimCryptoKind): Promise<void> {
+  process.stdout.write(
     `ledgerbus simulator: one ${replicas}-replica PBFT partition committing client requests while faults are injected.\n` +
       `Each round is one seed: a safety phase with faults, then a liveness phase after healing. Ctrl-C stops.\n`,
   );

@@ -6,11 +6,19 @@ import { describe, expect, it } from 'vitest';
 import { SimWorld } from './world.js';
 
 const regressions: readonly { seed: number; replicas: number; found: string }[] = [
-  { seed: 6, replicas: 4, found: 'a replica that executed blocks whose votes were lost never got their certificates' },
+  {
+    seed: 6,
+    replicas: 4,
+    found: 'a replica that executed blocks whose votes were lost never got their certificates',
+  },
   { seed: 8, replicas: 4, found: 'same: certificates below a peer’s stable checkpoint were unreachable' },
   { seed: 15, replicas: 4, found: 'a lone replica in a view change could not catch up its certificates' },
   { seed: 20, replicas: 4, found: 'state transfer keyed on delivered, not certified, height' },
-  { seed: 1135, replicas: 4, found: 'liveness check ended before an acknowledged block reached every replica' },
+  {
+    seed: 1135,
+    replicas: 4,
+    found: 'liveness check ended before an acknowledged block reached every replica',
+  },
 ];
 
 describe('simulator regressions', () => {

@@ -614,7 +614,9 @@ export class SimWorld {
       return false;
     const heights = this.correctHosts().map((host) => host.ledger.length);
     // Done only when every correct replica holds every committed block and every acknowledged one.
-    const ackedHeights = this.clients.flatMap((client) => client.requests.map((request) => request.acked?.height ?? 0));
+    const ackedHeights = this.clients.flatMap((client) =>
+      client.requests.map((request) => request.acked?.height ?? 0),
+    );
     const target = Math.max(...this.committed.keys(), ...ackedHeights, 0);
     return heights.every((height) => height === target);
   }
