@@ -42,7 +42,11 @@ const strictDecodeOptions: DecodeOptions = {
 };
 
 const utf8 = new TextEncoder();
-const nonAscii = /[^\x00-\x7f]/;
+
+function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
 
 /**
  * RFC 8949 §4.2.1 orders map keys by their encoded bytes. For text keys that is: shorter UTF-8 first
@@ -51,7 +55,7 @@ const nonAscii = /[^\x00-\x7f]/;
  * and code-unit order are exactly the UTF-8 ones, so no encoding is needed.
  */
 function compareTextKeys(a: string, b: string): number {
-  if (!nonAscii.test(a) && !nonAscii.test(b)) {
+  if (isAscii(a) && isAscii(b)) {
     if (a.length !== b.length) return a.length - b.length;
     return a < b ? -1 : a > b ? 1 : 0;
   }
@@ -66,7 +70,12 @@ type MapSorter = NonNullable<EncodeOptions['mapSorter']>;
 const textKeyMapSorter: MapSorter = (e1, e2) => {
   const k1 = e1[0];
   const k2 = e2[0];
-  if (k1 instanceof Token && k2 instanceof Token && typeof k1.value === 'string' && typeof k2.value === 'string') {
+  if (
+    k1 instanceof Token &&
+    k2 instanceof Token &&
+    typeof k1.value === 'string' &&
+    typeof k2.value === 'string'
+  ) {
     return compareTextKeys(k1.value, k2.value);
   }
   return rfc8949EncodeOptions.mapSorter!(e1, e2);

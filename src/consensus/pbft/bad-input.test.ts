@@ -133,6 +133,7 @@ const malformed = [ErrorCode.MalformedEncoding, ErrorCode.SchemaMismatch];
 
 describe('bad input is rejected with a stable code and changes nothing', () => {
   it('sanity: the fixture has committed blocks, a stable checkpoint and traffic after the snapshot', () => {
+    // Reference: Castro & Liskov §4 (the replica is a deterministic state machine: the same inputs give the same outputs).
     expect(fixture.stable).toBeGreaterThan(0);
     expect(fixture.after.length).toBeGreaterThan(20);
     expect(fixture.after.some((input) => input.kind === 'message')).toBe(true);
@@ -146,6 +147,7 @@ describe('bad input is rejected with a stable code and changes nothing', () => {
   });
 
   it('random bytes as a message', () => {
+    // Reference: Castro & Liskov §4.1 (only well-formed, authenticated messages are processed).
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) =>
         checkRejected({ kind: 'message', bytes }, malformed),
@@ -155,6 +157,7 @@ describe('bad input is rejected with a stable code and changes nothing', () => {
   });
 
   it('random bytes as a client request', () => {
+    // Reference: Castro & Liskov §4.1 (client requests are signed and well-formed).
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) =>
         checkRejected({ kind: 'request', bytes }, malformed),
@@ -164,6 +167,7 @@ describe('bad input is rejected with a stable code and changes nothing', () => {
   });
 
   it('truncated valid messages', () => {
+    // Reference: Castro & Liskov §4.1.
     fc.assert(
       fc.property(fc.nat(), fc.nat(), (pick, cut) => {
         const bytes = fixture.pool[pick % fixture.pool.length]!;
@@ -174,6 +178,7 @@ describe('bad input is rejected with a stable code and changes nothing', () => {
   });
 
   it('bit-flipped valid messages', () => {
+    // Reference: Castro & Liskov §4.1 (a message altered in transit fails authentication).
     fc.assert(
       fc.property(fc.nat(), fc.nat(), fc.integer({ min: 0, max: 7 }), (pick, at, bit) => {
         const bytes = new Uint8Array(fixture.pool[pick % fixture.pool.length]!);
@@ -191,6 +196,7 @@ describe('bad input is rejected with a stable code and changes nothing', () => {
   });
 
   it('messages from a sender index outside the group', () => {
+    // Reference: Castro & Liskov §4.1 (replicas only accept messages from the group).
     fc.assert(
       fc.property(
         fc.integer({ min: 4, max: 63 }),
@@ -204,6 +210,7 @@ describe('bad input is rejected with a stable code and changes nothing', () => {
   });
 
   it('messages for another group or epoch', () => {
+    // Reference: Castro & Liskov §4.1.
     const other = fc.oneof(
       fc.record({
         group: fc.string({ minLength: 1, maxLength: 20 }).filter((group) => group !== GROUP_ID),
@@ -223,6 +230,7 @@ describe('bad input is rejected with a stable code and changes nothing', () => {
   });
 
   it('votes and pre-prepares for another view', () => {
+    // Reference: Castro & Liskov §4.2 (a replica accepts pre-prepares, prepares and commits only in its current view).
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 1000 }),
@@ -251,6 +259,7 @@ describe('bad input is rejected with a stable code and changes nothing', () => {
   });
 
   it('votes outside the watermarks', () => {
+    // Reference: Castro & Liskov §4.2 and §4.3 (sequence numbers must lie between h and H = h + L).
     const window = () => fixture.cluster.tuning.watermarkWindow;
     fc.assert(
       fc.property(
@@ -271,6 +280,7 @@ describe('bad input is rejected with a stable code and changes nothing', () => {
   });
 
   it('messages whose signature does not verify', () => {
+    // Reference: Castro & Liskov §4.1.
     fc.assert(
       fc.property(
         fc.constantFrom(0, 2, 3),
@@ -287,6 +297,7 @@ describe('bad input is rejected with a stable code and changes nothing', () => {
   });
 
   it('a message signed by one replica that claims to come from another', () => {
+    // Reference: Castro & Liskov §4.1 (a faulty replica cannot impersonate a correct one).
     fc.assert(
       fc.property(
         fc.constantFrom(0, 2, 3),
@@ -302,6 +313,7 @@ describe('bad input is rejected with a stable code and changes nothing', () => {
   });
 
   it('a pre-prepare from a replica that is not the primary', () => {
+    // Reference: Castro & Liskov §4.2 (only the primary of the view assigns sequence numbers).
     const client = fixture.cluster.client(7);
     fc.assert(
       fc.property(fc.constantFrom(2, 3), inWindowSeq(), fc.nat(3), (from, seq, count) => {
@@ -322,6 +334,7 @@ describe('bad input is rejected with a stable code and changes nothing', () => {
   });
 
   it('oversize client requests, and pre-prepares with more requests than batchRequestsMax', () => {
+    // Reference: Castro & Liskov §5.1 (batching), with the limits of STYLE.md.
     const limit = fixture.cluster.tuning.requestBytesMax;
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 2048 }), fc.nat(255), (extra, fill) =>
@@ -346,7 +359,9 @@ describe('bad input is rejected with a stable code and changes nothing', () => {
     );
   });
 
+  // (A batch that repeats a request is covered in normal-case.test.ts, where batches may hold two.)
   it('pre-prepares with a wrong digest, a forged request or a far-future timestamp', () => {
+    // Reference: Castro & Liskov §4.2 (the digest must match, every request must be valid) and §4.1 (timestamps).
     const client = fixture.cluster.client(9);
     const crypto = fixture.cluster.node(0).signer.crypto;
     const seq = fixture.stable + 7;
@@ -364,6 +379,7 @@ describe('bad input is rejected with a stable code and changes nothing', () => {
   });
 
   it('client requests with a bad signature or for another group', () => {
+    // Reference: Castro & Liskov §4.1.
     const client = fixture.cluster.client(10);
     const request = client.request();
     const forged = new Uint8Array(request);
@@ -374,6 +390,7 @@ describe('bad input is rejected with a stable code and changes nothing', () => {
   });
 
   it('the pool of valid messages really is valid (mutations start from accepted input)', () => {
+    // Reference: Castro & Liskov §4.1 (harness check).
     for (const bytes of fixture.pool.slice(0, 20)) expect(decodeMessage(bytes).group).toBe(GROUP_ID);
   });
 });

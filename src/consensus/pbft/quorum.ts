@@ -18,12 +18,12 @@ export function primaryOf(view: number, replicaCount: number): number {
   return view % replicaCount;
 }
 
-const hexDigits = '0123456789abcdef';
+const hexByte = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0'));
 
 /** Hex key for maps; kept here so the core needs nothing from node:*. */
 export function hexKey(bytes: Uint8Array): string {
   let out = '';
-  for (const byte of bytes) out += hexDigits[byte >> 4]! + hexDigits[byte & 15]!;
+  for (const byte of bytes) out += hexByte[byte]!;
   return out;
 }
 

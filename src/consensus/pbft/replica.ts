@@ -99,10 +99,9 @@ interface VoteTally {
 
 interface PendingRequest {
   readonly bytes: Uint8Array;
+  readonly digestKey: string;
   readonly clientSeqKey: string;
   readonly arrivedTick: number;
-  /** Sequence number it was proposed at in the current view, if any. */
-  proposedAt?: number;
 }
 
 interface ExecutedBlock {
@@ -169,7 +168,12 @@ export class PbftReplica {
   /** Pending digest by (client, seq): a client's other version of a committed request is dropped too. */
   private readonly pendingByClientSeq = new Map<string, string>();
   private readonly committedRequests = new Map<string, number>();
-  private readonly verifiedRequests = new Set<string>();
+  /** Requests whose signature and group were checked, by digest: their (client, seq) key. */
+  private readonly verifiedRequests = new Map<string, string>();
+  /** Pending requests not proposed in the current view, oldest first: what the primary batches. */
+  private readonly unproposed = new Map<string, PendingRequest>();
+  /** Digest keys of a proposal's requests, computed once when it was checked or built. */
+  private readonly requestKeys = new WeakMap<readonly Uint8Array[], readonly string[]>();
   private readonly authenticated = new Map<string, PbftMessage>();
   private readonly validViewChanges = new Set<string>();
   private nextProposalSeq = 1;
@@ -297,8 +301,7 @@ export class PbftReplica {
     }
     const digestKey = hexKey(this.crypto.hash('client-request-digest', bytes));
     if (this.pending.has(digestKey)) return;
-    const request = this.checkRequest(bytes, digestKey);
-    const clientSeqKey = clientSeqKeyOf(request);
+    const clientSeqKey = this.checkRequest(bytes, digestKey);
     const committedAt = this.committedRequests.get(clientSeqKey);
     if (committedAt !== undefined) {
       this.ready.alreadyCommitted.push({ request: bytes, seq: committedAt });
@@ -309,28 +312,35 @@ export class PbftReplica {
         retriable: true,
       });
     }
-    this.pending.set(digestKey, { bytes, clientSeqKey, arrivedTick: this.ticks });
+    const entry: PendingRequest = { bytes, digestKey, clientSeqKey, arrivedTick: this.ticks };
+    this.pending.set(digestKey, entry);
+    this.unproposed.set(digestKey, entry);
     this.pendingByClientSeq.set(clientSeqKey, digestKey);
     if (this.requestTimerStart === undefined) this.requestTimerStart = this.ticks;
-    this.proposeBatches();
+    // A full batch goes out at once; a partial one waits for the tick that ends batchTicksMax.
+    if (this.unproposed.size >= this.config.batchRequestsMax) this.proposeBatches();
   }
 
-  /** Decodes and authenticates a client request, remembering good signatures so each is checked once. */
-  private checkRequest(bytes: Uint8Array, digestKey: string): ClientRequest {
+  /**
+   * Decodes and authenticates a client request and returns its (client, seq) key. Each distinct
+   * request is decoded and verified once: it arrives from the client and again in a pre-prepare.
+   */
+  private checkRequest(bytes: Uint8Array, digestKey: string): string {
+    const known = this.verifiedRequests.get(digestKey);
+    if (known !== undefined) return known;
     const request = decodeClientRequest(bytes, this.config.requestBytesMax);
     if (request.group !== this.config.groupId) {
       throw new LedgerbusError(ErrorCode.WrongGroup, `request is for group ${request.group}`);
     }
-    if (!this.verifiedRequests.has(digestKey)) {
-      if (!clientRequestSignatureValid(this.crypto, request)) {
-        throw new LedgerbusError(ErrorCode.BadSignature, 'client request signature does not verify');
-      }
-      this.verifiedRequests.add(digestKey);
-      if (this.verifiedRequests.size > verifiedRequestsMax) {
-        this.verifiedRequests.delete(this.verifiedRequests.values().next().value as string);
-      }
+    if (!clientRequestSignatureValid(this.crypto, request)) {
+      throw new LedgerbusError(ErrorCode.BadSignature, 'client request signature does not verify');
     }
-    return request;
+    const clientSeqKey = clientSeqKeyOf(request);
+    this.verifiedRequests.set(digestKey, clientSeqKey);
+    if (this.verifiedRequests.size > verifiedRequestsMax) {
+      this.verifiedRequests.delete(this.verifiedRequests.keys().next().value as string);
+    }
+    return clientSeqKey;
   }
 
   private onWireMessage(bytes: Uint8Array): void {
@@ -413,11 +423,13 @@ export class PbftReplica {
     while (this.nextProposalSeq <= this.stableSeq + this.config.watermarkWindow) {
       const batch = this.takeBatch();
       if (batch === undefined) return;
-      this.propose(
-        this.nextProposalSeq,
-        batch.map((entry) => entry.bytes),
+      const requests = batch.map((entry) => entry.bytes);
+      this.requestKeys.set(
+        requests,
+        batch.map((entry) => entry.digestKey),
       );
-      for (const entry of batch) entry.proposedAt = this.nextProposalSeq;
+      for (const entry of batch) this.unproposed.delete(entry.digestKey);
+      this.propose(this.nextProposalSeq, requests);
       this.nextProposalSeq += 1;
     }
   }
@@ -427,8 +439,8 @@ export class PbftReplica {
     const batch: PendingRequest[] = [];
     let bytes = 0;
     let oldest = Number.POSITIVE_INFINITY;
-    for (const entry of this.pending.values()) {
-      if (entry.proposedAt !== undefined || this.committedRequests.has(entry.clientSeqKey)) continue;
+    for (const entry of this.unproposed.values()) {
+      if (this.committedRequests.has(entry.clientSeqKey)) continue;
       if (batch.length >= this.config.batchRequestsMax) break;
       if (batch.length > 0 && bytes + entry.bytes.length > this.config.batchBytesMax) break;
       batch.push(entry);
@@ -512,16 +524,19 @@ export class PbftReplica {
     }
     let bytes = 0;
     const seen = new Set<string>();
+    const keys: string[] = [];
     for (const request of proposal.requests) {
       bytes += request.length;
       const digestKey = hexKey(this.crypto.hash('client-request-digest', request));
       if (seen.has(digestKey)) throw new LedgerbusError(ErrorCode.Replay, 'proposal repeats a request');
       seen.add(digestKey);
+      keys.push(digestKey);
       this.checkRequest(request, digestKey);
     }
     if (bytes > this.config.batchBytesMax + this.config.requestBytesMax) {
       throw new LedgerbusError(ErrorCode.Oversize, 'proposal exceeds batchBytesMax');
     }
+    this.requestKeys.set(proposal.requests, keys);
   }
 
   /** Records a pre-prepare and, at a backup, prepares it (persisted before it is sent). */
@@ -704,18 +719,20 @@ export class PbftReplica {
 
   private markExecutedRequests(seq: number, proposal: Proposal): void {
     let executedAny = false;
-    for (const bytes of proposal.requests) {
-      const digestKey = hexKey(this.crypto.hash('client-request-digest', bytes));
-      const pending = this.pending.get(digestKey);
+    const keys = this.requestKeys.get(proposal.requests);
+    proposal.requests.forEach((bytes, index) => {
+      const digestKey = keys?.[index] ?? hexKey(this.crypto.hash('client-request-digest', bytes));
       const clientSeqKey =
-        pending?.clientSeqKey ?? clientSeqKeyOf(decodeClientRequest(bytes, this.config.requestBytesMax));
-      this.pending.delete(digestKey);
+        this.pending.get(digestKey)?.clientSeqKey ??
+        this.verifiedRequests.get(digestKey) ??
+        clientSeqKeyOf(decodeClientRequest(bytes, this.config.requestBytesMax));
+      this.dropPending(digestKey);
       const otherVersion = this.pendingByClientSeq.get(clientSeqKey);
-      if (otherVersion !== undefined) this.pending.delete(otherVersion);
+      if (otherVersion !== undefined) this.dropPending(otherVersion);
       this.pendingByClientSeq.delete(clientSeqKey);
       this.committedRequests.set(clientSeqKey, seq);
       executedAny = true;
-    }
+    });
     while (this.committedRequests.size > committedRequestsMax) {
       this.committedRequests.delete(this.committedRequests.keys().next().value as string);
     }
@@ -723,6 +740,11 @@ export class PbftReplica {
     if (executedAny || this.pending.size === 0) {
       this.requestTimerStart = this.pending.size === 0 ? undefined : this.ticks;
     }
+  }
+
+  private dropPending(digestKey: string): void {
+    this.pending.delete(digestKey);
+    this.unproposed.delete(digestKey);
   }
 
   private onBlockVote(message: BlockVote, envelope: Envelope): void {
@@ -1081,7 +1103,15 @@ export class PbftReplica {
     for (const [seq, slot] of this.slots) {
       if (seq > plan.maxSeq && slot.prePrepare !== undefined) delete slot.prePrepare;
     }
-    for (const entry of this.pending.values()) delete entry.proposedAt;
+    // Requests proposed in the old view may be lost with it: they are all eligible again, oldest first.
+    this.unproposed.clear();
+    for (const [key, entry] of this.pending) this.unproposed.set(key, entry);
+    // ...except those the new view carries already: proposing them again would execute them twice.
+    for (const entry of plan.entries) {
+      for (const bytes of entry.proposal?.requests ?? []) {
+        this.unproposed.delete(hexKey(this.crypto.hash('client-request-digest', bytes)));
+      }
+    }
     this.nextProposalSeq = Math.max(plan.maxSeq, this.stableSeq) + 1;
     if (plan.stable !== undefined && plan.minSeq > this.lastExecutedSeq) {
       this.maybeFetch();
@@ -1210,8 +1240,14 @@ export class PbftReplica {
    * State transfer: accepts certified blocks that continue our chain. Each must carry 2f+1 valid
    * signatures and match its transactions root; then it is executed like a committed batch.
    */
+  /**
+   * State transfer: accepts certified blocks that continue our chain, or certificates for blocks we
+   * executed but whose votes we lost. Every block is checked before any is applied, so a reply with a
+   * single bad block changes nothing.
+   */
   private onBlocks(message: Blocks): void {
-    if (this.fetch?.to === message.from) this.fetch = undefined;
+    const certifyExecuted: CertifiedBlock[] = [];
+    const transfer: CertifiedBlock[] = [];
     let previousHash = this.deliveredChainHash();
     let expected = this.deliveredSeq + 1;
     for (const block of message.blocks) {
@@ -1233,7 +1269,7 @@ export class PbftReplica {
         if (!sameBytes(own.hash, hash)) {
           throw new AssertionError(`block ${header.height} executed here differs from the certified block`);
         }
-        this.recordCertified({ ...block.certified, proposal: own.proposal });
+        certifyExecuted.push({ ...block.certified, proposal: own.proposal });
         continue;
       }
       if (previousHash === undefined || header.height !== expected) break;
@@ -1246,11 +1282,15 @@ export class PbftReplica {
         timestamp: header.timestamp,
         requests: block.requests,
       };
-      this.transferred.set(header.height, { ...block.certified, proposal });
+      transfer.push({ ...block.certified, proposal });
       previousHash = hash;
       expected += 1;
-      if (this.transferred.size >= this.config.watermarkWindow + this.config.fetchBlocksMax) break;
+      if (this.transferred.size + transfer.length >= this.config.watermarkWindow + this.config.fetchBlocksMax)
+        break;
     }
+    if (this.fetch?.to === message.from) this.fetch = undefined;
+    for (const block of certifyExecuted) this.recordCertified(block);
+    for (const block of transfer) this.transferred.set(block.header.height, block);
     this.deliverCommitted();
     this.maybeFetch();
   }

@@ -14,8 +14,7 @@ import { domainHash } from '../../../crypto/index.js';
 import { AssertionError } from '../../../errors.js';
 import type { Block } from '../../../ledger/block.js';
 // The simulator's keyring is the one fake signer both the simulator and these tests use; this harness
-// only exists for tests, so the runtime-import rule for the pure core does not apply to it.
-// eslint-disable-next-line no-restricted-imports
+// only exists for tests (eslint.config.js exempts testing/ from the pure-core import rule).
 import { SimKeyring } from '../../../sim/sim-crypto.js';
 import {
   decodeBody,
