@@ -1,4 +1,10 @@
-export { decodeCanonical, defaultDecodeBytesMax, encodeCanonical, nestingDepthMax } from './cbor.js';
+export {
+  decodeCanonical,
+  decodeValidated,
+  defaultDecodeBytesMax,
+  encodeCanonical,
+  nestingDepthMax,
+} from './cbor.js';
 export type { CborValue } from './cbor.js';
 export { asBuffer, bytesEqual, fromHex, toHex } from './bytes.js';
 export { decodeWith, encodeWith, fieldPath, schemaMismatch, t } from './schema.js';
