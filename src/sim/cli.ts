@@ -18,44 +18,47 @@ function integer(name: string, min: number) {
   };
 }
 
-const program = new Command('sim')
-  .description('Run the deterministic PBFT simulator over many seeds, with faults and Byzantine replicas.')
-  .option('--seeds <n>', 'how many seeds to run', integer('--seeds', 1), 100)
-  .option(
-    '--seed <s>',
-    'first seed (a failing seed replays exactly with --seeds 1 --seed S)',
-    integer('--seed', 0),
-    1,
-  )
-  .option('--replicas <n>', 'replicas per group: 4 or 7', integer('--replicas', 4), 4)
-  .option('--crypto <kind>', 'hmac (fast, simulated signatures) or ed25519 (real)', 'hmac')
-  .option('--live', 'run one long simulation and print a running summary', false)
-  .option('--verbose', 'print one line per seed', false)
-  .option('--jobs <n>', 'worker threads to run seeds on', integer('--jobs', 1), 1)
-  .action(
-    (options: {
-      seeds: number;
-      seed: number;
-      replicas: number;
-      crypto: string;
-      live: boolean;
-      verbose: boolean;
-      jobs: number;
-    }) => {
-      if (options.crypto !== 'hmac' && options.crypto !== 'ed25519') {
-        throw new InvalidArgumentError('--crypto must be hmac or ed25519');
-      }
-      if (options.live) return runLive(options.seed, options.replicas, options.crypto);
-      return runSeeds(
-        options.seeds,
-        options.seed,
-        options.replicas,
-        options.crypto,
-        options.verbose,
-        options.jobs,
-      );
-    },
-  );
+/** The `sim` command, shared by `npm run sim` and `ledgerbus sim`. */
+export function buildSimCommand(): Command {
+  return new Command('sim')
+    .description('Run the deterministic PBFT simulator over many seeds, with faults and Byzantine replicas.')
+    .option('--seeds <n>', 'how many seeds to run', integer('--seeds', 1), 100)
+    .option(
+      '--seed <s>',
+      'first seed (a failing seed replays exactly with --seeds 1 --seed S)',
+      integer('--seed', 0),
+      1,
+    )
+    .option('--replicas <n>', 'replicas per group: 4 or 7', integer('--replicas', 4), 4)
+    .option('--crypto <kind>', 'hmac (fast, simulated signatures) or ed25519 (real)', 'hmac')
+    .option('--live', 'run one long simulation and print a running summary', false)
+    .option('--verbose', 'print one line per seed', false)
+    .option('--jobs <n>', 'worker threads to run seeds on', integer('--jobs', 1), 1)
+    .action(
+      (options: {
+        seeds: number;
+        seed: number;
+        replicas: number;
+        crypto: string;
+        live: boolean;
+        verbose: boolean;
+        jobs: number;
+      }) => {
+        if (options.crypto !== 'hmac' && options.crypto !== 'ed25519') {
+          throw new InvalidArgumentError('--crypto must be hmac or ed25519');
+        }
+        if (options.live) return runLive(options.seed, options.replicas, options.crypto);
+        return runSeeds(
+          options.seeds,
+          options.seed,
+          options.replicas,
+          options.crypto,
+          options.verbose,
+          options.jobs,
+        );
+      },
+    );
+}
 
 /** Runs seeds on `jobs` worker threads; results are reported in seed order, so output is reproducible. */
 async function runSeeds(
@@ -81,7 +84,7 @@ async function runSeeds(
       // Under tsx (npm run sim) the worker registers the TypeScript loader before loading its module.
       const worker = import.meta.url.endsWith('.ts')
         ? new Worker(
-            `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(workerUrl.href)}); });`,
+            `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then(({ register }) => { register(); return import(${JSON.stringify(workerUrl.href)}); });`,
             { eval: true, workerData },
           )
         : new Worker(workerUrl, { workerData });
@@ -176,5 +179,3 @@ function printSummary(summary: SimSummary): void {
   );
   pause(250);
 }
-
-await program.parseAsync(process.argv);

@@ -1,0 +1,172 @@
+/**
+ * The `ledgerbus` command. Every subcommand has --help; expected failures print their stable error
+ * code and a sentence saying what to do, and exit with status 2 (1 is kept for "ran, found a problem").
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Command, InvalidArgumentError } from 'commander';
+import { isLedgerbusError } from '../errors.js';
+import {
+  decodeCertificate,
+  encodeCertificate,
+  fromHex,
+  generateSigningKey,
+  issueCertificate,
+  loadSigningKey,
+  saveSigningKey,
+  toHex,
+  verifyCertificate,
+} from '../crypto/index.js';
+import { buildSimCommand } from '../sim/cli.js';
+
+const version = '0.1.0';
+
+function positiveInteger(name: string) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < 1)
+      throw new InvalidArgumentError(`${name} must be a positive integer`);
+    return parsed;
+  };
+}
+
+function hexKey(value: string): Uint8Array {
+  if (!/^[0-9a-fA-F]{64}$/.test(value))
+    throw new InvalidArgumentError('expected 64 hex digits (an Ed25519 public key)');
+  return fromHex(value);
+}
+
+function output(json: boolean, data: Record<string, unknown>, text: string): void {
+  process.stdout.write(json ? `${JSON.stringify(data)}\n` : `${text}\n`);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('ledgerbus')
+    .version(version)
+    .description(
+      'ledgerbus: a Kafka-like message broker for cross-organization data, run as a permissioned blockchain.',
+    )
+    .showHelpAfterError();
+
+  const keys = program.command('keys').description('Ed25519 identity keys of orgs, nodes and connectors.');
+  keys
+    .command('generate')
+    .description('Generate an Ed25519 key and save it (PKCS#8 PEM, mode 0600).')
+    .requiredOption('--out <file>', 'where to write the private key')
+    .option('--json', 'print JSON', false)
+    .action((options: { out: string; json: boolean }) => {
+      const key = generateSigningKey();
+      saveSigningKey(options.out, key);
+      const publicKey = toHex(key.publicKey);
+      output(options.json, { file: options.out, publicKey }, `saved ${options.out}\npublic key ${publicKey}`);
+    });
+  keys
+    .command('public')
+    .description('Print the public key of a saved private key.')
+    .argument('<file>', 'private key file')
+    .option('--json', 'print JSON', false)
+    .action((file: string, options: { json: boolean }) => {
+      const publicKey = toHex(loadSigningKey(file).publicKey);
+      output(options.json, { file, publicKey }, publicKey);
+    });
+
+  const cert = program.command('cert').description('Org-signed certificates for node and connector keys.');
+  cert
+    .command('issue')
+    .description("Sign a node's or connector's public key with the org key.")
+    .requiredOption('--org-key <file>', "the org's private key")
+    .requiredOption('--org <id>', 'org id')
+    .requiredOption('--subject <id>', 'node or connector id')
+    .requiredOption('--role <role>', 'node or connector')
+    .requiredOption('--public-key <hex>', "the subject's Ed25519 public key", hexKey)
+    .option('--days <n>', 'validity in days', positiveInteger('--days'), 365)
+    .requiredOption('--out <file>', 'where to write the certificate (CBOR)')
+    .option('--json', 'print JSON', false)
+    .action(
+      (options: {
+        orgKey: string;
+        org: string;
+        subject: string;
+        role: string;
+        publicKey: Uint8Array;
+        days: number;
+        out: string;
+        json: boolean;
+      }) => {
+        if (options.role !== 'node' && options.role !== 'connector') {
+          throw new InvalidArgumentError('--role must be node or connector');
+        }
+        const now = Date.now();
+        const certificate = issueCertificate(loadSigningKey(options.orgKey), {
+          orgId: options.org,
+          subjectId: options.subject,
+          role: options.role,
+          publicKey: options.publicKey,
+          notBefore: now,
+          notAfter: now + options.days * 86_400_000,
+        });
+        writeFileSync(options.out, encodeCertificate(certificate));
+        output(
+          options.json,
+          {
+            file: options.out,
+            orgId: options.org,
+            subjectId: options.subject,
+            role: options.role,
+            notAfter: certificate.notAfter,
+          },
+          `saved ${options.out}: ${options.role} ${options.subject} of ${options.org}, valid until ${new Date(certificate.notAfter).toISOString()}`,
+        );
+      },
+    );
+  cert
+    .command('verify')
+    .description(
+      'Check a certificate against the org public key; exit 0 when valid, 1 with the reason otherwise.',
+    )
+    .argument('<file>', 'certificate file')
+    .requiredOption('--org-public-key <hex>', "the org's Ed25519 public key", hexKey)
+    .option('--json', 'print JSON', false)
+    .action((file: string, options: { orgPublicKey: Uint8Array; json: boolean }) => {
+      const certificate = decodeCertificate(readFileSync(file));
+      try {
+        verifyCertificate(certificate, options.orgPublicKey, Date.now());
+      } catch (error) {
+        if (!isLedgerbusError(error)) throw error;
+        output(
+          options.json,
+          { valid: false, code: error.code, reason: error.message },
+          `INVALID ${error.code}: ${error.message}`,
+        );
+        process.exitCode = 1;
+        return;
+      }
+      output(
+        options.json,
+        { valid: true, orgId: certificate.orgId, subjectId: certificate.subjectId, role: certificate.role },
+        `valid: ${certificate.role} ${certificate.subjectId} of ${certificate.orgId}`,
+      );
+    });
+
+  program.addCommand(
+    buildSimCommand().description('Run the deterministic PBFT simulator (faults, Byzantine replicas).'),
+  );
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync([...argv]);
+  } catch (error) {
+    if (isLedgerbusError(error)) {
+      process.stderr.write(`error ${error.code}: ${error.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    if (error instanceof InvalidArgumentError) {
+      process.stderr.write(`error: ${error.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    throw error;
+  }
+}
