@@ -85,6 +85,11 @@ interface Slot {
   readonly prepares: Map<string, Map<number, Envelope>>;
   /** Commits by (view, digest): the set of senders. */
   readonly commits: Map<string, Set<number>>;
+  /**
+   * "prepare/view/sender" and "commit/view/sender" already counted: a sender gets one vote of each
+   * kind per view, so an equivocating one cannot grow the slot with endless digests.
+   */
+  readonly voted: Set<string>;
   /** The highest-view prepared certificate (§4.4's P component). */
   prepared?: PreparedState;
   ownPrepare?: Envelope;
@@ -574,13 +579,15 @@ export class PbftReplica {
     from: number,
     envelope: Envelope,
   ): boolean {
+    const vote = `prepare/${view}/${from}`;
+    if (slot.voted.has(vote)) return false;
+    slot.voted.add(vote);
     const key = viewDigestKey(view, digest);
     let byFrom = slot.prepares.get(key);
     if (byFrom === undefined) {
       byFrom = new Map();
       slot.prepares.set(key, byFrom);
     }
-    if (byFrom.has(from)) return false;
     byFrom.set(from, envelope);
     return true;
   }
@@ -636,13 +643,15 @@ export class PbftReplica {
   }
 
   private addCommit(slot: Slot, view: number, digest: Uint8Array, from: number): boolean {
+    const vote = `commit/${view}/${from}`;
+    if (slot.voted.has(vote)) return false;
+    slot.voted.add(vote);
     const key = viewDigestKey(view, digest);
     let senders = slot.commits.get(key);
     if (senders === undefined) {
       senders = new Set();
       slot.commits.set(key, senders);
     }
-    if (senders.has(from)) return false;
     senders.add(from);
     return true;
   }
@@ -768,6 +777,8 @@ export class PbftReplica {
       bySeq = new Map();
       this.votes.set(seq, bySeq);
     }
+    // One block vote per replica and height: a second, different one cannot add another tally.
+    for (const existing of bySeq.values()) if (existing.signatures.has(from)) return;
     let tally = bySeq.get(key);
     if (tally === undefined) {
       tally = { header, signatures: new Map() };
@@ -856,13 +867,22 @@ export class PbftReplica {
   }
 
   private recordViewChange(from: number, message: ViewChange, envelope: Envelope): void {
+    // Only a sender's latest view change counts (a correct replica's views only grow), which also
+    // bounds what a Byzantine one can make us keep to one message.
+    const previousView = this.latestViewChangeView.get(from);
+    if (previousView !== undefined && previousView > message.newView) return;
+    if (previousView !== undefined && previousView !== message.newView) {
+      const stale = this.viewChanges.get(previousView);
+      stale?.delete(from);
+      if (stale?.size === 0) this.viewChanges.delete(previousView);
+    }
     let byFrom = this.viewChanges.get(message.newView);
     if (byFrom === undefined) {
       byFrom = new Map();
       this.viewChanges.set(message.newView, byFrom);
     }
     byFrom.set(from, { message, envelope });
-    this.latestViewChangeView.set(from, Math.max(message.newView, this.latestViewChangeView.get(from) ?? 0));
+    this.latestViewChangeView.set(from, message.newView);
 
     // §4.5.2: f+1 replicas asking for higher views means at least one correct replica does: join the
     // smallest of those views rather than wait for our own timer.
@@ -1330,7 +1350,7 @@ export class PbftReplica {
   private slot(seq: number): Slot {
     let slot = this.slots.get(seq);
     if (slot === undefined) {
-      slot = { prepares: new Map(), commits: new Map() };
+      slot = { prepares: new Map(), commits: new Map(), voted: new Set() };
       this.slots.set(seq, slot);
     }
     return slot;
