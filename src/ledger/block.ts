@@ -17,32 +17,18 @@ import {
 } from '../crypto/index.js';
 import type { SigningKeyPair } from '../crypto/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
+import {
+  BLOCK_HEADER_TYPE,
+  BLOCK_VOTE_TYPE,
+  encodeBlockHeader,
+  headerSchema,
+  headerToCbor,
+  identifierLengthMax,
+} from './header.js';
+import type { BlockHeader, CertificateSignature } from './header.js';
 
-export interface BlockHeader {
-  /** Consensus group id, e.g. "demo/0". */
-  readonly partitionId: string;
-  /** Membership epoch of the group that certified this block. */
-  readonly configEpoch: number;
-  /** Equals the PBFT sequence number; the first block has height 1. */
-  readonly height: number;
-  /** blockHash of the previous header (32 bytes); all zero for height 1. */
-  readonly previousHash: Uint8Array;
-  /** merkleRoot(transactions). */
-  readonly transactionsRoot: Uint8Array;
-  /** merkleRoot(results). */
-  readonly resultsRoot: Uint8Array;
-  /** Milliseconds since the epoch, stamped by the primary into the proposal. */
-  readonly timestamp: number;
-  /** View in which the batch was proposed. */
-  readonly view: number;
-  /** Replica id of that view's primary. */
-  readonly proposer: string;
-}
-
-export interface CertificateSignature {
-  readonly signer: string;
-  readonly signature: Uint8Array;
-}
+export { BLOCK_HEADER_TYPE, BLOCK_VOTE_TYPE, encodeBlockHeader, headerSchema } from './header.js';
+export type { BlockHeader, CertificateSignature } from './header.js';
 
 export interface CommitCertificate {
   readonly signatures: readonly CertificateSignature[];
@@ -62,11 +48,6 @@ export interface GroupMembership {
   readonly members: ReadonlyMap<string, Uint8Array>;
 }
 
-/** Certificate signatures are `sign(key, BLOCK_VOTE_TYPE, blockHash(header))`. */
-export const BLOCK_VOTE_TYPE = 'block-vote';
-/** Domain of the header hash, so a header hash can never be confused with another object's hash. */
-export const BLOCK_HEADER_TYPE = 'block-header';
-
 /** Upper bounds on what a peer can make us decode and hold for one block. */
 export const blockLimits = {
   /** Transactions (and, separately, results) per block. */
@@ -78,24 +59,12 @@ export const blockLimits = {
   /** Signatures in a certificate before membership is known; groups have 4 to 7 replicas. */
   signaturesMax: 64,
   /** Length of a partition id and of a replica id. */
-  identifierLengthMax: 256,
+  identifierLengthMax,
 } as const;
 
 const ZERO_HASH = new Uint8Array(hashBytes);
 
 const identifier = t.string({ minLength: 1, maxLength: blockLimits.identifierLengthMax });
-
-const headerSchema: Schema<BlockHeader> = t.record({
-  partitionId: identifier,
-  configEpoch: t.uint(),
-  height: t.uint(),
-  previousHash: t.bytes({ length: hashBytes }),
-  transactionsRoot: t.bytes({ length: hashBytes }),
-  resultsRoot: t.bytes({ length: hashBytes }),
-  timestamp: t.uint(),
-  view: t.uint(),
-  proposer: identifier,
-});
 
 const payloadList = t.array(t.bytes({ maxLength: blockLimits.transactionBytesMax }), {
   maxItems: blockLimits.transactionsMax,
@@ -112,22 +81,6 @@ const blockSchema: Schema<Block> = t.record({
   results: payloadList,
 });
 
-function headerToCbor(h: BlockHeader): CborValue {
-  // Listing the fields explicitly (rather than passing `h` through) keeps extra properties that a
-  // caller's object may carry out of the signed bytes.
-  return {
-    partitionId: h.partitionId,
-    configEpoch: h.configEpoch,
-    height: h.height,
-    previousHash: h.previousHash,
-    transactionsRoot: h.transactionsRoot,
-    resultsRoot: h.resultsRoot,
-    timestamp: h.timestamp,
-    view: h.view,
-    proposer: h.proposer,
-  };
-}
-
 function blockToCbor(b: Block): CborValue {
   return {
     header: headerToCbor(b.header),
@@ -137,14 +90,6 @@ function blockToCbor(b: Block): CborValue {
     transactions: b.transactions,
     results: b.results,
   };
-}
-
-/**
- * Canonical CBOR of the header as a map keyed by field name. Deterministic: equal headers give equal
- * bytes, which is what replicas sign (through blockHash). Throws if a number is not a safe integer.
- */
-export function encodeBlockHeader(h: BlockHeader): Uint8Array {
-  return encodeCanonical(headerToCbor(h));
 }
 
 /** The block's identity: domainHash('block-header', encodeBlockHeader(h)), 32 bytes. */

@@ -10,10 +10,16 @@
 import { decodeWith, encodeCanonical, t } from '../../codec/index.js';
 import type { CborValue, Schema } from '../../codec/index.js';
 import { ErrorCode, LedgerbusError } from '../../errors.js';
+import {
+  BLOCK_HEADER_TYPE,
+  BLOCK_VOTE_TYPE,
+  encodeBlockHeader,
+  headerSchema,
+  headerToCbor,
+} from '../../ledger/header.js';
 import type { CertifiedHeader, PbftBlockHeader, PbftCrypto, Proposal } from './types.js';
 
-export const BLOCK_VOTE_TYPE = 'block-vote';
-export const BLOCK_HEADER_TYPE = 'block-header';
+export { BLOCK_HEADER_TYPE, BLOCK_VOTE_TYPE };
 export const CLIENT_REQUEST_TYPE = 'client-request';
 export const PROPOSAL_TYPE = 'pbft-proposal';
 
@@ -45,18 +51,6 @@ const proposalSchema = t.record({
   requests: t.array(t.bytes({ maxLength: messageLimits.requestBytesMax }), {
     maxItems: messageLimits.requestsPerProposalMax,
   }),
-});
-
-const headerSchema = t.record({
-  partitionId: id,
-  configEpoch: t.uint(),
-  height: t.uint(),
-  previousHash: hash32,
-  transactionsRoot: hash32,
-  resultsRoot: hash32,
-  timestamp: t.uint(),
-  view: t.uint(),
-  proposer: id,
 });
 
 const certificateSignatureSchema = t.record({ signer: id, signature });
@@ -225,23 +219,9 @@ export function proposalDigest(crypto: PbftCrypto, proposal: Proposal): Uint8Arr
   return crypto.hash(PROPOSAL_TYPE, encodeProposal(proposal));
 }
 
-export function headerToCbor(header: PbftBlockHeader): CborValue {
-  return {
-    partitionId: header.partitionId,
-    configEpoch: header.configEpoch,
-    height: header.height,
-    previousHash: header.previousHash,
-    transactionsRoot: header.transactionsRoot,
-    resultsRoot: header.resultsRoot,
-    timestamp: header.timestamp,
-    view: header.view,
-    proposer: header.proposer,
-  };
-}
-
 /** The block hash the ledger uses: domainHash('block-header', canonical CBOR of the header). */
 export function headerHash(crypto: PbftCrypto, header: PbftBlockHeader): Uint8Array {
-  return crypto.hash(BLOCK_HEADER_TYPE, encodeCanonical(headerToCbor(header)));
+  return crypto.hash(BLOCK_HEADER_TYPE, encodeBlockHeader(header));
 }
 
 export function certifiedHeaderToCbor(certified: CertifiedHeader): CborValue {

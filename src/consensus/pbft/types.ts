@@ -6,6 +6,7 @@
  * touches a clock, a socket, a disk or a random source; everything of that kind is injected or passed in.
  */
 import type { ErrorCode } from '../../errors.js';
+import type { BlockHeader, CertificateSignature } from '../../ledger/header.js';
 
 /** A replica of the group, as listed in the group's configuration for one epoch. */
 export interface ReplicaInfo {
@@ -65,23 +66,9 @@ export interface Proposal {
   readonly requests: readonly Uint8Array[];
 }
 
-/** Block header, identical to the ledger's. Height equals the PBFT sequence number. */
-export interface PbftBlockHeader {
-  readonly partitionId: string;
-  readonly configEpoch: number;
-  readonly height: number;
-  readonly previousHash: Uint8Array;
-  readonly transactionsRoot: Uint8Array;
-  readonly resultsRoot: Uint8Array;
-  readonly timestamp: number;
-  readonly view: number;
-  readonly proposer: string;
-}
-
-export interface CertificateSignature {
-  readonly signer: string;
-  readonly signature: Uint8Array;
-}
+/** The ledger's block header; its height equals the PBFT sequence number. */
+export type PbftBlockHeader = BlockHeader;
+export type { CertificateSignature };
 
 export interface CertifiedHeader {
   readonly header: PbftBlockHeader;

@@ -22,9 +22,9 @@ import {
   encodeClientRequest,
   encodeEnvelope,
   headerHash,
-  headerToCbor,
   signMessage,
 } from '../messages.js';
+import { headerToCbor } from '../../../ledger/header.js';
 import type { Envelope, MessageFields, PbftMessage } from '../messages.js';
 import { hexKey } from '../quorum.js';
 import { PbftReplica } from '../replica.js';
