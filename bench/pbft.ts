@@ -36,6 +36,8 @@ import { performance } from 'node:perf_hooks';
 import { encodeClientRequest, headerHash } from '../src/consensus/pbft/messages.js';
 import { hexKey, primaryOf } from '../src/consensus/pbft/quorum.js';
 import { PbftReplica, defaultPbftTuning } from '../src/consensus/pbft/replica.js';
+import { applyPersistOp, applyReady, toTransferred } from '../src/consensus/pbft/driver.js';
+import type { ReplicaHost } from '../src/consensus/pbft/driver.js';
 import type {
   CertifiedBlock,
   PbftConfig,
@@ -253,6 +255,7 @@ class Cluster {
   private messageBytes = 0;
   private checkpoints = 0;
   private readonly rejected = new Map<string, number>();
+  private readonly adapters = new Map<Host, ReplicaHost>();
   private stepMs = 0;
   private appMs = 0;
 
@@ -386,50 +389,46 @@ class Cluster {
   }
 
   private step(host: Host, input: PbftInput): void {
+    applyReady(this.hostAdapter(host), this.timedStep(host, input));
+  }
+
+  private timedStep(host: Host, input: PbftInput): PbftReady {
     const start = performance.now();
     const ready = host.core.step(input);
     this.stepMs += performance.now() - start;
-    this.drive(host, ready);
+    return ready;
   }
 
-  /** The driver contract of PbftReady, in its order; the same as src/sim/world.ts without faults. */
-  private drive(host: Host, ready: PbftReady): void {
-    for (const op of ready.persist) {
-      if (op.op === 'put') host.persisted.set(op.record.key, op.record);
-      else {
-        for (const [key, record] of host.persisted)
-          if (record.seq > 0 && record.seq < op.belowSeq) host.persisted.delete(key);
-        if (host.index === 0) this.checkpoints += 1;
-      }
-    }
-    for (const block of ready.certified) this.storeCertified(host, block);
-    for (const out of ready.send) {
-      if (out.to === 'all') {
-        for (let to = 0; to < this.n; to++) {
-          if (to !== host.index) this.send(to, out.bytes);
-        }
-      } else {
-        this.send(out.to, out.bytes);
-      }
-    }
-    for (const serve of ready.serve) {
-      const blocks = host.ledger.slice(serve.fromSeq - 1, serve.fromSeq - 1 + serve.count).map((block) => ({
-        certified: { header: block.header, signatures: block.signatures },
-        requests: block.proposal.requests,
-      }));
-      if (blocks.length > 0) this.send(serve.to, host.core.encodeBlocks(blocks));
-    }
-    for (const rejection of ready.rejected) {
-      this.rejected.set(rejection.code, (this.rejected.get(rejection.code) ?? 0) + 1);
-    }
-    for (const batch of ready.commit) {
-      const start = performance.now();
-      const results = host.app.execute(batch.proposal);
-      const resultsRoot = this.plainCrypto.merkleRoot(results);
-      this.appMs += performance.now() - start;
-      host.executedResults.set(batch.seq, results);
-      this.step(host, { kind: 'executed', seq: batch.seq, resultsRoot });
-    }
+  /** A benchmark replica as the shared driver (the one every driver uses) sees it. */
+  private hostAdapter(host: Host): ReplicaHost {
+    let adapter = this.adapters.get(host);
+    if (adapter !== undefined) return adapter;
+    adapter = {
+      step: (input) => this.timedStep(host, input),
+      persist: (op) => {
+        applyPersistOp(host.persisted, op);
+        if (op.op === 'truncate' && host.index === 0) this.checkpoints += 1;
+      },
+      storeCertified: (block) => this.storeCertified(host, block),
+      send: (to, bytes) => {
+        if (to !== 'all') return this.send(to, bytes);
+        for (let peer = 0; peer < this.n; peer++) if (peer !== host.index) this.send(peer, bytes);
+      },
+      readBlocks: (fromSeq, count) => host.ledger.slice(fromSeq - 1, fromSeq - 1 + count).map(toTransferred),
+      encodeBlocks: (blocks) => host.core.encodeBlocks(blocks),
+      alreadyCommitted: () => undefined,
+      rejected: (code) => this.rejected.set(code, (this.rejected.get(code) ?? 0) + 1),
+      execute: (batch) => {
+        const start = performance.now();
+        const results = host.app.execute(batch.proposal);
+        const resultsRoot = this.plainCrypto.merkleRoot(results);
+        this.appMs += performance.now() - start;
+        host.executedResults.set(batch.seq, results);
+        return resultsRoot;
+      },
+    };
+    this.adapters.set(host, adapter);
+    return adapter;
   }
 
   private send(to: number, bytes: Uint8Array): void {

@@ -24,6 +24,8 @@ import {
 import type { Envelope, PbftMessage } from '../consensus/pbft/messages.js';
 import { faultTolerance, hexKey, primaryOf, quorumSize, sameBytes } from '../consensus/pbft/quorum.js';
 import { PbftReplica } from '../consensus/pbft/replica.js';
+import { applyPersistOp, applyReady, toTransferred } from '../consensus/pbft/driver.js';
+import type { ReplicaHost } from '../consensus/pbft/driver.js';
 import type {
   CertifiedBlock,
   CertifiedHeader,
@@ -277,6 +279,7 @@ export class SimWorld {
   private readonly quorum: number;
   private readonly f: number;
   /** A broadcast is one byte array sent to many: decode it once for the Byzantine transform. */
+  private readonly adapters = new WeakMap<Host, ReplicaHost>();
   private readonly decodedOutgoing = new WeakMap<Uint8Array, { envelope: Envelope; message: PbftMessage }>();
 
   constructor(options: SimOptions) {
@@ -500,37 +503,34 @@ export class SimWorld {
   // ---- a replica's driver: the same contract a real node follows ----
 
   private drive(host: Host, ready: PbftReady): void {
-    for (const op of ready.persist) {
-      if (op.op === 'put') host.persisted.set(op.record.key, op.record);
-      else
-        for (const [key, record] of host.persisted)
-          if (record.seq > 0 && record.seq < op.belowSeq) host.persisted.delete(key);
+    let adapter = this.adapters.get(host);
+    if (adapter === undefined) {
+      adapter = this.hostAdapter(host);
+      this.adapters.set(host, adapter);
     }
-    for (const block of ready.certified) this.storeCertified(host, block);
-    for (const out of ready.send) this.send(host, out.to, out.bytes);
-    for (const serve of ready.serve) {
-      const blocks = host.ledger.slice(serve.fromSeq - 1, serve.fromSeq - 1 + serve.count).map((entry) => ({
-        certified: { header: entry.block.header, signatures: entry.block.signatures },
-        requests: entry.block.proposal.requests,
-      }));
-      if (blocks.length > 0) this.send(host, serve.to, host.core.encodeBlocks(blocks));
-    }
-    for (const again of ready.alreadyCommitted) {
-      const entry = host.ledger[again.seq - 1];
-      if (entry !== undefined) this.replyForBlock(host, entry.block, again.request);
-    }
-    for (const batch of ready.commit) {
-      const results = host.app.execute(batch.proposal);
-      host.executedResults.set(batch.seq, results);
-      this.drive(
-        host,
-        host.core.step({
-          kind: 'executed',
-          seq: batch.seq,
-          resultsRoot: host.signer.crypto.merkleRoot(results),
-        }),
-      );
-    }
+    applyReady(adapter, ready);
+  }
+
+  /** The simulated process behind a replica, as the shared driver sees it. */
+  private hostAdapter(host: Host): ReplicaHost {
+    return {
+      step: (input) => host.core.step(input),
+      persist: (op) => applyPersistOp(host.persisted, op),
+      storeCertified: (block) => this.storeCertified(host, block),
+      send: (to, bytes) => this.send(host, to, bytes),
+      readBlocks: (fromSeq, count) =>
+        host.ledger.slice(fromSeq - 1, fromSeq - 1 + count).map((entry) => toTransferred(entry.block)),
+      encodeBlocks: (blocks) => host.core.encodeBlocks(blocks),
+      alreadyCommitted: (request, seq) => {
+        const entry = host.ledger[seq - 1];
+        if (entry !== undefined) this.replyForBlock(host, entry.block, request);
+      },
+      execute: (batch) => {
+        const results = host.app.execute(batch.proposal);
+        host.executedResults.set(batch.seq, results);
+        return host.signer.crypto.merkleRoot(results);
+      },
+    };
   }
 
   private storeCertified(host: Host, block: CertifiedBlock): void {

@@ -28,6 +28,8 @@ import { headerToCbor } from '../../../ledger/header.js';
 import type { Envelope, MessageFields, PbftMessage } from '../messages.js';
 import { hexKey } from '../quorum.js';
 import { PbftReplica } from '../replica.js';
+import { applyPersistOp, applyReady, toTransferred } from '../driver.js';
+import type { ReplicaHost } from '../driver.js';
 import type {
   CertifiedBlock,
   PbftConfig,
@@ -315,11 +317,17 @@ export class Cluster {
   /** Steps one replica and drives its Ready the way a real node does. Returns the Ready. */
   step(index: number, input: PbftInput): PbftReady {
     const node = this.node(index);
+    const ready = this.stepOnly(node, input);
+    applyReady(this.hostAdapter(node), ready);
+    return ready;
+  }
+
+  /** Steps and records, without handling the Ready (the shared driver does that). */
+  private stepOnly(node: TestReplica, input: PbftInput): PbftReady {
     if (input.kind !== 'executed') node.inputs.push(input);
     const before = summary(node.core);
     const ready = node.core.step(input);
     node.history.push({ input, ready, before, after: summary(node.core), tick: this.ticks });
-    this.drive(node, ready);
     return ready;
   }
 
@@ -367,34 +375,24 @@ export class Cluster {
     }
   }
 
-  /** The driver contract of `PbftReady`: persist, store certified, send, serve, then execute. */
-  private drive(node: TestReplica, ready: PbftReady): void {
-    for (const op of ready.persist) {
-      if (op.op === 'put') node.persisted.set(op.record.key, op.record);
-      else
-        for (const [key, record] of node.persisted)
-          if (record.seq > 0 && record.seq < op.belowSeq) node.persisted.delete(key);
-    }
-    for (const block of ready.certified) this.store(node, block);
-    for (const out of ready.send) this.enqueue(node.index, out.to, out.bytes);
-    for (const serve of ready.serve) {
-      const blocks = node.ledger.slice(serve.fromSeq - 1, serve.fromSeq - 1 + serve.count).map((entry) => ({
-        certified: { header: entry.block.header, signatures: entry.block.signatures },
-        requests: entry.block.proposal.requests,
-      }));
-      if (blocks.length > 0) this.enqueue(node.index, serve.to, node.core.encodeBlocks(blocks));
-    }
-    node.alreadyCommitted.push(...ready.alreadyCommitted);
-    for (const batch of ready.commit) {
-      const results = resultsFor(batch.proposal);
-      node.executedResults.set(batch.seq, results);
-      node.executions.push({ seq: batch.seq, proposal: batch.proposal });
-      this.step(node.index, {
-        kind: 'executed',
-        seq: batch.seq,
-        resultsRoot: node.signer.crypto.merkleRoot(results),
-      });
-    }
+  /** A test replica as the shared driver (the same one every real driver uses) sees it. */
+  private hostAdapter(node: TestReplica): ReplicaHost {
+    return {
+      step: (input) => this.stepOnly(node, input),
+      persist: (op) => applyPersistOp(node.persisted, op),
+      storeCertified: (block) => this.store(node, block),
+      send: (to, bytes) => this.enqueue(node.index, to, bytes),
+      readBlocks: (fromSeq, count) =>
+        node.ledger.slice(fromSeq - 1, fromSeq - 1 + count).map((entry) => toTransferred(entry.block)),
+      encodeBlocks: (blocks) => node.core.encodeBlocks(blocks),
+      alreadyCommitted: (request, seq) => node.alreadyCommitted.push({ request, seq }),
+      execute: (batch) => {
+        const results = resultsFor(batch.proposal);
+        node.executedResults.set(batch.seq, results);
+        node.executions.push({ seq: batch.seq, proposal: batch.proposal });
+        return node.signer.crypto.merkleRoot(results);
+      },
+    };
   }
 
   private store(node: TestReplica, block: CertifiedBlock): void {
