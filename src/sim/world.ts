@@ -836,7 +836,11 @@ export class SimWorld {
       crashed: this.hosts.filter((host) => host.crashed).map((host) => host.index),
       byzantine: this.hosts
         .filter((host) => !host.correct)
-        .map((host) => `${host.label}:${host.byzantine.join('+')}`),
+        .map((host) =>
+          this.hosts.filter((other) => other.index === host.index).length > 1
+            ? `${host.label}:twin+${host.byzantine.join('+')}`
+            : `${host.label}:${host.byzantine.join('+')}`,
+        ),
       faults: { ...this.faults },
     });
   }
