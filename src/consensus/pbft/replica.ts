@@ -715,6 +715,9 @@ export class PbftReplica {
     this.lastExecutedSeq = seq;
     this.lastExecutedHash = hash;
     this.markExecutedRequests(seq, proposal);
+    // The block vote is the one vote not persisted: it is a pure function of the committed proposal
+    // (unique by §4.2's safety) and the ledger before it, both durable, so a restarted replica that
+    // executes the block again signs the very same header and can never contradict itself.
     const vote = this.sign({ type: 'block-vote', header });
     this.executed.set(seq, { header, hash, proposal, ownVote: vote });
     this.broadcast(vote);
