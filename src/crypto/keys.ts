@@ -81,6 +81,15 @@ export function saveSigningKey(path: string, key: SigningKeyPair): void {
  * read it, and KeyFileCorrupt if it is not an Ed25519 private key.
  */
 export function loadSigningKey(path: string): SigningKeyPair {
+  return fromPrivateKey(loadPrivateKeyFile(path, 'ed25519'));
+}
+
+/**
+ * Reads a PKCS#8 PEM private key of the given type with the checks every key file gets: KeyFileMissing,
+ * KeyFilePermissions (group/other access; the message says `chmod 600 <path>`), KeyFileCorrupt (not
+ * a PEM private key, or a key of another type).
+ */
+export function loadPrivateKeyFile(path: string, type: 'ed25519' | 'x25519'): KeyObject {
   const pem = readKeyFile(path);
   let privateKey: KeyObject;
   try {
@@ -90,13 +99,13 @@ export function loadSigningKey(path: string): SigningKeyPair {
       cause: error,
     });
   }
-  if (privateKey.asymmetricKeyType !== 'ed25519') {
+  if (privateKey.asymmetricKeyType !== type) {
     throw new LedgerbusError(
       ErrorCode.KeyFileCorrupt,
-      `${path} holds a ${privateKey.asymmetricKeyType ?? 'non-asymmetric'} key, expected an Ed25519 key`,
+      `${path} holds a ${privateKey.asymmetricKeyType ?? 'non-asymmetric'} key, expected an ${type === 'ed25519' ? 'Ed25519' : 'X25519'} key`,
     );
   }
-  return fromPrivateKey(privateKey);
+  return privateKey;
 }
 
 function readKeyFile(path: string): Buffer {

@@ -1,0 +1,137 @@
+/**
+ * What the SDT contract returns: one canonical-CBOR result per transaction (the leaves of the
+ * block's results root, so a client can prove what the contract decided) and events for the node to
+ * publish. Schemas are exported so clients decode results strictly.
+ */
+import { decodeWith, t } from '../codec/index.js';
+import type { Infer, Schema } from '../codec/index.js';
+import { rejectReasons } from './reasons.js';
+import type { RejectReason } from './reasons.js';
+import { transactionLimits } from './transactions.js';
+
+const uint = t.uint();
+const reason = t.oneOf(...rejectReasons) as Schema<RejectReason>;
+const id = t.string({ minLength: 1, maxLength: transactionLimits.messageIdLengthMax });
+const organizationId = t.string({ minLength: 1, maxLength: transactionLimits.organizationIdLengthMax });
+/** A rejection's optional detail, e.g. the recipient that may not consume. */
+const detail = t.optional(t.string({ maxLength: 512 }));
+
+/**
+ * A message the partition accepted: where it is and where its proof is. A retry of the same id gets
+ * exactly this result again, byte for byte, pointing at the FIRST acceptance: the block at `height`,
+ * its transaction `transactionIndex`, leaf `messageIndex` of that publish's batch tree.
+ */
+const messageAcceptedSchema = t.record({
+  id,
+  status: t.literal('ACCEPTED'),
+  offset: uint,
+  height: uint,
+  transactionIndex: uint,
+  messageIndex: uint,
+});
+const itemRejectedSchema = t.record({ id, status: t.literal('REJECTED'), reason, detail });
+
+export const messageResultSchema = t.variant('status', {
+  ACCEPTED: messageAcceptedSchema,
+  REJECTED: itemRejectedSchema,
+});
+export type MessageResult = Infer<typeof messageResultSchema>;
+
+/** A recorded confirmation; an idempotent repeat gets the first one's result again. */
+const deliveryRecordedSchema = t.record({
+  id,
+  status: t.literal('DELIVERED'),
+  height: uint,
+  transactionIndex: uint,
+  deliveryIndex: uint,
+});
+export const deliveryResultSchema = t.variant('status', {
+  DELIVERED: deliveryRecordedSchema,
+  REJECTED: itemRejectedSchema,
+});
+export type DeliveryResult = Infer<typeof deliveryResultSchema>;
+
+/** The whole transaction was refused; it changed nothing (not even its nonce was recorded). */
+const transactionRejectedSchema = t.record({ status: t.literal('REJECTED'), reason, detail });
+
+const publishExecutedSchema = t.record({
+  status: t.literal('OK'),
+  type: t.literal('publish'),
+  sender: organizationId,
+  /** Root of this batch's message tree (what the sender signed) and its size: proofs check both. */
+  messagesRoot: t.bytes({ length: 32 }),
+  messageCount: uint,
+  /** One per message, in batch order. */
+  messages: t.array(messageResultSchema, { maxItems: transactionLimits.messagesPerPublishMax }),
+});
+
+const confirmExecutedSchema = t.record({
+  status: t.literal('OK'),
+  type: t.literal('confirmDelivery'),
+  recipient: organizationId,
+  /** One per confirmation, in transaction order. */
+  deliveries: t.array(deliveryResultSchema, { maxItems: transactionLimits.deliveriesPerConfirmMax }),
+});
+
+export const transactionResultSchema = t.variant('status', {
+  REJECTED: transactionRejectedSchema,
+  OK: t.variant('type', { publish: publishExecutedSchema, confirmDelivery: confirmExecutedSchema }),
+});
+export type TransactionResult = Infer<typeof transactionResultSchema>;
+export type PublishResult = Infer<typeof publishExecutedSchema>;
+export type ConfirmDeliveryResult = Infer<typeof confirmExecutedSchema>;
+
+/** Decodes a transaction result strictly (for clients and tests). */
+export function decodeTransactionResult(bytes: Uint8Array): TransactionResult {
+  return decodeWith(transactionResultSchema, bytes, { maxBytes: 4 * transactionLimits.transactionBytesMax });
+}
+
+interface EventBase {
+  readonly partitionId: string;
+  /** Height of the block whose execution produced the event. */
+  readonly height: number;
+  readonly id: string;
+  readonly offset: number;
+  readonly sender: string;
+}
+
+/** A message was recorded at `offset`; recipients' connectors may now fetch it. */
+export interface MessageAcceptedEvent extends EventBase {
+  readonly type: 'MessageAccepted';
+  readonly topic: string;
+  readonly partition: number;
+  readonly recipients: readonly string[];
+  readonly transactionIndex: number;
+  readonly messageIndex: number;
+  readonly deadline: number;
+}
+
+/** `recipient` confirmed it stored the message with the published content root. */
+export interface DeliveryConfirmedEvent extends EventBase {
+  readonly type: 'DeliveryConfirmed';
+  readonly recipient: string;
+  readonly transactionIndex: number;
+  readonly deliveryIndex: number;
+}
+
+/** Every recipient confirmed. The sender may drop the payload after `payloadRetainUntil`. */
+export interface MessageCompletedEvent extends EventBase {
+  readonly type: 'MessageCompleted';
+  readonly transactionIndex: number;
+  readonly payloadRetainUntil: number;
+}
+
+/**
+ * The block's time passed the message's deadline before every recipient confirmed. Produced at the
+ * start of the block, before its transactions; the block header's timestamp is the evidence.
+ */
+export interface MessageExpiredEvent extends EventBase {
+  readonly type: 'MessageExpired';
+  readonly deadline: number;
+  /** Recipients that had not confirmed, in the message's recipient order. */
+  readonly undelivered: readonly string[];
+  readonly payloadRetainUntil: number;
+}
+
+export type SdtEvent =
+  MessageAcceptedEvent | DeliveryConfirmedEvent | MessageCompletedEvent | MessageExpiredEvent;

@@ -1,0 +1,442 @@
+/**
+ * The SDT (secure data transfer) contract of DESIGN §3, as a deterministic state machine that a
+ * partition's replicas run over each committed PBFT batch. Same state, same context, same
+ * transactions: same results, same events, same bytes written. It reads no clock (time is the block
+ * timestamp the primary stamped), draws no randomness and does no I/O; the registry and the state
+ * store are passed in.
+ *
+ * Rejections are data. Whatever bytes a transaction holds, executing it never throws: it yields a
+ * result with a stable `RejectReason`, and a rejected transaction writes nothing. Only a broken
+ * invariant (a driver executing heights out of order, a corrupt store) throws, loudly.
+ */
+import { bytesEqual, encodeWith } from '../codec/index.js';
+import { verify } from '../crypto/index.js';
+import { assert, isLedgerbusError } from '../errors.js';
+import { RejectReason } from './reasons.js';
+import { partitionGroupId, validateTopicPolicy } from './registry.js';
+import type { Organization, Registry } from './registry.js';
+import { transactionResultSchema } from './results.js';
+import type { DeliveryResult, MessageResult, SdtEvent, TransactionResult } from './results.js';
+import { WriteBuffer } from './state.js';
+import type { ContractState } from './state.js';
+import { PartitionStore } from './store.js';
+import type { MessageRecord, PartitionMeta } from './store.js';
+import {
+  CONFIRM_DELIVERY_SIGNING_TYPE,
+  PUBLISH_SIGNING_TYPE,
+  confirmDeliverySigningPayload,
+  decodeTransaction,
+  messageLeaf,
+  publishBatchHeader,
+  publishSigningPayload,
+  transactionClockWindowMs,
+} from './transactions.js';
+import type {
+  ConfirmDeliveryTransaction,
+  MessageMetadata,
+  PublishTransaction,
+  SdtTransaction,
+} from './transactions.js';
+
+/** What the node knows about the block being executed. */
+export interface BatchContext {
+  /** The partition's consensus group id, e.g. "invoices/0" (see `partitionGroupId`). */
+  readonly partitionId: string;
+  /** Membership epoch of the group; recorded with each accepted message. */
+  readonly configEpoch: number;
+  /** Height of the block; must be exactly one more than the last executed height (first is 1). */
+  readonly height: number;
+  /** The block header's timestamp (ms), stamped by the primary. */
+  readonly timestamp: number;
+  /** The registry at the __system index the batch names. */
+  readonly registry: Registry;
+}
+
+export interface BatchOutcome {
+  /** One canonical-CBOR `TransactionResult` per transaction, in order: the results root's leaves. */
+  readonly results: Uint8Array[];
+  /** Expiries first (in deadline order), then each transaction's events in order. */
+  readonly events: SdtEvent[];
+}
+
+/**
+ * Executes one committed batch against `state` and returns its results and events.
+ *
+ * Order within a batch: (1) contract time becomes max(previous time, `timestamp`) — so time never
+ * goes back even if a new primary's clock is behind; (2) messages whose deadline is before that time
+ * expire, in (deadline, offset) order; (3) nonces older than the replay horizon are forgotten;
+ * (4) transactions execute in order, accepted messages taking the next offsets of the partition.
+ *
+ * All writes are buffered and applied to `state` at the end, in one go; a driver backed by a
+ * database must apply them in the same database transaction as the executed height, so that a
+ * crash leaves the state at a block boundary. Executing height h twice, or skipping one, is a driver
+ * bug and throws AssertionError before anything is written.
+ */
+export function executeBatch(
+  state: ContractState,
+  context: BatchContext,
+  transactions: readonly Uint8Array[],
+): BatchOutcome {
+  assert(context.partitionId.length > 0, 'partitionId is empty');
+  assert(Number.isSafeInteger(context.configEpoch) && context.configEpoch >= 0, 'configEpoch');
+  assert(Number.isSafeInteger(context.timestamp) && context.timestamp >= 0, 'timestamp');
+  const buffer = new WriteBuffer(state);
+  const execution = new BatchExecution(new PartitionStore(buffer, context.partitionId), context);
+  const outcome = execution.run(transactions);
+  buffer.flush();
+  return outcome;
+}
+
+/** Transaction-level rejection: carries the reason into the result and leaves state untouched. */
+interface Refusal {
+  readonly reason: RejectReason;
+  readonly detail?: string;
+}
+
+class BatchExecution {
+  private readonly meta: PartitionMeta;
+  private readonly events: SdtEvent[] = [];
+
+  constructor(
+    private readonly store: PartitionStore,
+    private readonly context: BatchContext,
+  ) {
+    this.meta = store.meta();
+    assert(
+      context.height === this.meta.height + 1,
+      `partition ${context.partitionId} executed height ${this.meta.height}, asked to execute ${context.height}`,
+    );
+  }
+
+  run(transactions: readonly Uint8Array[]): BatchOutcome {
+    this.meta.height = this.context.height;
+    this.meta.time = Math.max(this.meta.time, this.context.timestamp);
+    this.expireDue();
+    // A nonce can be replayed only while its timestamp is within the window of contract time, and
+    // the timestamp was within the window when the nonce was used: after two windows it is dead.
+    this.store.pruneNonces(this.meta, this.meta.time - 2 * transactionClockWindowMs - 1);
+    const results = transactions.map((bytes, index) =>
+      encodeWith(transactionResultSchema, this.execute(bytes, index)),
+    );
+    this.store.putMeta(this.meta);
+    return { results, events: this.events };
+  }
+
+  private execute(bytes: Uint8Array, transactionIndex: number): TransactionResult {
+    let transaction: SdtTransaction;
+    try {
+      transaction = decodeTransaction(bytes);
+    } catch (error) {
+      // Only the codec's typed errors mean "bad input"; anything else is a bug and must surface.
+      if (!isLedgerbusError(error)) throw error;
+      return { status: 'REJECTED', reason: RejectReason.Malformed };
+    }
+    return transaction.type === 'publish'
+      ? this.publish(transaction, transactionIndex)
+      : this.confirmDelivery(transaction, transactionIndex);
+  }
+
+  // ---- publish --------------------------------------------------------------------------------
+
+  private publish(transaction: PublishTransaction, transactionIndex: number): TransactionResult {
+    const { header, leaves } = publishBatchHeader(transaction);
+    const authenticated = this.authenticate(
+      transaction,
+      transaction.sender,
+      PUBLISH_SIGNING_TYPE,
+      publishSigningPayload(header),
+    );
+    if ('reason' in authenticated) return rejection(authenticated);
+    const sender = authenticated.organization;
+    this.store.useNonce(this.meta, sender.id, transaction.nonce);
+    const messages = transaction.messages.map((message, messageIndex): MessageResult => {
+      const refusal = this.acceptMessage(
+        sender,
+        message,
+        leaves[messageIndex] as Uint8Array,
+        transactionIndex,
+        messageIndex,
+      );
+      return 'reason' in refusal ? { id: message.id, status: 'REJECTED', ...refusal } : refusal;
+    });
+    return {
+      status: 'OK',
+      type: 'publish',
+      sender: sender.id,
+      messagesRoot: header.messagesRoot,
+      messageCount: header.messageCount,
+      messages,
+    };
+  }
+
+  /** DESIGN §3 steps 3–4: checks one message of an authenticated batch and records it. */
+  private acceptMessage(
+    sender: Organization,
+    message: MessageMetadata,
+    leaf: Uint8Array,
+    transactionIndex: number,
+    messageIndex: number,
+  ): MessageResult | Refusal {
+    // Idempotent producer: the same id with the same leaf is a retry and gets the first result;
+    // this comes first because the first acceptance stays true whatever changed since.
+    const existing = this.store.message(message.id);
+    if (existing !== undefined) {
+      if (!bytesEqual(messageLeaf(existing.sender, existing.metadata), leaf)) {
+        return { reason: RejectReason.MessageIdConflict };
+      }
+      return acceptedResult(existing);
+    }
+    const { registry, partitionId } = this.context;
+    const topic = registry.topic(message.topic);
+    if (topic === undefined) return { reason: RejectReason.TopicUnknown, detail: message.topic };
+    validateTopicPolicy(topic.policy);
+    if (
+      message.partition >= topic.partitionCount ||
+      partitionGroupId(message.topic, message.partition) !== partitionId
+    ) {
+      return { reason: RejectReason.WrongPartition };
+    }
+    if (!sender.roles.includes('member') || !topic.producers.has(sender.id)) {
+      return { reason: RejectReason.ProduceNotAllowed };
+    }
+    for (const recipientId of message.recipients) {
+      const recipient = registry.organization(recipientId);
+      if (recipient === undefined) return { reason: RejectReason.RecipientUnknown, detail: recipientId };
+      if (recipient.status !== 'APPROVED') {
+        return { reason: RejectReason.RecipientNotApproved, detail: recipientId };
+      }
+      if (!recipient.roles.includes('member') || !topic.consumers.has(recipientId)) {
+        return { reason: RejectReason.RecipientNotAllowed, detail: recipientId };
+      }
+    }
+    if (message.size > topic.policy.messageBytesMax) return { reason: RejectReason.MessageTooLarge };
+
+    const record: MessageRecord = {
+      metadata: message,
+      sender: sender.id,
+      offset: this.meta.nextOffset,
+      height: this.context.height,
+      transactionIndex,
+      messageIndex,
+      configEpoch: this.context.configEpoch,
+      acceptedAt: this.meta.time,
+      deadline: Math.min(this.meta.time + topic.policy.ttlMs, Number.MAX_SAFE_INTEGER),
+      payloadRetentionMs: topic.policy.payloadRetentionMs,
+      status: 'ACCEPTED',
+      closedHeight: null,
+      closedAt: null,
+      deliveries: [],
+    };
+    this.meta.nextOffset += 1;
+    this.store.putMessage(record);
+    this.store.putOffset(record.offset, message.id);
+    this.store.enqueueExpiry(this.meta, topic.policy.ttlMs, message.id);
+    this.events.push({
+      type: 'MessageAccepted',
+      partitionId,
+      height: record.height,
+      id: message.id,
+      offset: record.offset,
+      sender: sender.id,
+      topic: message.topic,
+      partition: message.partition,
+      recipients: message.recipients,
+      transactionIndex,
+      messageIndex,
+      deadline: record.deadline,
+    });
+    return acceptedResult(record);
+  }
+
+  // ---- confirmDelivery --------------------------------------------------------------------------
+
+  private confirmDelivery(
+    transaction: ConfirmDeliveryTransaction,
+    transactionIndex: number,
+  ): TransactionResult {
+    const authenticated = this.authenticate(
+      transaction,
+      transaction.recipient,
+      CONFIRM_DELIVERY_SIGNING_TYPE,
+      confirmDeliverySigningPayload(transaction),
+    );
+    if ('reason' in authenticated) return rejection(authenticated);
+    const recipient = authenticated.organization.id;
+    this.store.useNonce(this.meta, recipient, transaction.nonce);
+    const deliveries = transaction.deliveries.map((delivery, deliveryIndex): DeliveryResult =>
+      this.recordDelivery(recipient, delivery.id, delivery.contentRoot, transactionIndex, deliveryIndex),
+    );
+    return { status: 'OK', type: 'confirmDelivery', recipient, deliveries };
+  }
+
+  /** DESIGN §3 steps 17–18: the recipient stored the payload whose chunk root is `contentRoot`. */
+  private recordDelivery(
+    recipient: string,
+    id: string,
+    contentRoot: Uint8Array,
+    transactionIndex: number,
+    deliveryIndex: number,
+  ): DeliveryResult {
+    const record = this.store.message(id);
+    if (record === undefined) return { id, status: 'REJECTED', reason: RejectReason.MessageUnknown };
+    if (!record.metadata.recipients.includes(recipient)) {
+      return { id, status: 'REJECTED', reason: RejectReason.NotRecipient };
+    }
+    // The root is checked before the idempotent answer: a confirmation with another root is not a
+    // repeat of the recorded one, it is a false statement about what was received.
+    if (!bytesEqual(record.metadata.contentRoot, contentRoot)) {
+      return { id, status: 'REJECTED', reason: RejectReason.ContentRootMismatch };
+    }
+    const prior = record.deliveries.find((delivery) => delivery.recipient === recipient);
+    if (prior !== undefined) {
+      return {
+        id,
+        status: 'DELIVERED',
+        height: prior.height,
+        transactionIndex: prior.transactionIndex,
+        deliveryIndex: prior.deliveryIndex,
+      };
+    }
+    if (record.status === 'EXPIRED') return { id, status: 'REJECTED', reason: RejectReason.MessageExpired };
+
+    const { height, partitionId } = this.context;
+    const deliveries = [
+      ...record.deliveries,
+      { recipient, height, transactionIndex, deliveryIndex, confirmedAt: this.meta.time },
+    ];
+    const completed = deliveries.length === record.metadata.recipients.length;
+    this.store.putMessage({
+      ...record,
+      deliveries,
+      status: completed ? 'COMPLETED' : record.status,
+      closedHeight: completed ? height : record.closedHeight,
+      closedAt: completed ? this.meta.time : record.closedAt,
+    });
+    const base = { partitionId, height, id, offset: record.offset, sender: record.sender };
+    this.events.push({ type: 'DeliveryConfirmed', ...base, recipient, transactionIndex, deliveryIndex });
+    if (completed) {
+      this.events.push({
+        type: 'MessageCompleted',
+        ...base,
+        transactionIndex,
+        payloadRetainUntil: retainUntil(this.meta.time, record.payloadRetentionMs),
+      });
+    }
+    return { id, status: 'DELIVERED', height, transactionIndex, deliveryIndex };
+  }
+
+  // ---- shared checks --------------------------------------------------------------------------
+
+  /**
+   * Transaction-level checks, cheapest first, the signature before anything that depends on the
+   * claim being true. Returns the signing organization, or why the whole transaction is refused.
+   */
+  private authenticate(
+    transaction: SdtTransaction,
+    organizationId: string,
+    signingType: string,
+    signedPayload: Uint8Array,
+  ): { organization: Organization } | Refusal {
+    const organization = this.context.registry.organization(organizationId);
+    if (organization === undefined) return { reason: RejectReason.OrganizationUnknown };
+    if (!organization.signingKeys.some((key) => bytesEqual(key, transaction.signerKey))) {
+      return { reason: RejectReason.SigningKeyUnknown };
+    }
+    if (!verify(transaction.signerKey, signingType, signedPayload, transaction.signature)) {
+      return { reason: RejectReason.BadSignature };
+    }
+    switch (organization.status) {
+      case 'APPROVED':
+        break;
+      case 'PENDING':
+        return { reason: RejectReason.OrganizationPending };
+      case 'SUSPENDED':
+        return { reason: RejectReason.OrganizationSuspended };
+      case 'REVOKED':
+        return { reason: RejectReason.OrganizationRevoked };
+    }
+    if (Math.abs(transaction.timestamp - this.meta.time) > transactionClockWindowMs) {
+      return { reason: RejectReason.TimestampOutOfWindow };
+    }
+    if (this.store.nonceUsed(organization.id, transaction.nonce)) return { reason: RejectReason.Replay };
+    return { organization };
+  }
+
+  // ---- expiry ---------------------------------------------------------------------------------
+
+  /**
+   * Expires every ACCEPTED message whose deadline is before contract time, in (deadline, offset)
+   * order, by merging the per-TTL queues. Entries of messages that completed meanwhile are dropped
+   * when they reach the head of their queue.
+   */
+  private expireDue(): void {
+    const now = this.meta.time;
+    for (;;) {
+      let due: { queue: PartitionMeta['expiryQueues'][number]; record: MessageRecord } | undefined;
+      for (const queue of [...this.meta.expiryQueues]) {
+        const record = this.liveHead(queue);
+        if (record === undefined || record.deadline >= now) continue;
+        if (
+          due === undefined ||
+          record.deadline < due.record.deadline ||
+          (record.deadline === due.record.deadline && record.offset < due.record.offset)
+        ) {
+          due = { queue, record };
+        }
+      }
+      if (due === undefined) return;
+      const { queue, record } = due;
+      this.store.popExpiry(this.meta, queue);
+      this.store.putMessage({
+        ...record,
+        status: 'EXPIRED',
+        closedHeight: this.context.height,
+        closedAt: now,
+      });
+      this.events.push({
+        type: 'MessageExpired',
+        partitionId: this.context.partitionId,
+        height: this.context.height,
+        id: record.metadata.id,
+        offset: record.offset,
+        sender: record.sender,
+        deadline: record.deadline,
+        undelivered: record.metadata.recipients.filter(
+          (recipient) => !record.deliveries.some((delivery) => delivery.recipient === recipient),
+        ),
+        payloadRetainUntil: retainUntil(now, record.payloadRetentionMs),
+      });
+    }
+  }
+
+  /** The first still-ACCEPTED message of `queue`, popping finished ones; undefined if none is left. */
+  private liveHead(queue: PartitionMeta['expiryQueues'][number]): MessageRecord | undefined {
+    while (queue.head < queue.tail) {
+      const id = this.store.expiryHead(queue);
+      const record = this.store.message(id);
+      assert(record !== undefined, `expiry queue names unknown message ${id}`);
+      if (record.status === 'ACCEPTED') return record;
+      this.store.popExpiry(this.meta, queue);
+    }
+    return undefined;
+  }
+}
+
+function acceptedResult(record: MessageRecord): MessageResult {
+  return {
+    id: record.metadata.id,
+    status: 'ACCEPTED',
+    offset: record.offset,
+    height: record.height,
+    transactionIndex: record.transactionIndex,
+    messageIndex: record.messageIndex,
+  };
+}
+
+function rejection(refusal: Refusal): TransactionResult {
+  return { status: 'REJECTED', ...refusal };
+}
+
+function retainUntil(time: number, retentionMs: number): number {
+  return Math.min(time + retentionMs, Number.MAX_SAFE_INTEGER);
+}

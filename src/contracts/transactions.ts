@@ -1,0 +1,301 @@
+/**
+ * The SDT contract's transactions: strict schemas, the exact bytes each one signs, and encoders for
+ * connectors (and tests). Every transaction is canonical CBOR signed by one of its organization's
+ * registered connector keys over a domain-separated hash (`crypto.sign`), and carries a nonce and a
+ * timestamp so that a captured transaction cannot be replayed (DESIGN §4).
+ *
+ * A `publish` carries a producer's BATCH. The connector signs once, over the Merkle root of the
+ * batch's message leaves, so replicas check one signature per batch; each message is still its own
+ * leaf, with its own offset and its own inclusion proof under that root (DESIGN §4, "Speed").
+ */
+import { decodeWith, encodeCanonical, encodeWith, t } from '../codec/index.js';
+import type { Infer, Schema } from '../codec/index.js';
+import { MerkleTree, merkleRoot, sign } from '../crypto/index.js';
+import type { InclusionProof, SigningKeyPair } from '../crypto/index.js';
+import { assert } from '../errors.js';
+
+/** Signing domains (`ledgerbus/v1/<type>`). */
+export const PUBLISH_SIGNING_TYPE = 'sdt-publish';
+export const CONFIRM_DELIVERY_SIGNING_TYPE = 'sdt-confirm-delivery';
+
+/** Limits on what one transaction may make a replica hold. */
+export const transactionLimits = {
+  /** Same bound as a PBFT client request's operation. */
+  transactionBytesMax: 1024 * 1024,
+  messagesPerPublishMax: 1024,
+  deliveriesPerConfirmMax: 1024,
+  recipientsMax: 64,
+  messageIdLengthMax: 128,
+  organizationIdLengthMax: 256,
+  /** Kafka's own limit on topic names. */
+  topicLengthMax: 249,
+  partitionMax: 1_000_000,
+  keyBytesMax: 1024,
+  contentTypeLengthMax: 128,
+  headerEntriesMax: 32,
+  headerNameLengthMax: 128,
+  headerValueBytesMax: 1024,
+} as const;
+
+/** Length of a transaction nonce: 128 random bits, so honest connectors never collide. */
+export const nonceBytes = 16;
+
+/**
+ * A transaction is accepted only if its timestamp is within this distance of the block's time.
+ * Nonces are remembered long enough (two windows) that a replay is caught either by its nonce or by
+ * its timestamp. Every replica must use the same value: it is part of the contract.
+ */
+export const transactionClockWindowMs = 5 * 60 * 1000;
+
+const organizationId = t.string({ minLength: 1, maxLength: transactionLimits.organizationIdLengthMax });
+const messageId = t.string({ minLength: 1, maxLength: transactionLimits.messageIdLengthMax });
+const hash32 = t.bytes({ length: 32 });
+const publicKey = t.bytes({ length: 32 });
+const signature = t.bytes({ length: 64 });
+const nonce = t.bytes({ length: nonceBytes });
+
+function unique(items: readonly string[]): string | undefined {
+  return new Set(items).size === items.length ? undefined : 'duplicate entries';
+}
+
+/** What a producer states about one message; everything here is on the ledger, the payload is not. */
+export const messageMetadataSchema = t.record({
+  id: messageId,
+  topic: t.string({
+    minLength: 1,
+    maxLength: transactionLimits.topicLengthMax,
+    pattern: /^[a-zA-Z0-9._-]+$/,
+  }),
+  partition: t.uint({ max: transactionLimits.partitionMax }),
+  /** Partitioning key; null for keyless messages. */
+  key: t.nullable(t.bytes({ maxLength: transactionLimits.keyBytesMax })),
+  recipients: t.refine(
+    t.array(organizationId, { minItems: 1, maxItems: transactionLimits.recipientsMax }),
+    unique,
+  ),
+  /** Size of the (encrypted) payload in bytes, checked against the topic's `messageBytesMax`. */
+  size: t.uint(),
+  /** Merkle root of the payload's chunk hashes; recipients confirm delivery against it. */
+  contentRoot: hash32,
+  contentType: t.string({ maxLength: transactionLimits.contentTypeLengthMax }),
+  headers: t.dict(t.bytes({ maxLength: transactionLimits.headerValueBytesMax }), {
+    maxEntries: transactionLimits.headerEntriesMax,
+    key: t.string({ minLength: 1, maxLength: transactionLimits.headerNameLengthMax }),
+  }),
+});
+export type MessageMetadata = Infer<typeof messageMetadataSchema>;
+
+const publishSchema = t.record({
+  type: t.literal('publish'),
+  sender: organizationId,
+  /** The connector key that signed; must be registered for `sender`. */
+  signerKey: publicKey,
+  nonce,
+  /** Sender's clock, ms since the epoch. */
+  timestamp: t.uint(),
+  messages: t.array(messageMetadataSchema, {
+    minItems: 1,
+    maxItems: transactionLimits.messagesPerPublishMax,
+  }),
+  signature,
+});
+export type PublishTransaction = Infer<typeof publishSchema>;
+
+const deliverySchema = t.record({ id: messageId, contentRoot: hash32 });
+
+const confirmDeliverySchema = t.record({
+  type: t.literal('confirmDelivery'),
+  recipient: organizationId,
+  signerKey: publicKey,
+  nonce,
+  timestamp: t.uint(),
+  deliveries: t.array(deliverySchema, {
+    minItems: 1,
+    maxItems: transactionLimits.deliveriesPerConfirmMax,
+  }),
+  signature,
+});
+export type ConfirmDeliveryTransaction = Infer<typeof confirmDeliverySchema>;
+
+export const transactionSchema: Schema<PublishTransaction | ConfirmDeliveryTransaction> = t.variant('type', {
+  publish: publishSchema,
+  confirmDelivery: confirmDeliverySchema,
+});
+export type SdtTransaction = PublishTransaction | ConfirmDeliveryTransaction;
+
+/**
+ * Decodes an SDT transaction from untrusted bytes. Throws LedgerbusError (Oversize,
+ * MalformedEncoding or SchemaMismatch) on anything that is not exactly one valid transaction.
+ */
+export function decodeTransaction(bytes: Uint8Array): SdtTransaction {
+  return decodeWith(transactionSchema, bytes, { maxBytes: transactionLimits.transactionBytesMax });
+}
+
+/**
+ * The leaf of a message in its batch's Merkle tree: canonical CBOR of its metadata plus the sender.
+ * The batch's nonce and timestamp are NOT in it, so a producer's retry of a message in a new batch
+ * has the same leaf, which is how the contract tells a retry from a conflicting reuse of an id.
+ */
+export function messageLeaf(sender: string, message: MessageMetadata): Uint8Array {
+  return encodeCanonical({
+    id: message.id,
+    topic: message.topic,
+    partition: message.partition,
+    key: message.key,
+    sender,
+    recipients: [...message.recipients],
+    size: message.size,
+    contentRoot: message.contentRoot,
+    contentType: message.contentType,
+    headers: { ...message.headers },
+  });
+}
+
+/** The part of a publish that its signature covers: enough, with a leaf and a proof, to verify offline. */
+export interface PublishBatchHeader {
+  readonly sender: string;
+  readonly signerKey: Uint8Array;
+  readonly nonce: Uint8Array;
+  readonly timestamp: number;
+  /** merkleRoot of the messages' leaves, in batch order. */
+  readonly messagesRoot: Uint8Array;
+  /** Number of messages: the tree size every inclusion proof must claim. */
+  readonly messageCount: number;
+}
+
+/** The bytes a publish's signature is over (in the PUBLISH_SIGNING_TYPE domain). */
+export function publishSigningPayload(header: PublishBatchHeader): Uint8Array {
+  return encodeCanonical({
+    type: 'publish',
+    sender: header.sender,
+    signerKey: header.signerKey,
+    nonce: header.nonce,
+    timestamp: header.timestamp,
+    messagesRoot: header.messagesRoot,
+    messageCount: header.messageCount,
+  });
+}
+
+/** The signed batch header of a decoded publish, with its Merkle tree (for proofs). */
+export function publishBatchHeader(transaction: PublishTransaction): {
+  header: PublishBatchHeader;
+  leaves: Uint8Array[];
+  tree: MerkleTree;
+} {
+  const leaves = transaction.messages.map((message) => messageLeaf(transaction.sender, message));
+  const tree = new MerkleTree(leaves);
+  return {
+    header: {
+      sender: transaction.sender,
+      signerKey: transaction.signerKey,
+      nonce: transaction.nonce,
+      timestamp: transaction.timestamp,
+      messagesRoot: tree.root,
+      messageCount: leaves.length,
+    },
+    leaves,
+    tree,
+  };
+}
+
+/** The bytes a confirmDelivery's signature is over (in the CONFIRM_DELIVERY_SIGNING_TYPE domain). */
+export function confirmDeliverySigningPayload(
+  transaction: Omit<ConfirmDeliveryTransaction, 'signature'>,
+): Uint8Array {
+  return encodeCanonical({
+    type: 'confirmDelivery',
+    recipient: transaction.recipient,
+    signerKey: transaction.signerKey,
+    nonce: transaction.nonce,
+    timestamp: transaction.timestamp,
+    deliveries: transaction.deliveries.map((delivery) => ({
+      id: delivery.id,
+      contentRoot: delivery.contentRoot,
+    })),
+  });
+}
+
+/**
+ * Encodes and signs a producer batch with `key` (a connector key registered for `sender`). Throws
+ * LedgerbusError(SchemaMismatch) naming the field if the batch would not pass the contract's schema.
+ */
+export function encodePublish(
+  batch: {
+    sender: string;
+    nonce: Uint8Array;
+    timestamp: number;
+    messages: readonly MessageMetadata[];
+  },
+  key: SigningKeyPair,
+): Uint8Array {
+  const leaves = batch.messages.map((message) => messageLeaf(batch.sender, message));
+  const payload = publishSigningPayload({
+    sender: batch.sender,
+    signerKey: key.publicKey,
+    nonce: batch.nonce,
+    timestamp: batch.timestamp,
+    messagesRoot: merkleRoot(leaves),
+    messageCount: leaves.length,
+  });
+  return encodeWith(transactionSchema, {
+    type: 'publish',
+    sender: batch.sender,
+    signerKey: key.publicKey,
+    nonce: batch.nonce,
+    timestamp: batch.timestamp,
+    messages: batch.messages,
+    signature: sign(key, PUBLISH_SIGNING_TYPE, payload),
+  });
+}
+
+/** Encodes and signs a delivery confirmation with `key` (a connector key registered for `recipient`). */
+export function encodeConfirmDelivery(
+  confirmation: {
+    recipient: string;
+    nonce: Uint8Array;
+    timestamp: number;
+    deliveries: readonly { id: string; contentRoot: Uint8Array }[];
+  },
+  key: SigningKeyPair,
+): Uint8Array {
+  const unsigned = {
+    type: 'confirmDelivery' as const,
+    recipient: confirmation.recipient,
+    signerKey: key.publicKey,
+    nonce: confirmation.nonce,
+    timestamp: confirmation.timestamp,
+    deliveries: confirmation.deliveries,
+  };
+  return encodeWith(transactionSchema, {
+    ...unsigned,
+    signature: sign(key, CONFIRM_DELIVERY_SIGNING_TYPE, confirmDeliverySigningPayload(unsigned)),
+  });
+}
+
+/**
+ * Everything needed to prove, offline, that message `index` of a committed publish transaction was
+ * signed by its sender: the signed batch header and signature, the message's leaf, and the leaf's
+ * inclusion proof under `header.messagesRoot` (whose tree size is `header.messageCount`). The node
+ * adds the block proof (header, certificate, transaction inclusion) around it. `bytes` must be a
+ * publish transaction the contract accepted; anything else is a caller bug and throws.
+ */
+export function publishedMessageProof(
+  bytes: Uint8Array,
+  index: number,
+): {
+  header: PublishBatchHeader;
+  signature: Uint8Array;
+  leaf: Uint8Array;
+  proof: InclusionProof;
+} {
+  const transaction = decodeTransaction(bytes);
+  assert(transaction.type === 'publish', 'not a publish transaction');
+  const { header, leaves, tree } = publishBatchHeader(transaction);
+  assert(index >= 0 && index < leaves.length, `message index ${index} outside the batch`);
+  return {
+    header,
+    signature: transaction.signature,
+    leaf: leaves[index] as Uint8Array,
+    proof: tree.proof(index),
+  };
+}
