@@ -65,13 +65,16 @@ export function writeBenchResult(result: BenchResult): string {
     throw new Error(`bench result name "${result.name}" must match ${namePattern}`);
   }
   const timestamp = new Date().toISOString();
-  const record = {
+  const measured = {
     name: result.name,
     value: result.value,
     unit: result.unit,
     reference: result.reference,
     referenceValue: result.referenceValue,
     ratio: result.ratio,
+  };
+  const record = {
+    ...measured,
     timestamp,
     machine: machineInfo(),
     ...(result.summary === undefined ? {} : { summary: result.summary }),
@@ -84,12 +87,7 @@ export function writeBenchResult(result: BenchResult): string {
   writeFileSync(file, text);
   writeFileSync(join(resultsDirectory, `${result.name}-latest.json`), text);
   const headline = {
-    name: result.name,
-    value: result.value,
-    unit: result.unit,
-    reference: result.reference,
-    referenceValue: result.referenceValue,
-    ratio: result.ratio,
+    ...measured,
     ...result.summary,
     timestamp,
     node: process.version,

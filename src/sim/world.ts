@@ -22,7 +22,7 @@ import {
   signMessage,
 } from '../consensus/pbft/messages.js';
 import type { Envelope, PbftMessage } from '../consensus/pbft/messages.js';
-import { faultTolerance, hexKey, primaryOf, quorumSize, sameBytes } from '../consensus/pbft/quorum.js';
+import { faultTolerance, hexKey, quorumSize, sameBytes } from '../consensus/pbft/quorum.js';
 import { PbftReplica } from '../consensus/pbft/replica.js';
 import { applyPersistOp, applyReady, toTransferred } from '../consensus/pbft/driver.js';
 import type { ReplicaHost } from '../consensus/pbft/driver.js';
@@ -636,37 +636,34 @@ export class SimWorld {
         outstanding.length < 3 &&
         this.rng.chance(0.1)
       ) {
-        const seq = client.requests.length + 1;
-        const operation = encodeCanonical({ client: client.index, seq });
-        const bytes = encodeClientRequest(
-          { group: 'sim/0', client: client.signer.publicKey, seq, operation },
-          client.signer.sign,
-        );
-        const state: ClientRequestState = { seq, bytes, sentTick: this.tick };
-        client.requests.push(state);
-        this.broadcastRequest(client, bytes);
+        this.sendNextRequest(client);
       }
       for (const request of outstanding) {
         if (this.tick - request.sentTick >= 60) {
           request.sentTick = this.tick;
-          this.broadcastRequest(client, request.bytes);
+          this.broadcastRequest(request.bytes);
         }
       }
       // In the liveness phase, clients that have not sent everything send the rest.
       if (this.phase === 'liveness' && client.requests.length < this.options.requestsPerClient) {
-        const seq = client.requests.length + 1;
-        const operation = encodeCanonical({ client: client.index, seq });
-        const bytes = encodeClientRequest(
-          { group: 'sim/0', client: client.signer.publicKey, seq, operation },
-          client.signer.sign,
-        );
-        client.requests.push({ seq, bytes, sentTick: this.tick });
-        this.broadcastRequest(client, bytes);
+        this.sendNextRequest(client);
       }
     }
   }
 
-  private broadcastRequest(client: SimClient, bytes: Uint8Array): void {
+  /** The client signs its next request (seq 1, 2, …) and sends it to every replica. */
+  private sendNextRequest(client: SimClient): void {
+    const seq = client.requests.length + 1;
+    const operation = encodeCanonical({ client: client.index, seq });
+    const bytes = encodeClientRequest(
+      { group: 'sim/0', client: client.signer.publicKey, seq, operation },
+      client.signer.sign,
+    );
+    client.requests.push({ seq, bytes, sentTick: this.tick });
+    this.broadcastRequest(bytes);
+  }
+
+  private broadcastRequest(bytes: Uint8Array): void {
     for (const host of this.hosts) {
       if (this.partition !== undefined && this.partition.has(host.index)) continue;
       if (this.netRng.chance(this.network.drop)) {
@@ -679,7 +676,6 @@ export class SimWorld {
         bytes,
       });
     }
-    void client;
   }
 
   private replyForBlock(host: Host, block: CertifiedBlock, request: Uint8Array): void {
@@ -844,11 +840,6 @@ export class SimWorld {
       faults: { ...this.faults },
     });
   }
-
-  /** The primary a correct replica would follow now, for the live view. */
-  primaryIndex(): number {
-    return primaryOf(Math.max(...this.hosts.map((host) => host.core.view)), this.options.replicas);
-  }
 }
 
 function randomBytes(rng: Prng, length: number): Uint8Array {
@@ -856,5 +847,3 @@ function randomBytes(rng: Prng, length: number): Uint8Array {
   for (let i = 0; i < length; i++) out[i] = rng.int(0, 255);
   return out;
 }
-
-export type { Envelope };

@@ -58,7 +58,6 @@ import type {
   PbftInput,
   PbftReady,
   PbftRestore,
-  PersistRecord,
   Proposal,
 } from './types.js';
 
@@ -304,7 +303,7 @@ export class PbftReplica {
         `request of ${bytes.length} bytes exceeds requestBytesMax`,
       );
     }
-    const digestKey = hexKey(this.crypto.hash('client-request-digest', bytes));
+    const digestKey = this.requestDigestKey(bytes);
     if (this.pending.has(digestKey)) return;
     const clientSeqKey = this.checkRequest(bytes, digestKey);
     const committedAt = this.committedRequests.get(clientSeqKey);
@@ -324,6 +323,11 @@ export class PbftReplica {
     if (this.requestTimerStart === undefined) this.requestTimerStart = this.ticks;
     // A full batch goes out at once; a partial one waits for the tick that ends batchTicksMax.
     if (this.unproposed.size >= this.config.batchRequestsMax) this.proposeBatches();
+  }
+
+  /** A request's identity in this replica's maps: the hex of its domain-separated hash. */
+  private requestDigestKey(bytes: Uint8Array): string {
+    return hexKey(this.crypto.hash('client-request-digest', bytes));
   }
 
   /**
@@ -532,7 +536,7 @@ export class PbftReplica {
     const keys: string[] = [];
     for (const request of proposal.requests) {
       bytes += request.length;
-      const digestKey = hexKey(this.crypto.hash('client-request-digest', request));
+      const digestKey = this.requestDigestKey(request);
       if (seen.has(digestKey)) throw new LedgerbusError(ErrorCode.Replay, 'proposal repeats a request');
       seen.add(digestKey);
       keys.push(digestKey);
@@ -733,7 +737,7 @@ export class PbftReplica {
     let executedAny = false;
     const keys = this.requestKeys.get(proposal.requests);
     proposal.requests.forEach((bytes, index) => {
-      const digestKey = keys?.[index] ?? hexKey(this.crypto.hash('client-request-digest', bytes));
+      const digestKey = keys?.[index] ?? this.requestDigestKey(bytes);
       const clientSeqKey =
         this.pending.get(digestKey)?.clientSeqKey ??
         this.verifiedRequests.get(digestKey) ??
@@ -1132,7 +1136,7 @@ export class PbftReplica {
     // ...except those the new view carries already: proposing them again would execute them twice.
     for (const entry of plan.entries) {
       for (const bytes of entry.proposal?.requests ?? []) {
-        this.unproposed.delete(hexKey(this.crypto.hash('client-request-digest', bytes)));
+        this.unproposed.delete(this.requestDigestKey(bytes));
       }
     }
     this.nextProposalSeq = Math.max(plan.maxSeq, this.stableSeq) + 1;
@@ -1534,5 +1538,3 @@ export const defaultPbftTuning = {
   clockSkewMaxMs: 5_000,
   fetchBlocksMax: 64,
 } as const;
-
-export type { PersistRecord };
