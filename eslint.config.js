@@ -19,7 +19,15 @@ export default tseslint.config(
   },
   // The pure core never imports the runtime: dependencies point one way (STYLE.md, "Layout").
   {
-    files: ['src/codec/**', 'src/crypto/**', 'src/consensus/**', 'src/ledger/**', 'src/contracts/**'],
+    files: [
+      'src/codec/**',
+      'src/crypto/**',
+      'src/consensus/**',
+      'src/ledger/**',
+      'src/contracts/**',
+      'src/proofs/**',
+      'src/registry/**',
+    ],
     ignores: ['**/*.test.ts', '**/testing/**'],
     rules: {
       'no-restricted-imports': [

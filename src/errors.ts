@@ -56,6 +56,38 @@ export const ErrorCode = {
   BadConfig: 'BAD_CONFIG',
   /** A stored file or database is unreadable or inconsistent. */
   StorageCorrupt: 'STORAGE_CORRUPT',
+  /** A payload key is not 64 lowercase hex characters (the sha256 of the content). */
+  InvalidKey: 'INVALID_KEY',
+  /** A byte range starts outside the stored object. */
+  InvalidRange: 'INVALID_RANGE',
+  /** No payload is stored under this key. */
+  PayloadNotFound: 'PAYLOAD_NOT_FOUND',
+  /** Received content does not hash to the sha256 the sender announced. */
+  HashMismatch: 'HASH_MISMATCH',
+  /** Payload storage (disk or database) cannot be reached or refused the operation; may pass. */
+  StorageUnavailable: 'STORAGE_UNAVAILABLE',
+  /** A network connection closed, or could not be opened, before the operation completed. */
+  ConnectionClosed: 'CONNECTION_CLOSED',
+  /** A peer's TLS key is not the pinned or registered key for that connection. */
+  PeerNotAuthorized: 'PEER_NOT_AUTHORIZED',
+  /** A peer did not answer within the allowed time. */
+  Timeout: 'TIMEOUT',
+  /** A peer reported an error code this version does not know; the message carries it. */
+  RemoteError: 'REMOTE_ERROR',
+  /** A peer failed on an unexpected error while serving a request; the details stay in its log. */
+  Internal: 'INTERNAL',
+  /** A request named a method the peer does not serve. */
+  UnknownMethod: 'UNKNOWN_METHOD',
+  /** The requesting organization is not a recipient of the message (payload fetch, receipt). */
+  NotRecipient: 'NOT_RECIPIENT',
+  /** No committed message has this id on the partition asked (it may not be committed yet). */
+  MessageNotFound: 'MESSAGE_NOT_FOUND',
+  /** The partition refused a published message; the message names the contract's reason code. */
+  MessageRejected: 'MESSAGE_REJECTED',
+  /** A payload did not verify against its signed envelope header or the on-chain root. */
+  PayloadCorrupt: 'PAYLOAD_CORRUPT',
+  /** An application's API token is missing or wrong. */
+  Unauthorized: 'UNAUTHORIZED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

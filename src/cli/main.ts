@@ -17,6 +17,15 @@ import {
   verifyCertificate,
 } from '../crypto/index.js';
 import { buildSimCommand } from '../sim/cli.js';
+import {
+  buildConnectorCommand,
+  buildConsumeCommand,
+  buildDevCommand,
+  buildNodeCommand,
+  buildReceiptCommand,
+  buildSendCommand,
+  buildVerifyCommand,
+} from './network-commands.js';
 
 const version = '0.1.0';
 
@@ -150,6 +159,17 @@ export function buildProgram(): Command {
   program.addCommand(
     buildSimCommand().description('Run the deterministic PBFT simulator (faults, Byzantine replicas).'),
   );
+  for (const command of [
+    buildDevCommand(),
+    buildNodeCommand(),
+    buildConnectorCommand(),
+    buildSendCommand(),
+    buildConsumeCommand(),
+    buildReceiptCommand(),
+    buildVerifyCommand(),
+  ]) {
+    program.addCommand(command);
+  }
   return program;
 }
 

@@ -17,6 +17,9 @@ export interface RecipientDelivery {
   /** Block height and contract time of the confirmation, when DELIVERED. */
   readonly height?: number;
   readonly confirmedAt?: number;
+  /** Where in that block the confirmation is (for the delivery proof). */
+  readonly transactionIndex?: number;
+  readonly deliveryIndex?: number;
 }
 
 export interface MessageView {
@@ -103,7 +106,14 @@ function view(record: MessageRecord): MessageView {
       const delivery = record.deliveries.find((candidate) => candidate.recipient === organization);
       return delivery === undefined
         ? { organization, state: 'PENDING' }
-        : { organization, state: 'DELIVERED', height: delivery.height, confirmedAt: delivery.confirmedAt };
+        : {
+            organization,
+            state: 'DELIVERED',
+            height: delivery.height,
+            confirmedAt: delivery.confirmedAt,
+            transactionIndex: delivery.transactionIndex,
+            deliveryIndex: delivery.deliveryIndex,
+          };
     }),
   };
 }

@@ -94,6 +94,24 @@ export class BlockStore {
   }
 
   /**
+   * Uses an already open database (the caller owns it and its pragmas), so that the caller can write
+   * blocks and its own tables in ONE transaction: `appendMany` nests as a savepoint inside the
+   * caller's `db.transaction`. The caller must call `reloadHead()` if its outer transaction rolls back.
+   */
+  static attach(db: Database.Database, options: { partitionId: string }): BlockStore {
+    if (options.partitionId.length === 0) {
+      throw new LedgerbusError(ErrorCode.BadConfig, 'options.partitionId must not be empty');
+    }
+    db.transaction(() => createSchema(db, options.partitionId))();
+    return new BlockStore(db, options.partitionId);
+  }
+
+  /** Re-reads the head from the database (after an enclosing transaction rolled back). */
+  reloadHead(): void {
+    this.current = this.loadHead();
+  }
+
+  /**
    * Appends the next block durably: returns only after the SQLite transaction committed with
    * synchronous=FULL (the WAL fsynced), so the caller may acknowledge the block right after. Accepts
    * a block already stored at its height again as a no-op when its header and contents are the same

@@ -198,6 +198,33 @@ export function verifyChain(
 }
 
 /**
+ * Verifies a header's commit certificate alone (no block contents): the group and epoch match
+ * `membership`, the proposer is a member, and the signatures reach the quorum. This is what a proof
+ * carries instead of a whole block. Throws as verifyBlock does for those checks.
+ */
+export function verifyHeaderCertificate(
+  header: BlockHeader,
+  certificate: CommitCertificate,
+  membership: GroupMembership,
+): void {
+  checkMembership(membership);
+  if (header.partitionId !== membership.partitionId || header.configEpoch !== membership.configEpoch) {
+    throw new LedgerbusError(
+      ErrorCode.WrongGroup,
+      `block ${header.partitionId}@${header.height} epoch ${header.configEpoch} is not of ${membership.partitionId} epoch ${membership.configEpoch}`,
+    );
+  }
+  if (header.height < 1) throw new LedgerbusError(ErrorCode.BrokenChain, 'block height 0 does not exist');
+  if (!membership.members.has(header.proposer)) {
+    throw new LedgerbusError(
+      ErrorCode.NonMember,
+      `block ${header.height} names a proposer outside the group`,
+    );
+  }
+  verifyCertificate(blockHash(header), header.height, certificate, membership);
+}
+
+/**
  * Builds a certificate by signing the header hash with every given signer, in the given order. Meant
  * for tests, benches and simulators; replicas collect their votes through consensus instead.
  */

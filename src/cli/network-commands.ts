@@ -1,0 +1,557 @@
+/**
+ * The commands a user of a running network types: `node` and `connector` (the two processes),
+ * `dev` (a whole local network), and `send`, `consume`, `receipt`, `verify`.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  createReadStream,
+  createWriteStream,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { toHex } from '../codec/index.js';
+import { loadSigningKey } from '../crypto/index.js';
+import { loadEncryptionKey } from '../crypto/envelope/index.js';
+import { ErrorCode, LedgerbusError } from '../errors.js';
+import { Connector } from '../connector/connector.js';
+import { loadConnectorConfig } from '../connector/config.js';
+import { startHttpApi } from '../connector/http-api.js';
+import { openStorage } from '../connector/storage/index.js';
+import { loadGenesisRegistry } from '../node/config.js';
+import { createLogger } from '../node/logger.js';
+import { startNodeFromConfig } from '../node/node.js';
+import { decodeDeliveryReceipt, verifyDeliveryReceipt } from '../proofs/index.js';
+import { GenesisRegistry } from '../registry/genesis.js';
+import { proofTrustOf } from '../registry/trust.js';
+import { ensureDevnetLayout, readNetworkFile } from './devnet-layout.js';
+import type { NetworkFile } from './devnet-layout.js';
+
+const progressThresholdBytes = 4 * 1024 * 1024;
+
+function untilSignal(): Promise<string> {
+  return new Promise((resolveSignal) => {
+    const handler = (signal: string): void => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+      resolveSignal(signal);
+    };
+    process.on('SIGINT', handler);
+    process.on('SIGTERM', handler);
+  });
+}
+
+// ---- processes ----
+
+export function buildNodeCommand(): Command {
+  return new Command('node')
+    .description("Run a node: hosts PBFT partition replicas and serves its organization's connectors.")
+    .requiredOption('--config <file>', 'node.yaml (nodeId, keyFile, dataDirectory, genesis, listen)')
+    .action(async (options: { config: string }) => {
+      const { node } = await startNodeFromConfig(options.config);
+      await untilSignal();
+      await node.stop();
+    });
+}
+
+export function buildConnectorCommand(): Command {
+  return new Command('connector')
+    .description(
+      "Run an organization's connector: keys, storage, encryption, and the local REST/WebSocket API.",
+    )
+    .requiredOption('--config <file>', 'connector.yaml (organization, keys, storage, node, api)')
+    .action(async (options: { config: string }) => {
+      const config = loadConnectorConfig(options.config);
+      const logger = createLogger({
+        name: `connector-${config.organization}`,
+        level: config.logLevel ?? 'info',
+      });
+      const storageConfig = config.storage ?? {
+        kind: 'filesystem' as const,
+        directory: join(config.dataDirectory, 'payloads'),
+      };
+      const storage = await openStorage(
+        storageConfig.kind === 'filesystem'
+          ? {
+              kind: 'filesystem',
+              directory: storageConfig.directory ?? join(config.dataDirectory, 'payloads'),
+            }
+          : {
+              kind: 'postgres',
+              connectionString: storageConfig.connectionString,
+              ...(storageConfig.schema === undefined ? {} : { schema: storageConfig.schema }),
+            },
+      );
+      const connector = new Connector({
+        organization: config.organization,
+        signingKey: loadSigningKey(config.keyFile),
+        encryptionKey: loadEncryptionKey(config.encryptionKeyFile),
+        registry: loadGenesisRegistry(config.genesis),
+        storage,
+        dataDirectory: config.dataDirectory,
+        ...(config.node === undefined ? {} : { nodeId: config.node }),
+        logger,
+      });
+      connector.start();
+      const [host, port] = splitAddress(config.api.listen);
+      const api = await startHttpApi({ api: connector, host, port, token: config.api.token, logger });
+      logger.info({ url: api.url, organization: config.organization }, 'connector API listening');
+      await untilSignal();
+      await api.close();
+      await connector.stop();
+    });
+}
+
+function splitAddress(address: string): [string, number] {
+  const colon = address.lastIndexOf(':');
+  return [address.slice(0, colon), Number(address.slice(colon + 1))];
+}
+
+// ---- dev ----
+
+export function buildDevCommand(): Command {
+  return new Command('dev')
+    .description(
+      'Start a whole local network: 4 organizations (org4 also supervisor), one node and one connector each, topic "demo".',
+    )
+    .option(
+      '--dir <directory>',
+      'where keys, configs, data and network.json live (reused on the next run)',
+      '.ledgerbus-dev',
+    )
+    .option(
+      '--base-port <port>',
+      'nodes listen on base+1.., connector APIs on base+101..',
+      (value) => Number(value),
+      7400,
+    )
+    .option('--json', 'print the ready line as JSON', false)
+    .action(async (options: { dir: string; basePort: number; json: boolean }) => {
+      const directory = resolve(options.dir);
+      const layout = ensureDevnetLayout({ directory, basePort: options.basePort });
+      mkdirSync(join(directory, 'logs'), { recursive: true });
+      const children: ChildProcess[] = [];
+      const entry = process.argv[1] as string;
+      const start = (name: string, args: string[]): void => {
+        const log = openSync(join(directory, 'logs', `${name}.log`), 'a');
+        const child = spawn(process.execPath, [...process.execArgv, entry, ...args], {
+          stdio: ['ignore', log, log],
+        });
+        child.on('exit', (code, signal) => {
+          if (!stopping)
+            process.stderr.write(
+              `${name} exited (${signal ?? code}); see ${join(directory, 'logs', `${name}.log`)}\n`,
+            );
+        });
+        children.push(child);
+      };
+      let stopping = false;
+      layout.nodeConfigs.forEach((config, index) => start(`node${index + 1}`, ['node', '--config', config]));
+      layout.connectorConfigs.forEach((config, index) =>
+        start(`connector-org${index + 1}`, ['connector', '--config', config]),
+      );
+      await waitForConnectors(layout.network, 60_000);
+      const networkPath = join(directory, 'network.json');
+      const line = options.json
+        ? JSON.stringify({
+            status: 'ready',
+            network: networkPath,
+            organizations: layout.network.organizations.map((organization) => organization.id),
+          })
+        : `ledgerbus devnet ready: ${layout.network.organizations.length} organizations, topic demo; network file ${networkPath}`;
+      process.stdout.write(`${line}\n`);
+      await untilSignal();
+      stopping = true;
+      await Promise.all(
+        children.map(
+          (child) =>
+            new Promise<void>((done) => {
+              if (child.exitCode !== null || child.signalCode !== null) return done();
+              child.once('exit', () => done());
+              child.kill('SIGTERM');
+              setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
+            }),
+        ),
+      );
+      process.stdout.write('devnet stopped\n');
+    });
+}
+
+async function waitForConnectors(network: NetworkFile, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const organization of network.organizations) {
+    for (;;) {
+      try {
+        const response = await fetch(`${organization.connector.url}/healthz`);
+        if (response.ok) break;
+      } catch {
+        // not up yet
+      }
+      if (Date.now() > deadline)
+        throw new LedgerbusError(
+          ErrorCode.Timeout,
+          `connector of ${organization.id} did not start; see the logs directory`,
+        );
+      await new Promise((done) => setTimeout(done, 250));
+    }
+  }
+}
+
+// ---- clients of a connector ----
+
+interface ConnectorTarget {
+  readonly url: string;
+  readonly token: string;
+  readonly network: NetworkFile;
+}
+
+function connectorFor(networkPath: string, organization: string): ConnectorTarget {
+  const network = readNetworkFile(networkPath);
+  const entry = network.organizations.find((candidate) => candidate.id === organization);
+  if (entry === undefined) {
+    throw new LedgerbusError(
+      ErrorCode.BadConfig,
+      `--as ${organization}: no such organization in ${networkPath} (have ${network.organizations.map((o) => o.id).join(', ')})`,
+    );
+  }
+  return { url: entry.connector.url, token: entry.connector.token, network };
+}
+
+async function callApi(target: ConnectorTarget, path: string, init: RequestInit = {}): Promise<Response> {
+  let response: Response;
+  try {
+    response = await fetch(`${target.url}${path}`, {
+      ...init,
+      headers: {
+        ...(init.headers as Record<string, string> | undefined),
+        authorization: `Bearer ${target.token}`,
+      },
+    });
+  } catch (error) {
+    throw new LedgerbusError(
+      ErrorCode.ConnectionClosed,
+      `cannot reach the connector at ${target.url} (is \`ledgerbus dev\` running?): ${(error as Error).message}`,
+      {
+        retriable: true,
+      },
+    );
+  }
+  if (!response.ok) {
+    const body = (await response.json().catch(() => ({}))) as {
+      error?: { code?: string; message?: string; retriable?: boolean };
+    };
+    const code = (body.error?.code ?? 'INTERNAL') as ErrorCode;
+    throw new LedgerbusError(code, body.error?.message ?? `HTTP ${response.status}`, {
+      retriable: body.error?.retriable ?? false,
+    });
+  }
+  return response;
+}
+
+function progressStream(total: number, label: string): Transform {
+  const bar =
+    total >= progressThresholdBytes && process.stderr.isTTY
+      ? new cliProgress.SingleBar({
+          format: `${label} [{bar}] {percentage}% {value}/{total} MiB`,
+          stream: process.stderr,
+        })
+      : undefined;
+  bar?.start(Math.ceil(total / 1048576), 0);
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length;
+      bar?.update(Math.floor(seen / 1048576));
+      callback(null, chunk);
+    },
+    flush(callback) {
+      bar?.update(Math.ceil(total / 1048576));
+      bar?.stop();
+      callback();
+    },
+  });
+}
+
+export function buildSendCommand(): Command {
+  return new Command('send')
+    .description('Send a file or a value to other organizations through the network (end-to-end encrypted).')
+    .requiredOption('--network <file>', 'network.json of the network')
+    .requiredOption('--as <org>', 'the sending organization (its connector does the work)')
+    .requiredOption('--topic <topic>', 'topic to publish on')
+    .requiredOption('--to <orgs>', 'recipient organizations, comma-separated')
+    .option('--file <file>', 'payload file (streamed)')
+    .option('--value <text>', 'payload given inline')
+    .option('--key <key>', 'partitioning key')
+    .option('--json', 'print JSON', false)
+    .action(
+      async (options: {
+        network: string;
+        as: string;
+        topic: string;
+        to: string;
+        file?: string;
+        value?: string;
+        key?: string;
+        json: boolean;
+      }) => {
+        if ((options.file === undefined) === (options.value === undefined)) {
+          throw new LedgerbusError(ErrorCode.SchemaMismatch, 'give exactly one of --file or --value');
+        }
+        const target = connectorFor(options.network, options.as);
+        const size =
+          options.file === undefined ? Buffer.byteLength(options.value ?? '') : statSync(options.file).size;
+        const source =
+          options.file === undefined
+            ? Readable.from([Buffer.from(options.value ?? '')])
+            : createReadStream(options.file);
+        const body = source.pipe(progressStream(size, 'send'));
+        const query = new URLSearchParams({ to: options.to });
+        if (options.key !== undefined) query.set('key', Buffer.from(options.key).toString('base64'));
+        const response = await callApi(
+          target,
+          `/v1/topics/${encodeURIComponent(options.topic)}/messages?${query.toString()}`,
+          {
+            method: 'POST',
+            headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+            body: Readable.toWeb(body) as ReadableStream,
+            duplex: 'half',
+          } as RequestInit,
+        );
+        const result = (await response.json()) as {
+          id: string;
+          partition: number;
+          offset: number;
+          height: number;
+        };
+        const summary = {
+          id: result.id,
+          partition: result.partition,
+          offset: result.offset,
+          height: result.height,
+        };
+        process.stdout.write(
+          options.json
+            ? `${JSON.stringify(summary)}\n`
+            : `sent ${summary.id}: partition ${summary.partition}, offset ${summary.offset}, block ${summary.height}\n`,
+        );
+      },
+    );
+}
+
+export function buildConsumeCommand(): Command {
+  return new Command('consume')
+    .description(
+      'Print (and save) messages delivered to an organization: verified, decrypted and stored by its connector.',
+    )
+    .requiredOption('--network <file>', 'network.json of the network')
+    .requiredOption('--as <org>', 'the receiving organization')
+    .requiredOption('--topic <topic>', 'topic to read')
+    .option('--from-beginning', 'start from the first delivered message (default: only new ones)', false)
+    .option('--count <n>', 'stop after n messages', (value) => Number(value))
+    .option('--out <directory>', 'write each payload to DIRECTORY/<id>')
+    .option('--group <id>', 'consumer group whose position is kept', 'ledgerbus-cli')
+    .option('--timeout <ms>', 'give up after this long without the wanted count', (value) => Number(value))
+    .option('--json', 'print one JSON line per message', false)
+    .action(
+      async (options: {
+        network: string;
+        as: string;
+        topic: string;
+        fromBeginning: boolean;
+        count?: number;
+        out?: string;
+        group: string;
+        timeout?: number;
+        json: boolean;
+      }) => {
+        const target = connectorFor(options.network, options.as);
+        const groupPath = `/v1/consumer-groups/${encodeURIComponent(options.group)}/topics/${encodeURIComponent(options.topic)}`;
+        let after = options.fromBeginning
+          ? 0
+          : ((await (await callApi(target, groupPath)).json()) as { sequence: number }).sequence;
+        if (options.out !== undefined) mkdirSync(options.out, { recursive: true });
+        const deadline = options.timeout === undefined ? Infinity : Date.now() + options.timeout;
+        let seen = 0;
+        while (options.count === undefined || seen < options.count) {
+          if (Date.now() > deadline)
+            throw new LedgerbusError(
+              ErrorCode.Timeout,
+              `only ${seen} message(s) arrived within ${options.timeout} ms`,
+              { retriable: true },
+            );
+          const query = new URLSearchParams({
+            topic: options.topic,
+            after: String(after),
+            limit: '100',
+            waitMs: '5000',
+          });
+          const page = (await (await callApi(target, `/v1/received?${query.toString()}`)).json()) as {
+            messages: {
+              sequence: number;
+              id: string;
+              sender: string;
+              partition: number;
+              offset: number;
+              size: number;
+              sha256: string;
+            }[];
+          };
+          for (const message of page.messages) {
+            if (options.out !== undefined) {
+              const response = await callApi(
+                target,
+                `/v1/received/${encodeURIComponent(message.id)}/payload`,
+              );
+              const hash = createHash('sha256');
+              const check = new Transform({
+                transform(chunk: Buffer, _encoding, callback) {
+                  hash.update(chunk);
+                  callback(null, chunk);
+                },
+              });
+              await pipeline(
+                Readable.fromWeb(response.body as never),
+                progressStream(message.size, message.id),
+                check,
+                createWriteStream(join(options.out, message.id)),
+              );
+              if (hash.digest('hex') !== message.sha256)
+                throw new LedgerbusError(
+                  ErrorCode.PayloadCorrupt,
+                  `downloaded ${message.id} does not match its sha256`,
+                );
+            }
+            const line = {
+              id: message.id,
+              sender: message.sender,
+              partition: message.partition,
+              offset: message.offset,
+              size: message.size,
+              sha256: message.sha256,
+            };
+            process.stdout.write(
+              options.json
+                ? `${JSON.stringify(line)}\n`
+                : `${line.id} from ${line.sender} (partition ${line.partition}, offset ${line.offset}, ${line.size} bytes, sha256 ${line.sha256})\n`,
+            );
+            after = message.sequence;
+            await callApi(target, groupPath, {
+              method: 'PUT',
+              headers: { 'content-type': 'application/json' },
+              body: JSON.stringify({ sequence: after }),
+            });
+            seen += 1;
+            if (options.count !== undefined && seen >= options.count) break;
+          }
+        }
+      },
+    );
+}
+
+export function buildReceiptCommand(): Command {
+  return new Command('receipt')
+    .description(
+      'Build the delivery-proof bundle of a message (acceptance + deliveries), checkable offline with `ledgerbus verify`.',
+    )
+    .requiredOption('--network <file>', 'network.json of the network')
+    .requiredOption('--as <org>', 'an organization that sent or received the message')
+    .option('--topic <topic>', 'topic of the message', 'demo')
+    .option('--out <file>', 'write the bundle here (default: stdout)')
+    .option('--json', 'print JSON', false)
+    .argument('<id>', 'message id')
+    .action(
+      async (
+        id: string,
+        options: { network: string; as: string; topic: string; out?: string; json: boolean },
+      ) => {
+        const target = connectorFor(options.network, options.as);
+        const response = await callApi(
+          target,
+          `/v1/topics/${encodeURIComponent(options.topic)}/messages/${encodeURIComponent(id)}/receipt`,
+        );
+        const bundle = (await response.json()) as Record<string, unknown>;
+        const text = `${JSON.stringify(bundle, null, options.json ? undefined : 2)}\n`;
+        if (options.out === undefined) process.stdout.write(text);
+        else {
+          writeFileSync(options.out, text);
+          process.stderr.write(`receipt written to ${options.out}\n`);
+        }
+      },
+    );
+}
+
+export function buildVerifyCommand(): Command {
+  return new Command('verify')
+    .description(
+      "Check a receipt offline against the network's trust bundle. Exit 0 when valid; 1 with the reason when not.",
+    )
+    .argument('<file>', 'receipt file written by `ledgerbus receipt`')
+    .requiredOption('--network <file>', 'network.json (its genesis is the trust bundle)')
+    .option('--json', 'print JSON', false)
+    .action((file: string, options: { network: string; json: boolean }) => {
+      const network = readNetworkFile(options.network);
+      const registry = new GenesisRegistry(network.genesis);
+      const fail = (code: string, reason: string): void => {
+        process.stdout.write(
+          options.json
+            ? `${JSON.stringify({ valid: false, code, reason })}\n`
+            : `INVALID ${code}: ${reason}\n`,
+        );
+        process.exitCode = 1;
+      };
+      let bundle: Record<string, unknown>;
+      try {
+        bundle = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      } catch (error) {
+        return fail('MALFORMED_ENCODING', `${file} is not a JSON receipt: ${(error as Error).message}`);
+      }
+      if (bundle['format'] !== 'ledgerbus-receipt/v1' || typeof bundle['proof'] !== 'string') {
+        return fail('SCHEMA_MISMATCH', 'not a ledgerbus-receipt/v1 bundle');
+      }
+      if (bundle['network'] !== network.network)
+        return fail(
+          'WRONG_GROUP',
+          `the receipt is from network ${String(bundle['network'])}, not ${network.network}`,
+        );
+      try {
+        const receipt = decodeDeliveryReceipt(Buffer.from(bundle['proof'], 'base64'));
+        const verified = verifyDeliveryReceipt(receipt, proofTrustOf(registry));
+        const claimed = bundle['message'] as Record<string, unknown> | undefined;
+        const message = verified.message;
+        const actual = {
+          id: message.id,
+          topic: message.topic,
+          partition: message.partition,
+          offset: message.offset,
+          sender: message.sender,
+          recipients: message.recipients,
+          contentRoot: toHex(message.contentRoot),
+          size: message.size,
+          height: message.height,
+        };
+        if (JSON.stringify(claimed) !== JSON.stringify(actual))
+          return fail('BAD_PROOF', 'the summary does not match what the proof proves');
+        const deliveredTo = verified.deliveries.map((delivery) => delivery.recipient);
+        if (JSON.stringify(bundle['deliveredTo']) !== JSON.stringify(deliveredTo))
+          return fail('BAD_PROOF', 'deliveredTo does not match the proven deliveries');
+        const result = { valid: true, ...actual, deliveredTo, deliveries: verified.deliveries };
+        process.stdout.write(
+          options.json
+            ? `${JSON.stringify(result)}\n`
+            : `VALID: message ${message.id} from ${message.sender} accepted at ${message.partitionId} offset ${message.offset} (block ${message.height}); delivered to ${deliveredTo.join(', ') || 'nobody yet'}\n`,
+        );
+      } catch (error) {
+        const code = (error as { code?: string }).code ?? 'BAD_PROOF';
+        fail(code, (error as Error).message);
+      }
+    });
+}

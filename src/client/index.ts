@@ -1,0 +1,127 @@
+/**
+ * `ledgerbus/client`: the application SDK, shaped like KafkaJS, talking to the organization's own
+ * connector over its local REST/WebSocket API (see docs/sdk.md).
+ *
+ *   const lb = new Ledgerbus({ connector: 'http://127.0.0.1:7101', token });
+ *   await lb.producer().send({ topic: 'demo', messages: [{ value: 'hi', to: ['org2'] }] });
+ */
+import { readFileSync } from 'node:fs';
+import type { MessageStatus, ReceiptBundle } from '../connector/api-types.js';
+import { ErrorCode, LedgerbusError } from '../errors.js';
+import { Consumer } from './consumer.js';
+import type { ConsumerConfig } from './consumer.js';
+import { LedgerbusEvents } from './events.js';
+import type { EventsOptions } from './events.js';
+import { Producer, checkConnection } from './producer.js';
+import type { ProducerConfig } from './producer.js';
+import { Transport } from './transport.js';
+
+export { Consumer, Producer, LedgerbusEvents };
+export type {
+  ConsumedMessage,
+  ConsumerConfig,
+  ConsumerEvents,
+  ConsumerRunConfig,
+  ConsumerSubscribeTopics,
+  EachMessagePayload,
+} from './consumer.js';
+export type { ConnectorEventOf, ConnectorEventType, EventsOptions, LedgerbusEventMap } from './events.js';
+export type {
+  MessageValue,
+  ProducerBatch,
+  ProducerConfig,
+  ProducerMessage,
+  ProducerRecord,
+} from './producer.js';
+export type {
+  ConnectorEvent,
+  MessageStatus,
+  ReceiptBundle,
+  ReceivedMessage,
+  SendResult,
+} from '../connector/api-types.js';
+export { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+
+export interface LedgerbusConfig {
+  /** Base URL of this organization's connector API, e.g. http://127.0.0.1:7101. */
+  readonly connector: string | URL;
+  /** The connector's API token (`api.token` in connector.yaml; `connector.token` in network.json). */
+  readonly token: string;
+  /** Limit for requests that do not stream. Default 30 000 ms. */
+  readonly requestTimeoutMs?: number;
+}
+
+export interface Health {
+  readonly status: 'ok';
+  readonly authenticated: boolean;
+  readonly organization?: string;
+}
+
+export class Ledgerbus {
+  private readonly transport: Transport;
+  private eventStream: LedgerbusEvents | undefined;
+
+  constructor(config: LedgerbusConfig) {
+    if (config.token.length === 0) throw new LedgerbusError(ErrorCode.BadConfig, 'token: must not be empty');
+    this.transport = new Transport({
+      connector: config.connector,
+      token: config.token,
+      requestTimeoutMs: config.requestTimeoutMs ?? 30_000,
+    });
+  }
+
+  /**
+   * The connector URL and token of `organization` from a network.json (as written by `ledgerbus dev`),
+   * e.g. `new Ledgerbus(Ledgerbus.configFromNetworkFile('.ledgerbus-dev/network.json', 'org1'))`.
+   */
+  static configFromNetworkFile(path: string, organization: string): LedgerbusConfig {
+    const network = JSON.parse(readFileSync(path, 'utf8')) as {
+      organizations?: { id: string; connector?: { url: string; token: string } }[];
+    };
+    const entry = network.organizations?.find((candidate) => candidate.id === organization);
+    if (entry?.connector === undefined) {
+      throw new LedgerbusError(ErrorCode.BadConfig, `${path}: no connector for organization ${organization}`);
+    }
+    return { connector: entry.connector.url, token: entry.connector.token };
+  }
+
+  producer(config: ProducerConfig = {}): Producer {
+    return new Producer(this.transport, config);
+  }
+
+  consumer(config: ConsumerConfig): Consumer {
+    return new Consumer(this.transport, config);
+  }
+
+  /** The live event stream (one WebSocket per Ledgerbus, opened on first use; `close()` it when done). */
+  events(options: EventsOptions = {}): LedgerbusEvents {
+    if (this.eventStream === undefined || this.eventStream.isClosed) {
+      this.eventStream = new LedgerbusEvents(this.transport, options);
+    }
+    return this.eventStream;
+  }
+
+  /** Reachability and whether the token is accepted; never throws UNAUTHORIZED itself. */
+  async health(): Promise<Health> {
+    return this.transport.json<Health>('GET', '/healthz');
+  }
+
+  /** Throws UNAUTHORIZED or CONNECTION_CLOSED unless the connector is up and accepts the token. */
+  async connect(): Promise<void> {
+    await checkConnection(this.transport);
+  }
+
+  /** Where a message this organization sent is: accepted, completed (delivered to all), or expired. */
+  async status(topic: string, id: string): Promise<MessageStatus> {
+    return this.transport.json<MessageStatus>('GET', messagePath(topic, id, 'status'));
+  }
+
+  /** The delivery-proof bundle of a message, checked offline by `ledgerbus verify`. */
+  async receipt(topic: string, id: string): Promise<ReceiptBundle> {
+    return this.transport.json<ReceiptBundle>('GET', messagePath(topic, id, 'receipt'));
+  }
+}
+
+function messagePath(topic: string, id: string, what: 'status' | 'receipt'): string {
+  return `/v1/topics/${encodeURIComponent(topic)}/messages/${encodeURIComponent(id)}/${what}`;
+}

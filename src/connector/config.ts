@@ -1,0 +1,74 @@
+/**
+ * `connector.yaml`: the organization this connector acts for, its keys, storage, the node it talks
+ * to, the genesis file (its trust bundle) and its local API. Environment overrides LEDGERBUS_CONNECTOR_*.
+ */
+import { dirname, resolve } from 'node:path';
+import { t } from '../codec/index.js';
+import type { Infer } from '../codec/index.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import { readConfigFile } from '../node/config.js';
+
+const connectorConfigSchema = t.record({
+  organization: t.string({ minLength: 1, maxLength: 128 }),
+  /** Ed25519 signing key: one of the organization's registered signing keys. */
+  keyFile: t.string({ minLength: 1 }),
+  /** X25519 key whose public half genesis registers as the organization's encryption key. */
+  encryptionKeyFile: t.string({ minLength: 1 }),
+  dataDirectory: t.string({ minLength: 1 }),
+  genesis: t.string({ minLength: 1 }),
+  /** The own-organization node to connect to; default: the organization's first node in genesis. */
+  node: t.optional(t.string({ minLength: 1 })),
+  storage: t.optional(
+    t.variant('kind', {
+      filesystem: t.record({
+        kind: t.literal('filesystem'),
+        directory: t.optional(t.string({ minLength: 1 })),
+      }),
+      postgres: t.record({
+        kind: t.literal('postgres'),
+        connectionString: t.string({ minLength: 1 }),
+        schema: t.optional(t.string({ minLength: 1 })),
+      }),
+    }),
+  ),
+  api: t.record({
+    listen: t.string({ pattern: /^[^\s:]+:\d{1,5}$/ }),
+    /** Bearer token the organization's applications present. */
+    token: t.string({ minLength: 16 }),
+  }),
+  logLevel: t.optional(t.oneOf('debug', 'info', 'warn', 'error')),
+});
+export type ConnectorConfig = Infer<typeof connectorConfigSchema>;
+
+export function loadConnectorConfig(path: string): ConnectorConfig {
+  const raw = readConfigFile(path);
+  const overrides: Record<string, unknown> = {};
+  if (process.env['LEDGERBUS_CONNECTOR_NODE'] !== undefined)
+    overrides['node'] = process.env['LEDGERBUS_CONNECTOR_NODE'];
+  let config: ConnectorConfig;
+  try {
+    config = connectorConfigSchema.parse(
+      { ...(typeof raw === 'object' && raw !== null ? raw : {}), ...overrides },
+      '',
+    );
+  } catch (error) {
+    if (isLedgerbusError(error)) throw new LedgerbusError(ErrorCode.BadConfig, `${path}: ${error.message}`);
+    throw error;
+  }
+  const base = dirname(resolve(path));
+  const storage = config.storage ?? { kind: 'filesystem' as const };
+  return {
+    ...config,
+    keyFile: resolve(base, config.keyFile),
+    encryptionKeyFile: resolve(base, config.encryptionKeyFile),
+    dataDirectory: resolve(base, config.dataDirectory),
+    genesis: resolve(base, config.genesis),
+    storage:
+      storage.kind === 'filesystem'
+        ? {
+            kind: 'filesystem',
+            directory: resolve(base, storage.directory ?? resolve(base, config.dataDirectory, 'payloads')),
+          }
+        : storage,
+  };
+}

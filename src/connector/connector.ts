@@ -1,0 +1,784 @@
+/**
+ * `ledgerbus connector`: an organization's gateway (DESIGN §1, §3). It holds the org's signing and
+ * encryption keys and its payload storage, and keeps outbound connections to its own org's node
+ * (no inbound port at the org): one control connection for publish/poll/receipts and a few
+ * payload-serving connections on which the node asks for ciphertext.
+ *
+ * Sending (steps 1–6): encrypt the stream for the recipients into storage, sign ONE publish for the
+ * batch, submit it, and check the acknowledgement's proof before reporting success.
+ * Receiving (steps 7–18): long-poll each partition from a durable cursor, verify each message's
+ * acceptance proof, fetch the ciphertext through the node, verify every chunk against the on-chain
+ * root while decrypting into storage, record it exactly once, then confirm delivery on-chain.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
+import type { CborValue } from '../codec/index.js';
+import { bytesEqual, toHex } from '../codec/index.js';
+import { decodeClientRequest, encodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
+import { decodeFetchRequest, encodeFetchRequest, fetchRequestSignatureValid } from '../contracts/fetch.js';
+import { decodeTransactionResult } from '../contracts/results.js';
+import { encodeConfirmDelivery, encodePublish, nonceBytes } from '../contracts/transactions.js';
+import type { MessageMetadata } from '../contracts/transactions.js';
+import { sign } from '../crypto/index.js';
+import type { SigningKeyPair } from '../crypto/index.js';
+import {
+  decodeEnvelopeHeader,
+  decryptPayload,
+  encodeEnvelopeHeader,
+  encryptPayload,
+} from '../crypto/envelope/index.js';
+import type { EncryptionKeyPair } from '../crypto/envelope/index.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import { RpcPeer, connectFramed, rpcStream } from '../net/index.js';
+import type { Logger } from '../node/logger.js';
+import {
+  blockEvidenceSchema,
+  decodeAcceptanceProof,
+  deliveryReceiptSchema,
+  encodeAcceptanceProof,
+  encodeDeliveryReceipt,
+  verifyAcceptance,
+  verifyDeliveryReceipt,
+} from '../proofs/index.js';
+import type { AcceptanceProof, AcceptedMessage, ProofTrust } from '../proofs/index.js';
+import type { NetworkRegistry, NodeInfo } from '../registry/genesis.js';
+import { proofTrustOf } from '../registry/trust.js';
+import type { PayloadStorage } from './storage/index.js';
+import type {
+  ConnectorApi,
+  ConnectorEvent,
+  MessageStatus,
+  OutgoingMessage,
+  ReceiptBundle,
+  ReceivedMessage,
+  SendResult,
+} from './api-types.js';
+import { ConnectorDatabase } from './connector-database.js';
+import type { ReceivedRow } from './connector-database.js';
+import { StickyPartitioner, partitionForKey } from './partitioner.js';
+
+export interface ConnectorOptions {
+  readonly organization: string;
+  readonly signingKey: SigningKeyPair;
+  readonly encryptionKey: EncryptionKeyPair;
+  readonly registry: NetworkRegistry;
+  readonly storage: PayloadStorage;
+  readonly dataDirectory: string;
+  readonly nodeId?: string;
+  readonly logger: Logger;
+  /** Payload-serving connections kept open to the node (concurrent outgoing transfers). */
+  readonly servingConnections?: number;
+  /** Attempts before a message that fails verification is given up (it is recorded as failed). */
+  readonly fetchAttemptsMax?: number;
+}
+
+const pollWaitMs = 10_000;
+
+export class Connector implements ConnectorApi {
+  readonly organization: string;
+  private readonly database: ConnectorDatabase;
+  private readonly trust: ProofTrust;
+  private readonly node: NodeInfo;
+  private control: RpcPeer | undefined;
+  private connecting: Promise<RpcPeer> | undefined;
+  private readonly servingPeers = new Set<RpcPeer>();
+  private readonly listeners = new Set<(event: ConnectorEvent) => void>();
+  private readonly receivedWaiters = new Set<() => void>();
+  private readonly sticky = new StickyPartitioner();
+  private stopped = false;
+  private readonly loops: Promise<void>[] = [];
+  private servingTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: ConnectorOptions) {
+    this.organization = options.organization;
+    const organization = options.registry.organization(options.organization);
+    if (organization === undefined)
+      throw new LedgerbusError(ErrorCode.BadConfig, `organization ${options.organization} is not in genesis`);
+    if (!organization.signingKeys.some((key) => bytesEqual(key, options.signingKey.publicKey))) {
+      throw new LedgerbusError(
+        ErrorCode.BadConfig,
+        `the signing key is not registered for ${options.organization}`,
+      );
+    }
+    const encryptionKey = options.registry.encryptionKey(options.organization);
+    if (encryptionKey === undefined || !bytesEqual(encryptionKey, options.encryptionKey.publicKey)) {
+      throw new LedgerbusError(
+        ErrorCode.BadConfig,
+        `the encryption key is not the one registered for ${options.organization}`,
+      );
+    }
+    const node =
+      options.nodeId === undefined
+        ? options.registry.nodes().find((candidate) => candidate.organization === options.organization)
+        : options.registry.node(options.nodeId);
+    if (node === undefined || node.organization !== options.organization) {
+      throw new LedgerbusError(ErrorCode.BadConfig, `no node of ${options.organization} to connect to`);
+    }
+    this.node = node;
+    this.trust = proofTrustOf(options.registry);
+    this.database = new ConnectorDatabase(options.dataDirectory);
+  }
+
+  /** Connects, opens the serving connections and starts one consume loop per consumable partition. */
+  start(): void {
+    const keepServing = (): void => {
+      const wanted = this.options.servingConnections ?? 4;
+      for (let index = this.servingPeers.size; index < wanted; index++) void this.openServingConnection();
+    };
+    keepServing();
+    this.servingTimer = setInterval(keepServing, 1_000);
+    for (const topic of this.options.registry.topics()) {
+      if (!topic.consumers.has(this.organization)) continue;
+      for (let partition = 0; partition < topic.partitionCount; partition++) {
+        this.loops.push(this.consumeLoop(topic.name, partition));
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.servingTimer !== undefined) clearInterval(this.servingTimer);
+    for (const wake of this.receivedWaiters) wake();
+    this.control?.close();
+    for (const peer of this.servingPeers) peer.close();
+    await Promise.allSettled(this.loops);
+    this.database.close();
+    await this.options.storage.close();
+  }
+
+  onEvent(listener: (event: ConnectorEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // ---- sending ----
+
+  async send(topicName: string, messages: readonly OutgoingMessage[]): Promise<SendResult[]> {
+    const topic = this.options.registry.topic(topicName);
+    if (topic === undefined)
+      throw new LedgerbusError(ErrorCode.SchemaMismatch, `topic ${topicName} does not exist`);
+    if (messages.length === 0) return [];
+    if (messages.length > 1024)
+      throw new LedgerbusError(ErrorCode.Oversize, 'at most 1024 messages per send');
+    // Encrypt and store every payload first (steps 1–2); then one signed batch per partition.
+    const prepared: { metadata: MessageMetadata; partition: number; index: number }[] = [];
+    for (const [index, message] of messages.entries()) {
+      const partition =
+        message.key === undefined || message.key === null
+          ? this.sticky.partition(topicName, topic.partitionCount)
+          : partitionForKey(message.key, topic.partitionCount);
+      prepared.push({ metadata: await this.storeOutgoing(topicName, partition, message), partition, index });
+    }
+    const results: SendResult[] = new Array<SendResult>(messages.length);
+    const byPartition = new Map<number, typeof prepared>();
+    for (const entry of prepared)
+      byPartition.set(entry.partition, [...(byPartition.get(entry.partition) ?? []), entry]);
+    await Promise.all(
+      [...byPartition].map(async ([partition, entries]) => {
+        const accepted = await this.publishBatch(
+          topicName,
+          partition,
+          entries.map((entry) => entry.metadata),
+        );
+        entries.forEach((entry, position) => {
+          results[entry.index] = accepted[position] as SendResult;
+        });
+      }),
+    );
+    this.sticky.next(topicName, topic.partitionCount);
+    return results;
+  }
+
+  private async storeOutgoing(
+    topic: string,
+    partition: number,
+    message: OutgoingMessage,
+  ): Promise<MessageMetadata> {
+    const id = message.id ?? randomUUID();
+    const recipients = [...message.to];
+    const targets = recipients.map((orgId) => {
+      const publicKey = this.options.registry.encryptionKey(orgId);
+      if (publicKey === undefined)
+        throw new LedgerbusError(ErrorCode.SchemaMismatch, `recipient ${orgId} is not in the network`);
+      return { orgId, publicKey };
+    });
+    const existing = this.database.sent(id);
+    if (existing !== undefined) {
+      // A retry of a message already encrypted and stored: publish the same metadata again.
+      const header = decodeEnvelopeHeader(existing.header);
+      message.value.resume();
+      return this.metadataFor(
+        id,
+        topic,
+        partition,
+        message,
+        recipients,
+        existing.size,
+        header.merkleRoot,
+        header.contentType,
+      );
+    }
+    const contentType = message.contentType ?? 'application/octet-stream';
+    const sink = new PassThrough({ highWaterMark: 1024 * 1024 });
+    const stored = this.options.storage.put(sink);
+    const [encrypted, object] = await Promise.all([
+      encryptPayload({
+        source: message.value,
+        sink,
+        senderKey: this.options.signingKey,
+        senderOrgId: this.organization,
+        recipients: targets,
+        payloadId: id,
+        contentType,
+      }),
+      stored,
+    ]);
+    this.database.insertSent({
+      id,
+      topic,
+      partition,
+      group_id: `${topic}/${partition}`,
+      header: encodeEnvelopeHeader(encrypted.header),
+      storage_key: object.key,
+      size: object.size,
+      recipients: JSON.stringify(recipients),
+      created_at: Date.now(),
+    });
+    return this.metadataFor(
+      id,
+      topic,
+      partition,
+      message,
+      recipients,
+      object.size,
+      encrypted.header.merkleRoot,
+      contentType,
+    );
+  }
+
+  private metadataFor(
+    id: string,
+    topic: string,
+    partition: number,
+    message: OutgoingMessage,
+    recipients: string[],
+    size: number,
+    contentRoot: Uint8Array,
+    contentType: string,
+  ): MessageMetadata {
+    return {
+      id,
+      topic,
+      partition,
+      key: message.key ?? null,
+      recipients,
+      size,
+      contentRoot,
+      contentType,
+      headers: { ...(message.headers ?? {}) },
+    };
+  }
+
+  /** Signs one publish for the batch, submits it, verifies every message's acceptance proof. */
+  private async publishBatch(
+    topic: string,
+    partition: number,
+    metadata: MessageMetadata[],
+  ): Promise<SendResult[]> {
+    const group = `${topic}/${partition}`;
+    const operation = encodePublish(
+      {
+        sender: this.organization,
+        nonce: randomBytes(nonceBytes),
+        timestamp: Date.now(),
+        messages: metadata,
+      },
+      this.options.signingKey,
+    );
+    const answer = await this.submit(group, operation);
+    const result = decodeTransactionResult(answer.evidence.result);
+    if (result.status === 'REJECTED') {
+      throw new LedgerbusError(
+        ErrorCode.MessageRejected,
+        `${result.reason}${result.detail === undefined ? '' : ` (${result.detail})`}`,
+      );
+    }
+    if (result.type !== 'publish')
+      throw new LedgerbusError(ErrorCode.BadProof, 'the node answered with another transaction');
+    return metadata.map((message, messageIndex) => {
+      const outcome = result.messages[messageIndex];
+      if (outcome === undefined) throw new LedgerbusError(ErrorCode.BadProof, 'missing message result');
+      if (outcome.status === 'REJECTED') {
+        throw new LedgerbusError(
+          ErrorCode.MessageRejected,
+          `message ${message.id}: ${outcome.reason}${outcome.detail === undefined ? '' : ` (${outcome.detail})`}`,
+        );
+      }
+      // A retry's result points at the first acceptance: prove that block instead.
+      const proof: AcceptanceProof =
+        outcome.height === answer.evidence.header.height
+          ? { block: answer.evidence, messageIndex }
+          : decodeAcceptanceProof(this.database.sent(message.id)?.proof ?? new Uint8Array());
+      const accepted = verifyAcceptance(proof, this.trust);
+      const proofBytes = encodeAcceptanceProof(proof);
+      this.database.markSent(message.id, accepted.offset, accepted.height, proofBytes);
+      return {
+        id: message.id,
+        topic,
+        partition,
+        offset: accepted.offset,
+        height: accepted.height,
+        size: message.size,
+        proof: Buffer.from(proofBytes).toString('base64'),
+      };
+    });
+  }
+
+  /** Wraps an SDT transaction in a signed client request and submits it, retrying retriable failures. */
+  private async submit(
+    group: string,
+    operation: Uint8Array,
+  ): Promise<{ height: number; evidence: ReturnType<typeof blockEvidenceSchema.parse> }> {
+    const seq = this.database.reserveSequence(1);
+    const key = this.options.signingKey;
+    const request = encodeClientRequest({ group, client: key.publicKey, seq, operation }, (type, payload) =>
+      sign(key, type, payload),
+    );
+    decodeClientRequest(request, messageLimits.requestBytesMax);
+    let delayMs = 200;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const control = await this.controlPeer();
+        const answer = (await control.request('publish', { group, request })) as Record<string, CborValue>;
+        const evidence = blockEvidenceSchema.parse(answer['evidence'], 'evidence');
+        return { height: evidence.header.height, evidence };
+      } catch (error) {
+        const retriable = isLedgerbusError(error) && error.retriable;
+        if (!retriable || attempt >= 8 || this.stopped) throw error;
+        await sleep(delayMs);
+        delayMs = Math.min(delayMs * 2, 5_000);
+      }
+    }
+  }
+
+  // ---- receiving ----
+
+  private async consumeLoop(topic: string, partition: number): Promise<void> {
+    const group = `${topic}/${partition}`;
+    while (!this.stopped) {
+      try {
+        const control = await this.controlPeer();
+        const fromOffset = this.database.cursor(group);
+        const page = (await control.request('poll', {
+          group,
+          fromOffset,
+          limit: 50,
+          waitMs: pollWaitMs,
+        })) as Record<string, CborValue>;
+        const messages = (page['messages'] as Record<string, CborValue>[] | undefined) ?? [];
+        for (const entry of messages) {
+          if (this.stopped) return;
+          const offset = entry['offset'] as number;
+          const proof = decodeAcceptanceProofValue(entry['proof']);
+          const accepted = verifyAcceptance(proof, this.trust);
+          if (accepted.offset !== offset || accepted.partitionId !== group) {
+            throw new LedgerbusError(
+              ErrorCode.BadProof,
+              `the node's proof is for another offset than ${offset}`,
+            );
+          }
+          if (accepted.recipients.includes(this.organization)) await this.receive(accepted, proof);
+          this.database.setCursor(group, offset + 1);
+        }
+        const nextOffset = page['nextOffset'];
+        if (typeof nextOffset === 'number' && nextOffset > this.database.cursor(group))
+          this.database.setCursor(group, nextOffset);
+      } catch (error) {
+        if (this.stopped) return;
+        this.options.logger.warn({ group, error: describe(error) }, 'consume loop error; retrying');
+        await sleep(1_000);
+      }
+    }
+  }
+
+  /** Fetches, verifies, decrypts and stores one message exactly once, then confirms delivery. */
+  private async receive(accepted: AcceptedMessage, proof: AcceptanceProof): Promise<void> {
+    let row = this.database.received(accepted.id);
+    if (row === undefined) {
+      try {
+        row = await this.fetchAndStore(accepted, proof);
+      } catch (error) {
+        const code = isLedgerbusError(error) ? error.code : 'INTERNAL';
+        const attempts = this.database.recordFailure(
+          accepted.id,
+          accepted.partitionId,
+          accepted.offset,
+          code,
+          describe(error),
+        );
+        // Not retriable: the payload is corrupt, or its sender does not have it; retrying cannot help.
+        const permanent = !isLedgerbusError(error) || !error.retriable;
+        this.options.logger.warn(
+          { id: accepted.id, attempts, error: describe(error) },
+          'payload fetch failed; nothing stored',
+        );
+        if (permanent && attempts >= (this.options.fetchAttemptsMax ?? 3)) {
+          this.emit({ type: 'message.failed', id: accepted.id, code, reason: describe(error) });
+          return; // give up: the cursor moves on; the failure stays recorded
+        }
+        throw error;
+      }
+      this.emit({ type: 'message.received', message: toReceivedMessage(row) });
+      for (const wake of this.receivedWaiters) wake();
+    }
+    if (row.confirmed === 0) {
+      await this.confirm(accepted);
+      this.database.markConfirmed(accepted.id);
+    }
+  }
+
+  private async fetchAndStore(accepted: AcceptedMessage, proof: AcceptanceProof): Promise<ReceivedRow> {
+    const fetchRequest = encodeFetchRequest(
+      {
+        requester: this.organization,
+        partitionId: accepted.partitionId,
+        id: accepted.id,
+        nonce: randomBytes(nonceBytes),
+        timestamp: Date.now(),
+      },
+      this.options.signingKey,
+    );
+    const bulk = await this.openConnection();
+    try {
+      const { head, stream } = await bulk.requestStream('fetchPayload', {
+        group: accepted.partitionId,
+        fetchRequest,
+      });
+      const headerBytes = (head as Record<string, CborValue>)['header'];
+      if (!(headerBytes instanceof Uint8Array))
+        throw new LedgerbusError(ErrorCode.PayloadCorrupt, 'the payload came without its envelope header');
+      const header = decodeEnvelopeHeader(headerBytes);
+      const plaintext = await decryptPayload({
+        header,
+        ciphertext: stream,
+        recipientOrgId: this.organization,
+        recipientKey: this.options.encryptionKey,
+        senderPublicKey: accepted.signerKey,
+        expectedRoot: accepted.contentRoot,
+        expectedPayloadId: accepted.id,
+        expectedSenderOrgId: accepted.sender,
+      });
+      // Content-addressed storage: the key IS the plaintext's sha256.
+      const stored = await this.options.storage.put(plaintext);
+      return this.database.insertReceived({
+        id: accepted.id,
+        topic: accepted.topic,
+        partition: accepted.partition,
+        group_id: accepted.partitionId,
+        offset: accepted.offset,
+        sender: accepted.sender,
+        size: stored.size,
+        sha256: stored.key,
+        storage_key: stored.key,
+        content_type: accepted.contentType,
+        message_key: accepted.key,
+        proof: encodeAcceptanceProof(proof),
+        received_at: Date.now(),
+      });
+    } catch (error) {
+      if (
+        isLedgerbusError(error) &&
+        [
+          ErrorCode.BadProof,
+          ErrorCode.BadSignature,
+          ErrorCode.MalformedEncoding,
+          ErrorCode.SchemaMismatch,
+        ].includes(error.code as never)
+      ) {
+        throw new LedgerbusError(
+          ErrorCode.PayloadCorrupt,
+          `payload of ${accepted.id} does not verify: ${error.message}`,
+        );
+      }
+      throw error;
+    } finally {
+      bulk.close();
+    }
+  }
+
+  private async confirm(accepted: AcceptedMessage): Promise<void> {
+    const operation = encodeConfirmDelivery(
+      {
+        recipient: this.organization,
+        nonce: randomBytes(nonceBytes),
+        timestamp: Date.now(),
+        deliveries: [{ id: accepted.id, contentRoot: accepted.contentRoot }],
+      },
+      this.options.signingKey,
+    );
+    const answer = await this.submit(accepted.partitionId, operation);
+    const result = decodeTransactionResult(answer.evidence.result);
+    if (result.status !== 'OK' || result.type !== 'confirmDelivery') {
+      throw new LedgerbusError(
+        ErrorCode.MessageRejected,
+        `confirmDelivery refused: ${result.status === 'REJECTED' ? result.reason : 'unexpected result'}`,
+      );
+    }
+    const delivery = result.deliveries[0];
+    if (delivery?.status === 'DELIVERED') {
+      this.emit({
+        type: 'delivery.confirmed',
+        id: accepted.id,
+        recipient: this.organization,
+        height: delivery.height,
+      });
+    } else if (delivery !== undefined) {
+      this.options.logger.warn({ id: accepted.id, reason: delivery.reason }, 'delivery confirmation refused');
+    }
+  }
+
+  // ---- serving payloads to recipients (steps 9–12, sender side) ----
+
+  private servePayload(
+    body: CborValue,
+  ): ReturnType<typeof rpcStream> | Promise<ReturnType<typeof rpcStream>> {
+    const record = body as Record<string, CborValue>;
+    const fetchBytes = record['fetchRequest'];
+    if (!(fetchBytes instanceof Uint8Array))
+      throw new LedgerbusError(ErrorCode.SchemaMismatch, 'fetchRequest: expected bytes');
+    const request = decodeFetchRequest(fetchBytes);
+    // Re-checked here, not taken from the node: the requester signed it with one of its own keys.
+    const keys = this.options.registry.organization(request.requester)?.signingKeys ?? [];
+    if (!keys.some((key) => bytesEqual(key, request.signerKey)) || !fetchRequestSignatureValid(request)) {
+      throw new LedgerbusError(ErrorCode.BadSignature, 'fetch request is not signed by its requester');
+    }
+    const sent = this.database.sent(request.id);
+    if (sent === undefined || sent.group_id !== request.partitionId) {
+      throw new LedgerbusError(ErrorCode.PayloadNotFound, `no payload ${request.id} was sent from here`);
+    }
+    if (!(JSON.parse(sent.recipients) as string[]).includes(request.requester)) {
+      this.options.logger.warn(
+        { id: request.id, requester: request.requester },
+        'refused a payload fetch by a non-recipient',
+      );
+      throw new LedgerbusError(
+        ErrorCode.NotRecipient,
+        `${request.requester} is not a recipient of ${request.id}`,
+      );
+    }
+    return this.options.storage
+      .get(sent.storage_key)
+      .then((stream) => rpcStream(stream, { header: sent.header }));
+  }
+
+  // ---- reads for applications ----
+
+  async received(options: {
+    topic?: string;
+    after: number;
+    limit: number;
+    waitMs?: number;
+  }): Promise<ReceivedMessage[]> {
+    const limit = Math.max(1, Math.min(options.limit, 1000));
+    let rows = this.database.receivedAfter(options.after, limit, options.topic);
+    if (rows.length === 0 && (options.waitMs ?? 0) > 0 && !this.stopped) {
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          clearTimeout(timer);
+          this.receivedWaiters.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, options.waitMs);
+        this.receivedWaiters.add(wake);
+      });
+      rows = this.database.receivedAfter(options.after, limit, options.topic);
+    }
+    return rows.map(toReceivedMessage);
+  }
+
+  receivedMessage(id: string): ReceivedMessage | undefined {
+    const row = this.database.received(id);
+    return row === undefined ? undefined : toReceivedMessage(row);
+  }
+
+  async payload(id: string): Promise<Readable> {
+    const row = this.database.received(id);
+    if (row === undefined) throw new LedgerbusError(ErrorCode.MessageNotFound, `no received message ${id}`);
+    return this.options.storage.get(row.storage_key);
+  }
+
+  committedSequence(groupId: string, topic: string): number {
+    return this.database.consumerSequence(groupId, topic) ?? 0;
+  }
+
+  commitSequence(groupId: string, topic: string, sequence: number): void {
+    if (!Number.isSafeInteger(sequence) || sequence < 0)
+      throw new LedgerbusError(ErrorCode.SchemaMismatch, 'sequence: expected a non-negative integer');
+    this.database.setConsumerSequence(groupId, topic, sequence);
+  }
+
+  latestSequence(): number {
+    return this.database.lastSequence();
+  }
+
+  async status(topic: string, id: string): Promise<MessageStatus> {
+    const group = this.groupOf(topic, id);
+    const control = await this.controlPeer();
+    const answer = (await control.request('message', { group, id })) as Record<string, CborValue>;
+    return {
+      id,
+      state: answer['state'] as MessageStatus['state'],
+      sender: answer['sender'] as string,
+      partition: Number(group.slice(group.lastIndexOf('/') + 1)),
+      offset: answer['offset'] as number,
+      recipients: (answer['recipients'] as Record<string, CborValue>[]).map((recipient) => ({
+        organization: recipient['organization'] as string,
+        state: recipient['state'] as 'PENDING' | 'DELIVERED',
+      })),
+    };
+  }
+
+  async receipt(topic: string, id: string): Promise<ReceiptBundle> {
+    const group = this.groupOf(topic, id);
+    const control = await this.controlPeer();
+    const answer = (await control.request('receipt', { group, id })) as Record<string, CborValue>;
+    const receipt = deliveryReceiptSchema.parse(
+      { acceptance: answer['acceptance'], deliveries: answer['deliveries'] },
+      'receipt',
+    );
+    const verified = verifyDeliveryReceipt(receipt, this.trust);
+    const message = verified.message;
+    return {
+      format: 'ledgerbus-receipt/v1',
+      network: this.options.registry.network,
+      message: {
+        id: message.id,
+        topic: message.topic,
+        partition: message.partition,
+        offset: message.offset,
+        sender: message.sender,
+        recipients: message.recipients,
+        contentRoot: toHex(message.contentRoot),
+        size: message.size,
+        height: message.height,
+      },
+      deliveredTo: verified.deliveries.map((delivery) => delivery.recipient),
+      proof: Buffer.from(encodeDeliveryReceipt(receipt)).toString('base64'),
+    };
+  }
+
+  failures(): { id: string; code: string; reason: string; attempts: number }[] {
+    return this.database.failures();
+  }
+
+  /** The partition a message this org sent or received lives on. */
+  private groupOf(topic: string, id: string): string {
+    const sent = this.database.sent(id);
+    if (sent !== undefined) return sent.group_id;
+    const received = this.database.received(id);
+    if (received !== undefined) return received.group_id;
+    const partitions = this.options.registry.topic(topic)?.partitionCount;
+    if (partitions === 1) return `${topic}/0`;
+    throw new LedgerbusError(
+      ErrorCode.MessageNotFound,
+      `message ${id} was neither sent nor received by ${this.organization}`,
+    );
+  }
+
+  // ---- connections ----
+
+  private async openConnection(): Promise<RpcPeer> {
+    const connection = await connectFramed({
+      host: this.node.host,
+      port: this.node.port,
+      identity: this.options.signingKey,
+      expectedPublicKey: this.node.publicKey,
+      timeoutMs: 5_000,
+    });
+    return new RpcPeer(connection, { requestTimeoutMs: 60_000 });
+  }
+
+  private controlPeer(): Promise<RpcPeer> {
+    if (this.control !== undefined && !this.control.closed) return Promise.resolve(this.control);
+    if (this.stopped)
+      return Promise.reject(new LedgerbusError(ErrorCode.ConnectionClosed, 'connector stopped'));
+    this.connecting ??= this.openConnection()
+      .then((peer) => {
+        this.control = peer;
+        return peer;
+      })
+      .catch((error: unknown) => {
+        throw new LedgerbusError(
+          ErrorCode.ConnectionClosed,
+          `cannot reach node ${this.node.id}: ${describe(error)}`,
+          { retriable: true },
+        );
+      })
+      .finally(() => {
+        this.connecting = undefined;
+      });
+    return this.connecting;
+  }
+
+  private async openServingConnection(): Promise<void> {
+    if (this.stopped) return;
+    let peer: RpcPeer;
+    try {
+      peer = await this.openConnection();
+    } catch {
+      return; // the timer tries again
+    }
+    this.servingPeers.add(peer);
+    peer.onClose(() => this.servingPeers.delete(peer));
+    peer.handle('servePayload', (body) => this.servePayload(body));
+    try {
+      await peer.request('serve', {});
+    } catch {
+      peer.close();
+    }
+  }
+
+  private emit(event: ConnectorEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.options.logger.warn({ error: describe(error) }, 'event listener failed');
+      }
+    }
+  }
+}
+
+function decodeAcceptanceProofValue(value: CborValue | undefined): AcceptanceProof {
+  return deliveryReceiptSchema.parse({ acceptance: value, deliveries: [] }, 'proof').acceptance;
+}
+
+function toReceivedMessage(row: ReceivedRow): ReceivedMessage {
+  return {
+    sequence: row.sequence,
+    id: row.id,
+    topic: row.topic,
+    partition: row.partition,
+    offset: row.offset,
+    sender: row.sender,
+    size: row.size,
+    sha256: row.sha256,
+    contentType: row.content_type,
+    key: row.message_key === null ? null : Buffer.from(row.message_key).toString('base64'),
+    receivedAt: row.received_at,
+    proof: Buffer.from(row.proof).toString('base64'),
+  };
+}
+
+function describe(error: unknown): string {
+  return isLedgerbusError(error)
+    ? `${error.code}: ${error.message}`
+    : error instanceof Error
+      ? error.message
+      : String(error);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,552 @@
+/**
+ * The connector's local REST + WebSocket API: what an organization's applications (through the
+ * `ledgerbus/client` SDK, curl, or any HTTP client) call. It is a thin transport over `ConnectorApi`:
+ * authentication, request validation, error mapping and streaming live here; no message logic does.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { Readable, Transform } from 'node:stream';
+import type { TransformCallback } from 'node:stream';
+import { fastify } from 'fastify';
+import type { FastifyRequest } from 'fastify';
+import fastifyWebsocket from '@fastify/websocket';
+import type { WebSocket } from 'ws';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import type { ConnectorApi, ConnectorEvent, OutgoingMessage } from './api-types.js';
+import {
+  batchBodyBytesMax,
+  buildOpenApiDocument,
+  receivedLimitDefault,
+  receivedWaitMsMax,
+  requestSchemas,
+} from './openapi.js';
+
+/** The subset of a pino logger this server uses (a pino `Logger` satisfies it). */
+export interface HttpApiLogger {
+  debug(object: object, message?: string): void;
+  info(object: object, message?: string): void;
+  warn(object: object, message?: string): void;
+  error(object: object, message?: string): void;
+}
+
+export interface HttpApiOptions {
+  /** The connector; `latestSequence` (optional) lets consumers start "from now" without a scan. */
+  readonly api: ConnectorApi & { latestSequence?(): number };
+  readonly host: string;
+  /** 0 picks a free port (see the result's `port`). */
+  readonly port: number;
+  /** The bearer token applications present. */
+  readonly token: string;
+  readonly logger?: HttpApiLogger;
+  /** Largest streamed message body accepted by `POST /v1/topics/:topic/messages`; unlimited when absent. */
+  readonly bodyBytesMax?: number;
+  /** On close, how long in-flight requests (long-polls, uploads) may finish before their sockets are cut. */
+  readonly closeGraceMs?: number;
+}
+
+export interface HttpApiRoute {
+  readonly method: string;
+  /** Fastify form, e.g. `/v1/topics/:topic/messages`. */
+  readonly path: string;
+}
+
+export interface HttpApiServer {
+  readonly url: string;
+  readonly port: number;
+  /** Every route the server registered (used to check the OpenAPI document covers them). */
+  readonly routes: readonly HttpApiRoute[];
+  close(): Promise<void>;
+}
+
+export interface WireError {
+  readonly status: number;
+  readonly code: string;
+  readonly message: string;
+  readonly retriable: boolean;
+}
+
+/** HTTP status of each error code that has a more specific meaning than 500. */
+const statusByCode: Partial<Record<ErrorCode, number>> = {
+  [ErrorCode.SchemaMismatch]: 400,
+  [ErrorCode.MalformedEncoding]: 400,
+  [ErrorCode.Oversize]: 400,
+  [ErrorCode.BadConfig]: 400,
+  [ErrorCode.Unauthorized]: 401,
+  [ErrorCode.NotRecipient]: 403,
+  [ErrorCode.MessageNotFound]: 404,
+  [ErrorCode.PayloadNotFound]: 404,
+  [ErrorCode.MessageRejected]: 422,
+  [ErrorCode.Overloaded]: 429,
+  [ErrorCode.Timeout]: 503,
+  [ErrorCode.ConnectionClosed]: 503,
+};
+
+export function httpStatusOf(code: ErrorCode): number {
+  return statusByCode[code] ?? 500;
+}
+
+/**
+ * The JSON error an application sees for `error`. Only LedgerbusErrors (expected failures with a
+ * stable code) and Fastify's own request errors pass their message through; anything else may carry
+ * internals (paths, SQL, stack-derived text), so it becomes a generic INTERNAL.
+ */
+export function toWireError(error: unknown): WireError {
+  if (isLedgerbusError(error)) {
+    return {
+      status: httpStatusOf(error.code),
+      code: error.code,
+      message: error.message,
+      retriable: error.retriable,
+    };
+  }
+  const fastifyCode = fastifyErrorCode(error);
+  if (fastifyCode !== undefined && error instanceof Error) {
+    const code =
+      fastifyCode === 'FST_ERR_CTP_BODY_TOO_LARGE'
+        ? ErrorCode.Oversize
+        : fastifyCode === 'FST_ERR_CTP_INVALID_JSON_BODY' || fastifyCode === 'FST_ERR_CTP_EMPTY_JSON_BODY'
+          ? ErrorCode.MalformedEncoding
+          : ErrorCode.SchemaMismatch;
+    return { status: httpStatusOf(code), code, message: error.message, retriable: false };
+  }
+  return {
+    status: 500,
+    code: ErrorCode.Internal,
+    message: 'internal error; the details are in the connector log',
+    retriable: false,
+  };
+}
+
+/** The `FST_*` code of a client-side (4xx) Fastify error, e.g. validation or body parsing. */
+function fastifyErrorCode(error: unknown): string | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { code, statusCode } = error as { code?: unknown; statusCode?: unknown };
+  if (typeof statusCode !== 'number' || statusCode < 400 || statusCode >= 500) return undefined;
+  return typeof code === 'string' && code.startsWith('FST_') ? code : 'FST_ERR_VALIDATION';
+}
+
+const publicRoutes = new Set(['/healthz', '/v1/openapi.json']);
+const eventsRoute = '/v1/events';
+/** A client that reads events slower than this much backlog is cut off rather than buffered for. */
+const eventsBufferedBytesMax = 8 * 1024 * 1024;
+/** Pings find dead event sockets (a laptop that slept, a dropped NAT entry) and free their listeners. */
+const eventsPingIntervalMs = 30_000;
+const base64Pattern = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+const noopLogger: HttpApiLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServer> {
+  const { api, token } = options;
+  const logger = options.logger ?? noopLogger;
+  if (token.length === 0) throw new LedgerbusError(ErrorCode.BadConfig, 'api.token: must not be empty');
+  if (
+    options.bodyBytesMax !== undefined &&
+    !(Number.isSafeInteger(options.bodyBytesMax) && options.bodyBytesMax > 0)
+  ) {
+    throw new LedgerbusError(ErrorCode.BadConfig, 'bodyBytesMax: expected a positive integer');
+  }
+  // Compare digests, not the strings: equal lengths make timingSafeEqual usable and hide the token length.
+  const expectedDigest = createHash('sha256').update(token).digest();
+  const tokenMatches = (presented: string): boolean =>
+    timingSafeEqual(createHash('sha256').update(presented).digest(), expectedDigest);
+
+  const app = fastify({
+    logger: false,
+    // HEAD twins of GET routes would be undocumented surface with no use here.
+    exposeHeadRoutes: false,
+    // Uploads of large payloads legitimately take long; Node's 5-minute default would cut them.
+    requestTimeout: 0,
+    bodyLimit: batchBodyBytesMax,
+    // Message ids and group ids are the application's own; the router's default cut-off is 100 chars.
+    routerOptions: { maxParamLength: 1024 },
+    // Reject unknown fields instead of silently dropping them: a typo should not lose data.
+    ajv: { customOptions: { removeAdditional: false } },
+  });
+
+  // First, so that its onRequest hook (which marks upgrade requests, letting it destroy the socket of
+  // a refused one) runs before authentication can refuse.
+  await app.register(fastifyWebsocket, { options: { maxPayload: 64 * 1024 } });
+
+  const routes: HttpApiRoute[] = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push({ method, path: route.url });
+  });
+
+  app.addHook('onRequest', async (request) => {
+    const route = request.routeOptions.url;
+    if (route !== undefined && publicRoutes.has(route)) return;
+    const presented =
+      bearerToken(request.headers.authorization) ??
+      (route === eventsRoute ? queryToken(request.query) : undefined);
+    if (presented === undefined) {
+      throw new LedgerbusError(
+        ErrorCode.Unauthorized,
+        'missing API token: send "Authorization: Bearer <token>"',
+      );
+    }
+    if (!tokenMatches(presented)) throw new LedgerbusError(ErrorCode.Unauthorized, 'wrong API token');
+  });
+
+  app.setErrorHandler((error: unknown, request, reply) => {
+    const wire = toWireError(error);
+    if (wire.code === ErrorCode.Internal && !isLedgerbusError(error)) {
+      // The URL is left out on purpose: an events request may carry the token in its query.
+      logger.error(
+        { err: error, method: request.method, route: request.routeOptions.url },
+        'API request failed',
+      );
+    } else if (wire.status >= 500) {
+      logger.warn(
+        { code: wire.code, message: wire.message, route: request.routeOptions.url },
+        'API request failed',
+      );
+    }
+    if (wire.code === ErrorCode.Unauthorized) void reply.header('www-authenticate', 'Bearer');
+    // A refused upload may still be arriving: closing beats reading (and discarding) gigabytes of it.
+    if (!request.raw.complete) void reply.header('connection', 'close');
+    return reply
+      .status(wire.status)
+      .send({ error: { code: wire.code, message: wire.message, retriable: wire.retriable } });
+  });
+
+  // Reached only past authentication, so probing for routes without the token learns nothing.
+  app.setNotFoundHandler(async (request, reply) => {
+    const message = `no route ${request.method} ${request.url.split('?')[0] ?? ''}`;
+    return reply.status(404).send({ error: { code: ErrorCode.UnknownMethod, message, retriable: false } });
+  });
+
+  app.get('/healthz', async (request) => {
+    const presented = bearerToken(request.headers.authorization);
+    const authenticated = presented !== undefined && tokenMatches(presented);
+    return authenticated
+      ? { status: 'ok', authenticated, organization: api.organization }
+      : { status: 'ok', authenticated };
+  });
+
+  let openApiJson: string | undefined;
+  app.get('/v1/openapi.json', async (_request, reply) => {
+    // Server URL '/': relative to wherever the document was fetched (the listen address may be 0.0.0.0).
+    openApiJson ??= JSON.stringify(buildOpenApiDocument());
+    return reply.type('application/json').send(openApiJson);
+  });
+
+  // ---- sending ----
+
+  // Its own scope so that no parser (JSON included: a payload may well be JSON) touches the body.
+  await app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    // Leave the body unread: the handler hands `request.raw` to the connector, which streams it.
+    scope.addContentTypeParser('*', (_request: FastifyRequest, _payload: IncomingMessage, done) =>
+      done(null),
+    );
+    scope.post<{ Params: { topic: string }; Querystring: Record<string, string | undefined> }>(
+      '/v1/topics/:topic/messages',
+      { schema: { params: requestSchemas.topicParams, querystring: requestSchemas.sendQuery } },
+      async (request) => {
+        const message = streamedMessage(request, options.bodyBytesMax);
+        const [result] = await api.send(request.params.topic, [message]);
+        return result;
+      },
+    );
+  });
+
+  app.post<{ Params: { topic: string }; Body: BatchBody }>(
+    '/v1/topics/:topic/batch',
+    {
+      schema: { params: requestSchemas.topicParams, body: requestSchemas.batchBody },
+      bodyLimit: batchBodyBytesMax,
+    },
+    async (request) => {
+      const messages = request.body.messages.map((entry, index) => batchMessage(entry, `messages[${index}]`));
+      return { results: await api.send(request.params.topic, messages) };
+    },
+  );
+
+  app.get<{ Params: { topic: string; id: string } }>(
+    '/v1/topics/:topic/messages/:id/status',
+    { schema: { params: requestSchemas.topicMessageParams } },
+    async (request) => api.status(request.params.topic, request.params.id),
+  );
+
+  app.get<{ Params: { topic: string; id: string } }>(
+    '/v1/topics/:topic/messages/:id/receipt',
+    { schema: { params: requestSchemas.topicMessageParams } },
+    async (request) => api.receipt(request.params.topic, request.params.id),
+  );
+
+  // ---- receiving ----
+
+  app.get<{ Querystring: { topic?: string; after: number; limit: number; waitMs: number } }>(
+    '/v1/received',
+    { schema: { querystring: requestSchemas.receivedQuery } },
+    async (request) => {
+      const { topic, after, limit, waitMs } = request.query;
+      const messages = await api.received({
+        ...(topic === undefined ? {} : { topic }),
+        after,
+        limit: limit ?? receivedLimitDefault,
+        waitMs: Math.min(waitMs ?? 0, receivedWaitMsMax),
+      });
+      return { messages };
+    },
+  );
+
+  app.get('/v1/latest-sequence', async () => ({ sequence: await latestSequence(api) }));
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/received/:id',
+    { schema: { params: requestSchemas.idParams } },
+    async (request) => receivedOrThrow(api, request.params.id),
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/received/:id/payload',
+    { schema: { params: requestSchemas.idParams } },
+    async (request, reply) => {
+      const message = receivedOrThrow(api, request.params.id);
+      const payload = await api.payload(message.id);
+      // Content-Length lets clients show progress and detect a truncated stream.
+      return reply
+        .type(message.contentType)
+        .header('content-length', String(message.size))
+        .header('ledgerbus-sha256', message.sha256)
+        .send(payload);
+    },
+  );
+
+  app.get<{ Params: { groupId: string; topic: string } }>(
+    '/v1/consumer-groups/:groupId/topics/:topic',
+    { schema: { params: requestSchemas.consumerGroupParams } },
+    async (request) => ({ sequence: api.committedSequence(request.params.groupId, request.params.topic) }),
+  );
+
+  app.put<{ Params: { groupId: string; topic: string }; Body: { sequence: number } }>(
+    '/v1/consumer-groups/:groupId/topics/:topic',
+    { schema: { params: requestSchemas.consumerGroupParams, body: requestSchemas.sequenceBody } },
+    async (request) => {
+      api.commitSequence(request.params.groupId, request.params.topic, request.body.sequence);
+      return { sequence: request.body.sequence };
+    },
+  );
+
+  // ---- events ----
+
+  app.get(eventsRoute, { websocket: true }, (socket) => serveEvents(socket, api, logger));
+
+  await app.listen({ host: options.host, port: options.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : options.port;
+  const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`;
+  const closeGraceMs = options.closeGraceMs ?? 5_000;
+
+  return {
+    url,
+    port,
+    routes,
+    async close(): Promise<void> {
+      // Long-polls can wait 30 s and uploads longer; past the grace period their sockets are cut.
+      const cut = setTimeout(() => app.server.closeAllConnections(), closeGraceMs);
+      try {
+        await app.close();
+      } finally {
+        clearTimeout(cut);
+      }
+    },
+  };
+}
+
+interface BatchEntry {
+  key?: string | null;
+  value: string;
+  to: string[];
+  id?: string;
+  contentType?: string;
+  headers?: Record<string, string>;
+}
+interface BatchBody {
+  messages: BatchEntry[];
+}
+
+function batchMessage(entry: BatchEntry, field: string): OutgoingMessage {
+  return {
+    key: entry.key === undefined || entry.key === null ? null : decodeBase64(entry.key, `${field}.key`),
+    // A byte-mode stream (not Readable.from's default object mode), like a request body.
+    value: Readable.from([decodeBase64(entry.value, `${field}.value`)], { objectMode: false }),
+    to: entry.to,
+    ...(entry.id === undefined ? {} : { id: entry.id }),
+    ...(entry.contentType === undefined ? {} : { contentType: entry.contentType }),
+    ...(entry.headers === undefined ? {} : { headers: decodeHeaders(entry.headers, `${field}.headers`) }),
+  };
+}
+
+function streamedMessage(
+  request: FastifyRequest<{ Querystring: Record<string, string | undefined> }>,
+  bodyBytesMax: number | undefined,
+): OutgoingMessage {
+  const query = request.query;
+  const header = (name: string): string | undefined => {
+    const value = request.headers[name];
+    return Array.isArray(value) ? value.join(',') : value;
+  };
+  const toList = query['to'] ?? header('ledgerbus-to');
+  const to = (toList ?? '')
+    .split(',')
+    .map((organization) => organization.trim())
+    .filter((organization) => organization.length > 0);
+  if (to.length === 0) {
+    throw new LedgerbusError(
+      ErrorCode.SchemaMismatch,
+      'to: name at least one recipient organization (?to=org2,org3)',
+    );
+  }
+  const key = query['key'] ?? header('ledgerbus-key');
+  const id = query['id'] ?? header('ledgerbus-id');
+  const headers = header('ledgerbus-headers');
+  const contentType = header('content-type');
+  const raw = request.raw;
+  let value: Readable = raw;
+  if (bodyBytesMax !== undefined) {
+    const declared = Number(raw.headers['content-length']);
+    if (Number.isFinite(declared) && declared > bodyBytesMax) {
+      throw new LedgerbusError(
+        ErrorCode.Oversize,
+        `body of ${declared} bytes exceeds the limit of ${bodyBytesMax}`,
+      );
+    }
+    // Chunked uploads declare no length: count as the bytes flow.
+    value = raw.pipe(new ByteLimit(bodyBytesMax));
+    raw.once('error', (error) => value.destroy(error));
+  }
+  return {
+    key: key === undefined ? null : decodeBase64(key, 'key'),
+    value,
+    to,
+    ...(id === undefined || id.length === 0 ? {} : { id }),
+    ...(contentType === undefined ? {} : { contentType }),
+    ...(headers === undefined ? {} : { headers: decodeHeaderBlock(headers) }),
+  };
+}
+
+/** Passes bytes through and fails the stream (OVERSIZE) once more than `limit` have passed. */
+class ByteLimit extends Transform {
+  private seen = 0;
+  constructor(private readonly limit: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.seen += chunk.length;
+    if (this.seen > this.limit) {
+      callback(new LedgerbusError(ErrorCode.Oversize, `body exceeds the limit of ${this.limit} bytes`));
+      return;
+    }
+    callback(null, chunk);
+  }
+}
+
+function decodeBase64(text: string, field: string): Buffer {
+  if (!base64Pattern.test(text))
+    throw new LedgerbusError(ErrorCode.SchemaMismatch, `${field}: expected base64`);
+  return Buffer.from(text, 'base64');
+}
+
+function decodeHeaders(headers: Readonly<Record<string, string>>, field: string): Record<string, Uint8Array> {
+  return Object.fromEntries(
+    Object.entries(headers).map(([name, value]) => [name, decodeBase64(value, `${field}.${name}`)]),
+  );
+}
+
+/** `Ledgerbus-Headers`: base64 of a JSON object whose values are base64 (names may be any Unicode). */
+function decodeHeaderBlock(block: string): Record<string, Uint8Array> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(decodeBase64(block, 'Ledgerbus-Headers').toString('utf8'));
+  } catch (error) {
+    if (isLedgerbusError(error)) throw error;
+    throw new LedgerbusError(
+      ErrorCode.MalformedEncoding,
+      'Ledgerbus-Headers: expected base64 of a JSON object',
+    );
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new LedgerbusError(ErrorCode.SchemaMismatch, 'Ledgerbus-Headers: expected a JSON object');
+  }
+  const entries = Object.entries(parsed);
+  for (const [name, value] of entries) {
+    if (typeof value !== 'string') {
+      throw new LedgerbusError(
+        ErrorCode.SchemaMismatch,
+        `Ledgerbus-Headers.${name}: expected a base64 string`,
+      );
+    }
+  }
+  return decodeHeaders(Object.fromEntries(entries) as Record<string, string>, 'Ledgerbus-Headers');
+}
+
+function bearerToken(header: string | undefined): string | undefined {
+  const match = header === undefined ? null : /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+  return match?.[1];
+}
+
+function queryToken(query: unknown): string | undefined {
+  const value =
+    typeof query === 'object' && query !== null ? (query as Record<string, unknown>)['token'] : undefined;
+  return typeof value === 'string' && value.length > 0 ? value : undefined;
+}
+
+function receivedOrThrow(
+  api: ConnectorApi,
+  id: string,
+): NonNullable<ReturnType<ConnectorApi['receivedMessage']>> {
+  const message = api.receivedMessage(id);
+  if (message === undefined) throw new LedgerbusError(ErrorCode.MessageNotFound, `no received message ${id}`);
+  return message;
+}
+
+/**
+ * Where "now" is in the received sequence. A connector that knows it answers directly; otherwise
+ * the pages are walked here, next to the data, rather than by every client over HTTP.
+ */
+async function latestSequence(api: HttpApiOptions['api']): Promise<number> {
+  if (typeof api.latestSequence === 'function') return api.latestSequence();
+  let after = 0;
+  for (;;) {
+    const page = await api.received({ after, limit: 1000 });
+    const last = page.at(-1);
+    if (last === undefined) return after;
+    after = last.sequence;
+  }
+}
+
+function serveEvents(socket: WebSocket, api: ConnectorApi, logger: HttpApiLogger): void {
+  let alive = true;
+  const unsubscribe = api.onEvent((event: ConnectorEvent) => {
+    if (socket.readyState !== socket.OPEN) return;
+    if (socket.bufferedAmount > eventsBufferedBytesMax) {
+      // 1013 "try again later": the client reconnects, and the connector never buffers without bound.
+      logger.warn(
+        { bufferedAmount: socket.bufferedAmount },
+        'closing an events socket that reads too slowly',
+      );
+      socket.close(1013, 'events backlog too large');
+      return;
+    }
+    socket.send(JSON.stringify(event));
+  });
+  const ping = setInterval(() => {
+    if (!alive) {
+      socket.terminate();
+      return;
+    }
+    alive = false;
+    socket.ping();
+  }, eventsPingIntervalMs);
+  ping.unref();
+  socket.on('pong', () => {
+    alive = true;
+  });
+  socket.on('error', (error) => logger.debug({ err: error }, 'events socket error'));
+  socket.on('close', () => {
+    clearInterval(ping);
+    unsubscribe();
+  });
+}

@@ -1,0 +1,538 @@
+/**
+ * The OpenAPI 3.1 description of the connector's local REST/WebSocket API, served at
+ * `GET /v1/openapi.json`. It is a plain object so that it needs no generator and can be diffed in
+ * review; the request schemas below are the same objects Fastify validates requests with, so the
+ * document cannot drift from what the server accepts.
+ */
+
+/** A JSON Schema (2020-12 for OpenAPI 3.1; the subset used here is also valid draft-07 for Ajv). */
+export type JsonSchema = { readonly [keyword: string]: unknown };
+
+export interface OpenApiDocument {
+  readonly openapi: '3.1.0';
+  readonly info: { readonly title: string; readonly version: string; readonly description: string };
+  readonly servers: readonly { readonly url: string }[];
+  readonly security: readonly Readonly<Record<string, readonly string[]>>[];
+  readonly paths: Readonly<Record<string, Readonly<Record<string, JsonSchema>>>>;
+  readonly components: {
+    readonly schemas: Readonly<Record<string, JsonSchema>>;
+    readonly securitySchemes: Readonly<Record<string, JsonSchema>>;
+  };
+}
+
+/** Largest JSON body of `POST /v1/topics/{topic}/batch`: base64 values of small messages. */
+export const batchBodyBytesMax = 16 * 1024 * 1024;
+/** Most messages in one batch: the connector signs one producer batch per partition. */
+export const batchMessagesMax = 1024;
+export const receivedLimitDefault = 100;
+export const receivedLimitMax = 1000;
+/** Longest long-poll: longer waits would outlive common proxy and client idle timeouts. */
+export const receivedWaitMsMax = 30_000;
+
+const base64String = (description: string): JsonSchema => ({
+  type: 'string',
+  contentEncoding: 'base64',
+  description,
+});
+
+const nonEmptyString = { type: 'string', minLength: 1 } as const;
+
+// ---- request schemas (also used by Fastify's validator) ----
+
+export const requestSchemas = {
+  topicParams: {
+    type: 'object',
+    required: ['topic'],
+    properties: { topic: nonEmptyString },
+  },
+  topicMessageParams: {
+    type: 'object',
+    required: ['topic', 'id'],
+    properties: { topic: nonEmptyString, id: nonEmptyString },
+  },
+  idParams: {
+    type: 'object',
+    required: ['id'],
+    properties: { id: nonEmptyString },
+  },
+  consumerGroupParams: {
+    type: 'object',
+    required: ['groupId', 'topic'],
+    properties: { groupId: nonEmptyString, topic: nonEmptyString },
+  },
+  sendQuery: {
+    type: 'object',
+    properties: {
+      to: { type: 'string', description: 'Comma-separated recipient organization ids.' },
+      key: base64String('Partitioning key.'),
+      id: { ...nonEmptyString, description: 'Message id; a retry with the same id is not published twice.' },
+    },
+  },
+  batchBody: {
+    type: 'object',
+    required: ['messages'],
+    additionalProperties: false,
+    properties: {
+      messages: {
+        type: 'array',
+        minItems: 1,
+        maxItems: batchMessagesMax,
+        items: {
+          type: 'object',
+          required: ['value', 'to'],
+          additionalProperties: false,
+          properties: {
+            key: { type: ['string', 'null'], contentEncoding: 'base64', description: 'Partitioning key.' },
+            value: base64String('The payload.'),
+            to: {
+              type: 'array',
+              minItems: 1,
+              items: nonEmptyString,
+              description: 'Recipient organization ids.',
+            },
+            id: nonEmptyString,
+            contentType: nonEmptyString,
+            headers: {
+              type: 'object',
+              additionalProperties: base64String('Header value.'),
+            },
+          },
+        },
+      },
+    },
+  },
+  receivedQuery: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      topic: nonEmptyString,
+      after: { type: 'integer', minimum: 0, default: 0, description: 'Return sequences greater than this.' },
+      limit: { type: 'integer', minimum: 1, maximum: receivedLimitMax, default: receivedLimitDefault },
+      waitMs: {
+        type: 'integer',
+        minimum: 0,
+        maximum: receivedWaitMsMax,
+        default: 0,
+        description: 'Long-poll: wait up to this long for a message when none is there yet.',
+      },
+    },
+  },
+  sequenceBody: {
+    type: 'object',
+    required: ['sequence'],
+    additionalProperties: false,
+    properties: { sequence: { type: 'integer', minimum: 0 } },
+  },
+} as const satisfies Record<string, JsonSchema>;
+
+// ---- response schemas ----
+
+const proofString = base64String(
+  'Canonical CBOR of the proof, base64; checked offline by `ledgerbus verify`.',
+);
+
+const componentSchemas: Record<string, JsonSchema> = {
+  Error: {
+    type: 'object',
+    required: ['error'],
+    properties: {
+      error: {
+        type: 'object',
+        required: ['code', 'message'],
+        properties: {
+          code: { type: 'string', description: 'Stable error code (see docs/sdk.md).' },
+          message: { type: 'string' },
+          retriable: { type: 'boolean', description: 'Whether trying the same request again can succeed.' },
+        },
+      },
+    },
+  },
+  SendResult: {
+    type: 'object',
+    required: ['id', 'topic', 'partition', 'offset', 'height', 'size', 'proof'],
+    properties: {
+      id: { type: 'string' },
+      topic: { type: 'string' },
+      partition: { type: 'integer' },
+      offset: { type: 'integer' },
+      height: { type: 'integer', description: 'Height of the block that accepted the message.' },
+      size: { type: 'integer', description: 'Stored (encrypted) size in bytes.' },
+      proof: proofString,
+    },
+  },
+  SendResults: {
+    type: 'object',
+    required: ['results'],
+    properties: { results: { type: 'array', items: { $ref: '#/components/schemas/SendResult' } } },
+  },
+  ReceivedMessage: {
+    type: 'object',
+    required: [
+      'sequence',
+      'id',
+      'topic',
+      'partition',
+      'offset',
+      'sender',
+      'size',
+      'sha256',
+      'contentType',
+      'key',
+      'receivedAt',
+      'proof',
+    ],
+    properties: {
+      sequence: { type: 'integer', description: 'Local delivery sequence; consumer cursors count in it.' },
+      id: { type: 'string' },
+      topic: { type: 'string' },
+      partition: { type: 'integer' },
+      offset: { type: 'integer' },
+      sender: { type: 'string', description: 'Sending organization id.' },
+      size: { type: 'integer', description: 'Plaintext size in bytes.' },
+      sha256: { type: 'string', pattern: '^[0-9a-f]{64}$', description: 'Hex sha256 of the plaintext.' },
+      contentType: { type: 'string' },
+      key: { type: ['string', 'null'], contentEncoding: 'base64' },
+      receivedAt: { type: 'integer', description: 'Milliseconds since the Unix epoch.' },
+      proof: proofString,
+    },
+  },
+  ReceivedMessages: {
+    type: 'object',
+    required: ['messages'],
+    properties: { messages: { type: 'array', items: { $ref: '#/components/schemas/ReceivedMessage' } } },
+  },
+  MessageStatus: {
+    type: 'object',
+    required: ['id', 'state', 'sender', 'partition', 'offset', 'recipients'],
+    properties: {
+      id: { type: 'string' },
+      state: { enum: ['ACCEPTED', 'COMPLETED', 'EXPIRED'] },
+      sender: { type: 'string' },
+      partition: { type: 'integer' },
+      offset: { type: 'integer' },
+      recipients: {
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['organization', 'state'],
+          properties: { organization: { type: 'string' }, state: { enum: ['PENDING', 'DELIVERED'] } },
+        },
+      },
+    },
+  },
+  ReceiptBundle: {
+    type: 'object',
+    required: ['format', 'network', 'message', 'deliveredTo', 'proof'],
+    properties: {
+      format: { const: 'ledgerbus-receipt/v1' },
+      network: { type: 'string' },
+      message: {
+        type: 'object',
+        required: [
+          'id',
+          'topic',
+          'partition',
+          'offset',
+          'sender',
+          'recipients',
+          'contentRoot',
+          'size',
+          'height',
+        ],
+        properties: {
+          id: { type: 'string' },
+          topic: { type: 'string' },
+          partition: { type: 'integer' },
+          offset: { type: 'integer' },
+          sender: { type: 'string' },
+          recipients: { type: 'array', items: { type: 'string' } },
+          contentRoot: { type: 'string' },
+          size: { type: 'integer' },
+          height: { type: 'integer' },
+        },
+      },
+      deliveredTo: { type: 'array', items: { type: 'string' } },
+      proof: base64String('Canonical CBOR of the DeliveryReceipt, base64.'),
+    },
+  },
+  Sequence: {
+    type: 'object',
+    required: ['sequence'],
+    properties: { sequence: { type: 'integer', minimum: 0 } },
+  },
+  Health: {
+    type: 'object',
+    required: ['status', 'authenticated'],
+    properties: {
+      status: { const: 'ok' },
+      authenticated: { type: 'boolean', description: 'Whether the request carried the valid API token.' },
+      organization: { type: 'string', description: 'Present only when authenticated.' },
+    },
+  },
+  ConnectorEvent: {
+    description: 'One WebSocket text frame of `GET /v1/events`.',
+    oneOf: [
+      {
+        type: 'object',
+        required: ['type', 'message'],
+        properties: {
+          type: { const: 'message.received' },
+          message: { $ref: '#/components/schemas/ReceivedMessage' },
+        },
+      },
+      {
+        type: 'object',
+        required: ['type', 'id', 'code', 'reason'],
+        properties: {
+          type: { const: 'message.failed' },
+          id: { type: 'string' },
+          code: { type: 'string' },
+          reason: { type: 'string' },
+        },
+      },
+      {
+        type: 'object',
+        required: ['type', 'id', 'recipient', 'height'],
+        properties: {
+          type: { const: 'delivery.confirmed' },
+          id: { type: 'string' },
+          recipient: { type: 'string' },
+          height: { type: 'integer' },
+        },
+      },
+    ],
+  },
+};
+
+// ---- paths ----
+
+const ref = (name: string): JsonSchema => ({ $ref: `#/components/schemas/${name}` });
+const json = (schema: JsonSchema): JsonSchema => ({ 'application/json': { schema } });
+
+const errorResponse = (description: string): JsonSchema => ({ description, content: json(ref('Error')) });
+
+/** The failures every authenticated route can answer with, besides its own. */
+const commonErrors: Record<string, JsonSchema> = {
+  '400': errorResponse('Invalid request (SCHEMA_MISMATCH, MALFORMED_ENCODING, OVERSIZE, BAD_CONFIG).'),
+  '401': errorResponse('Missing or wrong API token (UNAUTHORIZED).'),
+  '429': errorResponse('The connector is overloaded (OVERLOADED); retry later.'),
+  '500': errorResponse('Unexpected failure (INTERNAL and other codes); details are in the connector log.'),
+  '503': errorResponse('The network did not answer in time (TIMEOUT, CONNECTION_CLOSED); retriable.'),
+};
+
+function operation(spec: {
+  operationId: string;
+  summary: string;
+  description?: string;
+  parameters?: readonly JsonSchema[];
+  requestBody?: JsonSchema;
+  responses: Record<string, JsonSchema>;
+  public?: boolean;
+}): JsonSchema {
+  return {
+    operationId: spec.operationId,
+    summary: spec.summary,
+    ...(spec.description === undefined ? {} : { description: spec.description }),
+    ...(spec.parameters === undefined ? {} : { parameters: spec.parameters }),
+    ...(spec.requestBody === undefined ? {} : { requestBody: spec.requestBody }),
+    ...(spec.public === true ? { security: [] } : {}),
+    responses: spec.public === true ? spec.responses : { ...commonErrors, ...spec.responses },
+  };
+}
+
+/** OpenAPI parameters from one of the request schemas above: one entry per property. */
+function parametersOf(location: 'path' | 'query' | 'header', schema: JsonSchema): JsonSchema[] {
+  const properties = (schema['properties'] ?? {}) as Record<string, JsonSchema>;
+  const required = new Set((schema['required'] ?? []) as readonly string[]);
+  return Object.entries(properties).map(([name, property]) => {
+    const { description, ...rest } = property as { description?: string } & JsonSchema;
+    return {
+      name,
+      in: location,
+      required: location === 'path' || required.has(name),
+      ...(description === undefined ? {} : { description }),
+      schema: rest,
+    };
+  });
+}
+
+const topicParameters = parametersOf('path', requestSchemas.topicParams);
+const topicMessageParameters = parametersOf('path', requestSchemas.topicMessageParams);
+const idParameters = parametersOf('path', requestSchemas.idParams);
+const consumerGroupParameters = parametersOf('path', requestSchemas.consumerGroupParams);
+
+const notFound = errorResponse('No such message (MESSAGE_NOT_FOUND, PAYLOAD_NOT_FOUND).');
+const forbidden = errorResponse('This organization is not a recipient of the message (NOT_RECIPIENT).');
+
+/** Paths in OpenAPI form (`{param}`); the server registers them in Fastify form (`:param`). */
+const paths: Record<string, Record<string, JsonSchema>> = {
+  '/healthz': {
+    get: operation({
+      operationId: 'health',
+      summary: 'Liveness; reports whether the presented token is valid without requiring it.',
+      public: true,
+      responses: { '200': { description: 'Up.', content: json(ref('Health')) } },
+    }),
+  },
+  '/v1/openapi.json': {
+    get: operation({
+      operationId: 'openapi',
+      summary: 'This document.',
+      public: true,
+      responses: { '200': { description: 'OpenAPI 3.1 document.', content: json({ type: 'object' }) } },
+    }),
+  },
+  '/v1/topics/{topic}/messages': {
+    post: operation({
+      operationId: 'sendMessage',
+      summary: 'Send one message whose payload is the streamed request body (any size).',
+      description:
+        'The body is streamed to encryption and storage and never held whole. Metadata travels in the query ' +
+        '(`to`, `key`, `id`) or in the headers `Ledgerbus-To`, `Ledgerbus-Key`, `Ledgerbus-Id`; ' +
+        '`Ledgerbus-Headers` carries message headers as base64 of a JSON object of base64 values. ' +
+        'The payload content type is the request `Content-Type`.',
+      parameters: [
+        ...topicParameters,
+        ...parametersOf('query', requestSchemas.sendQuery),
+        { name: 'Ledgerbus-To', in: 'header', required: false, schema: { type: 'string' } },
+        { name: 'Ledgerbus-Key', in: 'header', required: false, schema: { type: 'string' } },
+        { name: 'Ledgerbus-Id', in: 'header', required: false, schema: { type: 'string' } },
+        { name: 'Ledgerbus-Headers', in: 'header', required: false, schema: { type: 'string' } },
+      ],
+      requestBody: {
+        required: true,
+        content: { '*/*': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } },
+      },
+      responses: {
+        '200': { description: 'Accepted on the ledger.', content: json(ref('SendResult')) },
+        '422': errorResponse('The partition refused the message (MESSAGE_REJECTED).'),
+      },
+    }),
+  },
+  '/v1/topics/{topic}/batch': {
+    post: operation({
+      operationId: 'sendBatch',
+      summary: `Send up to ${batchMessagesMax} small messages (base64 values, body at most 16 MiB).`,
+      parameters: topicParameters,
+      requestBody: { required: true, content: json(requestSchemas.batchBody) },
+      responses: {
+        '200': { description: 'Accepted, in request order.', content: json(ref('SendResults')) },
+        '422': errorResponse('The partition refused a message (MESSAGE_REJECTED).'),
+      },
+    }),
+  },
+  '/v1/topics/{topic}/messages/{id}/status': {
+    get: operation({
+      operationId: 'messageStatus',
+      summary: 'Delivery state of a message on the ledger.',
+      parameters: topicMessageParameters,
+      responses: { '200': { description: 'Status.', content: json(ref('MessageStatus')) }, '404': notFound },
+    }),
+  },
+  '/v1/topics/{topic}/messages/{id}/receipt': {
+    get: operation({
+      operationId: 'messageReceipt',
+      summary: 'Delivery-proof bundle, checked offline by `ledgerbus verify`.',
+      parameters: topicMessageParameters,
+      responses: {
+        '200': { description: 'Receipt.', content: json(ref('ReceiptBundle')) },
+        '403': forbidden,
+        '404': notFound,
+      },
+    }),
+  },
+  '/v1/received': {
+    get: operation({
+      operationId: 'listReceived',
+      summary: 'Received messages after a sequence, oldest first; long-polls with waitMs.',
+      parameters: parametersOf('query', requestSchemas.receivedQuery),
+      responses: { '200': { description: 'Messages (maybe none).', content: json(ref('ReceivedMessages')) } },
+    }),
+  },
+  '/v1/received/{id}': {
+    get: operation({
+      operationId: 'getReceived',
+      summary: 'One received message.',
+      parameters: idParameters,
+      responses: {
+        '200': { description: 'Message.', content: json(ref('ReceivedMessage')) },
+        '404': notFound,
+      },
+    }),
+  },
+  '/v1/received/{id}/payload': {
+    get: operation({
+      operationId: 'getReceivedPayload',
+      summary: 'The decrypted payload, streamed, with the message content type and Content-Length.',
+      parameters: idParameters,
+      responses: {
+        '200': {
+          description: 'Payload bytes. `Ledgerbus-Sha256` carries the hex sha256 of the content.',
+          content: { '*/*': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } },
+        },
+        '403': forbidden,
+        '404': notFound,
+      },
+    }),
+  },
+  '/v1/latest-sequence': {
+    get: operation({
+      operationId: 'latestSequence',
+      summary:
+        'The highest received sequence (where a new consumer group starts when not from the beginning).',
+      responses: {
+        '200': { description: 'Sequence (0 when nothing was received).', content: json(ref('Sequence')) },
+      },
+    }),
+  },
+  '/v1/consumer-groups/{groupId}/topics/{topic}': {
+    get: operation({
+      operationId: 'getCommittedSequence',
+      summary: "A consumer group's committed sequence for a topic (0 when none).",
+      parameters: consumerGroupParameters,
+      responses: { '200': { description: 'Committed sequence.', content: json(ref('Sequence')) } },
+    }),
+    put: operation({
+      operationId: 'commitSequence',
+      summary: "Commit a consumer group's sequence for a topic.",
+      parameters: consumerGroupParameters,
+      requestBody: { required: true, content: json(requestSchemas.sequenceBody) },
+      responses: { '200': { description: 'Committed.', content: json(ref('Sequence')) } },
+    }),
+  },
+  '/v1/events': {
+    get: operation({
+      operationId: 'events',
+      summary: 'WebSocket: one JSON text frame per ConnectorEvent.',
+      description:
+        'Upgrade to WebSocket. Authenticate with the Authorization header or, for clients that cannot set ' +
+        'headers (browsers), the `token` query parameter. Events are notifications, not a durable log: ' +
+        'frames sent while disconnected are lost; consume messages through /v1/received.',
+      parameters: [{ name: 'token', in: 'query', required: false, schema: { type: 'string' } }],
+      responses: {
+        '101': { description: 'Switching protocols; frames follow.', content: json(ref('ConnectorEvent')) },
+      },
+    }),
+  },
+};
+
+export function buildOpenApiDocument(options: { serverUrl?: string } = {}): OpenApiDocument {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'ledgerbus connector API',
+      version: '1.0.0',
+      description:
+        "An organization's local API to its ledgerbus connector: send and receive messages, consumer-group " +
+        'cursors, delivery status and proofs, and live events. Every route except /healthz and this document ' +
+        'requires `Authorization: Bearer <token>`.',
+    },
+    servers: [{ url: options.serverUrl ?? '/' }],
+    security: [{ bearerAuth: [] }],
+    paths,
+    components: {
+      schemas: componentSchemas,
+      securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } },
+    },
+  };
+}

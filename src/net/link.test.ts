@@ -1,0 +1,220 @@
+import { Buffer } from 'node:buffer';
+import { connect } from 'node:tls';
+import { afterEach, describe, expect, it } from 'vitest';
+import { generateSigningKey } from '../crypto/keys.js';
+import { ErrorCode, LedgerbusError } from '../errors.js';
+import type { FramedConnection } from './framed-connection.js';
+import { connectFramed, listenFramed } from './link.js';
+import type { FramedServer } from './link.js';
+import { openLinkPair } from './testing/link-pair.js';
+import { tlsIdentityFor } from './tls-identity.js';
+
+const servers: FramedServer[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((server) => server.close()));
+});
+
+function nextFrames(connection: FramedConnection, count: number): Promise<Buffer[]> {
+  return new Promise((resolve) => {
+    const frames: Buffer[] = [];
+    connection.onFrame((frame) => {
+      frames.push(frame);
+      if (frames.length === count) resolve(frames);
+    });
+  });
+}
+
+function closeOf(connection: FramedConnection): Promise<Error | undefined> {
+  return new Promise((resolve) => connection.onClose(resolve));
+}
+
+async function rejection(promise: Promise<unknown>): Promise<LedgerbusError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof LedgerbusError) return error;
+    throw error;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('TLS links pinned by Ed25519 key', () => {
+  it('authenticates both ends and carries frames both ways', async () => {
+    const pair = await openLinkPair();
+    servers.push(pair.server);
+    expect(pair.accepted.peerName).toBe('client');
+    expect(Buffer.from(pair.accepted.peerPublicKey).equals(Buffer.from(pair.clientKey.publicKey))).toBe(true);
+    expect(pair.connected.peerName).toBe('server');
+    expect(Buffer.from(pair.connected.peerPublicKey).equals(Buffer.from(pair.serverKey.publicKey))).toBe(
+      true,
+    );
+
+    const atServer = nextFrames(pair.accepted, 2);
+    pair.connected.send(Buffer.from('ping'));
+    pair.connected.send(Buffer.alloc(0));
+    expect((await atServer).map(String)).toEqual(['ping', '']);
+    const atClient = nextFrames(pair.connected, 1);
+    pair.accepted.send(Buffer.from('pong'));
+    expect((await atClient).map(String)).toEqual(['pong']);
+
+    const closed = closeOf(pair.accepted);
+    pair.connected.close();
+    expect(await closed).toBeUndefined();
+    expect(pair.accepted.closed).toBe(true);
+  });
+
+  it('refuses a client whose key is not registered, before reading any frame', async () => {
+    const serverKey = generateSigningKey();
+    const refusals: LedgerbusError[] = [];
+    let accepted = 0;
+    const server = await listenFramed({
+      host: '127.0.0.1',
+      port: 0,
+      identity: serverKey,
+      authorize: () => undefined,
+      onConnection: () => accepted++,
+      onRefused: (error) => refusals.push(error),
+    });
+    servers.push(server);
+    const error = await rejection(
+      connectFramed({
+        host: '127.0.0.1',
+        port: server.port,
+        identity: generateSigningKey(),
+        expectedPublicKey: serverKey.publicKey,
+      }),
+    );
+    expect(error.code).toBe(ErrorCode.PeerNotAuthorized);
+    expect(error.message).toMatch(/refused our key/);
+    expect(accepted).toBe(0);
+    expect(refusals.map((refusal) => refusal.code)).toEqual([ErrorCode.PeerNotAuthorized]);
+  });
+
+  it('refuses a server that does not hold the pinned key', async () => {
+    let accepted = 0;
+    const server = await listenFramed({
+      host: '127.0.0.1',
+      port: 0,
+      identity: generateSigningKey(),
+      authorize: () => 'anyone',
+      onConnection: () => accepted++,
+    });
+    servers.push(server);
+    const error = await rejection(
+      connectFramed({
+        host: '127.0.0.1',
+        port: server.port,
+        identity: generateSigningKey(),
+        expectedPublicKey: generateSigningKey().publicKey,
+      }),
+    );
+    expect(error.code).toBe(ErrorCode.PeerNotAuthorized);
+    expect(error.message).toMatch(/presented key/);
+  });
+
+  it('refuses a client that offers only TLS 1.2', async () => {
+    let accepted = 0;
+    const server = await listenFramed({
+      host: '127.0.0.1',
+      port: 0,
+      identity: generateSigningKey(),
+      authorize: () => 'anyone',
+      onConnection: () => accepted++,
+    });
+    servers.push(server);
+    const clientKey = generateSigningKey();
+    const { certPem, keyPem } = await tlsIdentityFor(clientKey, 'old client');
+    const outcome = await new Promise<string>((resolve) => {
+      const socket = connect({
+        host: '127.0.0.1',
+        port: server.port,
+        key: keyPem,
+        cert: certPem,
+        minVersion: 'TLSv1.2',
+        maxVersion: 'TLSv1.2',
+        rejectUnauthorized: false,
+      });
+      socket.on('secureConnect', () => resolve('connected'));
+      socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+    });
+    expect(outcome).toMatch(/PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL/);
+    expect(accepted).toBe(0);
+  });
+
+  it('closes the connection when the peer sends an oversize frame', async () => {
+    const pair = await openLinkPair({ serverFrameBytesMax: 1024 });
+    servers.push(pair.server);
+    const frames: Buffer[] = [];
+    pair.accepted.onFrame((frame) => frames.push(frame));
+    const closed = closeOf(pair.accepted);
+    const clientClosed = closeOf(pair.connected);
+    pair.connected.send(Buffer.alloc(1024));
+    pair.connected.send(Buffer.alloc(1025));
+    pair.connected.send(Buffer.from('never delivered'));
+    const error = await closed;
+    expect(error).toBeInstanceOf(LedgerbusError);
+    expect((error as LedgerbusError).code).toBe(ErrorCode.Oversize);
+    expect(frames).toHaveLength(1);
+    await clientClosed;
+    expect(pair.connected.closed).toBe(true);
+  });
+
+  it('refuses to send a frame above the limit', async () => {
+    const pair = await openLinkPair({ frameBytesMax: 1024 });
+    servers.push(pair.server);
+    expect(() => pair.connected.send(Buffer.alloc(1025))).toThrow(LedgerbusError);
+    pair.connected.close();
+  });
+
+  it('delivers 10,000 small frames and one 8 MiB frame intact and in order', async () => {
+    const pair = await openLinkPair();
+    servers.push(pair.server);
+    const count = 10_000;
+    const large = Buffer.alloc(8 * 1024 * 1024);
+    for (let i = 0; i < large.length; i += 4) large.writeUInt32BE(i, i);
+    const received = nextFrames(pair.accepted, count + 1);
+    for (let i = 0; i < count; i++) {
+      const frame = Buffer.alloc(8);
+      frame.writeUInt32BE(i, 0);
+      frame.writeUInt32BE(i * 7, 4);
+      if (i === count / 2) pair.connected.send(large);
+      pair.connected.send(frame);
+    }
+    const frames = await received;
+    const small = frames.filter((frame) => frame.length === 8);
+    expect(small).toHaveLength(count);
+    small.forEach((frame, i) => {
+      expect(frame.readUInt32BE(0)).toBe(i);
+      expect(frame.readUInt32BE(4)).toBe(i * 7);
+    });
+    expect(frames.findIndex((frame) => frame.length === large.length)).toBe(count / 2);
+    expect(frames[count / 2]!.equals(large)).toBe(true);
+    pair.connected.close();
+  });
+
+  it('holds frames while paused and hands them over in order on resume', async () => {
+    const pair = await openLinkPair();
+    servers.push(pair.server);
+    const frames: string[] = [];
+    pair.accepted.onFrame((frame) => {
+      frames.push(String(frame));
+      if (frames.length === 1) pair.accepted.pause();
+    });
+    for (const text of ['a', 'b', 'c']) pair.connected.send(Buffer.from(text));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(frames).toEqual(['a']);
+    pair.accepted.resume();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(frames).toEqual(['a', 'b', 'c']);
+    pair.connected.close();
+  });
+
+  it('destroys open connections when the server closes', async () => {
+    const pair = await openLinkPair();
+    const closed = closeOf(pair.connected);
+    await pair.server.close();
+    await closed;
+    expect(pair.connected.closed).toBe(true);
+    expect(() => pair.connected.send(Buffer.from('late'))).toThrow(/closed/);
+  });
+});

@@ -1,0 +1,442 @@
+/**
+ * What a node offers its organization's connectors (and, for payload relays, other nodes):
+ *
+ *   publish        a signed client request → where it committed + block evidence (the ack's proof)
+ *   poll           Kafka-style long-poll fetch from an offset: the messages addressed to the caller's
+ *                  organization, each with its acceptance proof; the cursor lives in the connector
+ *   message        a message's lifecycle (accepted, delivered per recipient, completed, expired)
+ *   receipt        the delivery receipt (acceptance + per-recipient delivery evidence)
+ *   fetchPayload   the payload stream of DESIGN §3 steps 7–16, relayed from the sender's connector
+ *   serve          registers the calling connection as one of the org's payload-serving connections
+ *
+ * Authorization is by the TLS-pinned identity: a connector acts for the organization whose key it
+ * holds. Who may read what is checked against COMMITTED state only.
+ */
+import type { Readable } from 'node:stream';
+import type { CborValue } from '../codec/index.js';
+import { toHex } from '../codec/index.js';
+import { MerkleTree } from '../crypto/index.js';
+import { decodeFetchRequest, fetchRequestSignatureValid } from '../contracts/fetch.js';
+import type { FetchRequest } from '../contracts/fetch.js';
+import { messageById, messagesByOffset, partitionStatus } from '../contracts/queries.js';
+import type { MessageView } from '../contracts/queries.js';
+import type { ContractState } from '../contracts/state.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import type { Block } from '../ledger/block.js';
+import { RpcPeer, connectFramed, rpcStream } from '../net/index.js';
+import {
+  acceptanceProofToCbor,
+  deliveryEvidenceToCbor,
+  blockEvidence,
+  blockEvidenceToCbor,
+} from '../proofs/index.js';
+import type { AcceptanceProof, DeliveryEvidence } from '../proofs/index.js';
+import type { NetworkRegistry } from '../registry/genesis.js';
+import { bytesEqual } from '../codec/index.js';
+import type { Logger } from './logger.js';
+import type { PartitionReplica } from './partition-replica.js';
+import type { PeerMesh } from './peer-mesh.js';
+
+export interface ClientServiceOptions {
+  readonly nodeId: string;
+  readonly registry: NetworkRegistry;
+  readonly replicas: ReadonlyMap<string, PartitionReplica>;
+  readonly mesh: PeerMesh;
+  readonly logger: Logger;
+  /** Largest wait a poll may ask for. */
+  readonly pollWaitMsMax?: number;
+}
+
+const pollLimitMax = 500;
+
+type Body = Record<string, CborValue>;
+
+function record(body: CborValue): Body {
+  if (typeof body !== 'object' || body === null || Array.isArray(body) || body instanceof Uint8Array) {
+    throw new LedgerbusError(ErrorCode.SchemaMismatch, 'request body must be a map');
+  }
+  return body as Body;
+}
+function field<T extends CborValue>(
+  body: Body,
+  name: string,
+  check: (value: CborValue | undefined) => value is T,
+  what: string,
+): T {
+  const value = body[name];
+  if (!check(value)) throw new LedgerbusError(ErrorCode.SchemaMismatch, `${name}: expected ${what}`);
+  return value;
+}
+const isString = (value: CborValue | undefined): value is string => typeof value === 'string';
+const isBytes = (value: CborValue | undefined): value is Uint8Array => value instanceof Uint8Array;
+const isCount = (value: CborValue | undefined): value is number =>
+  typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+
+function readOnly(state: Pick<ContractState, 'get'>): ContractState {
+  return {
+    get: (key) => state.get(key),
+    put: () => {
+      throw new Error('queries must not write');
+    },
+    delete: () => {
+      throw new Error('queries must not write');
+    },
+  };
+}
+
+export class ClientService {
+  /** Payload-serving connections of each organization's connectors, and which are busy. */
+  private readonly serving = new Map<string, { peer: RpcPeer; busy: boolean }[]>();
+  private readonly servingWaiters = new Map<string, (() => void)[]>();
+  private readonly treeCache = new Map<string, { transactions: MerkleTree; results: MerkleTree }>();
+
+  constructor(private readonly options: ClientServiceOptions) {}
+
+  close(): void {
+    for (const list of this.serving.values()) for (const entry of list) entry.peer.close();
+    this.serving.clear();
+  }
+
+  /** Handlers for a connector of `organization`. */
+  serveConnector(organization: string, peer: RpcPeer): void {
+    peer.handle('publish', (body) => this.publish(record(body)));
+    peer.handle('poll', (body) => this.poll(organization, record(body)));
+    peer.handle('message', (body) => this.message(organization, record(body)));
+    peer.handle('receipt', (body) => this.receipt(organization, record(body)));
+    peer.handle('status', () => this.status());
+    peer.handle('fetchPayload', (body) => this.fetchPayload(organization, record(body)));
+    peer.handle('serve', () => {
+      const list = this.serving.get(organization) ?? [];
+      const entry = { peer, busy: false };
+      list.push(entry);
+      this.serving.set(organization, list);
+      peer.onClose(() => {
+        const remaining = (this.serving.get(organization) ?? []).filter((candidate) => candidate !== entry);
+        this.serving.set(organization, remaining);
+      });
+      this.wakeServingWaiter(organization);
+      return { ok: true };
+    });
+  }
+
+  /** Handlers another node may call (on a bulk connection of its own). */
+  serveNode(nodeId: string, peer: RpcPeer): void {
+    peer.handle('relayPayload', (body) => this.relayPayload(nodeId, record(body)));
+  }
+
+  // ---- publish ----
+
+  private async publish(body: Body): Promise<CborValue> {
+    const group = field(body, 'group', isString, 'a partition id');
+    const request = field(body, 'request', isBytes, 'the signed client request');
+    const replica = this.replica(group);
+    for (const nodeId of replica.partition.replicas) {
+      if (nodeId !== this.options.nodeId) this.options.mesh.forwardRequest(nodeId, group, request);
+    }
+    const committed = await replica.submit(request);
+    const block = this.block(replica, committed.height);
+    return {
+      height: committed.height,
+      transactionIndex: committed.transactionIndex,
+      evidence: blockEvidenceToCbor(blockEvidence(block, committed.transactionIndex, this.trees(block))),
+    };
+  }
+
+  // ---- reads ----
+
+  private status(): CborValue {
+    const partitions: CborValue[] = [];
+    for (const [group, replica] of this.options.replicas) {
+      const status = partitionStatus(readOnly(replica.database.committedState), group);
+      partitions.push({ group, height: replica.height, view: replica.view, nextOffset: status.nextOffset });
+    }
+    const serving: CborValue[] = [...this.serving].map(([organization, list]) => ({
+      organization,
+      connections: list.length,
+      busy: list.filter((entry) => entry.busy).length,
+    }));
+    return { node: this.options.nodeId, partitions, peers: this.options.mesh.connected(), serving };
+  }
+
+  private async poll(organization: string, body: Body): Promise<CborValue> {
+    const group = field(body, 'group', isString, 'a partition id');
+    const fromOffset = field(body, 'fromOffset', isCount, 'an offset');
+    const limit = Math.min(pollLimitMax, Math.max(1, isCount(body['limit']) ? body['limit'] : 100));
+    const waitMs = Math.min(
+      this.options.pollWaitMsMax ?? 30_000,
+      isCount(body['waitMs']) ? body['waitMs'] : 0,
+    );
+    const replica = this.replica(group);
+    const state = readOnly(replica.database.committedState);
+    if (waitMs > 0 && partitionStatus(state, group).nextOffset <= fromOffset) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, waitMs);
+        const unsubscribe = replica.onBlock(() => {
+          if (partitionStatus(state, group).nextOffset > fromOffset) done();
+        });
+        function done(): void {
+          clearTimeout(timer);
+          unsubscribe();
+          resolve();
+        }
+      });
+    }
+    const page = messagesByOffset(state, group, { fromOffset, limit });
+    const seesAll = this.options.registry.organization(organization)?.roles.includes('supervisor') ?? false;
+    const messages: CborValue[] = [];
+    for (const view of page.messages) {
+      if (!seesAll && !view.metadata.recipients.includes(organization) && view.sender !== organization)
+        continue;
+      messages.push({
+        offset: view.offset,
+        id: view.metadata.id,
+        state: view.state,
+        proof: acceptanceProofToCbor(this.acceptanceProof(replica, view)),
+      });
+    }
+    const { nextOffset: endOffset, height } = { ...partitionStatus(state, group), height: replica.height };
+    return { messages, nextOffset: page.nextOffset, endOffset, height };
+  }
+
+  private message(organization: string, body: Body): CborValue {
+    const group = field(body, 'group', isString, 'a partition id');
+    const id = field(body, 'id', isString, 'a message id');
+    const view = this.visibleMessage(organization, group, id);
+    return {
+      id,
+      state: view.state,
+      sender: view.sender,
+      offset: view.offset,
+      height: view.height,
+      recipients: view.recipients.map((recipient) => ({
+        organization: recipient.organization,
+        state: recipient.state,
+        ...(recipient.height === undefined ? {} : { height: recipient.height }),
+      })),
+    };
+  }
+
+  private receipt(organization: string, body: Body): CborValue {
+    const group = field(body, 'group', isString, 'a partition id');
+    const id = field(body, 'id', isString, 'a message id');
+    const replica = this.replica(group);
+    const view = this.visibleMessage(organization, group, id);
+    const deliveries: DeliveryEvidence[] = [];
+    for (const recipient of view.recipients) {
+      if (recipient.state !== 'DELIVERED' || recipient.height === undefined) continue;
+      const block = this.block(replica, recipient.height);
+      deliveries.push({
+        recipient: recipient.organization,
+        block: blockEvidence(block, recipient.transactionIndex ?? 0, this.trees(block)),
+        deliveryIndex: recipient.deliveryIndex ?? 0,
+      });
+    }
+    return {
+      state: view.state,
+      acceptance: acceptanceProofToCbor(this.acceptanceProof(replica, view)),
+      deliveries: deliveries.map(deliveryEvidenceToCbor),
+    };
+  }
+
+  // ---- payload relay (DESIGN §3 steps 7–16) ----
+
+  private async fetchPayload(
+    organization: string,
+    body: Body,
+  ): Promise<CborValue | ReturnType<typeof rpcStream>> {
+    const group = field(body, 'group', isString, 'a partition id');
+    const fetchBytes = field(body, 'fetchRequest', isBytes, 'a signed fetch request');
+    const request = this.checkFetch(organization, group, fetchBytes);
+    const view = this.visibleMessage(request.requester, group, request.id, true);
+    const senderNode = this.options.registry.nodes().find((node) => node.organization === view.sender);
+    if (senderNode === undefined) {
+      throw new LedgerbusError(
+        ErrorCode.ConnectionClosed,
+        `organization ${view.sender} has no node to fetch from`,
+        { retriable: true },
+      );
+    }
+    if (senderNode.id === this.options.nodeId) return this.fromLocalConnector(view.sender, group, fetchBytes);
+    // A bulk connection of its own, so this stream never shares a socket with consensus traffic.
+    const connection = await connectFramed({
+      host: senderNode.host,
+      port: senderNode.port,
+      identity: this.options.mesh.identity,
+      expectedPublicKey: senderNode.publicKey,
+      timeoutMs: 5_000,
+    });
+    const bulk = new RpcPeer(connection, { requestTimeoutMs: 60_000 });
+    try {
+      const { head, stream } = await bulk.requestStream('relayPayload', { group, fetchRequest: fetchBytes });
+      stream.once('close', () => bulk.close());
+      return rpcStream(stream, head);
+    } catch (error) {
+      bulk.close();
+      throw error;
+    }
+  }
+
+  private relayPayload(nodeId: string, body: Body): Promise<ReturnType<typeof rpcStream>> {
+    const group = field(body, 'group', isString, 'a partition id');
+    const fetchBytes = field(body, 'fetchRequest', isBytes, 'a signed fetch request');
+    const request = this.checkFetch(undefined, group, fetchBytes);
+    const view = this.visibleMessage(request.requester, group, request.id, true);
+    this.options.logger.info(
+      { from: nodeId, id: request.id, requester: request.requester },
+      'relaying a payload',
+    );
+    return this.fromLocalConnector(view.sender, group, fetchBytes);
+  }
+
+  private checkFetch(organization: string | undefined, group: string, bytes: Uint8Array): FetchRequest {
+    const request = decodeFetchRequest(bytes);
+    if (request.partitionId !== group)
+      throw new LedgerbusError(ErrorCode.WrongGroup, 'fetch request is for another partition');
+    if (organization !== undefined && request.requester !== organization) {
+      throw new LedgerbusError(
+        ErrorCode.NotRecipient,
+        `a connector of ${organization} cannot fetch for ${request.requester}`,
+      );
+    }
+    const keys = this.options.registry.organization(request.requester)?.signingKeys ?? [];
+    if (!keys.some((key) => bytesEqual(key, request.signerKey)) || !fetchRequestSignatureValid(request)) {
+      throw new LedgerbusError(
+        ErrorCode.BadSignature,
+        'fetch request is not signed by a key of its requester',
+      );
+    }
+    return request;
+  }
+
+  private async fromLocalConnector(
+    sender: string,
+    group: string,
+    fetchBytes: Uint8Array,
+  ): Promise<ReturnType<typeof rpcStream>> {
+    const entry = await this.idleServingConnection(sender);
+    entry.busy = true;
+    let stream: Readable;
+    let head: CborValue;
+    try {
+      ({ head, stream } = await entry.peer.requestStream('servePayload', {
+        group,
+        fetchRequest: fetchBytes,
+      }));
+    } catch (error) {
+      entry.busy = false;
+      this.wakeServingWaiter(sender);
+      throw error;
+    }
+    stream.once('close', () => {
+      entry.busy = false;
+      this.wakeServingWaiter(sender);
+    });
+    return rpcStream(stream, head);
+  }
+
+  private async idleServingConnection(organization: string): Promise<{ peer: RpcPeer; busy: boolean }> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const idle = (this.serving.get(organization) ?? []).find((entry) => !entry.busy && !entry.peer.closed);
+      if (idle !== undefined) return idle;
+      if (Date.now() >= deadline) {
+        throw new LedgerbusError(
+          ErrorCode.ConnectionClosed,
+          `no connector of ${organization} is serving payloads now`,
+          {
+            retriable: true,
+          },
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 1_000);
+        const list = this.servingWaiters.get(organization) ?? [];
+        list.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        this.servingWaiters.set(organization, list);
+      });
+    }
+  }
+
+  private wakeServingWaiter(organization: string): void {
+    const list = this.servingWaiters.get(organization);
+    const next = list?.shift();
+    next?.();
+  }
+
+  // ---- shared ----
+
+  private replica(group: string): PartitionReplica {
+    const replica = this.options.replicas.get(group);
+    if (replica === undefined) {
+      throw new LedgerbusError(
+        ErrorCode.WrongGroup,
+        `node ${this.options.nodeId} does not host partition ${group}`,
+      );
+    }
+    return replica;
+  }
+
+  /**
+   * The committed message if `organization` may see it: its sender, a recipient or a supervisor.
+   * With `recipientOnly`, only a recipient (a payload fetch): anyone else is NOT_RECIPIENT, logged.
+   */
+  private visibleMessage(
+    organization: string,
+    group: string,
+    id: string,
+    recipientOnly = false,
+  ): MessageView {
+    const replica = this.replica(group);
+    const view = messageById(readOnly(replica.database.committedState), group, id);
+    if (view === undefined) {
+      throw new LedgerbusError(ErrorCode.MessageNotFound, `message ${id} is not committed on ${group}`, {
+        retriable: true,
+      });
+    }
+    const isRecipient = view.metadata.recipients.includes(organization);
+    const allowed = recipientOnly
+      ? isRecipient
+      : isRecipient ||
+        view.sender === organization ||
+        (this.options.registry.organization(organization)?.roles.includes('supervisor') ?? false);
+    if (!allowed) {
+      this.options.logger.warn({ organization, id, group }, 'refused access to a message by a non-recipient');
+      throw new LedgerbusError(ErrorCode.NotRecipient, `${organization} is not a recipient of message ${id}`);
+    }
+    return view;
+  }
+
+  private block(replica: PartitionReplica, height: number): Block {
+    const block = replica.database.blocks.get(height);
+    if (block === undefined) throw new LedgerbusError(ErrorCode.StorageCorrupt, `block ${height} is missing`);
+    return block;
+  }
+
+  private trees(block: Block): { transactions: MerkleTree; results: MerkleTree } {
+    const key = `${block.header.partitionId}@${block.header.height}`;
+    let trees = this.treeCache.get(key);
+    if (trees === undefined) {
+      trees = { transactions: new MerkleTree(block.transactions), results: new MerkleTree(block.results) };
+      this.treeCache.set(key, trees);
+      if (this.treeCache.size > 64) this.treeCache.delete(this.treeCache.keys().next().value as string);
+    }
+    return trees;
+  }
+
+  private acceptanceProof(replica: PartitionReplica, view: MessageView): AcceptanceProof {
+    const block = this.block(replica, view.height);
+    return {
+      block: blockEvidence(block, view.transactionIndex, this.trees(block)),
+      messageIndex: view.messageIndex,
+    };
+  }
+}
+
+export function describeError(error: unknown): string {
+  return isLedgerbusError(error) ? `${error.code}: ${error.message}` : String(error);
+}
+
+export { toHex };

@@ -1,0 +1,87 @@
+/**
+ * `node.yaml`: which node this process is, where its key and data live, and the genesis file. Values
+ * can be overridden by environment variables (LEDGERBUS_NODE_*), as DESIGN §10 asks. Validated up
+ * front; a bad field is BAD_CONFIG naming it.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { t } from '../codec/index.js';
+import type { Infer } from '../codec/index.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import { GenesisRegistry, parseGenesis } from '../registry/genesis.js';
+
+const nodeConfigSchema = t.record({
+  nodeId: t.string({ minLength: 1, maxLength: 128 }),
+  /** Ed25519 private key (PKCS#8 PEM, mode 0600). Relative paths are relative to the config file. */
+  keyFile: t.string({ minLength: 1 }),
+  dataDirectory: t.string({ minLength: 1 }),
+  genesis: t.string({ minLength: 1 }),
+  /** Address to bind; defaults to the node's address in genesis. */
+  listen: t.optional(t.string({ pattern: /^[^\s:]+:\d{1,5}$/ })),
+  /** Logical clock period of the consensus cores. */
+  tickMs: t.optional(t.uint({ min: 1, max: 1000 })),
+  logLevel: t.optional(t.oneOf('debug', 'info', 'warn', 'error')),
+});
+export type NodeConfig = Infer<typeof nodeConfigSchema>;
+
+/** Reads a YAML (or JSON) file into a plain value; BAD_CONFIG if unreadable. */
+export function readConfigFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new LedgerbusError(ErrorCode.BadConfig, `cannot read ${path}: ${(error as Error).message}`);
+  }
+  try {
+    return parseYaml(text) as unknown;
+  } catch (error) {
+    throw new LedgerbusError(ErrorCode.BadConfig, `${path} is not valid YAML: ${(error as Error).message}`);
+  }
+}
+
+function envOverrides(prefix: string, fields: readonly string[]): Record<string, string | number> {
+  const overrides: Record<string, string | number> = {};
+  for (const field of fields) {
+    const name = `${prefix}${field.replace(/[A-Z]/g, (letter) => `_${letter}`).toUpperCase()}`;
+    const value = process.env[name];
+    if (value !== undefined)
+      overrides[field] = /^\d+$/.test(value) && field.endsWith('Ms') ? Number(value) : value;
+  }
+  return overrides;
+}
+
+export function loadNodeConfig(path: string): NodeConfig & { baseDirectory: string } {
+  const raw = readConfigFile(path);
+  const merged = {
+    ...(typeof raw === 'object' && raw !== null ? raw : {}),
+    ...envOverrides('LEDGERBUS_NODE_', [
+      'nodeId',
+      'keyFile',
+      'dataDirectory',
+      'genesis',
+      'listen',
+      'tickMs',
+      'logLevel',
+    ]),
+  };
+  try {
+    const config = nodeConfigSchema.parse(merged, '');
+    const baseDirectory = dirname(resolve(path));
+    return {
+      ...config,
+      keyFile: resolve(baseDirectory, config.keyFile),
+      dataDirectory: resolve(baseDirectory, config.dataDirectory),
+      genesis: resolve(baseDirectory, config.genesis),
+      baseDirectory,
+    };
+  } catch (error) {
+    if (isLedgerbusError(error)) throw new LedgerbusError(ErrorCode.BadConfig, `${path}: ${error.message}`);
+    throw error;
+  }
+}
+
+/** Loads and checks a genesis (JSON or YAML) into the registry. */
+export function loadGenesisRegistry(path: string): GenesisRegistry {
+  return new GenesisRegistry(parseGenesis(readConfigFile(path), path));
+}

@@ -1,0 +1,159 @@
+/**
+ * One partition replica's durable state in one SQLite file: the certified blocks (BlockStore), the
+ * SDT contract's state, and the PBFT core's persist records. Keeping them in one database lets a
+ * certified block and the contract writes of its execution commit in ONE transaction, so after a
+ * crash the contract state is exactly at the last stored block, and replaying from there is
+ * deterministic. WAL with synchronous=FULL: a commit has been fsynced when it returns, which is what
+ * "persist before send" and "store before acknowledge" need (DESIGN §6).
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ContractState } from '../contracts/state.js';
+import type { PersistOp, PersistRecord } from '../consensus/pbft/types.js';
+import { BlockStore } from '../ledger/block-store.js';
+import type { Block } from '../ledger/block.js';
+
+/** Contract writes of one executed height, not yet durable: undefined marks a delete. */
+export type StateWrites = Map<string, Uint8Array | undefined>;
+
+export class PartitionDatabase {
+  readonly blocks: BlockStore;
+  private readonly db: Database.Database;
+  private readonly statements: {
+    getState: Database.Statement<[string], { value: Uint8Array }>;
+    putState: Database.Statement<[string, Uint8Array]>;
+    deleteState: Database.Statement<[string]>;
+    putRecord: Database.Statement<[string, number, Uint8Array]>;
+    truncateRecords: Database.Statement<[number]>;
+    allRecords: Database.Statement<[], { key: string; seq: number; bytes: Uint8Array }>;
+  };
+  private readonly applyPersistInTransaction: (ops: readonly PersistOp[]) => void;
+  private readonly commitBlockInTransaction: (block: Block, writes: StateWrites) => void;
+
+  private constructor(db: Database.Database, partitionId: string) {
+    this.db = db;
+    this.blocks = BlockStore.attach(db, { partitionId });
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS contract_state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS pbft_records (key TEXT PRIMARY KEY, seq INTEGER NOT NULL, bytes BLOB NOT NULL) WITHOUT ROWID;
+    `);
+    this.statements = {
+      getState: db.prepare('SELECT value FROM contract_state WHERE key = ?'),
+      putState: db.prepare(
+        'INSERT INTO contract_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+      ),
+      deleteState: db.prepare('DELETE FROM contract_state WHERE key = ?'),
+      putRecord: db.prepare(
+        'INSERT INTO pbft_records (key, seq, bytes) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET seq = excluded.seq, bytes = excluded.bytes',
+      ),
+      truncateRecords: db.prepare('DELETE FROM pbft_records WHERE seq > 0 AND seq < ?'),
+      allRecords: db.prepare('SELECT key, seq, bytes FROM pbft_records'),
+    };
+    this.applyPersistInTransaction = db.transaction((ops: readonly PersistOp[]) => {
+      for (const op of ops) {
+        if (op.op === 'put') this.statements.putRecord.run(op.record.key, op.record.seq, op.record.bytes);
+        else this.statements.truncateRecords.run(op.belowSeq);
+      }
+    });
+    this.commitBlockInTransaction = db.transaction((block: Block, writes: StateWrites) => {
+      this.blocks.append(block);
+      // Sorted so every replica issues the same writes in the same order (easier to compare files).
+      for (const key of [...writes.keys()].sort()) {
+        const value = writes.get(key);
+        if (value === undefined) this.statements.deleteState.run(key);
+        else this.statements.putState.run(key, value);
+      }
+    });
+  }
+
+  /** Opens (creating) `<dataDirectory>/partitions/<group>.sqlite`. */
+  static open(dataDirectory: string, partitionId: string): PartitionDatabase {
+    const directory = join(dataDirectory, 'partitions');
+    mkdirSync(directory, { recursive: true });
+    const db = new Database(join(directory, `${encodeURIComponent(partitionId)}.sqlite`));
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      return new PartitionDatabase(db, partitionId);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+  }
+
+  /** The contract state as of the last stored block (reads only; writes go through commitBlock). */
+  readonly committedState: Pick<ContractState, 'get'> = {
+    get: (key) => {
+      const row = this.statements.getState.get(key);
+      return row === undefined ? undefined : new Uint8Array(row.value);
+    },
+  };
+
+  /** Applies PBFT persist ops durably (one fsynced transaction). */
+  persist(ops: readonly PersistOp[]): void {
+    if (ops.length > 0) this.applyPersistInTransaction(ops);
+  }
+
+  records(): PersistRecord[] {
+    return this.statements.allRecords
+      .all()
+      .map((row) => ({ key: row.key, seq: row.seq, bytes: new Uint8Array(row.bytes) }));
+  }
+
+  /** Stores a certified block and its execution's contract writes atomically and durably. */
+  commitBlock(block: Block, writes: StateWrites): void {
+    try {
+      this.commitBlockInTransaction(block, writes);
+    } catch (error) {
+      this.blocks.reloadHead();
+      throw error;
+    }
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+/**
+ * The contract's view while blocks are executed ahead of their certificates: reads go through the
+ * pending writes of executed-but-uncertified heights (newest first) to the committed state; each
+ * execution writes into its own layer, which `commitBlock` makes durable when the height certifies.
+ */
+export class LayeredContractState {
+  private readonly layers: { height: number; writes: StateWrites }[] = [];
+
+  constructor(private readonly base: Pick<ContractState, 'get'>) {}
+
+  /** A ContractState whose writes go to a new layer for `height`. */
+  layerFor(height: number): ContractState {
+    const writes: StateWrites = new Map();
+    this.layers.push({ height, writes });
+    return {
+      get: (key) => this.read(key),
+      put: (key, value) => writes.set(key, Uint8Array.from(value)),
+      delete: (key) => writes.set(key, undefined),
+    };
+  }
+
+  /** Removes and returns the oldest layer, which must be `height`'s. */
+  take(height: number): StateWrites | undefined {
+    const first = this.layers[0];
+    if (first === undefined || first.height !== height) return undefined;
+    this.layers.shift();
+    return first.writes;
+  }
+
+  clear(): void {
+    this.layers.length = 0;
+  }
+
+  private read(key: string): Uint8Array | undefined {
+    for (let index = this.layers.length - 1; index >= 0; index--) {
+      const writes = (this.layers[index] as { writes: StateWrites }).writes;
+      if (writes.has(key)) return writes.get(key);
+    }
+    return this.base.get(key);
+  }
+}

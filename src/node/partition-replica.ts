@@ -1,0 +1,336 @@
+/**
+ * The node's driver of one PBFT partition replica: it feeds the pure core real time, the wire and
+ * client requests, and does what each Ready says through the shared `applyReady` — persist (one
+ * fsynced transaction) before anything is sent, store each certified block together with the
+ * contract writes of its execution, then send, serve state transfer, execute. It also answers
+ * clients: a request's promise settles when the block holding it is stored (never before: what we
+ * acknowledge is durable).
+ */
+import { merkleRoot as computeMerkleRoot } from '../crypto/index.js';
+import { domainHash, sha256, sign, verify } from '../crypto/index.js';
+import type { SigningKeyPair } from '../crypto/index.js';
+import { executeBatch } from '../contracts/sdt.js';
+import type { SdtEvent } from '../contracts/results.js';
+import { decodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
+import { PbftReplica, defaultPbftTuning } from '../consensus/pbft/replica.js';
+import { applyReady } from '../consensus/pbft/driver.js';
+import type { ReplicaHost } from '../consensus/pbft/driver.js';
+import type {
+  CertifiedBlock,
+  CertifiedHeader,
+  PbftConfig,
+  PbftCrypto,
+  PbftReady,
+  PersistOp,
+} from '../consensus/pbft/types.js';
+import { toHex } from '../codec/index.js';
+import { ErrorCode, LedgerbusError } from '../errors.js';
+import type { Block } from '../ledger/block.js';
+import type { NetworkRegistry, PartitionInfo } from '../registry/genesis.js';
+import { LayeredContractState, PartitionDatabase } from './partition-database.js';
+
+export interface CommittedRequest {
+  readonly height: number;
+  readonly transactionIndex: number;
+}
+
+export interface PartitionReplicaOptions {
+  readonly partition: PartitionInfo;
+  readonly registry: NetworkRegistry;
+  readonly selfNodeId: string;
+  readonly key: SigningKeyPair;
+  readonly dataDirectory: string;
+  /** Sends consensus bytes to another replica (by node id). Must not throw. */
+  readonly sendTo: (nodeId: string, bytes: Uint8Array) => void;
+  readonly tuning?: Partial<typeof defaultPbftTuning>;
+  /** How long a client waits for its request to commit before the promise rejects (retriable). */
+  readonly commitTimeoutMs?: number;
+  readonly log?: (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) => void;
+}
+
+interface Waiter {
+  resolve(result: CommittedRequest): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+export class PartitionReplica {
+  readonly partition: PartitionInfo;
+  readonly database: PartitionDatabase;
+  private core: PbftReplica;
+  private readonly crypto: PbftCrypto;
+  private readonly config: PbftConfig;
+  private readonly state: LayeredContractState;
+  private readonly executed = new Map<number, { results: Uint8Array[]; events: SdtEvent[] }>();
+  private readonly waiters = new Map<string, Waiter[]>();
+  private readonly blockListeners = new Set<(block: Block, events: readonly SdtEvent[]) => void>();
+  private pendingPersist: PersistOp[] = [];
+  private readonly host: ReplicaHost;
+  private readonly commitTimeoutMs: number;
+  private closed = false;
+
+  constructor(private readonly options: PartitionReplicaOptions) {
+    this.partition = options.partition;
+    this.commitTimeoutMs = options.commitTimeoutMs ?? 30_000;
+    const replicas = options.partition.replicas.map((nodeId) => {
+      const node = options.registry.node(nodeId);
+      if (node === undefined)
+        throw new LedgerbusError(ErrorCode.BadConfig, `replica ${nodeId} is not a registered node`);
+      return { id: nodeId, publicKey: node.publicKey };
+    });
+    const self = options.partition.replicas.indexOf(options.selfNodeId);
+    if (self < 0)
+      throw new LedgerbusError(
+        ErrorCode.BadConfig,
+        `${options.selfNodeId} is not a replica of ${options.partition.groupId}`,
+      );
+    this.config = {
+      groupId: options.partition.groupId,
+      configEpoch: options.partition.configEpoch,
+      replicas,
+      self,
+      ...defaultPbftTuning,
+      ...options.tuning,
+    };
+    const key = options.key;
+    this.crypto = {
+      sign: (type, payload) => sign(key, type, payload),
+      verify: (publicKey, type, payload, signature) => verify(publicKey, type, payload, signature),
+      hash: domainHash,
+      merkleRoot: computeMerkleRoot,
+    };
+    this.database = PartitionDatabase.open(options.dataDirectory, options.partition.groupId);
+    this.state = new LayeredContractState(this.database.committedState);
+    this.core = new PbftReplica(this.config, this.crypto, this.restoreFromDisk());
+    this.host = {
+      step: (input) => this.core.step(input),
+      persist: (op) => {
+        this.pendingPersist.push(op);
+      },
+      storeCertified: (block) => {
+        this.flushPersist();
+        this.storeCertified(block);
+      },
+      send: (to, bytes) => {
+        this.flushPersist();
+        this.send(to, bytes);
+      },
+      readBlocks: (fromSeq, count) => {
+        this.flushPersist();
+        return this.database.blocks.range(fromSeq, fromSeq + count - 1, count).map((block) => ({
+          certified: { header: block.header, signatures: block.certificate.signatures },
+          requests: block.transactions,
+        }));
+      },
+      encodeBlocks: (blocks) => this.core.encodeBlocks(blocks),
+      alreadyCommitted: (request, seq) => this.answerFromLedger(request, seq),
+      execute: (batch) => {
+        this.flushPersist();
+        return this.execute(batch.seq, batch.proposal.timestamp, batch.proposal.requests);
+      },
+      rejected: (code, reason) =>
+        options.log?.('warn', 'pbft input rejected', { group: this.partition.groupId, code, reason }),
+    };
+  }
+
+  get height(): number {
+    return this.database.blocks.head()?.height ?? 0;
+  }
+  get view(): number {
+    return this.core.view;
+  }
+  get isPrimary(): boolean {
+    return this.core.isPrimary;
+  }
+
+  /** Called for every stored block, after it is durable, with the events of its execution. */
+  onBlock(listener: (block: Block, events: readonly SdtEvent[]) => void): () => void {
+    this.blockListeners.add(listener);
+    return () => this.blockListeners.delete(listener);
+  }
+
+  tick(now: number): void {
+    this.drive(() => this.core.step({ kind: 'tick', now }));
+  }
+
+  /** A consensus message from another replica. */
+  receive(bytes: Uint8Array): void {
+    this.drive(() => this.core.step({ kind: 'message', bytes }));
+  }
+
+  /**
+   * A client request (already on its way to the other replicas). Resolves with where it committed,
+   * once that block is stored. Rejects at once with the core's code if the request is refused.
+   */
+  submit(bytes: Uint8Array): Promise<CommittedRequest> {
+    if (this.closed)
+      return Promise.reject(
+        new LedgerbusError(ErrorCode.Overloaded, 'node is stopping', { retriable: true }),
+      );
+    const digest = toHex(sha256(bytes));
+    const found = this.findCommitted(bytes);
+    if (found !== undefined) return Promise.resolve(found);
+    const promise = new Promise<CommittedRequest>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.removeWaiter(digest, waiter);
+        reject(
+          new LedgerbusError(
+            ErrorCode.Timeout,
+            `request not committed within ${this.commitTimeoutMs} ms; retry it`,
+            { retriable: true },
+          ),
+        );
+      }, this.commitTimeoutMs);
+      const waiter: Waiter = { resolve, reject, timer };
+      const list = this.waiters.get(digest) ?? [];
+      list.push(waiter);
+      this.waiters.set(digest, list);
+    });
+    const ready = this.core.step({ kind: 'request', bytes });
+    const refusal = ready.rejected[0];
+    this.drive(() => ready);
+    if (refusal !== undefined) {
+      this.settle(
+        digest,
+        undefined,
+        new LedgerbusError(refusal.code, refusal.reason, {
+          retriable: refusal.code === ErrorCode.Overloaded,
+        }),
+      );
+    }
+    return promise;
+  }
+
+  /** Forwarded client request from another replica's client: no answer expected. */
+  receiveForwarded(bytes: Uint8Array): void {
+    this.drive(() => this.core.step({ kind: 'request', bytes }));
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const [digest] of this.waiters) {
+      this.settle(
+        digest,
+        undefined,
+        new LedgerbusError(ErrorCode.ConnectionClosed, 'node stopped', { retriable: true }),
+      );
+    }
+    this.database.close();
+  }
+
+  // ---- driver ----
+
+  private drive(step: () => PbftReady): void {
+    if (this.closed) return;
+    applyReady(this.host, step());
+    this.flushPersist();
+  }
+
+  private flushPersist(): void {
+    if (this.pendingPersist.length === 0) return;
+    const ops = this.pendingPersist;
+    this.pendingPersist = [];
+    this.database.persist(ops);
+  }
+
+  private send(to: number | 'all', bytes: Uint8Array): void {
+    const replicas = this.partition.replicas;
+    if (to === 'all') {
+      replicas.forEach((nodeId, index) => {
+        if (index !== this.config.self) this.options.sendTo(nodeId, bytes);
+      });
+    } else {
+      const nodeId = replicas[to];
+      if (nodeId !== undefined && to !== this.config.self) this.options.sendTo(nodeId, bytes);
+    }
+  }
+
+  private execute(height: number, timestamp: number, requests: readonly Uint8Array[]): Uint8Array {
+    // The core verified every request's encoding and signature before it could be committed.
+    const operations = requests.map(
+      (bytes) => decodeClientRequest(bytes, messageLimits.requestBytesMax).operation,
+    );
+    const outcome = executeBatch(
+      this.state.layerFor(height),
+      {
+        partitionId: this.partition.groupId,
+        configEpoch: this.partition.configEpoch,
+        height,
+        timestamp,
+        registry: this.options.registry,
+      },
+      operations,
+    );
+    this.executed.set(height, { results: outcome.results, events: outcome.events });
+    return this.crypto.merkleRoot(outcome.results);
+  }
+
+  private storeCertified(certified: CertifiedBlock): void {
+    const height = certified.header.height;
+    const execution = this.executed.get(height);
+    const writes = this.state.take(height);
+    if (execution === undefined || writes === undefined) {
+      throw new Error(`${this.partition.groupId}: certified block ${height} was not executed here`);
+    }
+    this.executed.delete(height);
+    const block: Block = {
+      header: certified.header,
+      certificate: { signatures: certified.signatures },
+      transactions: certified.proposal.requests,
+      results: execution.results,
+    };
+    this.database.commitBlock(block, writes);
+    block.transactions.forEach((transaction, transactionIndex) => {
+      this.settle(toHex(sha256(transaction)), { height, transactionIndex });
+    });
+    for (const listener of this.blockListeners) listener(block, execution.events);
+  }
+
+  private answerFromLedger(request: Uint8Array, seq: number): void {
+    const found = this.findCommitted(request);
+    if (found !== undefined) this.settle(toHex(sha256(request)), found);
+    else this.options.log?.('warn', 'retransmitted request not found in its block', { seq });
+  }
+
+  private findCommitted(request: Uint8Array): CommittedRequest | undefined {
+    const found = this.database.blocks.findTransaction(sha256(request));
+    return found === undefined ? undefined : { height: found.height, transactionIndex: found.index };
+  }
+
+  private settle(digest: string, result?: CommittedRequest, error?: Error): void {
+    const list = this.waiters.get(digest);
+    if (list === undefined) return;
+    this.waiters.delete(digest);
+    for (const waiter of list) {
+      clearTimeout(waiter.timer);
+      if (result !== undefined) waiter.resolve(result);
+      else waiter.reject(error ?? new Error('unsettled'));
+    }
+  }
+
+  private removeWaiter(digest: string, waiter: Waiter): void {
+    const list = this.waiters.get(digest)?.filter((candidate) => candidate !== waiter);
+    if (list === undefined || list.length === 0) this.waiters.delete(digest);
+    else this.waiters.set(digest, list);
+  }
+
+  private restoreFromDisk(): ConstructorParameters<typeof PbftReplica>[2] {
+    const records = this.database.records();
+    const head = this.database.blocks.head();
+    const certifiedOf = (height: number): CertifiedHeader | undefined => {
+      const block = this.database.blocks.get(height);
+      return block === undefined
+        ? undefined
+        : { header: block.header, signatures: block.certificate.signatures };
+    };
+    const headCertified = head === undefined ? undefined : certifiedOf(head.height);
+    const stableHeight =
+      head === undefined ? 0 : head.height - (head.height % this.config.checkpointInterval);
+    const stable = stableHeight > 0 ? certifiedOf(stableHeight) : undefined;
+    return {
+      records,
+      ...(headCertified === undefined ? {} : { head: headCertified }),
+      ...(stable === undefined ? {} : { stable }),
+    };
+  }
+}

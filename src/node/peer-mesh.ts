@@ -1,0 +1,153 @@
+/**
+ * Consensus links between nodes: ONE connection per pair of nodes, dialled by the node whose id sorts
+ * first and announced with a `hello`, carrying every group's PBFT messages and forwarded client
+ * requests as one-way notifications. PBFT tolerates loss, so a message for a peer that is down, or
+ * whose socket buffer is full, is dropped rather than queued without bound; the status exchange of
+ * the core retransmits what matters. Bulk payload relays never use these connections (see
+ * ClientService), so a large transfer cannot delay consensus.
+ */
+import type { CborValue } from '../codec/index.js';
+import type { SigningKeyPair } from '../crypto/index.js';
+import { ErrorCode, LedgerbusError } from '../errors.js';
+import { RpcPeer, connectFramed } from '../net/index.js';
+import type { NetworkRegistry } from '../registry/genesis.js';
+import type { Logger } from './logger.js';
+
+export interface PeerMeshOptions {
+  readonly selfId: string;
+  readonly key: SigningKeyPair;
+  readonly registry: NetworkRegistry;
+  readonly logger: Logger;
+  readonly onConsensus: (groupId: string, bytes: Uint8Array) => void;
+  readonly onForwardedRequest: (groupId: string, bytes: Uint8Array) => void;
+  readonly redialMs?: number;
+}
+
+const consensusChannel = 'pbft';
+const requestChannel = 'request';
+
+export class PeerMesh {
+  private readonly links = new Map<string, RpcPeer>();
+  private readonly dialing = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly options: PeerMeshOptions) {}
+
+  /** This node's key, for the bulk connections other services open to peers. */
+  get identity(): SigningKeyPair {
+    return this.options.key;
+  }
+
+  /** Peers this node must share a consensus link with: the replicas of any group it hosts. */
+  private peers(): string[] {
+    const peers = new Set<string>();
+    for (const partition of this.options.registry.partitions()) {
+      if (!partition.replicas.includes(this.options.selfId)) continue;
+      for (const replica of partition.replicas) if (replica !== this.options.selfId) peers.add(replica);
+    }
+    return [...peers].sort();
+  }
+
+  start(): void {
+    const dialAll = (): void => {
+      for (const peer of this.peers()) {
+        if (this.options.selfId < peer && !this.links.has(peer)) void this.dial(peer);
+      }
+    };
+    dialAll();
+    this.timer = setInterval(dialAll, this.options.redialMs ?? 500);
+  }
+
+  /** An inbound connection from node `peerId`; it becomes the consensus link once it says hello. */
+  accept(peerId: string, peer: RpcPeer): void {
+    peer.handle('hello', (body) => {
+      if (
+        typeof body !== 'object' ||
+        body === null ||
+        (body as Record<string, CborValue>)['purpose'] !== 'consensus'
+      ) {
+        return { ok: true };
+      }
+      this.adopt(peerId, peer);
+      return { ok: true };
+    });
+  }
+
+  sendConsensus(nodeId: string, groupId: string, bytes: Uint8Array): void {
+    this.links.get(nodeId)?.notify(consensusChannel, { group: groupId, bytes });
+  }
+
+  forwardRequest(nodeId: string, groupId: string, bytes: Uint8Array): void {
+    this.links.get(nodeId)?.notify(requestChannel, { group: groupId, bytes });
+  }
+
+  connected(): string[] {
+    return [...this.links.keys()];
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    for (const peer of this.links.values()) peer.close();
+    this.links.clear();
+  }
+
+  private async dial(peerId: string): Promise<void> {
+    if (this.dialing.has(peerId) || this.closed) return;
+    const node = this.options.registry.node(peerId);
+    if (node === undefined) return;
+    this.dialing.add(peerId);
+    try {
+      const connection = await connectFramed({
+        host: node.host,
+        port: node.port,
+        identity: this.options.key,
+        expectedPublicKey: node.publicKey,
+        timeoutMs: 2_000,
+      });
+      const peer = new RpcPeer(connection, { requestTimeoutMs: 5_000 });
+      await peer.request('hello', { purpose: 'consensus', from: this.options.selfId });
+      if (this.closed) peer.close();
+      else this.adopt(peerId, peer);
+    } catch (error) {
+      this.options.logger.debug({ peer: peerId, error: (error as Error).message }, 'peer not reachable yet');
+    } finally {
+      this.dialing.delete(peerId);
+    }
+  }
+
+  private adopt(peerId: string, peer: RpcPeer): void {
+    const previous = this.links.get(peerId);
+    if (previous !== undefined && previous !== peer) previous.close();
+    this.links.set(peerId, peer);
+    this.options.logger.info({ peer: peerId }, 'consensus link up');
+    peer.onNotify(consensusChannel, (body) => {
+      const message = unpack(body);
+      if (message !== undefined) this.options.onConsensus(message.group, message.bytes);
+    });
+    peer.onNotify(requestChannel, (body) => {
+      const message = unpack(body);
+      if (message !== undefined) this.options.onForwardedRequest(message.group, message.bytes);
+    });
+    peer.onClose(() => {
+      if (this.links.get(peerId) === peer) {
+        this.links.delete(peerId);
+        this.options.logger.warn({ peer: peerId }, 'consensus link down');
+      }
+    });
+  }
+}
+
+function unpack(body: CborValue): { group: string; bytes: Uint8Array } | undefined {
+  if (typeof body !== 'object' || body === null || body instanceof Uint8Array || Array.isArray(body))
+    return undefined;
+  const record = body as Record<string, CborValue>;
+  const group = record['group'];
+  const bytes = record['bytes'];
+  return typeof group === 'string' && bytes instanceof Uint8Array ? { group, bytes } : undefined;
+}
+
+export function peerError(message: string): LedgerbusError {
+  return new LedgerbusError(ErrorCode.SchemaMismatch, message);
+}

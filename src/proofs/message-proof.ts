@@ -1,0 +1,279 @@
+/**
+ * Proofs about one message, checkable offline against the network's trust bundle:
+ *
+ * - an ACCEPTANCE proof: the certified block whose publish transaction holds the message (signed by
+ *   its sender) and whose result gives it an offset;
+ * - a DELIVERY RECEIPT: the acceptance proof plus, per recipient, the certified block whose
+ *   confirmDelivery transaction (signed by that recipient) the contract recorded as DELIVERED with the
+ *   message's content root.
+ *
+ * A block transaction is a PBFT client request whose `operation` is the SDT transaction. Verification
+ * re-checks everything the contract's outcome depends on that can be checked without state: the
+ * certificates, the inclusion proofs, the signatures of sender and recipient over what they signed,
+ * and that the results say what the proof claims.
+ */
+import { bytesEqual, decodeWith, encodeCanonical, t, toHex } from '../codec/index.js';
+import type { CborValue, Infer } from '../codec/index.js';
+import { messageLimits } from '../consensus/pbft/messages.js';
+import { decodeClientRequest } from '../consensus/pbft/messages.js';
+import { verify } from '../crypto/index.js';
+import {
+  CONFIRM_DELIVERY_SIGNING_TYPE,
+  PUBLISH_SIGNING_TYPE,
+  confirmDeliverySigningPayload,
+  decodeTransaction,
+  publishSigningPayload,
+} from '../contracts/transactions.js';
+import { publishBatchHeader } from '../contracts/transactions.js';
+import type {
+  ConfirmDeliveryTransaction,
+  MessageMetadata,
+  PublishTransaction,
+} from '../contracts/transactions.js';
+import { decodeTransactionResult } from '../contracts/results.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import type { GroupMembership } from '../ledger/block.js';
+import { blockEvidenceSchema, blockEvidenceToCbor, verifyBlockEvidence } from './evidence.js';
+import type { BlockEvidence } from './evidence.js';
+
+/** What a verifier must know: the replica keys of each group epoch and each organization's keys. */
+export interface ProofTrust {
+  /** The replica set of `groupId` at `configEpoch`, or undefined if unknown (a foreign proof). */
+  membership(groupId: string, configEpoch: number): GroupMembership | undefined;
+  /** The organization's connector signing keys, or undefined if it is not in the network. */
+  signingKeys(organization: string): readonly Uint8Array[] | undefined;
+}
+
+export const acceptanceProofSchema = t.record({
+  block: blockEvidenceSchema,
+  /** Index of the message in its publish batch. */
+  messageIndex: t.uint({ max: 1023 }),
+});
+export type AcceptanceProof = Infer<typeof acceptanceProofSchema>;
+
+export const deliveryEvidenceSchema = t.record({
+  recipient: t.string({ minLength: 1, maxLength: 256 }),
+  block: blockEvidenceSchema,
+  deliveryIndex: t.uint({ max: 1023 }),
+});
+export type DeliveryEvidence = Infer<typeof deliveryEvidenceSchema>;
+
+export const deliveryReceiptSchema = t.record({
+  acceptance: acceptanceProofSchema,
+  deliveries: t.array(deliveryEvidenceSchema, { maxItems: 64 }),
+});
+export type DeliveryReceipt = Infer<typeof deliveryReceiptSchema>;
+
+/** What a valid acceptance proof establishes. */
+export interface AcceptedMessage {
+  readonly id: string;
+  readonly topic: string;
+  readonly partition: number;
+  readonly partitionId: string;
+  readonly offset: number;
+  readonly sender: string;
+  /** The sender's connector key that signed the batch (and the payload envelope). */
+  readonly signerKey: Uint8Array;
+  readonly recipients: readonly string[];
+  readonly size: number;
+  readonly contentRoot: Uint8Array;
+  readonly contentType: string;
+  readonly key: Uint8Array | null;
+  /** Height and timestamp of the block that accepted it. */
+  readonly height: number;
+  readonly acceptedAt: number;
+  readonly metadata: MessageMetadata;
+}
+
+export interface VerifiedDelivery {
+  readonly recipient: string;
+  readonly height: number;
+  readonly confirmedAt: number;
+}
+
+function badProof(message: string): LedgerbusError {
+  return new LedgerbusError(ErrorCode.BadProof, message);
+}
+
+function membershipOf(trust: ProofTrust, evidence: BlockEvidence): GroupMembership {
+  const { partitionId, configEpoch } = evidence.header;
+  const membership = trust.membership(partitionId, configEpoch);
+  if (membership === undefined) {
+    throw new LedgerbusError(
+      ErrorCode.WrongGroup,
+      `partition ${partitionId} epoch ${configEpoch} is not in this network`,
+    );
+  }
+  return membership;
+}
+
+/** The SDT transaction inside a block transaction (a PBFT client request). */
+function innerTransaction(evidence: BlockEvidence): ReturnType<typeof decodeTransaction> {
+  try {
+    const request = decodeClientRequest(evidence.transaction, messageLimits.requestBytesMax);
+    return decodeTransaction(request.operation);
+  } catch (error) {
+    if (isLedgerbusError(error)) throw badProof(`the proven transaction does not decode: ${error.message}`);
+    throw error;
+  }
+}
+
+function checkSigner(trust: ProofTrust, organization: string, signerKey: Uint8Array): void {
+  const keys = trust.signingKeys(organization);
+  if (keys === undefined)
+    throw new LedgerbusError(ErrorCode.WrongGroup, `organization ${organization} is not in this network`);
+  if (!keys.some((key) => bytesEqual(key, signerKey))) {
+    throw new LedgerbusError(
+      ErrorCode.BadSignature,
+      `the transaction was signed by a key that is not ${organization}'s`,
+    );
+  }
+}
+
+/** Verifies an acceptance proof; returns what it proves or throws a LedgerbusError with the reason. */
+export function verifyAcceptance(proof: AcceptanceProof, trust: ProofTrust): AcceptedMessage {
+  verifyBlockEvidence(proof.block, membershipOf(trust, proof.block));
+  const transaction = innerTransaction(proof.block);
+  if (transaction.type !== 'publish') throw badProof('the proven transaction is not a publish');
+  const publish: PublishTransaction = transaction;
+  checkSigner(trust, publish.sender, publish.signerKey);
+  const { header } = publishBatchHeader(publish);
+  if (!verify(publish.signerKey, PUBLISH_SIGNING_TYPE, publishSigningPayload(header), publish.signature)) {
+    throw new LedgerbusError(ErrorCode.BadSignature, `the publish is not signed by ${publish.sender}`);
+  }
+  const result = decodeTransactionResult(proof.block.result);
+  if (result.status !== 'OK' || result.type !== 'publish')
+    throw badProof('the contract did not execute this publish');
+  const message = publish.messages[proof.messageIndex];
+  const outcome = result.messages[proof.messageIndex];
+  if (message === undefined || outcome === undefined) throw badProof('message index outside the batch');
+  if (outcome.status !== 'ACCEPTED' || outcome.id !== message.id) {
+    throw badProof(`the contract did not accept message ${message.id} in this block`);
+  }
+  if (outcome.height !== proof.block.header.height || outcome.messageIndex !== proof.messageIndex) {
+    throw badProof(`message ${message.id} was first accepted at height ${outcome.height}: prove that block`);
+  }
+  return {
+    id: message.id,
+    topic: message.topic,
+    partition: message.partition,
+    partitionId: proof.block.header.partitionId,
+    offset: outcome.offset,
+    sender: publish.sender,
+    signerKey: publish.signerKey,
+    recipients: message.recipients,
+    size: message.size,
+    contentRoot: message.contentRoot,
+    contentType: message.contentType,
+    key: message.key,
+    height: proof.block.header.height,
+    acceptedAt: proof.block.header.timestamp,
+    metadata: message,
+  };
+}
+
+/** Verifies that `evidence` records `message` as delivered to `evidence.recipient`. */
+export function verifyDelivery(
+  message: AcceptedMessage,
+  evidence: DeliveryEvidence,
+  trust: ProofTrust,
+): VerifiedDelivery {
+  if (evidence.block.header.partitionId !== message.partitionId) {
+    throw badProof('the delivery was recorded on another partition than the message');
+  }
+  verifyBlockEvidence(evidence.block, membershipOf(trust, evidence.block));
+  const transaction = innerTransaction(evidence.block);
+  if (transaction.type !== 'confirmDelivery')
+    throw badProof('the proven transaction is not a confirmDelivery');
+  const confirm: ConfirmDeliveryTransaction = transaction;
+  if (confirm.recipient !== evidence.recipient)
+    throw badProof('the confirmation is from another organization');
+  if (!message.recipients.includes(confirm.recipient))
+    throw badProof(`${confirm.recipient} is not a recipient`);
+  checkSigner(trust, confirm.recipient, confirm.signerKey);
+  if (
+    !verify(
+      confirm.signerKey,
+      CONFIRM_DELIVERY_SIGNING_TYPE,
+      confirmDeliverySigningPayload(confirm),
+      confirm.signature,
+    )
+  ) {
+    throw new LedgerbusError(
+      ErrorCode.BadSignature,
+      `the confirmation is not signed by ${confirm.recipient}`,
+    );
+  }
+  const delivery = confirm.deliveries[evidence.deliveryIndex];
+  if (delivery === undefined || delivery.id !== message.id)
+    throw badProof('the confirmation is for another message');
+  if (!bytesEqual(delivery.contentRoot, message.contentRoot))
+    throw badProof('the confirmed content root differs');
+  const result = decodeTransactionResult(evidence.block.result);
+  if (result.status !== 'OK' || result.type !== 'confirmDelivery') {
+    throw badProof('the contract did not execute this confirmation');
+  }
+  const outcome = result.deliveries[evidence.deliveryIndex];
+  if (outcome === undefined || outcome.status !== 'DELIVERED' || outcome.id !== message.id) {
+    throw badProof('the contract did not record this delivery');
+  }
+  if (outcome.height !== evidence.block.header.height) {
+    throw badProof(`the delivery was first recorded at height ${outcome.height}: prove that block`);
+  }
+  if (evidence.block.header.height < message.height) throw badProof('the delivery precedes the acceptance');
+  return {
+    recipient: confirm.recipient,
+    height: outcome.height,
+    confirmedAt: evidence.block.header.timestamp,
+  };
+}
+
+export function verifyDeliveryReceipt(
+  receipt: DeliveryReceipt,
+  trust: ProofTrust,
+): { message: AcceptedMessage; deliveries: VerifiedDelivery[] } {
+  const message = verifyAcceptance(receipt.acceptance, trust);
+  const seen = new Set<string>();
+  const deliveries = receipt.deliveries.map((evidence) => {
+    if (seen.has(evidence.recipient)) throw badProof(`two deliveries for ${evidence.recipient}`);
+    seen.add(evidence.recipient);
+    return verifyDelivery(message, evidence, trust);
+  });
+  return { message, deliveries };
+}
+
+export function acceptanceProofToCbor(proof: AcceptanceProof): CborValue {
+  return { block: blockEvidenceToCbor(proof.block), messageIndex: proof.messageIndex };
+}
+
+export function deliveryEvidenceToCbor(evidence: DeliveryEvidence): CborValue {
+  return {
+    recipient: evidence.recipient,
+    block: blockEvidenceToCbor(evidence.block),
+    deliveryIndex: evidence.deliveryIndex,
+  };
+}
+
+export function encodeDeliveryReceipt(receipt: DeliveryReceipt): Uint8Array {
+  return encodeCanonical({
+    acceptance: acceptanceProofToCbor(receipt.acceptance),
+    deliveries: receipt.deliveries.map(deliveryEvidenceToCbor),
+  });
+}
+
+export function decodeDeliveryReceipt(bytes: Uint8Array): DeliveryReceipt {
+  return decodeWith(deliveryReceiptSchema, bytes, { maxBytes: 64 * 1024 * 1024 });
+}
+
+export function encodeAcceptanceProof(proof: AcceptanceProof): Uint8Array {
+  return encodeCanonical(acceptanceProofToCbor(proof));
+}
+
+export function decodeAcceptanceProof(bytes: Uint8Array): AcceptanceProof {
+  return decodeWith(acceptanceProofSchema, bytes, { maxBytes: 16 * 1024 * 1024 });
+}
+
+/** A short, stable fingerprint of a proof for logs and CLI output. */
+export function messageKey(message: AcceptedMessage): string {
+  return `${message.partitionId}@${message.offset}:${message.id}:${toHex(message.contentRoot).slice(0, 16)}`;
+}

@@ -1,0 +1,272 @@
+/**
+ * The network's founding document: organizations with their roles and keys, nodes with their keys
+ * and addresses, topics with their partitions' replica sets, ACLs and policy. Until the registration
+ * workflow and the Raft layer exist (a later issue), the registry IS the genesis file; every reader
+ * goes through the `NetworkRegistry` interface so that swap changes no caller.
+ *
+ * Genesis is JSON (people read and diff it) with keys as lowercase hex. It is parsed strictly: an
+ * unknown field, a malformed key, a replica that is not a node, or a duplicate id is BAD_CONFIG naming
+ * the field, and nothing starts.
+ */
+import { fromHex, t, toHex } from '../codec/index.js';
+import type { Infer } from '../codec/index.js';
+import { partitionGroupId, validateTopicPolicy } from '../contracts/registry.js';
+import type { Organization, Registry, Topic } from '../contracts/registry.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+
+const hexKey32 = t.string({ pattern: /^[0-9a-f]{64}$/ });
+const identifier = t.string({ minLength: 1, maxLength: 128, pattern: /^[a-zA-Z0-9._-]+$/ });
+const address = t.string({ pattern: /^[^\s:]+:\d{1,5}$/ });
+
+const organizationSchema = t.record({
+  id: identifier,
+  roles: t.array(t.oneOf('member', 'supervisor', 'auditor'), { minItems: 1, maxItems: 3 }),
+  /** Ed25519 keys of the organization's connectors: any one may sign its transactions. */
+  signingKeys: t.array(hexKey32, { minItems: 1, maxItems: 16 }),
+  /** X25519 key that payloads are encrypted to (HPKE). */
+  encryptionKey: hexKey32,
+});
+
+const nodeSchema = t.record({
+  id: identifier,
+  organization: identifier,
+  /** Ed25519 key the node signs consensus messages with and pins in TLS. */
+  publicKey: hexKey32,
+  /** host:port of its listener (peers and connectors). */
+  address,
+});
+
+const topicSchema = t.record({
+  name: t.string({ minLength: 1, maxLength: 249, pattern: /^[a-zA-Z0-9._-]+$/ }),
+  partitions: t.array(t.record({ replicas: t.array(identifier, { minItems: 4, maxItems: 7 }) }), {
+    minItems: 1,
+    maxItems: 1024,
+  }),
+  producers: t.array(identifier, { maxItems: 1024 }),
+  consumers: t.array(identifier, { maxItems: 1024 }),
+  policy: t.record({
+    messageBytesMax: t.uint(),
+    ttlMs: t.uint({ min: 1 }),
+    payloadRetentionMs: t.uint(),
+  }),
+});
+
+export const genesisSchema = t.record({
+  network: identifier,
+  organizations: t.array(organizationSchema, { minItems: 1, maxItems: 10_000 }),
+  nodes: t.array(nodeSchema, { minItems: 1, maxItems: 10_000 }),
+  topics: t.array(topicSchema, { maxItems: 10_000 }),
+});
+export type Genesis = Infer<typeof genesisSchema>;
+export type GenesisOrganization = Infer<typeof organizationSchema>;
+export type GenesisNode = Infer<typeof nodeSchema>;
+export type GenesisTopic = Infer<typeof topicSchema>;
+
+export interface NodeInfo {
+  readonly id: string;
+  readonly organization: string;
+  readonly publicKey: Uint8Array;
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface PartitionInfo {
+  readonly topic: string;
+  readonly partition: number;
+  /** Consensus group id, "topic/partition". */
+  readonly groupId: string;
+  readonly configEpoch: number;
+  /** Node ids in replica order: replica i is the primary of views ≡ i (mod n). */
+  readonly replicas: readonly string[];
+}
+
+/**
+ * Everything the runtime reads about the network. The SDT contract sees only its `Registry` part,
+ * and only at the index a batch names; genesis has one index, 0.
+ */
+export interface NetworkRegistry extends Registry {
+  readonly network: string;
+  organizations(): readonly Organization[];
+  encryptionKey(organization: string): Uint8Array | undefined;
+  node(id: string): NodeInfo | undefined;
+  nodes(): readonly NodeInfo[];
+  /** The node id whose key is `publicKey`, if any. */
+  nodeByKey(publicKey: Uint8Array): NodeInfo | undefined;
+  /** The organization one of whose connector keys is `publicKey`, if any. */
+  organizationBySigningKey(publicKey: Uint8Array): Organization | undefined;
+  topics(): readonly Topic[];
+  partition(groupId: string): PartitionInfo | undefined;
+  partitions(): readonly PartitionInfo[];
+}
+
+function badConfig(message: string): LedgerbusError {
+  return new LedgerbusError(ErrorCode.BadConfig, message);
+}
+
+/** Parses and cross-checks a genesis document (already JSON-parsed). */
+export function parseGenesis(value: unknown, source = 'genesis'): Genesis {
+  let genesis: Genesis;
+  try {
+    genesis = genesisSchema.parse(value, '');
+  } catch (error) {
+    if (isLedgerbusError(error)) throw badConfig(`${source}: ${error.message}`);
+    throw error;
+  }
+  const unique = (kind: string, ids: readonly string[]): void => {
+    const seen = new Set<string>();
+    for (const id of ids) {
+      if (seen.has(id)) throw badConfig(`${source}: duplicate ${kind} id "${id}"`);
+      seen.add(id);
+    }
+  };
+  unique(
+    'organization',
+    genesis.organizations.map((organization) => organization.id),
+  );
+  unique(
+    'node',
+    genesis.nodes.map((node) => node.id),
+  );
+  unique(
+    'topic',
+    genesis.topics.map((topic) => topic.name),
+  );
+  unique(
+    'signing key',
+    genesis.organizations.flatMap((organization) => organization.signingKeys),
+  );
+  unique(
+    'node key',
+    genesis.nodes.map((node) => node.publicKey),
+  );
+  const organizations = new Set(genesis.organizations.map((organization) => organization.id));
+  const nodes = new Set(genesis.nodes.map((node) => node.id));
+  genesis.nodes.forEach((node, index) => {
+    if (!organizations.has(node.organization)) {
+      throw badConfig(
+        `${source}: nodes[${index}].organization "${node.organization}" is not an organization`,
+      );
+    }
+  });
+  genesis.topics.forEach((topic, topicIndex) => {
+    const field = `${source}: topics[${topicIndex}]`;
+    try {
+      validateTopicPolicy(topic.policy);
+    } catch (error) {
+      throw badConfig(`${field}.policy: ${(error as Error).message}`);
+    }
+    topic.partitions.forEach((partition, partitionIndex) => {
+      unique(`replica in ${topic.name}/${partitionIndex}`, partition.replicas);
+      for (const replica of partition.replicas) {
+        if (!nodes.has(replica)) {
+          throw badConfig(`${field}.partitions[${partitionIndex}]: replica "${replica}" is not a node`);
+        }
+      }
+    });
+    for (const list of ['producers', 'consumers'] as const) {
+      for (const organization of topic[list]) {
+        if (!organizations.has(organization)) {
+          throw badConfig(`${field}.${list}: "${organization}" is not an organization`);
+        }
+      }
+    }
+  });
+  return genesis;
+}
+
+function splitAddress(address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(':');
+  const port = Number(address.slice(colon + 1));
+  if (port < 1 || port > 65535) throw badConfig(`address ${address}: port out of range`);
+  return { host: address.slice(0, colon), port };
+}
+
+/** The registry as genesis defines it: every organization APPROVED, configuration epoch 0. */
+export class GenesisRegistry implements NetworkRegistry {
+  readonly network: string;
+  private readonly organizationsById = new Map<string, Organization>();
+  private readonly encryptionKeys = new Map<string, Uint8Array>();
+  private readonly organizationsByKey = new Map<string, Organization>();
+  private readonly nodesById = new Map<string, NodeInfo>();
+  private readonly nodesByKey = new Map<string, NodeInfo>();
+  private readonly topicsByName = new Map<string, Topic>();
+  private readonly partitionsById = new Map<string, PartitionInfo>();
+
+  constructor(readonly genesis: Genesis) {
+    this.network = genesis.network;
+    for (const entry of genesis.organizations) {
+      const organization: Organization = {
+        id: entry.id,
+        roles: [...entry.roles],
+        status: 'APPROVED',
+        signingKeys: entry.signingKeys.map((key) => fromHex(key)),
+      };
+      this.organizationsById.set(entry.id, organization);
+      this.encryptionKeys.set(entry.id, fromHex(entry.encryptionKey));
+      for (const key of entry.signingKeys) this.organizationsByKey.set(key, organization);
+    }
+    for (const entry of genesis.nodes) {
+      const node: NodeInfo = {
+        id: entry.id,
+        organization: entry.organization,
+        publicKey: fromHex(entry.publicKey),
+        ...splitAddress(entry.address),
+      };
+      this.nodesById.set(node.id, node);
+      this.nodesByKey.set(entry.publicKey, node);
+    }
+    for (const entry of genesis.topics) {
+      this.topicsByName.set(entry.name, {
+        name: entry.name,
+        partitionCount: entry.partitions.length,
+        producers: new Set(entry.producers),
+        consumers: new Set(entry.consumers),
+        policy: { ...entry.policy },
+      });
+      entry.partitions.forEach((partition, index) => {
+        const groupId = partitionGroupId(entry.name, index);
+        this.partitionsById.set(groupId, {
+          topic: entry.name,
+          partition: index,
+          groupId,
+          configEpoch: 0,
+          replicas: [...partition.replicas],
+        });
+      });
+    }
+  }
+
+  organization(id: string): Organization | undefined {
+    return this.organizationsById.get(id);
+  }
+  organizations(): readonly Organization[] {
+    return [...this.organizationsById.values()];
+  }
+  encryptionKey(organization: string): Uint8Array | undefined {
+    return this.encryptionKeys.get(organization);
+  }
+  topic(name: string): Topic | undefined {
+    return this.topicsByName.get(name);
+  }
+  topics(): readonly Topic[] {
+    return [...this.topicsByName.values()];
+  }
+  node(id: string): NodeInfo | undefined {
+    return this.nodesById.get(id);
+  }
+  nodes(): readonly NodeInfo[] {
+    return [...this.nodesById.values()];
+  }
+  nodeByKey(publicKey: Uint8Array): NodeInfo | undefined {
+    return this.nodesByKey.get(toHex(publicKey));
+  }
+  organizationBySigningKey(publicKey: Uint8Array): Organization | undefined {
+    return this.organizationsByKey.get(toHex(publicKey));
+  }
+  partition(groupId: string): PartitionInfo | undefined {
+    return this.partitionsById.get(groupId);
+  }
+  partitions(): readonly PartitionInfo[] {
+    return [...this.partitionsById.values()];
+  }
+}

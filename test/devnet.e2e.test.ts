@@ -1,0 +1,194 @@
+// The product as a new user meets it: `ledgerbus dev` as a real process tree (4 nodes, 4 connectors,
+// TLS between all of them), then send, consume, receipt and verify through the CLI.
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = join(import.meta.dirname, '..');
+const entry = join(root, 'src', 'cli', 'run.ts');
+const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+const dir = mkdtempSync(join(tmpdir(), 'ledgerbus-devnet-'));
+const network = join(dir, 'net', 'network.json');
+let devnet: ChildProcess | undefined;
+
+function ledgerbus(...args: string[]): { status: number; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, ['--import', tsxLoader, entry, ...args], {
+    cwd: dir,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+function startDevnet(): Promise<ChildProcess> {
+  const child = spawn(
+    process.execPath,
+    ['--import', tsxLoader, entry, 'dev', '--dir', join(dir, 'net'), '--base-port', '17400'],
+    {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  return new Promise((resolve, reject) => {
+    let output = '';
+    const timer = setTimeout(() => reject(new Error(`devnet not ready in time:\n${output}`)), 120_000);
+    const onData = (chunk: Buffer): void => {
+      output += chunk.toString();
+      if (output.includes('ready')) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.once('exit', (code) => reject(new Error(`devnet exited ${code}:\n${output}`)));
+  });
+}
+
+function stopDevnet(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGINT');
+  });
+}
+
+const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
+
+beforeAll(async () => {
+  devnet = await startDevnet();
+}, 150_000);
+
+afterAll(async () => {
+  if (devnet !== undefined) await stopDevnet(devnet);
+  rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+describe('ledgerbus dev, send, consume, receipt, verify', () => {
+  it('moves a 1 KiB file org1 → org2 with equal sha256, and proves the delivery offline', () => {
+    const payload = randomBytes(1024);
+    writeFileSync(join(dir, 'one-kib.bin'), payload);
+    const sent = ledgerbus(
+      'send',
+      '--network',
+      network,
+      '--as',
+      'org1',
+      '--topic',
+      'demo',
+      '--to',
+      'org2',
+      '--file',
+      'one-kib.bin',
+      '--json',
+    );
+    expect(sent.stderr).toBe('');
+    expect(sent.status).toBe(0);
+    const ack = JSON.parse(sent.stdout) as { id: string; partition: number; offset: number; height: number };
+    expect(ack).toMatchObject({ partition: 0 });
+    expect(ack.height).toBeGreaterThan(0);
+
+    const consumed = ledgerbus(
+      'consume',
+      '--network',
+      network,
+      '--as',
+      'org2',
+      '--topic',
+      'demo',
+      '--from-beginning',
+      '--count',
+      '1',
+      '--out',
+      'inbox',
+      '--timeout',
+      '60000',
+      '--json',
+    );
+    expect(consumed.status, consumed.stderr).toBe(0);
+    const line = JSON.parse(consumed.stdout.trim().split('\n')[0] ?? '{}') as {
+      id: string;
+      sender: string;
+      sha256: string;
+      size: number;
+    };
+    expect(line).toMatchObject({ id: ack.id, sender: 'org1', size: 1024, sha256: sha256(payload) });
+    expect(sha256(readFileSync(join(dir, 'inbox', ack.id)))).toBe(sha256(payload));
+
+    // The delivery confirmation commits shortly after the payload is stored.
+    let receipt: { deliveredTo: string[] } = { deliveredTo: [] };
+    for (let attempt = 0; attempt < 40 && receipt.deliveredTo.length === 0; attempt++) {
+      const result = ledgerbus(
+        'receipt',
+        '--network',
+        network,
+        '--as',
+        'org1',
+        ack.id,
+        '--out',
+        'receipt.json',
+      );
+      expect(result.status, result.stderr).toBe(0);
+      receipt = JSON.parse(readFileSync(join(dir, 'receipt.json'), 'utf8')) as { deliveredTo: string[] };
+      if (receipt.deliveredTo.length === 0) spawnSync('sleep', ['0.5']);
+    }
+    expect(receipt.deliveredTo).toEqual(['org2']);
+    const verified = ledgerbus('verify', 'receipt.json', '--network', network, '--json');
+    expect(verified.status, verified.stdout).toBe(0);
+    expect(JSON.parse(verified.stdout)).toMatchObject({ valid: true, id: ack.id, deliveredTo: ['org2'] });
+
+    // Tampered: another offset in the summary; truncated proof; foreign network.
+    const bundle = JSON.parse(readFileSync(join(dir, 'receipt.json'), 'utf8')) as {
+      message: { offset: number };
+      proof: string;
+      network: string;
+    };
+    writeFileSync(
+      join(dir, 'tampered.json'),
+      JSON.stringify({ ...bundle, message: { ...bundle.message, offset: bundle.message.offset + 1 } }),
+    );
+    const tampered = ledgerbus('verify', 'tampered.json', '--network', network, '--json');
+    expect(tampered.status).toBe(1);
+    expect(JSON.parse(tampered.stdout)).toMatchObject({ valid: false, code: 'BAD_PROOF' });
+    writeFileSync(
+      join(dir, 'truncated.json'),
+      JSON.stringify({ ...bundle, proof: bundle.proof.slice(0, bundle.proof.length / 2) }),
+    );
+    const truncated = ledgerbus('verify', 'truncated.json', '--network', network, '--json');
+    expect(truncated.status).toBe(1);
+    expect(JSON.parse(truncated.stdout)).toMatchObject({ valid: false });
+    const proof = Buffer.from(bundle.proof, 'base64');
+    proof[proof.length - 40] = (proof[proof.length - 40] ?? 0) ^ 1;
+    writeFileSync(join(dir, 'flipped.json'), JSON.stringify({ ...bundle, proof: proof.toString('base64') }));
+    const flipped = ledgerbus('verify', 'flipped.json', '--network', network, '--json');
+    expect(flipped.status).toBe(1);
+    writeFileSync(join(dir, 'foreign.json'), JSON.stringify({ ...bundle, network: 'another-network' }));
+    const foreign = ledgerbus('verify', 'foreign.json', '--network', network, '--json');
+    expect(foreign.status).toBe(1);
+    expect(JSON.parse(foreign.stdout)).toMatchObject({ valid: false, code: 'WRONG_GROUP' });
+  }, 240_000);
+
+  it('refuses a send to an unknown organization with a stable code', () => {
+    const result = ledgerbus(
+      'send',
+      '--network',
+      network,
+      '--as',
+      'org1',
+      '--topic',
+      'demo',
+      '--to',
+      'nobody',
+      '--value',
+      'x',
+      '--json',
+    );
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(/error SCHEMA_MISMATCH/);
+  }, 60_000);
+});
