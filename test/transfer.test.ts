@@ -113,6 +113,10 @@ afterAll(async () => {
 describe('a transfer across organizations', () => {
   it('delivers org1 → org2 exactly once with equal sha256 and an accepted, then delivered, proof', async () => {
     const payload = randomBytes(300 * 1024);
+    const confirmations: string[] = [];
+    connector('org1').onEvent((event) => {
+      if (event.type === 'delivery.confirmed') confirmations.push(`${event.id}:${event.recipient}`);
+    });
     const [sent] = await connector('org1').send('demo', [
       { value: Readable.from([payload]), to: ['org2'], key: Buffer.from('k') },
     ]);
@@ -128,6 +132,9 @@ describe('a transfer across organizations', () => {
       return bundle.deliveredTo.length === 1 ? bundle : undefined;
     });
     expect(receipt.deliveredTo).toEqual(['org2']);
+    // The sender hears of the confirmation once (steps 19–22).
+    await waitFor("the sender's delivery event", () => (confirmations.length > 0 ? true : undefined));
+    expect(confirmations).toEqual([`${sent!.id}:org2`]);
     // org3 is not a recipient: nothing was delivered to it.
     expect(connector('org3').receivedMessage(sent!.id)).toBeUndefined();
   }, 60_000);

@@ -17,6 +17,7 @@ import {
   verifyCertificate,
 } from '../crypto/index.js';
 import { buildSimCommand } from '../sim/cli.js';
+import { generateEncryptionKey, saveEncryptionKey } from '../crypto/envelope/index.js';
 import {
   buildConnectorCommand,
   buildConsumeCommand,
@@ -59,14 +60,29 @@ export function buildProgram(): Command {
   const keys = program.command('keys').description('Ed25519 identity keys of orgs, nodes and connectors.');
   keys
     .command('generate')
-    .description('Generate an Ed25519 key and save it (PKCS#8 PEM, mode 0600).')
+    .description(
+      'Generate a key and save it (PKCS#8 PEM, mode 0600): Ed25519 for signing, X25519 for encryption.',
+    )
     .requiredOption('--out <file>', 'where to write the private key')
+    .option(
+      '--type <type>',
+      "ed25519 (nodes, connectors) or x25519 (an organization's encryption key)",
+      'ed25519',
+    )
     .option('--json', 'print JSON', false)
-    .action((options: { out: string; json: boolean }) => {
-      const key = generateSigningKey();
-      saveSigningKey(options.out, key);
+    .action((options: { out: string; type: string; json: boolean }) => {
+      if (options.type !== 'ed25519' && options.type !== 'x25519') {
+        throw new InvalidArgumentError('--type must be ed25519 or x25519');
+      }
+      const key = options.type === 'ed25519' ? generateSigningKey() : generateEncryptionKey();
+      if (options.type === 'ed25519') saveSigningKey(options.out, key);
+      else saveEncryptionKey(options.out, key);
       const publicKey = toHex(key.publicKey);
-      output(options.json, { file: options.out, publicKey }, `saved ${options.out}\npublic key ${publicKey}`);
+      output(
+        options.json,
+        { file: options.out, type: options.type, publicKey },
+        `saved ${options.out}\npublic key ${publicKey}`,
+      );
     });
   keys
     .command('public')

@@ -324,6 +324,10 @@ export function buildSendCommand(): Command {
             headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
             body: Readable.toWeb(body) as ReadableStream,
             duplex: 'half',
+            // Otherwise undici's fetch clones the request (teeing the body for a redirect a streamed
+            // body can never follow) and the unread branch keeps every chunk: RSS grows with the file.
+            redirect: 'error',
+            window: null,
           } as RequestInit,
         );
         const result = (await response.json()) as {

@@ -107,7 +107,9 @@ export class Transport {
         signal: controller.signal,
         ...(body === undefined ? {} : { body }),
         // Required by fetch for a streamed request body: the response may start before it ends.
-        ...(streamed ? { duplex: 'half' as const } : {}),
+        // redirect 'error' and window null keep undici from cloning (teeing) a streamed body,
+        // whose unread branch would otherwise hold every chunk until the request ends.
+        ...(streamed ? { duplex: 'half' as const, redirect: 'error' as const, window: null } : {}),
       });
       if (!response.ok) throw await errorFromResponse(response);
       return await read(response);

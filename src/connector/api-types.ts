@@ -83,6 +83,8 @@ export interface ConnectorApi {
   payload(id: string): Promise<Readable>;
   /** Consumer-group cursor (committed local sequence), like Kafka committed offsets. */
   committedSequence(groupId: string, topic: string): number;
+  /** The highest local delivery sequence so far (where a consumer that starts "from now" begins). */
+  latestSequence(): number;
   commitSequence(groupId: string, topic: string, sequence: number): void;
   status(topic: string, id: string): Promise<MessageStatus>;
   /** The delivery-proof bundle for a message this org sent or received (JSON-ready). */

@@ -22,6 +22,8 @@ export interface SentRow {
   height: number | null;
   proof: Uint8Array | null;
   created_at: number;
+  state: string;
+  delivered_to: string;
 }
 
 export interface ReceivedRow {
@@ -55,7 +57,8 @@ export class ConnectorDatabase {
       CREATE TABLE IF NOT EXISTS sent (
         id TEXT PRIMARY KEY, topic TEXT NOT NULL, partition INTEGER NOT NULL, group_id TEXT NOT NULL,
         header BLOB NOT NULL, storage_key TEXT NOT NULL, size INTEGER NOT NULL, recipients TEXT NOT NULL,
-        offset INTEGER, height INTEGER, proof BLOB, created_at INTEGER NOT NULL
+        offset INTEGER, height INTEGER, proof BLOB, created_at INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'ACCEPTED', delivered_to TEXT NOT NULL DEFAULT '[]'
       ) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS received (
         sequence INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL,
@@ -93,7 +96,7 @@ export class ConnectorDatabase {
     })();
   }
 
-  insertSent(row: Omit<SentRow, 'offset' | 'height' | 'proof'>): void {
+  insertSent(row: Omit<SentRow, 'offset' | 'height' | 'proof' | 'state' | 'delivered_to'>): void {
     this.db
       .prepare(
         `INSERT INTO sent (id, topic, partition, group_id, header, storage_key, size, recipients, created_at)
@@ -107,6 +110,21 @@ export class ConnectorDatabase {
     this.db
       .prepare('UPDATE sent SET offset = ?, height = ?, proof = ? WHERE id = ?')
       .run(offset, height, proof, id);
+  }
+
+  /** Sent messages whose lifecycle is still open (accepted, not completed or expired). */
+  openSent(limit: number): SentRow[] {
+    return this.db
+      .prepare<[number], SentRow>(
+        "SELECT * FROM sent WHERE offset IS NOT NULL AND state = 'ACCEPTED' ORDER BY created_at LIMIT ?",
+      )
+      .all(limit);
+  }
+
+  updateLifecycle(id: string, state: string, deliveredTo: readonly string[]): void {
+    this.db
+      .prepare('UPDATE sent SET state = ?, delivered_to = ? WHERE id = ?')
+      .run(state, JSON.stringify(deliveredTo), id);
   }
 
   sent(id: string): SentRow | undefined {

@@ -128,6 +128,7 @@ export class Connector implements ConnectorApi {
     };
     keepServing();
     this.servingTimer = setInterval(keepServing, 1_000);
+    this.loops.push(this.deliveryWatchLoop());
     for (const topic of this.options.registry.topics()) {
       if (!topic.consumers.has(this.organization)) continue;
       for (let partition = 0; partition < topic.partitionCount; partition++) {
@@ -535,6 +536,49 @@ export class Connector implements ConnectorApi {
       });
     } else if (delivery !== undefined) {
       this.options.logger.warn({ id: accepted.id, reason: delivery.reason }, 'delivery confirmation refused');
+    }
+  }
+
+  /**
+   * Steps 19–22 on the sender's side: follows the lifecycle of what this organization sent and emits
+   * `delivery.confirmed` once per recipient as the confirmations commit. State is on-chain; what was
+   * already reported is kept in the database, so a restart reports nothing twice.
+   */
+  private async deliveryWatchLoop(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const open = this.database.openSent(100);
+        if (open.length > 0) {
+          const control = await this.controlPeer();
+          for (const row of open) {
+            const answer = (await control.request('message', { group: row.group_id, id: row.id })) as Record<
+              string,
+              CborValue
+            >;
+            const reported = JSON.parse(row.delivered_to) as string[];
+            const delivered = [...reported];
+            for (const recipient of (answer['recipients'] as Record<string, CborValue>[] | undefined) ?? []) {
+              const organization = recipient['organization'] as string;
+              if (recipient['state'] !== 'DELIVERED' || delivered.includes(organization)) continue;
+              delivered.push(organization);
+              this.emit({
+                type: 'delivery.confirmed',
+                id: row.id,
+                recipient: organization,
+                height: typeof recipient['height'] === 'number' ? recipient['height'] : 0,
+              });
+            }
+            const state = typeof answer['state'] === 'string' ? answer['state'] : 'ACCEPTED';
+            if (state !== 'ACCEPTED' || delivered.length !== reported.length) {
+              this.database.updateLifecycle(row.id, state, delivered);
+            }
+          }
+        }
+      } catch (error) {
+        if (this.stopped) return;
+        this.options.logger.debug({ error: describe(error) }, 'delivery watch: retrying');
+      }
+      await sleep(1_000);
     }
   }
 

@@ -51,6 +51,17 @@ const defaultRequestTimeoutMs = 30_000;
 const defaultInFlightMax = 1024;
 // Upper bound on the CBOR around a stream-data payload: map header, keys, type, id, byte string header.
 const streamDataOverheadBytes = 64;
+const binaryStreamDataTag = 0xff;
+/** Tag byte and a 48-bit request id. */
+const binaryStreamDataHeaderBytes = 7;
+
+function encodeBinaryStreamData(id: number, piece: Uint8Array): Buffer {
+  const frame = Buffer.allocUnsafe(binaryStreamDataHeaderBytes + piece.length);
+  frame[0] = binaryStreamDataTag;
+  frame.writeUIntBE(id, 1, 6);
+  frame.set(piece, binaryStreamDataHeaderBytes);
+  return frame;
+}
 const knownErrorCodes = new Set<string>(Object.values(ErrorCode));
 
 interface PendingRequest {
@@ -205,6 +216,19 @@ export class RpcPeer {
   }
 
   private receive(frame: Buffer): void {
+    // Bulk bytes skip CBOR: decoding (and the canonical re-encoding check) would copy every payload
+    // byte several times per hop. No CBOR message starts with 0xFF (a lone "break"), so the tag is
+    // unambiguous.
+    if (frame[0] === binaryStreamDataTag) {
+      if (frame.length < binaryStreamDataHeaderBytes) {
+        this.protocolViolation(
+          new LedgerbusError(ErrorCode.MalformedEncoding, 'truncated stream-data frame'),
+        );
+        return;
+      }
+      this.streamData(frame.readUIntBE(1, 6), frame.subarray(binaryStreamDataHeaderBytes));
+      return;
+    }
     let message: RpcMessage;
     try {
       message = decodeRpcMessage(frame, this.connection.frameBytesMax);
@@ -346,7 +370,7 @@ export class RpcPeer {
         const bytes = chunkBytes(chunk);
         for (let offset = 0; offset < bytes.length; offset += pieceBytesMax) {
           const piece = bytes.subarray(offset, offset + pieceBytesMax);
-          if (!this.send({ type: 'stream-data', id, bytes: piece })) await this.connection.drained();
+          if (!this.connection.send(encodeBinaryStreamData(id, piece))) await this.connection.drained();
           if (served.cancelled) return;
         }
       }

@@ -29,6 +29,8 @@ import type { Block } from '../ledger/block.js';
 import type { NetworkRegistry, PartitionInfo } from '../registry/genesis.js';
 import { LayeredContractState, PartitionDatabase } from './partition-database.js';
 
+const routineRejections = new Set<string>([ErrorCode.Replay, ErrorCode.OutOfWindow, ErrorCode.WrongView]);
+
 export interface CommittedRequest {
   readonly height: number;
   readonly transactionIndex: number;
@@ -45,7 +47,11 @@ export interface PartitionReplicaOptions {
   readonly tuning?: Partial<typeof defaultPbftTuning>;
   /** How long a client waits for its request to commit before the promise rejects (retriable). */
   readonly commitTimeoutMs?: number;
-  readonly log?: (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) => void;
+  readonly log?: (
+    level: 'debug' | 'info' | 'warn',
+    message: string,
+    fields?: Record<string, unknown>,
+  ) => void;
 }
 
 interface Waiter {
@@ -128,8 +134,13 @@ export class PartitionReplica {
         this.flushPersist();
         return this.execute(batch.seq, batch.proposal.timestamp, batch.proposal.requests);
       },
+      // Duplicates and stale messages are routine (retransmission, forwarding): not worth a warning.
       rejected: (code, reason) =>
-        options.log?.('warn', 'pbft input rejected', { group: this.partition.groupId, code, reason }),
+        options.log?.(routineRejections.has(code) ? 'debug' : 'warn', 'pbft input rejected', {
+          group: this.partition.groupId,
+          code,
+          reason,
+        }),
     };
   }
 

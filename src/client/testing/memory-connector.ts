@@ -242,6 +242,10 @@ export class MemoryConnector implements ConnectorApi {
     return entry.body();
   }
 
+  latestSequence(): number {
+    return this.inbox.length;
+  }
+
   committedSequence(groupId: string, topic: string): number {
     return this.cursors.get(`${groupId}\u0000${topic}`) ?? 0;
   }

@@ -111,7 +111,7 @@ class FilesystemStorage implements PayloadStorage {
     try {
       const { size } = await handle.stat();
       const start = checkRangeStart(range, size);
-      return handle.createReadStream({ start, autoClose: true });
+      return handle.createReadStream({ start, autoClose: true, highWaterMark: 256 * 1024 });
     } catch (error) {
       await handle.close().catch(() => undefined);
       throw storageFailure('read the object', error);

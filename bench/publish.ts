@@ -1,0 +1,278 @@
+/**
+ * `npm run bench:publish`: committed messages/s and p50/p99 latency through the real 4-node ledgerbus
+ * network (4 node processes, PBFT over pinned TLS, SQLite with fsync before every vote and ack), with
+ * producer batching and 1 KiB messages — beside a 3-node NATS JetStream cluster (R3, file storage)
+ * measured in the same run at the same message size and the same number of messages in flight.
+ *
+ * The ledgerbus producer is org1's client identity talking to node1 exactly as a connector does: it
+ * keeps `concurrency` messages outstanding, groups them into signed batches (one Ed25519 signature per
+ * batch, a Merkle root over the messages; each message still gets its own offset and proof), and a
+ * message's latency runs from when it joined a batch to when its batch's acknowledgement — with block
+ * header, certificate and inclusion proofs — arrived and was verified. What goes through consensus is
+ * each message's metadata (id, recipients, size, content root: ~250 bytes), not the 1 KiB payload:
+ * payloads stay in the organizations' storage (bench:datapath measures that path). JetStream
+ * replicates the payload itself. The installed nats-server (2.9) cannot fsync before acks
+ * (`sync_interval: always` needs ≥ 2.10), so JetStream here acks before its data is on disk; ledgerbus
+ * fsyncs before every vote and every ack. Both facts favour JetStream's numbers.
+ *
+ * Options: --messages N (per setting, default 20000), --concurrency 64,256, --batch N (messages per
+ * signed batch, default concurrency/4), --skip-jetstream.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, openSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ensureDevnetLayout } from '../src/cli/devnet-layout.js';
+import { encodeClientRequest } from '../src/consensus/pbft/messages.js';
+import { decodeTransactionResult } from '../src/contracts/results.js';
+import { encodePublish } from '../src/contracts/transactions.js';
+import type { MessageMetadata } from '../src/contracts/transactions.js';
+import { loadConnectorConfig } from '../src/connector/config.js';
+import { loadSigningKey, sign } from '../src/crypto/index.js';
+import type { SigningKeyPair } from '../src/crypto/index.js';
+import { RpcPeer, connectFramed } from '../src/net/index.js';
+import { loadGenesisRegistry } from '../src/node/config.js';
+import { blockEvidenceSchema, verifyAcceptance } from '../src/proofs/index.js';
+import { proofTrustOf } from '../src/registry/trust.js';
+import { startJetStreamCluster } from './lib/jetstream-cluster.js';
+import type { JetStreamCluster } from './lib/jetstream-cluster.js';
+import { measureJetStreamPublish } from './lib/jetstream-publish.js';
+import type { JetStreamPublishResult } from './lib/jetstream-publish.js';
+import { round, writeBenchResult } from './lib/results.js';
+
+const root = join(import.meta.dirname, '..');
+const entry = join(root, 'src', 'cli', 'run.ts');
+const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+const messageBytes = 1024;
+
+const { values } = parseArgs({
+  options: {
+    messages: { type: 'string', default: '20000' },
+    concurrency: { type: 'string', default: '64,256' },
+    batch: { type: 'string' },
+    'skip-jetstream': { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+const messages = Number(values.messages);
+const concurrencies = values.concurrency.split(',').map(Number);
+
+const children: ChildProcess[] = [];
+let cluster: JetStreamCluster | undefined;
+const directory = mkdtempSync(join(tmpdir(), 'ledgerbus-bench-publish-'));
+
+function cleanup(): void {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  rmSync(directory, { recursive: true, force: true });
+}
+process.on('SIGINT', () => {
+  cleanup();
+  void cluster?.stop();
+  process.exit(130);
+});
+
+function progress(text: string): void {
+  process.stderr.write(`${text}\n`);
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
+interface LedgerbusRun {
+  readonly concurrency: number;
+  readonly batch: number;
+  readonly messagesPerSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly messages: number;
+  readonly seconds: number;
+}
+
+/** Keeps `concurrency` messages outstanding in signed batches of `batch`; returns the rate and latencies. */
+async function measureLedgerbus(
+  peer: RpcPeer,
+  key: SigningKeyPair,
+  trust: ReturnType<typeof proofTrustOf>,
+  options: { concurrency: number; batch: number; messages: number },
+): Promise<LedgerbusRun> {
+  let seq = Date.now() * 1000;
+  let nextId = 0;
+  const latencies: number[] = [];
+  const batchesInFlight = Math.max(1, Math.floor(options.concurrency / options.batch));
+  const submitBatch = async (count: number): Promise<void> => {
+    const started = performance.now();
+    const batch: MessageMetadata[] = Array.from({ length: count }, () => ({
+      id: `bench-${nextId++}-${randomBytes(4).toString('hex')}`,
+      topic: 'demo',
+      partition: 0,
+      key: null,
+      recipients: ['org2'],
+      size: messageBytes,
+      contentRoot: randomBytes(32),
+      contentType: 'application/octet-stream',
+      headers: {},
+    }));
+    const operation = encodePublish(
+      { sender: 'org1', nonce: randomBytes(16), timestamp: Date.now(), messages: batch },
+      key,
+    );
+    const request = encodeClientRequest(
+      { group: 'demo/0', client: key.publicKey, seq: seq++, operation },
+      (type, payload) => sign(key, type, payload),
+    );
+    const answer = (await peer.request('publish', { group: 'demo/0', request })) as Record<string, unknown>;
+    const evidence = blockEvidenceSchema.parse(answer['evidence'], 'evidence');
+    const result = decodeTransactionResult(evidence.result);
+    if (result.status !== 'OK' || result.type !== 'publish')
+      throw new Error(`batch refused: ${JSON.stringify(result)}`);
+    // What a connector does with every acknowledgement: check the proof of (here) its first message.
+    verifyAcceptance({ block: evidence, messageIndex: 0 }, trust);
+    const elapsed = performance.now() - started;
+    for (let index = 0; index < count; index++) latencies.push(elapsed);
+  };
+  // Warm-up, not measured.
+  await Promise.all(Array.from({ length: batchesInFlight }, () => submitBatch(Math.min(options.batch, 50))));
+  latencies.length = 0;
+  let remaining = options.messages;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: batchesInFlight }, async () => {
+      while (remaining > 0) {
+        const count = Math.min(options.batch, remaining);
+        remaining -= count;
+        await submitBatch(count);
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const sorted = [...latencies].sort((a, b) => a - b);
+  return {
+    concurrency: options.concurrency,
+    batch: options.batch,
+    messagesPerSecond: options.messages / seconds,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    messages: options.messages,
+    seconds,
+  };
+}
+
+async function startNetwork(): Promise<{
+  peer: RpcPeer;
+  key: SigningKeyPair;
+  trust: ReturnType<typeof proofTrustOf>;
+}> {
+  const layout = ensureDevnetLayout({ directory, basePort: 23400 });
+  layout.nodeConfigs.forEach((config, index) => {
+    const log = openSync(join(directory, `node${index + 1}.log`), 'a');
+    children.push(
+      spawn(process.execPath, ['--import', tsxLoader, entry, 'node', '--config', config], {
+        stdio: ['ignore', log, log],
+      }),
+    );
+  });
+  const connectorConfig = loadConnectorConfig(layout.connectorConfigs[0] as string);
+  const key = loadSigningKey(connectorConfig.keyFile);
+  const registry = loadGenesisRegistry(connectorConfig.genesis);
+  const node1 = registry.node('node1');
+  if (node1 === undefined) throw new Error('node1 missing from the devnet genesis');
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      const connection = await connectFramed({
+        host: node1.host,
+        port: node1.port,
+        identity: key,
+        expectedPublicKey: node1.publicKey,
+        timeoutMs: 2_000,
+      });
+      const peer = new RpcPeer(connection, { requestTimeoutMs: 60_000 });
+      const status = (await peer.request('status', {})) as { peers: string[] };
+      if (status.peers.length === 3) return { peer, key, trust: proofTrustOf(registry) };
+      peer.close();
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error(`the network did not start; logs in ${directory}`);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+}
+
+async function main(): Promise<void> {
+  progress('starting 4 ledgerbus nodes ...');
+  const network = await startNetwork();
+  const ledgerbus: LedgerbusRun[] = [];
+  for (const concurrency of concurrencies) {
+    const batch =
+      values.batch === undefined ? Math.max(1, Math.floor(concurrency / 4)) : Number(values.batch);
+    progress(`ledgerbus: ${messages} messages, ${concurrency} in flight, batches of ${batch} ...`);
+    const run = await measureLedgerbus(network.peer, network.key, network.trust, {
+      concurrency,
+      batch,
+      messages,
+    });
+    ledgerbus.push(run);
+    process.stdout.write(
+      `ledgerbus  c=${concurrency} batch=${batch}: ${round(run.messagesPerSecond, 0)} msg/s, p50 ${round(run.p50Ms, 1)} ms, p99 ${round(run.p99Ms, 1)} ms\n`,
+    );
+  }
+  network.peer.close();
+  cleanup();
+  const jetstream: (JetStreamPublishResult & { concurrency: number })[] = [];
+  if (!values['skip-jetstream']) {
+    progress('starting a 3-node JetStream cluster ...');
+    const jetDirectory = mkdtempSync(join(tmpdir(), 'ledgerbus-bench-jetstream-'));
+    cluster = await startJetStreamCluster({ directory: jetDirectory });
+    try {
+      for (const concurrency of concurrencies) {
+        const run = await measureJetStreamPublish({
+          urls: cluster.urls,
+          messageBytes,
+          messages,
+          concurrency,
+        });
+        jetstream.push({ ...run, concurrency });
+        process.stdout.write(
+          `jetstream  c=${concurrency}: ${round(run.messagesPerSecond, 0)} msg/s, p50 ${round(run.p50Ms, 1)} ms, p99 ${round(run.p99Ms, 1)} ms (nats-server ${cluster.version}, lazy fsync)\n`,
+        );
+      }
+    } finally {
+      await cluster.stop();
+      rmSync(jetDirectory, { recursive: true, force: true });
+    }
+  }
+  const headline = ledgerbus.at(-1) as LedgerbusRun;
+  const peer = jetstream.find((run) => run.concurrency === headline.concurrency);
+  writeBenchResult({
+    name: 'publish',
+    value: round(headline.messagesPerSecond, 0),
+    unit: 'messages/s',
+    reference:
+      peer === undefined
+        ? 'none (JetStream skipped)'
+        : `NATS JetStream ${cluster?.version ?? ''} 3-node R3 file stream, publish-with-ack, same size and concurrency, same run (acks before fsync)`,
+    referenceValue: round(peer?.messagesPerSecond ?? 0, 0),
+    ratio: peer === undefined ? 0 : round(headline.messagesPerSecond / peer.messagesPerSecond, 3),
+    summary: {
+      concurrency: headline.concurrency,
+      batch: headline.batch,
+      p50Ms: round(headline.p50Ms, 1),
+      p99Ms: round(headline.p99Ms, 1),
+      jetstreamP50Ms: round(peer?.p50Ms ?? 0, 1),
+      jetstreamP99Ms: round(peer?.p99Ms ?? 0, 1),
+    },
+    details: { messageBytes, messages, ledgerbus, jetstream },
+  });
+}
+
+try {
+  await main();
+} finally {
+  cleanup();
+}
+process.exit(0);
