@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Ledgerbus } from '../src/client/index.js';
 
 const root = join(import.meta.dirname, '..');
 const entry = join(root, 'src', 'cli', 'run.ts');
@@ -172,6 +173,51 @@ describe('ledgerbus dev, send, consume, receipt, verify', () => {
     expect(foreign.status).toBe(1);
     expect(JSON.parse(foreign.stdout)).toMatchObject({ valid: false, code: 'WRONG_GROUP' });
   }, 240_000);
+
+  it('works through the SDK as an application would: produce, consume in a group, hear of deliveries', async () => {
+    const sender = new Ledgerbus(Ledgerbus.configFromNetworkFile(network, 'org1'));
+    const receiver = new Ledgerbus(Ledgerbus.configFromNetworkFile(network, 'org3'));
+    const events = sender.events();
+    const delivered: string[] = [];
+    events.on('delivery.confirmed', (event) => delivered.push(`${event.id}:${event.recipient}`));
+    await events.ready();
+    const producer = sender.producer();
+    await producer.connect();
+    const values = ['alpha', 'beta', 'gamma'];
+    const results = await producer.send({
+      topic: 'demo',
+      messages: values.map((value, index) => ({ key: `k${index}`, value: Buffer.from(value), to: ['org3'] })),
+    });
+    expect(results.map((result) => result.offset)).toEqual(
+      [...results.map((result) => result.offset)].sort((a, b) => a - b),
+    );
+    const consumer = receiver.consumer({ groupId: 'e2e' });
+    await consumer.connect();
+    await consumer.subscribe({ topic: 'demo', fromBeginning: true });
+    const seen: { id: string; sender: string; value: string }[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`only ${seen.length} messages arrived`)), 60_000);
+      void consumer.run({
+        eachMessage: async ({ message }) => {
+          seen.push({ id: message.id, sender: message.sender, value: message.value?.toString() ?? '' });
+          if (seen.length === values.length) {
+            clearTimeout(timer);
+            resolve();
+          }
+        },
+      });
+    });
+    await consumer.stop();
+    expect(seen).toEqual(
+      results.map((result, index) => ({ id: result.id, sender: 'org1', value: values[index] })),
+    );
+    const deadline = Date.now() + 30_000;
+    while (delivered.length < values.length && Date.now() < deadline)
+      await new Promise((done) => setTimeout(done, 200));
+    expect(delivered.sort()).toEqual(results.map((result) => `${result.id}:org3`).sort());
+    await events.close();
+    await producer.disconnect();
+  }, 120_000);
 
   it('refuses a send to an unknown organization with a stable code', () => {
     const result = ledgerbus(

@@ -6,6 +6,7 @@ import { readdirSync, readFileSync, rmSync, writeFileSync, mkdtempSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDevnetLayout } from '../src/cli/devnet-layout.js';
 import type { DevnetLayout } from '../src/cli/devnet-layout.js';
@@ -51,14 +52,36 @@ async function startNode(index: number): Promise<LedgerbusNode> {
   return node;
 }
 
+const postgresServer =
+  process.env['LEDGERBUS_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const postgresDatabase = `ledgerbus_transfer_${randomBytes(4).toString('hex')}`;
+
+async function adminQuery(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: postgresServer });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** org4's connector keeps its payloads in PostgreSQL (its own database, dropped at the end). */
 async function startConnector(index: number): Promise<Connector> {
   const config = loadConnectorConfig(layout.connectorConfigs[index] as string);
+  const storage =
+    index === 3
+      ? await openStorage({
+          kind: 'postgres',
+          connectionString: postgresServer.replace(/\/[^/]*$/, `/${postgresDatabase}`),
+        })
+      : await openStorage({ kind: 'filesystem', directory: join(config.dataDirectory, 'payloads') });
   const connector = new Connector({
     organization: config.organization,
     signingKey: loadSigningKey(config.keyFile),
     encryptionKey: loadEncryptionKey(config.encryptionKeyFile),
     registry: loadGenesisRegistry(config.genesis),
-    storage: await openStorage({ kind: 'filesystem', directory: join(config.dataDirectory, 'payloads') }),
+    storage,
     dataDirectory: config.dataDirectory,
     logger: createLogger({ name: config.organization, level: 'error' }),
     fetchAttemptsMax: 2,
@@ -101,12 +124,14 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
 beforeAll(async () => {
   layout = ensureDevnetLayout({ directory: dir, basePort: 19400, messageBytesMax: 1024 * 1024 });
   for (let index = 0; index < 4; index++) await startNode(index);
-  for (let index = 0; index < 3; index++) await startConnector(index);
+  await adminQuery(`CREATE DATABASE ${postgresDatabase}`);
+  for (let index = 0; index < 4; index++) await startConnector(index);
 }, 60_000);
 
 afterAll(async () => {
   for (const each of connectors.values()) await each.stop();
   for (const node of nodes) await node?.stop();
+  await adminQuery(`DROP DATABASE IF EXISTS ${postgresDatabase} WITH (FORCE)`);
   rmSync(dir, { recursive: true, force: true });
 }, 60_000);
 
@@ -137,6 +162,23 @@ describe('a transfer across organizations', () => {
     expect(confirmations).toEqual([`${sent!.id}:org2`]);
     // org3 is not a recipient: nothing was delivered to it.
     expect(connector('org3').receivedMessage(sent!.id)).toBeUndefined();
+  }, 60_000);
+
+  it('delivers into a PostgreSQL-backed connector, and a resend with the same id is not published twice', async () => {
+    const payload = randomBytes(700 * 1024 + 7);
+    const id = `pg-${randomBytes(4).toString('hex')}`;
+    const [first] = await connector('org1').send('demo', [
+      { id, value: Readable.from([payload]), to: ['org4'] },
+    ]);
+    const [again] = await connector('org1').send('demo', [
+      { id, value: Readable.from([payload]), to: ['org4'] },
+    ]);
+    expect(again).toMatchObject({ id, offset: first!.offset, height: first!.height });
+    const received = await waitFor('delivery to org4', () => connector('org4').receivedMessage(id));
+    expect(received.sha256).toBe(sha256(payload));
+    const chunks: Buffer[] = [];
+    for await (const chunk of await connector('org4').payload(id)) chunks.push(chunk as Buffer);
+    expect(sha256(Buffer.concat(chunks))).toBe(sha256(payload));
   }, 60_000);
 
   it("refuses a non-recipient's fetch with NOT_RECIPIENT and logs it", async () => {

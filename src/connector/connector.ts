@@ -307,6 +307,18 @@ export class Connector implements ConnectorApi {
     }
     if (result.type !== 'publish')
       throw new LedgerbusError(ErrorCode.BadProof, 'the node answered with another transaction');
+    // Retries of messages accepted earlier (an id sent again) are proven by their first block.
+    const firstAcceptance = new Map<string, AcceptanceProof>();
+    for (const outcome of result.messages) {
+      if (outcome.status !== 'ACCEPTED' || outcome.height === answer.evidence.header.height) continue;
+      const stored = this.database.sent(outcome.id)?.proof;
+      firstAcceptance.set(
+        outcome.id,
+        stored === null || stored === undefined
+          ? await this.acceptanceFromNode(group, outcome.id)
+          : decodeAcceptanceProof(stored),
+      );
+    }
     return metadata.map((message, messageIndex) => {
       const outcome = result.messages[messageIndex];
       if (outcome === undefined) throw new LedgerbusError(ErrorCode.BadProof, 'missing message result');
@@ -320,7 +332,13 @@ export class Connector implements ConnectorApi {
       const proof: AcceptanceProof =
         outcome.height === answer.evidence.header.height
           ? { block: answer.evidence, messageIndex }
-          : decodeAcceptanceProof(this.database.sent(message.id)?.proof ?? new Uint8Array());
+          : (firstAcceptance.get(message.id) ??
+            (() => {
+              throw new LedgerbusError(
+                ErrorCode.BadProof,
+                `no proof of the first acceptance of ${message.id}`,
+              );
+            })());
       const accepted = verifyAcceptance(proof, this.trust);
       const proofBytes = encodeAcceptanceProof(proof);
       this.database.markSent(message.id, accepted.offset, accepted.height, proofBytes);
@@ -361,6 +379,12 @@ export class Connector implements ConnectorApi {
         delayMs = Math.min(delayMs * 2, 5_000);
       }
     }
+  }
+
+  private async acceptanceFromNode(group: string, id: string): Promise<AcceptanceProof> {
+    const control = await this.controlPeer();
+    const answer = (await control.request('receipt', { group, id })) as Record<string, CborValue>;
+    return decodeAcceptanceProofValue(answer['acceptance']);
   }
 
   // ---- receiving ----
