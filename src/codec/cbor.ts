@@ -2,6 +2,8 @@ import { Token, decode, encode, rfc8949EncodeOptions } from 'cborg';
 import type { DecodeOptions, EncodeOptions } from 'cborg';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { bytesEqual } from './bytes.js';
+import { encodeCanonicalFast } from './canonical-encoder.js';
+import { compareTextKeys } from './key-order.js';
 
 /**
  * The data model every signed or hashed ledgerbus object is built from. It is deliberately smaller
@@ -41,31 +43,6 @@ const strictDecodeOptions: DecodeOptions = {
   useMaps: false,
 };
 
-const utf8 = new TextEncoder();
-
-function isAscii(text: string): boolean {
-  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false;
-  return true;
-}
-
-/**
- * RFC 8949 §4.2.1 orders map keys by their encoded bytes. For text keys that is: shorter UTF-8 first
- * (the head grows with the length), then bytewise. cborg's own sorter encodes every key to compare
- * it, which dominated decoding (we re-encode to check canonical form); for ASCII keys, string length
- * and code-unit order are exactly the UTF-8 ones, so no encoding is needed.
- */
-function compareTextKeys(a: string, b: string): number {
-  if (isAscii(a) && isAscii(b)) {
-    if (a.length !== b.length) return a.length - b.length;
-    return a < b ? -1 : a > b ? 1 : 0;
-  }
-  const left = utf8.encode(a);
-  const right = utf8.encode(b);
-  if (left.length !== right.length) return left.length - right.length;
-  for (let i = 0; i < left.length; i++) if (left[i] !== right[i]) return left[i]! - right[i]!;
-  return 0;
-}
-
 type MapSorter = NonNullable<EncodeOptions['mapSorter']>;
 const textKeyMapSorter: MapSorter = (e1, e2) => {
   const k1 = e1[0];
@@ -98,6 +75,9 @@ const loneSurrogate = /\p{Surrogate}/u;
  * offending path, because it would either be lossy or have no single canonical encoding.
  */
 export function encodeCanonical(value: CborValue): Uint8Array {
+  const fast = encodeCanonicalFast(value, nestingDepthMax);
+  if (fast !== undefined) return fast;
+  // Not in the data model: the validating path names the offending field and throws.
   checkEncodable(value, '', 0, new Set());
   return encode(value, canonicalEncodeOptions);
 }
@@ -140,7 +120,9 @@ export function decodeCanonical(bytes: Uint8Array, options: { maxBytes?: number 
   }
   // Re-encoding is the one check that covers every canonical-form rule at once, including ones
   // cborg does not police on decode (map key order, UTF-8 that only decodes with replacements).
-  if (!bytesEqual(encode(value, canonicalEncodeOptions), bytes)) {
+  if (
+    !bytesEqual(encodeCanonicalFast(value, nestingDepthMax) ?? encode(value, canonicalEncodeOptions), bytes)
+  ) {
     throw new LedgerbusError(
       ErrorCode.MalformedEncoding,
       'CBOR input is not in canonical (deterministic) form',
