@@ -181,6 +181,37 @@ describe('a transfer across organizations', () => {
     expect(sha256(Buffer.concat(chunks))).toBe(sha256(payload));
   }, 60_000);
 
+  it('relays a payload node to node when the recipient fetches through its own node', async () => {
+    const payload = randomBytes(900 * 1024 + 3);
+    const [sent] = await connector('org1').send('demo', [{ value: Readable.from([payload]), to: ['org2'] }]);
+    const config = loadConnectorConfig(layout.connectorConfigs[1] as string);
+    const key = loadSigningKey(config.keyFile);
+    const node2 = loadGenesisRegistry(config.genesis).node('node2')!;
+    const connection = await connectFramed({
+      host: node2.host,
+      port: node2.port,
+      identity: key,
+      expectedPublicKey: node2.publicKey,
+    });
+    const peer = new RpcPeer(connection);
+    const fetchRequest = encodeFetchRequest(
+      {
+        requester: 'org2',
+        partitionId: 'demo/0',
+        id: sent!.id,
+        nonce: randomBytes(16),
+        timestamp: Date.now(),
+      },
+      key,
+    );
+    const { stream } = await peer.requestStream('fetchPayload', { group: 'demo/0', fetchRequest });
+    let bytes = 0;
+    for await (const chunk of stream) bytes += (chunk as Buffer).length;
+    peer.close();
+    // The ciphertext: the payload plus the 16-byte tag of its one chunk (chunks are 1 MiB).
+    expect(bytes).toBe(payload.length + 16);
+  }, 60_000);
+
   it("refuses a non-recipient's fetch with NOT_RECIPIENT and logs it", async () => {
     const [sent] = await connector('org1').send('demo', [
       { value: Readable.from([Buffer.from('for org2 only')]), to: ['org2'] },

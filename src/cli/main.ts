@@ -57,7 +57,11 @@ export function buildProgram(): Command {
     )
     .showHelpAfterError();
 
-  const keys = program.command('keys').description('Ed25519 identity keys of orgs, nodes and connectors.');
+  const keys = program
+    .command('keys')
+    .description(
+      'Keys: Ed25519 identities of nodes and connectors, X25519 encryption keys of organizations.',
+    );
   keys
     .command('generate')
     .description(

@@ -17,7 +17,7 @@ import {
 import { join, resolve } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import cliProgress from 'cli-progress';
 import { toHex } from '../codec/index.js';
 import { loadSigningKey } from '../crypto/index.js';
@@ -37,6 +37,15 @@ import { ensureDevnetLayout, readNetworkFile } from './devnet-layout.js';
 import type { NetworkFile } from './devnet-layout.js';
 
 const progressThresholdBytes = 4 * 1024 * 1024;
+
+function positiveNumber(name: string): (value: string) => number {
+  return (value) => {
+    const parsed = Number(value);
+    if (!Number.isSafeInteger(parsed) || parsed < 1)
+      throw new InvalidArgumentError(`${name} must be a positive integer`);
+    return parsed;
+  };
+}
 
 function untilSignal(): Promise<string> {
   return new Promise((resolveSignal) => {
@@ -130,8 +139,8 @@ export function buildDevCommand(): Command {
     )
     .option(
       '--base-port <port>',
-      'nodes listen on base+1.., connector APIs on base+101..',
-      (value) => Number(value),
+      'when creating the network: nodes listen on base+1.., connector APIs on base+101..',
+      positiveNumber('--base-port'),
       7400,
     )
     .option('--json', 'print the ready line as JSON', false)
@@ -359,11 +368,15 @@ export function buildConsumeCommand(): Command {
     .requiredOption('--network <file>', 'network.json of the network')
     .requiredOption('--as <org>', 'the receiving organization')
     .requiredOption('--topic <topic>', 'topic to read')
-    .option('--from-beginning', 'start from the first delivered message (default: only new ones)', false)
-    .option('--count <n>', 'stop after n messages', (value) => Number(value))
+    .option(
+      '--from-beginning',
+      'start from the first delivered message (default: where this --group left off)',
+      false,
+    )
+    .option('--count <n>', 'stop after n messages', positiveNumber('--count'))
     .option('--out <directory>', 'write each payload to DIRECTORY/<id>')
     .option('--group <id>', 'consumer group whose position is kept', 'ledgerbus-cli')
-    .option('--timeout <ms>', 'give up after this long without the wanted count', (value) => Number(value))
+    .option('--timeout <ms>', 'give up after this long without the wanted count', positiveNumber('--timeout'))
     .option('--json', 'print one JSON line per message', false)
     .action(
       async (options: {

@@ -474,7 +474,7 @@ export class Connector implements ConnectorApi {
       },
       this.options.signingKey,
     );
-    const bulk = await this.openConnection();
+    const bulk = await this.openBulkConnection(accepted);
     try {
       const { head, stream } = await bulk.requestStream('fetchPayload', {
         group: accepted.partitionId,
@@ -756,15 +756,43 @@ export class Connector implements ConnectorApi {
 
   // ---- connections ----
 
-  private async openConnection(): Promise<RpcPeer> {
+  private async openConnection(node: NodeInfo = this.node): Promise<RpcPeer> {
     const connection = await connectFramed({
-      host: this.node.host,
-      port: this.node.port,
+      host: node.host,
+      port: node.port,
       identity: this.options.signingKey,
-      expectedPublicKey: this.node.publicKey,
+      expectedPublicKey: node.publicKey,
       timeoutMs: 5_000,
     });
     return new RpcPeer(connection, { requestTimeoutMs: 60_000 });
+  }
+
+  /**
+   * Where to fetch a payload from. The sender organization's node serves it from its own connector
+   * with one relay hop; when that node does not replicate the partition (it could not check the
+   * request against committed state) or cannot be reached, our own node relays it (two hops).
+   */
+  private async openBulkConnection(accepted: AcceptedMessage): Promise<RpcPeer> {
+    const senderNode = this.options.registry
+      .nodes()
+      .find(
+        (node) => node.organization === accepted.sender && this.replicates(node.id, accepted.partitionId),
+      );
+    if (senderNode !== undefined && senderNode.id !== this.node.id) {
+      try {
+        return await this.openConnection(senderNode);
+      } catch (error) {
+        this.options.logger.debug(
+          { node: senderNode.id, error: describe(error) },
+          'fetching through our own node',
+        );
+      }
+    }
+    return this.openConnection();
+  }
+
+  private replicates(nodeId: string, partitionId: string): boolean {
+    return this.options.registry.partition(partitionId)?.replicas.includes(nodeId) ?? false;
   }
 
   private controlPeer(): Promise<RpcPeer> {
