@@ -282,7 +282,7 @@ describe('faults on a devnet of real processes', () => {
       const ack = await sendFile(file, id);
       expect(ack.id).toBe(id);
       const ackedAt = Date.now();
-      // node1 (the sender's node) logs when it starts relaying org1's ciphertext to node2 for org2.
+      // node1 (the sender's node) logs when it starts serving org1's ciphertext for org2.
       await logMentions('node1', `"id":"${id}"`, 30_000);
       await sleep(150);
       const atKill = await receivedOne('org2', id);

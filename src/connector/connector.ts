@@ -39,12 +39,13 @@ import {
   encodeAcceptanceProof,
   encodeDeliveryReceipt,
   verifyAcceptance,
+  verifyAcceptances,
   verifyDeliveryReceipt,
 } from '../proofs/index.js';
 import type { AcceptanceProof, AcceptedMessage, ProofTrust } from '../proofs/index.js';
 import type { NetworkRegistry, NodeInfo } from '../registry/genesis.js';
 import { proofTrustOf } from '../registry/trust.js';
-import type { PayloadStorage } from './storage/index.js';
+import type { PayloadStorage, StoredObject } from './storage/index.js';
 import type {
   ConnectorApi,
   ConnectorEvent,
@@ -74,6 +75,15 @@ export interface ConnectorOptions {
 }
 
 const pollWaitMs = 10_000;
+/** Payloads fetched at once by one partition's consumer. */
+const fetchConcurrency = 8;
+/** Outgoing payloads encrypted and stored at once by one send. */
+const storeConcurrency = 16;
+/**
+ * Messages per signed publish. Every message's proof carries its whole batch transaction, so a
+ * batch bounds proof size (64 × ~250 B metadata) while still sharing one signature check among many.
+ */
+const publishBatchMessagesMax = 64;
 
 export class Connector implements ConnectorApi {
   readonly organization: string;
@@ -85,6 +95,7 @@ export class Connector implements ConnectorApi {
   private readonly servingPeers = new Set<RpcPeer>();
   private readonly listeners = new Set<(event: ConnectorEvent) => void>();
   private readonly receivedWaiters = new Set<() => void>();
+  private readonly sleepers = new Set<() => void>();
   private readonly sticky = new StickyPartitioner();
   private stopped = false;
   private readonly loops: Promise<void>[] = [];
@@ -123,7 +134,7 @@ export class Connector implements ConnectorApi {
   /** Connects, opens the serving connections and starts one consume loop per consumable partition. */
   start(): void {
     const keepServing = (): void => {
-      const wanted = this.options.servingConnections ?? 4;
+      const wanted = this.options.servingConnections ?? 8;
       for (let index = this.servingPeers.size; index < wanted; index++) void this.openServingConnection();
     };
     keepServing();
@@ -141,11 +152,26 @@ export class Connector implements ConnectorApi {
     this.stopped = true;
     if (this.servingTimer !== undefined) clearInterval(this.servingTimer);
     for (const wake of this.receivedWaiters) wake();
+    for (const wake of this.sleepers) wake();
     this.control?.close();
     for (const peer of this.servingPeers) peer.close();
     await Promise.allSettled(this.loops);
     this.database.close();
     await this.options.storage.close();
+  }
+
+  /** Waits `ms`, or less if the connector stops meanwhile (so stop() never waits out a backoff). */
+  private pause(ms: number): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.sleepers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.sleepers.add(wake);
+    });
   }
 
   onEvent(listener: (event: ConnectorEvent) => void): () => void {
@@ -163,27 +189,48 @@ export class Connector implements ConnectorApi {
     if (messages.length > 1024)
       throw new LedgerbusError(ErrorCode.Oversize, 'at most 1024 messages per send');
     // Encrypt and store every payload first (steps 1–2); then one signed batch per partition.
-    const prepared: { metadata: MessageMetadata; partition: number; index: number }[] = [];
-    for (const [index, message] of messages.entries()) {
-      const partition =
-        message.key === undefined || message.key === null
-          ? this.sticky.partition(topicName, topic.partitionCount)
-          : partitionForKey(message.key, topic.partitionCount);
-      prepared.push({ metadata: await this.storeOutgoing(topicName, partition, message), partition, index });
-    }
+    // Payloads are encrypted and stored several at a time (their fsyncs overlap); each keeps its
+    // place in the batch, so offsets follow the order the application gave.
+    const prepared: { metadata: MessageMetadata; partition: number; index: number }[] = new Array(
+      messages.length,
+    );
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < messages.length) {
+        const index = next++;
+        const message = messages[index] as OutgoingMessage;
+        const partition =
+          message.key === undefined || message.key === null
+            ? this.sticky.partition(topicName, topic.partitionCount)
+            : partitionForKey(message.key, topic.partitionCount);
+        prepared[index] = {
+          metadata: await this.storeOutgoing(topicName, partition, message),
+          partition,
+          index,
+        };
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(storeConcurrency, messages.length) }, worker));
     const results: SendResult[] = new Array<SendResult>(messages.length);
     const byPartition = new Map<number, typeof prepared>();
     for (const entry of prepared)
       byPartition.set(entry.partition, [...(byPartition.get(entry.partition) ?? []), entry]);
     await Promise.all(
-      [...byPartition].map(async ([partition, entries]) => {
-        const accepted = await this.publishBatch(
-          topicName,
-          partition,
-          entries.map((entry) => entry.metadata),
-        );
-        entries.forEach((entry, position) => {
-          results[entry.index] = accepted[position] as SendResult;
+      [...byPartition].flatMap(([partition, entries]) => {
+        // Submitted together over one connection, in order: the batches are pipelined, not serialized.
+        const batches: (typeof entries)[] = [];
+        for (let start = 0; start < entries.length; start += publishBatchMessagesMax) {
+          batches.push(entries.slice(start, start + publishBatchMessagesMax));
+        }
+        return batches.map(async (batch) => {
+          const accepted = await this.publishBatch(
+            topicName,
+            partition,
+            batch.map((entry) => entry.metadata),
+          );
+          batch.forEach((entry, position) => {
+            results[entry.index] = accepted[position] as SendResult;
+          });
         });
       }),
     );
@@ -319,6 +366,16 @@ export class Connector implements ConnectorApi {
           : decodeAcceptanceProof(stored),
       );
     }
+    // Everything first accepted in this block is verified in one pass over the batch.
+    const freshIndexes = result.messages.flatMap((outcome, messageIndex) =>
+      outcome.status === 'ACCEPTED' && outcome.height === answer.evidence.header.height ? [messageIndex] : [],
+    );
+    const fresh = new Map(
+      verifyAcceptances(answer.evidence, freshIndexes, this.trust).map((accepted, position) => [
+        freshIndexes[position] as number,
+        accepted,
+      ]),
+    );
     return metadata.map((message, messageIndex) => {
       const outcome = result.messages[messageIndex];
       if (outcome === undefined) throw new LedgerbusError(ErrorCode.BadProof, 'missing message result');
@@ -329,17 +386,13 @@ export class Connector implements ConnectorApi {
         );
       }
       // A retry's result points at the first acceptance: prove that block instead.
-      const proof: AcceptanceProof =
-        outcome.height === answer.evidence.header.height
-          ? { block: answer.evidence, messageIndex }
-          : (firstAcceptance.get(message.id) ??
-            (() => {
-              throw new LedgerbusError(
-                ErrorCode.BadProof,
-                `no proof of the first acceptance of ${message.id}`,
-              );
-            })());
-      const accepted = verifyAcceptance(proof, this.trust);
+      const retried = firstAcceptance.get(message.id);
+      const proof: AcceptanceProof = retried ?? { block: answer.evidence, messageIndex };
+      const accepted =
+        retried === undefined ? fresh.get(messageIndex) : verifyAcceptance(retried, this.trust);
+      if (accepted === undefined || accepted.id !== message.id) {
+        throw new LedgerbusError(ErrorCode.BadProof, `no proof of the acceptance of ${message.id}`);
+      }
       const proofBytes = encodeAcceptanceProof(proof);
       this.database.markSent(message.id, accepted.offset, accepted.height, proofBytes);
       return {
@@ -375,7 +428,7 @@ export class Connector implements ConnectorApi {
       } catch (error) {
         const retriable = isLedgerbusError(error) && error.retriable;
         if (!retriable || attempt >= 8 || this.stopped) throw error;
-        await sleep(delayMs);
+        await this.pause(delayMs);
         delayMs = Math.min(delayMs * 2, 5_000);
       }
     }
@@ -389,8 +442,16 @@ export class Connector implements ConnectorApi {
 
   // ---- receiving ----
 
+  /**
+   * One partition's consumer: long-polls a page of messages from the durable cursor, verifies each
+   * acceptance proof, fetches the payloads addressed to this organization (several at once, each over
+   * a bulk connection reused within the page), records them in offset order (so applications see
+   * partition order), confirms them on-chain in one transaction, then moves the cursor. A payload
+   * that failed for a retriable reason stops the page there: the cursor stays on it and it is retried.
+   */
   private async consumeLoop(topic: string, partition: number): Promise<void> {
     const group = `${topic}/${partition}`;
+    let backoffMs = 1_000;
     while (!this.stopped) {
       try {
         const control = await this.controlPeer();
@@ -398,72 +459,144 @@ export class Connector implements ConnectorApi {
         const page = (await control.request('poll', {
           group,
           fromOffset,
-          limit: 50,
+          limit: 200,
           waitMs: pollWaitMs,
         })) as Record<string, CborValue>;
-        const messages = (page['messages'] as Record<string, CborValue>[] | undefined) ?? [];
-        for (const entry of messages) {
-          if (this.stopped) return;
-          const offset = entry['offset'] as number;
-          const proof = decodeAcceptanceProofValue(entry['proof']);
-          const accepted = verifyAcceptance(proof, this.trust);
-          if (accepted.offset !== offset || accepted.partitionId !== group) {
-            throw new LedgerbusError(
-              ErrorCode.BadProof,
-              `the node's proof is for another offset than ${offset}`,
-            );
+        const evidences = (page['evidences'] as CborValue[] | undefined) ?? [];
+        const listed = (page['messages'] as Record<string, CborValue>[] | undefined) ?? [];
+        // Verify each evidence once for all of its messages (a page is often one producer batch).
+        const byEvidence = new Map<number, { offset: number; messageIndex: number }[]>();
+        for (const entry of listed) {
+          const index = entry['evidence'];
+          const messageIndex = entry['messageIndex'];
+          const offset = entry['offset'];
+          if (typeof index !== 'number' || typeof messageIndex !== 'number' || typeof offset !== 'number') {
+            throw new LedgerbusError(ErrorCode.SchemaMismatch, 'poll: malformed message entry');
           }
-          if (accepted.recipients.includes(this.organization)) await this.receive(accepted, proof);
-          this.database.setCursor(group, offset + 1);
+          byEvidence.set(index, [...(byEvidence.get(index) ?? []), { offset, messageIndex }]);
         }
+        const entries: { accepted: AcceptedMessage; proof: AcceptanceProof }[] = [];
+        for (const [index, items] of byEvidence) {
+          const block = decodeAcceptanceProofValue({
+            block: evidences[index] ?? null,
+            messageIndex: 0,
+          }).block;
+          const verified = verifyAcceptances(
+            block,
+            items.map((item) => item.messageIndex),
+            this.trust,
+          );
+          verified.forEach((accepted, position) => {
+            const item = items[position] as { offset: number; messageIndex: number };
+            if (accepted.offset !== item.offset || accepted.partitionId !== group) {
+              throw new LedgerbusError(
+                ErrorCode.BadProof,
+                `the node's proof is for another offset than ${item.offset}`,
+              );
+            }
+            entries.push({ accepted, proof: { block, messageIndex: item.messageIndex } });
+          });
+        }
+        entries.sort((a, b) => a.accepted.offset - b.accepted.offset);
+        const mine = entries.filter((entry) => entry.accepted.recipients.includes(this.organization));
+        const blockedAt = await this.receivePage(mine);
+        const stored = mine.filter((entry) => entry.accepted.offset < (blockedAt ?? Number.MAX_SAFE_INTEGER));
+        await this.confirmStored(stored.map((entry) => entry.accepted));
         const nextOffset = page['nextOffset'];
-        if (typeof nextOffset === 'number' && nextOffset > this.database.cursor(group))
-          this.database.setCursor(group, nextOffset);
+        const end = blockedAt ?? (typeof nextOffset === 'number' ? nextOffset : fromOffset);
+        if (end > this.database.cursor(group)) this.database.setCursor(group, end);
+        if (blockedAt !== undefined) await this.pause(1_000);
+        backoffMs = 1_000;
       } catch (error) {
         if (this.stopped) return;
-        this.options.logger.warn({ group, error: describe(error) }, 'consume loop error; retrying');
-        await sleep(1_000);
+        this.options.logger.warn(
+          { group, error: describe(error), retryInMs: backoffMs },
+          'consume loop error; retrying',
+        );
+        await this.pause(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, 30_000);
       }
     }
   }
 
-  /** Fetches, verifies, decrypts and stores one message exactly once, then confirms delivery. */
-  private async receive(accepted: AcceptedMessage, proof: AcceptanceProof): Promise<void> {
-    let row = this.database.received(accepted.id);
-    if (row === undefined) {
+  /**
+   * Fetches and stores the page's new payloads, then records them in offset order. Returns the offset
+   * of the first message that must be retried (nothing from it on is recorded), or undefined.
+   */
+  private async receivePage(
+    entries: { accepted: AcceptedMessage; proof: AcceptanceProof }[],
+  ): Promise<number | undefined> {
+    const pending = entries.filter((entry) => this.database.received(entry.accepted.id) === undefined);
+    const outcomes = new Map<string, StoredObject | Error>();
+    let next = 0;
+    // Each worker reuses its bulk connections (one per node it fetches from) for its next payloads:
+    // streams never share a socket, and small payloads do not pay a TLS handshake each.
+    const worker = async (): Promise<void> => {
+      const connections = new Map<string, RpcPeer>();
       try {
-        row = await this.fetchAndStore(accepted, proof);
-      } catch (error) {
-        const code = isLedgerbusError(error) ? error.code : 'INTERNAL';
+        while (next < pending.length && !this.stopped) {
+          const { accepted } = pending[next++] as (typeof pending)[number];
+          try {
+            outcomes.set(accepted.id, await this.fetchToStorage(accepted, connections));
+          } catch (error) {
+            outcomes.set(accepted.id, error instanceof Error ? error : new Error(String(error)));
+          }
+        }
+      } finally {
+        for (const peer of connections.values()) peer.close();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(fetchConcurrency, pending.length) }, worker));
+    for (const { accepted, proof } of pending) {
+      const outcome = outcomes.get(accepted.id);
+      if (outcome === undefined) return accepted.offset; // stopping
+      if (outcome instanceof Error) {
+        const code = isLedgerbusError(outcome) ? outcome.code : 'INTERNAL';
         const attempts = this.database.recordFailure(
           accepted.id,
           accepted.partitionId,
           accepted.offset,
           code,
-          describe(error),
+          describe(outcome),
         );
-        // Not retriable: the payload is corrupt, or its sender does not have it; retrying cannot help.
-        const permanent = !isLedgerbusError(error) || !error.retriable;
         this.options.logger.warn(
-          { id: accepted.id, attempts, error: describe(error) },
+          { id: accepted.id, attempts, error: describe(outcome) },
           'payload fetch failed; nothing stored',
         );
+        // Not retriable: the payload is corrupt, or its sender does not have it; retrying cannot help.
+        const permanent = !isLedgerbusError(outcome) || !outcome.retriable;
         if (permanent && attempts >= (this.options.fetchAttemptsMax ?? 3)) {
-          this.emit({ type: 'message.failed', id: accepted.id, code, reason: describe(error) });
-          return; // give up: the cursor moves on; the failure stays recorded
+          this.emit({ type: 'message.failed', id: accepted.id, code, reason: describe(outcome) });
+          continue; // given up: recorded as failed, the cursor moves past it
         }
-        throw error;
+        return accepted.offset;
       }
+      const row = this.database.insertReceived({
+        id: accepted.id,
+        topic: accepted.topic,
+        partition: accepted.partition,
+        group_id: accepted.partitionId,
+        offset: accepted.offset,
+        sender: accepted.sender,
+        size: outcome.size,
+        sha256: outcome.key,
+        storage_key: outcome.key,
+        content_type: accepted.contentType,
+        message_key: accepted.key,
+        proof: encodeAcceptanceProof(proof),
+        received_at: Date.now(),
+      });
       this.emit({ type: 'message.received', message: toReceivedMessage(row) });
       for (const wake of this.receivedWaiters) wake();
     }
-    if (row.confirmed === 0) {
-      await this.confirm(accepted);
-      this.database.markConfirmed(accepted.id);
-    }
+    return undefined;
   }
 
-  private async fetchAndStore(accepted: AcceptedMessage, proof: AcceptanceProof): Promise<ReceivedRow> {
+  /** Streams one payload from the sender's side, verifying and decrypting it into storage. */
+  private async fetchToStorage(
+    accepted: AcceptedMessage,
+    connections: Map<string, RpcPeer>,
+  ): Promise<StoredObject> {
     const fetchRequest = encodeFetchRequest(
       {
         requester: this.organization,
@@ -474,7 +607,13 @@ export class Connector implements ConnectorApi {
       },
       this.options.signingKey,
     );
-    const bulk = await this.openBulkConnection(accepted);
+    const key = accepted.sender;
+    let bulk = connections.get(key);
+    if (bulk === undefined || bulk.closed) {
+      bulk = await this.openBulkConnection(accepted);
+      connections.set(key, bulk);
+    }
+    let failed = true;
     try {
       const { head, stream } = await bulk.requestStream('fetchPayload', {
         group: accepted.partitionId,
@@ -496,21 +635,8 @@ export class Connector implements ConnectorApi {
       });
       // Content-addressed storage: the key IS the plaintext's sha256.
       const stored = await this.options.storage.put(plaintext);
-      return this.database.insertReceived({
-        id: accepted.id,
-        topic: accepted.topic,
-        partition: accepted.partition,
-        group_id: accepted.partitionId,
-        offset: accepted.offset,
-        sender: accepted.sender,
-        size: stored.size,
-        sha256: stored.key,
-        storage_key: stored.key,
-        content_type: accepted.contentType,
-        message_key: accepted.key,
-        proof: encodeAcceptanceProof(proof),
-        received_at: Date.now(),
-      });
+      failed = false;
+      return stored;
     } catch (error) {
       if (
         isLedgerbusError(error) &&
@@ -528,21 +654,38 @@ export class Connector implements ConnectorApi {
       }
       throw error;
     } finally {
-      bulk.close();
+      // After a failure the connection may still carry the rest of a cancelled stream: drop it.
+      if (failed) {
+        connections.delete(key);
+        bulk.close();
+      }
     }
   }
 
-  private async confirm(accepted: AcceptedMessage): Promise<void> {
+  /** Confirms on-chain every stored message of `accepted` not confirmed yet, in one transaction per 1024. */
+  private async confirmStored(accepted: readonly AcceptedMessage[]): Promise<void> {
+    const unconfirmed = accepted.filter((message) => this.database.received(message.id)?.confirmed === 0);
+    for (let start = 0; start < unconfirmed.length; start += 1024) {
+      const batch = unconfirmed.slice(start, start + 1024);
+      await this.confirm(batch);
+      for (const message of batch) this.database.markConfirmed(message.id);
+    }
+  }
+
+  /** Records the deliveries of `messages` (one partition) on-chain in one confirmDelivery. */
+  private async confirm(messages: readonly AcceptedMessage[]): Promise<void> {
+    const first = messages[0];
+    if (first === undefined) return;
     const operation = encodeConfirmDelivery(
       {
         recipient: this.organization,
         nonce: randomBytes(nonceBytes),
         timestamp: Date.now(),
-        deliveries: [{ id: accepted.id, contentRoot: accepted.contentRoot }],
+        deliveries: messages.map((message) => ({ id: message.id, contentRoot: message.contentRoot })),
       },
       this.options.signingKey,
     );
-    const answer = await this.submit(accepted.partitionId, operation);
+    const answer = await this.submit(first.partitionId, operation);
     const result = decodeTransactionResult(answer.evidence.result);
     if (result.status !== 'OK' || result.type !== 'confirmDelivery') {
       throw new LedgerbusError(
@@ -550,17 +693,15 @@ export class Connector implements ConnectorApi {
         `confirmDelivery refused: ${result.status === 'REJECTED' ? result.reason : 'unexpected result'}`,
       );
     }
-    const delivery = result.deliveries[0];
-    if (delivery?.status === 'DELIVERED') {
-      this.emit({
-        type: 'delivery.confirmed',
-        id: accepted.id,
-        recipient: this.organization,
-        height: delivery.height,
-      });
-    } else if (delivery !== undefined) {
-      this.options.logger.warn({ id: accepted.id, reason: delivery.reason }, 'delivery confirmation refused');
-    }
+    result.deliveries.forEach((delivery, index) => {
+      const id = (messages[index] as AcceptedMessage).id;
+      if (delivery.status === 'DELIVERED') {
+        this.emit({ type: 'delivery.confirmed', id, recipient: this.organization, height: delivery.height });
+      } else {
+        // Expired before we stored it, typically: the payload is kept, the ledger says why.
+        this.options.logger.warn({ id, reason: delivery.reason }, 'delivery confirmation refused');
+      }
+    });
   }
 
   /**
@@ -602,7 +743,7 @@ export class Connector implements ConnectorApi {
         if (this.stopped) return;
         this.options.logger.debug({ error: describe(error) }, 'delivery watch: retrying');
       }
-      await sleep(1_000);
+      await this.pause(1_000);
     }
   }
 
@@ -873,8 +1014,4 @@ function describe(error: unknown): string {
     : error instanceof Error
       ? error.message
       : String(error);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -48,6 +48,8 @@ export interface ClientServiceOptions {
 }
 
 const pollLimitMax = 500;
+/** Budget for the evidence in one poll response, well under the frame limit. */
+const pollResponseBytesMax = 4 * 1024 * 1024;
 
 type Body = Record<string, CborValue>;
 
@@ -183,19 +185,42 @@ export class ClientService {
     }
     const page = messagesByOffset(state, group, { fromOffset, limit });
     const seesAll = this.options.registry.organization(organization)?.roles.includes('supervisor') ?? false;
+    // Messages of one producer batch share one block evidence (the whole batch transaction is in
+    // it), so evidence goes once per transaction and each message names it: a page of a 1,000-message
+    // batch is one evidence, not a thousand copies. The page stops at a byte budget (at least one
+    // message), so a response always fits in a frame.
+    const evidences: CborValue[] = [];
+    const evidenceIndex = new Map<string, number>();
     const messages: CborValue[] = [];
+    let bytes = 0;
+    let nextOffset = page.nextOffset;
     for (const view of page.messages) {
-      if (!seesAll && !view.metadata.recipients.includes(organization) && view.sender !== organization)
-        continue;
+      if (!seesAll && !view.metadata.recipients.includes(organization)) continue;
+      const key = `${view.height}/${view.transactionIndex}`;
+      let index = evidenceIndex.get(key);
+      if (index === undefined) {
+        const block = this.block(replica, view.height);
+        const evidence = blockEvidence(block, view.transactionIndex, this.trees(block));
+        const size = evidence.transaction.length + evidence.result.length + 2048;
+        if (messages.length > 0 && bytes + size > pollResponseBytesMax) {
+          nextOffset = view.offset;
+          break;
+        }
+        bytes += size;
+        index = evidences.length;
+        evidences.push(blockEvidenceToCbor(evidence));
+        evidenceIndex.set(key, index);
+      }
       messages.push({
         offset: view.offset,
         id: view.metadata.id,
         state: view.state,
-        proof: acceptanceProofToCbor(this.acceptanceProof(replica, view)),
+        evidence: index,
+        messageIndex: view.messageIndex,
       });
     }
     const { nextOffset: endOffset, height } = { ...partitionStatus(state, group), height: replica.height };
-    return { messages, nextOffset: page.nextOffset, endOffset, height };
+    return { evidences, messages, nextOffset, endOffset, height };
   }
 
   private message(organization: string, body: Body): CborValue {
@@ -248,6 +273,10 @@ export class ClientService {
     const fetchBytes = field(body, 'fetchRequest', isBytes, 'a signed fetch request');
     const request = this.checkFetch(organization, group, fetchBytes);
     const view = this.visibleMessage(request.requester, group, request.id, true);
+    this.options.logger.info(
+      { id: request.id, requester: request.requester, sender: view.sender },
+      'serving a payload',
+    );
     const senderNode = this.options.registry.nodes().find((node) => node.organization === view.sender);
     if (senderNode === undefined) {
       throw new LedgerbusError(

@@ -12,6 +12,7 @@ export {
   encodeAcceptanceProof,
   encodeDeliveryReceipt,
   verifyAcceptance,
+  verifyAcceptances,
   verifyDelivery,
   verifyDeliveryReceipt,
 } from './message-proof.js';
