@@ -111,6 +111,34 @@ async function waitFor<T>(
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
+/** As organization `orgN`'s connector would: a connection to `nodeId` and a signed fetch request for `id`. */
+async function signedFetch(
+  organizationNumber: number,
+  nodeId: string,
+  id: string,
+): Promise<{ peer: RpcPeer; fetchRequest: Uint8Array }> {
+  const config = loadConnectorConfig(layout.connectorConfigs[organizationNumber - 1] as string);
+  const key = loadSigningKey(config.keyFile);
+  const node = loadGenesisRegistry(config.genesis).node(nodeId)!;
+  const connection = await connectFramed({
+    host: node.host,
+    port: node.port,
+    identity: key,
+    expectedPublicKey: node.publicKey,
+  });
+  const fetchRequest = encodeFetchRequest(
+    {
+      requester: `org${organizationNumber}`,
+      partitionId: 'demo/0',
+      id,
+      nonce: randomBytes(16),
+      timestamp: Date.now(),
+    },
+    key,
+  );
+  return { peer: new RpcPeer(connection), fetchRequest };
+}
+
 async function codeOf(promise: Promise<unknown>): Promise<string> {
   try {
     await promise;
@@ -184,26 +212,7 @@ describe('a transfer across organizations', () => {
   it('relays a payload node to node when the recipient fetches through its own node', async () => {
     const payload = randomBytes(900 * 1024 + 3);
     const [sent] = await connector('org1').send('demo', [{ value: Readable.from([payload]), to: ['org2'] }]);
-    const config = loadConnectorConfig(layout.connectorConfigs[1] as string);
-    const key = loadSigningKey(config.keyFile);
-    const node2 = loadGenesisRegistry(config.genesis).node('node2')!;
-    const connection = await connectFramed({
-      host: node2.host,
-      port: node2.port,
-      identity: key,
-      expectedPublicKey: node2.publicKey,
-    });
-    const peer = new RpcPeer(connection);
-    const fetchRequest = encodeFetchRequest(
-      {
-        requester: 'org2',
-        partitionId: 'demo/0',
-        id: sent!.id,
-        nonce: randomBytes(16),
-        timestamp: Date.now(),
-      },
-      key,
-    );
+    const { peer, fetchRequest } = await signedFetch(2, 'node2', sent!.id);
     const { stream } = await peer.requestStream('fetchPayload', { group: 'demo/0', fetchRequest });
     let bytes = 0;
     for await (const chunk of stream) bytes += (chunk as Buffer).length;
@@ -216,26 +225,7 @@ describe('a transfer across organizations', () => {
     const [sent] = await connector('org1').send('demo', [
       { value: Readable.from([Buffer.from('for org2 only')]), to: ['org2'] },
     ]);
-    const config = loadConnectorConfig(layout.connectorConfigs[2] as string);
-    const key = loadSigningKey(config.keyFile);
-    const node3 = loadGenesisRegistry(config.genesis).node('node3')!;
-    const connection = await connectFramed({
-      host: node3.host,
-      port: node3.port,
-      identity: key,
-      expectedPublicKey: node3.publicKey,
-    });
-    const peer = new RpcPeer(connection);
-    const fetchRequest = encodeFetchRequest(
-      {
-        requester: 'org3',
-        partitionId: 'demo/0',
-        id: sent!.id,
-        nonce: randomBytes(16),
-        timestamp: Date.now(),
-      },
-      key,
-    );
+    const { peer, fetchRequest } = await signedFetch(3, 'node3', sent!.id);
     expect(await codeOf(peer.requestStream('fetchPayload', { group: 'demo/0', fetchRequest }))).toBe(
       'NOT_RECIPIENT',
     );

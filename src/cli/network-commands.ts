@@ -19,7 +19,6 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import cliProgress from 'cli-progress';
-import { toHex } from '../codec/index.js';
 import { loadSigningKey } from '../crypto/index.js';
 import { loadEncryptionKey } from '../crypto/envelope/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
@@ -30,7 +29,7 @@ import { openStorage } from '../connector/storage/index.js';
 import { loadGenesisRegistry } from '../node/config.js';
 import { createLogger } from '../node/logger.js';
 import { startNodeFromConfig } from '../node/node.js';
-import { decodeDeliveryReceipt, verifyDeliveryReceipt } from '../proofs/index.js';
+import { decodeDeliveryReceipt, receiptSummary, verifyDeliveryReceipt } from '../proofs/index.js';
 import { GenesisRegistry } from '../registry/genesis.js';
 import { proofTrustOf } from '../registry/trust.js';
 import { ensureDevnetLayout, readNetworkFile } from './devnet-layout.js';
@@ -544,17 +543,7 @@ export function buildVerifyCommand(): Command {
         const verified = verifyDeliveryReceipt(receipt, proofTrustOf(registry));
         const claimed = bundle['message'] as Record<string, unknown> | undefined;
         const message = verified.message;
-        const actual = {
-          id: message.id,
-          topic: message.topic,
-          partition: message.partition,
-          offset: message.offset,
-          sender: message.sender,
-          recipients: message.recipients,
-          contentRoot: toHex(message.contentRoot),
-          size: message.size,
-          height: message.height,
-        };
+        const actual = receiptSummary(message);
         if (JSON.stringify(claimed) !== JSON.stringify(actual))
           return fail('BAD_PROOF', 'the summary does not match what the proof proves');
         const deliveredTo = verified.deliveries.map((delivery) => delivery.recipient);

@@ -3,6 +3,7 @@
  * server (`http-api.ts`) exposes exactly this, and the SDK (`ledgerbus/client`) calls it over HTTP.
  */
 import type { Readable } from 'node:stream';
+import type { ReceiptSummary } from '../proofs/index.js';
 
 export interface OutgoingMessage {
   /** Partitioning key (Kafka semantics); null/undefined for keyless (sticky) assignment. */
@@ -96,17 +97,7 @@ export interface ConnectorApi {
 export interface ReceiptBundle {
   readonly format: 'ledgerbus-receipt/v1';
   readonly network: string;
-  readonly message: {
-    readonly id: string;
-    readonly topic: string;
-    readonly partition: number;
-    readonly offset: number;
-    readonly sender: string;
-    readonly recipients: readonly string[];
-    readonly contentRoot: string;
-    readonly size: number;
-    readonly height: number;
-  };
+  readonly message: ReceiptSummary;
   readonly deliveredTo: readonly string[];
   /** Base64 of the canonical CBOR DeliveryReceipt. */
   readonly proof: string;

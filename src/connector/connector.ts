@@ -14,7 +14,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { PassThrough } from 'node:stream';
 import type { CborValue } from '../codec/index.js';
-import { bytesEqual, toHex } from '../codec/index.js';
+import { bytesEqual } from '../codec/index.js';
 import { decodeClientRequest, encodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
 import { decodeFetchRequest, encodeFetchRequest, fetchRequestSignatureValid } from '../contracts/fetch.js';
 import { decodeTransactionResult } from '../contracts/results.js';
@@ -40,6 +40,7 @@ import {
   encodeDeliveryReceipt,
   verifyAcceptance,
   verifyAcceptances,
+  receiptSummary,
   verifyDeliveryReceipt,
 } from '../proofs/index.js';
 import type { AcceptanceProof, AcceptedMessage, ProofTrust } from '../proofs/index.js';
@@ -162,15 +163,19 @@ export class Connector implements ConnectorApi {
 
   /** Waits `ms`, or less if the connector stops meanwhile (so stop() never waits out a backoff). */
   private pause(ms: number): Promise<void> {
-    if (this.stopped) return Promise.resolve();
+    return this.stopped ? Promise.resolve() : this.waitForWake(this.sleepers, ms);
+  }
+
+  /** Resolves after `ms`, or as soon as someone calls the waker it put in `wakers`. */
+  private waitForWake(wakers: Set<() => void>, ms: number): Promise<void> {
     return new Promise((resolve) => {
       const wake = (): void => {
         clearTimeout(timer);
-        this.sleepers.delete(wake);
+        wakers.delete(wake);
         resolve();
       };
       const timer = setTimeout(wake, ms);
-      this.sleepers.add(wake);
+      wakers.add(wake);
     });
   }
 
@@ -792,15 +797,7 @@ export class Connector implements ConnectorApi {
     const limit = Math.max(1, Math.min(options.limit, 1000));
     let rows = this.database.receivedAfter(options.after, limit, options.topic);
     if (rows.length === 0 && (options.waitMs ?? 0) > 0 && !this.stopped) {
-      await new Promise<void>((resolve) => {
-        const wake = (): void => {
-          clearTimeout(timer);
-          this.receivedWaiters.delete(wake);
-          resolve();
-        };
-        const timer = setTimeout(wake, options.waitMs);
-        this.receivedWaiters.add(wake);
-      });
+      await this.waitForWake(this.receivedWaiters, options.waitMs ?? 0);
       rows = this.database.receivedAfter(options.after, limit, options.topic);
     }
     return rows.map(toReceivedMessage);
@@ -861,17 +858,7 @@ export class Connector implements ConnectorApi {
     return {
       format: 'ledgerbus-receipt/v1',
       network: this.options.registry.network,
-      message: {
-        id: message.id,
-        topic: message.topic,
-        partition: message.partition,
-        offset: message.offset,
-        sender: message.sender,
-        recipients: message.recipients,
-        contentRoot: toHex(message.contentRoot),
-        size: message.size,
-        height: message.height,
-      },
+      message: receiptSummary(message),
       deliveredTo: verified.deliveries.map((delivery) => delivery.recipient),
       proof: Buffer.from(encodeDeliveryReceipt(receipt)).toString('base64'),
     };

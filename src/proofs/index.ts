@@ -11,6 +11,7 @@ export {
   deliveryReceiptSchema,
   encodeAcceptanceProof,
   encodeDeliveryReceipt,
+  receiptSummary,
   verifyAcceptance,
   verifyAcceptances,
   verifyDelivery,
@@ -22,5 +23,6 @@ export type {
   DeliveryEvidence,
   DeliveryReceipt,
   ProofTrust,
+  ReceiptSummary,
   VerifiedDelivery,
 } from './message-proof.js';

@@ -291,6 +291,34 @@ export function decodeAcceptanceProof(bytes: Uint8Array): AcceptanceProof {
   return decodeWith(acceptanceProofSchema, bytes, { maxBytes: 16 * 1024 * 1024 });
 }
 
+/** What a delivery-receipt bundle states about its message; `ledgerbus verify` recomputes it from the proof. */
+export interface ReceiptSummary {
+  readonly id: string;
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+  readonly sender: string;
+  readonly recipients: readonly string[];
+  readonly contentRoot: string;
+  readonly size: number;
+  readonly height: number;
+}
+
+/** The summary a receipt bundle carries, in a fixed field order (bundles are compared as JSON). */
+export function receiptSummary(message: AcceptedMessage): ReceiptSummary {
+  return {
+    id: message.id,
+    topic: message.topic,
+    partition: message.partition,
+    offset: message.offset,
+    sender: message.sender,
+    recipients: message.recipients,
+    contentRoot: toHex(message.contentRoot),
+    size: message.size,
+    height: message.height,
+  };
+}
+
 /** A short, stable fingerprint of a proof for logs and CLI output. */
 export function messageKey(message: AcceptedMessage): string {
   return `${message.partitionId}@${message.offset}:${message.id}:${toHex(message.contentRoot).slice(0, 16)}`;
