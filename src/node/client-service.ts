@@ -14,14 +14,13 @@
  */
 import type { Readable } from 'node:stream';
 import type { CborValue } from '../codec/index.js';
-import { toHex } from '../codec/index.js';
 import { MerkleTree } from '../crypto/index.js';
 import { decodeFetchRequest, fetchRequestSignatureValid } from '../contracts/fetch.js';
 import type { FetchRequest } from '../contracts/fetch.js';
 import { messageById, messagesByOffset, partitionStatus } from '../contracts/queries.js';
 import type { MessageView } from '../contracts/queries.js';
 import type { ContractState } from '../contracts/state.js';
-import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import { ErrorCode, LedgerbusError } from '../errors.js';
 import type { Block } from '../ledger/block.js';
 import { RpcPeer, connectFramed, rpcStream } from '../net/index.js';
 import {
@@ -463,9 +462,3 @@ export class ClientService {
     };
   }
 }
-
-export function describeError(error: unknown): string {
-  return isLedgerbusError(error) ? `${error.code}: ${error.message}` : String(error);
-}
-
-export { toHex };

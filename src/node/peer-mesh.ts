@@ -8,7 +8,6 @@
  */
 import type { CborValue } from '../codec/index.js';
 import type { SigningKeyPair } from '../crypto/index.js';
-import { ErrorCode, LedgerbusError } from '../errors.js';
 import { RpcPeer, connectFramed } from '../net/index.js';
 import type { NetworkRegistry } from '../registry/genesis.js';
 import type { Logger } from './logger.js';
@@ -146,8 +145,4 @@ function unpack(body: CborValue): { group: string; bytes: Uint8Array } | undefin
   const group = record['group'];
   const bytes = record['bytes'];
   return typeof group === 'string' && bytes instanceof Uint8Array ? { group, bytes } : undefined;
-}
-
-export function peerError(message: string): LedgerbusError {
-  return new LedgerbusError(ErrorCode.SchemaMismatch, message);
 }

@@ -318,8 +318,3 @@ export function receiptSummary(message: AcceptedMessage): ReceiptSummary {
     height: message.height,
   };
 }
-
-/** A short, stable fingerprint of a proof for logs and CLI output. */
-export function messageKey(message: AcceptedMessage): string {
-  return `${message.partitionId}@${message.offset}:${message.id}:${toHex(message.contentRoot).slice(0, 16)}`;
-}
