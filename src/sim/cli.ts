@@ -1,6 +1,7 @@
 /**
  * `npm run sim -- --seeds N [--seed S] [--replicas 4|7] [--crypto hmac|ed25519] [--jobs J]`: runs seeded
  * simulations and ends with one JSON line `{"seeds","violations","faultsInjected"}`.
+ * `--protocol raft [--replicas 3|5]` runs the Raft core's simulator instead, with the same last line.
  * `--live` runs one long simulation and prints a running summary (the pre-network `npm start`).
  */
 import { Command, InvalidArgumentError } from 'commander';
@@ -8,6 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { faultKinds, SimWorld } from './world.js';
 import type { FaultKind, SimResult, SimSummary } from './world.js';
 import type { SimCryptoKind } from './sim-crypto.js';
+import { runRaftSeed } from './raft/simulator.js';
 
 function integer(name: string, min: number) {
   return (value: string): number => {
@@ -21,7 +23,9 @@ function integer(name: string, min: number) {
 /** The `sim` command, shared by `npm run sim` and `ledgerbus sim`. */
 export function buildSimCommand(): Command {
   return new Command('sim')
-    .description('Run the deterministic PBFT simulator over many seeds, with faults and Byzantine replicas.')
+    .description(
+      'Run the deterministic simulator over many seeds: PBFT (faults, Byzantine replicas) or Raft (faults).',
+    )
     .option('--seeds <n>', 'how many seeds to run', integer('--seeds', 1), 100)
     .option(
       '--seed <s>',
@@ -29,7 +33,12 @@ export function buildSimCommand(): Command {
       integer('--seed', 0),
       1,
     )
-    .option('--replicas <n>', 'replicas per group: 4 or 7', integer('--replicas', 4), 4)
+    .option('--protocol <name>', 'pbft (partitions) or raft (topic groups)', 'pbft')
+    .option(
+      '--replicas <n>',
+      'replicas per group: 4 or 7 for PBFT (default 4), 3 or 5 for Raft (default 3)',
+      integer('--replicas', 3),
+    )
     .option('--crypto <kind>', 'hmac (fast, simulated signatures) or ed25519 (real)', 'hmac')
     .option('--live', 'run one long simulation and print a running summary', false)
     .option('--verbose', 'print one line per seed', false)
@@ -38,7 +47,8 @@ export function buildSimCommand(): Command {
       (options: {
         seeds: number;
         seed: number;
-        replicas: number;
+        protocol: string;
+        replicas?: number;
         crypto: string;
         live: boolean;
         verbose: boolean;
@@ -47,15 +57,17 @@ export function buildSimCommand(): Command {
         if (options.crypto !== 'hmac' && options.crypto !== 'ed25519') {
           throw new InvalidArgumentError('--crypto must be hmac or ed25519');
         }
-        if (options.live) return runLive(options.seed, options.replicas, options.crypto);
-        return runSeeds(
-          options.seeds,
-          options.seed,
-          options.replicas,
-          options.crypto,
-          options.verbose,
-          options.jobs,
-        );
+        if (options.protocol === 'raft') {
+          const nodes = options.replicas ?? 3;
+          if (nodes !== 3 && nodes !== 5)
+            throw new InvalidArgumentError('--replicas must be 3 or 5 for Raft');
+          return runRaftSeedsCommand(options.seeds, options.seed, nodes, options.verbose);
+        }
+        if (options.protocol !== 'pbft') throw new InvalidArgumentError('--protocol must be pbft or raft');
+        const replicas = options.replicas ?? 4;
+        if (replicas < 4) throw new InvalidArgumentError('--replicas must be at least 4 for PBFT');
+        if (options.live) return runLive(options.seed, replicas, options.crypto);
+        return runSeeds(options.seeds, options.seed, replicas, options.crypto, options.verbose, options.jobs);
       },
     );
 }
@@ -127,6 +139,34 @@ async function runSeeds(
   process.stderr.write(
     `${count} seeds × ${replicas} replicas on ${jobs} thread(s) in ${((Date.now() - started) / 1000).toFixed(1)} s` +
       (missing.length > 0 ? `; fault kinds never injected: ${missing.join(', ')}` : '') +
+      (failing.length > 0 ? `; failing seeds: ${failing.join(', ')}` : '') +
+      '\n',
+  );
+  process.stdout.write(`${JSON.stringify({ seeds: count, violations, faultsInjected: totals })}\n`);
+  if (violations > 0) process.exitCode = 1;
+}
+
+/** Raft seeds (one thread: a seed takes ~15 ms), with the same final JSON line as PBFT's. */
+function runRaftSeedsCommand(count: number, first: number, nodes: 3 | 5, verbose: boolean): void {
+  const started = Date.now();
+  const totals: Record<string, number> = {};
+  let violations = 0;
+  const failing: number[] = [];
+  for (let seed = first; seed < first + count; seed++) {
+    const result = runRaftSeed(seed, { nodes });
+    for (const [kind, value] of Object.entries(result.faults)) totals[kind] = (totals[kind] ?? 0) + value;
+    if (result.violations.length > 0) {
+      violations += result.violations.length;
+      failing.push(seed);
+      process.stderr.write(`seed ${seed} (raft, ${nodes} nodes): ${result.violations.join('; ')}\n`);
+      process.stderr.write(
+        `  replay: npm run sim -- --protocol raft --seeds 1 --seed ${seed} --replicas ${nodes}\n`,
+      );
+    }
+    if (verbose) process.stderr.write(`seed ${seed}: committed ${result.committed}\n`);
+  }
+  process.stderr.write(
+    `${count} Raft seeds × ${nodes} nodes in ${((Date.now() - started) / 1000).toFixed(1)} s` +
       (failing.length > 0 ? `; failing seeds: ${failing.join(', ')}` : '') +
       '\n',
   );
