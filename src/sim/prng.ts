@@ -1,48 +1,14 @@
 /**
- * A seeded pseudo-random generator (sfc32, seeded through splitmix32) for the simulator only: it
- * makes every fault schedule a pure function of the seed, so a failing seed replays exactly. It is
- * not, and must never be used as, a source of cryptographic randomness.
+ * The simulator's seeded generator: the consensus cores' deterministic generator plus the helpers a
+ * fault schedule needs. Every fault schedule is a pure function of the seed, so a failing seed replays
+ * exactly. Never a source of cryptographic randomness.
  */
-export class Prng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
+import { SeededRandom } from '../consensus/seeded-random.js';
 
-  constructor(seed: number) {
-    let state = seed >>> 0;
-    const next = (): number => {
-      state = (state + 0x9e3779b9) >>> 0;
-      let z = state;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.a = next();
-    this.b = next();
-    this.c = next();
-    this.d = next();
-    for (let i = 0; i < 12; i++) this.nextUint32();
-  }
-
-  nextUint32(): number {
-    const t = (((this.a + this.b) >>> 0) + this.d) >>> 0;
-    this.d = (this.d + 1) >>> 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) >>> 0;
-    this.c = (this.c << 21) | (this.c >>> 11);
-    this.c = (this.c + t) >>> 0;
-    return t;
-  }
-
+export class Prng extends SeededRandom {
   /** Uniform in [0, 1). */
   next(): number {
     return this.nextUint32() / 4294967296;
-  }
-
-  /** Uniform integer in [min, max]. */
-  int(min: number, max: number): number {
-    return min + Math.floor(this.next() * (max - min + 1));
   }
 
   chance(probability: number): boolean {

@@ -5,7 +5,7 @@
  */
 import { ErrorCode, LedgerbusError, assert } from '../../errors.js';
 import { raftMessageSchema, decodeRaftMessage } from './messages.js';
-import { SeededRandom } from './random.js';
+import { SeededRandom } from '../seeded-random.js';
 import type {
   HardState,
   Membership,

@@ -1,7 +1,8 @@
 /**
- * The core's own deterministic random source (sfc32 seeded through splitmix32, the algorithm of
- * `src/sim/prng.ts`), used only to randomize election timeouts. It lives inside the core, seeded from
- * the configuration, so a node's behaviour is a pure function of its config and inputs.
+ * A deterministic pseudo-random generator (sfc32, seeded through splitmix32). Consensus cores use it
+ * for what must look random but stay a pure function of their configuration (Raft's election
+ * timeouts); the simulator extends it for fault schedules, so a seed replays exactly. It is not,
+ * and must never be used as, a source of cryptographic randomness.
  */
 export class SeededRandom {
   private a: number;
