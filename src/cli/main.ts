@@ -198,7 +198,9 @@ export async function main(argv: readonly string[]): Promise<void> {
     await buildProgram().parseAsync([...argv]);
   } catch (error) {
     if (isLedgerbusError(error)) {
-      process.stderr.write(`error ${error.code}: ${error.message}\n`);
+      const hint =
+        error.code === 'CONNECTION_CLOSED' ? ' (is the connector, or `ledgerbus dev`, running?)' : '';
+      process.stderr.write(`error ${error.code}: ${error.message}${hint}\n`);
       process.exitCode = 2;
       return;
     }

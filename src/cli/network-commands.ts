@@ -32,6 +32,7 @@ import { startNodeFromConfig } from '../node/node.js';
 import { decodeDeliveryReceipt, receiptSummary, verifyDeliveryReceipt } from '../proofs/index.js';
 import { GenesisRegistry } from '../registry/genesis.js';
 import { proofTrustOf } from '../registry/trust.js';
+import { Transport } from '../client/transport.js';
 import { ensureDevnetLayout, readNetworkFile } from './devnet-layout.js';
 import type { NetworkFile } from './devnet-layout.js';
 
@@ -216,13 +217,11 @@ async function waitForConnectors(network: NetworkFile, timeoutMs: number): Promi
 
 // ---- clients of a connector ----
 
-interface ConnectorTarget {
-  readonly url: string;
-  readonly token: string;
-  readonly network: NetworkFile;
-}
-
-function connectorFor(networkPath: string, organization: string): ConnectorTarget {
+/**
+ * The HTTP client of `--as <org>`'s connector, from network.json. The SDK's transport does the
+ * authentication, the error mapping and the streamed uploads, so the CLI behaves as an SDK user would.
+ */
+function connectorFor(networkPath: string, organization: string): Transport {
   const network = readNetworkFile(networkPath);
   const entry = network.organizations.find((candidate) => candidate.id === organization);
   if (entry === undefined) {
@@ -231,38 +230,11 @@ function connectorFor(networkPath: string, organization: string): ConnectorTarge
       `--as ${organization}: no such organization in ${networkPath} (have ${network.organizations.map((o) => o.id).join(', ')})`,
     );
   }
-  return { url: entry.connector.url, token: entry.connector.token, network };
-}
-
-async function callApi(target: ConnectorTarget, path: string, init: RequestInit = {}): Promise<Response> {
-  let response: Response;
-  try {
-    response = await fetch(`${target.url}${path}`, {
-      ...init,
-      headers: {
-        ...(init.headers as Record<string, string> | undefined),
-        authorization: `Bearer ${target.token}`,
-      },
-    });
-  } catch (error) {
-    throw new LedgerbusError(
-      ErrorCode.ConnectionClosed,
-      `cannot reach the connector at ${target.url} (is \`ledgerbus dev\` running?): ${(error as Error).message}`,
-      {
-        retriable: true,
-      },
-    );
-  }
-  if (!response.ok) {
-    const body = (await response.json().catch(() => ({}))) as {
-      error?: { code?: string; message?: string; retriable?: boolean };
-    };
-    const code = (body.error?.code ?? 'INTERNAL') as ErrorCode;
-    throw new LedgerbusError(code, body.error?.message ?? `HTTP ${response.status}`, {
-      retriable: body.error?.retriable ?? false,
-    });
-  }
-  return response;
+  return new Transport({
+    connector: entry.connector.url,
+    token: entry.connector.token,
+    requestTimeoutMs: 60_000,
+  });
 }
 
 function progressStream(total: number, label: string): Transform {
@@ -314,7 +286,7 @@ export function buildSendCommand(): Command {
         if ((options.file === undefined) === (options.value === undefined)) {
           throw new LedgerbusError(ErrorCode.SchemaMismatch, 'give exactly one of --file or --value');
         }
-        const target = connectorFor(options.network, options.as);
+        const connector = connectorFor(options.network, options.as);
         const size =
           options.file === undefined ? Buffer.byteLength(options.value ?? '') : statSync(options.file).size;
         const source =
@@ -322,21 +294,19 @@ export function buildSendCommand(): Command {
             ? Readable.from([Buffer.from(options.value ?? '')])
             : createReadStream(options.file);
         const body = source.pipe(progressStream(size, 'send'));
-        const query = new URLSearchParams({ to: options.to });
-        if (options.key !== undefined) query.set('key', Buffer.from(options.key).toString('base64'));
-        const response = await callApi(
-          target,
-          `/v1/topics/${encodeURIComponent(options.topic)}/messages?${query.toString()}`,
+        const response = await connector.request(
+          'POST',
+          `/v1/topics/${encodeURIComponent(options.topic)}/messages`,
           {
-            method: 'POST',
+            query: {
+              to: options.to,
+              key: options.key === undefined ? undefined : Buffer.from(options.key).toString('base64'),
+            },
             headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
             body: Readable.toWeb(body) as ReadableStream,
-            duplex: 'half',
-            // Otherwise undici's fetch clones the request (teeing the body for a redirect a streamed
-            // body can never follow) and the unread branch keeps every chunk: RSS grows with the file.
-            redirect: 'error',
-            window: null,
-          } as RequestInit,
+            // The answer comes once the whole payload is encrypted, stored and committed.
+            timeoutMs: null,
+          },
         );
         const result = (await response.json()) as {
           id: string;
@@ -389,11 +359,11 @@ export function buildConsumeCommand(): Command {
         timeout?: number;
         json: boolean;
       }) => {
-        const target = connectorFor(options.network, options.as);
+        const connector = connectorFor(options.network, options.as);
         const groupPath = `/v1/consumer-groups/${encodeURIComponent(options.group)}/topics/${encodeURIComponent(options.topic)}`;
         let after = options.fromBeginning
           ? 0
-          : ((await (await callApi(target, groupPath)).json()) as { sequence: number }).sequence;
+          : (await connector.json<{ sequence: number }>('GET', groupPath)).sequence;
         if (options.out !== undefined) mkdirSync(options.out, { recursive: true });
         const deadline = options.timeout === undefined ? Infinity : Date.now() + options.timeout;
         let seen = 0;
@@ -404,13 +374,7 @@ export function buildConsumeCommand(): Command {
               `only ${seen} message(s) arrived within ${options.timeout} ms`,
               { retriable: true },
             );
-          const query = new URLSearchParams({
-            topic: options.topic,
-            after: String(after),
-            limit: '100',
-            waitMs: '5000',
-          });
-          const page = (await (await callApi(target, `/v1/received?${query.toString()}`)).json()) as {
+          const page = await connector.json<{
             messages: {
               sequence: number;
               id: string;
@@ -420,11 +384,13 @@ export function buildConsumeCommand(): Command {
               size: number;
               sha256: string;
             }[];
-          };
+          }>('GET', '/v1/received', {
+            query: { topic: options.topic, after, limit: 100, waitMs: 5000 },
+          });
           for (const message of page.messages) {
             if (options.out !== undefined) {
-              const response = await callApi(
-                target,
+              const response = await connector.request(
+                'GET',
                 `/v1/received/${encodeURIComponent(message.id)}/payload`,
               );
               const hash = createHash('sha256');
@@ -460,11 +426,7 @@ export function buildConsumeCommand(): Command {
                 : `${line.id} from ${line.sender} (partition ${line.partition}, offset ${line.offset}, ${line.size} bytes, sha256 ${line.sha256})\n`,
             );
             after = message.sequence;
-            await callApi(target, groupPath, {
-              method: 'PUT',
-              headers: { 'content-type': 'application/json' },
-              body: JSON.stringify({ sequence: after }),
-            });
+            await connector.json('PUT', groupPath, { json: { sequence: after } });
             seen += 1;
             if (options.count !== undefined && seen >= options.count) break;
           }
@@ -489,12 +451,10 @@ export function buildReceiptCommand(): Command {
         id: string,
         options: { network: string; as: string; topic: string; out?: string; json: boolean },
       ) => {
-        const target = connectorFor(options.network, options.as);
-        const response = await callApi(
-          target,
+        const bundle = await connectorFor(options.network, options.as).json<Record<string, unknown>>(
+          'GET',
           `/v1/topics/${encodeURIComponent(options.topic)}/messages/${encodeURIComponent(id)}/receipt`,
         );
-        const bundle = (await response.json()) as Record<string, unknown>;
         const text = `${JSON.stringify(bundle, null, options.json ? undefined : 2)}\n`;
         if (options.out === undefined) process.stdout.write(text);
         else {
