@@ -75,7 +75,7 @@ async function startConnector(index: number): Promise<Connector> {
           kind: 'postgres',
           connectionString: postgresServer.replace(/\/[^/]*$/, `/${postgresDatabase}`),
         })
-      : await openStorage({ kind: 'filesystem', directory: join(config.dataDirectory, 'payloads') });
+      : await openStorage(config.storage);
   const connector = new Connector({
     organization: config.organization,
     signingKey: loadSigningKey(config.keyFile),
@@ -239,7 +239,8 @@ describe('a transfer across organizations', () => {
     // Stop org2's connector so the message waits for it, tamper with the stored object, restart.
     await connector('org2').stop();
     const [sent] = await connector('org1').send('demo', [{ value: Readable.from([payload]), to: ['org2'] }]);
-    const objects = join(senderConfig.dataDirectory, 'payloads', 'objects');
+    if (senderConfig.storage.kind !== 'filesystem') throw new Error('org1 keeps payloads on the filesystem');
+    const objects = join(senderConfig.storage.directory, 'objects');
     const files = readdirSync(objects, { recursive: true, withFileTypes: true }).filter((entry) =>
       entry.isFile(),
     );

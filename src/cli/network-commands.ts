@@ -84,22 +84,7 @@ export function buildConnectorCommand(): Command {
         name: `connector-${config.organization}`,
         level: config.logLevel ?? 'info',
       });
-      const storageConfig = config.storage ?? {
-        kind: 'filesystem' as const,
-        directory: join(config.dataDirectory, 'payloads'),
-      };
-      const storage = await openStorage(
-        storageConfig.kind === 'filesystem'
-          ? {
-              kind: 'filesystem',
-              directory: storageConfig.directory ?? join(config.dataDirectory, 'payloads'),
-            }
-          : {
-              kind: 'postgres',
-              connectionString: storageConfig.connectionString,
-              ...(storageConfig.schema === undefined ? {} : { schema: storageConfig.schema }),
-            },
-      );
+      const storage = await openStorage(config.storage);
       const connector = new Connector({
         organization: config.organization,
         signingKey: loadSigningKey(config.keyFile),

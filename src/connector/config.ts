@@ -2,11 +2,12 @@
  * `connector.yaml`: the organization this connector acts for, its keys, storage, the node it talks
  * to, the genesis file (its trust bundle) and its local API. Environment overrides LEDGERBUS_CONNECTOR_*.
  */
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { t } from '../codec/index.js';
 import type { Infer } from '../codec/index.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import { readConfigFile } from '../node/config.js';
+import type { StorageConfig } from './storage/index.js';
 
 const connectorConfigSchema = t.record({
   organization: t.string({ minLength: 1, maxLength: 128 }),
@@ -40,7 +41,10 @@ const connectorConfigSchema = t.record({
 });
 export type ConnectorConfig = Infer<typeof connectorConfigSchema>;
 
-export function loadConnectorConfig(path: string): ConnectorConfig {
+/** A loaded configuration: paths resolved against the file, storage with its defaults filled in. */
+export type ResolvedConnectorConfig = Omit<ConnectorConfig, 'storage'> & { readonly storage: StorageConfig };
+
+export function loadConnectorConfig(path: string): ResolvedConnectorConfig {
   const raw = readConfigFile(path);
   const overrides: Record<string, unknown> = {};
   if (process.env['LEDGERBUS_CONNECTOR_NODE'] !== undefined)
@@ -57,18 +61,26 @@ export function loadConnectorConfig(path: string): ConnectorConfig {
   }
   const base = dirname(resolve(path));
   const storage = config.storage ?? { kind: 'filesystem' as const };
+  const dataDirectory = resolve(base, config.dataDirectory);
   return {
     ...config,
     keyFile: resolve(base, config.keyFile),
     encryptionKeyFile: resolve(base, config.encryptionKeyFile),
-    dataDirectory: resolve(base, config.dataDirectory),
+    dataDirectory,
     genesis: resolve(base, config.genesis),
     storage:
       storage.kind === 'filesystem'
         ? {
             kind: 'filesystem',
-            directory: resolve(base, storage.directory ?? resolve(base, config.dataDirectory, 'payloads')),
+            directory:
+              storage.directory === undefined
+                ? join(dataDirectory, 'payloads')
+                : resolve(base, storage.directory),
           }
-        : storage,
+        : {
+            kind: 'postgres',
+            connectionString: storage.connectionString,
+            ...(storage.schema === undefined ? {} : { schema: storage.schema }),
+          },
   };
 }
