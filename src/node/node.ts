@@ -13,7 +13,7 @@ import type { SigningKeyPair } from '../crypto/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { listenFramed, RpcPeer } from '../net/index.js';
 import type { FramedServer } from '../net/index.js';
-import type { NetworkRegistry } from '../registry/genesis.js';
+import type { NetworkRegistry, NodeInfo } from '../registry/genesis.js';
 import { loadGenesisRegistry, loadNodeConfig } from './config.js';
 import type { NodeConfig } from './config.js';
 import { ClientService } from './client-service.js';
@@ -39,11 +39,13 @@ export class LedgerbusNode {
   private readonly mesh: PeerMesh;
   private readonly clients: ClientService;
   private ticker: NodeJS.Timeout | undefined;
+  private readonly self: NodeInfo;
 
   constructor(private readonly options: NodeOptions) {
     const self = options.registry.node(options.nodeId);
     if (self === undefined)
       throw new LedgerbusError(ErrorCode.BadConfig, `nodeId ${options.nodeId} is not in genesis`);
+    this.self = self;
     this.mesh = new PeerMesh({
       selfId: options.nodeId,
       key: options.key,
@@ -79,8 +81,7 @@ export class LedgerbusNode {
   }
 
   async start(): Promise<void> {
-    const self = this.options.registry.node(this.options.nodeId);
-    if (self === undefined) throw new LedgerbusError(ErrorCode.BadConfig, 'unknown node');
+    const self = this.self;
     const registry = this.options.registry;
     this.server = await listenFramed({
       host: this.options.listenHost ?? self.host,
