@@ -46,6 +46,8 @@ export const ErrorCode = {
   Replay: 'REPLAY',
   /** A message that only the primary of the view may send came from another replica. */
   NotPrimary: 'NOT_PRIMARY',
+  /** Only the Raft leader serves this request; the message names the known leader, if any. */
+  NotLeader: 'NOT_LEADER',
   /** A view-change or new-view message carries an invalid proof. */
   BadViewChange: 'BAD_VIEW_CHANGE',
   /** A bounded queue is full; try again later. */
@@ -84,6 +86,10 @@ export const ErrorCode = {
   MessageNotFound: 'MESSAGE_NOT_FOUND',
   /** The partition refused a published message; the message names the contract's reason code. */
   MessageRejected: 'MESSAGE_REJECTED',
+  /** The Raft layer refused an admin transaction; the message names the reason code and what to fix. */
+  AdminRejected: 'ADMIN_REJECTED',
+  /** No topic has this name (it may not be created yet). */
+  TopicNotFound: 'TOPIC_NOT_FOUND',
   /** A payload did not verify against its signed envelope header or the on-chain root. */
   PayloadCorrupt: 'PAYLOAD_CORRUPT',
   /** An application's API token is missing or wrong. */

@@ -1,6 +1,7 @@
 // A whole network in one test process, every hop over real TLS sockets: 4 nodes running the PBFT
 // partition on SQLite, and connectors with filesystem storage. The bad-input cases of DESIGN §10 on
 // the real data path: non-recipients, tampered ciphertext, replays, oversize messages, restarts.
+import { liveRegistryFromGenesis } from '../src/registry/live-registry.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -80,7 +81,7 @@ async function startConnector(index: number): Promise<Connector> {
     organization: config.organization,
     signingKey: loadSigningKey(config.keyFile),
     encryptionKey: loadEncryptionKey(config.encryptionKeyFile),
-    registry: loadGenesisRegistry(config.genesis),
+    registry: liveRegistryFromGenesis(loadGenesisRegistry(config.genesis).genesis),
     storage,
     dataDirectory: config.dataDirectory,
     logger: createLogger({ name: config.organization, level: 'error' }),

@@ -32,6 +32,7 @@ import { startNodeFromConfig } from '../node/node.js';
 import { decodeDeliveryReceipt, receiptSummary, verifyDeliveryReceipt } from '../proofs/index.js';
 import { GenesisRegistry } from '../registry/genesis.js';
 import { proofTrustOf } from '../registry/trust.js';
+import { liveRegistryFromGenesis } from '../registry/live-registry.js';
 import { Transport } from '../client/transport.js';
 import { ensureDevnetLayout, readNetworkFile } from './devnet-layout.js';
 import type { NetworkFile } from './devnet-layout.js';
@@ -89,7 +90,7 @@ export function buildConnectorCommand(): Command {
         organization: config.organization,
         signingKey: loadSigningKey(config.keyFile),
         encryptionKey: loadEncryptionKey(config.encryptionKeyFile),
-        registry: loadGenesisRegistry(config.genesis),
+        registry: liveRegistryFromGenesis(loadGenesisRegistry(config.genesis).genesis),
         storage,
         dataDirectory: config.dataDirectory,
         ...(config.node === undefined ? {} : { nodeId: config.node }),

@@ -89,7 +89,7 @@ export interface ConnectorApi {
   commitSequence(groupId: string, topic: string, sequence: number): void;
   status(topic: string, id: string): Promise<MessageStatus>;
   /** The delivery-proof bundle for a message this org sent or received (JSON-ready). */
-  receipt(topic: string, id: string): Promise<ReceiptBundle>;
+  receipt(topic: string, id: string, options?: { global?: boolean }): Promise<ReceiptBundle>;
   onEvent(listener: (event: ConnectorEvent) => void): () => void;
 }
 
@@ -101,4 +101,123 @@ export interface ReceiptBundle {
   readonly deliveredTo: readonly string[];
   /** Base64 of the canonical CBOR DeliveryReceipt. */
   readonly proof: string;
+}
+
+// ---- administration (the Raft layer: registry and topic configuration) ----
+
+/** Topic policy fields; omitted ones take the network defaults (see DEFAULT_TOPIC_POLICY). */
+export interface TopicPolicyInput {
+  readonly messageBytesMax?: number;
+  readonly ttlMs?: number;
+  readonly payloadRetentionMs?: number;
+}
+
+/** What an application or the CLI asks its connector to sign and submit as its organization. */
+export type AdminActionInput =
+  | {
+      readonly kind: 'setOrganizationStatus';
+      readonly organization: string;
+      readonly status: 'APPROVED' | 'SUSPENDED' | 'REVOKED';
+    }
+  | {
+      readonly kind: 'createTopic';
+      readonly name: string;
+      readonly partitions: number;
+      /** Replicas per partition (4–7); default 4. Assigned round-robin over nodes of distinct organizations. */
+      readonly replicationFactor?: number;
+      readonly producers: readonly string[];
+      readonly consumers: readonly string[];
+      readonly policy?: TopicPolicyInput;
+    }
+  /** `count` is the new total, as `kafka-topics --alter --partitions`. */
+  | {
+      readonly kind: 'addPartitions';
+      readonly topic: string;
+      readonly count: number;
+      readonly replicationFactor?: number;
+    }
+  | {
+      readonly kind: 'setAcl';
+      readonly topic: string;
+      readonly producers: readonly string[];
+      readonly consumers: readonly string[];
+    }
+  | { readonly kind: 'setPolicy'; readonly topic: string; readonly policy: TopicPolicyInput }
+  /** Moves a partition to another replica set (a new epoch of its PBFT group). */
+  | {
+      readonly kind: 'setReplicas';
+      readonly topic: string;
+      readonly partition: number;
+      readonly replicas: readonly string[];
+    }
+  /** Registers a node of this organization; `publicKey` is hex. */
+  | {
+      readonly kind: 'registerNode';
+      readonly id: string;
+      readonly publicKey: string;
+      readonly address: string;
+    }
+  /** Binds another connector signing key (hex) to this organization. */
+  | { readonly kind: 'bindKey'; readonly key: string };
+
+/** The outcome of an admin transaction that committed (a refusal is an ADMIN_REJECTED error). */
+export interface AdminResult {
+  /** "__system" or "topic:<name>". */
+  readonly group: string;
+  /** Raft index at which it committed. */
+  readonly index: number;
+  readonly status: 'OK';
+  readonly detail?: string;
+}
+
+export interface OrganizationDescription {
+  readonly id: string;
+  readonly roles: readonly string[];
+  readonly status: 'APPROVED' | 'PENDING' | 'SUSPENDED' | 'REVOKED';
+  /** Hex Ed25519 keys. */
+  readonly signingKeys: readonly string[];
+  /** Hex X25519 key. */
+  readonly encryptionKey: string;
+}
+
+export interface PartitionDescription {
+  readonly partition: number;
+  /** PBFT group id, "<topic>/<partition>". */
+  readonly group: string;
+  readonly configEpoch: number;
+  readonly replicas: readonly string[];
+  /** Highest block of this partition in the topic's global ledger, as the connector's node knows it. */
+  readonly globalHeight: number;
+}
+
+export interface TopicDescription {
+  readonly name: string;
+  /** Organization that created it (may administer it); null for genesis topics (supervisors only). */
+  readonly owner: string | null;
+  readonly partitions: readonly PartitionDescription[];
+  readonly producers: readonly string[];
+  readonly consumers: readonly string[];
+  readonly policy: {
+    readonly messageBytesMax: number;
+    readonly ttlMs: number;
+    readonly payloadRetentionMs: number;
+  };
+  /** Index of the topic's Raft group this description is at. */
+  readonly topicIndex: number;
+  readonly raft: {
+    readonly voters: readonly string[];
+    readonly learners: readonly string[];
+    readonly leader: string;
+  };
+}
+
+export interface ConnectorAdminApi {
+  /** Signs `action` with this organization's key and commits it in its Raft group. */
+  admin(action: AdminActionInput): Promise<AdminResult>;
+  /** Relays an admin transaction signed elsewhere (a new organization's registration). */
+  submitAdminTransaction(transaction: Uint8Array): Promise<AdminResult>;
+  organizations(): Promise<OrganizationDescription[]>;
+  topics(): Promise<TopicDescription[]>;
+  /** TOPIC_UNKNOWN-style NotFound error if there is no such topic. */
+  describeTopic(name: string): Promise<TopicDescription>;
 }

@@ -44,12 +44,19 @@ import {
   verifyDeliveryReceipt,
 } from '../proofs/index.js';
 import type { AcceptanceProof, AcceptedMessage, ProofTrust } from '../proofs/index.js';
-import type { NetworkRegistry, NodeInfo } from '../registry/genesis.js';
+import type { NodeInfo } from '../registry/genesis.js';
+import type { LiveRegistry } from '../registry/live-registry.js';
+import { ConnectorAdmin } from './admin.js';
 import { proofTrustOf } from '../registry/trust.js';
 import type { PayloadStorage, StoredObject } from './storage/index.js';
 import type {
+  AdminActionInput,
+  AdminResult,
+  ConnectorAdminApi,
   ConnectorApi,
   ConnectorEvent,
+  OrganizationDescription,
+  TopicDescription,
   MessageStatus,
   OutgoingMessage,
   ReceiptBundle,
@@ -64,7 +71,8 @@ export interface ConnectorOptions {
   readonly organization: string;
   readonly signingKey: SigningKeyPair;
   readonly encryptionKey: EncryptionKeyPair;
-  readonly registry: NetworkRegistry;
+  /** Starts from genesis; the connector keeps it current from its node (see ConnectorAdmin.sync). */
+  readonly registry: LiveRegistry;
   readonly storage: PayloadStorage;
   readonly dataDirectory: string;
   readonly nodeId?: string;
@@ -86,7 +94,10 @@ const storeConcurrency = 16;
  */
 const publishBatchMessagesMax = 64;
 
-export class Connector implements ConnectorApi {
+/** How often the connector refreshes its registry view (topics, partitions, organizations). */
+const registrySyncMs = 1_000;
+
+export class Connector implements ConnectorApi, ConnectorAdminApi {
   readonly organization: string;
   private readonly database: ConnectorDatabase;
   private readonly trust: ProofTrust;
@@ -101,20 +112,28 @@ export class Connector implements ConnectorApi {
   private stopped = false;
   private readonly loops: Promise<void>[] = [];
   private servingTimer: NodeJS.Timeout | undefined;
+  private readonly adminClient: ConnectorAdmin;
+  /** Partitions ("topic/p") with a consume loop running. */
+  private readonly consuming = new Set<string>();
 
   constructor(private readonly options: ConnectorOptions) {
     this.organization = options.organization;
     const organization = options.registry.organization(options.organization);
-    if (organization === undefined)
-      throw new LedgerbusError(ErrorCode.BadConfig, `organization ${options.organization} is not in genesis`);
-    if (!organization.signingKeys.some((key) => bytesEqual(key, options.signingKey.publicKey))) {
+    // An organization registered after genesis is checked once the node's registry arrives.
+    if (
+      organization !== undefined &&
+      !organization.signingKeys.some((key) => bytesEqual(key, options.signingKey.publicKey))
+    ) {
       throw new LedgerbusError(
         ErrorCode.BadConfig,
         `the signing key is not registered for ${options.organization}`,
       );
     }
     const encryptionKey = options.registry.encryptionKey(options.organization);
-    if (encryptionKey === undefined || !bytesEqual(encryptionKey, options.encryptionKey.publicKey)) {
+    if (
+      organization !== undefined &&
+      (encryptionKey === undefined || !bytesEqual(encryptionKey, options.encryptionKey.publicKey))
+    ) {
       throw new LedgerbusError(
         ErrorCode.BadConfig,
         `the encryption key is not the one registered for ${options.organization}`,
@@ -124,12 +143,63 @@ export class Connector implements ConnectorApi {
       options.nodeId === undefined
         ? options.registry.nodes().find((candidate) => candidate.organization === options.organization)
         : options.registry.node(options.nodeId);
-    if (node === undefined || node.organization !== options.organization) {
+    // An explicit nodeId may be another organization's node: a new organization's connector uses a
+    // sponsor's node until it registers nodes of its own.
+    if (node === undefined || (options.nodeId === undefined && node.organization !== options.organization)) {
       throw new LedgerbusError(ErrorCode.BadConfig, `no node of ${options.organization} to connect to`);
     }
     this.node = node;
     this.trust = proofTrustOf(options.registry);
     this.database = new ConnectorDatabase(options.dataDirectory);
+    this.adminClient = new ConnectorAdmin({
+      organization: options.organization,
+      signingKey: options.signingKey,
+      registry: options.registry,
+      request: async (method, body) => (await this.controlPeer()).request(method, body),
+    });
+  }
+
+  // ---- administration (ConnectorAdminApi) ----
+
+  admin(action: AdminActionInput): Promise<AdminResult> {
+    return this.adminClient.admin(action);
+  }
+  submitAdminTransaction(transaction: Uint8Array): Promise<AdminResult> {
+    return this.adminClient.submit(transaction);
+  }
+  organizations(): Promise<OrganizationDescription[]> {
+    return this.adminClient.organizations();
+  }
+  topics(): Promise<TopicDescription[]> {
+    return this.adminClient.topics();
+  }
+  describeTopic(name: string): Promise<TopicDescription> {
+    return this.adminClient.describeTopic(name);
+  }
+
+  /** Keeps the registry current and starts consuming partitions that appear (new topics, added partitions). */
+  private async registryLoop(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        await this.adminClient.sync();
+        this.startConsumeLoops();
+      } catch (error) {
+        this.options.logger.debug({ error: describe(error) }, 'registry refresh failed; retrying');
+      }
+      await this.pause(registrySyncMs);
+    }
+  }
+
+  private startConsumeLoops(): void {
+    for (const topic of this.options.registry.topics()) {
+      if (!topic.consumers.has(this.organization)) continue;
+      for (let partition = 0; partition < topic.partitionCount; partition++) {
+        const key = `${topic.name}/${partition}`;
+        if (this.consuming.has(key)) continue;
+        this.consuming.add(key);
+        this.loops.push(this.consumeLoop(topic.name, partition));
+      }
+    }
   }
 
   /** Connects, opens the serving connections and starts one consume loop per consumable partition. */
@@ -141,12 +211,8 @@ export class Connector implements ConnectorApi {
     keepServing();
     this.servingTimer = setInterval(keepServing, 1_000);
     this.loops.push(this.deliveryWatchLoop());
-    for (const topic of this.options.registry.topics()) {
-      if (!topic.consumers.has(this.organization)) continue;
-      for (let partition = 0; partition < topic.partitionCount; partition++) {
-        this.loops.push(this.consumeLoop(topic.name, partition));
-      }
-    }
+    this.startConsumeLoops();
+    this.loops.push(this.registryLoop());
   }
 
   async stop(): Promise<void> {
@@ -845,10 +911,14 @@ export class Connector implements ConnectorApi {
     };
   }
 
-  async receipt(topic: string, id: string): Promise<ReceiptBundle> {
-    const group = this.groupOf(topic, id);
+  async receipt(topic: string, id: string, options: { global?: boolean } = {}): Promise<ReceiptBundle> {
     const control = await this.controlPeer();
-    const answer = (await control.request('receipt', { group, id })) as Record<string, CborValue>;
+    // From the topic's global ledger any node of the topic answers, hosting the partition or not.
+    const answer = (
+      options.global === true
+        ? await control.request('globalReceipt', { topic, id })
+        : await control.request('receipt', { group: this.groupOf(topic, id), id })
+    ) as Record<string, CborValue>;
     const receipt = deliveryReceiptSchema.parse(
       { acceptance: answer['acceptance'], deliveries: answer['deliveries'] },
       'receipt',

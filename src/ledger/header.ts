@@ -25,6 +25,12 @@ export interface BlockHeader {
   readonly view: number;
   /** Replica id of that view's primary. */
   readonly proposer: string;
+  /**
+   * The __system and topic-group indexes whose registry the batch was executed against (DESIGN §2),
+   * named by the primary. Absent in groups that run without a Raft layer (tests, simulator).
+   */
+  readonly systemIndex?: number;
+  readonly topicIndex?: number;
 }
 
 export interface CertificateSignature {
@@ -52,6 +58,8 @@ export const headerSchema: Schema<BlockHeader> = t.record({
   timestamp: t.uint(),
   view: t.uint(),
   proposer: identifier,
+  systemIndex: t.optional(t.uint()),
+  topicIndex: t.optional(t.uint()),
 });
 
 export function headerToCbor(h: BlockHeader): CborValue {
@@ -67,6 +75,8 @@ export function headerToCbor(h: BlockHeader): CborValue {
     timestamp: h.timestamp,
     view: h.view,
     proposer: h.proposer,
+    ...(h.systemIndex === undefined ? {} : { systemIndex: h.systemIndex }),
+    ...(h.topicIndex === undefined ? {} : { topicIndex: h.topicIndex }),
   };
 }
 

@@ -35,16 +35,22 @@ import { bytesEqual } from '../codec/index.js';
 import type { Logger } from './logger.js';
 import type { PartitionReplica } from './partition-replica.js';
 import type { PeerMesh } from './peer-mesh.js';
+import type { RegistryHost } from './registry-host.js';
+import { serveRegistry } from './registry-service.js';
 
 export interface ClientServiceOptions {
   readonly nodeId: string;
   readonly registry: NetworkRegistry;
+  readonly registryHost: RegistryHost;
   readonly replicas: ReadonlyMap<string, PartitionReplica>;
   readonly mesh: PeerMesh;
   readonly logger: Logger;
   /** Largest wait a poll may ask for. */
   readonly pollWaitMsMax?: number;
 }
+
+const forwardable = ['publish', 'poll', 'message', 'receipt'] as const;
+type ForwardableMethod = (typeof forwardable)[number];
 
 const pollLimitMax = 500;
 /** Budget for the evidence in one poll response, well under the frame limit. */
@@ -100,11 +106,11 @@ export class ClientService {
 
   /** Handlers for a connector of `organization`. */
   serveConnector(organization: string, peer: RpcPeer): void {
-    peer.handle('publish', (body) => this.publish(record(body)));
-    peer.handle('poll', (body) => this.poll(organization, record(body)));
-    peer.handle('message', (body) => this.message(organization, record(body)));
-    peer.handle('receipt', (body) => this.receipt(organization, record(body)));
+    for (const method of forwardable) {
+      peer.handle(method, (body) => this.hostedOrForward(method, organization, record(body)));
+    }
     peer.handle('status', () => this.status());
+    serveRegistry(peer, organization, this.options.registryHost, this.options.logger);
     peer.handle('fetchPayload', (body) => this.fetchPayload(organization, record(body)));
     peer.handle('serve', () => {
       const list = this.serving.get(organization) ?? [];
@@ -118,6 +124,83 @@ export class ClientService {
       this.wakeServingWaiter(organization);
       return { ok: true };
     });
+  }
+
+  /**
+   * A partition request this node cannot serve itself — it does not replicate the partition (a
+   * topic with more partitions than this organization has replicas in) — goes to a replica node,
+   * which answers for the same organization. The caller still verifies every proof it gets back.
+   */
+  private async hostedOrForward(
+    method: ForwardableMethod,
+    organization: string,
+    body: Body,
+  ): Promise<CborValue> {
+    const group = body['group'];
+    if (typeof group !== 'string' || this.options.replicas.has(group))
+      return this.local(method, organization, body);
+    const partition = this.options.registry.partition(group);
+    if (partition === undefined) return this.local(method, organization, body);
+    const forwarded: Body = { ...body };
+    // A forwarded long poll must end before the node-to-node request times out.
+    if (method === 'poll' && isCount(body['waitMs'])) forwarded['waitMs'] = Math.min(body['waitMs'], 3_000);
+    let lastError: unknown;
+    for (const nodeId of partition.replicas) {
+      try {
+        return await this.options.mesh.request(nodeId, 'clientForward', {
+          method,
+          organization,
+          body: forwarded,
+        });
+      } catch (error) {
+        lastError = error;
+        if (error instanceof LedgerbusError && !error.retriable && error.code !== ErrorCode.ConnectionClosed)
+          throw error;
+      }
+    }
+    throw lastError instanceof Error
+      ? lastError
+      : new LedgerbusError(ErrorCode.ConnectionClosed, `no replica of ${group} reachable`, {
+          retriable: true,
+        });
+  }
+
+  /** Serves a request another node forwarded for one of its organization's connectors. */
+  forwarded(body: CborValue): Promise<CborValue> | CborValue {
+    const request = record(body);
+    const method = request['method'];
+    const organization = request['organization'];
+    if (
+      typeof method !== 'string' ||
+      !(forwardable as readonly string[]).includes(method) ||
+      typeof organization !== 'string'
+    ) {
+      throw new LedgerbusError(ErrorCode.SchemaMismatch, 'clientForward needs a method and an organization');
+    }
+    const group = record(request['body'] ?? null)['group'];
+    if (typeof group !== 'string' || !this.options.replicas.has(group)) {
+      throw new LedgerbusError(
+        ErrorCode.WrongGroup,
+        `node ${this.options.nodeId} does not host ${String(group)}`,
+        {
+          retriable: true,
+        },
+      );
+    }
+    return this.local(method as ForwardableMethod, organization, record(request['body'] ?? null));
+  }
+
+  private local(method: ForwardableMethod, organization: string, body: Body): Promise<CborValue> | CborValue {
+    switch (method) {
+      case 'publish':
+        return this.publish(body);
+      case 'poll':
+        return this.poll(organization, body);
+      case 'message':
+        return this.message(organization, body);
+      case 'receipt':
+        return this.receipt(organization, body);
+    }
   }
 
   /** Handlers another node may call (on a bulk connection of its own). */
@@ -156,7 +239,13 @@ export class ClientService {
       connections: list.length,
       busy: list.filter((entry) => entry.busy).length,
     }));
-    return { node: this.options.nodeId, partitions, peers: this.options.mesh.connected(), serving };
+    return {
+      node: this.options.nodeId,
+      partitions,
+      peers: this.options.mesh.connected(),
+      serving,
+      groups: this.options.registryHost.groupStatus(),
+    };
   }
 
   private async poll(organization: string, body: Body): Promise<CborValue> {
@@ -271,11 +360,14 @@ export class ClientService {
     const group = field(body, 'group', isString, 'a partition id');
     const fetchBytes = field(body, 'fetchRequest', isBytes, 'a signed fetch request');
     const request = this.checkFetch(organization, group, fetchBytes);
-    const view = this.visibleMessage(request.requester, group, request.id, true);
+    const view = await this.recipientView(request.requester, group, request.id);
     this.options.logger.info(
       { id: request.id, requester: request.requester, sender: view.sender },
       'serving a payload',
     );
+    // The sender's connector may serve through this very node (its own, or a sponsor's).
+    if ((this.serving.get(view.sender)?.length ?? 0) > 0)
+      return this.fromLocalConnector(view.sender, group, fetchBytes);
     const senderNode = this.options.registry.nodes().find((node) => node.organization === view.sender);
     if (senderNode === undefined) {
       throw new LedgerbusError(
@@ -304,16 +396,35 @@ export class ClientService {
     }
   }
 
-  private relayPayload(nodeId: string, body: Body): Promise<ReturnType<typeof rpcStream>> {
+  private async relayPayload(nodeId: string, body: Body): Promise<ReturnType<typeof rpcStream>> {
     const group = field(body, 'group', isString, 'a partition id');
     const fetchBytes = field(body, 'fetchRequest', isBytes, 'a signed fetch request');
     const request = this.checkFetch(undefined, group, fetchBytes);
-    const view = this.visibleMessage(request.requester, group, request.id, true);
+    const view = await this.recipientView(request.requester, group, request.id);
     this.options.logger.info(
       { from: nodeId, id: request.id, requester: request.requester },
       'relaying a payload',
     );
     return this.fromLocalConnector(view.sender, group, fetchBytes);
+  }
+
+  /**
+   * The sender of message `id` if `requester` is one of its recipients, from committed state: this
+   * node's own replica of the partition, or else a replica node's answer for the requester.
+   */
+  private async recipientView(requester: string, group: string, id: string): Promise<{ sender: string }> {
+    if (this.options.replicas.has(group)) return this.visibleMessage(requester, group, id, true);
+    const answer = record(await this.hostedOrForward('message', requester, { group, id }));
+    const recipients = Array.isArray(answer['recipients']) ? answer['recipients'] : [];
+    const isRecipient = recipients.some((recipient) => record(recipient)['organization'] === requester);
+    if (!isRecipient || typeof answer['sender'] !== 'string') {
+      this.options.logger.warn(
+        { organization: requester, id, group },
+        'refused access to a message by a non-recipient',
+      );
+      throw new LedgerbusError(ErrorCode.NotRecipient, `${requester} is not a recipient of message ${id}`);
+    }
+    return { sender: answer['sender'] };
   }
 
   private checkFetch(organization: string | undefined, group: string, bytes: Uint8Array): FetchRequest {

@@ -13,7 +13,10 @@ import type { SigningKeyPair } from '../crypto/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { listenFramed, RpcPeer } from '../net/index.js';
 import type { FramedServer } from '../net/index.js';
-import type { NetworkRegistry, NodeInfo } from '../registry/genesis.js';
+import type { CborValue } from '../codec/index.js';
+import type { GenesisRegistry, NodeInfo } from '../registry/genesis.js';
+import type { LiveRegistry } from '../registry/live-registry.js';
+import { RegistryHost } from './registry-host.js';
 import { loadGenesisRegistry, loadNodeConfig } from './config.js';
 import type { NodeConfig } from './config.js';
 import { ClientService } from './client-service.js';
@@ -25,7 +28,8 @@ import { createLogger } from './logger.js';
 export interface NodeOptions {
   readonly nodeId: string;
   readonly key: SigningKeyPair;
-  readonly registry: NetworkRegistry;
+  /** Genesis bootstraps __system; the live registry follows the Raft layer from there. */
+  readonly registry: GenesisRegistry;
   readonly dataDirectory: string;
   readonly listenHost?: string;
   readonly listenPort?: number;
@@ -35,45 +39,109 @@ export interface NodeOptions {
 
 export class LedgerbusNode {
   readonly replicas = new Map<string, PartitionReplica>();
+  readonly registryHost: RegistryHost;
   private server: FramedServer | undefined;
   private readonly mesh: PeerMesh;
   private readonly clients: ClientService;
   private ticker: NodeJS.Timeout | undefined;
   private readonly self: NodeInfo;
+  private readonly registry: LiveRegistry;
 
   constructor(private readonly options: NodeOptions) {
     const self = options.registry.node(options.nodeId);
     if (self === undefined)
       throw new LedgerbusError(ErrorCode.BadConfig, `nodeId ${options.nodeId} is not in genesis`);
     this.self = self;
+    this.registryHost = new RegistryHost({
+      selfNodeId: options.nodeId,
+      genesis: options.registry.genesis,
+      dataDirectory: options.dataDirectory,
+      logger: options.logger,
+      // The mesh is built next; the Raft layer only sends once the node runs.
+      sendRaft: (nodeId, groupId, bytes) => this.mesh.sendRaft(nodeId, groupId, bytes),
+      requestPeer: (nodeId, method, body) => this.mesh.request(nodeId, method, body),
+      localBlocks: (groupId, from, count) => this.replicas.get(groupId)?.encodedBlocks(from, count),
+    });
+    this.registry = this.registryHost.registry;
     this.mesh = new PeerMesh({
       selfId: options.nodeId,
       key: options.key,
-      registry: options.registry,
+      registry: this.registry,
       logger: options.logger,
       onConsensus: (groupId, bytes) => this.replicas.get(groupId)?.receive(bytes),
       onForwardedRequest: (groupId, bytes) => this.replicas.get(groupId)?.receiveForwarded(bytes),
+      onRaft: (groupId, bytes) => this.registryHost.receive(groupId, bytes),
+      handlers: {
+        raftPropose: async (body) => {
+          const record = body as Record<string, CborValue>;
+          const group = record['group'];
+          const data = record['data'];
+          if (typeof group !== 'string' || !(data instanceof Uint8Array)) {
+            throw new LedgerbusError(ErrorCode.SchemaMismatch, 'raftPropose needs group and data');
+          }
+          const { index, result } = await this.registryHost.propose(group, data, false);
+          return { index, result };
+        },
+        clientForward: (body) => this.clients.forwarded(body),
+        blocks: (body) => {
+          const record = body as Record<string, CborValue>;
+          const group = record['group'];
+          const from = record['from'];
+          const count = record['count'];
+          if (typeof group !== 'string' || typeof from !== 'number' || typeof count !== 'number') {
+            throw new LedgerbusError(ErrorCode.SchemaMismatch, 'blocks needs group, from and count');
+          }
+          return { blocks: this.replicas.get(group)?.encodedBlocks(from, Math.min(count, 256)) ?? [] };
+        },
+      },
     });
-    for (const partition of options.registry.partitions()) {
-      if (!partition.replicas.includes(options.nodeId)) continue;
-      const replica = new PartitionReplica({
-        partition,
-        registry: options.registry,
-        selfNodeId: options.nodeId,
-        key: options.key,
-        dataDirectory: options.dataDirectory,
-        sendTo: (nodeId, bytes) => this.mesh.sendConsensus(nodeId, partition.groupId, bytes),
-        log: (level, message, fields) => options.logger[level](fields ?? {}, message),
-      });
-      this.replicas.set(partition.groupId, replica);
-    }
+    this.openPartitions();
+    this.registryHost.onChange(() => this.openPartitions());
+    this.registryHost.onAdvance(() => {
+      for (const replica of this.replicas.values()) replica.resume();
+    });
     this.clients = new ClientService({
       nodeId: options.nodeId,
-      registry: options.registry,
+      registry: this.registry,
+      registryHost: this.registryHost,
       replicas: this.replicas,
       mesh: this.mesh,
       logger: options.logger,
     });
+  }
+
+  /**
+   * Starts a replica for every partition the registry assigns to this node and that it does not
+   * host yet: at start, and whenever a topic is created or partitions are added.
+   */
+  private openPartitions(): void {
+    for (const partition of this.registry.partitions()) {
+      if (!partition.replicas.includes(this.options.nodeId)) continue;
+      const existing = this.replicas.get(partition.groupId);
+      if (existing !== undefined) {
+        if (existing.partition.configEpoch === partition.configEpoch) continue;
+        // A replica-set change is a new epoch of the group: the old replica stops, its ledger stays.
+        this.options.logger.warn(
+          { partition: partition.groupId, from: existing.partition.configEpoch, to: partition.configEpoch },
+          'partition epoch changed; replica set reconfiguration needs a restart of this node',
+        );
+        continue;
+      }
+      const replica = new PartitionReplica({
+        partition,
+        registry: this.registry,
+        registryAt: (systemIndex, topicIndex) =>
+          this.registryHost.registryAt(partition.topic, systemIndex, topicIndex),
+        registryIndexes: () => this.registryHost.indexes(partition.topic),
+        selfNodeId: this.options.nodeId,
+        key: this.options.key,
+        dataDirectory: this.options.dataDirectory,
+        sendTo: (nodeId, bytes) => this.mesh.sendConsensus(nodeId, partition.groupId, bytes),
+        log: (level, message, fields) => this.options.logger[level](fields ?? {}, message),
+      });
+      this.replicas.set(partition.groupId, replica);
+      this.options.logger.info({ partition: partition.groupId }, 'partition replica started');
+    }
   }
 
   get port(): number {
@@ -82,7 +150,7 @@ export class LedgerbusNode {
 
   async start(): Promise<void> {
     const self = this.self;
-    const registry = this.options.registry;
+    const registry = this.registry;
     this.server = await listenFramed({
       host: this.options.listenHost ?? self.host,
       port: this.options.listenPort ?? self.port,
@@ -106,9 +174,11 @@ export class LedgerbusNode {
       },
     });
     this.mesh.start();
+    this.registryHost.start();
     const tickMs = this.options.tickMs ?? 10;
     this.ticker = setInterval(() => {
       const now = Date.now();
+      this.registryHost.tick();
       for (const replica of this.replicas.values()) replica.tick(now);
     }, tickMs);
     this.options.logger.info(
@@ -123,6 +193,7 @@ export class LedgerbusNode {
     this.mesh.close();
     await this.server?.close();
     for (const replica of this.replicas.values()) replica.close();
+    this.registryHost.close();
   }
 }
 

@@ -18,14 +18,19 @@ import type { ReplicaHost } from '../consensus/pbft/driver.js';
 import type {
   CertifiedBlock,
   CertifiedHeader,
+  CommittedBatch,
   PbftConfig,
   PbftCrypto,
   PbftReady,
   PersistOp,
+  Proposal,
+  RegistryIndexes,
 } from '../consensus/pbft/types.js';
 import { toHex } from '../codec/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
+import { encodeBlock } from '../ledger/block.js';
 import type { Block } from '../ledger/block.js';
+import type { Registry } from '../contracts/registry.js';
 import type { NetworkRegistry, PartitionInfo } from '../registry/genesis.js';
 import { LayeredContractState, PartitionDatabase } from './partition-database.js';
 
@@ -39,6 +44,13 @@ export interface CommittedRequest {
 export interface PartitionReplicaOptions {
   readonly partition: PartitionInfo;
   readonly registry: NetworkRegistry;
+  /**
+   * The registry a batch executes against, at the __system and topic indexes it names; undefined
+   * while this node has not applied them (the batch waits). Without it, `registry` is used as is.
+   */
+  readonly registryAt?: (systemIndex: number, topicIndex: number) => Registry | undefined;
+  /** The registry indexes this node has applied, which the primary names in its proposals. */
+  readonly registryIndexes?: () => RegistryIndexes;
   readonly selfNodeId: string;
   readonly key: SigningKeyPair;
   readonly dataDirectory: string;
@@ -71,6 +83,8 @@ export class PartitionReplica {
   private readonly waiters = new Map<string, Waiter[]>();
   private readonly blockListeners = new Set<(block: Block, events: readonly SdtEvent[]) => void>();
   private pendingPersist: PersistOp[] = [];
+  /** Committed batches waiting for this node to apply the registry indexes they name, in order. */
+  private readonly held: CommittedBatch[] = [];
   private readonly host: ReplicaHost;
   private readonly commitTimeoutMs: number;
   private closed = false;
@@ -132,7 +146,12 @@ export class PartitionReplica {
       alreadyCommitted: (request, seq) => this.answerFromLedger(request, seq),
       execute: (batch) => {
         this.flushPersist();
-        return this.execute(batch.seq, batch.proposal.timestamp, batch.proposal.requests);
+        const registry = this.held.length > 0 ? undefined : this.registryFor(batch.proposal);
+        if (registry === undefined) {
+          this.held.push(batch);
+          return undefined;
+        }
+        return this.execute(batch.seq, batch.proposal.timestamp, batch.proposal.requests, registry);
       },
       // Duplicates and stale messages are routine (retransmission, forwarding): not worth a warning.
       rejected: (code, reason) =>
@@ -161,7 +180,45 @@ export class PartitionReplica {
   }
 
   tick(now: number): void {
-    this.drive(() => this.core.step({ kind: 'tick', now }));
+    const registry = this.options.registryIndexes?.();
+    this.drive(() =>
+      this.core.step(registry === undefined ? { kind: 'tick', now } : { kind: 'tick', now, registry }),
+    );
+  }
+
+  /** Executes held batches whose registry indexes this node has now applied. */
+  resume(): void {
+    if (this.closed) return;
+    while (this.held.length > 0) {
+      const batch = this.held[0]!;
+      const registry = this.registryFor(batch.proposal);
+      if (registry === undefined) return;
+      this.held.shift();
+      const resultsRoot = this.execute(
+        batch.seq,
+        batch.proposal.timestamp,
+        batch.proposal.requests,
+        registry,
+      );
+      this.drive(() => this.core.step({ kind: 'executed', seq: batch.seq, resultsRoot }));
+    }
+  }
+
+  /** Batches committed but waiting for the registry (see `registryAt`). */
+  get heldBatches(): number {
+    return this.held.length;
+  }
+
+  /** Encoded certified blocks from `fromHeight`, at most `count` (the global ledger's replication). */
+  encodedBlocks(fromHeight: number, count: number): Uint8Array[] {
+    return this.database.blocks
+      .range(fromHeight, fromHeight + count - 1, count)
+      .map((block) => encodeBlock(block));
+  }
+
+  private registryFor(proposal: Proposal): Registry | undefined {
+    if (this.options.registryAt === undefined) return this.options.registry;
+    return this.options.registryAt(proposal.systemIndex ?? 0, proposal.topicIndex ?? 0);
   }
 
   /** A consensus message from another replica. */
@@ -256,7 +313,12 @@ export class PartitionReplica {
     }
   }
 
-  private execute(height: number, timestamp: number, requests: readonly Uint8Array[]): Uint8Array {
+  private execute(
+    height: number,
+    timestamp: number,
+    requests: readonly Uint8Array[],
+    registry: Registry,
+  ): Uint8Array {
     // The core verified every request's encoding and signature before it could be committed.
     const operations = requests.map(
       (bytes) => decodeClientRequest(bytes, messageLimits.requestBytesMax).operation,
@@ -268,7 +330,7 @@ export class PartitionReplica {
         configEpoch: this.partition.configEpoch,
         height,
         timestamp,
-        registry: this.options.registry,
+        registry,
       },
       operations,
     );

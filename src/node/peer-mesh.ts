@@ -9,6 +9,7 @@
 import type { CborValue } from '../codec/index.js';
 import type { SigningKeyPair } from '../crypto/index.js';
 import { RpcPeer, connectFramed } from '../net/index.js';
+import { ErrorCode, LedgerbusError } from '../errors.js';
 import type { NetworkRegistry } from '../registry/genesis.js';
 import type { Logger } from './logger.js';
 
@@ -19,11 +20,18 @@ export interface PeerMeshOptions {
   readonly logger: Logger;
   readonly onConsensus: (groupId: string, bytes: Uint8Array) => void;
   readonly onForwardedRequest: (groupId: string, bytes: Uint8Array) => void;
+  /** Raft messages of the registry groups (__system, topic groups). */
+  readonly onRaft: (groupId: string, bytes: Uint8Array) => void;
+  /** Request handlers another node may call over the consensus link. */
+  readonly handlers?: Readonly<
+    Record<string, (body: CborValue, peerId: string) => Promise<CborValue> | CborValue>
+  >;
   readonly redialMs?: number;
 }
 
 const consensusChannel = 'pbft';
 const requestChannel = 'request';
+const raftChannel = 'raft';
 
 export class PeerMesh {
   private readonly links = new Map<string, RpcPeer>();
@@ -38,14 +46,13 @@ export class PeerMesh {
     return this.options.key;
   }
 
-  /** Peers this node must share a consensus link with: the replicas of any group it hosts. */
+  /** Every other registered node: all of them follow __system, so every pair shares a link. */
   private peers(): string[] {
-    const peers = new Set<string>();
-    for (const partition of this.options.registry.partitions()) {
-      if (!partition.replicas.includes(this.options.selfId)) continue;
-      for (const replica of partition.replicas) if (replica !== this.options.selfId) peers.add(replica);
-    }
-    return [...peers].sort();
+    return this.options.registry
+      .nodes()
+      .map((node) => node.id)
+      .filter((id) => id !== this.options.selfId)
+      .sort();
   }
 
   start(): void {
@@ -77,6 +84,19 @@ export class PeerMesh {
     this.links.get(nodeId)?.notify(consensusChannel, { group: groupId, bytes });
   }
 
+  sendRaft(nodeId: string, groupId: string, bytes: Uint8Array): void {
+    this.links.get(nodeId)?.notify(raftChannel, { group: groupId, bytes });
+  }
+
+  /** A request to another node over its consensus link; fails at once if there is none. */
+  async request(nodeId: string, method: string, body: CborValue): Promise<CborValue> {
+    const link = this.links.get(nodeId);
+    if (link === undefined) {
+      throw new LedgerbusError(ErrorCode.ConnectionClosed, `no link to node ${nodeId}`, { retriable: true });
+    }
+    return link.request(method, body);
+  }
+
   forwardRequest(nodeId: string, groupId: string, bytes: Uint8Array): void {
     this.links.get(nodeId)?.notify(requestChannel, { group: groupId, bytes });
   }
@@ -105,7 +125,7 @@ export class PeerMesh {
         expectedPublicKey: node.publicKey,
         timeoutMs: 2_000,
       });
-      const peer = new RpcPeer(connection, { requestTimeoutMs: 5_000 });
+      const peer = new RpcPeer(connection, { requestTimeoutMs: 30_000 });
       await peer.request('hello', { purpose: 'consensus', from: this.options.selfId });
       if (this.closed) peer.close();
       else this.adopt(peerId, peer);
@@ -125,6 +145,13 @@ export class PeerMesh {
       const message = unpack(body);
       if (message !== undefined) this.options.onConsensus(message.group, message.bytes);
     });
+    peer.onNotify(raftChannel, (body) => {
+      const message = unpack(body);
+      if (message !== undefined) this.options.onRaft(message.group, message.bytes);
+    });
+    for (const [method, handler] of Object.entries(this.options.handlers ?? {})) {
+      peer.handle(method, (body) => handler(body, peerId));
+    }
     peer.onNotify(requestChannel, (body) => {
       const message = unpack(body);
       if (message !== undefined) this.options.onForwardedRequest(message.group, message.bytes);

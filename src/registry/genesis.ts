@@ -13,6 +13,7 @@ import type { Infer } from '../codec/index.js';
 import { partitionGroupId, validateTopicPolicy } from '../contracts/registry.js';
 import type { Organization, Registry, Topic } from '../contracts/registry.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import type { GroupMembership } from '../ledger/block.js';
 
 const hexKey32 = t.string({ pattern: /^[0-9a-f]{64}$/ });
 const identifier = t.string({ minLength: 1, maxLength: 128, pattern: /^[a-zA-Z0-9._-]+$/ });
@@ -97,6 +98,8 @@ export interface NetworkRegistry extends Registry {
   topics(): readonly Topic[];
   partition(groupId: string): PartitionInfo | undefined;
   partitions(): readonly PartitionInfo[];
+  /** The replica keys of `groupId` at `configEpoch` (any epoch it ever had), for certificates. */
+  membership(groupId: string, configEpoch: number): GroupMembership | undefined;
 }
 
 function badConfig(message: string): LedgerbusError {
@@ -268,5 +271,16 @@ export class GenesisRegistry implements NetworkRegistry {
   }
   partitions(): readonly PartitionInfo[] {
     return [...this.partitionsById.values()];
+  }
+  membership(groupId: string, configEpoch: number): GroupMembership | undefined {
+    const partition = this.partitionsById.get(groupId);
+    if (partition === undefined || partition.configEpoch !== configEpoch) return undefined;
+    const members = new Map<string, Uint8Array>();
+    for (const replica of partition.replicas) {
+      const node = this.nodesById.get(replica);
+      if (node === undefined) return undefined;
+      members.set(replica, node.publicKey);
+    }
+    return { partitionId: groupId, configEpoch, members };
   }
 }

@@ -27,8 +27,12 @@ export interface ReplicaHost {
   encodeBlocks(blocks: readonly TransferredBlock[]): Uint8Array;
   /** A client asked again for a request committed at `seq`: answer it from the ledger. */
   alreadyCommitted(request: Uint8Array, seq: number): void;
-  /** Executes a committed batch deterministically and returns its results root. */
-  execute(batch: CommittedBatch): Uint8Array;
+  /**
+   * Executes a committed batch deterministically and returns its results root. A host that cannot
+   * execute it yet (its registry has not reached the indexes the batch names) returns undefined,
+   * keeps this batch and every later one in order, and steps `executed` for each itself later.
+   */
+  execute(batch: CommittedBatch): Uint8Array | undefined;
   /** Optional: observe rejected input (metrics, logs). */
   rejected?(code: string, reason: string): void;
 }
@@ -50,6 +54,7 @@ export function applyReady(host: ReplicaHost, ready: PbftReady): void {
   for (const rejection of ready.rejected) host.rejected?.(rejection.code, rejection.reason);
   for (const batch of ready.commit) {
     const resultsRoot = host.execute(batch);
+    if (resultsRoot === undefined) continue;
     applyReady(host, host.step({ kind: 'executed', seq: batch.seq, resultsRoot }));
   }
 }

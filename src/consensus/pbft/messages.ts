@@ -51,6 +51,8 @@ const proposalSchema = t.record({
   requests: t.array(t.bytes({ maxLength: messageLimits.requestBytesMax }), {
     maxItems: messageLimits.requestsPerProposalMax,
   }),
+  systemIndex: t.optional(t.uint()),
+  topicIndex: t.optional(t.uint()),
 });
 
 const certificateSignatureSchema = t.record({ signer: id, signature });
@@ -212,6 +214,8 @@ function proposalToCbor(proposal: Proposal): CborValue {
     proposer: proposal.proposer,
     timestamp: proposal.timestamp,
     requests: [...proposal.requests],
+    ...(proposal.systemIndex === undefined ? {} : { systemIndex: proposal.systemIndex }),
+    ...(proposal.topicIndex === undefined ? {} : { topicIndex: proposal.topicIndex }),
   };
 }
 

@@ -59,6 +59,7 @@ import type {
   PbftReady,
   PbftRestore,
   Proposal,
+  RegistryIndexes,
 } from './types.js';
 
 const ZERO_HASH = new Uint8Array(32);
@@ -246,6 +247,7 @@ export class PbftReplica {
     try {
       switch (input.kind) {
         case 'tick':
+          if (input.registry !== undefined) this.registry = input.registry;
           this.onTick(input.now);
           break;
         case 'message':
@@ -271,6 +273,15 @@ export class PbftReplica {
   }
 
   // ---- inputs ----
+
+  /** The registry indexes the driver last reported; named in this replica's proposals. */
+  private registry: RegistryIndexes | undefined;
+
+  private registryFields(): { systemIndex?: number; topicIndex?: number } {
+    return this.registry === undefined
+      ? {}
+      : { systemIndex: this.registry.system, topicIndex: this.registry.topic };
+  }
 
   private onTick(now: number): void {
     this.ticks += 1;
@@ -468,6 +479,7 @@ export class PbftReplica {
       proposer: this.selfId,
       timestamp: this.now,
       requests,
+      ...this.registryFields(),
     };
     this.sendPrePrepare(seq, proposal);
   }
@@ -509,6 +521,22 @@ export class PbftReplica {
     });
   }
 
+  /** A fresh proposal must name the registry, and not one staler than `registryLagMax` (see PbftConfig). */
+  private checkRegistryIndexes(proposal: Proposal): void {
+    if (this.registry === undefined) return;
+    const { systemIndex, topicIndex } = proposal;
+    if (systemIndex === undefined || topicIndex === undefined) {
+      throw new LedgerbusError(ErrorCode.WrongDigest, 'proposal does not name the registry indexes');
+    }
+    const lag = this.config.registryLagMax ?? 64;
+    if (systemIndex + lag < this.registry.system || topicIndex + lag < this.registry.topic) {
+      throw new LedgerbusError(
+        ErrorCode.WrongDigest,
+        `proposal names registry ${systemIndex}/${topicIndex}, staler than ${this.registry.system}/${this.registry.topic} allows`,
+      );
+    }
+  }
+
   /**
    * Checks a proposal carried by a pre-prepare: its digest, its origin and every request in it.
    * A fresh proposal must name the pre-prepare's own view and primary; one re-proposed in a new view
@@ -527,6 +555,7 @@ export class PbftReplica {
       if (proposal.timestamp > this.now + this.config.clockSkewMaxMs) {
         throw new LedgerbusError(ErrorCode.ClockSkew, 'proposal timestamp is too far in the future');
       }
+      this.checkRegistryIndexes(proposal);
     }
     if (proposal.requests.length > this.config.batchRequestsMax) {
       throw new LedgerbusError(ErrorCode.Oversize, 'proposal has more requests than batchRequestsMax');
@@ -709,6 +738,8 @@ export class PbftReplica {
       timestamp: proposal.timestamp,
       view: proposal.view,
       proposer: proposal.proposer,
+      ...(proposal.systemIndex === undefined ? {} : { systemIndex: proposal.systemIndex }),
+      ...(proposal.topicIndex === undefined ? {} : { topicIndex: proposal.topicIndex }),
     };
     const hash = headerHash(this.crypto, header);
     if (batch.certified !== undefined && !sameBytes(hash, headerHash(this.crypto, batch.certified.header))) {
@@ -1045,6 +1076,7 @@ export class PbftReplica {
         proposer: this.selfId,
         timestamp: this.now,
         requests: [],
+        ...this.registryFields(),
       };
       const digest = proposalDigest(this.crypto, proposal);
       return this.sign({ type: 'pre-prepare', view: this.viewNumber, seq: entry.seq, digest, proposal });
@@ -1308,6 +1340,8 @@ export class PbftReplica {
         proposer: header.proposer,
         timestamp: header.timestamp,
         requests: block.requests,
+        ...(header.systemIndex === undefined ? {} : { systemIndex: header.systemIndex }),
+        ...(header.topicIndex === undefined ? {} : { topicIndex: header.topicIndex }),
       };
       transfer.push({ ...block.certified, proposal });
       previousHash = hash;

@@ -43,6 +43,12 @@ export interface PbftConfig {
   readonly clockSkewMaxMs: number;
   /** Blocks sent in one state-transfer reply. */
   readonly fetchBlocksMax: number;
+  /**
+   * A backup refuses a fresh proposal naming a registry index more than this far behind the one it
+   * has applied itself, so a faulty primary cannot execute batches against a stale registry (say,
+   * from before an organization was suspended). Default 64.
+   */
+  readonly registryLagMax?: number;
 }
 
 /** Signing and hashing, injected so the core stays pure and the simulator can run fast. */
@@ -64,6 +70,15 @@ export interface Proposal {
   readonly timestamp: number;
   /** Encoded, client-signed requests, in order. These are the block's transactions. */
   readonly requests: readonly Uint8Array[];
+  /** Registry indexes the batch executes against (see BlockHeader); copied into the header. */
+  readonly systemIndex?: number;
+  readonly topicIndex?: number;
+}
+
+/** The registry indexes a driver has applied, fed with ticks; the primary names them in proposals. */
+export interface RegistryIndexes {
+  readonly system: number;
+  readonly topic: number;
 }
 
 /** The ledger's block header; its height equals the PBFT sequence number. */
@@ -82,7 +97,7 @@ export interface CertifiedBlock extends CertifiedHeader {
 
 export type PbftInput =
   /** One unit of logical time; `now` is the driver's clock in ms, used only to stamp and check proposals. */
-  | { readonly kind: 'tick'; readonly now: number }
+  | { readonly kind: 'tick'; readonly now: number; readonly registry?: RegistryIndexes }
   /** A message from another replica, as received on the wire. */
   | { readonly kind: 'message'; readonly bytes: Uint8Array }
   /** A client request, as received on the wire. */

@@ -1,0 +1,263 @@
+/**
+ * The connector's side of the Raft layer: it keeps the organization's view of the registry current
+ * (from its own node, which it trusts as it trusts its own keys), and turns an application's admin
+ * request into a signed admin transaction — filling in what a person should not have to type:
+ * replica assignment, replica keys, the full ACL lists, the rest of a policy.
+ */
+import { randomBytes } from 'node:crypto';
+import type { CborValue } from '../codec/index.js';
+import { bytesEqual, encodeWith, fromHex, toHex } from '../codec/index.js';
+import type { SigningKeyPair } from '../crypto/index.js';
+import { partitionGroupId } from '../contracts/registry.js';
+import { ErrorCode, LedgerbusError } from '../errors.js';
+import {
+  SYSTEM_GROUP,
+  adminTransactionSchema,
+  signAdminTransaction,
+  topicGroupId,
+} from '../registry/admin-transactions.js';
+import type { AdminAction, ReplicaRecord } from '../registry/admin-transactions.js';
+import { DEFAULT_REPLICATION_FACTOR, DEFAULT_TOPIC_POLICY, assignReplicas } from '../registry/assignment.js';
+import type { LiveRegistry } from '../registry/live-registry.js';
+import { RegistryView } from '../registry/registry-view.js';
+import type {
+  AdminActionInput,
+  AdminResult,
+  OrganizationDescription,
+  TopicDescription,
+  TopicPolicyInput,
+} from './api-types.js';
+
+export interface ConnectorAdminOptions {
+  readonly organization: string;
+  readonly signingKey: SigningKeyPair;
+  readonly registry: LiveRegistry;
+  /** A request to the organization's node over the control connection. */
+  readonly request: (method: string, body: CborValue) => Promise<CborValue>;
+}
+
+interface GroupStatus {
+  readonly group: string;
+  readonly leader: string;
+}
+
+export class ConnectorAdmin {
+  private groups: GroupStatus[] = [];
+  private globalHeads = new Map<string, Record<string, number>>();
+
+  constructor(private readonly options: ConnectorAdminOptions) {}
+
+  /** Fetches the node's current registry; returns true if it changed. */
+  async sync(): Promise<boolean> {
+    const reply = (await this.options.request('registry', {})) as Record<string, CborValue>;
+    const bytes = reply['registry'];
+    if (!(bytes instanceof Uint8Array))
+      throw new LedgerbusError(ErrorCode.RemoteError, 'registry reply lacks the registry');
+    const view = RegistryView.decode(bytes);
+    this.groups = ((reply['groups'] as Record<string, CborValue>[] | undefined) ?? []).map((group) => ({
+      group: String(group['group']),
+      leader: String(group['leader'] ?? ''),
+    }));
+    this.globalHeads = new Map(
+      ((reply['globalHeads'] as Record<string, CborValue>[] | undefined) ?? []).map((entry) => [
+        String(entry['topic']),
+        entry['heads'] as Record<string, number>,
+      ]),
+    );
+    const changed = !bytesEqual(view.encode(), this.options.registry.current.encode());
+    if (changed) this.options.registry.update(view);
+    return changed;
+  }
+
+  async admin(input: AdminActionInput): Promise<AdminResult> {
+    await this.sync();
+    const { group, action } = this.action(input);
+    const transaction = signAdminTransaction(
+      {
+        group,
+        organization: this.options.organization,
+        nonce: randomBytes(16),
+        timestamp: Date.now(),
+        action,
+      },
+      this.options.signingKey,
+    );
+    return this.submit(encodeWith(adminTransactionSchema, transaction));
+  }
+
+  async submit(transaction: Uint8Array): Promise<AdminResult> {
+    const reply = (await this.options.request('admin', { transaction })) as Record<string, CborValue>;
+    const result = reply['result'] as Record<string, CborValue>;
+    const group = String(reply['group']);
+    const index = Number(reply['index']);
+    await this.sync();
+    if (result['status'] !== 'OK') {
+      const detail = typeof result['detail'] === 'string' ? `: ${result['detail']}` : '';
+      throw new LedgerbusError(ErrorCode.AdminRejected, `${String(result['reason'])}${detail}`);
+    }
+    return {
+      group,
+      index,
+      status: 'OK',
+      ...(typeof result['detail'] === 'string' ? { detail: result['detail'] } : {}),
+    };
+  }
+
+  async organizations(): Promise<OrganizationDescription[]> {
+    await this.sync();
+    return this.options.registry.current.toSnapshot().organizations.map((organization) => ({
+      id: organization.id,
+      roles: [...organization.roles],
+      status: organization.status,
+      signingKeys: organization.signingKeys.map((key) => toHex(key)),
+      encryptionKey: toHex(organization.encryptionKey),
+    }));
+  }
+
+  async topics(): Promise<TopicDescription[]> {
+    await this.sync();
+    return this.options.registry.topics().map((topic) => this.describe(topic.name));
+  }
+
+  async describeTopic(name: string): Promise<TopicDescription> {
+    await this.sync();
+    return this.describe(name);
+  }
+
+  private describe(name: string): TopicDescription {
+    const entry = this.options.registry.topicEntry(name);
+    if (entry === undefined) {
+      throw new LedgerbusError(
+        ErrorCode.TopicNotFound,
+        `no topic ${name}; create it with \`ledgerbus topic create ${name}\``,
+      );
+    }
+    const heads = this.globalHeads.get(name) ?? {};
+    return {
+      name,
+      owner: entry.config.owner,
+      partitions: entry.config.partitions.map((partition, index) => ({
+        partition: index,
+        group: partitionGroupId(name, index),
+        configEpoch: partition.configEpoch,
+        replicas: partition.replicas.map((replica) => replica.id),
+        globalHeight: heads[partitionGroupId(name, index)] ?? 0,
+      })),
+      producers: [...entry.config.producers],
+      consumers: [...entry.config.consumers],
+      policy: { ...entry.config.policy },
+      topicIndex: entry.topicIndex,
+      raft: {
+        voters: [...entry.voters],
+        learners: [...entry.learners],
+        leader: this.groups.find((group) => group.group === topicGroupId(name))?.leader ?? '',
+      },
+    };
+  }
+
+  private action(input: AdminActionInput): { group: string; action: AdminAction } {
+    switch (input.kind) {
+      case 'setOrganizationStatus':
+        return {
+          group: SYSTEM_GROUP,
+          action: { kind: 'setOrganizationStatus', organization: input.organization, status: input.status },
+        };
+      case 'createTopic': {
+        const replicas = this.assign(0, input.partitions, input.replicationFactor);
+        return {
+          group: SYSTEM_GROUP,
+          action: {
+            kind: 'createTopic',
+            name: input.name,
+            partitions: replicas,
+            producers: [...input.producers],
+            consumers: [...input.consumers],
+            policy: { ...DEFAULT_TOPIC_POLICY, ...input.policy },
+          },
+        };
+      }
+      case 'addPartitions': {
+        const current = this.requireTopic(input.topic).config.partitions.length;
+        if (!Number.isSafeInteger(input.count) || input.count <= current) {
+          throw new LedgerbusError(
+            ErrorCode.BadConfig,
+            `count is the new total and must exceed the current ${current} partitions of ${input.topic}`,
+          );
+        }
+        return {
+          group: topicGroupId(input.topic),
+          action: {
+            kind: 'addPartitions',
+            count: input.count,
+            replicas: this.assign(current, input.count - current, input.replicationFactor),
+          },
+        };
+      }
+      case 'setAcl':
+        this.requireTopic(input.topic);
+        return {
+          group: topicGroupId(input.topic),
+          action: { kind: 'setAcl', producers: [...input.producers], consumers: [...input.consumers] },
+        };
+      case 'setPolicy': {
+        const current = this.requireTopic(input.topic).config.policy;
+        return {
+          group: topicGroupId(input.topic),
+          action: { kind: 'setPolicy', policy: mergePolicy(current, input.policy) },
+        };
+      }
+      case 'setReplicas':
+        this.requireTopic(input.topic);
+        return {
+          group: topicGroupId(input.topic),
+          action: { kind: 'setReplicas', partition: input.partition, replicas: this.records(input.replicas) },
+        };
+      case 'registerNode':
+        return {
+          group: SYSTEM_GROUP,
+          action: {
+            kind: 'registerNode',
+            id: input.id,
+            publicKey: fromHex(input.publicKey),
+            address: input.address,
+          },
+        };
+      case 'bindKey':
+        return { group: SYSTEM_GROUP, action: { kind: 'bindKey', key: fromHex(input.key) } };
+      default:
+        throw new LedgerbusError(ErrorCode.SchemaMismatch, 'unknown admin action');
+    }
+  }
+
+  private requireTopic(name: string): NonNullable<ReturnType<LiveRegistry['topicEntry']>> {
+    const entry = this.options.registry.topicEntry(name);
+    if (entry === undefined) throw new LedgerbusError(ErrorCode.TopicNotFound, `no topic ${name}`);
+    return entry;
+  }
+
+  private assign(first: number, count: number, replicationFactor?: number): ReplicaRecord[][] {
+    const nodes = this.options.registry.nodes();
+    return assignReplicas(nodes, first, count, replicationFactor ?? DEFAULT_REPLICATION_FACTOR).map((ids) =>
+      this.records(ids),
+    );
+  }
+
+  private records(ids: readonly string[]): ReplicaRecord[] {
+    return ids.map((id) => {
+      const node = this.options.registry.node(id);
+      if (node === undefined) throw new LedgerbusError(ErrorCode.BadConfig, `no node ${id} in the registry`);
+      return { id, publicKey: node.publicKey };
+    });
+  }
+}
+
+function mergePolicy(
+  current: { messageBytesMax: number; ttlMs: number; payloadRetentionMs: number },
+  input: TopicPolicyInput,
+): { messageBytesMax: number; ttlMs: number; payloadRetentionMs: number } {
+  return {
+    messageBytesMax: input.messageBytesMax ?? current.messageBytesMax,
+    ttlMs: input.ttlMs ?? current.ttlMs,
+    payloadRetentionMs: input.payloadRetentionMs ?? current.payloadRetentionMs,
+  };
+}

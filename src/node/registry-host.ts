@@ -1,0 +1,485 @@
+/**
+ * The node's Raft layer (DESIGN §2): the __system group (every node a voter or a learner) and the
+ * groups of the topics this node takes part in, with their state machines, the live registry they
+ * make up, admin proposals (forwarded to the leader from any node), and the leader's duties — adding
+ * nodes that must follow a group as learners, and the global ledger's replication task (seed 001
+ * §4.3: list partitions; last replicated height of each; fetch newer certified blocks; propose).
+ */
+import type { CborValue } from '../codec/index.js';
+import { decodeWith } from '../codec/index.js';
+import type { Registry } from '../contracts/registry.js';
+import type { RegistryIndexes } from '../consensus/pbft/types.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import {
+  SYSTEM_GROUP,
+  adminTransactionSchema,
+  decodeRegistryResult,
+  encodeRegistryEntry,
+  topicGroupId,
+} from '../registry/admin-transactions.js';
+import type { RegistryResult } from '../registry/admin-transactions.js';
+import type { Genesis } from '../registry/genesis.js';
+import { LiveRegistry } from '../registry/live-registry.js';
+import { RegistryView } from '../registry/registry-view.js';
+import type { TopicEntry } from '../registry/registry-view.js';
+import { SystemStateMachine, raftVotersFrom } from '../registry/system-state.js';
+import type { SystemTopic } from '../registry/system-state.js';
+import { TopicStateMachine, contractTopic } from '../registry/topic-state.js';
+import { partitionGroupId } from '../contracts/registry.js';
+import { GlobalLedgerDatabase } from './global-ledger-database.js';
+import type { Logger } from './logger.js';
+import { RaftGroup } from './raft-group.js';
+
+export interface RegistryHostOptions {
+  readonly selfNodeId: string;
+  readonly genesis: Genesis;
+  readonly dataDirectory: string;
+  readonly logger: Logger;
+  readonly sendRaft: (nodeId: string, groupId: string, bytes: Uint8Array) => void;
+  /** A request to another node over its consensus link. */
+  readonly requestPeer: (nodeId: string, method: string, body: CborValue) => Promise<CborValue>;
+  /** Encoded certified blocks of a partition this node hosts, from `fromHeight`, or undefined. */
+  readonly localBlocks: (partition: string, fromHeight: number, count: number) => Uint8Array[] | undefined;
+  readonly electionTicks?: number;
+  /** How often the leader's replication task runs. Default 200 ms. */
+  readonly replicationIntervalMs?: number;
+}
+
+interface HostedTopic {
+  readonly machine: TopicStateMachine;
+  readonly group: RaftGroup;
+  readonly ledger: GlobalLedgerDatabase;
+}
+
+/** Blocks copied per proposal, and bytes, so an entry stays well inside the Raft entry limit. */
+const replicationBlocksMax = 64;
+const replicationBytesMax = 2 * 1024 * 1024;
+
+export class RegistryHost {
+  readonly registry: LiveRegistry;
+  readonly system: SystemStateMachine;
+  private readonly systemGroup: RaftGroup;
+  private readonly topics = new Map<string, HostedTopic>();
+  private readonly changeListeners = new Set<() => void>();
+  private readonly advanceListeners = new Set<() => void>();
+  private replicationTimer: NodeJS.Timeout | undefined;
+  private replicating = false;
+  private membershipChanging = new Set<string>();
+  private closed = false;
+
+  constructor(private readonly options: RegistryHostOptions) {
+    this.system = new SystemStateMachine(options.genesis);
+    this.registry = new LiveRegistry(this.buildView());
+    const genesisMembers = raftVotersFrom(options.genesis.nodes.map((node) => node.id));
+    this.systemGroup = new RaftGroup({
+      groupId: SYSTEM_GROUP,
+      selfNodeId: options.selfNodeId,
+      ...genesisMembers,
+      dataDirectory: options.dataDirectory,
+      stateMachine: this.system,
+      sendTo: (nodeId, bytes) => options.sendRaft(nodeId, SYSTEM_GROUP, bytes),
+      ...(options.electionTicks === undefined ? {} : { electionTicks: options.electionTicks }),
+      log: (level, message, fields) => options.logger[level]({ group: SYSTEM_GROUP, ...fields }, message),
+    });
+    this.system.onChange(() => this.refresh());
+    this.systemGroup.onApplied(() => {
+      for (const topic of this.topics.values()) topic.group.resume();
+      this.advanced();
+    });
+    this.refresh();
+  }
+
+  /** Called whenever any registry group applied more (partitions holding batches may go on). */
+  onAdvance(listener: () => void): () => void {
+    this.advanceListeners.add(listener);
+    return () => this.advanceListeners.delete(listener);
+  }
+
+  private advanced(): void {
+    for (const listener of this.advanceListeners) listener();
+  }
+
+  /** Called after the registry changed (a new version is in `registry`). */
+  onChange(listener: () => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  start(): void {
+    this.replicationTimer = setInterval(
+      () => void this.leaderDuties(),
+      this.options.replicationIntervalMs ?? 200,
+    );
+  }
+
+  tick(): void {
+    this.systemGroup.tick();
+    for (const topic of this.topics.values()) topic.group.tick();
+  }
+
+  receive(groupId: string, bytes: Uint8Array): void {
+    if (groupId === SYSTEM_GROUP) {
+      this.systemGroup.receive(bytes);
+      return;
+    }
+    if (!groupId.startsWith('topic:')) return;
+    const name = groupId.slice('topic:'.length);
+    // A leader adds the replicas of new partitions as learners: their first append creates the group.
+    const topic = this.topics.get(name) ?? this.openTopic(name);
+    topic?.group.receive(bytes);
+  }
+
+  // ---- what the PBFT partitions read ----
+
+  /** The registry indexes a partition of `topic` has applied, for its primary to name. */
+  indexes(topic: string): RegistryIndexes {
+    return { system: this.systemGroup.appliedIndex, topic: this.topics.get(topic)?.group.appliedIndex ?? 0 };
+  }
+
+  /**
+   * The registry a batch of `topic` executes against, at the indexes it names; undefined while this
+   * node has not applied them yet (the partition holds the batch until it has).
+   */
+  registryAt(topic: string, systemIndex: number, topicIndex: number): Registry | undefined {
+    const hosted = this.topics.get(topic);
+    if (this.systemGroup.appliedIndex < systemIndex) return undefined;
+    if (topicIndex > 0 && (hosted === undefined || hosted.group.appliedIndex < topicIndex)) return undefined;
+    const system = this.system.at(systemIndex);
+    const config = hosted?.machine.at(topicIndex).config ?? system.topics.get(topic)?.config;
+    const contract = config === undefined ? undefined : contractTopic(config);
+    return {
+      organization: (id) => system.organizations.get(id),
+      topic: (name) => (name === topic ? contract : undefined),
+    };
+  }
+
+  globalLedger(topic: string): GlobalLedgerDatabase | undefined {
+    return this.topics.get(topic)?.ledger;
+  }
+
+  topicMachine(topic: string): TopicStateMachine | undefined {
+    return this.topics.get(topic)?.machine;
+  }
+
+  groupStatus(): CborValue[] {
+    const groups: CborValue[] = [
+      { group: SYSTEM_GROUP, leader: this.systemGroup.leader ?? '', applied: this.systemGroup.appliedIndex },
+    ];
+    for (const [name, topic] of this.topics) {
+      groups.push({
+        group: topicGroupId(name),
+        leader: topic.group.leader ?? '',
+        applied: topic.group.appliedIndex,
+        held: topic.group.heldEntries,
+      });
+    }
+    return groups;
+  }
+
+  /** Leader of a group as this node knows it ('' when none is known). */
+  leaderOf(groupId: string): string {
+    if (groupId === SYSTEM_GROUP) return this.systemGroup.leader ?? '';
+    return this.topics.get(groupId.slice('topic:'.length))?.group.leader ?? '';
+  }
+
+  // ---- proposals ----
+
+  /**
+   * Submits a signed admin transaction: to __system or to its topic's group, on the leader (this
+   * node or, one hop away, the leader this node knows). Resolves with the state machine's result.
+   */
+  async submitAdmin(
+    transactionBytes: Uint8Array,
+  ): Promise<{ index: number; group: string; result: RegistryResult }> {
+    const transaction = decodeWith(adminTransactionSchema, transactionBytes, { maxBytes: 256 * 1024 });
+    const group = transaction.group;
+    const entry =
+      group === SYSTEM_GROUP
+        ? encodeRegistryEntry({ type: 'admin', transaction })
+        : encodeRegistryEntry({ type: 'admin', transaction, systemIndex: this.systemGroup.appliedIndex });
+    const { index, result } = await this.propose(group, entry, true);
+    return { index, group, result: decodeRegistryResult(result) };
+  }
+
+  /**
+   * Proposes on the group's leader; `forward` allows one hop: to the leader this node knows, or, when
+   * it knows none (it does not follow that topic's group), to the group's voters in turn.
+   */
+  async propose(
+    groupId: string,
+    data: Uint8Array,
+    forward: boolean,
+  ): Promise<{ index: number; result: Uint8Array }> {
+    const local = this.hostedGroup(groupId);
+    if (local !== undefined && (local.isLeader || !forward)) return local.propose(data);
+    if (!forward)
+      throw new LedgerbusError(ErrorCode.NotLeader, `this node does not follow ${groupId}`, {
+        retriable: true,
+      });
+    const known = local?.leader ?? null;
+    const candidates =
+      known !== null && known !== this.options.selfNodeId
+        ? [known]
+        : this.votersOf(groupId).filter((id) => id !== this.options.selfNodeId);
+    let lastError: unknown = new LedgerbusError(ErrorCode.NotLeader, `${groupId} has no leader yet; retry`, {
+      retriable: true,
+    });
+    for (const nodeId of candidates) {
+      try {
+        const reply = (await this.options.requestPeer(nodeId, 'raftPropose', {
+          group: groupId,
+          data,
+        })) as Record<string, CborValue>;
+        const index = reply['index'];
+        const result = reply['result'];
+        if (typeof index !== 'number' || !(result instanceof Uint8Array)) {
+          throw new LedgerbusError(ErrorCode.RemoteError, `node ${nodeId} answered raftPropose oddly`);
+        }
+        return { index, result };
+      } catch (error) {
+        lastError = error;
+        if (!isLedgerbusError(error) || !error.retriable) {
+          if (!isLedgerbusError(error, ErrorCode.ConnectionClosed)) throw error;
+        }
+      }
+    }
+    throw lastError;
+  }
+
+  private hostedGroup(groupId: string): RaftGroup | undefined {
+    if (groupId === SYSTEM_GROUP) return this.systemGroup;
+    if (groupId.startsWith('topic:')) return this.topics.get(groupId.slice('topic:'.length))?.group;
+    return undefined;
+  }
+
+  private votersOf(groupId: string): string[] {
+    if (groupId === SYSTEM_GROUP) return [...this.systemGroup.members.voters];
+    const topic = this.system.latest.topics.get(groupId.slice('topic:'.length));
+    if (topic === undefined)
+      throw new LedgerbusError(ErrorCode.TopicNotFound, `no topic for group ${groupId}`);
+    return [...topic.voters];
+  }
+
+  /** Waits until this node has applied `index` of `groupId` (read-your-writes after a proposal). */
+  async waitApplied(groupId: string, index: number, timeoutMs = 10_000): Promise<void> {
+    await this.hostedGroup(groupId)?.waitApplied(index, timeoutMs);
+  }
+
+  // ---- topics ----
+
+  private refresh(): void {
+    const view = this.system.latest;
+    for (const [name, topic] of view.topics) {
+      if (this.topics.has(name)) continue;
+      if (this.takesPart(topic)) this.openTopic(name);
+    }
+    for (const topic of this.topics.values()) topic.group.resume();
+    this.registry.update(this.buildView());
+    for (const listener of this.changeListeners) listener();
+  }
+
+  private takesPart(topic: SystemTopic): boolean {
+    const self = this.options.selfNodeId;
+    return (
+      topic.voters.includes(self) ||
+      topic.learners.includes(self) ||
+      topic.config.partitions.some((partition) => partition.replicas.some((replica) => replica.id === self))
+    );
+  }
+
+  private openTopic(name: string): HostedTopic | undefined {
+    if (this.closed) return undefined;
+    const topic = this.system.latest.topics.get(name);
+    if (topic === undefined) return undefined;
+    const ledger = GlobalLedgerDatabase.open(this.options.dataDirectory, name);
+    const machine = new TopicStateMachine(
+      topic,
+      { at: (index) => this.system.at(index), applied: () => this.systemGroup.appliedIndex },
+      ledger,
+    );
+    const groupId = topicGroupId(name);
+    // The state machine must be reachable before the group replays its log into it.
+    const hosted = { machine, ledger } as {
+      machine: TopicStateMachine;
+      ledger: GlobalLedgerDatabase;
+      group: RaftGroup;
+    };
+    machine.onChange(() => this.refreshSoon());
+    const group = new RaftGroup({
+      groupId,
+      selfNodeId: this.options.selfNodeId,
+      voters: topic.voters,
+      learners: topic.learners,
+      dataDirectory: this.options.dataDirectory,
+      stateMachine: machine,
+      sendTo: (nodeId, bytes) => this.options.sendRaft(nodeId, groupId, bytes),
+      ...(this.options.electionTicks === undefined ? {} : { electionTicks: this.options.electionTicks }),
+      log: (level, message, fields) => this.options.logger[level]({ group: groupId, ...fields }, message),
+    });
+    hosted.group = group;
+    group.onApplied(() => this.advanced());
+    this.topics.set(name, hosted);
+    this.options.logger.info({ topic: name, applied: group.appliedIndex }, 'topic group opened');
+    this.refreshSoon();
+    return hosted;
+  }
+
+  private refreshPending = false;
+
+  /** Topic changes arrive inside a Raft Ready; the registry is rebuilt once, right after. */
+  private refreshSoon(): void {
+    if (this.refreshPending) return;
+    this.refreshPending = true;
+    queueMicrotask(() => {
+      this.refreshPending = false;
+      if (!this.closed) this.refresh();
+    });
+  }
+
+  private buildView(): RegistryView {
+    const system = this.system.latest;
+    const entries: TopicEntry[] = [];
+    for (const [name, topic] of system.topics) {
+      const hosted = this.topics.get(name);
+      const latest = hosted?.machine.latest;
+      entries.push({
+        config: latest?.config ?? topic.config,
+        epochs: latest?.epochs ?? topic.config.partitions.map((partition) => [partition]),
+        topicIndex: hosted?.group.appliedIndex ?? 0,
+        voters: topic.voters,
+        learners: topic.learners,
+      });
+    }
+    return new RegistryView(system, entries);
+  }
+
+  // ---- leader duties ----
+
+  private async leaderDuties(): Promise<void> {
+    if (this.closed) return;
+    if (this.systemGroup.isLeader) {
+      await this.addLearners(SYSTEM_GROUP, this.systemGroup, [...this.system.latest.nodes.keys()]);
+    }
+    for (const [name, topic] of this.topics) {
+      if (!topic.group.isLeader) continue;
+      const replicas = topic.machine.latest.config.partitions.flatMap((partition) =>
+        partition.replicas.map((replica) => replica.id),
+      );
+      await this.addLearners(topicGroupId(name), topic.group, replicas);
+    }
+    if (this.replicating) return;
+    this.replicating = true;
+    try {
+      for (const [name, topic] of this.topics) {
+        if (topic.group.isLeader) await this.replicate(name, topic);
+      }
+    } finally {
+      this.replicating = false;
+    }
+  }
+
+  /** Makes every node that must follow a group a learner of it, one change at a time (thesis §4.1). */
+  private async addLearners(groupId: string, group: RaftGroup, required: readonly string[]): Promise<void> {
+    if (this.membershipChanging.has(groupId)) return;
+    const members = group.members;
+    const missing = required.find((id) => !members.voters.includes(id) && !members.learners.includes(id));
+    if (missing === undefined) return;
+    this.membershipChanging.add(groupId);
+    try {
+      await group.changeMembership({ type: 'addLearner', id: missing });
+      this.options.logger.info({ group: groupId, node: missing }, 'added a learner');
+    } catch (error) {
+      this.options.logger.debug(
+        { group: groupId, node: missing, error: (error as Error).message },
+        'learner not added yet',
+      );
+    } finally {
+      this.membershipChanging.delete(groupId);
+    }
+  }
+
+  /**
+   * One round of seed 001 §4.3 for a topic: for each partition, the last height the global ledger
+   * holds, then newer certified blocks (from this node's own replica, else from a replica node),
+   * proposed as one entry per run. Followers re-verify every block on apply.
+   */
+  private async replicate(name: string, topic: HostedTopic): Promise<void> {
+    const config = topic.machine.latest.config;
+    for (let partition = 0; partition < config.partitions.length; partition++) {
+      if (!topic.group.isLeader || this.closed) return;
+      const groupId = partitionGroupId(name, partition);
+      const from = (topic.machine.head(groupId)?.height ?? 0) + 1;
+      const blocks = await this.fetchBlocks(
+        groupId,
+        config.partitions[partition]!.replicas.map((r) => r.id),
+        from,
+      );
+      if (blocks.length === 0) continue;
+      try {
+        const { result } = await topic.group.propose(
+          encodeRegistryEntry({ type: 'blocks', partition: groupId, blocks }),
+        );
+        const decoded = decodeRegistryResult(result);
+        if (decoded.status === 'REJECTED') {
+          this.options.logger.warn({ partition: groupId, ...decoded }, 'replicated blocks were rejected');
+        }
+      } catch (error) {
+        if (!isLedgerbusError(error)) throw error;
+        this.options.logger.debug(
+          { partition: groupId, error: error.message },
+          'replication proposal failed',
+        );
+        return;
+      }
+    }
+  }
+
+  private async fetchBlocks(
+    groupId: string,
+    replicas: readonly string[],
+    from: number,
+  ): Promise<Uint8Array[]> {
+    const local = this.options.localBlocks(groupId, from, replicationBlocksMax);
+    if (local !== undefined) return capBytes(local);
+    for (const nodeId of replicas) {
+      if (nodeId === this.options.selfNodeId) continue;
+      try {
+        const reply = (await this.options.requestPeer(nodeId, 'blocks', {
+          group: groupId,
+          from,
+          count: replicationBlocksMax,
+        })) as Record<string, CborValue>;
+        const blocks = reply['blocks'];
+        if (Array.isArray(blocks))
+          return capBytes(blocks.filter((block): block is Uint8Array => block instanceof Uint8Array));
+      } catch (error) {
+        this.options.logger.debug(
+          { partition: groupId, node: nodeId, error: (error as Error).message },
+          'block fetch failed',
+        );
+      }
+    }
+    return [];
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.replicationTimer !== undefined) clearInterval(this.replicationTimer);
+    this.systemGroup.close();
+    for (const topic of this.topics.values()) {
+      topic.group.close();
+      topic.ledger.close();
+    }
+  }
+}
+
+function capBytes(blocks: Uint8Array[]): Uint8Array[] {
+  const kept: Uint8Array[] = [];
+  let bytes = 0;
+  for (const block of blocks) {
+    if (kept.length > 0 && bytes + block.length > replicationBytesMax) break;
+    kept.push(block);
+    bytes += block.length;
+  }
+  return kept;
+}

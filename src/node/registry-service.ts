@@ -1,0 +1,141 @@
+/**
+ * What a node offers connectors about the Raft layer:
+ *
+ *   admin          a signed admin transaction (register, approve, create topic, add partitions, ACLs…)
+ *                  → proposed on its group's leader; answers once this node has applied it, so the
+ *                  caller reads its own write next
+ *   registry       the live registry (organizations, nodes, topics with partitions and epochs) and the
+ *                  registry groups' leaders, applied indexes and global-ledger heads
+ *   globalReceipt  a delivery receipt built from a topic's GLOBAL ledger: any node of the topic can
+ *                  answer, whether or not it hosts the message's partition
+ */
+import type { CborValue } from '../codec/index.js';
+import { MerkleTree } from '../crypto/index.js';
+import { decodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
+import { decodeTransaction } from '../contracts/transactions.js';
+import { ErrorCode, LedgerbusError } from '../errors.js';
+import type { Block } from '../ledger/block.js';
+import type { RpcPeer } from '../net/index.js';
+import { acceptanceProofToCbor, blockEvidence, deliveryEvidenceToCbor } from '../proofs/index.js';
+import type { DeliveryEvidence } from '../proofs/index.js';
+import type { GlobalLedgerDatabase } from './global-ledger-database.js';
+import type { Logger } from './logger.js';
+import type { RegistryHost } from './registry-host.js';
+
+type Body = Record<string, CborValue>;
+
+function record(body: CborValue): Body {
+  if (typeof body !== 'object' || body === null || Array.isArray(body) || body instanceof Uint8Array) {
+    throw new LedgerbusError(ErrorCode.SchemaMismatch, 'request body must be a map');
+  }
+  return body as Body;
+}
+
+export function serveRegistry(peer: RpcPeer, organization: string, host: RegistryHost, logger: Logger): void {
+  peer.handle('admin', async (body) => {
+    const transaction = record(body)['transaction'];
+    if (!(transaction instanceof Uint8Array)) {
+      throw new LedgerbusError(
+        ErrorCode.SchemaMismatch,
+        'transaction: expected the signed admin transaction',
+      );
+    }
+    const { index, group, result } = await host.submitAdmin(transaction);
+    await host.waitApplied(group, index).catch(() => undefined);
+    logger.info({ organization, group, index, result: result.status }, 'admin transaction');
+    return { index, group, result: { ...result } };
+  });
+
+  peer.handle('registry', () => {
+    const groups = host.groupStatus();
+    const heads: CborValue[] = [];
+    for (const topic of host.registry.topics()) {
+      const machine = host.topicMachine(topic.name);
+      if (machine === undefined) continue;
+      heads.push({ topic: topic.name, heads: machine.headHeights() });
+    }
+    return { registry: host.registry.current.encode(), groups, globalHeads: heads };
+  });
+
+  peer.handle('globalReceipt', (body) => {
+    const request = record(body);
+    const topic = request['topic'];
+    const id = request['id'];
+    if (typeof topic !== 'string' || typeof id !== 'string') {
+      throw new LedgerbusError(ErrorCode.SchemaMismatch, 'globalReceipt needs topic and id');
+    }
+    const ledger = host.globalLedger(topic);
+    if (ledger === undefined) {
+      throw new LedgerbusError(ErrorCode.WrongGroup, `this node does not follow topic ${topic}`);
+    }
+    return globalReceipt(ledger, host, organization, topic, id, request['partition']);
+  });
+}
+
+function globalReceipt(
+  ledger: GlobalLedgerDatabase,
+  host: RegistryHost,
+  organization: string,
+  topic: string,
+  id: string,
+  partition: CborValue | undefined,
+): CborValue {
+  const candidates = ledger
+    .findAccepted(id)
+    .filter((location) => typeof partition !== 'string' || location.partition === partition)
+    .filter((location) => location.partition.startsWith(`${topic}/`));
+  const accepted = candidates[0];
+  if (accepted === undefined) {
+    throw new LedgerbusError(
+      ErrorCode.MessageNotFound,
+      `message ${id} is not in the global ledger of ${topic} (yet: replication runs every few hundred ms)`,
+      { retriable: true },
+    );
+  }
+  const block = requireBlock(ledger, accepted.partition, accepted.height);
+  const acceptance = {
+    block: blockEvidence(block, accepted.transactionIndex, trees(block)),
+    messageIndex: accepted.messageIndex,
+  };
+  const recipients = recipientsOf(block, accepted.transactionIndex, accepted.messageIndex);
+  const supervisor = host.registry.organization(organization)?.roles.includes('supervisor') ?? false;
+  if (organization !== accepted.sender && !recipients.includes(organization) && !supervisor) {
+    throw new LedgerbusError(ErrorCode.NotRecipient, `${organization} may not see message ${id}`);
+  }
+  const deliveries: DeliveryEvidence[] = ledger.findDelivered(accepted.partition, id).map((delivery) => {
+    const deliveryBlock = requireBlock(ledger, accepted.partition, delivery.height);
+    return {
+      recipient: delivery.recipient,
+      block: blockEvidence(deliveryBlock, delivery.transactionIndex, trees(deliveryBlock)),
+      deliveryIndex: delivery.deliveryIndex,
+    };
+  });
+  const state = deliveries.length === recipients.length ? 'COMPLETED' : 'ACCEPTED';
+  return {
+    state,
+    partition: accepted.partition,
+    offset: accepted.offset,
+    height: accepted.height,
+    acceptance: acceptanceProofToCbor(acceptance),
+    deliveries: deliveries.map(deliveryEvidenceToCbor),
+  };
+}
+
+function requireBlock(ledger: GlobalLedgerDatabase, partition: string, height: number): Block {
+  const block = ledger.block(partition, height);
+  if (block === undefined) {
+    throw new LedgerbusError(ErrorCode.StorageCorrupt, `global ledger lacks ${partition}@${height}`);
+  }
+  return block;
+}
+
+function trees(block: Block): { transactions: MerkleTree; results: MerkleTree } {
+  return { transactions: new MerkleTree(block.transactions), results: new MerkleTree(block.results) };
+}
+
+function recipientsOf(block: Block, transactionIndex: number, messageIndex: number): string[] {
+  const request = decodeClientRequest(block.transactions[transactionIndex]!, messageLimits.requestBytesMax);
+  const transaction = decodeTransaction(request.operation);
+  if (transaction.type !== 'publish') return [];
+  return [...(transaction.messages[messageIndex]?.recipients ?? [])];
+}

@@ -1,0 +1,242 @@
+/**
+ * Administrative transactions of the Raft layer (DESIGN §2, §8): the __system group's registration
+ * workflow and topic list, and a topic group's configuration. Each is canonical CBOR signed by one
+ * of the acting organization's registered connector keys, names the group it is for (so it cannot
+ * be replayed into another group) and carries a nonce.
+ *
+ * Who may do what is stated once, in `adminPolicy`, and checked by the state machines:
+ *   registerOrganization   anyone, signed with one of the keys it registers (proof of possession) → PENDING
+ *   setOrganizationStatus  an APPROVED supervisor, for another organization
+ *   bindKey, registerNode  the APPROVED organization itself
+ *   createTopic            an APPROVED member or supervisor; it becomes the topic's owner
+ *   addPartitions, setReplicas, setAcl, setPolicy   the topic's owner or an APPROVED supervisor
+ */
+import { decodeWith, encodeWith, t } from '../codec/index.js';
+import type { Infer } from '../codec/index.js';
+import { sign } from '../crypto/index.js';
+import type { SigningKeyPair } from '../crypto/index.js';
+
+export const ADMIN_SIGNING_TYPE = 'admin-transaction';
+export const SYSTEM_GROUP = '__system';
+
+/** The Raft group id of a topic's configuration and global ledger. */
+export function topicGroupId(topic: string): string {
+  return `topic:${topic}`;
+}
+
+export const adminLimits = {
+  transactionBytesMax: 256 * 1024,
+  partitionsMax: 1024,
+  replicasMin: 4,
+  replicasMax: 7,
+  aclEntriesMax: 1024,
+  signingKeysMax: 16,
+} as const;
+
+export const adminPolicy = {
+  registerOrganization: 'anyone, signed by a key it registers',
+  setOrganizationStatus: 'an approved supervisor',
+  bindKey: 'the approved organization itself',
+  registerNode: 'the approved organization itself',
+  createTopic: 'an approved member or supervisor (becomes the owner)',
+  addPartitions: "the topic's owner or an approved supervisor",
+  setReplicas: "the topic's owner or an approved supervisor",
+  setAcl: "the topic's owner or an approved supervisor",
+  setPolicy: "the topic's owner or an approved supervisor",
+} as const;
+
+const identifier = t.string({ minLength: 1, maxLength: 128, pattern: /^[a-zA-Z0-9._-]+$/ });
+const topicName = t.string({ minLength: 1, maxLength: 249, pattern: /^[a-zA-Z0-9._-]+$/ });
+const key32 = t.bytes({ length: 32 });
+const address = t.string({ minLength: 3, maxLength: 300, pattern: /^[^\s:]+:\d{1,5}$/ });
+
+function distinct(items: readonly string[]): string | undefined {
+  return new Set(items).size === items.length ? undefined : 'duplicate entries';
+}
+
+const organizationList = t.refine(t.array(identifier, { maxItems: adminLimits.aclEntriesMax }), distinct);
+
+export const policySchema = t.record({
+  messageBytesMax: t.uint(),
+  ttlMs: t.uint({ min: 1 }),
+  payloadRetentionMs: t.uint(),
+});
+
+/** A replica as a topic configuration records it: the node and the key it certifies blocks with. */
+export const replicaSchema = t.record({ id: identifier, publicKey: key32 });
+export type ReplicaRecord = Infer<typeof replicaSchema>;
+
+export const replicaSetSchema = t.refine(
+  t.array(replicaSchema, { minItems: adminLimits.replicasMin, maxItems: adminLimits.replicasMax }),
+  (replicas) => distinct(replicas.map((replica) => replica.id)),
+);
+
+const actionSchema = t.variant('kind', {
+  registerOrganization: t.record({
+    kind: t.literal('registerOrganization'),
+    roles: t.refine(
+      t.array(t.oneOf('member', 'supervisor', 'auditor'), { minItems: 1, maxItems: 3 }),
+      distinct,
+    ),
+    signingKeys: t.array(key32, { minItems: 1, maxItems: adminLimits.signingKeysMax }),
+    encryptionKey: key32,
+  }),
+  setOrganizationStatus: t.record({
+    kind: t.literal('setOrganizationStatus'),
+    organization: identifier,
+    status: t.oneOf('APPROVED', 'SUSPENDED', 'REVOKED'),
+  }),
+  bindKey: t.record({ kind: t.literal('bindKey'), key: key32 }),
+  registerNode: t.record({ kind: t.literal('registerNode'), id: identifier, publicKey: key32, address }),
+  createTopic: t.record({
+    kind: t.literal('createTopic'),
+    name: topicName,
+    partitions: t.array(replicaSetSchema, { minItems: 1, maxItems: adminLimits.partitionsMax }),
+    producers: organizationList,
+    consumers: organizationList,
+    policy: policySchema,
+  }),
+  addPartitions: t.record({
+    kind: t.literal('addPartitions'),
+    /** The new total, as `kafka-topics --alter --partitions N`. */
+    count: t.uint({ min: 1, max: adminLimits.partitionsMax }),
+    /** Replica sets of the partitions being added, in order. */
+    replicas: t.array(replicaSetSchema, { minItems: 1, maxItems: adminLimits.partitionsMax }),
+  }),
+  setReplicas: t.record({
+    kind: t.literal('setReplicas'),
+    partition: t.uint({ max: adminLimits.partitionsMax }),
+    replicas: replicaSetSchema,
+  }),
+  setAcl: t.record({ kind: t.literal('setAcl'), producers: organizationList, consumers: organizationList }),
+  setPolicy: t.record({ kind: t.literal('setPolicy'), policy: policySchema }),
+});
+export type AdminAction = Infer<typeof actionSchema>;
+export type AdminActionKind = AdminAction['kind'];
+
+export const systemActionKinds: readonly AdminActionKind[] = [
+  'registerOrganization',
+  'setOrganizationStatus',
+  'bindKey',
+  'registerNode',
+  'createTopic',
+];
+
+const unsignedFields = {
+  type: t.literal('admin'),
+  /** SYSTEM_GROUP or topicGroupId(topic). */
+  group: t.string({ minLength: 1, maxLength: 260 }),
+  /** The acting organization. */
+  organization: identifier,
+  signerKey: key32,
+  nonce: t.bytes({ length: 16 }),
+  timestamp: t.uint(),
+  action: actionSchema,
+};
+const unsignedAdminSchema = t.record(unsignedFields);
+export const adminTransactionSchema = t.record({ ...unsignedFields, signature: t.bytes({ length: 64 }) });
+export type AdminTransaction = Infer<typeof adminTransactionSchema>;
+
+/** The bytes the signature covers: everything but the signature, in canonical form. */
+export function adminSigningPayload(transaction: Omit<AdminTransaction, 'signature'>): Uint8Array {
+  return encodeWith(unsignedAdminSchema, {
+    type: 'admin',
+    group: transaction.group,
+    organization: transaction.organization,
+    signerKey: transaction.signerKey,
+    nonce: transaction.nonce,
+    timestamp: transaction.timestamp,
+    action: transaction.action,
+  });
+}
+
+/** Builds and signs an admin transaction with a connector key of `organization`. */
+export function signAdminTransaction(
+  unsigned: {
+    group: string;
+    organization: string;
+    nonce: Uint8Array;
+    timestamp: number;
+    action: AdminAction;
+  },
+  key: SigningKeyPair,
+): AdminTransaction {
+  const body = { type: 'admin' as const, ...unsigned, signerKey: key.publicKey };
+  return { ...body, signature: sign(key, ADMIN_SIGNING_TYPE, adminSigningPayload(body)) };
+}
+
+/**
+ * What a Raft entry of a registry group carries: an admin transaction, or (topic groups only) a run
+ * of certified partition blocks that the leader's replication task copied (the global ledger).
+ */
+export const registryEntrySchema = t.variant('type', {
+  admin: t.record({
+    type: t.literal('admin'),
+    transaction: adminTransactionSchema,
+    /**
+     * Topic groups: the __system index the proposer authorized against. Every replica checks the
+     * transaction against the registry at exactly this index, so all decide alike.
+     */
+    systemIndex: t.optional(t.uint()),
+  }),
+  blocks: t.record({
+    type: t.literal('blocks'),
+    /** The partition's consensus group id, e.g. "invoices/0". */
+    partition: t.string({ minLength: 1, maxLength: 260 }),
+    /** Encoded blocks (`encodeBlock`), consecutive heights. */
+    blocks: t.array(t.bytes({ maxLength: 16 * 1024 * 1024 }), { minItems: 1, maxItems: 256 }),
+  }),
+});
+export type RegistryEntry = Infer<typeof registryEntrySchema>;
+
+export const registryEntryBytesMax = 32 * 1024 * 1024;
+
+export function encodeRegistryEntry(entry: RegistryEntry): Uint8Array {
+  return encodeWith(registryEntrySchema, entry);
+}
+
+export function decodeRegistryEntry(bytes: Uint8Array): RegistryEntry {
+  return decodeWith(registryEntrySchema, bytes, { maxBytes: registryEntryBytesMax });
+}
+
+/** The result of applying an entry, returned to whoever proposed it. */
+export const registryResultSchema = t.variant('status', {
+  OK: t.record({ status: t.literal('OK'), detail: t.optional(t.string({ maxLength: 512 })) }),
+  REJECTED: t.record({
+    status: t.literal('REJECTED'),
+    reason: t.string({ minLength: 1, maxLength: 64 }),
+    detail: t.optional(t.string({ maxLength: 512 })),
+  }),
+});
+export type RegistryResult = Infer<typeof registryResultSchema>;
+
+export function encodeRegistryResult(result: RegistryResult): Uint8Array {
+  return encodeWith(registryResultSchema, result);
+}
+
+export function decodeRegistryResult(bytes: Uint8Array): RegistryResult {
+  return decodeWith(registryResultSchema, bytes, { maxBytes: 4096 });
+}
+
+/** Stable reason codes of a rejected admin transaction or block run. */
+export const AdminReject = {
+  Malformed: 'MALFORMED',
+  WrongGroup: 'WRONG_GROUP',
+  OrganizationUnknown: 'ORGANIZATION_UNKNOWN',
+  SigningKeyUnknown: 'SIGNING_KEY_UNKNOWN',
+  BadSignature: 'BAD_SIGNATURE',
+  Replay: 'REPLAY',
+  NotAllowed: 'NOT_ALLOWED',
+  AlreadyExists: 'ALREADY_EXISTS',
+  KeyInUse: 'KEY_IN_USE',
+  NodeUnknown: 'NODE_UNKNOWN',
+  TopicUnknown: 'TOPIC_UNKNOWN',
+  BadPartitionCount: 'BAD_PARTITION_COUNT',
+  PartitionUnknown: 'PARTITION_UNKNOWN',
+  BadPolicy: 'BAD_POLICY',
+  /** A replicated block failed certificate, chain or root verification. */
+  BadBlock: 'BAD_BLOCK',
+  /** A replicated block is not the next one of its partition. */
+  OutOfOrder: 'OUT_OF_ORDER',
+} as const;
+export type AdminReject = (typeof AdminReject)[keyof typeof AdminReject];

@@ -1,0 +1,495 @@
+/**
+ * The __system group's state machine (DESIGN §2, §8): the organization registry with its
+ * registration workflow, the node registry and the list of topics. Genesis only bootstraps it (every
+ * genesis organization APPROVED); afterwards it changes only by admin transactions committed in the
+ * group's Raft log, applied in log order by every node, deterministically: the same log gives the
+ * same registry, version by version (see `Versions`).
+ */
+import { bytesEqual, decodeWith, encodeWith, fromHex, t, toHex } from '../codec/index.js';
+import { verify } from '../crypto/index.js';
+import { partitionGroupId, validateTopicPolicy } from '../contracts/registry.js';
+import type {
+  Organization,
+  OrganizationRole,
+  OrganizationStatus,
+  TopicPolicy,
+} from '../contracts/registry.js';
+import {
+  ADMIN_SIGNING_TYPE,
+  AdminReject,
+  SYSTEM_GROUP,
+  adminSigningPayload,
+  decodeRegistryEntry,
+  encodeRegistryResult,
+  replicaSetSchema,
+  systemActionKinds,
+} from './admin-transactions.js';
+import type { AdminAction, AdminTransaction, RegistryResult, ReplicaRecord } from './admin-transactions.js';
+import type { Genesis } from './genesis.js';
+import { Versions } from './versions.js';
+
+export interface RegisteredOrganization extends Organization {
+  readonly encryptionKey: Uint8Array;
+}
+
+export interface RegisteredNode {
+  readonly id: string;
+  readonly organization: string;
+  readonly publicKey: Uint8Array;
+  readonly address: string;
+}
+
+/** A topic's partition configuration at one epoch. */
+export interface PartitionConfig {
+  readonly configEpoch: number;
+  readonly replicas: readonly ReplicaRecord[];
+}
+
+/** Everything a topic's Raft group starts from; its own log changes it afterwards. */
+export interface TopicConfig {
+  readonly name: string;
+  /** Organization that created it (may administer it), or null for genesis topics (supervisors only). */
+  readonly owner: string | null;
+  readonly partitions: readonly PartitionConfig[];
+  readonly producers: readonly string[];
+  readonly consumers: readonly string[];
+  readonly policy: TopicPolicy;
+}
+
+export interface SystemTopic {
+  readonly config: TopicConfig;
+  /** __system index at which the topic was created (0 for genesis topics). */
+  readonly createdAt: number;
+  /** Raft membership of the topic's group, fixed at creation; its leader adds learners later. */
+  readonly voters: readonly string[];
+  readonly learners: readonly string[];
+}
+
+/** The registry at one __system index. Immutable: a change makes a new one. */
+export interface SystemView {
+  readonly network: string;
+  readonly index: number;
+  readonly organizations: ReadonlyMap<string, RegisteredOrganization>;
+  readonly nodes: ReadonlyMap<string, RegisteredNode>;
+  readonly topics: ReadonlyMap<string, SystemTopic>;
+  /** Hex of each organization's used nonces: admin transactions are never replayed. */
+  readonly nonces: ReadonlySet<string>;
+}
+
+/** How many voters a Raft group gets from its candidate nodes: 3, or 5 from 5 nodes on. */
+export function raftVotersFrom(candidates: readonly string[]): { voters: string[]; learners: string[] } {
+  const sorted = [...new Set(candidates)].sort();
+  const count = sorted.length >= 5 ? 5 : Math.min(3, sorted.length);
+  return { voters: sorted.slice(0, count), learners: sorted.slice(count) };
+}
+
+export function genesisSystemView(genesis: Genesis): SystemView {
+  const organizations = new Map<string, RegisteredOrganization>();
+  for (const entry of genesis.organizations) {
+    organizations.set(entry.id, {
+      id: entry.id,
+      roles: [...entry.roles],
+      status: 'APPROVED',
+      signingKeys: entry.signingKeys.map((key) => fromHex(key)),
+      encryptionKey: fromHex(entry.encryptionKey),
+    });
+  }
+  const nodes = new Map<string, RegisteredNode>();
+  for (const entry of genesis.nodes) {
+    nodes.set(entry.id, {
+      id: entry.id,
+      organization: entry.organization,
+      publicKey: fromHex(entry.publicKey),
+      address: entry.address,
+    });
+  }
+  const topics = new Map<string, SystemTopic>();
+  for (const entry of genesis.topics) {
+    const partitions = entry.partitions.map((partition) => ({
+      configEpoch: 0,
+      replicas: partition.replicas.map((id) => ({ id, publicKey: nodes.get(id)!.publicKey })),
+    }));
+    topics.set(entry.name, {
+      config: {
+        name: entry.name,
+        owner: null,
+        partitions,
+        producers: [...entry.producers],
+        consumers: [...entry.consumers],
+        policy: { ...entry.policy },
+      },
+      createdAt: 0,
+      ...raftVotersFrom(partitions.flatMap((partition) => partition.replicas.map((replica) => replica.id))),
+    });
+  }
+  return { network: genesis.network, index: 0, organizations, nodes, topics, nonces: new Set() };
+}
+
+export function rejected(reason: string, detail?: string): RegistryResult {
+  return detail === undefined ? { status: 'REJECTED', reason } : { status: 'REJECTED', reason, detail };
+}
+
+class Refusal extends Error {
+  constructor(readonly result: RegistryResult) {
+    super(result.status === 'REJECTED' ? result.reason : 'OK');
+  }
+}
+
+function refuse(reason: string, detail?: string): never {
+  throw new Refusal(rejected(reason, detail));
+}
+
+/**
+ * Checks what every admin transaction needs, in any group: its group, a known organization (unless
+ * it registers itself), a key of that organization, a valid signature and a fresh nonce.
+ */
+export function authenticate(
+  view: Pick<SystemView, 'organizations' | 'nonces'>,
+  transaction: AdminTransaction,
+  group: string,
+): RegisteredOrganization | undefined {
+  if (transaction.group !== group) refuse(AdminReject.WrongGroup, `transaction is for ${transaction.group}`);
+  const organization = view.organizations.get(transaction.organization);
+  if (transaction.action.kind === 'registerOrganization') {
+    if (!transaction.action.signingKeys.some((key) => bytesEqual(key, transaction.signerKey))) {
+      refuse(AdminReject.SigningKeyUnknown, 'a registration must be signed by one of the keys it registers');
+    }
+  } else {
+    if (organization === undefined) refuse(AdminReject.OrganizationUnknown, transaction.organization);
+    if (!organization.signingKeys.some((key) => bytesEqual(key, transaction.signerKey))) {
+      refuse(AdminReject.SigningKeyUnknown, `key is not registered for ${transaction.organization}`);
+    }
+  }
+  if (
+    !verify(
+      transaction.signerKey,
+      ADMIN_SIGNING_TYPE,
+      adminSigningPayload(transaction),
+      transaction.signature,
+    )
+  ) {
+    refuse(AdminReject.BadSignature);
+  }
+  if (view.nonces.has(nonceKey(transaction))) refuse(AdminReject.Replay, 'nonce already used');
+  return organization;
+}
+
+export function nonceKey(transaction: AdminTransaction): string {
+  return `${transaction.organization}:${toHex(transaction.nonce)}`;
+}
+
+export function requireApproved(organization: RegisteredOrganization | undefined): RegisteredOrganization {
+  if (organization === undefined) refuse(AdminReject.OrganizationUnknown);
+  if (organization.status !== 'APPROVED') {
+    refuse(
+      AdminReject.NotAllowed,
+      `${organization.id} is ${organization.status}; only approved organizations act`,
+    );
+  }
+  return organization;
+}
+
+export function hasRole(organization: RegisteredOrganization, role: OrganizationRole): boolean {
+  return organization.roles.includes(role);
+}
+
+/** Replica sets must name registered nodes with their registered keys. */
+export function checkReplicas(
+  nodes: ReadonlyMap<string, RegisteredNode>,
+  replicas: readonly ReplicaRecord[],
+): void {
+  for (const replica of replicas) {
+    const node = nodes.get(replica.id);
+    if (node === undefined) refuse(AdminReject.NodeUnknown, replica.id);
+    if (!bytesEqual(node.publicKey, replica.publicKey)) {
+      refuse(AdminReject.NodeUnknown, `${replica.id}: key differs from the registered node key`);
+    }
+  }
+}
+
+export function checkOrganizations(
+  organizations: ReadonlyMap<string, RegisteredOrganization>,
+  ids: readonly string[],
+): void {
+  for (const id of ids) if (!organizations.has(id)) refuse(AdminReject.OrganizationUnknown, id);
+}
+
+export function checkPolicy(policy: TopicPolicy): void {
+  try {
+    validateTopicPolicy(policy);
+  } catch (error) {
+    refuse(AdminReject.BadPolicy, (error as Error).message);
+  }
+}
+
+/** Runs `body`, turning a refusal into its result; anything else is a bug and propagates. */
+export function guarded(body: () => RegistryResult): RegistryResult {
+  try {
+    return body();
+  } catch (error) {
+    if (error instanceof Refusal) return error.result;
+    throw error;
+  }
+}
+
+export class SystemStateMachine {
+  private readonly versions: Versions<SystemView>;
+  private readonly listeners = new Set<(view: SystemView) => void>();
+
+  constructor(private readonly genesis: Genesis) {
+    this.versions = new Versions(genesisSystemView(genesis));
+  }
+
+  get latest(): SystemView {
+    return this.versions.latest;
+  }
+
+  /** The registry in force at __system index `index`. */
+  at(index: number): SystemView {
+    return this.versions.at(index);
+  }
+
+  /** Called with each new version once it is applied. */
+  onChange(listener: (view: SystemView) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  apply(index: number, data: Uint8Array): Uint8Array {
+    if (data.length === 0) return encodeRegistryResult({ status: 'OK' });
+    const current = this.versions.latest;
+    const result = guarded(() => {
+      let transaction: AdminTransaction;
+      try {
+        const entry = decodeRegistryEntry(data);
+        if (entry.type !== 'admin')
+          refuse(AdminReject.Malformed, 'the __system log holds admin transactions only');
+        transaction = entry.transaction;
+      } catch (error) {
+        if (error instanceof Refusal) throw error;
+        refuse(AdminReject.Malformed, (error as Error).message);
+      }
+      if (!systemActionKinds.includes(transaction.action.kind)) {
+        refuse(AdminReject.WrongGroup, `${transaction.action.kind} belongs in a topic group`);
+      }
+      const actor = authenticate(current, transaction, SYSTEM_GROUP);
+      const next = this.execute(current, index, transaction, actor);
+      this.versions.push(index, { ...next, index, nonces: new Set([...next.nonces, nonceKey(transaction)]) });
+      return { status: 'OK' };
+    });
+    if (result.status === 'OK') for (const listener of this.listeners) listener(this.versions.latest);
+    return encodeRegistryResult(result);
+  }
+
+  private execute(
+    view: SystemView,
+    index: number,
+    transaction: AdminTransaction,
+    actor: RegisteredOrganization | undefined,
+  ): SystemView {
+    const action: AdminAction = transaction.action;
+    switch (action.kind) {
+      case 'registerOrganization': {
+        if (view.organizations.has(transaction.organization)) {
+          refuse(AdminReject.AlreadyExists, `organization ${transaction.organization}`);
+        }
+        for (const key of action.signingKeys) this.requireUnusedKey(view, key);
+        const organizations = new Map(view.organizations);
+        organizations.set(transaction.organization, {
+          id: transaction.organization,
+          roles: [...action.roles],
+          status: 'PENDING',
+          signingKeys: [...action.signingKeys],
+          encryptionKey: action.encryptionKey,
+        });
+        return { ...view, organizations };
+      }
+      case 'setOrganizationStatus': {
+        const supervisor = requireApproved(actor);
+        if (!hasRole(supervisor, 'supervisor'))
+          refuse(AdminReject.NotAllowed, 'only a supervisor decides registrations');
+        if (action.organization === supervisor.id)
+          refuse(AdminReject.NotAllowed, 'a supervisor cannot change its own status');
+        const target = view.organizations.get(action.organization);
+        if (target === undefined) refuse(AdminReject.OrganizationUnknown, action.organization);
+        if (target.status === 'REVOKED') refuse(AdminReject.NotAllowed, `${target.id} is revoked for good`);
+        const organizations = new Map(view.organizations);
+        organizations.set(target.id, { ...target, status: action.status as OrganizationStatus });
+        return { ...view, organizations };
+      }
+      case 'bindKey': {
+        const organization = requireApproved(actor);
+        this.requireUnusedKey(view, action.key);
+        const organizations = new Map(view.organizations);
+        organizations.set(organization.id, {
+          ...organization,
+          signingKeys: [...organization.signingKeys, action.key],
+        });
+        return { ...view, organizations };
+      }
+      case 'registerNode': {
+        const organization = requireApproved(actor);
+        if (view.nodes.has(action.id)) refuse(AdminReject.AlreadyExists, `node ${action.id}`);
+        for (const node of view.nodes.values()) {
+          if (bytesEqual(node.publicKey, action.publicKey))
+            refuse(AdminReject.KeyInUse, `node ${node.id} has this key`);
+        }
+        const nodes = new Map(view.nodes);
+        nodes.set(action.id, {
+          id: action.id,
+          organization: organization.id,
+          publicKey: action.publicKey,
+          address: action.address,
+        });
+        return { ...view, nodes };
+      }
+      case 'createTopic': {
+        const organization = requireApproved(actor);
+        if (!hasRole(organization, 'member') && !hasRole(organization, 'supervisor')) {
+          refuse(AdminReject.NotAllowed, 'only members and supervisors create topics');
+        }
+        if (view.topics.has(action.name)) refuse(AdminReject.AlreadyExists, `topic ${action.name}`);
+        for (const replicas of action.partitions) checkReplicas(view.nodes, replicas);
+        checkOrganizations(view.organizations, [...action.producers, ...action.consumers]);
+        checkPolicy(action.policy);
+        const partitions = action.partitions.map((replicas) => ({ configEpoch: 0, replicas }));
+        const topics = new Map(view.topics);
+        topics.set(action.name, {
+          config: {
+            name: action.name,
+            owner: organization.id,
+            partitions,
+            producers: [...action.producers],
+            consumers: [...action.consumers],
+            policy: { ...action.policy },
+          },
+          createdAt: index,
+          ...raftVotersFrom(
+            partitions.flatMap((partition) => partition.replicas.map((replica) => replica.id)),
+          ),
+        });
+        return { ...view, topics };
+      }
+      default:
+        return refuse(AdminReject.WrongGroup, `${action.kind} belongs in a topic group`);
+    }
+  }
+
+  private requireUnusedKey(view: SystemView, key: Uint8Array): void {
+    for (const organization of view.organizations.values()) {
+      if (organization.signingKeys.some((existing) => bytesEqual(existing, key))) {
+        refuse(AdminReject.KeyInUse, `key is registered for ${organization.id}`);
+      }
+    }
+  }
+
+  snapshot(): Uint8Array {
+    return encodeWith(systemSnapshotSchema, viewToSnapshot(this.versions.latest));
+  }
+
+  restore(index: number, data: Uint8Array): void {
+    const view = snapshotToView(
+      decodeWith(systemSnapshotSchema, data, { maxBytes: 64 * 1024 * 1024 }),
+      index,
+    );
+    this.versions.reset(index, view);
+    for (const listener of this.listeners) listener(view);
+  }
+
+  /** The partition group ids of every topic, for diagnostics. */
+  partitionGroups(): string[] {
+    const groups: string[] = [];
+    for (const topic of this.latest.topics.values()) {
+      topic.config.partitions.forEach((_, partition) =>
+        groups.push(partitionGroupId(topic.config.name, partition)),
+      );
+    }
+    return groups;
+  }
+
+  get network(): string {
+    return this.genesis.network;
+  }
+}
+
+// ---- snapshots ----
+
+const key32 = t.bytes({ length: 32 });
+const name = t.string({ minLength: 1, maxLength: 260 });
+export const partitionConfigSchema = t.record({ configEpoch: t.uint(), replicas: replicaSetSchema });
+export const topicConfigSchema = t.record({
+  name,
+  owner: t.nullable(name),
+  partitions: t.array(partitionConfigSchema, { maxItems: 1024 }),
+  producers: t.array(name, { maxItems: 1024 }),
+  consumers: t.array(name, { maxItems: 1024 }),
+  policy: t.record({ messageBytesMax: t.uint(), ttlMs: t.uint({ min: 1 }), payloadRetentionMs: t.uint() }),
+});
+
+const systemSnapshotSchema = t.record({
+  network: name,
+  organizations: t.array(
+    t.record({
+      id: name,
+      roles: t.array(t.oneOf('member', 'supervisor', 'auditor'), { maxItems: 3 }),
+      status: t.oneOf('APPROVED', 'PENDING', 'SUSPENDED', 'REVOKED'),
+      signingKeys: t.array(key32, { maxItems: 64 }),
+      encryptionKey: key32,
+    }),
+    { maxItems: 100_000 },
+  ),
+  nodes: t.array(t.record({ id: name, organization: name, publicKey: key32, address: name }), {
+    maxItems: 100_000,
+  }),
+  topics: t.array(
+    t.record({
+      config: topicConfigSchema,
+      createdAt: t.uint(),
+      voters: t.array(name, { maxItems: 64 }),
+      learners: t.array(name, { maxItems: 10_000 }),
+    }),
+    { maxItems: 100_000 },
+  ),
+  nonces: t.array(t.string({ maxLength: 400 }), { maxItems: 10_000_000 }),
+});
+
+function viewToSnapshot(view: SystemView): ReturnType<typeof systemSnapshotSchema.parse> {
+  return {
+    network: view.network,
+    organizations: [...view.organizations.values()].map((organization) => ({
+      id: organization.id,
+      roles: [...organization.roles],
+      status: organization.status,
+      signingKeys: [...organization.signingKeys],
+      encryptionKey: organization.encryptionKey,
+    })),
+    nodes: [...view.nodes.values()].map((node) => ({ ...node })),
+    topics: [...view.topics.values()].map((topic) => ({
+      config: {
+        ...topic.config,
+        partitions: topic.config.partitions.map((partition) => ({
+          configEpoch: partition.configEpoch,
+          replicas: [...partition.replicas],
+        })),
+        producers: [...topic.config.producers],
+        consumers: [...topic.config.consumers],
+        policy: { ...topic.config.policy },
+      },
+      createdAt: topic.createdAt,
+      voters: [...topic.voters],
+      learners: [...topic.learners],
+    })),
+    nonces: [...view.nonces].sort(),
+  };
+}
+
+function snapshotToView(snapshot: ReturnType<typeof systemSnapshotSchema.parse>, index: number): SystemView {
+  return {
+    network: snapshot.network,
+    index,
+    organizations: new Map(snapshot.organizations.map((organization) => [organization.id, organization])),
+    nodes: new Map(snapshot.nodes.map((node) => [node.id, node])),
+    topics: new Map(snapshot.topics.map((topic) => [topic.config.name, topic])),
+    nonces: new Set(snapshot.nonces),
+  };
+}

@@ -1,0 +1,359 @@
+// The Raft layer on a real network in one test process (5 organizations, 5 nodes over pinned TLS,
+// SQLite everywhere): the registration workflow decides who may publish, topics are created and
+// grow partitions at runtime while producers keep sending, and each topic's global ledger — copied by
+// its Raft leader, re-verified by every replica — equals the union of the partition ledgers, also
+// across the loss of that leader.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureDevnetLayout } from '../src/cli/devnet-layout.js';
+import type { DevnetLayout } from '../src/cli/devnet-layout.js';
+import { encodeWith, toHex } from '../src/codec/index.js';
+import { Connector } from '../src/connector/connector.js';
+import { loadConnectorConfig } from '../src/connector/config.js';
+import { partitionForKey } from '../src/connector/partitioner.js';
+import { openStorage } from '../src/connector/storage/index.js';
+import { generateEncryptionKey, loadEncryptionKey } from '../src/crypto/envelope/index.js';
+import { generateSigningKey, loadSigningKey } from '../src/crypto/index.js';
+import type { EncryptionKeyPair } from '../src/crypto/envelope/index.js';
+import type { SigningKeyPair } from '../src/crypto/index.js';
+import { isLedgerbusError } from '../src/errors.js';
+import { blockHash } from '../src/ledger/block.js';
+import { loadGenesisRegistry, loadNodeConfig } from '../src/node/config.js';
+import { createLogger } from '../src/node/logger.js';
+import { LedgerbusNode } from '../src/node/node.js';
+import {
+  SYSTEM_GROUP,
+  adminTransactionSchema,
+  signAdminTransaction,
+} from '../src/registry/admin-transactions.js';
+import { liveRegistryFromGenesis } from '../src/registry/live-registry.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'ledgerbus-raft-layer-'));
+let layout: DevnetLayout;
+const nodes: (LedgerbusNode | undefined)[] = [];
+const connectors = new Map<string, Connector>();
+
+async function startNode(index: number): Promise<LedgerbusNode> {
+  const config = loadNodeConfig(layout.nodeConfigs[index] as string);
+  const node = new LedgerbusNode({
+    nodeId: config.nodeId,
+    key: loadSigningKey(config.keyFile),
+    registry: loadGenesisRegistry(config.genesis),
+    dataDirectory: config.dataDirectory,
+    logger: createLogger({ name: config.nodeId, level: 'error' }),
+  });
+  await node.start();
+  nodes[index] = node;
+  return node;
+}
+
+async function startConnector(
+  organization: string,
+  keys?: { signing: SigningKeyPair; encryption: EncryptionKeyPair; nodeId: string },
+): Promise<Connector> {
+  const index = Number(organization.slice(3)) - 1;
+  const template = loadConnectorConfig(layout.connectorConfigs[Math.min(index, 4)] as string);
+  const dataDirectory = keys === undefined ? template.dataDirectory : join(dir, organization, 'connector');
+  const storage = await openStorage(
+    keys === undefined
+      ? template.storage
+      : { kind: 'filesystem', directory: join(dataDirectory, 'payloads') },
+  );
+  const connector = new Connector({
+    organization,
+    signingKey: keys?.signing ?? loadSigningKey(template.keyFile),
+    encryptionKey: keys?.encryption ?? loadEncryptionKey(template.encryptionKeyFile),
+    registry: liveRegistryFromGenesis(loadGenesisRegistry(template.genesis).genesis),
+    storage,
+    dataDirectory,
+    ...(keys === undefined ? {} : { nodeId: keys.nodeId }),
+    logger: createLogger({ name: organization, level: 'error' }),
+    fetchAttemptsMax: 2,
+  });
+  connector.start();
+  connectors.set(organization, connector);
+  return connector;
+}
+
+function connector(organization: string): Connector {
+  return connectors.get(organization) as Connector;
+}
+
+async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function failureOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'OK';
+  } catch (error) {
+    if (isLedgerbusError(error)) return `${error.code} ${error.message}`;
+    throw error;
+  }
+}
+
+function send(from: string, topic: string, to: string[], key?: string): ReturnType<Connector['send']> {
+  return connector(from).send(topic, [
+    {
+      value: Readable.from([randomBytes(512)]),
+      to,
+      ...(key === undefined ? {} : { key: Buffer.from(key) }),
+    },
+  ]);
+}
+
+beforeAll(async () => {
+  layout = ensureDevnetLayout({
+    directory: dir,
+    organizations: 5,
+    basePort: 19600,
+    messageBytesMax: 1024 * 1024,
+  });
+  for (let index = 0; index < 5; index++) await startNode(index);
+  for (let index = 1; index <= 5; index++) await startConnector(`org${index}`);
+}, 60_000);
+
+afterAll(async () => {
+  for (const each of connectors.values()) await each.stop();
+  for (const node of nodes) await node?.stop();
+  rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+describe('the registration workflow', () => {
+  it('a registered organization is PENDING and cannot publish; approved it can; suspended it cannot', async () => {
+    const signing = generateSigningKey();
+    const encryption = generateEncryptionKey();
+    // The new organization proves possession of its key; org1 only relays the transaction.
+    const registration = signAdminTransaction(
+      {
+        group: SYSTEM_GROUP,
+        organization: 'org6',
+        nonce: randomBytes(16),
+        timestamp: Date.now(),
+        action: {
+          kind: 'registerOrganization',
+          roles: ['member'],
+          signingKeys: [signing.publicKey],
+          encryptionKey: encryption.publicKey,
+        },
+      },
+      signing,
+    );
+    await connector('org1').submitAdminTransaction(encodeWith(adminTransactionSchema, registration));
+    const listed = await connector('org1').organizations();
+    expect(listed.find((organization) => organization.id === 'org6')).toMatchObject({
+      status: 'PENDING',
+      signingKeys: [toHex(signing.publicKey)],
+    });
+    // The same registration again is a replay.
+    expect(
+      await failureOf(
+        connector('org1').submitAdminTransaction(encodeWith(adminTransactionSchema, registration)),
+      ),
+    ).toMatch(/^ADMIN_REJECTED REPLAY/);
+
+    // Only a supervisor (org5) may change the ACL of a genesis topic and decide registrations.
+    expect(
+      await failureOf(
+        connector('org1').admin({ kind: 'setOrganizationStatus', organization: 'org6', status: 'APPROVED' }),
+      ),
+    ).toMatch(/^ADMIN_REJECTED NOT_ALLOWED/);
+    const demo = await connector('org5').describeTopic('demo');
+    await connector('org5').admin({
+      kind: 'setAcl',
+      topic: 'demo',
+      producers: [...demo.producers, 'org6'],
+      consumers: demo.consumers,
+    });
+
+    // org6 has no node yet: its connector uses node1 (a sponsor's node).
+    await startConnector('org6', { signing, encryption, nodeId: 'node1' });
+    await waitFor('org6 to see the new ACL', async () =>
+      (await connector('org6').describeTopic('demo')).producers.includes('org6') ? true : undefined,
+    );
+    expect(await failureOf(send('org6', 'demo', ['org2']))).toMatch(/ORGANIZATION_PENDING/);
+
+    await connector('org5').admin({
+      kind: 'setOrganizationStatus',
+      organization: 'org6',
+      status: 'APPROVED',
+    });
+    const [accepted] = await send('org6', 'demo', ['org2']);
+    expect(accepted).toMatchObject({ topic: 'demo', partition: 0 });
+
+    await connector('org5').admin({
+      kind: 'setOrganizationStatus',
+      organization: 'org6',
+      status: 'SUSPENDED',
+    });
+    expect(await failureOf(send('org6', 'demo', ['org2']))).toMatch(/ORGANIZATION_SUSPENDED/);
+    // Everyone else is unaffected.
+    await send('org1', 'demo', ['org2']);
+  }, 120_000);
+});
+
+describe('topics at runtime', () => {
+  it('creates a topic, adds partitions while producing, and loses no acknowledged message', async () => {
+    const created = await connector('org1').admin({
+      kind: 'createTopic',
+      name: 'orders',
+      partitions: 2,
+      producers: ['org1'],
+      consumers: ['org2'],
+    });
+    expect(created.group).toBe(SYSTEM_GROUP);
+    const described = await waitFor('the topic group', async () => {
+      const topic = await connector('org1').describeTopic('orders');
+      return topic.raft.leader !== '' ? topic : undefined;
+    });
+    expect(described).toMatchObject({ owner: 'org1', producers: ['org1'], consumers: ['org2'] });
+    expect(described.partitions).toHaveLength(2);
+
+    const acked: { id: string; key: string; partition: number }[] = [];
+    let stop = false;
+    const producing = (async () => {
+      for (let n = 0; !stop && n < 400; n++) {
+        const key = `customer-${n % 25}`;
+        const [result] = await send('org1', 'orders', ['org2'], key);
+        acked.push({ id: result!.id, key, partition: result!.partition });
+      }
+    })();
+    await waitFor('some messages', () => (acked.length >= 20 ? true : undefined));
+    // Only the owner (or a supervisor) may grow the topic.
+    expect(
+      await failureOf(connector('org3').admin({ kind: 'addPartitions', topic: 'orders', count: 4 })),
+    ).toMatch(/^ADMIN_REJECTED NOT_ALLOWED/);
+    await connector('org1').admin({ kind: 'addPartitions', topic: 'orders', count: 4 });
+    const before = acked.length;
+    await waitFor('messages on the new partitions', () =>
+      acked.slice(before).some((message) => message.partition >= 2) && acked.length >= before + 40
+        ? true
+        : undefined,
+    );
+    stop = true;
+    await producing;
+
+    // Keys map as Kafka's default partitioner maps them: murmur2 mod 2 before, mod 4 after.
+    for (const message of acked) {
+      const key = Buffer.from(message.key);
+      expect([partitionForKey(key, 2), partitionForKey(key, 4)]).toContain(message.partition);
+    }
+    // Every acknowledged message reaches org2 exactly once.
+    await waitFor(
+      'every acknowledged message at org2',
+      () =>
+        acked.every((message) => connector('org2').receivedMessage(message.id) !== undefined)
+          ? true
+          : undefined,
+      60_000,
+    );
+    const ids = acked.map((message) => message.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    const received = await connector('org2').received({ topic: 'orders', after: 0, limit: 10_000 });
+    const receivedIds = received.map((message) => message.id);
+    expect(new Set(receivedIds).size).toBe(receivedIds.length);
+    expect(receivedIds.filter((id) => ids.includes(id))).toHaveLength(ids.length);
+  }, 180_000);
+
+  it('keeps the global ledger equal to the union of the partition ledgers when its Raft leader dies', async () => {
+    const leaderId = await waitFor(
+      'a topic leader',
+      () => nodes[0]?.registryHost.leaderOf('topic:orders') || undefined,
+    );
+    const leaderIndex = Number(leaderId.slice(4)) - 1;
+    const ids: string[] = [];
+    const producing = (async () => {
+      for (let n = 0; n < 60; n++) ids.push((await send('org1', 'orders', ['org2'], `k${n}`))[0]!.id);
+    })();
+    await waitFor('replication under way', () => (ids.length >= 10 ? true : undefined));
+    await nodes[leaderIndex]!.stop();
+    nodes[leaderIndex] = undefined;
+    await producing;
+
+    const live = nodes.filter((node): node is LedgerbusNode => node !== undefined);
+    const newLeader = await waitFor('a new topic leader', () => {
+      const leader = live[0]!.registryHost.leaderOf('topic:orders');
+      return leader !== '' && leader !== leaderId ? leader : undefined;
+    });
+    expect(newLeader).not.toBe(leaderId);
+
+    // Each partition's ledger, read from any live replica, must be in every live node's global ledger.
+    const topic = live[0]!.registryHost.registry.topicEntry('orders')!;
+    await waitFor(
+      'the global ledger to catch up',
+      () => {
+        for (let partition = 0; partition < topic.config.partitions.length; partition++) {
+          const group = `orders/${partition}`;
+          const height = Math.max(...live.map((node) => node.replicas.get(group)?.height ?? 0));
+          for (const node of live) {
+            if ((node.registryHost.topicMachine('orders')?.head(group)?.height ?? 0) < height)
+              return undefined;
+          }
+        }
+        return true;
+      },
+      60_000,
+    );
+    let blocks = 0;
+    for (let partition = 0; partition < topic.config.partitions.length; partition++) {
+      const group = `orders/${partition}`;
+      const source = live.find((node) => node.replicas.has(group))!;
+      const height = source.replicas.get(group)!.height;
+      for (let h = 1; h <= height; h++) {
+        const local = source.replicas.get(group)!.database.blocks.get(h)!;
+        for (const node of live) {
+          const global = node.registryHost.globalLedger('orders')!.block(group, h);
+          expect(global, `${node.registryHost.registry.network} ${group}@${h}`).toBeDefined();
+          expect(toHex(blockHash(global!.header))).toBe(toHex(blockHash(local.header)));
+        }
+        blocks++;
+      }
+    }
+    expect(blocks).toBeGreaterThan(0);
+
+    // Any topic node answers from the global ledger, including one that does not host the partition.
+    const last = ids.at(-1)!;
+    await waitFor('delivery of the last message', () => connector('org2').receivedMessage(last));
+    const receipt = await waitFor('a global receipt with the delivery', async () => {
+      try {
+        const bundle = await connector('org1').receipt('orders', last, { global: true });
+        return bundle.deliveredTo.includes('org2') ? bundle : undefined;
+      } catch (error) {
+        if (isLedgerbusError(error) && error.retriable) return undefined;
+        throw error;
+      }
+    });
+    expect(receipt.message.id).toBe(last);
+
+    // The dead leader comes back and catches up.
+    const restarted = await startNode(leaderIndex);
+    await waitFor(
+      'the restarted node to catch up its global ledger',
+      () => {
+        for (let partition = 0; partition < topic.config.partitions.length; partition++) {
+          const group = `orders/${partition}`;
+          const want = live[0]!.registryHost.topicMachine('orders')!.head(group)?.height ?? 0;
+          if ((restarted.registryHost.topicMachine('orders')?.head(group)?.height ?? 0) < want)
+            return undefined;
+        }
+        return true;
+      },
+      60_000,
+    );
+  }, 240_000);
+});
