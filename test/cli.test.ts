@@ -1,5 +1,5 @@
 // The CLI as a user runs it: a real process, real key files, exit codes and --json output.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,21 @@ function ledgerbus(...args: string[]): { status: number; stdout: string; stderr:
     encoding: 'utf8',
   });
   return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** As `ledgerbus`, without blocking: many short runs can go in parallel. */
+function ledgerbusAsync(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile(
+      process.execPath,
+      ['--import', tsxLoader, entry, ...args],
+      { cwd: dir, encoding: 'utf8' },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
+        done({ status: code, stdout, stderr });
+      },
+    );
+  });
 }
 
 describe('ledgerbus CLI', () => {
@@ -82,6 +97,132 @@ describe('ledgerbus CLI', () => {
       expect(help.status).toBe(0);
       expect(help.stdout).toContain('Usage: ledgerbus');
     }
+  });
+
+  it('lists the topic and org commands in the help texts, each with its own --help', async () => {
+    const subcommands = {
+      topic: ['create', 'add-partitions', 'describe', 'list', 'acl'],
+      org: ['register', 'approve', 'suspend', 'revoke', 'list'],
+    };
+    // The leaves share one builder, so a few of them stand for all (each run costs a process start).
+    const commands = [
+      [],
+      ['topic'],
+      ['org'],
+      ['topic', 'create'],
+      ['topic', 'add-partitions'],
+      ['topic', 'acl'],
+      ['org', 'register'],
+      ['org', 'approve'],
+    ];
+    const helps = await Promise.all(commands.map((command) => ledgerbusAsync(...command, '--help')));
+    const [top, topic, org, ...leaves] = helps;
+    expect(top?.stdout).toMatch(/^\s+topic\b/m);
+    expect(top?.stdout).toMatch(/^\s+org\b/m);
+    for (const [help, names] of [
+      [topic, subcommands.topic],
+      [org, subcommands.org],
+    ] as const) {
+      expect(help?.status).toBe(0);
+      for (const name of names) expect(help?.stdout).toMatch(new RegExp(`^\\s+${name}\\b`, 'm'));
+    }
+    leaves.forEach((help, index) => {
+      const command = (commands[index + 3] ?? []).join(' ');
+      expect(help.status, command).toBe(0);
+      expect(help.stdout).toContain(`Usage: ledgerbus ${command}`);
+      expect(help.stdout).toContain('--network <file>');
+      expect(help.stdout).toContain('--as <org>');
+      expect(help.stdout).toContain('--json');
+    });
+  });
+
+  it('refuses bad admin arguments with a code, the help to read, and exit status 2', async () => {
+    const connection = ['--network', 'network.json', '--as', 'org1'];
+    const cases: { args: string[]; says: string }[] = [
+      { args: ['topic', 'create', 'invoices', '--partitions', '0', ...connection], says: '--partitions' },
+      { args: ['topic', 'create', 'invoices', '--partitions', 'two', ...connection], says: '--partitions' },
+      { args: ['topic', 'create', 'invoices', ...connection], says: "'--partitions <n>' not specified" },
+      {
+        args: [
+          'topic',
+          'create',
+          'invoices',
+          '--partitions',
+          '3',
+          '--replication-factor',
+          '2',
+          ...connection,
+        ],
+        says: '--replication-factor must be an integer from 4 to 7',
+      },
+      { args: ['topic', 'add-partitions', 'invoices', ...connection], says: "'--count <n>' not specified" },
+      { args: ['topic', 'add-partitions', 'invoices', '--count', '-1', ...connection], says: '--count' },
+      { args: ['topic', 'describe', 'invoices', '--as', 'org1'], says: "'--network <file>' not specified" },
+      { args: ['topic', 'frobnicate'], says: "unknown command 'frobnicate'" },
+      { args: ['org', 'approve', ...connection], says: "missing required argument 'org'" },
+      {
+        args: [
+          'org',
+          'register',
+          '--id',
+          'org 5',
+          '--signing-key',
+          'a',
+          '--encryption-key',
+          'b',
+          ...connection,
+        ],
+        says: '--id must be',
+      },
+      {
+        args: [
+          'org',
+          'register',
+          '--id',
+          'org5',
+          '--signing-key',
+          'a',
+          '--encryption-key',
+          'b',
+          '--roles',
+          'admin',
+          ...connection,
+        ],
+        says: 'unknown: admin',
+      },
+    ];
+    const results = await Promise.all(cases.map(({ args }) => ledgerbusAsync(...args)));
+    for (const [index, { args, says }] of cases.entries()) {
+      const result = results[index]!;
+      expect(result.status, args.join(' ')).toBe(2);
+      expect(result.stderr, args.join(' ')).toMatch(/^error SCHEMA_MISMATCH: /);
+      expect(result.stderr, args.join(' ')).toContain(says);
+      expect(result.stderr, args.join(' ')).toContain('--help`');
+    }
+  });
+
+  it('says which network file it cannot read before contacting any connector', () => {
+    const result = ledgerbus('topic', 'list', '--network', 'missing.json', '--as', 'org1');
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(/^error BAD_CONFIG: cannot read network file missing\.json/);
+  });
+
+  it('refuses to combine --allow and --deny for the same organization without contacting a connector', () => {
+    const result = ledgerbus(
+      'topic',
+      'acl',
+      'invoices',
+      '--network',
+      'missing.json',
+      '--as',
+      'org1',
+      '--allow-produce',
+      'org2,org3',
+      '--deny-produce',
+      'org3',
+    );
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain('error SCHEMA_MISMATCH: org3: both --allow-produce and --deny-produce');
   });
 
   it('runs simulator seeds and ends with the JSON summary line', () => {

@@ -238,3 +238,80 @@ describe('ledgerbus dev, send, consume, receipt, verify', () => {
     expect(result.stderr).toMatch(/error SCHEMA_MISMATCH/);
   }, 60_000);
 });
+
+describe('ledgerbus topic and org: the Raft layer through the CLI', () => {
+  const as = (organization: string): string[] => ['--network', network, '--as', organization];
+
+  it('creates a topic, describes it, grows its partitions, and refuses what the role policy forbids', () => {
+    const created = ledgerbus('topic', 'create', 'invoices', '--partitions', '2', ...as('org1'), '--json');
+    expect(created.status, created.stderr).toBe(0);
+    const described = ledgerbus('topic', 'describe', 'invoices', ...as('org2'), '--json');
+    expect(described.status, described.stderr).toBe(0);
+    const topic = JSON.parse(described.stdout) as { owner: string; partitions: { replicas: string[] }[] };
+    expect(topic.owner).toBe('org1');
+    expect(topic.partitions).toHaveLength(2);
+    expect(topic.partitions.every((partition) => partition.replicas.length === 4)).toBe(true);
+
+    // Only the owner (org1) or a supervisor (org4) may grow it.
+    const refused = ledgerbus('topic', 'add-partitions', 'invoices', '--count', '3', ...as('org2'));
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/error ADMIN_REJECTED/);
+    const grown = ledgerbus('topic', 'add-partitions', 'invoices', '--count', '3', ...as('org1'), '--json');
+    expect(grown.status, grown.stderr).toBe(0);
+    const after = JSON.parse(ledgerbus('topic', 'describe', 'invoices', ...as('org3'), '--json').stdout) as {
+      partitions: unknown[];
+    };
+    expect(after.partitions).toHaveLength(3);
+
+    // A keyed message goes to the partition Kafka's partitioner picks, and arrives.
+    const sent = ledgerbus(
+      'send',
+      ...as('org1'),
+      '--topic',
+      'invoices',
+      '--to',
+      'org2',
+      '--key',
+      'customer-42',
+      '--value',
+      'an invoice',
+      '--json',
+    );
+    expect(sent.status, sent.stderr).toBe(0);
+    expect(JSON.parse(sent.stdout)).toMatchObject({ partition: expect.any(Number) });
+  }, 180_000);
+
+  it('registers an organization as PENDING; only the supervisor approves it', () => {
+    const signing = join(dir, 'org9-signing.key');
+    const encryption = join(dir, 'org9-encryption.key');
+    expect(ledgerbus('keys', 'generate', '--out', signing).status).toBe(0);
+    expect(ledgerbus('keys', 'generate', '--type', 'x25519', '--out', encryption).status).toBe(0);
+    const registered = ledgerbus(
+      'org',
+      'register',
+      '--id',
+      'org9',
+      '--signing-key',
+      signing,
+      '--encryption-key',
+      encryption,
+      ...as('org1'),
+      '--json',
+    );
+    expect(registered.status, registered.stderr).toBe(0);
+    const statusOf = (): string => {
+      const listed = JSON.parse(ledgerbus('org', 'list', ...as('org2'), '--json').stdout) as {
+        organizations: { id: string; status: string }[];
+      };
+      return listed.organizations.find((organization) => organization.id === 'org9')?.status ?? 'missing';
+    };
+    expect(statusOf()).toBe('PENDING');
+    const refused = ledgerbus('org', 'approve', 'org9', ...as('org2'));
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/error ADMIN_REJECTED/);
+    expect(ledgerbus('org', 'approve', 'org9', ...as('org4')).status).toBe(0);
+    expect(statusOf()).toBe('APPROVED');
+    expect(ledgerbus('org', 'suspend', 'org9', ...as('org4')).status).toBe(0);
+    expect(statusOf()).toBe('SUSPENDED');
+  }, 180_000);
+});

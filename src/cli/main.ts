@@ -18,6 +18,7 @@ import {
 } from '../crypto/index.js';
 import { buildSimCommand } from '../sim/cli.js';
 import { generateEncryptionKey, saveEncryptionKey } from '../crypto/envelope/index.js';
+import { buildOrgCommand, buildTopicCommand } from './admin-commands.js';
 import {
   buildConnectorCommand,
   buildConsumeCommand,
@@ -187,6 +188,8 @@ export function buildProgram(): Command {
     buildConsumeCommand(),
     buildReceiptCommand(),
     buildVerifyCommand(),
+    buildTopicCommand(),
+    buildOrgCommand(),
   ]) {
     program.addCommand(command);
   }

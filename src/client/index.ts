@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import type { MessageStatus, ReceiptBundle } from '../connector/api-types.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
+import { Admin } from './admin.js';
 import { Consumer } from './consumer.js';
 import type { ConsumerConfig } from './consumer.js';
 import { LedgerbusEvents } from './events.js';
@@ -16,7 +17,16 @@ import { Producer, checkConnection } from './producer.js';
 import type { ProducerConfig } from './producer.js';
 import { Transport } from './transport.js';
 
-export { Consumer, Producer, LedgerbusEvents };
+export { Admin, Consumer, Producer, LedgerbusEvents };
+export type {
+  CreatePartitionsOptions,
+  CreateTopicsOptions,
+  FetchTopicMetadataOptions,
+  ITopicConfig,
+  ITopicPartitionConfig,
+  OrganizationStatus,
+  TopicAcl,
+} from './admin.js';
 export type {
   ConsumedMessage,
   ConsumerConfig,
@@ -34,11 +44,17 @@ export type {
   ProducerRecord,
 } from './producer.js';
 export type {
+  AdminActionInput,
+  AdminResult,
   ConnectorEvent,
   MessageStatus,
+  OrganizationDescription,
+  PartitionDescription,
   ReceiptBundle,
   ReceivedMessage,
   SendResult,
+  TopicDescription,
+  TopicPolicyInput,
 } from '../connector/api-types.js';
 export { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 
@@ -91,6 +107,11 @@ export class Ledgerbus {
 
   consumer(config: ConsumerConfig): Consumer {
     return new Consumer(this.transport, config);
+  }
+
+  /** Topics and organizations (KafkaJS's `kafka.admin()`); changes are signed as this organization. */
+  admin(): Admin {
+    return new Admin(this.transport);
   }
 
   /** The live event stream (one WebSocket per Ledgerbus, opened on first use; `close()` it when done). */

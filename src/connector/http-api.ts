@@ -1,6 +1,7 @@
 /**
  * The connector's local REST + WebSocket API: what an organization's applications (through the
- * `ledgerbus/client` SDK, curl, or any HTTP client) call. It is a thin transport over `ConnectorApi`:
+ * `ledgerbus/client` SDK, curl, or any HTTP client) call. It is a thin transport over `ConnectorApi`
+ * and `ConnectorAdminApi`:
  * authentication, request validation, error mapping and streaming live here; no message logic does.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -12,7 +13,13 @@ import type { FastifyRequest } from 'fastify';
 import fastifyWebsocket from '@fastify/websocket';
 import type { WebSocket } from 'ws';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
-import type { ConnectorApi, ConnectorEvent, OutgoingMessage } from './api-types.js';
+import type {
+  AdminActionInput,
+  ConnectorAdminApi,
+  ConnectorApi,
+  ConnectorEvent,
+  OutgoingMessage,
+} from './api-types.js';
 import {
   batchBodyBytesMax,
   buildOpenApiDocument,
@@ -29,9 +36,16 @@ export interface HttpApiLogger {
   error(object: object, message?: string): void;
 }
 
+/**
+ * What the server fronts. The administration half is optional in the type only because the
+ * in-memory connector of the HTTP and SDK tests predates it; a connector without it answers the
+ * admin routes with UNKNOWN_METHOD.
+ */
+export type HttpApiConnector = ConnectorApi & Partial<ConnectorAdminApi> & { latestSequence?(): number };
+
 export interface HttpApiOptions {
   /** The connector; `latestSequence` (optional) lets consumers start "from now" without a scan. */
-  readonly api: ConnectorApi & { latestSequence?(): number };
+  readonly api: HttpApiConnector;
   readonly host: string;
   /** 0 picks a free port (see the result's `port`). */
   readonly port: number;
@@ -75,6 +89,11 @@ const statusByCode: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.NotRecipient]: 403,
   [ErrorCode.MessageNotFound]: 404,
   [ErrorCode.PayloadNotFound]: 404,
+  [ErrorCode.TopicNotFound]: 404,
+  [ErrorCode.UnknownMethod]: 404,
+  // 409, not 403: the API token was fine; the network's registry state refused the change (not
+  // allowed for this organization, already exists, wrong partition count...), as the message says.
+  [ErrorCode.AdminRejected]: 409,
   [ErrorCode.MessageRejected]: 422,
   [ErrorCode.Overloaded]: 429,
   [ErrorCode.Timeout]: 503,
@@ -159,8 +178,9 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
     bodyLimit: batchBodyBytesMax,
     // Message ids and group ids are the application's own; the router's default cut-off is 100 chars.
     routerOptions: { maxParamLength: 1024 },
-    // Reject unknown fields instead of silently dropping them: a typo should not lose data.
-    ajv: { customOptions: { removeAdditional: false } },
+    // Reject unknown fields instead of silently dropping them: a typo should not lose data. The
+    // discriminator lets the admin body's `kind` pick its schema, so errors name the bad field.
+    ajv: { customOptions: { removeAdditional: false, discriminator: true } },
   });
 
   // First, so that its onRequest hook (which marks upgrade requests, letting it destroy the socket of
@@ -329,6 +349,33 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
     },
   );
 
+  // ---- administration ----
+
+  app.post<{ Body: AdminActionInput }>(
+    '/v1/admin',
+    { schema: { body: requestSchemas.adminActionBody } },
+    async (request) => adminOf(api, 'admin').call(api, request.body),
+  );
+
+  app.post<{ Body: { transaction: string } }>(
+    '/v1/admin/transactions',
+    { schema: { body: requestSchemas.adminTransactionBody } },
+    async (request) =>
+      adminOf(api, 'submitAdminTransaction').call(api, decodeBase64(request.body.transaction, 'transaction')),
+  );
+
+  app.get('/v1/organizations', async () => ({
+    organizations: await adminOf(api, 'organizations').call(api),
+  }));
+
+  app.get('/v1/topics', async () => ({ topics: await adminOf(api, 'topics').call(api) }));
+
+  app.get<{ Params: { topic: string } }>(
+    '/v1/topics/:topic',
+    { schema: { params: requestSchemas.topicParams } },
+    async (request) => adminOf(api, 'describeTopic').call(api, request.params.topic),
+  );
+
   // ---- events ----
 
   app.get(eventsRoute, { websocket: true }, (socket) => serveEvents(socket, api, logger));
@@ -491,6 +538,18 @@ function queryToken(query: unknown): string | undefined {
   const value =
     typeof query === 'object' && query !== null ? (query as Record<string, unknown>)['token'] : undefined;
   return typeof value === 'string' && value.length > 0 ? value : undefined;
+}
+
+/** One administration method of the connector, or UNKNOWN_METHOD when it does not serve them. */
+function adminOf<K extends keyof ConnectorAdminApi>(api: HttpApiConnector, method: K): ConnectorAdminApi[K] {
+  const implementation = api[method];
+  if (implementation === undefined) {
+    throw new LedgerbusError(
+      ErrorCode.UnknownMethod,
+      `this connector does not serve administration (${method})`,
+    );
+  }
+  return implementation as ConnectorAdminApi[K];
 }
 
 function receivedOrThrow(

@@ -5,6 +5,8 @@
  * document cannot drift from what the server accepts.
  */
 
+import { adminLimits } from '../registry/admin-transactions.js';
+
 /** A JSON Schema (2020-12 for OpenAPI 3.1; the subset used here is also valid draft-07 for Ajv). */
 export type JsonSchema = { readonly [keyword: string]: unknown };
 
@@ -36,6 +38,56 @@ const base64String = (description: string): JsonSchema => ({
 });
 
 const nonEmptyString = { type: 'string', minLength: 1 } as const;
+
+// The same limits the registry's transaction schema enforces, checked here too so that a bad request
+// fails with the field's name before the connector signs anything.
+const identifier = { type: 'string', minLength: 1, maxLength: 128, pattern: '^[a-zA-Z0-9._-]+$' } as const;
+const topicName = { type: 'string', minLength: 1, maxLength: 249, pattern: '^[a-zA-Z0-9._-]+$' } as const;
+const hexKey = (description: string): JsonSchema => ({
+  type: 'string',
+  pattern: '^[0-9a-fA-F]{64}$',
+  description,
+});
+const unsignedInteger = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } as const;
+const organizationList = (description: string): JsonSchema => ({
+  type: 'array',
+  maxItems: adminLimits.aclEntriesMax,
+  uniqueItems: true,
+  items: identifier,
+  description,
+});
+const replicationFactor = {
+  type: 'integer',
+  minimum: adminLimits.replicasMin,
+  maximum: adminLimits.replicasMax,
+  description: `Replicas per partition (${adminLimits.replicasMin}–${adminLimits.replicasMax}); default ${adminLimits.replicasMin}.`,
+} as const;
+const topicPolicy = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'Omitted fields take the network defaults.',
+  properties: {
+    messageBytesMax: { ...unsignedInteger, description: 'Largest message payload in bytes.' },
+    ttlMs: { ...unsignedInteger, minimum: 1, description: 'How long a message may wait for delivery.' },
+    payloadRetentionMs: {
+      ...unsignedInteger,
+      description: 'How long senders keep a payload after every recipient confirmed it.',
+    },
+  },
+} as const;
+
+/** One branch of the admin action body: `kind` selects it (Ajv's and OpenAPI's discriminator). */
+function adminAction(kind: string, properties: Record<string, JsonSchema>, required: readonly string[]) {
+  return {
+    type: 'object',
+    required: ['kind', ...required],
+    additionalProperties: false,
+    properties: { kind: { const: kind }, ...properties },
+  } as const;
+}
+
+/** Base64 length of the largest admin transaction the registry accepts. */
+const adminTransactionBase64Max = Math.ceil(adminLimits.transactionBytesMax / 3) * 4;
 
 // ---- request schemas (also used by Fastify's validator) ----
 
@@ -122,6 +174,97 @@ export const requestSchemas = {
     required: ['sequence'],
     additionalProperties: false,
     properties: { sequence: { type: 'integer', minimum: 0 } },
+  },
+  adminActionBody: {
+    type: 'object',
+    required: ['kind'],
+    // Selecting the branch by `kind` makes a bad request fail on the field at fault rather than
+    // with "must match exactly one schema in oneOf".
+    discriminator: { propertyName: 'kind' },
+    oneOf: [
+      adminAction(
+        'createTopic',
+        {
+          name: topicName,
+          partitions: { type: 'integer', minimum: 1, maximum: adminLimits.partitionsMax },
+          replicationFactor,
+          producers: organizationList('Organizations that may publish.'),
+          consumers: organizationList('Organizations that may be recipients.'),
+          policy: topicPolicy,
+        },
+        ['name', 'partitions', 'producers', 'consumers'],
+      ),
+      adminAction(
+        'addPartitions',
+        {
+          topic: topicName,
+          count: {
+            type: 'integer',
+            minimum: 1,
+            maximum: adminLimits.partitionsMax,
+            description: 'The new total number of partitions (as `kafka-topics --alter --partitions`).',
+          },
+          replicationFactor,
+        },
+        ['topic', 'count'],
+      ),
+      adminAction(
+        'setAcl',
+        {
+          topic: topicName,
+          producers: organizationList('Organizations that may publish.'),
+          consumers: organizationList('Organizations that may be recipients.'),
+        },
+        ['topic', 'producers', 'consumers'],
+      ),
+      adminAction('setPolicy', { topic: topicName, policy: { ...topicPolicy, minProperties: 1 } }, [
+        'topic',
+        'policy',
+      ]),
+      adminAction(
+        'setReplicas',
+        {
+          topic: topicName,
+          partition: { type: 'integer', minimum: 0, maximum: adminLimits.partitionsMax },
+          replicas: {
+            type: 'array',
+            minItems: adminLimits.replicasMin,
+            maxItems: adminLimits.replicasMax,
+            uniqueItems: true,
+            items: identifier,
+            description: 'Node ids of the new replica set.',
+          },
+        },
+        ['topic', 'partition', 'replicas'],
+      ),
+      adminAction(
+        'setOrganizationStatus',
+        { organization: identifier, status: { enum: ['APPROVED', 'SUSPENDED', 'REVOKED'] } },
+        ['organization', 'status'],
+      ),
+      adminAction(
+        'registerNode',
+        {
+          id: identifier,
+          publicKey: hexKey("The node's Ed25519 public key, hex."),
+          address: { type: 'string', minLength: 3, maxLength: 300, pattern: '^[^\\s:]+:\\d{1,5}$' },
+        },
+        ['id', 'publicKey', 'address'],
+      ),
+      adminAction('bindKey', { key: hexKey('Another connector Ed25519 public key, hex.') }, ['key']),
+    ],
+  },
+  adminTransactionBody: {
+    type: 'object',
+    required: ['transaction'],
+    additionalProperties: false,
+    properties: {
+      transaction: {
+        ...base64String('Canonical CBOR of a signed admin transaction, base64.'),
+        minLength: 1,
+        maxLength: adminTransactionBase64Max,
+      },
+    },
   },
 } as const satisfies Record<string, JsonSchema>;
 
@@ -260,6 +403,90 @@ const componentSchemas: Record<string, JsonSchema> = {
     required: ['sequence'],
     properties: { sequence: { type: 'integer', minimum: 0 } },
   },
+  AdminResult: {
+    type: 'object',
+    required: ['group', 'index', 'status'],
+    properties: {
+      group: {
+        type: 'string',
+        description: 'The Raft group that committed it: "__system" or "topic:<name>".',
+      },
+      index: { type: 'integer', description: 'Raft index at which it committed.' },
+      status: { const: 'OK' },
+      detail: { type: 'string' },
+    },
+  },
+  OrganizationDescription: {
+    type: 'object',
+    required: ['id', 'roles', 'status', 'signingKeys', 'encryptionKey'],
+    properties: {
+      id: { type: 'string' },
+      roles: { type: 'array', items: { enum: ['member', 'supervisor', 'auditor'] } },
+      status: { enum: ['APPROVED', 'PENDING', 'SUSPENDED', 'REVOKED'] },
+      signingKeys: { type: 'array', items: hexKey('Ed25519 public key, hex.') },
+      encryptionKey: hexKey('X25519 public key, hex.'),
+    },
+  },
+  Organizations: {
+    type: 'object',
+    required: ['organizations'],
+    properties: {
+      organizations: { type: 'array', items: { $ref: '#/components/schemas/OrganizationDescription' } },
+    },
+  },
+  PartitionDescription: {
+    type: 'object',
+    required: ['partition', 'group', 'configEpoch', 'replicas', 'globalHeight'],
+    properties: {
+      partition: { type: 'integer' },
+      group: { type: 'string', description: 'PBFT group id, "<topic>/<partition>".' },
+      configEpoch: { type: 'integer' },
+      replicas: { type: 'array', items: { type: 'string' }, description: 'Node ids.' },
+      globalHeight: {
+        type: 'integer',
+        description:
+          "Highest block of this partition in the topic's global ledger, as the connector's node knows it.",
+      },
+    },
+  },
+  TopicDescription: {
+    type: 'object',
+    required: ['name', 'owner', 'partitions', 'producers', 'consumers', 'policy', 'topicIndex', 'raft'],
+    properties: {
+      name: { type: 'string' },
+      owner: {
+        type: ['string', 'null'],
+        description: 'Organization that created it; null for genesis topics (administered by supervisors).',
+      },
+      partitions: { type: 'array', items: { $ref: '#/components/schemas/PartitionDescription' } },
+      producers: { type: 'array', items: { type: 'string' } },
+      consumers: { type: 'array', items: { type: 'string' } },
+      policy: {
+        type: 'object',
+        required: ['messageBytesMax', 'ttlMs', 'payloadRetentionMs'],
+        properties: {
+          messageBytesMax: { type: 'integer' },
+          ttlMs: { type: 'integer' },
+          payloadRetentionMs: { type: 'integer' },
+        },
+      },
+      topicIndex: { type: 'integer', description: "Index of the topic's Raft group this description is at." },
+      raft: {
+        type: 'object',
+        required: ['voters', 'learners', 'leader'],
+        properties: {
+          voters: { type: 'array', items: { type: 'string' } },
+          learners: { type: 'array', items: { type: 'string' } },
+          leader: { type: 'string' },
+        },
+      },
+    },
+  },
+  Topics: {
+    type: 'object',
+    required: ['topics'],
+    properties: { topics: { type: 'array', items: { $ref: '#/components/schemas/TopicDescription' } } },
+  },
   Health: {
     type: 'object',
     required: ['status', 'authenticated'],
@@ -362,6 +589,12 @@ const idParameters = parametersOf('path', requestSchemas.idParams);
 const consumerGroupParameters = parametersOf('path', requestSchemas.consumerGroupParams);
 
 const notFound = errorResponse('No such message (MESSAGE_NOT_FOUND, PAYLOAD_NOT_FOUND).');
+const topicNotFound = errorResponse('No such topic (TOPIC_NOT_FOUND).');
+const adminRejected = errorResponse(
+  'The network refused the transaction (ADMIN_REJECTED): the message names the reason code ' +
+    '(NOT_ALLOWED, ALREADY_EXISTS, TOPIC_UNKNOWN, BAD_PARTITION_COUNT, ...) and what to fix.',
+);
+const adminCommitted = { description: 'Committed.', content: json(ref('AdminResult')) };
 const forbidden = errorResponse('This organization is not a recipient of the message (NOT_RECIPIENT).');
 
 /** Paths in OpenAPI form (`{param}`); the server registers them in Fastify form (`:param`). */
@@ -500,6 +733,56 @@ const paths: Record<string, Record<string, JsonSchema>> = {
       responses: { '200': { description: 'Committed.', content: json(ref('Sequence')) } },
     }),
   },
+  '/v1/admin': {
+    post: operation({
+      operationId: 'admin',
+      summary: "Sign an administrative action with this organization's key and commit it in its Raft group.",
+      description:
+        'Topic actions (createTopic excepted) commit in the topic\'s group, the others in "__system". Who may ' +
+        'do what: setOrganizationStatus an approved supervisor; createTopic an approved member or supervisor, ' +
+        "who becomes the topic's owner; addPartitions, setAcl, setPolicy, setReplicas the topic's owner or an " +
+        'approved supervisor; registerNode and bindKey the approved organization itself.',
+      requestBody: { required: true, content: json(requestSchemas.adminActionBody) },
+      responses: { '200': adminCommitted, '404': topicNotFound, '409': adminRejected },
+    }),
+  },
+  '/v1/admin/transactions': {
+    post: operation({
+      operationId: 'submitAdminTransaction',
+      summary: "Relay an admin transaction signed elsewhere, e.g. a new organization's registerOrganization.",
+      description:
+        'The connector does not sign it: the transaction carries its own signature (for a registration, ' +
+        'by a key it registers, which proves possession). The new organization is PENDING until a ' +
+        'supervisor approves it.',
+      requestBody: { required: true, content: json(requestSchemas.adminTransactionBody) },
+      responses: { '200': adminCommitted, '409': adminRejected },
+    }),
+  },
+  '/v1/organizations': {
+    get: operation({
+      operationId: 'listOrganizations',
+      summary: 'Every registered organization: roles, status, keys.',
+      responses: { '200': { description: 'Organizations.', content: json(ref('Organizations')) } },
+    }),
+  },
+  '/v1/topics': {
+    get: operation({
+      operationId: 'listTopics',
+      summary: 'Every topic with its partitions, ACL and policy.',
+      responses: { '200': { description: 'Topics.', content: json(ref('Topics')) } },
+    }),
+  },
+  '/v1/topics/{topic}': {
+    get: operation({
+      operationId: 'describeTopic',
+      summary: 'One topic: owner, partitions and their replicas, ACL, policy, Raft group.',
+      parameters: topicParameters,
+      responses: {
+        '200': { description: 'Topic.', content: json(ref('TopicDescription')) },
+        '404': topicNotFound,
+      },
+    }),
+  },
   '/v1/events': {
     get: operation({
       operationId: 'events',
@@ -524,7 +807,7 @@ export function buildOpenApiDocument(options: { serverUrl?: string } = {}): Open
       version: '1.0.0',
       description:
         "An organization's local API to its ledgerbus connector: send and receive messages, consumer-group " +
-        'cursors, delivery status and proofs, and live events. Every route except /healthz and this document ' +
+        'cursors, delivery status and proofs, live events, and administration (topics, organizations). Every route except /healthz and this document ' +
         'requires `Authorization: Bearer <token>`.',
     },
     servers: [{ url: options.serverUrl ?? '/' }],

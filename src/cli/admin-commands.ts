@@ -1,0 +1,547 @@
+/**
+ * `ledgerbus topic ...` and `ledgerbus org ...`: the administration of a running network, as the
+ * `--as` organization, through its connector (the SDK's `Admin`). The connector signs each change;
+ * the network's Raft layer decides whether that organization may make it.
+ */
+import { randomBytes } from 'node:crypto';
+import { Command, InvalidArgumentError } from 'commander';
+import type { CommanderError } from 'commander';
+import { Admin } from '../client/admin.js';
+import type { OrganizationStatus } from '../client/admin.js';
+import { Transport } from '../client/transport.js';
+import { encodeWith, toHex } from '../codec/index.js';
+import type { AdminResult, TopicDescription, TopicPolicyInput } from '../connector/api-types.js';
+import { loadSigningKey } from '../crypto/index.js';
+import { loadEncryptionKey } from '../crypto/envelope/index.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import {
+  SYSTEM_GROUP,
+  adminLimits,
+  adminTransactionSchema,
+  signAdminTransaction,
+} from '../registry/admin-transactions.js';
+import { readNetworkFile } from './devnet-layout.js';
+import type { NetworkFile } from './devnet-layout.js';
+
+interface ConnectionOptions {
+  readonly network: string;
+  readonly as: string;
+  readonly json: boolean;
+}
+
+interface Session {
+  readonly network: NetworkFile;
+  readonly admin: Admin;
+}
+
+const organizationRoles = ['member', 'supervisor', 'auditor'] as const;
+type OrganizationRole = (typeof organizationRoles)[number];
+
+// ---- helpers ----
+
+/** The `--as` organization's connector, from network.json, behind the SDK's admin client. */
+function sessionFor(options: ConnectionOptions): Session {
+  const network = readNetworkFile(options.network);
+  const entry = network.organizations.find((candidate) => candidate.id === options.as);
+  if (entry === undefined) {
+    throw new LedgerbusError(
+      ErrorCode.BadConfig,
+      `--as ${options.as}: no such organization in ${options.network} (have ${network.organizations.map((o) => o.id).join(', ')})`,
+    );
+  }
+  const transport = new Transport({
+    connector: entry.connector.url,
+    token: entry.connector.token,
+    // A change commits through Raft and, for new partitions, PBFT group start-up: allow it time.
+    requestTimeoutMs: 60_000,
+  });
+  return { network, admin: new Admin(transport) };
+}
+
+function integerOption(name: string, minimum: number, maximum = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isSafeInteger(parsed) || parsed < minimum || parsed > maximum) {
+      const range =
+        maximum === Number.MAX_SAFE_INTEGER
+          ? minimum === 1
+            ? 'a positive integer'
+            : `an integer of at least ${minimum}`
+          : `an integer from ${minimum} to ${maximum}`;
+      throw new InvalidArgumentError(`${name} must be ${range}`);
+    }
+    return parsed;
+  };
+}
+
+function splitList(value: string): string[] {
+  return value
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0);
+}
+
+/** For options that may repeat and also take comma lists: `--allow-produce a,b --allow-produce c`. */
+function collectList(value: string, previous: readonly string[]): string[] {
+  return [...previous, ...splitList(value)];
+}
+
+function print(json: boolean, data: unknown, text: string): void {
+  process.stdout.write(json ? `${JSON.stringify(data)}\n` : `${text}\n`);
+}
+
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((title, column) =>
+    Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)),
+  );
+  return [header, ...rows]
+    .map((row) =>
+      row
+        .map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column] ?? 0)))
+        .join('  '),
+    )
+    .join('\n');
+}
+
+function listText(items: readonly string[]): string {
+  return items.length === 0 ? '(none)' : items.join(',');
+}
+
+function committed(result: AdminResult): string {
+  return `committed in ${result.group} at index ${result.index}${result.detail === undefined ? '' : `: ${result.detail}`}`;
+}
+
+/**
+ * Runs an admin call; a refusal by the network keeps its code and gains who may do it, so that the
+ * user sees at once whether to switch --as or fix the request.
+ */
+async function explained<T>(call: Promise<T>, whoMay: string): Promise<T> {
+  try {
+    return await call;
+  } catch (error) {
+    if (!isLedgerbusError(error, ErrorCode.AdminRejected)) throw error;
+    throw new LedgerbusError(ErrorCode.AdminRejected, `${error.message} (allowed: ${whoMay})`, {
+      cause: error,
+    });
+  }
+}
+
+function supervisorsOf(network: NetworkFile): string {
+  const supervisors = network.organizations
+    .filter((organization) => organization.roles.includes('supervisor'))
+    .map((organization) => organization.id);
+  return supervisors.length === 0
+    ? 'an approved supervisor organization'
+    : `an approved supervisor organization, e.g. --as ${supervisors.join(' or --as ')}`;
+}
+
+/**
+ * Usage errors (a missing option, `--partitions 0`) print as `error SCHEMA_MISMATCH: ...` and exit 2
+ * like every other expected failure, instead of Commander's own format and exit status 1.
+ */
+function withUsageErrors(command: Command, path: string): Command {
+  return command.configureOutput({ outputError: () => {} }).exitOverride((error: CommanderError) => {
+    // --help and --version: let Commander exit 0 as usual.
+    if (error.exitCode === 0) return;
+    const what =
+      error.code === 'commander.help'
+        ? 'name a subcommand'
+        : error.message.replace(/^error: /, '').replace(/\.?\s*$/, '');
+    throw new LedgerbusError(ErrorCode.SchemaMismatch, `${what}; see \`ledgerbus ${path} --help\``);
+  });
+}
+
+/** The options every admin command takes. */
+function connectionOptions(command: Command): Command {
+  return command
+    .requiredOption('--network <file>', 'network.json of the network')
+    .requiredOption('--as <org>', 'the acting organization (its connector signs and submits)')
+    .option('--json', 'print JSON', false);
+}
+
+function subcommand(parent: Command, parentPath: string, name: string, description: string): Command {
+  const command = new Command(name).description(description);
+  parent.addCommand(command);
+  return connectionOptions(withUsageErrors(command, `${parentPath} ${name}`));
+}
+
+// ---- topic ----
+
+interface TopicCreateOptions extends ConnectionOptions {
+  readonly partitions: number;
+  readonly replicationFactor?: number;
+  readonly producers?: string;
+  readonly consumers?: string;
+  readonly messageBytesMax?: number;
+  readonly ttlMs?: number;
+  readonly retentionMs?: number;
+}
+
+interface TopicAclOptions extends ConnectionOptions {
+  readonly allowProduce: string[];
+  readonly denyProduce: string[];
+  readonly allowConsume: string[];
+  readonly denyConsume: string[];
+}
+
+const ownerOrSupervisor = "the topic's owner or an approved supervisor";
+
+export function buildTopicCommand(): Command {
+  const topic = withUsageErrors(
+    new Command('topic').description(
+      'Topics: create, add partitions, describe, list, and set who may produce and consume.',
+    ),
+    'topic',
+  );
+
+  subcommand(topic, 'topic', 'create', 'Create a topic; the --as organization becomes its owner.')
+    .argument('<name>', 'topic name (letters, digits, . _ -)')
+    .requiredOption(
+      '--partitions <n>',
+      'number of partitions',
+      integerOption('--partitions', 1, adminLimits.partitionsMax),
+    )
+    .option(
+      '--replication-factor <r>',
+      `replicas per partition (default ${adminLimits.replicasMin})`,
+      integerOption('--replication-factor', adminLimits.replicasMin, adminLimits.replicasMax),
+    )
+    .option(
+      '--producers <orgs>',
+      'who may publish, comma-separated (default: every member in the network file)',
+    )
+    .option(
+      '--consumers <orgs>',
+      'who may be recipients, comma-separated (default: every member in the network file)',
+    )
+    .option('--message-bytes-max <bytes>', 'largest payload', integerOption('--message-bytes-max', 1))
+    .option('--ttl-ms <ms>', 'how long a message may wait for delivery', integerOption('--ttl-ms', 1))
+    .option(
+      '--retention-ms <ms>',
+      'how long senders keep a payload after delivery',
+      integerOption('--retention-ms', 0),
+    )
+    .action(async (name: string, options: TopicCreateOptions) => {
+      const { network, admin } = sessionFor(options);
+      const members = network.organizations
+        .filter((organization) => organization.roles.includes('member'))
+        .map((organization) => organization.id);
+      const producers = options.producers === undefined ? members : splitList(options.producers);
+      const consumers = options.consumers === undefined ? members : splitList(options.consumers);
+      const policy: TopicPolicyInput = {
+        ...(options.messageBytesMax === undefined ? {} : { messageBytesMax: options.messageBytesMax }),
+        ...(options.ttlMs === undefined ? {} : { ttlMs: options.ttlMs }),
+        ...(options.retentionMs === undefined ? {} : { payloadRetentionMs: options.retentionMs }),
+      };
+      const result = await explained(
+        admin.execute({
+          kind: 'createTopic',
+          name,
+          partitions: options.partitions,
+          ...(options.replicationFactor === undefined
+            ? {}
+            : { replicationFactor: options.replicationFactor }),
+          producers,
+          consumers,
+          ...(Object.keys(policy).length === 0 ? {} : { policy }),
+        }),
+        'an approved member or supervisor, for a name not taken yet',
+      );
+      print(
+        options.json,
+        { topic: name, partitions: options.partitions, producers, consumers, result },
+        `created topic ${name}: ${options.partitions} partition(s), owner ${options.as}; producers ${listText(producers)}; consumers ${listText(consumers)} (${committed(result)})`,
+      );
+    });
+
+  subcommand(
+    topic,
+    'topic',
+    'add-partitions',
+    'Raise the partition count to --count (the new total). Keyed messages may then map to another partition.',
+  )
+    .argument('<name>', 'topic name')
+    .requiredOption(
+      '--count <n>',
+      'the new total number of partitions',
+      integerOption('--count', 1, adminLimits.partitionsMax),
+    )
+    .option(
+      '--replication-factor <r>',
+      `replicas of each new partition (default ${adminLimits.replicasMin})`,
+      integerOption('--replication-factor', adminLimits.replicasMin, adminLimits.replicasMax),
+    )
+    .action(
+      async (name: string, options: ConnectionOptions & { count: number; replicationFactor?: number }) => {
+        const { admin } = sessionFor(options);
+        const result = await explained(
+          admin.execute({
+            kind: 'addPartitions',
+            topic: name,
+            count: options.count,
+            ...(options.replicationFactor === undefined
+              ? {}
+              : { replicationFactor: options.replicationFactor }),
+          }),
+          `${ownerOrSupervisor}; --count must be more than the current count`,
+        );
+        print(
+          options.json,
+          { topic: name, partitions: options.count, result },
+          `topic ${name} now has ${options.count} partitions (${committed(result)}); keys now map over ${options.count} partitions`,
+        );
+      },
+    );
+
+  subcommand(
+    topic,
+    'topic',
+    'describe',
+    "A topic's owner, partitions and replicas, ACL, policy and Raft group.",
+  )
+    .argument('<name>', 'topic name')
+    .action(async (name: string, options: ConnectionOptions) => {
+      const description = await sessionFor(options).admin.describeTopic(name);
+      print(options.json, description, describeText(description));
+    });
+
+  subcommand(topic, 'topic', 'list', 'Every topic of the network.').action(
+    async (options: ConnectionOptions) => {
+      const { topics } = await sessionFor(options).admin.fetchTopicMetadata();
+      const rows = topics.map((entry) => [
+        entry.name,
+        String(entry.partitions.length),
+        entry.owner ?? '(genesis)',
+        listText(entry.producers),
+        listText(entry.consumers),
+      ]);
+      print(
+        options.json,
+        { topics },
+        topics.length === 0
+          ? 'no topics'
+          : table(['TOPIC', 'PARTITIONS', 'OWNER', 'PRODUCERS', 'CONSUMERS'], rows),
+      );
+    },
+  );
+
+  subcommand(
+    topic,
+    'topic',
+    'acl',
+    'Allow or deny organizations to produce to and consume from a topic (options repeat or take comma lists); without any, print the ACL.',
+  )
+    .argument('<name>', 'topic name')
+    .option('--allow-produce <orgs>', 'may publish', collectList, [])
+    .option('--deny-produce <orgs>', 'may no longer publish', collectList, [])
+    .option('--allow-consume <orgs>', 'may be recipients', collectList, [])
+    .option('--deny-consume <orgs>', 'may no longer be recipients', collectList, [])
+    .action(async (name: string, options: TopicAclOptions) => {
+      for (const [allow, deny, what] of [
+        [options.allowProduce, options.denyProduce, 'produce'],
+        [options.allowConsume, options.denyConsume, 'consume'],
+      ] as const) {
+        const both = allow.filter((organization) => deny.includes(organization));
+        if (both.length > 0) {
+          throw new LedgerbusError(
+            ErrorCode.SchemaMismatch,
+            `${both.join(', ')}: both --allow-${what} and --deny-${what}; name each organization once`,
+          );
+        }
+      }
+      const { admin } = sessionFor(options);
+      const current = await admin.describeTopic(name);
+      const changed = (
+        list: readonly string[],
+        allow: readonly string[],
+        deny: readonly string[],
+      ): string[] => [...new Set([...list, ...allow].filter((organization) => !deny.includes(organization)))];
+      const producers = changed(current.producers, options.allowProduce, options.denyProduce);
+      const consumers = changed(current.consumers, options.allowConsume, options.denyConsume);
+      const acl = `producers ${listText(producers)}; consumers ${listText(consumers)}`;
+      const unchanged =
+        sameMembers(producers, current.producers) && sameMembers(consumers, current.consumers);
+      if (unchanged) {
+        print(options.json, { topic: name, producers, consumers, changed: false }, `topic ${name}: ${acl}`);
+        return;
+      }
+      const result = await explained(
+        admin.setTopicAcl(name, { producers, consumers }),
+        `${ownerOrSupervisor} (owner of ${name}: ${current.owner ?? 'none, a genesis topic'})`,
+      );
+      print(
+        options.json,
+        { topic: name, producers, consumers, changed: true, result },
+        `topic ${name}: ${acl} (${committed(result)})`,
+      );
+    });
+
+  return topic;
+}
+
+function sameMembers(left: readonly string[], right: readonly string[]): boolean {
+  return left.length === right.length && left.every((item) => right.includes(item));
+}
+
+function describeText(topic: TopicDescription): string {
+  const policy = topic.policy;
+  const lines = [
+    `topic ${topic.name}   owner ${topic.owner ?? '(genesis: supervisors administer it)'}`,
+    `producers  ${listText(topic.producers)}`,
+    `consumers  ${listText(topic.consumers)}`,
+    `policy     messageBytesMax ${policy.messageBytesMax}, ttlMs ${policy.ttlMs}, payloadRetentionMs ${policy.payloadRetentionMs}`,
+    `raft       leader ${topic.raft.leader || '(none)'}; voters ${listText(topic.raft.voters)}; learners ${listText(topic.raft.learners)}; at index ${topic.topicIndex}`,
+    '',
+    table(
+      ['PARTITION', 'GROUP', 'EPOCH', 'HEIGHT', 'REPLICAS'],
+      topic.partitions.map((partition) => [
+        String(partition.partition),
+        partition.group,
+        String(partition.configEpoch),
+        String(partition.globalHeight),
+        partition.replicas.join(','),
+      ]),
+    ),
+  ];
+  return lines.join('\n');
+}
+
+// ---- org ----
+
+interface RegisterOptions extends ConnectionOptions {
+  readonly id: string;
+  readonly signingKey: string;
+  readonly encryptionKey: string;
+  readonly roles: OrganizationRole[];
+}
+
+function parseRoles(value: string): OrganizationRole[] {
+  const roles = splitList(value);
+  const known = new Set<string>(organizationRoles);
+  const unknown = roles.filter((role) => !known.has(role));
+  if (roles.length === 0 || unknown.length > 0 || new Set(roles).size !== roles.length) {
+    throw new InvalidArgumentError(
+      `--roles must list distinct roles among ${organizationRoles.join(', ')}${unknown.length > 0 ? ` (unknown: ${unknown.join(', ')})` : ''}`,
+    );
+  }
+  return roles as OrganizationRole[];
+}
+
+function organizationId(value: string): string {
+  if (!/^[a-zA-Z0-9._-]{1,128}$/.test(value)) {
+    throw new InvalidArgumentError('--id must be 1 to 128 letters, digits, dots, underscores or hyphens');
+  }
+  return value;
+}
+
+const statusCommands: readonly { name: string; status: OrganizationStatus; description: string }[] = [
+  {
+    name: 'approve',
+    status: 'APPROVED',
+    description: 'Approve a registered (PENDING) or suspended organization.',
+  },
+  {
+    name: 'suspend',
+    status: 'SUSPENDED',
+    description: 'Suspend an organization: it may no longer act until approved again.',
+  },
+  { name: 'revoke', status: 'REVOKED', description: 'Revoke an organization for good.' },
+];
+
+export function buildOrgCommand(): Command {
+  const org = withUsageErrors(
+    new Command('org').description('Organizations: register, approve, suspend, revoke, list.'),
+    'org',
+  );
+
+  subcommand(
+    org,
+    'org',
+    'register',
+    "Register a new organization (PENDING until a supervisor approves it), relayed by the --as organization's connector.",
+  )
+    .requiredOption('--id <org>', 'the new organization id (letters, digits, . _ -)', organizationId)
+    .requiredOption('--signing-key <file>', "the new organization's Ed25519 key (signs the registration)")
+    .requiredOption('--encryption-key <file>', "the new organization's X25519 encryption key")
+    .option('--roles <roles>', `comma-separated, among ${organizationRoles.join(', ')}`, parseRoles, [
+      'member',
+    ])
+    .action(async (options: RegisterOptions) => {
+      const roles = options.roles;
+      const signingKey = loadSigningKey(options.signingKey);
+      const encryptionKey = loadEncryptionKey(options.encryptionKey);
+      const { network, admin } = sessionFor(options);
+      // Signed with the key it registers: the proof of possession that lets anyone register.
+      const transaction = signAdminTransaction(
+        {
+          group: SYSTEM_GROUP,
+          organization: options.id,
+          nonce: randomBytes(16),
+          timestamp: Date.now(),
+          action: {
+            kind: 'registerOrganization',
+            roles,
+            signingKeys: [signingKey.publicKey],
+            encryptionKey: encryptionKey.publicKey,
+          },
+        },
+        signingKey,
+      );
+      const result = await explained(
+        admin.submitSignedTransaction(encodeWith(adminTransactionSchema, transaction)),
+        'anyone, with an organization id and keys not registered yet',
+      );
+      const supervisors = network.organizations
+        .filter((organization) => organization.roles.includes('supervisor'))
+        .map((organization) => organization.id);
+      print(
+        options.json,
+        {
+          organization: options.id,
+          status: 'PENDING',
+          roles,
+          signingKey: toHex(signingKey.publicKey),
+          encryptionKey: toHex(encryptionKey.publicKey),
+          result,
+        },
+        `registered ${options.id} (${roles.join(',')}), PENDING (${committed(result)}); a supervisor approves it with: ledgerbus org approve ${options.id} --network ${options.network} --as ${supervisors[0] ?? '<supervisor>'}`,
+      );
+    });
+
+  for (const { name, status, description } of statusCommands) {
+    subcommand(org, 'org', name, `${description} Supervisors only.`)
+      .argument('<org>', 'organization id')
+      .action(async (organization: string, options: ConnectionOptions) => {
+        const { network, admin } = sessionFor(options);
+        const result = await explained(
+          admin.setOrganizationStatus(organization, status),
+          `${supervisorsOf(network)}, for an organization other than itself`,
+        );
+        print(
+          options.json,
+          { organization, status, result },
+          `${organization} is now ${status} (${committed(result)})`,
+        );
+      });
+  }
+
+  subcommand(org, 'org', 'list', 'Every registered organization: status, roles, keys.').action(
+    async (options: ConnectionOptions) => {
+      const organizations = await sessionFor(options).admin.listOrganizations();
+      const rows = organizations.map((organization) => [
+        organization.id,
+        organization.status,
+        organization.roles.join(','),
+        String(organization.signingKeys.length),
+        organization.encryptionKey.slice(0, 16),
+      ]);
+      print(
+        options.json,
+        { organizations },
+        table(['ORGANIZATION', 'STATUS', 'ROLES', 'SIGNING KEYS', 'ENCRYPTION KEY'], rows),
+      );
+    },
+  );
+
+  return org;
+}
