@@ -331,7 +331,7 @@ describe('topics at runtime', () => {
     await waitFor('delivery of the last message', () => connector('org2').receivedMessage(last));
     const receipt = await waitFor('a global receipt with the delivery', async () => {
       try {
-        const bundle = await connector('org1').receipt('orders', last, { global: true });
+        const bundle = await connector('org1').receipt('orders', last, { source: 'global' });
         return bundle.deliveredTo.includes('org2') ? bundle : undefined;
       } catch (error) {
         if (isLedgerbusError(error) && error.retriable) return undefined;
@@ -339,6 +339,7 @@ describe('topics at runtime', () => {
       }
     });
     expect(receipt.message.id).toBe(last);
+    expect(receipt.source).toBe('global');
 
     // The dead leader comes back and catches up.
     const restarted = await startNode(leaderIndex);

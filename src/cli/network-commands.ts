@@ -430,16 +430,24 @@ export function buildReceiptCommand(): Command {
     .requiredOption('--as <org>', 'an organization that sent or received the message')
     .option('--topic <topic>', 'topic of the message', 'demo')
     .option('--out <file>', 'write the bundle here (default: stdout)')
+    .option(
+      '--source <source>',
+      "global (the topic's global ledger: any node of the topic answers), partition, or best (both; the one with more deliveries)",
+      'best',
+    )
     .option('--json', 'print JSON', false)
     .argument('<id>', 'message id')
     .action(
       async (
         id: string,
-        options: { network: string; as: string; topic: string; out?: string; json: boolean },
+        options: { network: string; as: string; topic: string; out?: string; json: boolean; source: string },
       ) => {
+        if (!['global', 'partition', 'best'].includes(options.source)) {
+          throw new InvalidArgumentError('--source must be global, partition or best');
+        }
         const bundle = await connectorFor(options.network, options.as).json<Record<string, unknown>>(
           'GET',
-          `/v1/topics/${encodeURIComponent(options.topic)}/messages/${encodeURIComponent(id)}/receipt`,
+          `/v1/topics/${encodeURIComponent(options.topic)}/messages/${encodeURIComponent(id)}/receipt?source=${options.source}`,
         );
         const text = `${JSON.stringify(bundle, null, options.json ? undefined : 2)}\n`;
         if (options.out === undefined) process.stdout.write(text);

@@ -6,7 +6,7 @@
  *   await lb.producer().send({ topic: 'demo', messages: [{ value: 'hi', to: ['org2'] }] });
  */
 import { readFileSync } from 'node:fs';
-import type { MessageStatus, ReceiptBundle } from '../connector/api-types.js';
+import type { MessageStatus, ReceiptBundle, ReceiptSource } from '../connector/api-types.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { Admin } from './admin.js';
 import { Consumer } from './consumer.js';
@@ -51,6 +51,7 @@ export type {
   OrganizationDescription,
   PartitionDescription,
   ReceiptBundle,
+  ReceiptSource,
   ReceivedMessage,
   SendResult,
   TopicDescription,
@@ -138,8 +139,10 @@ export class Ledgerbus {
   }
 
   /** The delivery-proof bundle of a message, checked offline by `ledgerbus verify`. */
-  async receipt(topic: string, id: string): Promise<ReceiptBundle> {
-    return this.transport.json<ReceiptBundle>('GET', messagePath(topic, id, 'receipt'));
+  /** The delivery-proof bundle; `source` as `ReceiptSource` documents (default best). */
+  async receipt(topic: string, id: string, options: { source?: ReceiptSource } = {}): Promise<ReceiptBundle> {
+    const query = options.source === undefined ? '' : `?source=${options.source}`;
+    return this.transport.json<ReceiptBundle>('GET', `${messagePath(topic, id, 'receipt')}${query}`);
   }
 }
 

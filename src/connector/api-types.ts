@@ -89,14 +89,23 @@ export interface ConnectorApi {
   commitSequence(groupId: string, topic: string, sequence: number): void;
   status(topic: string, id: string): Promise<MessageStatus>;
   /** The delivery-proof bundle for a message this org sent or received (JSON-ready). */
-  receipt(topic: string, id: string, options?: { global?: boolean }): Promise<ReceiptBundle>;
+  receipt(topic: string, id: string, options?: { source?: ReceiptSource }): Promise<ReceiptBundle>;
   onEvent(listener: (event: ConnectorEvent) => void): () => void;
 }
+
+/**
+ * Where a receipt is built from: the topic's GLOBAL ledger (any node of the topic can answer, from the
+ * index the Raft layer keeps), the message's partition (its replicas), or `best` — both, keeping
+ * whichever shows more deliveries (the global ledger trails the partitions by a replication round).
+ */
+export type ReceiptSource = 'global' | 'partition' | 'best';
 
 /** `ledgerbus receipt` output, checked offline by `ledgerbus verify`. */
 export interface ReceiptBundle {
   readonly format: 'ledgerbus-receipt/v1';
   readonly network: string;
+  /** Which ledger the node built it from. */
+  readonly source?: 'global' | 'partition';
   readonly message: ReceiptSummary;
   readonly deliveredTo: readonly string[];
   /** Base64 of the canonical CBOR DeliveryReceipt. */

@@ -60,6 +60,7 @@ import type {
   MessageStatus,
   OutgoingMessage,
   ReceiptBundle,
+  ReceiptSource,
   ReceivedMessage,
   SendResult,
 } from './api-types.js';
@@ -911,14 +912,30 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     };
   }
 
-  async receipt(topic: string, id: string, options: { global?: boolean } = {}): Promise<ReceiptBundle> {
+  async receipt(topic: string, id: string, options: { source?: ReceiptSource } = {}): Promise<ReceiptBundle> {
     const control = await this.controlPeer();
+    const source = options.source ?? 'best';
     // From the topic's global ledger any node of the topic answers, hosting the partition or not.
-    const answer = (
-      options.global === true
-        ? await control.request('globalReceipt', { topic, id })
-        : await control.request('receipt', { group: this.groupOf(topic, id), id })
-    ) as Record<string, CborValue>;
+    const fromGlobal = async (): Promise<Record<string, CborValue>> =>
+      (await control.request('globalReceipt', { topic, id })) as Record<string, CborValue>;
+    const fromPartition = async (): Promise<Record<string, CborValue>> =>
+      (await control.request('receipt', { group: this.groupOf(topic, id), id })) as Record<string, CborValue>;
+    let answer: Record<string, CborValue>;
+    let answeredFrom: 'global' | 'partition';
+    if (source === 'global') [answer, answeredFrom] = [await fromGlobal(), 'global'];
+    else if (source === 'partition') [answer, answeredFrom] = [await fromPartition(), 'partition'];
+    else {
+      const [global, partition] = await Promise.allSettled([fromGlobal(), fromPartition()]);
+      const deliveries = (settled: PromiseSettledResult<Record<string, CborValue>>): number =>
+        settled.status === 'fulfilled' && Array.isArray(settled.value['deliveries'])
+          ? settled.value['deliveries'].length
+          : -1;
+      if (global.status === 'rejected' && partition.status === 'rejected') throw partition.reason;
+      [answer, answeredFrom] =
+        deliveries(global) >= deliveries(partition)
+          ? [(global as PromiseFulfilledResult<Record<string, CborValue>>).value, 'global']
+          : [(partition as PromiseFulfilledResult<Record<string, CborValue>>).value, 'partition'];
+    }
     const receipt = deliveryReceiptSchema.parse(
       { acceptance: answer['acceptance'], deliveries: answer['deliveries'] },
       'receipt',
@@ -928,6 +945,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     return {
       format: 'ledgerbus-receipt/v1',
       network: this.options.registry.network,
+      source: answeredFrom,
       message: receiptSummary(message),
       deliveredTo: verified.deliveries.map((delivery) => delivery.recipient),
       proof: Buffer.from(encodeDeliveryReceipt(receipt)).toString('base64'),

@@ -19,6 +19,7 @@ import type {
   ConnectorApi,
   ConnectorEvent,
   OutgoingMessage,
+  ReceiptSource,
 } from './api-types.js';
 import {
   batchBodyBytesMax,
@@ -288,10 +289,15 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
     async (request) => api.status(request.params.topic, request.params.id),
   );
 
-  app.get<{ Params: { topic: string; id: string } }>(
+  app.get<{ Params: { topic: string; id: string }; Querystring: { source?: ReceiptSource } }>(
     '/v1/topics/:topic/messages/:id/receipt',
-    { schema: { params: requestSchemas.topicMessageParams } },
-    async (request) => api.receipt(request.params.topic, request.params.id),
+    { schema: { params: requestSchemas.topicMessageParams, querystring: requestSchemas.receiptQuery } },
+    async (request) =>
+      api.receipt(
+        request.params.topic,
+        request.params.id,
+        request.query.source === undefined ? {} : { source: request.query.source },
+      ),
   );
 
   // ---- receiving ----

@@ -102,6 +102,17 @@ export const requestSchemas = {
     required: ['topic', 'id'],
     properties: { topic: nonEmptyString, id: nonEmptyString },
   },
+  receiptQuery: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      source: {
+        enum: ['global', 'partition', 'best'],
+        description:
+          "global: the topic's global ledger (any node of the topic answers); partition: its replicas; best (default): both, the one with more deliveries",
+      },
+    },
+  },
   idParams: {
     type: 'object',
     required: ['id'],
@@ -369,6 +380,7 @@ const componentSchemas: Record<string, JsonSchema> = {
     properties: {
       format: { const: 'ledgerbus-receipt/v1' },
       network: { type: 'string' },
+      source: { enum: ['global', 'partition'] },
       message: {
         type: 'object',
         required: [
@@ -666,7 +678,7 @@ const paths: Record<string, Record<string, JsonSchema>> = {
     get: operation({
       operationId: 'messageReceipt',
       summary: 'Delivery-proof bundle, checked offline by `ledgerbus verify`.',
-      parameters: topicMessageParameters,
+      parameters: [...topicMessageParameters, ...parametersOf('query', requestSchemas.receiptQuery)],
       responses: {
         '200': { description: 'Receipt.', content: json(ref('ReceiptBundle')) },
         '403': forbidden,
