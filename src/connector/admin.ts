@@ -9,7 +9,7 @@ import type { CborValue } from '../codec/index.js';
 import { bytesEqual, encodeWith, fromHex, toHex } from '../codec/index.js';
 import type { SigningKeyPair } from '../crypto/index.js';
 import { partitionGroupId } from '../contracts/registry.js';
-import { ErrorCode, LedgerbusError } from '../errors.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import {
   SYSTEM_GROUP,
   adminTransactionSchema,
@@ -35,6 +35,9 @@ export interface ConnectorAdminOptions {
   /** A request to the organization's node over the control connection. */
   readonly request: (method: string, body: CborValue) => Promise<CborValue>;
 }
+
+/** How long an admin request keeps retrying while its group elects a leader. */
+const adminRetryMs = 15_000;
 
 interface GroupStatus {
   readonly group: string;
@@ -86,7 +89,7 @@ export class ConnectorAdmin {
   }
 
   async submit(transaction: Uint8Array): Promise<AdminResult> {
-    const reply = (await this.options.request('admin', { transaction })) as Record<string, CborValue>;
+    const reply = await this.requestWithRetry(transaction);
     const result = reply['result'] as Record<string, CborValue>;
     const group = String(reply['group']);
     const index = Number(reply['index']);
@@ -101,6 +104,23 @@ export class ConnectorAdmin {
       status: 'OK',
       ...(typeof result['detail'] === 'string' ? { detail: result['detail'] } : {}),
     };
+  }
+
+  /**
+   * A group may have no leader for a moment (start-up, an election). NOT_LEADER means nothing was
+   * proposed, so asking again is safe (and the nonce would stop a second commit anyway).
+   */
+  private async requestWithRetry(transaction: Uint8Array): Promise<Record<string, CborValue>> {
+    const deadline = Date.now() + adminRetryMs;
+    for (let delay = 100; ; delay = Math.min(delay * 2, 1_000)) {
+      try {
+        return (await this.options.request('admin', { transaction })) as Record<string, CborValue>;
+      } catch (error) {
+        // Only NOT_LEADER is known not to have been proposed; a timeout might have committed.
+        if (!isLedgerbusError(error, ErrorCode.NotLeader) || Date.now() + delay > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
   }
 
   async organizations(): Promise<OrganizationDescription[]> {

@@ -83,6 +83,13 @@ export class LedgerbusNode {
           return { index, result };
         },
         clientForward: (body) => this.clients.forwarded(body),
+        adminSubmit: async (body) => {
+          const transaction = (body as Record<string, CborValue>)['transaction'];
+          if (!(transaction instanceof Uint8Array)) {
+            throw new LedgerbusError(ErrorCode.SchemaMismatch, 'adminSubmit needs a transaction');
+          }
+          return this.registryHost.adminSubmitForPeer(transaction);
+        },
         blocks: (body) => {
           const record = body as Record<string, CborValue>;
           const group = record['group'];

@@ -15,6 +15,7 @@ import {
   adminTransactionSchema,
   decodeRegistryResult,
   encodeRegistryEntry,
+  encodeRegistryResult,
   topicGroupId,
 } from '../registry/admin-transactions.js';
 import type { RegistryResult } from '../registry/admin-transactions.js';
@@ -190,15 +191,68 @@ export class RegistryHost {
    */
   async submitAdmin(
     transactionBytes: Uint8Array,
+    forward = true,
   ): Promise<{ index: number; group: string; result: RegistryResult }> {
     const transaction = decodeWith(adminTransactionSchema, transactionBytes, { maxBytes: 256 * 1024 });
     const group = transaction.group;
-    const entry =
-      group === SYSTEM_GROUP
-        ? encodeRegistryEntry({ type: 'admin', transaction })
-        : encodeRegistryEntry({ type: 'admin', transaction, systemIndex: this.systemGroup.appliedIndex });
-    const { index, result } = await this.propose(group, entry, true);
+    if (group === SYSTEM_GROUP) {
+      const { index, result } = await this.propose(
+        group,
+        encodeRegistryEntry({ type: 'admin', transaction }),
+        forward,
+      );
+      return { index, group, result: decodeRegistryResult(result) };
+    }
+    // The topic leader names the __system index: it has applied every index an earlier entry used
+    // (it held each entry until it had), so the index it names never goes back, as the group requires.
+    const local = this.hostedGroup(group);
+    if (local?.isLeader === true || !forward) {
+      const entry = encodeRegistryEntry({
+        type: 'admin',
+        transaction,
+        systemIndex: this.systemGroup.appliedIndex,
+      });
+      const { index, result } = await this.propose(group, entry, false);
+      return { index, group, result: decodeRegistryResult(result) };
+    }
+    const reply = (await this.onLeader(group, 'adminSubmit', { transaction: transactionBytes })) as Record<
+      string,
+      CborValue
+    >;
+    const index = reply['index'];
+    const result = reply['result'];
+    if (typeof index !== 'number' || !(result instanceof Uint8Array)) {
+      throw new LedgerbusError(ErrorCode.RemoteError, 'the topic leader answered adminSubmit oddly');
+    }
     return { index, group, result: decodeRegistryResult(result) };
+  }
+
+  /** Serves another node's `adminSubmit`: this node must lead the group. */
+  async adminSubmitForPeer(transactionBytes: Uint8Array): Promise<{ index: number; result: Uint8Array }> {
+    const { index, result } = await this.submitAdmin(transactionBytes, false);
+    return { index, result: encodeRegistryResult(result) };
+  }
+
+  /** Sends a request to the group's leader as this node knows it, or else to each voter in turn. */
+  private async onLeader(groupId: string, method: string, body: CborValue): Promise<CborValue> {
+    const known = this.hostedGroup(groupId)?.leader ?? null;
+    const candidates =
+      known !== null && known !== this.options.selfNodeId
+        ? [known]
+        : this.votersOf(groupId).filter((id) => id !== this.options.selfNodeId);
+    let lastError: unknown = new LedgerbusError(ErrorCode.NotLeader, `${groupId} has no leader yet; retry`, {
+      retriable: true,
+    });
+    for (const nodeId of candidates) {
+      try {
+        return await this.options.requestPeer(nodeId, method, body);
+      } catch (error) {
+        lastError = error;
+        if (!isLedgerbusError(error) || (!error.retriable && error.code !== ErrorCode.ConnectionClosed))
+          throw error;
+      }
+    }
+    throw lastError;
   }
 
   /**
@@ -216,34 +270,16 @@ export class RegistryHost {
       throw new LedgerbusError(ErrorCode.NotLeader, `this node does not follow ${groupId}`, {
         retriable: true,
       });
-    const known = local?.leader ?? null;
-    const candidates =
-      known !== null && known !== this.options.selfNodeId
-        ? [known]
-        : this.votersOf(groupId).filter((id) => id !== this.options.selfNodeId);
-    let lastError: unknown = new LedgerbusError(ErrorCode.NotLeader, `${groupId} has no leader yet; retry`, {
-      retriable: true,
-    });
-    for (const nodeId of candidates) {
-      try {
-        const reply = (await this.options.requestPeer(nodeId, 'raftPropose', {
-          group: groupId,
-          data,
-        })) as Record<string, CborValue>;
-        const index = reply['index'];
-        const result = reply['result'];
-        if (typeof index !== 'number' || !(result instanceof Uint8Array)) {
-          throw new LedgerbusError(ErrorCode.RemoteError, `node ${nodeId} answered raftPropose oddly`);
-        }
-        return { index, result };
-      } catch (error) {
-        lastError = error;
-        if (!isLedgerbusError(error) || !error.retriable) {
-          if (!isLedgerbusError(error, ErrorCode.ConnectionClosed)) throw error;
-        }
-      }
+    const reply = (await this.onLeader(groupId, 'raftPropose', { group: groupId, data })) as Record<
+      string,
+      CborValue
+    >;
+    const index = reply['index'];
+    const result = reply['result'];
+    if (typeof index !== 'number' || !(result instanceof Uint8Array)) {
+      throw new LedgerbusError(ErrorCode.RemoteError, `the leader of ${groupId} answered raftPropose oddly`);
     }
-    throw lastError;
+    return { index, result };
   }
 
   private hostedGroup(groupId: string): RaftGroup | undefined {

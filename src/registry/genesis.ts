@@ -17,7 +17,7 @@ import type { GroupMembership } from '../ledger/block.js';
 
 const hexKey32 = t.string({ pattern: /^[0-9a-f]{64}$/ });
 const identifier = t.string({ minLength: 1, maxLength: 128, pattern: /^[a-zA-Z0-9._-]+$/ });
-const address = t.string({ pattern: /^[^\s:]+:\d{1,5}$/ });
+const address = t.string({ maxLength: 300, pattern: /^[^\s:]+:\d{1,5}$/ });
 
 const organizationSchema = t.record({
   id: identifier,

@@ -46,9 +46,12 @@ export const registrySnapshotSchema = t.record({
     }),
     { maxItems: 100_000 },
   ),
-  nodes: t.array(t.record({ id: name, organization: name, publicKey: key32, address: name }), {
-    maxItems: 100_000,
-  }),
+  nodes: t.array(
+    t.record({ id: name, organization: name, publicKey: key32, address: t.string({ maxLength: 1000 }) }),
+    {
+      maxItems: 100_000,
+    },
+  ),
   topics: t.array(
     t.record({
       config: topicConfigSchema,

@@ -18,6 +18,7 @@ import {
   ADMIN_SIGNING_TYPE,
   AdminReject,
   SYSTEM_GROUP,
+  adminLimits,
   adminSigningPayload,
   decodeRegistryEntry,
   encodeRegistryResult,
@@ -319,6 +320,9 @@ export class SystemStateMachine {
       }
       case 'bindKey': {
         const organization = requireApproved(actor);
+        if (organization.signingKeys.length >= adminLimits.signingKeysMax) {
+          refuse(AdminReject.NotAllowed, `an organization binds at most ${adminLimits.signingKeysMax} keys`);
+        }
         this.requireUnusedKey(view, action.key);
         const organizations = new Map(view.organizations);
         organizations.set(organization.id, {
@@ -384,16 +388,23 @@ export class SystemStateMachine {
   }
 
   snapshot(): Uint8Array {
-    return encodeWith(systemSnapshotSchema, viewToSnapshot(this.versions.latest));
+    return encodeWith(systemSnapshotSchema, {
+      network: this.versions.latest.network,
+      versions: this.versions.all().map(versionToSnapshot),
+      nonces: [...this.versions.latest.nonces].sort(),
+    });
   }
 
   restore(index: number, data: Uint8Array): void {
-    const view = snapshotToView(
-      decodeWith(systemSnapshotSchema, data, { maxBytes: 64 * 1024 * 1024 }),
-      index,
-    );
-    this.versions.reset(index, view);
-    for (const listener of this.listeners) listener(view);
+    const snapshot = decodeWith(systemSnapshotSchema, data, { maxBytes: 256 * 1024 * 1024 });
+    // Only the latest version's nonces matter: replays are checked against the latest registry.
+    const nonces = new Set(snapshot.nonces);
+    const versions = snapshot.versions.map((version) => snapshotToVersion(snapshot.network, version, nonces));
+    this.versions.reset(versions[0]!.index, versions[0]!);
+    for (const version of versions.slice(1)) this.versions.push(version.index, version);
+    const latest = this.versions.latest;
+    if (latest.index !== index) this.versions.push(index, { ...latest, index });
+    for (const listener of this.listeners) listener(this.versions.latest);
   }
 
   /** The partition group ids of every topic, for diagnostics. */
@@ -426,19 +437,20 @@ export const topicConfigSchema = t.record({
   policy: t.record({ messageBytesMax: t.uint(), ttlMs: t.uint({ min: 1 }), payloadRetentionMs: t.uint() }),
 });
 
-const systemSnapshotSchema = t.record({
-  network: name,
+const address = t.string({ minLength: 1, maxLength: 1000 });
+const versionSchema = t.record({
+  index: t.uint(),
   organizations: t.array(
     t.record({
       id: name,
       roles: t.array(t.oneOf('member', 'supervisor', 'auditor'), { maxItems: 3 }),
       status: t.oneOf('APPROVED', 'PENDING', 'SUSPENDED', 'REVOKED'),
-      signingKeys: t.array(key32, { maxItems: 64 }),
+      signingKeys: t.array(key32, { maxItems: adminLimits.signingKeysMax }),
       encryptionKey: key32,
     }),
     { maxItems: 100_000 },
   ),
-  nodes: t.array(t.record({ id: name, organization: name, publicKey: key32, address: name }), {
+  nodes: t.array(t.record({ id: name, organization: name, publicKey: key32, address }), {
     maxItems: 100_000,
   }),
   topics: t.array(
@@ -450,12 +462,21 @@ const systemSnapshotSchema = t.record({
     }),
     { maxItems: 100_000 },
   ),
+});
+
+/**
+ * Every version, not only the latest: topic groups authorize against the registry at older indexes,
+ * and a replica that installed this snapshot must answer `at(i)` exactly as one that replayed the log.
+ */
+const systemSnapshotSchema = t.record({
+  network: name,
+  versions: t.array(versionSchema, { minItems: 1, maxItems: 1_000_000 }),
   nonces: t.array(t.string({ maxLength: 400 }), { maxItems: 10_000_000 }),
 });
 
-function viewToSnapshot(view: SystemView): ReturnType<typeof systemSnapshotSchema.parse> {
+function versionToSnapshot(view: SystemView): ReturnType<typeof versionSchema.parse> {
   return {
-    network: view.network,
+    index: view.index,
     organizations: [...view.organizations.values()].map((organization) => ({
       id: organization.id,
       roles: [...organization.roles],
@@ -479,17 +500,20 @@ function viewToSnapshot(view: SystemView): ReturnType<typeof systemSnapshotSchem
       voters: [...topic.voters],
       learners: [...topic.learners],
     })),
-    nonces: [...view.nonces].sort(),
   };
 }
 
-function snapshotToView(snapshot: ReturnType<typeof systemSnapshotSchema.parse>, index: number): SystemView {
+function snapshotToVersion(
+  network: string,
+  version: ReturnType<typeof versionSchema.parse>,
+  nonces: ReadonlySet<string>,
+): SystemView {
   return {
-    network: snapshot.network,
-    index,
-    organizations: new Map(snapshot.organizations.map((organization) => [organization.id, organization])),
-    nodes: new Map(snapshot.nodes.map((node) => [node.id, node])),
-    topics: new Map(snapshot.topics.map((topic) => [topic.config.name, topic])),
-    nonces: new Set(snapshot.nonces),
+    network,
+    index: version.index,
+    organizations: new Map(version.organizations.map((organization) => [organization.id, organization])),
+    nodes: new Map(version.nodes.map((node) => [node.id, node])),
+    topics: new Map(version.topics.map((topic) => [topic.config.name, topic])),
+    nonces,
   };
 }

@@ -62,6 +62,11 @@ export interface TopicView {
   /** Every epoch of every partition, oldest first: certificates of old blocks verify against them. */
   readonly epochs: readonly (readonly PartitionConfig[])[];
   readonly nonces: ReadonlySet<string>;
+  /**
+   * The __system index the last admin entry was authorized at. Entries may not go back before it
+   * (nor before the topic's creation), so a leader cannot pick a registry older than one already used.
+   */
+  readonly systemIndex: number;
 }
 
 export interface PartitionHead {
@@ -106,6 +111,7 @@ export class TopicStateMachine {
       config: this.topic.config,
       epochs: this.topic.config.partitions.map((partition) => [partition]),
       nonces: new Set(),
+      systemIndex: this.topic.createdAt,
     };
   }
 
@@ -163,12 +169,27 @@ export class TopicStateMachine {
         rejected(AdminReject.Malformed, 'a topic admin entry must name a __system index'),
       );
     }
-    const result = guarded(() => this.applyAdmin(index, entry.transaction, this.system.at(systemIndex)));
+    if (systemIndex < this.versions.latest.systemIndex) {
+      return encodeRegistryResult(
+        rejected(
+          AdminReject.Malformed,
+          `__system index ${systemIndex} is older than ${this.versions.latest.systemIndex}, already used`,
+        ),
+      );
+    }
+    const result = guarded(() =>
+      this.applyAdmin(index, entry.transaction, this.system.at(systemIndex), systemIndex),
+    );
     if (result.status === 'OK') for (const listener of this.listeners) listener(this.versions.latest);
     return encodeRegistryResult(result);
   }
 
-  private applyAdmin(index: number, transaction: AdminTransaction, system: SystemView): RegistryResult {
+  private applyAdmin(
+    index: number,
+    transaction: AdminTransaction,
+    system: SystemView,
+    systemIndex: number,
+  ): RegistryResult {
     const current = this.versions.latest;
     const actor = requireApproved(
       authenticate(
@@ -226,6 +247,7 @@ export class TopicStateMachine {
       config,
       epochs,
       nonces: new Set([...current.nonces, nonceKey(transaction)]),
+      systemIndex,
     });
     return { status: 'OK' };
   }
@@ -310,6 +332,7 @@ export class TopicStateMachine {
         history.map((partition) => ({ ...partition, replicas: [...partition.replicas] })),
       ),
       nonces: [...view.nonces].sort(),
+      systemIndex: view.systemIndex,
       heads: [...this.heads].map(([partition, head]) => ({ partition, header: head.header })),
     });
   }
@@ -321,6 +344,7 @@ export class TopicStateMachine {
       config: snapshot.config,
       epochs: snapshot.epochs,
       nonces: new Set(snapshot.nonces),
+      systemIndex: snapshot.systemIndex,
     });
     this.heads.clear();
     for (const head of snapshot.heads) {
@@ -352,6 +376,7 @@ const topicSnapshotSchema = t.record({
   config: topicConfigSchema,
   epochs: t.array(t.array(partitionConfigSchema, { maxItems: 100_000 }), { maxItems: 1024 }),
   nonces: t.array(t.string({ maxLength: 400 }), { maxItems: 10_000_000 }),
+  systemIndex: t.uint(),
   heads: t.array(t.record({ partition: t.string({ maxLength: 260 }), header: headerSchema }), {
     maxItems: 1024,
   }),

@@ -46,6 +46,11 @@ export class Versions<T> {
     return this.values[low] as T;
   }
 
+  /** Every version, oldest first (for snapshots). */
+  all(): T[] {
+    return [...this.values];
+  }
+
   /** Forgets every version and starts again from `value` at `index` (a snapshot was installed). */
   reset(index: number, value: T): void {
     this.indexes.length = 0;
