@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor as poll } from './support/process-network.js';
 import { ensureDevnetLayout } from '../src/cli/devnet-layout.js';
 import type { DevnetLayout } from '../src/cli/devnet-layout.js';
 import { encodeWith, toHex } from '../src/codec/index.js';
@@ -83,18 +84,12 @@ function connector(organization: string): Connector {
   return connectors.get(organization) as Connector;
 }
 
-async function waitFor<T>(
+function waitFor<T>(
   what: string,
   probe: () => Promise<T | undefined> | T | undefined,
   timeoutMs = 30_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  return poll(what, probe, timeoutMs, 100);
 }
 
 async function failureOf(promise: Promise<unknown>): Promise<string> {

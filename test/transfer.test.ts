@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor as poll } from './support/process-network.js';
 import { ensureDevnetLayout } from '../src/cli/devnet-layout.js';
 import type { DevnetLayout } from '../src/cli/devnet-layout.js';
 import { decodeClientRequest, encodeClientRequest, messageLimits } from '../src/consensus/pbft/messages.js';
@@ -96,18 +97,12 @@ function connector(organization: string): Connector {
   return connectors.get(organization) as Connector;
 }
 
-async function waitFor<T>(
+function waitFor<T>(
   what: string,
   probe: () => Promise<T | undefined> | T | undefined,
   timeoutMs = 30_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  return poll(what, probe, timeoutMs, 100);
 }
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');

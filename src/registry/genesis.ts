@@ -1,19 +1,21 @@
 /**
  * The network's founding document: organizations with their roles and keys, nodes with their keys
- * and addresses, topics with their partitions' replica sets, ACLs and policy. Until the registration
- * workflow and the Raft layer exist (a later issue), the registry IS the genesis file; every reader
- * goes through the `NetworkRegistry` interface so that swap changes no caller.
+ * and addresses, topics with their partitions' replica sets, ACLs and policy. It only bootstraps the
+ * __system Raft group (see system-state.ts); from there the registry follows the Raft layer, and
+ * every reader goes through the `NetworkRegistry` interface either way.
  *
  * Genesis is JSON (people read and diff it) with keys as lowercase hex. It is parsed strictly: an
  * unknown field, a malformed key, a replica that is not a node, or a duplicate id is BAD_CONFIG naming
  * the field, and nothing starts.
  */
-import { fromHex, t, toHex } from '../codec/index.js';
+import { t } from '../codec/index.js';
 import type { Infer } from '../codec/index.js';
-import { partitionGroupId, validateTopicPolicy } from '../contracts/registry.js';
+import { validateTopicPolicy } from '../contracts/registry.js';
 import type { Organization, Registry, Topic } from '../contracts/registry.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import type { GroupMembership } from '../ledger/block.js';
+import { RegistryView, genesisTopicEntries } from './registry-view.js';
+import { genesisSystemView } from './system-state.js';
 
 const hexKey32 = t.string({ pattern: /^[0-9a-f]{64}$/ });
 const identifier = t.string({ minLength: 1, maxLength: 128, pattern: /^[a-zA-Z0-9._-]+$/ });
@@ -145,6 +147,8 @@ export function parseGenesis(value: unknown, source = 'genesis'): Genesis {
   const organizations = new Set(genesis.organizations.map((organization) => organization.id));
   const nodes = new Set(genesis.nodes.map((node) => node.id));
   genesis.nodes.forEach((node, index) => {
+    const port = Number(node.address.slice(node.address.lastIndexOf(':') + 1));
+    if (port < 1 || port > 65535) throw badConfig(`${source}: nodes[${index}].address: port out of range`);
     if (!organizations.has(node.organization)) {
       throw badConfig(
         `${source}: nodes[${index}].organization "${node.organization}" is not an organization`,
@@ -177,110 +181,10 @@ export function parseGenesis(value: unknown, source = 'genesis'): Genesis {
   return genesis;
 }
 
-function splitAddress(address: string): { host: string; port: number } {
-  const colon = address.lastIndexOf(':');
-  const port = Number(address.slice(colon + 1));
-  if (port < 1 || port > 65535) throw badConfig(`address ${address}: port out of range`);
-  return { host: address.slice(0, colon), port };
-}
-
 /** The registry as genesis defines it: every organization APPROVED, configuration epoch 0. */
-export class GenesisRegistry implements NetworkRegistry {
-  readonly network: string;
-  private readonly organizationsById = new Map<string, Organization>();
-  private readonly encryptionKeys = new Map<string, Uint8Array>();
-  private readonly organizationsByKey = new Map<string, Organization>();
-  private readonly nodesById = new Map<string, NodeInfo>();
-  private readonly nodesByKey = new Map<string, NodeInfo>();
-  private readonly topicsByName = new Map<string, Topic>();
-  private readonly partitionsById = new Map<string, PartitionInfo>();
-
+export class GenesisRegistry extends RegistryView {
   constructor(readonly genesis: Genesis) {
-    this.network = genesis.network;
-    for (const entry of genesis.organizations) {
-      const organization: Organization = {
-        id: entry.id,
-        roles: [...entry.roles],
-        status: 'APPROVED',
-        signingKeys: entry.signingKeys.map((key) => fromHex(key)),
-      };
-      this.organizationsById.set(entry.id, organization);
-      this.encryptionKeys.set(entry.id, fromHex(entry.encryptionKey));
-      for (const key of entry.signingKeys) this.organizationsByKey.set(key, organization);
-    }
-    for (const entry of genesis.nodes) {
-      const node: NodeInfo = {
-        id: entry.id,
-        organization: entry.organization,
-        publicKey: fromHex(entry.publicKey),
-        ...splitAddress(entry.address),
-      };
-      this.nodesById.set(node.id, node);
-      this.nodesByKey.set(entry.publicKey, node);
-    }
-    for (const entry of genesis.topics) {
-      this.topicsByName.set(entry.name, {
-        name: entry.name,
-        partitionCount: entry.partitions.length,
-        producers: new Set(entry.producers),
-        consumers: new Set(entry.consumers),
-        policy: { ...entry.policy },
-      });
-      entry.partitions.forEach((partition, index) => {
-        const groupId = partitionGroupId(entry.name, index);
-        this.partitionsById.set(groupId, {
-          topic: entry.name,
-          partition: index,
-          groupId,
-          configEpoch: 0,
-          replicas: [...partition.replicas],
-        });
-      });
-    }
-  }
-
-  organization(id: string): Organization | undefined {
-    return this.organizationsById.get(id);
-  }
-  organizations(): readonly Organization[] {
-    return [...this.organizationsById.values()];
-  }
-  encryptionKey(organization: string): Uint8Array | undefined {
-    return this.encryptionKeys.get(organization);
-  }
-  topic(name: string): Topic | undefined {
-    return this.topicsByName.get(name);
-  }
-  topics(): readonly Topic[] {
-    return [...this.topicsByName.values()];
-  }
-  node(id: string): NodeInfo | undefined {
-    return this.nodesById.get(id);
-  }
-  nodes(): readonly NodeInfo[] {
-    return [...this.nodesById.values()];
-  }
-  nodeByKey(publicKey: Uint8Array): NodeInfo | undefined {
-    return this.nodesByKey.get(toHex(publicKey));
-  }
-  organizationBySigningKey(publicKey: Uint8Array): Organization | undefined {
-    return this.organizationsByKey.get(toHex(publicKey));
-  }
-  partition(groupId: string): PartitionInfo | undefined {
-    return this.partitionsById.get(groupId);
-  }
-  partitions(): readonly PartitionInfo[] {
-    return [...this.partitionsById.values()];
-  }
-  membership(groupId: string, configEpoch: number): GroupMembership | undefined {
-    const partition = this.partitionsById.get(groupId);
-    if (partition === undefined || partition.configEpoch !== configEpoch) return undefined;
-    const members = new Map<string, Uint8Array>();
-    for (const replica of partition.replicas) {
-      const node = this.nodesById.get(replica);
-      if (node === undefined) return undefined;
-      members.set(replica, node.publicKey);
-    }
-    return { partitionId: groupId, configEpoch, members };
+    const system = genesisSystemView(genesis);
+    super(system, genesisTopicEntries(system));
   }
 }

@@ -70,6 +70,17 @@ function splitAddress(address: string): { host: string; port: number } {
   return { host: address.slice(0, colon), port: Number(address.slice(colon + 1)) };
 }
 
+/** The topics of a registry that no topic group has changed yet. */
+export function genesisTopicEntries(system: Pick<SystemView, 'topics'>): TopicEntry[] {
+  return [...system.topics.values()].map((topic) => ({
+    config: topic.config,
+    epochs: topic.config.partitions.map((partition) => [partition]),
+    topicIndex: 0,
+    voters: topic.voters,
+    learners: topic.learners,
+  }));
+}
+
 export class RegistryView implements NetworkRegistry {
   readonly network: string;
   readonly systemIndex: number;
@@ -120,16 +131,7 @@ export class RegistryView implements NetworkRegistry {
   /** The registry as genesis alone defines it (__system index 0, no topic group applied yet). */
   static fromGenesis(genesis: Genesis): RegistryView {
     const system = genesisSystemView(genesis);
-    return new RegistryView(
-      system,
-      [...system.topics.values()].map((topic) => ({
-        config: topic.config,
-        epochs: topic.config.partitions.map((partition) => [partition]),
-        topicIndex: 0,
-        voters: topic.voters,
-        learners: topic.learners,
-      })),
-    );
+    return new RegistryView(system, genesisTopicEntries(system));
   }
 
   static fromSnapshot(snapshot: RegistrySnapshot): RegistryView {
