@@ -22,7 +22,17 @@
  *   (chain, transactions root, and its 2f+1 = 3 Ed25519 certificate signatures) before appending it.
  *   Replication lag = apply time at the leader − first certification time of the block, also shown
  *   in parts (p50): certified at the fetch replica, fetched by the leader, replicated and applied.
- *   At the end, each member's ledger must equal the union of the partitions' ledgers (else it throws).
+ *   At the end, every member's ledger must hold each partition's chain (block count and a sha256
+ *   digest chain of the block hashes, against those the partition certified) and all members the same
+ *   sequence (else it throws).
+ *
+ * Memory: all 4 × P + 3 machines share this process's heap, so the bench's own storage is kept flat
+ * (replicas drop blocks every ledger member holds, keeping a state-transfer tail; members keep per
+ * partition a count, the head hash and a digest, and snapshot it every 16 entries so Raft compacts
+ * its log). "heap MB" is heapUsed at the end of a run (live state only under `node --expose-gc`).
+ * What still grows with partitions × requests is inside the cores and the application (PbftReplica's
+ * committed/verified request tables and SimApplication's seen set, keyed by hex strings), i.e. real
+ * per-replica state that separate machines would hold in separate heaps.
  *
  * Clock: by default a piece of work costs this process's CPU time (process.cpuUsage, microseconds),
  * which leaves out time the OS gave to other processes; `--clock wall` charges performance.now()
@@ -161,6 +171,9 @@ function runOptions(options: Options, label: string): RunOptions {
       heartbeatTicks: 2,
       fetchIntervalMs: options.fetchIntervalMs,
       fetchBlocksMax: 64,
+      // Small enough to compact within a default run (about 25 blocks per partition); the log keeps
+      // one more interval, so a follower a few entries behind still gets entries, not a snapshot.
+      snapshotEntries: 16,
     },
     virtualLimitMs: 3_600_000,
     label,
@@ -185,6 +198,10 @@ function formatRow(result: RunResult): string {
     result.lagPartsMs.fetchReplica.p50.toFixed(1).padStart(8),
     result.lagPartsMs.fetch.p50.toFixed(1).padStart(8),
     result.lagPartsMs.replicate.p50.toFixed(1).padStart(8),
+    (result.heapUsedBytes / 2 ** 20).toFixed(0).padStart(7),
+    ...(result.gc.count > 0
+      ? [String(result.gc.count).padStart(5), result.gc.ms.toFixed(0).padStart(7)]
+      : []),
   ].join(' ');
 }
 
@@ -205,7 +222,9 @@ const header = [
   'lag: r→'.padStart(8),
   'fetch'.padStart(8),
   'raft'.padStart(8),
+  'heap MB'.padStart(7),
 ].join(' ');
+const gcHeader = ['GCs'.padStart(5), 'GC ms'.padStart(7)].join(' ');
 
 function main(): void {
   const options = parseOptions();
@@ -231,7 +250,8 @@ function main(): void {
   const results: RunResult[] = [];
   process.stdout.write(
     `PBFT partitions (4 machines each) + 3-member Raft global ledger; links ${options.latencyMs} ms, ` +
-      `${options.bandwidthMbps} Mbit/s; real Ed25519; virtual time\n${header}\n`,
+      `${options.bandwidthMbps} Mbit/s; real Ed25519; virtual time\n${header}` +
+      `${options.gcStats ? ` ${gcHeader}` : ''}\n`,
   );
   for (const count of options.partitionCounts) {
     progress(`${count} partition(s): ${count * options.requests} requests`);

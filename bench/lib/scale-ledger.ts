@@ -9,14 +9,19 @@
  * follow the partition's previous block (height and previous hash), its transactions root must match
  * its requests, and its certificate must verify (verifyHeaderCertificate: 2f+1 real Ed25519
  * signatures). Replication lag is the leader's apply time minus the block's first certification.
+ *
+ * Memory stays flat however many partitions run in this one process (a heap that grows with the
+ * partition count makes garbage collection cost more per request): a member keeps, per partition, the
+ * block count, the head hash and a running digest of the block hashes, not the blocks; and every
+ * `snapshotEntries` applied entries it snapshots that state and the Raft core compacts its log.
  */
-import { decodeWith } from '../../src/codec/index.js';
+import { bytesEqual, decodeWith, encodeWith, t } from '../../src/codec/index.js';
 import { hexKey } from '../../src/consensus/pbft/quorum.js';
 import { RaftNode, applyRaftReady, encodeRaftMessage } from '../../src/consensus/raft/index.js';
-import type { RaftEntry, RaftHost, RaftInput } from '../../src/consensus/raft/index.js';
+import type { RaftEntry, RaftHost, RaftInput, RaftSnapshot } from '../../src/consensus/raft/index.js';
 import { merkleRoot } from '../../src/crypto/index.js';
 import { blockHash, verifyHeaderCertificate } from '../../src/ledger/block.js';
-import { ledgerBlockSchema } from './scale-partition.js';
+import { chainDigest, emptyDigest, ledgerBlockSchema } from './scale-partition.js';
 import type { Partition } from './scale-partition.js';
 import type { Machine, World } from './scale-sim.js';
 
@@ -28,13 +33,37 @@ export interface LedgerOptions {
   readonly fetchIntervalMs: number;
   /** Blocks one fetch reply carries at most. */
   readonly fetchBlocksMax: number;
+  /** A member snapshots its state every this many applied entries (the log keeps one interval more). */
+  readonly snapshotEntries: number;
 }
 
-/** One block of the global ledger, as a member appended it. */
-interface LedgerRecord {
-  readonly partitionId: string;
-  readonly height: number;
-  readonly hash: string;
+const digestSchema = t.bytes({ length: 32 });
+
+/** A member's state machine, which is also its snapshot: per partition, where its chain stands. */
+const ledgerStateSchema = t.record({
+  /** Blocks appended, over all partitions, and the running digest of their hashes in ledger order. */
+  blocks: t.uint(),
+  digest: digestSchema,
+  chains: t.array(
+    t.record({
+      partitionId: t.string({ minLength: 1, maxLength: 256 }),
+      height: t.uint(),
+      head: digestSchema,
+      digest: digestSchema,
+    }),
+    { maxItems: 4096 },
+  ),
+});
+
+/** One partition's chain in a member's global ledger. */
+interface Chain {
+  height: number;
+  /** Hash of the block at `height` (zeros before the first). */
+  head: Uint8Array;
+  /** chainDigest over the partition's block hashes, in height order. */
+  digest: Uint8Array;
+  /** Hashes of the last few heights (up to duplicateWindow), to check a re-proposed block. */
+  readonly recent: Uint8Array[];
 }
 
 interface Member {
@@ -42,16 +71,26 @@ interface Member {
   readonly machine: Machine;
   readonly node: RaftNode;
   host?: RaftHost;
-  readonly ledger: LedgerRecord[];
-  /** Per partition: the hashes of its blocks, in height order (index height - 1). */
-  readonly chains: Map<string, string[]>;
+  blocks: number;
+  digest: Uint8Array;
+  readonly chains: Map<string, Chain>;
+  /** Snapshots of the state at multiples of snapshotEntries, each compacted to one interval later. */
+  readonly pendingSnapshots: { readonly index: number; readonly data: Uint8Array }[];
   /** Leader side: highest height proposed per partition, and partitions with a fetch in flight. */
   readonly proposed: Map<string, number>;
   readonly fetching: Set<string>;
 }
 
-const zeroHash = new Uint8Array(32);
 const entryBytesMax = 4 * 1024 * 1024;
+/**
+ * A block proposed again after a leader change is checked against the hash a member appended at its
+ * height if it is this recent; older ones (none are expected) are counted and skipped unchecked.
+ */
+const duplicateWindow = 1024;
+
+function emptyChain(): Chain {
+  return { height: 0, head: emptyDigest, digest: emptyDigest, recent: [] };
+}
 
 export class GlobalLedger {
   /** Leader apply time minus first certification time, one per block (ms). */
@@ -65,6 +104,9 @@ export class GlobalLedger {
   private readonly fetchedAt = new Map<string, number[]>();
   verifiedBlocks = 0;
   duplicates = 0;
+  uncheckedDuplicates = 0;
+  snapshots = 0;
+  snapshotsInstalled = 0;
   proposals = 0;
   refusedProposals = 0;
   fetches = 0;
@@ -95,8 +137,10 @@ export class GlobalLedger {
           heartbeatTicks: options.heartbeatTicks,
           entryBytesMax,
         }),
-        ledger: [],
-        chains: new Map(partitions.map((partition) => [partition.groupId, []])),
+        blocks: 0,
+        digest: emptyDigest,
+        chains: new Map(partitions.map((partition) => [partition.groupId, emptyChain()])),
+        pendingSnapshots: [],
         proposed: new Map(),
         fetching: new Set(),
       });
@@ -123,40 +167,41 @@ export class GlobalLedger {
   /** Every member holds every block every partition certified. */
   caughtUp(): boolean {
     return this.members.every((member) =>
-      this.partitions.every(
-        (partition) => member.chains.get(partition.groupId)!.length === partition.ledger.length,
-      ),
+      this.partitions.every((partition) => member.chains.get(partition.groupId)!.height === partition.height),
     );
   }
 
+  /** Heights of `partitionId` every member holds (the partition's replicas may drop those blocks). */
+  heldEverywhere(partitionId: string): number {
+    return Math.min(...this.members.map((member) => member.chains.get(partitionId)!.height));
+  }
+
   /**
-   * Throws unless every member's global ledger is the same sequence and holds exactly the union of
-   * the partition ledgers, each partition's blocks in height order.
+   * Throws unless every member's global ledger is the same sequence (same block count and running
+   * digest) and holds exactly each partition's chain in height order: the digest of the hashes a
+   * member appended equals the digest of the hashes the partition certified.
    */
   check(): void {
-    const reference = this.members[0]!.ledger;
-    const total = this.partitions.reduce((sum, partition) => sum + partition.ledger.length, 0);
+    const reference = this.members[0]!;
+    const total = this.partitions.reduce((sum, partition) => sum + partition.height, 0);
+    const expected = new Map(this.partitions.map((partition) => [partition.groupId, partition.digest()]));
     for (const member of this.members) {
-      if (member.ledger.length !== total) {
-        throw new Error(`ledger ${member.id}: ${member.ledger.length} blocks, partitions certified ${total}`);
+      if (member.blocks !== total) {
+        throw new Error(`ledger ${member.id}: ${member.blocks} blocks, partitions certified ${total}`);
       }
-      member.ledger.forEach((record, i) => {
-        const expected = reference[i]!;
-        if (record.hash !== expected.hash) {
-          throw new Error(`ledger ${member.id}: entry ${i} differs from ledger ${this.members[0]!.id}'s`);
-        }
-      });
+      if (!bytesEqual(member.digest, reference.digest)) {
+        throw new Error(`ledger ${member.id}: its sequence of blocks differs from ledger ${reference.id}'s`);
+      }
       for (const partition of this.partitions) {
         const chain = member.chains.get(partition.groupId)!;
-        const inOrder = member.ledger.filter((record) => record.partitionId === partition.groupId);
-        partition.ledger.forEach((block, i) => {
-          const hash = hexKey(blockHash(block.header));
-          if (chain[i] !== hash || inOrder[i]?.hash !== hash || inOrder[i]?.height !== i + 1) {
-            throw new Error(
-              `ledger ${member.id}: block ${partition.groupId}@${i + 1} missing or not the partition's`,
-            );
-          }
-        });
+        if (
+          chain.height !== partition.height ||
+          !bytesEqual(chain.digest, expected.get(partition.groupId)!)
+        ) {
+          throw new Error(
+            `ledger ${member.id}: ${partition.groupId}'s blocks missing or not the partition's`,
+          );
+        }
       }
     }
   }
@@ -165,7 +210,7 @@ export class GlobalLedger {
     return this.members
       .map((member) => {
         const status = member.node.status();
-        return `${member.id}:${status.role}/t${status.term}/c${status.commit}/a${status.applied}/b${member.ledger.length}`;
+        return `${member.id}:${status.role}/t${status.term}/c${status.commit}/a${status.applied}/s${status.snapshotIndex}/b${member.blocks}`;
       })
       .join(' ');
   }
@@ -173,6 +218,51 @@ export class GlobalLedger {
   private step(member: Member, input: RaftInput): void {
     const host = this.hostOf(member);
     applyRaftReady(host, host.step(input));
+    this.maybeCompact(member);
+  }
+
+  /**
+   * Hands the core the snapshot taken one interval ago, once it has applied past it: the log keeps
+   * the last interval's entries, so a follower a little behind still gets entries, not a snapshot.
+   */
+  private maybeCompact(member: Member): void {
+    const pending = member.pendingSnapshots[0];
+    if (pending === undefined) return;
+    if (member.node.status().applied < pending.index + this.options.snapshotEntries) return;
+    member.pendingSnapshots.shift();
+    this.snapshots += 1;
+    const host = this.hostOf(member);
+    applyRaftReady(host, host.step({ kind: 'snapshot', index: pending.index, data: pending.data }));
+  }
+
+  private encodeState(member: Member): Uint8Array {
+    return encodeWith(ledgerStateSchema, {
+      blocks: member.blocks,
+      digest: member.digest,
+      chains: [...member.chains].map(([partitionId, chain]) => ({
+        partitionId,
+        height: chain.height,
+        head: chain.head,
+        digest: chain.digest,
+      })),
+    });
+  }
+
+  /** A follower too far behind for the leader's log takes the leader's state from its snapshot. */
+  private installSnapshot(member: Member, snapshot: RaftSnapshot): void {
+    const state = decodeWith(ledgerStateSchema, snapshot.data);
+    this.snapshotsInstalled += 1;
+    member.blocks = state.blocks;
+    member.digest = state.digest;
+    for (const chain of state.chains) {
+      member.chains.set(chain.partitionId, {
+        height: chain.height,
+        head: chain.head,
+        digest: chain.digest,
+        recent: [],
+      });
+    }
+    member.pendingSnapshots.length = 0;
   }
 
   private hostOf(member: Member): RaftHost {
@@ -189,9 +279,7 @@ export class GlobalLedger {
         this.messageBytes += bytes.length;
         member.machine.sendTo(peer.machine, bytes.length, () => this.step(peer, { kind: 'bytes', bytes }));
       },
-      installSnapshot: () => {
-        throw new Error('ledger: no snapshots in this benchmark');
-      },
+      installSnapshot: (snapshot) => this.installSnapshot(member, snapshot),
       apply: (entry) => this.apply(member, entry),
       rejected: (code) => this.rejected.set(code, (this.rejected.get(code) ?? 0) + 1),
     };
@@ -206,7 +294,7 @@ export class GlobalLedger {
       this.leaderId = member.id;
       // What this member applied; blocks proposed but not applied yet may come again (then skipped).
       member.proposed.clear();
-      for (const [partitionId, chain] of member.chains) member.proposed.set(partitionId, chain.length);
+      for (const [partitionId, chain] of member.chains) member.proposed.set(partitionId, chain.height);
     }
     for (const partition of this.partitions) {
       const partitionId = partition.groupId;
@@ -214,7 +302,8 @@ export class GlobalLedger {
       member.fetching.add(partitionId);
       this.fetches += 1;
       const from = member.proposed.get(partitionId)! + 1;
-      partition.fetch(member.machine, from, this.options.fetchBlocksMax, (blocks, now) => {
+      const held = this.heldEverywhere(partitionId);
+      partition.fetch(member.machine, from, this.options.fetchBlocksMax, held, (blocks, now) => {
         member.fetching.delete(partitionId);
         const fetchedAt = this.fetchedAt.get(partitionId) ?? [];
         this.fetchedAt.set(partitionId, fetchedAt);
@@ -231,6 +320,7 @@ export class GlobalLedger {
       const ready = member.node.step({ kind: 'propose', data });
       const refused = ready.rejected.length > 0;
       applyRaftReady(this.hostOf(member), { ...ready, rejected: [] });
+      this.maybeCompact(member);
       if (refused) {
         this.refusedProposals += 1;
         return;
@@ -241,6 +331,14 @@ export class GlobalLedger {
   }
 
   private apply(member: Member, entry: RaftEntry): void {
+    this.applyBlock(member, entry);
+    // The state after every snapshotEntries-th entry, kept until the core may compact to it.
+    if (entry.index % this.options.snapshotEntries === 0) {
+      member.pendingSnapshots.push({ index: entry.index, data: this.encodeState(member) });
+    }
+  }
+
+  private applyBlock(member: Member, entry: RaftEntry): void {
     if (entry.type !== 'normal' || entry.data.length === 0) return;
     const block = decodeWith(ledgerBlockSchema, entry.data, { maxBytes: entryBytesMax });
     const header = block.header;
@@ -249,19 +347,22 @@ export class GlobalLedger {
       throw new Error(`ledger ${member.id}: unknown partition ${header.partitionId}`);
     const chain = member.chains.get(header.partitionId)!;
     const hash = blockHash(header);
-    const hashHex = hexKey(hash);
-    if (header.height <= chain.length) {
-      if (chain[header.height - 1] !== hashHex) {
+    if (header.height <= chain.height) {
+      const back = chain.height - header.height;
+      if (back >= chain.recent.length) {
+        this.uncheckedDuplicates += 1;
+        return;
+      }
+      if (!bytesEqual(chain.recent[chain.recent.length - 1 - back]!, hash)) {
         throw new Error(`ledger ${member.id}: a second, different ${header.partitionId}@${header.height}`);
       }
       this.duplicates += 1;
       return;
     }
-    if (header.height !== chain.length + 1) {
-      throw new Error(`ledger ${member.id}: ${header.partitionId}@${header.height} after ${chain.length}`);
+    if (header.height !== chain.height + 1) {
+      throw new Error(`ledger ${member.id}: ${header.partitionId}@${header.height} after ${chain.height}`);
     }
-    const previous = chain.length === 0 ? hexKey(zeroHash) : chain[chain.length - 1]!;
-    if (hexKey(header.previousHash) !== previous) {
+    if (!bytesEqual(header.previousHash, chain.head)) {
       throw new Error(`ledger ${member.id}: ${header.partitionId}@${header.height} does not chain`);
     }
     if (hexKey(merkleRoot(block.requests)) !== hexKey(header.transactionsRoot)) {
@@ -270,8 +371,13 @@ export class GlobalLedger {
     // 2f+1 real Ed25519 verifications; throws if the certificate does not hold.
     verifyHeaderCertificate(header, { signatures: block.signatures }, partition.membership);
     this.verifiedBlocks += 1;
-    chain.push(hashHex);
-    member.ledger.push({ partitionId: header.partitionId, height: header.height, hash: hashHex });
+    chain.height = header.height;
+    chain.head = hash;
+    chain.digest = chainDigest(chain.digest, hash);
+    chain.recent.push(hash);
+    if (chain.recent.length > duplicateWindow) chain.recent.shift();
+    member.blocks += 1;
+    member.digest = chainDigest(member.digest, hash);
     if (member.node.status().role === 'leader') {
       const certifiedAt = partition.certifiedAt[header.height - 1]!;
       const atFetchReplica = partition.certifiedAtFetchReplica[header.height - 1]!;

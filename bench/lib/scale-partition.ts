@@ -3,8 +3,14 @@
  * simulated machine (see scale-sim.ts), driven by the shared `applyReady` contract, with its own
  * closed-loop clients and real Ed25519. It also serves the global ledger's fetches of certified
  * blocks, from one of its replicas.
+ *
+ * Memory stays flat however many partitions run in this one process: a replica's in-memory block
+ * store keeps only the blocks the global ledger does not hold yet plus a state-transfer tail (a real
+ * replica's store is on disk, and a heap that grows with the partition count makes garbage collection
+ * cost more per request); agreement is checked as the blocks come, against one 32-byte hash per height.
  */
-import { encodeWith, t } from '../../src/codec/index.js';
+import { createHash } from 'node:crypto';
+import { bytesEqual, encodeWith, t } from '../../src/codec/index.js';
 import { encodeClientRequest } from '../../src/consensus/pbft/messages.js';
 import { PbftReplica, defaultPbftTuning } from '../../src/consensus/pbft/replica.js';
 import { applyPersistOp, applyReady, toTransferred } from '../../src/consensus/pbft/driver.js';
@@ -19,7 +25,6 @@ import type {
 import { headerSchema } from '../../src/ledger/header.js';
 import { blockHash } from '../../src/ledger/block.js';
 import type { GroupMembership } from '../../src/ledger/block.js';
-import { hexKey } from '../../src/consensus/pbft/quorum.js';
 import { SimApplication } from '../../src/sim/app.js';
 import type { SimKeyring, SimSigner } from '../../src/sim/sim-crypto.js';
 import type { Machine, World } from './scale-sim.js';
@@ -30,6 +35,19 @@ const epochBaseMs = 1_700_000_000_000;
 const replyBytesPerRequest = 128;
 /** Framing of a fetch request or reply. */
 const fetchOverheadBytes = 64;
+/**
+ * Blocks a replica keeps below its head whatever the ledger holds: what a peer's state transfer asks
+ * for (from its last certified height + 1; peers of this honest, connected group lag by a few blocks).
+ * A request below what is kept throws rather than going unanswered, so the limit cannot hide anything.
+ */
+const stateTransferBlocks = defaultPbftTuning.checkpointInterval;
+
+/** The running digest of a chain of block hashes: sha256(previous digest ‖ block hash), from zeros. */
+export function chainDigest(previous: Uint8Array, hash: Uint8Array): Uint8Array {
+  return createHash('sha256').update(previous).update(hash).digest();
+}
+
+export const emptyDigest = new Uint8Array(32);
 
 /** A certified block as the global ledger carries it: header, 2f+1 signatures, the requests. */
 export const ledgerBlockSchema = t.record({
@@ -97,7 +115,11 @@ interface Replica {
   readonly app: SimApplication;
   readonly plainCrypto: PbftCrypto;
   readonly persisted: Map<string, PersistRecord>;
-  readonly ledger: CertifiedBlock[];
+  /** Certified blocks of heights storedFrom.. (the store's tail; see stateTransferBlocks). */
+  readonly blocks: CertifiedBlock[];
+  storedFrom: number;
+  /** Height of the last certified block. */
+  height: number;
   readonly executedResults: Map<number, Uint8Array[]>;
   certifiedRequests: number;
   host?: ReplicaHost;
@@ -110,6 +132,8 @@ export class Partition {
   readonly certifiedAt: number[] = [];
   /** The same, at the replica the global ledger fetches from. */
   readonly certifiedAtFetchReplica: number[] = [];
+  /** The partition's chain: the hash of each height (index height - 1), as first certified. */
+  readonly hashes: Uint8Array[] = [];
   private readonly replicas: Replica[] = [];
   private readonly clientEndpoint: string;
   private nextRequest = 0;
@@ -155,7 +179,9 @@ export class Partition {
         app: new SimApplication(),
         plainCrypto: signer.crypto,
         persisted: new Map(),
-        ledger: [],
+        blocks: [],
+        storedFrom: 1,
+        height: 0,
         executedResults: new Map(),
         certifiedRequests: 0,
       });
@@ -171,9 +197,19 @@ export class Partition {
     return this.replicas.every((replica) => replica.certifiedRequests === this.requests.length);
   }
 
-  /** The partition's ledger (replica 0's; `checkAgreement` checks that the others hold the same). */
-  get ledger(): readonly CertifiedBlock[] {
-    return this.replicas[0]!.ledger;
+  /** Blocks certified (every replica certifies the same chain: see storeCertified). */
+  get height(): number {
+    return this.hashes.length;
+  }
+
+  /** The running digest (chainDigest) of the partition's hashes, for the global ledger's check. */
+  digest(): Uint8Array {
+    return this.hashes.reduce(chainDigest, emptyDigest);
+  }
+
+  /** Blocks held in memory, over the replicas. */
+  get storedBlocks(): number {
+    return this.replicas.reduce((sum, replica) => sum + replica.blocks.length, 0);
   }
 
   get machines(): readonly Machine[] {
@@ -195,12 +231,15 @@ export class Partition {
 
   /**
    * A fetch of certified blocks from `fromHeight` (at most `maxBlocks`), sent by `requester` during its
-   * work; the replica answers with the encoded blocks, which `onBlocks` handles on the requester.
+   * work; the replica answers with the encoded blocks, which `onBlocks` handles on the requester. The
+   * request also says that every ledger member holds the blocks up to `ledgerHolds`, which the
+   * replicas may then drop.
    */
   fetch(
     requester: Machine,
     fromHeight: number,
     maxBlocks: number,
+    ledgerHolds: number,
     onBlocks: (blocks: readonly Uint8Array[], now: number) => void,
   ): void {
     const replica = this.replicas[this.options.fetchReplica]!;
@@ -209,9 +248,11 @@ export class Partition {
       replica.machine,
       fetchOverheadBytes,
       () => {
-        const blocks = replica.ledger
-          .slice(fromHeight - 1, fromHeight - 1 + maxBlocks)
-          .map(encodeLedgerBlock);
+        // Every replica learns it (as they would from the ledger's announcements): free, not timed.
+        replica.machine.afterWork(() => {
+          for (const each of this.replicas) this.dropBlocks(each, ledgerHolds);
+        });
+        const blocks = this.readStored(replica, fromHeight, maxBlocks).map(encodeLedgerBlock);
         const size = blocks.reduce((sum, bytes) => sum + bytes.length, fetchOverheadBytes);
         replica.machine.sendTo(requester, size, (now) => onBlocks(blocks, now));
       },
@@ -219,21 +260,17 @@ export class Partition {
     );
   }
 
-  /** Every replica holds the same chain and executed every request exactly once. */
+  /**
+   * Every replica holds the whole chain (storeCertified checked each block's hash against the
+   * partition's as it came) and executed every request exactly once.
+   */
   checkAgreement(): void {
-    const reference = this.replicas[0]!;
     for (const replica of this.replicas) {
-      if (replica.ledger.length !== reference.ledger.length) {
+      if (replica.height !== this.height) {
         throw new Error(
-          `${this.groupId}: r${replica.index} has ${replica.ledger.length} blocks, r0 has more`,
+          `${this.groupId}: r${replica.index} has ${replica.height} blocks, not ${this.height}`,
         );
       }
-      replica.ledger.forEach((block, i) => {
-        const expected = reference.ledger[i]!;
-        if (hexKey(blockHash(block.header)) !== hexKey(blockHash(expected.header))) {
-          throw new Error(`${this.groupId}: r${replica.index} disagrees with r0 at height ${i + 1}`);
-        }
-      });
       if (replica.app.offsets !== this.requests.length) {
         throw new Error(
           `${this.groupId}: r${replica.index} executed ${replica.app.offsets} requests, not ${this.requests.length}`,
@@ -285,8 +322,7 @@ export class Partition {
         if (to !== 'all') return send(to, bytes);
         for (let peer = 0; peer < this.replicas.length; peer++) if (peer !== replica.index) send(peer, bytes);
       },
-      readBlocks: (fromSeq, count) =>
-        replica.ledger.slice(fromSeq - 1, fromSeq - 1 + count).map(toTransferred),
+      readBlocks: (fromSeq, count) => this.readStored(replica, fromSeq, count).map(toTransferred),
       encodeBlocks: (blocks) => replica.core.encodeBlocks(blocks),
       alreadyCommitted: () => undefined,
       rejected: (code) => this.rejected.set(code, (this.rejected.get(code) ?? 0) + 1),
@@ -299,18 +335,47 @@ export class Partition {
     return replica.host;
   }
 
+  /** Stored blocks from `fromHeight` (at most `count`); throws if some were dropped already. */
+  private readStored(replica: Replica, fromHeight: number, count: number): CertifiedBlock[] {
+    if (fromHeight < replica.storedFrom) {
+      throw new Error(
+        `${this.groupId}/r${replica.index}: asked for blocks from ${fromHeight}, holds them from ${replica.storedFrom}`,
+      );
+    }
+    const start = fromHeight - replica.storedFrom;
+    return replica.blocks.slice(start, start + count);
+  }
+
+  /** Drops the stored blocks the ledger holds, except the state-transfer tail below the head. */
+  private dropBlocks(replica: Replica, ledgerHolds: number): void {
+    const keepFrom = Math.min(ledgerHolds, replica.height - stateTransferBlocks) + 1;
+    if (keepFrom <= replica.storedFrom) return;
+    replica.blocks.splice(0, keepFrom - replica.storedFrom);
+    replica.storedFrom = keepFrom;
+  }
+
   private storeCertified(replica: Replica, block: CertifiedBlock): void {
     const height = block.header.height;
-    if (height !== replica.ledger.length + 1) {
-      throw new Error(
-        `${this.groupId}/r${replica.index}: block ${height} does not follow ${replica.ledger.length}`,
-      );
+    if (height !== replica.height + 1) {
+      throw new Error(`${this.groupId}/r${replica.index}: block ${height} does not follow ${replica.height}`);
     }
     if (!replica.executedResults.delete(height)) {
       throw new Error(`${this.groupId}/r${replica.index}: certified block ${height} it did not execute`);
     }
-    replica.ledger.push(block);
+    replica.blocks.push(block);
+    replica.height = height;
     replica.certifiedRequests += block.proposal.requests.length;
+    // The benchmark's agreement check, not the replica's work: done after the work is timed.
+    replica.machine.afterWork(() => {
+      const hash = blockHash(block.header);
+      const expected = this.hashes[height - 1];
+      if (expected === undefined) this.hashes.push(hash);
+      else if (!bytesEqual(expected, hash)) {
+        throw new Error(
+          `${this.groupId}: r${replica.index} disagrees with the first certified at height ${height}`,
+        );
+      }
+    });
     if (replica.index === this.options.fetchReplica) {
       replica.machine.afterWork((finish) => (this.certifiedAtFetchReplica[height - 1] = finish));
     }

@@ -59,6 +59,14 @@ export interface RunResult {
   readonly cpuMsPerRequest: number;
   /** With gcStats: collections during the run, their wall ms, and the largest heap after one. */
   readonly gc: { readonly count: number; readonly ms: number; readonly heapUsedMaxBytes: number };
+  /**
+   * process.memoryUsage().heapUsed when the run ends (live state plus garbage not yet collected, or
+   * only live state under `node --expose-gc`), and
+   * the blocks the partitions' replicas still hold in memory then: both should not grow with the
+   * number of partitions beyond each partition's bounded share.
+   */
+  readonly heapUsedBytes: number;
+  readonly storedBlocks: number;
   readonly leaderElectedAtMs: number;
   readonly network: { readonly messages: number; readonly bytes: number };
   readonly pbftMessages: number;
@@ -66,6 +74,9 @@ export interface RunResult {
   readonly ledger: {
     readonly verifiedBlocks: number;
     readonly duplicates: number;
+    readonly uncheckedDuplicates: number;
+    readonly snapshots: number;
+    readonly snapshotsInstalled: number;
     readonly proposals: number;
     readonly refusedProposals: number;
     readonly fetches: number;
@@ -157,13 +168,16 @@ export function runScale(
   }
   const wallSeconds = (performance.now() - wallStart) / 1000;
   const simulatedMs = events.now;
+  // Under `node --expose-gc`, collect first (untimed) so that this is the run's live state.
+  (globalThis as { gc?: () => void }).gc?.();
+  const heapUsedBytes = process.memoryUsage().heapUsed;
   const gcStats = gc?.stop().statistics ?? [];
   for (const partition of partitions) partition.checkAgreement();
   ledger.check();
 
   const endAt = Math.max(...partitions.map((partition) => partition.lastAckAt));
   const durationMs = endAt - clientsAt;
-  const blocks = partitions.reduce((sum, partition) => sum + partition.ledger.length, 0);
+  const blocks = partitions.reduce((sum, partition) => sum + partition.height, 0);
   const pbftRejected = new Map<string, number>();
   for (const partition of partitions) {
     for (const [code, count] of partition.rejected)
@@ -200,6 +214,8 @@ export function runScale(
       ms: gcStats.reduce((sum, entry) => sum + entry.cost, 0) / 1000,
       heapUsedMaxBytes: Math.max(0, ...gcStats.map((entry) => entry.afterGC.heapStatistics.usedHeapSize)),
     },
+    heapUsedBytes,
+    storedBlocks: partitions.reduce((sum, partition) => sum + partition.storedBlocks, 0),
     leaderElectedAtMs: clientsAt,
     network: { messages: world.network.messages, bytes: world.network.bytes },
     pbftMessages: partitions.reduce((sum, partition) => sum + partition.messages, 0),
@@ -207,6 +223,9 @@ export function runScale(
     ledger: {
       verifiedBlocks: ledger.verifiedBlocks,
       duplicates: ledger.duplicates,
+      uncheckedDuplicates: ledger.uncheckedDuplicates,
+      snapshots: ledger.snapshots,
+      snapshotsInstalled: ledger.snapshotsInstalled,
       proposals: ledger.proposals,
       refusedProposals: ledger.refusedProposals,
       fetches: ledger.fetches,
