@@ -202,6 +202,52 @@ describe('the registration workflow', () => {
   }, 120_000);
 });
 
+describe('the node registry', () => {
+  it('a node registered at runtime joins __system, and replicates partitions of a new topic', async () => {
+    const key = generateSigningKey();
+    await connector('org1').admin({
+      kind: 'registerNode',
+      id: 'node6',
+      publicKey: toHex(key.publicKey),
+      address: '127.0.0.1:19606',
+    });
+    const config = loadNodeConfig(layout.nodeConfigs[0] as string);
+    const joined = new LedgerbusNode({
+      nodeId: 'node6',
+      key,
+      registry: loadGenesisRegistry(config.genesis),
+      dataDirectory: join(dir, 'node6'),
+      listenHost: '127.0.0.1',
+      listenPort: 19606,
+      logger: createLogger({ name: 'node6', level: 'error' }),
+    });
+    await joined.start();
+    nodes[5] = joined;
+    // It learns of itself from the __system log, which its leader now replicates to it.
+    await waitFor('node6 to follow __system', () => joined.registryHost.registry.node('node6'));
+
+    await connector('org1').admin({
+      kind: 'createTopic',
+      name: 'joined',
+      partitions: 6,
+      producers: ['org1'],
+      consumers: ['org2'],
+    });
+    const hosted = await waitFor('node6 to host a partition of the new topic', () => {
+      const groups = [...joined.replicas.keys()].filter((group) => group.startsWith('joined/'));
+      return groups.length > 0 ? groups : undefined;
+    });
+    const ids: string[] = [];
+    for (let n = 0; n < 30; n++) ids.push((await send('org1', 'joined', ['org2'], `j${n}`))[0]!.id);
+    await waitFor('delivery of every message', () =>
+      ids.every((id) => connector('org2').receivedMessage(id) !== undefined) ? true : undefined,
+    );
+    await waitFor('node6 to commit blocks of its partitions', () =>
+      hosted.some((group) => (joined.replicas.get(group)?.height ?? 0) > 0) ? true : undefined,
+    );
+  }, 120_000);
+});
+
 describe('topics at runtime', () => {
   it('creates a topic, adds partitions while producing, and loses no acknowledged message', async () => {
     const created = await connector('org1').admin({

@@ -525,6 +525,33 @@ export function buildOrgCommand(): Command {
       });
   }
 
+  subcommand(
+    org,
+    'org',
+    'add-node',
+    'Register a node of the --as organization (approved organizations only). Start it afterwards with a node.yaml that names this id, its key file and `listen`; the network adds it to __system as a learner.',
+  )
+    .requiredOption('--id <node>', 'the new node id')
+    .requiredOption('--key <file>', "the node's Ed25519 key file (ledgerbus keys generate)")
+    .requiredOption('--address <host:port>', 'where other nodes and connectors reach it')
+    .action(async (options: ConnectionOptions & { id: string; key: string; address: string }) => {
+      const publicKey = toHex(loadSigningKey(options.key).publicKey);
+      const result = await explained(
+        sessionFor(options).admin.execute({
+          kind: 'registerNode',
+          id: options.id,
+          publicKey,
+          address: options.address,
+        }),
+        'the approved organization the node belongs to (--as)',
+      );
+      print(
+        options.json,
+        { node: options.id, organization: options.as, publicKey, address: options.address, result },
+        `registered node ${options.id} of ${options.as} at ${options.address} (${committed(result)})`,
+      );
+    });
+
   subcommand(org, 'org', 'list', 'Every registered organization: status, roles, keys.').action(
     async (options: ConnectionOptions) => {
       const organizations = await sessionFor(options).admin.listOrganizations();

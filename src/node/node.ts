@@ -48,9 +48,26 @@ export class LedgerbusNode {
   private readonly registry: LiveRegistry;
 
   constructor(private readonly options: NodeOptions) {
-    const self = options.registry.node(options.nodeId);
-    if (self === undefined)
-      throw new LedgerbusError(ErrorCode.BadConfig, `nodeId ${options.nodeId} is not in genesis`);
+    // A node registered after genesis (registerNode) is not in genesis: it listens where its config
+    // says, peers that have applied its registration dial it, and __system's leader adds it as a
+    // learner; it learns its own entry from the log like everything else.
+    const self =
+      options.registry.node(options.nodeId) ??
+      (options.listenHost === undefined || options.listenPort === undefined
+        ? undefined
+        : {
+            id: options.nodeId,
+            organization: '',
+            publicKey: options.key.publicKey,
+            host: options.listenHost,
+            port: options.listenPort,
+          });
+    if (self === undefined) {
+      throw new LedgerbusError(
+        ErrorCode.BadConfig,
+        `nodeId ${options.nodeId} is not in genesis: a node registered later needs \`listen\` in its config`,
+      );
+    }
     this.self = self;
     this.registryHost = new RegistryHost({
       selfNodeId: options.nodeId,
@@ -212,9 +229,13 @@ export async function startNodeFromConfig(
   const registry = loadGenesisRegistry(config.genesis);
   const key = loadSigningKey(config.keyFile);
   const self = registry.node(config.nodeId);
-  if (self === undefined)
-    throw new LedgerbusError(ErrorCode.BadConfig, `${path}: nodeId ${config.nodeId} is not in genesis`);
-  if (toHex(self.publicKey) !== toHex(key.publicKey)) {
+  if (self === undefined && config.listen === undefined) {
+    throw new LedgerbusError(
+      ErrorCode.BadConfig,
+      `${path}: nodeId ${config.nodeId} is not in genesis; a node registered later (ledgerbus org add-node) needs \`listen\``,
+    );
+  }
+  if (self !== undefined && toHex(self.publicKey) !== toHex(key.publicKey)) {
     throw new LedgerbusError(
       ErrorCode.BadConfig,
       `${path}: keyFile is not the key genesis registers for ${config.nodeId}`,
