@@ -86,7 +86,14 @@ export function contractTopic(config: TopicConfig): Topic {
   };
 }
 
-class BlockRunRefusal extends Error {}
+class BlockRunRefusal extends Error {
+  constructor(
+    message: string,
+    readonly reason: AdminReject = AdminReject.BadBlock,
+  ) {
+    super(message);
+  }
+}
 
 export class TopicStateMachine {
   readonly groupId: string;
@@ -270,10 +277,7 @@ export class TopicStateMachine {
       if (!(error instanceof BlockRunRefusal)) throw error;
       const head = this.heads.get(partition)?.height ?? 0;
       if (applied > 0) for (const listener of this.blockListeners) listener(partition, head);
-      return rejected(
-        error.message.startsWith('out of order') ? AdminReject.OutOfOrder : AdminReject.BadBlock,
-        error.message,
-      );
+      return rejected(error.reason, error.message);
     }
     if (applied > 0) {
       const head = this.heads.get(partition)!.height;
@@ -306,7 +310,10 @@ export class TopicStateMachine {
       throw new BlockRunRefusal(`block ${partition}@${header.height} conflicts with the replicated one`);
     }
     if (header.height > expected)
-      throw new BlockRunRefusal(`out of order: ${partition}@${header.height}, expected ${expected}`);
+      throw new BlockRunRefusal(
+        `out of order: ${partition}@${header.height}, expected ${expected}`,
+        AdminReject.OutOfOrder,
+      );
     const epoch = epochs.find((candidate) => candidate.configEpoch === header.configEpoch);
     if (epoch === undefined) throw new BlockRunRefusal(`${partition} has no epoch ${header.configEpoch}`);
     const membership: GroupMembership = {
