@@ -48,7 +48,8 @@ export const adminPolicy = {
 const identifier = t.string({ minLength: 1, maxLength: 128, pattern: /^[a-zA-Z0-9._-]+$/ });
 const topicName = t.string({ minLength: 1, maxLength: 249, pattern: /^[a-zA-Z0-9._-]+$/ });
 const key32 = t.bytes({ length: 32 });
-const address = t.string({ minLength: 3, maxLength: 300, pattern: /^[^\s:]+:\d{1,5}$/ });
+/** host:port, as genesis writes it; every schema that holds a node address uses this one. */
+export const nodeAddress = t.string({ minLength: 3, maxLength: 300, pattern: /^[^\s:]+:\d{1,5}$/ });
 
 function distinct(items: readonly string[]): string | undefined {
   return new Set(items).size === items.length ? undefined : 'duplicate entries';
@@ -87,7 +88,12 @@ const actionSchema = t.variant('kind', {
     status: t.oneOf('APPROVED', 'SUSPENDED', 'REVOKED'),
   }),
   bindKey: t.record({ kind: t.literal('bindKey'), key: key32 }),
-  registerNode: t.record({ kind: t.literal('registerNode'), id: identifier, publicKey: key32, address }),
+  registerNode: t.record({
+    kind: t.literal('registerNode'),
+    id: identifier,
+    publicKey: key32,
+    address: nodeAddress,
+  }),
   createTopic: t.record({
     kind: t.literal('createTopic'),
     name: topicName,

@@ -10,6 +10,7 @@ import { partitionGroupId } from '../contracts/registry.js';
 import type { Organization, Topic } from '../contracts/registry.js';
 import type { GroupMembership } from '../ledger/block.js';
 import type { Genesis, NetworkRegistry, NodeInfo, PartitionInfo } from './genesis.js';
+import { nodeAddress } from './admin-transactions.js';
 import { genesisSystemView, partitionConfigSchema, topicConfigSchema } from './system-state.js';
 import type {
   PartitionConfig,
@@ -46,12 +47,9 @@ export const registrySnapshotSchema = t.record({
     }),
     { maxItems: 100_000 },
   ),
-  nodes: t.array(
-    t.record({ id: name, organization: name, publicKey: key32, address: t.string({ maxLength: 1000 }) }),
-    {
-      maxItems: 100_000,
-    },
-  ),
+  nodes: t.array(t.record({ id: name, organization: name, publicKey: key32, address: nodeAddress }), {
+    maxItems: 100_000,
+  }),
   topics: t.array(
     t.record({
       config: topicConfigSchema,

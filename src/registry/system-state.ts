@@ -24,6 +24,7 @@ import {
   encodeRegistryResult,
   replicaSetSchema,
   systemActionKinds,
+  nodeAddress,
 } from './admin-transactions.js';
 import type { AdminAction, AdminTransaction, RegistryResult, ReplicaRecord } from './admin-transactions.js';
 import type { Genesis } from './genesis.js';
@@ -437,7 +438,6 @@ export const topicConfigSchema = t.record({
   policy: t.record({ messageBytesMax: t.uint(), ttlMs: t.uint({ min: 1 }), payloadRetentionMs: t.uint() }),
 });
 
-const address = t.string({ minLength: 1, maxLength: 1000 });
 const versionSchema = t.record({
   index: t.uint(),
   organizations: t.array(
@@ -450,7 +450,7 @@ const versionSchema = t.record({
     }),
     { maxItems: 100_000 },
   ),
-  nodes: t.array(t.record({ id: name, organization: name, publicKey: key32, address }), {
+  nodes: t.array(t.record({ id: name, organization: name, publicKey: key32, address: nodeAddress }), {
     maxItems: 100_000,
   }),
   topics: t.array(
