@@ -311,6 +311,91 @@ describe('topics at runtime', () => {
     expect(receivedIds.filter((id) => ids.includes(id))).toHaveLength(ids.length);
   }, 180_000);
 
+  it('moves a partition to another replica set while producing: a new epoch continues the same ledger', async () => {
+    await connector('org1').admin({
+      kind: 'createTopic',
+      name: 'moving',
+      partitions: 1,
+      producers: ['org1'],
+      consumers: ['org2'],
+    });
+    const group = 'moving/0';
+    const before = await waitFor('the partition to run', async () => {
+      const topic = await connector('org1').describeTopic('moving');
+      return topic.raft.leader !== '' ? topic.partitions[0]! : undefined;
+    });
+    expect(before.configEpoch).toBe(0);
+    const target = ['node2', 'node3', 'node5', 'node6'];
+    expect(before.replicas).not.toEqual(target);
+
+    const acked: { id: string; epochBefore: boolean }[] = [];
+    let moved = false;
+    const producing = (async () => {
+      for (let n = 0; n < 90; n++) {
+        const [result] = await send('org1', 'moving', ['org2'], `m${n}`);
+        acked.push({ id: result!.id, epochBefore: !moved });
+        if (n === 30) {
+          await connector('org1').admin({
+            kind: 'setReplicas',
+            topic: 'moving',
+            partition: 0,
+            replicas: target,
+          });
+          moved = true;
+        }
+      }
+    })();
+    await producing;
+    const after = (await connector('org1').describeTopic('moving')).partitions[0]!;
+    expect(after).toMatchObject({ configEpoch: 1, replicas: target });
+
+    // Every acknowledged message, before and after the move, reaches org2 exactly once.
+    await waitFor(
+      'every acknowledged message at org2',
+      () =>
+        acked.every((message) => connector('org2').receivedMessage(message.id) !== undefined)
+          ? true
+          : undefined,
+      60_000,
+    );
+    const received = await connector('org2').received({ topic: 'moving', after: 0, limit: 10_000 });
+    expect(received.map((message) => message.id).sort()).toEqual(acked.map((message) => message.id).sort());
+
+    // The new replicas run epoch 1 on the same hash chain; the nodes that left stop hosting it.
+    const byId = (id: string): LedgerbusNode => nodes[Number(id.slice(4)) - 1]!;
+    await waitFor('the old replicas to leave', () =>
+      before.replicas.filter((id) => !target.includes(id)).every((id) => !byId(id).replicas.has(group))
+        ? true
+        : undefined,
+    );
+    const newcomer = byId('node5').replicas.get(group)!;
+    const head = newcomer.height;
+    const blocks = newcomer.database.blocks.range(1, head, head);
+    expect(blocks.map((block) => block.header.height)).toEqual(Array.from({ length: head }, (_, i) => i + 1));
+    const firstNew = blocks.findIndex((block) => block.header.configEpoch === 1);
+    expect(firstNew).toBeGreaterThan(0);
+    expect(blocks.slice(firstNew).every((block) => target.includes(block.header.proposer))).toBe(true);
+    const closing = blocks[firstNew - 1]!;
+    expect(closing.header.configEpoch).toBe(0);
+    expect(blocks[firstNew]!.header.previousHash).toEqual(blockHash(closing.header));
+    for (const id of target) {
+      await waitFor(`${id} to reach the head`, () =>
+        (byId(id).replicas.get(group)?.height ?? 0) >= head ? true : undefined,
+      );
+      expect(toHex(blockHash(byId(id).replicas.get(group)!.database.blocks.get(head)!.header))).toBe(
+        toHex(blockHash(blocks[head - 1]!.header)),
+      );
+    }
+    // Receipts verify across the epochs: one message from each.
+    for (const message of [acked[0]!, acked.at(-1)!]) {
+      const receipt = await waitFor(`a receipt of ${message.id}`, async () => {
+        const bundle = await connector('org1').receipt('moving', message.id, { source: 'partition' });
+        return bundle.deliveredTo.includes('org2') ? bundle : undefined;
+      });
+      expect(receipt.message.id).toBe(message.id);
+    }
+  }, 240_000);
+
   it('keeps the global ledger equal to the union of the partition ledgers when its Raft leader dies', async () => {
     const leaderId = await waitFor(
       'a topic leader',

@@ -407,17 +407,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     metadata: MessageMetadata[],
   ): Promise<SendResult[]> {
     const group = `${topic}/${partition}`;
-    const operation = encodePublish(
-      {
-        sender: this.organization,
-        nonce: randomBytes(nonceBytes),
-        timestamp: Date.now(),
-        messages: metadata,
-      },
-      this.options.signingKey,
-    );
-    const answer = await this.submit(group, operation);
-    const result = decodeTransactionResult(answer.evidence.result);
+    const { answer, result } = await this.publishUntilEpochOpen(group, metadata);
     if (result.status === 'REJECTED') {
       throw new LedgerbusError(
         ErrorCode.MessageRejected,
@@ -480,6 +470,40 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
   }
 
   /** Wraps an SDT transaction in a signed client request and submits it, retrying retriable failures. */
+  /**
+   * Publishes the batch; if the partition's epoch closed under it (it is moving to a new replica
+   * set), publishes it again, with a fresh nonce, once the new replicas run. Message ids keep a
+   * message that was in fact accepted before from being accepted twice.
+   */
+  private async publishUntilEpochOpen(
+    group: string,
+    metadata: MessageMetadata[],
+  ): Promise<{
+    answer: Awaited<ReturnType<Connector['submit']>>;
+    result: ReturnType<typeof decodeTransactionResult>;
+  }> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const operation = encodePublish(
+        {
+          sender: this.organization,
+          nonce: randomBytes(nonceBytes),
+          timestamp: Date.now(),
+          messages: metadata,
+        },
+        this.options.signingKey,
+      );
+      const answer = await this.submit(group, operation);
+      const result = decodeTransactionResult(answer.evidence.result);
+      if (result.status !== 'REJECTED' || result.reason !== 'EPOCH_CLOSED' || Date.now() > deadline) {
+        return { answer, result };
+      }
+      this.options.logger.info({ group }, 'partition moved to a new replica set; publishing again');
+      await this.pause(500);
+      await this.adminClient.sync().catch(() => undefined);
+    }
+  }
+
   private async submit(
     group: string,
     operation: Uint8Array,

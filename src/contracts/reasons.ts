@@ -6,7 +6,7 @@
  *
  * Transaction-level reasons (the whole transaction is refused and changes nothing): Malformed,
  * OrganizationUnknown, SigningKeyUnknown, BadSignature, OrganizationPending, OrganizationSuspended,
- * OrganizationRevoked, TimestampOutOfWindow, Replay.
+ * OrganizationRevoked, TimestampOutOfWindow, Replay, EpochClosed.
  * Message-level reasons (one message of a publish batch): TopicUnknown, WrongPartition,
  * ProduceNotAllowed, RecipientUnknown, RecipientNotApproved, RecipientNotAllowed, MessageTooLarge,
  * MessageIdConflict.
@@ -56,6 +56,11 @@ export const RejectReason = {
   ContentRootMismatch: 'CONTENT_ROOT_MISMATCH',
   /** A confirmation arrived after the message expired (its TTL passed before all recipients confirmed). */
   MessageExpired: 'MESSAGE_EXPIRED',
+  /**
+   * The partition moved to a new replica set: this block closes the old epoch and executes nothing.
+   * Retriable: the producer publishes again to the new replicas (message ids keep it idempotent).
+   */
+  EpochClosed: 'EPOCH_CLOSED',
 } as const;
 export type RejectReason = (typeof RejectReason)[keyof typeof RejectReason];
 

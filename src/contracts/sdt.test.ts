@@ -6,6 +6,7 @@ import { AssertionError } from '../errors.js';
 import { RejectReason, rejectReasons } from './reasons.js';
 import type { RejectReason as RejectReasonType } from './reasons.js';
 import { messageById, messagesByOffset, partitionStatus } from './queries.js';
+import { decodeTransactionResult } from './results.js';
 import type { DeliveryResult, MessageResult, TransactionResult } from './results.js';
 import { executeBatch } from './sdt.js';
 import {
@@ -550,6 +551,32 @@ describe('execution discipline', () => {
     expect(other.events.map((event) => [event.partitionId, event.offset])).toEqual([['invoices/1', 0]]);
     expect(messageById(harness.state, 'invoices/1', 'm')?.metadata.partition).toBe(1);
     expect(messageById(harness.state, partitionId, 'm')?.metadata.partition).toBe(0);
+  });
+
+  it('a batch that closes its epoch rejects every transaction and accepts nothing', () => {
+    const harness = new Harness();
+    harness.run([harness.publish('alice', [message({ id: 'before' })])]);
+    const height = harness.height + 1;
+    const outcome = executeBatch(
+      harness.state,
+      {
+        partitionId,
+        configEpoch: 1,
+        height,
+        timestamp: harness.time + 1000,
+        registry: harness.registry,
+        closesEpoch: true,
+      },
+      [harness.publish('alice', [message({ id: 'after' })]), Uint8Array.of(1, 2, 3)],
+    );
+    const decoded = outcome.results.map((bytes) => decodeTransactionResult(bytes));
+    for (const result of decoded) {
+      expect(result.status).toBe('REJECTED');
+      expectReason(result.status === 'REJECTED' ? result.reason : undefined, RejectReason.EpochClosed);
+    }
+    expect(messageById(harness.state, partitionId, 'after')).toBeUndefined();
+    expect(messageById(harness.state, partitionId, 'before')).toBeDefined();
+    expect(partitionStatus(harness.state, partitionId).height).toBe(height);
   });
 
   it('every reason code is exercised by a test above', () => {

@@ -50,6 +50,11 @@ export interface BatchContext {
   readonly timestamp: number;
   /** The registry at the __system index the batch names. */
   readonly registry: Registry;
+  /**
+   * Set when the batch closes its epoch (the registry it names moved the partition to a new replica
+   * set): every transaction is rejected with EPOCH_CLOSED, and the block only ends the epoch.
+   */
+  readonly closesEpoch?: boolean;
 }
 
 export interface BatchOutcome {
@@ -123,6 +128,7 @@ class BatchExecution {
   }
 
   private execute(bytes: Uint8Array, transactionIndex: number): TransactionResult {
+    if (this.context.closesEpoch === true) return { status: 'REJECTED', reason: RejectReason.EpochClosed };
     let transaction: SdtTransaction;
     try {
       transaction = decodeTransaction(bytes);

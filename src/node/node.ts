@@ -14,13 +14,18 @@ import { ErrorCode, LedgerbusError } from '../errors.js';
 import { listenFramed, RpcPeer } from '../net/index.js';
 import type { FramedServer } from '../net/index.js';
 import type { CborValue } from '../codec/index.js';
-import type { GenesisRegistry, NodeInfo } from '../registry/genesis.js';
+import type { GenesisRegistry, NodeInfo, PartitionInfo } from '../registry/genesis.js';
+import { encodeClientRequest } from '../consensus/pbft/messages.js';
+import { sign } from '../crypto/index.js';
+import type { Block } from '../ledger/block.js';
+import { prepareEpoch } from './epoch-handover.js';
+import type { HandoverSources } from './epoch-handover.js';
 import type { LiveRegistry } from '../registry/live-registry.js';
 import { RegistryHost } from './registry-host.js';
 import { loadGenesisRegistry, loadNodeConfig } from './config.js';
 import type { NodeConfig } from './config.js';
 import { ClientService } from './client-service.js';
-import { PartitionReplica } from './partition-replica.js';
+import { PartitionReplica, closes } from './partition-replica.js';
 import { PeerMesh } from './peer-mesh.js';
 import type { Logger } from './logger.js';
 import { createLogger } from './logger.js';
@@ -46,6 +51,9 @@ export class LedgerbusNode {
   private ticker: NodeJS.Timeout | undefined;
   private readonly self: NodeInfo;
   private readonly registry: LiveRegistry;
+  private partitionTimer: NodeJS.Timeout | undefined;
+  private readonly nudged = new Map<string, number>();
+  private stopping = false;
 
   constructor(private readonly options: NodeOptions) {
     // A node registered after genesis (registerNode) is not in genesis: it listens where its config
@@ -139,17 +147,41 @@ export class LedgerbusNode {
    * host yet: at start, and whenever a topic is created or partitions are added.
    */
   private openPartitions(): void {
+    if (this.stopping) return;
     for (const partition of this.registry.partitions()) {
-      if (!partition.replicas.includes(this.options.nodeId)) continue;
       const existing = this.replicas.get(partition.groupId);
       if (existing !== undefined) {
         if (existing.partition.configEpoch === partition.configEpoch) continue;
-        // A replica-set change is a new epoch of the group: the old replica stops, its ledger stays.
-        this.options.logger.warn(
-          { partition: partition.groupId, from: existing.partition.configEpoch, to: partition.configEpoch },
-          'partition epoch changed; replica set reconfiguration needs a restart of this node',
+        if (existing.closedAt === undefined && !this.closedInGlobalLedger(existing)) {
+          // The old epoch runs until it commits its closing block; an idle one is given a batch.
+          this.nudge(existing);
+          continue;
+        }
+        existing.close();
+        this.replicas.delete(partition.groupId);
+        this.options.logger.info(
+          {
+            partition: partition.groupId,
+            epoch: existing.partition.configEpoch,
+            closedAt: existing.closedAt,
+          },
+          'partition epoch closed',
         );
-        continue;
+      }
+      if (!partition.replicas.includes(this.options.nodeId)) continue;
+      let base: Block | undefined;
+      if (partition.configEpoch > 0) {
+        try {
+          base = prepareEpoch(this.options.dataDirectory, partition, this.handoverSources(partition));
+        } catch (error) {
+          this.options.logger.error(
+            { partition: partition.groupId, error: (error as Error).message },
+            'cannot take over the partition',
+          );
+          continue;
+        }
+        // Not yet: the global ledger has not replicated the closing block; the next round retries.
+        if (base === undefined) continue;
       }
       const replica = new PartitionReplica({
         partition,
@@ -157,15 +189,78 @@ export class LedgerbusNode {
         registryAt: (systemIndex, topicIndex) =>
           this.registryHost.registryAt(partition.topic, systemIndex, topicIndex),
         registryIndexes: () => this.registryHost.indexes(partition.topic),
+        epochAt: (topicIndex) => this.epochAt(partition.topic, partition.partition, topicIndex),
+        ...(base === undefined ? {} : { base }),
         selfNodeId: this.options.nodeId,
         key: this.options.key,
         dataDirectory: this.options.dataDirectory,
         sendTo: (nodeId, bytes) => this.mesh.sendConsensus(nodeId, partition.groupId, bytes),
         log: (level, message, fields) => this.options.logger[level](fields ?? {}, message),
       });
+      replica.onClosed(() => queueMicrotask(() => this.openPartitions()));
       this.replicas.set(partition.groupId, replica);
-      this.options.logger.info({ partition: partition.groupId }, 'partition replica started');
+      this.options.logger.info(
+        { partition: partition.groupId, epoch: partition.configEpoch, base: base?.header.height },
+        'partition replica started',
+      );
     }
+  }
+
+  /**
+   * True if the topic's global ledger holds the block that closed `replica`'s epoch although the
+   * replica has not stored it (it lagged, and closed peers serve no state transfer): the node then
+   * takes the rest of the old epoch from the global ledger.
+   */
+  private closedInGlobalLedger(replica: PartitionReplica): boolean {
+    const { topic, partition, groupId, configEpoch } = replica.partition;
+    const ledger = this.registryHost.globalLedger(topic);
+    const head = this.registryHost.topicMachine(topic)?.head(groupId)?.height ?? 0;
+    for (let height = replica.height + 1; ledger !== undefined && height <= head; height++) {
+      const block = ledger.block(groupId, height);
+      if (block === undefined || block.header.configEpoch !== configEpoch) return false;
+      if (
+        closes((index) => this.epochAt(topic, partition, index), block.header.topicIndex ?? 0, configEpoch)
+      ) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** The partition's epoch at a topic-group index, as the topic's state machine recorded it. */
+  private epochAt(topic: string, partition: number, topicIndex: number): number | undefined {
+    return this.registryHost.topicMachine(topic)?.at(topicIndex).config.partitions[partition]?.configEpoch;
+  }
+
+  private handoverSources(partition: PartitionInfo): HandoverSources {
+    return {
+      registryAt: (systemIndex, topicIndex) =>
+        this.registryHost.registryAt(partition.topic, systemIndex, topicIndex),
+      epochAt: (topicIndex) => this.epochAt(partition.topic, partition.partition, topicIndex),
+      globalBlock: (height) =>
+        this.registryHost.globalLedger(partition.topic)?.block(partition.groupId, height),
+    };
+  }
+
+  /**
+   * Proposes nothing but forces a batch: a no-op request signed by this node, sent to every replica
+   * of the old epoch, at most once a second. Its batch names the current topic index, so it closes
+   * the epoch (the contract rejects the empty operation either way).
+   */
+  private nudge(replica: PartitionReplica): void {
+    const group = replica.partition.groupId;
+    const now = Date.now();
+    if (now - (this.nudged.get(group) ?? 0) < 1_000) return;
+    this.nudged.set(group, now);
+    const key = this.options.key;
+    const request = encodeClientRequest(
+      { group, client: key.publicKey, seq: now, operation: new Uint8Array(0) },
+      (type, payload) => sign(key, type, payload),
+    );
+    for (const nodeId of replica.partition.replicas) {
+      if (nodeId !== this.options.nodeId) this.mesh.forwardRequest(nodeId, group, request);
+    }
+    replica.receiveForwarded(request);
   }
 
   get port(): number {
@@ -199,6 +294,8 @@ export class LedgerbusNode {
     });
     this.mesh.start();
     this.registryHost.start();
+    // Epoch hand-overs wait on the global ledger and on closing blocks: look again twice a second.
+    this.partitionTimer = setInterval(() => this.openPartitions(), 500);
     const tickMs = this.options.tickMs ?? 10;
     this.ticker = setInterval(() => {
       const now = Date.now();
@@ -212,7 +309,9 @@ export class LedgerbusNode {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.ticker !== undefined) clearInterval(this.ticker);
+    if (this.partitionTimer !== undefined) clearInterval(this.partitionTimer);
     this.clients.close();
     this.mesh.close();
     await this.server?.close();

@@ -37,6 +37,7 @@ export class PartitionDatabase {
     db.exec(`
       CREATE TABLE IF NOT EXISTS contract_state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS pbft_records (key TEXT PRIMARY KEY, seq INTEGER NOT NULL, bytes BLOB NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS consensus_epoch (id INTEGER PRIMARY KEY CHECK (id = 0), epoch INTEGER NOT NULL);
     `);
     this.statements = {
       getState: db.prepare('SELECT value FROM contract_state WHERE key = ?'),
@@ -91,6 +92,21 @@ export class PartitionDatabase {
   };
 
   /** Applies PBFT persist ops durably (one fsynced transaction). */
+  /**
+   * Makes `epoch` the group epoch whose consensus records this file holds. Records of another epoch
+   * (views, votes of the old replica set) mean nothing to the new one and are dropped; blocks and
+   * contract state continue.
+   */
+  startEpoch(epoch: number): void {
+    this.db.transaction(() => {
+      const row = this.db.prepare('SELECT epoch FROM consensus_epoch WHERE id = 0').get() as
+        { epoch: number } | undefined;
+      if (row?.epoch === epoch) return;
+      if (row !== undefined) this.db.prepare('DELETE FROM pbft_records').run();
+      this.db.prepare('INSERT OR REPLACE INTO consensus_epoch (id, epoch) VALUES (0, ?)').run(epoch);
+    })();
+  }
+
   persist(ops: readonly PersistOp[]): void {
     if (ops.length > 0) this.applyPersistInTransaction(ops);
   }

@@ -31,6 +31,7 @@ import { ErrorCode, LedgerbusError } from '../errors.js';
 import { encodeBlock } from '../ledger/block.js';
 import type { Block } from '../ledger/block.js';
 import type { Registry } from '../contracts/registry.js';
+import type { ContractState } from '../contracts/state.js';
 import type { NetworkRegistry, PartitionInfo } from '../registry/genesis.js';
 import { LayeredContractState, PartitionDatabase } from './partition-database.js';
 
@@ -51,6 +52,13 @@ export interface PartitionReplicaOptions {
   readonly registryAt?: (systemIndex: number, topicIndex: number) => Registry | undefined;
   /** The registry indexes this node has applied, which the primary names in its proposals. */
   readonly registryIndexes?: () => RegistryIndexes;
+  /**
+   * The partition's config epoch at a topic-group index (undefined if unknown). A batch naming an
+   * index at which the partition has a newer epoch closes this epoch (see `executeBlockBody`).
+   */
+  readonly epochAt?: (topicIndex: number) => number | undefined;
+  /** The previous epoch's closing block, which this epoch continues from (epochs after the first). */
+  readonly base?: Block;
   readonly selfNodeId: string;
   readonly key: SigningKeyPair;
   readonly dataDirectory: string;
@@ -83,6 +91,10 @@ export class PartitionReplica {
   private readonly waiters = new Map<string, Waiter[]>();
   private readonly blockListeners = new Set<(block: Block, events: readonly SdtEvent[]) => void>();
   private pendingPersist: PersistOp[] = [];
+  private closingHeight: number | undefined;
+  private readonly closedListeners: ((height: number) => void)[] = [];
+  /** Executed heights that close the epoch, until their blocks are stored. */
+  private readonly closing = new Set<number>();
   /** Committed batches waiting for this node to apply the registry indexes they name, in order. */
   private readonly held: CommittedBatch[] = [];
   private readonly host: ReplicaHost;
@@ -111,6 +123,9 @@ export class PartitionReplica {
       self,
       ...defaultPbftTuning,
       ...options.tuning,
+      ...(options.base === undefined
+        ? {}
+        : { base: { header: options.base.header, signatures: options.base.certificate.signatures } }),
     };
     const key = options.key;
     this.crypto = {
@@ -120,6 +135,7 @@ export class PartitionReplica {
       merkleRoot: computeMerkleRoot,
     };
     this.database = PartitionDatabase.open(options.dataDirectory, options.partition.groupId);
+    this.database.startEpoch(options.partition.configEpoch);
     this.state = new LayeredContractState(this.database.committedState);
     this.core = new PbftReplica(this.config, this.crypto, this.restoreFromDisk());
     this.host = {
@@ -151,7 +167,13 @@ export class PartitionReplica {
           this.held.push(batch);
           return undefined;
         }
-        return this.execute(batch.seq, batch.proposal.timestamp, batch.proposal.requests, registry);
+        return this.execute(
+          batch.seq,
+          batch.proposal.timestamp,
+          batch.proposal.requests,
+          registry,
+          batch.proposal.topicIndex,
+        );
       },
       // Duplicates and stale messages are routine (retransmission, forwarding): not worth a warning.
       rejected: (code, reason) =>
@@ -165,6 +187,16 @@ export class PartitionReplica {
 
   get height(): number {
     return this.database.blocks.head()?.height ?? 0;
+  }
+
+  /** Height of the block that closed this epoch, once stored; the replica takes no input after it. */
+  get closedAt(): number | undefined {
+    return this.closingHeight;
+  }
+
+  /** Called once, after the block closing this epoch is stored. */
+  onClosed(listener: (height: number) => void): void {
+    this.closedListeners.push(listener);
   }
   get view(): number {
     return this.core.view;
@@ -199,6 +231,7 @@ export class PartitionReplica {
         batch.proposal.timestamp,
         batch.proposal.requests,
         registry,
+        batch.proposal.topicIndex,
       );
       this.drive(() => this.core.step({ kind: 'executed', seq: batch.seq, resultsRoot }));
     }
@@ -235,6 +268,17 @@ export class PartitionReplica {
       return Promise.reject(
         new LedgerbusError(ErrorCode.Overloaded, 'node is stopping', { retriable: true }),
       );
+    if (this.closingHeight !== undefined) {
+      return Promise.reject(
+        new LedgerbusError(
+          ErrorCode.ConnectionClosed,
+          `${this.partition.groupId} moved to a new replica set`,
+          {
+            retriable: true,
+          },
+        ),
+      );
+    }
     const digest = toHex(sha256(bytes));
     const found = this.findCommitted(bytes);
     if (found !== undefined) return Promise.resolve(found);
@@ -289,7 +333,7 @@ export class PartitionReplica {
   // ---- driver ----
 
   private drive(step: () => PbftReady): void {
-    if (this.closed) return;
+    if (this.closed || this.closingHeight !== undefined) return;
     applyReady(this.host, step());
     this.flushPersist();
   }
@@ -318,22 +362,19 @@ export class PartitionReplica {
     timestamp: number,
     requests: readonly Uint8Array[],
     registry: Registry,
+    topicIndex = 0,
   ): Uint8Array {
-    // The core verified every request's encoding and signature before it could be committed.
-    const operations = requests.map(
-      (bytes) => decodeClientRequest(bytes, messageLimits.requestBytesMax).operation,
-    );
-    const outcome = executeBatch(
-      this.state.layerFor(height),
-      {
-        partitionId: this.partition.groupId,
-        configEpoch: this.partition.configEpoch,
-        height,
-        timestamp,
-        registry,
-      },
-      operations,
-    );
+    const closesEpoch = closes(this.options.epochAt, topicIndex, this.partition.configEpoch);
+    if (closesEpoch) this.closing.add(height);
+    const outcome = executeBlockBody(this.state.layerFor(height), {
+      partitionId: this.partition.groupId,
+      configEpoch: this.partition.configEpoch,
+      height,
+      timestamp,
+      registry,
+      closesEpoch,
+      requests,
+    });
     this.executed.set(height, { results: outcome.results, events: outcome.events });
     return this.crypto.merkleRoot(outcome.results);
   }
@@ -360,6 +401,24 @@ export class PartitionReplica {
       });
     }
     for (const listener of this.blockListeners) listener(block, execution.events);
+    if (this.closing.delete(height)) {
+      this.closingHeight = height;
+      // Clients waiting on this epoch retry on the next one.
+      for (const [digest] of this.waiters) {
+        this.settle(
+          digest,
+          undefined,
+          new LedgerbusError(
+            ErrorCode.ConnectionClosed,
+            `${this.partition.groupId} moved to a new replica set`,
+            {
+              retriable: true,
+            },
+          ),
+        );
+      }
+      for (const listener of this.closedListeners) listener(height);
+    }
   }
 
   private answerFromLedger(request: Uint8Array, seq: number): void {
@@ -402,11 +461,58 @@ export class PartitionReplica {
     const headCertified = head === undefined ? undefined : certifiedOf(head.height);
     const stableHeight =
       head === undefined ? 0 : head.height - (head.height % this.config.checkpointInterval);
-    const stable = stableHeight > 0 ? certifiedOf(stableHeight) : undefined;
+    // Checkpoints of an earlier epoch carry the old replicas' signatures: the base stands in for them.
+    const baseHeight = this.options.base?.header.height ?? 0;
+    const stable = stableHeight > baseHeight ? certifiedOf(stableHeight) : undefined;
     return {
       records,
       ...(headCertified === undefined ? {} : { head: headCertified }),
       ...(stable === undefined ? {} : { stable }),
     };
   }
+}
+
+/** True if a batch naming `topicIndex` closes epoch `epoch`: the partition has a newer one there. */
+export function closes(
+  epochAt: ((topicIndex: number) => number | undefined) | undefined,
+  topicIndex: number,
+  epoch: number,
+): boolean {
+  const there = epochAt?.(topicIndex);
+  return there !== undefined && there > epoch;
+}
+
+/**
+ * Executes one block's client requests with the SDT contract: what a replica does for a committed
+ * batch, and what a node joining a partition does again for each block it copies from the global
+ * ledger (its results root must then equal the certified one).
+ */
+export function executeBlockBody(
+  state: ContractState,
+  context: {
+    partitionId: string;
+    configEpoch: number;
+    height: number;
+    timestamp: number;
+    registry: Registry;
+    closesEpoch: boolean;
+    requests: readonly Uint8Array[];
+  },
+): { results: Uint8Array[]; events: SdtEvent[] } {
+  // Consensus verified every request's encoding and signature before it could be committed.
+  const operations = context.requests.map(
+    (bytes) => decodeClientRequest(bytes, messageLimits.requestBytesMax).operation,
+  );
+  return executeBatch(
+    state,
+    {
+      partitionId: context.partitionId,
+      configEpoch: context.configEpoch,
+      height: context.height,
+      timestamp: context.timestamp,
+      registry: context.registry,
+      closesEpoch: context.closesEpoch,
+    },
+    operations,
+  );
 }

@@ -208,6 +208,7 @@ export class PbftReplica {
     this.keysById = new Map(config.replicas.map((replica) => [replica.id, replica.publicKey]));
     this.selfId = config.replicas[config.self]!.id;
     if (restore !== undefined) this.restore(restore);
+    this.adoptBase();
   }
 
   // ---- read-only views for drivers, tests and the simulator ----
@@ -957,7 +958,7 @@ export class PbftReplica {
 
   private checkViewChangeEvidence(message: ViewChange): void {
     const stableSeq = message.stable === null ? 0 : message.stable.header.height;
-    if (message.stable !== null) {
+    if (message.stable !== null && !this.isBase(message.stable)) {
       const header = message.stable.header;
       if (
         header.partitionId !== this.config.groupId ||
@@ -1432,6 +1433,34 @@ export class PbftReplica {
    * checkpoint the accepted pre-prepare, own prepare, prepared certificate and own commit, so that a
    * restarted replica never contradicts a vote it sent and still reports what it prepared (§4.4).
    */
+  /** Starts the epoch from its base checkpoint, unless the ledger already went past it. */
+  private adoptBase(): void {
+    const base = this.config.base;
+    if (base === undefined) return;
+    const height = base.header.height;
+    if (height > this.stableSeq) {
+      this.stableSeq = height;
+      this.stableCertificate = base;
+    }
+    if (height > this.lastExecutedSeq) {
+      this.lastExecutedSeq = height;
+      this.lastCertifiedSeq = height;
+      this.deliveredSeq = height;
+      this.lastExecutedHash = headerHash(this.crypto, base.header);
+    }
+    this.nextProposalSeq = Math.max(this.nextProposalSeq, this.stableSeq + 1, this.lastExecutedSeq + 1);
+  }
+
+  /** True if `certified` is this epoch's base checkpoint (see PbftConfig.base). */
+  private isBase(certified: CertifiedHeader): boolean {
+    const base = this.config.base;
+    return (
+      base !== undefined &&
+      certified.header.height === base.header.height &&
+      sameBytes(headerHash(this.crypto, certified.header), headerHash(this.crypto, base.header))
+    );
+  }
+
   private restore(restore: PbftRestore): void {
     if (restore.stable !== undefined) {
       this.stableSeq = restore.stable.header.height;

@@ -49,6 +49,13 @@ export interface PbftConfig {
    * from before an organization was suspended). Default 64.
    */
   readonly registryLagMax?: number;
+  /**
+   * The block this epoch of the group continues from: the previous epoch's closing block, certified
+   * by the previous replica set (the driver verified it against that set). It is this epoch's first
+   * stable checkpoint, taken on trust from the configuration rather than re-verified with this
+   * epoch's keys, which never signed it.
+   */
+  readonly base?: CertifiedHeader;
 }
 
 /** Signing and hashing, injected so the core stays pure and the simulator can run fast. */
