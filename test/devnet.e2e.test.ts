@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ledgerbus } from '../src/client/index.js';
+import { partitionForKey } from '../src/connector/partitioner.js';
 
 const root = join(import.meta.dirname, '..');
 const entry = join(root, 'src', 'cli', 'run.ts');
@@ -262,6 +263,48 @@ describe('ledgerbus topic and org: the Raft layer through the CLI', () => {
       partitions: unknown[];
     };
     expect(after.partitions).toHaveLength(3);
+
+    // Partition 0 moves to another replica set (here: the same nodes in another order, so another
+    // primary): a new epoch of its group, continuing its ledger.
+    const moved = ledgerbus(
+      'topic',
+      'move',
+      'invoices',
+      '--partition',
+      '0',
+      '--replicas',
+      'node4,node3,node2,node1',
+      ...as('org1'),
+      '--json',
+    );
+    expect(moved.status, moved.stderr).toBe(0);
+    const movedTopic = JSON.parse(
+      ledgerbus('topic', 'describe', 'invoices', ...as('org2'), '--json').stdout,
+    ) as {
+      partitions: { configEpoch: number; replicas: string[] }[];
+    };
+    expect(movedTopic.partitions[0]).toMatchObject({
+      configEpoch: 1,
+      replicas: ['node4', 'node3', 'node2', 'node1'],
+    });
+    const toPartitionZero = Array.from({ length: 100 }, (_, n) => `key-${n}`).find(
+      (key) => partitionForKey(Buffer.from(key), 3) === 0,
+    )!;
+    const onMoved = ledgerbus(
+      'send',
+      ...as('org1'),
+      '--topic',
+      'invoices',
+      '--to',
+      'org2',
+      '--key',
+      toPartitionZero,
+      '--value',
+      'after the move',
+      '--json',
+    );
+    expect(onMoved.status, onMoved.stderr).toBe(0);
+    expect(JSON.parse(onMoved.stdout)).toMatchObject({ partition: 0 });
 
     // A keyed message goes to the partition Kafka's partitioner picks, and arrives.
     const sent = ledgerbus(

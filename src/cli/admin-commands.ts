@@ -305,6 +305,40 @@ export function buildTopicCommand(): Command {
       print(options.json, description, describeText(description));
     });
 
+  subcommand(
+    topic,
+    'topic',
+    'move',
+    'Move a partition to another replica set (a new epoch of its group): the old replicas close their epoch, the new ones continue its ledger.',
+  )
+    .argument('<name>', 'topic name')
+    .requiredOption(
+      '--partition <p>',
+      'the partition',
+      integerOption('--partition', 0, adminLimits.partitionsMax),
+    )
+    .requiredOption(
+      '--replicas <nodes>',
+      `${adminLimits.replicasMin} to ${adminLimits.replicasMax} node ids, comma-separated`,
+      splitList,
+    )
+    .action(async (name: string, options: ConnectionOptions & { partition: number; replicas: string[] }) => {
+      const result = await explained(
+        sessionFor(options).admin.execute({
+          kind: 'setReplicas',
+          topic: name,
+          partition: options.partition,
+          replicas: options.replicas,
+        }),
+        ownerOrSupervisor,
+      );
+      print(
+        options.json,
+        { topic: name, partition: options.partition, replicas: options.replicas, result },
+        `${name}/${options.partition} moves to ${options.replicas.join(',')} (${committed(result)})`,
+      );
+    });
+
   subcommand(topic, 'topic', 'list', 'Every topic of the network.').action(
     async (options: ConnectionOptions) => {
       const { topics } = await sessionFor(options).admin.fetchTopicMetadata();
