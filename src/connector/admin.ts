@@ -47,6 +47,8 @@ interface GroupStatus {
 export class ConnectorAdmin {
   private groups: GroupStatus[] = [];
   private globalHeads = new Map<string, Record<string, number>>();
+  /** The registry bytes last applied, to skip decoding an unchanged registry. */
+  private lastRegistry: Uint8Array | undefined;
 
   constructor(private readonly options: ConnectorAdminOptions) {}
 
@@ -56,7 +58,6 @@ export class ConnectorAdmin {
     const bytes = reply['registry'];
     if (!(bytes instanceof Uint8Array))
       throw new LedgerbusError(ErrorCode.RemoteError, 'registry reply lacks the registry');
-    const view = RegistryView.decode(bytes);
     this.groups = ((reply['groups'] as Record<string, CborValue>[] | undefined) ?? []).map((group) => ({
       group: String(group['group']),
       leader: String(group['leader'] ?? ''),
@@ -67,9 +68,11 @@ export class ConnectorAdmin {
         entry['heads'] as Record<string, number>,
       ]),
     );
-    const changed = !bytesEqual(view.encode(), this.options.registry.current.encode());
-    if (changed) this.options.registry.update(view);
-    return changed;
+    // The node sends the same bytes until something changes: decode only then.
+    if (this.lastRegistry !== undefined && bytesEqual(bytes, this.lastRegistry)) return false;
+    this.options.registry.update(RegistryView.decode(bytes));
+    this.lastRegistry = bytes;
+    return true;
   }
 
   async admin(input: AdminActionInput): Promise<AdminResult> {

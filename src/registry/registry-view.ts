@@ -10,8 +10,13 @@ import { partitionGroupId } from '../contracts/registry.js';
 import type { Organization, Topic } from '../contracts/registry.js';
 import type { GroupMembership } from '../ledger/block.js';
 import type { Genesis, NetworkRegistry, NodeInfo, PartitionInfo } from './genesis.js';
-import { nodeAddress } from './admin-transactions.js';
-import { genesisSystemView, partitionConfigSchema, topicConfigSchema } from './system-state.js';
+import {
+  genesisSystemView,
+  nodeRecordSchema,
+  organizationRecordSchema,
+  partitionConfigSchema,
+  topicConfigSchema,
+} from './system-state.js';
 import type {
   PartitionConfig,
   RegisteredNode,
@@ -31,25 +36,13 @@ export interface TopicEntry {
   readonly learners: readonly string[];
 }
 
-const key32 = t.bytes({ length: 32 });
 const name = t.string({ minLength: 1, maxLength: 300 });
 
 export const registrySnapshotSchema = t.record({
   network: name,
   systemIndex: t.uint(),
-  organizations: t.array(
-    t.record({
-      id: name,
-      roles: t.array(t.oneOf('member', 'supervisor', 'auditor'), { maxItems: 3 }),
-      status: t.oneOf('APPROVED', 'PENDING', 'SUSPENDED', 'REVOKED'),
-      signingKeys: t.array(key32, { maxItems: 64 }),
-      encryptionKey: key32,
-    }),
-    { maxItems: 100_000 },
-  ),
-  nodes: t.array(t.record({ id: name, organization: name, publicKey: key32, address: nodeAddress }), {
-    maxItems: 100_000,
-  }),
+  organizations: t.array(organizationRecordSchema, { maxItems: 100_000 }),
+  nodes: t.array(nodeRecordSchema, { maxItems: 100_000 }),
   topics: t.array(
     t.record({
       config: topicConfigSchema,

@@ -438,21 +438,25 @@ export const topicConfigSchema = t.record({
   policy: t.record({ messageBytesMax: t.uint(), ttlMs: t.uint({ min: 1 }), payloadRetentionMs: t.uint() }),
 });
 
+/** An organization and a node as every encoded registry (snapshots, connectors' copies) holds them. */
+export const organizationRecordSchema = t.record({
+  id: name,
+  roles: t.array(t.oneOf('member', 'supervisor', 'auditor'), { maxItems: 3 }),
+  status: t.oneOf('APPROVED', 'PENDING', 'SUSPENDED', 'REVOKED'),
+  signingKeys: t.array(key32, { maxItems: adminLimits.signingKeysMax }),
+  encryptionKey: key32,
+});
+export const nodeRecordSchema = t.record({
+  id: name,
+  organization: name,
+  publicKey: key32,
+  address: nodeAddress,
+});
+
 const versionSchema = t.record({
   index: t.uint(),
-  organizations: t.array(
-    t.record({
-      id: name,
-      roles: t.array(t.oneOf('member', 'supervisor', 'auditor'), { maxItems: 3 }),
-      status: t.oneOf('APPROVED', 'PENDING', 'SUSPENDED', 'REVOKED'),
-      signingKeys: t.array(key32, { maxItems: adminLimits.signingKeysMax }),
-      encryptionKey: key32,
-    }),
-    { maxItems: 100_000 },
-  ),
-  nodes: t.array(t.record({ id: name, organization: name, publicKey: key32, address: nodeAddress }), {
-    maxItems: 100_000,
-  }),
+  organizations: t.array(organizationRecordSchema, { maxItems: 100_000 }),
+  nodes: t.array(nodeRecordSchema, { maxItems: 100_000 }),
   topics: t.array(
     t.record({
       config: topicConfigSchema,
