@@ -379,8 +379,7 @@ export class ClientService {
     if (senderNode.id === this.options.nodeId) return this.fromLocalConnector(view.sender, group, fetchBytes);
     // A bulk connection of its own, so this stream never shares a socket with consensus traffic.
     const connection = await connectFramed({
-      host: senderNode.host,
-      port: senderNode.port,
+      ...this.options.mesh.addressOf(senderNode),
       identity: this.options.mesh.identity,
       expectedPublicKey: senderNode.publicKey,
       timeoutMs: 5_000,

@@ -19,6 +19,11 @@ const nodeConfigSchema = t.record({
   genesis: t.string({ minLength: 1 }),
   /** Address to bind; defaults to the node's address in genesis. */
   listen: t.optional(t.string({ pattern: /^[^\s:]+:\d{1,5}$/ })),
+  /**
+   * Where to dial some peers instead of their registered address (node id → host:port): a private
+   * interface, a NAT, or a fault-injecting proxy. Their keys are still the registered ones.
+   */
+  peers: t.optional(t.dict(t.string({ pattern: /^[^\s:]+:\d{1,5}$/ }), { maxEntries: 1024 })),
   /** Logical clock period of the consensus cores. */
   tickMs: t.optional(t.uint({ min: 1, max: 1000 })),
   logLevel: t.optional(t.oneOf('debug', 'info', 'warn', 'error')),

@@ -39,6 +39,8 @@ export interface NodeOptions {
   readonly listenHost?: string;
   readonly listenPort?: number;
   readonly tickMs?: number;
+  /** Addresses to dial some peers at instead of their registered ones (node config `peers`). */
+  readonly peerAddresses?: Readonly<Record<string, string>>;
   readonly logger: Logger;
 }
 
@@ -92,6 +94,7 @@ export class LedgerbusNode {
       selfId: options.nodeId,
       key: options.key,
       registry: this.registry,
+      ...(options.peerAddresses === undefined ? {} : { peerAddresses: options.peerAddresses }),
       logger: options.logger,
       onConsensus: (groupId, bytes) => this.replicas.get(groupId)?.receive(bytes),
       onForwardedRequest: (groupId, bytes) => this.replicas.get(groupId)?.receiveForwarded(bytes),
@@ -349,6 +352,7 @@ export async function startNodeFromConfig(
     dataDirectory: config.dataDirectory,
     ...(listenHost === undefined ? {} : { listenHost, listenPort }),
     ...(config.tickMs === undefined ? {} : { tickMs: config.tickMs }),
+    ...(config.peers === undefined ? {} : { peerAddresses: config.peers }),
     logger: createLogger({ name: config.nodeId, level: config.logLevel ?? 'info' }),
   });
   await node.start();

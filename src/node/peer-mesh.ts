@@ -27,6 +27,8 @@ export interface PeerMeshOptions {
     Record<string, (body: CborValue, peerId: string) => Promise<CborValue> | CborValue>
   >;
   readonly redialMs?: number;
+  /** Addresses to dial some peers at instead of their registered ones (node id → host:port). */
+  readonly peerAddresses?: Readonly<Record<string, string>>;
 }
 
 const consensusChannel = 'pbft';
@@ -40,6 +42,17 @@ export class PeerMesh {
   private closed = false;
 
   constructor(private readonly options: PeerMeshOptions) {}
+
+  /** Where to dial `node`: its configured override, else its registered address. */
+  addressOf(node: { readonly id: string; readonly host: string; readonly port: number }): {
+    host: string;
+    port: number;
+  } {
+    const override = this.options.peerAddresses?.[node.id];
+    if (override === undefined) return { host: node.host, port: node.port };
+    const colon = override.lastIndexOf(':');
+    return { host: override.slice(0, colon), port: Number(override.slice(colon + 1)) };
+  }
 
   /** This node's key, for the bulk connections other services open to peers. */
   get identity(): SigningKeyPair {
@@ -119,8 +132,7 @@ export class PeerMesh {
     this.dialing.add(peerId);
     try {
       const connection = await connectFramed({
-        host: node.host,
-        port: node.port,
+        ...this.addressOf(node),
         identity: this.options.key,
         expectedPublicKey: node.publicKey,
         timeoutMs: 2_000,
