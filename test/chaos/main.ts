@@ -1,51 +1,59 @@
-// Chaos run on a real multi-process devnet: producers publish under steady load while a seeded schedule
-// SIGKILLs, pauses and restarts processes; afterwards every acknowledged message must have reached its
-// recipient exactly once with the right hash, and the replicas' ledgers must agree and verify.
+// Chaos run on a real multi-process devnet, the way Jepsen tests Kafka and etcd: producers publish to a
+// genesis topic and to a topic created (and grown) at runtime through the Raft layer, while a seeded
+// schedule SIGKILLs and restarts nodes (the topic's Raft leader among them), pauses processes, restarts
+// connectors, cuts, black-holes and slows the links between nodes through fault proxies, and runs the
+// nodes on skewed clocks. Afterwards every acknowledged message must have reached its recipient exactly
+// once with the right hash, and the replicas' ledgers and global ledgers must agree and verify.
 // Usage: npm run chaos -- --minutes M [--seed S]
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import Database from 'better-sqlite3';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { SeededRandom } from '../../src/consensus/seeded-random.js';
-import { bytesEqual } from '../../src/crypto/index.js';
-import { blockHash, decodeBlock, encodeBlock, verifyBlock } from '../../src/ledger/block.js';
-import type { Block, BlockHeader } from '../../src/ledger/block.js';
+import type { TopicDescription } from '../../src/connector/api-types.js';
+import type { GroupMembership } from '../../src/ledger/block.js';
 import { loadGenesisRegistry } from '../../src/node/config.js';
-import { ProcessNetwork, sleep } from '../support/process-network.js';
+import { ProcessNetwork, sleep, waitFor } from '../support/process-network.js';
+import { checkDeliveries, checkLedgers, globalLedgerLag } from './checker.js';
+import type { AckedMessage, GroupSpec, ReceivedMessage } from './checker.js';
+import { FaultNetwork } from './fault-proxy.js';
+import { admin, json, produce, receivedAll } from './load.js';
+import type { Producer } from './load.js';
 
 const usage = `usage: npm run chaos -- --minutes M [--seed S] [--keep]
 
+Runs a 4-node devnet with its connectors under publish load and seeded faults, then checks that every
+acknowledged message was delivered exactly once and that the ledgers agree and verify. Prints one JSON
+line {"acked","delivered","lost","duplicated",...,"faults":{...}}; exits 1 if any check failed.
+
   --minutes M  how long to publish under faults (default 1)
   --seed S     seed of the fault schedule (default 1)
-  --keep       keep the temporary network directory (logs, databases) afterwards`;
+  --keep       keep the temporary network directory (logs, databases) afterwards
 
-const group = 'demo/0';
+Needs libfaketime for the skewed clocks (Debian: apt-get install faketime).`;
+
 const nodeCount = 4;
-const sendTimeoutMs = 15_000;
-const sendAttempts = 8;
-const deliveryTimeoutMs = 120_000;
+const nodes = Array.from({ length: nodeCount }, (_, index) => index + 1);
+const deliveryTimeoutMs = 180_000;
+/** Clocks stay within ±maxSkewMs of true time: pairwise under PBFT's 5 s proposal-timestamp policy. */
+const maxSkewMs = 2_000;
+const fakeTimeLibraries = [
+  '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1',
+  '/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1',
+  '/usr/lib/faketime/libfaketimeMT.so.1',
+];
+const runtimeTopic = 'chaos';
 
-interface Acked {
-  readonly id: string;
-  readonly recipient: string;
-  readonly sha256: string;
-  readonly partition: number;
-  readonly offset: number;
-}
-interface Received {
-  readonly sequence: number;
-  readonly id: string;
-  readonly topic: string;
-  readonly partition: number;
-  readonly offset: number;
-  readonly sha256: string;
-}
 interface Faults {
   nodeKill: number;
+  raftLeaderKill: number;
   nodePause: number;
   connectorRestart: number;
+  isolate: number;
+  split: number;
+  slowLinks: number;
+  clockSkew: number;
 }
 
 function progress(message: string): void {
@@ -74,199 +82,202 @@ function parseOptions(): { minutes: number; seed: number; keep: boolean } {
   return { minutes, seed, keep: values.keep };
 }
 
-async function json<T>(response: Response, what: string): Promise<T> {
-  const text = await response.text();
-  if (!response.ok) throw new Error(`${what}: HTTP ${response.status} ${text}`);
-  return JSON.parse(text) as T;
-}
+/** Starts and restarts nodes, each time on a clock skewed by a seeded amount within policy. */
+class Nodes {
+  readonly skews = new Map<string, number>();
 
-async function receivedAll(net: ProcessNetwork, organization: string): Promise<Received[]> {
-  const all: Received[] = [];
-  for (let after = 0; ;) {
-    const page = await json<{ messages: Received[] }>(
-      await net.api(organization, `/v1/received?topic=demo&after=${after}&limit=1000`, {
-        signal: AbortSignal.timeout(sendTimeoutMs),
-      }),
-      `list received of ${organization}`,
-    );
-    const last = page.messages.at(-1);
-    if (last === undefined) return all;
-    all.push(...page.messages);
-    after = last.sequence;
+  constructor(
+    private readonly net: ProcessNetwork,
+    private readonly random: SeededRandom,
+    private readonly faketime: string,
+    private readonly faults: Faults,
+  ) {}
+
+  start(name: string): void {
+    const skewMs = this.random.int(-maxSkewMs, maxSkewMs);
+    this.skews.set(name, skewMs);
+    if (skewMs !== 0) this.faults.clockSkew += 1;
+    this.net.start(name, {
+      LD_PRELOAD: this.faketime,
+      FAKETIME: `${skewMs >= 0 ? '+' : '-'}${(Math.abs(skewMs) / 1000).toFixed(3)}`,
+      // Only the wall clock moves: timers (monotonic) stay true, as on a host whose NTP is off.
+      DONT_FAKE_MONOTONIC: '1',
+    });
+  }
+
+  async killAndRestart(name: string, downMs: number): Promise<void> {
+    await this.net.kill(name, 'SIGKILL');
+    // The restart happens even when the run ends meanwhile, so the node never stays down.
+    await sleep(downMs);
+    this.start(name);
   }
 }
 
-/**
- * Publishes until `stop()` says so. An id counts only once the connector acknowledged it; a failed
- * attempt is retried under the same id, which the connector must treat idempotently.
- */
-async function produce(
-  net: ProcessNetwork,
-  sender: string,
-  recipient: string,
-  prefix: string,
-  acked: Acked[],
-  stop: () => boolean,
-): Promise<{ attempts: number; unacked: number }> {
-  let attempts = 0;
-  let unacked = 0;
-  for (let index = 0; !stop(); index++) {
-    const id = `${prefix}-${sender}-${index}`;
-    const payload = randomBytes(16 + (randomBytes(2).readUInt16BE(0) % 1008));
-    const sha256 = createHash('sha256').update(payload).digest('hex');
-    let done = false;
-    for (let attempt = 0; attempt < sendAttempts && !done; attempt++) {
-      attempts += 1;
-      try {
-        const result = await json<{ id: string; partition: number; offset: number }>(
-          await net.api(sender, `/v1/topics/demo/messages?to=${recipient}&id=${encodeURIComponent(id)}`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/octet-stream' },
-            body: payload,
-            signal: AbortSignal.timeout(sendTimeoutMs),
-          }),
-          `send ${id}`,
-        );
-        if (result.id !== id) throw new Error(`${id} acknowledged as ${result.id}`);
-        acked.push({ id, recipient, sha256, partition: result.partition, offset: result.offset });
-        done = true;
-      } catch {
-        // The connector or its node may be down or paused right now; the same id is retried.
-        await sleep(1_000);
-      }
+async function topicLeader(net: ProcessNetwork, topic: string): Promise<string | undefined> {
+  for (const organization of ['org2', 'org4', 'org1', 'org3']) {
+    try {
+      const description = await json<TopicDescription>(
+        await net.api(organization, `/v1/topics/${topic}`, { signal: AbortSignal.timeout(5_000) }),
+        'describe',
+      );
+      if (description.raft.leader !== '') return description.raft.leader;
+    } catch {
+      // that connector or its node is down: ask another
     }
-    if (!done) unacked += 1;
   }
-  return { attempts, unacked };
+  return undefined;
 }
 
-/** Runs one fault at a time, so at most one node (f = 1 of the 4 replicas) is ever down or paused. */
+/** One fault at a time, so at most one node (f = 1 of a partition's 4 replicas) is down or cut off. */
 async function injectFaults(
   net: ProcessNetwork,
+  cluster: Nodes,
+  links: FaultNetwork,
   random: SeededRandom,
   faults: Faults,
   stop: () => boolean,
 ): Promise<void> {
-  const pause = async (ms: number): Promise<void> => {
+  const wait = async (ms: number): Promise<void> => {
     const until = Date.now() + ms;
     while (!stop() && Date.now() < until) await sleep(Math.min(250, until - Date.now()));
   };
   for (;;) {
-    await pause(random.int(5_000, 15_000));
+    await wait(random.int(3_000, 10_000));
     if (stop()) return;
-    const kind = random.int(0, 2);
-    const index = random.int(1, nodeCount);
+    const kind = random.int(0, 6);
+    const node = `node${random.int(1, nodeCount)}`;
     if (kind === 0) {
-      const name = `node${index}`;
       const downMs = random.int(2_000, 8_000);
-      progress(`fault: SIGKILL ${name}, restart after ${downMs} ms`);
+      progress(`fault: SIGKILL ${node}, restart after ${downMs} ms`);
       faults.nodeKill += 1;
-      await net.kill(name, 'SIGKILL');
-      // The restart happens even when the run ends meanwhile, so the node never stays down.
-      await sleep(downMs);
-      net.start(name);
+      await cluster.killAndRestart(node, downMs);
     } else if (kind === 1) {
-      const name = `node${index}`;
-      const pausedMs = random.int(1_000, 5_000);
-      progress(`fault: SIGSTOP ${name}, SIGCONT after ${pausedMs} ms`);
+      const leader = await topicLeader(net, runtimeTopic);
+      if (leader === undefined) continue;
+      const downMs = random.int(2_000, 8_000);
+      progress(
+        `fault: SIGKILL ${leader}, the Raft leader of topic ${runtimeTopic}; restart after ${downMs} ms`,
+      );
+      faults.raftLeaderKill += 1;
+      await cluster.killAndRestart(leader, downMs);
+    } else if (kind === 2) {
+      const pausedMs = random.int(1_000, 6_000);
+      progress(`fault: SIGSTOP ${node}, SIGCONT after ${pausedMs} ms`);
       faults.nodePause += 1;
-      process.kill(net.pid(name), 'SIGSTOP');
+      process.kill(net.pid(node), 'SIGSTOP');
       try {
         await sleep(pausedMs);
       } finally {
-        process.kill(net.pid(name), 'SIGCONT');
+        process.kill(net.pid(node), 'SIGCONT');
       }
-    } else {
-      const name = `connector-org${index}`;
-      progress(`fault: restart ${name}`);
+    } else if (kind === 3) {
+      const organization = `org${random.int(1, nodeCount)}`;
+      const name = `connector-${organization}`;
+      progress(`fault: SIGKILL and restart ${name}`);
       faults.connectorRestart += 1;
       await net.kill(name, 'SIGKILL');
       net.start(name);
-      await net.waitHealthy(`org${index}`, 60_000).catch((error: unknown) => {
+      await net.waitHealthy(organization, 60_000).catch((error: unknown) => {
         progress(`${name} not healthy yet: ${String(error)}`);
       });
+    } else if (kind === 4) {
+      const state = random.int(0, 1) === 0 ? 'cut' : 'blackhole';
+      const forMs = random.int(3_000, 12_000);
+      progress(`fault: ${state} every link of ${node} for ${forMs} ms`);
+      faults.isolate += 1;
+      links.partition([node], state);
+      await sleep(forMs);
+      links.heal();
+    } else if (kind === 5) {
+      const first = random.int(1, nodeCount);
+      const second = ((first - 1 + random.int(1, nodeCount - 1)) % nodeCount) + 1;
+      const side = [`node${first}`, `node${second}`];
+      const forMs = random.int(3_000, 8_000);
+      progress(`fault: split ${side.join('+')} from the others for ${forMs} ms (no quorum on either side)`);
+      faults.split += 1;
+      links.partition(side, 'cut');
+      await sleep(forMs);
+      links.heal();
+    } else {
+      const delayMs = random.int(20, 250);
+      const jitterMs = random.int(0, 100);
+      const forMs = random.int(5_000, 15_000);
+      progress(`fault: delay every link of ${node} by ${delayMs}+${jitterMs} ms for ${forMs} ms`);
+      faults.slowLinks += 1;
+      links.slow([node], delayMs, jitterMs);
+      await sleep(forMs);
+      links.heal();
     }
   }
 }
 
-interface LedgerReport {
-  readonly heads: number[];
-  readonly ledgerMismatches: number;
-  readonly badCertificates: number;
-  readonly problems: string[];
+/** Points every node at its own proxy for each peer (node config `peers`). */
+function routeThroughProxies(net: ProcessNetwork, links: FaultNetwork): void {
+  net.layout.nodeConfigs.forEach((path, index) => {
+    const config = parseYaml(readFileSync(path, 'utf8')) as Record<string, unknown>;
+    config['peers'] = links.peersOf(`node${index + 1}`);
+    writeFileSync(path, stringifyYaml(config));
+  });
 }
 
-/** Reads every replica's stored blocks (read-only) and checks agreement and certificates. */
-function checkLedgers(net: ProcessNetwork): LedgerReport {
+async function groupsToCheck(net: ProcessNetwork): Promise<{ specs: GroupSpec[]; runtimeGroups: string[] }> {
   const registry = loadGenesisRegistry(join(net.directory, 'genesis.json'));
-  const problems: string[] = [];
-  let badCertificates = 0;
-  const ledgers: Block[][] = [];
-  for (let node = 1; node <= nodeCount; node++) {
-    const blocks: Block[] = [];
-    let db: Database.Database | undefined;
-    try {
-      db = new Database(net.partitionDatabase(node, group), { readonly: true, fileMustExist: true });
-      const rows = db.prepare('SELECT height, bytes FROM blocks ORDER BY height').all() as {
-        height: number;
-        bytes: Buffer;
-      }[];
-      let previous: BlockHeader | undefined;
-      for (const row of rows) {
-        const block = decodeBlock(row.bytes);
-        if (block.header.height !== row.height || block.header.height !== blocks.length + 1)
-          problems.push(`node${node}: row ${row.height} holds block ${block.header.height}`);
-        try {
-          const membership = registry.membership(group, block.header.configEpoch);
-          if (membership === undefined)
-            throw new Error(`no membership for epoch ${block.header.configEpoch}`);
-          verifyBlock(block, membership, previous);
-        } catch (error) {
-          badCertificates += 1;
-          problems.push(`node${node} block ${row.height}: ${String(error)}`);
-        }
-        blocks.push(block);
-        previous = block.header;
-      }
-    } catch (error) {
-      problems.push(`node${node}: cannot read ${group}: ${String(error)}`);
-    } finally {
-      db?.close();
+  const specs: GroupSpec[] = [
+    { group: 'demo/0', membership: (epoch) => registry.membership('demo/0', epoch) },
+  ];
+  const description = await waitFor(
+    `a description of topic ${runtimeTopic}`,
+    async () =>
+      json<TopicDescription>(await net.api('org2', `/v1/topics/${runtimeTopic}`), `describe ${runtimeTopic}`),
+    60_000,
+    1_000,
+  );
+  for (const partition of description.partitions) {
+    // No replica set changes during a run: each partition's one epoch is its replicas' genesis keys.
+    const members = new Map<string, Uint8Array>();
+    for (const id of partition.replicas) {
+      const key = registry.node(id)?.publicKey;
+      if (key !== undefined) members.set(id, key);
     }
-    ledgers.push(blocks);
-  }
-  const heads = ledgers.map((blocks) => blocks.length);
-  const common = Math.min(...heads);
-  let ledgerMismatches = 0;
-  const reference = ledgers[0] ?? [];
-  for (let height = 1; height <= common; height++) {
-    const expected = reference[height - 1];
-    if (expected === undefined) continue;
-    const expectedHash = blockHash(expected.header);
-    const expectedBytes = encodeBlock(expected);
-    ledgers.slice(1).forEach((blocks, offset) => {
-      const block = blocks[height - 1];
-      if (block === undefined) return;
-      // Two replicas may keep different, equally valid signer sets in a certificate: compare the
-      // contents with the certificate swapped for the reference's.
-      const same =
-        bytesEqual(blockHash(block.header), expectedHash) &&
-        bytesEqual(encodeBlock({ ...block, certificate: expected.certificate }), expectedBytes);
-      if (!same) {
-        ledgerMismatches += 1;
-        problems.push(`node${offset + 2} differs from node1 at height ${height}`);
-      }
+    const membership: GroupMembership = {
+      partitionId: partition.group,
+      configEpoch: partition.configEpoch,
+      members,
+    };
+    specs.push({
+      group: partition.group,
+      membership: (epoch) => (epoch === partition.configEpoch ? membership : undefined),
     });
   }
-  return { heads, ledgerMismatches, badCertificates, problems };
+  return { specs, runtimeGroups: description.partitions.map((partition) => partition.group) };
+}
+
+function findFakeTime(): string {
+  const library = fakeTimeLibraries.find((path) => existsSync(path));
+  if (library === undefined) {
+    process.stderr.write('chaos: libfaketime not found; install it (Debian: apt-get install faketime)\n');
+    process.exit(2);
+  }
+  return library;
 }
 
 async function main(): Promise<number> {
   const { minutes, seed, keep } = parseOptions();
+  const faketime = findFakeTime();
   const random = new SeededRandom(seed);
+  const jitter = new SeededRandom(seed ^ 0x5eed);
   const basePort = 23_400 + (seed % 100) * 10;
   const directory = mkdtempSync(join(tmpdir(), `ledgerbus-chaos-${seed}-`));
   const net = new ProcessNetwork(join(directory, 'net'), basePort);
+  const links = new FaultNetwork(
+    new Map(
+      net.layout.network.nodes.map((node) => {
+        const colon = node.address.lastIndexOf(':');
+        return [node.id, { host: node.address.slice(0, colon), port: Number(node.address.slice(colon + 1)) }];
+      }),
+    ),
+    () => jitter.nextUint32() / 2 ** 32,
+  );
   let interrupted = false;
   const onSignal = (): void => {
     // The run's own cleanup stops the children; a second signal gives up on it.
@@ -276,123 +287,164 @@ async function main(): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const faults: Faults = { nodeKill: 0, nodePause: 0, connectorRestart: 0 };
+  const faults: Faults = {
+    nodeKill: 0,
+    raftLeaderKill: 0,
+    nodePause: 0,
+    connectorRestart: 0,
+    isolate: 0,
+    split: 0,
+    slowLinks: 0,
+    clockSkew: 0,
+  };
+  const cluster = new Nodes(net, random, faketime, faults);
   let keepDirectory = keep;
   try {
     progress(`seed ${seed}, ${minutes} min, base port ${basePort}, directory ${directory}`);
-    await net.startAll();
-    progress('network healthy: producing under faults');
+    await links.start();
+    routeThroughProxies(net, links);
+    for (const name of net.names) {
+      if (name.startsWith('node')) cluster.start(name);
+      else net.start(name);
+    }
+    await Promise.all(
+      ['org1', 'org2', 'org3', 'org4'].map((organization) => net.waitHealthy(organization, 90_000)),
+    );
+    progress(`clocks skewed by ${[...cluster.skews].map(([name, ms]) => `${name} ${ms} ms`).join(', ')}`);
     const deadline = Date.now() + minutes * 60_000;
     const stop = (): boolean => interrupted || Date.now() >= deadline;
-    const acked: Acked[] = [];
+    await admin(
+      net,
+      'org1',
+      {
+        kind: 'createTopic',
+        name: runtimeTopic,
+        partitions: 2,
+        producers: ['org1', 'org3'],
+        consumers: ['org2', 'org4'],
+      },
+      () => interrupted,
+    );
+    progress(`topic ${runtimeTopic} created with 2 partitions: producing under faults`);
+
+    const acked: AckedMessage[] = [];
     const prefix = `chaos-${seed}-${Date.now()}`;
     const ticker = setInterval(() => progress(`acked ${acked.length}`), 10_000);
-    const [first, second] = await Promise.all([
-      produce(net, 'org1', 'org2', prefix, acked, stop),
-      produce(net, 'org3', 'org4', prefix, acked, stop),
-      injectFaults(net, random, faults, stop),
+    const grow = (async (): Promise<void> => {
+      // Halfway, the runtime topic grows to 3 partitions while faults go on (Kafka's --alter --partitions).
+      while (!stop() && Date.now() < deadline - (minutes * 60_000) / 2) await sleep(500);
+      if (stop()) return;
+      progress(`topic ${runtimeTopic}: adding a third partition`);
+      await admin(net, 'org1', { kind: 'addPartitions', topic: runtimeTopic, count: 3 }, () => interrupted);
+      progress(`topic ${runtimeTopic} has 3 partitions`);
+    })();
+    const producers: Producer[] = [
+      { sender: 'org1', recipient: 'org2', topic: 'demo', keyed: false },
+      { sender: 'org3', recipient: 'org4', topic: runtimeTopic, keyed: true },
+      { sender: 'org1', recipient: 'org4', topic: runtimeTopic, keyed: true },
+    ];
+    const [outcomes] = await Promise.all([
+      Promise.all(producers.map((producer) => produce(net, producer, prefix, acked, stop))),
+      injectFaults(net, cluster, links, random, faults, stop),
+      grow,
     ]);
     clearInterval(ticker);
-    progress(
-      `producing stopped: ${acked.length} acked, ${first.unacked + second.unacked} given up, ` +
-        `${first.attempts + second.attempts} attempts`,
-    );
+    const unacked = outcomes.reduce((sum, outcome) => sum + outcome.unacked, 0);
+    const attempts = outcomes.reduce((sum, outcome) => sum + outcome.attempts, 0);
+    progress(`producing stopped: ${acked.length} acked, ${unacked} given up, ${attempts} attempts`);
 
-    // Heal: every process running and none paused, whatever the schedule left behind.
+    // Heal: every link up, every process running and none paused, whatever the schedule left behind.
+    links.heal();
     for (const name of net.names) {
       if (net.running(name)) process.kill(net.pid(name), 'SIGCONT');
+      else if (name.startsWith('node')) cluster.start(name);
       else net.start(name);
     }
     for (const organization of ['org1', 'org2', 'org3', 'org4']) await net.waitHealthy(organization, 90_000);
 
-    const recipients = [...new Set(acked.map((message) => message.recipient))];
-    const receivedBy = new Map<string, Received[]>();
-    const missing = (): number =>
-      acked.filter(
-        (message) => !(receivedBy.get(message.recipient) ?? []).some((entry) => entry.id === message.id),
-      ).length;
+    const streams = [...new Set(acked.map((message) => `${message.recipient} ${message.topic}`))];
+    const receivedBy = new Map<string, ReceivedMessage[]>();
+    const fetchReceived = async (): Promise<void> => {
+      const byRecipient = new Map<string, ReceivedMessage[]>();
+      for (const stream of streams) {
+        const [recipient, topic] = stream.split(' ') as [string, string];
+        const entries = await receivedAll(net, recipient, topic).catch(() =>
+          (receivedBy.get(recipient) ?? []).filter((entry) => entry.topic === topic),
+        );
+        byRecipient.set(recipient, [...(byRecipient.get(recipient) ?? []), ...entries]);
+      }
+      receivedBy.clear();
+      for (const [recipient, entries] of byRecipient) receivedBy.set(recipient, entries);
+    };
     const waitUntil = Date.now() + deliveryTimeoutMs;
     for (;;) {
-      for (const recipient of recipients)
-        receivedBy.set(
-          recipient,
-          await receivedAll(net, recipient).catch(() => receivedBy.get(recipient) ?? []),
-        );
-      const left = missing();
+      await fetchReceived();
+      const left = checkDeliveries(acked, receivedBy).lost;
       if (left === 0 || interrupted || Date.now() > waitUntil) break;
       progress(`waiting for delivery: ${left} acked message(s) not received yet`);
       await sleep(2_000);
     }
     await sleep(2_000); // a duplicate, if any, would arrive now
-    for (const recipient of recipients) receivedBy.set(recipient, await receivedAll(net, recipient));
+    await fetchReceived();
+    const deliveries = checkDeliveries(acked, receivedBy);
 
-    let delivered = 0;
-    let lost = 0;
-    let duplicated = 0;
-    let hashMismatches = 0;
-    const problems: string[] = [];
-    for (const message of acked) {
-      const copies = (receivedBy.get(message.recipient) ?? []).filter((entry) => entry.id === message.id);
-      if (copies.length === 0) {
-        lost += 1;
-        problems.push(`lost ${message.id} (acked at ${message.partition}/${message.offset})`);
-        continue;
-      }
-      delivered += 1;
-      if (copies.length > 1) {
-        duplicated += 1;
-        problems.push(`${message.id} delivered ${copies.length} times`);
-      }
-      if (copies.some((copy) => copy.sha256 !== message.sha256)) {
-        hashMismatches += 1;
-        problems.push(`${message.id} received with another sha256`);
-      }
-    }
-    // One value per (partition, offset): acknowledgements and deliveries must name one id each.
-    const atOffset = new Map<string, string>();
-    let offsetConflicts = 0;
-    const claim = (partition: number, offset: number, id: string): void => {
-      const key = `${partition}/${offset}`;
-      const holder = atOffset.get(key);
-      if (holder === undefined) atOffset.set(key, id);
-      else if (holder !== id) {
-        offsetConflicts += 1;
-        problems.push(`offset ${key} holds both ${holder} and ${id}`);
-      }
-    };
-    for (const message of acked) claim(message.partition, message.offset, message.id);
-    for (const entries of receivedBy.values())
-      for (const entry of entries) claim(entry.partition, entry.offset, entry.id);
+    // The Raft layer: every node's global ledgers catch up with the partitions' certified blocks.
+    const { specs, runtimeGroups } = await groupsToCheck(net);
+    const partitionFile = (node: number, group: string): string => net.partitionDatabase(node, group);
+    let globalLag: string | undefined;
+    await waitFor(
+      'every global ledger to equal the partition ledgers',
+      () => {
+        globalLag =
+          globalLedgerLag(nodes, partitionFile, 'demo', ['demo/0']) ??
+          globalLedgerLag(nodes, partitionFile, runtimeTopic, runtimeGroups);
+        return globalLag === undefined ? true : undefined;
+      },
+      120_000,
+      1_000,
+    ).catch(() => undefined);
 
-    // Let restarted replicas catch up a little, then read their files with every process stopped.
-    await sleep(3_000);
     await net.stopAll();
-    const ledgers = checkLedgers(net);
-    problems.push(...ledgers.problems);
-    progress(`ledger heights ${ledgers.heads.join(', ')}`);
+    const ledgers = checkLedgers(nodes, partitionFile, specs, acked);
+    const problems = [...deliveries.problems, ...ledgers.problems];
+    if (globalLag !== undefined) problems.push(`global ledger: ${globalLag}`);
+    progress(
+      `ledger heights ${Object.entries(ledgers.heads)
+        .map(([group, heads]) => `${group} ${heads.join('/')}`)
+        .join(', ')}`,
+    );
     for (const problem of problems.slice(0, 50)) progress(`PROBLEM: ${problem}`);
 
     const report = {
       seed,
       minutes,
       acked: acked.length,
-      delivered,
-      lost,
-      duplicated,
-      hashMismatches,
-      offsetConflicts,
+      delivered: deliveries.delivered,
+      lost: deliveries.lost,
+      duplicated: deliveries.duplicated,
+      hashMismatches: deliveries.hashMismatches,
+      offsetConflicts: deliveries.offsetConflicts,
+      ackedNotInLedger: ledgers.ackedNotInLedger,
+      ledgerDuplicates: ledgers.ledgerDuplicates,
       ledgerMismatches: ledgers.ledgerMismatches,
       badCertificates: ledgers.badCertificates,
+      receiptsBeforeCommit: ledgers.receiptsBeforeCommit,
+      globalLedgerBehind: globalLag === undefined ? 0 : 1,
+      unacked,
       faults,
     };
     process.stdout.write(`${JSON.stringify(report)}\n`);
     const failed =
-      lost +
-        duplicated +
-        hashMismatches +
-        offsetConflicts +
+      deliveries.lost +
+        deliveries.duplicated +
+        deliveries.hashMismatches +
+        deliveries.offsetConflicts +
+        ledgers.ackedNotInLedger +
+        ledgers.ledgerDuplicates +
         ledgers.ledgerMismatches +
-        ledgers.badCertificates >
+        ledgers.badCertificates +
+        ledgers.receiptsBeforeCommit +
+        report.globalLedgerBehind >
       0;
     if (failed) {
       keepDirectory = true;
@@ -406,9 +458,11 @@ async function main(): Promise<number> {
     process.stderr.write(`${net.logTails(net.names, 20)}\n`);
     return 1;
   } finally {
+    links.heal();
     // Paused children would ignore SIGTERM until continued.
     for (const name of net.names) if (net.running(name)) process.kill(net.pid(name), 'SIGCONT');
     await net.stopAll();
+    links.close();
     if (!keepDirectory) rmSync(directory, { recursive: true, force: true });
   }
 }

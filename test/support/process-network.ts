@@ -83,15 +83,20 @@ export class ProcessNetwork {
     return [...this.processes.keys()];
   }
 
-  /** Spawns `name` (node1.., connector-org1..) with its config; output appended to its log. */
-  start(name: string): ChildProcess {
+  /**
+   * Spawns `name` (node1.., connector-org1..) with its config; output appended to its log. `env` adds
+   * to this process's environment (e.g. a faked clock).
+   */
+  start(name: string, env: Readonly<Record<string, string>> = {}): ChildProcess {
     const managed = this.managed(name);
     if (managed.child !== undefined && managed.child.exitCode === null && managed.child.signalCode === null)
       throw new Error(`${name} is already running (pid ${managed.child.pid})`);
     const log = openSync(managed.log, 'a');
-    writeSync(log, `\n---- ${new Date().toISOString()} start ${name} ----\n`);
+    const extra = Object.entries(env).map(([key, value]) => ` ${key}=${value}`);
+    writeSync(log, `\n---- ${new Date().toISOString()} start ${name}${extra.join('')} ----\n`);
     const child = spawn(process.execPath, ['--import', tsxLoader, cliEntry, ...managed.args], {
       cwd: this.directory,
+      env: { ...process.env, ...env },
       stdio: ['ignore', log, log],
     });
     closeSync(log);
