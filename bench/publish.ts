@@ -16,7 +16,10 @@
  * fsyncs before every vote and every ack. Both facts favour JetStream's numbers.
  *
  * Options: --messages N (per setting, default 20000), --concurrency 64,256, --batch N (messages per
- * signed batch, default concurrency/4), --skip-jetstream.
+ * signed batch, default concurrency/4), --skip-jetstream, --message-bytes 256,1024,... (sizes to run,
+ * each with every concurrency; default 1024), --percentiles 1,50,99.9 (also report these latency
+ * percentiles, nearest rank, for both systems: what bench/report.ts draws its latency CDF from).
+ * Without the last two, the output is what it always was.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -47,7 +50,7 @@ import { round, writeBenchResult } from './lib/results.js';
 const root = join(import.meta.dirname, '..');
 const entry = join(root, 'src', 'cli', 'run.ts');
 const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
-const messageBytes = 1024;
+const defaultMessageBytes = 1024;
 
 const { values } = parseArgs({
   options: {
@@ -55,11 +58,29 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '64,256' },
     batch: { type: 'string' },
     'skip-jetstream': { type: 'boolean', default: false },
+    'message-bytes': { type: 'string' },
+    percentiles: { type: 'string' },
   },
   strict: true,
 });
 const messages = Number(values.messages);
 const concurrencies = values.concurrency.split(',').map(Number);
+function numberList(name: string, text: string, valid: (value: number) => boolean): number[] {
+  const list = text.split(',').map(Number);
+  if (list.some((value) => !valid(value))) throw new Error(`--${name}: invalid list "${text}"`);
+  return list;
+}
+// Run records name their size only when sizes were asked for, so default results keep their shape.
+const sizesText = values['message-bytes'];
+const sizesGiven = sizesText !== undefined;
+const messageSizes =
+  sizesText === undefined
+    ? [defaultMessageBytes]
+    : numberList('message-bytes', sizesText, (v) => Number.isInteger(v) && v >= 1);
+const percentiles =
+  values.percentiles === undefined
+    ? undefined
+    : numberList('percentiles', values.percentiles, (v) => v > 0 && v <= 100);
 
 const children: ChildProcess[] = [];
 let cluster: JetStreamCluster | undefined;
@@ -83,6 +104,15 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 }
 
+/**
+ * Nearest rank, as lib/jetstream-publish.ts computes JetStream's: a CDF drawn from both systems must
+ * use one definition (the p50/p99 above keep theirs, so default results do not move).
+ */
+function nearestRank(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length))) - 1] as number;
+}
+
 interface LedgerbusRun {
   readonly concurrency: number;
   readonly batch: number;
@@ -91,6 +121,8 @@ interface LedgerbusRun {
   readonly p99Ms: number;
   readonly messages: number;
   readonly seconds: number;
+  readonly messageBytes?: number;
+  readonly percentilesMs?: readonly { readonly p: number; readonly ms: number }[];
 }
 
 /** Keeps `concurrency` messages outstanding in signed batches of `batch`; returns the rate and latencies. */
@@ -98,7 +130,7 @@ async function measureLedgerbus(
   peer: RpcPeer,
   key: SigningKeyPair,
   trust: ReturnType<typeof proofTrustOf>,
-  options: { concurrency: number; batch: number; messages: number },
+  options: { concurrency: number; batch: number; messages: number; messageBytes: number },
 ): Promise<LedgerbusRun> {
   let seq = Date.now() * 1000;
   let nextId = 0;
@@ -112,7 +144,7 @@ async function measureLedgerbus(
       partition: 0,
       key: null,
       recipients: ['org2'],
-      size: messageBytes,
+      size: options.messageBytes,
       contentRoot: randomBytes(32),
       contentType: 'application/octet-stream',
       headers: {},
@@ -159,6 +191,10 @@ async function measureLedgerbus(
     p99Ms: percentile(sorted, 99),
     messages: options.messages,
     seconds,
+    ...(sizesGiven ? { messageBytes: options.messageBytes } : {}),
+    ...(percentiles === undefined
+      ? {}
+      : { percentilesMs: percentiles.map((p) => ({ p, ms: nearestRank(sorted, p) })) }),
   };
 }
 
@@ -207,39 +243,48 @@ async function main(): Promise<void> {
   progress('starting 4 ledgerbus nodes ...');
   const network = await startNetwork();
   const ledgerbus: LedgerbusRun[] = [];
-  for (const concurrency of concurrencies) {
-    const batch =
-      values.batch === undefined ? Math.max(1, Math.floor(concurrency / 4)) : Number(values.batch);
-    progress(`ledgerbus: ${messages} messages, ${concurrency} in flight, batches of ${batch} ...`);
-    const run = await measureLedgerbus(network.peer, network.key, network.trust, {
-      concurrency,
-      batch,
-      messages,
-    });
-    ledgerbus.push(run);
-    process.stdout.write(
-      `ledgerbus  c=${concurrency} batch=${batch}: ${round(run.messagesPerSecond, 0)} msg/s, p50 ${round(run.p50Ms, 1)} ms, p99 ${round(run.p99Ms, 1)} ms\n`,
-    );
+  const sizeLabel = (bytes: number): string => (sizesGiven ? `${bytes} B ` : '');
+  for (const messageBytes of messageSizes) {
+    for (const concurrency of concurrencies) {
+      const batch =
+        values.batch === undefined ? Math.max(1, Math.floor(concurrency / 4)) : Number(values.batch);
+      progress(
+        `ledgerbus: ${messages} messages${sizesGiven ? ` of ${messageBytes} B` : ''}, ${concurrency} in flight, batches of ${batch} ...`,
+      );
+      const run = await measureLedgerbus(network.peer, network.key, network.trust, {
+        concurrency,
+        batch,
+        messages,
+        messageBytes,
+      });
+      ledgerbus.push(run);
+      process.stdout.write(
+        `ledgerbus  ${sizeLabel(messageBytes)}c=${concurrency} batch=${batch}: ${round(run.messagesPerSecond, 0)} msg/s, p50 ${round(run.p50Ms, 1)} ms, p99 ${round(run.p99Ms, 1)} ms\n`,
+      );
+    }
   }
   network.peer.close();
   cleanup();
-  const jetstream: (JetStreamPublishResult & { concurrency: number })[] = [];
+  const jetstream: (JetStreamPublishResult & { concurrency: number; messageBytes?: number })[] = [];
   if (!values['skip-jetstream']) {
     progress('starting a 3-node JetStream cluster ...');
     const jetDirectory = mkdtempSync(join(tmpdir(), 'ledgerbus-bench-jetstream-'));
     cluster = await startJetStreamCluster({ directory: jetDirectory });
     try {
-      for (const concurrency of concurrencies) {
-        const run = await measureJetStreamPublish({
-          urls: cluster.urls,
-          messageBytes,
-          messages,
-          concurrency,
-        });
-        jetstream.push({ ...run, concurrency });
-        process.stdout.write(
-          `jetstream  c=${concurrency}: ${round(run.messagesPerSecond, 0)} msg/s, p50 ${round(run.p50Ms, 1)} ms, p99 ${round(run.p99Ms, 1)} ms (nats-server ${cluster.version}, lazy fsync)\n`,
-        );
+      for (const messageBytes of messageSizes) {
+        for (const concurrency of concurrencies) {
+          const run = await measureJetStreamPublish({
+            urls: cluster.urls,
+            messageBytes,
+            messages,
+            concurrency,
+            ...(percentiles === undefined ? {} : { percentiles }),
+          });
+          jetstream.push({ ...run, concurrency, ...(sizesGiven ? { messageBytes } : {}) });
+          process.stdout.write(
+            `jetstream  ${sizeLabel(messageBytes)}c=${concurrency}: ${round(run.messagesPerSecond, 0)} msg/s, p50 ${round(run.p50Ms, 1)} ms, p99 ${round(run.p99Ms, 1)} ms (nats-server ${cluster.version}, lazy fsync)\n`,
+          );
+        }
       }
     } finally {
       await cluster.stop();
@@ -247,7 +292,9 @@ async function main(): Promise<void> {
     }
   }
   const headline = ledgerbus.at(-1) as LedgerbusRun;
-  const peer = jetstream.find((run) => run.concurrency === headline.concurrency);
+  const peer = jetstream.find(
+    (run) => run.concurrency === headline.concurrency && run.messageBytes === headline.messageBytes,
+  );
   writeBenchResult({
     name: 'publish',
     value: round(headline.messagesPerSecond, 0),
@@ -266,7 +313,13 @@ async function main(): Promise<void> {
       jetstreamP50Ms: round(peer?.p50Ms ?? 0, 1),
       jetstreamP99Ms: round(peer?.p99Ms ?? 0, 1),
     },
-    details: { messageBytes, messages, ledgerbus, jetstream },
+    details: {
+      messageBytes: sizesGiven ? messageSizes : defaultMessageBytes,
+      messages,
+      ...(percentiles === undefined ? {} : { percentiles }),
+      ledgerbus,
+      jetstream,
+    },
   });
 }
 

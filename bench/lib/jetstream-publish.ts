@@ -29,6 +29,17 @@ export interface JetStreamPublishOptions {
   readonly warmupMessages?: number;
   /** Ack timeout per publish. Default 10 s (a shared 2-core machine can stall). */
   readonly ackTimeoutMs?: number;
+  /**
+   * Percentiles (0 < p ≤ 100) to report in `percentilesMs`, e.g. for a latency CDF. Left out when not
+   * given, so existing callers' results are unchanged.
+   */
+  readonly percentiles?: readonly number[];
+}
+
+/** One point of a latency distribution: `ms` is the nearest-rank p-th percentile. */
+export interface LatencyPercentile {
+  readonly p: number;
+  readonly ms: number;
 }
 
 export interface JetStreamPublishResult {
@@ -42,6 +53,8 @@ export interface JetStreamPublishResult {
   readonly streamLeader: string;
   /** The server the client was connected to. */
   readonly connectedTo: string;
+  /** Only when `percentiles` was given. */
+  readonly percentilesMs?: readonly LatencyPercentile[];
 }
 
 /** Nearest-rank percentile of an ascending-sorted array. */
@@ -146,6 +159,11 @@ export async function measureJetStreamPublish(
         seconds,
         streamLeader,
         connectedTo: nc.info?.server_name ?? 'unknown',
+        ...(options.percentiles === undefined
+          ? {}
+          : {
+              percentilesMs: options.percentiles.map((p) => ({ p, ms: percentile(latencies, p / 100) })),
+            }),
       };
     } finally {
       // A failed delete must not hide the error that stopped the measurement.

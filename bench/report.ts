@@ -1,0 +1,783 @@
+/**
+ * `npm run bench:report`: runs the project's benchmarks and writes bench/REPORT.md with SVG charts in
+ * bench/report/, each ledgerbus figure beside its same-run peer or limit.
+ *
+ * Every bench runs as its own child process, exactly as `npm run bench:X` would run it (only with
+ * options), so the report measures the benches as they are and a crash in one cannot leave state in
+ * another. A bench prints its headline JSON, with its timestamp, as the last stdout line
+ * (lib/results.ts); the report opens the timestamped file that names, never `<name>-latest.json`,
+ * which another bench run on this shared machine could have replaced meanwhile.
+ *
+ * Benches, in order: publish (ledgerbus vs NATS JetStream across message sizes, with latency
+ * percentiles), scale (1, 2, 4 partitions beside the linear ideal), datapath (one payload org1 →
+ * org2 beside a single encrypted hop over TCP and TLS), pbft (a table: throughput beside the Ed25519
+ * bound). Nothing in the report is typed in by hand: every number comes from the JSON of this run.
+ *
+ * --quick is for development and smoke checks: small counts, and output to a temporary directory
+ * unless --out is given, so it never replaces the committed report.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { natsServerVersion } from './lib/jetstream-cluster.js';
+import { formatBytes, parseByteSize } from './lib/payload.js';
+import { machineInfo, resultsDirectory } from './lib/results.js';
+import { barChart, formatNumber, lineChart, palette } from './lib/svg-chart.js';
+
+const root = join(import.meta.dirname, '..');
+const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+
+const usage = `Usage: npm run bench:report -- [options]
+
+Runs bench:publish, bench:scale, bench:datapath and bench:pbft as child processes and writes
+REPORT.md plus SVG charts (report/*.svg) into the output directory.
+
+  --quick               small counts (a smoke check, ~2 min); writes to a temporary directory
+                        unless --out is given
+  --out DIR             where REPORT.md and report/ go (default: bench/)
+  --skip LIST           benches to leave out: publish,scale,datapath,pbft
+  --skip-jetstream      publish without its NATS JetStream peer
+  --messages N          publish: messages per size (default 30000; quick 2000)
+  --sizes LIST          publish: message sizes in bytes (default 256,1024,4096,16384)
+  --concurrency N       publish: messages in flight (default 256)
+  --cdf-bytes N         publish: size whose latency CDF is drawn (default 1024, must be in --sizes)
+  --scale-requests N    scale: requests per partition (default 20000; quick 2000)
+  --datapath-bytes SIZE datapath: payload size (default 1GiB; quick 64MiB)
+  --pbft-requests N     pbft: requests per group size (default 20000; quick 2000)
+  --help                this text
+
+Progress goes to stderr; the last stdout line is the path of REPORT.md.
+`;
+
+const benchNames = ['publish', 'scale', 'datapath', 'pbft'] as const;
+type BenchName = (typeof benchNames)[number];
+
+/** Percentiles the latency CDF is drawn through: dense in the tail, where the systems differ most. */
+const cdfPercentiles = [
+  1, 2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95, 97.5, 99, 99.5, 99.9,
+];
+
+interface Options {
+  readonly quick: boolean;
+  readonly out: string;
+  readonly skip: ReadonlySet<BenchName>;
+  readonly skipJetstream: boolean;
+  readonly messages: number;
+  readonly sizes: readonly number[];
+  readonly concurrency: number;
+  readonly cdfBytes: number;
+  readonly scaleRequests: number;
+  readonly datapathBytes: number;
+  readonly pbftRequests: number;
+}
+
+function parseOptions(): Options | undefined {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      skip: { type: 'string', default: '' },
+      'skip-jetstream': { type: 'boolean', default: false },
+      messages: { type: 'string' },
+      sizes: { type: 'string', default: '256,1024,4096,16384' },
+      concurrency: { type: 'string', default: '256' },
+      'cdf-bytes': { type: 'string', default: '1024' },
+      'scale-requests': { type: 'string' },
+      'datapath-bytes': { type: 'string' },
+      'pbft-requests': { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(usage);
+    return undefined;
+  }
+  const quick = values.quick;
+  const integer = (name: string, text: string): number => {
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer`);
+    return value;
+  };
+  const skip = new Set<BenchName>();
+  for (const part of values.skip.split(',').filter((p) => p !== '')) {
+    const name = benchNames.find((candidate) => candidate === part);
+    if (name === undefined) throw new Error(`--skip takes ${benchNames.join(',')}; not "${part}"`);
+    skip.add(name);
+  }
+  const sizes = values.sizes.split(',').map((part) => integer('sizes', part));
+  const cdfBytes = integer('cdf-bytes', values['cdf-bytes']);
+  if (!sizes.includes(cdfBytes)) throw new Error(`--cdf-bytes ${cdfBytes} must be one of --sizes`);
+  return {
+    quick,
+    out: resolve(
+      values.out ?? (quick ? join(tmpdir(), 'ledgerbus-bench-report-quick') : import.meta.dirname),
+    ),
+    skip,
+    skipJetstream: values['skip-jetstream'],
+    messages: integer('messages', values.messages ?? (quick ? '2000' : '30000')),
+    sizes,
+    concurrency: integer('concurrency', values.concurrency),
+    cdfBytes,
+    scaleRequests: integer('scale-requests', values['scale-requests'] ?? (quick ? '2000' : '20000')),
+    datapathBytes: parseByteSize(values['datapath-bytes'] ?? (quick ? '64MiB' : '1GiB')),
+    pbftRequests: integer('pbft-requests', values['pbft-requests'] ?? (quick ? '2000' : '20000')),
+  };
+}
+
+function progress(text: string): void {
+  process.stderr.write(`${text}\n`);
+}
+
+// ---- reading the benches' JSON without `any` ----
+
+type Json = Record<string, unknown>;
+
+function isRecord(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function record(value: unknown, what: string): Json {
+  if (!isRecord(value)) throw new Error(`bench result: ${what} is not an object`);
+  return value;
+}
+
+function list(value: unknown, what: string): Json[] {
+  if (!Array.isArray(value)) throw new Error(`bench result: ${what} is not an array`);
+  return value.map((item, index) => record(item, `${what}[${index}]`));
+}
+
+function num(object: Json, key: string, what: string): number {
+  const value = object[key];
+  if (typeof value !== 'number') throw new Error(`bench result: ${what}.${key} is not a number`);
+  return value;
+}
+
+function str(object: Json, key: string, what: string): string {
+  const value = object[key];
+  if (typeof value !== 'string') throw new Error(`bench result: ${what}.${key} is not a string`);
+  return value;
+}
+
+interface Percentile {
+  readonly p: number;
+  readonly ms: number;
+}
+
+function percentiles(object: Json, what: string): Percentile[] {
+  return list(object['percentilesMs'], `${what}.percentilesMs`).map((entry) => ({
+    p: num(entry, 'p', what),
+    ms: num(entry, 'ms', what),
+  }));
+}
+
+// ---- running a bench ----
+
+let running: ChildProcess | undefined;
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    // The bench's own handler stops its clusters and removes its temp directories.
+    const child = running;
+    if (child?.pid !== undefined && child.exitCode === null) child.kill(signal);
+    progress(`${signal}: stopping`);
+    const exit = (): never => process.exit(signal === 'SIGINT' ? 130 : 143);
+    if (child === undefined || child.exitCode !== null) exit();
+    else child.once('exit', exit);
+  });
+}
+
+interface BenchRun {
+  readonly record: Json;
+  readonly file: string;
+  readonly seconds: number;
+}
+
+/** Runs bench/<script>.ts with `args`, echoing its output to stderr; returns its full result record. */
+async function runBench(script: string, args: readonly string[]): Promise<BenchRun> {
+  const file = join(import.meta.dirname, `${script}.ts`);
+  progress(`\n== ${script}: tsx bench/${script}.ts ${args.join(' ')}`);
+  const started = performance.now();
+  const child = spawn(process.execPath, ['--import', tsxLoader, file, ...args], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running = child;
+  const stdoutLines: string[] = [];
+  const echo = (stream: NodeJS.ReadableStream, keep: boolean): Promise<void> =>
+    new Promise((resolveEcho) => {
+      const lines = createInterface({ input: stream });
+      lines.on('line', (line) => {
+        if (keep) stdoutLines.push(line);
+        progress(`  [${script}] ${line}`);
+      });
+      lines.on('close', () => resolveEcho());
+    });
+  const echoed = Promise.all([echo(child.stdout, true), echo(child.stderr, false)]);
+  const code = await new Promise<number | null>((resolveExit, reject) => {
+    child.once('error', reject);
+    child.once('exit', (exitCode) => resolveExit(exitCode));
+  });
+  await echoed;
+  running = undefined;
+  if (code !== 0) throw new Error(`bench/${script}.ts exited with code ${code}`);
+  const last = [...stdoutLines].reverse().find((line) => line.trim() !== '');
+  if (last === undefined) throw new Error(`bench/${script}.ts printed no result line`);
+  const headline = record(JSON.parse(last), `${script} last line`);
+  const name = str(headline, 'name', script);
+  const timestamp = str(headline, 'timestamp', script);
+  const resultFile = join(resultsDirectory, `${name}-${timestamp.replace(/[:.]/g, '-')}.json`);
+  const full = record(JSON.parse(readFileSync(resultFile, 'utf8')), resultFile);
+  const seconds = (performance.now() - started) / 1000;
+  progress(`== ${script}: done in ${seconds.toFixed(0)} s (${relative(root, resultFile)})`);
+  return { record: full, file: resultFile, seconds };
+}
+
+// ---- formatting ----
+
+function sizeLabel(bytes: number): string {
+  return formatBytes(bytes).replace(/\.00 /, ' ');
+}
+
+function fixed(value: number, digits = 0): string {
+  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function ratio(value: number, reference: number): string {
+  return reference > 0 ? `${(value / reference).toFixed(2)}×` : '–';
+}
+
+/** A Markdown table; the first column is left-aligned and the others, numbers, right-aligned. */
+function table(
+  header: readonly string[],
+  rows: readonly (readonly string[])[],
+  align = header.map((_, i) => (i === 0 ? ':--' : '--:')),
+): string {
+  return [header, align, ...rows].map((row) => `| ${row.join(' | ')} |`).join('\n');
+}
+
+interface Section {
+  readonly heading: string;
+  readonly body: string;
+  /** Rows for the summary table: figure, ledgerbus, peer or limit, ratio. */
+  readonly headline?: readonly (readonly string[])[];
+}
+
+interface ChartFile {
+  readonly name: string;
+  readonly svg: string;
+}
+
+// ---- publish: throughput vs size, latency CDF ----
+
+interface PublishRun {
+  readonly bytes: number;
+  readonly messagesPerSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly percentiles: readonly Percentile[];
+  readonly batch?: number;
+}
+
+function publishRuns(entries: readonly Json[], what: string): PublishRun[] {
+  return entries.map((entry, index) => {
+    const at = `${what}[${index}]`;
+    return {
+      bytes: num(entry, 'messageBytes', at),
+      messagesPerSecond: num(entry, 'messagesPerSecond', at),
+      p50Ms: num(entry, 'p50Ms', at),
+      p99Ms: num(entry, 'p99Ms', at),
+      percentiles: percentiles(entry, at),
+      ...(typeof entry['batch'] === 'number' ? { batch: entry['batch'] } : {}),
+    };
+  });
+}
+
+function publishSections(options: Options, run: BenchRun, charts: ChartFile[]): Section[] {
+  const details = record(run.record['details'], 'publish.details');
+  const ledgerbus = publishRuns(list(details['ledgerbus'], 'publish.ledgerbus'), 'ledgerbus');
+  const jetstream = publishRuns(list(details['jetstream'], 'publish.jetstream'), 'jetstream');
+  const messages = num(details, 'messages', 'publish.details');
+  const natsVersion = options.skipJetstream ? undefined : natsServerVersion();
+  const peerName = natsVersion === undefined ? undefined : `NATS JetStream ${natsVersion}`;
+  const peerOf = (bytes: number): PublishRun | undefined => jetstream.find((r) => r.bytes === bytes);
+  const batch = ledgerbus[0]?.batch ?? 0;
+
+  const sizeTicks = ledgerbus.map((r) => r.bytes);
+  charts.push({
+    name: 'throughput-vs-size.svg',
+    svg: lineChart({
+      title: 'Publish throughput vs message size',
+      subtitle: `${options.concurrency} messages in flight, ${fixed(messages)} messages per point, same run`,
+      x: { label: 'message size (log scale)', scale: 'log', ticks: sizeTicks, format: sizeLabel },
+      y: { label: 'acknowledged messages/s' },
+      series: [
+        {
+          name: 'ledgerbus publish (4 nodes, PBFT, fsync)',
+          color: palette.ledgerbus,
+          points: ledgerbus.map((r) => ({
+            x: r.bytes,
+            y: r.messagesPerSecond,
+            label: formatNumber(Math.round(r.messagesPerSecond)),
+          })),
+        },
+        ...(peerName === undefined
+          ? []
+          : [
+              {
+                name: `${peerName} (3 nodes, R3, lazy fsync)`,
+                color: palette.peer,
+                points: jetstream.map((r) => ({
+                  x: r.bytes,
+                  y: r.messagesPerSecond,
+                  label: formatNumber(Math.round(r.messagesPerSecond)),
+                })),
+              },
+            ]),
+      ],
+    }),
+  });
+
+  const sizeRows = ledgerbus.map((r) => {
+    const peer = peerOf(r.bytes);
+    return [
+      sizeLabel(r.bytes),
+      fixed(r.messagesPerSecond),
+      peer === undefined ? '–' : fixed(peer.messagesPerSecond),
+      peer === undefined ? '–' : ratio(r.messagesPerSecond, peer.messagesPerSecond),
+      `${fixed(r.p50Ms, 1)} / ${fixed(r.p99Ms, 1)}`,
+      peer === undefined ? '–' : `${fixed(peer.p50Ms, 1)} / ${fixed(peer.p99Ms, 1)}`,
+      peer === undefined ? '–' : fixed((peer.messagesPerSecond * peer.bytes) / 2 ** 20, 1),
+    ];
+  });
+
+  const cdfLedgerbus = ledgerbus.find((r) => r.bytes === options.cdfBytes);
+  const cdfPeer = peerOf(options.cdfBytes);
+  if (cdfLedgerbus === undefined) throw new Error(`publish: no run at ${options.cdfBytes} bytes`);
+  charts.push({
+    name: 'latency-cdf.svg',
+    svg: lineChart({
+      title: 'Publish latency distribution (CDF)',
+      subtitle: `${sizeLabel(options.cdfBytes)} messages, ${options.concurrency} in flight, same run; nearest-rank percentiles`,
+      x: { label: 'latency from send to verified acknowledgement, ms (log scale)', scale: 'log' },
+      y: { label: 'percent of messages at or below', min: 0, max: 100, format: (v) => `${v}%` },
+      series: [
+        {
+          name: 'ledgerbus publish',
+          color: palette.ledgerbus,
+          points: cdfLedgerbus.percentiles.map((q) => ({ x: q.ms, y: q.p })),
+        },
+        ...(peerName === undefined || cdfPeer === undefined
+          ? []
+          : [
+              {
+                name: peerName,
+                color: palette.peer,
+                points: cdfPeer.percentiles.map((q) => ({ x: q.ms, y: q.p })),
+              },
+            ]),
+      ],
+    }),
+  });
+  const cdfRows = cdfLedgerbus.percentiles.map((q, index) => {
+    const peer = cdfPeer?.percentiles[index];
+    return [
+      `p${q.p}`,
+      fixed(q.ms, 1),
+      peer === undefined ? '–' : fixed(peer.ms, 1),
+      peer === undefined ? '–' : ratio(q.ms, peer.ms),
+    ];
+  });
+
+  const caveat =
+    'What goes through ledgerbus consensus is each message\'s metadata (id, recipients, declared size, content root: about 250 bytes); the payload stays in the organizations\' storage and moves over the data path (see "Data path" below). So the ledgerbus line is expected to stay flat as the size grows — the size is only a number in the metadata — while JetStream replicates every payload byte 3 times. ' +
+    `ledgerbus fsyncs before every vote and every acknowledgement; nats-server ${natsVersion ?? ''} cannot fsync before acks (\`sync_interval: always\` needs 2.10), so JetStream acknowledges data that is in memory on 2 of 3 servers. Both facts favour JetStream's numbers.`;
+
+  const headlineSize = sizeLabel(options.cdfBytes);
+  return [
+    {
+      heading: 'Publish throughput vs message size',
+      headline: [
+        [
+          `publish, ${headlineSize} messages, ${options.concurrency} in flight (msg/s)`,
+          fixed(cdfLedgerbus.messagesPerSecond),
+          cdfPeer === undefined ? '–' : `${fixed(cdfPeer.messagesPerSecond)} (JetStream)`,
+          cdfPeer === undefined ? '–' : ratio(cdfLedgerbus.messagesPerSecond, cdfPeer.messagesPerSecond),
+        ],
+        [
+          `publish latency p99, same setting (ms, lower is better)`,
+          fixed(cdfLedgerbus.p99Ms, 1),
+          cdfPeer === undefined ? '–' : `${fixed(cdfPeer.p99Ms, 1)} (JetStream)`,
+          cdfPeer === undefined ? '–' : ratio(cdfLedgerbus.p99Ms, cdfPeer.p99Ms),
+        ],
+      ],
+      body: [
+        `![Publish throughput vs message size](report/throughput-vs-size.svg)`,
+        '',
+        table(
+          [
+            'size',
+            'ledgerbus msg/s',
+            'JetStream msg/s',
+            'ledgerbus ÷ JetStream',
+            'ledgerbus p50 / p99 ms',
+            'JetStream p50 / p99 ms',
+            'JetStream payload MiB/s',
+          ],
+          sizeRows,
+        ),
+        '',
+        `**How to read this.** Each point is messages acknowledged per second with ${options.concurrency} messages outstanding, ${fixed(messages)} measured messages per point, after a warm-up. ledgerbus: one producer (org1's client identity) sends signed batches of ${batch} messages to node1 of a 4-node network (PBFT over TLS, SQLite fsync before every vote and ack) and verifies each batch's acknowledgement (block header, certificate, inclusion proof). JetStream: one client publishing with ack into a 3-replica file stream on a 3-node cluster. Higher is better; the ratio column is ledgerbus ÷ JetStream at the same size. ${caveat}`,
+      ].join('\n'),
+    },
+    {
+      heading: 'Publish latency CDF',
+      body: [
+        `![Publish latency CDF](report/latency-cdf.svg)`,
+        '',
+        table(['percentile', 'ledgerbus ms', 'JetStream ms', 'ledgerbus ÷ JetStream'], cdfRows),
+        '',
+        `**How to read this.** For a latency x, the curve's height is the share of messages acknowledged within x; further left is faster, and a steep curve means steady latency. Both curves are from the ${sizeLabel(options.cdfBytes)} setting of the chart above. ledgerbus latency runs from when a message joins a batch to when the batch's acknowledgement has been received and verified, so all messages of a batch share one latency (the curve moves in steps of ${batch} messages); JetStream's runs from \`js.publish\` to its ack. The x axis is logarithmic.`,
+      ].join('\n'),
+    },
+  ];
+}
+
+// ---- scale: throughput vs partitions ----
+
+function scaleSection(run: BenchRun, charts: ChartFile[]): Section {
+  const details = record(run.record['details'], 'scale.details');
+  const runs = list(details['runs'], 'scale.runs').map((entry, index) => {
+    const at = `scale.runs[${index}]`;
+    const lag = record(entry['lagMs'], `${at}.lagMs`);
+    return {
+      partitions: num(entry, 'partitions', at),
+      requests: num(entry, 'requests', at),
+      throughput: num(entry, 'throughput', at),
+      lagP50: num(lag, 'p50', at),
+      lagP99: num(lag, 'p99', at),
+      wallSeconds: num(entry, 'wallSeconds', at),
+    };
+  });
+  const one = runs.find((r) => r.partitions === 1);
+  if (one === undefined) throw new Error('scale: no 1-partition run to draw the ideal from');
+  const options = record(details['options'], 'scale.options');
+  charts.push({
+    name: 'throughput-vs-partitions.svg',
+    svg: lineChart({
+      title: 'Throughput vs partitions (simulated machines, real CPU cost)',
+      subtitle: `${fixed(num(options, 'requests', 'scale.options'))} requests per partition; ideal = N × the 1-partition rate, same run`,
+      x: { label: 'partitions (4 PBFT replicas each)', ticks: runs.map((r) => r.partitions), min: 0 },
+      y: { label: 'certified messages/s' },
+      series: [
+        {
+          name: 'ledgerbus (bench:scale)',
+          color: palette.ledgerbus,
+          points: runs.map((r) => ({
+            x: r.partitions,
+            y: r.throughput,
+            label: formatNumber(Math.round(r.throughput)),
+          })),
+        },
+        {
+          name: 'linear ideal (1-partition rate × N)',
+          color: palette.limit,
+          dashed: true,
+          points: runs.map((r) => ({ x: r.partitions, y: r.partitions * one.throughput })),
+        },
+      ],
+    }),
+  });
+  const rows = runs.map((r) => {
+    const ideal = r.partitions * one.throughput;
+    return [
+      String(r.partitions),
+      fixed(r.throughput),
+      fixed(ideal),
+      ratio(r.throughput, ideal),
+      fixed(r.throughput / r.partitions),
+      `${fixed(r.lagP50, 1)} / ${fixed(r.lagP99, 1)}`,
+    ];
+  });
+  const most = runs.reduce((best, r) => (r.partitions > best.partitions ? r : best));
+  return {
+    heading: 'Throughput vs partitions',
+    headline: [
+      [
+        `scale, ${most.partitions} partitions (msg/s, simulated)`,
+        fixed(most.throughput),
+        `${fixed(most.partitions * one.throughput)} (linear ideal)`,
+        ratio(most.throughput, most.partitions * one.throughput),
+      ],
+    ],
+    body: [
+      `![Throughput vs partitions](report/throughput-vs-partitions.svg)`,
+      '',
+      table(
+        [
+          'partitions',
+          'measured msg/s',
+          'linear ideal msg/s',
+          'measured ÷ ideal',
+          'per partition msg/s',
+          'ledger lag p50 / p99 ms',
+        ],
+        rows,
+      ),
+      '',
+      `**How to read this.** bench:scale is a discrete-event simulation in virtual time: each partition is a PBFT group of 4 real \`PbftReplica\` cores, each on its own simulated one-CPU machine, with links of ${num(options, 'latencyMs', 'scale.options')} ms and ${num(options, 'bandwidthMbps', 'scale.options')} Mbit/s, plus a 3-member Raft global ledger that re-verifies every block. Every piece of work is charged the real CPU time it took here (real Ed25519), so the model answers "does adding partitions on their own machines add throughput?", not "what does this VM do". The dashed line is perfect scaling from the 1-partition run of the same invocation; measured ÷ ideal near 1 means linear (the bench's goal is ≥ 0.8 at 4 partitions). Ledger lag is from a block's certification to its apply at the Raft leader.`,
+    ].join('\n'),
+  };
+}
+
+// ---- datapath: MiB/s beside the single-hop limit ----
+
+function datapathSection(run: BenchRun, charts: ChartFile[]): Section {
+  const details = record(run.record['details'], 'datapath.details');
+  const ledgerbus = record(details['ledgerbus'], 'datapath.ledgerbus');
+  const timeline = record(ledgerbus['timeline'], 'datapath.ledgerbus.timeline');
+  const hops = list(details['singleHop'], 'datapath.singleHop').map((hop, index) => ({
+    transport: str(hop, 'transport', `singleHop[${index}]`),
+    mibPerSecond: num(hop, 'mibPerSecond', `singleHop[${index}]`),
+    seconds: num(hop, 'seconds', `singleHop[${index}]`),
+  }));
+  const bytes = num(record(run.record['summary'], 'datapath.summary'), 'bytes', 'datapath.summary');
+  const value = num(ledgerbus, 'mibPerSecond', 'datapath.ledgerbus');
+  const seconds = num(ledgerbus, 'seconds', 'datapath.ledgerbus');
+  const ack = typeof timeline['acknowledged'] === 'number' ? timeline['acknowledged'] : undefined;
+  const tcp = hops.find((hop) => hop.transport === 'tcp');
+  if (tcp === undefined) throw new Error('datapath: no single-hop TCP reference in the result');
+  const hopLabel = (transport: string): string =>
+    `single hop, ${transport === 'tcp' ? 'TCP' : transport.replace('tls', 'TLS ')} (limit)`;
+  const mib = bytes / 2 ** 20;
+  charts.push({
+    name: 'datapath.svg',
+    svg: barChart({
+      title: 'Data path: one payload org1 → org2',
+      subtitle: `${sizeLabel(bytes)} payload, end-to-end encrypted; limits measured in the same run`,
+      valueAxis: { label: 'MiB/s (higher is better)' },
+      bars: [
+        { label: 'ledgerbus, POST at org1 → received at org2', value, color: palette.ledgerbus },
+        ...hops.map((hop) => ({
+          label: hopLabel(hop.transport),
+          value: hop.mibPerSecond,
+          color: hop.transport === 'tcp' ? palette.limit : '#999999',
+        })),
+      ],
+    }),
+  });
+  const rows = [
+    [
+      'ledgerbus, POST at org1 → listed as received at org2',
+      fixed(value, 1),
+      fixed(seconds, 2),
+      ratio(value, tcp.mibPerSecond),
+    ],
+    ...(ack === undefined
+      ? []
+      : [
+          [
+            'ledgerbus, of which POST → acknowledged (upload, encrypt, fsync, PBFT commit)',
+            fixed(mib / ack, 1),
+            fixed(ack, 2),
+            ratio(mib / ack, tcp.mibPerSecond),
+          ],
+          [
+            'ledgerbus, of which ack → received (relay via 2 nodes, decrypt, fsync at org2)',
+            fixed(mib / (seconds - ack), 1),
+            fixed(seconds - ack, 2),
+            ratio(mib / (seconds - ack), tcp.mibPerSecond),
+          ],
+        ]),
+    ...hops.map((hop) => [
+      hopLabel(hop.transport),
+      fixed(hop.mibPerSecond, 1),
+      fixed(hop.seconds, 2),
+      ratio(hop.mibPerSecond, tcp.mibPerSecond),
+    ]),
+  ];
+  return {
+    heading: 'Data path MiB/s',
+    headline: [
+      [
+        `data path, ${sizeLabel(bytes)} org1 → org2 (MiB/s)`,
+        fixed(value, 1),
+        `${fixed(tcp.mibPerSecond, 1)} (single hop TCP)`,
+        ratio(value, tcp.mibPerSecond),
+      ],
+    ],
+    body: [
+      `![Data path](report/datapath.svg)`,
+      '',
+      table(['path', 'MiB/s', 'seconds', '÷ single hop TCP'], rows),
+      '',
+      `**How to read this.** One ${sizeLabel(bytes)} payload is POSTed to org1's connector and timed until org2's connector lists it as received: upload, encryption and fsynced storage at org1, the PBFT commit of its metadata, org2's fetch relayed connector1 → node1 → node2 → connector2, verification, decryption and fsynced storage at org2 (4 nodes and 4 connectors as separate processes, TLS 1.3 between them). The grey bars are the limit the bench measures first, in the same run: two processes, one encrypting the same bytes with the same envelope code into a loopback socket and the other checking and decrypting them (plain TCP is the reference; TLS 1.3 is what ledgerbus links use). End to end, the ledgerbus path does all of the single hop's work and more (fsynced storage at both ends, the PBFT commit, two extra relays), so its ratio is expected below 1; the bench's goal is ≥ 0.5. Each "of which" row covers only part of that work (upload and encryption, or relay and decryption) and can therefore run faster than the single hop. MiB = 2^20 bytes.`,
+    ].join('\n'),
+  };
+}
+
+// ---- pbft: table only ----
+
+function pbftSection(run: BenchRun): Section {
+  const details = record(run.record['details'], 'pbft.details');
+  const groups = list(details['runs'], 'pbft.runs').map((entry, index) => {
+    const at = `pbft.runs[${index}]`;
+    return {
+      replicas: num(entry, 'replicas', at),
+      value: num(entry, 'requestsPerSecond', at),
+      bound: num(entry, 'bound', at),
+    };
+  });
+  const rows = groups.map((g) => [
+    String(g.replicas),
+    fixed(g.value),
+    fixed(g.bound),
+    ratio(g.value, g.bound),
+  ]);
+  return {
+    heading: 'PBFT core throughput',
+    headline: groups.map((g) => [
+      `PBFT core, n = ${g.replicas} (requests/s, one thread)`,
+      fixed(g.value),
+      `${fixed(g.bound)} (Ed25519 bound)`,
+      ratio(g.value, g.bound),
+    ]),
+    body: [
+      table(['replicas', 'requests/s', 'Ed25519 bound requests/s', 'measured ÷ bound'], rows),
+      '',
+      `**How to read this.** A whole PBFT group of \`PbftReplica\` cores runs on one thread over an instant network with real Ed25519 signatures. The bound is what one thread could certify if it did nothing but verify each request's client signature once per replica (Ed25519 verifications/s ÷ n, sampled before and during the run). Protocol messages, hashing and the application make up the rest; the bench's goal is ≥ 0.7 of the bound.`,
+    ].join('\n'),
+  };
+}
+
+// ---- the report ----
+
+function gitDescription(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], {
+      cwd: root,
+      encoding: 'utf8',
+    }).trim();
+    const dirty =
+      execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .filter((line) => line !== '').length > 0;
+    return dirty ? `${head} (with uncommitted changes in the working tree)` : head;
+  } catch {
+    return 'unknown (not a git checkout)';
+  }
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions();
+  if (options === undefined) return;
+  const started = performance.now();
+  const startedAt = new Date();
+  const loadBefore = loadavg();
+  const charts: ChartFile[] = [];
+  const sections: Section[] = [];
+  const runs: { name: string; run: BenchRun }[] = [];
+  const skipped: string[] = [...options.skip];
+
+  if (!options.skip.has('publish')) {
+    const run = await runBench('publish', [
+      '--messages',
+      String(options.messages),
+      '--concurrency',
+      String(options.concurrency),
+      '--message-bytes',
+      options.sizes.join(','),
+      '--percentiles',
+      cdfPercentiles.join(','),
+      ...(options.skipJetstream ? ['--skip-jetstream'] : []),
+    ]);
+    runs.push({ name: 'publish', run });
+    sections.push(...publishSections(options, run, charts));
+  }
+  if (!options.skip.has('scale')) {
+    const run = await runBench('scale', [
+      '--requests',
+      String(options.scaleRequests),
+      '--partitions',
+      '1,2,4',
+      ...(options.quick ? ['--warmup', '500'] : []),
+    ]);
+    runs.push({ name: 'scale', run });
+    sections.push(scaleSection(run, charts));
+  }
+  if (!options.skip.has('datapath')) {
+    const run = await runBench('datapath', ['--bytes', String(options.datapathBytes)]);
+    runs.push({ name: 'datapath', run });
+    sections.push(datapathSection(run, charts));
+  }
+  if (!options.skip.has('pbft')) {
+    const run = await runBench('pbft', ['--requests', String(options.pbftRequests)]);
+    runs.push({ name: 'pbft', run });
+    sections.push(pbftSection(run));
+  }
+
+  const totalSeconds = (performance.now() - started) / 1000;
+  const loadAfter = loadavg();
+  const machine = machineInfo();
+  const chartDirectory = join(options.out, 'report');
+  mkdirSync(chartDirectory, { recursive: true });
+  for (const chart of charts) writeFileSync(join(chartDirectory, chart.name), chart.svg);
+
+  const load = (values: number[]): string => values.map((v) => v.toFixed(2)).join(', ');
+  const markdown = [
+    '# ledgerbus benchmark report',
+    '',
+    '> Generated by `npm run bench:report` (bench/report.ts); do not edit by hand — rerun it.',
+    `> ${options.quick ? '**QUICK MODE: small counts, for smoke checks only; do not quote these numbers.** ' : ''}` +
+      'This is a **shared 2-core VM**: other people run builds and tests on it at the same time, so every number here is noisy (differences of ±20% between runs are normal). Compare figures only within one report: every ledgerbus figure sits beside a peer or limit measured **in the same run**, on the same machine, minutes apart.',
+    '',
+    table(
+      ['', ''],
+      [
+        ['date', startedAt.toISOString()],
+        ['git commit', gitDescription()],
+        [
+          'machine',
+          `${machine.cpuModel}, ${machine.cpuCount} CPUs, ${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB RAM, ${machine.platform}/${machine.arch}`,
+        ],
+        ['Node.js', machine.node],
+        ['load average (1, 5, 15 min) at start / end', `${load(loadBefore)} / ${load(loadAfter)}`],
+        ['total run time', `${(totalSeconds / 60).toFixed(1)} min`],
+        [
+          'benches',
+          runs
+            .map(
+              ({ name, run }) => `bench:${name} (${run.seconds.toFixed(0)} s, ${relative(root, run.file)})`,
+            )
+            .join('; ') + (skipped.length === 0 ? '' : `; skipped: ${skipped.join(', ')}`),
+        ],
+      ],
+      [':--', ':--'],
+    ),
+    '',
+    '## Summary',
+    '',
+    table(
+      ['figure', 'ledgerbus', 'same-run peer or limit', 'ratio'],
+      sections.flatMap((section) => section.headline ?? []),
+    ),
+    '',
+    'Charts: ' + charts.map((chart) => `[${chart.name}](report/${chart.name})`).join(', ') + '.',
+    '',
+    ...sections.flatMap((section) => [`## ${section.heading}`, '', section.body, '']),
+  ].join('\n');
+  mkdirSync(options.out, { recursive: true });
+  const reportFile = join(options.out, 'REPORT.md');
+  writeFileSync(reportFile, markdown);
+  progress(`\nreport written in ${(totalSeconds / 60).toFixed(1)} min`);
+  process.stdout.write(`${reportFile}\n`);
+}
+
+await main();
