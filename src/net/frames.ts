@@ -66,7 +66,10 @@ export class FrameDecoder {
     checkFrameBytesMax(this.frameBytesMax);
   }
 
-  /** Bytes received but not yet returned as part of a frame. */
+  /**
+   * Bytes held toward the next frame: once that frame's 4-byte header has been read (and consumed),
+   * only its payload bytes so far; before that, everything received and not yet returned.
+   */
   get pendingBytes(): number {
     return this.bufferedBytes;
   }
