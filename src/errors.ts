@@ -52,6 +52,11 @@ export const ErrorCode = {
   BadViewChange: 'BAD_VIEW_CHANGE',
   /** A bounded queue is full; try again later. */
   Overloaded: 'OVERLOADED',
+  /**
+   * The calling organization is over its request quota on this node (node config `rateLimit`);
+   * retriable: back off and retry, as the message says.
+   */
+  RateLimited: 'RATE_LIMITED',
   /** A proposal's timestamp is further ahead of the local clock than the allowed skew. */
   ClockSkew: 'CLOCK_SKEW',
   /** Configuration is invalid; the message names the field. */

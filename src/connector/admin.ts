@@ -110,8 +110,9 @@ export class ConnectorAdmin {
   }
 
   /**
-   * A group may have no leader for a moment (start-up, an election). NOT_LEADER means nothing was
-   * proposed, so asking again is safe (and the nonce would stop a second commit anyway).
+   * A group may have no leader for a moment (start-up, an election), and the node may refuse this
+   * organization over its quota. NOT_LEADER and RATE_LIMITED mean nothing was proposed, so asking
+   * again is safe (and the nonce would stop a second commit anyway).
    */
   private async requestWithRetry(transaction: Uint8Array): Promise<Record<string, CborValue>> {
     const deadline = Date.now() + adminRetryMs;
@@ -119,8 +120,10 @@ export class ConnectorAdmin {
       try {
         return (await this.options.request('admin', { transaction })) as Record<string, CborValue>;
       } catch (error) {
-        // Only NOT_LEADER is known not to have been proposed; a timeout might have committed.
-        if (!isLedgerbusError(error, ErrorCode.NotLeader) || Date.now() + delay > deadline) throw error;
+        // Only these are known not to have been proposed; a timeout might have committed.
+        const unproposed =
+          isLedgerbusError(error, ErrorCode.NotLeader) || isLedgerbusError(error, ErrorCode.RateLimited);
+        if (!unproposed || Date.now() + delay > deadline) throw error;
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }

@@ -379,6 +379,7 @@ describe('status, receipts and errors', () => {
       [ErrorCode.PayloadNotFound, 404],
       [ErrorCode.MessageRejected, 422],
       [ErrorCode.Overloaded, 429],
+      [ErrorCode.RateLimited, 429],
       [ErrorCode.Timeout, 503],
       [ErrorCode.ConnectionClosed, 503],
       [ErrorCode.StorageCorrupt, 500],

@@ -97,6 +97,7 @@ const statusByCode: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.AdminRejected]: 409,
   [ErrorCode.MessageRejected]: 422,
   [ErrorCode.Overloaded]: 429,
+  [ErrorCode.RateLimited]: 429,
   [ErrorCode.Timeout]: 503,
   [ErrorCode.ConnectionClosed]: 503,
 };

@@ -52,6 +52,25 @@ function countingSource(totalBytes: number, chunkBytes = 64 * 1024) {
 }
 
 describe('RpcPeer over a TLS link', () => {
+  it('runs the admission check before every request; a refusal answers without the handler', async () => {
+    const pair = await open();
+    let handled = 0;
+    let admitted = 0;
+    pair.server.handle('work', () => ++handled);
+    pair.server.admit((method) => {
+      if (++admitted > 2)
+        throw new LedgerbusError(ErrorCode.RateLimited, `over quota for ${method}`, { retriable: true });
+    });
+    expect(await pair.client.request('work', null)).toBe(1);
+    expect(await rejection(pair.client.request('unknown', null))).toMatchObject({
+      code: ErrorCode.UnknownMethod,
+    });
+    const refused = await rejection(pair.client.request('work', null));
+    expect(refused).toMatchObject({ code: ErrorCode.RateLimited, retriable: true });
+    expect(refused.message).toContain('over quota for work');
+    expect(handled).toBe(1);
+  });
+
   it('answers requests, in both directions, with the caller identified', async () => {
     const pair = await open();
     pair.server.handle('echo', (body, context) => ({ body, from: context.peerName }));

@@ -89,6 +89,7 @@ export class RpcPeer {
   private readonly inFlightMax: number;
   private readonly onError: RpcPeerOptions['onError'];
   private readonly handlers = new Map<string, RpcHandler>();
+  private admission: ((method: string) => void) | undefined;
   private readonly notifyHandlers = new Map<string, RpcNotifyHandler>();
   private nextRequestId = 0;
   private readonly pending = new Map<number, PendingRequest>();
@@ -141,6 +142,15 @@ export class RpcPeer {
   handle(method: string, handler: RpcHandler): void {
     assert(!this.handlers.has(method), `method ${method} has one handler`);
     this.handlers.set(method, handler);
+  }
+
+  /**
+   * Runs `check` before every incoming request, before its handler is even looked up; a
+   * LedgerbusError it throws is the request's answer (a quota, say, refuses cheaply this way).
+   */
+  admit(check: (method: string) => void): void {
+    assert(this.admission === undefined, 'one admission check per peer');
+    this.admission = check;
   }
 
   /** Receives notifications sent on `channel`; notifications on channels nobody listens to are dropped. */
@@ -295,6 +305,14 @@ export class RpcPeer {
       );
       this.sendError(id, error);
       return;
+    }
+    if (this.admission !== undefined) {
+      try {
+        this.admission(method);
+      } catch (error) {
+        this.sendError(id, this.wireError(error, method));
+        return;
+      }
     }
     const handler = this.handlers.get(method);
     if (handler === undefined) {

@@ -37,6 +37,8 @@ import type { PartitionReplica } from './partition-replica.js';
 import type { PeerMesh } from './peer-mesh.js';
 import type { RegistryHost } from './registry-host.js';
 import { serveRegistry } from './registry-service.js';
+import { RateLimiter, defaultRateLimit } from './rate-limit.js';
+import type { RateLimitConfig } from './rate-limit.js';
 
 export interface ClientServiceOptions {
   readonly nodeId: string;
@@ -47,6 +49,8 @@ export interface ClientServiceOptions {
   readonly logger: Logger;
   /** Largest wait a poll may ask for. */
   readonly pollWaitMsMax?: number;
+  /** Per-organization request quota (default `defaultRateLimit`). */
+  readonly rateLimit?: RateLimitConfig;
 }
 
 const forwardable = ['publish', 'poll', 'message', 'receipt'] as const;
@@ -96,8 +100,13 @@ export class ClientService {
   private readonly serving = new Map<string, { peer: RpcPeer; busy: boolean }[]>();
   private readonly servingWaiters = new Map<string, (() => void)[]>();
   private readonly treeCache = new Map<string, { transactions: MerkleTree; results: MerkleTree }>();
+  private readonly limiter: RateLimiter;
+  /** When each organization's refusals were last logged: a flood must not become a log flood. */
+  private readonly limitLogged = new Map<string, number>();
 
-  constructor(private readonly options: ClientServiceOptions) {}
+  constructor(private readonly options: ClientServiceOptions) {
+    this.limiter = new RateLimiter(options.rateLimit ?? defaultRateLimit, () => Date.now());
+  }
 
   close(): void {
     for (const list of this.serving.values()) for (const entry of list) entry.peer.close();
@@ -106,6 +115,17 @@ export class ClientService {
 
   /** Handlers for a connector of `organization`. */
   serveConnector(organization: string, peer: RpcPeer): void {
+    // Every method a connector may call, ours and the registry's, first takes a token from its
+    // organization's bucket, before any decoding or signature check, so a refused request costs next
+    // to nothing. Requests other nodes forward (clientForward) were counted by the node called first.
+    peer.admit((method) => {
+      try {
+        this.limiter.admit(organization, `organization ${organization} on node ${this.options.nodeId}`);
+      } catch (error) {
+        this.logRateLimited(organization, method);
+        throw error;
+      }
+    });
     for (const method of forwardable) {
       peer.handle(method, (body) => this.hostedOrForward(method, organization, record(body)));
     }
@@ -124,6 +144,16 @@ export class ClientService {
       this.wakeServingWaiter(organization);
       return { ok: true };
     });
+  }
+
+  private logRateLimited(organization: string, method: string): void {
+    const now = Date.now();
+    if (now - (this.limitLogged.get(organization) ?? 0) < 10_000) return;
+    this.limitLogged.set(organization, now);
+    this.options.logger.warn(
+      { organization, method, quota: this.limiter.config },
+      'organization over its request quota; refusing with RATE_LIMITED (logged at most every 10 s)',
+    );
   }
 
   /**
@@ -214,10 +244,11 @@ export class ClientService {
     const group = field(body, 'group', isString, 'a partition id');
     const request = field(body, 'request', isBytes, 'the signed client request');
     const replica = this.replica(group);
-    for (const nodeId of replica.partition.replicas) {
-      if (nodeId !== this.options.nodeId) this.options.mesh.forwardRequest(nodeId, group, request);
-    }
-    const committed = await replica.submit(request);
+    const committed = await replica.submit(request, () => {
+      for (const nodeId of replica.partition.replicas) {
+        if (nodeId !== this.options.nodeId) this.options.mesh.forwardRequest(nodeId, group, request);
+      }
+    });
     const block = this.block(replica, committed.height);
     return {
       height: committed.height,

@@ -27,6 +27,16 @@ const nodeConfigSchema = t.record({
   /** Logical clock period of the consensus cores. */
   tickMs: t.optional(t.uint({ min: 1, max: 1000 })),
   logLevel: t.optional(t.oneOf('debug', 'info', 'warn', 'error')),
+  /**
+   * Per-organization quota on this node's client API (token bucket, see rate-limit.ts); over it a
+   * request fails RATE_LIMITED (retriable). Default 1,000 requests/s, burst 2,000.
+   */
+  rateLimit: t.optional(
+    t.record({
+      requestsPerSecond: t.uint({ min: 1, max: 1_000_000 }),
+      burst: t.uint({ min: 1, max: 10_000_000 }),
+    }),
+  ),
 });
 export type NodeConfig = Infer<typeof nodeConfigSchema>;
 

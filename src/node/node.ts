@@ -27,6 +27,7 @@ import type { NodeConfig } from './config.js';
 import { ClientService } from './client-service.js';
 import { PartitionReplica, closes } from './partition-replica.js';
 import { PeerMesh } from './peer-mesh.js';
+import type { RateLimitConfig } from './rate-limit.js';
 import type { Logger } from './logger.js';
 import { createLogger } from './logger.js';
 
@@ -41,6 +42,8 @@ export interface NodeOptions {
   readonly tickMs?: number;
   /** Addresses to dial some peers at instead of their registered ones (node config `peers`). */
   readonly peerAddresses?: Readonly<Record<string, string>>;
+  /** Per-organization quota on the client API (node config `rateLimit`; default `defaultRateLimit`). */
+  readonly rateLimit?: RateLimitConfig;
   readonly logger: Logger;
 }
 
@@ -142,6 +145,7 @@ export class LedgerbusNode {
       replicas: this.replicas,
       mesh: this.mesh,
       logger: options.logger,
+      ...(options.rateLimit === undefined ? {} : { rateLimit: options.rateLimit }),
     });
   }
 
@@ -353,6 +357,7 @@ export async function startNodeFromConfig(
     ...(listenHost === undefined ? {} : { listenHost, listenPort }),
     ...(config.tickMs === undefined ? {} : { tickMs: config.tickMs }),
     ...(config.peers === undefined ? {} : { peerAddresses: config.peers }),
+    ...(config.rateLimit === undefined ? {} : { rateLimit: config.rateLimit }),
     logger: createLogger({ name: config.nodeId, level: config.logLevel ?? 'info' }),
   });
   await node.start();

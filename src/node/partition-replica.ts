@@ -260,10 +260,12 @@ export class PartitionReplica {
   }
 
   /**
-   * A client request (already on its way to the other replicas). Resolves with where it committed,
-   * once that block is stored. Rejects at once with the core's code if the request is refused.
+   * A client request. Resolves with where it committed, once that block is stored. Rejects at once
+   * with the core's code if the request is refused; otherwise `accepted` runs (at once, before this
+   * returns), where the caller sends it on to the other replicas — so a request this replica
+   * refuses (undecodable, badly signed) costs the others nothing.
    */
-  submit(bytes: Uint8Array): Promise<CommittedRequest> {
+  submit(bytes: Uint8Array, accepted?: () => void): Promise<CommittedRequest> {
     if (this.closed)
       return Promise.reject(
         new LedgerbusError(ErrorCode.Overloaded, 'node is stopping', { retriable: true }),
@@ -281,7 +283,10 @@ export class PartitionReplica {
     }
     const digest = toHex(sha256(bytes));
     const found = this.findCommitted(bytes);
-    if (found !== undefined) return Promise.resolve(found);
+    if (found !== undefined) {
+      accepted?.();
+      return Promise.resolve(found);
+    }
     const promise = new Promise<CommittedRequest>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.removeWaiter(digest, waiter);
@@ -309,6 +314,8 @@ export class PartitionReplica {
           retriable: refusal.code === ErrorCode.Overloaded,
         }),
       );
+    } else {
+      accepted?.();
     }
     return promise;
   }

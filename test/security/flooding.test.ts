@@ -1,0 +1,152 @@
+// BlockTorrent Table 2, row 3 ("adversary floods the network with invalid transactions … the network
+// is slowed down to a point that valid transactions are rejected or dropped due to throttling"; the
+// countermeasure: every sender is an identified participant) and Fabric's denial-of-service class
+// (peers and orderers exhausted by a flood of requests from one authenticated client).
+//
+// Shows, on a 4-node network over real TLS, with node1's per-organization quota set to 50
+// requests/s (burst 100): org3, from a process of its own, floods node1 over several connections with
+// garbage, badly signed and valid publishes far above its quota; it is held to its quota (everything
+// beyond gets RATE_LIMITED, retriable), the invalid requests it is allowed are still refused at once
+// with their stable codes, and org1's publishes through the same node keep succeeding during the
+// flood with bounded latency and are never rate-limited. Then org1 itself bursts past its quota: its
+// connector treats RATE_LIMITED as retriable, backs off, and every message is accepted once.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { toHex } from '../../src/codec/index.js';
+import { loadConnectorConfig } from '../../src/connector/config.js';
+import { tsxLoader } from '../support/process-network.js';
+import type { FloodReport } from './flood-client.js';
+import { SecurityNetwork, waitFor } from './support.js';
+
+const quota = { requestsPerSecond: 50, burst: 100 };
+let floodProcess: ChildProcess | undefined;
+const net = new SecurityNetwork({ name: 'flooding', basePort: 24620, rateLimits: { node1: quota } });
+
+beforeAll(async () => {
+  await net.startNodes();
+  await net.startConnector('org1');
+}, 60_000);
+
+afterAll(async () => {
+  // A failed assertion must not leave the flooding process running.
+  if (floodProcess !== undefined && floodProcess.exitCode === null) floodProcess.kill('SIGKILL');
+  await net.stop();
+}, 60_000);
+
+const quotaWarning = (organization: string): boolean =>
+  net.warnings.some(
+    (line) => line.includes('over its request quota') && line.includes(`"organization":"${organization}"`),
+  );
+
+function startFlood(): { stop: () => Promise<FloodReport> } {
+  const node1 = net.node('node1');
+  const options = {
+    host: node1.host,
+    port: node1.port,
+    nodeKey: toHex(node1.publicKey),
+    keyFile: loadConnectorConfig(net.layout.connectorConfigs[2] as string).keyFile,
+    sender: 'org3',
+    connections: 4,
+    inFlightPerConnection: 16,
+    maxMs: 60_000,
+  };
+  const child = spawn(
+    process.execPath,
+    ['--import', tsxLoader, join(import.meta.dirname, 'flood-client.ts'), JSON.stringify(options)],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  floodProcess = child;
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    stop: async () => {
+      child.stdin.end();
+      const code = await exited;
+      if (code !== 0) throw new Error(`the flood client exited with ${code}: ${output}`);
+      return JSON.parse(output) as FloodReport;
+    },
+  };
+}
+
+const percentile = (values: number[], p: number): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? 0;
+};
+
+describe('an organization flooding a node', () => {
+  it("is held to its quota while another organization's publishes through the same node keep succeeding", async () => {
+    const publish = async (index: number): Promise<number> => {
+      const started = performance.now();
+      const [result] = await net
+        .connector('org1')
+        .send('demo', [{ value: Readable.from([Buffer.from(`order ${index}`)]), to: ['org2'] }]);
+      expect(result).toMatchObject({ topic: 'demo', partition: 0 });
+      return performance.now() - started;
+    };
+    const baseline: number[] = [];
+    for (let index = 0; index < 5; index++) baseline.push(await publish(index));
+
+    const flood = startFlood();
+    // The flood is on once node1 has refused org3 for its quota.
+    await waitFor('node1 to rate-limit org3', () => (quotaWarning('org3') ? true : undefined));
+
+    const latencies: number[] = [];
+    const sent = 10;
+    for (let index = 0; index < sent; index++) latencies.push(await publish(100 + index));
+    const report = await flood.stop();
+
+    const count = (predicate: (key: string) => boolean): number =>
+      Object.entries(report.codes)
+        .filter(([key]) => predicate(key))
+        .reduce((sum, [, value]) => sum + value, 0);
+    const limited = count((key) => key.endsWith(':RATE_LIMITED'));
+    const admitted = report.attempts - limited;
+    const seconds = report.durationMs / 1000;
+    const invalidAdmitted = count((key) => !key.startsWith('valid:') && !key.endsWith(':RATE_LIMITED'));
+    console.log(
+      `flood: ${report.attempts} requests in ${seconds.toFixed(1)} s (${Math.round(report.attempts / seconds)}/s) ` +
+        `against a quota of ${quota.requestsPerSecond}/s burst ${quota.burst}: ${limited} RATE_LIMITED, ${admitted} admitted ` +
+        `(${invalidAdmitted} invalid, refused in p50 ${percentile(report.invalidRejectionMs, 50).toFixed(1)} ms / ` +
+        `p95 ${percentile(report.invalidRejectionMs, 95).toFixed(1)} ms); codes ${JSON.stringify(report.codes)}. ` +
+        `org1 during the flood: ${sent}/${sent} published, p50 ${percentile(latencies, 50).toFixed(0)} ms, ` +
+        `max ${Math.max(...latencies).toFixed(0)} ms (before the flood: p50 ${percentile(baseline, 50).toFixed(0)} ms)`,
+    );
+
+    // Far above the quota, and held to it: burst + rate × duration, with slack for timing at the edges.
+    expect(report.attempts / seconds).toBeGreaterThan(5 * quota.requestsPerSecond);
+    expect(limited).toBeGreaterThan(2 * admitted);
+    expect(admitted).toBeLessThanOrEqual(quota.burst + quota.requestsPerSecond * (seconds + 1));
+    // The invalid requests let through are refused with their stable codes, at once.
+    expect(invalidAdmitted).toBeGreaterThan(0);
+    for (const key of Object.keys(report.codes)) {
+      if (key.startsWith('garbage:'))
+        expect(key).toMatch(/:(RATE_LIMITED|MALFORMED_ENCODING|SCHEMA_MISMATCH)$/);
+      if (key.startsWith('badSignature:')) expect(key).toMatch(/:(RATE_LIMITED|BAD_SIGNATURE)$/);
+      expect(key).not.toMatch(/:(THROWN|INTERNAL|TIMEOUT|CONNECTION_CLOSED)$/);
+    }
+    expect(percentile(report.invalidRejectionMs, 95)).toBeLessThan(2_000);
+    // The other organization: every publish succeeded, none waited long, none was rate-limited.
+    expect(latencies).toHaveLength(sent);
+    expect(Math.max(...latencies)).toBeLessThan(10_000);
+    expect(quotaWarning('org1')).toBe(false);
+  }, 90_000);
+
+  it("an organization's own burst past its quota is ridden out by its connector's retries with backoff", async () => {
+    const messages = 160;
+    const results = await Promise.all(
+      Array.from({ length: messages }, (_, index) =>
+        net
+          .connector('org1')
+          .send('demo', [{ value: Readable.from([Buffer.from(`burst ${index}`)]), to: ['org2'] }]),
+      ),
+    );
+    // The quota was hit (node1 logged it for org1), yet every message was accepted, once.
+    expect(quotaWarning('org1')).toBe(true);
+    const offsets = results.map(([result]) => result?.offset);
+    expect(new Set(offsets).size).toBe(messages);
+  }, 90_000);
+});

@@ -1,0 +1,280 @@
+/**
+ * A 4-organization network in the test process for the security suites, every hop over real TLS
+ * sockets (as test/transfer.test.ts builds it), plus what an attacker needs: signed requests under
+ * any key, and a raw TLS client that completes the pinned-key handshake as a registered (or
+ * unregistered) key and then writes whatever bytes it likes.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
+import { ensureDevnetLayout } from '../../src/cli/devnet-layout.js';
+import type { DevnetLayout } from '../../src/cli/devnet-layout.js';
+import type { CborValue } from '../../src/codec/index.js';
+import { loadConnectorConfig } from '../../src/connector/config.js';
+import { Connector } from '../../src/connector/connector.js';
+import { openStorage } from '../../src/connector/storage/index.js';
+import { encodeClientRequest } from '../../src/consensus/pbft/messages.js';
+import { decodeTransactionResult } from '../../src/contracts/results.js';
+import type { TransactionResult } from '../../src/contracts/results.js';
+import type { MessageMetadata } from '../../src/contracts/transactions.js';
+import { loadEncryptionKey } from '../../src/crypto/envelope/index.js';
+import { loadSigningKey, sign } from '../../src/crypto/index.js';
+import type { SigningKeyPair } from '../../src/crypto/index.js';
+import { isLedgerbusError } from '../../src/errors.js';
+import { RpcPeer, connectFramed, tlsIdentityFor } from '../../src/net/index.js';
+import { loadGenesisRegistry, loadNodeConfig } from '../../src/node/config.js';
+import { createLogger } from '../../src/node/logger.js';
+import type { Logger } from '../../src/node/logger.js';
+import { LedgerbusNode } from '../../src/node/node.js';
+import type { RateLimitConfig } from '../../src/node/rate-limit.js';
+import { blockEvidenceSchema } from '../../src/proofs/index.js';
+import type { NodeInfo } from '../../src/registry/genesis.js';
+import { liveRegistryFromGenesis } from '../../src/registry/live-registry.js';
+import { waitFor as poll } from '../support/process-network.js';
+
+export const GROUP = 'demo/0';
+
+export interface NetworkOptions {
+  /** Node ports are basePort+1..4, connector API ports basePort+101..104 (devnet layout). */
+  readonly basePort: number;
+  readonly name: string;
+  /** Quota per node id; nodes not named run with the default. */
+  readonly rateLimits?: Readonly<Record<string, RateLimitConfig>>;
+  readonly messageBytesMax?: number;
+}
+
+export class SecurityNetwork {
+  readonly directory: string;
+  readonly layout: DevnetLayout;
+  readonly nodes: LedgerbusNode[] = [];
+  readonly connectors = new Map<string, Connector>();
+  /** Warnings the nodes logged (refusals must be logged), one JSON line each. */
+  readonly warnings: string[] = [];
+
+  constructor(readonly options: NetworkOptions) {
+    this.directory = mkdtempSync(join(tmpdir(), `ledgerbus-security-${options.name}-`));
+    this.layout = ensureDevnetLayout({
+      directory: this.directory,
+      basePort: options.basePort,
+      messageBytesMax: options.messageBytesMax ?? 1024 * 1024,
+    });
+  }
+
+  async startNodes(): Promise<void> {
+    for (let index = 0; index < 4; index++) {
+      const config = loadNodeConfig(this.layout.nodeConfigs[index] as string);
+      const rateLimit = this.options.rateLimits?.[config.nodeId];
+      const node = new LedgerbusNode({
+        nodeId: config.nodeId,
+        key: loadSigningKey(config.keyFile),
+        registry: loadGenesisRegistry(config.genesis),
+        dataDirectory: config.dataDirectory,
+        logger: this.capturingLogger(config.nodeId),
+        ...(rateLimit === undefined ? {} : { rateLimit }),
+      });
+      await node.start();
+      this.nodes.push(node);
+    }
+  }
+
+  /** Starts organization `orgN`'s connector on its own node, filesystem storage. */
+  async startConnector(organization: string): Promise<Connector> {
+    const config = loadConnectorConfig(this.connectorConfigPath(organization));
+    const connector = new Connector({
+      organization: config.organization,
+      signingKey: loadSigningKey(config.keyFile),
+      encryptionKey: loadEncryptionKey(config.encryptionKeyFile),
+      registry: liveRegistryFromGenesis(loadGenesisRegistry(config.genesis).genesis),
+      storage: await openStorage(config.storage),
+      dataDirectory: config.dataDirectory,
+      logger: createLogger({ name: config.organization, level: 'error' }),
+      fetchAttemptsMax: 2,
+    });
+    connector.start();
+    this.connectors.set(organization, connector);
+    return connector;
+  }
+
+  connector(organization: string): Connector {
+    const connector = this.connectors.get(organization);
+    if (connector === undefined) throw new Error(`${organization}'s connector is not running`);
+    return connector;
+  }
+
+  async stop(): Promise<void> {
+    for (const connector of this.connectors.values()) await connector.stop();
+    for (const node of this.nodes) await node.stop();
+    rmSync(this.directory, { recursive: true, force: true });
+  }
+
+  node(nodeId: string): NodeInfo {
+    const node = loadGenesisRegistry(join(this.directory, 'genesis.json')).node(nodeId);
+    if (node === undefined) throw new Error(`no ${nodeId} in genesis`);
+    return node;
+  }
+
+  nodePorts(): number[] {
+    return [1, 2, 3, 4].map((index) => this.options.basePort + index);
+  }
+
+  /** The registered connector signing key of `orgN`. */
+  connectorKey(organization: string): SigningKeyPair {
+    return loadSigningKey(loadConnectorConfig(this.connectorConfigPath(organization)).keyFile);
+  }
+
+  /** An RPC session with `nodeId` authenticated as `key` (a connector's, a node's, or anyone's). */
+  async dial(nodeId: string, key: SigningKeyPair, timeoutMs = 5_000): Promise<RpcPeer> {
+    const node = this.node(nodeId);
+    const connection = await connectFramed({
+      host: node.host,
+      port: node.port,
+      identity: key,
+      expectedPublicKey: node.publicKey,
+      timeoutMs,
+    });
+    return new RpcPeer(connection, { requestTimeoutMs: 30_000 });
+  }
+
+  /** Node `nodeId`'s committed next offset of the demo partition (its `status` answer). */
+  async nextOffset(peer: RpcPeer): Promise<number> {
+    const status = (await peer.request('status', {})) as {
+      partitions: { group: string; nextOffset: number }[];
+    };
+    const partition = status.partitions.find((entry) => entry.group === GROUP);
+    if (partition === undefined) throw new Error(`no ${GROUP} in status`);
+    return partition.nextOffset;
+  }
+
+  private connectorConfigPath(organization: string): string {
+    return this.layout.connectorConfigs[Number(organization.replace('org', '')) - 1] as string;
+  }
+
+  private capturingLogger(name: string): Logger {
+    const logger = createLogger({ name, level: 'warn' });
+    const hooked = logger.child({});
+    hooked.warn = ((object: Record<string, unknown>, message?: string) => {
+      this.warnings.push(JSON.stringify({ node: name, ...object, msg: message }));
+    }) as typeof hooked.warn;
+    return hooked;
+  }
+}
+
+export function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 30_000,
+): Promise<T> {
+  return poll(what, probe, timeoutMs, 100);
+}
+
+/** The stable code a promise fails with, or OK. */
+export async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'OK';
+  } catch (error) {
+    if (isLedgerbusError(error)) return error.code;
+    throw error;
+  }
+}
+
+/** Metadata of one message as a connector would publish it (the payload itself is irrelevant here). */
+export function metadataOf(id: string, overrides: Partial<MessageMetadata> = {}): MessageMetadata {
+  return {
+    id,
+    topic: 'demo',
+    partition: 0,
+    key: null,
+    recipients: ['org2'],
+    size: 10,
+    contentRoot: new Uint8Array(32),
+    contentType: 'text/plain',
+    headers: {},
+    ...overrides,
+  };
+}
+
+let sequence = Date.now() * 1000;
+
+/** A signed client request (the bytes a connector sends to `publish`) wrapping an SDT operation. */
+export function clientRequest(operation: Uint8Array, key: SigningKeyPair, seq = ++sequence): Uint8Array {
+  return encodeClientRequest({ group: GROUP, client: key.publicKey, seq, operation }, (type, payload) =>
+    sign(key, type, payload),
+  );
+}
+
+/** Publishes raw request bytes and decodes the contract's result from the acknowledgement's evidence. */
+export async function publishRaw(
+  peer: RpcPeer,
+  request: Uint8Array,
+): Promise<{ height: number; transactionIndex: number; result: TransactionResult }> {
+  const answer = (await peer.request('publish', { group: GROUP, request })) as Record<string, CborValue>;
+  const evidence = blockEvidenceSchema.parse(answer['evidence'], 'evidence');
+  return {
+    height: Number(answer['height']),
+    transactionIndex: Number(answer['transactionIndex']),
+    result: decodeTransactionResult(evidence.result),
+  };
+}
+
+export const randomId = (prefix: string): string => `${prefix}-${randomBytes(6).toString('hex')}`;
+
+/**
+ * A TLS 1.3 connection to a node presenting `key`'s certificate, past the node's link status byte
+ * (accepted), as raw bytes: the attacker's view, free to send anything after the handshake.
+ */
+export async function rawLink(
+  node: NodeInfo,
+  key: SigningKeyPair,
+): Promise<{ socket: TLSSocket; closed: Promise<void> }> {
+  const identity = await tlsIdentityFor(key, 'attacker');
+  const socket = connect({
+    host: node.host,
+    port: node.port,
+    key: identity.keyPem,
+    cert: identity.certPem,
+    minVersion: 'TLSv1.3',
+    maxVersion: 'TLSv1.3',
+    rejectUnauthorized: false,
+  });
+  socket.on('error', () => {});
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  const status = await new Promise<Buffer>((resolve, reject) => {
+    let received = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      received = Buffer.concat([received, chunk]);
+      if (received.length >= 5) {
+        socket.off('data', onData);
+        resolve(received);
+      }
+    };
+    socket.on('data', onData);
+    void closed.then(() => reject(new Error('closed before the link status')));
+  });
+  // Frame of length 1 holding 0x01: the node accepted our key.
+  if (!status.subarray(0, 5).equals(Buffer.from([0, 0, 0, 1, 1]))) {
+    throw new Error(`link refused: ${status.toString('hex')}`);
+  }
+  return { socket, closed };
+}
+
+/** A frame: 4-byte big-endian length, then the payload (src/net/frames.ts). */
+export function frame(payload: Uint8Array): Buffer {
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(payload.length, 0);
+  return Buffer.concat([header, payload]);
+}
+
+/** Resolves true if `closed` settles within `ms`. */
+export async function closesWithin(closed: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const result = await Promise.race([closed.then(() => true), timeout]);
+  clearTimeout(timer);
+  return result;
+}
