@@ -17,7 +17,7 @@ import type { Producer } from './chaos/load.js';
 import { ProcessNetwork, sleep, waitFor } from './support/process-network.js';
 
 // LEDGERBUS_POWER_CUTS raises the count for a longer run by hand; CI makes 6.
-const cuts = Number(process.env["LEDGERBUS_POWER_CUTS"] ?? 6);
+const cuts = Number(process.env['LEDGERBUS_POWER_CUTS'] ?? 6);
 const dir = mkdtempSync(join(tmpdir(), 'ledgerbus-power-cut-'));
 const net = new ProcessNetwork(join(dir, 'net'), 22200);
 const organizations = ['org1', 'org2', 'org3', 'org4'];
