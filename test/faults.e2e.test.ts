@@ -5,10 +5,10 @@
 import { spawn } from 'node:child_process';
 import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import Database from 'better-sqlite3';
-import { blockHash, decodeBlock } from '../src/ledger/block.js';
+import { globalLedgerLag } from './chaos/checker.js';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import {
   ProcessNetwork,
@@ -340,52 +340,11 @@ describe('faults on a devnet of real processes', () => {
     );
 
     // Every node's global ledger (read from its files) must equal each partition's ledger.
-    const nodeIndexes = [1, 2, 3, 4];
-    const check = (): string | undefined => {
-      for (let partition = 0; partition < 2; partition++) {
-        const group = `${topic}/${partition}`;
-        const hashes = (index: number, table: string): string[] => {
-          const path =
-            table === 'blocks'
-              ? net.partitionDatabase(index, group)
-              : join(dirname(dirname(net.partitionDatabase(index, group))), 'global', `${topic}.sqlite`);
-          let db: Database.Database;
-          try {
-            db = new Database(path, { readonly: true, fileMustExist: true });
-          } catch {
-            return [];
-          }
-          try {
-            if (table === 'blocks') {
-              return (db.prepare('SELECT hash FROM blocks ORDER BY height').all() as { hash: Buffer }[]).map(
-                (row) => row.hash.toString('hex'),
-              );
-            }
-            return (
-              db.prepare('SELECT bytes FROM blocks WHERE partition = ? ORDER BY height').all(group) as {
-                bytes: Buffer;
-              }[]
-            ).map((row) => Buffer.from(blockHash(decodeBlock(row.bytes).header)).toString('hex'));
-          } finally {
-            db.close();
-          }
-        };
-        const partitionLedgers = nodeIndexes.map((index) => hashes(index, 'blocks'));
-        const longest = partitionLedgers.reduce((a, b) => (b.length > a.length ? b : a));
-        if (longest.length === 0) return `no blocks in ${group}`;
-        for (const ledger of partitionLedgers) {
-          if (ledger.some((hash, height) => hash !== longest[height])) return `replicas of ${group} disagree`;
-        }
-        for (const index of nodeIndexes) {
-          const global = hashes(index, 'global');
-          if (global.length < longest.length)
-            return `node${index} global ${group} at ${global.length}/${longest.length}`;
-          if (global.some((hash, height) => hash !== longest[height]))
-            return `node${index} global ${group} differs`;
-        }
-      }
-      return undefined;
-    };
+    const check = (): string | undefined =>
+      globalLedgerLag([1, 2, 3, 4], (index, group) => net.partitionDatabase(index, group), topic, [
+        `${topic}/0`,
+        `${topic}/1`,
+      ]);
     let last: string | undefined;
     await waitFor(
       'every global ledger to equal the partition ledgers',

@@ -4,6 +4,7 @@
 // ledger (the Raft layer) holds exactly the partitions' certified blocks.
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
+import type { ReceivedMessage as ConnectorReceivedMessage } from '../../src/connector/api-types.js';
 import { bytesEqual } from '../../src/crypto/index.js';
 import { decodeTransactionResult } from '../../src/contracts/results.js';
 import { blockHash, decodeBlock, encodeBlock, verifyBlock } from '../../src/ledger/block.js';
@@ -18,14 +19,11 @@ export interface AckedMessage {
   readonly offset: number;
 }
 
-export interface ReceivedMessage {
-  readonly sequence: number;
-  readonly id: string;
-  readonly topic: string;
-  readonly partition: number;
-  readonly offset: number;
-  readonly sha256: string;
-}
+/** What the checker reads of a recipient's `GET /v1/received` entries. */
+export type ReceivedMessage = Pick<
+  ConnectorReceivedMessage,
+  'sequence' | 'id' | 'topic' | 'partition' | 'offset' | 'sha256'
+>;
 
 export interface GroupSpec {
   readonly group: string;
@@ -288,6 +286,8 @@ export function globalLedgerLag(
       readHashes(partitionFile(node, group), 'SELECT hash FROM blocks ORDER BY height'),
     );
     const longest = partitionLedgers.reduce((a, b) => (b.length > a.length ? b : a));
+    if (partitionLedgers.some((ledger) => ledger.some((hash, index) => hash !== longest[index])))
+      return `replicas of ${group} disagree`;
     for (const node of nodes) {
       const global = readHashes(
         globalFile(node),

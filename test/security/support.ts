@@ -222,11 +222,8 @@ export async function publishRaw(
 
 export const randomId = (prefix: string): string => `${prefix}-${randomBytes(6).toString('hex')}`;
 
-/**
- * A TLS 1.3 connection to a node presenting `key`'s certificate, past the node's link status byte
- * (accepted), as raw bytes: the attacker's view, free to send anything after the handshake.
- */
-export async function rawLink(
+/** A TLS 1.3 socket to `node` presenting `key`'s certificate, with nothing done past the handshake. */
+export async function tlsSocket(
   node: NodeInfo,
   key: SigningKeyPair,
 ): Promise<{ socket: TLSSocket; closed: Promise<void> }> {
@@ -242,6 +239,18 @@ export async function rawLink(
   });
   socket.on('error', () => {});
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  return { socket, closed };
+}
+
+/**
+ * A TLS 1.3 connection to a node presenting `key`'s certificate, past the node's link status byte
+ * (accepted), as raw bytes: the attacker's view, free to send anything after the handshake.
+ */
+export async function rawLink(
+  node: NodeInfo,
+  key: SigningKeyPair,
+): Promise<{ socket: TLSSocket; closed: Promise<void> }> {
+  const { socket, closed } = await tlsSocket(node, key);
   const status = await new Promise<Buffer>((resolve, reject) => {
     let received = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {

@@ -35,10 +35,9 @@ import {
   metadataOf,
   publishRaw,
   randomId,
+  tlsSocket,
   waitFor,
 } from './support.js';
-import { connect } from 'node:tls';
-import { tlsIdentityFor } from '../../src/net/index.js';
 
 const net = new SecurityNetwork({ name: 'sybil', basePort: 24600 });
 let org2: RpcPeer;
@@ -85,18 +84,7 @@ describe('Sybil identities at the link', () => {
     // one link-status frame says "refused" (0x00), and the socket closes. An RPC request written
     // anyway is never answered: the node reads no frame from a refused peer.
     const node1 = net.node('node1');
-    const identity = await tlsIdentityFor(rogue, 'rogue node');
-    const socket = connect({
-      host: node1.host,
-      port: node1.port,
-      key: identity.keyPem,
-      cert: identity.certPem,
-      minVersion: 'TLSv1.3',
-      maxVersion: 'TLSv1.3',
-      rejectUnauthorized: false,
-    });
-    socket.on('error', () => {});
-    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    const { socket, closed } = await tlsSocket(node1, rogue);
     const received: Buffer[] = [];
     socket.on('data', (chunk: Buffer) => received.push(chunk));
     await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
