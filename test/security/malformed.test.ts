@@ -1,7 +1,6 @@
 // Fabric's CVE class of malformed messages crashing peers and orderers (CVE-2021-43669: a message
 // with an invalid header crashes orderers; CVE-2022-31121: a malformed consensus request crashes an
-// orderer; CVE-2022-36023: a malformed gateway request crashes a peer; CVE-2022-35253: a
-// non-validated request causes a denial of service) and DESIGN §10
+// orderer; CVE-2022-36023: a malformed gateway request crashes a peer) and DESIGN §10
 // ("bad input gets a clear error with a stable code and changes nothing: malformed frames…"); the
 // "invalid transactions" of BlockTorrent Table 2, row 3, at the transport rather than the contract.
 //
