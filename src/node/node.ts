@@ -90,6 +90,7 @@ export class LedgerbusNode {
       // The mesh is built next; the Raft layer only sends once the node runs.
       sendRaft: (nodeId, groupId, bytes) => this.mesh.sendRaft(nodeId, groupId, bytes),
       requestPeer: (nodeId, method, body) => this.mesh.request(nodeId, method, body),
+      linked: (nodeId) => this.mesh.linked(nodeId),
       localBlocks: (groupId, from, count) => this.replicas.get(groupId)?.encodedBlocks(from, count),
     });
     this.registry = this.registryHost.registry;

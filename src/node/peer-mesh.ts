@@ -114,6 +114,10 @@ export class PeerMesh {
     this.links.get(nodeId)?.notify(requestChannel, { group: groupId, bytes });
   }
 
+  linked(nodeId: string): boolean {
+    return this.links.has(nodeId);
+  }
+
   connected(): string[] {
     return [...this.links.keys()];
   }

@@ -39,6 +39,8 @@ export interface RegistryHostOptions {
   readonly sendRaft: (nodeId: string, groupId: string, bytes: Uint8Array) => void;
   /** A request to another node over its consensus link. */
   readonly requestPeer: (nodeId: string, method: string, body: CborValue) => Promise<CborValue>;
+  /** Whether this node has a consensus link to `nodeId` right now (a request would be sent). */
+  readonly linked: (nodeId: string) => boolean;
   /** Encoded certified blocks of a partition this node hosts, from `fromHeight`, or undefined. */
   readonly localBlocks: (partition: string, fromHeight: number, count: number) => Uint8Array[] | undefined;
   readonly electionTicks?: number;
@@ -244,6 +246,15 @@ export class RegistryHost {
       retriable: true,
     });
     for (const nodeId of candidates) {
+      if (!this.options.linked(nodeId)) {
+        // Not sent, so certainly not proposed: NOT_LEADER tells the caller that asking again is safe.
+        lastError = new LedgerbusError(
+          ErrorCode.NotLeader,
+          `${nodeId} (of ${groupId}) is not reachable from ${this.options.selfNodeId} right now; retry`,
+          { retriable: true },
+        );
+        continue;
+      }
       try {
         return await this.options.requestPeer(nodeId, method, body);
       } catch (error) {
