@@ -105,7 +105,8 @@ export class ClientService {
   private readonly limitLogged = new Map<string, number>();
 
   constructor(private readonly options: ClientServiceOptions) {
-    this.limiter = new RateLimiter(options.rateLimit ?? defaultRateLimit, () => Date.now());
+    // The monotonic clock: a wall-clock step (NTP) must neither mint tokens nor starve a bucket.
+    this.limiter = new RateLimiter(options.rateLimit ?? defaultRateLimit, () => performance.now());
   }
 
   close(): void {
