@@ -1,33 +1,13 @@
 /**
  * Shared pieces of the fuzz suites: byte mutations driven by fast-check, the "only LedgerbusError"
- * oracle, and a small certified chain (publish, then confirmDelivery) whose proofs are real.
+ * oracle, and (re-exported) the certified proof chain of src/proofs/testing.
  */
 import fc from 'fast-check';
 import { expect } from 'vitest';
 import { toHex } from '../../src/codec/index.js';
-import {
-  decodeClientRequest,
-  encodeClientRequest,
-  messageLimits,
-} from '../../src/consensus/pbft/messages.js';
 import type { PbftCrypto } from '../../src/consensus/pbft/types.js';
-import { executeBatch } from '../../src/contracts/sdt.js';
-import { MemoryContractState } from '../../src/contracts/state.js';
-import {
-  keys,
-  makeRegistry,
-  message,
-  nonce,
-  partitionId,
-  startTime,
-} from '../../src/contracts/testing/fixtures.js';
-import { encodeConfirmDelivery, encodePublish } from '../../src/contracts/transactions.js';
 import { domainHash, merkleRoot, sign, signingKeyFromSeed, verify } from '../../src/crypto/index.js';
 import { isLedgerbusError } from '../../src/errors.js';
-import { blockHash, certifyHeader } from '../../src/ledger/block.js';
-import type { Block, BlockHeader } from '../../src/ledger/block.js';
-import { blockEvidence } from '../../src/proofs/evidence.js';
-import type { DeliveryReceipt, ProofTrust } from '../../src/proofs/message-proof.js';
 
 export const mutation = fc.oneof(
   fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), mask: fc.integer({ min: 1, max: 255 }) }),
@@ -105,98 +85,4 @@ export function signingCrypto(seed: number): PbftCrypto {
   return { ...pbftCrypto, sign: (type, payload) => sign(key, type, payload) };
 }
 
-// ---- a certified chain with real proofs ------------------------------------------------------------
-
-export const proofReplicas = [1, 2, 3, 4].map((index) => ({
-  id: `node${index}`,
-  key: signingKeyFromSeed(new Uint8Array(32).fill(index)),
-}));
-
-const proofRegistry = makeRegistry();
-
-export const proofTrust: ProofTrust = {
-  membership: (groupId, epoch) =>
-    groupId === partitionId && epoch === 0
-      ? {
-          partitionId,
-          configEpoch: 0,
-          members: new Map(proofReplicas.map((replica) => [replica.id, replica.key.publicKey])),
-        }
-      : undefined,
-  signingKeys: (organization) => proofRegistry.organization(organization)?.signingKeys,
-};
-
-export function clientRequest(client: keyof typeof keys, seq: number, operation: Uint8Array): Uint8Array {
-  return encodeClientRequest(
-    { group: partitionId, client: keys[client].publicKey, seq, operation },
-    (type, payload) => sign(keys[client], type, payload),
-  );
-}
-
-/** Block 1 publishes m-1 (alice → bob), block 2 records bob's confirmation, both executed for real. */
-export function proofChain(): Block[] {
-  const state = new MemoryContractState();
-  const blocks: Block[] = [];
-  let previousHash: Uint8Array = new Uint8Array(32);
-  const operations = [
-    clientRequest(
-      'alice',
-      1,
-      encodePublish(
-        { sender: 'alice', nonce: nonce(1), timestamp: startTime, messages: [message()] },
-        keys.alice,
-      ),
-    ),
-    clientRequest(
-      'bob',
-      1,
-      encodeConfirmDelivery(
-        {
-          recipient: 'bob',
-          nonce: nonce(2),
-          timestamp: startTime,
-          deliveries: [{ id: 'm-1', contentRoot: message().contentRoot }],
-        },
-        keys.bob,
-      ),
-    ),
-  ];
-  operations.forEach((transaction, index) => {
-    const height = index + 1;
-    const operation = decodeClientRequest(transaction, messageLimits.requestBytesMax).operation;
-    const context = {
-      partitionId,
-      configEpoch: 0,
-      height,
-      timestamp: startTime + height,
-      registry: proofRegistry,
-    };
-    const { results } = executeBatch(state, context, [operation]);
-    const header: BlockHeader = {
-      partitionId,
-      configEpoch: 0,
-      height,
-      previousHash,
-      transactionsRoot: merkleRoot([transaction]),
-      resultsRoot: merkleRoot(results),
-      timestamp: startTime + height,
-      view: 0,
-      proposer: 'node1',
-    };
-    blocks.push({
-      header,
-      certificate: certifyHeader(header, proofReplicas.slice(0, 3)),
-      transactions: [transaction],
-      results,
-    });
-    previousHash = blockHash(header);
-  });
-  return blocks;
-}
-
-export function proofReceipt(blocks: readonly Block[]): DeliveryReceipt {
-  return {
-    acceptance: { block: blockEvidence(blocks[0] as Block, 0), messageIndex: 0 },
-    deliveries: [{ recipient: 'bob', block: blockEvidence(blocks[1] as Block, 0), deliveryIndex: 0 }],
-  };
-}
+export { proofChain, proofReceipt, proofReplicas, proofTrust } from '../../src/proofs/testing/proof-chain.js';

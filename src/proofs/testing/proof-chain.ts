@@ -1,0 +1,116 @@
+/**
+ * A small certified chain whose proofs are real, for the proof tests and the fuzz suites: block 1
+ * publishes m-1 (alice → bob), block 2 records bob's confirmation, both executed by the SDT contract
+ * and certified by three of four Ed25519 replicas.
+ */
+import { decodeClientRequest, encodeClientRequest, messageLimits } from '../../consensus/pbft/messages.js';
+import { executeBatch } from '../../contracts/sdt.js';
+import { MemoryContractState } from '../../contracts/state.js';
+import {
+  keys,
+  makeRegistry,
+  message,
+  nonce,
+  partitionId,
+  startTime,
+} from '../../contracts/testing/fixtures.js';
+import { encodeConfirmDelivery, encodePublish } from '../../contracts/transactions.js';
+import { merkleRoot, sign, signingKeyFromSeed } from '../../crypto/index.js';
+import { blockHash, certifyHeader } from '../../ledger/block.js';
+import type { Block, BlockHeader } from '../../ledger/block.js';
+import { blockEvidence } from '../evidence.js';
+import type { DeliveryReceipt, ProofTrust } from '../message-proof.js';
+
+export const proofReplicas = [1, 2, 3, 4].map((index) => ({
+  id: `node${index}`,
+  key: signingKeyFromSeed(new Uint8Array(32).fill(index)),
+}));
+
+const proofRegistry = makeRegistry();
+
+export const proofTrust: ProofTrust = {
+  membership: (groupId, epoch) =>
+    groupId === partitionId && epoch === 0
+      ? {
+          partitionId,
+          configEpoch: 0,
+          members: new Map(proofReplicas.map((replica) => [replica.id, replica.key.publicKey])),
+        }
+      : undefined,
+  signingKeys: (organization) => proofRegistry.organization(organization)?.signingKeys,
+};
+
+function clientRequest(client: keyof typeof keys, seq: number, operation: Uint8Array): Uint8Array {
+  return encodeClientRequest(
+    { group: partitionId, client: keys[client].publicKey, seq, operation },
+    (type, payload) => sign(keys[client], type, payload),
+  );
+}
+
+export function proofChain(): Block[] {
+  const state = new MemoryContractState();
+  const blocks: Block[] = [];
+  let previousHash: Uint8Array = new Uint8Array(32);
+  const operations = [
+    clientRequest(
+      'alice',
+      1,
+      encodePublish(
+        { sender: 'alice', nonce: nonce(1), timestamp: startTime, messages: [message()] },
+        keys.alice,
+      ),
+    ),
+    clientRequest(
+      'bob',
+      1,
+      encodeConfirmDelivery(
+        {
+          recipient: 'bob',
+          nonce: nonce(2),
+          timestamp: startTime,
+          deliveries: [{ id: 'm-1', contentRoot: message().contentRoot }],
+        },
+        keys.bob,
+      ),
+    ),
+  ];
+  operations.forEach((transaction, index) => {
+    const height = index + 1;
+    const operation = decodeClientRequest(transaction, messageLimits.requestBytesMax).operation;
+    const context = {
+      partitionId,
+      configEpoch: 0,
+      height,
+      timestamp: startTime + height,
+      registry: proofRegistry,
+    };
+    const { results } = executeBatch(state, context, [operation]);
+    const header: BlockHeader = {
+      partitionId,
+      configEpoch: 0,
+      height,
+      previousHash,
+      transactionsRoot: merkleRoot([transaction]),
+      resultsRoot: merkleRoot(results),
+      timestamp: startTime + height,
+      view: 0,
+      proposer: 'node1',
+    };
+    blocks.push({
+      header,
+      certificate: certifyHeader(header, proofReplicas.slice(0, 3)),
+      transactions: [transaction],
+      results,
+    });
+    previousHash = blockHash(header);
+  });
+  return blocks;
+}
+
+/** The receipt of m-1: its acceptance in block 1 and bob's confirmation in block 2. */
+export function proofReceipt(blocks: readonly Block[]): DeliveryReceipt {
+  return {
+    acceptance: { block: blockEvidence(blocks[0] as Block, 0), messageIndex: 0 },
+    deliveries: [{ recipient: 'bob', block: blockEvidence(blocks[1] as Block, 0), deliveryIndex: 0 }],
+  };
+}
