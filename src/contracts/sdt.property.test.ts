@@ -4,10 +4,12 @@ import { executeBatch } from './sdt.js';
 import type { BatchContext } from './sdt.js';
 import { MemoryContractState } from './state.js';
 import { decodeTransactionResult } from './results.js';
+import { changingMutation, mutate } from '../codec/testing/mutations.js';
 import { messagesByOffset, partitionStatus } from './queries.js';
+import type { Harness } from './testing/fixtures.js';
 import {
-  Harness,
   contentRoot,
+  harnessWithHistory,
   keys,
   makeRegistry,
   message,
@@ -17,50 +19,7 @@ import {
 } from './testing/fixtures.js';
 import { encodeConfirmDelivery, encodePublish } from './transactions.js';
 
-/**
- * A state with some history (accepted, delivered, completed messages) and the transactions that
- * would be valid in the next block, to mutate.
- */
-function preparedHarness(): { harness: Harness; valid: Uint8Array[] } {
-  const harness = new Harness();
-  harness.run([
-    harness.publish('alice', [message({ id: 'a', recipients: ['bob', 'carol'] }), message({ id: 'b' })]),
-  ]);
-  harness.run([harness.confirm('bob', [{ id: 'b', contentRoot: contentRoot('content of b') }])]);
-  const valid = [
-    harness.publish('alice', [message({ id: 'c' }), message({ id: 'd', recipients: ['carol'] })]),
-    harness.publish('bob', [message({ id: 'e', recipients: ['alice'] })]),
-    harness.confirm('carol', [{ id: 'a', contentRoot: contentRoot('content of a') }]),
-    harness.confirm('bob', [{ id: 'a', contentRoot: contentRoot('content of a') }]),
-  ];
-  return { harness, valid };
-}
-
-const mutation = fc.oneof(
-  fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), mask: fc.integer({ min: 1, max: 255 }) }),
-  fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),
-  fc.record({ kind: fc.constant('delete' as const), at: fc.nat() }),
-  fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
-);
-
 type ArbitraryValue<A> = A extends fc.Arbitrary<infer T> ? T : never;
-
-function mutate(bytes: Uint8Array, change: ArbitraryValue<typeof mutation>): Uint8Array {
-  const at = change.at % bytes.length;
-  switch (change.kind) {
-    case 'flip': {
-      const copy = Uint8Array.from(bytes);
-      copy[at] = (copy[at] as number) ^ change.mask;
-      return copy;
-    }
-    case 'insert':
-      return Uint8Array.from([...bytes.subarray(0, at), change.byte, ...bytes.subarray(at)]);
-    case 'delete':
-      return Uint8Array.from([...bytes.subarray(0, at), ...bytes.subarray(at + 1)]);
-    case 'truncate':
-      return bytes.subarray(0, at);
-  }
-}
 
 describe('bad input changes nothing', () => {
   /**
@@ -87,7 +46,7 @@ describe('bad input changes nothing', () => {
   }
 
   it('random bytes never throw and never change state', () => {
-    const { harness } = preparedHarness();
+    const { harness } = harnessWithHistory();
     fc.assert(
       fc.property(
         fc.array(fc.uint8Array({ maxLength: 300 }), { minLength: 1, maxLength: 4 }),
@@ -100,9 +59,9 @@ describe('bad input changes nothing', () => {
   });
 
   it('mutated valid transactions never throw and never change state', () => {
-    const { harness, valid } = preparedHarness();
+    const { harness, valid } = harnessWithHistory();
     fc.assert(
-      fc.property(fc.nat({ max: valid.length - 1 }), mutation, (index, change) => {
+      fc.property(fc.nat({ max: valid.length - 1 }), changingMutation, (index, change) => {
         const mutated = mutate(valid[index] as Uint8Array, change);
         expectInert(harness, [mutated]);
       }),
@@ -111,7 +70,7 @@ describe('bad input changes nothing', () => {
   });
 
   it('the unmutated transactions do change state (so the property above has teeth)', () => {
-    const { harness, valid } = preparedHarness();
+    const { harness, valid } = harnessWithHistory();
     for (const transaction of valid) {
       expect(() => expectInert(harness, [transaction])).toThrow();
     }

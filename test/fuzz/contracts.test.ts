@@ -11,7 +11,7 @@ import type { BatchContext } from '../../src/contracts/sdt.js';
 import type { MemoryContractState } from '../../src/contracts/state.js';
 import { decodeTransactionResult } from '../../src/contracts/results.js';
 import {
-  Harness,
+  harnessWithHistory,
   contentRoot,
   makeRegistry,
   message,
@@ -90,21 +90,15 @@ function materialize(valid: readonly Uint8Array[], item: Operation): Uint8Array 
 
 /** A partition with history (accepted, partly delivered messages) and transactions valid next. */
 function sdtBase(): { state: MemoryContractState; height: number; time: number; valid: Uint8Array[] } {
-  const harness = new Harness();
-  harness.run([
-    harness.publish('alice', [message({ id: 'a', recipients: ['bob', 'carol'] }), message({ id: 'b' })]),
-  ]);
-  harness.run([harness.confirm('bob', [{ id: 'b', contentRoot: contentRoot('content of b') }])]);
-  const valid = [
-    harness.publish('alice', [message({ id: 'c' }), message({ id: 'd', recipients: ['carol'] })]),
-    harness.publish('bob', [message({ id: 'e', recipients: ['alice'] })]),
+  const { harness, valid } = harnessWithHistory();
+  valid.push(
+    // A retried publish (idempotent) and a confirmation of two messages, one of them not for bob.
     harness.publish('alice', [message({ id: 'a', recipients: ['bob', 'carol'] })]),
-    harness.confirm('carol', [{ id: 'a', contentRoot: contentRoot('content of a') }]),
     harness.confirm('bob', [
       { id: 'a', contentRoot: contentRoot('content of a') },
       { id: 'c', contentRoot: contentRoot('content of c') },
     ]),
-  ];
+  );
   return { state: harness.state, height: harness.height, time: harness.time, valid };
 }
 

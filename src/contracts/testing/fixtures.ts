@@ -162,3 +162,22 @@ export class Harness {
     return { ...outcome, decoded: outcome.results.map(decodeTransactionResult) };
   }
 }
+
+/**
+ * A partition with some history — m "a" (alice → bob, carol) and "b" accepted, "b" confirmed by bob —
+ * and transactions each of which is valid in the next block and changes state, to mutate.
+ */
+export function harnessWithHistory(): { harness: Harness; valid: Uint8Array[] } {
+  const harness = new Harness();
+  harness.run([
+    harness.publish('alice', [message({ id: 'a', recipients: ['bob', 'carol'] }), message({ id: 'b' })]),
+  ]);
+  harness.run([harness.confirm('bob', [{ id: 'b', contentRoot: contentRoot('content of b') }])]);
+  const valid = [
+    harness.publish('alice', [message({ id: 'c' }), message({ id: 'd', recipients: ['carol'] })]),
+    harness.publish('bob', [message({ id: 'e', recipients: ['alice'] })]),
+    harness.confirm('carol', [{ id: 'a', contentRoot: contentRoot('content of a') }]),
+    harness.confirm('bob', [{ id: 'a', contentRoot: contentRoot('content of a') }]),
+  ];
+  return { harness, valid };
+}
