@@ -102,6 +102,18 @@ async function failureOf(promise: Promise<unknown>): Promise<string> {
   }
 }
 
+/** Waits until `recipient`'s connector holds every one of `messages`. */
+async function allReceivedBy(recipient: string, messages: readonly { id: string }[]): Promise<void> {
+  await waitFor(
+    `every acknowledged message at ${recipient}`,
+    () =>
+      messages.every((message) => connector(recipient).receivedMessage(message.id) !== undefined)
+        ? true
+        : undefined,
+    60_000,
+  );
+}
+
 function send(from: string, topic: string, to: string[], key?: string): ReturnType<Connector['send']> {
   return connector(from).send(topic, [
     {
@@ -295,14 +307,7 @@ describe('topics at runtime', () => {
       expect([partitionForKey(key, 2), partitionForKey(key, 4)]).toContain(message.partition);
     }
     // Every acknowledged message reaches org2 exactly once.
-    await waitFor(
-      'every acknowledged message at org2',
-      () =>
-        acked.every((message) => connector('org2').receivedMessage(message.id) !== undefined)
-          ? true
-          : undefined,
-      60_000,
-    );
+    await allReceivedBy('org2', acked);
     const ids = acked.map((message) => message.id);
     expect(new Set(ids).size).toBe(ids.length);
     const received = await connector('org2').received({ topic: 'orders', after: 0, limit: 10_000 });
@@ -350,14 +355,7 @@ describe('topics at runtime', () => {
     expect(after).toMatchObject({ configEpoch: 1, replicas: target });
 
     // Every acknowledged message, before and after the move, reaches org2 exactly once.
-    await waitFor(
-      'every acknowledged message at org2',
-      () =>
-        acked.every((message) => connector('org2').receivedMessage(message.id) !== undefined)
-          ? true
-          : undefined,
-      60_000,
-    );
+    await allReceivedBy('org2', acked);
     const received = await connector('org2').received({ topic: 'moving', after: 0, limit: 10_000 });
     expect(received.map((message) => message.id).sort()).toEqual(acked.map((message) => message.id).sort());
 

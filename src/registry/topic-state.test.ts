@@ -13,6 +13,7 @@ import {
   blocksEntry,
   buildBlock,
   connectorKey,
+  createOrders,
   lie,
   lieKinds,
   nodeKey,
@@ -74,14 +75,7 @@ class TopicHarness {
 /** __system with topic "orders" created (and so owned) by alpha; n1..n4 replicate its partition. */
 function ordersTopic(): TopicHarness {
   const system = new SystemHarness();
-  const created = system.admin('alpha', {
-    kind: 'createTopic',
-    name: 'orders',
-    partitions: [['n1', 'n2', 'n3', 'n4'].map(replica)],
-    producers: ['alpha'],
-    consumers: ['beta'],
-    policy: { ...policy },
-  });
+  const created = system.admin('alpha', createOrders());
   expect(created).toBe('OK');
   return new TopicHarness(system, 'orders');
 }

@@ -37,12 +37,12 @@ import {
   adminEntry,
   blocksEntry,
   connectorKey,
+  createOrders,
   encryptionKey,
   keyFor,
   nodeKey,
   partition,
   policy,
-  replica,
   signedAdmin,
   testGenesis,
   validChain,
@@ -207,16 +207,7 @@ const systemEntries = [
       address: '10.0.0.7:7407',
     }),
   ),
-  adminEntry(
-    signedAdmin('alpha', {
-      kind: 'createTopic',
-      name: 'orders',
-      partitions: [['n1', 'n2', 'n3', 'n4'].map(replica)],
-      producers: ['alpha'],
-      consumers: ['beta'],
-      policy: { ...policy },
-    }),
-  ),
+  adminEntry(signedAdmin('alpha', createOrders())),
 ];
 
 describe('SystemStateMachine.apply', () => {

@@ -53,9 +53,9 @@ import {
   adminEntry,
   blocksEntry,
   connectorKey,
+  createOrders,
   encryptionKey,
   policy,
-  replica,
   signedAdmin,
   testGenesis,
   validChain,
@@ -257,16 +257,7 @@ const registryEntries = [
       encryptionKey: encryptionKey('newcorp'),
     }),
   ),
-  adminEntry(
-    signedAdmin('alpha', {
-      kind: 'createTopic',
-      name: 'orders',
-      partitions: [['n1', 'n2', 'n3', 'n4'].map(replica)],
-      producers: ['alpha'],
-      consumers: ['beta'],
-      policy: { ...policy },
-    }),
-  ),
+  adminEntry(signedAdmin('alpha', createOrders())),
   adminEntry(signedAdmin('alpha', { kind: 'setPolicy', policy: { ...policy } }, { group: topicGroup }), 2),
   blocksEntry('t/0', validChain(2).map(encodeBlock)),
 ];

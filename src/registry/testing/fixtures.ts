@@ -105,6 +105,18 @@ export function replica(id: string): { id: string; publicKey: Uint8Array } {
 let nonceCounter = 0;
 
 /** A nonce never handed out before in this process: replays are only ever deliberate. */
+/** alpha creates topic `orders` (one partition on n1–n4; alpha produces, beta consumes). */
+export function createOrders(): AdminAction {
+  return {
+    kind: 'createTopic',
+    name: 'orders',
+    partitions: [partitionReplicas.map(replica)],
+    producers: ['alpha'],
+    consumers: ['beta'],
+    policy: { ...policy },
+  };
+}
+
 export function freshNonce(): Uint8Array {
   nonceCounter++;
   const nonce = new Uint8Array(16);
