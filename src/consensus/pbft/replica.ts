@@ -1428,11 +1428,6 @@ export class PbftReplica {
     );
   }
 
-  /**
-   * Rebuilds the durable part of the state: the view, and for every sequence number above the stable
-   * checkpoint the accepted pre-prepare, own prepare, prepared certificate and own commit, so that a
-   * restarted replica never contradicts a vote it sent and still reports what it prepared (§4.4).
-   */
   /** Starts the epoch from its base checkpoint, unless the ledger already went past it. */
   private adoptBase(): void {
     const base = this.config.base;
@@ -1461,6 +1456,11 @@ export class PbftReplica {
     );
   }
 
+  /**
+   * Rebuilds the durable part of the state: the view, and for every sequence number above the stable
+   * checkpoint the accepted pre-prepare, own prepare, prepared certificate and own commit, so that a
+   * restarted replica never contradicts a vote it sent and still reports what it prepared (§4.4).
+   */
   private restore(restore: PbftRestore): void {
     if (restore.stable !== undefined) {
       this.stableSeq = restore.stable.header.height;
