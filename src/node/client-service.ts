@@ -245,11 +245,9 @@ export class ClientService {
     const group = field(body, 'group', isString, 'a partition id');
     const request = field(body, 'request', isBytes, 'the signed client request');
     const replica = this.replica(group);
-    const committed = await replica.submit(request, () => {
-      for (const nodeId of replica.partition.replicas) {
-        if (nodeId !== this.options.nodeId) this.options.mesh.forwardRequest(nodeId, group, request);
-      }
-    });
+    const committed = await replica.submit(request, () =>
+      this.options.mesh.forwardToReplicas(replica.partition, request),
+    );
     const block = this.block(replica, committed.height);
     return {
       height: committed.height,

@@ -265,9 +265,7 @@ export class LedgerbusNode {
       { group, client: key.publicKey, seq: now, operation: new Uint8Array(0) },
       (type, payload) => sign(key, type, payload),
     );
-    for (const nodeId of replica.partition.replicas) {
-      if (nodeId !== this.options.nodeId) this.mesh.forwardRequest(nodeId, group, request);
-    }
+    this.mesh.forwardToReplicas(replica.partition, request);
     replica.receiveForwarded(request);
   }
 

@@ -194,6 +194,15 @@ export class PartitionReplica {
     return this.closingHeight;
   }
 
+  /** What a client waiting on, or arriving at, a closed epoch gets: retriable on the next one. */
+  private movedError(): LedgerbusError {
+    return new LedgerbusError(
+      ErrorCode.ConnectionClosed,
+      `${this.partition.groupId} moved to a new replica set`,
+      { retriable: true },
+    );
+  }
+
   /** Called once, after the block closing this epoch is stored. */
   onClosed(listener: (height: number) => void): void {
     this.closedListeners.push(listener);
@@ -271,15 +280,7 @@ export class PartitionReplica {
         new LedgerbusError(ErrorCode.Overloaded, 'node is stopping', { retriable: true }),
       );
     if (this.closingHeight !== undefined) {
-      return Promise.reject(
-        new LedgerbusError(
-          ErrorCode.ConnectionClosed,
-          `${this.partition.groupId} moved to a new replica set`,
-          {
-            retriable: true,
-          },
-        ),
-      );
+      return Promise.reject(this.movedError());
     }
     const digest = toHex(sha256(bytes));
     const found = this.findCommitted(bytes);
@@ -412,17 +413,7 @@ export class PartitionReplica {
       this.closingHeight = height;
       // Clients waiting on this epoch retry on the next one.
       for (const [digest] of this.waiters) {
-        this.settle(
-          digest,
-          undefined,
-          new LedgerbusError(
-            ErrorCode.ConnectionClosed,
-            `${this.partition.groupId} moved to a new replica set`,
-            {
-              retriable: true,
-            },
-          ),
-        );
+        this.settle(digest, undefined, this.movedError());
       }
       for (const listener of this.closedListeners) listener(height);
     }

@@ -110,8 +110,17 @@ export class PeerMesh {
     return link.request(method, body);
   }
 
-  forwardRequest(nodeId: string, groupId: string, bytes: Uint8Array): void {
+  private forwardRequest(nodeId: string, groupId: string, bytes: Uint8Array): void {
     this.links.get(nodeId)?.notify(requestChannel, { group: groupId, bytes });
+  }
+
+  /** Passes a client request on to every other replica of a partition (its primary among them). */
+  forwardToReplicas(
+    partition: { readonly groupId: string; readonly replicas: readonly string[] },
+    bytes: Uint8Array,
+  ): void {
+    for (const nodeId of partition.replicas)
+      if (nodeId !== this.options.selfId) this.forwardRequest(nodeId, partition.groupId, bytes);
   }
 
   linked(nodeId: string): boolean {
