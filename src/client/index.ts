@@ -138,8 +138,10 @@ export class Ledgerbus {
     return this.transport.json<MessageStatus>('GET', messagePath(topic, id, 'status'));
   }
 
-  /** The delivery-proof bundle of a message, checked offline by `ledgerbus verify`. */
-  /** The delivery-proof bundle; `source` as `ReceiptSource` documents (default best). */
+  /**
+   * The delivery-proof bundle of a message, checked offline by `ledgerbus verify`; `source` as
+   * `ReceiptSource` documents (default best).
+   */
   async receipt(topic: string, id: string, options: { source?: ReceiptSource } = {}): Promise<ReceiptBundle> {
     const query = options.source === undefined ? '' : `?source=${options.source}`;
     return this.transport.json<ReceiptBundle>('GET', `${messagePath(topic, id, 'receipt')}${query}`);

@@ -469,7 +469,6 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     });
   }
 
-  /** Wraps an SDT transaction in a signed client request and submits it, retrying retriable failures. */
   /**
    * Publishes the batch; if the partition's epoch closed under it (it is moving to a new replica
    * set), publishes it again, with a fresh nonce, once the new replicas run. Message ids keep a
@@ -504,6 +503,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     }
   }
 
+  /** Wraps an SDT transaction in a signed client request and submits it, retrying retriable failures. */
   private async submit(
     group: string,
     operation: Uint8Array,

@@ -91,7 +91,6 @@ export class PartitionDatabase {
     },
   };
 
-  /** Applies PBFT persist ops durably (one fsynced transaction). */
   /**
    * Makes `epoch` the group epoch whose consensus records this file holds. Records of another epoch
    * (views, votes of the old replica set) mean nothing to the new one and are dropped; blocks and
@@ -107,6 +106,7 @@ export class PartitionDatabase {
     })();
   }
 
+  /** Applies PBFT persist ops durably (one fsynced transaction). */
   persist(ops: readonly PersistOp[]): void {
     if (ops.length > 0) this.applyPersistInTransaction(ops);
   }

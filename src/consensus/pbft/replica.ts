@@ -1297,11 +1297,8 @@ export class PbftReplica {
   }
 
   /**
-   * State transfer: accepts certified blocks that continue our chain. Each must carry 2f+1 valid
-   * signatures and match its transactions root; then it is executed like a committed batch.
-   */
-  /**
-   * State transfer: accepts certified blocks that continue our chain, or certificates for blocks we
+   * State transfer: accepts certified blocks that continue our chain (each with 2f+1 valid signatures
+   * and its transactions root, then executed like a committed batch), or certificates for blocks we
    * executed but whose votes we lost. Every block is checked before any is applied, so a reply with a
    * single bad block changes nothing.
    */

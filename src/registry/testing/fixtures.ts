@@ -102,9 +102,6 @@ export function replica(id: string): { id: string; publicKey: Uint8Array } {
   return { id, publicKey: nodeKey(id).publicKey };
 }
 
-let nonceCounter = 0;
-
-/** A nonce never handed out before in this process: replays are only ever deliberate. */
 /** alpha creates topic `orders` (one partition on n1–n4; alpha produces, beta consumes). */
 export function createOrders(): AdminAction {
   return {
@@ -117,6 +114,9 @@ export function createOrders(): AdminAction {
   };
 }
 
+let nonceCounter = 0;
+
+/** A nonce never handed out before in this process: replays are only ever deliberate. */
 export function freshNonce(): Uint8Array {
   nonceCounter++;
   const nonce = new Uint8Array(16);
