@@ -554,7 +554,9 @@ const errorResponse = (description: string): JsonSchema => ({ description, conte
 const commonErrors: Record<string, JsonSchema> = {
   '400': errorResponse('Invalid request (SCHEMA_MISMATCH, MALFORMED_ENCODING, OVERSIZE, BAD_CONFIG).'),
   '401': errorResponse('Missing or wrong API token (UNAUTHORIZED).'),
-  '429': errorResponse('The connector is overloaded (OVERLOADED); retry later.'),
+  '429': errorResponse(
+    'The connector or its node is over capacity (OVERLOADED) or this organization is over its request quota on the node (RATE_LIMITED); retry later.',
+  ),
   '500': errorResponse('Unexpected failure (INTERNAL and other codes); details are in the connector log.'),
   '503': errorResponse('The network did not answer in time (TIMEOUT, CONNECTION_CLOSED); retriable.'),
 };
