@@ -3,10 +3,28 @@
  * organization, and `network.json` — what a user (and the CLI's --network option) needs to talk to
  * it: organizations with roles, connector URLs and tokens, node addresses, and the genesis that is
  * the trust bundle for offline verification. Written once; later runs reuse them (and the data).
+ *
+ * Everything in it is for its owner only: files 0600, directories 0700 (keys and tokens are secrets,
+ * and the databases, logs and payload folders tell other local users what the organizations
+ * exchange). genesis.json is public in principle, but it is 0600 too, like the rest of the folder.
+ * The modes are set here explicitly, not left to the umask, because tests and tools call this as a
+ * library; the CLI also sets its umask to 077 so the nodes' and connectors' own files follow.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  fchmodSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  writeFileSync,
+} from 'node:fs';
+import type { Stats } from 'node:fs';
+import { basename, join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { toHex } from '../codec/index.js';
 import { generateSigningKey, saveSigningKey } from '../crypto/index.js';
@@ -42,7 +60,14 @@ export interface DevnetOptions {
   readonly messageBytesMax?: number;
 }
 
-/** Creates the devnet's files if `directory/network.json` does not exist yet, then returns them. */
+const directoryMode = 0o700;
+const fileMode = 0o600;
+
+/**
+ * Creates the devnet's files if `directory/network.json` does not exist yet, then returns them. Either
+ * way it leaves the devnet's own entries owner-only (see restrictDevnetModes), so a devnet written by
+ * an older version, at 0644/0755, is fixed when it is resumed rather than refused.
+ */
 export function ensureDevnetLayout(options: DevnetOptions): DevnetLayout {
   const directory = options.directory;
   const networkPath = join(directory, 'network.json');
@@ -62,6 +87,7 @@ export function ensureDevnetLayout(options: DevnetOptions): DevnetLayout {
   }
   const network = readNetworkFile(networkPath);
   const ids = network.organizations.map((organization) => organization.id);
+  restrictDevnetModes(directory, ids);
   return {
     directory,
     network,
@@ -95,15 +121,62 @@ export function readNetworkFile(path: string): NetworkFile {
   return { ...(file as NetworkFile), genesis: parseGenesis(file.genesis, `${path}: genesis`) };
 }
 
+/**
+ * Takes every group and other permission bit off what a devnet holds: `directory` itself, its
+ * genesis.json and network.json, and everything under logs/ and under each organization's folder
+ * (configs, keys, node and connector databases, payloads). Only those entries: `directory` may be a
+ * folder the user keeps other things in. Entries of another owner and symlinks (whose target may be
+ * outside the devnet) are left alone. Idempotent; a no-op on Windows, which has no such bits.
+ */
+export function restrictDevnetModes(directory: string, organizations: readonly string[]): void {
+  if (process.platform === 'win32') return;
+  restrictMode(directory, false);
+  for (const name of ['genesis.json', 'network.json']) restrictMode(join(directory, name), false);
+  // An id is a folder name here; one that is not a plain name would lead out of the devnet.
+  const folders = organizations.filter((id) => id === basename(id) && id !== '.' && id !== '..');
+  for (const name of ['logs', ...folders]) restrictMode(join(directory, name), true);
+}
+
+function restrictMode(path: string, recursive: boolean): void {
+  let stats: Stats;
+  try {
+    stats = lstatSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  if (stats.isSymbolicLink() || stats.uid !== process.getuid?.()) return;
+  if ((stats.mode & 0o077) !== 0) chmodSync(path, stats.mode & 0o700);
+  if (recursive && stats.isDirectory()) {
+    for (const entry of readdirSync(path)) restrictMode(join(path, entry), true);
+  }
+}
+
+/** Writes `text` to `path` with mode 0600 whatever the umask, and whether or not `path` existed. */
+function writePrivateFile(path: string, text: string): void {
+  const fd = openSync(path, 'w', fileMode);
+  try {
+    // Before the first byte, so a file left by an interrupted earlier run is private before it is filled.
+    fchmodSync(fd, fileMode);
+    writeFileSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function createLayout(directory: string, count: number, basePort: number, messageBytesMax: number): void {
-  mkdirSync(directory, { recursive: true });
+  mkdirSync(directory, { recursive: true, mode: directoryMode });
+  // Made here rather than by whoever runs the processes, so they are 0700 whatever that one's umask.
+  mkdirSync(join(directory, 'logs'), { recursive: true, mode: directoryMode });
   const organizations: Genesis['organizations'][number][] = [];
   const nodes: Genesis['nodes'][number][] = [];
   const connectors: { id: string; url: string; token: string }[] = [];
   for (let index = 1; index <= count; index++) {
     const id = `org${index}`;
     const folder = join(directory, id);
-    mkdirSync(join(folder, 'keys'), { recursive: true });
+    for (const name of ['keys', 'node-data', 'connector-data', 'payloads']) {
+      mkdirSync(join(folder, name), { recursive: true, mode: directoryMode });
+    }
     const nodeKey = generateSigningKey();
     const connectorKey = generateSigningKey();
     const encryptionKey = generateEncryptionKey();
@@ -127,7 +200,7 @@ function createLayout(directory: string, count: number, basePort: number, messag
     });
     const token = randomBytes(24).toString('base64url');
     connectors.push({ id, url: `http://127.0.0.1:${apiPort}`, token });
-    writeFileSync(
+    writePrivateFile(
       join(folder, 'node.yaml'),
       toYaml({
         nodeId: `node${index}`,
@@ -136,7 +209,7 @@ function createLayout(directory: string, count: number, basePort: number, messag
         genesis: '../genesis.json',
       }),
     );
-    writeFileSync(
+    writePrivateFile(
       join(folder, 'connector.yaml'),
       toYaml({
         organization: id,
@@ -148,7 +221,6 @@ function createLayout(directory: string, count: number, basePort: number, messag
         storage: { kind: 'filesystem', directory: 'payloads' },
         api: { listen: `127.0.0.1:${apiPort}`, token },
       }),
-      { mode: 0o600 },
     );
   }
   const members = organizations
@@ -168,7 +240,7 @@ function createLayout(directory: string, count: number, basePort: number, messag
       },
     ],
   };
-  writeFileSync(join(directory, 'genesis.json'), `${JSON.stringify(genesis, null, 2)}\n`);
+  writePrivateFile(join(directory, 'genesis.json'), `${JSON.stringify(genesis, null, 2)}\n`);
   const network: NetworkFile = {
     format: 'ledgerbus-network/v1',
     network: genesis.network,
@@ -180,5 +252,5 @@ function createLayout(directory: string, count: number, basePort: number, messag
     nodes: nodes.map((node) => ({ id: node.id, organization: node.organization, address: node.address })),
     genesis,
   };
-  writeFileSync(join(directory, 'network.json'), `${JSON.stringify(network, null, 2)}\n`, { mode: 0o600 });
+  writePrivateFile(join(directory, 'network.json'), `${JSON.stringify(network, null, 2)}\n`);
 }

@@ -44,8 +44,13 @@ export type ConnectorConfig = Infer<typeof connectorConfigSchema>;
 /** A loaded configuration: paths resolved against the file, storage with its defaults filled in. */
 export type ResolvedConnectorConfig = Omit<ConnectorConfig, 'storage'> & { readonly storage: StorageConfig };
 
+/**
+ * Reads and checks `path`. The file holds the API token (and may hold a database password), so it
+ * is refused, as key files are, with KEY_FILE_PERMISSIONS and the `chmod 600` to run if group or
+ * others may read or write it; BAD_CONFIG if it is unreadable or a field is wrong.
+ */
 export function loadConnectorConfig(path: string): ResolvedConnectorConfig {
-  const raw = readConfigFile(path);
+  const raw = readConfigFile(path, 'the API token');
   const overrides: Record<string, unknown> = {};
   if (process.env['LEDGERBUS_CONNECTOR_NODE'] !== undefined)
     overrides['node'] = process.env['LEDGERBUS_CONNECTOR_NODE'];

@@ -1,5 +1,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
+import type { Stats } from 'node:fs';
 import {
   closeSync,
   fchmodSync,
@@ -133,13 +134,7 @@ function readKeyFile(path: string): Buffer {
     if (!stats.isFile()) {
       throw new LedgerbusError(ErrorCode.KeyFileCorrupt, `key file ${path} is not a regular file`);
     }
-    // Windows has no POSIX permission bits to check.
-    if (process.platform !== 'win32' && (stats.mode & 0o066) !== 0) {
-      throw new LedgerbusError(
-        ErrorCode.KeyFilePermissions,
-        `key file ${path} can be read or written by other users; run \`chmod 600 ${path}\``,
-      );
-    }
+    assertOwnerOnly(stats, path, `key file ${path}`);
     if (stats.size > keyFileBytesMax) {
       throw new LedgerbusError(
         ErrorCode.KeyFileCorrupt,
@@ -157,6 +152,21 @@ function readKeyFile(path: string): Buffer {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Throws KeyFilePermissions if group or others may read or write the file `stats` describes, with a
+ * message that starts with `description` and says to run `chmod 600 <path>`. Every file holding a
+ * secret (key files, connector.yaml with its API token) is checked this way before it is used. Take
+ * `stats` from fstat on the descriptor you then read, so the file checked is the file read. Windows
+ * has no POSIX permission bits, so nothing is checked there.
+ */
+export function assertOwnerOnly(stats: Stats, path: string, description: string): void {
+  if (process.platform === 'win32' || (stats.mode & 0o066) === 0) return;
+  throw new LedgerbusError(
+    ErrorCode.KeyFilePermissions,
+    `${description} can be read or written by other users; run \`chmod 600 ${path}\``,
+  );
 }
 
 function fromPrivateKey(privateKey: KeyObject): SigningKeyPair {

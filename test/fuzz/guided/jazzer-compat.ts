@@ -12,15 +12,33 @@
  *     emits to pull in the library's stream initialisation; it has no relocation, so it is never
  *     bound at run time.
  * The loader refuses the whole file because those two versions are missing. When (and only when)
- * the pristine addon fails with exactly that error, this module writes a patched copy to the OS temp
- * directory — the two __isoc23_ imports renamed to strtol/strtoul@GLIBC_2.2.5 (each name is a suffix
- * of the original in the same string table, so only the symbol's name offset changes) and the two
- * missing version needs marked weak — and registers that copy in the require cache under the
- * prebuild's path, so Jazzer.js's own `require` finds it. Anything else it does not recognise makes
- * it throw rather than patch. On a system with glibc >= 2.38 it does nothing.
+ * the pristine addon fails with exactly that error, this module writes a patched copy — the two
+ * __isoc23_ imports renamed to strtol/strtoul@GLIBC_2.2.5 (each name is a suffix of the original in
+ * the same string table, so only the symbol's name offset changes) and the two missing version needs
+ * marked weak — and registers that copy in the require cache under the prebuild's path, so Jazzer.js's
+ * own `require` finds it. Anything else it does not recognise makes it throw rather than patch. On a
+ * system with glibc >= 2.38 it does nothing.
+ *
+ * Loading a native file runs its code as us, so the copy must be exactly the bytes patchAddon makes:
+ * it lives in a directory of the OS temp directory that only this user may change (created 0700;
+ * refused if it is a symlink, has another owner, or is group/world-writable), and its sha256 is
+ * checked against the freshly patched bytes before it is loaded; any difference is refused, not
+ * overwritten, because it means someone or something else wrote there.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
+import type { Stats } from 'node:fs';
 import Module, { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -156,6 +174,64 @@ function isMissingVersionError(error: unknown): boolean {
   return [...missingVersions.keys()].some((version) => message.includes(`version \`${version}' not found`));
 }
 
+function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function ownedByUs(stats: Stats): boolean {
+  return stats.uid === process.getuid?.();
+}
+
+/**
+ * Returns `path` once it is a directory that only this user can change: created 0700 if missing;
+ * throws if it is a symlink or not a directory, has another owner, or is group/world-writable (any
+ * of which would let another user swap the file we are about to load), or if its parent is
+ * world-writable without the sticky bit (where anyone may rename our directory away).
+ */
+export function privateDirectory(path: string): string {
+  const parent = lstatSync(dirname(path));
+  if ((parent.mode & 0o002) !== 0 && (parent.mode & 0o1000) === 0) {
+    throw new Error(`jazzer-compat: ${dirname(path)} is world-writable without the sticky bit`);
+  }
+  try {
+    mkdirSync(path, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  const stats = lstatSync(path);
+  const refuse = (why: string): never => {
+    throw new Error(
+      `jazzer-compat: refusing to load the patched addon from ${path}: ${why}; remove it (or set TMPDIR to a private directory)`,
+    );
+  };
+  if (!stats.isDirectory()) refuse('it is not a directory (a symlink?)');
+  if (!ownedByUs(stats)) refuse(`it belongs to uid ${stats.uid}, not to this user`);
+  if ((stats.mode & 0o022) !== 0) refuse('group or others may write to it');
+  return path;
+}
+
+/**
+ * Checks that `path` is a regular file of ours, writable only by us, whose sha256 is `expected`;
+ * throws otherwise. The file is read through the descriptor that was checked, and the directory is
+ * private, so the bytes checked are the bytes `dlopen` maps next.
+ */
+export function checkPatchedFile(path: string, expected: string): void {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const stats = fstatSync(fd);
+    const refuse = (why: string): never => {
+      throw new Error(`jazzer-compat: refusing to load ${path}: ${why}; remove it`);
+    };
+    if (!stats.isFile()) refuse('it is not a regular file');
+    if (!ownedByUs(stats)) refuse(`it belongs to uid ${stats.uid}, not to this user`);
+    if ((stats.mode & 0o022) !== 0) refuse('group or others may write to it');
+    const actual = sha256(readFileSync(fd));
+    if (actual !== expected) refuse(`its sha256 is ${actual}, the patched addon's is ${expected}`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function install(): void {
   if (process.platform !== 'linux' || process.arch !== 'x64') return;
   const prebuild = realpathSync(
@@ -167,15 +243,20 @@ function install(): void {
   } catch (error) {
     if (!isMissingVersionError(error)) throw error;
   }
-  const original = readFileSync(prebuild);
-  const digest = createHash('sha256').update(original).digest('hex').slice(0, 16);
-  const directory = join(tmpdir(), 'ledgerbus-jazzer-compat');
-  const patched = join(directory, `fuzzer-linux-x64-${digest}.node`);
-  if (!existsSync(patched)) {
-    mkdirSync(directory, { recursive: true });
+  const bytes = patchAddon(readFileSync(prebuild));
+  const expected = sha256(bytes);
+  // Per user, so that two users of one machine do not refuse each other's directory.
+  const directory = privateDirectory(join(tmpdir(), `ledgerbus-jazzer-compat-${process.getuid?.() ?? 0}`));
+  const patched = join(directory, `fuzzer-linux-x64-${expected.slice(0, 16)}.node`);
+  try {
+    checkPatchedFile(patched, expected);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    // Written under another name and renamed, so a concurrent run never sees a partial file.
     const partial = `${patched}.${process.pid}.tmp`;
-    writeFileSync(partial, patchAddon(original));
+    writeFileSync(partial, bytes, { mode: 0o600, flag: 'wx' });
     renameSync(partial, patched);
+    checkPatchedFile(patched, expected);
   }
   const addon = new Module(prebuild);
   addon.filename = prebuild;
