@@ -99,6 +99,8 @@ export const ErrorCode = {
   PayloadCorrupt: 'PAYLOAD_CORRUPT',
   /** An application's API token is missing or wrong. */
   Unauthorized: 'UNAUTHORIZED',
+  /** Several received messages have this id (ids are unique per partition): name the topic and partition. */
+  AmbiguousMessageId: 'AMBIGUOUS_MESSAGE_ID',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

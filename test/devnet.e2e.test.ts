@@ -120,7 +120,8 @@ describe('ledgerbus dev, send, consume, receipt, verify', () => {
       size: number;
     };
     expect(line).toMatchObject({ id: ack.id, sender: 'org1', size: 1024, sha256: sha256(payload) });
-    expect(sha256(readFileSync(join(dir, 'inbox', ack.id)))).toBe(sha256(payload));
+    // One directory per partition: ids are unique per partition only.
+    expect(sha256(readFileSync(join(dir, 'inbox', String(ack.partition), ack.id)))).toBe(sha256(payload));
 
     // The delivery confirmation commits shortly after the payload is stored.
     let receipt: { deliveredTo: string[] } = { deliveredTo: [] };

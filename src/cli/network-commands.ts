@@ -48,6 +48,28 @@ function positiveNumber(name: string): (value: string) => number {
   };
 }
 
+function nonNegativeNumber(name: string): (value: string) => number {
+  return (value) => {
+    const parsed = Number(value);
+    if (!Number.isSafeInteger(parsed) || parsed < 0)
+      throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+    return parsed;
+  };
+}
+
+/**
+ * A file name for a message id, which its sender chose: kept as it is when it is a plain name, else
+ * percent-encoded, so that no id ('..', 'a/b', '.hidden') names a file outside the directory.
+ */
+export function fileNameOf(id: string): string {
+  if (/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(id)) return id;
+  return Array.from(Buffer.from(id, 'utf8'), (byte) =>
+    /[A-Za-z0-9_-]/.test(String.fromCharCode(byte))
+      ? String.fromCharCode(byte)
+      : `%${byte.toString(16).padStart(2, '0').toUpperCase()}`,
+  ).join('');
+}
+
 function untilSignal(): Promise<string> {
   return new Promise((resolveSignal) => {
     const handler = (signal: string): void => {
@@ -329,7 +351,7 @@ export function buildConsumeCommand(): Command {
       false,
     )
     .option('--count <n>', 'stop after n messages', positiveNumber('--count'))
-    .option('--out <directory>', 'write each payload to DIRECTORY/<id>')
+    .option('--out <directory>', 'write each payload to DIRECTORY/<partition>/<id>')
     .option('--group <id>', 'consumer group whose position is kept', 'ledgerbus-cli')
     .option('--timeout <ms>', 'give up after this long without the wanted count', positiveNumber('--timeout'))
     .option('--json', 'print one JSON line per message', false)
@@ -374,10 +396,15 @@ export function buildConsumeCommand(): Command {
             query: { topic: options.topic, after, limit: 100, waitMs: 5000 },
           });
           for (const message of page.messages) {
+            let file: string | undefined;
             if (options.out !== undefined) {
+              // Ids are unique per partition only, and the sender chose them: one directory per
+              // partition, and a file name that cannot leave it.
+              mkdirSync(join(options.out, String(message.partition)), { recursive: true });
+              file = join(options.out, String(message.partition), fileNameOf(message.id));
               const response = await connector.request(
                 'GET',
-                `/v1/received/${encodeURIComponent(message.id)}/payload`,
+                `/v1/received/${encodeURIComponent(options.topic)}/${message.partition}/${encodeURIComponent(message.id)}/payload`,
               );
               const hash = createHash('sha256');
               const check = new Transform({
@@ -390,7 +417,7 @@ export function buildConsumeCommand(): Command {
                 Readable.fromWeb(response.body as never),
                 progressStream(message.size, message.id),
                 check,
-                createWriteStream(join(options.out, message.id)),
+                createWriteStream(file),
               );
               if (hash.digest('hex') !== message.sha256)
                 throw new LedgerbusError(
@@ -405,6 +432,7 @@ export function buildConsumeCommand(): Command {
               offset: message.offset,
               size: message.size,
               sha256: message.sha256,
+              ...(file === undefined ? {} : { file }),
             };
             process.stdout.write(
               options.json
@@ -429,6 +457,11 @@ export function buildReceiptCommand(): Command {
     .requiredOption('--network <file>', 'network.json of the network')
     .requiredOption('--as <org>', 'an organization that sent or received the message')
     .option('--topic <topic>', 'topic of the message', 'demo')
+    .option(
+      '--partition <n>',
+      'partition of the message, when messages received on several partitions of the topic have this id',
+      nonNegativeNumber('--partition'),
+    )
     .option('--out <file>', 'write the bundle here (default: stdout)')
     .option(
       '--source <source>',
@@ -440,14 +473,23 @@ export function buildReceiptCommand(): Command {
     .action(
       async (
         id: string,
-        options: { network: string; as: string; topic: string; out?: string; json: boolean; source: string },
+        options: {
+          network: string;
+          as: string;
+          topic: string;
+          partition?: number;
+          out?: string;
+          json: boolean;
+          source: string;
+        },
       ) => {
         if (!['global', 'partition', 'best'].includes(options.source)) {
           throw new InvalidArgumentError('--source must be global, partition or best');
         }
         const bundle = await connectorFor(options.network, options.as).json<Record<string, unknown>>(
           'GET',
-          `/v1/topics/${encodeURIComponent(options.topic)}/messages/${encodeURIComponent(id)}/receipt?source=${options.source}`,
+          `/v1/topics/${encodeURIComponent(options.topic)}/messages/${encodeURIComponent(id)}/receipt`,
+          { query: { source: options.source, partition: options.partition } },
         );
         const text = `${JSON.stringify(bundle, null, options.json ? undefined : 2)}\n`;
         if (options.out === undefined) process.stdout.write(text);

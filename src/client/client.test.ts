@@ -194,6 +194,13 @@ describe('errors', () => {
   it('serves status and receipts of sent messages', async () => {
     await lb.producer().send({ topic: 'demo', messages: [{ value: 'x', to: ['org2'], id: 's1' }] });
     expect(await lb.status('demo', 's1')).toMatchObject({ id: 's1', state: 'ACCEPTED' });
+    expect(await lb.status('demo', 's1', { partition: 0 })).toMatchObject({ id: 's1', partition: 0 });
+    expect(await rejection(lb.status('demo', 's1', { partition: 1 }))).toMatchObject({
+      code: ErrorCode.MessageNotFound,
+    });
+    expect(await lb.receipt('demo', 's1', { partition: 0, source: 'global' })).toMatchObject({
+      message: { id: 's1' },
+    });
     expect(await lb.receipt('demo', 's1')).toMatchObject({
       format: 'ledgerbus-receipt/v1',
       message: { id: 's1' },
@@ -262,6 +269,27 @@ describe('consumer', () => {
     await until(() => connector.committedSequence('g2', 'demo') === 1, 'the commit after the third attempt');
     expect(calls).toBe(3);
     expect(retries).toHaveLength(2);
+  });
+
+  it('fetches each payload by topic, partition and id, so equal ids on two partitions stay apart', async () => {
+    // Ids are unique per partition only: two senders used one id on two partitions of the topic.
+    connector.deliver({ topic: 'demo', partition: 0, value: Buffer.from('from org2'), id: 'same' });
+    connector.deliver({
+      topic: 'demo',
+      partition: 1,
+      value: Buffer.from('from org3'),
+      id: 'same',
+      sender: 'org3',
+    });
+    const seen: string[] = [];
+    const consumer = startConsumer('g-same');
+    await consumer.subscribe({ topic: 'demo', fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ partition, message }) =>
+        void seen.push(`${partition} ${message.sender} ${message.value?.toString() ?? ''}`),
+    });
+    await until(() => seen.length === 2, 'both messages');
+    expect(seen).toEqual(['0 org2 from org2', '1 org3 from org3']);
   });
 
   it('starts at the latest sequence without fromBeginning, and commits that start', async () => {
@@ -346,10 +374,19 @@ describe('events', () => {
     });
     events.on('event', (event) => all.push(event.type));
     await events.ready();
-    connector.emit({ type: 'delivery.confirmed', id: 'm1', recipient: 'org2', height: 4 });
+    connector.emit({
+      type: 'delivery.confirmed',
+      id: 'm1',
+      topic: 'demo',
+      partition: 0,
+      recipient: 'org2',
+      height: 4,
+    });
     connector.deliver({ topic: 'demo', value: Buffer.from('x') });
     await until(() => all.length === 2, 'two events');
-    expect(confirmed).toEqual([{ type: 'delivery.confirmed', id: 'm1', recipient: 'org2', height: 4 }]);
+    expect(confirmed).toEqual([
+      { type: 'delivery.confirmed', id: 'm1', topic: 'demo', partition: 0, recipient: 'org2', height: 4 },
+    ]);
     expect(all).toEqual(['delivery.confirmed', 'message.received']);
 
     const port = server.port;
@@ -358,7 +395,14 @@ describe('events', () => {
     await disconnected;
     server = await startHttpApi({ api: connector, host: '127.0.0.1', port, token });
     await events.ready();
-    connector.emit({ type: 'delivery.confirmed', id: 'm2', recipient: 'org2', height: 5 });
+    connector.emit({
+      type: 'delivery.confirmed',
+      id: 'm2',
+      topic: 'demo',
+      partition: 0,
+      recipient: 'org2',
+      height: 5,
+    });
     await until(() => confirmed.length === 2, 'an event after reconnection');
   });
 

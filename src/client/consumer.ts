@@ -272,7 +272,7 @@ export class Consumer {
     signal: AbortSignal,
   ): Promise<EachMessagePayload> {
     const stream = async (): Promise<Readable> => {
-      const response = await this.transport.request('GET', payloadPath(received.id), { timeoutMs: null });
+      const response = await this.transport.request('GET', payloadPath(received), { timeoutMs: null });
       if (response.body === null)
         throw new LedgerbusError(ErrorCode.RemoteError, 'the connector sent no payload body');
       const checked = verifier(received);
@@ -282,7 +282,7 @@ export class Consumer {
     };
     let value: Buffer | null = null;
     if (received.size <= this.maxBufferedValueBytes) {
-      const bytes = await this.transport.bytes('GET', payloadPath(received.id), { signal, timeoutMs: null });
+      const bytes = await this.transport.bytes('GET', payloadPath(received), { signal, timeoutMs: null });
       checkPayload(received, bytes.length, createHash('sha256').update(bytes).digest('hex'));
       value = bytes;
     }
@@ -327,8 +327,9 @@ export class Consumer {
   }
 }
 
-function payloadPath(id: string): string {
-  return `/v1/received/${encodeURIComponent(id)}/payload`;
+/** A received message is named by topic, partition and id: ids are unique only within a partition. */
+function payloadPath(received: ReceivedMessage): string {
+  return `/v1/received/${encodeURIComponent(received.topic)}/${received.partition}/${encodeURIComponent(received.id)}/payload`;
 }
 
 /** Connector failures worth retrying; an application's own errors in eachMessage are always retried. */

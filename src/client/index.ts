@@ -47,6 +47,8 @@ export type {
   AdminActionInput,
   AdminResult,
   ConnectorEvent,
+  MessageCandidate,
+  MessageLocation,
   MessageStatus,
   OrganizationDescription,
   PartitionDescription,
@@ -133,18 +135,30 @@ export class Ledgerbus {
     await checkConnection(this.transport);
   }
 
-  /** Where a message this organization sent is: accepted, completed (delivered to all), or expired. */
-  async status(topic: string, id: string): Promise<MessageStatus> {
-    return this.transport.json<MessageStatus>('GET', messagePath(topic, id, 'status'));
+  /**
+   * Where a message this organization sent or received is: accepted, completed (delivered to all),
+   * or expired. Your own ids are unique per topic; ids others sent you are unique per partition only,
+   * so for one received on several partitions of the topic name the `partition`
+   * (AMBIGUOUS_MESSAGE_ID otherwise).
+   */
+  async status(topic: string, id: string, options: { partition?: number } = {}): Promise<MessageStatus> {
+    return this.transport.json<MessageStatus>('GET', messagePath(topic, id, 'status'), {
+      query: { partition: options.partition },
+    });
   }
 
   /**
    * The delivery-proof bundle of a message, checked offline by `ledgerbus verify`; `source` as
-   * `ReceiptSource` documents (default best).
+   * `ReceiptSource` documents (default best), `partition` as for `status`.
    */
-  async receipt(topic: string, id: string, options: { source?: ReceiptSource } = {}): Promise<ReceiptBundle> {
-    const query = options.source === undefined ? '' : `?source=${options.source}`;
-    return this.transport.json<ReceiptBundle>('GET', `${messagePath(topic, id, 'receipt')}${query}`);
+  async receipt(
+    topic: string,
+    id: string,
+    options: { source?: ReceiptSource; partition?: number } = {},
+  ): Promise<ReceiptBundle> {
+    return this.transport.json<ReceiptBundle>('GET', messagePath(topic, id, 'receipt'), {
+      query: { source: options.source, partition: options.partition },
+    });
   }
 }
 

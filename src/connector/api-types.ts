@@ -4,6 +4,9 @@
  */
 import type { Readable } from 'node:stream';
 import type { ReceiptSummary } from '../proofs/index.js';
+import type { MessageLocation } from './message-location.js';
+
+export type { MessageCandidate, MessageLocation } from './message-location.js';
 
 export interface OutgoingMessage {
   /** Partitioning key (Kafka semantics); null/undefined for keyless (sticky) assignment. */
@@ -60,10 +63,19 @@ export interface MessageStatus {
 
 export type ConnectorEvent =
   | { readonly type: 'message.received'; readonly message: ReceivedMessage }
-  | { readonly type: 'message.failed'; readonly id: string; readonly code: string; readonly reason: string }
+  | {
+      readonly type: 'message.failed';
+      readonly id: string;
+      readonly topic: string;
+      readonly partition: number;
+      readonly code: string;
+      readonly reason: string;
+    }
   | {
       readonly type: 'delivery.confirmed';
       readonly id: string;
+      readonly topic: string;
+      readonly partition: number;
       readonly recipient: string;
       readonly height: number;
     };
@@ -79,17 +91,31 @@ export interface ConnectorApi {
     limit: number;
     waitMs?: number;
   }): Promise<ReceivedMessage[]>;
-  receivedMessage(id: string): ReceivedMessage | undefined;
-  /** The decrypted payload of a received message. */
-  payload(id: string): Promise<Readable>;
+  /**
+   * The received message `id` on `at`'s partition. Without `at`, the one received message with this
+   * id; AMBIGUOUS_MESSAGE_ID (listing the candidates) when several partitions delivered one, since
+   * ids are unique only within a partition.
+   */
+  receivedMessage(id: string, at?: MessageLocation): ReceivedMessage | undefined;
+  /** The decrypted payload of a received message; `at` as for `receivedMessage`. */
+  payload(id: string, at?: MessageLocation): Promise<Readable>;
   /** Consumer-group cursor (committed local sequence), like Kafka committed offsets. */
   committedSequence(groupId: string, topic: string): number;
   /** The highest local delivery sequence so far (where a consumer that starts "from now" begins). */
   latestSequence(): number;
   commitSequence(groupId: string, topic: string, sequence: number): void;
-  status(topic: string, id: string): Promise<MessageStatus>;
-  /** The delivery-proof bundle for a message this org sent or received (JSON-ready). */
-  receipt(topic: string, id: string, options?: { source?: ReceiptSource }): Promise<ReceiptBundle>;
+  /**
+   * The ledger's state of message `id` of `topic`. A sender's ids are unique per topic; one this
+   * organization received may repeat on several partitions of a topic: then `partition` says which
+   * (AMBIGUOUS_MESSAGE_ID without it).
+   */
+  status(topic: string, id: string, options?: { partition?: number }): Promise<MessageStatus>;
+  /** The delivery-proof bundle for a message this org sent or received (JSON-ready); `partition` as for `status`. */
+  receipt(
+    topic: string,
+    id: string,
+    options?: { source?: ReceiptSource; partition?: number },
+  ): Promise<ReceiptBundle>;
   onEvent(listener: (event: ConnectorEvent) => void): () => void;
 }
 

@@ -1,13 +1,20 @@
 /**
  * The connector's own durable state (SQLite, WAL, synchronous=FULL): what it sent (envelope header,
  * storage key, recipients — what it re-checks a fetch against), what it received (exactly once per
- * message id), consumer cursors per partition, consumer-group positions for applications, failures,
+ * message), consumer cursors per partition, consumer-group positions for applications, failures,
  * and the client-request sequence counter (PBFT de-duplicates by (client, seq), so a seq must never
  * be reused, even across restarts).
+ *
+ * A message id is unique only within its partition (that is what the SDT contract enforces), so a
+ * received message — and a failure to receive one — is keyed by its partition's group id
+ * ("topic/partition") AND its id: keyed by id alone, one sender's message would shadow another's.
+ * A sent message is keyed by (topic, id): the id is the producer's idempotency key within a topic,
+ * and a retry goes to the partition the first attempt chose, whatever a sticky partitioner says now.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { ErrorCode, LedgerbusError } from '../errors.js';
 
 export interface SentRow {
   id: string;
@@ -44,39 +51,126 @@ export interface ReceivedRow {
   confirmed: number;
 }
 
+export interface FailureRow {
+  id: string;
+  group_id: string;
+  code: string;
+  reason: string;
+  attempts: number;
+}
+
+/**
+ * Layout versions (`PRAGMA user_version`): 0 is a new file, or one written before versions were
+ * kept (layout 1: sent, received and failures keyed by message id alone); 2 keys them as above.
+ */
+const schemaVersion = 2;
+
+const tables = `
+  CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS sent (
+    id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, group_id TEXT NOT NULL,
+    header BLOB NOT NULL, storage_key TEXT NOT NULL, size INTEGER NOT NULL, recipients TEXT NOT NULL,
+    offset INTEGER, height INTEGER, proof BLOB, created_at INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'ACCEPTED', delivered_to TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (topic, id)
+  ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS received (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, topic TEXT NOT NULL,
+    partition INTEGER NOT NULL, group_id TEXT NOT NULL, offset INTEGER NOT NULL, sender TEXT NOT NULL,
+    size INTEGER NOT NULL, sha256 TEXT NOT NULL, storage_key TEXT NOT NULL, content_type TEXT NOT NULL,
+    message_key BLOB, proof BLOB NOT NULL, received_at INTEGER NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (group_id, id)
+  );
+  CREATE INDEX IF NOT EXISTS received_topic ON received (topic, sequence);
+  CREATE INDEX IF NOT EXISTS received_id ON received (id);
+  CREATE TABLE IF NOT EXISTS cursors (group_id TEXT PRIMARY KEY, next_offset INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS consumer_groups (
+    consumer_group TEXT NOT NULL, topic TEXT NOT NULL, sequence INTEGER NOT NULL,
+    PRIMARY KEY (consumer_group, topic)
+  ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS failures (
+    id TEXT NOT NULL, group_id TEXT NOT NULL, offset INTEGER NOT NULL, attempts INTEGER NOT NULL,
+    code TEXT NOT NULL, reason TEXT NOT NULL, failed_at INTEGER NOT NULL,
+    PRIMARY KEY (group_id, id)
+  ) WITHOUT ROWID;
+`;
+
 export class ConnectorDatabase {
   readonly db: Database.Database;
 
+  /**
+   * Opens (or creates) `<directory>/connector.sqlite`. A file of layout 1 is migrated in place, in
+   * one transaction, before anything else reads it: a crash midway leaves it at layout 1, and the
+   * next open migrates it again.
+   */
   constructor(directory: string) {
     mkdirSync(directory, { recursive: true });
     this.db = new Database(join(directory, 'connector.sqlite'));
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
+    try {
+      this.db
+        .transaction(() => {
+          const version = this.db.pragma('user_version', { simple: true }) as number;
+          if (version > schemaVersion) {
+            throw new LedgerbusError(
+              ErrorCode.StorageCorrupt,
+              `connector.sqlite has layout ${version}, newer than this connector understands (${schemaVersion}): run a newer connector`,
+            );
+          }
+          if (version < schemaVersion && this.tableExists('received')) this.migrateFromLayout1();
+          this.db.exec(tables);
+          this.db.pragma(`user_version = ${schemaVersion}`);
+        })
+        .immediate();
+    } catch (error) {
+      this.db.close();
+      throw error;
+    }
+  }
+
+  private tableExists(name: string): boolean {
+    return (
+      this.db
+        .prepare<[string], { name: string }>(
+          "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+        )
+        .get(name) !== undefined
+    );
+  }
+
+  /**
+   * Layout 1 → 2: the same columns under the new keys. Every row of layout 1 fits (an id unique
+   * overall is unique per partition or topic); received sequences are kept, and so is the
+   * AUTOINCREMENT high-water mark, so applications' consumer cursors stay valid.
+   */
+  private migrateFromLayout1(): void {
+    const highWater =
+      this.db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'received'").get()
+        ?.seq ?? 0;
     this.db.exec(`
-      CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS sent (
-        id TEXT PRIMARY KEY, topic TEXT NOT NULL, partition INTEGER NOT NULL, group_id TEXT NOT NULL,
-        header BLOB NOT NULL, storage_key TEXT NOT NULL, size INTEGER NOT NULL, recipients TEXT NOT NULL,
-        offset INTEGER, height INTEGER, proof BLOB, created_at INTEGER NOT NULL,
-        state TEXT NOT NULL DEFAULT 'ACCEPTED', delivered_to TEXT NOT NULL DEFAULT '[]'
-      ) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS received (
-        sequence INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL,
-        partition INTEGER NOT NULL, group_id TEXT NOT NULL, offset INTEGER NOT NULL, sender TEXT NOT NULL,
-        size INTEGER NOT NULL, sha256 TEXT NOT NULL, storage_key TEXT NOT NULL, content_type TEXT NOT NULL,
-        message_key BLOB, proof BLOB NOT NULL, received_at INTEGER NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0
-      );
-      CREATE INDEX IF NOT EXISTS received_topic ON received (topic, sequence);
-      CREATE TABLE IF NOT EXISTS cursors (group_id TEXT PRIMARY KEY, next_offset INTEGER NOT NULL) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS consumer_groups (
-        consumer_group TEXT NOT NULL, topic TEXT NOT NULL, sequence INTEGER NOT NULL,
-        PRIMARY KEY (consumer_group, topic)
-      ) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS failures (
-        id TEXT PRIMARY KEY, group_id TEXT NOT NULL, offset INTEGER NOT NULL, attempts INTEGER NOT NULL,
-        code TEXT NOT NULL, reason TEXT NOT NULL, failed_at INTEGER NOT NULL
-      ) WITHOUT ROWID;
+      DROP INDEX IF EXISTS received_topic;
+      ALTER TABLE sent RENAME TO sent_layout1;
+      ALTER TABLE received RENAME TO received_layout1;
+      ALTER TABLE failures RENAME TO failures_layout1;
     `);
+    this.db.exec(tables);
+    this.db.exec(`
+      INSERT INTO sent SELECT id, topic, partition, group_id, header, storage_key, size, recipients, offset,
+        height, proof, created_at, state, delivered_to FROM sent_layout1;
+      INSERT INTO received SELECT sequence, id, topic, partition, group_id, offset, sender, size, sha256,
+        storage_key, content_type, message_key, proof, received_at, confirmed FROM received_layout1;
+      INSERT INTO failures SELECT id, group_id, offset, attempts, code, reason, failed_at FROM failures_layout1;
+      DROP TABLE sent_layout1;
+      DROP TABLE received_layout1;
+      DROP TABLE failures_layout1;
+    `);
+    const raised = this.db
+      .prepare("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'received'")
+      .run(highWater);
+    if (raised.changes === 0 && highWater > 0) {
+      this.db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('received', ?)").run(highWater);
+    }
   }
 
   /** Reserves `count` client-request sequence numbers durably; returns the first. */
@@ -101,15 +195,36 @@ export class ConnectorDatabase {
       .prepare(
         `INSERT INTO sent (id, topic, partition, group_id, header, storage_key, size, recipients, created_at)
          VALUES (@id, @topic, @partition, @group_id, @header, @storage_key, @size, @recipients, @created_at)
-         ON CONFLICT (id) DO NOTHING`,
+         ON CONFLICT (topic, id) DO NOTHING`,
       )
       .run(row);
   }
 
-  markSent(id: string, offset: number, height: number, proof: Uint8Array): void {
+  markSent(topic: string, id: string, offset: number, height: number, proof: Uint8Array): void {
     this.db
-      .prepare('UPDATE sent SET offset = ?, height = ?, proof = ? WHERE id = ?')
-      .run(offset, height, proof, id);
+      .prepare('UPDATE sent SET offset = ?, height = ?, proof = ? WHERE topic = ? AND id = ?')
+      .run(offset, height, proof, topic, id);
+  }
+
+  /**
+   * Forgets a sent message the network never accepted (its publish was refused); returns whether a
+   * row went. A row with an offset is never removed: recipients may still fetch its payload.
+   */
+  deleteUnpublished(topic: string, id: string, storageKey: string): boolean {
+    return (
+      this.db
+        .prepare('DELETE FROM sent WHERE topic = ? AND id = ? AND storage_key = ? AND offset IS NULL')
+        .run(topic, id, storageKey).changes > 0
+    );
+  }
+
+  /** Whether any sent message's payload is `storageKey` (an object still referenced is never deleted). */
+  sentReferences(storageKey: string): boolean {
+    return (
+      this.db
+        .prepare<[string], { one: number }>('SELECT 1 AS one FROM sent WHERE storage_key = ?')
+        .get(storageKey) !== undefined
+    );
   }
 
   /** Sent messages whose lifecycle is still open (accepted, not completed or expired). */
@@ -121,14 +236,16 @@ export class ConnectorDatabase {
       .all(limit);
   }
 
-  updateLifecycle(id: string, state: string, deliveredTo: readonly string[]): void {
+  updateLifecycle(topic: string, id: string, state: string, deliveredTo: readonly string[]): void {
     this.db
-      .prepare('UPDATE sent SET state = ?, delivered_to = ? WHERE id = ?')
-      .run(state, JSON.stringify(deliveredTo), id);
+      .prepare('UPDATE sent SET state = ?, delivered_to = ? WHERE topic = ? AND id = ?')
+      .run(state, JSON.stringify(deliveredTo), topic, id);
   }
 
-  sent(id: string): SentRow | undefined {
-    return this.db.prepare<[string], SentRow>('SELECT * FROM sent WHERE id = ?').get(id);
+  sent(topic: string, id: string): SentRow | undefined {
+    return this.db
+      .prepare<[string, string], SentRow>('SELECT * FROM sent WHERE topic = ? AND id = ?')
+      .get(topic, id);
   }
 
   cursor(groupId: string): number {
@@ -147,8 +264,24 @@ export class ConnectorDatabase {
       .run(groupId, nextOffset);
   }
 
-  received(id: string): ReceivedRow | undefined {
-    return this.db.prepare<[string], ReceivedRow>('SELECT * FROM received WHERE id = ?').get(id);
+  /** The message `id` received on partition `groupId` ("topic/partition"). */
+  received(groupId: string, id: string): ReceivedRow | undefined {
+    return this.db
+      .prepare<[string, string], ReceivedRow>('SELECT * FROM received WHERE group_id = ? AND id = ?')
+      .get(groupId, id);
+  }
+
+  /** Every received message with this id, on any partition (of `topic` only, if given), oldest first. */
+  receivedWithId(id: string, topic?: string): ReceivedRow[] {
+    return topic === undefined
+      ? this.db
+          .prepare<[string], ReceivedRow>('SELECT * FROM received WHERE id = ? ORDER BY sequence')
+          .all(id)
+      : this.db
+          .prepare<[string, string], ReceivedRow>(
+            'SELECT * FROM received WHERE id = ? AND topic = ? ORDER BY sequence',
+          )
+          .all(id, topic);
   }
 
   insertReceived(row: Omit<ReceivedRow, 'sequence' | 'confirmed'>): ReceivedRow {
@@ -156,14 +289,14 @@ export class ConnectorDatabase {
       .prepare(
         `INSERT INTO received (id, topic, partition, group_id, offset, sender, size, sha256, storage_key, content_type, message_key, proof, received_at)
          VALUES (@id, @topic, @partition, @group_id, @offset, @sender, @size, @sha256, @storage_key, @content_type, @message_key, @proof, @received_at)
-         ON CONFLICT (id) DO NOTHING`,
+         ON CONFLICT (group_id, id) DO NOTHING`,
       )
       .run(row);
-    return this.received(row.id) as ReceivedRow;
+    return this.received(row.group_id, row.id) as ReceivedRow;
   }
 
-  markConfirmed(id: string): void {
-    this.db.prepare('UPDATE received SET confirmed = 1 WHERE id = ?').run(id);
+  markConfirmed(groupId: string, id: string): void {
+    this.db.prepare('UPDATE received SET confirmed = 1 WHERE group_id = ? AND id = ?').run(groupId, id);
   }
 
   receivedAfter(after: number, limit: number, topic?: string): ReceivedRow[] {
@@ -208,20 +341,21 @@ export class ConnectorDatabase {
     this.db
       .prepare(
         `INSERT INTO failures (id, group_id, offset, attempts, code, reason, failed_at) VALUES (?, ?, ?, 1, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET attempts = attempts + 1, code = excluded.code, reason = excluded.reason, failed_at = excluded.failed_at`,
+         ON CONFLICT (group_id, id) DO UPDATE SET attempts = attempts + 1, code = excluded.code, reason = excluded.reason, failed_at = excluded.failed_at`,
       )
       .run(id, groupId, offset, code, reason, Date.now());
     return (
-      this.db.prepare<[string], { attempts: number }>('SELECT attempts FROM failures WHERE id = ?').get(id)
-        ?.attempts ?? 1
+      this.db
+        .prepare<[string, string], { attempts: number }>(
+          'SELECT attempts FROM failures WHERE group_id = ? AND id = ?',
+        )
+        .get(groupId, id)?.attempts ?? 1
     );
   }
 
-  failures(): { id: string; code: string; reason: string; attempts: number }[] {
+  failures(): FailureRow[] {
     return this.db
-      .prepare<[], { id: string; code: string; reason: string; attempts: number }>(
-        'SELECT id, code, reason, attempts FROM failures',
-      )
+      .prepare<[], FailureRow>('SELECT id, group_id, code, reason, attempts FROM failures ORDER BY failed_at')
       .all();
   }
 

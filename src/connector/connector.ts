@@ -66,6 +66,9 @@ import type {
 } from './api-types.js';
 import { ConnectorDatabase } from './connector-database.js';
 import type { ReceivedRow } from './connector-database.js';
+import { AmbiguousMessageIdError, topicOfGroup } from './message-location.js';
+import type { MessageLocation } from './message-location.js';
+import { partitionGroupId } from '../contracts/registry.js';
 import { StickyPartitioner, partitionForKey } from './partitioner.js';
 
 export interface ConnectorOptions {
@@ -275,11 +278,8 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
           message.key === undefined || message.key === null
             ? this.sticky.partition(topicName, topic.partitionCount)
             : partitionForKey(message.key, topic.partitionCount);
-        prepared[index] = {
-          metadata: await this.storeOutgoing(topicName, partition, message),
-          partition,
-          index,
-        };
+        const metadata = await this.storeOutgoing(topicName, partition, message);
+        prepared[index] = { metadata, partition: metadata.partition, index };
       }
     };
     await Promise.all(Array.from({ length: Math.min(storeConcurrency, messages.length) }, worker));
@@ -323,15 +323,17 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
         throw new LedgerbusError(ErrorCode.SchemaMismatch, `recipient ${orgId} is not in the network`);
       return { orgId, publicKey };
     });
-    const existing = this.database.sent(id);
+    const existing = this.database.sent(topic, id);
     if (existing !== undefined) {
-      // A retry of a message already encrypted and stored: publish the same metadata again.
+      // A retry of a message already encrypted and stored: publish the same metadata again, on the
+      // partition the first attempt chose (a keyless retry must not land on another partition,
+      // where the contract would accept the id as a new message).
       const header = decodeEnvelopeHeader(existing.header);
       message.value.resume();
       return this.metadataFor(
         id,
         topic,
-        partition,
+        existing.partition,
         message,
         recipients,
         existing.size,
@@ -420,7 +422,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     const firstAcceptance = new Map<string, AcceptanceProof>();
     for (const outcome of result.messages) {
       if (outcome.status !== 'ACCEPTED' || outcome.height === answer.evidence.header.height) continue;
-      const stored = this.database.sent(outcome.id)?.proof;
+      const stored = this.database.sent(topic, outcome.id)?.proof;
       firstAcceptance.set(
         outcome.id,
         stored === null || stored === undefined
@@ -456,7 +458,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
         throw new LedgerbusError(ErrorCode.BadProof, `no proof of the acceptance of ${message.id}`);
       }
       const proofBytes = encodeAcceptanceProof(proof);
-      this.database.markSent(message.id, accepted.offset, accepted.height, proofBytes);
+      this.database.markSent(topic, message.id, accepted.offset, accepted.height, proofBytes);
       return {
         id: message.id,
         topic,
@@ -622,7 +624,9 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
   private async receivePage(
     entries: { accepted: AcceptedMessage; proof: AcceptanceProof }[],
   ): Promise<number | undefined> {
-    const pending = entries.filter((entry) => this.database.received(entry.accepted.id) === undefined);
+    const pending = entries.filter(
+      (entry) => this.database.received(entry.accepted.partitionId, entry.accepted.id) === undefined,
+    );
     const outcomes = new Map<string, StoredObject | Error>();
     let next = 0;
     // Each worker reuses its bulk connections (one per node it fetches from) for its next payloads:
@@ -662,7 +666,14 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
         // Not retriable: the payload is corrupt, or its sender does not have it; retrying cannot help.
         const permanent = !isLedgerbusError(outcome) || !outcome.retriable;
         if (permanent && attempts >= (this.options.fetchAttemptsMax ?? 3)) {
-          this.emit({ type: 'message.failed', id: accepted.id, code, reason: describe(outcome) });
+          this.emit({
+            type: 'message.failed',
+            id: accepted.id,
+            topic: accepted.topic,
+            partition: accepted.partition,
+            code,
+            reason: describe(outcome),
+          });
           continue; // given up: recorded as failed, the cursor moves past it
         }
         return accepted.offset;
@@ -760,11 +771,13 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
 
   /** Confirms on-chain every stored message of `accepted` not confirmed yet, in one transaction per 1024. */
   private async confirmStored(accepted: readonly AcceptedMessage[]): Promise<void> {
-    const unconfirmed = accepted.filter((message) => this.database.received(message.id)?.confirmed === 0);
+    const unconfirmed = accepted.filter(
+      (message) => this.database.received(message.partitionId, message.id)?.confirmed === 0,
+    );
     for (let start = 0; start < unconfirmed.length; start += 1024) {
       const batch = unconfirmed.slice(start, start + 1024);
       await this.confirm(batch);
-      for (const message of batch) this.database.markConfirmed(message.id);
+      for (const message of batch) this.database.markConfirmed(message.partitionId, message.id);
     }
   }
 
@@ -790,9 +803,16 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       );
     }
     result.deliveries.forEach((delivery, index) => {
-      const id = (messages[index] as AcceptedMessage).id;
+      const { id, topic, partition } = messages[index] as AcceptedMessage;
       if (delivery.status === 'DELIVERED') {
-        this.emit({ type: 'delivery.confirmed', id, recipient: this.organization, height: delivery.height });
+        this.emit({
+          type: 'delivery.confirmed',
+          id,
+          topic,
+          partition,
+          recipient: this.organization,
+          height: delivery.height,
+        });
       } else {
         // Expired before we stored it, typically: the payload is kept, the ledger says why.
         this.options.logger.warn({ id, reason: delivery.reason }, 'delivery confirmation refused');
@@ -825,13 +845,15 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
               this.emit({
                 type: 'delivery.confirmed',
                 id: row.id,
+                topic: row.topic,
+                partition: row.partition,
                 recipient: organization,
                 height: typeof recipient['height'] === 'number' ? recipient['height'] : 0,
               });
             }
             const state = typeof answer['state'] === 'string' ? answer['state'] : 'ACCEPTED';
             if (state !== 'ACCEPTED' || delivered.length !== reported.length) {
-              this.database.updateLifecycle(row.id, state, delivered);
+              this.database.updateLifecycle(row.topic, row.id, state, delivered);
             }
           }
         }
@@ -858,7 +880,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     if (!keys.some((key) => bytesEqual(key, request.signerKey)) || !fetchRequestSignatureValid(request)) {
       throw new LedgerbusError(ErrorCode.BadSignature, 'fetch request is not signed by its requester');
     }
-    const sent = this.database.sent(request.id);
+    const sent = this.database.sent(topicOfGroup(request.partitionId), request.id);
     if (sent === undefined || sent.group_id !== request.partitionId) {
       throw new LedgerbusError(ErrorCode.PayloadNotFound, `no payload ${request.id} was sent from here`);
     }
@@ -894,15 +916,29 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     return rows.map(toReceivedMessage);
   }
 
-  receivedMessage(id: string): ReceivedMessage | undefined {
-    const row = this.database.received(id);
+  receivedMessage(id: string, at?: MessageLocation): ReceivedMessage | undefined {
+    const row = this.receivedRow(id, at);
     return row === undefined ? undefined : toReceivedMessage(row);
   }
 
-  async payload(id: string): Promise<Readable> {
-    const row = this.database.received(id);
+  async payload(id: string, at?: MessageLocation): Promise<Readable> {
+    const row = this.receivedRow(id, at);
     if (row === undefined) throw new LedgerbusError(ErrorCode.MessageNotFound, `no received message ${id}`);
     return this.options.storage.get(row.storage_key);
+  }
+
+  /** The received message `id` at `at`, or the only one with that id (AMBIGUOUS_MESSAGE_ID if several). */
+  private receivedRow(id: string, at: MessageLocation | undefined): ReceivedRow | undefined {
+    if (at !== undefined) return this.database.received(partitionGroupId(at.topic, at.partition), id);
+    const rows = this.database.receivedWithId(id);
+    if (rows.length > 1) {
+      throw new AmbiguousMessageIdError(
+        id,
+        rows.map((row) => ({ topic: row.topic, partition: row.partition, id, sender: row.sender })),
+        'name one, as GET /v1/received/{topic}/{partition}/{id}',
+      );
+    }
+    return rows[0];
   }
 
   committedSequence(groupId: string, topic: string): number {
@@ -919,8 +955,8 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     return this.database.lastSequence();
   }
 
-  async status(topic: string, id: string): Promise<MessageStatus> {
-    const group = this.groupOf(topic, id);
+  async status(topic: string, id: string, options: { partition?: number } = {}): Promise<MessageStatus> {
+    const group = this.groupOf(topic, id, options.partition);
     const control = await this.controlPeer();
     const answer = (await control.request('message', { group, id })) as Record<string, CborValue>;
     return {
@@ -936,14 +972,31 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     };
   }
 
-  async receipt(topic: string, id: string, options: { source?: ReceiptSource } = {}): Promise<ReceiptBundle> {
+  async receipt(
+    topic: string,
+    id: string,
+    options: { source?: ReceiptSource; partition?: number } = {},
+  ): Promise<ReceiptBundle> {
     const control = await this.controlPeer();
     const source = options.source ?? 'best';
+    // The global ledger can find a message this connector neither sent nor received (a supervisor's
+    // question) without knowing its partition; when the partition is known, both sources are pinned
+    // to it, or the node could answer with another partition's message of the same id.
+    let group: string | undefined;
+    try {
+      group = this.groupOf(topic, id, options.partition);
+    } catch (error) {
+      if (source !== 'global' || !isLedgerbusError(error, ErrorCode.MessageNotFound)) throw error;
+    }
     // From the topic's global ledger any node of the topic answers, hosting the partition or not.
     const fromGlobal = async (): Promise<Record<string, CborValue>> =>
-      (await control.request('globalReceipt', { topic, id })) as Record<string, CborValue>;
+      (await control.request('globalReceipt', {
+        topic,
+        id,
+        ...(group === undefined ? {} : { partition: group }),
+      })) as Record<string, CborValue>;
     const fromPartition = async (): Promise<Record<string, CborValue>> =>
-      (await control.request('receipt', { group: this.groupOf(topic, id), id })) as Record<string, CborValue>;
+      (await control.request('receipt', { group: group as string, id })) as Record<string, CborValue>;
     let answer: Record<string, CborValue>;
     let answeredFrom: 'global' | 'partition';
     if (source === 'global') [answer, answeredFrom] = [await fromGlobal(), 'global'];
@@ -966,6 +1019,16 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     );
     const verified = verifyDeliveryReceipt(receipt, this.trust);
     const message = verified.message;
+    if (
+      message.id !== id ||
+      message.topic !== topic ||
+      (group !== undefined && message.partitionId !== group)
+    ) {
+      throw new LedgerbusError(
+        ErrorCode.BadProof,
+        `the node proved ${message.partitionId}/${message.id}, not ${group ?? topic}/${id}`,
+      );
+    }
     return {
       format: 'ledgerbus-receipt/v1',
       network: this.options.registry.network,
@@ -976,21 +1039,54 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     };
   }
 
-  failures(): { id: string; code: string; reason: string; attempts: number }[] {
-    return this.database.failures();
+  /** Messages whose payload could not be received, newest last; `attempts` counts the tries so far. */
+  failures(): {
+    id: string;
+    topic: string;
+    partition: number;
+    code: string;
+    reason: string;
+    attempts: number;
+  }[] {
+    return this.database.failures().map((row) => ({
+      id: row.id,
+      topic: topicOfGroup(row.group_id),
+      partition: Number(row.group_id.slice(row.group_id.lastIndexOf('/') + 1)),
+      code: row.code,
+      reason: row.reason,
+      attempts: row.attempts,
+    }));
   }
 
-  /** The partition a message this org sent or received lives on. */
-  private groupOf(topic: string, id: string): string {
-    const sent = this.database.sent(id);
-    if (sent !== undefined) return sent.group_id;
-    const received = this.database.received(id);
-    if (received !== undefined) return received.group_id;
+  /**
+   * The partition ("topic/p") of message `id` of `topic` that this organization sent or received:
+   * `partition` when given; else the one partition where it has such a message (AMBIGUOUS_MESSAGE_ID
+   * when it has several: its own ids are unique per topic, but what others sent it is unique per
+   * partition only); else partition 0 of a one-partition topic (a supervisor may ask about anything).
+   */
+  private groupOf(topic: string, id: string, partition?: number): string {
+    if (partition !== undefined) return partitionGroupId(topic, partition);
+    const candidates = new Map<string, { partition: number; sender: string }>();
+    const sent = this.database.sent(topic, id);
+    if (sent !== undefined)
+      candidates.set(sent.group_id, { partition: sent.partition, sender: this.organization });
+    for (const row of this.database.receivedWithId(id, topic)) {
+      candidates.set(row.group_id, { partition: row.partition, sender: row.sender });
+    }
+    if (candidates.size > 1) {
+      throw new AmbiguousMessageIdError(
+        id,
+        [...candidates.values()].map((candidate) => ({ topic, id, ...candidate })),
+        `name the partition (?partition=N)`,
+      );
+    }
+    const [only] = candidates.keys();
+    if (only !== undefined) return only;
     const partitions = this.options.registry.topic(topic)?.partitionCount;
     if (partitions === 1) return `${topic}/0`;
     throw new LedgerbusError(
       ErrorCode.MessageNotFound,
-      `message ${id} was neither sent nor received by ${this.organization}`,
+      `message ${id} of ${topic} was neither sent nor received by ${this.organization}`,
     );
   }
 

@@ -291,6 +291,57 @@ describe('receiving', () => {
     // Ids are the application's own and may be longer than the router's default parameter limit.
     const long = connector.deliver({ topic: 'demo', value: Buffer.from('x'), id: 'i'.repeat(300) });
     expect((await call('GET', `/v1/received/${long.id}`)).body).toEqual(long);
+    expect((await call('GET', `/v1/received/demo/0/${long.id}`)).body).toEqual(long);
+  });
+
+  it('names a received message by topic, partition and id; the id alone only when it is unique', async () => {
+    // Ids are unique per partition: two senders may use one id on two topics (or partitions).
+    const mine = connector.deliver({
+      topic: 'demo',
+      value: Buffer.from('demo one'),
+      id: 'same',
+      sender: 'org3',
+    });
+    const other = connector.deliver({
+      topic: 'elsewhere',
+      partition: 2,
+      value: Buffer.from('other one'),
+      id: 'same',
+      sender: 'org4',
+    });
+    expect((await call('GET', '/v1/received/demo/0/same')).body).toEqual(mine);
+    expect((await call('GET', '/v1/received/elsewhere/2/same')).body).toEqual(other);
+    const payload = await fetch(`${server.url}/v1/received/elsewhere/2/same/payload`, { headers: auth });
+    expect(await payload.text()).toBe('other one');
+    expect(await call('GET', '/v1/received/elsewhere/0/same')).toMatchObject({
+      status: 404,
+      body: { error: { code: 'MESSAGE_NOT_FOUND' } },
+    });
+    expect((await call('GET', '/v1/received/demo/zero/same')).status).toBe(400);
+    // Encoded slashes and the like stay inside the id segment.
+    const odd = connector.deliver({ topic: 'demo', value: Buffer.from('odd'), id: 'a/b c' });
+    expect((await call('GET', `/v1/received/demo/0/${encodeURIComponent(odd.id)}`)).body).toEqual(odd);
+
+    for (const path of ['/v1/received/same', '/v1/received/same/payload']) {
+      const ambiguous = await call('GET', path);
+      expect(ambiguous.status).toBe(409);
+      expect(ambiguous.body).toMatchObject({
+        error: {
+          code: 'AMBIGUOUS_MESSAGE_ID',
+          retriable: false,
+          candidates: [
+            { topic: 'demo', partition: 0, id: 'same', sender: 'org3', path: '/v1/received/demo/0/same' },
+            {
+              topic: 'elsewhere',
+              partition: 2,
+              id: 'same',
+              sender: 'org4',
+              path: '/v1/received/elsewhere/2/same',
+            },
+          ],
+        },
+      });
+    }
   });
 
   it('streams a payload download with its content type and length', async () => {
@@ -345,6 +396,13 @@ describe('status, receipts and errors', () => {
       format: 'ledgerbus-receipt/v1',
       message: { id: 's1', recipients: ['org2'] },
     });
+    // A partition, when given, is passed on (here: the message is on partition 0).
+    expect((await call('GET', '/v1/topics/demo/messages/s1/status?partition=0')).status).toBe(200);
+    expect((await call('GET', '/v1/topics/demo/messages/s1/status?partition=1')).status).toBe(404);
+    expect((await call('GET', '/v1/topics/demo/messages/s1/receipt?partition=1&source=global')).status).toBe(
+      404,
+    );
+    expect((await call('GET', '/v1/topics/demo/messages/s1/status?partition=-1')).status).toBe(400);
   });
 
   it('maps LedgerbusError codes to statuses and hides unexpected errors', async () => {
@@ -414,8 +472,22 @@ describe('events', () => {
         if (frames.length === 2) resolve();
       }),
     );
-    connector.emit({ type: 'delivery.confirmed', id: 'm1', recipient: 'org2', height: 9 });
-    connector.emit({ type: 'message.failed', id: 'm2', code: 'HASH_MISMATCH', reason: 'bad' });
+    connector.emit({
+      type: 'delivery.confirmed',
+      id: 'm1',
+      topic: 'demo',
+      partition: 0,
+      recipient: 'org2',
+      height: 9,
+    });
+    connector.emit({
+      type: 'message.failed',
+      id: 'm2',
+      topic: 'demo',
+      partition: 0,
+      code: 'HASH_MISMATCH',
+      reason: 'bad',
+    });
     await got;
     expect(frames.map((frame) => frame.type)).toEqual(['delivery.confirmed', 'message.failed']);
     expect(connector.listenerCount).toBe(1);

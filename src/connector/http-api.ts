@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import { Readable, Transform } from 'node:stream';
 import type { TransformCallback } from 'node:stream';
 import { fastify } from 'fastify';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import fastifyWebsocket from '@fastify/websocket';
 import type { WebSocket } from 'ws';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
@@ -18,9 +18,12 @@ import type {
   ConnectorAdminApi,
   ConnectorApi,
   ConnectorEvent,
+  MessageCandidate,
   OutgoingMessage,
   ReceiptSource,
+  ReceivedMessage,
 } from './api-types.js';
+import { AmbiguousMessageIdError } from './message-location.js';
 import {
   batchBodyBytesMax,
   buildOpenApiDocument,
@@ -78,6 +81,8 @@ export interface WireError {
   readonly code: string;
   readonly message: string;
   readonly retriable: boolean;
+  /** AMBIGUOUS_MESSAGE_ID: the messages the id could mean, each with the path that names it. */
+  readonly candidates?: readonly (MessageCandidate & { readonly path: string })[];
 }
 
 /** HTTP status of each error code that has a more specific meaning than 500. */
@@ -95,6 +100,8 @@ const statusByCode: Partial<Record<ErrorCode, number>> = {
   // 409, not 403: the API token was fine; the network's registry state refused the change (not
   // allowed for this organization, already exists, wrong partition count...), as the message says.
   [ErrorCode.AdminRejected]: 409,
+  // 409: the request is fine but names several messages; the answer lists them to choose from.
+  [ErrorCode.AmbiguousMessageId]: 409,
   [ErrorCode.MessageRejected]: 422,
   [ErrorCode.Overloaded]: 429,
   [ErrorCode.RateLimited]: 429,
@@ -118,6 +125,14 @@ export function toWireError(error: unknown): WireError {
       code: error.code,
       message: error.message,
       retriable: error.retriable,
+      ...(error instanceof AmbiguousMessageIdError
+        ? {
+            candidates: error.candidates.map((candidate) => ({
+              ...candidate,
+              path: receivedPath(candidate.topic, candidate.partition, candidate.id),
+            })),
+          }
+        : {}),
     };
   }
   const fastifyCode = fastifyErrorCode(error);
@@ -226,9 +241,14 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
     if (wire.code === ErrorCode.Unauthorized) void reply.header('www-authenticate', 'Bearer');
     // A refused upload may still be arriving: closing beats reading (and discarding) gigabytes of it.
     if (!request.raw.complete) void reply.header('connection', 'close');
-    return reply
-      .status(wire.status)
-      .send({ error: { code: wire.code, message: wire.message, retriable: wire.retriable } });
+    return reply.status(wire.status).send({
+      error: {
+        code: wire.code,
+        message: wire.message,
+        retriable: wire.retriable,
+        ...(wire.candidates === undefined ? {} : { candidates: wire.candidates }),
+      },
+    });
   });
 
   // Reached only past authentication, so probing for routes without the token learns nothing.
@@ -284,21 +304,28 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
     },
   );
 
-  app.get<{ Params: { topic: string; id: string } }>(
+  app.get<{ Params: { topic: string; id: string }; Querystring: { partition?: number } }>(
     '/v1/topics/:topic/messages/:id/status',
-    { schema: { params: requestSchemas.topicMessageParams } },
-    async (request) => api.status(request.params.topic, request.params.id),
+    { schema: { params: requestSchemas.topicMessageParams, querystring: requestSchemas.statusQuery } },
+    async (request) =>
+      api.status(
+        request.params.topic,
+        request.params.id,
+        request.query.partition === undefined ? {} : { partition: request.query.partition },
+      ),
   );
 
-  app.get<{ Params: { topic: string; id: string }; Querystring: { source?: ReceiptSource } }>(
+  app.get<{
+    Params: { topic: string; id: string };
+    Querystring: { source?: ReceiptSource; partition?: number };
+  }>(
     '/v1/topics/:topic/messages/:id/receipt',
     { schema: { params: requestSchemas.topicMessageParams, querystring: requestSchemas.receiptQuery } },
     async (request) =>
-      api.receipt(
-        request.params.topic,
-        request.params.id,
-        request.query.source === undefined ? {} : { source: request.query.source },
-      ),
+      api.receipt(request.params.topic, request.params.id, {
+        ...(request.query.source === undefined ? {} : { source: request.query.source }),
+        ...(request.query.partition === undefined ? {} : { partition: request.query.partition }),
+      }),
   );
 
   // ---- receiving ----
@@ -320,6 +347,22 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
 
   app.get('/v1/latest-sequence', async () => ({ sequence: await latestSequence(api) }));
 
+  // A received message is (topic, partition, id): ids are unique only within a partition.
+  app.get<{ Params: ReceivedParams }>(
+    '/v1/received/:topic/:partition/:id',
+    { schema: { params: requestSchemas.receivedParams } },
+    async (request) => receivedOrThrow(api, request.params.id, request.params),
+  );
+
+  app.get<{ Params: ReceivedParams }>(
+    '/v1/received/:topic/:partition/:id/payload',
+    { schema: { params: requestSchemas.receivedParams } },
+    async (request, reply) =>
+      servePayload(api, receivedOrThrow(api, request.params.id, request.params), reply),
+  );
+
+  // The id-only forms of before: they answer when exactly one received message has the id, and
+  // refuse with AMBIGUOUS_MESSAGE_ID (409, listing the candidates' paths) when several do.
   app.get<{ Params: { id: string } }>(
     '/v1/received/:id',
     { schema: { params: requestSchemas.idParams } },
@@ -329,16 +372,7 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
   app.get<{ Params: { id: string } }>(
     '/v1/received/:id/payload',
     { schema: { params: requestSchemas.idParams } },
-    async (request, reply) => {
-      const message = receivedOrThrow(api, request.params.id);
-      const payload = await api.payload(message.id);
-      // Content-Length lets clients show progress and detect a truncated stream.
-      return reply
-        .type(message.contentType)
-        .header('content-length', String(message.size))
-        .header('ledgerbus-sha256', message.sha256)
-        .send(payload);
-    },
+    async (request, reply) => servePayload(api, receivedOrThrow(api, request.params.id), reply),
   );
 
   app.get<{ Params: { groupId: string; topic: string } }>(
@@ -559,13 +593,45 @@ function adminOf<K extends keyof ConnectorAdminApi>(api: HttpApiConnector, metho
   return implementation as ConnectorAdminApi[K];
 }
 
+interface ReceivedParams {
+  topic: string;
+  partition: number;
+  id: string;
+}
+
+/** Where `GET /v1/received/{topic}/{partition}/{id}` names this message (path segments encoded). */
+export function receivedPath(topic: string, partition: number, id: string): string {
+  return `/v1/received/${encodeURIComponent(topic)}/${partition}/${encodeURIComponent(id)}`;
+}
+
 function receivedOrThrow(
   api: ConnectorApi,
   id: string,
-): NonNullable<ReturnType<ConnectorApi['receivedMessage']>> {
-  const message = api.receivedMessage(id);
-  if (message === undefined) throw new LedgerbusError(ErrorCode.MessageNotFound, `no received message ${id}`);
+  at?: { topic: string; partition: number },
+): ReceivedMessage {
+  const message =
+    at === undefined
+      ? api.receivedMessage(id)
+      : api.receivedMessage(id, { topic: at.topic, partition: at.partition });
+  if (message === undefined) {
+    const where = at === undefined ? '' : ` on ${at.topic}/${at.partition}`;
+    throw new LedgerbusError(ErrorCode.MessageNotFound, `no received message ${id}${where}`);
+  }
   return message;
+}
+
+async function servePayload(
+  api: ConnectorApi,
+  message: ReceivedMessage,
+  reply: FastifyReply,
+): Promise<FastifyReply> {
+  const payload = await api.payload(message.id, { topic: message.topic, partition: message.partition });
+  // Content-Length lets clients show progress and detect a truncated stream.
+  return reply
+    .type(message.contentType)
+    .header('content-length', String(message.size))
+    .header('ledgerbus-sha256', message.sha256)
+    .send(payload);
 }
 
 /**

@@ -38,6 +38,12 @@ const base64String = (description: string): JsonSchema => ({
 });
 
 const nonEmptyString = { type: 'string', minLength: 1 } as const;
+const partitionQuery = {
+  type: 'integer',
+  minimum: 0,
+  description:
+    'The partition, for a message received on several partitions of the topic with this id (ids are unique per partition).',
+} as const;
 
 // The same limits the registry's transaction schema enforces, checked here too so that a bad request
 // fails with the field's name before the connector signs anything.
@@ -102,10 +108,16 @@ export const requestSchemas = {
     required: ['topic', 'id'],
     properties: { topic: nonEmptyString, id: nonEmptyString },
   },
+  statusQuery: {
+    type: 'object',
+    additionalProperties: false,
+    properties: { partition: partitionQuery },
+  },
   receiptQuery: {
     type: 'object',
     additionalProperties: false,
     properties: {
+      partition: partitionQuery,
       source: {
         enum: ['global', 'partition', 'best'],
         description:
@@ -117,6 +129,15 @@ export const requestSchemas = {
     type: 'object',
     required: ['id'],
     properties: { id: nonEmptyString },
+  },
+  receivedParams: {
+    type: 'object',
+    required: ['topic', 'partition', 'id'],
+    properties: {
+      topic: nonEmptyString,
+      partition: { type: 'integer', minimum: 0, description: 'Partition of the topic it was received on.' },
+      id: nonEmptyString,
+    },
   },
   consumerGroupParams: {
     type: 'object',
@@ -297,6 +318,22 @@ const componentSchemas: Record<string, JsonSchema> = {
           code: { type: 'string', description: 'Stable error code (see docs/sdk.md).' },
           message: { type: 'string' },
           retriable: { type: 'boolean', description: 'Whether trying the same request again can succeed.' },
+          candidates: {
+            type: 'array',
+            description:
+              'AMBIGUOUS_MESSAGE_ID only: the messages the id could mean, each with the path that names it.',
+            items: {
+              type: 'object',
+              required: ['topic', 'partition', 'id', 'sender', 'path'],
+              properties: {
+                topic: { type: 'string' },
+                partition: { type: 'integer' },
+                id: { type: 'string' },
+                sender: { type: 'string' },
+                path: { type: 'string', description: 'e.g. /v1/received/{topic}/{partition}/{id}' },
+              },
+            },
+          },
         },
       },
     },
@@ -521,20 +558,24 @@ const componentSchemas: Record<string, JsonSchema> = {
       },
       {
         type: 'object',
-        required: ['type', 'id', 'code', 'reason'],
+        required: ['type', 'id', 'topic', 'partition', 'code', 'reason'],
         properties: {
           type: { const: 'message.failed' },
           id: { type: 'string' },
+          topic: { type: 'string' },
+          partition: { type: 'integer' },
           code: { type: 'string' },
           reason: { type: 'string' },
         },
       },
       {
         type: 'object',
-        required: ['type', 'id', 'recipient', 'height'],
+        required: ['type', 'id', 'topic', 'partition', 'recipient', 'height'],
         properties: {
           type: { const: 'delivery.confirmed' },
           id: { type: 'string' },
+          topic: { type: 'string' },
+          partition: { type: 'integer' },
           recipient: { type: 'string' },
           height: { type: 'integer' },
         },
@@ -569,10 +610,12 @@ function operation(spec: {
   requestBody?: JsonSchema;
   responses: Record<string, JsonSchema>;
   public?: boolean;
+  deprecated?: boolean;
 }): JsonSchema {
   return {
     operationId: spec.operationId,
     summary: spec.summary,
+    ...(spec.deprecated === true ? { deprecated: true } : {}),
     ...(spec.description === undefined ? {} : { description: spec.description }),
     ...(spec.parameters === undefined ? {} : { parameters: spec.parameters }),
     ...(spec.requestBody === undefined ? {} : { requestBody: spec.requestBody }),
@@ -600,6 +643,7 @@ function parametersOf(location: 'path' | 'query' | 'header', schema: JsonSchema)
 const topicParameters = parametersOf('path', requestSchemas.topicParams);
 const topicMessageParameters = parametersOf('path', requestSchemas.topicMessageParams);
 const idParameters = parametersOf('path', requestSchemas.idParams);
+const receivedParameters = parametersOf('path', requestSchemas.receivedParams);
 const consumerGroupParameters = parametersOf('path', requestSchemas.consumerGroupParams);
 
 const notFound = errorResponse('No such message (MESSAGE_NOT_FOUND, PAYLOAD_NOT_FOUND).');
@@ -610,6 +654,15 @@ const adminRejected = errorResponse(
 );
 const adminCommitted = { description: 'Committed.', content: json(ref('AdminResult')) };
 const forbidden = errorResponse('This organization is not a recipient of the message (NOT_RECIPIENT).');
+const ambiguous = errorResponse(
+  'Several messages have this id (AMBIGUOUS_MESSAGE_ID): ids are unique per partition only. ' +
+    '`error.candidates` lists them with the path (or partition) that names each.',
+);
+/** What a received payload answers, by whichever path it is asked for. */
+const payloadResponse = {
+  description: 'Payload bytes. `Ledgerbus-Sha256` carries the hex sha256 of the content.',
+  content: { '*/*': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } },
+};
 
 /** Paths in OpenAPI form (`{param}`); the server registers them in Fastify form (`:param`). */
 const paths: Record<string, Record<string, JsonSchema>> = {
@@ -672,8 +725,15 @@ const paths: Record<string, Record<string, JsonSchema>> = {
     get: operation({
       operationId: 'messageStatus',
       summary: 'Delivery state of a message on the ledger.',
-      parameters: topicMessageParameters,
-      responses: { '200': { description: 'Status.', content: json(ref('MessageStatus')) }, '404': notFound },
+      description:
+        "A sender's ids are unique per topic; a message this organization received may share its id with " +
+        'another received on another partition of the topic: then `partition` names it.',
+      parameters: [...topicMessageParameters, ...parametersOf('query', requestSchemas.statusQuery)],
+      responses: {
+        '200': { description: 'Status.', content: json(ref('MessageStatus')) },
+        '404': notFound,
+        '409': ambiguous,
+      },
     }),
   },
   '/v1/topics/{topic}/messages/{id}/receipt': {
@@ -685,6 +745,7 @@ const paths: Record<string, Record<string, JsonSchema>> = {
         '200': { description: 'Receipt.', content: json(ref('ReceiptBundle')) },
         '403': forbidden,
         '404': notFound,
+        '409': ambiguous,
       },
     }),
   },
@@ -696,30 +757,49 @@ const paths: Record<string, Record<string, JsonSchema>> = {
       responses: { '200': { description: 'Messages (maybe none).', content: json(ref('ReceivedMessages')) } },
     }),
   },
-  '/v1/received/{id}': {
+  '/v1/received/{topic}/{partition}/{id}': {
     get: operation({
       operationId: 'getReceived',
-      summary: 'One received message.',
-      parameters: idParameters,
+      summary: 'One received message, named by its topic, partition and id (ids are unique per partition).',
+      parameters: receivedParameters,
       responses: {
         '200': { description: 'Message.', content: json(ref('ReceivedMessage')) },
         '404': notFound,
       },
     }),
   },
-  '/v1/received/{id}/payload': {
+  '/v1/received/{topic}/{partition}/{id}/payload': {
     get: operation({
       operationId: 'getReceivedPayload',
-      summary: 'The decrypted payload, streamed, with the message content type and Content-Length.',
+      summary: 'The decrypted payload, streamed, with Content-Length.',
+      parameters: receivedParameters,
+      responses: { '200': payloadResponse, '403': forbidden, '404': notFound },
+    }),
+  },
+  '/v1/received/{id}': {
+    get: operation({
+      operationId: 'getReceivedById',
+      summary: 'The one received message with this id (deprecated: name its topic and partition).',
+      deprecated: true,
+      description:
+        'Answers when exactly one received message has the id; 409 AMBIGUOUS_MESSAGE_ID, listing the ' +
+        'candidates, when messages on several partitions have it.',
       parameters: idParameters,
       responses: {
-        '200': {
-          description: 'Payload bytes. `Ledgerbus-Sha256` carries the hex sha256 of the content.',
-          content: { '*/*': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } },
-        },
-        '403': forbidden,
+        '200': { description: 'Message.', content: json(ref('ReceivedMessage')) },
         '404': notFound,
+        '409': ambiguous,
       },
+    }),
+  },
+  '/v1/received/{id}/payload': {
+    get: operation({
+      operationId: 'getReceivedPayloadById',
+      summary:
+        'The payload of the one received message with this id (deprecated: name its topic and partition).',
+      deprecated: true,
+      parameters: idParameters,
+      responses: { '200': payloadResponse, '403': forbidden, '404': notFound, '409': ambiguous },
     }),
   },
   '/v1/latest-sequence': {

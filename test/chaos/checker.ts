@@ -53,14 +53,17 @@ export function checkDeliveries(
     offsetConflicts: 0,
     problems: [],
   };
+  // A recipient's message is (topic, partition, id): ids are unique per partition only.
+  const named = (message: { topic: string; partition: number; id: string }): string =>
+    `${message.topic}/${message.partition}/${message.id}`;
   const byRecipient = new Map<string, Map<string, ReceivedMessage[]>>();
   for (const [recipient, entries] of receivedBy) {
-    const byId = new Map<string, ReceivedMessage[]>();
-    for (const entry of entries) byId.set(entry.id, [...(byId.get(entry.id) ?? []), entry]);
-    byRecipient.set(recipient, byId);
+    const byName = new Map<string, ReceivedMessage[]>();
+    for (const entry of entries) byName.set(named(entry), [...(byName.get(named(entry)) ?? []), entry]);
+    byRecipient.set(recipient, byName);
   }
   for (const message of acked) {
-    const copies = byRecipient.get(message.recipient)?.get(message.id) ?? [];
+    const copies = byRecipient.get(message.recipient)?.get(named(message)) ?? [];
     if (copies.length === 0) {
       findings.lost += 1;
       findings.problems.push(

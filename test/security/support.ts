@@ -5,9 +5,11 @@
  * unregistered) key and then writes whatever bytes it likes.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { connect } from 'node:tls';
 import type { TLSSocket } from 'node:tls';
 import { ensureDevnetLayout } from '../../src/cli/devnet-layout.js';
@@ -15,16 +17,21 @@ import type { DevnetLayout } from '../../src/cli/devnet-layout.js';
 import type { CborValue } from '../../src/codec/index.js';
 import { loadConnectorConfig } from '../../src/connector/config.js';
 import { Connector } from '../../src/connector/connector.js';
+import { startHttpApi } from '../../src/connector/http-api.js';
+import type { HttpApiOptions, HttpApiServer } from '../../src/connector/http-api.js';
 import { openStorage } from '../../src/connector/storage/index.js';
 import { encodeClientRequest } from '../../src/consensus/pbft/messages.js';
 import { decodeTransactionResult } from '../../src/contracts/results.js';
 import type { TransactionResult } from '../../src/contracts/results.js';
+import { decodeFetchRequest } from '../../src/contracts/fetch.js';
+import { encodePublish } from '../../src/contracts/transactions.js';
 import type { MessageMetadata } from '../../src/contracts/transactions.js';
-import { loadEncryptionKey } from '../../src/crypto/envelope/index.js';
+import { encodeEnvelopeHeader, encryptPayload, loadEncryptionKey } from '../../src/crypto/envelope/index.js';
+import type { EnvelopeHeader } from '../../src/crypto/envelope/index.js';
 import { loadSigningKey, sign } from '../../src/crypto/index.js';
 import type { SigningKeyPair } from '../../src/crypto/index.js';
 import { isLedgerbusError } from '../../src/errors.js';
-import { RpcPeer, connectFramed, tlsIdentityFor } from '../../src/net/index.js';
+import { RpcPeer, connectFramed, rpcStream, tlsIdentityFor } from '../../src/net/index.js';
 import { loadGenesisRegistry, loadNodeConfig } from '../../src/node/config.js';
 import { createLogger } from '../../src/node/logger.js';
 import type { Logger } from '../../src/node/logger.js';
@@ -53,6 +60,7 @@ export class SecurityNetwork {
   readonly connectors = new Map<string, Connector>();
   /** Warnings the nodes logged (refusals must be logged), one JSON line each. */
   readonly warnings: string[] = [];
+  private readonly apis: HttpApiServer[] = [];
 
   constructor(readonly options: NetworkOptions) {
     this.directory = mkdtempSync(join(tmpdir(), `ledgerbus-security-${options.name}-`));
@@ -104,7 +112,46 @@ export class SecurityNetwork {
     return connector;
   }
 
+  /**
+   * Serves `orgN`'s connector on its REST API at the devnet port (basePort + 100 + N) with the
+   * devnet's token, as an application of that organization would reach it.
+   */
+  async startApi(
+    organization: string,
+    options: Partial<Omit<HttpApiOptions, 'api' | 'host' | 'port' | 'token'>> = {},
+  ): Promise<ApiClient> {
+    const config = loadConnectorConfig(this.connectorConfigPath(organization));
+    const port = Number(config.api.listen.slice(config.api.listen.lastIndexOf(':') + 1));
+    const server = await startHttpApi({
+      api: this.connector(organization),
+      host: '127.0.0.1',
+      port,
+      token: config.api.token,
+      closeGraceMs: 500,
+      ...options,
+    });
+    this.apis.push(server);
+    return new ApiClient(server.url, config.api.token);
+  }
+
+  /** Every file under `orgN`'s payload storage directory (stored objects and puts in progress), with sizes. */
+  storageFiles(organization: string): { path: string; bytes: number }[] {
+    const storage = loadConnectorConfig(this.connectorConfigPath(organization)).storage;
+    if (storage.kind !== 'filesystem') throw new Error(`${organization} does not store payloads in files`);
+    const files: { path: string; bytes: number }[] = [];
+    const walk = (directory: string): void => {
+      for (const entry of readdirSync(directory, { withFileTypes: true })) {
+        const path = join(directory, entry.name);
+        if (entry.isDirectory()) walk(path);
+        else files.push({ path, bytes: statSync(path).size });
+      }
+    };
+    walk(storage.directory);
+    return files;
+  }
+
   async stop(): Promise<void> {
+    for (const api of this.apis) await api.close();
     for (const connector of this.connectors.values()) await connector.stop();
     for (const node of this.nodes) await node.stop();
     rmSync(this.directory, { recursive: true, force: true });
@@ -286,4 +333,155 @@ export async function closesWithin(closed: Promise<void>, ms: number): Promise<b
   const result = await Promise.race([closed.then(() => true), timeout]);
   clearTimeout(timer);
   return result;
+}
+
+/** An application's HTTP view of one connector API: bearer token, JSON or raw bytes back. */
+export class ApiClient {
+  constructor(
+    readonly url: string,
+    readonly token: string,
+  ) {}
+
+  async call(
+    method: string,
+    path: string,
+    options: { json?: unknown; body?: Uint8Array | string; headers?: Record<string, string> } = {},
+  ): Promise<{ status: number; headers: Headers; body: Buffer; json: () => unknown }> {
+    const response = await fetch(`${this.url}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${this.token}`,
+        ...(options.json === undefined ? {} : { 'content-type': 'application/json' }),
+        ...options.headers,
+      },
+      ...(options.json !== undefined
+        ? { body: JSON.stringify(options.json) }
+        : options.body !== undefined
+          ? { body: options.body }
+          : {}),
+    });
+    const body = Buffer.from(await response.arrayBuffer());
+    return {
+      status: response.status,
+      headers: response.headers,
+      body,
+      json: () => JSON.parse(body.toString('utf8')) as unknown,
+    };
+  }
+
+  /** The JSON answer of a call that must succeed. */
+  async json<T>(
+    method: string,
+    path: string,
+    options: { json?: unknown; body?: Uint8Array | string } = {},
+  ): Promise<T> {
+    const answer = await this.call(method, path, options);
+    if (answer.status !== 200)
+      throw new Error(`${method} ${path}: HTTP ${answer.status} ${answer.body.toString()}`);
+    return answer.json() as T;
+  }
+}
+
+/** A payload sealed with the real envelope code, its ciphertext kept in a file to be served (or not). */
+export interface SealedPayload {
+  readonly header: EnvelopeHeader;
+  readonly file: string;
+  readonly ciphertextBytes: number;
+}
+
+/**
+ * A member organization gone rogue: it holds its registered connector key and plays its connector's
+ * part by hand. It publishes whatever metadata it likes (signed, so the contract accepts what its
+ * rules allow) and answers the node's `servePayload` requests itself, with whatever bytes it likes.
+ * `served` counts the bytes each payload's recipients actually pulled from it.
+ */
+export class HostileSender {
+  readonly served = new Map<string, number>();
+  private readonly payloads = new Map<string, { header: Uint8Array; body: () => Readable }>();
+  private readonly directory = mkdtempSync(join(tmpdir(), 'ledgerbus-hostile-'));
+
+  private constructor(
+    readonly organization: string,
+    private readonly net: SecurityNetwork,
+    private readonly control: RpcPeer,
+    private readonly serving: RpcPeer,
+  ) {}
+
+  /** Connects as `organization`'s connector to `nodeId` and offers to serve its payloads there. */
+  static async connect(net: SecurityNetwork, organization: string, nodeId: string): Promise<HostileSender> {
+    const key = net.connectorKey(organization);
+    const control = await net.dial(nodeId, key);
+    const serving = await net.dial(nodeId, key);
+    const hostile = new HostileSender(organization, net, control, serving);
+    serving.handle('servePayload', (body) => hostile.serve(body));
+    await serving.request('serve', {});
+    return hostile;
+  }
+
+  /** Encrypts `plaintext` for `recipients` exactly as a connector would, into a file. */
+  async seal(options: {
+    id: string;
+    plaintext: Readable;
+    recipients: readonly string[];
+    contentType?: string;
+  }): Promise<SealedPayload> {
+    const registry = loadGenesisRegistry(join(this.net.directory, 'genesis.json'));
+    const file = join(this.directory, `${options.id}.bin`);
+    const { header, ciphertextBytes } = await encryptPayload({
+      source: options.plaintext,
+      sink: createWriteStream(file),
+      senderKey: this.net.connectorKey(this.organization),
+      senderOrgId: this.organization,
+      recipients: options.recipients.map((orgId) => {
+        const publicKey = registry.encryptionKey(orgId);
+        if (publicKey === undefined) throw new Error(`no encryption key for ${orgId}`);
+        return { orgId, publicKey };
+      }),
+      payloadId: options.id,
+      contentType: options.contentType ?? 'application/octet-stream',
+    });
+    return { header, file, ciphertextBytes };
+  }
+
+  /** What to answer when a recipient asks for `id`: `header`, then the bytes of `body()`. */
+  offer(id: string, header: EnvelopeHeader, body: () => Readable): void {
+    this.payloads.set(id, { header: encodeEnvelopeHeader(header), body });
+  }
+
+  /** Offers the sealed file as it is. */
+  offerSealed(id: string, sealed: SealedPayload): void {
+    this.offer(id, sealed.header, () => createReadStream(sealed.file));
+  }
+
+  /** Signs and publishes one message's metadata on demo/0; resolves with the contract's result. */
+  async publish(metadata: MessageMetadata): Promise<TransactionResult> {
+    const key = this.net.connectorKey(this.organization);
+    const operation = encodePublish(
+      { sender: this.organization, nonce: randomBytes(16), timestamp: Date.now(), messages: [metadata] },
+      key,
+    );
+    return (await publishRaw(this.control, clientRequest(operation, key))).result;
+  }
+
+  close(): void {
+    this.control.close();
+    this.serving.close();
+    rmSync(this.directory, { recursive: true, force: true });
+  }
+
+  private serve(body: CborValue): ReturnType<typeof rpcStream> {
+    const request = decodeFetchRequest((body as Record<string, CborValue>)['fetchRequest'] as Uint8Array);
+    const payload = this.payloads.get(request.id);
+    if (payload === undefined) throw new Error(`nothing to serve for ${request.id}`);
+    const counted = new Transform({
+      transform: (chunk: Buffer, _encoding, callback) => {
+        this.served.set(request.id, (this.served.get(request.id) ?? 0) + chunk.length);
+        callback(null, chunk);
+      },
+    });
+    const source = payload.body();
+    source.on('error', (error) => counted.destroy(error));
+    counted.once('close', () => source.destroy());
+    return rpcStream(source.pipe(counted), { header: payload.header });
+  }
 }

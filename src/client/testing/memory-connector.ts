@@ -6,9 +6,11 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { ErrorCode, LedgerbusError } from '../../errors.js';
+import { AmbiguousMessageIdError } from '../../connector/message-location.js';
 import type {
   ConnectorApi,
   ConnectorEvent,
+  MessageLocation,
   MessageStatus,
   OutgoingMessage,
   ReceiptBundle,
@@ -71,6 +73,8 @@ export async function sha256Of(stream: Readable): Promise<{ sha256: string; size
 
 export interface DeliverOptions {
   readonly topic: string;
+  /** Default 0. */
+  readonly partition?: number;
   readonly sender?: string;
   readonly key?: Buffer | null;
   readonly id?: string;
@@ -167,7 +171,7 @@ export class MemoryConnector implements ConnectorApi {
       sequence,
       id: options.id ?? `in-${sequence}`,
       topic: options.topic,
-      partition: 0,
+      partition: options.partition ?? 0,
       offset: sequence - 1,
       sender: options.sender ?? 'org2',
       size,
@@ -184,8 +188,8 @@ export class MemoryConnector implements ConnectorApi {
   }
 
   /** Serves `body` instead of the real payload of `id` (to test corrupted or truncated transfers). */
-  replacePayload(id: string, body: () => Readable): void {
-    const index = this.inbox.findIndex((entry) => entry.message.id === id);
+  replacePayload(id: string, body: () => Readable, at?: MessageLocation): void {
+    const index = this.inbox.indexOf(this.entry(id, at) as (typeof this.inbox)[number]);
     const entry = this.inbox[index];
     if (entry === undefined) throw new Error(`no message ${id}`);
     this.inbox[index] = { ...entry, body };
@@ -231,15 +235,37 @@ export class MemoryConnector implements ConnectorApi {
     return found;
   }
 
-  receivedMessage(id: string): ReceivedMessage | undefined {
-    return this.inbox.find((entry) => entry.message.id === id)?.message;
+  receivedMessage(id: string, at?: MessageLocation): ReceivedMessage | undefined {
+    return this.entry(id, at)?.message;
   }
 
-  async payload(id: string): Promise<Readable> {
+  async payload(id: string, at?: MessageLocation): Promise<Readable> {
     this.maybeFail('payload');
-    const entry = this.inbox.find((candidate) => candidate.message.id === id);
+    const entry = this.entry(id, at);
     if (entry === undefined) throw new LedgerbusError(ErrorCode.MessageNotFound, `no received message ${id}`);
     return entry.body();
+  }
+
+  /** As the connector: (topic, partition, id) names one message; an id alone must name only one. */
+  private entry(id: string, at: MessageLocation | undefined): (typeof this.inbox)[number] | undefined {
+    const matches = this.inbox.filter(
+      ({ message }) =>
+        message.id === id &&
+        (at === undefined || (message.topic === at.topic && message.partition === at.partition)),
+    );
+    if (matches.length > 1) {
+      throw new AmbiguousMessageIdError(
+        id,
+        matches.map(({ message }) => ({
+          topic: message.topic,
+          partition: message.partition,
+          id,
+          sender: message.sender,
+        })),
+        'name one, as GET /v1/received/{topic}/{partition}/{id}',
+      );
+    }
+    return matches[0];
   }
 
   latestSequence(): number {
@@ -258,10 +284,10 @@ export class MemoryConnector implements ConnectorApi {
   /** How long `status` takes (to test client timeouts). */
   statusDelayMs = 0;
 
-  async status(topic: string, id: string): Promise<MessageStatus> {
+  async status(topic: string, id: string, options: { partition?: number } = {}): Promise<MessageStatus> {
     this.maybeFail('status');
     if (this.statusDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.statusDelayMs));
-    const sent = this.sent.find((record) => record.topic === topic && record.id === id);
+    const sent = this.sentMessage(topic, id, options.partition);
     if (sent === undefined)
       throw new LedgerbusError(ErrorCode.MessageNotFound, `no message ${id} on ${topic}`);
     return {
@@ -274,9 +300,9 @@ export class MemoryConnector implements ConnectorApi {
     };
   }
 
-  async receipt(topic: string, id: string): Promise<ReceiptBundle> {
+  async receipt(topic: string, id: string, options: { partition?: number } = {}): Promise<ReceiptBundle> {
     this.maybeFail('receipt');
-    const sent = this.sent.find((record) => record.topic === topic && record.id === id);
+    const sent = this.sentMessage(topic, id, options.partition);
     if (sent === undefined)
       throw new LedgerbusError(ErrorCode.MessageNotFound, `no message ${id} on ${topic}`);
     return {
@@ -296,6 +322,15 @@ export class MemoryConnector implements ConnectorApi {
       deliveredTo: [],
       proof: Buffer.from('receipt').toString('base64'),
     };
+  }
+
+  private sentMessage(topic: string, id: string, partition: number | undefined): SentRecord | undefined {
+    return this.sent.find(
+      (record) =>
+        record.topic === topic &&
+        record.id === id &&
+        (partition === undefined || record.partition === partition),
+    );
   }
 
   onEvent(listener: (event: ConnectorEvent) => void): () => void {

@@ -1,0 +1,197 @@
+// The connector's database keys received messages (and failures) by partition and id, sent ones by
+// topic and id; a file written by an older connector (keyed by id alone: layout 1) is migrated in
+// place when it is opened, so a devnet resumed from its directory keeps everything it had.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConnectorDatabase } from './connector-database.js';
+import type { ReceivedRow } from './connector-database.js';
+
+/** The tables exactly as connectors before layout 2 created them. */
+const layout1 = `
+  CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE sent (
+    id TEXT PRIMARY KEY, topic TEXT NOT NULL, partition INTEGER NOT NULL, group_id TEXT NOT NULL,
+    header BLOB NOT NULL, storage_key TEXT NOT NULL, size INTEGER NOT NULL, recipients TEXT NOT NULL,
+    offset INTEGER, height INTEGER, proof BLOB, created_at INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'ACCEPTED', delivered_to TEXT NOT NULL DEFAULT '[]'
+  ) WITHOUT ROWID;
+  CREATE TABLE received (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL,
+    partition INTEGER NOT NULL, group_id TEXT NOT NULL, offset INTEGER NOT NULL, sender TEXT NOT NULL,
+    size INTEGER NOT NULL, sha256 TEXT NOT NULL, storage_key TEXT NOT NULL, content_type TEXT NOT NULL,
+    message_key BLOB, proof BLOB NOT NULL, received_at INTEGER NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX received_topic ON received (topic, sequence);
+  CREATE TABLE cursors (group_id TEXT PRIMARY KEY, next_offset INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE consumer_groups (
+    consumer_group TEXT NOT NULL, topic TEXT NOT NULL, sequence INTEGER NOT NULL,
+    PRIMARY KEY (consumer_group, topic)
+  ) WITHOUT ROWID;
+  CREATE TABLE failures (
+    id TEXT PRIMARY KEY, group_id TEXT NOT NULL, offset INTEGER NOT NULL, attempts INTEGER NOT NULL,
+    code TEXT NOT NULL, reason TEXT NOT NULL, failed_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+`;
+
+const directories: string[] = [];
+afterEach(() => {
+  for (const directory of directories.splice(0)) rmSync(directory, { recursive: true, force: true });
+});
+
+function directory(): string {
+  const made = mkdtempSync(join(tmpdir(), 'ledgerbus-connector-db-'));
+  directories.push(made);
+  return made;
+}
+
+function received(
+  id: string,
+  topic: string,
+  overrides: Partial<ReceivedRow> = {},
+): Omit<ReceivedRow, 'sequence' | 'confirmed'> {
+  return {
+    id,
+    topic,
+    partition: 0,
+    group_id: `${topic}/0`,
+    offset: 0,
+    sender: 'org1',
+    size: 3,
+    sha256: 'a'.repeat(64),
+    storage_key: 'a'.repeat(64),
+    content_type: 'text/plain',
+    message_key: null,
+    proof: new Uint8Array([1]),
+    received_at: 1,
+    ...overrides,
+  };
+}
+
+/** A layout-1 file with a message sent, three received (the newest deleted, as a high-water mark), a failure. */
+function writeLayout1(path: string): void {
+  const db = new Database(join(path, 'connector.sqlite'));
+  db.exec(layout1);
+  db.prepare(
+    `INSERT INTO sent (id, topic, partition, group_id, header, storage_key, size, recipients, offset, height, proof, created_at, state, delivered_to)
+     VALUES ('s1', 'demo', 0, 'demo/0', x'01', 'k1', 10, '["org2"]', 4, 7, x'02', 5, 'COMPLETED', '["org2"]')`,
+  ).run();
+  const insert = db.prepare(
+    `INSERT INTO received (id, topic, partition, group_id, offset, sender, size, sha256, storage_key, content_type, message_key, proof, received_at, confirmed)
+     VALUES (?, 'demo', 0, 'demo/0', ?, 'org3', 3, ?, ?, 'text/plain', NULL, x'03', 9, 1)`,
+  );
+  for (const [index, id] of ['r1', 'r2', 'r3'].entries())
+    insert.run(id, index, 'b'.repeat(64), 'b'.repeat(64));
+  db.prepare("DELETE FROM received WHERE id = 'r3'").run();
+  db.prepare("INSERT INTO failures VALUES ('f1', 'demo/0', 8, 2, 'PAYLOAD_CORRUPT', 'bad', 11)").run();
+  db.prepare("INSERT INTO cursors VALUES ('demo/0', 9)").run();
+  db.prepare("INSERT INTO consumer_groups VALUES ('g', 'demo', 2)").run();
+  db.prepare("INSERT INTO counters VALUES ('clientSeq', 12345)").run();
+  db.close();
+}
+
+describe('connector database keys', () => {
+  it('keeps one received message per partition and id, so equal ids on two topics are both stored', () => {
+    const db = new ConnectorDatabase(directory());
+    const first = db.insertReceived(received('dup-1', 'org1-side', { sender: 'org1' }));
+    const second = db.insertReceived(received('dup-1', 'demo', { sender: 'org3' }));
+    expect(second.sequence).not.toBe(first.sequence);
+    expect(db.received('demo/0', 'dup-1')?.sender).toBe('org3');
+    expect(db.received('org1-side/0', 'dup-1')?.sender).toBe('org1');
+    expect(db.receivedWithId('dup-1').map((row) => row.topic)).toEqual(['org1-side', 'demo']);
+    expect(db.receivedWithId('dup-1', 'demo')).toHaveLength(1);
+    // The same message again (a redelivery) is still stored once.
+    expect(db.insertReceived(received('dup-1', 'demo', { sender: 'org3' })).sequence).toBe(second.sequence);
+    db.markConfirmed('demo/0', 'dup-1');
+    expect(db.received('demo/0', 'dup-1')?.confirmed).toBe(1);
+    expect(db.received('org1-side/0', 'dup-1')?.confirmed).toBe(0);
+    expect(db.recordFailure('x', 'demo/0', 1, 'OVERSIZE', 'big')).toBe(1);
+    expect(db.recordFailure('x', 'other/0', 1, 'OVERSIZE', 'big')).toBe(1);
+    expect(db.recordFailure('x', 'demo/0', 1, 'OVERSIZE', 'big')).toBe(2);
+    db.close();
+  });
+
+  it("keys a sender's own messages by topic and id, and forgets only those never accepted", () => {
+    const db = new ConnectorDatabase(directory());
+    const row = {
+      id: 'm',
+      topic: 'a',
+      partition: 0,
+      group_id: 'a/0',
+      header: new Uint8Array([1]),
+      storage_key: 'k-a',
+      size: 1,
+      recipients: '["org2"]',
+      created_at: 1,
+    };
+    db.insertSent(row);
+    db.insertSent({ ...row, topic: 'b', group_id: 'b/1', partition: 1, storage_key: 'k-b' });
+    expect(db.sent('a', 'm')?.storage_key).toBe('k-a');
+    expect(db.sent('b', 'm')?.group_id).toBe('b/1');
+    db.markSent('a', 'm', 3, 4, new Uint8Array([9]));
+    expect(db.deleteUnpublished('a', 'm', 'k-a')).toBe(false);
+    expect(db.deleteUnpublished('b', 'm', 'other-key')).toBe(false);
+    expect(db.deleteUnpublished('b', 'm', 'k-b')).toBe(true);
+    expect(db.sent('b', 'm')).toBeUndefined();
+    expect(db.sentReferences('k-a')).toBe(true);
+    expect(db.sentReferences('k-b')).toBe(false);
+    db.close();
+  });
+});
+
+describe('migrating a layout-1 database in place', () => {
+  it('keeps every row, the sequence high-water mark, cursors and counters, and takes the new keys', () => {
+    const path = directory();
+    writeLayout1(path);
+    const db = new ConnectorDatabase(path);
+    expect(db.db.pragma('user_version', { simple: true })).toBe(2);
+    expect(db.sent('demo', 's1')).toMatchObject({ group_id: 'demo/0', offset: 4, state: 'COMPLETED' });
+    expect(db.received('demo/0', 'r1')).toMatchObject({ sequence: 1, sender: 'org3', confirmed: 1 });
+    expect(db.received('demo/0', 'r2')?.sequence).toBe(2);
+    expect(db.failures()).toEqual([
+      { id: 'f1', group_id: 'demo/0', code: 'PAYLOAD_CORRUPT', reason: 'bad', attempts: 2 },
+    ]);
+    expect(db.cursor('demo/0')).toBe(9);
+    expect(db.consumerSequence('g', 'demo')).toBe(2);
+    expect(db.reserveSequence(1)).toBeGreaterThanOrEqual(12345);
+    // Sequence 3 was handed out once (its row is gone): applications' cursors never see it reused.
+    expect(db.insertReceived(received('r1', 'other')).sequence).toBe(4);
+    expect(db.receivedWithId('r1')).toHaveLength(2);
+    expect(db.receivedAfter(0, 10, 'demo').map((row) => row.id)).toEqual(['r1', 'r2']);
+    db.close();
+    // Opening again finds layout 2 and changes nothing.
+    const again = new ConnectorDatabase(path);
+    expect(again.receivedAfter(0, 10).map((row) => row.sequence)).toEqual([1, 2, 4]);
+    again.close();
+  });
+
+  it('migrates all or nothing: a failure midway leaves layout 1 as it was', () => {
+    const path = directory();
+    writeLayout1(path);
+    // A layout-1 file that cannot be migrated: a leftover table in the way of the rename.
+    const raw = new Database(join(path, 'connector.sqlite'));
+    raw.exec('CREATE TABLE failures_layout1 (x INTEGER)');
+    raw.close();
+    expect(() => new ConnectorDatabase(path)).toThrow();
+    const after = new Database(join(path, 'connector.sqlite'), { readonly: true });
+    expect(after.pragma('user_version', { simple: true })).toBe(0);
+    const tables = after
+      .prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+      .all()
+      .map((table) => table.name);
+    expect(tables).toContain('received');
+    expect(tables).not.toContain('received_layout1');
+    expect(after.prepare('SELECT COUNT(*) AS n FROM received').get()).toEqual({ n: 2 });
+    after.close();
+  });
+
+  it('refuses a file of a newer layout instead of guessing', () => {
+    const path = directory();
+    const raw = new Database(join(path, 'connector.sqlite'));
+    raw.pragma('user_version = 99');
+    raw.close();
+    expect(() => new ConnectorDatabase(path)).toThrow(/layout 99/);
+  });
+});
