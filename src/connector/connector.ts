@@ -12,7 +12,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { PassThrough } from 'node:stream';
+import { PassThrough, pipeline } from 'node:stream';
 import type { CborValue } from '../codec/index.js';
 import { bytesEqual } from '../codec/index.js';
 import { decodeClientRequest, encodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
@@ -28,7 +28,8 @@ import {
   encodeEnvelopeHeader,
   encryptPayload,
 } from '../crypto/envelope/index.js';
-import type { EncryptionKeyPair } from '../crypto/envelope/index.js';
+import type { EncryptionKeyPair, EnvelopeHeader } from '../crypto/envelope/index.js';
+import { chunkTagBytes } from '../crypto/envelope/header.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import { RpcPeer, connectFramed, rpcStream } from '../net/index.js';
 import type { Logger } from '../node/logger.js';
@@ -67,6 +68,7 @@ import type {
 import { ConnectorDatabase } from './connector-database.js';
 import type { ReceivedRow } from './connector-database.js';
 import { AmbiguousMessageIdError, topicOfGroup } from './message-location.js';
+import { ByteLimit } from './byte-limit.js';
 import type { MessageLocation } from './message-location.js';
 import { partitionGroupId } from '../contracts/registry.js';
 import { StickyPartitioner, partitionForKey } from './partitioner.js';
@@ -726,13 +728,36 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
         group: accepted.partitionId,
         fetchRequest,
       });
-      const headerBytes = (head as Record<string, CborValue>)['header'];
-      if (!(headerBytes instanceof Uint8Array))
-        throw new LedgerbusError(ErrorCode.PayloadCorrupt, 'the payload came without its envelope header');
-      const header = decodeEnvelopeHeader(headerBytes);
+      let header: EnvelopeHeader;
+      let ciphertextBytes: number;
+      try {
+        const headerBytes = (head as Record<string, CborValue>)['header'];
+        if (!(headerBytes instanceof Uint8Array))
+          throw new LedgerbusError(ErrorCode.PayloadCorrupt, 'the payload came without its envelope header');
+        header = decodeEnvelopeHeader(headerBytes);
+        ciphertextBytes = this.checkServedSize(accepted, header);
+      } catch (error) {
+        // Refused before a byte of it is read: cancel the stream quietly (nobody listens to it yet).
+        stream.destroy();
+        throw error;
+      }
+      // The header is not trusted for the bound (the envelope checks it only as the chunks come):
+      // past the size the ledger and the header agree on, the stream is cut at the crossing byte.
+      const bounded = pipeline(
+        stream,
+        new ByteLimit(
+          ciphertextBytes,
+          (total) =>
+            new LedgerbusError(
+              ErrorCode.Oversize,
+              `payload ${accepted.id} from ${accepted.sender} runs past the ${ciphertextBytes} bytes declared on-chain (${total} so far); stopped`,
+            ),
+        ),
+        () => {},
+      );
       const plaintext = await decryptPayload({
         header,
-        ciphertext: stream,
+        ciphertext: bounded,
         recipientOrgId: this.organization,
         recipientKey: this.options.encryptionKey,
         senderPublicKey: accepted.signerKey,
@@ -741,7 +766,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
         expectedSenderOrgId: accepted.sender,
       });
       // Content-addressed storage: the key IS the plaintext's sha256.
-      const stored = await this.options.storage.put(plaintext);
+      const stored = await this.options.storage.put(plaintext, { sizeMax: header.plaintextBytes });
       failed = false;
       return stored;
     } catch (error) {
@@ -767,6 +792,31 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
         bulk.close();
       }
     }
+  }
+
+  /**
+   * The ciphertext length the served envelope header implies (its chunking is fixed by its plaintext
+   * size and chunk size), once it is known to be exactly the size the ledger accepted and within the
+   * topic's `messageBytesMax`. The ledger checked only the sender's declared size, and the envelope
+   * alone allows terabytes: without this a sender could publish a small size and serve anything.
+   * OVERSIZE (more than declared or allowed) and PAYLOAD_CORRUPT (less) are not retriable.
+   */
+  private checkServedSize(accepted: AcceptedMessage, header: EnvelopeHeader): number {
+    const implied = header.plaintextBytes + header.chunkCount * chunkTagBytes;
+    const allowed = this.options.registry.topic(accepted.topic)?.policy.messageBytesMax ?? accepted.size;
+    if (implied > accepted.size || implied > allowed) {
+      throw new LedgerbusError(
+        ErrorCode.Oversize,
+        `payload ${accepted.id} from ${accepted.sender}: its envelope holds ${implied} bytes, but ${accepted.size} were declared on-chain (topic ${accepted.topic} allows ${allowed}); not fetched`,
+      );
+    }
+    if (implied < accepted.size) {
+      throw new LedgerbusError(
+        ErrorCode.PayloadCorrupt,
+        `payload ${accepted.id} from ${accepted.sender}: its envelope holds ${implied} bytes, not the ${accepted.size} declared on-chain`,
+      );
+    }
+    return implied;
   }
 
   /** Confirms on-chain every stored message of `accepted` not confirmed yet, in one transaction per 1024. */
