@@ -69,6 +69,7 @@ import { ConnectorDatabase } from './connector-database.js';
 import type { ReceivedRow } from './connector-database.js';
 import { AmbiguousMessageIdError, topicOfGroup } from './message-location.js';
 import { ByteLimit } from './byte-limit.js';
+import { checkContentType } from './media-type.js';
 import type { MessageLocation } from './message-location.js';
 import { partitionGroupId } from '../contracts/registry.js';
 import { StickyPartitioner, partitionForKey } from './partitioner.js';
@@ -265,6 +266,15 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     if (messages.length === 0) return [];
     if (messages.length > 1024)
       throw new LedgerbusError(ErrorCode.Oversize, 'at most 1024 messages per send');
+    // Everything checkable is checked before a byte of any payload is read or stored.
+    messages.forEach((message, index) => {
+      if (message.contentType !== undefined) {
+        checkContentType(
+          message.contentType,
+          messages.length === 1 ? 'contentType' : `messages[${index}].contentType`,
+        );
+      }
+    });
     // Encrypt and store every payload first (steps 1–2); then one signed batch per partition.
     // Payloads are encrypted and stored several at a time (their fsyncs overlap); each keeps its
     // place in the batch, so offsets follow the order the application gave.

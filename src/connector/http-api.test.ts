@@ -356,6 +356,8 @@ describe('receiving', () => {
     const response = await fetch(`${server.url}/v1/received/${message.id}/payload`, { headers: auth });
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toBe('application/x-test');
+    expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(response.headers.get('content-disposition')).toBe('attachment');
     expect(response.headers.get('content-length')).toBe(String(size));
     expect(response.headers.get('ledgerbus-sha256')).toBe(sha256);
     const hash = createHash('sha256');
@@ -369,6 +371,19 @@ describe('receiving', () => {
     expect(received).toBe(size);
     expect(hash.digest('hex')).toBe(sha256);
     expect(chunks).toBeGreaterThan(1);
+  });
+
+  it('serves a recorded content type that is not a media type as application/octet-stream', async () => {
+    for (const recorded of ['text/html\r\nSet-Cookie: a=b', 'html', 'text/plain\u0000', 'tëxt/plain']) {
+      const message = connector.deliver({ topic: 'demo', value: Buffer.from('x'), contentType: recorded });
+      const response = await fetch(`${server.url}/v1/received/demo/0/${message.id}/payload`, {
+        headers: auth,
+      });
+      expect(response.status, JSON.stringify(recorded)).toBe(200);
+      expect(response.headers.get('content-type')).toBe('application/octet-stream');
+      expect(response.headers.get('set-cookie')).toBeNull();
+      expect(await response.text()).toBe('x');
+    }
   });
 
   it('reads and commits consumer-group sequences', async () => {

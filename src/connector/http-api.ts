@@ -24,6 +24,7 @@ import type {
   ReceivedMessage,
 } from './api-types.js';
 import { AmbiguousMessageIdError } from './message-location.js';
+import { servableContentType } from './media-type.js';
 import {
   batchBodyBytesMax,
   buildOpenApiDocument,
@@ -626,9 +627,13 @@ async function servePayload(
   reply: FastifyReply,
 ): Promise<FastifyReply> {
   const payload = await api.payload(message.id, { topic: message.topic, partition: message.partition });
-  // Content-Length lets clients show progress and detect a truncated stream.
+  // The content type is the sender's: served only if it is a media type, and never rendered or
+  // sniffed by a browser that fetches it (a sender could otherwise serve HTML or script into the
+  // recipient's origin). Content-Length lets clients show progress and detect a truncated stream.
   return reply
-    .type(message.contentType)
+    .type(servableContentType(message.contentType))
+    .header('x-content-type-options', 'nosniff')
+    .header('content-disposition', 'attachment')
     .header('content-length', String(message.size))
     .header('ledgerbus-sha256', message.sha256)
     .send(payload);

@@ -6,6 +6,7 @@
  */
 
 import { adminLimits } from '../registry/admin-transactions.js';
+import { contentTypeLengthMax, mediaTypePattern } from './media-type.js';
 
 /** A JSON Schema (2020-12 for OpenAPI 3.1; the subset used here is also valid draft-07 for Ajv). */
 export type JsonSchema = { readonly [keyword: string]: unknown };
@@ -38,6 +39,14 @@ const base64String = (description: string): JsonSchema => ({
 });
 
 const nonEmptyString = { type: 'string', minLength: 1 } as const;
+const contentType = {
+  type: 'string',
+  maxLength: contentTypeLengthMax,
+  pattern: mediaTypePattern,
+  description:
+    'A media type (RFC 9110: type/subtype[; name=value]...) in printable ASCII; recipients are served it ' +
+    'back as the Content-Type of the download. Default application/octet-stream.',
+} as const;
 const partitionQuery = {
   type: 'integer',
   minimum: 0,
@@ -175,7 +184,7 @@ export const requestSchemas = {
               description: 'Recipient organization ids.',
             },
             id: nonEmptyString,
-            contentType: nonEmptyString,
+            contentType,
             headers: {
               type: 'object',
               additionalProperties: base64String('Header value.'),
@@ -660,7 +669,11 @@ const ambiguous = errorResponse(
 );
 /** What a received payload answers, by whichever path it is asked for. */
 const payloadResponse = {
-  description: 'Payload bytes. `Ledgerbus-Sha256` carries the hex sha256 of the content.',
+  description:
+    'Payload bytes, served as a download: `Content-Disposition: attachment` and ' +
+    '`X-Content-Type-Options: nosniff`, with the content type the sender gave (or ' +
+    '`application/octet-stream` if what the ledger recorded is not a valid media type). ' +
+    '`Ledgerbus-Sha256` carries the hex sha256 of the content.',
   content: { '*/*': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } },
 };
 
@@ -690,7 +703,8 @@ const paths: Record<string, Record<string, JsonSchema>> = {
         'The body is streamed to encryption and storage and never held whole. Metadata travels in the query ' +
         '(`to`, `key`, `id`) or in the headers `Ledgerbus-To`, `Ledgerbus-Key`, `Ledgerbus-Id`; ' +
         '`Ledgerbus-Headers` carries message headers as base64 of a JSON object of base64 values. ' +
-        'The payload content type is the request `Content-Type`.',
+        'The payload content type is the request `Content-Type`: a media type in printable ASCII ' +
+        `(at most ${contentTypeLengthMax} characters), else 400 SCHEMA_MISMATCH before the body is read.`,
       parameters: [
         ...topicParameters,
         ...parametersOf('query', requestSchemas.sendQuery),
