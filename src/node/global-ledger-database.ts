@@ -4,13 +4,14 @@
  * and delivered. The Raft log is the durable source — a restart replays it — so every write here is
  * idempotent and this file needs no fsync of its own.
  */
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { decodeBlock } from '../ledger/block.js';
 import type { Block } from '../ledger/block.js';
 import type { GlobalLedgerSink } from '../registry/topic-state.js';
 import type { BlockIndex } from '../registry/global-index.js';
+import { topicGroupId } from '../registry/admin-transactions.js';
+import { groupStorageError, openGroupDatabase, writingGroup } from './group-files.js';
 
 export interface AcceptedLocation {
   readonly partition: string;
@@ -32,7 +33,10 @@ export interface DeliveredLocation {
 export class GlobalLedgerDatabase implements GlobalLedgerSink {
   private readonly statements;
 
-  private constructor(private readonly db: Database.Database) {
+  private constructor(
+    private readonly db: Database.Database,
+    private readonly groupId: string,
+  ) {
     db.exec(`
       CREATE TABLE IF NOT EXISTS blocks (
         partition TEXT NOT NULL, height INTEGER NOT NULL, raft_index INTEGER NOT NULL, bytes BLOB NOT NULL,
@@ -71,13 +75,23 @@ export class GlobalLedgerDatabase implements GlobalLedgerSink {
     };
   }
 
+  /**
+   * Opens (creating) `<dataDirectory>/global/<groupFileName(topicGroupId(topic))>`, adopting the
+   * legacy `<topic>.sqlite`. Throws a group storage error naming the topic's group if it cannot.
+   */
   static open(dataDirectory: string, topic: string): GlobalLedgerDatabase {
+    const groupId = topicGroupId(topic);
+    const what = 'global ledger';
     const directory = join(dataDirectory, 'global');
-    mkdirSync(directory, { recursive: true });
-    const db = new Database(join(directory, `${encodeURIComponent(topic)}.sqlite`));
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = NORMAL');
-    return new GlobalLedgerDatabase(db);
+    const db = openGroupDatabase({ directory, groupId, legacyId: topic, what });
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      return new GlobalLedgerDatabase(db, groupId);
+    } catch (error) {
+      db.close();
+      throw groupStorageError(`open the ${what}`, groupId, error);
+    }
   }
 
   append(entry: {
@@ -89,30 +103,34 @@ export class GlobalLedgerDatabase implements GlobalLedgerSink {
   }): void {
     const { partition, block, bytes, index, raftIndex } = entry;
     const height = block.header.height;
-    this.db.transaction(() => {
-      this.statements.block.run(partition, height, raftIndex, bytes);
-      for (const message of index.accepted) {
-        this.statements.accepted.run(
-          partition,
-          message.id,
-          message.sender,
-          message.offset,
-          height,
-          message.transactionIndex,
-          message.messageIndex,
-        );
-      }
-      for (const delivery of index.delivered) {
-        this.statements.delivered.run(
-          partition,
-          delivery.id,
-          delivery.recipient,
-          height,
-          delivery.transactionIndex,
-          delivery.deliveryIndex,
-        );
-      }
-    })();
+    // A failed write must not pass for a deterministic outcome: as a group storage error it stops
+    // the topic group on this node (the Raft log still holds the entry, so a reopen applies it).
+    writingGroup('the global ledger', this.groupId, () =>
+      this.db.transaction(() => {
+        this.statements.block.run(partition, height, raftIndex, bytes);
+        for (const message of index.accepted) {
+          this.statements.accepted.run(
+            partition,
+            message.id,
+            message.sender,
+            message.offset,
+            height,
+            message.transactionIndex,
+            message.messageIndex,
+          );
+        }
+        for (const delivery of index.delivered) {
+          this.statements.delivered.run(
+            partition,
+            delivery.id,
+            delivery.recipient,
+            height,
+            delivery.transactionIndex,
+            delivery.deliveryIndex,
+          );
+        }
+      })(),
+    );
   }
 
   block(partition: string, height: number): Block | undefined {

@@ -6,13 +6,13 @@
  * deterministic. WAL with synchronous=FULL: a commit has been fsynced when it returns, which is what
  * "persist before send" and "store before acknowledge" need (DESIGN §6).
  */
-import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import type Database from 'better-sqlite3';
 import { join } from 'node:path';
 import type { ContractState } from '../contracts/state.js';
 import type { PersistOp, PersistRecord } from '../consensus/pbft/types.js';
 import { BlockStore } from '../ledger/block-store.js';
 import type { Block } from '../ledger/block.js';
+import { groupStorageError, openGroupDatabase, writingGroup } from './group-files.js';
 
 /** Contract writes of one executed height, not yet durable: undefined marks a delete. */
 export type StateWrites = Map<string, Uint8Array | undefined>;
@@ -31,7 +31,10 @@ export class PartitionDatabase {
   private readonly applyPersistInTransaction: (ops: readonly PersistOp[]) => void;
   private readonly commitBlockInTransaction: (block: Block, writes: StateWrites) => void;
 
-  private constructor(db: Database.Database, partitionId: string) {
+  private constructor(
+    db: Database.Database,
+    private readonly partitionId: string,
+  ) {
     this.db = db;
     this.blocks = BlockStore.attach(db, { partitionId });
     db.exec(`
@@ -68,18 +71,21 @@ export class PartitionDatabase {
     });
   }
 
-  /** Opens (creating) `<dataDirectory>/partitions/<group>.sqlite`. */
+  /**
+   * Opens (creating) `<dataDirectory>/partitions/<groupFileName(partitionId)>`, adopting a
+   * legacy-named file. Throws a group storage error naming the partition if it cannot.
+   */
   static open(dataDirectory: string, partitionId: string): PartitionDatabase {
+    const what = 'partition database';
     const directory = join(dataDirectory, 'partitions');
-    mkdirSync(directory, { recursive: true });
-    const db = new Database(join(directory, `${encodeURIComponent(partitionId)}.sqlite`));
+    const db = openGroupDatabase({ directory, groupId: partitionId, what });
     try {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       return new PartitionDatabase(db, partitionId);
     } catch (error) {
       db.close();
-      throw error;
+      throw groupStorageError(`open the ${what}`, partitionId, error);
     }
   }
 
@@ -97,18 +103,24 @@ export class PartitionDatabase {
    * contract state continue.
    */
   startEpoch(epoch: number): void {
-    this.db.transaction(() => {
-      const row = this.db.prepare('SELECT epoch FROM consensus_epoch WHERE id = 0').get() as
-        { epoch: number } | undefined;
-      if (row?.epoch === epoch) return;
-      if (row !== undefined) this.db.prepare('DELETE FROM pbft_records').run();
-      this.db.prepare('INSERT OR REPLACE INTO consensus_epoch (id, epoch) VALUES (0, ?)').run(epoch);
-    })();
+    writingGroup('the partition database', this.partitionId, () =>
+      this.db.transaction(() => {
+        const row = this.db.prepare('SELECT epoch FROM consensus_epoch WHERE id = 0').get() as
+          { epoch: number } | undefined;
+        if (row?.epoch === epoch) return;
+        if (row !== undefined) this.db.prepare('DELETE FROM pbft_records').run();
+        this.db.prepare('INSERT OR REPLACE INTO consensus_epoch (id, epoch) VALUES (0, ?)').run(epoch);
+      })(),
+    );
   }
 
-  /** Applies PBFT persist ops durably (one fsynced transaction). */
+  /**
+   * Applies PBFT persist ops durably (one fsynced transaction). A failed write throws a group
+   * storage error; the replica must then stop (its core believes the ops durable).
+   */
   persist(ops: readonly PersistOp[]): void {
-    if (ops.length > 0) this.applyPersistInTransaction(ops);
+    if (ops.length === 0) return;
+    writingGroup('the partition database', this.partitionId, () => this.applyPersistInTransaction(ops));
   }
 
   records(): PersistRecord[] {
@@ -117,10 +129,15 @@ export class PartitionDatabase {
       .map((row) => ({ key: row.key, seq: row.seq, bytes: new Uint8Array(row.bytes) }));
   }
 
-  /** Stores a certified block and its execution's contract writes atomically and durably. */
+  /**
+   * Stores a certified block and its execution's contract writes atomically and durably. A failed
+   * write throws a group storage error (the block store's view of its head is reloaded first).
+   */
   commitBlock(block: Block, writes: StateWrites): void {
     try {
-      this.commitBlockInTransaction(block, writes);
+      writingGroup('the partition database', this.partitionId, () =>
+        this.commitBlockInTransaction(block, writes),
+      );
     } catch (error) {
       this.blocks.reloadHead();
       throw error;

@@ -5,6 +5,11 @@
  * contract writes of its execution, then send, serve state transfer, execute. It also answers
  * clients: a request's promise settles when the block holding it is stored (never before: what we
  * acknowledge is durable).
+ *
+ * If a write to the partition database fails (disk full, I/O error) the core already believes the
+ * Ready durable, so the replica stops taking input (crash-stop of this one replica, which PBFT
+ * tolerates): waiting clients are rejected, the failure is logged at error and kept in `failure`,
+ * and the node's other groups go on. What is stored stays readable.
  */
 import { merkleRoot as computeMerkleRoot } from '../crypto/index.js';
 import { domainHash, sha256, sign, verify } from '../crypto/index.js';
@@ -28,6 +33,7 @@ import type {
 } from '../consensus/pbft/types.js';
 import { toHex } from '../codec/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
+import { isGroupStorageError } from './group-files.js';
 import { encodeBlock } from '../ledger/block.js';
 import type { Block } from '../ledger/block.js';
 import type { Registry } from '../contracts/registry.js';
@@ -68,7 +74,7 @@ export interface PartitionReplicaOptions {
   /** How long a client waits for its request to commit before the promise rejects (retriable). */
   readonly commitTimeoutMs?: number;
   readonly log?: (
-    level: 'debug' | 'info' | 'warn',
+    level: 'debug' | 'info' | 'warn' | 'error',
     message: string,
     fields?: Record<string, unknown>,
   ) => void;
@@ -100,6 +106,7 @@ export class PartitionReplica {
   private readonly host: ReplicaHost;
   private readonly commitTimeoutMs: number;
   private closed = false;
+  private storageFailure: LedgerbusError | undefined;
 
   constructor(private readonly options: PartitionReplicaOptions) {
     this.partition = options.partition;
@@ -134,10 +141,17 @@ export class PartitionReplica {
       hash: domainHash,
       merkleRoot: computeMerkleRoot,
     };
+    // Throws a group storage error naming the partition if the file cannot be opened or read; the
+    // caller keeps the node's other groups going.
     this.database = PartitionDatabase.open(options.dataDirectory, options.partition.groupId);
-    this.database.startEpoch(options.partition.configEpoch);
-    this.state = new LayeredContractState(this.database.committedState);
-    this.core = new PbftReplica(this.config, this.crypto, this.restoreFromDisk());
+    try {
+      this.database.startEpoch(options.partition.configEpoch);
+      this.state = new LayeredContractState(this.database.committedState);
+      this.core = new PbftReplica(this.config, this.crypto, this.restoreFromDisk());
+    } catch (error) {
+      this.database.close();
+      throw error;
+    }
     this.host = {
       step: (input) => this.core.step(input),
       persist: (op) => {
@@ -210,6 +224,10 @@ export class PartitionReplica {
   get view(): number {
     return this.core.view;
   }
+  /** Why this replica stopped, if a write to its database failed (see the file comment). */
+  get failure(): LedgerbusError | undefined {
+    return this.storageFailure;
+  }
   get isPrimary(): boolean {
     return this.core.isPrimary;
   }
@@ -275,6 +293,7 @@ export class PartitionReplica {
    * refuses (undecodable, badly signed) costs the others nothing.
    */
   submit(bytes: Uint8Array, accepted?: () => void): Promise<CommittedRequest> {
+    if (this.storageFailure !== undefined) return Promise.reject(this.storageFailure);
     if (this.closed)
       return Promise.reject(
         new LedgerbusError(ErrorCode.Overloaded, 'node is stopping', { retriable: true }),
@@ -342,8 +361,26 @@ export class PartitionReplica {
 
   private drive(step: () => PbftReady): void {
     if (this.closed || this.closingHeight !== undefined) return;
-    applyReady(this.host, step());
-    this.flushPersist();
+    try {
+      applyReady(this.host, step());
+      this.flushPersist();
+    } catch (error) {
+      // Anything but a failed write is a bug and propagates; a failed write stops this replica only.
+      if (!isGroupStorageError(error)) throw error;
+      this.stopOnStorageFailure(error);
+    }
+  }
+
+  private stopOnStorageFailure(error: LedgerbusError): void {
+    this.closed = true;
+    this.storageFailure = error;
+    this.pendingPersist = [];
+    this.held.length = 0;
+    for (const [digest] of this.waiters) this.settle(digest, undefined, error);
+    this.options.log?.('error', 'partition replica stopped: a write to its database failed', {
+      group: this.partition.groupId,
+      error: error.message,
+    });
   }
 
   private flushPersist(): void {

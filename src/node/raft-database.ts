@@ -5,8 +5,7 @@
  * transaction: when `persist` returns the batch is fsynced, which is what "persist before send" needs
  * (a vote or an appended entry must be durable before anyone hears of it).
  */
-import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import type Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { asBuffer, decodeWith, encodeWith } from '../codec/index.js';
 import { membershipSchema } from '../consensus/raft/messages.js';
@@ -19,6 +18,7 @@ import type {
   RaftSnapshot,
 } from '../consensus/raft/types.js';
 import { ErrorCode, LedgerbusError, assert } from '../errors.js';
+import { groupStorageError, openGroupDatabase, writingGroup } from './group-files.js';
 
 interface HardStateRow {
   term: number;
@@ -71,7 +71,10 @@ export class RaftDatabase {
   };
   private readonly persistInTransaction: (ops: readonly RaftPersistOp[]) => void;
 
-  private constructor(db: Database.Database) {
+  private constructor(
+    db: Database.Database,
+    private readonly groupId: string,
+  ) {
     this.db = db;
     // Single-row tables are pinned to id 0 so an upsert replaces the row.
     db.exec(`
@@ -124,18 +127,20 @@ export class RaftDatabase {
     });
   }
 
-  /** Opens (creating) `<dataDirectory>/raft/<groupId, URI-encoded>.sqlite`. */
+  /**
+   * Opens (creating) `<dataDirectory>/raft/<groupFileName(groupId)>`, adopting a legacy-named file.
+   * Throws a group storage error naming the group if it cannot.
+   */
   static open(dataDirectory: string, groupId: string): RaftDatabase {
-    const directory = join(dataDirectory, 'raft');
-    mkdirSync(directory, { recursive: true });
-    const db = new Database(join(directory, `${encodeURIComponent(groupId)}.sqlite`));
+    const what = 'raft database';
+    const db = openGroupDatabase({ directory: join(dataDirectory, 'raft'), groupId, what });
     try {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
-      return new RaftDatabase(db);
+      return new RaftDatabase(db, groupId);
     } catch (error) {
       db.close();
-      throw error;
+      throw groupStorageError(`open the ${what}`, groupId, error);
     }
   }
 
@@ -178,9 +183,14 @@ export class RaftDatabase {
     return { hardState, entries, ...(snapshot === undefined ? {} : { snapshot }) };
   }
 
-  /** Applies a batch of persist ops, in order, in one durable (fsynced) transaction. */
+  /**
+   * Applies a batch of persist ops, in order, in one durable (fsynced) transaction: all or nothing.
+   * A failed write throws a group storage error; the caller must then stop the group (its core
+   * believes the batch durable).
+   */
   persist(ops: readonly RaftPersistOp[]): void {
-    if (ops.length > 0) this.persistInTransaction(ops);
+    if (ops.length === 0) return;
+    writingGroup('the raft database', this.groupId, () => this.persistInTransaction(ops));
   }
 
   close(): void {

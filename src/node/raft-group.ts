@@ -7,6 +7,12 @@
  *
  * A proposal's promise settles when its entry is applied HERE (so the result it carries is what every
  * replica computes), never just when it is appended.
+ *
+ * A failure of this node's storage of the group (a write of the Raft database, or a state machine's
+ * own storage throwing a group storage error while applying) is not an outcome of the entry: the
+ * core already believes the Ready durable, so the group stops here (crash-stop of this one group,
+ * which Raft tolerates), everything pending is rejected, and `onStorageFailure` tells the owner,
+ * which may open the group again later from what is on disk.
  */
 import { randomInt } from 'node:crypto';
 import { applyRaftReady, encodeRaftMessage, RaftNode } from '../consensus/raft/index.js';
@@ -22,13 +28,16 @@ import type {
   RaftSnapshot,
 } from '../consensus/raft/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
+import { isGroupStorageError } from './group-files.js';
 import { RaftDatabase } from './raft-database.js';
 
 export interface ReplicatedStateMachine {
   /**
    * Applies one committed normal entry deterministically; returns the result handed to whoever
    * proposed it. Must not throw on bad data (return an error result instead). Empty data (leader
-   * no-op entries) must be accepted.
+   * no-op entries) must be accepted. A failure of this node's own storage must be thrown as a group
+   * storage error (`groupStorageError`): the entry then stays unapplied and the group stops here,
+   * rather than every replica but this one having applied it.
    */
   apply(index: number, data: Uint8Array): Uint8Array;
   /** Serializes the whole state (for snapshots). */
@@ -68,6 +77,11 @@ export interface RaftGroupOptions {
     message: string,
     fields?: Record<string, unknown>,
   ) => void;
+  /**
+   * Called once if the group stops because this node's storage of it failed (see the file comment),
+   * after everything pending was rejected and the database closed. Not called on `close()`.
+   */
+  readonly onStorageFailure?: (error: LedgerbusError) => void;
 }
 
 export interface Proposed {
@@ -126,6 +140,7 @@ export class RaftGroup {
   private readonly deferred: (() => void)[] = [];
   private driving = false;
   private closed = false;
+  private storageFailure: LedgerbusError | undefined;
 
   constructor(private readonly options: RaftGroupOptions) {
     this.groupId = options.groupId;
@@ -204,6 +219,10 @@ export class RaftGroup {
   }
   get members(): Membership {
     return this.core.status().membership;
+  }
+  /** Why the group stopped on this node, if its storage failed. */
+  get failure(): LedgerbusError | undefined {
+    return this.storageFailure;
   }
 
   tick(): void {
@@ -298,7 +317,7 @@ export class RaftGroup {
   /** Resolves once appliedIndex >= index; rejects on close, or (retriable) after `timeoutMs`. */
   waitApplied(index: number, timeoutMs: number = this.commitTimeoutMs): Promise<void> {
     if (this.applied >= index) return Promise.resolve();
-    if (this.closed) return Promise.reject(this.closedError());
+    if (this.closed) return Promise.reject(this.storageFailure ?? this.closedError());
     return new Promise<void>((resolve, reject) => {
       const waiter: AppliedWaiter = {
         index,
@@ -335,9 +354,41 @@ export class RaftGroup {
     this.options.log?.('info', 'raft group closed', this.fields({ applied: this.applied }));
   }
 
+  /** Stops the group on this node because its storage failed (see the file comment). */
+  private stopOnStorageFailure(error: LedgerbusError): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.storageFailure = error;
+    this.deferred.length = 0;
+    this.pendingPersist = [];
+    this.applyQueue.length = 0;
+    for (const index of [...this.entryWaiters.keys()]) this.settleEntry(index, undefined, error);
+    for (const id of [...this.readWaiters.keys()]) this.settleRead(id, undefined, error);
+    for (const waiter of this.appliedWaiters) {
+      clearTimeout(waiter.timer);
+      waiter.reject(error);
+    }
+    this.appliedWaiters.clear();
+    try {
+      this.database.close();
+    } catch {
+      // The storage already failed; closing is best effort and changes nothing durable.
+    }
+    this.options.log?.(
+      'warn',
+      'raft group stopped: its storage failed',
+      this.fields({ error: error.message }),
+    );
+    this.options.onStorageFailure?.(error);
+  }
+
   // ---- driver ----
 
-  /** Runs `action` now, or after the Ready being handled if called from inside one. */
+  /**
+   * Runs `action` now, or after the Ready being handled if called from inside one. A group storage
+   * error thrown by it stops the group (and is not rethrown: the caller is a tick, a message or a
+   * proposal, none of which is at fault); any other error is a bug and propagates.
+   */
   private run(action: () => void): void {
     if (this.driving) {
       this.deferred.push(action);
@@ -347,6 +398,9 @@ export class RaftGroup {
     try {
       action();
       for (let next = this.deferred.shift(); next !== undefined; next = this.deferred.shift()) next();
+    } catch (error) {
+      if (!isGroupStorageError(error)) throw error;
+      this.stopOnStorageFailure(error);
     } finally {
       this.driving = false;
     }
@@ -422,6 +476,9 @@ export class RaftGroup {
       try {
         result = this.stateMachine.apply(entry.index, entry.data);
       } catch (error) {
+        // This node's storage failed, not the entry: other replicas applied it, so carrying on
+        // would leave this one diverged. The entry stays unapplied and the group stops (see `run`).
+        if (isGroupStorageError(error)) throw error;
         // The contract forbids throwing; if it does anyway, every replica throws alike (apply is
         // deterministic), so carry on rather than stall the group, and tell the proposer.
         this.options.log?.(
@@ -530,7 +587,7 @@ export class RaftGroup {
 
   private refuseUnlessLeader(what: string, reject: (error: Error) => void): boolean {
     if (this.closed) {
-      reject(this.closedError());
+      reject(this.storageFailure ?? this.closedError());
       return true;
     }
     if (this.isLeader) return false;

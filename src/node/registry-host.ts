@@ -26,8 +26,10 @@ import type { TopicEntry } from '../registry/registry-view.js';
 import { SystemStateMachine, raftVotersFrom } from '../registry/system-state.js';
 import type { SystemTopic } from '../registry/system-state.js';
 import { TopicStateMachine, contractTopic } from '../registry/topic-state.js';
+import type { TopicView } from '../registry/topic-state.js';
 import { partitionGroupId } from '../contracts/registry.js';
 import { GlobalLedgerDatabase } from './global-ledger-database.js';
+import { isGroupStorageError } from './group-files.js';
 import type { Logger } from './logger.js';
 import { RaftGroup } from './raft-group.js';
 
@@ -54,6 +56,25 @@ interface HostedTopic {
   readonly ledger: GlobalLedgerDatabase;
 }
 
+/**
+ * A topic group this node takes part in but could not open, or stopped because its storage failed:
+ * it is down on this node alone until a reopen succeeds (its log, on disk and at the other
+ * replicas, still holds every entry, so the reopened group replays and catches up).
+ */
+interface FailedTopic {
+  readonly error: Error;
+  readonly attempts: number;
+  /** `Date.now()` from which opening is tried again. */
+  readonly retryAt: number;
+  /** What the group had applied here before it stopped, so the registry does not go back meanwhile. */
+  readonly lastView: TopicView | undefined;
+  readonly lastApplied: number;
+}
+
+/** Reopening a failed topic group: after 1 s, doubling up to 30 s (a log line per attempt). */
+const reopenDelayMsInitial = 1_000;
+const reopenDelayMsMax = 30_000;
+
 /** Blocks copied per proposal, and bytes, so an entry stays well inside the Raft entry limit. */
 const replicationBlocksMax = 64;
 const replicationBytesMax = 2 * 1024 * 1024;
@@ -63,6 +84,9 @@ export class RegistryHost {
   readonly system: SystemStateMachine;
   private readonly systemGroup: RaftGroup;
   private readonly topics = new Map<string, HostedTopic>();
+  private readonly failedTopics = new Map<string, FailedTopic>();
+  /** Set if __system's own storage failed: the group is stopped for good (restart the node). */
+  private systemFailure: Error | undefined;
   private readonly changeListeners = new Set<() => void>();
   private readonly advanceListeners = new Set<() => void>();
   private replicationTimer: NodeJS.Timeout | undefined;
@@ -83,6 +107,13 @@ export class RegistryHost {
       sendTo: (nodeId, bytes) => options.sendRaft(nodeId, SYSTEM_GROUP, bytes),
       ...(options.electionTicks === undefined ? {} : { electionTicks: options.electionTicks }),
       log: (level, message, fields) => options.logger[level]({ group: SYSTEM_GROUP, ...fields }, message),
+      onStorageFailure: (error) => {
+        this.systemFailure = error;
+        options.logger.error(
+          { group: SYSTEM_GROUP, error: error.message },
+          'the __system group stopped on this node: its storage failed; the registry no longer follows the network until the node restarts',
+        );
+      },
     });
     this.system.onChange(() => this.refresh());
     this.systemGroup.onApplied(() => {
@@ -136,7 +167,9 @@ export class RegistryHost {
 
   /** The registry indexes a partition of `topic` has applied, for its primary to name. */
   indexes(topic: string): RegistryIndexes {
-    return { system: this.systemGroup.appliedIndex, topic: this.topics.get(topic)?.group.appliedIndex ?? 0 };
+    const topicIndex =
+      this.topics.get(topic)?.group.appliedIndex ?? this.failedTopics.get(topic)?.lastApplied ?? 0;
+    return { system: this.systemGroup.appliedIndex, topic: topicIndex };
   }
 
   /**
@@ -164,16 +197,35 @@ export class RegistryHost {
     return this.topics.get(topic)?.machine;
   }
 
+  /**
+   * Each registry group this node runs: leader, applied index, entries held; a group stopped here
+   * because its storage failed also carries `failed` (the reason) and, for a topic group,
+   * `retryInMs` until the next attempt to open it.
+   */
   groupStatus(): CborValue[] {
-    const groups: CborValue[] = [
-      { group: SYSTEM_GROUP, leader: this.systemGroup.leader ?? '', applied: this.systemGroup.appliedIndex },
-    ];
+    const system: Record<string, CborValue> = {
+      group: SYSTEM_GROUP,
+      leader: this.systemGroup.leader ?? '',
+      applied: this.systemGroup.appliedIndex,
+    };
+    if (this.systemFailure !== undefined) system['failed'] = this.systemFailure.message;
+    const groups: CborValue[] = [system];
     for (const [name, topic] of this.topics) {
       groups.push({
         group: topicGroupId(name),
         leader: topic.group.leader ?? '',
         applied: topic.group.appliedIndex,
         held: topic.group.heldEntries,
+      });
+    }
+    const now = Date.now();
+    for (const [name, failed] of this.failedTopics) {
+      groups.push({
+        group: topicGroupId(name),
+        leader: '',
+        applied: failed.lastApplied,
+        failed: failed.error.message,
+        retryInMs: Math.max(0, failed.retryAt - now),
       });
     }
     return groups;
@@ -322,7 +374,18 @@ export class RegistryHost {
     }
     for (const topic of this.topics.values()) topic.group.resume();
     this.registry.update(this.buildView());
-    for (const listener of this.changeListeners) listener();
+    for (const listener of this.changeListeners) {
+      // This runs inside __system's apply: a listener's failure (a partition that cannot open its
+      // storage, say) is this node's alone and must not pass for a failure of the entry.
+      try {
+        listener();
+      } catch (error) {
+        this.options.logger.error(
+          { group: SYSTEM_GROUP, error: (error as Error).message },
+          'a registry change listener failed',
+        );
+      }
+    }
   }
 
   private takesPart(topic: SystemTopic): boolean {
@@ -334,41 +397,106 @@ export class RegistryHost {
     );
   }
 
+  /**
+   * Opens the topic's group (its global ledger, its Raft log replayed into a new state machine).
+   * Called while __system applies an entry, or on a message of a group this node was just added to:
+   * a failure here is this node's storage, not the entry, so it is contained — the topic is marked
+   * failed (logged at error, in `groupStatus`) and reopened later — and never thrown into the apply.
+   */
   private openTopic(name: string): HostedTopic | undefined {
     if (this.closed) return undefined;
     const topic = this.system.latest.topics.get(name);
     if (topic === undefined) return undefined;
-    const ledger = GlobalLedgerDatabase.open(this.options.dataDirectory, name);
-    const machine = new TopicStateMachine(
-      topic,
-      { at: (index) => this.system.at(index), applied: () => this.systemGroup.appliedIndex },
-      ledger,
-    );
+    const failed = this.failedTopics.get(name);
+    if (failed !== undefined && Date.now() < failed.retryAt) return undefined;
     const groupId = topicGroupId(name);
-    // The state machine must be reachable before the group replays its log into it.
-    const hosted = { machine, ledger } as {
-      machine: TopicStateMachine;
-      ledger: GlobalLedgerDatabase;
-      group: RaftGroup;
-    };
-    machine.onChange(() => this.refreshSoon());
-    const group = new RaftGroup({
-      groupId,
-      selfNodeId: this.options.selfNodeId,
-      voters: topic.voters,
-      learners: topic.learners,
-      dataDirectory: this.options.dataDirectory,
-      stateMachine: machine,
-      sendTo: (nodeId, bytes) => this.options.sendRaft(nodeId, groupId, bytes),
-      ...(this.options.electionTicks === undefined ? {} : { electionTicks: this.options.electionTicks }),
-      log: (level, message, fields) => this.options.logger[level]({ group: groupId, ...fields }, message),
-    });
-    hosted.group = group;
-    group.onApplied(() => this.advanced());
+    let ledger: GlobalLedgerDatabase | undefined;
+    let hosted: HostedTopic;
+    try {
+      ledger = GlobalLedgerDatabase.open(this.options.dataDirectory, name);
+      const machine = new TopicStateMachine(
+        topic,
+        { at: (index) => this.system.at(index), applied: () => this.systemGroup.appliedIndex },
+        ledger,
+      );
+      machine.onChange(() => this.refreshSoon());
+      const group = new RaftGroup({
+        groupId,
+        selfNodeId: this.options.selfNodeId,
+        voters: topic.voters,
+        learners: topic.learners,
+        dataDirectory: this.options.dataDirectory,
+        stateMachine: machine,
+        sendTo: (nodeId, bytes) => this.options.sendRaft(nodeId, groupId, bytes),
+        ...(this.options.electionTicks === undefined ? {} : { electionTicks: this.options.electionTicks }),
+        log: (level, message, fields) => this.options.logger[level]({ group: groupId, ...fields }, message),
+        onStorageFailure: (error) => this.topicStopped(name, error),
+      });
+      hosted = { machine, ledger, group };
+    } catch (error) {
+      closeQuietly(ledger);
+      this.topicFailed(name, error, failed, undefined, 0);
+      return undefined;
+    }
+    hosted.group.onApplied(() => this.advanced());
     this.topics.set(name, hosted);
-    this.options.logger.info({ topic: name, applied: group.appliedIndex }, 'topic group opened');
+    this.failedTopics.delete(name);
+    this.options.logger.info({ topic: name, applied: hosted.group.appliedIndex }, 'topic group opened');
     this.refreshSoon();
     return hosted;
+  }
+
+  /** A running topic group stopped because its storage failed (see `RaftGroup` onStorageFailure). */
+  private topicStopped(name: string, error: Error): void {
+    const hosted = this.topics.get(name);
+    if (hosted === undefined) return;
+    this.topics.delete(name);
+    closeQuietly(hosted.ledger);
+    this.topicFailed(name, error, undefined, hosted.machine.latest, hosted.group.appliedIndex);
+    this.refreshSoon();
+  }
+
+  private topicFailed(
+    name: string,
+    error: unknown,
+    previous: FailedTopic | undefined,
+    lastView: TopicView | undefined,
+    lastApplied: number,
+  ): void {
+    const attempts = (previous?.attempts ?? 0) + 1;
+    const delayMs = Math.min(reopenDelayMsInitial * 2 ** (attempts - 1), reopenDelayMsMax);
+    const failure = error instanceof Error ? error : new Error(String(error));
+    this.failedTopics.set(name, {
+      error: failure,
+      attempts,
+      retryAt: Date.now() + delayMs,
+      lastView: lastView ?? previous?.lastView,
+      lastApplied: Math.max(lastApplied, previous?.lastApplied ?? 0),
+    });
+    this.options.logger.error(
+      {
+        group: topicGroupId(name),
+        error: failure.message,
+        storage: isGroupStorageError(failure),
+        attempts,
+        retryInMs: delayMs,
+        ...(isGroupStorageError(failure) ? {} : { stack: failure.stack }),
+      },
+      'topic group stopped on this node; the other groups go on, and opening it is retried',
+    );
+  }
+
+  /** Leader-duty tick: tries again to open failed topic groups whose delay is over. */
+  private reopenFailedTopics(): void {
+    const now = Date.now();
+    for (const [name, failed] of this.failedTopics) {
+      const topic = this.system.latest.topics.get(name);
+      if (topic === undefined || !this.takesPart(topic)) {
+        this.failedTopics.delete(name);
+        continue;
+      }
+      if (now >= failed.retryAt) this.openTopic(name);
+    }
   }
 
   private refreshPending = false;
@@ -388,11 +516,12 @@ export class RegistryHost {
     const entries: TopicEntry[] = [];
     for (const [name, topic] of system.topics) {
       const hosted = this.topics.get(name);
-      const latest = hosted?.machine.latest;
+      const failed = this.failedTopics.get(name);
+      const latest = hosted?.machine.latest ?? failed?.lastView;
       entries.push({
         config: latest?.config ?? topic.config,
         epochs: latest?.epochs ?? topic.config.partitions.map((partition) => [partition]),
-        topicIndex: hosted?.group.appliedIndex ?? 0,
+        topicIndex: hosted?.group.appliedIndex ?? failed?.lastApplied ?? 0,
         voters: topic.voters,
         learners: topic.learners,
       });
@@ -404,6 +533,7 @@ export class RegistryHost {
 
   private async leaderDuties(): Promise<void> {
     if (this.closed) return;
+    this.reopenFailedTopics();
     if (this.systemGroup.isLeader) {
       await this.addLearners(SYSTEM_GROUP, this.systemGroup, [...this.system.latest.nodes.keys()]);
     }
@@ -517,6 +647,14 @@ export class RegistryHost {
       topic.group.close();
       topic.ledger.close();
     }
+  }
+}
+
+function closeQuietly(ledger: GlobalLedgerDatabase | undefined): void {
+  try {
+    ledger?.close();
+  } catch {
+    // Closing what failed may fail too; the failure that matters is already reported.
   }
 }
 

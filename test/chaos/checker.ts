@@ -8,6 +8,8 @@ import type { ReceivedMessage as ConnectorReceivedMessage } from '../../src/conn
 import { bytesEqual } from '../../src/crypto/index.js';
 import { decodeTransactionResult } from '../../src/contracts/results.js';
 import { blockHash, decodeBlock, encodeBlock, verifyBlock } from '../../src/ledger/block.js';
+import { groupFileName } from '../../src/node/group-files.js';
+import { topicGroupId } from '../../src/registry/admin-transactions.js';
 import type { Block, BlockHeader, GroupMembership } from '../../src/ledger/block.js';
 
 export interface AckedMessage {
@@ -279,11 +281,7 @@ export function globalLedgerLag(
   groups: readonly string[],
 ): string | undefined {
   const globalFile = (node: number): string =>
-    join(
-      dirname(dirname(partitionFile(node, `${topic}/0`))),
-      'global',
-      `${encodeURIComponent(topic)}.sqlite`,
-    );
+    join(dirname(dirname(partitionFile(node, `${topic}/0`))), 'global', groupFileName(topicGroupId(topic)));
   for (const group of groups) {
     const partitionLedgers = nodes.map((node) =>
       readHashes(partitionFile(node, group), 'SELECT hash FROM blocks ORDER BY height'),

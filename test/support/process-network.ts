@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ensureDevnetLayout } from '../../src/cli/devnet-layout.js';
 import type { DevnetLayout } from '../../src/cli/devnet-layout.js';
+import { groupFileName } from '../../src/node/group-files.js';
 
 const root = join(import.meta.dirname, '..', '..');
 export const cliEntry = join(root, 'src', 'cli', 'run.ts');
@@ -175,13 +176,7 @@ export class ProcessNetwork {
 
   /** The partition database file of `node<N>`'s replica of `group`. */
   partitionDatabase(nodeIndex: number, group = 'demo/0'): string {
-    return join(
-      this.directory,
-      `org${nodeIndex}`,
-      'node-data',
-      'partitions',
-      `${encodeURIComponent(group)}.sqlite`,
-    );
+    return join(this.directory, `org${nodeIndex}`, 'node-data', 'partitions', groupFileName(group));
   }
 
   logTail(name: string, lines = 30): string {
