@@ -18,6 +18,12 @@ export interface OutgoingMessage {
   readonly id?: string;
   readonly contentType?: string;
   readonly headers?: Readonly<Record<string, Uint8Array>>;
+  /**
+   * Bytes `value` will yield, when known (an HTTP Content-Length): checked against the topic's
+   * `messageBytesMax` before any is read, and then held to exactly. Unknown, the value is cut (and
+   * the message refused) as soon as it passes what the policy allows.
+   */
+  readonly size?: number;
 }
 
 /** The acknowledgement of one message: where it is, and the proof (base64 canonical CBOR). */

@@ -12,7 +12,8 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { PassThrough, pipeline } from 'node:stream';
+import { PassThrough, Writable, pipeline } from 'node:stream';
+import { pipeline as pipelineAsync } from 'node:stream/promises';
 import type { CborValue } from '../codec/index.js';
 import { bytesEqual } from '../codec/index.js';
 import { decodeClientRequest, encodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
@@ -30,7 +31,7 @@ import {
 } from '../crypto/envelope/index.js';
 import type { EncryptionKeyPair, EnvelopeHeader } from '../crypto/envelope/index.js';
 import { chunkTagBytes } from '../crypto/envelope/header.js';
-import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import { ErrorCode, LedgerbusError, assert, isLedgerbusError } from '../errors.js';
 import { RpcPeer, connectFramed, rpcStream } from '../net/index.js';
 import type { Logger } from '../node/logger.js';
 import {
@@ -66,7 +67,8 @@ import type {
   SendResult,
 } from './api-types.js';
 import { ConnectorDatabase } from './connector-database.js';
-import type { ReceivedRow } from './connector-database.js';
+import type { ReceivedRow, SentRow } from './connector-database.js';
+import { ciphertextBytesFor, messageTooLarge, plaintextBytesMaxFor, sendChunkBytes } from './payload-size.js';
 import { AmbiguousMessageIdError, topicOfGroup } from './message-location.js';
 import { ByteLimit } from './byte-limit.js';
 import { checkContentType } from './media-type.js';
@@ -259,47 +261,95 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
 
   // ---- sending ----
 
+  /**
+   * Sends `messages` on `topic`: every check that needs no payload byte first (content types,
+   * declared sizes against the topic's `messageBytesMax`), then each payload encrypted into storage
+   * with its size bounded as it streams, then one signed batch per partition. Whatever this call
+   * stored for a message that is not published — a refusal by this connector or by the ledger — is
+   * deleted before it throws, and every value it did not finish reading is destroyed.
+   */
   async send(topicName: string, messages: readonly OutgoingMessage[]): Promise<SendResult[]> {
+    const stored: OutgoingStored[] = [];
+    try {
+      return await this.sendStored(topicName, messages, stored);
+    } catch (error) {
+      for (const message of messages) if (!message.value.readableEnded) message.value.destroy();
+      await this.discardUnpublished(stored.filter((entry) => entry.created));
+      throw error;
+    }
+  }
+
+  private async sendStored(
+    topicName: string,
+    messages: readonly OutgoingMessage[],
+    stored: OutgoingStored[],
+  ): Promise<SendResult[]> {
     const topic = this.options.registry.topic(topicName);
     if (topic === undefined)
       throw new LedgerbusError(ErrorCode.SchemaMismatch, `topic ${topicName} does not exist`);
     if (messages.length === 0) return [];
     if (messages.length > 1024)
       throw new LedgerbusError(ErrorCode.Oversize, 'at most 1024 messages per send');
+    const bytesMax = topic.policy.messageBytesMax;
+    const plaintextMax = plaintextBytesMaxFor(bytesMax);
     // Everything checkable is checked before a byte of any payload is read or stored.
-    messages.forEach((message, index) => {
-      if (message.contentType !== undefined) {
-        checkContentType(
-          message.contentType,
-          messages.length === 1 ? 'contentType' : `messages[${index}].contentType`,
-        );
+    const limits = messages.map((message, index) => {
+      const field = messages.length === 1 ? '' : `messages[${index}].`;
+      if (message.contentType !== undefined) checkContentType(message.contentType, `${field}contentType`);
+      const label = message.id ?? (messages.length === 1 ? 'to send' : `${index}`);
+      if (message.size === undefined) return { label, plaintextMax, declared: undefined };
+      if (!Number.isSafeInteger(message.size) || message.size < 0) {
+        throw new LedgerbusError(ErrorCode.SchemaMismatch, `${field}size: expected a non-negative integer`);
       }
+      const encrypted = ciphertextBytesFor(message.size);
+      if (encrypted > bytesMax) {
+        throw messageTooLarge(label, topicName, bytesMax, `${message.size} bytes, ${encrypted} encrypted`);
+      }
+      return { label, plaintextMax: message.size, declared: message.size };
     });
     // Encrypt and store every payload first (steps 1–2); then one signed batch per partition.
     // Payloads are encrypted and stored several at a time (their fsyncs overlap); each keeps its
-    // place in the batch, so offsets follow the order the application gave.
-    const prepared: { metadata: MessageMetadata; partition: number; index: number }[] = new Array(
+    // place in the batch, so offsets follow the order the application gave. After one fails, no
+    // other starts, and the call waits for those under way (so it can delete what they stored).
+    const prepared: { entry: OutgoingStored; partition: number; index: number }[] = new Array(
       messages.length,
     );
     let next = 0;
+    let failed = false;
     const worker = async (): Promise<void> => {
-      while (next < messages.length) {
+      while (next < messages.length && !failed) {
         const index = next++;
         const message = messages[index] as OutgoingMessage;
         const partition =
           message.key === undefined || message.key === null
             ? this.sticky.partition(topicName, topic.partitionCount)
             : partitionForKey(message.key, topic.partitionCount);
-        const metadata = await this.storeOutgoing(topicName, partition, message);
-        prepared[index] = { metadata, partition: metadata.partition, index };
+        try {
+          const entry = await this.storeOutgoing(topicName, partition, message, {
+            ...(limits[index] as (typeof limits)[number]),
+            bytesMax,
+          });
+          stored.push(entry);
+          prepared[index] = { entry, partition: entry.metadata.partition, index };
+        } catch (error) {
+          failed = true;
+          throw error;
+        }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(storeConcurrency, messages.length) }, worker));
+    const workers = await Promise.allSettled(
+      Array.from({ length: Math.min(storeConcurrency, messages.length) }, worker),
+    );
+    const refusal = workers.find((outcome) => outcome.status === 'rejected');
+    if (refusal !== undefined) throw refusal.reason;
+    // From here on a payload is deleted only when the ledger refuses its message (publishBatch): a
+    // publish that failed otherwise (a timeout) may have been accepted, and its payload is needed.
+    stored.length = 0;
     const results: SendResult[] = new Array<SendResult>(messages.length);
     const byPartition = new Map<number, typeof prepared>();
     for (const entry of prepared)
       byPartition.set(entry.partition, [...(byPartition.get(entry.partition) ?? []), entry]);
-    await Promise.all(
+    const published = await Promise.allSettled(
       [...byPartition].flatMap(([partition, entries]) => {
         // Submitted together over one connection, in order: the batches are pipelined, not serialized.
         const batches: (typeof entries)[] = [];
@@ -310,7 +360,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
           const accepted = await this.publishBatch(
             topicName,
             partition,
-            batch.map((entry) => entry.metadata),
+            batch.map((entry) => entry.entry),
           );
           batch.forEach((entry, position) => {
             results[entry.index] = accepted[position] as SendResult;
@@ -318,15 +368,42 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
         });
       }),
     );
+    const failure = published.find((outcome) => outcome.status === 'rejected');
+    if (failure !== undefined) throw failure.reason;
     this.sticky.next(topicName, topic.partitionCount);
     return results;
   }
 
+  /**
+   * Deletes what was stored for messages the ledger never accepted: their sent rows (only while
+   * they have no offset) and their ciphertext (only while no row refers to it).
+   */
+  private async discardUnpublished(entries: readonly OutgoingStored[]): Promise<void> {
+    for (const { metadata, storageKey } of entries) {
+      this.database.deleteUnpublished(metadata.topic, metadata.id, storageKey);
+      if (this.database.sentReferences(storageKey)) continue;
+      try {
+        await this.options.storage.delete(storageKey);
+      } catch (error) {
+        this.options.logger.warn(
+          { id: metadata.id, storageKey, error: describe(error) },
+          'could not delete the payload of a refused message',
+        );
+      }
+    }
+  }
+
+  /**
+   * Encrypts and stores one message's payload, reading at most `limit.plaintextMax` bytes of it (and
+   * exactly `limit.declared`, when declared), or finds it stored by an earlier attempt of the same
+   * (topic, id). `created` says whether this call stored it.
+   */
   private async storeOutgoing(
     topic: string,
     partition: number,
     message: OutgoingMessage,
-  ): Promise<MessageMetadata> {
+    limit: { label: string; plaintextMax: number; declared: number | undefined; bytesMax: number },
+  ): Promise<OutgoingStored> {
     const id = message.id ?? randomUUID();
     const recipients = [...message.to];
     const targets = recipients.map((orgId) => {
@@ -335,39 +412,70 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
         throw new LedgerbusError(ErrorCode.SchemaMismatch, `recipient ${orgId} is not in the network`);
       return { orgId, publicKey };
     });
+    const bounded = (): Readable =>
+      pipeline(
+        message.value,
+        new ByteLimit(limit.plaintextMax, (total) =>
+          limit.declared === undefined
+            ? messageTooLarge(limit.label, topic, limit.bytesMax, `more than ${limit.plaintextMax} bytes`)
+            : new LedgerbusError(
+                ErrorCode.SchemaMismatch,
+                `message ${limit.label}: the value runs past the ${limit.declared} bytes declared (${total} so far)`,
+              ),
+        ),
+        () => {},
+      );
     const existing = this.database.sent(topic, id);
     if (existing !== undefined) {
-      // A retry of a message already encrypted and stored: publish the same metadata again, on the
-      // partition the first attempt chose (a keyless retry must not land on another partition,
-      // where the contract would accept the id as a new message).
-      const header = decodeEnvelopeHeader(existing.header);
-      message.value.resume();
-      return this.metadataFor(
-        id,
-        topic,
-        existing.partition,
-        message,
-        recipients,
-        existing.size,
-        header.merkleRoot,
-        header.contentType,
-      );
+      // A retry of a message already encrypted and stored: its value is read (within the bound) and
+      // dropped, and the first attempt's metadata is published again, on the partition that attempt
+      // chose (a keyless retry must not land on another partition, where the contract would accept
+      // the id as a new message).
+      await drain(bounded());
+      return {
+        metadata: this.metadataOfSent(existing, message, recipients),
+        storageKey: existing.storage_key,
+        created: false,
+      };
     }
     const contentType = message.contentType ?? 'application/octet-stream';
     const sink = new PassThrough({ highWaterMark: 1024 * 1024 });
     const stored = this.options.storage.put(sink);
     const [encrypted, object] = await Promise.all([
       encryptPayload({
-        source: message.value,
+        source: bounded(),
         sink,
         senderKey: this.options.signingKey,
         senderOrgId: this.organization,
         recipients: targets,
         payloadId: id,
         contentType,
+        chunkBytes: sendChunkBytes,
       }),
       stored,
     ]);
+    const created: OutgoingStored = {
+      metadata: this.metadataFor(
+        id,
+        topic,
+        partition,
+        message,
+        recipients,
+        object.size,
+        encrypted.header.merkleRoot,
+        contentType,
+      ),
+      storageKey: object.key,
+      created: true,
+    };
+    if (limit.declared !== undefined && encrypted.header.plaintextBytes !== limit.declared) {
+      stored.catch(() => undefined);
+      await this.discardUnpublished([created]);
+      throw new LedgerbusError(
+        ErrorCode.SchemaMismatch,
+        `message ${limit.label}: the value ended after ${encrypted.header.plaintextBytes} of the ${limit.declared} bytes declared`,
+      );
+    }
     this.database.insertSent({
       id,
       topic,
@@ -379,15 +487,32 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       recipients: JSON.stringify(recipients),
       created_at: Date.now(),
     });
+    const row = this.database.sent(topic, id);
+    assert(row !== undefined, 'a sent row exists once inserted');
+    if (row.storage_key !== object.key) {
+      // Another send of the same (topic, id) stored its payload first: this one is its retry.
+      await this.discardUnpublished([created]);
+      return {
+        metadata: this.metadataOfSent(row, message, recipients),
+        storageKey: row.storage_key,
+        created: false,
+      };
+    }
+    return created;
+  }
+
+  /** The metadata a message stored earlier is published with again. */
+  private metadataOfSent(row: SentRow, message: OutgoingMessage, recipients: string[]): MessageMetadata {
+    const header = decodeEnvelopeHeader(row.header);
     return this.metadataFor(
-      id,
-      topic,
-      partition,
+      row.id,
+      row.topic,
+      row.partition,
       message,
       recipients,
-      object.size,
-      encrypted.header.merkleRoot,
-      contentType,
+      row.size,
+      header.merkleRoot,
+      header.contentType,
     );
   }
 
@@ -414,15 +539,21 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     };
   }
 
-  /** Signs one publish for the batch, submits it, verifies every message's acceptance proof. */
+  /**
+   * Signs one publish for the batch, submits it, verifies every message's acceptance proof. What
+   * the ledger refused is discarded (if this send stored it) before the refusal is thrown; what it
+   * accepted is recorded as sent first, whatever else in the batch was refused.
+   */
   private async publishBatch(
     topic: string,
     partition: number,
-    metadata: MessageMetadata[],
+    entries: readonly OutgoingStored[],
   ): Promise<SendResult[]> {
     const group = `${topic}/${partition}`;
+    const metadata = entries.map((entry) => entry.metadata);
     const { answer, result } = await this.publishUntilEpochOpen(group, metadata);
     if (result.status === 'REJECTED') {
+      await this.discardUnpublished(entries.filter((entry) => entry.created));
       throw new LedgerbusError(
         ErrorCode.MessageRejected,
         `${result.reason}${result.detail === undefined ? '' : ` (${result.detail})`}`,
@@ -452,14 +583,19 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
         accepted,
       ]),
     );
-    return metadata.map((message, messageIndex) => {
+    const refused: { entry: OutgoingStored; error: LedgerbusError }[] = [];
+    const results = metadata.map((message, messageIndex): SendResult | undefined => {
       const outcome = result.messages[messageIndex];
       if (outcome === undefined) throw new LedgerbusError(ErrorCode.BadProof, 'missing message result');
       if (outcome.status === 'REJECTED') {
-        throw new LedgerbusError(
-          ErrorCode.MessageRejected,
-          `message ${message.id}: ${outcome.reason}${outcome.detail === undefined ? '' : ` (${outcome.detail})`}`,
-        );
+        refused.push({
+          entry: entries[messageIndex] as OutgoingStored,
+          error: new LedgerbusError(
+            ErrorCode.MessageRejected,
+            `message ${message.id}: ${outcome.reason}${outcome.detail === undefined ? '' : ` (${outcome.detail})`}`,
+          ),
+        });
+        return undefined;
       }
       // A retry's result points at the first acceptance: prove that block instead.
       const retried = firstAcceptance.get(message.id);
@@ -481,6 +617,12 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
         proof: Buffer.from(proofBytes).toString('base64'),
       };
     });
+    const [first] = refused;
+    if (first !== undefined) {
+      await this.discardUnpublished(refused.map(({ entry }) => entry).filter((entry) => entry.created));
+      throw first.error;
+    }
+    return results as SendResult[];
   }
 
   /**
@@ -1240,6 +1382,25 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       }
     }
   }
+}
+
+/** A message of a send, encrypted and stored (by this send, when `created`), ready to publish. */
+interface OutgoingStored {
+  readonly metadata: MessageMetadata;
+  readonly storageKey: string;
+  readonly created: boolean;
+}
+
+/** Reads `stream` to its end, dropping the bytes; rejects with its error. */
+function drain(stream: Readable): Promise<void> {
+  return pipelineAsync(
+    stream,
+    new Writable({
+      write(_chunk: Buffer, _encoding, callback) {
+        callback();
+      },
+    }),
+  );
 }
 
 function decodeAcceptanceProofValue(value: CborValue | undefined): AcceptanceProof {

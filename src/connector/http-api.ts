@@ -6,8 +6,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { Readable, Transform } from 'node:stream';
-import type { TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import { fastify } from 'fastify';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import fastifyWebsocket from '@fastify/websocket';
@@ -24,10 +23,12 @@ import type {
   ReceivedMessage,
 } from './api-types.js';
 import { AmbiguousMessageIdError } from './message-location.js';
+import { ByteLimit } from './byte-limit.js';
 import { servableContentType } from './media-type.js';
 import {
   batchBodyBytesMax,
   buildOpenApiDocument,
+  jsonBodyBytesMax,
   receivedLimitDefault,
   receivedWaitMsMax,
   requestSchemas,
@@ -61,6 +62,13 @@ export interface HttpApiOptions {
   readonly bodyBytesMax?: number;
   /** On close, how long in-flight requests (long-polls, uploads) may finish before their sockets are cut. */
   readonly closeGraceMs?: number;
+  /** How long a request with a JSON body may take to send all of it; default 30 s. */
+  readonly bodyReceiveTimeoutMs?: number;
+  /**
+   * How long a streamed upload (`POST /v1/topics/:topic/messages`) may go without sending a byte;
+   * default 60 s. There is no limit on its total time: a large payload legitimately takes long.
+   */
+  readonly uploadIdleTimeoutMs?: number;
 }
 
 export interface HttpApiRoute {
@@ -163,6 +171,8 @@ function fastifyErrorCode(error: unknown): string | undefined {
 }
 
 const publicRoutes = new Set(['/healthz', '/v1/openapi.json']);
+/** The one route whose body is streamed (to encryption and storage) rather than parsed. */
+const uploadRoute = '/v1/topics/:topic/messages';
 const eventsRoute = '/v1/events';
 /** A client that reads events slower than this much backlog is cut off rather than buffered for. */
 const eventsBufferedBytesMax = 8 * 1024 * 1024;
@@ -182,6 +192,8 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
   ) {
     throw new LedgerbusError(ErrorCode.BadConfig, 'bodyBytesMax: expected a positive integer');
   }
+  const bodyReceiveTimeoutMs = positiveOption(options.bodyReceiveTimeoutMs, 30_000, 'bodyReceiveTimeoutMs');
+  const uploadIdleTimeoutMs = positiveOption(options.uploadIdleTimeoutMs, 60_000, 'uploadIdleTimeoutMs');
   // Compare digests, not the strings: equal lengths make timingSafeEqual usable and hide the token length.
   const expectedDigest = createHash('sha256').update(token).digest();
   const tokenMatches = (presented: string): boolean =>
@@ -191,9 +203,11 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
     logger: false,
     // HEAD twins of GET routes would be undocumented surface with no use here.
     exposeHeadRoutes: false,
-    // Uploads of large payloads legitimately take long; Node's 5-minute default would cut them.
+    // Uploads of large payloads legitimately take long, so Node's whole-request timeout (which
+    // cannot differ per route) is off; the hook below bounds bodies per route instead.
     requestTimeout: 0,
-    bodyLimit: batchBodyBytesMax,
+    // JSON bodies are small (an admin action, a sequence); the batch route raises its own limit.
+    bodyLimit: jsonBodyBytesMax,
     // Message ids and group ids are the application's own; the router's default cut-off is 100 chars.
     routerOptions: { maxParamLength: 1024 },
     // Reject unknown fields instead of silently dropping them: a typo should not lose data. The
@@ -204,6 +218,37 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
   // First, so that its onRequest hook (which marks upgrade requests, letting it destroy the socket of
   // a refused one) runs before authentication can refuse.
   await app.register(fastifyWebsocket, { options: { maxPayload: 64 * 1024 } });
+
+  // A request that never finishes its body must not hold a connection (and what was read of it)
+  // forever: a JSON body must arrive whole within bodyReceiveTimeoutMs, a streamed upload may not
+  // pause longer than uploadIdleTimeoutMs. Requests without a body (GETs, WebSocket upgrades) are
+  // left alone: a long-poll or an event stream is supposed to last.
+  app.addHook('onRequest', async (request) => {
+    const raw = request.raw;
+    const hasBody =
+      raw.headers['transfer-encoding'] !== undefined ||
+      (raw.headers['content-length'] !== undefined && raw.headers['content-length'] !== '0');
+    if (!hasBody || raw.complete) return;
+    const cut = (): void => {
+      if (!raw.complete) raw.destroy(new LedgerbusError(ErrorCode.Timeout, 'request body timed out'));
+    };
+    if (request.routeOptions.url === uploadRoute) {
+      // An idle timer on the socket: sending bytes resets it. Cleared once the body is read, or the
+      // socket would be cut while the ledger commits the message.
+      raw.setTimeout(uploadIdleTimeoutMs, cut);
+      const clear = (): void => {
+        raw.socket?.setTimeout(0);
+      };
+      raw.once('end', clear);
+      raw.once('close', clear);
+      return;
+    }
+    const timer = setTimeout(cut, bodyReceiveTimeoutMs);
+    timer.unref();
+    const clear = (): void => clearTimeout(timer);
+    raw.once('end', clear);
+    raw.once('close', clear);
+  });
 
   const routes: HttpApiRoute[] = [];
   app.addHook('onRoute', (route) => {
@@ -283,7 +328,7 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
       done(null),
     );
     scope.post<{ Params: { topic: string }; Querystring: Record<string, string | undefined> }>(
-      '/v1/topics/:topic/messages',
+      uploadRoute,
       { schema: { params: requestSchemas.topicParams, querystring: requestSchemas.sendQuery } },
       async (request) => {
         const message = streamedMessage(request, options.bodyBytesMax);
@@ -457,10 +502,13 @@ interface BatchBody {
 }
 
 function batchMessage(entry: BatchEntry, field: string): OutgoingMessage {
+  const value = decodeBase64(entry.value, `${field}.value`);
   return {
     key: entry.key === undefined || entry.key === null ? null : decodeBase64(entry.key, `${field}.key`),
     // A byte-mode stream (not Readable.from's default object mode), like a request body.
-    value: Readable.from([decodeBase64(entry.value, `${field}.value`)], { objectMode: false }),
+    value: Readable.from([value], { objectMode: false }),
+    // Known: the connector checks it against the topic's policy before encrypting anything.
+    size: value.length,
     to: entry.to,
     ...(entry.id === undefined ? {} : { id: entry.id }),
     ...(entry.contentType === undefined ? {} : { contentType: entry.contentType }),
@@ -493,22 +541,29 @@ function streamedMessage(
   const headers = header('ledgerbus-headers');
   const contentType = header('content-type');
   const raw = request.raw;
-  let value: Readable = raw;
-  if (bodyBytesMax !== undefined) {
-    const declared = Number(raw.headers['content-length']);
-    if (Number.isFinite(declared) && declared > bodyBytesMax) {
-      throw new LedgerbusError(
-        ErrorCode.Oversize,
-        `body of ${declared} bytes exceeds the limit of ${bodyBytesMax}`,
-      );
-    }
-    // Chunked uploads declare no length: count as the bytes flow.
-    value = raw.pipe(new ByteLimit(bodyBytesMax));
-    raw.once('error', (error) => value.destroy(error));
+  const lengthHeader = raw.headers['content-length'];
+  const declared = lengthHeader === undefined ? undefined : Number(lengthHeader);
+  if (bodyBytesMax !== undefined && declared !== undefined && declared > bodyBytesMax) {
+    throw new LedgerbusError(
+      ErrorCode.Oversize,
+      `body of ${declared} bytes exceeds the limit of ${bodyBytesMax}`,
+    );
   }
+  // The connector reads the body through a stream of its own, which it may destroy when it refuses
+  // the message: the request itself stays whole, so the refusal can still be answered on it.
+  // Chunked uploads declare no length: bodyBytesMax is counted as the bytes flow.
+  const value = raw.pipe(
+    new ByteLimit(
+      bodyBytesMax ?? Number.MAX_SAFE_INTEGER,
+      () => new LedgerbusError(ErrorCode.Oversize, `body exceeds the limit of ${bodyBytesMax} bytes`),
+    ),
+  );
+  raw.once('error', (error) => value.destroy(error));
   return {
     key: key === undefined ? null : decodeBase64(key, 'key'),
     value,
+    // Node's parser holds the body to its Content-Length (a valid one: it refuses others).
+    ...(declared === undefined ? {} : { size: declared }),
     to,
     ...(id === undefined || id.length === 0 ? {} : { id }),
     ...(contentType === undefined ? {} : { contentType }),
@@ -516,20 +571,11 @@ function streamedMessage(
   };
 }
 
-/** Passes bytes through and fails the stream (OVERSIZE) once more than `limit` have passed. */
-class ByteLimit extends Transform {
-  private seen = 0;
-  constructor(private readonly limit: number) {
-    super();
-  }
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.seen += chunk.length;
-    if (this.seen > this.limit) {
-      callback(new LedgerbusError(ErrorCode.Oversize, `body exceeds the limit of ${this.limit} bytes`));
-      return;
-    }
-    callback(null, chunk);
-  }
+function positiveOption(value: number | undefined, fallback: number, field: string): number {
+  if (value === undefined) return fallback;
+  if (!(Number.isSafeInteger(value) && value > 0))
+    throw new LedgerbusError(ErrorCode.BadConfig, `${field}: expected a positive integer`);
+  return value;
 }
 
 function decodeBase64(text: string, field: string): Buffer {

@@ -25,6 +25,8 @@ export interface OpenApiDocument {
 
 /** Largest JSON body of `POST /v1/topics/{topic}/batch`: base64 values of small messages. */
 export const batchBodyBytesMax = 16 * 1024 * 1024;
+/** Largest JSON body of every other route (an admin action or transaction, a sequence). */
+export const jsonBodyBytesMax = 1024 * 1024;
 /** Most messages in one batch: the connector signs one producer batch per partition. */
 export const batchMessagesMax = 1024;
 export const receivedLimitDefault = 100;
@@ -700,7 +702,11 @@ const paths: Record<string, Record<string, JsonSchema>> = {
       operationId: 'sendMessage',
       summary: 'Send one message whose payload is the streamed request body (any size).',
       description:
-        'The body is streamed to encryption and storage and never held whole. Metadata travels in the query ' +
+        'The body is streamed to encryption and storage and never held whole. Its size is held to the ' +
+        "topic's `messageBytesMax` (which counts the encrypted size): a `Content-Length` over it is refused " +
+        'before the body is read, a chunked body as soon as it passes it (422 MESSAGE_REJECTED, ' +
+        'MESSAGE_TOO_LARGE), and nothing of a refused message is kept. An upload that sends nothing for ' +
+        'a minute is cut. Metadata travels in the query ' +
         '(`to`, `key`, `id`) or in the headers `Ledgerbus-To`, `Ledgerbus-Key`, `Ledgerbus-Id`; ' +
         '`Ledgerbus-Headers` carries message headers as base64 of a JSON object of base64 values. ' +
         'The payload content type is the request `Content-Type`: a media type in printable ASCII ' +
@@ -719,7 +725,9 @@ const paths: Record<string, Record<string, JsonSchema>> = {
       },
       responses: {
         '200': { description: 'Accepted on the ledger.', content: json(ref('SendResult')) },
-        '422': errorResponse('The partition refused the message (MESSAGE_REJECTED).'),
+        '422': errorResponse(
+          'The connector or the partition refused the message (MESSAGE_REJECTED; MESSAGE_TOO_LARGE over the topic policy).',
+        ),
       },
     }),
   },
@@ -727,6 +735,10 @@ const paths: Record<string, Record<string, JsonSchema>> = {
     post: operation({
       operationId: 'sendBatch',
       summary: `Send up to ${batchMessagesMax} small messages (base64 values, body at most 16 MiB).`,
+      description:
+        "Every message is checked against the topic's `messageBytesMax` before any is encrypted; a " +
+        'message over it refuses the whole request (422 MESSAGE_TOO_LARGE). Other routes take JSON bodies ' +
+        'of at most 1 MiB (OVERSIZE), sent within 30 s.',
       parameters: topicParameters,
       requestBody: { required: true, content: json(requestSchemas.batchBody) },
       responses: {
