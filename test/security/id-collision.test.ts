@@ -19,6 +19,8 @@ const net = new SecurityNetwork({ name: 'id-collision', basePort: 24840 });
 const api: Record<'org1' | 'org2' | 'org3', ApiClient> = {} as never;
 /** A topic the attacker (org1) creates and owns, on which org2 may receive. */
 const ownTopic = 'org1-side';
+/** A topic of org1's with two partitions, where keyless messages alternate between partitions. */
+const twoPartitions = 'org1-two';
 
 beforeAll(async () => {
   await net.startNodes();
@@ -27,16 +29,21 @@ beforeAll(async () => {
     api[organization] = await net.startApi(organization);
   }
   // Any approved member may create a topic: this is the attacker's whole set-up.
-  await waitFor('org1 to create its topic', async () => {
+  await createTopic(ownTopic, 1);
+  await createTopic(twoPartitions, 2);
+}, 90_000);
+
+async function createTopic(name: string, partitions: number): Promise<void> {
+  await waitFor(`org1 to create ${name}`, async () => {
     const created = await api.org1.call('POST', '/v1/admin', {
-      json: { kind: 'createTopic', name: ownTopic, partitions: 1, producers: ['org1'], consumers: ['org2'] },
+      json: { kind: 'createTopic', name, partitions, producers: ['org1'], consumers: ['org2'] },
     });
     if (created.status === 200) return true;
     const { error } = created.json() as { error: { retriable: boolean } };
     if (error.retriable) return undefined;
     throw new Error(`createTopic: HTTP ${created.status} ${created.body.toString()}`);
   });
-}, 90_000);
+}
 
 afterAll(async () => {
   await net.stop();
@@ -158,5 +165,17 @@ describe("message ids that repeat across a sender's own topics", () => {
       offset: onDemo.offset,
       height: onDemo.height,
     });
+  });
+
+  it('sends a keyless retry to the partition of the first attempt, not where the partitioner is now', async () => {
+    const first = await send(api.org1, twoPartitions, 'retry-1', 'once');
+    // The sticky partitioner moves on after every send: new keyless messages alternate partitions,
+    // so after two more the partitioner points at the partition the first attempt did not use.
+    const second = await send(api.org1, twoPartitions, 'retry-other-1', 'another');
+    const third = await send(api.org1, twoPartitions, 'retry-other-2', 'and another');
+    expect(second.partition).not.toBe(first.partition);
+    expect(third.partition).toBe(first.partition);
+    const again = await send(api.org1, twoPartitions, 'retry-1', 'once');
+    expect(again).toMatchObject({ partition: first.partition, offset: first.offset, height: first.height });
   });
 });
