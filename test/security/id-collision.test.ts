@@ -9,6 +9,7 @@
 // message and payload, status and receipt name the right sender, and the id-only route refuses to
 // guess (409 AMBIGUOUS_MESSAGE_ID, listing both). A sender's own ids may repeat across topics too:
 // the second is its own message, not a retry of the first.
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReceiptBundle, ReceivedMessage, SendResult } from '../../src/connector/api-types.js';
 import type { MessageStatus } from '../../src/connector/api-types.js';
@@ -177,5 +178,20 @@ describe("message ids that repeat across a sender's own topics", () => {
     expect(third.partition).toBe(first.partition);
     const again = await send(api.org1, twoPartitions, 'retry-1', 'once');
     expect(again).toMatchObject({ partition: first.partition, offset: first.offset, height: first.height });
+  });
+
+  it('makes two concurrent sends of one id on one topic one message, keeping one payload', async () => {
+    const files = net.storageFiles('org1').length;
+    const connector = net.connector('org1');
+    const both = await Promise.all(
+      ['one body', 'another body'].map((text) =>
+        connector.send('demo', [
+          { id: 'concurrent-1', value: Readable.from([Buffer.from(text)]), to: ['org2'] },
+        ]),
+      ),
+    );
+    expect(both[1]?.[0]).toMatchObject({ partition: both[0]?.[0]?.partition, offset: both[0]?.[0]?.offset });
+    // The payload that lost the race was deleted: one ciphertext for one message.
+    expect(net.storageFiles('org1').length).toBe(files + 1);
   });
 });
