@@ -99,6 +99,11 @@ export const ErrorCode = {
   PayloadCorrupt: 'PAYLOAD_CORRUPT',
   /** An application's API token is missing or wrong. */
   Unauthorized: 'UNAUTHORIZED',
+  /**
+   * The calling organization is not APPROVED (pending, suspended or revoked): only approved
+   * organizations act or read. A supervisor decides (`ledgerbus org approve`).
+   */
+  NotApproved: 'NOT_APPROVED',
   /** Several received messages have this id (ids are unique per partition): name the topic and partition. */
   AmbiguousMessageId: 'AMBIGUOUS_MESSAGE_ID',
 } as const;

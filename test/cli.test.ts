@@ -102,7 +102,7 @@ describe('ledgerbus CLI', () => {
   it('lists the topic and org commands in the help texts, each with its own --help', async () => {
     const subcommands = {
       topic: ['create', 'add-partitions', 'describe', 'list', 'acl'],
-      org: ['register', 'approve', 'suspend', 'revoke', 'list'],
+      org: ['register', 'approve', 'suspend', 'revoke', 'quotas', 'add-node', 'remove-node', 'list'],
     };
     // The leaves share one builder, so a few of them stand for all (each run costs a process start).
     const commands = [

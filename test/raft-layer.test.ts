@@ -30,6 +30,7 @@ import {
   SYSTEM_GROUP,
   adminTransactionSchema,
   signAdminTransaction,
+  signNodePossession,
 } from '../src/registry/admin-transactions.js';
 import { liveRegistryFromGenesis } from '../src/registry/live-registry.js';
 
@@ -188,18 +189,19 @@ describe('the registration workflow', () => {
       consumers: demo.consumers,
     });
 
-    // org6 has no node yet: its connector uses node1 (a sponsor's node).
+    // org6 has no node yet: its connector uses node1 (a sponsor's node). While PENDING it gets no
+    // link at all: only approved organizations act or read.
     await startConnector('org6', { signing, encryption, nodeId: 'node1' });
-    await waitFor('org6 to see the new ACL', async () =>
-      (await connector('org6').describeTopic('demo')).producers.includes('org6') ? true : undefined,
-    );
-    expect(await failureOf(send('org6', 'demo', ['org2']))).toMatch(/ORGANIZATION_PENDING/);
+    expect(await failureOf(connector('org6').describeTopic('demo'))).toMatch(/PEER_NOT_AUTHORIZED/);
 
     await connector('org5').admin({
       kind: 'setOrganizationStatus',
       organization: 'org6',
       status: 'APPROVED',
     });
+    await waitFor('org6 to see the new ACL', async () =>
+      (await connector('org6').describeTopic('demo')).producers.includes('org6') ? true : undefined,
+    );
     const [accepted] = await send('org6', 'demo', ['org2']);
     expect(accepted).toMatchObject({ topic: 'demo', partition: 0 });
 
@@ -208,7 +210,9 @@ describe('the registration workflow', () => {
       organization: 'org6',
       status: 'SUSPENDED',
     });
-    expect(await failureOf(send('org6', 'demo', ['org2']))).toMatch(/ORGANIZATION_SUSPENDED/);
+    // The open link answers NOT_APPROVED from the suspension on (the contract would refuse the
+    // publish too, ORGANIZATION_SUSPENDED, if a request got that far).
+    expect(await failureOf(send('org6', 'demo', ['org2']))).toMatch(/NOT_APPROVED|PEER_NOT_AUTHORIZED/);
     // Everyone else is unaffected.
     await send('org1', 'demo', ['org2']);
   }, 120_000);
@@ -222,6 +226,9 @@ describe('the node registry', () => {
       id: 'node6',
       publicKey: toHex(key.publicKey),
       address: '127.0.0.1:19606',
+      proof: toHex(
+        signNodePossession({ organization: 'org1', id: 'node6', address: '127.0.0.1:19606' }, key),
+      ),
     });
     const config = loadNodeConfig(layout.nodeConfigs[0] as string);
     const joined = new LedgerbusNode({

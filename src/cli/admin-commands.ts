@@ -18,7 +18,9 @@ import {
   SYSTEM_GROUP,
   adminLimits,
   adminTransactionSchema,
+  defaultQuotas,
   signAdminTransaction,
+  signNodePossession,
 } from '../registry/admin-transactions.js';
 import { readNetworkFile } from './devnet-layout.js';
 import type { NetworkFile } from './devnet-layout.js';
@@ -497,9 +499,12 @@ export function buildOrgCommand(): Command {
     .requiredOption('--id <org>', 'the new organization id (letters, digits, . _ -)', organizationId)
     .requiredOption('--signing-key <file>', "the new organization's Ed25519 key (signs the registration)")
     .requiredOption('--encryption-key <file>', "the new organization's X25519 encryption key")
-    .option('--roles <roles>', `comma-separated, among ${organizationRoles.join(', ')}`, parseRoles, [
-      'member',
-    ])
+    .option(
+      '--roles <roles>',
+      `roles to request, comma-separated, among ${organizationRoles.join(', ')}; a supervisor grants them on approval`,
+      parseRoles,
+      ['member'],
+    )
     .action(async (options: RegisterOptions) => {
       const roles = options.roles;
       const signingKey = loadSigningKey(options.signingKey);
@@ -538,26 +543,76 @@ export function buildOrgCommand(): Command {
           encryptionKey: toHex(encryptionKey.publicKey),
           result,
         },
-        `registered ${options.id} (${roles.join(',')}), PENDING (${committed(result)}); a supervisor approves it with: ledgerbus org approve ${options.id} --network ${options.network} --as ${supervisors[0] ?? '<supervisor>'}`,
+        `registered ${options.id}, PENDING with no roles yet (requested: ${roles.join(',')}; ${committed(result)}); a supervisor approves it with: ledgerbus org approve ${options.id} --roles ${roles.join(',')} --network ${options.network} --as ${supervisors[0] ?? '<supervisor>'}`,
       );
     });
 
   for (const { name, status, description } of statusCommands) {
     subcommand(org, 'org', name, `${description} Supervisors only.`)
       .argument('<org>', 'organization id')
-      .action(async (organization: string, options: ConnectionOptions) => {
+      .option(
+        '--roles <roles>',
+        `the roles it holds from now on, among ${organizationRoles.join(', ')} (default: unchanged; approving a registration grants member if requested, supervisor and auditor only when named here)`,
+        parseRoles,
+      )
+      .action(async (organization: string, options: ConnectionOptions & { roles?: OrganizationRole[] }) => {
         const { network, admin } = sessionFor(options);
         const result = await explained(
-          admin.setOrganizationStatus(organization, status),
+          admin.execute({
+            kind: 'setOrganizationStatus',
+            organization,
+            status,
+            ...(options.roles === undefined ? {} : { roles: options.roles }),
+          }),
           `${supervisorsOf(network)}, for an organization other than itself`,
         );
+        const roles = options.roles === undefined ? '' : ` with roles ${options.roles.join(',')}`;
         print(
           options.json,
-          { organization, status, result },
-          `${organization} is now ${status} (${committed(result)})`,
+          { organization, status, ...(options.roles === undefined ? {} : { roles: options.roles }), result },
+          `${organization} is now ${status}${roles} (${committed(result)})`,
         );
       });
   }
+
+  subcommand(
+    org,
+    'org',
+    'quotas',
+    'Set what one organization may make every node hold: topics it owns, nodes it registers, partitions per topic, registrations waiting for approval. Supervisors only; give every bound (defaults: ' +
+      `--topics ${defaultQuotas.topicsPerOrganizationMax} --nodes ${defaultQuotas.nodesPerOrganizationMax} --partitions ${defaultQuotas.partitionsPerTopicMax} --pending ${defaultQuotas.pendingRegistrationsMax}).`,
+  )
+    .requiredOption('--topics <n>', 'topics one organization may own', integerOption('--topics', 0))
+    .requiredOption('--nodes <n>', 'nodes one organization may register', integerOption('--nodes', 0))
+    .requiredOption(
+      '--partitions <n>',
+      'partitions one topic may have',
+      integerOption('--partitions', 1, adminLimits.partitionsMax),
+    )
+    .requiredOption(
+      '--pending <n>',
+      'registrations that may wait for approval at once',
+      integerOption('--pending', 0),
+    )
+    .action(
+      async (
+        options: ConnectionOptions & { topics: number; nodes: number; partitions: number; pending: number },
+      ) => {
+        const { network, admin } = sessionFor(options);
+        const quotas = {
+          topicsPerOrganizationMax: options.topics,
+          nodesPerOrganizationMax: options.nodes,
+          pendingRegistrationsMax: options.pending,
+          partitionsPerTopicMax: options.partitions,
+        };
+        const result = await explained(admin.execute({ kind: 'setQuotas', quotas }), supervisorsOf(network));
+        print(
+          options.json,
+          { quotas, result },
+          `quotas set (${committed(result)}): ${JSON.stringify(quotas)}`,
+        );
+      },
+    );
 
   subcommand(
     org,
@@ -569,21 +624,42 @@ export function buildOrgCommand(): Command {
     .requiredOption('--key <file>', "the node's Ed25519 key file (ledgerbus keys generate)")
     .requiredOption('--address <host:port>', 'where other nodes and connectors reach it')
     .action(async (options: ConnectionOptions & { id: string; key: string; address: string }) => {
-      const publicKey = toHex(loadSigningKey(options.key).publicKey);
+      const nodeKey = loadSigningKey(options.key);
+      const publicKey = toHex(nodeKey.publicKey);
+      // The node key signs its own registration: nobody registers a key it does not hold.
+      const proof = toHex(
+        signNodePossession({ organization: options.as, id: options.id, address: options.address }, nodeKey),
+      );
       const result = await explained(
         sessionFor(options).admin.execute({
           kind: 'registerNode',
           id: options.id,
           publicKey,
           address: options.address,
+          proof,
         }),
-        'the approved organization the node belongs to (--as)',
+        'the approved organization the node belongs to (--as), with a key no one else registered',
       );
       print(
         options.json,
         { node: options.id, organization: options.as, publicKey, address: options.address, result },
         `registered node ${options.id} of ${options.as} at ${options.address} (${committed(result)})`,
       );
+    });
+
+  subcommand(
+    org,
+    'org',
+    'remove-node',
+    'Remove a node from the registry (its organization, or a supervisor). Refused while it replicates a topic or votes in __system: move its partitions first (ledgerbus topic move).',
+  )
+    .argument('<node>', 'node id')
+    .action(async (node: string, options: ConnectionOptions) => {
+      const result = await explained(
+        sessionFor(options).admin.execute({ kind: 'removeNode', id: node }),
+        "the node's approved organization or an approved supervisor",
+      );
+      print(options.json, { node, result }, `removed node ${node} (${committed(result)})`);
     });
 
   subcommand(org, 'org', 'list', 'Every registered organization: status, roles, keys.').action(

@@ -186,7 +186,12 @@ export class ConnectorAdmin {
       case 'setOrganizationStatus':
         return {
           group: SYSTEM_GROUP,
-          action: { kind: 'setOrganizationStatus', organization: input.organization, status: input.status },
+          action: {
+            kind: 'setOrganizationStatus',
+            organization: input.organization,
+            status: input.status,
+            ...(input.roles === undefined ? {} : { roles: [...input.roles] }),
+          },
         };
       case 'createTopic': {
         const replicas = this.assign(0, input.partitions, input.replicationFactor);
@@ -246,8 +251,13 @@ export class ConnectorAdmin {
             id: input.id,
             publicKey: fromHex(input.publicKey),
             address: input.address,
+            proof: fromHex(input.proof),
           },
         };
+      case 'removeNode':
+        return { group: SYSTEM_GROUP, action: { kind: 'removeNode', id: input.id } };
+      case 'setQuotas':
+        return { group: SYSTEM_GROUP, action: { kind: 'setQuotas', quotas: { ...input.quotas } } };
       case 'bindKey':
         return { group: SYSTEM_GROUP, action: { kind: 'bindKey', key: fromHex(input.key) } };
       default:

@@ -159,6 +159,8 @@ export type AdminActionInput =
       readonly kind: 'setOrganizationStatus';
       readonly organization: string;
       readonly status: 'APPROVED' | 'SUSPENDED' | 'REVOKED';
+      /** Roles granted from now on; absent keeps them (approving a registration grants `member` if requested). */
+      readonly roles?: readonly ('member' | 'supervisor' | 'auditor')[];
     }
   | {
       readonly kind: 'createTopic';
@@ -191,12 +193,28 @@ export type AdminActionInput =
       readonly partition: number;
       readonly replicas: readonly string[];
     }
-  /** Registers a node of this organization; `publicKey` is hex. */
+  /**
+   * Registers a node of this organization; `publicKey` is hex, `proof` the node key's signature
+   * (hex) over the registration (`signNodePossession`), so nobody registers a key it does not hold.
+   */
   | {
       readonly kind: 'registerNode';
       readonly id: string;
       readonly publicKey: string;
       readonly address: string;
+      readonly proof: string;
+    }
+  /** Removes a node (its organization, or a supervisor); refused while it replicates a topic. */
+  | { readonly kind: 'removeNode'; readonly id: string }
+  /** Sets what one organization may make every node hold (supervisors only). */
+  | {
+      readonly kind: 'setQuotas';
+      readonly quotas: {
+        readonly topicsPerOrganizationMax: number;
+        readonly nodesPerOrganizationMax: number;
+        readonly pendingRegistrationsMax: number;
+        readonly partitionsPerTopicMax: number;
+      };
     }
   /** Binds another connector signing key (hex) to this organization. */
   | { readonly kind: 'bindKey'; readonly key: string };

@@ -282,7 +282,19 @@ export const requestSchemas = {
       ),
       adminAction(
         'setOrganizationStatus',
-        { organization: identifier, status: { enum: ['APPROVED', 'SUSPENDED', 'REVOKED'] } },
+        {
+          organization: identifier,
+          status: { enum: ['APPROVED', 'SUSPENDED', 'REVOKED'] },
+          roles: {
+            type: 'array',
+            maxItems: 3,
+            uniqueItems: true,
+            items: { enum: ['member', 'supervisor', 'auditor'] },
+            description:
+              'Roles the organization holds from now on. Absent: unchanged, except that approving a ' +
+              'registration grants `member` if it was requested (supervisor and auditor only when named).',
+          },
+        },
         ['organization', 'status'],
       ),
       adminAction(
@@ -291,8 +303,37 @@ export const requestSchemas = {
           id: identifier,
           publicKey: hexKey("The node's Ed25519 public key, hex."),
           address: { type: 'string', minLength: 3, maxLength: 300, pattern: '^[^\\s:]+:\\d{1,5}$' },
+          proof: {
+            type: 'string',
+            pattern: '^[0-9a-fA-F]{128}$',
+            description:
+              "The node key's Ed25519 signature (hex) over the registration: its proof of possession.",
+          },
         },
-        ['id', 'publicKey', 'address'],
+        ['id', 'publicKey', 'address', 'proof'],
+      ),
+      adminAction('removeNode', { id: identifier }, ['id']),
+      adminAction(
+        'setQuotas',
+        {
+          quotas: {
+            type: 'object',
+            additionalProperties: false,
+            required: [
+              'topicsPerOrganizationMax',
+              'nodesPerOrganizationMax',
+              'pendingRegistrationsMax',
+              'partitionsPerTopicMax',
+            ],
+            properties: {
+              topicsPerOrganizationMax: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+              nodesPerOrganizationMax: { type: 'integer', minimum: 0, maximum: 10_000 },
+              pendingRegistrationsMax: { type: 'integer', minimum: 0, maximum: 100_000 },
+              partitionsPerTopicMax: { type: 'integer', minimum: 1, maximum: adminLimits.partitionsMax },
+            },
+          },
+        },
+        ['quotas'],
       ),
       adminAction('bindKey', { key: hexKey('Another connector Ed25519 public key, hex.') }, ['key']),
     ],
@@ -861,7 +902,8 @@ const paths: Record<string, Record<string, JsonSchema>> = {
         'Topic actions (createTopic excepted) commit in the topic\'s group, the others in "__system". Who may ' +
         'do what: setOrganizationStatus an approved supervisor; createTopic an approved member or supervisor, ' +
         "who becomes the topic's owner; addPartitions, setAcl, setPolicy, setReplicas the topic's owner or an " +
-        'approved supervisor; registerNode and bindKey the approved organization itself.',
+        "approved supervisor; registerNode (with the node key's proof) and bindKey the approved organization " +
+        "itself; removeNode the node's organization or a supervisor; setQuotas a supervisor.",
       requestBody: { required: true, content: json(requestSchemas.adminActionBody) },
       responses: { '200': adminCommitted, '404': topicNotFound, '409': adminRejected },
     }),

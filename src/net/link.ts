@@ -39,7 +39,14 @@ export interface ListenFramedOptions {
   onConnection(connection: FramedConnection): void;
   /** Told about each refused client, for logging; the client has already been sent away. */
   onRefused?(error: LedgerbusError): void;
+  /**
+   * Open sockets at most, handshakes included (default `defaultConnectionsMax`): past it new TCP
+   * connections are closed on accept, so a flood of handshakes cannot exhaust descriptors.
+   */
+  readonly connectionsMax?: number;
 }
+
+export const defaultConnectionsMax = 4096;
 
 export interface FramedServer {
   readonly port: number;
@@ -91,6 +98,7 @@ export async function listenFramed(options: ListenFramedOptions): Promise<Framed
   });
   // Raw TCP sockets, tracked from accept so close() also ends connections still in the handshake.
   const sockets = new Set<Socket>();
+  server.maxConnections = options.connectionsMax ?? defaultConnectionsMax;
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));

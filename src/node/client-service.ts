@@ -10,7 +10,10 @@
  *   serve          registers the calling connection as one of the org's payload-serving connections
  *
  * Authorization is by the TLS-pinned identity: a connector acts for the organization whose key it
- * holds. Who may read what is checked against COMMITTED state only.
+ * holds, and only while that organization is APPROVED (checked on every request: a suspension takes
+ * effect on open connections too). A forwarded request acts for the calling node's organization.
+ * Who may read what is checked against COMMITTED state only; only an approved supervisor sees every
+ * message's metadata.
  */
 import type { Readable } from 'node:stream';
 import type { CborValue } from '../codec/index.js';
@@ -31,6 +34,7 @@ import {
 } from '../proofs/index.js';
 import type { AcceptanceProof, DeliveryEvidence } from '../proofs/index.js';
 import type { NetworkRegistry } from '../registry/genesis.js';
+import { actsAs } from '../registry/system-state.js';
 import { bytesEqual } from '../codec/index.js';
 import type { Logger } from './logger.js';
 import type { PartitionReplica } from './partition-replica.js';
@@ -120,12 +124,8 @@ export class ClientService {
     // organization's bucket, before any decoding or signature check, so a refused request costs next
     // to nothing. Requests other nodes forward (clientForward) were counted by the node called first.
     peer.admit((method) => {
-      try {
-        this.limiter.admit(organization, `organization ${organization} on node ${this.options.nodeId}`);
-      } catch (error) {
-        this.logRateLimited(organization, method);
-        throw error;
-      }
+      this.requireApproved(organization);
+      this.admitQuota(organization, method);
     });
     for (const method of forwardable) {
       peer.handle(method, (body) => this.hostedOrForward(method, organization, record(body)));
@@ -145,6 +145,26 @@ export class ClientService {
       this.wakeServingWaiter(organization);
       return { ok: true };
     });
+  }
+
+  private admitQuota(organization: string, method: string): void {
+    try {
+      this.limiter.admit(organization, `organization ${organization} on node ${this.options.nodeId}`);
+    } catch (error) {
+      this.logRateLimited(organization, method);
+      throw error;
+    }
+  }
+
+  /** Only approved organizations act or read; the live registry decides, request by request. */
+  private requireApproved(organization: string): void {
+    const status = this.options.registry.organization(organization)?.status;
+    if (status !== 'APPROVED') {
+      throw new LedgerbusError(
+        ErrorCode.NotApproved,
+        `organization ${organization} is ${status ?? 'not registered'}; only approved organizations act or read (a supervisor decides: ledgerbus org approve)`,
+      );
+    }
   }
 
   private logRateLimited(organization: string, method: string): void {
@@ -196,8 +216,15 @@ export class ClientService {
         });
   }
 
-  /** Serves a request another node forwarded for one of its organization's connectors. */
-  forwarded(body: CborValue): Promise<CborValue> | CborValue {
+  /**
+   * Serves a request node `callerId` forwarded for one of its organization's connectors. A node
+   * speaks only for its own organization: reads are answered for the calling node's organization,
+   * whatever the body claims, unless the organization itself signed them: a publish (the contract
+   * checks its signature; a sponsored connector's) or a payload fetch's recipient check, which
+   * carries the recipient's signed fetch request. Forwarded requests take a token from the
+   * organization's bucket here too, so forwarding is no way around the quota.
+   */
+  forwarded(callerId: string, body: CborValue): Promise<CborValue> | CborValue {
     const request = record(body);
     const method = request['method'];
     const organization = request['organization'];
@@ -208,6 +235,23 @@ export class ClientService {
     ) {
       throw new LedgerbusError(ErrorCode.SchemaMismatch, 'clientForward needs a method and an organization');
     }
+    const callerOrganization = this.options.registry.node(callerId)?.organization;
+    if (
+      method !== 'publish' &&
+      organization !== callerOrganization &&
+      !this.signedByOrganization(organization, record(request['body'] ?? null))
+    ) {
+      this.options.logger.warn(
+        { node: callerId, organization, method },
+        'refused a forwarded read for another organization than the calling node',
+      );
+      throw new LedgerbusError(
+        ErrorCode.PeerNotAuthorized,
+        `node ${callerId} of ${callerOrganization ?? 'no organization'} cannot read for ${organization}: connect ${organization}'s connector to a replica node of the partition`,
+      );
+    }
+    this.requireApproved(organization);
+    this.admitQuota(organization, `clientForward ${method}`);
     const group = record(request['body'] ?? null)['group'];
     if (typeof group !== 'string' || !this.options.replicas.has(group)) {
       throw new LedgerbusError(
@@ -219,6 +263,15 @@ export class ClientService {
       );
     }
     return this.local(method as ForwardableMethod, organization, record(request['body'] ?? null));
+  }
+
+  /** True if `body` carries a fetch request `organization` signed for the very message it asks about. */
+  private signedByOrganization(organization: string, body: Body): boolean {
+    const fetchBytes = body['fetchRequest'];
+    if (!(fetchBytes instanceof Uint8Array)) return false;
+    const group = field(body, 'group', isString, 'a partition id');
+    const request = this.checkFetch(organization, group, fetchBytes);
+    return request.id === body['id'];
   }
 
   private local(method: ForwardableMethod, organization: string, body: Body): Promise<CborValue> | CborValue {
@@ -302,7 +355,7 @@ export class ClientService {
       });
     }
     const page = messagesByOffset(state, group, { fromOffset, limit });
-    const seesAll = this.options.registry.organization(organization)?.roles.includes('supervisor') ?? false;
+    const seesAll = actsAs(this.options.registry.organization(organization), 'supervisor');
     // Messages of one producer batch share one block evidence (the whole batch transaction is in
     // it), so evidence goes once per transaction and each message names it: a page of a 1,000-message
     // batch is one evidence, not a thousand copies. The page stops at a byte budget (at least one
@@ -390,7 +443,7 @@ export class ClientService {
     const group = field(body, 'group', isString, 'a partition id');
     const fetchBytes = field(body, 'fetchRequest', isBytes, 'a signed fetch request');
     const request = this.checkFetch(organization, group, fetchBytes);
-    const view = await this.recipientView(request.requester, group, request.id);
+    const view = await this.recipientView(request.requester, group, request.id, fetchBytes);
     this.options.logger.info(
       { id: request.id, requester: request.requester, sender: view.sender },
       'serving a payload',
@@ -429,7 +482,7 @@ export class ClientService {
     const group = field(body, 'group', isString, 'a partition id');
     const fetchBytes = field(body, 'fetchRequest', isBytes, 'a signed fetch request');
     const request = this.checkFetch(undefined, group, fetchBytes);
-    const view = await this.recipientView(request.requester, group, request.id);
+    const view = await this.recipientView(request.requester, group, request.id, fetchBytes);
     this.options.logger.info(
       { from: nodeId, id: request.id, requester: request.requester },
       'relaying a payload',
@@ -439,11 +492,17 @@ export class ClientService {
 
   /**
    * The sender of message `id` if `requester` is one of its recipients, from committed state: this
-   * node's own replica of the partition, or else a replica node's answer for the requester.
+   * node's own replica of the partition, or else a replica node's answer for the requester, which
+   * the requester's signed fetch request authorizes.
    */
-  private async recipientView(requester: string, group: string, id: string): Promise<{ sender: string }> {
+  private async recipientView(
+    requester: string,
+    group: string,
+    id: string,
+    fetchRequest: Uint8Array,
+  ): Promise<{ sender: string }> {
     if (this.options.replicas.has(group)) return this.visibleMessage(requester, group, id, true);
-    const answer = record(await this.hostedOrForward('message', requester, { group, id }));
+    const answer = record(await this.hostedOrForward('message', requester, { group, id, fetchRequest }));
     const recipients = Array.isArray(answer['recipients']) ? answer['recipients'] : [];
     const isRecipient = recipients.some((recipient) => record(recipient)['organization'] === requester);
     if (!isRecipient || typeof answer['sender'] !== 'string') {
@@ -473,6 +532,8 @@ export class ClientService {
         'fetch request is not signed by a key of its requester',
       );
     }
+    // A relayed fetch (no calling connector) names its requester: it must be approved too.
+    this.requireApproved(request.requester);
     return request;
   }
 
@@ -517,12 +578,19 @@ export class ClientService {
         );
       }
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 1_000);
         const list = this.servingWaiters.get(organization) ?? [];
-        list.push(() => {
+        const wake = (): void => {
           clearTimeout(timer);
           resolve();
-        });
+        };
+        // A waiter that timed out leaves the list: waiting must not leave closures behind.
+        const timer = setTimeout(() => {
+          const remaining = (this.servingWaiters.get(organization) ?? []).filter((entry) => entry !== wake);
+          if (remaining.length === 0) this.servingWaiters.delete(organization);
+          else this.servingWaiters.set(organization, remaining);
+          resolve();
+        }, 1_000);
+        list.push(wake);
         this.servingWaiters.set(organization, list);
       });
     }
@@ -569,7 +637,7 @@ export class ClientService {
       ? isRecipient
       : isRecipient ||
         view.sender === organization ||
-        (this.options.registry.organization(organization)?.roles.includes('supervisor') ?? false);
+        actsAs(this.options.registry.organization(organization), 'supervisor');
     if (!allowed) {
       this.options.logger.warn({ organization, id, group }, 'refused access to a message by a non-recipient');
       throw new LedgerbusError(ErrorCode.NotRecipient, `${organization} is not a recipient of message ${id}`);

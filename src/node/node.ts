@@ -30,6 +30,7 @@ import { PeerMesh } from './peer-mesh.js';
 import type { RateLimitConfig } from './rate-limit.js';
 import type { Logger } from './logger.js';
 import { createLogger } from './logger.js';
+import { LogThrottle } from './log-throttle.js';
 
 export interface NodeOptions {
   readonly nodeId: string;
@@ -59,6 +60,13 @@ export class LedgerbusNode {
   private partitionTimer: NodeJS.Timeout | undefined;
   private readonly nudged = new Map<string, number>();
   private stopping = false;
+  /**
+   * Refusals are logged at most once a minute for all unregistered keys together (anyone can mint
+   * keys) and once a minute per organization that is not approved.
+   */
+  private readonly refusedLog = new LogThrottle(60_000, () => performance.now());
+  /** A partition that cannot open is retried every pass, but logged once a minute. */
+  private readonly partitionFailureLog = new LogThrottle(60_000, () => performance.now());
 
   constructor(private readonly options: NodeOptions) {
     // A node registered after genesis (registerNode) is not in genesis: it listens where its config
@@ -114,7 +122,7 @@ export class LedgerbusNode {
           const { index, result } = await this.registryHost.propose(group, data, false);
           return { index, result };
         },
-        clientForward: (body) => this.clients.forwarded(body),
+        clientForward: (body, nodeId) => this.clients.forwarded(nodeId, body),
         adminSubmit: async (body) => {
           const transaction = (body as Record<string, CborValue>)['transaction'];
           if (!(transaction instanceof Uint8Array)) {
@@ -191,20 +199,34 @@ export class LedgerbusNode {
         // Not yet: the global ledger has not replicated the closing block; the next round retries.
         if (base === undefined) continue;
       }
-      const replica = new PartitionReplica({
-        partition,
-        registry: this.registry,
-        registryAt: (systemIndex, topicIndex) =>
-          this.registryHost.registryAt(partition.topic, systemIndex, topicIndex),
-        registryIndexes: () => this.registryHost.indexes(partition.topic),
-        epochAt: (topicIndex) => this.epochAt(partition.topic, partition.partition, topicIndex),
-        ...(base === undefined ? {} : { base }),
-        selfNodeId: this.options.nodeId,
-        key: this.options.key,
-        dataDirectory: this.options.dataDirectory,
-        sendTo: (nodeId, bytes) => this.mesh.sendConsensus(nodeId, partition.groupId, bytes),
-        log: (level, message, fields) => this.options.logger[level](fields ?? {}, message),
-      });
+      let replica: PartitionReplica;
+      try {
+        replica = new PartitionReplica({
+          partition,
+          registry: this.registry,
+          registryAt: (systemIndex, topicIndex) =>
+            this.registryHost.registryAt(partition.topic, systemIndex, topicIndex),
+          registryIndexes: () => this.registryHost.indexes(partition.topic),
+          epochAt: (topicIndex) => this.epochAt(partition.topic, partition.partition, topicIndex),
+          ...(base === undefined ? {} : { base }),
+          selfNodeId: this.options.nodeId,
+          key: this.options.key,
+          dataDirectory: this.options.dataDirectory,
+          sendTo: (nodeId, bytes) => this.mesh.sendConsensus(nodeId, partition.groupId, bytes),
+          log: (level, message, fields) => this.options.logger[level](fields ?? {}, message),
+        });
+      } catch (error) {
+        // This node's storage of one partition failed (see group-files.ts): that partition is down
+        // here alone, the others open; the next pass (every 500 ms) tries again. Never thrown: this
+        // runs in a timer and inside __system's apply.
+        if (this.partitionFailureLog.admit(partition.groupId) !== undefined) {
+          this.options.logger.error(
+            { group: partition.groupId, error: (error as Error).message },
+            'cannot open the partition replica; retrying',
+          );
+        }
+        continue;
+      }
       replica.onClosed(() => queueMicrotask(() => this.openPartitions()));
       this.replicas.set(partition.groupId, replica);
       this.options.logger.info(
@@ -284,8 +306,18 @@ export class LedgerbusNode {
         const node = registry.nodeByKey(publicKey);
         if (node !== undefined) return `node:${node.id}`;
         const organization = registry.organizationBySigningKey(publicKey);
-        if (organization !== undefined) return `connector:${organization.id}`;
-        this.options.logger.warn({ key: toHex(publicKey) }, 'refused a connection from an unregistered key');
+        // Only approved organizations act or read: a pending, suspended or revoked one gets no link.
+        if (organization?.status === 'APPROVED') return `connector:${organization.id}`;
+        const key = toHex(publicKey);
+        const suppressed = this.refusedLog.admit(organization === undefined ? '' : organization.id);
+        if (suppressed !== undefined) {
+          this.options.logger.warn(
+            { key, organization: organization?.id, status: organization?.status, suppressed },
+            organization === undefined
+              ? 'refused a connection from an unregistered key'
+              : 'refused a connection from an organization that is not approved',
+          );
+        }
         return undefined;
       },
       onConnection: (connection) => {

@@ -21,6 +21,7 @@ import type { DeliveryEvidence } from '../proofs/index.js';
 import type { GlobalLedgerDatabase } from './global-ledger-database.js';
 import type { Logger } from './logger.js';
 import type { RegistryHost } from './registry-host.js';
+import { actsAs } from '../registry/system-state.js';
 
 type Body = Record<string, CborValue>;
 
@@ -98,7 +99,7 @@ function globalReceipt(
     messageIndex: accepted.messageIndex,
   };
   const recipients = recipientsOf(block, accepted.transactionIndex, accepted.messageIndex);
-  const supervisor = host.registry.organization(organization)?.roles.includes('supervisor') ?? false;
+  const supervisor = actsAs(host.registry.organization(organization), 'supervisor');
   if (organization !== accepted.sender && !recipients.includes(organization) && !supervisor) {
     throw new LedgerbusError(ErrorCode.NotRecipient, `${organization} may not see message ${id}`);
   }

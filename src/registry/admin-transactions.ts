@@ -6,10 +6,18 @@
  *
  * Who may do what is stated once, in `adminPolicy`, and checked by the state machines:
  *   registerOrganization   anyone, signed with one of the keys it registers (proof of possession) → PENDING
- *   setOrganizationStatus  an APPROVED supervisor, for another organization
- *   bindKey, registerNode  the APPROVED organization itself
+ *                          with no roles: the roles it names are only requested
+ *   setOrganizationStatus  an APPROVED supervisor, for another organization; approving grants roles
+ *                          (`member` if requested; `supervisor`/`auditor` only when named)
+ *   bindKey                the APPROVED organization itself
+ *   registerNode           the APPROVED organization itself, with the node key's proof of possession
+ *   removeNode             the node's APPROVED organization or an APPROVED supervisor
+ *   setQuotas              an APPROVED supervisor
  *   createTopic            an APPROVED member or supervisor; it becomes the topic's owner
  *   addPartitions, setReplicas, setAcl, setPolicy   the topic's owner or an APPROVED supervisor
+ *
+ * Every key in the registry (organization signing keys and node keys) is distinct: a key names one
+ * party in one role, so a link's pinned key can never be claimed by a second identity.
  */
 import { decodeWith, encodeWith, t } from '../codec/index.js';
 import type { Infer } from '../codec/index.js';
@@ -34,10 +42,12 @@ export const adminLimits = {
 } as const;
 
 export const adminPolicy = {
-  registerOrganization: 'anyone, signed by a key it registers',
-  setOrganizationStatus: 'an approved supervisor',
+  registerOrganization: 'anyone, signed by a key it registers (roles are requested, not taken)',
+  setOrganizationStatus: 'an approved supervisor (approving grants roles)',
   bindKey: 'the approved organization itself',
-  registerNode: 'the approved organization itself',
+  registerNode: "the approved organization itself, with the node key's proof of possession",
+  removeNode: "the node's approved organization or an approved supervisor",
+  setQuotas: 'an approved supervisor',
   createTopic: 'an approved member or supervisor (becomes the owner)',
   addPartitions: "the topic's owner or an approved supervisor",
   setReplicas: "the topic's owner or an approved supervisor",
@@ -56,6 +66,34 @@ function distinct(items: readonly string[]): string | undefined {
 }
 
 const organizationList = t.refine(t.array(identifier, { maxItems: adminLimits.aclEntriesMax }), distinct);
+const roleList = t.refine(t.array(t.oneOf('member', 'supervisor', 'auditor'), { maxItems: 3 }), distinct);
+
+/**
+ * What one organization may make every node hold, set by a supervisor (`setQuotas`): each bound is
+ * checked by the state machines, so the same log refuses the same transaction on every replica.
+ */
+export const quotasSchema = t.record({
+  /** Topics an organization may own (each is a Raft group and files on every replica node). */
+  topicsPerOrganizationMax: t.uint({ max: 1_000_000 }),
+  /** Nodes an organization may register (every node dials every registered node). */
+  nodesPerOrganizationMax: t.uint({ max: 10_000 }),
+  /** Organizations that may wait in PENDING at once (anyone may register). */
+  pendingRegistrationsMax: t.uint({ max: 100_000 }),
+  /** Partitions one topic may have (each a PBFT group with a file on 4 to 7 nodes). */
+  partitionsPerTopicMax: t.uint({ min: 1, max: 1024 }),
+});
+export type Quotas = Infer<typeof quotasSchema>;
+
+/** Quotas until a supervisor sets others. */
+export const defaultQuotas: Quotas = {
+  topicsPerOrganizationMax: 100,
+  nodesPerOrganizationMax: 16,
+  pendingRegistrationsMax: 64,
+  partitionsPerTopicMax: 256,
+};
+
+/** Domain of a node key's proof of possession (see `nodePossessionPayload`). */
+export const NODE_POSSESSION_TYPE = 'node-possession';
 
 export const policySchema = t.record({
   messageBytesMax: t.uint(),
@@ -86,6 +124,8 @@ const actionSchema = t.variant('kind', {
     kind: t.literal('setOrganizationStatus'),
     organization: identifier,
     status: t.oneOf('APPROVED', 'SUSPENDED', 'REVOKED'),
+    /** The roles the organization holds from now on; absent keeps them (see `adminPolicy`). */
+    roles: t.optional(roleList),
   }),
   bindKey: t.record({ kind: t.literal('bindKey'), key: key32 }),
   registerNode: t.record({
@@ -93,7 +133,11 @@ const actionSchema = t.variant('kind', {
     id: identifier,
     publicKey: key32,
     address: nodeAddress,
+    /** The node key's signature over `nodePossessionPayload`: whoever registers a key holds it. */
+    proof: t.bytes({ length: 64 }),
   }),
+  removeNode: t.record({ kind: t.literal('removeNode'), id: identifier }),
+  setQuotas: t.record({ kind: t.literal('setQuotas'), quotas: quotasSchema }),
   createTopic: t.record({
     kind: t.literal('createTopic'),
     name: topicName,
@@ -125,6 +169,8 @@ export const systemActionKinds: readonly AdminActionKind[] = [
   'setOrganizationStatus',
   'bindKey',
   'registerNode',
+  'removeNode',
+  'setQuotas',
   'createTopic',
 ];
 
@@ -154,6 +200,45 @@ export function adminSigningPayload(transaction: Omit<AdminTransaction, 'signatu
     timestamp: transaction.timestamp,
     action: transaction.action,
   });
+}
+
+const nodePossessionSchema = t.record({
+  type: t.literal('node-possession'),
+  organization: identifier,
+  id: identifier,
+  publicKey: key32,
+  address: nodeAddress,
+});
+
+/**
+ * What a node key signs to prove its holder registers it: the organization and node id it is bound
+ * to, so the proof cannot be lifted into another organization's registration.
+ */
+export function nodePossessionPayload(registration: {
+  organization: string;
+  id: string;
+  publicKey: Uint8Array;
+  address: string;
+}): Uint8Array {
+  return encodeWith(nodePossessionSchema, {
+    type: 'node-possession',
+    organization: registration.organization,
+    id: registration.id,
+    publicKey: registration.publicKey,
+    address: registration.address,
+  });
+}
+
+/** The proof a `registerNode` action carries, signed with the node's own key. */
+export function signNodePossession(
+  registration: { organization: string; id: string; address: string },
+  nodeKey: SigningKeyPair,
+): Uint8Array {
+  return sign(
+    nodeKey,
+    NODE_POSSESSION_TYPE,
+    nodePossessionPayload({ ...registration, publicKey: nodeKey.publicKey }),
+  );
 }
 
 /** Builds and signs an admin transaction with a connector key of `organization`. */
@@ -236,6 +321,12 @@ export const AdminReject = {
   AlreadyExists: 'ALREADY_EXISTS',
   KeyInUse: 'KEY_IN_USE',
   NodeUnknown: 'NODE_UNKNOWN',
+  /** A node still serves a Raft group or replica set that would lose it. */
+  NodeInUse: 'NODE_IN_USE',
+  /** A supervisor-set quota (`setQuotas`) would be exceeded. */
+  QuotaExceeded: 'QUOTA_EXCEEDED',
+  /** A registration's proof of possession does not verify against the key it registers. */
+  BadProof: 'BAD_PROOF',
   TopicUnknown: 'TOPIC_UNKNOWN',
   BadPartitionCount: 'BAD_PARTITION_COUNT',
   PartitionUnknown: 'PARTITION_UNKNOWN',

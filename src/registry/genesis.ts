@@ -136,14 +136,11 @@ export function parseGenesis(value: unknown, source = 'genesis'): Genesis {
     'topic',
     genesis.topics.map((topic) => topic.name),
   );
-  unique(
-    'signing key',
-    genesis.organizations.flatMap((organization) => organization.signingKeys),
-  );
-  unique(
-    'node key',
-    genesis.nodes.map((node) => node.publicKey),
-  );
+  // One key, one party in one role: a link's pinned key must name a single node or organization.
+  unique('key (signing or node)', [
+    ...genesis.organizations.flatMap((organization) => organization.signingKeys),
+    ...genesis.nodes.map((node) => node.publicKey),
+  ]);
   const organizations = new Set(genesis.organizations.map((organization) => organization.id));
   const nodes = new Set(genesis.nodes.map((node) => node.id));
   genesis.nodes.forEach((node, index) => {

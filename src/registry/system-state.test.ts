@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { bytesEqual } from '../codec/index.js';
 import { policyDurationMsMax } from '../contracts/registry.js';
 import { encodeBlock } from '../ledger/block.js';
-import { AdminReject, encodeRegistryEntry, topicGroupId } from './admin-transactions.js';
+import { AdminReject, defaultQuotas, encodeRegistryEntry, topicGroupId } from './admin-transactions.js';
 import type { AdminAction, AdminTransaction } from './admin-transactions.js';
 import { SystemStateMachine } from './system-state.js';
 import {
@@ -15,6 +15,7 @@ import {
   nodeKey,
   outcome,
   policy,
+  registerNodeAction,
   replica,
   signedAdmin,
   testGenesis,
@@ -116,12 +117,13 @@ describe('SystemStateMachine: genesis', () => {
 });
 
 describe('SystemStateMachine: registration workflow', () => {
-  it('registers an organization as PENDING with its keys and roles', () => {
+  it('registers an organization as PENDING with its keys, holding no role: the roles are only requested', () => {
     const harness = new SystemHarness();
     expect(harness.admin('gamma', register('gamma', ['member', 'auditor']))).toBe('OK');
     const gamma = harness.machine.latest.organizations.get('gamma')!;
     expect(gamma.status).toBe('PENDING');
-    expect(gamma.roles).toEqual(['member', 'auditor']);
+    expect(gamma.roles).toEqual([]);
+    expect(gamma.requestedRoles).toEqual(['member', 'auditor']);
     expect(bytesEqual(gamma.signingKeys[0]!, connectorKey('gamma').publicKey)).toBe(true);
     expect(bytesEqual(gamma.encryptionKey, encryptionKey('gamma'))).toBe(true);
     expect(harness.machine.latest.index).toBe(1);
@@ -197,7 +199,7 @@ describe('SystemStateMachine: registration workflow', () => {
     refuseAdmin(
       harness,
       'gamma',
-      { kind: 'registerNode', id: 'g1', publicKey: nodeKey('n1').publicKey, address: 'g1.example:7000' },
+      registerNodeAction('gamma', 'g1', 'g1.example:7000', nodeKey('n1')),
       AdminReject.KeyInUse,
     );
   });
@@ -241,7 +243,7 @@ describe('SystemStateMachine: registration workflow', () => {
     const actions: AdminAction[] = [
       createTopic('g-topic', [['n1', 'n2', 'n3', 'n4']]),
       { kind: 'bindKey', key: connectorKey('gamma', 5).publicKey },
-      { kind: 'registerNode', id: 'g1', publicKey: nodeKey('g1').publicKey, address: 'g1.example:7000' },
+      registerNodeAction('gamma', 'g1', 'g1.example:7000'),
     ];
     for (const status of ['PENDING', 'SUSPENDED', 'REVOKED'] as const) {
       if (status !== 'PENDING') expect(harness.admin('sup', setStatus('gamma', status))).toBe('OK');
@@ -273,12 +275,7 @@ describe('SystemStateMachine: registration workflow', () => {
 
   it('registers a node of an approved organization, once per id', () => {
     const harness = withGamma();
-    const node = {
-      kind: 'registerNode',
-      id: 'g1',
-      publicKey: nodeKey('g1').publicKey,
-      address: 'g1.example:7000',
-    } as const;
+    const node = registerNodeAction('gamma', 'g1', 'g1.example:7000');
     expect(harness.admin('gamma', node)).toBe('OK');
     expect(harness.machine.latest.nodes.get('g1')).toEqual({
       id: 'g1',
@@ -289,13 +286,13 @@ describe('SystemStateMachine: registration workflow', () => {
     refuseAdmin(
       harness,
       'gamma',
-      { ...node, publicKey: nodeKey('g1b').publicKey },
+      registerNodeAction('gamma', 'g1', 'g1.example:7000', nodeKey('g1b')),
       AdminReject.AlreadyExists,
     );
     refuseAdmin(
       harness,
       'alpha',
-      { ...node, id: 'n1', publicKey: nodeKey('x').publicKey },
+      registerNodeAction('alpha', 'n1', 'g1.example:7000', nodeKey('x')),
       AdminReject.AlreadyExists,
     );
   });
@@ -474,14 +471,7 @@ describe('SystemStateMachine: versions and snapshots', () => {
       record();
       if (status === 'APPROVED' && round % 4 === 0) {
         const id = `g${round}`;
-        expect(
-          harness.admin('gamma', {
-            kind: 'registerNode',
-            id,
-            publicKey: nodeKey(id).publicKey,
-            address: `${id}.example:1`,
-          }),
-        ).toBe('OK');
+        expect(harness.admin('gamma', registerNodeAction('gamma', id, `${id}.example:1`))).toBe('OK');
         nodes++;
         record();
       }
@@ -499,14 +489,7 @@ describe('SystemStateMachine: versions and snapshots', () => {
   it('restores a snapshot into a fresh machine with the same registry', () => {
     const harness = withGamma();
     expect(harness.admin('gamma', { kind: 'bindKey', key: connectorKey('gamma', 1).publicKey })).toBe('OK');
-    expect(
-      harness.admin('gamma', {
-        kind: 'registerNode',
-        id: 'g1',
-        publicKey: nodeKey('g1').publicKey,
-        address: 'g1.example:1',
-      }),
-    ).toBe('OK');
+    expect(harness.admin('gamma', registerNodeAction('gamma', 'g1', 'g1.example:1'))).toBe('OK');
     expect(harness.admin('alpha', createTopic('orders', [['n1', 'n2', 'n3', 'g1']]))).toBe('OK');
     expect(harness.admin('sup', setStatus('beta', 'SUSPENDED'))).toBe('OK');
     const index = harness.applied();
@@ -562,10 +545,172 @@ describe('SystemStateMachine: versions and snapshots', () => {
   it('can still snapshot after a node registered a long (valid) address', () => {
     const harness = withGamma();
     const address = `${'h'.repeat(280)}:7000`;
-    expect(
-      harness.admin('gamma', { kind: 'registerNode', id: 'g1', publicKey: nodeKey('g1').publicKey, address }),
-    ).toBe('OK');
+    expect(harness.admin('gamma', registerNodeAction('gamma', 'g1', address))).toBe('OK');
     expect(() => harness.machine.snapshot()).not.toThrow();
+  });
+});
+
+describe('SystemStateMachine: roles are granted, never taken (issue 11, item 3)', () => {
+  it('approving grants member if requested; supervisor and auditor only when the supervisor names them', () => {
+    const harness = new SystemHarness();
+    expect(harness.admin('evil', register('evil', ['member', 'supervisor']))).toBe('OK');
+    expect(harness.admin('sup', setStatus('evil', 'APPROVED'))).toBe('OK');
+    expect(harness.machine.latest.organizations.get('evil')!.roles).toEqual(['member']);
+    // With only member granted, it decides nothing.
+    expect(harness.admin('gamma', register('gamma'))).toBe('OK');
+    refuseAdmin(harness, 'evil', setStatus('gamma', 'APPROVED'), AdminReject.NotAllowed);
+
+    expect(harness.admin('aud2', register('aud2', ['auditor']))).toBe('OK');
+    expect(
+      harness.admin('sup', { ...setStatus('aud2', 'APPROVED'), roles: ['auditor'] } as AdminAction),
+    ).toBe('OK');
+    expect(harness.machine.latest.organizations.get('aud2')!.roles).toEqual(['auditor']);
+  });
+
+  it('keeps granted roles across a suspension and a later approval, and lets a supervisor change them', () => {
+    const harness = withGamma();
+    expect(harness.admin('sup', setStatus('gamma', 'SUSPENDED'))).toBe('OK');
+    expect(harness.admin('sup', setStatus('gamma', 'APPROVED'))).toBe('OK');
+    expect(harness.machine.latest.organizations.get('gamma')!.roles).toEqual(['member']);
+    expect(
+      harness.admin('sup', {
+        ...setStatus('gamma', 'APPROVED'),
+        roles: ['member', 'auditor'],
+      } as AdminAction),
+    ).toBe('OK');
+    expect(harness.machine.latest.organizations.get('gamma')!.roles).toEqual(['member', 'auditor']);
+    // A supervisor cannot grant itself anything either.
+    refuseAdmin(
+      harness,
+      'sup',
+      { ...setStatus('sup', 'APPROVED'), roles: ['supervisor', 'auditor'] } as AdminAction,
+      AdminReject.NotAllowed,
+    );
+  });
+});
+
+describe('SystemStateMachine: one key, one party (issue 11, item 2)', () => {
+  it("refuses a node whose key is an organization's connector key, and an organization key that is a node's", () => {
+    const harness = withGamma();
+    // The attack: alpha registers a node with beta's connector key, so beta's connector would be
+    // taken for a node on every link.
+    refuseAdmin(
+      harness,
+      'alpha',
+      registerNodeAction('alpha', 'evil', 'evil.example:1', connectorKey('beta')),
+      AdminReject.KeyInUse,
+    );
+    refuseAdmin(harness, 'gamma', { kind: 'bindKey', key: nodeKey('n1').publicKey }, AdminReject.KeyInUse);
+    refuseAdmin(
+      harness,
+      'delta',
+      register('delta', ['member'], [nodeKey('n2').publicKey]),
+      AdminReject.KeyInUse,
+      { key: nodeKey('n2') },
+    );
+  });
+
+  it('refuses a node key without its proof of possession (BAD_PROOF)', () => {
+    const harness = withGamma();
+    // Signed by another key than the one registered.
+    refuseAdmin(
+      harness,
+      'gamma',
+      registerNodeAction('gamma', 'g1', 'g1.example:1', nodeKey('g1'), nodeKey('other')),
+      AdminReject.BadProof,
+    );
+    // A proof made for another organization (or id) cannot be lifted into this registration.
+    const forBeta = registerNodeAction('beta', 'g1', 'g1.example:1');
+    refuseAdmin(harness, 'gamma', forBeta, AdminReject.BadProof);
+    refuseAdmin(
+      harness,
+      'gamma',
+      { ...registerNodeAction('gamma', 'g1', 'g1.example:1'), id: 'g2' },
+      AdminReject.BadProof,
+    );
+    expect(harness.admin('gamma', registerNodeAction('gamma', 'g1', 'g1.example:1'))).toBe('OK');
+  });
+
+  it('removes a node by its organization or a supervisor, never one that votes or replicates', () => {
+    const harness = withGamma();
+    expect(harness.admin('gamma', registerNodeAction('gamma', 'g1', 'g1.example:1'))).toBe('OK');
+    expect(harness.admin('gamma', registerNodeAction('gamma', 'g2', 'g2.example:1'))).toBe('OK');
+    refuseAdmin(harness, 'alpha', { kind: 'removeNode', id: 'g1' }, AdminReject.NotAllowed);
+    refuseAdmin(harness, 'gamma', { kind: 'removeNode', id: 'nope' }, AdminReject.NodeUnknown);
+    refuseAdmin(harness, 'sup', { kind: 'removeNode', id: 'n1' }, AdminReject.NodeInUse);
+    expect(harness.admin('alpha', createTopic('orders', [['n1', 'n2', 'n3', 'g2']]))).toBe('OK');
+    refuseAdmin(harness, 'gamma', { kind: 'removeNode', id: 'g2' }, AdminReject.NodeInUse);
+    expect(harness.admin('gamma', { kind: 'removeNode', id: 'g1' })).toBe('OK');
+    expect(harness.machine.latest.nodes.has('g1')).toBe(false);
+    expect(harness.admin('gamma', registerNodeAction('gamma', 'g3', 'g3.example:1'))).toBe('OK');
+    expect(harness.admin('sup', { kind: 'removeNode', id: 'g3' })).toBe('OK');
+    // Its key is free again once the node is gone.
+    expect(harness.admin('gamma', registerNodeAction('gamma', 'g4', 'g4.example:1', nodeKey('g1')))).toBe(
+      'OK',
+    );
+  });
+});
+
+describe('SystemStateMachine: quotas (issue 11, item 7)', () => {
+  const quotas = {
+    topicsPerOrganizationMax: 1,
+    nodesPerOrganizationMax: 1,
+    pendingRegistrationsMax: 1,
+    partitionsPerTopicMax: 2,
+  };
+
+  it('lets only a supervisor set quotas, and refuses what exceeds them (QUOTA_EXCEEDED)', () => {
+    const harness = withGamma();
+    refuseAdmin(harness, 'alpha', { kind: 'setQuotas', quotas }, AdminReject.NotAllowed);
+    expect(harness.admin('sup', { kind: 'setQuotas', quotas })).toBe('OK');
+    expect(harness.machine.latest.quotas).toEqual(quotas);
+
+    expect(harness.admin('gamma', registerNodeAction('gamma', 'g1', 'g1.example:1'))).toBe('OK');
+    refuseAdmin(
+      harness,
+      'gamma',
+      registerNodeAction('gamma', 'g2', 'g2.example:1'),
+      AdminReject.QuotaExceeded,
+    );
+
+    refuseAdmin(
+      harness,
+      'alpha',
+      createTopic('wide', [
+        ['n1', 'n2', 'n3', 'n4'],
+        ['n1', 'n2', 'n3', 'n4'],
+        ['n1', 'n2', 'n3', 'n4'],
+      ]),
+      AdminReject.QuotaExceeded,
+    );
+    expect(harness.admin('alpha', createTopic('one', [['n1', 'n2', 'n3', 'n4']]))).toBe('OK');
+    refuseAdmin(harness, 'alpha', createTopic('two', [['n1', 'n2', 'n3', 'n4']]), AdminReject.QuotaExceeded);
+
+    expect(harness.admin('p1', register('p1'))).toBe('OK');
+    refuseAdmin(harness, 'p2', register('p2'), AdminReject.QuotaExceeded);
+    // Deciding a pending registration frees its place.
+    expect(harness.admin('sup', setStatus('p1', 'REVOKED'))).toBe('OK');
+    expect(harness.admin('p2', register('p2'))).toBe('OK');
+  });
+
+  it('survives a snapshot, and a snapshot from before quotas existed restores the defaults', () => {
+    const harness = withGamma();
+    expect(harness.admin('sup', { kind: 'setQuotas', quotas })).toBe('OK');
+    const fresh = new SystemStateMachine(testGenesis());
+    fresh.restore(harness.applied(), harness.machine.snapshot());
+    expect(fresh.latest.quotas).toEqual(quotas);
+    expect(new SystemStateMachine(testGenesis()).latest.quotas).toEqual(defaultQuotas);
+  });
+
+  it('keeps one nonce set for every version, so a transaction adds one entry, not a copy', () => {
+    const harness = withGamma();
+    const first = harness.machine.latest;
+    const before = first.nonces.size;
+    for (let n = 1; n <= 5; n++) {
+      expect(harness.admin('gamma', { kind: 'bindKey', key: connectorKey('gamma', n).publicKey })).toBe('OK');
+    }
+    expect(harness.machine.latest.nonces).toBe(first.nonces);
+    expect(harness.machine.latest.nonces.size).toBe(before + 5);
   });
 });
 
@@ -584,14 +729,7 @@ describe('SystemStateMachine: determinism (property)', () => {
         { key: connectorKey('gamma', 1) },
       ),
     ),
-    adminEntry(
-      signedAdmin('gamma', {
-        kind: 'registerNode',
-        id: 'g1',
-        publicKey: nodeKey('g1').publicKey,
-        address: 'g1.example:1',
-      }),
-    ),
+    adminEntry(signedAdmin('gamma', registerNodeAction('gamma', 'g1', 'g1.example:1'))),
     adminEntry(signedAdmin('gamma', createTopic('g-topic', [['n1', 'n2', 'n3', 'g1']]))),
     adminEntry(
       signedAdmin(
@@ -608,14 +746,7 @@ describe('SystemStateMachine: determinism (property)', () => {
     adminEntry(signedAdmin('sup', setStatus('delta', 'APPROVED'))),
     adminEntry(signedAdmin('delta', setStatus('sup', 'SUSPENDED'))),
     adminEntry(signedAdmin('delta', setStatus('gamma', 'APPROVED'))),
-    adminEntry(
-      signedAdmin('beta', {
-        kind: 'registerNode',
-        id: 'b9',
-        publicKey: nodeKey('b9').publicKey,
-        address: 'b9.example:1',
-      }),
-    ),
+    adminEntry(signedAdmin('beta', registerNodeAction('beta', 'b9', 'b9.example:1'))),
     adminEntry(signedAdmin('beta', { kind: 'setAcl', producers: [], consumers: [] })),
     adminEntry(
       signedAdmin('alpha', { kind: 'bindKey', key: keyFor('k').publicKey }, { group: topicGroupId('t') }),

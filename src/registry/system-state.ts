@@ -17,21 +17,33 @@ import type {
 import {
   ADMIN_SIGNING_TYPE,
   AdminReject,
+  NODE_POSSESSION_TYPE,
   SYSTEM_GROUP,
   adminLimits,
   adminSigningPayload,
   decodeRegistryEntry,
+  defaultQuotas,
   encodeRegistryResult,
+  nodePossessionPayload,
+  quotasSchema,
   replicaSetSchema,
   systemActionKinds,
   nodeAddress,
 } from './admin-transactions.js';
-import type { AdminAction, AdminTransaction, RegistryResult, ReplicaRecord } from './admin-transactions.js';
+import type {
+  AdminAction,
+  AdminTransaction,
+  Quotas,
+  RegistryResult,
+  ReplicaRecord,
+} from './admin-transactions.js';
 import type { Genesis } from './genesis.js';
 import { Versions } from './versions.js';
 
 export interface RegisteredOrganization extends Organization {
   readonly encryptionKey: Uint8Array;
+  /** Roles a registration asked for; `roles` holds only what a supervisor granted. */
+  readonly requestedRoles?: readonly OrganizationRole[];
 }
 
 export interface RegisteredNode {
@@ -74,7 +86,13 @@ export interface SystemView {
   readonly organizations: ReadonlyMap<string, RegisteredOrganization>;
   readonly nodes: ReadonlyMap<string, RegisteredNode>;
   readonly topics: ReadonlyMap<string, SystemTopic>;
-  /** Hex of each organization's used nonces: admin transactions are never replayed. */
+  /** The bounds a supervisor set (`setQuotas`), or `defaultQuotas`. */
+  readonly quotas: Quotas;
+  /**
+   * Hex of each organization's used nonces: admin transactions are never replayed. One set shared by
+   * every version and grown in place (replays are checked against the latest registry only), so a
+   * transaction costs one entry, not a copy of every nonce before it.
+   */
   readonly nonces: ReadonlySet<string>;
 }
 
@@ -124,7 +142,46 @@ export function genesisSystemView(genesis: Genesis): SystemView {
       ...raftVotersFrom(partitions.flatMap((partition) => partition.replicas.map((replica) => replica.id))),
     });
   }
-  return { network: genesis.network, index: 0, organizations, nodes, topics, nonces: new Set() };
+  return {
+    network: genesis.network,
+    index: 0,
+    organizations,
+    nodes,
+    topics,
+    quotas: defaultQuotas,
+    nonces: new Set(),
+  };
+}
+
+/**
+ * Who holds `key` in the registry, as a sentence, or undefined: every organization signing key and
+ * every node key is distinct, so a pinned key names exactly one party in exactly one role.
+ */
+export function keyHolder(
+  view: Pick<SystemView, 'organizations' | 'nodes'>,
+  key: Uint8Array,
+): string | undefined {
+  for (const organization of view.organizations.values()) {
+    if (organization.signingKeys.some((existing) => bytesEqual(existing, key))) {
+      return `organization ${organization.id}`;
+    }
+  }
+  for (const node of view.nodes.values()) {
+    if (bytesEqual(node.publicKey, key)) return `node ${node.id}`;
+  }
+  return undefined;
+}
+
+/** An approved organization holding `role`: the only kind whose role grants anything. */
+export function actsAs(organization: Organization | undefined, role: OrganizationRole): boolean {
+  return (
+    organization !== undefined && organization.status === 'APPROVED' && organization.roles.includes(role)
+  );
+}
+
+/** What approving a registration grants when the supervisor names no roles: `member` if requested. */
+function defaultGrant(requested: readonly OrganizationRole[]): OrganizationRole[] {
+  return requested.filter((role) => role === 'member');
 }
 
 export function rejected(reason: string, detail?: string): RegistryResult {
@@ -237,9 +294,11 @@ export function guarded(body: () => RegistryResult): RegistryResult {
 export class SystemStateMachine {
   private readonly versions: Versions<SystemView>;
   private readonly listeners = new Set<(view: SystemView) => void>();
+  /** The nonce set every version shares (see `SystemView.nonces`). */
+  private nonces = new Set<string>();
 
   constructor(private readonly genesis: Genesis) {
-    this.versions = new Versions(genesisSystemView(genesis));
+    this.versions = new Versions({ ...genesisSystemView(genesis), nonces: this.nonces });
   }
 
   get latest(): SystemView {
@@ -276,7 +335,8 @@ export class SystemStateMachine {
       }
       const actor = authenticate(current, transaction, SYSTEM_GROUP);
       const next = this.execute(current, index, transaction, actor);
-      this.versions.push(index, { ...next, index, nonces: new Set([...next.nonces, nonceKey(transaction)]) });
+      this.nonces.add(nonceKey(transaction));
+      this.versions.push(index, { ...next, index, nonces: this.nonces });
       return { status: 'OK' };
     });
     if (result.status === 'OK') for (const listener of this.listeners) listener(this.versions.latest);
@@ -295,11 +355,23 @@ export class SystemStateMachine {
         if (view.organizations.has(transaction.organization)) {
           refuse(AdminReject.AlreadyExists, `organization ${transaction.organization}`);
         }
+        const pending = [...view.organizations.values()].filter((entry) => entry.status === 'PENDING');
+        if (pending.length >= view.quotas.pendingRegistrationsMax) {
+          refuse(
+            AdminReject.QuotaExceeded,
+            `${pending.length} registrations already wait for a supervisor (quota ${view.quotas.pendingRegistrationsMax})`,
+          );
+        }
+        if (new Set(action.signingKeys.map((key) => toHex(key))).size !== action.signingKeys.length) {
+          refuse(AdminReject.KeyInUse, 'the same key is listed twice');
+        }
         for (const key of action.signingKeys) this.requireUnusedKey(view, key);
         const organizations = new Map(view.organizations);
+        // Roles are requested, never taken: a supervisor grants them on approval.
         organizations.set(transaction.organization, {
           id: transaction.organization,
-          roles: [...action.roles],
+          roles: [],
+          requestedRoles: [...action.roles],
           status: 'PENDING',
           signingKeys: [...action.signingKeys],
           encryptionKey: action.encryptionKey,
@@ -315,8 +387,13 @@ export class SystemStateMachine {
         const target = view.organizations.get(action.organization);
         if (target === undefined) refuse(AdminReject.OrganizationUnknown, action.organization);
         if (target.status === 'REVOKED') refuse(AdminReject.NotAllowed, `${target.id} is revoked for good`);
+        let roles: OrganizationRole[] = [...target.roles];
+        if (action.roles !== undefined) roles = [...action.roles];
+        else if (action.status === 'APPROVED' && target.status === 'PENDING') {
+          roles = defaultGrant(target.requestedRoles ?? []);
+        }
         const organizations = new Map(view.organizations);
-        organizations.set(target.id, { ...target, status: action.status as OrganizationStatus });
+        organizations.set(target.id, { ...target, roles, status: action.status as OrganizationStatus });
         return { ...view, organizations };
       }
       case 'bindKey': {
@@ -335,9 +412,17 @@ export class SystemStateMachine {
       case 'registerNode': {
         const organization = requireApproved(actor);
         if (view.nodes.has(action.id)) refuse(AdminReject.AlreadyExists, `node ${action.id}`);
-        for (const node of view.nodes.values()) {
-          if (bytesEqual(node.publicKey, action.publicKey))
-            refuse(AdminReject.KeyInUse, `node ${node.id} has this key`);
+        this.requireUnusedKey(view, action.publicKey);
+        const possession = nodePossessionPayload({ organization: organization.id, ...action });
+        if (!verify(action.publicKey, NODE_POSSESSION_TYPE, possession, action.proof)) {
+          refuse(AdminReject.BadProof, 'the node key did not sign this registration (proof of possession)');
+        }
+        const owned = [...view.nodes.values()].filter((node) => node.organization === organization.id);
+        if (owned.length >= view.quotas.nodesPerOrganizationMax) {
+          refuse(
+            AdminReject.QuotaExceeded,
+            `${organization.id} has ${owned.length} nodes (quota ${view.quotas.nodesPerOrganizationMax})`,
+          );
         }
         const nodes = new Map(view.nodes);
         nodes.set(action.id, {
@@ -348,12 +433,57 @@ export class SystemStateMachine {
         });
         return { ...view, nodes };
       }
+      case 'removeNode': {
+        const organization = requireApproved(actor);
+        const node = view.nodes.get(action.id);
+        if (node === undefined) refuse(AdminReject.NodeUnknown, action.id);
+        if (node.organization !== organization.id && !hasRole(organization, 'supervisor')) {
+          refuse(AdminReject.NotAllowed, `only ${node.organization} or a supervisor removes node ${node.id}`);
+        }
+        if (this.genesis.nodes.some((entry) => entry.id === node.id)) {
+          // Genesis nodes vote in __system: removing one could cost the registry its quorum.
+          refuse(AdminReject.NodeInUse, `${node.id} is a genesis node (a __system voter)`);
+        }
+        for (const topic of view.topics.values()) {
+          const replicates = topic.config.partitions.some((partition) =>
+            partition.replicas.some((replica) => replica.id === node.id),
+          );
+          if (replicates || topic.voters.includes(node.id)) {
+            refuse(
+              AdminReject.NodeInUse,
+              `${node.id} replicates topic ${topic.config.name}; move its partitions first (ledgerbus topic move)`,
+            );
+          }
+        }
+        const nodes = new Map(view.nodes);
+        nodes.delete(node.id);
+        return { ...view, nodes };
+      }
+      case 'setQuotas': {
+        const supervisor = requireApproved(actor);
+        if (!hasRole(supervisor, 'supervisor'))
+          refuse(AdminReject.NotAllowed, 'only a supervisor sets quotas');
+        return { ...view, quotas: { ...action.quotas } };
+      }
       case 'createTopic': {
         const organization = requireApproved(actor);
         if (!hasRole(organization, 'member') && !hasRole(organization, 'supervisor')) {
           refuse(AdminReject.NotAllowed, 'only members and supervisors create topics');
         }
         if (view.topics.has(action.name)) refuse(AdminReject.AlreadyExists, `topic ${action.name}`);
+        const owned = [...view.topics.values()].filter((topic) => topic.config.owner === organization.id);
+        if (owned.length >= view.quotas.topicsPerOrganizationMax) {
+          refuse(
+            AdminReject.QuotaExceeded,
+            `${organization.id} owns ${owned.length} topics (quota ${view.quotas.topicsPerOrganizationMax})`,
+          );
+        }
+        if (action.partitions.length > view.quotas.partitionsPerTopicMax) {
+          refuse(
+            AdminReject.QuotaExceeded,
+            `${action.partitions.length} partitions (quota ${view.quotas.partitionsPerTopicMax} per topic)`,
+          );
+        }
         for (const replicas of action.partitions) checkReplicas(view.nodes, replicas);
         checkOrganizations(view.organizations, [...action.producers, ...action.consumers]);
         checkPolicy(action.policy);
@@ -381,11 +511,8 @@ export class SystemStateMachine {
   }
 
   private requireUnusedKey(view: SystemView, key: Uint8Array): void {
-    for (const organization of view.organizations.values()) {
-      if (organization.signingKeys.some((existing) => bytesEqual(existing, key))) {
-        refuse(AdminReject.KeyInUse, `key is registered for ${organization.id}`);
-      }
-    }
+    const holder = keyHolder(view, key);
+    if (holder !== undefined) refuse(AdminReject.KeyInUse, `key is registered for ${holder}`);
   }
 
   snapshot(): Uint8Array {
@@ -399,7 +526,8 @@ export class SystemStateMachine {
   restore(index: number, data: Uint8Array): void {
     const snapshot = decodeWith(systemSnapshotSchema, data, { maxBytes: 256 * 1024 * 1024 });
     // Only the latest version's nonces matter: replays are checked against the latest registry.
-    const nonces = new Set(snapshot.nonces);
+    this.nonces = new Set(snapshot.nonces);
+    const nonces = this.nonces;
     const versions = snapshot.versions.map((version) => snapshotToVersion(snapshot.network, version, nonces));
     this.versions.reset(versions[0]!.index, versions[0]!);
     for (const version of versions.slice(1)) this.versions.push(version.index, version);
@@ -442,6 +570,7 @@ export const topicConfigSchema = t.record({
 export const organizationRecordSchema = t.record({
   id: name,
   roles: t.array(t.oneOf('member', 'supervisor', 'auditor'), { maxItems: 3 }),
+  requestedRoles: t.optional(t.array(t.oneOf('member', 'supervisor', 'auditor'), { maxItems: 3 })),
   status: t.oneOf('APPROVED', 'PENDING', 'SUSPENDED', 'REVOKED'),
   signingKeys: t.array(key32, { maxItems: adminLimits.signingKeysMax }),
   encryptionKey: key32,
@@ -455,6 +584,8 @@ export const nodeRecordSchema = t.record({
 
 const versionSchema = t.record({
   index: t.uint(),
+  /** Absent in snapshots written before quotas existed: the defaults. */
+  quotas: t.optional(quotasSchema),
   organizations: t.array(organizationRecordSchema, { maxItems: 100_000 }),
   nodes: t.array(nodeRecordSchema, { maxItems: 100_000 }),
   topics: t.array(
@@ -481,9 +612,13 @@ const systemSnapshotSchema = t.record({
 function versionToSnapshot(view: SystemView): ReturnType<typeof versionSchema.parse> {
   return {
     index: view.index,
+    quotas: { ...view.quotas },
     organizations: [...view.organizations.values()].map((organization) => ({
       id: organization.id,
       roles: [...organization.roles],
+      ...(organization.requestedRoles === undefined
+        ? {}
+        : { requestedRoles: [...organization.requestedRoles] }),
       status: organization.status,
       signingKeys: [...organization.signingKeys],
       encryptionKey: organization.encryptionKey,
@@ -518,6 +653,7 @@ function snapshotToVersion(
     organizations: new Map(version.organizations.map((organization) => [organization.id, organization])),
     nodes: new Map(version.nodes.map((node) => [node.id, node])),
     topics: new Map(version.topics.map((topic) => [topic.config.name, topic])),
+    quotas: version.quotas ?? defaultQuotas,
     nonces,
   };
 }

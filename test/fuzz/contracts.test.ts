@@ -40,7 +40,7 @@ import {
   createOrders,
   encryptionKey,
   keyFor,
-  nodeKey,
+  registerNodeAction,
   partition,
   policy,
   signedAdmin,
@@ -199,14 +199,7 @@ const systemEntries = [
     signedAdmin('sup', { kind: 'setOrganizationStatus', organization: 'beta', status: 'SUSPENDED' }),
   ),
   adminEntry(signedAdmin('alpha', { kind: 'bindKey', key: keyFor('extra key').publicKey })),
-  adminEntry(
-    signedAdmin('alpha', {
-      kind: 'registerNode',
-      id: 'n7',
-      publicKey: nodeKey('n7').publicKey,
-      address: '10.0.0.7:7407',
-    }),
-  ),
+  adminEntry(signedAdmin('alpha', registerNodeAction('alpha', 'n7', '10.0.0.7:7407'))),
   adminEntry(signedAdmin('alpha', createOrders())),
 ];
 

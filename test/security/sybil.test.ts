@@ -11,20 +11,15 @@
 // refuses registering a node under another organization's name or with another node's key.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeCanonical, encodeWith } from '../../src/codec/index.js';
-import type { CborValue } from '../../src/codec/index.js';
+import { encodeCanonical } from '../../src/codec/index.js';
 import { encodePublish } from '../../src/contracts/transactions.js';
 import { generateSigningKey } from '../../src/crypto/index.js';
 import type { SigningKeyPair } from '../../src/crypto/index.js';
-import { isLedgerbusError } from '../../src/errors.js';
 import { connectFramed, listenFramed } from '../../src/net/index.js';
 import type { RpcPeer } from '../../src/net/index.js';
-import {
-  SYSTEM_GROUP,
-  adminTransactionSchema,
-  signAdminTransaction,
-} from '../../src/registry/admin-transactions.js';
+import { signNodePossession } from '../../src/registry/admin-transactions.js';
 import type { AdminAction } from '../../src/registry/admin-transactions.js';
+import { adminTransaction, submitAdmin } from './admin-support.js';
 import {
   GROUP,
   SecurityNetwork,
@@ -36,7 +31,6 @@ import {
   publishRaw,
   randomId,
   tlsSocket,
-  waitFor,
 } from './support.js';
 
 const net = new SecurityNetwork({ name: 'sybil', basePort: 24600 });
@@ -52,28 +46,7 @@ afterAll(async () => {
   await net.stop();
 }, 60_000);
 
-/** Submits a signed admin transaction as a connector would, waiting out leader elections. */
-async function admin(peer: RpcPeer, transaction: Uint8Array): Promise<{ status: string; reason?: string }> {
-  const reply = await waitFor('an admin answer', async () => {
-    try {
-      return (await peer.request('admin', { transaction })) as Record<string, CborValue>;
-    } catch (error) {
-      if (isLedgerbusError(error) && error.retriable) return undefined;
-      throw error;
-    }
-  });
-  return reply['result'] as { status: string; reason?: string };
-}
-
-function adminTransaction(organization: string, key: SigningKeyPair, action: AdminAction): Uint8Array {
-  return encodeWith(
-    adminTransactionSchema,
-    signAdminTransaction(
-      { group: SYSTEM_GROUP, organization, nonce: randomBytes(16), timestamp: Date.now(), action },
-      key,
-    ),
-  );
-}
+const admin = submitAdmin;
 
 describe('Sybil identities at the link', () => {
   it('refuses an unregistered node key on the node port after the TLS handshake, before any RPC', async () => {
@@ -168,17 +141,23 @@ describe('Sybil identities in the contract', () => {
     try {
       const nodesBefore = net.nodes[0]!.registryHost.registry.nodes().length;
       const fresh = generateSigningKey();
-      const registerNode = (id: string, publicKey: Uint8Array): AdminAction => ({
+      // The proof of possession is signed with `fresh`: the attacker holds no other node key.
+      const registerNode = (id: string, publicKey: Uint8Array, organization = 'org1'): AdminAction => ({
         kind: 'registerNode',
         id,
         publicKey,
         address: '127.0.0.1:24699',
+        proof: signNodePossession({ organization, id, address: '127.0.0.1:24699' }, fresh),
       });
       // org1 signs in org2's name: its key is not org2's.
       expect(
         await admin(
           org1,
-          adminTransaction('org2', net.connectorKey('org1'), registerNode('sybil-a', fresh.publicKey)),
+          adminTransaction(
+            'org2',
+            net.connectorKey('org1'),
+            registerNode('sybil-a', fresh.publicKey, 'org2'),
+          ),
         ),
       ).toMatchObject({ status: 'REJECTED', reason: 'SIGNING_KEY_UNKNOWN' });
       // A key nobody registered, in org1's name.

@@ -13,6 +13,7 @@ import {
   decodeRegistryResult,
   encodeRegistryEntry,
   signAdminTransaction,
+  signNodePossession,
 } from '../admin-transactions.js';
 import type { AdminAction, AdminTransaction, RegistryResult } from '../admin-transactions.js';
 import type { Genesis } from '../genesis.js';
@@ -48,6 +49,26 @@ export function connectorKey(organization: string, n = 0): SigningKeyPair {
 
 export function nodeKey(id: string): SigningKeyPair {
   return keyFor(`node:${id}`);
+}
+
+/**
+ * A `registerNode` action of `organization` for node `id`, with the proof of possession signed by
+ * `key` (the node's own key unless a test forges one).
+ */
+export function registerNodeAction(
+  organization: string,
+  id: string,
+  address: string,
+  key: SigningKeyPair = nodeKey(id),
+  prover: SigningKeyPair = key,
+): Extract<AdminAction, { kind: 'registerNode' }> {
+  return {
+    kind: 'registerNode',
+    id,
+    publicKey: key.publicKey,
+    address,
+    proof: signNodePossession({ organization, id, address }, prover),
+  };
 }
 
 /** Any 32 bytes will do: the registry stores the encryption key but never uses it. */
