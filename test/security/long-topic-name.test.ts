@@ -43,7 +43,7 @@ import {
 import type { AdminAction } from '../../src/registry/admin-transactions.js';
 import { SecurityNetwork, clientRequest, metadataOf, publishRaw, randomId, waitFor } from './support.js';
 
-const net = new SecurityNetwork({ name: 'long-topic', basePort: 24800 });
+const net = new SecurityNetwork({ name: 'long-topic', basePort: 25240 });
 /** What the nodes logged at warn and error, one JSON line each. */
 const logged: string[] = [];
 
@@ -243,25 +243,19 @@ describe('a topic named with the longest name the schema allows', () => {
     expect(logged.filter((line) => line.includes('"level":"error"'))).toEqual([]);
   }, 240_000);
 
-  // Known gap, reported with this fix: PBFT messages and client requests carry the partition's
-  // group id, limited to 128 characters (`messageLimits.idLengthMax`), while a partition of a topic
-  // may be named with up to 254 (`<249 characters>/1023`; block headers allow 256). Once that limit
-  // is raised this test fails as `it.fails`: make it an `it`.
-  it.fails(
-    'serves a publish on the partition of that topic',
-    async () => {
-      const org1 = await net.dial('node1', net.connectorKey('org1'));
-      try {
-        expect(await publishOn(org1, longName)).toMatchObject({
-          status: 'OK',
-          messages: [{ status: 'ACCEPTED' }],
-        });
-      } finally {
-        org1.close();
-      }
-    },
-    120_000,
-  );
+  // Partition ids run to 254 characters (`<249 characters>/1023`): PBFT messages and client
+  // requests carry them, so their id limit is 256.
+  it('serves a publish on the partition of that topic', async () => {
+    const org1 = await net.dial('node1', net.connectorKey('org1'));
+    try {
+      expect(await publishOn(org1, longName)).toMatchObject({
+        status: 'OK',
+        messages: [{ status: 'ACCEPTED' }],
+      });
+    } finally {
+      org1.close();
+    }
+  }, 120_000);
 });
 
 describe('a group whose storage cannot be opened on one node', () => {
@@ -372,6 +366,57 @@ describe('a partition database that cannot be written on one node', () => {
       expect(await admin(org1, createTopic('after-write-failure'))).toMatchObject({ status: 'OK' });
       await waitForTopicEverywhere('after-write-failure');
       expect(await publishOn(org1, 'demo')).toMatchObject({ messages: [{ status: 'ACCEPTED' }] });
+    } finally {
+      org1.close();
+    }
+  }, 120_000);
+});
+
+describe('a partition whose database cannot be opened on one node', () => {
+  it('is down on that node alone, and opens once the path is usable', async () => {
+    const topic = 'blocked-partition';
+    const group = `${topic}/0`;
+    const blocker = join(dataDirectory(0), 'partitions', groupFileName(group));
+    mkdirSync(blocker, { recursive: true });
+    const org1 = await net.dial('node2', net.connectorKey('org1'));
+    try {
+      expect(await admin(org1, createTopic(topic))).toMatchObject({ status: 'OK' });
+      await waitForTopicEverywhere(topic);
+      expect(net.nodes[0]?.replicas.has(group)).toBe(false);
+      expect(
+        logged.some(
+          (line) =>
+            line.includes('"node":"node1"') && line.includes('"level":"error"') && line.includes(group),
+        ),
+      ).toBe(true);
+      // Three replicas commit without node1's.
+      const key = net.connectorKey('org2');
+      const operation = encodePublish(
+        {
+          sender: 'org2',
+          nonce: randomBytes(16),
+          timestamp: Date.now(),
+          messages: [metadataOf(randomId('p'), { topic, recipients: ['org3'] })],
+        },
+        key,
+      );
+      const answer = (await untilAnswered('a publish', () =>
+        org1.request('publish', { group, request: signedRequest(group, operation, key) }),
+      )) as Record<string, CborValue>;
+      expect(
+        decodeTransactionResult(blockEvidenceSchema.parse(answer['evidence'], 'evidence').result),
+      ).toMatchObject({
+        messages: [{ status: 'ACCEPTED' }],
+      });
+      expect(await admin(org1, createTopic('after-blocked-partition'))).toMatchObject({ status: 'OK' });
+      await waitForTopicEverywhere('after-blocked-partition');
+      await stopNode(0);
+      await startNode(0);
+      await waitForTopicEverywhere('after-blocked-partition');
+      rmSync(blocker, { recursive: true });
+      await waitFor('node1 to open the partition', () =>
+        net.nodes[0]?.replicas.has(group) ? true : undefined,
+      );
     } finally {
       org1.close();
     }

@@ -31,7 +31,8 @@ export const messageLimits = {
   replicasMax: 64,
   preparedPerViewChangeMax: 4096,
   blocksPerReplyMax: 1024,
-  idLengthMax: 128,
+  // A partition id is the topic name (249 characters at most) plus "/" and the partition number.
+  idLengthMax: 256,
 } as const;
 
 const hash32 = t.bytes({ length: 32 });
