@@ -104,6 +104,10 @@ export const ErrorCode = {
    * organizations act or read. A supervisor decides (`ledgerbus org approve`).
    */
   NotApproved: 'NOT_APPROVED',
+  /** A signed request names another network: it was made for (or captured from) another consortium. */
+  WrongNetwork: 'WRONG_NETWORK',
+  /** A signed request is past its expiry (or claims a lifetime longer than allowed); sign a new one. */
+  RequestExpired: 'REQUEST_EXPIRED',
   /** Several received messages have this id (ids are unique per partition): name the topic and partition. */
   AmbiguousMessageId: 'AMBIGUOUS_MESSAGE_ID',
 } as const;

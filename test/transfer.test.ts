@@ -129,6 +129,7 @@ async function signedFetch(
       id,
       nonce: randomBytes(16),
       timestamp: Date.now(),
+      network: layout.network.network,
     },
     key,
   );

@@ -17,7 +17,13 @@ import { pipeline as pipelineAsync } from 'node:stream/promises';
 import type { CborValue } from '../codec/index.js';
 import { bytesEqual } from '../codec/index.js';
 import { decodeClientRequest, encodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
-import { decodeFetchRequest, encodeFetchRequest, fetchRequestSignatureValid } from '../contracts/fetch.js';
+import {
+  FetchNonceWindow,
+  checkFetchFreshness,
+  decodeFetchRequest,
+  encodeFetchRequest,
+  fetchRequestSignatureValid,
+} from '../contracts/fetch.js';
 import { decodeTransactionResult } from '../contracts/results.js';
 import { encodeConfirmDelivery, encodePublish, nonceBytes } from '../contracts/transactions.js';
 import type { MessageMetadata } from '../contracts/transactions.js';
@@ -109,6 +115,8 @@ const registrySyncMs = 1_000;
 export class Connector implements ConnectorApi, ConnectorAdminApi {
   readonly organization: string;
   private readonly database: ConnectorDatabase;
+  /** Nonces of the fetch requests this connector served payloads for, until they expire. */
+  private readonly fetchNonces = new FetchNonceWindow();
   private readonly trust: ProofTrust;
   private readonly node: NodeInfo;
   private control: RpcPeer | undefined;
@@ -352,9 +360,13 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     const published = await Promise.allSettled(
       [...byPartition].flatMap(([partition, entries]) => {
         // Submitted together over one connection, in order: the batches are pipelined, not serialized.
+        // A message's proof carries its whole batch transaction, so a batch holds only messages with
+        // the same recipients: a recipient's proof shows no metadata of messages addressed to others.
         const batches: (typeof entries)[] = [];
-        for (let start = 0; start < entries.length; start += publishBatchMessagesMax) {
-          batches.push(entries.slice(start, start + publishBatchMessagesMax));
+        for (const run of runsOfSameRecipients(entries, (entry) => entry.entry.metadata.recipients)) {
+          for (let start = 0; start < run.length; start += publishBatchMessagesMax) {
+            batches.push(run.slice(start, start + publishBatchMessagesMax));
+          }
         }
         return batches.map(async (batch) => {
           const accepted = await this.publishBatch(
@@ -865,6 +877,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
         id: accepted.id,
         nonce: randomBytes(nonceBytes),
         timestamp: Date.now(),
+        network: this.options.registry.network,
       },
       this.options.signingKey,
     );
@@ -976,10 +989,18 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     const unconfirmed = accepted.filter(
       (message) => this.database.received(message.partitionId, message.id)?.confirmed === 0,
     );
-    for (let start = 0; start < unconfirmed.length; start += 1024) {
-      const batch = unconfirmed.slice(start, start + 1024);
-      await this.confirm(batch);
-      for (const message of batch) this.database.markConfirmed(message.partitionId, message.id);
+    // A sender's receipt carries the whole confirmDelivery transaction: one per sender, so a receipt
+    // names no other sender's messages.
+    const bySender = new Map<string, AcceptedMessage[]>();
+    for (const message of unconfirmed) {
+      bySender.set(message.sender, [...(bySender.get(message.sender) ?? []), message]);
+    }
+    for (const messages of bySender.values()) {
+      for (let start = 0; start < messages.length; start += 1024) {
+        const batch = messages.slice(start, start + 1024);
+        await this.confirm(batch);
+        for (const message of batch) this.database.markConfirmed(message.partitionId, message.id);
+      }
     }
   }
 
@@ -1077,11 +1098,22 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     if (!(fetchBytes instanceof Uint8Array))
       throw new LedgerbusError(ErrorCode.SchemaMismatch, 'fetchRequest: expected bytes');
     const request = decodeFetchRequest(fetchBytes);
-    // Re-checked here, not taken from the node: the requester signed it with one of its own keys.
-    const keys = this.options.registry.organization(request.requester)?.signingKeys ?? [];
+    // Re-checked here, not taken from the node: the requester signed it with one of its own keys,
+    // for this network, recently, once; and is approved in this connector's view of the registry.
+    const requester = this.options.registry.organization(request.requester);
+    const keys = requester?.signingKeys ?? [];
     if (!keys.some((key) => bytesEqual(key, request.signerKey)) || !fetchRequestSignatureValid(request)) {
       throw new LedgerbusError(ErrorCode.BadSignature, 'fetch request is not signed by its requester');
     }
+    if (requester?.status !== 'APPROVED') {
+      throw new LedgerbusError(
+        ErrorCode.NotApproved,
+        `${request.requester} is ${requester?.status ?? 'not registered'}; only approved organizations read`,
+      );
+    }
+    const now = Date.now();
+    checkFetchFreshness(request, this.options.registry.network, now);
+    this.fetchNonces.admit(request, now);
     const sent = this.database.sent(topicOfGroup(request.partitionId), request.id);
     if (sent === undefined || sent.group_id !== request.partitionId) {
       throw new LedgerbusError(ErrorCode.PayloadNotFound, `no payload ${request.id} was sent from here`);
@@ -1430,4 +1462,24 @@ function describe(error: unknown): string {
     : error instanceof Error
       ? error.message
       : String(error);
+}
+
+/**
+ * Splits `items` into maximal runs of consecutive items with the same recipient set (in any order),
+ * keeping their order: batches cut from the runs are submitted in order, so offsets still follow
+ * the order the application gave.
+ */
+export function runsOfSameRecipients<T>(
+  items: readonly T[],
+  recipientsOf: (item: T) => readonly string[],
+): T[][] {
+  const runs: T[][] = [];
+  let previous: string | undefined;
+  for (const item of items) {
+    const key = JSON.stringify([...new Set(recipientsOf(item))].sort());
+    if (key !== previous || runs.length === 0) runs.push([]);
+    runs[runs.length - 1]!.push(item);
+    previous = key;
+  }
+  return runs;
 }

@@ -448,6 +448,7 @@ describe('status, receipts and errors', () => {
       [ErrorCode.BadConfig, 400],
       [ErrorCode.Unauthorized, 401],
       [ErrorCode.NotRecipient, 403],
+      [ErrorCode.NotApproved, 403],
       [ErrorCode.MessageNotFound, 404],
       [ErrorCode.PayloadNotFound, 404],
       [ErrorCode.MessageRejected, 422],

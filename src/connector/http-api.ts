@@ -102,6 +102,8 @@ const statusByCode: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.BadConfig]: 400,
   [ErrorCode.Unauthorized]: 401,
   [ErrorCode.NotRecipient]: 403,
+  // The organization is pending, suspended or revoked: a supervisor must approve it first.
+  [ErrorCode.NotApproved]: 403,
   [ErrorCode.MessageNotFound]: 404,
   [ErrorCode.PayloadNotFound]: 404,
   [ErrorCode.TopicNotFound]: 404,

@@ -2,14 +2,30 @@
  * A recipient's signed request for a payload (DESIGN §3 steps 7–12). The node that relays it checks
  * the requester against committed state; the sender's connector checks the signature and its own
  * record of the recipients again, so neither has to trust the other.
+ *
+ * A request names its network and expires (a minute after it is made, five at the most), and whoever
+ * releases a payload for it remembers its nonce until then: a captured request cannot be replayed
+ * later, twice, or in another network whose organizations use the same keys.
  */
-import { decodeWith, encodeCanonical, encodeWith, t } from '../codec/index.js';
+import { decodeWith, encodeCanonical, encodeWith, t, toHex } from '../codec/index.js';
 import type { Infer } from '../codec/index.js';
 import { sign, verify } from '../crypto/index.js';
 import type { SigningKeyPair } from '../crypto/index.js';
+import { ErrorCode, LedgerbusError } from '../errors.js';
 import { nonceBytes, transactionLimits } from './transactions.js';
 
 export const FETCH_SIGNING_TYPE = 'sdt-fetch';
+
+export const fetchLimits = {
+  /** How long a request is valid when its maker does not say. */
+  lifetimeMsDefault: 60_000,
+  /** The longest validity a request may claim: bounds how long a nonce must be remembered. */
+  lifetimeMsMax: 5 * 60_000,
+  /** How far ahead of the checker's clock a request's timestamp may be. */
+  clockSkewMsMax: 30_000,
+  /** Nonces a checker remembers at once; past it, requests are refused (retriable) until some expire. */
+  noncesMax: 100_000,
+} as const;
 
 export const fetchRequestSchema = t.record({
   type: t.literal('fetch'),
@@ -19,6 +35,10 @@ export const fetchRequestSchema = t.record({
   id: t.string({ minLength: 1, maxLength: transactionLimits.messageIdLengthMax }),
   nonce: t.bytes({ length: nonceBytes }),
   timestamp: t.uint(),
+  /** The network (genesis `network`) the request is for. */
+  network: t.string({ minLength: 1, maxLength: 128 }),
+  /** Milliseconds since the epoch after which nobody serves it. */
+  expiresAt: t.uint(),
   signature: t.bytes({ length: 64 }),
 });
 export type FetchRequest = Infer<typeof fetchRequestSchema>;
@@ -32,14 +52,22 @@ function signingPayload(request: Omit<FetchRequest, 'signature'>): Uint8Array {
     id: request.id,
     nonce: request.nonce,
     timestamp: request.timestamp,
+    network: request.network,
+    expiresAt: request.expiresAt,
   });
 }
 
+/** Signs a fetch request; it expires `fetchLimits.lifetimeMsDefault` after `timestamp` unless told. */
 export function encodeFetchRequest(
-  request: Omit<FetchRequest, 'signature' | 'signerKey' | 'type'>,
+  request: Omit<FetchRequest, 'signature' | 'signerKey' | 'type' | 'expiresAt'> & { expiresAt?: number },
   key: SigningKeyPair,
 ): Uint8Array {
-  const unsigned = { type: 'fetch' as const, ...request, signerKey: key.publicKey };
+  const unsigned = {
+    type: 'fetch' as const,
+    ...request,
+    expiresAt: request.expiresAt ?? request.timestamp + fetchLimits.lifetimeMsDefault,
+    signerKey: key.publicKey,
+  };
   return encodeWith(fetchRequestSchema, {
     ...unsigned,
     signature: sign(key, FETCH_SIGNING_TYPE, signingPayload(unsigned)),
@@ -53,4 +81,64 @@ export function decodeFetchRequest(bytes: Uint8Array): FetchRequest {
 
 export function fetchRequestSignatureValid(request: FetchRequest): boolean {
   return verify(request.signerKey, FETCH_SIGNING_TYPE, signingPayload(request), request.signature);
+}
+
+/**
+ * Throws unless `request` is for `network` and valid at `now`: WRONG_NETWORK, or REQUEST_EXPIRED
+ * (retriable: the requester signs a new one) when it expired, claims a lifetime over
+ * `fetchLimits.lifetimeMsMax`, or is stamped further ahead than the allowed clock skew.
+ */
+export function checkFetchFreshness(request: FetchRequest, network: string, now: number): void {
+  if (request.network !== network) {
+    throw new LedgerbusError(
+      ErrorCode.WrongNetwork,
+      `fetch request is for network ${request.network}, this is ${network}`,
+    );
+  }
+  const expired =
+    now > request.expiresAt ||
+    request.expiresAt < request.timestamp ||
+    request.expiresAt - request.timestamp > fetchLimits.lifetimeMsMax ||
+    request.timestamp > now + fetchLimits.clockSkewMsMax;
+  if (expired) {
+    throw new LedgerbusError(
+      ErrorCode.RequestExpired,
+      `fetch request ${request.id} is not valid now (signed at ${request.timestamp}, expires ${request.expiresAt}, now ${now}); sign a new one`,
+      { retriable: true },
+    );
+  }
+}
+
+/**
+ * The nonces of the fetch requests a payload was released for, each kept until its request
+ * expires: a second use of one is REPLAY. Fresh requests only (see `checkFetchFreshness`), so an
+ * entry is never needed for longer than `fetchLimits.lifetimeMsMax`.
+ */
+export class FetchNonceWindow {
+  private readonly expiries = new Map<string, number>();
+
+  constructor(private readonly noncesMax: number = fetchLimits.noncesMax) {}
+
+  /** Records `request`'s nonce; throws REPLAY if it is already recorded. Call after the freshness check. */
+  admit(request: FetchRequest, now: number): void {
+    const key = `${request.requester}:${toHex(request.nonce)}`;
+    if (this.expiries.has(key)) {
+      throw new LedgerbusError(ErrorCode.Replay, `fetch request ${request.id} was already used`);
+    }
+    if (this.expiries.size >= this.noncesMax) this.forgetExpired(now);
+    if (this.expiries.size >= this.noncesMax) {
+      throw new LedgerbusError(ErrorCode.Overloaded, 'too many fetch requests in flight; try again', {
+        retriable: true,
+      });
+    }
+    this.expiries.set(key, request.expiresAt);
+  }
+
+  get size(): number {
+    return this.expiries.size;
+  }
+
+  private forgetExpired(now: number): void {
+    for (const [key, expiresAt] of this.expiries) if (expiresAt < now) this.expiries.delete(key);
+  }
 }

@@ -18,7 +18,12 @@
 import type { Readable } from 'node:stream';
 import type { CborValue } from '../codec/index.js';
 import { MerkleTree } from '../crypto/index.js';
-import { decodeFetchRequest, fetchRequestSignatureValid } from '../contracts/fetch.js';
+import {
+  FetchNonceWindow,
+  checkFetchFreshness,
+  decodeFetchRequest,
+  fetchRequestSignatureValid,
+} from '../contracts/fetch.js';
 import type { FetchRequest } from '../contracts/fetch.js';
 import { messageById, messagesByOffset, partitionStatus } from '../contracts/queries.js';
 import type { MessageView } from '../contracts/queries.js';
@@ -105,6 +110,8 @@ export class ClientService {
   private readonly servingWaiters = new Map<string, (() => void)[]>();
   private readonly treeCache = new Map<string, { transactions: MerkleTree; results: MerkleTree }>();
   private readonly limiter: RateLimiter;
+  /** Nonces of the fetch requests this node released or relayed a payload for, until they expire. */
+  private readonly fetchNonces = new FetchNonceWindow();
   /** When each organization's refusals were last logged: a flood must not become a log flood. */
   private readonly limitLogged = new Map<string, number>();
 
@@ -443,6 +450,7 @@ export class ClientService {
     const group = field(body, 'group', isString, 'a partition id');
     const fetchBytes = field(body, 'fetchRequest', isBytes, 'a signed fetch request');
     const request = this.checkFetch(organization, group, fetchBytes);
+    this.fetchNonces.admit(request, Date.now());
     const view = await this.recipientView(request.requester, group, request.id, fetchBytes);
     this.options.logger.info(
       { id: request.id, requester: request.requester, sender: view.sender },
@@ -482,6 +490,7 @@ export class ClientService {
     const group = field(body, 'group', isString, 'a partition id');
     const fetchBytes = field(body, 'fetchRequest', isBytes, 'a signed fetch request');
     const request = this.checkFetch(undefined, group, fetchBytes);
+    this.fetchNonces.admit(request, Date.now());
     const view = await this.recipientView(request.requester, group, request.id, fetchBytes);
     this.options.logger.info(
       { from: nodeId, id: request.id, requester: request.requester },
@@ -534,6 +543,9 @@ export class ClientService {
     }
     // A relayed fetch (no calling connector) names its requester: it must be approved too.
     this.requireApproved(request.requester);
+    // Fresh and for this network; the nonce is taken only where a payload is released or relayed
+    // (`fetchNonces`), since the same request is also shown to a replica for the recipient check.
+    checkFetchFreshness(request, this.options.registry.network, Date.now());
     return request;
   }
 

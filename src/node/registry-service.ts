@@ -85,6 +85,14 @@ function globalReceipt(
     .findAccepted(id)
     .filter((location) => typeof partition !== 'string' || location.partition === partition)
     .filter((location) => location.partition.startsWith(`${topic}/`));
+  // Ids are unique per partition only: without a partition, an id on several is not guessed at.
+  const partitions = new Set(candidates.map((location) => location.partition));
+  if (partitions.size > 1) {
+    throw new LedgerbusError(
+      ErrorCode.AmbiguousMessageId,
+      `message ${id} is on several partitions of ${topic} (${[...partitions].sort().join(', ')}); name one`,
+    );
+  }
   const accepted = candidates[0];
   if (accepted === undefined) {
     throw new LedgerbusError(

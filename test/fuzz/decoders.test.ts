@@ -242,7 +242,14 @@ const sdtResults = [
 
 const fetchRequests = [
   encodeFetchRequest(
-    { requester: 'bob', partitionId: 'invoices/0', id: 'm-1', nonce: nonce(5), timestamp: 1_700_000_000_000 },
+    {
+      requester: 'bob',
+      partitionId: 'invoices/0',
+      id: 'm-1',
+      nonce: nonce(5),
+      timestamp: 1_700_000_000_000,
+      network: 'fuzz',
+    },
     keys.bob,
   ),
 ];

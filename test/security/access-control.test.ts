@@ -174,7 +174,14 @@ describe('a node speaks only for its own organization (item 5)', () => {
     // the organization signed itself, for that very message — not for another, and not forged.
     const fetchRequest = (id: string, key = net.connectorKey('org3')): Uint8Array =>
       encodeFetchRequest(
-        { requester: 'org3', partitionId: GROUP, id, nonce: randomBytes(16), timestamp: Date.now() },
+        {
+          requester: 'org3',
+          partitionId: GROUP,
+          id,
+          nonce: randomBytes(16),
+          timestamp: Date.now(),
+          network: net.layout.network.network,
+        },
         key,
       );
     const forwardSigned = (id: string, signed: Uint8Array): Promise<CborValue> =>

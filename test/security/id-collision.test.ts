@@ -13,7 +13,12 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReceiptBundle, ReceivedMessage, SendResult } from '../../src/connector/api-types.js';
 import type { MessageStatus } from '../../src/connector/api-types.js';
-import { SecurityNetwork, waitFor } from './support.js';
+import { randomBytes } from 'node:crypto';
+import { encodeClientRequest } from '../../src/consensus/pbft/messages.js';
+import { encodePublish } from '../../src/contracts/transactions.js';
+import { sign } from '../../src/crypto/index.js';
+import { isLedgerbusError } from '../../src/errors.js';
+import { SecurityNetwork, codeOf, metadataOf, waitFor } from './support.js';
 import type { ApiClient } from './support.js';
 
 const net = new SecurityNetwork({ name: 'id-collision', basePort: 24840 });
@@ -193,5 +198,56 @@ describe("message ids that repeat across a sender's own topics", () => {
     expect(both[1]?.[0]).toMatchObject({ partition: both[0]?.[0]?.partition, offset: both[0]?.[0]?.offset });
     // The payload that lost the race was deleted: one ciphertext for one message.
     expect(net.storageFiles('org1').length).toBe(files + 1);
+  });
+});
+
+describe("a topic's global ledger", () => {
+  it('answers a receipt for an id on two partitions of one topic only when told which partition', async () => {
+    // The contract makes an id unique per partition: a sender may publish it on both partitions.
+    const key = net.connectorKey('org1');
+    const peer = await net.dial('node1', key);
+    try {
+      for (const partition of [0, 1]) {
+        const group = `${twoPartitions}/${partition}`;
+        const operation = encodePublish(
+          {
+            sender: 'org1',
+            nonce: randomBytes(16),
+            timestamp: Date.now(),
+            messages: [metadataOf('twin-1', { topic: twoPartitions, partition, recipients: ['org2'] })],
+          },
+          key,
+        );
+        const request = encodeClientRequest(
+          { group, client: key.publicKey, seq: Date.now() * 1000 + partition, operation },
+          (type, payload) => sign(key, type, payload),
+        );
+        await waitFor(`twin-1 on ${group}`, async () => {
+          try {
+            return await peer.request('publish', { group, request });
+          } catch (error) {
+            if (isLedgerbusError(error) && error.retriable) return undefined;
+            throw error;
+          }
+        });
+      }
+      // Once the global ledger holds both, the id alone names no single message.
+      await waitFor('the global ledger to hold twin-1 on both partitions', async () =>
+        (await codeOf(peer.request('globalReceipt', { topic: twoPartitions, id: 'twin-1' }))) ===
+        'AMBIGUOUS_MESSAGE_ID'
+          ? true
+          : undefined,
+      );
+      for (const partition of [0, 1]) {
+        const receipt = (await peer.request('globalReceipt', {
+          topic: twoPartitions,
+          id: 'twin-1',
+          partition: `${twoPartitions}/${partition}`,
+        })) as { partition: string };
+        expect(receipt.partition).toBe(`${twoPartitions}/${partition}`);
+      }
+    } finally {
+      peer.close();
+    }
   });
 });

@@ -170,7 +170,14 @@ describe('replayed receipts and fetches', () => {
     // org2's signed fetch request, captured and replayed by org3 (a registered organization, over
     // its own TLS identity): the node matches the request's requester to the caller.
     const fetchRequest = encodeFetchRequest(
-      { requester: 'org2', partitionId: GROUP, id, nonce: randomBytes(16), timestamp: Date.now() },
+      {
+        requester: 'org2',
+        partitionId: GROUP,
+        id,
+        nonce: randomBytes(16),
+        timestamp: Date.now(),
+        network: net.layout.network.network,
+      },
       key,
     );
     expect(await codeOf(org3.requestStream('fetchPayload', { group: GROUP, fetchRequest }))).toBe(
