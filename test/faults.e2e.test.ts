@@ -68,8 +68,9 @@ async function receivedAll(organization: string): Promise<Received[]> {
   }
 }
 
+/** `organization`'s copy of message `id` of demo/0 (the devnet's demo topic has one partition). */
 async function receivedOne(organization: string, id: string): Promise<Received | undefined> {
-  const response = await net.api(organization, `/v1/received/${encodeURIComponent(id)}`);
+  const response = await net.api(organization, `/v1/received/demo/0/${encodeURIComponent(id)}`);
   if (response.status === 404) {
     await response.body?.cancel();
     return undefined;
@@ -92,7 +93,7 @@ async function sendFile(path: string, id: string): Promise<SendResult> {
 }
 
 async function payloadDigest(organization: string, id: string): Promise<{ sha256: string; size: number }> {
-  const response = await net.api(organization, `/v1/received/${encodeURIComponent(id)}/payload`);
+  const response = await net.api(organization, `/v1/received/demo/0/${encodeURIComponent(id)}/payload`);
   if (!response.ok) throw new Error(`payload of ${id}: HTTP ${response.status} ${await response.text()}`);
   return hashBody(response);
 }

@@ -342,7 +342,13 @@ export class RaftGroup {
     }
     this.closed = true;
     this.deferred.length = 0;
-    const error = this.closedError();
+    this.rejectWaiters(this.closedError());
+    this.database.close();
+    this.options.log?.('info', 'raft group closed', this.fields({ applied: this.applied }));
+  }
+
+  /** Fails every proposal, read and applied-index wait still pending with `error`. */
+  private rejectWaiters(error: LedgerbusError): void {
     for (const index of [...this.entryWaiters.keys()]) this.settleEntry(index, undefined, error);
     for (const id of [...this.readWaiters.keys()]) this.settleRead(id, undefined, error);
     for (const waiter of this.appliedWaiters) {
@@ -350,8 +356,6 @@ export class RaftGroup {
       waiter.reject(error);
     }
     this.appliedWaiters.clear();
-    this.database.close();
-    this.options.log?.('info', 'raft group closed', this.fields({ applied: this.applied }));
   }
 
   /** Stops the group on this node because its storage failed (see the file comment). */
@@ -362,13 +366,7 @@ export class RaftGroup {
     this.deferred.length = 0;
     this.pendingPersist = [];
     this.applyQueue.length = 0;
-    for (const index of [...this.entryWaiters.keys()]) this.settleEntry(index, undefined, error);
-    for (const id of [...this.readWaiters.keys()]) this.settleRead(id, undefined, error);
-    for (const waiter of this.appliedWaiters) {
-      clearTimeout(waiter.timer);
-      waiter.reject(error);
-    }
-    this.appliedWaiters.clear();
+    this.rejectWaiters(error);
     try {
       this.database.close();
     } catch {

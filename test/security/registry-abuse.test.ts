@@ -14,7 +14,8 @@ import { generateSigningKey } from '../../src/crypto/index.js';
 import type { SigningKeyPair } from '../../src/crypto/index.js';
 import { generateEncryptionKey } from '../../src/crypto/envelope/index.js';
 import type { RpcPeer } from '../../src/net/index.js';
-import { defaultQuotas, signNodePossession } from '../../src/registry/admin-transactions.js';
+import { defaultQuotas } from '../../src/registry/admin-transactions.js';
+import { registerNodeAction } from '../../src/registry/testing/fixtures.js';
 import type { AdminAction, Quotas } from '../../src/registry/admin-transactions.js';
 import { adminTransaction, submitAdmin } from './admin-support.js';
 import { SecurityNetwork, codeOf, waitFor } from './support.js';
@@ -36,20 +37,14 @@ async function act(organization: string, action: AdminAction): Promise<{ status:
   );
 }
 
+/** A node registration at a harmless address, with the proof signed by `prover`. */
 function registerNode(
   organization: string,
   id: string,
   key: SigningKeyPair,
   prover: SigningKeyPair = key,
 ): AdminAction {
-  const address = '127.0.0.1:9';
-  return {
-    kind: 'registerNode',
-    id,
-    publicKey: key.publicKey,
-    address,
-    proof: signNodePossession({ organization, id, address }, prover),
-  };
+  return registerNodeAction(organization, id, '127.0.0.1:9', key, prover);
 }
 
 /** Waits until every node's registry says `present` about node `id`. */
