@@ -27,8 +27,8 @@ import type { Stats } from 'node:fs';
 import { basename, join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { toHex } from '../codec/index.js';
-import { generateSigningKey, saveSigningKey } from '../crypto/index.js';
-import { generateEncryptionKey, saveEncryptionKey } from '../crypto/envelope/index.js';
+import { generateSigningKey, loadSigningKey, saveSigningKey } from '../crypto/index.js';
+import { generateEncryptionKey, loadEncryptionKey, saveEncryptionKey } from '../crypto/envelope/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import type { Genesis } from '../registry/genesis.js';
 import { parseGenesis } from '../registry/genesis.js';
@@ -58,6 +58,13 @@ export interface DevnetOptions {
   readonly organizations?: number;
   readonly basePort?: number;
   readonly messageBytesMax?: number;
+  /**
+   * A devnet directory whose organizations' keys (node, connector, encryption) this one reuses
+   * instead of generating its own; the new devnet still gets its own network id. It stands for an
+   * organization that uses one key in two consortia (a test and a production one), which is what the
+   * cross-network security test needs. Read only when the devnet is created.
+   */
+  readonly keysFrom?: string;
 }
 
 const directoryMode = 0o700;
@@ -78,12 +85,13 @@ export function ensureDevnetLayout(options: DevnetOptions): DevnetLayout {
         ErrorCode.BadConfig,
         'a devnet needs at least 4 organizations (one 4-replica partition)',
       );
-    createLayout(
+    createLayout({
       directory,
       count,
-      options.basePort ?? 7400,
-      options.messageBytesMax ?? 8 * 1024 * 1024 * 1024,
-    );
+      basePort: options.basePort ?? 7400,
+      messageBytesMax: options.messageBytesMax ?? 8 * 1024 * 1024 * 1024,
+      ...(options.keysFrom === undefined ? {} : { keysFrom: options.keysFrom }),
+    });
   }
   const network = readNetworkFile(networkPath);
   const ids = network.organizations.map((organization) => organization.id);
@@ -164,7 +172,14 @@ function writePrivateFile(path: string, text: string): void {
   }
 }
 
-function createLayout(directory: string, count: number, basePort: number, messageBytesMax: number): void {
+function createLayout(options: {
+  directory: string;
+  count: number;
+  basePort: number;
+  messageBytesMax: number;
+  keysFrom?: string;
+}): void {
+  const { directory, count, basePort, messageBytesMax, keysFrom } = options;
   mkdirSync(directory, { recursive: true, mode: directoryMode });
   // Made here rather than by whoever runs the processes, so they are 0700 whatever that one's umask.
   mkdirSync(join(directory, 'logs'), { recursive: true, mode: directoryMode });
@@ -177,9 +192,12 @@ function createLayout(directory: string, count: number, basePort: number, messag
     for (const name of ['keys', 'node-data', 'connector-data', 'payloads']) {
       mkdirSync(join(folder, name), { recursive: true, mode: directoryMode });
     }
-    const nodeKey = generateSigningKey();
-    const connectorKey = generateSigningKey();
-    const encryptionKey = generateEncryptionKey();
+    const reused = keysFrom === undefined ? undefined : join(keysFrom, id, 'keys');
+    const nodeKey = reused === undefined ? generateSigningKey() : loadSigningKey(join(reused, 'node.key'));
+    const connectorKey =
+      reused === undefined ? generateSigningKey() : loadSigningKey(join(reused, 'connector.key'));
+    const encryptionKey =
+      reused === undefined ? generateEncryptionKey() : loadEncryptionKey(join(reused, 'encryption.key'));
     saveSigningKey(join(folder, 'keys', 'node.key'), nodeKey);
     saveSigningKey(join(folder, 'keys', 'connector.key'), connectorKey);
     saveEncryptionKey(join(folder, 'keys', 'encryption.key'), encryptionKey);

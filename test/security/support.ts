@@ -51,6 +51,8 @@ export interface NetworkOptions {
   /** Quota per node id; nodes not named run with the default. */
   readonly rateLimits?: Readonly<Record<string, RateLimitConfig>>;
   readonly messageBytesMax?: number;
+  /** Another network whose organizations' keys this one reuses (it still gets its own network id). */
+  readonly keysFrom?: SecurityNetwork;
 }
 
 export class SecurityNetwork {
@@ -68,6 +70,7 @@ export class SecurityNetwork {
       directory: this.directory,
       basePort: options.basePort,
       messageBytesMax: options.messageBytesMax ?? 1024 * 1024,
+      ...(options.keysFrom === undefined ? {} : { keysFrom: options.keysFrom.directory }),
     });
   }
 
