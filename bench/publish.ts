@@ -35,7 +35,7 @@ import { decodeTransactionResult } from '../src/contracts/results.js';
 import { encodePublish } from '../src/contracts/transactions.js';
 import type { MessageMetadata } from '../src/contracts/transactions.js';
 import { loadConnectorConfig } from '../src/connector/config.js';
-import { loadSigningKey, sign } from '../src/crypto/index.js';
+import { loadSigningKey } from '../src/crypto/index.js';
 import type { SigningKeyPair } from '../src/crypto/index.js';
 import { RpcPeer, connectFramed } from '../src/net/index.js';
 import { loadGenesisRegistry } from '../src/node/config.js';
@@ -132,6 +132,7 @@ async function measureLedgerbus(
   trust: ReturnType<typeof proofTrustOf>,
   options: { concurrency: number; batch: number; messages: number; messageBytes: number },
 ): Promise<LedgerbusRun> {
+  const signer = trust.signing.signer(key);
   let seq = Date.now() * 1000;
   let nextId = 0;
   const latencies: number[] = [];
@@ -151,11 +152,11 @@ async function measureLedgerbus(
     }));
     const operation = encodePublish(
       { sender: 'org1', nonce: randomBytes(16), timestamp: Date.now(), messages: batch },
-      key,
+      signer,
     );
     const request = encodeClientRequest(
-      { group: 'demo/0', client: key.publicKey, seq: seq++, operation },
-      (type, payload) => sign(key, type, payload),
+      { group: 'demo/0', client: signer.publicKey, seq: seq++, operation },
+      signer.sign,
     );
     const answer = (await peer.request('publish', { group: 'demo/0', request })) as Record<string, unknown>;
     const evidence = blockEvidenceSchema.parse(answer['evidence'], 'evidence');

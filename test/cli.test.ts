@@ -37,7 +37,7 @@ function ledgerbusAsync(...args: string[]): Promise<{ status: number; stdout: st
 }
 
 describe('ledgerbus CLI', () => {
-  it('generates keys with mode 0600, issues and verifies a certificate, and refuses a foreign one', () => {
+  it('generates keys with mode 0600, issues and verifies a certificate for one network, and refuses a foreign one', () => {
     const org = JSON.parse(ledgerbus('keys', 'generate', '--out', 'org.key', '--json').stdout) as {
       publicKey: string;
     };
@@ -52,6 +52,8 @@ describe('ledgerbus CLI', () => {
       'org.key',
       '--org',
       'org1',
+      '--network-id',
+      'consortium-a',
       '--subject',
       'node1',
       '--role',
@@ -63,12 +65,36 @@ describe('ledgerbus CLI', () => {
       '--json',
     );
     expect(issued.status).toBe(0);
-    const valid = ledgerbus('cert', 'verify', 'node.cert', '--org-public-key', org.publicKey, '--json');
+    expect(JSON.parse(issued.stdout)).toMatchObject({ network: 'consortium-a', subjectId: 'node1' });
+    const verify = (orgPublicKey: string, network: string): ReturnType<typeof ledgerbus> =>
+      ledgerbus(
+        'cert',
+        'verify',
+        'node.cert',
+        '--org-public-key',
+        orgPublicKey,
+        '--network-id',
+        network,
+        '--json',
+      );
+    const valid = verify(org.publicKey, 'consortium-a');
     expect(valid.status).toBe(0);
-    expect(JSON.parse(valid.stdout)).toMatchObject({ valid: true, subjectId: 'node1', role: 'node' });
-    const foreign = ledgerbus('cert', 'verify', 'node.cert', '--org-public-key', node.publicKey, '--json');
+    expect(JSON.parse(valid.stdout)).toMatchObject({
+      valid: true,
+      network: 'consortium-a',
+      subjectId: 'node1',
+      role: 'node',
+    });
+    const foreign = verify(node.publicKey, 'consortium-a');
     expect(foreign.status).toBe(1);
     expect(JSON.parse(foreign.stdout)).toMatchObject({ valid: false, code: 'BAD_CERTIFICATE' });
+    // The same org key, another network: the certificate says nothing there.
+    const elsewhere = verify(org.publicKey, 'consortium-b');
+    expect(elsewhere.status).toBe(1);
+    expect(JSON.parse(elsewhere.stdout)).toMatchObject({ valid: false, code: 'BAD_CERTIFICATE' });
+    const badNetwork = verify(org.publicKey, 'no/slashes');
+    expect(badNetwork.status).not.toBe(0);
+    expect(badNetwork.stderr).toMatch(/network id/);
   });
 
   it('refuses a key file others can read, and a corrupt one, with a code and what to do', () => {

@@ -18,7 +18,7 @@ import { loadConnectorConfig } from '../src/connector/config.js';
 import { partitionForKey } from '../src/connector/partitioner.js';
 import { openStorage } from '../src/connector/storage/index.js';
 import { generateEncryptionKey, loadEncryptionKey } from '../src/crypto/envelope/index.js';
-import { generateSigningKey, loadSigningKey } from '../src/crypto/index.js';
+import { SigningDomain, generateSigningKey, loadSigningKey } from '../src/crypto/index.js';
 import type { EncryptionKeyPair } from '../src/crypto/envelope/index.js';
 import type { SigningKeyPair } from '../src/crypto/index.js';
 import { isLedgerbusError } from '../src/errors.js';
@@ -160,7 +160,7 @@ describe('the registration workflow', () => {
           encryptionKey: encryption.publicKey,
         },
       },
-      signing,
+      SigningDomain.of(layout.network.genesis.network).signer(signing),
     );
     await connector('org1').submitAdminTransaction(encodeWith(adminTransactionSchema, registration));
     const listed = await connector('org1').organizations();
@@ -227,7 +227,10 @@ describe('the node registry', () => {
       publicKey: toHex(key.publicKey),
       address: '127.0.0.1:19606',
       proof: toHex(
-        signNodePossession({ organization: 'org1', id: 'node6', address: '127.0.0.1:19606' }, key),
+        signNodePossession(
+          { organization: 'org1', id: 'node6', address: '127.0.0.1:19606' },
+          SigningDomain.of(layout.network.genesis.network).signer(key),
+        ),
       ),
     });
     const config = loadNodeConfig(layout.nodeConfigs[0] as string);

@@ -20,7 +20,7 @@ import { Connector } from '../src/connector/connector.js';
 import { loadConnectorConfig } from '../src/connector/config.js';
 import { openStorage } from '../src/connector/storage/index.js';
 import { loadEncryptionKey } from '../src/crypto/envelope/index.js';
-import { loadSigningKey, sign } from '../src/crypto/index.js';
+import { SigningDomain, loadSigningKey } from '../src/crypto/index.js';
 import { isLedgerbusError } from '../src/errors.js';
 import { RpcPeer, connectFramed } from '../src/net/index.js';
 import { loadGenesisRegistry, loadNodeConfig } from '../src/node/config.js';
@@ -129,9 +129,8 @@ async function signedFetch(
       id,
       nonce: randomBytes(16),
       timestamp: Date.now(),
-      network: layout.network.network,
     },
-    key,
+    SigningDomain.of(layout.network.genesis.network).signer(key),
   );
   return { peer: new RpcPeer(connection), fetchRequest };
 }
@@ -267,13 +266,14 @@ describe('a transfer across organizations', () => {
       expectedPublicKey: node1.publicKey,
     });
     const peer = new RpcPeer(connection);
+    const signer = SigningDomain.of(layout.network.genesis.network).signer(key);
     const submit = async (
       operation: Uint8Array,
       seq: number,
     ): Promise<ReturnType<typeof decodeTransactionResult>> => {
       const request = encodeClientRequest(
-        { group: 'demo/0', client: key.publicKey, seq, operation },
-        (type, payload) => sign(key, type, payload),
+        { group: 'demo/0', client: signer.publicKey, seq, operation },
+        signer.sign,
       );
       decodeClientRequest(request, messageLimits.requestBytesMax);
       const answer = (await peer.request('publish', { group: 'demo/0', request })) as Record<string, unknown>;
@@ -292,7 +292,7 @@ describe('a transfer across organizations', () => {
     };
     const operation = encodePublish(
       { sender: 'org1', nonce: randomBytes(16), timestamp: Date.now(), messages: [metadata] },
-      key,
+      signer,
     );
     const seq = Date.now() * 1000 + 999_000;
     expect((await submit(operation, seq)).status).toBe('OK');
@@ -304,7 +304,7 @@ describe('a transfer across organizations', () => {
         timestamp: Date.now(),
         messages: [{ ...metadata, id: `${metadata.id}-big`, size: 2 * 1024 * 1024 }],
       },
-      key,
+      signer,
     );
     const result = await submit(oversize, seq + 2);
     expect(result).toMatchObject({

@@ -158,6 +158,7 @@ export class Partition {
     );
     const infos = signers.map((signer, i) => ({ id: `r${i}`, publicKey: signer.publicKey }));
     this.membership = {
+      signing: keyring.signing,
       partitionId: this.groupId,
       configEpoch: 1,
       members: new Map(infos.map((info) => [info.id, info.publicKey])),

@@ -32,7 +32,8 @@ import { Readable, Writable } from 'node:stream';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { connect as connectTls, createServer as createTlsServer } from 'node:tls';
 import { parseArgs } from 'node:util';
-import { generateSigningKey } from '../../src/crypto/index.js';
+import { SigningDomain, generateSigningKey } from '../../src/crypto/index.js';
+
 import {
   decodeEnvelopeHeader,
   decryptPayload,
@@ -44,6 +45,9 @@ import {
 import { tlsIdentityFor } from '../../src/net/tls-identity.js';
 import { readProcessCpuSeconds, readProcessMemory } from './process-memory.js';
 import { payloadStream } from './payload.js';
+
+/** Both ends of the single hop are in one network; which one does not change the cost. */
+const benchNetwork = SigningDomain.of('ledgerbus-bench');
 
 const senderOrgId = 'org1';
 const recipientOrgId = 'org2';
@@ -193,6 +197,7 @@ async function receive(options: { bytes: number; segmentBytes: number; tls: bool
       recipientOrgId,
       recipientKey: encryptionKey,
       senderPublicKey,
+      signing: benchNetwork,
       expectedPayloadId: `segment-${index}`,
       expectedSenderOrgId: senderOrgId,
     });
@@ -282,7 +287,7 @@ async function send(options: {
     const { header } = await encryptPayload({
       source: payloadStream(segment.start, segment.end),
       sink: socketSink(socket),
-      senderKey: signingKey,
+      signer: benchNetwork.signer(signingKey),
       senderOrgId,
       recipients: [{ orgId: recipientOrgId, publicKey: options.recipientKey }],
       payloadId: `segment-${index}`,

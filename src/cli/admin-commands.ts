@@ -11,7 +11,7 @@ import type { OrganizationStatus } from '../client/admin.js';
 import { Transport } from '../client/transport.js';
 import { encodeWith, toHex } from '../codec/index.js';
 import type { AdminResult, TopicDescription, TopicPolicyInput } from '../connector/api-types.js';
-import { loadSigningKey } from '../crypto/index.js';
+import { SigningDomain, loadSigningKey } from '../crypto/index.js';
 import { loadEncryptionKey } from '../crypto/envelope/index.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import {
@@ -524,7 +524,7 @@ export function buildOrgCommand(): Command {
             encryptionKey: encryptionKey.publicKey,
           },
         },
-        signingKey,
+        SigningDomain.of(network.network).signer(signingKey),
       );
       const result = await explained(
         admin.submitSignedTransaction(encodeWith(adminTransactionSchema, transaction)),
@@ -626,12 +626,17 @@ export function buildOrgCommand(): Command {
     .action(async (options: ConnectionOptions & { id: string; key: string; address: string }) => {
       const nodeKey = loadSigningKey(options.key);
       const publicKey = toHex(nodeKey.publicKey);
-      // The node key signs its own registration: nobody registers a key it does not hold.
+      const { network, admin } = sessionFor(options);
+      // The node key signs its own registration, for this network: nobody registers a key it does
+      // not hold, and a registration made for another network is worth nothing here.
       const proof = toHex(
-        signNodePossession({ organization: options.as, id: options.id, address: options.address }, nodeKey),
+        signNodePossession(
+          { organization: options.as, id: options.id, address: options.address },
+          SigningDomain.of(network.network).signer(nodeKey),
+        ),
       );
       const result = await explained(
-        sessionFor(options).admin.execute({
+        admin.execute({
           kind: 'registerNode',
           id: options.id,
           publicKey,

@@ -126,7 +126,16 @@ export function readNetworkFile(path: string): NetworkFile {
       `${path} is not a ledgerbus network file (format ledgerbus-network/v1)`,
     );
   }
-  return { ...(file as NetworkFile), genesis: parseGenesis(file.genesis, `${path}: genesis`) };
+  const genesis = parseGenesis(file.genesis, `${path}: genesis`);
+  // What the file calls its network is what its genesis (the trust bundle) says: signatures are
+  // checked in the genesis network's domain, so the two must never disagree.
+  if (file.network !== genesis.network) {
+    throw new LedgerbusError(
+      ErrorCode.BadConfig,
+      `${path}: network ${JSON.stringify(file.network)} differs from its genesis network ${JSON.stringify(genesis.network)}`,
+    );
+  }
+  return { ...(file as NetworkFile), genesis };
 }
 
 /**

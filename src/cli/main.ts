@@ -11,7 +11,9 @@ import {
   fromHex,
   generateSigningKey,
   issueCertificate,
+  SigningDomain,
   loadSigningKey,
+  networkIdPattern,
   saveSigningKey,
   toHex,
   verifyCertificate,
@@ -44,6 +46,14 @@ function hexKey(value: string): Uint8Array {
   if (!/^[0-9a-fA-F]{64}$/.test(value))
     throw new InvalidArgumentError('expected 64 hex digits (an Ed25519 public key)');
   return fromHex(value);
+}
+
+function networkId(value: string): string {
+  if (!networkIdPattern.test(value))
+    throw new InvalidArgumentError(
+      "expected a network id: genesis `network`, 1 to 128 letters, digits, '.', '_' or '-'",
+    );
+  return value;
 }
 
 function output(json: boolean, data: Record<string, unknown>, text: string): void {
@@ -105,6 +115,11 @@ export function buildProgram(): Command {
     .description("Sign a node's or connector's public key with the org key.")
     .requiredOption('--org-key <file>', "the org's private key")
     .requiredOption('--org <id>', 'org id')
+    .requiredOption(
+      '--network-id <id>',
+      'the network (genesis `network`) the certificate is for; it verifies in no other',
+      networkId,
+    )
     .requiredOption('--subject <id>', 'node or connector id')
     .requiredOption('--role <role>', 'node or connector')
     .requiredOption('--public-key <hex>', "the subject's Ed25519 public key", hexKey)
@@ -115,6 +130,7 @@ export function buildProgram(): Command {
       (options: {
         orgKey: string;
         org: string;
+        networkId: string;
         subject: string;
         role: string;
         publicKey: Uint8Array;
@@ -126,7 +142,8 @@ export function buildProgram(): Command {
           throw new InvalidArgumentError('--role must be node or connector');
         }
         const now = Date.now();
-        const certificate = issueCertificate(loadSigningKey(options.orgKey), {
+        const orgSigner = SigningDomain.of(options.networkId).signer(loadSigningKey(options.orgKey));
+        const certificate = issueCertificate(orgSigner, {
           orgId: options.org,
           subjectId: options.subject,
           role: options.role,
@@ -139,27 +156,37 @@ export function buildProgram(): Command {
           options.json,
           {
             file: options.out,
+            network: options.networkId,
             orgId: options.org,
             subjectId: options.subject,
             role: options.role,
             notAfter: certificate.notAfter,
           },
-          `saved ${options.out}: ${options.role} ${options.subject} of ${options.org}, valid until ${new Date(certificate.notAfter).toISOString()}`,
+          `saved ${options.out}: ${options.role} ${options.subject} of ${options.org} in network ${options.networkId}, valid until ${new Date(certificate.notAfter).toISOString()}`,
         );
       },
     );
   cert
     .command('verify')
     .description(
-      'Check a certificate against the org public key; exit 0 when valid, 1 with the reason otherwise.',
+      'Check a certificate against the org public key in one network; exit 0 when valid, 1 with the reason otherwise.',
     )
     .argument('<file>', 'certificate file')
     .requiredOption('--org-public-key <hex>', "the org's Ed25519 public key", hexKey)
+    .requiredOption(
+      '--network-id <id>',
+      'the network (genesis `network`) it must have been issued for',
+      networkId,
+    )
     .option('--json', 'print JSON', false)
-    .action((file: string, options: { orgPublicKey: Uint8Array; json: boolean }) => {
+    .action((file: string, options: { orgPublicKey: Uint8Array; networkId: string; json: boolean }) => {
       const certificate = decodeCertificate(readFileSync(file));
       try {
-        verifyCertificate(certificate, options.orgPublicKey, Date.now());
+        verifyCertificate(certificate, {
+          signing: SigningDomain.of(options.networkId),
+          orgPublicKey: options.orgPublicKey,
+          nowMs: Date.now(),
+        });
       } catch (error) {
         if (!isLedgerbusError(error)) throw error;
         output(
@@ -172,8 +199,14 @@ export function buildProgram(): Command {
       }
       output(
         options.json,
-        { valid: true, orgId: certificate.orgId, subjectId: certificate.subjectId, role: certificate.role },
-        `valid: ${certificate.role} ${certificate.subjectId} of ${certificate.orgId}`,
+        {
+          valid: true,
+          network: options.networkId,
+          orgId: certificate.orgId,
+          subjectId: certificate.subjectId,
+          role: certificate.role,
+        },
+        `valid: ${certificate.role} ${certificate.subjectId} of ${certificate.orgId} in network ${options.networkId}`,
       );
     });
 

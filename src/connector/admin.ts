@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type { CborValue } from '../codec/index.js';
 import { bytesEqual, encodeWith, fromHex, toHex } from '../codec/index.js';
-import type { SigningKeyPair } from '../crypto/index.js';
+import type { Signer } from '../crypto/index.js';
 import { partitionGroupId } from '../contracts/registry.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import {
@@ -30,7 +30,8 @@ import type {
 
 export interface ConnectorAdminOptions {
   readonly organization: string;
-  readonly signingKey: SigningKeyPair;
+  /** The connector key, bound to the connector's network: it signs the admin transactions. */
+  readonly signer: Signer;
   readonly registry: LiveRegistry;
   /** A request to the organization's node over the control connection. */
   readonly request: (method: string, body: CborValue) => Promise<CborValue>;
@@ -86,7 +87,7 @@ export class ConnectorAdmin {
         timestamp: Date.now(),
         action,
       },
-      this.options.signingKey,
+      this.options.signer,
     );
     return this.submit(encodeWith(adminTransactionSchema, transaction));
   }

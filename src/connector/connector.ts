@@ -27,8 +27,8 @@ import {
 import { decodeTransactionResult } from '../contracts/results.js';
 import { encodeConfirmDelivery, encodePublish, nonceBytes } from '../contracts/transactions.js';
 import type { MessageMetadata } from '../contracts/transactions.js';
-import { sign } from '../crypto/index.js';
-import type { SigningKeyPair } from '../crypto/index.js';
+import { SigningDomain } from '../crypto/index.js';
+import type { Signer, SigningKeyPair } from '../crypto/index.js';
 import {
   decodeEnvelopeHeader,
   decryptPayload,
@@ -118,6 +118,11 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
   /** Nonces of the fetch requests this connector served payloads for, until they expire. */
   private readonly fetchNonces = new FetchNonceWindow();
   private readonly trust: ProofTrust;
+  /**
+   * The connector key bound to the network of the genesis it started from: all it signs (publishes,
+   * confirmations, fetch requests, envelope headers, admin transactions) is valid in that network only.
+   */
+  private readonly signer: Signer;
   private readonly node: NodeInfo;
   private control: RpcPeer | undefined;
   private connecting: Promise<RpcPeer> | undefined;
@@ -166,11 +171,12 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       throw new LedgerbusError(ErrorCode.BadConfig, `no node of ${options.organization} to connect to`);
     }
     this.node = node;
+    this.signer = SigningDomain.of(options.registry.network).signer(options.signingKey);
     this.trust = proofTrustOf(options.registry);
     this.database = new ConnectorDatabase(options.dataDirectory);
     this.adminClient = new ConnectorAdmin({
       organization: options.organization,
-      signingKey: options.signingKey,
+      signer: this.signer,
       registry: options.registry,
       request: async (method, body) => (await this.controlPeer()).request(method, body),
     });
@@ -457,7 +463,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       encryptPayload({
         source: bounded(),
         sink,
-        senderKey: this.options.signingKey,
+        signer: this.signer,
         senderOrgId: this.organization,
         recipients: targets,
         payloadId: id,
@@ -658,7 +664,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
           timestamp: Date.now(),
           messages: metadata,
         },
-        this.options.signingKey,
+        this.signer,
       );
       const answer = await this.submit(group, operation);
       const result = decodeTransactionResult(answer.evidence.result);
@@ -677,9 +683,9 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     operation: Uint8Array,
   ): Promise<{ height: number; evidence: ReturnType<typeof blockEvidenceSchema.parse> }> {
     const seq = this.database.reserveSequence(1);
-    const key = this.options.signingKey;
-    const request = encodeClientRequest({ group, client: key.publicKey, seq, operation }, (type, payload) =>
-      sign(key, type, payload),
+    const request = encodeClientRequest(
+      { group, client: this.signer.publicKey, seq, operation },
+      this.signer.sign,
     );
     decodeClientRequest(request, messageLimits.requestBytesMax);
     let delayMs = 200;
@@ -877,9 +883,8 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
         id: accepted.id,
         nonce: randomBytes(nonceBytes),
         timestamp: Date.now(),
-        network: this.options.registry.network,
       },
-      this.options.signingKey,
+      this.signer,
     );
     const key = accepted.sender;
     let bulk = connections.get(key);
@@ -926,6 +931,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
         recipientOrgId: this.organization,
         recipientKey: this.options.encryptionKey,
         senderPublicKey: accepted.signerKey,
+        signing: this.signer.domain,
         expectedRoot: accepted.contentRoot,
         expectedPayloadId: accepted.id,
         expectedSenderOrgId: accepted.sender,
@@ -1015,7 +1021,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
         timestamp: Date.now(),
         deliveries: messages.map((message) => ({ id: message.id, contentRoot: message.contentRoot })),
       },
-      this.options.signingKey,
+      this.signer,
     );
     const answer = await this.submit(first.partitionId, operation);
     const result = decodeTransactionResult(answer.evidence.result);
@@ -1100,9 +1106,14 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     const request = decodeFetchRequest(fetchBytes);
     // Re-checked here, not taken from the node: the requester signed it with one of its own keys,
     // for this network, recently, once; and is approved in this connector's view of the registry.
+    const now = Date.now();
+    checkFetchFreshness(request, this.signer.domain.network, now);
     const requester = this.options.registry.organization(request.requester);
     const keys = requester?.signingKeys ?? [];
-    if (!keys.some((key) => bytesEqual(key, request.signerKey)) || !fetchRequestSignatureValid(request)) {
+    if (
+      !keys.some((key) => bytesEqual(key, request.signerKey)) ||
+      !fetchRequestSignatureValid(request, this.signer.domain)
+    ) {
       throw new LedgerbusError(ErrorCode.BadSignature, 'fetch request is not signed by its requester');
     }
     if (requester?.status !== 'APPROVED') {
@@ -1111,8 +1122,6 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
         `${request.requester} is ${requester?.status ?? 'not registered'}; only approved organizations read`,
       );
     }
-    const now = Date.now();
-    checkFetchFreshness(request, this.options.registry.network, now);
     this.fetchNonces.admit(request, now);
     const sent = this.database.sent(topicOfGroup(request.partitionId), request.id);
     if (sent === undefined || sent.group_id !== request.partitionId) {

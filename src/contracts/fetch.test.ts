@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { signingKeyFromSeed } from '../crypto/index.js';
+import { SigningDomain, signingKeyFromSeed } from '../crypto/index.js';
 import { isLedgerbusError } from '../errors.js';
 import {
   FetchNonceWindow,
@@ -12,6 +12,8 @@ import {
 import type { FetchRequest } from './fetch.js';
 
 const key = signingKeyFromSeed(new Uint8Array(32).fill(7));
+const netA = SigningDomain.of('net-a');
+const netB = SigningDomain.of('net-b');
 const t0 = 1_800_000_000_000;
 let counter = 0;
 
@@ -26,10 +28,9 @@ function request(overrides: { timestamp?: number; expiresAt?: number; network?: 
         id: 'm-1',
         nonce,
         timestamp: overrides.timestamp ?? t0,
-        network: overrides.network ?? 'net-a',
         ...(overrides.expiresAt === undefined ? {} : { expiresAt: overrides.expiresAt }),
       },
-      key,
+      SigningDomain.of(overrides.network ?? 'net-a').signer(key),
     ),
   );
 }
@@ -47,10 +48,19 @@ function codeOf(body: () => void): string {
 describe('fetch requests: network and expiry', () => {
   it('signs the network and the expiry: changing either breaks the signature', () => {
     const signed = request();
-    expect(fetchRequestSignatureValid(signed)).toBe(true);
-    expect(fetchRequestSignatureValid({ ...signed, network: 'net-b' })).toBe(false);
-    expect(fetchRequestSignatureValid({ ...signed, expiresAt: signed.expiresAt + 1 })).toBe(false);
+    expect(signed.network).toBe('net-a');
+    expect(fetchRequestSignatureValid(signed, netA)).toBe(true);
+    expect(fetchRequestSignatureValid({ ...signed, network: 'net-b' }, netA)).toBe(false);
+    expect(fetchRequestSignatureValid({ ...signed, expiresAt: signed.expiresAt + 1 }, netA)).toBe(false);
     expect(signed.expiresAt).toBe(t0 + fetchLimits.lifetimeMsDefault);
+  });
+
+  it("is signed in its network's domain: relabelled for another network, it verifies in neither", () => {
+    const signed = request();
+    expect(fetchRequestSignatureValid(signed, netB)).toBe(false);
+    const relabelled = { ...signed, network: 'net-b' };
+    expect(fetchRequestSignatureValid(relabelled, netB)).toBe(false);
+    expect(fetchRequestSignatureValid(request({ network: 'net-b' }), netB)).toBe(true);
   });
 
   it('is valid from its timestamp (less the allowed skew) to its expiry, for its network only', () => {

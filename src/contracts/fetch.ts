@@ -5,12 +5,15 @@
  *
  * A request names its network and expires (a minute after it is made, five at the most), and whoever
  * releases a payload for it remembers its nonce until then: a captured request cannot be replayed
- * later, twice, or in another network whose organizations use the same keys.
+ * later, twice, or in another network whose organizations use the same keys. The network is in the
+ * request twice on purpose: its signature is in that network's domain, like every signature (so a
+ * request relabelled with another network is BAD_SIGNATURE), and its `network` field says which one
+ * in the clear, so a request for another network is refused as WRONG_NETWORK before any signature
+ * check, with a message that says so.
  */
 import { decodeWith, encodeCanonical, encodeWith, t, toHex } from '../codec/index.js';
 import type { Infer } from '../codec/index.js';
-import { sign, verify } from '../crypto/index.js';
-import type { SigningKeyPair } from '../crypto/index.js';
+import type { Signer, SigningDomain } from '../crypto/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { nonceBytes, transactionLimits } from './transactions.js';
 
@@ -57,20 +60,26 @@ function signingPayload(request: Omit<FetchRequest, 'signature'>): Uint8Array {
   });
 }
 
-/** Signs a fetch request; it expires `fetchLimits.lifetimeMsDefault` after `timestamp` unless told. */
+/**
+ * Signs a fetch request for the signer's network, which also goes into its `network` field; it
+ * expires `fetchLimits.lifetimeMsDefault` after `timestamp` unless told.
+ */
 export function encodeFetchRequest(
-  request: Omit<FetchRequest, 'signature' | 'signerKey' | 'type' | 'expiresAt'> & { expiresAt?: number },
-  key: SigningKeyPair,
+  request: Omit<FetchRequest, 'signature' | 'signerKey' | 'type' | 'expiresAt' | 'network'> & {
+    expiresAt?: number;
+  },
+  signer: Signer,
 ): Uint8Array {
   const unsigned = {
     type: 'fetch' as const,
     ...request,
+    network: signer.domain.network,
     expiresAt: request.expiresAt ?? request.timestamp + fetchLimits.lifetimeMsDefault,
-    signerKey: key.publicKey,
+    signerKey: signer.publicKey,
   };
   return encodeWith(fetchRequestSchema, {
     ...unsigned,
-    signature: sign(key, FETCH_SIGNING_TYPE, signingPayload(unsigned)),
+    signature: signer.sign(FETCH_SIGNING_TYPE, signingPayload(unsigned)),
   });
 }
 
@@ -79,8 +88,9 @@ export function decodeFetchRequest(bytes: Uint8Array): FetchRequest {
   return decodeWith(fetchRequestSchema, bytes, { maxBytes: 4096 });
 }
 
-export function fetchRequestSignatureValid(request: FetchRequest): boolean {
-  return verify(request.signerKey, FETCH_SIGNING_TYPE, signingPayload(request), request.signature);
+/** True if `request` carries a valid signature by its `signerKey` in the network of `signing`. */
+export function fetchRequestSignatureValid(request: FetchRequest, signing: SigningDomain): boolean {
+  return signing.verify(request.signerKey, FETCH_SIGNING_TYPE, signingPayload(request), request.signature);
 }
 
 /**

@@ -40,6 +40,11 @@ export interface Topic {
 
 /** Read-only view of the registry at one index. Must be deterministic: same index, same answers. */
 export interface Registry {
+  /**
+   * The network (genesis `network`) this registry is of. Signatures verify only in its domain, so a
+   * transaction signed in another network whose organizations use the same keys is BAD_SIGNATURE.
+   */
+  readonly network: string;
   organization(id: string): Organization | undefined;
   topic(name: string): Topic | undefined;
 }
@@ -75,6 +80,8 @@ export function validateTopicPolicy(policy: TopicPolicy): void {
 export class MemoryRegistry implements Registry {
   private readonly organizations = new Map<string, Organization>();
   private readonly topics = new Map<string, Topic>();
+
+  constructor(readonly network: string) {}
 
   organization(id: string): Organization | undefined {
     return this.organizations.get(id);

@@ -15,6 +15,7 @@ import {
   message,
   nonce,
   partitionId,
+  signing,
   startTime,
 } from './testing/fixtures.js';
 import { encodeConfirmDelivery, encodePublish } from './transactions.js';
@@ -153,7 +154,7 @@ function encodeOperation(operation: Operation, time: number, position: number): 
             message({ id: item.id, recipients: item.recipients, size: item.size, partition: item.partition }),
           ),
         },
-        keys[operation.sender],
+        signing.signer(keys[operation.sender]),
       );
     case 'confirm':
       return encodeConfirmDelivery(
@@ -166,7 +167,7 @@ function encodeOperation(operation: Operation, time: number, position: number): 
             contentRoot: contentRoot(rightRoot ? `content of ${id}` : 'wrong'),
           })),
         },
-        keys[operation.recipient],
+        signing.signer(keys[operation.recipient]),
       );
     case 'garbage':
       return operation.bytes;

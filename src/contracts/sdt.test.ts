@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeCanonical, encodeCanonical } from '../codec/index.js';
 import type { CborValue } from '../codec/index.js';
-import { verify, verifyInclusion } from '../crypto/index.js';
+import { SigningDomain, verifyInclusion } from '../crypto/index.js';
 import { AssertionError } from '../errors.js';
 import { RejectReason, rejectReasons } from './reasons.js';
 import type { RejectReason as RejectReasonType } from './reasons.js';
@@ -23,6 +23,7 @@ import {
   message,
   partitionId,
   policy,
+  signing,
 } from './testing/fixtures.js';
 
 function published(result: TransactionResult | undefined): MessageResult[] {
@@ -99,9 +100,9 @@ describe('publish', () => {
     const { header, signature, leaf, proof } = publishedMessageProof(transaction, 1);
     expect(header.messagesRoot).toEqual(result.messagesRoot);
     expect(header.messageCount).toBe(3);
-    expect(verify(header.signerKey, PUBLISH_SIGNING_TYPE, publishSigningPayload(header), signature)).toBe(
-      true,
-    );
+    expect(
+      signing.verify(header.signerKey, PUBLISH_SIGNING_TYPE, publishSigningPayload(header), signature),
+    ).toBe(true);
     expect(verifyInclusion(result.messagesRoot, leaf, proof)).toBe(true);
     expect(proof.treeSize).toBe(result.messageCount);
     expect(partitionStatus(harness.state, partitionId)).toEqual({
@@ -212,6 +213,11 @@ describe('publish', () => {
       [tamper(good, (transaction) => (transaction['extra'] = 1)), RejectReason.Malformed],
       [tamper(good, (transaction) => (transaction['sender'] = 'mallory')), RejectReason.OrganizationUnknown],
       [harness.publish('alice', [message()], { key: keys.stranger }), RejectReason.SigningKeyUnknown],
+      // Signed by alice's registered key, but for another network whose alice uses the same key.
+      [
+        harness.publish('alice', [message()], { signing: SigningDomain.of('another-network') }),
+        RejectReason.BadSignature,
+      ],
       [
         tamper(good, (transaction) => {
           const messages = transaction['messages'] as Record<string, CborValue>[];
@@ -318,6 +324,24 @@ describe('confirmDelivery', () => {
     harness.run([harness.publish('alice', [message({ id: 'm', recipients })])]);
     return contentRoot('content of m');
   }
+
+  it("refuses a confirmation its recipient's key signed for another network: BAD_SIGNATURE, still pending", () => {
+    const harness = new Harness();
+    const root = accepted(harness);
+    const elsewhere = harness.run([
+      harness.confirm('bob', [{ id: 'm', contentRoot: root }], {
+        signing: SigningDomain.of('another-network'),
+      }),
+    ]);
+    expect(elsewhere.decoded[0]).toMatchObject({ status: 'REJECTED', reason: RejectReason.BadSignature });
+    expect(elsewhere.events).toEqual([]);
+    expect(messageById(harness.state, partitionId, 'm')).toMatchObject({
+      recipients: [
+        { organization: 'bob', state: 'PENDING' },
+        { organization: 'carol', state: 'PENDING' },
+      ],
+    });
+  });
 
   it('marks each recipient DELIVERED and the message COMPLETED when all have confirmed', () => {
     const harness = new Harness();

@@ -10,7 +10,7 @@
  * invariant (a driver executing heights out of order, a corrupt store) throws, loudly.
  */
 import { bytesEqual, encodeWith } from '../codec/index.js';
-import { verify } from '../crypto/index.js';
+import { SigningDomain } from '../crypto/index.js';
 import { assert, isLedgerbusError } from '../errors.js';
 import { RejectReason } from './reasons.js';
 import { partitionGroupId, validateTopicPolicy } from './registry.js';
@@ -48,7 +48,10 @@ export interface BatchContext {
   readonly height: number;
   /** The block header's timestamp (ms), stamped by the primary. */
   readonly timestamp: number;
-  /** The registry at the __system index the batch names. */
+  /**
+   * The registry at the __system index the batch names. Its `network` is the signing domain every
+   * transaction's signature is checked in: one signed for another network is BAD_SIGNATURE.
+   */
   readonly registry: Registry;
   /**
    * Set when the batch closes its epoch (the registry it names moved the partition to a new replica
@@ -101,12 +104,14 @@ interface Refusal {
 class BatchExecution {
   private readonly meta: PartitionMeta;
   private readonly events: SdtEvent[] = [];
+  private readonly signing: SigningDomain;
 
   constructor(
     private readonly store: PartitionStore,
     private readonly context: BatchContext,
   ) {
     this.meta = store.meta();
+    this.signing = SigningDomain.of(context.registry.network);
     assert(
       context.height === this.meta.height + 1,
       `partition ${context.partitionId} executed height ${this.meta.height}, asked to execute ${context.height}`,
@@ -348,7 +353,7 @@ class BatchExecution {
     if (!organization.signingKeys.some((key) => bytesEqual(key, transaction.signerKey))) {
       return { reason: RejectReason.SigningKeyUnknown };
     }
-    if (!verify(transaction.signerKey, signingType, signedPayload, transaction.signature)) {
+    if (!this.signing.verify(transaction.signerKey, signingType, signedPayload, transaction.signature)) {
       return { reason: RejectReason.BadSignature };
     }
     switch (organization.status) {

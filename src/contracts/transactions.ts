@@ -1,8 +1,9 @@
 /**
  * The SDT contract's transactions: strict schemas, the exact bytes each one signs, and encoders for
  * connectors (and tests). Every transaction is canonical CBOR signed by one of its organization's
- * registered connector keys over a domain-separated hash (`crypto.sign`), and carries a nonce and a
- * timestamp so that a captured transaction cannot be replayed (DESIGN §4).
+ * registered connector keys over a domain-separated hash of its network (`SigningDomain`, so it is
+ * worth nothing in another network where the organization uses the same key), and carries a nonce
+ * and a timestamp so that a captured transaction cannot be replayed (DESIGN §4).
  *
  * A `publish` carries a producer's BATCH. The connector signs once, over the Merkle root of the
  * batch's message leaves, so replicas check one signature per batch; each message is still its own
@@ -10,11 +11,11 @@
  */
 import { decodeWith, encodeCanonical, encodeWith, t } from '../codec/index.js';
 import type { Infer, Schema } from '../codec/index.js';
-import { MerkleTree, merkleRoot, sign } from '../crypto/index.js';
-import type { InclusionProof, SigningKeyPair } from '../crypto/index.js';
+import { MerkleTree, merkleRoot } from '../crypto/index.js';
+import type { InclusionProof, Signer } from '../crypto/index.js';
 import { assert } from '../errors.js';
 
-/** Signing domains (`ledgerbus/v1/<type>`). */
+/** Signing domain types (`ledgerbus/v1/<network>/<type>`). */
 export const PUBLISH_SIGNING_TYPE = 'sdt-publish';
 export const CONFIRM_DELIVERY_SIGNING_TYPE = 'sdt-confirm-delivery';
 
@@ -216,8 +217,9 @@ export function confirmDeliverySigningPayload(
 }
 
 /**
- * Encodes and signs a producer batch with `key` (a connector key registered for `sender`). Throws
- * LedgerbusError(SchemaMismatch) naming the field if the batch would not pass the contract's schema.
+ * Encodes and signs a producer batch with `signer` (a connector key registered for `sender`, bound to
+ * the network the batch is for). Throws LedgerbusError(SchemaMismatch) naming the field if the batch
+ * would not pass the contract's schema.
  */
 export function encodePublish(
   batch: {
@@ -226,12 +228,12 @@ export function encodePublish(
     timestamp: number;
     messages: readonly MessageMetadata[];
   },
-  key: SigningKeyPair,
+  signer: Signer,
 ): Uint8Array {
   const leaves = batch.messages.map((message) => messageLeaf(batch.sender, message));
   const payload = publishSigningPayload({
     sender: batch.sender,
-    signerKey: key.publicKey,
+    signerKey: signer.publicKey,
     nonce: batch.nonce,
     timestamp: batch.timestamp,
     messagesRoot: merkleRoot(leaves),
@@ -240,15 +242,18 @@ export function encodePublish(
   return encodeWith(transactionSchema, {
     type: 'publish',
     sender: batch.sender,
-    signerKey: key.publicKey,
+    signerKey: signer.publicKey,
     nonce: batch.nonce,
     timestamp: batch.timestamp,
     messages: batch.messages,
-    signature: sign(key, PUBLISH_SIGNING_TYPE, payload),
+    signature: signer.sign(PUBLISH_SIGNING_TYPE, payload),
   });
 }
 
-/** Encodes and signs a delivery confirmation with `key` (a connector key registered for `recipient`). */
+/**
+ * Encodes and signs a delivery confirmation with `signer` (a connector key registered for
+ * `recipient`, bound to the network the confirmation is for).
+ */
 export function encodeConfirmDelivery(
   confirmation: {
     recipient: string;
@@ -256,19 +261,19 @@ export function encodeConfirmDelivery(
     timestamp: number;
     deliveries: readonly { id: string; contentRoot: Uint8Array }[];
   },
-  key: SigningKeyPair,
+  signer: Signer,
 ): Uint8Array {
   const unsigned = {
     type: 'confirmDelivery' as const,
     recipient: confirmation.recipient,
-    signerKey: key.publicKey,
+    signerKey: signer.publicKey,
     nonce: confirmation.nonce,
     timestamp: confirmation.timestamp,
     deliveries: confirmation.deliveries,
   };
   return encodeWith(transactionSchema, {
     ...unsigned,
-    signature: sign(key, CONFIRM_DELIVERY_SIGNING_TYPE, confirmDeliverySigningPayload(unsigned)),
+    signature: signer.sign(CONFIRM_DELIVERY_SIGNING_TYPE, confirmDeliverySigningPayload(unsigned)),
   });
 }
 

@@ -4,6 +4,9 @@ import { ErrorCode } from '../errors.js';
 import type { Certificate } from './certificate.js';
 import { decodeCertificate, encodeCertificate, issueCertificate, verifyCertificate } from './certificate.js';
 import { signingKeyFromSeed } from './keys.js';
+import { SigningDomain } from './sign.js';
+
+const network = SigningDomain.of('acme-consortium');
 
 const orgKey = signingKeyFromSeed(new Uint8Array(32).fill(10));
 const otherOrgKey = signingKeyFromSeed(new Uint8Array(32).fill(11));
@@ -19,7 +22,23 @@ const fields = {
   notBefore: now - day,
   notAfter: now + day,
 } as const;
-const cert = issueCertificate(orgKey, fields);
+const cert = issueCertificate(network.signer(orgKey), fields);
+
+/** `verifyCertificate` in `network` (or `domain`). */
+function verifyIn(
+  certificate: Certificate,
+  orgPublicKey: Uint8Array,
+  nowMs: number,
+  expected?: { orgId?: string; subjectId?: string; role?: Certificate['role'] },
+  domain: SigningDomain = network,
+): void {
+  verifyCertificate(certificate, {
+    signing: domain,
+    orgPublicKey,
+    nowMs,
+    ...(expected === undefined ? {} : { expected }),
+  });
+}
 
 function rejection(action: () => void): string {
   try {
@@ -35,35 +54,43 @@ describe('certificates', () => {
   it('accepts a valid certificate within its window, boundaries included as documented', () => {
     expect(cert.version).toBe(1);
     expect(cert.signature).toHaveLength(64);
-    verifyCertificate(cert, orgKey.publicKey, now);
-    verifyCertificate(cert, orgKey.publicKey, fields.notBefore);
-    verifyCertificate(cert, orgKey.publicKey, fields.notAfter - 1);
-    verifyCertificate(cert, orgKey.publicKey, now, { orgId: 'acme', subjectId: 'node-1', role: 'node' });
+    verifyIn(cert, orgKey.publicKey, now);
+    verifyIn(cert, orgKey.publicKey, fields.notBefore);
+    verifyIn(cert, orgKey.publicKey, fields.notAfter - 1);
+    verifyIn(cert, orgKey.publicKey, now, { orgId: 'acme', subjectId: 'node-1', role: 'node' });
   });
 
   it('rejects an expired certificate', () => {
-    expect(rejection(() => verifyCertificate(cert, orgKey.publicKey, fields.notAfter))).toMatch(/expired/);
+    expect(rejection(() => verifyIn(cert, orgKey.publicKey, fields.notAfter))).toMatch(/expired/);
   });
 
   it('rejects a certificate that is not yet valid', () => {
-    expect(rejection(() => verifyCertificate(cert, orgKey.publicKey, fields.notBefore - 1))).toMatch(
-      /not yet valid/,
+    expect(rejection(() => verifyIn(cert, orgKey.publicKey, fields.notBefore - 1))).toMatch(/not yet valid/);
+  });
+
+  it('rejects a certificate issued in another network by the same org key', () => {
+    const elsewhere = SigningDomain.of('acme-test-consortium');
+    const issuedElsewhere = issueCertificate(elsewhere.signer(orgKey), fields);
+    verifyIn(issuedElsewhere, orgKey.publicKey, now, undefined, elsewhere);
+    expect(rejection(() => verifyIn(issuedElsewhere, orgKey.publicKey, now))).toMatch(
+      /bad signature.*acme-consortium/,
+    );
+    expect(rejection(() => verifyIn(cert, orgKey.publicKey, now, undefined, elsewhere))).toMatch(
+      /bad signature/,
     );
   });
 
   it('rejects a certificate signed by another org', () => {
-    const forged = issueCertificate(otherOrgKey, fields);
-    expect(rejection(() => verifyCertificate(forged, orgKey.publicKey, now))).toMatch(/bad signature/);
+    const forged = issueCertificate(network.signer(otherOrgKey), fields);
+    expect(rejection(() => verifyIn(forged, orgKey.publicKey, now))).toMatch(/bad signature/);
   });
 
   it('rejects a certificate for the wrong org, subject or role when the caller says which it expects', () => {
-    expect(rejection(() => verifyCertificate(cert, orgKey.publicKey, now, { orgId: 'globex' }))).toMatch(
-      /wrong org/,
-    );
-    expect(rejection(() => verifyCertificate(cert, orgKey.publicKey, now, { subjectId: 'node-2' }))).toMatch(
+    expect(rejection(() => verifyIn(cert, orgKey.publicKey, now, { orgId: 'globex' }))).toMatch(/wrong org/);
+    expect(rejection(() => verifyIn(cert, orgKey.publicKey, now, { subjectId: 'node-2' }))).toMatch(
       /wrong subject/,
     );
-    expect(rejection(() => verifyCertificate(cert, orgKey.publicKey, now, { role: 'connector' }))).toMatch(
+    expect(rejection(() => verifyIn(cert, orgKey.publicKey, now, { role: 'connector' }))).toMatch(
       /wrong role/,
     );
   });
@@ -77,32 +104,30 @@ describe('certificates', () => {
     ['notAfter', { notAfter: fields.notAfter + day }],
     ['signature', { signature: cert.signature.map((byte, index) => (index === 0 ? byte ^ 1 : byte)) }],
   ])('rejects a certificate whose %s was tampered with', (_field, change) => {
-    expect(rejection(() => verifyCertificate({ ...cert, ...change }, orgKey.publicKey, now))).toMatch(
-      /bad signature/,
-    );
+    expect(rejection(() => verifyIn({ ...cert, ...change }, orgKey.publicKey, now))).toMatch(/bad signature/);
   });
 
   it('rejects a malformed certificate as BadCertificate, not a crash', () => {
     const malformed = { ...cert, publicKey: new Uint8Array(31) };
-    expect(rejection(() => verifyCertificate(malformed, orgKey.publicKey, now))).toMatch(
+    expect(rejection(() => verifyIn(malformed, orgKey.publicKey, now))).toMatch(
       /malformed.*certificate\.publicKey/,
     );
-    expect(rejection(() => verifyCertificate({ ...cert, version: 2 as 1 }, orgKey.publicKey, now))).toMatch(
+    expect(rejection(() => verifyIn({ ...cert, version: 2 as 1 }, orgKey.publicKey, now))).toMatch(
       /malformed/,
     );
   });
 
   it('refuses to issue a certificate that peers would reject', () => {
-    expect(() => issueCertificate(orgKey, { ...fields, notAfter: fields.notBefore })).toThrow(
+    expect(() => issueCertificate(network.signer(orgKey), { ...fields, notAfter: fields.notBefore })).toThrow(
       expect.objectContaining({ code: ErrorCode.SchemaMismatch }),
     );
-    expect(() => issueCertificate(orgKey, { ...fields, orgId: '' })).toThrow(/^orgId: /);
+    expect(() => issueCertificate(network.signer(orgKey), { ...fields, orgId: '' })).toThrow(/^orgId: /);
   });
 
   it('round-trips through its strict encoding', () => {
     const decoded = decodeCertificate(encodeCertificate(cert));
     expect(decoded).toEqual(cert);
-    verifyCertificate(decoded, orgKey.publicKey, now);
+    verifyIn(decoded, orgKey.publicKey, now);
   });
 
   it('decodes strictly: unknown fields, missing fields and oversize input are rejected', () => {

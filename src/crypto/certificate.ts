@@ -1,12 +1,14 @@
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import { decodeWith, encodeWith, t } from '../codec/schema.js';
-import type { SigningKeyPair } from './keys.js';
 import { publicKeyBytes } from './keys.js';
-import { sign, signatureBytes, verify } from './sign.js';
+import { signatureBytes } from './sign.js';
+import type { Signer, SigningDomain } from './sign.js';
 
 /**
  * An organization's statement that `publicKey` belongs to its node or connector `subjectId` between
- * `notBefore` (inclusive) and `notAfter` (exclusive), both in ms since the Unix epoch.
+ * `notBefore` (inclusive) and `notAfter` (exclusive), both in ms since the Unix epoch, in one
+ * network: the signature is in that network's domain, so it says nothing in another network where
+ * the organization uses the same key.
  */
 export interface Certificate {
   readonly version: 1;
@@ -50,11 +52,12 @@ export const certificateSchema = t.refine(
 );
 
 /**
- * Certificate for `fields`, signed by `orgKey` over the canonical encoding of every field except the
- * signature. Throws LedgerbusError(SchemaMismatch) naming the field if `fields` would not pass
- * `certificateSchema` (so we never issue something peers reject), e.g. notBefore ≥ notAfter.
+ * Certificate for `fields`, signed by `orgSigner` (the organization's key, bound to the network the
+ * certificate is for) over the canonical encoding of every field except the signature. Throws
+ * LedgerbusError(SchemaMismatch) naming the field if `fields` would not pass `certificateSchema` (so
+ * we never issue something peers reject), e.g. notBefore ≥ notAfter.
  */
-export function issueCertificate(orgKey: SigningKeyPair, fields: CertificateFields): Certificate {
+export function issueCertificate(orgSigner: Signer, fields: CertificateFields): Certificate {
   const unsigned = {
     version: 1 as const,
     orgId: fields.orgId,
@@ -64,23 +67,29 @@ export function issueCertificate(orgKey: SigningKeyPair, fields: CertificateFiel
     notBefore: fields.notBefore,
     notAfter: fields.notAfter,
   };
-  const signature = sign(orgKey, certificateDomain, encodeWith(unsignedCertificateSchema, unsigned));
+  const signature = orgSigner.sign(certificateDomain, encodeWith(unsignedCertificateSchema, unsigned));
   return Object.freeze({ ...unsigned, signature });
+}
+
+/** What a certificate is checked against. */
+export interface CertificateCheck {
+  /** The network the certificate must have been issued for. */
+  readonly signing: SigningDomain;
+  /** The key the registry holds for `cert.orgId`; the signature check ties the two together. */
+  readonly orgPublicKey: Uint8Array;
+  readonly nowMs: number;
+  readonly expected?: { orgId?: string; subjectId?: string; role?: Certificate['role'] };
 }
 
 /**
  * Accepts `cert` only if it is well formed, names the expected org/subject/role when `expected`
- * gives them, is signed by `orgPublicKey`, and `notBefore ≤ nowMs < notAfter`. Otherwise throws
- * LedgerbusError(BadCertificate) whose message gives the reason (malformed, wrong org, wrong
- * subject, wrong role, bad signature, not yet valid, expired). `orgPublicKey` must be the key the
- * registry holds for `cert.orgId`; the signature check is what ties the two together.
+ * gives them, is signed by `orgPublicKey` for the network of `signing`, and
+ * `notBefore ≤ nowMs < notAfter`. Otherwise throws LedgerbusError(BadCertificate) whose message
+ * gives the reason (malformed, wrong org, wrong subject, wrong role, bad signature — a certificate
+ * issued in another network among them — not yet valid, expired).
  */
-export function verifyCertificate(
-  cert: Certificate,
-  orgPublicKey: Uint8Array,
-  nowMs: number,
-  expected: { orgId?: string; subjectId?: string; role?: Certificate['role'] } = {},
-): void {
+export function verifyCertificate(cert: Certificate, check: CertificateCheck): void {
+  const { signing, orgPublicKey, nowMs, expected = {} } = check;
   let signedBytes: Uint8Array;
   try {
     certificateSchema.parse(cert, 'certificate');
@@ -98,8 +107,11 @@ export function verifyCertificate(
   if (expected.role !== undefined && cert.role !== expected.role) {
     throw badCertificate(cert, `is for the wrong role (expected ${expected.role})`);
   }
-  if (!verify(orgPublicKey, certificateDomain, signedBytes, cert.signature)) {
-    throw badCertificate(cert, `has a bad signature: not signed by this key of org ${cert.orgId}`);
+  if (!signing.verify(orgPublicKey, certificateDomain, signedBytes, cert.signature)) {
+    throw badCertificate(
+      cert,
+      `has a bad signature: not signed by this key of org ${cert.orgId} for network ${signing.network}`,
+    );
   }
   if (nowMs < cert.notBefore) {
     throw badCertificate(cert, `is not yet valid (valid from ${new Date(cert.notBefore).toISOString()})`);

@@ -8,6 +8,14 @@ export const hashBytes = 32;
 
 const domainTypePattern = /^[a-z][a-z0-9-]*$/;
 const domainPrefixes = new Map<string, Uint8Array>();
+const signingPrefixes = new Map<string, Uint8Array>();
+
+/**
+ * What a network id (genesis `network`) may be: the genesis identifier pattern. It has no '/', so
+ * "ledgerbus/v1/<network>/<type>" names exactly one (network, type) pair, and it can never be read
+ * as a network-free "ledgerbus/v1/<type>" domain (types have no '/' either).
+ */
+export const networkIdPattern = /^[a-zA-Z0-9._-]{1,128}$/;
 
 /**
  * SHA-256 of the concatenation of `parts`. Concatenation is ambiguous when part lengths vary, so
@@ -20,11 +28,12 @@ export function sha256(...parts: Uint8Array[]): Uint8Array {
 }
 
 /**
- * Domain-separated hash, the only thing ledgerbus ever signs: SHA-256 over
+ * Domain-separated hash of something that is named, not signed — a block's identity, a request
+ * digest, a key commitment: SHA-256 over
  *   uint16-BE(byteLength(domain)) || domain || payload,   with domain = "ledgerbus/v1/" + type.
- * The length prefix makes (domain, payload) unambiguous, so a signature made for one type of
- * object can never be replayed as another. `type` must match /^[a-z][a-z0-9-]*$/ (a constant in
- * the caller; a bad one is a bug, so it throws AssertionError).
+ * The length prefix makes (domain, payload) unambiguous, so a hash of one type of object is never
+ * the hash of another. `type` must match /^[a-z][a-z0-9-]*$/ (a constant in the caller; a bad one
+ * is a bug, so it throws AssertionError). Signatures are over `signingHash`, which adds the network.
  */
 export function domainHash(type: string, payload: Uint8Array): Uint8Array {
   const hash = createHash('sha256');
@@ -33,17 +42,55 @@ export function domainHash(type: string, payload: Uint8Array): Uint8Array {
   return toUint8Array(hash.digest());
 }
 
+/**
+ * The only thing ledgerbus ever signs: `domainHash`'s construction with
+ *   domain = "ledgerbus/v1/" + network + "/" + type,
+ * so a signature made for one type of object never verifies as another, and one made in one
+ * network (genesis `network`) never verifies in another, even where both use the same keys. Use it
+ * through `SigningDomain` (sign.ts), which fixes the network once. `network` must match
+ * `networkIdPattern` and `type` the pattern of `domainHash`; a bad one is a bug: AssertionError.
+ */
+export function signingHash(network: string, type: string, payload: Uint8Array): Uint8Array {
+  const hash = createHash('sha256');
+  hash.update(signingPrefix(network, type));
+  hash.update(payload);
+  return toUint8Array(hash.digest());
+}
+
+function signingPrefix(network: string, type: string): Uint8Array {
+  // Neither part can hold a '/', so the key names one (network, type) pair.
+  const key = `${network}/${type}`;
+  let prefix = signingPrefixes.get(key);
+  if (prefix === undefined) {
+    assert(networkIdPattern.test(network), `invalid network id "${network}"`);
+    checkType(type);
+    prefix = lengthPrefixed(`ledgerbus/v1/${key}`);
+    // A process serves one network (tests, a few); the bound is only a backstop.
+    if (signingPrefixes.size < 4096) signingPrefixes.set(key, prefix);
+  }
+  return prefix;
+}
+
 function domainPrefix(type: string): Uint8Array {
   let prefix = domainPrefixes.get(type);
   if (prefix === undefined) {
-    assert(domainTypePattern.test(type) && type.length <= 200, `invalid signing domain type "${type}"`);
-    const domain = new TextEncoder().encode(`ledgerbus/v1/${type}`);
-    prefix = new Uint8Array(2 + domain.length);
-    new DataView(prefix.buffer).setUint16(0, domain.length);
-    prefix.set(domain, 2);
+    checkType(type);
+    prefix = lengthPrefixed(`ledgerbus/v1/${type}`);
     // Types are code constants, so the map stays small; the size check is only a backstop.
     if (domainPrefixes.size < 1024) domainPrefixes.set(type, prefix);
   }
+  return prefix;
+}
+
+function checkType(type: string): void {
+  assert(domainTypePattern.test(type) && type.length <= 200, `invalid signing domain type "${type}"`);
+}
+
+function lengthPrefixed(text: string): Uint8Array {
+  const domain = new TextEncoder().encode(text);
+  const prefix = new Uint8Array(2 + domain.length);
+  new DataView(prefix.buffer).setUint16(0, domain.length);
+  prefix.set(domain, 2);
   return prefix;
 }
 

@@ -1,4 +1,13 @@
-export { bytesEqual, domainHash, fromHex, hashBytes, sha256, toHex } from './hash.js';
+export {
+  bytesEqual,
+  domainHash,
+  fromHex,
+  hashBytes,
+  networkIdPattern,
+  sha256,
+  signingHash,
+  toHex,
+} from './hash.js';
 export {
   generateSigningKey,
   loadSigningKey,
@@ -8,7 +17,8 @@ export {
   signingKeyFromSeed,
 } from './keys.js';
 export type { SigningKeyPair } from './keys.js';
-export { sign, signatureBytes, verify } from './sign.js';
+export { SigningDomain, signatureBytes } from './sign.js';
+export type { Signer } from './sign.js';
 export {
   certificateBytesMax,
   certificateDomain,
@@ -18,7 +28,7 @@ export {
   issueCertificate,
   verifyCertificate,
 } from './certificate.js';
-export type { Certificate, CertificateFields } from './certificate.js';
+export type { Certificate, CertificateCheck, CertificateFields } from './certificate.js';
 export {
   MerkleTree,
   inclusionPathLengthMax,

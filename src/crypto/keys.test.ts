@@ -6,7 +6,12 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../errors.js';
 import { fromHex, toHex } from './hash.js';
 import { generateSigningKey, loadSigningKey, saveSigningKey, signingKeyFromSeed } from './keys.js';
-import { sign, verify } from './sign.js';
+import { SigningDomain } from './sign.js';
+
+const { sign, verify } = (() => {
+  const domain = SigningDomain.of('keys-test');
+  return { sign: domain.sign.bind(domain), verify: domain.verify.bind(domain) };
+})();
 
 let directory: string;
 beforeEach(() => {

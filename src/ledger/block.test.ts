@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeCanonical } from '../codec/index.js';
-import { bytesEqual, sign } from '../crypto/index.js';
+import { bytesEqual } from '../crypto/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import type { ErrorCode as ErrorCodeType } from '../errors.js';
 import { makeBlock, makeChain, makeGroup, recertify, transactionsFor } from '../../test/ledger/fixtures.js';
@@ -144,7 +144,7 @@ describe('verifyBlock', () => {
         const block = makeBlock({ group });
         const mallory = {
           signer: 'mallory',
-          signature: sign(outsider.key, BLOCK_VOTE_TYPE, blockHash(block.header)),
+          signature: outsider.signer.sign(BLOCK_VOTE_TYPE, blockHash(block.header)),
         };
         const withOutsider = {
           ...block,
@@ -153,6 +153,17 @@ describe('verifyBlock', () => {
         expectCode(() => verifyBlock(withOutsider, group.membership), ErrorCode.NonMember);
         const proposerOutside = recertify(block, { ...block.header, proposer: 'mallory' }, group.signers);
         expectCode(() => verifyBlock(proposerOutside, group.membership), ErrorCode.NonMember);
+      });
+
+      it('rejects a block certified in another network by the very same replica keys', () => {
+        // Two consortia whose replicas reuse their keys: same ids, keys, partition and epoch.
+        const twin = makeGroup({ n, network: 'ledger-testnet-2' });
+        expect(twin.membership.members).toEqual(group.membership.members);
+        const theirs = makeBlock({ group: twin, signerIndexes: [...Array(n).keys()] });
+        verifyBlock(theirs, twin.membership);
+        expectCode(() => verifyBlock(theirs, group.membership), ErrorCode.BadSignature);
+        expectCode(() => verifyBlock(first, twin.membership), ErrorCode.BadSignature);
+        expectCode(() => verifyChain(makeChain(twin, 2), () => group.membership), ErrorCode.BadSignature);
       });
 
       it('rejects a forged signature even when the others reach the quorum', () => {
@@ -233,9 +244,11 @@ describe('verifyBlock', () => {
 
   it('rejects an empty or malformed membership as configuration', () => {
     const block = makeBlock({ group: makeGroup({ n: 4 }) });
-    const empty: GroupMembership = { partitionId: 'demo/0', configEpoch: 1, members: new Map() };
+    const signing = makeGroup({ n: 4 }).membership.signing;
+    const empty: GroupMembership = { signing, partitionId: 'demo/0', configEpoch: 1, members: new Map() };
     expectCode(() => verifyBlock(block, empty), ErrorCode.BadConfig);
     const shortKey: GroupMembership = {
+      signing,
       partitionId: 'demo/0',
       configEpoch: 1,
       members: new Map([['r0', new Uint8Array(3)]]),

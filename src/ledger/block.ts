@@ -11,11 +11,9 @@ import {
   hashBytes,
   merkleRoot,
   publicKeyBytes,
-  sign,
   signatureBytes,
-  verify,
 } from '../crypto/index.js';
-import type { SigningKeyPair } from '../crypto/index.js';
+import type { Signer, SigningDomain } from '../crypto/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import {
   BLOCK_HEADER_TYPE,
@@ -41,7 +39,14 @@ export interface Block {
   readonly results: readonly Uint8Array[];
 }
 
+/**
+ * Who certifies the blocks of one group in one epoch, in one network. A group id ("demo/0") names a
+ * group only within its network, so the network is part of the membership: a certificate verifies
+ * only with the signing domain of the network its replicas signed it in.
+ */
 export interface GroupMembership {
+  /** The network the group belongs to: its replicas' block votes are signed in this domain. */
+  readonly signing: SigningDomain;
   readonly partitionId: string;
   readonly configEpoch: number;
   /** Replica id → Ed25519 public key (32 bytes). */
@@ -151,8 +156,9 @@ export function certificateQuorum(n: number): number {
  * given — a height that is not previous+1, a previousHash that is not blockHash(previous), or a lower
  * config epoch), NonMember (a signer or the proposer outside the group), DuplicateSigner, Oversize
  * (more signatures than members), InsufficientSignatures (fewer than certificateQuorum(n) signers),
- * BadSignature (any signature in the certificate fails: a forged signature makes the certificate
- * malformed even if the others reach the quorum), RootMismatch (transactions or results root).
+ * BadSignature (any signature in the certificate fails — one made in another network than
+ * `membership.signing`'s among them: a forged signature makes the certificate malformed even if the
+ * others reach the quorum), RootMismatch (transactions or results root).
  * The certificate is checked before the Merkle roots so that a junk block costs at most n signature
  * checks, not a hash over its whole contents. Returns normally only if the block is valid.
  */
@@ -225,16 +231,20 @@ export function verifyHeaderCertificate(
 }
 
 /**
- * Builds a certificate by signing the header hash with every given signer, in the given order. Meant
- * for tests, benches and simulators; replicas collect their votes through consensus instead.
+ * Builds a certificate by signing the header hash with every given signer (a replica key bound to
+ * its network), in the given order. Meant for tests, benches and simulators; replicas collect their
+ * votes through consensus instead.
  */
 export function certifyHeader(
   header: BlockHeader,
-  signers: readonly { readonly id: string; readonly key: SigningKeyPair }[],
+  signers: readonly { readonly id: string; readonly signer: Signer }[],
 ): CommitCertificate {
   const hash = blockHash(header);
   return {
-    signatures: signers.map(({ id, key }) => ({ signer: id, signature: sign(key, BLOCK_VOTE_TYPE, hash) })),
+    signatures: signers.map(({ id, signer }) => ({
+      signer: id,
+      signature: signer.sign(BLOCK_VOTE_TYPE, hash),
+    })),
   };
 }
 
@@ -335,10 +345,10 @@ function verifyCertificate(
   }
   for (const { signer, signature } of signatures) {
     const publicKey = membership.members.get(signer);
-    if (publicKey === undefined || !verify(publicKey, BLOCK_VOTE_TYPE, hash, signature)) {
+    if (publicKey === undefined || !membership.signing.verify(publicKey, BLOCK_VOTE_TYPE, hash, signature)) {
       throw new LedgerbusError(
         ErrorCode.BadSignature,
-        `signature of ${JSON.stringify(signer)} on block ${height} does not verify`,
+        `signature of ${JSON.stringify(signer)} on block ${height} does not verify in network ${membership.signing.network}`,
       );
     }
   }

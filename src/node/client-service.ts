@@ -17,7 +17,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { CborValue } from '../codec/index.js';
-import { MerkleTree } from '../crypto/index.js';
+import { MerkleTree, SigningDomain } from '../crypto/index.js';
 import {
   FetchNonceWindow,
   checkFetchFreshness,
@@ -115,7 +115,11 @@ export class ClientService {
   /** When each organization's refusals were last logged: a flood must not become a log flood. */
   private readonly limitLogged = new Map<string, number>();
 
+  /** This node's network: fetch requests are checked in its signing domain. */
+  private readonly signing: SigningDomain;
+
   constructor(private readonly options: ClientServiceOptions) {
+    this.signing = SigningDomain.of(options.registry.network);
     // The monotonic clock: a wall-clock step (NTP) must neither mint tokens nor starve a bucket.
     this.limiter = new RateLimiter(options.rateLimit ?? defaultRateLimit, () => performance.now());
   }
@@ -534,18 +538,23 @@ export class ClientService {
         `a connector of ${organization} cannot fetch for ${request.requester}`,
       );
     }
+    // Fresh and for this network, before the signature: a request of another network is refused
+    // WRONG_NETWORK (its signature, in that network's domain, would fail here anyway). The nonce is
+    // taken only where a payload is released or relayed (`fetchNonces`), since the same request is
+    // also shown to a replica for the recipient check.
+    checkFetchFreshness(request, this.signing.network, Date.now());
     const keys = this.options.registry.organization(request.requester)?.signingKeys ?? [];
-    if (!keys.some((key) => bytesEqual(key, request.signerKey)) || !fetchRequestSignatureValid(request)) {
+    if (
+      !keys.some((key) => bytesEqual(key, request.signerKey)) ||
+      !fetchRequestSignatureValid(request, this.signing)
+    ) {
       throw new LedgerbusError(
         ErrorCode.BadSignature,
-        'fetch request is not signed by a key of its requester',
+        'fetch request is not signed by a key of its requester for this network',
       );
     }
     // A relayed fetch (no calling connector) names its requester: it must be approved too.
     this.requireApproved(request.requester);
-    // Fresh and for this network; the nonce is taken only where a payload is released or relayed
-    // (`fetchNonces`), since the same request is also shown to a replica for the recipient check.
-    checkFetchFreshness(request, this.options.registry.network, Date.now());
     return request;
   }
 

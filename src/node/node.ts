@@ -8,15 +8,14 @@
  * connector signing key makes it a connector of that key's organization; anything else is refused.
  */
 import { toHex } from '../codec/index.js';
-import { loadSigningKey } from '../crypto/index.js';
-import type { SigningKeyPair } from '../crypto/index.js';
+import { SigningDomain, loadSigningKey } from '../crypto/index.js';
+import type { Signer, SigningKeyPair } from '../crypto/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { listenFramed, RpcPeer } from '../net/index.js';
 import type { FramedServer } from '../net/index.js';
 import type { CborValue } from '../codec/index.js';
 import type { GenesisRegistry, NodeInfo, PartitionInfo } from '../registry/genesis.js';
 import { encodeClientRequest } from '../consensus/pbft/messages.js';
-import { sign } from '../crypto/index.js';
 import type { Block } from '../ledger/block.js';
 import { prepareEpoch } from './epoch-handover.js';
 import type { HandoverSources } from './epoch-handover.js';
@@ -57,6 +56,8 @@ export class LedgerbusNode {
   private ticker: NodeJS.Timeout | undefined;
   private readonly self: NodeInfo;
   private readonly registry: LiveRegistry;
+  /** The node key, bound to genesis `network`: everything this node signs is for this network only. */
+  private readonly signer: Signer;
   private partitionTimer: NodeJS.Timeout | undefined;
   private readonly nudged = new Map<string, number>();
   private stopping = false;
@@ -90,6 +91,7 @@ export class LedgerbusNode {
       );
     }
     this.self = self;
+    this.signer = SigningDomain.of(options.registry.network).signer(options.key);
     this.registryHost = new RegistryHost({
       selfNodeId: options.nodeId,
       genesis: options.registry.genesis,
@@ -210,7 +212,7 @@ export class LedgerbusNode {
           epochAt: (topicIndex) => this.epochAt(partition.topic, partition.partition, topicIndex),
           ...(base === undefined ? {} : { base }),
           selfNodeId: this.options.nodeId,
-          key: this.options.key,
+          signer: this.signer,
           dataDirectory: this.options.dataDirectory,
           sendTo: (nodeId, bytes) => this.mesh.sendConsensus(nodeId, partition.groupId, bytes),
           log: (level, message, fields) => this.options.logger[level](fields ?? {}, message),
@@ -282,10 +284,9 @@ export class LedgerbusNode {
     const now = Date.now();
     if (now - (this.nudged.get(group) ?? 0) < 1_000) return;
     this.nudged.set(group, now);
-    const key = this.options.key;
     const request = encodeClientRequest(
-      { group, client: key.publicKey, seq: now, operation: new Uint8Array(0) },
-      (type, payload) => sign(key, type, payload),
+      { group, client: this.signer.publicKey, seq: now, operation: new Uint8Array(0) },
+      this.signer.sign,
     );
     this.mesh.forwardToReplicas(replica.partition, request);
     replica.receiveForwarded(request);

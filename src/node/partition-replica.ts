@@ -12,8 +12,8 @@
  * and the node's other groups go on. What is stored stays readable.
  */
 import { merkleRoot as computeMerkleRoot } from '../crypto/index.js';
-import { domainHash, sha256, sign, verify } from '../crypto/index.js';
-import type { SigningKeyPair } from '../crypto/index.js';
+import { domainHash, sha256 } from '../crypto/index.js';
+import type { Signer } from '../crypto/index.js';
 import { executeBatch } from '../contracts/sdt.js';
 import type { SdtEvent } from '../contracts/results.js';
 import { decodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
@@ -32,7 +32,7 @@ import type {
   RegistryIndexes,
 } from '../consensus/pbft/types.js';
 import { toHex } from '../codec/index.js';
-import { ErrorCode, LedgerbusError } from '../errors.js';
+import { ErrorCode, LedgerbusError, assert } from '../errors.js';
 import { isGroupStorageError } from './group-files.js';
 import { encodeBlock } from '../ledger/block.js';
 import type { Block } from '../ledger/block.js';
@@ -66,7 +66,8 @@ export interface PartitionReplicaOptions {
   /** The previous epoch's closing block, which this epoch continues from (epochs after the first). */
   readonly base?: Block;
   readonly selfNodeId: string;
-  readonly key: SigningKeyPair;
+  /** This node's key, bound to the network of `registry` (checked): it signs consensus messages. */
+  readonly signer: Signer;
   readonly dataDirectory: string;
   /** Sends consensus bytes to another replica (by node id). Must not throw. */
   readonly sendTo: (nodeId: string, bytes: Uint8Array) => void;
@@ -134,10 +135,15 @@ export class PartitionReplica {
         ? {}
         : { base: { header: options.base.header, signatures: options.base.certificate.signatures } }),
     };
-    const key = options.key;
+    const signer = options.signer;
+    assert(
+      signer.domain.network === options.registry.network,
+      `a replica of network ${options.registry.network} was given a signer of network ${signer.domain.network}`,
+    );
     this.crypto = {
-      sign: (type, payload) => sign(key, type, payload),
-      verify: (publicKey, type, payload, signature) => verify(publicKey, type, payload, signature),
+      sign: (type, payload) => signer.sign(type, payload),
+      verify: (publicKey, type, payload, signature) =>
+        signer.domain.verify(publicKey, type, payload, signature),
       hash: domainHash,
       merkleRoot: computeMerkleRoot,
     };

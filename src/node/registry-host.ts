@@ -184,6 +184,7 @@ export class RegistryHost {
     const config = hosted?.machine.at(topicIndex).config ?? system.topics.get(topic)?.config;
     const contract = config === undefined ? undefined : contractTopic(config);
     return {
+      network: system.network,
       organization: (id) => system.organizations.get(id),
       topic: (name) => (name === topic ? contract : undefined),
     };
@@ -416,7 +417,11 @@ export class RegistryHost {
       ledger = GlobalLedgerDatabase.open(this.options.dataDirectory, name);
       const machine = new TopicStateMachine(
         topic,
-        { at: (index) => this.system.at(index), applied: () => this.systemGroup.appliedIndex },
+        {
+          network: this.options.genesis.network,
+          at: (index) => this.system.at(index),
+          applied: () => this.systemGroup.appliedIndex,
+        },
         ledger,
       );
       machine.onChange(() => this.refreshSoon());

@@ -70,9 +70,10 @@ export function blockEvidenceToCbor(evidence: BlockEvidence): CborValue {
 }
 
 /**
- * Checks the certificate against `membership` and both inclusion proofs. Throws LedgerbusError:
- * the certificate's codes (WRONG_GROUP, NON_MEMBER, INSUFFICIENT_SIGNATURES, BAD_SIGNATURE...) or
- * BAD_PROOF when a transaction or result is not under the header's roots at the same index.
+ * Checks the certificate against `membership` (in its network) and both inclusion proofs. Throws
+ * LedgerbusError: the certificate's codes (WRONG_GROUP, NON_MEMBER, INSUFFICIENT_SIGNATURES,
+ * BAD_SIGNATURE...) or BAD_PROOF when a transaction or result is not under the header's roots at the
+ * same index.
  */
 export function verifyBlockEvidence(evidence: BlockEvidence, membership: GroupMembership): void {
   verifyHeaderCertificate(evidence.header, { signatures: evidence.signatures }, membership);

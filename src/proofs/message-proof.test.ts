@@ -2,8 +2,9 @@
 // with real Ed25519 replica signatures, checked offline; every tampering is refused with a reason.
 import { describe, expect, it } from 'vitest';
 import { startTime } from '../contracts/testing/fixtures.js';
+import { SigningDomain } from '../crypto/index.js';
 import { isLedgerbusError } from '../errors.js';
-import { proofChain, proofReceipt, proofTrust } from './testing/proof-chain.js';
+import { proofChain, proofReceipt, proofTrust, proofTrustIn } from './testing/proof-chain.js';
 import {
   decodeDeliveryReceipt,
   encodeDeliveryReceipt,
@@ -36,6 +37,13 @@ describe('message proofs', () => {
       recipients: ['bob'],
     });
     expect(verified.deliveries).toEqual([{ recipient: 'bob', height: 2, confirmedAt: startTime + 2 }]);
+  });
+
+  it("refuses a receipt checked against another network's trust bundle holding the very same keys", () => {
+    const receipt = proofReceipt(proofChain());
+    const elsewhere = proofTrustIn(SigningDomain.of('another-network'));
+    expect(codeOf(() => verifyDeliveryReceipt(receipt, elsewhere))).toBe('BAD_SIGNATURE');
+    expect(codeOf(() => verifyAcceptance(receipt.acceptance, elsewhere))).toBe('BAD_SIGNATURE');
   });
 
   it('refuses a certificate below quorum, a foreign group, a swapped result and a confirmation by someone else', () => {

@@ -10,13 +10,14 @@
  * A block transaction is a PBFT client request whose `operation` is the SDT transaction. Verification
  * re-checks everything the contract's outcome depends on that can be checked without state: the
  * certificates, the inclusion proofs, the signatures of sender and recipient over what they signed,
- * and that the results say what the proof claims.
+ * and that the results say what the proof claims. Every signature is checked in the domain of the
+ * trust bundle's network, so a proof from another network fails even where both use the same keys.
  */
 import { bytesEqual, decodeWith, encodeCanonical, t, toHex } from '../codec/index.js';
 import type { CborValue, Infer } from '../codec/index.js';
 import { messageLimits } from '../consensus/pbft/messages.js';
 import { decodeClientRequest } from '../consensus/pbft/messages.js';
-import { verify } from '../crypto/index.js';
+import type { SigningDomain } from '../crypto/index.js';
 import {
   CONFIRM_DELIVERY_SIGNING_TYPE,
   PUBLISH_SIGNING_TYPE,
@@ -31,14 +32,22 @@ import type {
   PublishTransaction,
 } from '../contracts/transactions.js';
 import { decodeTransactionResult } from '../contracts/results.js';
-import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import { ErrorCode, LedgerbusError, assert, isLedgerbusError } from '../errors.js';
 import type { GroupMembership } from '../ledger/block.js';
 import { blockEvidenceSchema, blockEvidenceToCbor, verifyBlockEvidence } from './evidence.js';
 import type { BlockEvidence } from './evidence.js';
 
-/** What a verifier must know: the replica keys of each group epoch and each organization's keys. */
+/**
+ * What a verifier must know: the network, the replica keys of each group epoch and each
+ * organization's keys.
+ */
 export interface ProofTrust {
-  /** The replica set of `groupId` at `configEpoch`, or undefined if unknown (a foreign proof). */
+  /** The trust bundle's network: every signature in a proof must be in its domain. */
+  readonly signing: SigningDomain;
+  /**
+   * The replica set of `groupId` at `configEpoch` (in the network of `signing`), or undefined if
+   * unknown (a foreign proof).
+   */
   membership(groupId: string, configEpoch: number): GroupMembership | undefined;
   /** The organization's connector signing keys, or undefined if it is not in the network. */
   signingKeys(organization: string): readonly Uint8Array[] | undefined;
@@ -104,6 +113,10 @@ function membershipOf(trust: ProofTrust, evidence: BlockEvidence): GroupMembersh
       `partition ${partitionId} epoch ${configEpoch} is not in this network`,
     );
   }
+  assert(
+    membership.signing.network === trust.signing.network,
+    `the trust bundle of ${trust.signing.network} gave a membership of ${membership.signing.network}`,
+  );
   return membership;
 }
 
@@ -152,8 +165,18 @@ export function verifyAcceptances(
   const publish: PublishTransaction = transaction;
   checkSigner(trust, publish.sender, publish.signerKey);
   const { header } = publishBatchHeader(publish);
-  if (!verify(publish.signerKey, PUBLISH_SIGNING_TYPE, publishSigningPayload(header), publish.signature)) {
-    throw new LedgerbusError(ErrorCode.BadSignature, `the publish is not signed by ${publish.sender}`);
+  if (
+    !trust.signing.verify(
+      publish.signerKey,
+      PUBLISH_SIGNING_TYPE,
+      publishSigningPayload(header),
+      publish.signature,
+    )
+  ) {
+    throw new LedgerbusError(
+      ErrorCode.BadSignature,
+      `the publish is not signed by ${publish.sender} for network ${trust.signing.network}`,
+    );
   }
   const result = decodeTransactionResult(block.result);
   if (result.status !== 'OK' || result.type !== 'publish')
@@ -210,7 +233,7 @@ export function verifyDelivery(
     throw badProof(`${confirm.recipient} is not a recipient`);
   checkSigner(trust, confirm.recipient, confirm.signerKey);
   if (
-    !verify(
+    !trust.signing.verify(
       confirm.signerKey,
       CONFIRM_DELIVERY_SIGNING_TYPE,
       confirmDeliverySigningPayload(confirm),
@@ -219,7 +242,7 @@ export function verifyDelivery(
   ) {
     throw new LedgerbusError(
       ErrorCode.BadSignature,
-      `the confirmation is not signed by ${confirm.recipient}`,
+      `the confirmation is not signed by ${confirm.recipient} for network ${trust.signing.network}`,
     );
   }
   const delivery = confirm.deliveries[evidence.deliveryIndex];

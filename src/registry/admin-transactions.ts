@@ -1,8 +1,9 @@
 /**
  * Administrative transactions of the Raft layer (DESIGN §2, §8): the __system group's registration
  * workflow and topic list, and a topic group's configuration. Each is canonical CBOR signed by one
- * of the acting organization's registered connector keys, names the group it is for (so it cannot
- * be replayed into another group) and carries a nonce.
+ * of the acting organization's registered connector keys in its network's signing domain (so it
+ * cannot be replayed into another network), names the group it is for (so it cannot be replayed
+ * into another group) and carries a nonce.
  *
  * Who may do what is stated once, in `adminPolicy`, and checked by the state machines:
  *   registerOrganization   anyone, signed with one of the keys it registers (proof of possession) → PENDING
@@ -21,8 +22,7 @@
  */
 import { decodeWith, encodeWith, t } from '../codec/index.js';
 import type { Infer } from '../codec/index.js';
-import { sign } from '../crypto/index.js';
-import type { SigningKeyPair } from '../crypto/index.js';
+import type { Signer } from '../crypto/index.js';
 
 export const ADMIN_SIGNING_TYPE = 'admin-transaction';
 export const SYSTEM_GROUP = '__system';
@@ -229,19 +229,21 @@ export function nodePossessionPayload(registration: {
   });
 }
 
-/** The proof a `registerNode` action carries, signed with the node's own key. */
+/** The proof a `registerNode` action carries, signed with the node's own key for its network. */
 export function signNodePossession(
   registration: { organization: string; id: string; address: string },
-  nodeKey: SigningKeyPair,
+  nodeSigner: Signer,
 ): Uint8Array {
-  return sign(
-    nodeKey,
+  return nodeSigner.sign(
     NODE_POSSESSION_TYPE,
-    nodePossessionPayload({ ...registration, publicKey: nodeKey.publicKey }),
+    nodePossessionPayload({ ...registration, publicKey: nodeSigner.publicKey }),
   );
 }
 
-/** Builds and signs an admin transaction with a connector key of `organization`. */
+/**
+ * Builds and signs an admin transaction with `signer`, a connector key of `organization` bound to
+ * the network the transaction is for.
+ */
 export function signAdminTransaction(
   unsigned: {
     group: string;
@@ -250,10 +252,10 @@ export function signAdminTransaction(
     timestamp: number;
     action: AdminAction;
   },
-  key: SigningKeyPair,
+  signer: Signer,
 ): AdminTransaction {
-  const body = { type: 'admin' as const, ...unsigned, signerKey: key.publicKey };
-  return { ...body, signature: sign(key, ADMIN_SIGNING_TYPE, adminSigningPayload(body)) };
+  const body = { type: 'admin' as const, ...unsigned, signerKey: signer.publicKey };
+  return { ...body, signature: signer.sign(ADMIN_SIGNING_TYPE, adminSigningPayload(body)) };
 }
 
 /**

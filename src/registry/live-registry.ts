@@ -5,6 +5,7 @@
  * the registry at the indexes its batch names.
  */
 import type { Organization, Topic } from '../contracts/registry.js';
+import { ErrorCode, LedgerbusError } from '../errors.js';
 import type { GroupMembership } from '../ledger/block.js';
 import type { Genesis, NetworkRegistry, NodeInfo, PartitionInfo } from './genesis.js';
 import { RegistryView } from './registry-view.js';
@@ -19,7 +20,18 @@ export class LiveRegistry implements NetworkRegistry {
     return this.view;
   }
 
+  /**
+   * Replaces the view. Throws WRONG_NETWORK, keeping the current view, if `view` is of another
+   * network: what this process signs and verifies is bound to the network it started in (a connector
+   * whose node answers for another consortium must not follow that consortium's registry).
+   */
   update(view: RegistryView): void {
+    if (view.network !== this.view.network) {
+      throw new LedgerbusError(
+        ErrorCode.WrongNetwork,
+        `the registry offered is of network ${view.network}, this process serves ${this.view.network}`,
+      );
+    }
     this.view = view;
     for (const listener of this.listeners) listener(view);
   }

@@ -6,6 +6,7 @@
  * caller cares which.
  */
 import { decodeWith, encodeWith, t, toHex } from '../codec/index.js';
+import { SigningDomain } from '../crypto/index.js';
 import { partitionGroupId } from '../contracts/registry.js';
 import type { Organization, Topic } from '../contracts/registry.js';
 import type { GroupMembership } from '../ledger/block.js';
@@ -74,6 +75,8 @@ export function genesisTopicEntries(system: Pick<SystemView, 'topics'>): TopicEn
 
 export class RegistryView implements NetworkRegistry {
   readonly network: string;
+  /** Where certificates of this network's groups verify (see `membership`). */
+  private readonly signing: SigningDomain;
   readonly systemIndex: number;
   private readonly organizationsById: ReadonlyMap<string, RegisteredOrganization>;
   private readonly organizationsByKey = new Map<string, RegisteredOrganization>();
@@ -88,6 +91,7 @@ export class RegistryView implements NetworkRegistry {
     topics: Iterable<TopicEntry>,
   ) {
     this.network = system.network;
+    this.signing = SigningDomain.of(system.network);
     this.systemIndex = system.index;
     this.organizationsById = system.organizations;
     for (const organization of system.organizations.values()) {
@@ -226,6 +230,7 @@ export class RegistryView implements NetworkRegistry {
     const epoch = this.epochsById.get(groupId)?.find((candidate) => candidate.configEpoch === configEpoch);
     if (epoch === undefined) return undefined;
     return {
+      signing: this.signing,
       partitionId: groupId,
       configEpoch,
       members: new Map(epoch.replicas.map((replica) => [replica.id, replica.publicKey])),

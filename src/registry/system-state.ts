@@ -6,7 +6,7 @@
  * same registry, version by version (see `Versions`).
  */
 import { bytesEqual, decodeWith, encodeWith, fromHex, t, toHex } from '../codec/index.js';
-import { verify } from '../crypto/index.js';
+import { SigningDomain } from '../crypto/index.js';
 import { partitionGroupId, validateTopicPolicy } from '../contracts/registry.js';
 import type {
   Organization,
@@ -200,10 +200,11 @@ function refuse(reason: string, detail?: string): never {
 
 /**
  * Checks what every admin transaction needs, in any group: its group, a known organization (unless
- * it registers itself), a key of that organization, a valid signature and a fresh nonce.
+ * it registers itself), a key of that organization, a valid signature in the signing domain of the
+ * view's network (one made for another network is BAD_SIGNATURE) and a fresh nonce.
  */
 export function authenticate(
-  view: Pick<SystemView, 'organizations' | 'nonces'>,
+  view: Pick<SystemView, 'network' | 'organizations' | 'nonces'>,
   transaction: AdminTransaction,
   group: string,
 ): RegisteredOrganization | undefined {
@@ -220,14 +221,14 @@ export function authenticate(
     }
   }
   if (
-    !verify(
+    !SigningDomain.of(view.network).verify(
       transaction.signerKey,
       ADMIN_SIGNING_TYPE,
       adminSigningPayload(transaction),
       transaction.signature,
     )
   ) {
-    refuse(AdminReject.BadSignature);
+    refuse(AdminReject.BadSignature, `not signed by that key for network ${view.network}`);
   }
   if (view.nonces.has(nonceKey(transaction))) refuse(AdminReject.Replay, 'nonce already used');
   return organization;
@@ -414,7 +415,14 @@ export class SystemStateMachine {
         if (view.nodes.has(action.id)) refuse(AdminReject.AlreadyExists, `node ${action.id}`);
         this.requireUnusedKey(view, action.publicKey);
         const possession = nodePossessionPayload({ organization: organization.id, ...action });
-        if (!verify(action.publicKey, NODE_POSSESSION_TYPE, possession, action.proof)) {
+        if (
+          !SigningDomain.of(view.network).verify(
+            action.publicKey,
+            NODE_POSSESSION_TYPE,
+            possession,
+            action.proof,
+          )
+        ) {
           refuse(AdminReject.BadProof, 'the node key did not sign this registration (proof of possession)');
         }
         const owned = [...view.nodes.values()].filter((node) => node.organization === organization.id);

@@ -14,6 +14,7 @@
  * `ready(data)` tells the driver to hold an entry until __system has applied that index here.
  */
 import { bytesEqual, decodeWith, encodeWith, t, toHex } from '../codec/index.js';
+import { SigningDomain } from '../crypto/index.js';
 import { blockHash, decodeBlock, headerSchema, verifyBlock } from '../ledger/block.js';
 import type { Block, BlockHeader, GroupMembership } from '../ledger/block.js';
 import { partitionGroupId } from '../contracts/registry.js';
@@ -102,13 +103,17 @@ export class TopicStateMachine {
   private readonly listeners = new Set<(view: TopicView) => void>();
   private readonly blockListeners = new Set<(partition: string, height: number) => void>();
 
+  /** The network's signing domain: admin transactions and block certificates verify only in it. */
+  private readonly signing: SigningDomain;
+
   constructor(
     private readonly topic: SystemTopic,
-    /** The __system registry at an index, and how far __system has applied here. */
-    private readonly system: { at(index: number): SystemView; applied(): number },
+    /** The network, the __system registry at an index, and how far __system has applied here. */
+    private readonly system: { readonly network: string; at(index: number): SystemView; applied(): number },
     private readonly sink: GlobalLedgerSink,
   ) {
     this.groupId = topicGroupId(topic.config.name);
+    this.signing = SigningDomain.of(system.network);
     this.versions = new Versions(this.initialView());
   }
 
@@ -200,7 +205,7 @@ export class TopicStateMachine {
     const current = this.versions.latest;
     const actor = requireApproved(
       authenticate(
-        { organizations: system.organizations, nonces: current.nonces },
+        { network: this.signing.network, organizations: system.organizations, nonces: current.nonces },
         transaction,
         this.groupId,
       ),
@@ -317,6 +322,7 @@ export class TopicStateMachine {
     const epoch = epochs.find((candidate) => candidate.configEpoch === header.configEpoch);
     if (epoch === undefined) throw new BlockRunRefusal(`${partition} has no epoch ${header.configEpoch}`);
     const membership: GroupMembership = {
+      signing: this.signing,
       partitionId: partition,
       configEpoch: epoch.configEpoch,
       members: new Map(epoch.replicas.map((replica) => [replica.id, replica.publicKey])),

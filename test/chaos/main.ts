@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { SeededRandom } from '../../src/consensus/seeded-random.js';
 import type { TopicDescription } from '../../src/connector/api-types.js';
+import { SigningDomain } from '../../src/crypto/index.js';
 import type { GroupMembership } from '../../src/ledger/block.js';
 import { loadGenesisRegistry } from '../../src/node/config.js';
 import { ProcessNetwork, sleep, waitFor } from '../support/process-network.js';
@@ -240,6 +241,7 @@ async function groupsToCheck(net: ProcessNetwork): Promise<{ specs: GroupSpec[];
       if (key !== undefined) members.set(id, key);
     }
     const membership: GroupMembership = {
+      signing: SigningDomain.of(registry.network),
       partitionId: partition.group,
       configEpoch: partition.configEpoch,
       members,

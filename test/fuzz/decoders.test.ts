@@ -22,7 +22,7 @@ import { decodeRaftMessage, encodeRaftMessage } from '../../src/consensus/raft/m
 import type { RaftMessage } from '../../src/consensus/raft/messages.js';
 import { decodeFetchRequest, encodeFetchRequest, fetchRequestSchema } from '../../src/contracts/fetch.js';
 import { decodeTransactionResult, transactionResultSchema } from '../../src/contracts/results.js';
-import { Harness, contentRoot, keys, message, nonce } from '../../src/contracts/testing/fixtures.js';
+import { Harness, contentRoot, keys, message, nonce, signing } from '../../src/contracts/testing/fixtures.js';
 import { decodeTransaction, transactionSchema } from '../../src/contracts/transactions.js';
 import { sha256, signingKeyFromSeed } from '../../src/crypto/index.js';
 import {
@@ -248,9 +248,8 @@ const fetchRequests = [
       id: 'm-1',
       nonce: nonce(5),
       timestamp: 1_700_000_000_000,
-      network: 'fuzz',
     },
-    keys.bob,
+    signing.signer(keys.bob),
   ),
 ];
 
@@ -280,7 +279,7 @@ const senderKey = signingKeyFromSeed(new Uint8Array(32).fill(9));
 const chunkHashes = Uint8Array.from([...sha256(text('chunk 0')), ...sha256(text('chunk 1'))]);
 const envelopeHeaders = [
   encodeEnvelopeHeader(
-    signEnvelopeHeader(senderKey, {
+    signEnvelopeHeader(signing.signer(senderKey), {
       version: envelopeVersion,
       payloadId: 'payload-1',
       senderOrgId: 'alice',

@@ -5,7 +5,7 @@
 import { expect } from 'vitest';
 import { toHex } from '../../src/codec/index.js';
 import type { PbftCrypto } from '../../src/consensus/pbft/types.js';
-import { domainHash, merkleRoot, sign, signingKeyFromSeed, verify } from '../../src/crypto/index.js';
+import { SigningDomain, domainHash, merkleRoot, signingKeyFromSeed } from '../../src/crypto/index.js';
 import { isLedgerbusError } from '../../src/errors.js';
 
 export { mutate, mutateAll, mutation, mutations } from '../../src/codec/testing/mutations.js';
@@ -30,20 +30,23 @@ export function expectOnlyLedgerbusErrors(
   }
 }
 
+/** The network every fuzzed signature is made and checked in. */
+export const fuzzNetwork = SigningDomain.of('fuzz');
+
 /**
- * The PBFT crypto interface over the real primitives. Its `sign` returns zeros: it only re-encodes
+ * The PBFT crypto interface over the real primitives, in `fuzzNetwork`. Its `sign` returns zeros: it only re-encodes
  * decoded bodies, whose signature the round trip discards; `signingCrypto` signs for real.
  */
 export const pbftCrypto: PbftCrypto = {
   sign: () => new Uint8Array(64),
-  verify,
+  verify: (publicKey, type, payload, signature) => fuzzNetwork.verify(publicKey, type, payload, signature),
   hash: domainHash,
   merkleRoot,
 };
 
 export function signingCrypto(seed: number): PbftCrypto {
   const key = signingKeyFromSeed(new Uint8Array(32).fill(seed));
-  return { ...pbftCrypto, sign: (type, payload) => sign(key, type, payload) };
+  return { ...pbftCrypto, sign: fuzzNetwork.signer(key).sign };
 }
 
 export { proofChain, proofReceipt, proofReplicas, proofTrust } from '../../src/proofs/testing/proof-chain.js';

@@ -3,41 +3,53 @@
  * Keys come from fixed seeds and every block's contents from its height, so a restarted writer
  * rebuilds exactly the block it may have been writing when it was killed.
  */
-import { merkleRoot, signingKeyFromSeed } from '../../src/crypto/index.js';
-import type { SigningKeyPair } from '../../src/crypto/index.js';
+import { SigningDomain, merkleRoot, signingKeyFromSeed } from '../../src/crypto/index.js';
+import type { Signer, SigningKeyPair } from '../../src/crypto/index.js';
 import { blockHash, certificateQuorum, certifyHeader } from '../../src/ledger/block.js';
 import type { Block, BlockHeader, GroupMembership } from '../../src/ledger/block.js';
 
-export interface Signer {
+/** A replica of a test group: its id, its key, and the key bound to the group's network. */
+export interface ReplicaSigner {
   readonly id: string;
   readonly key: SigningKeyPair;
+  readonly signer: Signer;
 }
 
 export interface TestGroup {
   readonly membership: GroupMembership;
-  readonly signers: readonly Signer[];
+  readonly signers: readonly ReplicaSigner[];
 }
 
-/** A group of n replicas `r0..r{n-1}` whose keys derive from (keySeed, index). */
+/** The network of every test group unless a test names another. */
+export const testNetwork = 'ledger-testnet';
+
+/**
+ * A group of n replicas `r0..r{n-1}` whose keys derive from (keySeed, index), in network `network`:
+ * two groups that differ only in their network have the same keys, as two consortia can.
+ */
 export function makeGroup(options: {
   n: number;
   partitionId?: string;
   configEpoch?: number;
   keySeed?: number;
+  network?: string;
 }): TestGroup {
   const partitionId = options.partitionId ?? 'demo/0';
   const configEpoch = options.configEpoch ?? 1;
   const keySeed = options.keySeed ?? 1;
-  const signers: Signer[] = [];
+  const signing = SigningDomain.of(options.network ?? testNetwork);
+  const signers: ReplicaSigner[] = [];
   for (let index = 0; index < options.n; index++) {
     const seed = new Uint8Array(32);
     seed[0] = keySeed & 0xff;
     seed[1] = index;
     seed[31] = 0x5a;
-    signers.push({ id: `r${index}`, key: signingKeyFromSeed(seed) });
+    const key = signingKeyFromSeed(seed);
+    signers.push({ id: `r${index}`, key, signer: signing.signer(key) });
   }
   return {
     membership: {
+      signing,
       partitionId,
       configEpoch,
       members: new Map(signers.map((s) => [s.id, s.key.publicKey])),
@@ -92,7 +104,7 @@ export function makeBlock(options: BlockOptions): Block {
     proposer: `r${view % n}`,
   };
   const indexes = options.signerIndexes ?? [...Array(certificateQuorum(n)).keys()];
-  const signers = indexes.map((i) => group.signers[i]).filter((s): s is Signer => s !== undefined);
+  const signers = indexes.map((i) => group.signers[i]).filter((s): s is ReplicaSigner => s !== undefined);
   return { header, certificate: certifyHeader(header, signers), transactions, results };
 }
 
@@ -109,6 +121,6 @@ export function makeChain(group: TestGroup, count: number, previous?: BlockHeade
 }
 
 /** Re-signs a (possibly altered) header with the given signers, keeping the rest of the block. */
-export function recertify(block: Block, header: BlockHeader, signers: readonly Signer[]): Block {
+export function recertify(block: Block, header: BlockHeader, signers: readonly ReplicaSigner[]): Block {
   return { ...block, header, certificate: certifyHeader(header, signers) };
 }

@@ -51,7 +51,7 @@ async function supervisorDoes(action: AdminAction): Promise<void> {
   // org4 is the devnet's supervisor.
   const answer = await submitAdmin(
     await dialAs('org4'),
-    adminTransaction('org4', net.connectorKey('org4'), action),
+    adminTransaction('org4', net.signer('org4'), action),
   );
   expect(answer).toMatchObject({ status: 'OK' });
 }
@@ -65,12 +65,9 @@ async function publish(recipients: string[]): Promise<string> {
       timestamp: Date.now(),
       messages: [metadataOf(id, { recipients })],
     },
-    net.connectorKey('org1'),
+    net.signer('org1'),
   );
-  const { result } = await publishRaw(
-    await dialAs('org1'),
-    clientRequest(operation, net.connectorKey('org1')),
-  );
+  const { result } = await publishRaw(await dialAs('org1'), clientRequest(operation, net.signer('org1')));
   expect(result).toMatchObject({ status: 'OK' });
   return id;
 }
@@ -97,7 +94,7 @@ afterAll(async () => {
 describe('only approved organizations read, and roles are granted (item 3)', () => {
   it('a self-registered "supervisor" gets no link while PENDING, and sees no one else\'s metadata once approved as a member', async () => {
     const key = generateSigningKey();
-    const registration = adminTransaction('mallory', key, {
+    const registration = adminTransaction('mallory', net.signing.signer(key), {
       kind: 'registerOrganization',
       roles: ['member', 'supervisor'],
       signingKeys: [key.publicKey],
@@ -180,9 +177,8 @@ describe('a node speaks only for its own organization (item 5)', () => {
           id,
           nonce: randomBytes(16),
           timestamp: Date.now(),
-          network: net.layout.network.network,
         },
-        key,
+        net.signing.signer(key),
       );
     const forwardSigned = (id: string, signed: Uint8Array): Promise<CborValue> =>
       node2.request('clientForward', {

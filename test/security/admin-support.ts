@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { encodeWith } from '../../src/codec/index.js';
 import type { CborValue } from '../../src/codec/index.js';
-import type { SigningKeyPair } from '../../src/crypto/index.js';
+import type { Signer } from '../../src/crypto/index.js';
 import { isLedgerbusError } from '../../src/errors.js';
 import type { RpcPeer } from '../../src/net/index.js';
 import {
@@ -36,15 +36,21 @@ export async function submitAdmin(peer: RpcPeer, transaction: Uint8Array): Promi
   return reply['result'] as unknown as AdminAnswer;
 }
 
-/** An admin transaction in `organization`'s name, signed by `key` (which may not be its own). */
+/**
+ * An admin transaction in `organization`'s name, signed by `signer` (a key, which may not be its
+ * own, bound to the network the transaction is for).
+ */
 export function adminTransaction(
   organization: string,
-  key: SigningKeyPair,
+  signer: Signer,
   action: AdminAction,
   group = SYSTEM_GROUP,
 ): Uint8Array {
   return encodeWith(
     adminTransactionSchema,
-    signAdminTransaction({ group, organization, nonce: randomBytes(16), timestamp: Date.now(), action }, key),
+    signAdminTransaction(
+      { group, organization, nonce: randomBytes(16), timestamp: Date.now(), action },
+      signer,
+    ),
   );
 }

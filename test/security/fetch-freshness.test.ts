@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFetchRequest } from '../../src/contracts/fetch.js';
+import { SigningDomain } from '../../src/crypto/index.js';
 import type { RpcPeer } from '../../src/net/index.js';
 import { GROUP, SecurityNetwork, codeOf, waitFor } from './support.js';
 
@@ -29,10 +30,12 @@ function fetchRequest(
       id,
       nonce: randomBytes(16),
       timestamp: overrides.timestamp ?? Date.now(),
-      network: overrides.network ?? net.layout.network.network,
       ...(overrides.expiresAt === undefined ? {} : { expiresAt: overrides.expiresAt }),
     },
-    net.connectorKey('org2'),
+    // Made for another network, it is signed for that network too: the same key, another domain.
+    (overrides.network === undefined ? net.signing : SigningDomain.of(overrides.network)).signer(
+      net.connectorKey('org2'),
+    ),
   );
 }
 

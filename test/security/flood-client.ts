@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { connectFramed, RpcPeer } from '../../src/net/index.js';
 import { encodePublish } from '../../src/contracts/transactions.js';
 import { fromHex } from '../../src/codec/index.js';
-import { loadSigningKey } from '../../src/crypto/index.js';
+import { SigningDomain, loadSigningKey } from '../../src/crypto/index.js';
 import { isLedgerbusError } from '../../src/errors.js';
 import { GROUP, clientRequest, metadataOf } from './support.js';
 
@@ -20,6 +20,8 @@ interface FloodOptions {
   readonly port: number;
   readonly nodeKey: string;
   readonly keyFile: string;
+  /** The network the flood signs for (genesis `network` of the node it floods). */
+  readonly network: string;
   readonly sender: string;
   readonly connections: number;
   readonly inFlightPerConnection: number;
@@ -37,6 +39,7 @@ export interface FloodReport {
 
 const options = JSON.parse(process.argv[2] ?? '{}') as FloodOptions;
 const key = loadSigningKey(options.keyFile);
+const signer = SigningDomain.of(options.network).signer(key);
 const kinds = ['garbage', 'badSignature', 'valid'] as const;
 
 // Built before the flood starts, so the flood rate is not bounded by our own signing speed.
@@ -50,9 +53,9 @@ const badSignature = Array.from({ length: 64 }, () => {
         timestamp: Date.now(),
         messages: [metadataOf(`bad-${randomBytes(6).toString('hex')}`)],
       },
-      key,
+      signer,
     ),
-    key,
+    signer,
   );
   const tampered = Uint8Array.from(request);
   tampered[tampered.length - 1] = (tampered[tampered.length - 1] ?? 0) ^ 0x01;
@@ -65,9 +68,9 @@ function validRequest(): Uint8Array {
   return clientRequest(
     encodePublish(
       { sender: options.sender, nonce: randomBytes(16), timestamp: Date.now(), messages: [metadataOf(id)] },
-      key,
+      signer,
     ),
-    key,
+    signer,
   );
 }
 

@@ -48,6 +48,7 @@ function startFlood(): { stop: () => Promise<FloodReport> } {
     port: node1.port,
     nodeKey: toHex(node1.publicKey),
     keyFile: loadConnectorConfig(net.layout.connectorConfigs[2] as string).keyFile,
+    network: net.signing.network,
     sender: 'org3',
     connections: 4,
     inFlightPerConnection: 16,

@@ -16,7 +16,6 @@ import type { MessageStatus } from '../../src/connector/api-types.js';
 import { randomBytes } from 'node:crypto';
 import { encodeClientRequest } from '../../src/consensus/pbft/messages.js';
 import { encodePublish } from '../../src/contracts/transactions.js';
-import { sign } from '../../src/crypto/index.js';
 import { isLedgerbusError } from '../../src/errors.js';
 import { SecurityNetwork, codeOf, metadataOf, waitFor } from './support.js';
 import type { ApiClient } from './support.js';
@@ -216,11 +215,11 @@ describe("a topic's global ledger", () => {
             timestamp: Date.now(),
             messages: [metadataOf('twin-1', { topic: twoPartitions, partition, recipients: ['org2'] })],
           },
-          key,
+          net.signer('org1'),
         );
         const request = encodeClientRequest(
           { group, client: key.publicKey, seq: Date.now() * 1000 + partition, operation },
-          (type, payload) => sign(key, type, payload),
+          net.signer('org1').sign,
         );
         await waitFor(`twin-1 on ${group}`, async () => {
           try {

@@ -24,8 +24,8 @@ import { encodeClientRequest } from '../../src/consensus/pbft/messages.js';
 import { decodeTransactionResult } from '../../src/contracts/results.js';
 import type { TransactionResult } from '../../src/contracts/results.js';
 import { encodePublish } from '../../src/contracts/transactions.js';
-import { loadSigningKey, sign } from '../../src/crypto/index.js';
-import type { SigningKeyPair } from '../../src/crypto/index.js';
+import { loadSigningKey } from '../../src/crypto/index.js';
+import type { Signer } from '../../src/crypto/index.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../../src/errors.js';
 import type { RpcPeer } from '../../src/net/index.js';
 import { loadGenesisRegistry, loadNodeConfig } from '../../src/node/config.js';
@@ -141,7 +141,7 @@ function createTopic(name: string): Uint8Array {
     consumers: ['org2', 'org3'],
     policy: { messageBytesMax: 1024 * 1024, ttlMs: 3_600_000, payloadRetentionMs: 3_600_000 },
   };
-  const key = net.connectorKey('org1');
+  const key = net.signer('org1');
   return encodeWith(
     adminTransactionSchema,
     signAdminTransaction(
@@ -153,7 +153,7 @@ function createTopic(name: string): Uint8Array {
 
 /** Publishes one message on partition 0 of `topic` as org2 and waits for the acknowledgement. */
 async function publishOn(peer: RpcPeer, topic: string): Promise<TransactionResult> {
-  const key = net.connectorKey('org2');
+  const key = net.signer('org2');
   const group = `${topic}/0`;
   // Built once: a retry resends the same request, which the partition answers once.
   const operation = encodePublish(
@@ -177,10 +177,8 @@ async function publishOn(peer: RpcPeer, topic: string): Promise<TransactionResul
 }
 
 let sequence = Date.now() * 1000;
-function signedRequest(group: string, operation: Uint8Array, key: SigningKeyPair): Uint8Array {
-  return encodeClientRequest({ group, client: key.publicKey, seq: ++sequence, operation }, (type, payload) =>
-    sign(key, type, payload),
-  );
+function signedRequest(group: string, operation: Uint8Array, signer: Signer): Uint8Array {
+  return encodeClientRequest({ group, client: signer.publicKey, seq: ++sequence, operation }, signer.sign);
 }
 
 /** node<index+1>'s `groups` in its status answer, by group id. */
@@ -299,9 +297,9 @@ describe('a group whose storage cannot be opened on one node', () => {
                 timestamp: Date.now(),
                 messages: [metadataOf(randomId('beside'), { recipients: ['org3'] })],
               },
-              net.connectorKey('org2'),
+              net.signer('org2'),
             ),
-            net.connectorKey('org2'),
+            net.signer('org2'),
           ),
         );
         expect(result).toMatchObject({ status: 'OK', messages: [{ status: 'ACCEPTED' }] });
@@ -390,7 +388,7 @@ describe('a partition whose database cannot be opened on one node', () => {
         ),
       ).toBe(true);
       // Three replicas commit without node1's.
-      const key = net.connectorKey('org2');
+      const key = net.signer('org2');
       const operation = encodePublish(
         {
           sender: 'org2',

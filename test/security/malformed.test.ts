@@ -50,7 +50,7 @@ afterAll(async () => {
 async function wellBehavedPublish(): Promise<void> {
   const peer = await net.dial('node1', net.connectorKey('org2'));
   try {
-    const key = net.connectorKey('org2');
+    const key = net.signer('org2');
     const operation = encodePublish(
       {
         sender: 'org2',

@@ -57,7 +57,7 @@ const header = (length: number): Buffer => {
 };
 
 async function bystanderPublishes(): Promise<void> {
-  const key = net.connectorKey('org2');
+  const key = net.signer('org2');
   const operation = encodePublish(
     {
       sender: 'org2',

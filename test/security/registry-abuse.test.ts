@@ -33,7 +33,7 @@ async function dialAs(organization: string): Promise<RpcPeer> {
 async function act(organization: string, action: AdminAction): Promise<{ status: string; reason?: string }> {
   return submitAdmin(
     await dialAs(organization),
-    adminTransaction(organization, net.connectorKey(organization), action),
+    adminTransaction(organization, net.signer(organization), action),
   );
 }
 
@@ -44,7 +44,7 @@ function registerNode(
   key: SigningKeyPair,
   prover: SigningKeyPair = key,
 ): AdminAction {
-  return registerNodeAction(organization, id, '127.0.0.1:9', key, prover);
+  return registerNodeAction(organization, id, '127.0.0.1:9', key, prover, net.signing);
 }
 
 /** Waits until every node's registry says `present` about node `id`. */
@@ -151,7 +151,7 @@ describe('quotas a supervisor sets (item 7)', () => {
   function registerOrganization(id: string): { transaction: Uint8Array } {
     const key = generateSigningKey();
     return {
-      transaction: adminTransaction(id, key, {
+      transaction: adminTransaction(id, net.signing.signer(key), {
         kind: 'registerOrganization',
         roles: ['member'],
         signingKeys: [key.publicKey],

@@ -59,7 +59,7 @@ async function publishOne(id: string): Promise<{
   request: Uint8Array;
   first: Awaited<ReturnType<typeof publishRaw>>;
 }> {
-  const key = net.connectorKey('org1');
+  const key = net.signer('org1');
   const operation = encodePublish(
     { sender: 'org1', nonce: randomBytes(16), timestamp: Date.now(), messages: [metadataOf(id)] },
     key,
@@ -92,11 +92,11 @@ describe('replayed publishes', () => {
     const { operation } = await publishOne(randomId('replay'));
     const after = await net.nextOffset(org1);
     // The attacker wraps the captured operation in a client request of its own (any key orders).
-    const attacker = generateSigningKey();
+    const attacker = net.signing.signer(generateSigningKey());
     const replayed = await publishRaw(org3, clientRequest(operation, attacker));
     expect(replayed.result).toMatchObject({ status: 'REJECTED', reason: 'REPLAY' });
     // The sender's own key, a fresh sequence number: still the same nonce, still a replay.
-    const resent = await publishRaw(org1, clientRequest(operation, net.connectorKey('org1')));
+    const resent = await publishRaw(org1, clientRequest(operation, net.signer('org1')));
     expect(resent.result).toMatchObject({ status: 'REJECTED', reason: 'REPLAY' });
     expect(await net.nextOffset(org1)).toBe(after);
   });
@@ -115,7 +115,7 @@ describe('replayed admin transactions', () => {
           timestamp: Date.now(),
           action: { kind: 'bindKey', key: generateSigningKey().publicKey },
         },
-        net.connectorKey('org1'),
+        net.signer('org1'),
       ),
     );
     const submit = (peer: RpcPeer): Promise<Record<string, CborValue>> =>
@@ -146,7 +146,7 @@ describe('replayed receipts and fetches', () => {
   it('a delivery confirmation replayed is REPLAY; a fetch request replayed by another organization is NOT_RECIPIENT', async () => {
     const id = randomId('receipt');
     await publishOne(id);
-    const key = net.connectorKey('org2');
+    const key = net.signer('org2');
     const confirmation = encodeConfirmDelivery(
       {
         recipient: 'org2',
@@ -158,7 +158,10 @@ describe('replayed receipts and fetches', () => {
     );
     const confirmed = await publishRaw(org2, clientRequest(confirmation, key));
     expect(confirmed.result).toMatchObject({ status: 'OK', deliveries: [{ status: 'DELIVERED' }] });
-    const replayed = await publishRaw(org3, clientRequest(confirmation, generateSigningKey()));
+    const replayed = await publishRaw(
+      org3,
+      clientRequest(confirmation, net.signing.signer(generateSigningKey())),
+    );
     expect(replayed.result).toMatchObject({ status: 'REJECTED', reason: 'REPLAY' });
     const status = (await org1.request('message', { group: GROUP, id })) as {
       recipients: { state: string }[];
@@ -176,7 +179,6 @@ describe('replayed receipts and fetches', () => {
         id,
         nonce: randomBytes(16),
         timestamp: Date.now(),
-        network: net.layout.network.network,
       },
       key,
     );

@@ -28,8 +28,8 @@ import { encodePublish } from '../../src/contracts/transactions.js';
 import type { MessageMetadata } from '../../src/contracts/transactions.js';
 import { encodeEnvelopeHeader, encryptPayload, loadEncryptionKey } from '../../src/crypto/envelope/index.js';
 import type { EnvelopeHeader } from '../../src/crypto/envelope/index.js';
-import { loadSigningKey, sign } from '../../src/crypto/index.js';
-import type { SigningKeyPair } from '../../src/crypto/index.js';
+import { SigningDomain, loadSigningKey } from '../../src/crypto/index.js';
+import type { Signer, SigningKeyPair } from '../../src/crypto/index.js';
 import { isLedgerbusError } from '../../src/errors.js';
 import { RpcPeer, connectFramed, rpcStream, tlsIdentityFor } from '../../src/net/index.js';
 import { loadGenesisRegistry, loadNodeConfig } from '../../src/node/config.js';
@@ -175,6 +175,16 @@ export class SecurityNetwork {
     return loadSigningKey(loadConnectorConfig(this.connectorConfigPath(organization)).keyFile);
   }
 
+  /** This network's signing domain (genesis `network`). */
+  get signing(): SigningDomain {
+    return SigningDomain.of(this.layout.network.genesis.network);
+  }
+
+  /** `orgN`'s connector key bound to this network: what its connector signs with. */
+  signer(organization: string): Signer {
+    return this.signing.signer(this.connectorKey(organization));
+  }
+
   /** An RPC session with `nodeId` authenticated as `key` (a connector's, a node's, or anyone's). */
   async dial(nodeId: string, key: SigningKeyPair, timeoutMs = 5_000): Promise<RpcPeer> {
     const node = this.node(nodeId);
@@ -249,11 +259,12 @@ export function metadataOf(id: string, overrides: Partial<MessageMetadata> = {})
 
 let sequence = Date.now() * 1000;
 
-/** A signed client request (the bytes a connector sends to `publish`) wrapping an SDT operation. */
-export function clientRequest(operation: Uint8Array, key: SigningKeyPair, seq = ++sequence): Uint8Array {
-  return encodeClientRequest({ group: GROUP, client: key.publicKey, seq, operation }, (type, payload) =>
-    sign(key, type, payload),
-  );
+/**
+ * A signed client request (the bytes a connector sends to `publish`) wrapping an SDT operation,
+ * signed by `signer` (any key may order; its network decides where the request verifies).
+ */
+export function clientRequest(operation: Uint8Array, signer: Signer, seq = ++sequence): Uint8Array {
+  return encodeClientRequest({ group: GROUP, client: signer.publicKey, seq, operation }, signer.sign);
 }
 
 /** Publishes raw request bytes and decodes the contract's result from the acknowledgement's evidence. */
@@ -433,7 +444,7 @@ export class HostileSender {
     const { header, ciphertextBytes } = await encryptPayload({
       source: options.plaintext,
       sink: createWriteStream(file),
-      senderKey: this.net.connectorKey(this.organization),
+      signer: this.net.signer(this.organization),
       senderOrgId: this.organization,
       recipients: options.recipients.map((orgId) => {
         const publicKey = registry.encryptionKey(orgId);
@@ -458,12 +469,12 @@ export class HostileSender {
 
   /** Signs and publishes one message's metadata on demo/0; resolves with the contract's result. */
   async publish(metadata: MessageMetadata): Promise<TransactionResult> {
-    const key = this.net.connectorKey(this.organization);
+    const signer = this.net.signer(this.organization);
     const operation = encodePublish(
       { sender: this.organization, nonce: randomBytes(16), timestamp: Date.now(), messages: [metadata] },
-      key,
+      signer,
     );
-    return (await publishRaw(this.control, clientRequest(operation, key))).result;
+    return (await publishRaw(this.control, clientRequest(operation, signer))).result;
   }
 
   close(): void {

@@ -121,13 +121,14 @@ describe('Sybil identities in the contract', () => {
     for (const { sender, key, reason } of cases) {
       const id = randomId('sybil');
       ids.push(id);
+      const signer = net.signing.signer(key);
       const operation = encodePublish(
         { sender, nonce: randomBytes(16), timestamp: Date.now(), messages: [metadataOf(id)] },
-        key,
+        signer,
       );
       // The client request around it may be signed by anyone (it only orders the operation); the
       // contract is what checks the operation's signer against the registry.
-      const { result } = await publishRaw(org2, clientRequest(operation, key));
+      const { result } = await publishRaw(org2, clientRequest(operation, signer));
       expect(result).toMatchObject({ status: 'REJECTED', reason });
     }
     // Nothing recorded: no offset taken, no message under any of the ids.
@@ -147,42 +148,41 @@ describe('Sybil identities in the contract', () => {
         id,
         publicKey,
         address: '127.0.0.1:24699',
-        proof: signNodePossession({ organization, id, address: '127.0.0.1:24699' }, fresh),
+        proof: signNodePossession(
+          { organization, id, address: '127.0.0.1:24699' },
+          net.signing.signer(fresh),
+        ),
       });
       // org1 signs in org2's name: its key is not org2's.
       expect(
         await admin(
           org1,
-          adminTransaction(
-            'org2',
-            net.connectorKey('org1'),
-            registerNode('sybil-a', fresh.publicKey, 'org2'),
-          ),
+          adminTransaction('org2', net.signer('org1'), registerNode('sybil-a', fresh.publicKey, 'org2')),
         ),
       ).toMatchObject({ status: 'REJECTED', reason: 'SIGNING_KEY_UNKNOWN' });
       // A key nobody registered, in org1's name.
       expect(
         await admin(
           org1,
-          adminTransaction('org1', generateSigningKey(), registerNode('sybil-b', fresh.publicKey)),
+          adminTransaction(
+            'org1',
+            net.signing.signer(generateSigningKey()),
+            registerNode('sybil-b', fresh.publicKey),
+          ),
         ),
       ).toMatchObject({ status: 'REJECTED', reason: 'SIGNING_KEY_UNKNOWN' });
       // org1 registers a second node with node2's key (to be node2 under org1).
       expect(
         await admin(
           org1,
-          adminTransaction(
-            'org1',
-            net.connectorKey('org1'),
-            registerNode('sybil-c', net.node('node2').publicKey),
-          ),
+          adminTransaction('org1', net.signer('org1'), registerNode('sybil-c', net.node('node2').publicKey)),
         ),
       ).toMatchObject({ status: 'REJECTED', reason: 'KEY_IN_USE' });
       // org1 takes over node2's id with a key of its own.
       expect(
         await admin(
           org1,
-          adminTransaction('org1', net.connectorKey('org1'), registerNode('node2', fresh.publicKey)),
+          adminTransaction('org1', net.signer('org1'), registerNode('node2', fresh.publicKey)),
         ),
       ).toMatchObject({ status: 'REJECTED', reason: 'ALREADY_EXISTS' });
       for (const node of net.nodes) expect(node.registryHost.registry.nodes()).toHaveLength(nodesBefore);

@@ -209,6 +209,23 @@ describe('bad input is rejected with a stable code and changes nothing', () => {
     );
   });
 
+  it('messages and client requests signed in another network by the very same keys', () => {
+    // Reference: Castro & Liskov §4.1 (messages are authenticated). A consortium whose replicas and
+    // clients reuse their keys elsewhere: signatures are bound to the network, so nothing crosses.
+    const twin = new Cluster({ replicas: 4, label: 'bad-input', network: 'another-network' });
+    expect(twin.replicaInfos).toEqual(fixture.cluster.replicaInfos);
+    fc.assert(
+      fc.property(fc.constantFrom(0, 2, 3), bodyArb(inWindowSeq()), (from, body) => {
+        const message = { ...body, group: GROUP_ID, epoch: CONFIG_EPOCH, from } as PbftMessage;
+        const bytes = encodeEnvelope(signMessage(twin.node(from).signer.crypto, message));
+        checkRejected({ kind: 'message', bytes }, [ErrorCode.BadSignature]);
+      }),
+      { numRuns },
+    );
+    const request = twin.client(0).request(undefined, 1_000);
+    checkRejected({ kind: 'request', bytes: request }, [ErrorCode.BadSignature]);
+  });
+
   it('messages for another group or epoch', () => {
     // Reference: Castro & Liskov §4.1.
     const other = fc.oneof(

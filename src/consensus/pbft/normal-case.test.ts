@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../errors.js';
+import { SigningDomain } from '../../crypto/index.js';
 import { verifyBlock } from '../../ledger/block.js';
 import type { GroupMembership } from '../../ledger/block.js';
 import { certificateValid, headerHash, proposalDigest } from './messages.js';
@@ -33,8 +34,14 @@ function keysById(cluster: Cluster): Map<string, Uint8Array> {
   return new Map(cluster.replicaInfos.map((info) => [info.id, info.publicKey]));
 }
 
-function membership(cluster: Cluster): GroupMembership {
-  return { partitionId: GROUP_ID, configEpoch: CONFIG_EPOCH, members: keysById(cluster) };
+/** The cluster's replicas as a verifier in `network` (the cluster's own by default) holds them. */
+function membership(cluster: Cluster, network: string = cluster.network): GroupMembership {
+  return {
+    signing: SigningDomain.of(network),
+    partitionId: GROUP_ID,
+    configEpoch: CONFIG_EPOCH,
+    members: keysById(cluster),
+  };
 }
 
 /**
@@ -134,10 +141,15 @@ describe('normal case', () => {
         'six requests certified',
       );
       const group = membership(cluster);
+      // The same replica keys in another network: no certificate made here verifies there.
+      const elsewhere = membership(cluster, `${cluster.network}-2`);
       for (const node of cluster.nodes) {
         let previous = undefined as (typeof node.ledger)[number]['block']['header'] | undefined;
         for (const entry of node.ledger) {
           expect(() => verifyBlock(ledgerBlock(entry), group, previous)).not.toThrow();
+          expect(() => verifyBlock(ledgerBlock(entry), elsewhere, previous)).toThrow(
+            expect.objectContaining({ code: ErrorCode.BadSignature }),
+          );
           previous = entry.block.header;
         }
       }

@@ -58,10 +58,16 @@ export interface PbftConfig {
   readonly base?: CertifiedHeader;
 }
 
-/** Signing and hashing, injected so the core stays pure and the simulator can run fast. */
+/**
+ * Signing and hashing, injected so the core stays pure and the simulator can run fast. `sign` and
+ * `verify` are bound to one network (the node's `SigningDomain`; the simulator's fixed one): block
+ * votes made here form certificates that `verifyBlock` checks with the group's membership, in the
+ * same network, and nothing signed in another network verifies.
+ */
 export interface PbftCrypto {
-  /** Signs with this replica's key over the domain-separated payload. */
+  /** Signs with this replica's key over the domain-separated payload, in this network's domain. */
   sign(type: string, payload: Uint8Array): Uint8Array;
+  /** True if `signature` is `publicKey`'s over the payload in this network's domain. */
   verify(publicKey: Uint8Array, type: string, payload: Uint8Array, signature: Uint8Array): boolean;
   /** Domain-separated SHA-256. */
   hash(type: string, payload: Uint8Array): Uint8Array;

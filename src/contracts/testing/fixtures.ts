@@ -2,7 +2,7 @@
  * A small consortium for SDT contract tests: deterministic keys, a registry, and a harness that
  * executes blocks at chosen times and decodes the results.
  */
-import { signingKeyFromSeed } from '../../crypto/index.js';
+import { SigningDomain, signingKeyFromSeed } from '../../crypto/index.js';
 import type { SigningKeyPair } from '../../crypto/index.js';
 import { MemoryRegistry } from '../registry.js';
 import type { OrganizationRole, OrganizationStatus, TopicPolicy } from '../registry.js';
@@ -14,6 +14,9 @@ import type { TransactionResult } from '../results.js';
 import { encodeConfirmDelivery, encodePublish, nonceBytes } from '../transactions.js';
 import type { MessageMetadata } from '../transactions.js';
 
+/** The network of the contract tests' registry: what the harness signs is valid in it. */
+export const network = 'contract-testnet';
+export const signing = SigningDomain.of(network);
 export const partitionId = 'invoices/0';
 export const topicName = 'invoices';
 export const startTime = 1_700_000_000_000;
@@ -57,7 +60,7 @@ export const keys = {
  * no ACL; regulator: supervisor only, in both ACLs (it lacks the member role).
  */
 export function makeRegistry(topicPolicy: TopicPolicy = policy): MemoryRegistry {
-  const registry = new MemoryRegistry();
+  const registry = new MemoryRegistry(network);
   const add = (id: keyof typeof keys, status: OrganizationStatus, roles: OrganizationRole[] = ['member']) =>
     registry.putOrganization({ id, roles, status, signingKeys: [keys[id].publicKey] });
   add('alice', 'APPROVED');
@@ -112,10 +115,11 @@ export class Harness {
     return nonce(this.nonceCounter);
   }
 
+  /** `options.signing`: sign for another network than the registry's (default: the registry's). */
   publish(
     sender: keyof typeof keys,
     messages: MessageMetadata[],
-    options: { key?: SigningKeyPair; nonce?: Uint8Array; timestamp?: number } = {},
+    options: { key?: SigningKeyPair; signing?: SigningDomain; nonce?: Uint8Array; timestamp?: number } = {},
   ): Uint8Array {
     return encodePublish(
       {
@@ -124,14 +128,14 @@ export class Harness {
         timestamp: options.timestamp ?? this.time,
         messages,
       },
-      options.key ?? keys[sender],
+      (options.signing ?? signing).signer(options.key ?? keys[sender]),
     );
   }
 
   confirm(
     recipient: keyof typeof keys,
     deliveries: { id: string; contentRoot: Uint8Array }[],
-    options: { key?: SigningKeyPair; nonce?: Uint8Array; timestamp?: number } = {},
+    options: { key?: SigningKeyPair; signing?: SigningDomain; nonce?: Uint8Array; timestamp?: number } = {},
   ): Uint8Array {
     return encodeConfirmDelivery(
       {
@@ -140,7 +144,7 @@ export class Harness {
         timestamp: options.timestamp ?? this.time,
         deliveries,
       },
-      options.key ?? keys[recipient],
+      (options.signing ?? signing).signer(options.key ?? keys[recipient]),
     );
   }
 

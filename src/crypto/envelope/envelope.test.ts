@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, isLedgerbusError } from '../../errors.js';
 import { hashBytes, sha256 } from '../hash.js';
 import { generateSigningKey } from '../keys.js';
+import { SigningDomain } from '../sign.js';
 import { merkleRoot } from '../merkle.js';
 import { decryptPayload, encryptPayload } from './envelope.js';
 import { chunkHashesRoot, decodeEnvelopeHeader, encodeEnvelopeHeader, signEnvelopeHeader } from './header.js';
@@ -15,8 +16,10 @@ import type { EncryptionKeyPair } from './keys.js';
 import { MemorySink, decryptFromMemory, drain, encryptToMemory, piecewise } from './testing/streams.js';
 import { wrapDataKey } from './wrap.js';
 
-const sender = generateSigningKey();
-const impostor = generateSigningKey();
+const network = SigningDomain.of('envelope-testnet');
+const senderKey = generateSigningKey();
+const sender = network.signer(senderKey);
+const impostor = network.signer(generateSigningKey());
 const orgKeys: Record<'alpha' | 'beta' | 'gamma' | 'outsider', EncryptionKeyPair> = {
   alpha: generateEncryptionKey(),
   beta: generateEncryptionKey(),
@@ -37,7 +40,7 @@ function seal(
 ) {
   return encryptToMemory({
     plaintext,
-    senderKey: sender,
+    signer: sender,
     senderOrgId: 'sender',
     recipients,
     payloadId: options.payloadId ?? 'payload-1',
@@ -54,6 +57,7 @@ function open(
     orgId?: 'alpha' | 'beta' | 'gamma' | 'outsider';
     key?: EncryptionKeyPair;
     senderPublicKey?: Uint8Array;
+    signing?: SigningDomain;
     expectedRoot?: Uint8Array;
     pieces?: number[];
   } = {},
@@ -65,6 +69,7 @@ function open(
     recipientOrgId: orgId,
     recipientKey: options.key ?? orgKeys[orgId],
     senderPublicKey: options.senderPublicKey ?? sender.publicKey,
+    signing: options.signing ?? network,
     ...(options.expectedRoot === undefined ? {} : { expectedRoot: options.expectedRoot }),
     ...(options.pieces === undefined ? {} : { pieces: options.pieces }),
   });
@@ -158,7 +163,7 @@ describe('payload envelope round trips', () => {
     const { header } = await encryptPayload({
       source: piecewise(plaintext, [33]),
       sink,
-      senderKey: sender,
+      signer: sender,
       senderOrgId: 'sender',
       recipients,
       payloadId: 'slow',
@@ -171,6 +176,7 @@ describe('payload envelope round trips', () => {
       recipientOrgId: 'gamma',
       recipientKey: orgKeys.gamma,
       senderPublicKey: sender.publicKey,
+      signing: network,
     });
     const pieces: Buffer[] = [];
     for await (const piece of stream) {
@@ -201,6 +207,7 @@ describe('who can decrypt', () => {
       recipientOrgId: 'outsider',
       recipientKey: orgKeys.outsider,
       senderPublicKey: sender.publicKey,
+      signing: network,
     });
     expect((await drain(stream)).error).toBeDefined();
     expect(source.destroyed).toBe(true);
@@ -218,6 +225,19 @@ describe('who can decrypt', () => {
     expect(output.length).toBe(0);
     const forged = { ...header, signature: signEnvelopeHeader(impostor, header).signature };
     expect((await open(forged, ciphertext)).error?.code).toBe(ErrorCode.BadSignature);
+  });
+
+  it('refuses a header its sender signed in another network with the same key', async () => {
+    const elsewhere = SigningDomain.of('envelope-testnet-2');
+    const { output, error } = await open(header, ciphertext, { signing: elsewhere });
+    expect(error?.code).toBe(ErrorCode.BadSignature);
+    expect(error?.message).toMatch(/envelope-testnet-2/);
+    expect(output.length).toBe(0);
+    // And the other way: the same key signing for the other network is refused here.
+    const { signature: _signature, ...unsigned } = header;
+    const theirs = signEnvelopeHeader(elsewhere.signer(senderKey), unsigned);
+    expect((await open(theirs, ciphertext, { signing: elsewhere })).error).toBeUndefined();
+    expect((await open(theirs, ciphertext)).error?.code).toBe(ErrorCode.BadSignature);
   });
 
   it('refuses a header whose root is not the one on chain', async () => {
@@ -391,7 +411,7 @@ describe('tampering', () => {
 
 describe('encryption input checks', () => {
   const base = {
-    senderKey: sender,
+    signer: sender,
     senderOrgId: 'sender',
     recipients,
     payloadId: 'p',
@@ -461,6 +481,7 @@ describe('encryption input checks', () => {
         recipientOrgId: 'alpha',
         recipientKey: orgKeys.alpha,
         senderPublicKey: sender.publicKey,
+        signing: network,
       }),
     );
     expect((error as Error).message).toBe('connection reset');

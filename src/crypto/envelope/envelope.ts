@@ -14,7 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { ErrorCode, LedgerbusError, assert } from '../../errors.js';
 import { bytesEqual } from '../../codec/bytes.js';
 import { hashBytes, sha256 } from '../hash.js';
-import type { SigningKeyPair } from '../keys.js';
+import type { Signer, SigningDomain } from '../sign.js';
 import {
   chunkBytesMax,
   chunkBytesMin,
@@ -62,7 +62,8 @@ export interface EncryptPayloadOptions {
    * backpressure and ended when the last chunk is written; destroyed if encryption fails.
    */
   readonly sink: Writable;
-  readonly senderKey: SigningKeyPair;
+  /** The sender's connector key, bound to the network the payload is sent in; signs the header. */
+  readonly signer: Signer;
   readonly senderOrgId: string;
   /** Orgs that may decrypt, each with its registered X25519 public key. Org ids must be distinct. */
   readonly recipients: readonly WrapTarget[];
@@ -89,6 +90,8 @@ export interface DecryptPayloadOptions {
   readonly recipientKey: EncryptionKeyPair;
   /** The registry's Ed25519 key of `header.senderOrgId`. */
   readonly senderPublicKey: Uint8Array;
+  /** The recipient's network: a header signed for another network is refused (BadSignature). */
+  readonly signing: SigningDomain;
   /** The Merkle root recorded on-chain for this message; strongly recommended. */
   readonly expectedRoot?: Uint8Array;
   /** The message id recorded on-chain. */
@@ -138,7 +141,7 @@ export async function encryptPayload(options: EncryptPayloadOptions): Promise<En
     const sealer = new ChunkSealer(createSecretKey(dataKey), binding, chunkBytes);
     await pipeline(options.source, (source: AsyncIterable<unknown>) => sealer.seal(source), options.sink);
     const chunkHashes = Buffer.concat(sealer.chunkHashes);
-    const header = signEnvelopeHeader(options.senderKey, {
+    const header = signEnvelopeHeader(options.signer, {
       ...context,
       chunkCount: sealer.chunkHashes.length,
       plaintextBytes: sealer.plaintextBytes,
@@ -185,10 +188,14 @@ export function decryptPayload(options: DecryptPayloadOptions): Readable {
 
 async function* openChunks(options: DecryptPayloadOptions): AsyncGenerator<Buffer> {
   const { header } = options;
-  verifyEnvelopeHeader(header, options.senderPublicKey, {
-    ...(options.expectedRoot === undefined ? {} : { root: options.expectedRoot }),
-    ...(options.expectedPayloadId === undefined ? {} : { payloadId: options.expectedPayloadId }),
-    ...(options.expectedSenderOrgId === undefined ? {} : { senderOrgId: options.expectedSenderOrgId }),
+  verifyEnvelopeHeader(header, {
+    signing: options.signing,
+    senderPublicKey: options.senderPublicKey,
+    expected: {
+      ...(options.expectedRoot === undefined ? {} : { root: options.expectedRoot }),
+      ...(options.expectedPayloadId === undefined ? {} : { payloadId: options.expectedPayloadId }),
+      ...(options.expectedSenderOrgId === undefined ? {} : { senderOrgId: options.expectedSenderOrgId }),
+    },
   });
   const recipient = header.recipients.find((entry) => entry.orgId === options.recipientOrgId);
   if (recipient === undefined) {

@@ -3,9 +3,9 @@ import { bytesEqual } from '../../codec/bytes.js';
 import { decodeWith, encodeWith, t } from '../../codec/schema.js';
 import { domainHash, hashBytes } from '../hash.js';
 import { publicKeyBytes } from '../keys.js';
-import type { SigningKeyPair } from '../keys.js';
 import { merkleRoot } from '../merkle.js';
-import { sign, signatureBytes, verify } from '../sign.js';
+import { signatureBytes } from '../sign.js';
+import type { Signer, SigningDomain } from '../sign.js';
 
 /*
  * The envelope header. It is built in two stages because the chunk hashes and their Merkle root are
@@ -14,7 +14,8 @@ import { sign, signatureBytes, verify } from '../sign.js';
  *   context  = version, payloadId, senderOrgId, contentType, chunkBytes, keyCommitment, recipients
  *              — fixed before the first chunk; `contextHash` of it goes into every chunk's AAD;
  *   summary  = chunkCount, plaintextBytes, chunkHashes, merkleRoot — fixed after the last chunk;
- *   signature = Ed25519 by the sender over context + summary (domain "envelope-header").
+ *   signature = Ed25519 by the sender over context + summary (domain "envelope-header" of the
+ *               network, so a header made in one network is no sender's word in another).
  *
  * `chunkHashes` is SHA-256 of each ciphertext chunk, concatenated; `merkleRoot` is the RFC 9162
  * root over those hashes (the chunk hashes are the leaves), and it is what goes on-chain. Carrying
@@ -172,30 +173,36 @@ export function chunkHashesRoot(chunkHashes: Uint8Array): Uint8Array {
 }
 
 /**
- * Signs context + summary with the sender's Ed25519 key. Throws LedgerbusError(SchemaMismatch)
- * naming the field if the result would not pass `envelopeHeaderSchema`.
+ * Signs context + summary with the sender's Ed25519 key, for the signer's network. Throws
+ * LedgerbusError(SchemaMismatch) naming the field if the result would not pass `envelopeHeaderSchema`.
  */
 export function signEnvelopeHeader(
-  senderKey: SigningKeyPair,
+  signer: Signer,
   unsigned: Omit<EnvelopeHeader, 'signature'>,
 ): EnvelopeHeader {
   const fields = pickUnsigned(unsigned);
-  const signature = sign(senderKey, envelopeHeaderDomain, encodeWith(unsignedHeaderSchema, fields));
+  const signature = signer.sign(envelopeHeaderDomain, encodeWith(unsignedHeaderSchema, fields));
   return Object.freeze({ ...fields, signature });
 }
 
+/** Who must have signed a header, in which network, and what it must say. */
+export interface EnvelopeHeaderCheck {
+  /** The network the header must have been signed for. */
+  readonly signing: SigningDomain;
+  /** The registry's key of `header.senderOrgId` (the caller looks it up). */
+  readonly senderPublicKey: Uint8Array;
+  readonly expected?: { root?: Uint8Array; payloadId?: string; senderOrgId?: string };
+}
+
 /**
- * Accepts `header` only if it is well formed, signed by `senderPublicKey` (the registry's key of
- * `header.senderOrgId`: the caller looks it up), its Merkle root is the root of its chunk hashes,
- * and it matches every given expectation. Throws LedgerbusError: SchemaMismatch (malformed),
- * BadSignature (signature, or expected payload id or sender org), RootMismatch (root does not fit the
- * chunk hashes, or differs from `expected.root`, the root recorded on-chain).
+ * Accepts `header` only if it is well formed, signed by `senderPublicKey` for the network of
+ * `signing`, its Merkle root is the root of its chunk hashes, and it matches every given expectation.
+ * Throws LedgerbusError: SchemaMismatch (malformed), BadSignature (signature — a header signed in
+ * another network among them — or expected payload id or sender org), RootMismatch (root does not
+ * fit the chunk hashes, or differs from `expected.root`, the root recorded on-chain).
  */
-export function verifyEnvelopeHeader(
-  header: EnvelopeHeader,
-  senderPublicKey: Uint8Array,
-  expected: { root?: Uint8Array; payloadId?: string; senderOrgId?: string } = {},
-): void {
+export function verifyEnvelopeHeader(header: EnvelopeHeader, check: EnvelopeHeaderCheck): void {
+  const { signing, senderPublicKey, expected = {} } = check;
   let signedBytes: Uint8Array;
   try {
     envelopeHeaderSchema.parse(header, 'header');
@@ -209,10 +216,10 @@ export function verifyEnvelopeHeader(
   if (senderPublicKey.length !== publicKeyBytes) {
     throw new LedgerbusError(ErrorCode.BadSignature, `sender public key must be ${publicKeyBytes} bytes`);
   }
-  if (!verify(senderPublicKey, envelopeHeaderDomain, signedBytes, header.signature)) {
+  if (!signing.verify(senderPublicKey, envelopeHeaderDomain, signedBytes, header.signature)) {
     throw new LedgerbusError(
       ErrorCode.BadSignature,
-      `envelope header of payload ${header.payloadId} is not signed by this key of org ${header.senderOrgId}`,
+      `envelope header of payload ${header.payloadId} is not signed by this key of org ${header.senderOrgId} for network ${signing.network}`,
     );
   }
   if (expected.payloadId !== undefined && expected.payloadId !== header.payloadId) {

@@ -20,7 +20,7 @@ export {
   recipientsMax,
   verifyEnvelopeHeader,
 } from './header.js';
-export type { EnvelopeContext, EnvelopeHeader, EnvelopeRecipient } from './header.js';
+export type { EnvelopeContext, EnvelopeHeader, EnvelopeHeaderCheck, EnvelopeRecipient } from './header.js';
 export {
   encryptionKeyFromPrivateBytes,
   encryptionKeyFromPrivateKey,

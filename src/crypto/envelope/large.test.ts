@@ -8,8 +8,11 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateSigningKey } from '../keys.js';
+import { SigningDomain } from '../sign.js';
 import { decryptPayload, encryptPayload } from './envelope.js';
 import { generateEncryptionKey } from './keys.js';
+
+const network = SigningDomain.of('envelope-testnet');
 
 /*
  * A 64 MiB payload streamed through a file, with memory sampled all along: the envelope must hold
@@ -57,7 +60,7 @@ const collectGarbage = runInNewContext('gc') as () => void;
 
 describe('a 64 MiB payload', () => {
   it('round-trips through a file with memory growth far below the payload size', async () => {
-    const sender = generateSigningKey();
+    const sender = network.signer(generateSigningKey());
     const recipient = generateEncryptionKey();
     const path = join(directory, 'payload.bin');
     collectGarbage();
@@ -87,7 +90,7 @@ describe('a 64 MiB payload', () => {
     const { header, ciphertextBytes } = await encryptPayload({
       source,
       sink: createWriteStream(path),
-      senderKey: sender,
+      signer: sender,
       senderOrgId: 'sender',
       recipients: [{ orgId: 'receiver', publicKey: recipient.publicKey }],
       payloadId: 'large',
@@ -107,6 +110,7 @@ describe('a 64 MiB payload', () => {
         recipientOrgId: 'receiver',
         recipientKey: recipient,
         senderPublicKey: sender.publicKey,
+        signing: network,
         expectedRoot: header.merkleRoot,
       })
         .on('error', reject)
@@ -141,7 +145,7 @@ describe('a 64 MiB payload', () => {
     expect(lazy).toBeLessThan(payloadBytes);
   });
   it('logs encrypt and decrypt throughput in memory (informative, not asserted)', async () => {
-    const sender = generateSigningKey();
+    const sender = network.signer(generateSigningKey());
     const recipient = generateEncryptionKey();
     // Unlike the envelope, this test keeps the ciphertext in memory, to time crypto without disk.
     const pieces: Buffer[] = [];
@@ -154,7 +158,7 @@ describe('a 64 MiB payload', () => {
           callback();
         },
       }),
-      senderKey: sender,
+      signer: sender,
       senderOrgId: 'sender',
       recipients: [{ orgId: 'receiver', publicKey: recipient.publicKey }],
       payloadId: 'throughput',
@@ -169,6 +173,7 @@ describe('a 64 MiB payload', () => {
       recipientOrgId: 'receiver',
       recipientKey: recipient,
       senderPublicKey: sender.publicKey,
+      signing: network,
     })) {
       outputBytes += (piece as Buffer).length;
     }

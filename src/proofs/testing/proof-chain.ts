@@ -12,39 +12,51 @@ import {
   message,
   nonce,
   partitionId,
+  signing,
   startTime,
 } from '../../contracts/testing/fixtures.js';
 import { encodeConfirmDelivery, encodePublish } from '../../contracts/transactions.js';
-import { merkleRoot, sign, signingKeyFromSeed } from '../../crypto/index.js';
+import { merkleRoot, signingKeyFromSeed } from '../../crypto/index.js';
+import type { SigningDomain } from '../../crypto/index.js';
 import { blockHash, certifyHeader } from '../../ledger/block.js';
 import type { Block, BlockHeader } from '../../ledger/block.js';
 import { blockEvidence } from '../evidence.js';
 import type { DeliveryReceipt, ProofTrust } from '../message-proof.js';
 
-export const proofReplicas = [1, 2, 3, 4].map((index) => ({
-  id: `node${index}`,
-  key: signingKeyFromSeed(new Uint8Array(32).fill(index)),
-}));
+/** The four replicas of the chain, with their keys bound to the contract fixtures' network. */
+export const proofReplicas = [1, 2, 3, 4].map((index) => {
+  const key = signingKeyFromSeed(new Uint8Array(32).fill(index));
+  return { id: `node${index}`, key, signer: signing.signer(key) };
+});
 
 const proofRegistry = makeRegistry();
 
-export const proofTrust: ProofTrust = {
-  membership: (groupId, epoch) =>
-    groupId === partitionId && epoch === 0
-      ? {
-          partitionId,
-          configEpoch: 0,
-          members: new Map(proofReplicas.map((replica) => [replica.id, replica.key.publicKey])),
-        }
-      : undefined,
-  signingKeys: (organization) => proofRegistry.organization(organization)?.signingKeys,
-};
+/**
+ * The chain's trust bundle as a verifier in network `domain` would hold it: the very same keys,
+ * so with another network than the chain's it is what a consortium reusing those keys would check.
+ */
+export function proofTrustIn(domain: SigningDomain): ProofTrust {
+  return {
+    signing: domain,
+    membership: (groupId, epoch) =>
+      groupId === partitionId && epoch === 0
+        ? {
+            signing: domain,
+            partitionId,
+            configEpoch: 0,
+            members: new Map(proofReplicas.map((replica) => [replica.id, replica.key.publicKey])),
+          }
+        : undefined,
+    signingKeys: (organization) => proofRegistry.organization(organization)?.signingKeys,
+  };
+}
+
+/** The chain's own trust bundle (its network's). */
+export const proofTrust: ProofTrust = proofTrustIn(signing);
 
 function clientRequest(client: keyof typeof keys, seq: number, operation: Uint8Array): Uint8Array {
-  return encodeClientRequest(
-    { group: partitionId, client: keys[client].publicKey, seq, operation },
-    (type, payload) => sign(keys[client], type, payload),
-  );
+  const signer = signing.signer(keys[client]);
+  return encodeClientRequest({ group: partitionId, client: signer.publicKey, seq, operation }, signer.sign);
 }
 
 export function proofChain(): Block[] {
@@ -57,7 +69,7 @@ export function proofChain(): Block[] {
       1,
       encodePublish(
         { sender: 'alice', nonce: nonce(1), timestamp: startTime, messages: [message()] },
-        keys.alice,
+        signing.signer(keys.alice),
       ),
     ),
     clientRequest(
@@ -70,7 +82,7 @@ export function proofChain(): Block[] {
           timestamp: startTime,
           deliveries: [{ id: 'm-1', contentRoot: message().contentRoot }],
         },
-        keys.bob,
+        signing.signer(keys.bob),
       ),
     ),
   ];

@@ -3,7 +3,7 @@
  * certified blocks of partition "t/0", so that every test builds the same bytes on every run.
  */
 import { encodeWith, toHex } from '../../codec/index.js';
-import { merkleRoot, signingKeyFromSeed } from '../../crypto/index.js';
+import { SigningDomain, merkleRoot, signingKeyFromSeed } from '../../crypto/index.js';
 import type { SigningKeyPair } from '../../crypto/index.js';
 import { transactionResultSchema } from '../../contracts/results.js';
 import { blockHash, certifyHeader, encodeBlock } from '../../ledger/block.js';
@@ -22,6 +22,8 @@ import type { SystemView } from '../system-state.js';
 import type { GlobalLedgerSink } from '../topic-state.js';
 
 export const networkName = 'testnet';
+/** Where everything the fixtures sign is valid: the genesis network's domain. */
+export const signing = SigningDomain.of(networkName);
 export const topic = 't';
 export const partition = 't/0';
 export const policy = { messageBytesMax: 10_000, ttlMs: 60_000, payloadRetentionMs: 5_000 };
@@ -61,13 +63,14 @@ export function registerNodeAction(
   address: string,
   key: SigningKeyPair = nodeKey(id),
   prover: SigningKeyPair = key,
+  proverNetwork: SigningDomain = signing,
 ): Extract<AdminAction, { kind: 'registerNode' }> {
   return {
     kind: 'registerNode',
     id,
     publicKey: key.publicKey,
     address,
-    proof: signNodePossession({ organization, id, address }, prover),
+    proof: signNodePossession({ organization, id, address }, proverNetwork.signer(prover)),
   };
 }
 
@@ -149,6 +152,8 @@ export function freshNonce(): Uint8Array {
 export interface AdminOptions {
   readonly group?: string;
   readonly key?: SigningKeyPair;
+  /** The network the transaction is signed for; the genesis network unless a test says otherwise. */
+  readonly signing?: SigningDomain;
   readonly nonce?: Uint8Array;
   readonly timestamp?: number;
 }
@@ -166,7 +171,7 @@ export function signedAdmin(
       timestamp: options.timestamp ?? startTime,
       action,
     },
-    options.key ?? connectorKey(organization),
+    (options.signing ?? signing).signer(options.key ?? connectorKey(organization)),
   );
 }
 
@@ -212,9 +217,13 @@ export class SystemHarness {
     return this.submit(adminEntry(signedAdmin(organization, action, options)));
   }
 
-  /** What a TopicStateMachine reads: the registry at an index and how far it is applied. */
-  get reader(): { at(index: number): SystemView; applied(): number } {
-    return { at: (index) => this.machine.at(index), applied: () => this.index };
+  /** What a TopicStateMachine reads: the network, the registry at an index and how far it is applied. */
+  get reader(): { network: string; at(index: number): SystemView; applied(): number } {
+    return {
+      network: this.machine.network,
+      at: (index) => this.machine.at(index),
+      applied: () => this.index,
+    };
   }
 }
 
@@ -249,12 +258,13 @@ export class MemorySink implements GlobalLedgerSink {
 
 // ---- blocks ----
 
-export interface Signer {
+/** A replica's id and key, as a block's certificate names them. */
+export interface ReplicaKey {
   readonly id: string;
   readonly key: SigningKeyPair;
 }
 
-export function replicaSigners(ids: readonly string[] = partitionReplicas): Signer[] {
+export function replicaSigners(ids: readonly string[] = partitionReplicas): ReplicaKey[] {
   return ids.map((id) => ({ id, key: nodeKey(id) }));
 }
 
@@ -269,7 +279,9 @@ export interface BlockSpec {
   readonly transactions?: readonly Uint8Array[];
   readonly results?: readonly Uint8Array[];
   /** Defaults to the first 3 of the 4 replicas: exactly a quorum. */
-  readonly signers?: readonly Signer[];
+  readonly signers?: readonly ReplicaKey[];
+  /** The network the replicas sign in; the genesis network unless a test says otherwise. */
+  readonly signing?: SigningDomain;
   readonly proposer?: string;
 }
 
@@ -295,12 +307,16 @@ export function buildBlock(spec: BlockSpec): Block {
     view: 0,
     proposer: spec.proposer ?? 'n1',
   };
-  const certificate = certifyHeader(header, spec.signers ?? replicaSigners().slice(0, 3));
+  const domain = spec.signing ?? signing;
+  const certificate = certifyHeader(
+    header,
+    (spec.signers ?? replicaSigners().slice(0, 3)).map(({ id, key }) => ({ id, signer: domain.signer(key) })),
+  );
   return { header, certificate, transactions: [...transactions], results: [...results] };
 }
 
 /** `count` consecutive valid blocks from height 1. */
-export function validChain(count: number, signers?: readonly Signer[]): Block[] {
+export function validChain(count: number, signers?: readonly ReplicaKey[]): Block[] {
   const blocks: Block[] = [];
   for (let height = 1; height <= count; height++) {
     const previous = blocks.at(-1)?.header;
@@ -315,7 +331,7 @@ export function validChain(count: number, signers?: readonly Signer[]): Block[] 
   return blocks;
 }
 
-export const outsider: Signer = { id: 'n9', key: keyFor('node:outsider') };
+export const outsider: ReplicaKey = { id: 'n9', key: keyFor('node:outsider') };
 
 /** Every way the tests make a block that must not enter the global ledger. */
 export const lieKinds = [

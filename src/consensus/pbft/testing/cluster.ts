@@ -15,7 +15,7 @@ import { AssertionError } from '../../../errors.js';
 import type { Block } from '../../../ledger/block.js';
 // The simulator's keyring is the one fake signer both the simulator and these tests use; this harness
 // only exists for tests (eslint.config.js exempts testing/ from the pure-core import rule).
-import { SimKeyring } from '../../../sim/sim-crypto.js';
+import { SimKeyring, simNetwork } from '../../../sim/sim-crypto.js';
 import {
   decodeBody,
   decodeEnvelope,
@@ -189,6 +189,8 @@ export interface ClusterOptions {
   readonly tuning?: Partial<PbftTuning>;
   /** Distinguishes keys between clusters of one test file. */
   readonly label?: string;
+  /** The network the replicas sign in (default: the simulator's fixed network). */
+  readonly network?: string;
 }
 
 export interface Delivery {
@@ -239,11 +241,14 @@ export class Cluster {
   /** Votes each replica sent, by (type, view, seq): a correct replica never sends two digests. */
   private readonly votesSent = new Map<string, string>();
   private readonly label: string;
+  /** The network the replicas sign in. */
+  readonly network: string;
 
   constructor(options: ClusterOptions) {
     this.n = options.replicas;
     this.label = options.label ?? 'cluster';
-    this.keyring = new SimKeyring(options.crypto ?? 'hmac');
+    this.network = options.network ?? simNetwork;
+    this.keyring = new SimKeyring(options.crypto ?? 'hmac', this.network);
     this.tuning = { ...testTuning, ...options.tuning };
     this.signers = Array.from({ length: this.n }, (_, i) =>
       this.keyring.identity(`${this.label}/replica-${i}`),
