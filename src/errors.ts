@@ -104,12 +104,21 @@ export const ErrorCode = {
    * organizations act or read. A supervisor decides (`ledgerbus org approve`).
    */
   NotApproved: 'NOT_APPROVED',
-  /** A signed request names another network: it was made for (or captured from) another consortium. */
+  /**
+   * Something names another network than this process serves: a signed request made for (or
+   * captured from) another consortium, a registry offered by another network's node, or a data
+   * directory written for another network.
+   */
   WrongNetwork: 'WRONG_NETWORK',
   /** A signed request is past its expiry (or claims a lifetime longer than allowed); sign a new one. */
   RequestExpired: 'REQUEST_EXPIRED',
   /** Several received messages have this id (ids are unique per partition): name the topic and partition. */
   AmbiguousMessageId: 'AMBIGUOUS_MESSAGE_ID',
+  /**
+   * A data directory holds data in a format this version cannot verify (written before signatures
+   * named their network); the process refuses to start: start from an empty data directory.
+   */
+  DataFormatUnsupported: 'DATA_FORMAT_UNSUPPORTED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -1,10 +1,11 @@
 // The CLI as a user runs it: a real process, real key files, exit codes and --json output.
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ensureDevnetLayout } from '../src/cli/devnet-layout.js';
 
 const root = join(import.meta.dirname, '..');
 const entry = join(root, 'src', 'cli', 'run.ts');
@@ -225,6 +226,23 @@ describe('ledgerbus CLI', () => {
       expect(result.stderr, args.join(' ')).toContain(says);
       expect(result.stderr, args.join(' ')).toContain('--help`');
     }
+  });
+
+  it('refuses, before starting any process, a devnet whose data an older ledgerbus wrote, and says what to do', () => {
+    // A devnet that ran before signatures named their network: node data, no format marker.
+    const devnet = join(dir, 'old-devnet');
+    ensureDevnetLayout({ directory: devnet, basePort: 25460 });
+    mkdirSync(join(devnet, 'org1', 'node-data', 'raft'), { recursive: true });
+    const started = ledgerbus('dev', '--dir', 'old-devnet');
+    expect(started.status).toBe(2);
+    expect(started.stderr).toMatch(
+      /^error DATA_FORMAT_UNSUPPORTED: .*remove old-devnet .*or pass another --dir/,
+    );
+    expect(existsSync(join(devnet, 'logs', 'node1.log'))).toBe(false);
+    // The node itself, started alone, refuses too, before it opens a database or a port.
+    const node = ledgerbus('node', '--config', join('old-devnet', 'org1', 'node.yaml'));
+    expect(node.status).toBe(2);
+    expect(node.stderr).toMatch(/^error DATA_FORMAT_UNSUPPORTED: node data directory .* older ledgerbus/);
   });
 
   it('says which network file it cannot read before contacting any connector', () => {

@@ -21,12 +21,13 @@ import { Command, InvalidArgumentError } from 'commander';
 import cliProgress from 'cli-progress';
 import { loadSigningKey } from '../crypto/index.js';
 import { loadEncryptionKey } from '../crypto/envelope/index.js';
-import { ErrorCode, LedgerbusError } from '../errors.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import { Connector } from '../connector/connector.js';
 import { loadConnectorConfig } from '../connector/config.js';
 import { startHttpApi } from '../connector/http-api.js';
 import { openStorage } from '../connector/storage/index.js';
-import { loadGenesisRegistry } from '../node/config.js';
+import { loadGenesisRegistry, loadNodeConfig } from '../node/config.js';
+import { checkDataDirectory } from '../node/data-format.js';
 import { createLogger } from '../node/logger.js';
 import { startNodeFromConfig } from '../node/node.js';
 import { decodeDeliveryReceipt, receiptSummary, verifyDeliveryReceipt } from '../proofs/index.js';
@@ -35,7 +36,7 @@ import { proofTrustOf } from '../registry/trust.js';
 import { liveRegistryFromGenesis } from '../registry/live-registry.js';
 import { Transport } from '../client/transport.js';
 import { ensureDevnetLayout, readNetworkFile } from './devnet-layout.js';
-import type { NetworkFile } from './devnet-layout.js';
+import type { DevnetLayout, NetworkFile } from './devnet-layout.js';
 
 const progressThresholdBytes = 4 * 1024 * 1024;
 
@@ -155,6 +156,7 @@ export function buildDevCommand(): Command {
     .action(async (options: { dir: string; basePort: number; json: boolean }) => {
       const directory = resolve(options.dir);
       const layout = ensureDevnetLayout({ directory, basePort: options.basePort });
+      checkDevnetData(layout, options.dir);
       mkdirSync(join(directory, 'logs'), { recursive: true });
       const children: ChildProcess[] = [];
       const entry = process.argv[1] as string;
@@ -201,6 +203,37 @@ export function buildDevCommand(): Command {
       );
       process.stdout.write('devnet stopped\n');
     });
+}
+
+/**
+ * Checks every node and connector data directory of the devnet before any process starts, so that
+ * a devnet whose data this version cannot verify (written before signatures named their network)
+ * is refused at once with what to do, never left half-started with processes that exit one by one.
+ */
+function checkDevnetData(layout: DevnetLayout, dirOption: string): void {
+  const network = layout.network.genesis.network;
+  const directories = [
+    ...layout.nodeConfigs.map((path) => ({
+      role: 'node' as const,
+      path: loadNodeConfig(path).dataDirectory,
+    })),
+    ...layout.connectorConfigs.map((path) => ({
+      role: 'connector' as const,
+      path: loadConnectorConfig(path).dataDirectory,
+    })),
+  ];
+  for (const { role, path } of directories) {
+    try {
+      checkDataDirectory({ directory: path, role, network });
+    } catch (error) {
+      if (!isLedgerbusError(error) || error.code !== ErrorCode.DataFormatUnsupported) throw error;
+      throw new LedgerbusError(
+        error.code,
+        `the devnet in ${layout.directory} was made by an older ledgerbus and this one cannot verify its data (${path}): remove ${dirOption} to start a new devnet, or pass another --dir`,
+        { cause: error },
+      );
+    }
+  }
 }
 
 async function waitForConnectors(network: NetworkFile, timeoutMs: number): Promise<void> {

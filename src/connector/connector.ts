@@ -40,6 +40,7 @@ import { chunkTagBytes } from '../crypto/envelope/header.js';
 import { ErrorCode, LedgerbusError, assert, isLedgerbusError } from '../errors.js';
 import { RpcPeer, connectFramed, rpcStream } from '../net/index.js';
 import type { Logger } from '../node/logger.js';
+import { claimDataDirectory } from '../node/data-format.js';
 import {
   blockEvidenceSchema,
   decodeAcceptanceProof,
@@ -173,6 +174,13 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     this.node = node;
     this.signer = SigningDomain.of(options.registry.network).signer(options.signingKey);
     this.trust = proofTrustOf(options.registry);
+    // Before the database is opened: data this version cannot verify, or another network's, stops
+    // the connector here.
+    claimDataDirectory({
+      directory: options.dataDirectory,
+      role: 'connector',
+      network: options.registry.network,
+    });
     this.database = new ConnectorDatabase(options.dataDirectory);
     this.adminClient = new ConnectorAdmin({
       organization: options.organization,

@@ -30,6 +30,7 @@ import type { RateLimitConfig } from './rate-limit.js';
 import type { Logger } from './logger.js';
 import { createLogger } from './logger.js';
 import { LogThrottle } from './log-throttle.js';
+import { claimDataDirectory } from './data-format.js';
 
 export interface NodeOptions {
   readonly nodeId: string;
@@ -92,6 +93,13 @@ export class LedgerbusNode {
     }
     this.self = self;
     this.signer = SigningDomain.of(options.registry.network).signer(options.key);
+    // Before any database in it is opened: data this version cannot verify, or another network's,
+    // stops the node here rather than half-way through starting its groups.
+    claimDataDirectory({
+      directory: options.dataDirectory,
+      role: 'node',
+      network: options.registry.network,
+    });
     this.registryHost = new RegistryHost({
       selfNodeId: options.nodeId,
       genesis: options.registry.genesis,
