@@ -88,6 +88,18 @@ export class PeerMesh {
       ) {
         return { ok: true };
       }
+      // Raft messages ride this link unsigned, authenticated by the pinned key alone: a node that
+      // reuses its key in another network must not feed this one's Raft groups.
+      const network = (body as Record<string, CborValue>)['network'];
+      if (network !== this.options.registry.network) {
+        this.options.logger.warn({ peer: peerId, network }, 'refused a consensus link from another network');
+        // Closed once the refusal is on its way, so the peer learns why.
+        setTimeout(() => peer.close(), 100);
+        throw new LedgerbusError(
+          ErrorCode.WrongNetwork,
+          `this node is in network ${this.options.registry.network}, not ${String(network)}`,
+        );
+      }
       this.adopt(peerId, peer);
       return { ok: true };
     });
@@ -143,6 +155,7 @@ export class PeerMesh {
     const node = this.options.registry.node(peerId);
     if (node === undefined) return;
     this.dialing.add(peerId);
+    let peer: RpcPeer | undefined;
     try {
       const connection = await connectFramed({
         ...this.addressOf(node),
@@ -150,11 +163,17 @@ export class PeerMesh {
         expectedPublicKey: node.publicKey,
         timeoutMs: 2_000,
       });
-      const peer = new RpcPeer(connection, { requestTimeoutMs: 30_000 });
-      await peer.request('hello', { purpose: 'consensus', from: this.options.selfId });
+      peer = new RpcPeer(connection, { requestTimeoutMs: 30_000 });
+      await peer.request('hello', {
+        purpose: 'consensus',
+        from: this.options.selfId,
+        network: this.options.registry.network,
+      });
       if (this.closed) peer.close();
       else this.adopt(peerId, peer);
     } catch (error) {
+      // A refused hello (another network, a peer shutting down) must not leave the socket open.
+      peer?.close();
       this.options.logger.debug({ peer: peerId, error: (error as Error).message }, 'peer not reachable yet');
     } finally {
       this.dialing.delete(peerId);

@@ -158,10 +158,21 @@ describe('a node speaks only for its own organization (item 5)', () => {
   it("refuses a forwarded read that claims another organization than the calling node's", async () => {
     // node2 (org2's node) forwards to node1 a read "for org3" of a message org2 may not see.
     const node2Key = loadSigningKey(loadNodeConfig(net.layout.nodeConfigs[1] as string).keyFile);
+    // A consensus link is opened by a hello naming this network; one from another network (a node
+    // reusing its key there) is refused before it can carry unsigned Raft messages.
+    const stranger = await net.dial('node1', node2Key);
+    peers.push(stranger);
+    expect(
+      await codeOf(stranger.request('hello', { purpose: 'consensus', from: 'node2', network: 'elsewhere' })),
+    ).toBe('WRONG_NETWORK');
     const node2 = await net.dial('node1', node2Key);
     peers.push(node2);
     // Node-to-node methods are served on a consensus link, which a hello opens.
-    await node2.request('hello', { purpose: 'consensus', from: 'node2' });
+    await node2.request('hello', {
+      purpose: 'consensus',
+      from: 'node2',
+      network: net.layout.network.network,
+    });
     const forward = (organization: string): Promise<CborValue> =>
       node2.request('clientForward', { method: 'message', organization, body: { group: GROUP, id: toOrg3 } });
     expect(await codeOf(forward('org3'))).toBe('PEER_NOT_AUTHORIZED');
