@@ -133,7 +133,7 @@ export class ClientService {
   serveConnector(organization: string, peer: RpcPeer): void {
     // Every method a connector may call, ours and the registry's, first takes a token from its
     // organization's bucket, before any decoding or signature check, so a refused request costs next
-    // to nothing. Requests other nodes forward (clientForward) were counted by the node called first.
+    // to nothing. A request another node forwards (clientForward) takes a token here too.
     peer.admit((method) => {
       this.requireApproved(organization);
       this.admitQuota(organization, method);

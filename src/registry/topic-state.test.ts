@@ -344,6 +344,28 @@ describe('TopicStateMachine: configuration', () => {
   });
 });
 
+describe('TopicStateMachine: nonces', () => {
+  it('keeps one nonce set for every version, so a transaction adds one entry, not a copy', () => {
+    const harness = ordersTopic();
+    const first = harness.machine.latest;
+    const before = first.nonces.size;
+    for (let ttlMs = 1_000; ttlMs <= 5_000; ttlMs += 1_000) {
+      expect(harness.admin('alpha', setPolicy(ttlMs))).toBe('OK');
+    }
+    expect(harness.machine.latest.nonces).toBe(first.nonces);
+    expect(harness.machine.latest.nonces.size).toBe(before + 5);
+    // A restored machine refuses the same replays as the one it was taken from.
+    const entry = adminEntry(
+      signedAdmin('alpha', setPolicy(9_000), { group: harness.machine.groupId }),
+      harness.system.applied(),
+    );
+    expect(harness.submit(entry)).toBe('OK');
+    const restored = new TopicHarness(harness.system, 'orders');
+    restored.machine.restore(harness.machine.latest.index, harness.machine.snapshot());
+    expect(restored.submit(entry)).toBe(AdminReject.Replay);
+  });
+});
+
 describe('TopicStateMachine: the global ledger', () => {
   const chain = validChain(8);
 

@@ -105,6 +105,11 @@ export class TopicStateMachine {
 
   /** The network's signing domain: admin transactions and block certificates verify only in it. */
   private readonly signing: SigningDomain;
+  /**
+   * The nonce set every version shares, grown in place: replays are checked against the latest
+   * version only, so a transaction adds one entry instead of copying every nonce before it.
+   */
+  private nonces = new Set<string>();
 
   constructor(
     private readonly topic: SystemTopic,
@@ -122,7 +127,7 @@ export class TopicStateMachine {
       index: 0,
       config: this.topic.config,
       epochs: this.topic.config.partitions.map((partition) => [partition]),
-      nonces: new Set(),
+      nonces: this.nonces,
       systemIndex: this.topic.createdAt,
     };
   }
@@ -258,7 +263,7 @@ export class TopicStateMachine {
       index,
       config,
       epochs,
-      nonces: new Set([...current.nonces, nonceKey(transaction)]),
+      nonces: this.nonces.add(nonceKey(transaction)),
       systemIndex,
     });
     return { status: 'OK' };
@@ -356,7 +361,7 @@ export class TopicStateMachine {
       index,
       config: snapshot.config,
       epochs: snapshot.epochs,
-      nonces: new Set(snapshot.nonces),
+      nonces: (this.nonces = new Set(snapshot.nonces)),
       systemIndex: snapshot.systemIndex,
     });
     this.heads.clear();

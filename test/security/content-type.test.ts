@@ -35,15 +35,6 @@ afterAll(async () => {
   await net.stop();
 }, 60_000);
 
-async function nextOffset(): Promise<number> {
-  const peer = await net.dial('node1', net.connectorKey('org4'));
-  try {
-    return await net.nextOffset(peer);
-  } finally {
-    peer.close();
-  }
-}
-
 async function receivedAtOrg2(id: string): Promise<ReceivedMessage> {
   return waitFor(`org2 to store ${id}`, async () => {
     const answer = await org2.call('GET', `/v1/received/demo/0/${id}`);
@@ -69,7 +60,7 @@ describe('content types at publish', () => {
   ];
 
   it('refuses one that is not a valid media type with 400 SCHEMA_MISMATCH, storing and publishing nothing', async () => {
-    const offsetBefore = await nextOffset();
+    const offsetBefore = await net.demoNextOffset();
     const filesBefore = net.storageFiles('org1').length;
     for (const contentType of refused) {
       const answer = await org1.call('POST', '/v1/topics/demo/batch', {
@@ -92,7 +83,7 @@ describe('content types at publish', () => {
       expect(streamed.status, contentType).toBe(400);
       expect(((await streamed.json()) as { error: { code: string } }).error.code).toBe('SCHEMA_MISMATCH');
     }
-    expect(await nextOffset()).toBe(offsetBefore);
+    expect(await net.demoNextOffset()).toBe(offsetBefore);
     expect(net.storageFiles('org1').length).toBe(filesBefore);
   });
 

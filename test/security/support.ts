@@ -208,6 +208,16 @@ export class SecurityNetwork {
     return partition.nextOffset;
   }
 
+  /** node1's committed next offset of the demo partition, asked over a link of its own. */
+  async demoNextOffset(): Promise<number> {
+    const peer = await this.dial('node1', this.connectorKey('org4'));
+    try {
+      return await this.nextOffset(peer);
+    } finally {
+      peer.close();
+    }
+  }
+
   private connectorConfigPath(organization: string): string {
     return this.layout.connectorConfigs[Number(organization.replace('org', '')) - 1] as string;
   }

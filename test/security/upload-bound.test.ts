@@ -33,20 +33,11 @@ afterAll(async () => {
   await net.stop();
 }, 60_000);
 
-async function nextOffset(): Promise<number> {
-  const peer = await net.dial('node1', net.connectorKey('org4'));
-  try {
-    return await net.nextOffset(peer);
-  } finally {
-    peer.close();
-  }
-}
-
 /** What org1's connector holds, and the demo partition's next offset: an upload refused changes neither. */
 async function snapshot(): Promise<{ files: string[]; offset: number }> {
   return {
     files: net.storageFiles('org1').map((file) => `${file.path} ${file.bytes}`),
-    offset: await nextOffset(),
+    offset: await net.demoNextOffset(),
   };
 }
 
