@@ -543,7 +543,7 @@ export function buildOrgCommand(): Command {
           encryptionKey: toHex(encryptionKey.publicKey),
           result,
         },
-        `registered ${options.id}, PENDING with no roles yet (requested: ${roles.join(',')}; ${committed(result)}); a supervisor approves it with: ledgerbus org approve ${options.id} --roles ${roles.join(',')} --network ${options.network} --as ${supervisors[0] ?? '<supervisor>'}`,
+        `registered ${options.id}, PENDING with no roles yet (requested: ${roles.join(',')}; ${committed(result)}); a supervisor approves it with: ledgerbus org approve ${options.id} --network ${options.network} --as ${supervisors[0] ?? '<supervisor>'} (grants member if requested; --roles ${roles.join(',')} grants what was requested)`,
       );
     });
 
