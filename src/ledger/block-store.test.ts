@@ -87,9 +87,16 @@ describe('BlockStore', () => {
   });
 
   it('caps range() at rangeBlocksMax', () => {
-    expect(rangeBlocksMax).toBeGreaterThan(0);
-    store.appendMany(chain);
-    expect(store.range(1, 20, rangeBlocksMax * 10)).toHaveLength(20);
+    // More blocks than the cap, so a range asking for all of them (or for more) is cut at the cap.
+    const long = makeChain(group, rangeBlocksMax + 5);
+    store.appendMany(long);
+    const capped = store.range(1, rangeBlocksMax + 5, rangeBlocksMax * 10);
+    expect(capped).toHaveLength(rangeBlocksMax);
+    expect(capped[0]!.header.height).toBe(1);
+    expect(capped.at(-1)!.header.height).toBe(rangeBlocksMax);
+    expect(store.range(1, rangeBlocksMax + 5)).toHaveLength(rangeBlocksMax);
+    // A smaller limit is honoured below the cap.
+    expect(store.range(1, rangeBlocksMax + 5, 7)).toHaveLength(7);
   });
 
   it('rejects a conflicting block and leaves the store unchanged', () => {

@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { faultKinds, SimWorld } from './world.js';
 import type { FaultKind, SimResult, SimSummary } from './world.js';
 import type { SimCryptoKind } from './sim-crypto.js';
-import { runRaftSeed } from './raft/simulator.js';
+import { raftFaultKinds, runRaftSeed } from './raft/simulator.js';
 
 function integer(name: string, min: number) {
   return (value: string): number => {
@@ -43,6 +43,11 @@ export function buildSimCommand(): Command {
     .option('--live', 'run one long simulation and print a running summary', false)
     .option('--verbose', 'print one line per seed', false)
     .option('--jobs <n>', 'worker threads to run seeds on', integer('--jobs', 1), 1)
+    .option(
+      '--require-every-fault',
+      'fail (exit 1) if some fault kind was never injected: a run that claims to test a fault must inject it',
+      false,
+    )
     .action(
       (options: {
         seeds: number;
@@ -53,6 +58,7 @@ export function buildSimCommand(): Command {
         live: boolean;
         verbose: boolean;
         jobs: number;
+        requireEveryFault: boolean;
       }) => {
         if (options.crypto !== 'hmac' && options.crypto !== 'ed25519') {
           throw new InvalidArgumentError('--crypto must be hmac or ed25519');
@@ -61,13 +67,29 @@ export function buildSimCommand(): Command {
           const nodes = options.replicas ?? 3;
           if (nodes !== 3 && nodes !== 5)
             throw new InvalidArgumentError('--replicas must be 3 or 5 for Raft');
-          return runRaftSeedsCommand(options.seeds, options.seed, nodes, options.verbose);
+          return runRaftSeedsCommand(
+            options.seeds,
+            options.seed,
+            nodes,
+            options.verbose,
+            options.requireEveryFault,
+          );
         }
         if (options.protocol !== 'pbft') throw new InvalidArgumentError('--protocol must be pbft or raft');
         const replicas = options.replicas ?? 4;
         if (replicas < 4) throw new InvalidArgumentError('--replicas must be at least 4 for PBFT');
         if (options.live) return runLive(options.seed, replicas, options.crypto);
-        return runSeeds(options.seeds, options.seed, replicas, options.crypto, options.verbose, options.jobs);
+        return runSeeds(
+          options.seeds,
+          options.seed,
+          replicas,
+          options.crypto,
+          options.verbose,
+          options.jobs,
+          {
+            requireEveryFault: options.requireEveryFault,
+          },
+        );
       },
     );
 }
@@ -80,6 +102,7 @@ async function runSeeds(
   crypto: SimCryptoKind,
   verbose: boolean,
   jobs: number,
+  requirements: { readonly requireEveryFault: boolean },
 ): Promise<void> {
   const totals = Object.fromEntries(faultKinds.map((kind) => [kind, 0])) as Record<FaultKind, number>;
   const started = Date.now();
@@ -144,12 +167,26 @@ async function runSeeds(
   );
   process.stdout.write(`${JSON.stringify({ seeds: count, violations, faultsInjected: totals })}\n`);
   if (violations > 0) process.exitCode = 1;
+  failOnMissingFaults(requirements.requireEveryFault, missing);
+}
+
+/** With --require-every-fault, a run that never injected some fault kind fails: it did not test it. */
+function failOnMissingFaults(required: boolean, missing: readonly string[]): void {
+  if (!required || missing.length === 0) return;
+  process.stderr.write(`error: fault kinds never injected: ${missing.join(', ')} (run more seeds)\n`);
+  process.exitCode = 1;
 }
 
 /** Raft seeds (one thread: a seed takes ~15 ms), with the same final JSON line as PBFT's. */
-function runRaftSeedsCommand(count: number, first: number, nodes: 3 | 5, verbose: boolean): void {
+function runRaftSeedsCommand(
+  count: number,
+  first: number,
+  nodes: 3 | 5,
+  verbose: boolean,
+  requireEveryFault: boolean,
+): void {
   const started = Date.now();
-  const totals: Record<string, number> = {};
+  const totals: Record<string, number> = Object.fromEntries(raftFaultKinds.map((kind) => [kind, 0]));
   let violations = 0;
   const failing: number[] = [];
   for (let seed = first; seed < first + count; seed++) {
@@ -165,13 +202,16 @@ function runRaftSeedsCommand(count: number, first: number, nodes: 3 | 5, verbose
     }
     if (verbose) process.stderr.write(`seed ${seed}: committed ${result.committed}\n`);
   }
+  const missing = raftFaultKinds.filter((kind) => totals[kind] === 0);
   process.stderr.write(
     `${count} Raft seeds × ${nodes} nodes in ${((Date.now() - started) / 1000).toFixed(1)} s` +
+      (missing.length > 0 ? `; fault kinds never injected: ${missing.join(', ')}` : '') +
       (failing.length > 0 ? `; failing seeds: ${failing.join(', ')}` : '') +
       '\n',
   );
   process.stdout.write(`${JSON.stringify({ seeds: count, violations, faultsInjected: totals })}\n`);
   if (violations > 0) process.exitCode = 1;
+  failOnMissingFaults(requireEveryFault, missing);
 }
 
 /** Blocks the thread for a moment so a person can follow the live view (the simulation is synchronous). */

@@ -22,6 +22,18 @@ import type {
 import { applyRaftPersist } from '../../consensus/raft/testing/storage.js';
 import type { RaftStorage } from '../../consensus/raft/testing/storage.js';
 
+/** Every fault the Raft simulator injects (what `--require-every-fault` expects a run to show). */
+export const raftFaultKinds = [
+  'crash',
+  'restart',
+  'partition',
+  'heal',
+  'partitionDrop',
+  'drop',
+  'duplicate',
+  'tornFrame',
+] as const;
+
 export interface RaftSeedOptions {
   readonly nodes?: 3 | 5;
   /** Ticks of the fault phase. Default 1000. */
