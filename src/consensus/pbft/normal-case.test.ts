@@ -222,24 +222,37 @@ describe('batching and pipelining', () => {
 
   it('keeps a batch within batchBytesMax unless a single request is larger', () => {
     // Reference: Castro & Liskov §5.1 (batching), bounded by batchBytesMax.
+    const size = new Cluster({ replicas: 4, label: 'batch-bytes-probe' })
+      .client(0)
+      .request(new Uint8Array(150)).length;
+    // Room for two requests of `size`, not three: batches of several requests must occur, and stop at two.
+    const batchBytesMax = 2 * size + Math.floor(size / 2);
     const cluster = new Cluster({
       replicas: 4,
       label: 'batch-bytes',
-      tuning: { batchRequestsMax: 100, batchBytesMax: 400, batchTicksMax: 1 },
+      tuning: { batchRequestsMax: 100, batchBytesMax, batchTicksMax: 1 },
     });
     const client = cluster.client(0);
     const requests = Array.from({ length: 6 }, () => client.request(new Uint8Array(150)));
-    for (const request of requests) cluster.request(request);
+    expect(requests.every((request) => request.length === size)).toBe(true);
+    const large = client.request(new Uint8Array(batchBytesMax + 1));
+    for (const request of [...requests.slice(0, 3), large, ...requests.slice(3)]) cluster.request(request);
     cluster.tickUntil(
-      () => cluster.nodes.every((node) => node.executions.flatMap((e) => e.proposal.requests).length === 6),
-      20,
+      () => cluster.nodes.every((node) => node.executions.flatMap((e) => e.proposal.requests).length === 7),
+      40,
       'all executed',
     );
-    for (const { proposal } of cluster.node(1).executions) {
-      const bytes = proposal.requests.reduce((sum, request) => sum + request.length, 0);
-      expect(proposal.requests.length).toBeGreaterThan(0);
-      if (proposal.requests.length > 1) expect(bytes).toBeLessThanOrEqual(400);
+    const batches = cluster.node(1).executions.map(({ proposal }) => proposal.requests);
+    expect(batches.some((batch) => batch.length > 1)).toBe(true);
+    for (const batch of batches) {
+      expect(batch.length).toBeGreaterThan(0);
+      const bytes = batch.reduce((sum, request) => sum + request.length, 0);
+      if (batch.length > 1) expect(bytes).toBeLessThanOrEqual(batchBytesMax);
     }
+    // The request larger than the bound goes alone.
+    expect(batches.filter((batch) => batch.some((request) => request.length === large.length))).toEqual([
+      [large],
+    ]);
   });
 
   it('keeps several sequence numbers in flight, never beyond low + watermarkWindow', () => {

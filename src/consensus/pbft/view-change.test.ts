@@ -206,7 +206,7 @@ describe('view change', () => {
     cluster.checkAgreement();
   });
 
-  it('moves on to the next view, waiting twice as long, when the new primary is silent too', () => {
+  it('moves on to the next view, after its view-change timer runs out, when the new primary is silent too', () => {
     // Reference: Castro & Liskov §4.5.2 (if the timer expires before a new view arrives, the replica
     // starts a view change for v+2 and waits 2T).
     const cluster = new Cluster({ replicas: 7, label: 'two-silent', tuning: { batchRequestsMax: 1 } });
