@@ -216,7 +216,7 @@ describe('RaftGroup', () => {
     await expect(follower.group.readIndex()).rejects.toMatchObject({ code: 'NOT_LEADER' });
   });
 
-  it('serves a linearizable read index on the leader', async () => {
+  it('gives a read index on the leader that covers every write committed before it, applied before it returns', async () => {
     startThree();
     const leader = await harness.leader();
     const [last] = await proposeAll(leader, [add('a', 7)]);
