@@ -46,6 +46,7 @@ import type { PartitionReplica } from './partition-replica.js';
 import type { PeerMesh } from './peer-mesh.js';
 import type { RegistryHost } from './registry-host.js';
 import { serveRegistry } from './registry-service.js';
+import { LogThrottle } from './log-throttle.js';
 import { RateLimiter, defaultRateLimit } from './rate-limit.js';
 import type { RateLimitConfig } from './rate-limit.js';
 
@@ -112,8 +113,8 @@ export class ClientService {
   private readonly limiter: RateLimiter;
   /** Nonces of the fetch requests this node released or relayed a payload for, until they expire. */
   private readonly fetchNonces = new FetchNonceWindow();
-  /** When each organization's refusals were last logged: a flood must not become a log flood. */
-  private readonly limitLogged = new Map<string, number>();
+  /** Quota refusals are logged once per organization every 10 s: a flood must not become a log flood. */
+  private readonly limitLogged = new LogThrottle(10_000, () => performance.now());
 
   /** This node's network: fetch requests are checked in its signing domain. */
   private readonly signing: SigningDomain;
@@ -179,11 +180,10 @@ export class ClientService {
   }
 
   private logRateLimited(organization: string, method: string): void {
-    const now = Date.now();
-    if (now - (this.limitLogged.get(organization) ?? 0) < 10_000) return;
-    this.limitLogged.set(organization, now);
+    const suppressed = this.limitLogged.admit(organization);
+    if (suppressed === undefined) return;
     this.options.logger.warn(
-      { organization, method, quota: this.limiter.config },
+      { organization, method, quota: this.limiter.config, suppressed },
       'organization over its request quota; refusing with RATE_LIMITED (logged at most every 10 s)',
     );
   }
