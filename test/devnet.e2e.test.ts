@@ -244,7 +244,7 @@ describe('ledgerbus dev, send, consume, receipt, verify', () => {
 describe('ledgerbus topic and org: the Raft layer through the CLI', () => {
   const as = (organization: string): string[] => ['--network', network, '--as', organization];
 
-  it('creates a topic, describes it, grows its partitions, and refuses what the role policy forbids', () => {
+  it('creates a topic, describes it, refuses growth by a non-owner, grows it, moves a partition, and delivers on it', () => {
     const created = ledgerbus('topic', 'create', 'invoices', '--partitions', '2', ...as('org1'), '--json');
     expect(created.status, created.stderr).toBe(0);
     const described = ledgerbus('topic', 'describe', 'invoices', ...as('org2'), '--json');
@@ -307,7 +307,7 @@ describe('ledgerbus topic and org: the Raft layer through the CLI', () => {
     expect(onMoved.status, onMoved.stderr).toBe(0);
     expect(JSON.parse(onMoved.stdout)).toMatchObject({ partition: 0 });
 
-    // A keyed message goes to the partition Kafka's partitioner picks, and arrives.
+    // A keyed message goes to the partition Kafka's partitioner picks (murmur2 of the key mod 3).
     const sent = ledgerbus(
       'send',
       ...as('org1'),
@@ -322,7 +322,40 @@ describe('ledgerbus topic and org: the Raft layer through the CLI', () => {
       '--json',
     );
     expect(sent.status, sent.stderr).toBe(0);
-    expect(JSON.parse(sent.stdout)).toMatchObject({ partition: expect.any(Number) });
+    const keyed = JSON.parse(sent.stdout) as { id: string; partition: number };
+    expect(keyed.partition).toBe(partitionForKey(Buffer.from('customer-42'), 3));
+
+    // Both arrive at org2, each once: the one on the moved partition and the keyed one.
+    const consumed = ledgerbus(
+      'consume',
+      ...as('org2'),
+      '--topic',
+      'invoices',
+      '--from-beginning',
+      '--group',
+      'devnet-invoices',
+      '--count',
+      '2',
+      '--timeout',
+      '60000',
+      '--json',
+    );
+    expect(consumed.status, consumed.stderr).toBe(0);
+    const lines = consumed.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { id: string; partition: number; sender: string; size: number });
+    const movedAck = JSON.parse(onMoved.stdout) as { id: string };
+    expect(
+      lines
+        .map(({ id, partition, sender, size }) => ({ id, partition, sender, size }))
+        .sort((a, b) => a.partition - b.partition || a.id.localeCompare(b.id)),
+    ).toEqual(
+      [
+        { id: movedAck.id, partition: 0, sender: 'org1', size: 'after the move'.length },
+        { id: keyed.id, partition: keyed.partition, sender: 'org1', size: 'an invoice'.length },
+      ].sort((a, b) => a.partition - b.partition || a.id.localeCompare(b.id)),
+    );
   }, 180_000);
 
   it('registers an organization as PENDING; only the supervisor approves it', () => {
