@@ -1,15 +1,17 @@
 // A whole network in one test process, every hop over real TLS sockets: 4 nodes running the PBFT
 // partition on SQLite, and connectors with filesystem storage. The bad-input cases of DESIGN §10 on
 // the real data path: non-recipients, tampered ciphertext, replays, oversize messages, restarts.
+// org4's connector keeps its payloads in PostgreSQL (see support/postgres-server.ts for which server).
 import { liveRegistryFromGenesis } from '../src/registry/live-registry.js';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { Readable } from 'node:stream';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor as poll } from './support/process-network.js';
+import { startTestPostgres } from './support/postgres-server.js';
+import type { TestPostgres } from './support/postgres-server.js';
 import { ensureDevnetLayout } from '../src/cli/devnet-layout.js';
 import type { DevnetLayout } from '../src/cli/devnet-layout.js';
 import { decodeClientRequest, encodeClientRequest, messageLimits } from '../src/consensus/pbft/messages.js';
@@ -19,6 +21,9 @@ import { encodePublish } from '../src/contracts/transactions.js';
 import { Connector } from '../src/connector/connector.js';
 import { loadConnectorConfig } from '../src/connector/config.js';
 import { openStorage } from '../src/connector/storage/index.js';
+import type { PayloadStorage } from '../src/connector/storage/index.js';
+import { messageById, partitionStatus } from '../src/contracts/index.js';
+import type { ContractState } from '../src/contracts/index.js';
 import { loadEncryptionKey } from '../src/crypto/envelope/index.js';
 import { SigningDomain, loadSigningKey } from '../src/crypto/index.js';
 import { isLedgerbusError } from '../src/errors.js';
@@ -26,7 +31,8 @@ import { RpcPeer, connectFramed } from '../src/net/index.js';
 import { loadGenesisRegistry, loadNodeConfig } from '../src/node/config.js';
 import { createLogger } from '../src/node/logger.js';
 import { LedgerbusNode } from '../src/node/node.js';
-import { blockEvidenceSchema } from '../src/proofs/index.js';
+import { blockEvidenceSchema, decodeDeliveryReceipt, verifyDeliveryReceipt } from '../src/proofs/index.js';
+import { proofTrustOf } from '../src/registry/trust.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ledgerbus-transfer-'));
 let layout: DevnetLayout;
@@ -54,18 +60,55 @@ async function startNode(index: number): Promise<LedgerbusNode> {
   return node;
 }
 
-const postgresServer =
-  process.env['LEDGERBUS_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const postgresDatabase = `ledgerbus_transfer_${randomBytes(4).toString('hex')}`;
+let postgres: TestPostgres | undefined;
+let postgresDatabase: { name: string; url: string } | undefined;
 
-async function adminQuery(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: postgresServer });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
+/** Attempts a connector makes at a payload that fails verification before it gives it up. */
+const fetchAttemptsMax = 2;
+
+/** The key of every object each organization's connector put into its storage, one entry per put. */
+const puts = new Map<string, string[]>();
+
+function putsOf(organization: string): string[] {
+  const list = puts.get(organization) ?? [];
+  puts.set(organization, list);
+  return list;
+}
+
+/** `storage`, recording the key of each successful put in `putsOf(organization)`. */
+function recordingPuts(organization: string, storage: PayloadStorage): PayloadStorage {
+  return {
+    kind: storage.kind,
+    put: async (source, options) => {
+      const stored = await storage.put(source, options);
+      putsOf(organization).push(stored.key);
+      return stored;
+    },
+    get: (key, range) => storage.get(key, range),
+    stat: (key) => storage.stat(key),
+    delete: (key) => storage.delete(key),
+    close: () => storage.close(),
+  };
+}
+
+/** Every file under `directory` as "relative/path size", sorted: a directory to compare before and after. */
+function filesUnder(directory: string): string[] {
+  return readdirSync(directory, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => {
+      const path = join(entry.parentPath, entry.name);
+      return `${relative(directory, path)} ${statSync(path).size}`;
+    })
+    .sort();
+}
+
+/** A read-only view of `node`'s committed state of partition `group` (the contract's queries take one). */
+function committedState(node: LedgerbusNode, group: string): ContractState {
+  const state = node.replicas.get(group)!.database.committedState;
+  const refuse = (): never => {
+    throw new Error('the test only reads the committed state');
+  };
+  return { get: (key) => state.get(key), put: refuse, delete: refuse };
 }
 
 /** org4's connector keeps its payloads in PostgreSQL (its own database, dropped at the end). */
@@ -73,20 +116,17 @@ async function startConnector(index: number): Promise<Connector> {
   const config = loadConnectorConfig(layout.connectorConfigs[index] as string);
   const storage =
     index === 3
-      ? await openStorage({
-          kind: 'postgres',
-          connectionString: postgresServer.replace(/\/[^/]*$/, `/${postgresDatabase}`),
-        })
+      ? await openStorage({ kind: 'postgres', connectionString: postgresDatabase!.url })
       : await openStorage(config.storage);
   const connector = new Connector({
     organization: config.organization,
     signingKey: loadSigningKey(config.keyFile),
     encryptionKey: loadEncryptionKey(config.encryptionKeyFile),
     registry: liveRegistryFromGenesis(loadGenesisRegistry(config.genesis).genesis),
-    storage,
+    storage: recordingPuts(config.organization, storage),
     dataDirectory: config.dataDirectory,
     logger: createLogger({ name: config.organization, level: 'error' }),
-    fetchAttemptsMax: 2,
+    fetchAttemptsMax,
   });
   connector.start();
   connectors.set(config.organization, connector);
@@ -148,24 +188,37 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
 beforeAll(async () => {
   layout = ensureDevnetLayout({ directory: dir, basePort: 19400, messageBytesMax: 1024 * 1024 });
   for (let index = 0; index < 4; index++) await startNode(index);
-  await adminQuery(`CREATE DATABASE ${postgresDatabase}`);
+  postgres = await startTestPostgres();
+  postgresDatabase = await postgres.createDatabase('ledgerbus_transfer');
   for (let index = 0; index < 4; index++) await startConnector(index);
 }, 60_000);
 
 afterAll(async () => {
-  for (const each of connectors.values()) await each.stop();
-  for (const node of nodes) await node?.stop();
-  await adminQuery(`DROP DATABASE IF EXISTS ${postgresDatabase} WITH (FORCE)`);
-  rmSync(dir, { recursive: true, force: true });
+  try {
+    for (const each of connectors.values()) await each.stop();
+    for (const node of nodes) await node?.stop();
+    if (postgresDatabase !== undefined) await postgres?.dropDatabase(postgresDatabase.name);
+  } finally {
+    await postgres?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }, 60_000);
 
 describe('a transfer across organizations', () => {
   it('delivers org1 → org2 exactly once with equal sha256 and an accepted, then delivered, proof', async () => {
     const payload = randomBytes(300 * 1024);
+    // What each side's application is told: the sender of deliveries, the recipient of messages.
     const confirmations: string[] = [];
-    connector('org1').onEvent((event) => {
-      if (event.type === 'delivery.confirmed') confirmations.push(`${event.id}:${event.recipient}`);
-    });
+    const handed: string[] = [];
+    const unsubscribe = [
+      connector('org1').onEvent((event) => {
+        if (event.type === 'delivery.confirmed') confirmations.push(`${event.id}:${event.recipient}`);
+      }),
+      connector('org2').onEvent((event) => {
+        if (event.type === 'message.received') handed.push(event.message.id);
+      }),
+    ];
+    const putsBefore = putsOf('org2').length;
     const [sent] = await connector('org1').send('demo', [
       { value: Readable.from([payload]), to: ['org2'], key: Buffer.from('k') },
     ]);
@@ -181,9 +234,38 @@ describe('a transfer across organizations', () => {
       return bundle.deliveredTo.length === 1 ? bundle : undefined;
     });
     expect(receipt.deliveredTo).toEqual(['org2']);
-    // The sender hears of the confirmation once (steps 19–22).
-    await waitFor("the sender's delivery event", () => (confirmations.length > 0 ? true : undefined));
-    expect(confirmations).toEqual([`${sent!.id}:org2`]);
+    // The proof itself, checked as `ledgerbus verify` does (not as the connector that built it): the
+    // message accepted at its offset, then delivered to org2 in a later block.
+    const proven = verifyDeliveryReceipt(
+      decodeDeliveryReceipt(Buffer.from(receipt.proof, 'base64')),
+      proofTrustOf(liveRegistryFromGenesis(layout.network.genesis)),
+    );
+    expect(proven.message).toMatchObject({ id: sent!.id, offset: sent!.offset, sender: 'org1' });
+    expect(proven.deliveries.map((delivery) => delivery.recipient)).toEqual(['org2']);
+    expect(proven.deliveries[0]!.height).toBeGreaterThan(proven.message.height);
+    // "Exactly once" needs a point after which a second delivery could no longer be on its way. A
+    // marker on the same partition (same key) is received after the message in offset order, and the
+    // sender hears of it in a pass over its open messages that comes after the message's: once both
+    // are in, a second hand-over, put or delivery event of the message would have happened already.
+    const [marker] = await connector('org1').send('demo', [
+      { value: Readable.from([randomBytes(16)]), to: ['org2'], key: Buffer.from('k') },
+    ]);
+    await waitFor('the marker delivered', () => connector('org2').receivedMessage(marker!.id));
+    await waitFor("the marker's delivery event", () =>
+      confirmations.includes(`${marker!.id}:org2`) ? true : undefined,
+    );
+    for (const stop of unsubscribe) stop();
+    // Once each: the sender told of the delivery (steps 19–22), the recipient's application handed
+    // the message and listing it, its storage given the payload.
+    expect(confirmations.filter((entry) => entry.startsWith(`${sent!.id}:`))).toEqual([`${sent!.id}:org2`]);
+    expect(handed.filter((id) => id === sent!.id)).toEqual([sent!.id]);
+    const listed = await connector('org2').received({ after: 0, limit: 1000 });
+    expect(listed.filter((message) => message.id === sent!.id)).toHaveLength(1);
+    expect(
+      putsOf('org2')
+        .slice(putsBefore)
+        .filter((key) => key === sha256(payload)),
+    ).toHaveLength(1);
     // org3 is not a recipient: nothing was delivered to it.
     expect(connector('org3').receivedMessage(sent!.id)).toBeUndefined();
   }, 60_000);
@@ -232,10 +314,14 @@ describe('a transfer across organizations', () => {
   it("detects one flipped byte in the sender's stored ciphertext and stores nothing", async () => {
     const payload = randomBytes(64 * 1024);
     const senderConfig = loadConnectorConfig(layout.connectorConfigs[0] as string);
+    const recipientConfig = loadConnectorConfig(layout.connectorConfigs[1] as string);
+    if (senderConfig.storage.kind !== 'filesystem' || recipientConfig.storage.kind !== 'filesystem')
+      throw new Error('org1 and org2 keep payloads on the filesystem');
     // Stop org2's connector so the message waits for it, tamper with the stored object, restart.
+    const receivedBefore = connector('org2').latestSequence();
     await connector('org2').stop();
+    const storedBefore = filesUnder(recipientConfig.storage.directory);
     const [sent] = await connector('org1').send('demo', [{ value: Readable.from([payload]), to: ['org2'] }]);
-    if (senderConfig.storage.kind !== 'filesystem') throw new Error('org1 keeps payloads on the filesystem');
     const objects = join(senderConfig.storage.directory, 'objects');
     const files = readdirSync(objects, { recursive: true, withFileTypes: true }).filter((entry) =>
       entry.isFile(),
@@ -248,14 +334,28 @@ describe('a transfer across organizations', () => {
     bytes[1000] = (bytes[1000] ?? 0) ^ 0x01;
     writeFileSync(newest as string, bytes);
     const org2 = await startConnector(1);
-    const failure = await waitFor('the failure', () =>
-      org2.failures().find((entry) => entry.id === sent!.id),
+    // Given up after its last attempt: no fetch of it is under way any more.
+    const failure = await waitFor('the failure, given up', () =>
+      org2.failures().find((entry) => entry.id === sent!.id && entry.attempts >= fetchAttemptsMax),
     );
     expect(failure.code).toBe('PAYLOAD_CORRUPT');
     expect(org2.receivedMessage(sent!.id)).toBeUndefined();
+    // Nothing stored: org2's storage (objects and temporary files) is as it was before, but for the
+    // payloads of the messages it recorded as received meanwhile (earlier tests' messages that were
+    // still on their way when it stopped).
+    const receivedMeanwhile = (await org2.received({ after: receivedBefore, limit: 1000 })).map(
+      (message) => message.sha256,
+    );
+    const storedAfter = filesUnder(recipientConfig.storage.directory);
+    expect(storedBefore.filter((file) => !storedAfter.includes(file))).toEqual([]);
+    expect(
+      storedAfter.filter(
+        (file) => !storedBefore.includes(file) && !receivedMeanwhile.includes(basename(file.split(' ')[0]!)),
+      ),
+    ).toEqual([]);
   }, 60_000);
 
-  it('rejects a replayed publish and an oversize message, changing nothing', async () => {
+  it('rejects a replayed publish and an oversize message, accepting or altering no message and storing nothing', async () => {
     const config = loadConnectorConfig(layout.connectorConfigs[0] as string);
     const key = loadSigningKey(config.keyFile);
     const node1 = loadGenesisRegistry(config.genesis).node('node1')!;
@@ -294,9 +394,23 @@ describe('a transfer across organizations', () => {
       { sender: 'org1', nonce: randomBytes(16), timestamp: Date.now(), messages: [metadata] },
       signer,
     );
+    // What a refusal must leave as it was: the partition's messages as node1 committed them (how many
+    // were accepted, the first publish's record), and org1's payload storage.
+    const ledger = (): Record<string, unknown> => {
+      const state = committedState(nodes[0]!, 'demo/0');
+      return {
+        nextOffset: partitionStatus(state, 'demo/0').nextOffset,
+        accepted: messageById(state, 'demo/0', metadata.id),
+        oversize: messageById(state, 'demo/0', `${metadata.id}-big`),
+      };
+    };
     const seq = Date.now() * 1000 + 999_000;
     expect((await submit(operation, seq)).status).toBe('OK');
+    const accepted = ledger();
+    expect(accepted['accepted']).toMatchObject({ sender: 'org1', state: 'ACCEPTED' });
+    expect(accepted['oversize']).toBeUndefined();
     expect(await submit(operation, seq + 1)).toMatchObject({ status: 'REJECTED', reason: 'REPLAY' });
+    expect(ledger()).toEqual(accepted);
     const oversize = encodePublish(
       {
         sender: 'org1',
@@ -311,8 +425,13 @@ describe('a transfer across organizations', () => {
       status: 'OK',
       messages: [{ status: 'REJECTED', reason: 'MESSAGE_TOO_LARGE' }],
     });
+    expect(ledger()).toEqual(accepted);
     peer.close();
-    // Through the connector API the same policy refuses with a code.
+    // Through the connector API the same policy refuses with a code, and org1 keeps nothing of it.
+    if (config.storage.kind !== 'filesystem') throw new Error('org1 keeps payloads on the filesystem');
+    const storage = config.storage.directory;
+    const storedBefore = filesUnder(storage);
+    const putsBefore = putsOf('org1').length;
     expect(
       await codeOf(
         connector('org1').send('demo', [
@@ -320,6 +439,10 @@ describe('a transfer across organizations', () => {
         ]),
       ),
     ).toBe('MESSAGE_REJECTED');
+    // send() throws only once the storage's put it was streaming into has removed its temporary file.
+    expect(filesUnder(storage)).toEqual(storedBefore);
+    expect(putsOf('org1').slice(putsBefore)).toEqual([]);
+    expect(ledger()).toEqual(accepted);
   }, 60_000);
 
   it('keeps delivering while one replica is down, and the replica catches up after a restart', async () => {

@@ -467,7 +467,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     const contentType = message.contentType ?? 'application/octet-stream';
     const sink = new PassThrough({ highWaterMark: 1024 * 1024 });
     const stored = this.options.storage.put(sink);
-    const [encrypted, object] = await Promise.all([
+    const [encryption, storing] = await Promise.allSettled([
       encryptPayload({
         source: bounded(),
         sink,
@@ -480,6 +480,15 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       }),
       stored,
     ]);
+    // A failed encryption destroys the sink, which fails the put: it is awaited, so that the put has
+    // removed its temporary file before the refusal reaches the caller (nothing of it outlives send).
+    if (encryption.status === 'rejected') {
+      if (storing.status === 'fulfilled') await this.options.storage.delete(storing.value.key);
+      throw encryption.reason;
+    }
+    if (storing.status === 'rejected') throw storing.reason;
+    const encrypted = encryption.value;
+    const object = storing.value;
     const created: OutgoingStored = {
       metadata: this.metadataFor(
         id,

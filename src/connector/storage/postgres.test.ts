@@ -1,36 +1,22 @@
 /**
- * Needs a PostgreSQL server; LEDGERBUS_TEST_POSTGRES_URL names it (default: trust auth as `postgres`
- * on 127.0.0.1:5432). Each run creates its own randomly named database and drops it at the end.
+ * Runs against the PostgreSQL server of test/support/postgres-server.ts: the one
+ * LEDGERBUS_TEST_POSTGRES_URL names, or else a throwaway server started for this file. Each run
+ * creates its own randomly named database there and drops it at the end.
  */
-import { randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestPostgres } from '../../../test/support/postgres-server.js';
+import type { TestPostgres } from '../../../test/support/postgres-server.js';
 import { ErrorCode, isLedgerbusError } from '../../errors.js';
 import { openPostgresStorage } from './postgres.js';
 import { describeStorageContract } from './testing/contract-suite.js';
 import { digestOf, generated, generatedDigest } from './testing/generated.js';
 
-const serverUrl = process.env['LEDGERBUS_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const databaseName = `ledgerbus_test_${randomBytes(6).toString('hex')}`;
-const databaseUrl = withDatabase(serverUrl, databaseName);
+let server: TestPostgres;
+let databaseName: string;
+let databaseUrl: string;
 const schema = 'payloads';
-
-function withDatabase(url: string, database: string): string {
-  const parsed = new URL(url);
-  parsed.pathname = `/${database}`;
-  return parsed.toString();
-}
-
-async function admin(sql: string): Promise<void> {
-  const client = new Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 /** Chunk rows that belong to no object: what an unfinished put must never leave. */
 async function orphanChunks(inSchema = schema): Promise<number> {
@@ -47,8 +33,18 @@ async function orphanChunks(inSchema = schema): Promise<number> {
   }
 }
 
-beforeAll(() => admin(`create database ${databaseName}`));
-afterAll(() => admin(`drop database if exists ${databaseName} with (force)`));
+beforeAll(async () => {
+  server = await startTestPostgres();
+  ({ name: databaseName, url: databaseUrl } = await server.createDatabase('ledgerbus_test'));
+});
+afterAll(async () => {
+  if (server === undefined) return; // it did not start: beforeAll has said why
+  try {
+    if (databaseName !== undefined) await server.dropDatabase(databaseName);
+  } finally {
+    await server.stop();
+  }
+});
 
 describeStorageContract('postgres', {
   open: () => openPostgresStorage({ connectionString: databaseUrl, schema }),
@@ -87,7 +83,7 @@ describe('postgres storage chunking', () => {
       );
       source.write(Buffer.alloc(1024 * 1024 + 1, 7)); // one full chunk: the transaction has begun
       await new Promise((resolve) => setTimeout(resolve, 200));
-      await admin(
+      await server.query(
         `select pg_terminate_backend(pid) from pg_stat_activity
           where datname = '${databaseName}' and pid <> pg_backend_pid()`,
       );
