@@ -316,6 +316,8 @@ describe('consumer', () => {
     );
     const streamed = new Map<string, { value: Buffer | null; sha256?: string; error?: unknown }>();
     const consumer = startConsumer('g4', { maxBufferedValueBytes: 1024 * 1024 });
+    let crash: unknown;
+    consumer.on('crash', (error) => (crash = error));
     await consumer.subscribe({ topic: 'demo', fromBeginning: true });
     await consumer.run({
       eachMessage: async ({ message }) => {
@@ -330,12 +332,13 @@ describe('consumer', () => {
     await until(() => streamed.has(big.id), 'the streamed message');
     expect(streamed.get(big.id)).toEqual({ value: null, sha256: big.sha256 });
     // The forged payload (same size, other bytes) is refused as PAYLOAD_CORRUPT, never handed out.
-    await until(
-      () => connector.committedSequence('g4', 'demo') === big.sequence,
-      'the commit of the large message',
-    );
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Rather than sleeping to give a wrong hand-out time to happen, wait for whichever comes first:
+    // the consumer's crash on the refused payload (after which it hands out nothing more), or the
+    // forged message reaching eachMessage. Either way the outcome is settled when the wait ends.
+    await until(() => crash !== undefined || streamed.has(corrupt.id), 'the forged payload to be refused');
     expect(streamed.has(corrupt.id)).toBe(false);
+    expect(crash).toMatchObject({ code: ErrorCode.PayloadCorrupt });
+    expect(connector.committedSequence('g4', 'demo')).toBe(big.sequence);
   });
 
   it('crashes on a non-retriable connector error (a corrupt payload)', async () => {
@@ -351,14 +354,31 @@ describe('consumer', () => {
     expect(connector.committedSequence('g5', 'demo')).toBe(0);
   });
 
-  it('stop() interrupts a long-poll promptly', async () => {
+  it('stop() interrupts a long-poll, without waiting for it to end', async () => {
+    // Watch the connector's side of the long-poll: when it is called (the consumer is now waiting
+    // on it) and when it ends. This replaces sleeping "long enough" for the poll to start and a
+    // time threshold on stop(): stop() must resolve while the 30 s poll it interrupted is still
+    // open at the connector, whatever the speed of the machine.
+    let polling!: () => void;
+    const pollStarted = new Promise<void>((resolve) => (polling = resolve));
+    let pollEnded!: () => void;
+    const pollOver = new Promise<'poll ended'>((resolve) => (pollEnded = () => resolve('poll ended')));
+    const received = connector.received.bind(connector);
+    connector.received = (options) => {
+      const answer = received(options);
+      if ((options.waitMs ?? 0) > 0) {
+        polling();
+        answer.then(pollEnded, pollEnded);
+      }
+      return answer;
+    };
     const consumer = lb.consumer({ groupId: 'g6', maxWaitTimeInMs: 30_000 });
     await consumer.subscribe({ topic: 'demo', fromBeginning: true });
     await consumer.run({ eachMessage: async () => {} });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const started = Date.now();
-    await consumer.stop();
-    expect(Date.now() - started).toBeLessThan(2_000);
+    await pollStarted;
+    const stopped = consumer.stop().then(() => 'stopped' as const);
+    // A stop() that waited for the poll would lose this race by ~30 s (the test allows 60 s).
+    expect(await Promise.race([stopped, pollOver])).toBe('stopped');
   });
 });
 

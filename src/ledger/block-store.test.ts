@@ -238,19 +238,4 @@ describe('BlockStore', () => {
       expectCode(() => BlockStore.open(path, { partitionId }), ErrorCode.StorageCorrupt);
     });
   });
-
-  it('appends durably at a measurable rate', () => {
-    const blocks = makeChain(group, 200);
-    const started = performance.now();
-    for (const block of blocks) store.append(block);
-    const seconds = (performance.now() - started) / 1000;
-    const perSecond = Math.round(blocks.length / seconds);
-    console.log(`BlockStore.append with synchronous=FULL: ${perSecond} blocks/s (${blocks.length} blocks)`);
-    const batched = makeChain(group, 2000, blocks[199]!.header);
-    const batchStarted = performance.now();
-    for (let i = 0; i < batched.length; i += 100) store.appendMany(batched.slice(i, i + 100));
-    const batchSeconds = (performance.now() - batchStarted) / 1000;
-    console.log(`BlockStore.appendMany(100): ${Math.round(batched.length / batchSeconds)} blocks/s`);
-    expect(store.head()!.height).toBe(2200);
-  });
 });

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { generateSigningKey } from '../crypto/keys.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import type { FramedConnection } from './framed-connection.js';
+import { encodeFrame } from './frames.js';
 import { connectFramed, listenFramed } from './link.js';
 import type { FramedServer } from './link.js';
 import { openLinkPair } from './testing/link-pair.js';
@@ -22,6 +23,15 @@ function nextFrames(connection: FramedConnection, count: number): Promise<Buffer
       if (frames.length === count) resolve(frames);
     });
   });
+}
+
+/** Polls `condition` every 10 ms; fails after `timeoutMs`, far beyond any scheduling delay. */
+async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 function closeOf(connection: FramedConnection): Promise<Error | undefined> {
@@ -192,21 +202,61 @@ describe('TLS links pinned by Ed25519 key', () => {
     pair.connected.close();
   });
 
-  it('holds frames while paused and hands them over in order on resume', async () => {
-    const pair = await openLinkPair();
-    servers.push(pair.server);
-    const frames: string[] = [];
-    pair.accepted.onFrame((frame) => {
-      frames.push(String(frame));
-      if (frames.length === 1) pair.accepted.pause();
+  it('holds frames while paused, even the rest of one network read, and hands them over in order on resume', async () => {
+    // The client is a raw TLS socket with a registered key, so that frames a, b and c go out in ONE
+    // write: one TLS record, one read at the server. The handler pauses at a; a connection that
+    // kept delivering would hand b and c over in that same read, before `firstFrame` settles. So
+    // no sleep is needed to give a wrong delivery the chance to show: it would already have
+    // happened when the test looks.
+    const serverKey = generateSigningKey();
+    const clientKey = generateSigningKey();
+    let accept!: (connection: FramedConnection) => void;
+    const acceptedConnection = new Promise<FramedConnection>((resolve) => (accept = resolve));
+    const server = await listenFramed({
+      host: '127.0.0.1',
+      port: 0,
+      identity: serverKey,
+      authorize: (key) => (Buffer.from(key).equals(Buffer.from(clientKey.publicKey)) ? 'client' : undefined),
+      onConnection: accept,
     });
-    for (const text of ['a', 'b', 'c']) pair.connected.send(Buffer.from(text));
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(frames).toEqual(['a']);
-    pair.accepted.resume();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(frames).toEqual(['a', 'b', 'c']);
-    pair.connected.close();
+    servers.push(server);
+    const { certPem, keyPem } = await tlsIdentityFor(clientKey, 'client');
+    const socket = connect({
+      host: '127.0.0.1',
+      port: server.port,
+      key: keyPem,
+      cert: certPem,
+      minVersion: 'TLSv1.3',
+      rejectUnauthorized: false,
+    });
+    try {
+      await new Promise<void>((resolve, reject) =>
+        socket.once('secureConnect', resolve).once('error', reject),
+      );
+      const accepted = await acceptedConnection;
+      const frames: string[] = [];
+      let firstFrame!: () => void;
+      const first = new Promise<void>((resolve) => (firstFrame = resolve));
+      accepted.onFrame((frame) => {
+        frames.push(String(frame));
+        if (frames.length === 1) {
+          accepted.pause();
+          firstFrame();
+        }
+      });
+      socket.write(Buffer.concat(['a', 'b', 'c'].map((text) => encodeFrame(Buffer.from(text)))));
+      await first;
+      expect(frames).toEqual(['a']);
+      accepted.resume();
+      await until(() => frames.length >= 3, 'the held frames after resume');
+      expect(frames).toEqual(['a', 'b', 'c']);
+      // And reading goes on after resume: a frame sent now arrives too.
+      socket.write(encodeFrame(Buffer.from('d')));
+      await until(() => frames.length >= 4, 'a frame sent after resume');
+      expect(frames).toEqual(['a', 'b', 'c', 'd']);
+    } finally {
+      socket.destroy();
+    }
   });
 
   it('destroys open connections when the server closes', async () => {
