@@ -1,10 +1,13 @@
-// The load a chaos or power-cut run puts on a devnet, through the connectors' REST API as an
-// application would: producers that retry under the same id until acknowledged, and readers of what
-// each recipient's connector stored.
+// The load a chaos or power-cut run puts on a devnet, through the connectors as applications would:
+// producers that retry under the same id until acknowledged (REST API), the recipients' applications
+// (SDK consumers that count every message they are handed), and readers of what each recipient's
+// connector stored.
 import { createHash, randomBytes } from 'node:crypto';
+import { Ledgerbus } from '../../src/client/index.js';
 import type { ProcessNetwork } from '../support/process-network.js';
 import { sleep } from '../support/process-network.js';
-import type { AckedMessage, ReceivedMessage } from './checker.js';
+import { checkDeliveries } from './checker.js';
+import type { AckedMessage, HandedMessage, ReceivedMessage } from './checker.js';
 
 const sendTimeoutMs = 15_000;
 const sendAttempts = 10;
@@ -114,6 +117,7 @@ export async function produce(
           sha256,
           partition: result.partition,
           offset: result.offset,
+          ackedAt: Date.now(),
         });
         done = true;
       } catch {
@@ -124,4 +128,146 @@ export async function produce(
     if (!done) unacked += 1;
   }
   return { attempts, unacked };
+}
+
+/**
+ * A recipient organization's application: an SDK consumer (`consumer.subscribe` + `run({ eachMessage })`)
+ * of `topics` from the beginning, recording every message it is handed and whether the SDK then
+ * confirmed the commit of its sequence (the `commit` event). The SDK commits after `eachMessage`
+ * resolves, retrying a failed commit a few times and then crashing the consumer; a crashed consumer is
+ * replaced by a new incarnation, which resumes after the group's committed sequence, so a message
+ * whose commit was lost is handed again — at-least-once, which `checkDeliveries` tells apart from a
+ * real duplicate. This process is never killed, so nothing else may hand a message twice.
+ */
+export class ApplicationConsumer {
+  readonly handed: HandedMessage[] = [];
+  /** Why earlier incarnations ended: the crashes the SDK reported. */
+  readonly crashes: string[] = [];
+  private readonly client: Ledgerbus;
+  private readonly awaitingCommit = new Map<string, HandedMessage>();
+  private made = 0;
+  private stopping = false;
+  private wake: () => void = () => {};
+  private loop: Promise<void> | undefined;
+
+  constructor(
+    net: ProcessNetwork,
+    readonly recipient: string,
+    readonly topics: readonly string[],
+    private readonly groupId = 'ledgerbus-test-application',
+  ) {
+    const { url, token } = net.connector(recipient);
+    this.client = new Ledgerbus({ connector: url, token, requestTimeoutMs: 15_000 });
+  }
+
+  /** Consumers made so far: one, and one more after each crash. */
+  get incarnations(): number {
+    return this.made;
+  }
+
+  start(): this {
+    this.loop ??= this.run();
+    return this;
+  }
+
+  /** Stops consuming; a message being handed out is finished and committed first. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      const incarnation = this.made++;
+      const consumer = this.client.consumer({
+        groupId: this.groupId,
+        maxWaitTimeInMs: 2_000,
+        retry: { initialRetryTime: 200, maxRetryTime: 2_000 },
+      });
+      const ended = new Promise<string | undefined>((resolve) => {
+        this.wake = () => resolve(undefined);
+        consumer.on('crash', (error) => resolve(`#${incarnation} crashed: ${String(error)}`));
+      });
+      consumer.on('commit', ({ topic, sequence }) => {
+        const key = `${incarnation} ${topic} ${sequence}`;
+        const copy = this.awaitingCommit.get(key);
+        if (copy !== undefined) copy.committed = true;
+        this.awaitingCommit.delete(key);
+      });
+      // Where to start: the group's committed sequence, asked until the connector answers.
+      for (;;) {
+        if (this.stopping) return;
+        try {
+          await consumer.subscribe({ topics: [...this.topics], fromBeginning: true });
+          break;
+        } catch {
+          await sleep(500); // the connector is down or restarting
+        }
+      }
+      await consumer.run({
+        eachMessage: async ({ topic, partition, message }) => {
+          const value = message.value ?? Buffer.concat(await (await message.stream()).toArray());
+          const copy: HandedMessage = {
+            recipient: this.recipient,
+            incarnation,
+            committed: false,
+            sequence: message.sequence,
+            id: message.id,
+            topic,
+            partition,
+            offset: message.offset,
+            sha256: createHash('sha256').update(value).digest('hex'),
+          };
+          this.handed.push(copy);
+          this.awaitingCommit.set(`${incarnation} ${topic} ${message.sequence}`, copy);
+        },
+      });
+      const crash = await ended;
+      await consumer.stop();
+      if (crash !== undefined) this.crashes.push(crash);
+    }
+  }
+
+  /** What this recipient's connector stored of the consumed topics. */
+  async stored(net: ProcessNetwork): Promise<ReceivedMessage[]> {
+    const all: ReceivedMessage[] = [];
+    for (const topic of this.topics) all.push(...(await receivedAll(net, this.recipient, topic)));
+    return all;
+  }
+}
+
+/**
+ * Waits until the applications were handed every acknowledged message and everything their
+ * connectors had stored when last asked (or `timeoutMs` passes), then stops them. Returns every
+ * hand-out and that last view of the connectors' storage, for `checkDeliveries`. A duplicate the
+ * connector stores, or hands out, is among them: no fixed wait is needed for it to show.
+ */
+export async function drainApplications(
+  net: ProcessNetwork,
+  consumers: readonly ApplicationConsumer[],
+  acked: readonly AckedMessage[],
+  timeoutMs: number,
+  progress: (pending: number) => void = () => {},
+  /** Gives up waiting at once (an interrupted run). */
+  stop: () => boolean = () => false,
+): Promise<{ handed: HandedMessage[]; stored: Map<string, ReceivedMessage[]> }> {
+  const stored = new Map<string, ReceivedMessage[]>();
+  const handed = (): HandedMessage[] => consumers.flatMap((consumer) => consumer.handed);
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    // Storage first, then what was handed: everything stored by now must be handed by the check.
+    for (const consumer of consumers) {
+      const entries = await consumer.stored(net).catch(() => undefined); // a connector restarting
+      if (entries !== undefined) stored.set(consumer.recipient, entries);
+    }
+    const pending = checkDeliveries(acked, handed(), stored).problems.filter(
+      (problem) => problem.kind === 'lost' || problem.kind === 'storedNotHanded',
+    ).length;
+    if (pending === 0 || Date.now() > until || stop()) break;
+    progress(pending);
+    await sleep(1_000);
+  }
+  await Promise.all(consumers.map((consumer) => consumer.stop()));
+  return { handed: handed(), stored };
 }

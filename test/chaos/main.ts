@@ -2,8 +2,11 @@
 // genesis topic and to a topic created (and grown) at runtime through the Raft layer, while a seeded
 // schedule SIGKILLs and restarts nodes (the topic's Raft leader among them), pauses processes, restarts
 // connectors, cuts, black-holes and slows the links between nodes through fault proxies, and runs the
-// nodes on skewed clocks. Afterwards every acknowledged message must have reached its recipient exactly
-// once with the right hash, and the replicas' ledgers and global ledgers must agree and verify.
+// nodes on skewed clocks. The recipients' applications (SDK consumers in this process) consume
+// throughout. Afterwards every acknowledged message must have been handed to its recipient's
+// application exactly once with the right hash, the replicas' ledgers and global ledgers must agree
+// and verify, and the run must have acknowledged enough per minute and in every fault window. Every
+// problem the checks find fails the run.
 // Usage: npm run chaos -- --minutes M [--seed S]
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,23 +19,11 @@ import { SigningDomain } from '../../src/crypto/index.js';
 import type { GroupMembership } from '../../src/ledger/block.js';
 import { loadGenesisRegistry } from '../../src/node/config.js';
 import { ProcessNetwork, sleep, waitFor } from '../support/process-network.js';
-import { checkDeliveries, checkLedgers, globalLedgerLag } from './checker.js';
-import type { AckedMessage, GroupSpec, ReceivedMessage } from './checker.js';
+import { checkDeliveries, checkLedgers, checkThroughput, countProblems, globalLedgerLag } from './checker.js';
+import type { AckedMessage, FaultWindow, GroupSpec, Problem } from './checker.js';
 import { FaultNetwork } from './fault-proxy.js';
-import { admin, json, produce, receivedAll } from './load.js';
+import { ApplicationConsumer, admin, drainApplications, json, produce } from './load.js';
 import type { Producer } from './load.js';
-
-const usage = `usage: npm run chaos -- --minutes M [--seed S] [--keep]
-
-Runs a 4-node devnet with its connectors under publish load and seeded faults, then checks that every
-acknowledged message was delivered exactly once and that the ledgers agree and verify. Prints one JSON
-line {"acked","delivered","lost","duplicated",...,"faults":{...}}; exits 1 if any check failed.
-
-  --minutes M  how long to publish under faults (default 1)
-  --seed S     seed of the fault schedule (default 1)
-  --keep       keep the temporary network directory (logs, databases) afterwards
-
-Needs libfaketime for the skewed clocks (Debian: apt-get install faketime).`;
 
 const nodeCount = 4;
 const nodes = Array.from({ length: nodeCount }, (_, index) => index + 1);
@@ -45,6 +36,36 @@ const fakeTimeLibraries = [
   '/usr/lib/faketime/libfaketimeMT.so.1',
 ];
 const runtimeTopic = 'chaos';
+/**
+ * A fault's window: from its start until this long after it healed. Producers time a request out
+ * after 15 s, so a request stuck in a split recovers within about that; the run produces until the
+ * last window ends.
+ */
+const recoveryMs = 20_000;
+/**
+ * Acknowledgement floors, well below what runs measure, so that a run which stalled or tested too
+ * little fails. Measured with `npm run chaos:ci` (seed 1, 2 minutes, the recipients' applications
+ * consuming) on a 2-CPU machine shared with other test runs (load average 10-30): 838 acks per
+ * minute with the machine least busy, 258 and 242 with it busy, 141, 66 and 37 with it most busy;
+ * the fewest acknowledged in one fault window was 249, 64 and 62 (36, 10 and 0 in the busiest runs,
+ * the last during a 42 s stall). Each floor is about a quarter of the busy runs' figure.
+ */
+const ackFloorPerMinute = 60;
+const ackFloorPerWindow = 15;
+
+const usage = `usage: npm run chaos -- --minutes M [--seed S] [--keep]
+
+Runs a 4-node devnet with its connectors under publish load and seeded faults, then checks that every
+acknowledged message was handed to its recipient's application exactly once, that the ledgers agree
+and verify, and that at least ${ackFloorPerMinute} messages per minute and ${ackFloorPerWindow} per fault window were
+acknowledged. Prints one JSON line {"acked","ackedPerMinute","delivered",...,"problems":{kind: count},
+"faults":{...}}; exits 1 if any check found a problem.
+
+  --minutes M  how long to publish under faults (default 1)
+  --seed S     seed of the fault schedule (default 1)
+  --keep       keep the temporary network directory (logs, databases) afterwards
+
+Needs libfaketime for the skewed clocks (Debian: apt-get install faketime).`;
 
 interface Faults {
   nodeKill: number;
@@ -136,6 +157,7 @@ async function injectFaults(
   links: FaultNetwork,
   random: SeededRandom,
   faults: Faults,
+  windows: FaultWindow[],
   stop: () => boolean,
 ): Promise<void> {
   const wait = async (ms: number): Promise<void> => {
@@ -147,69 +169,100 @@ async function injectFaults(
     if (stop()) return;
     const kind = random.int(0, 6);
     const node = `node${random.int(1, nodeCount)}`;
-    if (kind === 0) {
-      const downMs = random.int(2_000, 8_000);
-      progress(`fault: SIGKILL ${node}, restart after ${downMs} ms`);
-      faults.nodeKill += 1;
-      await cluster.killAndRestart(node, downMs);
-    } else if (kind === 1) {
-      const leader = await topicLeader(net, runtimeTopic);
-      if (leader === undefined) continue;
-      const downMs = random.int(2_000, 8_000);
-      progress(
-        `fault: SIGKILL ${leader}, the Raft leader of topic ${runtimeTopic}; restart after ${downMs} ms`,
-      );
-      faults.raftLeaderKill += 1;
-      await cluster.killAndRestart(leader, downMs);
-    } else if (kind === 2) {
-      const pausedMs = random.int(1_000, 6_000);
-      progress(`fault: SIGSTOP ${node}, SIGCONT after ${pausedMs} ms`);
-      faults.nodePause += 1;
-      process.kill(net.pid(node), 'SIGSTOP');
-      try {
-        await sleep(pausedMs);
-      } finally {
-        process.kill(net.pid(node), 'SIGCONT');
-      }
-    } else if (kind === 3) {
-      const organization = `org${random.int(1, nodeCount)}`;
-      const name = `connector-${organization}`;
-      progress(`fault: SIGKILL and restart ${name}`);
-      faults.connectorRestart += 1;
-      await net.kill(name, 'SIGKILL');
-      net.start(name);
-      await net.waitHealthy(organization, 60_000).catch((error: unknown) => {
-        progress(`${name} not healthy yet: ${String(error)}`);
-      });
-    } else if (kind === 4) {
-      const state = random.int(0, 1) === 0 ? 'cut' : 'blackhole';
-      const forMs = random.int(3_000, 12_000);
-      progress(`fault: ${state} every link of ${node} for ${forMs} ms`);
-      faults.isolate += 1;
-      links.partition([node], state);
-      await sleep(forMs);
-      links.heal();
-    } else if (kind === 5) {
-      const first = random.int(1, nodeCount);
-      const second = ((first - 1 + random.int(1, nodeCount - 1)) % nodeCount) + 1;
-      const side = [`node${first}`, `node${second}`];
-      const forMs = random.int(3_000, 8_000);
-      progress(`fault: split ${side.join('+')} from the others for ${forMs} ms (no quorum on either side)`);
-      faults.split += 1;
-      links.partition(side, 'cut');
-      await sleep(forMs);
-      links.heal();
-    } else {
-      const delayMs = random.int(20, 250);
-      const jitterMs = random.int(0, 100);
-      const forMs = random.int(5_000, 15_000);
-      progress(`fault: delay every link of ${node} by ${delayMs}+${jitterMs} ms for ${forMs} ms`);
-      faults.slowLinks += 1;
-      links.slow([node], delayMs, jitterMs);
-      await sleep(forMs);
-      links.heal();
-    }
+    const start = Date.now();
+    const fault = await injectFault(net, cluster, links, random, faults, kind, node);
+    if (fault !== undefined) windows.push({ fault, start, end: Date.now() + recoveryMs });
   }
+}
+
+/** Injects one fault and heals it; returns what it was, or undefined if none was injected. */
+async function injectFault(
+  net: ProcessNetwork,
+  cluster: Nodes,
+  links: FaultNetwork,
+  random: SeededRandom,
+  faults: Faults,
+  kind: number,
+  node: string,
+): Promise<string | undefined> {
+  if (kind === 0) {
+    const downMs = random.int(2_000, 8_000);
+    const fault = `SIGKILL ${node}, restart after ${downMs} ms`;
+    progress(`fault: ${fault}`);
+    faults.nodeKill += 1;
+    await cluster.killAndRestart(node, downMs);
+    return fault;
+  }
+  if (kind === 1) {
+    const leader = await topicLeader(net, runtimeTopic);
+    if (leader === undefined) return undefined;
+    const downMs = random.int(2_000, 8_000);
+    const fault = `SIGKILL ${leader}, the Raft leader of topic ${runtimeTopic}; restart after ${downMs} ms`;
+    progress(`fault: ${fault}`);
+    faults.raftLeaderKill += 1;
+    await cluster.killAndRestart(leader, downMs);
+    return fault;
+  }
+  if (kind === 2) {
+    const pausedMs = random.int(1_000, 6_000);
+    const fault = `SIGSTOP ${node}, SIGCONT after ${pausedMs} ms`;
+    progress(`fault: ${fault}`);
+    faults.nodePause += 1;
+    process.kill(net.pid(node), 'SIGSTOP');
+    try {
+      await sleep(pausedMs);
+    } finally {
+      process.kill(net.pid(node), 'SIGCONT');
+    }
+    return fault;
+  }
+  if (kind === 3) {
+    const organization = `org${random.int(1, nodeCount)}`;
+    const name = `connector-${organization}`;
+    const fault = `SIGKILL and restart ${name}`;
+    progress(`fault: ${fault}`);
+    faults.connectorRestart += 1;
+    await net.kill(name, 'SIGKILL');
+    net.start(name);
+    await net.waitHealthy(organization, 60_000).catch((error: unknown) => {
+      progress(`${name} not healthy yet: ${String(error)}`);
+    });
+    return fault;
+  }
+  if (kind === 4) {
+    const state = random.int(0, 1) === 0 ? 'cut' : 'blackhole';
+    const forMs = random.int(3_000, 12_000);
+    const fault = `${state} every link of ${node} for ${forMs} ms`;
+    progress(`fault: ${fault}`);
+    faults.isolate += 1;
+    links.partition([node], state);
+    await sleep(forMs);
+    links.heal();
+    return fault;
+  }
+  if (kind === 5) {
+    const first = random.int(1, nodeCount);
+    const second = ((first - 1 + random.int(1, nodeCount - 1)) % nodeCount) + 1;
+    const side = [`node${first}`, `node${second}`];
+    const forMs = random.int(3_000, 8_000);
+    const fault = `split ${side.join('+')} from the others for ${forMs} ms (no quorum on either side)`;
+    progress(`fault: ${fault}`);
+    faults.split += 1;
+    links.partition(side, 'cut');
+    await sleep(forMs);
+    links.heal();
+    return fault;
+  }
+  const delayMs = random.int(20, 250);
+  const jitterMs = random.int(0, 100);
+  const forMs = random.int(5_000, 15_000);
+  const fault = `delay every link of ${node} by ${delayMs}+${jitterMs} ms for ${forMs} ms`;
+  progress(`fault: ${fault}`);
+  faults.slowLinks += 1;
+  links.slow([node], delayMs, jitterMs);
+  await sleep(forMs);
+  links.heal();
+  return fault;
 }
 
 /** Points every node at its own proxy for each peer (node config `peers`). */
@@ -300,6 +353,7 @@ async function main(): Promise<number> {
     clockSkew: 0,
   };
   const cluster = new Nodes(net, random, faketime, faults);
+  const consumers: ApplicationConsumer[] = [];
   let keepDirectory = keep;
   try {
     progress(`seed ${seed}, ${minutes} min, base port ${basePort}, directory ${directory}`);
@@ -331,7 +385,23 @@ async function main(): Promise<number> {
 
     const acked: AckedMessage[] = [];
     const prefix = `chaos-${seed}-${Date.now()}`;
-    const ticker = setInterval(() => progress(`acked ${acked.length}`), 10_000);
+    const producers: Producer[] = [
+      { sender: 'org1', recipient: 'org2', topic: 'demo', keyed: false },
+      { sender: 'org3', recipient: 'org4', topic: runtimeTopic, keyed: true },
+      { sender: 'org1', recipient: 'org4', topic: runtimeTopic, keyed: true },
+    ];
+    // Each recipient's application consumes its topics from the start, through faults and all.
+    for (const recipient of new Set(producers.map((producer) => producer.recipient))) {
+      const topics = producers.filter((producer) => producer.recipient === recipient).map((p) => p.topic);
+      consumers.push(new ApplicationConsumer(net, recipient, [...new Set(topics)]).start());
+    }
+    const ticker = setInterval(
+      () =>
+        progress(
+          `acked ${acked.length}, handed to applications ${consumers.reduce((sum, consumer) => sum + consumer.handed.length, 0)}`,
+        ),
+      10_000,
+    );
     const grow = (async (): Promise<void> => {
       // Halfway, the runtime topic grows to 3 partitions while faults go on (Kafka's --alter --partitions).
       while (!stop() && Date.now() < deadline - (minutes * 60_000) / 2) await sleep(500);
@@ -340,16 +410,23 @@ async function main(): Promise<number> {
       await admin(net, 'org1', { kind: 'addPartitions', topic: runtimeTopic, count: 3 }, () => interrupted);
       progress(`topic ${runtimeTopic} has 3 partitions`);
     })();
-    const producers: Producer[] = [
-      { sender: 'org1', recipient: 'org2', topic: 'demo', keyed: false },
-      { sender: 'org3', recipient: 'org4', topic: runtimeTopic, keyed: true },
-      { sender: 'org1', recipient: 'org4', topic: runtimeTopic, keyed: true },
-    ];
+    // Producing goes on until the deadline and the last fault's window has ended.
+    const windows: FaultWindow[] = [];
+    let producingUntil = Number.POSITIVE_INFINITY;
+    const producingStart = Date.now();
+    const faulting = injectFaults(net, cluster, links, random, faults, windows, stop).then(() => {
+      producingUntil = Math.max(deadline, ...windows.map((window) => window.end));
+    });
     const [outcomes] = await Promise.all([
-      Promise.all(producers.map((producer) => produce(net, producer, prefix, acked, stop))),
-      injectFaults(net, cluster, links, random, faults, stop),
+      Promise.all(
+        producers.map((producer) =>
+          produce(net, producer, prefix, acked, () => interrupted || Date.now() >= producingUntil),
+        ),
+      ),
+      faulting,
       grow,
     ]);
+    const producingEnd = Date.now();
     clearInterval(ticker);
     const unacked = outcomes.reduce((sum, outcome) => sum + outcome.unacked, 0);
     const attempts = outcomes.reduce((sum, outcome) => sum + outcome.attempts, 0);
@@ -364,31 +441,15 @@ async function main(): Promise<number> {
     }
     for (const organization of ['org1', 'org2', 'org3', 'org4']) await net.waitHealthy(organization, 90_000);
 
-    const streams = [...new Set(acked.map((message) => `${message.recipient} ${message.topic}`))];
-    const receivedBy = new Map<string, ReceivedMessage[]>();
-    const fetchReceived = async (): Promise<void> => {
-      const byRecipient = new Map<string, ReceivedMessage[]>();
-      for (const stream of streams) {
-        const [recipient, topic] = stream.split(' ') as [string, string];
-        const entries = await receivedAll(net, recipient, topic).catch(() =>
-          (receivedBy.get(recipient) ?? []).filter((entry) => entry.topic === topic),
-        );
-        byRecipient.set(recipient, [...(byRecipient.get(recipient) ?? []), ...entries]);
-      }
-      receivedBy.clear();
-      for (const [recipient, entries] of byRecipient) receivedBy.set(recipient, entries);
-    };
-    const waitUntil = Date.now() + deliveryTimeoutMs;
-    for (;;) {
-      await fetchReceived();
-      const left = checkDeliveries(acked, receivedBy).lost;
-      if (left === 0 || interrupted || Date.now() > waitUntil) break;
-      progress(`waiting for delivery: ${left} acked message(s) not received yet`);
-      await sleep(2_000);
-    }
-    await sleep(2_000); // a duplicate, if any, would arrive now
-    await fetchReceived();
-    const deliveries = checkDeliveries(acked, receivedBy);
+    const { handed, stored } = await drainApplications(
+      net,
+      consumers,
+      acked,
+      deliveryTimeoutMs,
+      (pending) => progress(`waiting for delivery: ${pending} message(s) not handed to an application yet`),
+      () => interrupted,
+    );
+    const deliveries = checkDeliveries(acked, handed, stored);
 
     // The Raft layer: every node's global ledgers catch up with the partitions' certified blocks.
     const { specs, runtimeGroups } = await groupsToCheck(net);
@@ -408,49 +469,56 @@ async function main(): Promise<number> {
 
     await net.stopAll();
     const ledgers = checkLedgers(nodes, partitionFile, specs, acked);
-    const problems = [...deliveries.problems, ...ledgers.problems];
-    if (globalLag !== undefined) problems.push(`global ledger: ${globalLag}`);
+    const floors = {
+      start: producingStart,
+      end: producingEnd,
+      minPerMinute: ackFloorPerMinute,
+      windows,
+      minPerWindow: ackFloorPerWindow,
+    };
+    const problems: Problem[] = [
+      ...deliveries.problems,
+      ...ledgers.problems,
+      ...checkThroughput(acked, floors),
+    ];
+    if (globalLag !== undefined)
+      problems.push({ kind: 'globalLedgerBehind', detail: `global ledger: ${globalLag}` });
     progress(
       `ledger heights ${Object.entries(ledgers.heads)
         .map(([group, heads]) => `${group} ${heads.join('/')}`)
         .join(', ')}`,
     );
-    for (const problem of problems.slice(0, 50)) progress(`PROBLEM: ${problem}`);
+    for (const consumer of consumers)
+      for (const crash of consumer.crashes) progress(`application of ${consumer.recipient}: ${crash}`);
+    for (const problem of problems.slice(0, 50)) progress(`PROBLEM ${problem.kind}: ${problem.detail}`);
 
+    const ackedIn = (from: number, to: number): number =>
+      acked.filter((message) => message.ackedAt >= from && message.ackedAt < to).length;
     const report = {
       seed,
       minutes,
+      producedSeconds: Math.round((producingEnd - producingStart) / 1000),
       acked: acked.length,
+      ackedPerMinute: Math.round((acked.length * 60_000) / (producingEnd - producingStart)),
+      ackedEachMinute: Array.from(
+        { length: Math.ceil((producingEnd - producingStart) / 60_000) },
+        (_, minute) => ackedIn(producingStart + minute * 60_000, producingStart + (minute + 1) * 60_000),
+      ),
+      windowAcks: windows.map((window) => ackedIn(window.start, window.end + 1)),
+      floors: { perMinute: ackFloorPerMinute, perWindow: ackFloorPerWindow, recoveryMs },
       delivered: deliveries.delivered,
-      lost: deliveries.lost,
-      duplicated: deliveries.duplicated,
-      hashMismatches: deliveries.hashMismatches,
-      offsetConflicts: deliveries.offsetConflicts,
-      ackedNotInLedger: ledgers.ackedNotInLedger,
-      ledgerDuplicates: ledgers.ledgerDuplicates,
-      ledgerMismatches: ledgers.ledgerMismatches,
-      badCertificates: ledgers.badCertificates,
-      receiptsBeforeCommit: ledgers.receiptsBeforeCommit,
-      globalLedgerBehind: globalLag === undefined ? 0 : 1,
+      handed: handed.length,
+      redelivered: deliveries.redelivered,
+      consumerIncarnations: consumers.reduce((sum, consumer) => sum + consumer.incarnations, 0),
       unacked,
+      problems: countProblems(problems),
       faults,
     };
     process.stdout.write(`${JSON.stringify(report)}\n`);
-    const failed =
-      deliveries.lost +
-        deliveries.duplicated +
-        deliveries.hashMismatches +
-        deliveries.offsetConflicts +
-        ledgers.ackedNotInLedger +
-        ledgers.ledgerDuplicates +
-        ledgers.ledgerMismatches +
-        ledgers.badCertificates +
-        ledgers.receiptsBeforeCommit +
-        report.globalLedgerBehind >
-      0;
+    const failed = problems.length > 0;
     if (failed) {
       keepDirectory = true;
-      progress(`FAILED (seed ${seed}); logs kept in ${net.logs}`);
+      progress(`FAILED (seed ${seed}): ${problems.length} problem(s); logs kept in ${net.logs}`);
       process.stderr.write(`${net.logTails(net.names, 20)}\n`);
     }
     return failed || interrupted ? 1 : 0;
@@ -460,6 +528,7 @@ async function main(): Promise<number> {
     process.stderr.write(`${net.logTails(net.names, 20)}\n`);
     return 1;
   } finally {
+    await Promise.all(consumers.map((consumer) => consumer.stop()));
     links.heal();
     // Paused children would ignore SIGTERM until continued.
     for (const name of net.names) if (net.running(name)) process.kill(net.pid(name), 'SIGCONT');
