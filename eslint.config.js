@@ -1,8 +1,9 @@
 // @ts-check
 import js from '@eslint/js';
+import { createNodeResolver, importX } from 'eslint-plugin-import-x';
 import tseslint from 'typescript-eslint';
 
-const runtimeAreas = ['node', 'connector', 'cli', 'sim', 'dashboard', 'client'];
+const runtimeAreas = ['node', 'connector', 'runtime', 'cli', 'sim', 'dashboard', 'client'];
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bench/results/**', 'tmp/**'] },
@@ -15,6 +16,45 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/consistent-type-imports': 'error',
       eqeqeq: ['error', 'always'],
+    },
+  },
+  // No import cycles (issue 13): a module that imports itself through others sees it half-initialised
+  // under ESM, and a circle of modules is one module in disguise. import-x/no-cycle follows value
+  // imports only (`import type` vanishes at run time); src/import-cycles.test.ts follows them all.
+  {
+    files: ['src/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts'],
+    plugins: { 'import-x': importX },
+    settings: {
+      // Only our own TypeScript is followed: parsing what node_modules resolves to would triple the
+      // lint time, and no cycle of ours runs through a package.
+      'import-x/extensions': ['.ts'],
+      // Our imports name the emitted `.js`; resolve them to the `.ts` source as TypeScript does.
+      'import-x/resolver-next': [
+        createNodeResolver({ extensions: ['.ts', '.js'], extensionAlias: { '.js': ['.ts', '.js'] } }),
+      ],
+    },
+    rules: {
+      'import-x/no-cycle': ['error', { ignoreExternal: true }],
+      // The connector is a process of its own beside the node: what both need lives in src/runtime,
+      // which in turn depends on neither (nor on the CLI that starts them).
+      'import-x/no-restricted-paths': [
+        'error',
+        {
+          basePath: import.meta.dirname,
+          zones: [
+            {
+              target: './src/connector',
+              from: './src/node',
+              message: 'The connector does not import the node: move what both use to src/runtime.',
+            },
+            {
+              target: './src/runtime',
+              from: ['./src/node', './src/connector', './src/cli'],
+              message: 'src/runtime is shared by the node and the connector: it imports neither.',
+            },
+          ],
+        },
+      ],
     },
   },
   // The pure core never imports the runtime: dependencies point one way (STYLE.md, "Layout").
@@ -35,7 +75,7 @@ export default tseslint.config(
         {
           patterns: runtimeAreas.map((area) => ({
             group: [`**/${area}/**`, `../${area}/*`, `../../${area}/*`],
-            message: 'The pure core must not import the runtime (node, connector, cli, sim...).',
+            message: 'The pure core must not import the runtime (node, connector, runtime, cli, sim...).',
           })),
         },
       ],

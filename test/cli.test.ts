@@ -139,12 +139,10 @@ describe('ledgerbus CLI', () => {
       const program = buildProgram();
       let out = '';
       const capture = (command: Command): void => {
-        command
-          .exitOverride()
-          .configureOutput({
-            writeOut: (text) => void (out += text),
-            writeErr: (text) => void (out += text),
-          });
+        command.exitOverride().configureOutput({
+          writeOut: (text) => void (out += text),
+          writeErr: (text) => void (out += text),
+        });
         command.commands.forEach(capture);
       };
       capture(program);

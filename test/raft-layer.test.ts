@@ -26,7 +26,7 @@ import type { SigningKeyPair } from '../src/crypto/index.js';
 import { isLedgerbusError } from '../src/errors.js';
 import { blockHash } from '../src/ledger/block.js';
 import { loadGenesisRegistry, loadNodeConfig } from '../src/node/config.js';
-import { createLogger } from '../src/node/logger.js';
+import { createLogger } from '../src/runtime/logger.js';
 import { LedgerbusNode } from '../src/node/node.js';
 import {
   SYSTEM_GROUP,

@@ -29,7 +29,7 @@ import { SigningDomain, loadSigningKey } from '../src/crypto/index.js';
 import { isLedgerbusError } from '../src/errors.js';
 import { RpcPeer, connectFramed } from '../src/net/index.js';
 import { loadGenesisRegistry, loadNodeConfig } from '../src/node/config.js';
-import { createLogger } from '../src/node/logger.js';
+import { createLogger } from '../src/runtime/logger.js';
 import { LedgerbusNode } from '../src/node/node.js';
 import { blockEvidenceSchema, decodeDeliveryReceipt, verifyDeliveryReceipt } from '../src/proofs/index.js';
 import { proofTrustOf } from '../src/registry/trust.js';

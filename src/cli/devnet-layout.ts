@@ -30,7 +30,7 @@ import { toHex } from '../codec/index.js';
 import { generateSigningKey, loadSigningKey, saveSigningKey } from '../crypto/index.js';
 import { generateEncryptionKey, loadEncryptionKey, saveEncryptionKey } from '../crypto/envelope/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
-import type { Genesis } from '../registry/genesis.js';
+import type { Genesis } from '../registry/genesis-schema.js';
 import { parseGenesis } from '../registry/genesis.js';
 
 export interface NetworkFile {

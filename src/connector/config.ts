@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { t } from '../codec/index.js';
 import type { Infer } from '../codec/index.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
-import { readConfigFile } from '../node/config.js';
+import { readConfigFile } from '../runtime/config-file.js';
 import type { StorageConfig } from './storage/index.js';
 
 const connectorConfigSchema = t.record({

@@ -12,9 +12,9 @@
  * and a retry goes to the partition the first attempt chose, whatever a sticky partitioner says now.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, LedgerbusError } from '../errors.js';
+import { makeDirectoryDurableSync } from '../runtime/durable-directory.js';
 
 export interface SentRow {
   id: string;
@@ -104,7 +104,7 @@ export class ConnectorDatabase {
    * next open migrates it again.
    */
   constructor(directory: string) {
-    mkdirSync(directory, { recursive: true });
+    makeDirectoryDurableSync(directory);
     this.db = new Database(join(directory, 'connector.sqlite'));
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');

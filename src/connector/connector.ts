@@ -39,8 +39,8 @@ import type { EncryptionKeyPair, EnvelopeHeader } from '../crypto/envelope/index
 import { chunkTagBytes } from '../crypto/envelope/header.js';
 import { ErrorCode, LedgerbusError, assert, isLedgerbusError } from '../errors.js';
 import { RpcPeer, connectFramed, rpcStream } from '../net/index.js';
-import type { Logger } from '../node/logger.js';
-import { claimDataDirectory } from '../node/data-format.js';
+import { claimDataDirectory } from '../runtime/data-format.js';
+import type { Logger } from '../runtime/logger.js';
 import {
   blockEvidenceSchema,
   decodeAcceptanceProof,
@@ -53,7 +53,7 @@ import {
   verifyDeliveryReceipt,
 } from '../proofs/index.js';
 import type { AcceptanceProof, AcceptedMessage, ProofTrust } from '../proofs/index.js';
-import type { NodeInfo } from '../registry/genesis.js';
+import type { NodeInfo } from '../registry/types.js';
 import type { LiveRegistry } from '../registry/live-registry.js';
 import { ConnectorAdmin } from './admin.js';
 import { proofTrustOf } from '../registry/trust.js';

@@ -38,10 +38,10 @@ import {
   blockEvidenceToCbor,
 } from '../proofs/index.js';
 import type { AcceptanceProof, DeliveryEvidence } from '../proofs/index.js';
-import type { NetworkRegistry } from '../registry/genesis.js';
+import type { NetworkRegistry } from '../registry/types.js';
 import { actsAs } from '../registry/system-state.js';
 import { bytesEqual } from '../codec/index.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../runtime/logger.js';
 import type { PartitionReplica } from './partition-replica.js';
 import type { PeerMesh } from './peer-mesh.js';
 import type { RegistryHost } from './registry-host.js';

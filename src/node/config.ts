@@ -3,14 +3,12 @@
  * can be overridden by environment variables (LEDGERBUS_NODE_*), as DESIGN §10 asks. Validated up
  * front; a bad field is BAD_CONFIG naming it.
  */
-import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { t } from '../codec/index.js';
 import type { Infer } from '../codec/index.js';
-import { assertOwnerOnly } from '../crypto/keys.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import { GenesisRegistry, parseGenesis } from '../registry/genesis.js';
+import { readConfigFile } from '../runtime/config-file.js';
 
 // node.yaml holds no secret (its key is a separate 0600 file, named by path), so unlike connector.yaml
 // it is read whatever its mode; the devnet writes it 0600 all the same.
@@ -42,34 +40,6 @@ const nodeConfigSchema = t.record({
   ),
 });
 export type NodeConfig = Infer<typeof nodeConfigSchema>;
-
-/**
- * Reads a YAML (or JSON) file into a plain value; BAD_CONFIG if unreadable or not YAML. With `secret`
- * (what the file holds that others must not see, e.g. "the API token"), the file must also be private
- * as key files are: KEY_FILE_PERMISSIONS, with the `chmod 600` to run, if group or others may read or
- * write it.
- */
-export function readConfigFile(path: string, secret?: string): unknown {
-  let text: string;
-  try {
-    const fd = openSync(path, 'r');
-    try {
-      // fstat on the open descriptor, so the file checked is the file read.
-      if (secret !== undefined) assertOwnerOnly(fstatSync(fd), path, `${path} holds ${secret} and`);
-      text = readFileSync(fd, 'utf8');
-    } finally {
-      closeSync(fd);
-    }
-  } catch (error) {
-    if (isLedgerbusError(error)) throw error;
-    throw new LedgerbusError(ErrorCode.BadConfig, `cannot read ${path}: ${(error as Error).message}`);
-  }
-  try {
-    return parseYaml(text) as unknown;
-  } catch (error) {
-    throw new LedgerbusError(ErrorCode.BadConfig, `${path} is not valid YAML: ${(error as Error).message}`);
-  }
-}
 
 function envOverrides(prefix: string, fields: readonly string[]): Record<string, string | number> {
   const overrides: Record<string, string | number> = {};

@@ -12,7 +12,7 @@ import { bytesEqual } from '../codec/index.js';
 import type { Registry } from '../contracts/registry.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import type { Block } from '../ledger/block.js';
-import type { PartitionInfo } from '../registry/genesis.js';
+import type { PartitionInfo } from '../registry/types.js';
 import { LayeredContractState, PartitionDatabase } from './partition-database.js';
 import { closes, executeBlockBody } from './partition-replica.js';
 

@@ -13,10 +13,11 @@
  * its data.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync } from 'node:fs';
+import { existsSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { AssertionError, ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import { fsyncDirectorySync, makeDirectoryDurableSync } from '../runtime/durable-directory.js';
 
 /** Characters of the id kept readable at the front of the name. */
 const readableCharsMax = 64;
@@ -59,7 +60,7 @@ export interface GroupDatabaseOptions {
  */
 export function openGroupDatabase(options: GroupDatabaseOptions): Database.Database {
   try {
-    mkdirSync(options.directory, { recursive: true });
+    makeDirectoryDurableSync(options.directory);
     const path = join(options.directory, groupFileName(options.groupId));
     adoptLegacyFile(options.directory, legacyGroupFileName(options.legacyId ?? options.groupId), path);
     return new Database(path);
@@ -83,12 +84,7 @@ export function adoptLegacyFile(directory: string, legacyName: string, path: str
   renameSync(legacy, path);
   // The renames are durable once the directory is: a crash must not bring the legacy name back
   // beside data already written under the new one.
-  const descriptor = openSync(directory, 'r');
-  try {
-    fsyncSync(descriptor);
-  } finally {
-    closeSync(descriptor);
-  }
+  fsyncDirectorySync(directory);
   return true;
 }
 

@@ -14,12 +14,16 @@ import { ErrorCode, LedgerbusError } from '../errors.js';
 import { listenFramed, RpcPeer } from '../net/index.js';
 import type { FramedServer } from '../net/index.js';
 import type { CborValue } from '../codec/index.js';
-import type { GenesisRegistry, NodeInfo, PartitionInfo } from '../registry/genesis.js';
+import type { GenesisRegistry } from '../registry/genesis.js';
+import type { NodeInfo, PartitionInfo } from '../registry/types.js';
 import { encodeClientRequest } from '../consensus/pbft/messages.js';
 import type { Block } from '../ledger/block.js';
 import { prepareEpoch } from './epoch-handover.js';
 import type { HandoverSources } from './epoch-handover.js';
 import type { LiveRegistry } from '../registry/live-registry.js';
+import type { Logger } from '../runtime/logger.js';
+import { claimDataDirectory } from '../runtime/data-format.js';
+import { createLogger } from '../runtime/logger.js';
 import { RegistryHost } from './registry-host.js';
 import { loadGenesisRegistry, loadNodeConfig } from './config.js';
 import type { NodeConfig } from './config.js';
@@ -27,10 +31,7 @@ import { ClientService } from './client-service.js';
 import { PartitionReplica, closes } from './partition-replica.js';
 import { PeerMesh } from './peer-mesh.js';
 import type { RateLimitConfig } from './rate-limit.js';
-import type { Logger } from './logger.js';
-import { createLogger } from './logger.js';
 import { LogThrottle } from './log-throttle.js';
-import { claimDataDirectory } from './data-format.js';
 
 export interface NodeOptions {
   readonly nodeId: string;

@@ -38,7 +38,7 @@ import { encodeBlock } from '../ledger/block.js';
 import type { Block } from '../ledger/block.js';
 import type { Registry } from '../contracts/registry.js';
 import type { ContractState } from '../contracts/state.js';
-import type { NetworkRegistry, PartitionInfo } from '../registry/genesis.js';
+import type { NetworkRegistry, PartitionInfo } from '../registry/types.js';
 import { LayeredContractState, PartitionDatabase } from './partition-database.js';
 
 const routineRejections = new Set<string>([ErrorCode.Replay, ErrorCode.OutOfWindow, ErrorCode.WrongView]);

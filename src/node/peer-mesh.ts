@@ -10,8 +10,8 @@ import type { CborValue } from '../codec/index.js';
 import type { SigningKeyPair } from '../crypto/index.js';
 import { RpcPeer, connectFramed } from '../net/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
-import type { NetworkRegistry } from '../registry/genesis.js';
-import type { Logger } from './logger.js';
+import type { NetworkRegistry } from '../registry/types.js';
+import type { Logger } from '../runtime/logger.js';
 
 export interface PeerMeshOptions {
   readonly selfId: string;

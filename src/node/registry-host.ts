@@ -19,7 +19,7 @@ import {
   topicGroupId,
 } from '../registry/admin-transactions.js';
 import type { RegistryResult } from '../registry/admin-transactions.js';
-import type { Genesis } from '../registry/genesis.js';
+import type { Genesis } from '../registry/genesis-schema.js';
 import { LiveRegistry } from '../registry/live-registry.js';
 import { RegistryView } from '../registry/registry-view.js';
 import type { TopicEntry } from '../registry/registry-view.js';
@@ -27,10 +27,10 @@ import { SystemStateMachine, raftVotersFrom } from '../registry/system-state.js'
 import type { SystemTopic } from '../registry/system-state.js';
 import { TopicStateMachine, contractTopic } from '../registry/topic-state.js';
 import type { TopicView } from '../registry/topic-state.js';
+import type { Logger } from '../runtime/logger.js';
 import { partitionGroupId } from '../contracts/registry.js';
 import { GlobalLedgerDatabase } from './global-ledger-database.js';
 import { isGroupStorageError } from './group-files.js';
-import type { Logger } from './logger.js';
 import { RaftGroup } from './raft-group.js';
 
 export interface RegistryHostOptions {

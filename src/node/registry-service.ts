@@ -18,8 +18,8 @@ import type { Block } from '../ledger/block.js';
 import type { RpcPeer } from '../net/index.js';
 import { acceptanceProofToCbor, blockEvidence, deliveryEvidenceToCbor } from '../proofs/index.js';
 import type { DeliveryEvidence } from '../proofs/index.js';
+import type { Logger } from '../runtime/logger.js';
 import type { GlobalLedgerDatabase } from './global-ledger-database.js';
-import type { Logger } from './logger.js';
 import type { RegistryHost } from './registry-host.js';
 import { actsAs } from '../registry/system-state.js';
 

@@ -2,107 +2,18 @@
  * The network's founding document: organizations with their roles and keys, nodes with their keys
  * and addresses, topics with their partitions' replica sets, ACLs and policy. It only bootstraps the
  * __system Raft group (see system-state.ts); from there the registry follows the Raft layer, and
- * every reader goes through the `NetworkRegistry` interface either way.
+ * every reader goes through the `NetworkRegistry` interface (types.ts) either way.
  *
- * Genesis is JSON (people read and diff it) with keys as lowercase hex. It is parsed strictly: an
- * unknown field, a malformed key, a replica that is not a node, or a duplicate id is BAD_CONFIG naming
- * the field, and nothing starts.
+ * Its format is `genesisSchema` (genesis-schema.ts). It is parsed strictly: an unknown field, a
+ * malformed key, a replica that is not a node, or a duplicate id is BAD_CONFIG naming the field, and
+ * nothing starts.
  */
-import { t } from '../codec/index.js';
-import type { Infer } from '../codec/index.js';
 import { validateTopicPolicy } from '../contracts/registry.js';
-import type { Organization, Registry, Topic } from '../contracts/registry.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
-import type { GroupMembership } from '../ledger/block.js';
+import { genesisSchema } from './genesis-schema.js';
+import type { Genesis } from './genesis-schema.js';
 import { RegistryView, genesisTopicEntries } from './registry-view.js';
 import { genesisSystemView } from './system-state.js';
-
-const hexKey32 = t.string({ pattern: /^[0-9a-f]{64}$/ });
-const identifier = t.string({ minLength: 1, maxLength: 128, pattern: /^[a-zA-Z0-9._-]+$/ });
-const address = t.string({ maxLength: 300, pattern: /^[^\s:]+:\d{1,5}$/ });
-
-const organizationSchema = t.record({
-  id: identifier,
-  roles: t.array(t.oneOf('member', 'supervisor', 'auditor'), { minItems: 1, maxItems: 3 }),
-  /** Ed25519 keys of the organization's connectors: any one may sign its transactions. */
-  signingKeys: t.array(hexKey32, { minItems: 1, maxItems: 16 }),
-  /** X25519 key that payloads are encrypted to (HPKE). */
-  encryptionKey: hexKey32,
-});
-
-const nodeSchema = t.record({
-  id: identifier,
-  organization: identifier,
-  /** Ed25519 key the node signs consensus messages with and pins in TLS. */
-  publicKey: hexKey32,
-  /** host:port of its listener (peers and connectors). */
-  address,
-});
-
-const topicSchema = t.record({
-  name: t.string({ minLength: 1, maxLength: 249, pattern: /^[a-zA-Z0-9._-]+$/ }),
-  partitions: t.array(t.record({ replicas: t.array(identifier, { minItems: 4, maxItems: 7 }) }), {
-    minItems: 1,
-    maxItems: 1024,
-  }),
-  producers: t.array(identifier, { maxItems: 1024 }),
-  consumers: t.array(identifier, { maxItems: 1024 }),
-  policy: t.record({
-    messageBytesMax: t.uint(),
-    ttlMs: t.uint({ min: 1 }),
-    payloadRetentionMs: t.uint(),
-  }),
-});
-
-export const genesisSchema = t.record({
-  network: identifier,
-  organizations: t.array(organizationSchema, { minItems: 1, maxItems: 10_000 }),
-  nodes: t.array(nodeSchema, { minItems: 1, maxItems: 10_000 }),
-  topics: t.array(topicSchema, { maxItems: 10_000 }),
-});
-export type Genesis = Infer<typeof genesisSchema>;
-export type GenesisOrganization = Infer<typeof organizationSchema>;
-export type GenesisNode = Infer<typeof nodeSchema>;
-export type GenesisTopic = Infer<typeof topicSchema>;
-
-export interface NodeInfo {
-  readonly id: string;
-  readonly organization: string;
-  readonly publicKey: Uint8Array;
-  readonly host: string;
-  readonly port: number;
-}
-
-export interface PartitionInfo {
-  readonly topic: string;
-  readonly partition: number;
-  /** Consensus group id, "topic/partition". */
-  readonly groupId: string;
-  readonly configEpoch: number;
-  /** Node ids in replica order: replica i is the primary of views ≡ i (mod n). */
-  readonly replicas: readonly string[];
-}
-
-/**
- * Everything the runtime reads about the network. The SDT contract sees only its `Registry` part,
- * and only at the index a batch names; genesis has one index, 0.
- */
-export interface NetworkRegistry extends Registry {
-  readonly network: string;
-  organizations(): readonly Organization[];
-  encryptionKey(organization: string): Uint8Array | undefined;
-  node(id: string): NodeInfo | undefined;
-  nodes(): readonly NodeInfo[];
-  /** The node id whose key is `publicKey`, if any. */
-  nodeByKey(publicKey: Uint8Array): NodeInfo | undefined;
-  /** The organization one of whose connector keys is `publicKey`, if any. */
-  organizationBySigningKey(publicKey: Uint8Array): Organization | undefined;
-  topics(): readonly Topic[];
-  partition(groupId: string): PartitionInfo | undefined;
-  partitions(): readonly PartitionInfo[];
-  /** The replica keys of `groupId` at `configEpoch` (any epoch it ever had), for certificates. */
-  membership(groupId: string, configEpoch: number): GroupMembership | undefined;
-}
 
 function badConfig(message: string): LedgerbusError {
   return new LedgerbusError(ErrorCode.BadConfig, message);

@@ -7,9 +7,10 @@
 import type { Organization, Topic } from '../contracts/registry.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import type { GroupMembership } from '../ledger/block.js';
-import type { Genesis, NetworkRegistry, NodeInfo, PartitionInfo } from './genesis.js';
+import type { Genesis } from './genesis-schema.js';
 import { RegistryView } from './registry-view.js';
 import type { TopicEntry } from './registry-view.js';
+import type { NetworkRegistry, NodeInfo, PartitionInfo } from './types.js';
 
 export class LiveRegistry implements NetworkRegistry {
   private readonly listeners = new Set<(view: RegistryView) => void>();

@@ -10,7 +10,7 @@ import { SigningDomain } from '../crypto/index.js';
 import { partitionGroupId } from '../contracts/registry.js';
 import type { Organization, Topic } from '../contracts/registry.js';
 import type { GroupMembership } from '../ledger/block.js';
-import type { Genesis, NetworkRegistry, NodeInfo, PartitionInfo } from './genesis.js';
+import type { Genesis } from './genesis-schema.js';
 import {
   genesisSystemView,
   nodeRecordSchema,
@@ -26,6 +26,7 @@ import type {
   TopicConfig,
 } from './system-state.js';
 import { contractTopic } from './topic-state.js';
+import type { NetworkRegistry, NodeInfo, PartitionInfo } from './types.js';
 
 /** One topic as the runtime needs it: its latest configuration and every epoch of its partitions. */
 export interface TopicEntry {

@@ -37,7 +37,7 @@ import type {
   RegistryResult,
   ReplicaRecord,
 } from './admin-transactions.js';
-import type { Genesis } from './genesis.js';
+import type { Genesis } from './genesis-schema.js';
 import { Versions } from './versions.js';
 
 export interface RegisteredOrganization extends Organization {

@@ -4,7 +4,7 @@
  */
 import { SigningDomain } from '../crypto/index.js';
 import type { ProofTrust } from '../proofs/index.js';
-import type { NetworkRegistry } from './genesis.js';
+import type { NetworkRegistry } from './types.js';
 
 export function proofTrustOf(registry: NetworkRegistry): ProofTrust {
   return {

@@ -30,8 +30,8 @@ import { ErrorCode, LedgerbusError, isLedgerbusError } from '../../src/errors.js
 import type { RpcPeer } from '../../src/net/index.js';
 import { loadGenesisRegistry, loadNodeConfig } from '../../src/node/config.js';
 import { groupFileName } from '../../src/node/group-files.js';
-import { createLogger } from '../../src/node/logger.js';
-import type { Logger } from '../../src/node/logger.js';
+import { createLogger } from '../../src/runtime/logger.js';
+import type { Logger } from '../../src/runtime/logger.js';
 import { LedgerbusNode } from '../../src/node/node.js';
 import { blockEvidenceSchema } from '../../src/proofs/index.js';
 import {

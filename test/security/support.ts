@@ -33,12 +33,12 @@ import type { Signer, SigningKeyPair } from '../../src/crypto/index.js';
 import { isLedgerbusError } from '../../src/errors.js';
 import { RpcPeer, connectFramed, rpcStream, tlsIdentityFor } from '../../src/net/index.js';
 import { loadGenesisRegistry, loadNodeConfig } from '../../src/node/config.js';
-import { createLogger } from '../../src/node/logger.js';
-import type { Logger } from '../../src/node/logger.js';
+import { createLogger } from '../../src/runtime/logger.js';
+import type { Logger } from '../../src/runtime/logger.js';
 import { LedgerbusNode } from '../../src/node/node.js';
 import type { RateLimitConfig } from '../../src/node/rate-limit.js';
 import { blockEvidenceSchema } from '../../src/proofs/index.js';
-import type { NodeInfo } from '../../src/registry/genesis.js';
+import type { NodeInfo } from '../../src/registry/types.js';
 import { liveRegistryFromGenesis } from '../../src/registry/live-registry.js';
 import { waitFor as poll } from '../support/process-network.js';
 

@@ -16,7 +16,7 @@ import {
   signNodePossession,
 } from '../admin-transactions.js';
 import type { AdminAction, AdminTransaction, RegistryResult } from '../admin-transactions.js';
-import type { Genesis } from '../genesis.js';
+import type { Genesis } from '../genesis-schema.js';
 import { SystemStateMachine } from '../system-state.js';
 import type { SystemView } from '../system-state.js';
 import type { GlobalLedgerSink } from '../topic-state.js';

@@ -13,18 +13,10 @@
  * (WRONG_NETWORK).
  */
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  writeFileSync,
-} from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, LedgerbusError } from '../errors.js';
+import { fsyncDirectorySync, makeDirectoryDurableSync } from './durable-directory.js';
 
 /** Format 2: every signature names its network. Format 1 (no marker) signed without it. */
 export const dataFormat = 'ledgerbus-data/2';
@@ -105,7 +97,7 @@ export function checkDataDirectory(options: DataDirectory): boolean {
  */
 export function claimDataDirectory(options: DataDirectory): void {
   if (checkDataDirectory(options)) return;
-  mkdirSync(options.directory, { recursive: true, mode: 0o700 });
+  makeDirectoryDurableSync(options.directory, 0o700);
   const marker: Marker = { format: dataFormat, role: options.role, network: options.network };
   const temporary = join(options.directory, `.${dataFormatMarker}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = openSync(temporary, 'wx', 0o600);
@@ -116,12 +108,7 @@ export function claimDataDirectory(options: DataDirectory): void {
     closeSync(fd);
   }
   renameSync(temporary, join(options.directory, dataFormatMarker));
-  const directoryFd = openSync(options.directory, 'r');
-  try {
-    fsyncSync(directoryFd);
-  } finally {
-    closeSync(directoryFd);
-  }
+  fsyncDirectorySync(options.directory);
 }
 
 function readMarker(path: string): Marker {
