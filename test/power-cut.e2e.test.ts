@@ -14,8 +14,8 @@ import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest'
 import { loadGenesisRegistry } from '../src/node/config.js';
 import { checkDeliveries, checkLedgers, countProblems } from './chaos/checker.js';
 import type { AckedMessage } from './chaos/checker.js';
-import { ApplicationConsumer, drainApplications, produce } from './chaos/load.js';
-import type { Producer } from './chaos/load.js';
+import type { ApplicationConsumer } from './chaos/load.js';
+import { drainApplications, startCutLoad } from './chaos/load.js';
 import { ProcessNetwork, sleep, waitFor } from './support/process-network.js';
 
 // LEDGERBUS_POWER_CUTS raises the count for a longer run by hand; CI makes 6.
@@ -40,19 +40,8 @@ describe('power cut', () => {
     onTestFailed(() => console.log(net.logTails(net.names, 30)));
     const acked: AckedMessage[] = [];
     let stopped = false;
-    const producers: Producer[] = [
-      ...[0, 1, 2].map(() => ({ sender: 'org1', recipient: 'org2', topic: 'demo', keyed: false })),
-      ...[0, 1, 2].map(() => ({ sender: 'org3', recipient: 'org4', topic: 'demo', keyed: false })),
-    ];
-    const consumers = ['org2', 'org4'].map((recipient) =>
-      new ApplicationConsumer(net, recipient, ['demo']).start(),
-    );
+    const { load, consumers } = startCutLoad(net, `cut-${Date.now()}`, acked, () => stopped);
     applications.push(...consumers);
-    const load = Promise.all(
-      producers.map((producer, index) =>
-        produce(net, producer, `cut-${Date.now()}-${index}`, acked, () => stopped),
-      ),
-    );
     const ackedAtCut: number[] = [];
     for (let cut = 0; cut < cuts; cut++) {
       // Cut only once writes flow again after the previous restart: a cut of an idle network tests nothing.

@@ -17,8 +17,8 @@ import { loadGenesisRegistry } from '../src/node/config.js';
 import { groupFileName } from '../src/node/group-files.js';
 import { checkDeliveries, checkLedgers, countProblems } from './chaos/checker.js';
 import type { AckedMessage } from './chaos/checker.js';
-import { ApplicationConsumer, drainApplications, produce } from './chaos/load.js';
-import type { Producer } from './chaos/load.js';
+import type { ApplicationConsumer } from './chaos/load.js';
+import { drainApplications, startCutLoad } from './chaos/load.js';
 import { LossyMount, buildLossyfs, lossyfsUnavailable } from './power-loss/lossyfs.js';
 import type { CutMode, LossyfsStats, MetadataMode } from './power-loss/lossyfs.js';
 import { ProcessNetwork, sleep, waitFor } from './support/process-network.js';
@@ -85,19 +85,8 @@ describe.skipIf(skip)('power loss (lossyfs)', () => {
     const started = Date.now();
     const acked: AckedMessage[] = [];
     let stopped = false;
-    const producers: Producer[] = [
-      ...[0, 1, 2].map(() => ({ sender: 'org1', recipient: 'org2', topic: 'demo', keyed: false })),
-      ...[0, 1, 2].map(() => ({ sender: 'org3', recipient: 'org4', topic: 'demo', keyed: false })),
-    ];
-    const consumers = ['org2', 'org4'].map((recipient) =>
-      new ApplicationConsumer(net, recipient, ['demo']).start(),
-    );
+    const { load, consumers } = startCutLoad(net, `loss-${Date.now()}`, acked, () => stopped);
     applications.push(...consumers);
-    const load = Promise.all(
-      producers.map((producer, index) =>
-        produce(net, producer, `loss-${Date.now()}-${index}`, acked, () => stopped),
-      ),
-    );
     const ackedAtCut: number[] = [];
     const atCut: { mode: string; dropped: number; torn: number; kept: number; undone: number }[] = [];
     for (let cut = 0; cut < cuts; cut++) {

@@ -352,26 +352,17 @@ describe('topics at runtime', () => {
 
     // The ledgers: in every replica of every partition, the results of the certified blocks accept each
     // acknowledged id once, at its acknowledged offset, and give no offset to two ids.
-    const registry = loadGenesisRegistry(join(dir, 'genesis.json'));
+    // Keys and data folders from the live registry: node6 joined at runtime and may be a replica.
+    const registry = nodes[0]!.registryHost.registry;
+    const dataOf = (node: number): string =>
+      node === 6 ? join(dir, 'node6') : loadNodeConfig(layout.nodeConfigs[node - 1] as string).dataDirectory;
     const description = await connector('org1').describeTopic('orders');
     for (const partition of description.partitions) {
-      const members = new Map(partition.replicas.map((id) => [id, registry.node(id)!.publicKey]));
-      const membership = {
-        signing: SigningDomain.of(registry.network),
-        partitionId: partition.group,
-        configEpoch: partition.configEpoch,
-        members,
-      };
       const replicaNodes = partition.replicas.map((id) => Number(id.slice(4)));
       const ledgers = checkLedgers(
         replicaNodes,
-        (node, group) => join(dir, `org${node}`, 'node-data', 'partitions', groupFileName(group)),
-        [
-          {
-            group: partition.group,
-            membership: (epoch) => (epoch === partition.configEpoch ? membership : undefined),
-          },
-        ],
+        (node, group) => join(dataOf(node), 'partitions', groupFileName(group)),
+        [{ group: partition.group, membership: (epoch) => registry.membership(partition.group, epoch) }],
         acked
           .filter((message) => message.partition === partition.partition)
           .map((message) => ({ ...message, topic: 'orders', recipient: 'org2', sha256: '', ackedAt: 0 })),

@@ -238,6 +238,29 @@ export class ApplicationConsumer {
 }
 
 /**
+ * The load of a power-cut or power-loss run: three keyless producers org1 → org2 and three org3 →
+ * org4 on demo (ids prefixed `prefix`), and the recipients' applications consuming throughout.
+ */
+export function startCutLoad(
+  net: ProcessNetwork,
+  prefix: string,
+  acked: AckedMessage[],
+  stop: () => boolean,
+): { load: Promise<{ attempts: number; unacked: number }[]>; consumers: ApplicationConsumer[] } {
+  const producers: Producer[] = [
+    ...[0, 1, 2].map(() => ({ sender: 'org1', recipient: 'org2', topic: 'demo', keyed: false })),
+    ...[0, 1, 2].map(() => ({ sender: 'org3', recipient: 'org4', topic: 'demo', keyed: false })),
+  ];
+  const consumers = ['org2', 'org4'].map((recipient) =>
+    new ApplicationConsumer(net, recipient, ['demo']).start(),
+  );
+  const load = Promise.all(
+    producers.map((producer, index) => produce(net, producer, `${prefix}-${index}`, acked, stop)),
+  );
+  return { load, consumers };
+}
+
+/**
  * Waits until the applications were handed every acknowledged message and everything their
  * connectors had stored when last asked (or `timeoutMs` passes), then stops them. Returns every
  * hand-out and that last view of the connectors' storage, for `checkDeliveries`. A duplicate the
