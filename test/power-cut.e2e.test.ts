@@ -15,8 +15,8 @@ import { loadGenesisRegistry } from '../src/node/config.js';
 import { checkDeliveries, checkLedgers, countProblems } from './chaos/checker.js';
 import type { AckedMessage } from './chaos/checker.js';
 import type { ApplicationConsumer } from './chaos/load.js';
-import { drainApplications, startCutLoad } from './chaos/load.js';
-import { ProcessNetwork, sleep, waitFor } from './support/process-network.js';
+import { ackedMore, drainApplications, startCutLoad } from './chaos/load.js';
+import { ProcessNetwork, sleep } from './support/process-network.js';
 
 // LEDGERBUS_POWER_CUTS raises the count for a longer run by hand; CI makes 6.
 const cuts = Number(process.env['LEDGERBUS_POWER_CUTS'] ?? 6);
@@ -45,26 +45,14 @@ describe('power cut', () => {
     const ackedAtCut: number[] = [];
     for (let cut = 0; cut < cuts; cut++) {
       // Cut only once writes flow again after the previous restart: a cut of an idle network tests nothing.
-      const before = acked.length;
-      await waitFor(
-        `writes to resume before cut ${cut + 1}`,
-        () => (acked.length >= before + 40 ? true : undefined),
-        90_000,
-        100,
-      );
+      await ackedMore(acked, 40, `writes to resume before cut ${cut + 1}`);
       await sleep(200 + ((cut * 337) % 1_500)); // cuts land at different points of a batch
       ackedAtCut.push(acked.length);
       await Promise.all(net.names.map((name) => net.kill(name, 'SIGKILL')));
       for (const name of net.names) net.start(name);
       await Promise.all(organizations.map((organization) => net.waitHealthy(organization, 90_000)));
     }
-    const before = acked.length;
-    await waitFor(
-      'writes after the last cut',
-      () => (acked.length >= before + 40 ? true : undefined),
-      90_000,
-      100,
-    );
+    await ackedMore(acked, 40, 'writes after the last cut');
     stopped = true;
     const outcomes = await load;
 

@@ -18,10 +18,10 @@ import { groupFileName } from '../src/node/group-files.js';
 import { checkDeliveries, checkLedgers, countProblems } from './chaos/checker.js';
 import type { AckedMessage } from './chaos/checker.js';
 import type { ApplicationConsumer } from './chaos/load.js';
-import { drainApplications, startCutLoad } from './chaos/load.js';
+import { ackedMore, drainApplications, startCutLoad } from './chaos/load.js';
 import { LossyMount, buildLossyfs, lossyfsUnavailable } from './power-loss/lossyfs.js';
 import type { CutMode, LossyfsStats, MetadataMode } from './power-loss/lossyfs.js';
-import { ProcessNetwork, sleep, waitFor } from './support/process-network.js';
+import { ProcessNetwork, sleep } from './support/process-network.js';
 
 // LEDGERBUS_POWER_LOSS_CUTS raises the count for a longer run (npm run power-loss makes 25); CI makes 5.
 const cuts = Number(process.env['LEDGERBUS_POWER_LOSS_CUTS'] ?? 5);
@@ -91,14 +91,8 @@ describe.skipIf(skip)('power loss (lossyfs)', () => {
     const atCut: { mode: string; dropped: number; torn: number; kept: number; undone: number }[] = [];
     for (let cut = 0; cut < cuts; cut++) {
       // Cut only once writes flow again after the previous restart: a cut of an idle network tests nothing.
-      const before = acked.length;
       const resuming = Date.now();
-      await waitFor(
-        `writes to resume before cut ${cut + 1}`,
-        () => (acked.length >= before + 40 ? true : undefined),
-        90_000,
-        100,
-      );
+      await ackedMore(acked, 40, `writes to resume before cut ${cut + 1}`);
       await sleep(200 + ((cut * 337) % 1_500)); // cuts land at different points of a batch
       ackedAtCut.push(acked.length);
       const resumedMs = Date.now() - resuming;
@@ -125,13 +119,7 @@ describe.skipIf(skip)('power loss (lossyfs)', () => {
           `${JSON.stringify(atCut.at(-1))}; writes resumed in ${resumedMs} ms, restarted in ${Date.now() - resuming - resumedMs} ms`,
       );
     }
-    const before = acked.length;
-    await waitFor(
-      'writes after the last cut',
-      () => (acked.length >= before + 40 ? true : undefined),
-      90_000,
-      100,
-    );
+    await ackedMore(acked, 40, 'writes after the last cut');
     stopped = true;
     const outcomes = await load;
 

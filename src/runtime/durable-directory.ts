@@ -1,4 +1,5 @@
 import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import { mkdir, open } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 /**
@@ -26,6 +27,27 @@ export function makeDirectoryDurableSync(path: string, mode?: number): void {
   // Every directory from the first one created down to `target` is new: its parent gained an entry.
   for (let directory = target; ; directory = dirname(directory)) {
     fsyncDirectorySync(dirname(directory));
+    if (directory === resolve(firstCreated)) break;
+  }
+}
+
+/** `fsyncDirectorySync` without blocking the event loop (the connector's payload storage). */
+export async function fsyncDirectory(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** `makeDirectoryDurableSync` without blocking the event loop. */
+export async function makeDirectoryDurable(path: string): Promise<void> {
+  const target = resolve(path);
+  const firstCreated = await mkdir(target, { recursive: true });
+  if (firstCreated === undefined) return;
+  for (let directory = target; ; directory = dirname(directory)) {
+    await fsyncDirectory(dirname(directory));
     if (directory === resolve(firstCreated)) break;
   }
 }

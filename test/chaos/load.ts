@@ -5,7 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Ledgerbus } from '../../src/client/index.js';
 import type { ProcessNetwork } from '../support/process-network.js';
-import { sleep } from '../support/process-network.js';
+import { sleep, waitFor } from '../support/process-network.js';
 import { checkDeliveries } from './checker.js';
 import type { AckedMessage, HandedMessage, ReceivedMessage } from './checker.js';
 
@@ -235,6 +235,12 @@ export class ApplicationConsumer {
     for (const topic of this.topics) all.push(...(await receivedAll(net, this.recipient, topic)));
     return all;
   }
+}
+
+/** Resolves once `count` more messages than now are acknowledged (a cut of an idle network tests nothing). */
+export function ackedMore(acked: readonly AckedMessage[], count: number, what: string): Promise<true> {
+  const before = acked.length;
+  return waitFor(what, () => (acked.length >= before + count ? true : undefined), 90_000, 100);
 }
 
 /**

@@ -17,7 +17,7 @@
  * backing directory at once, and in --meta=strict (the default) each is also logged with what undoes
  * it: it becomes durable when the directory it changed has been fsynced (fsync of a directory fd:
  * FUSE's fsyncdir) after it; a file's own fsync does not make its name durable (POSIX, and what the
- * project assumes: src/connector/storage/directories.ts). A rename changes two entries, each durable
+ * project assumes: src/runtime/durable-directory.ts). A rename changes two entries, each durable
  * with its own directory: a file whose new directory was fsynced but not its old one comes back
  * under both names; one whose old directory was fsynced but not its new one, under neither; a
  * renamed directory goes back whole unless its new parent was fsynced. A mkdir undone takes the

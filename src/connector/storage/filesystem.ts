@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ErrorCode, LedgerbusError } from '../../errors.js';
-import { fsyncDirectory, makeDirectoryDurable } from './directories.js';
+import { fsyncDirectory, makeDirectoryDurable } from '../../runtime/durable-directory.js';
 import { guarded, storageFailure, systemCode } from './failures.js';
 import { checkExpected, ContentMeter } from './metering.js';
 import type { ByteRange, PayloadStorage, PutOptions, StoredObject } from './types.js';
