@@ -154,7 +154,7 @@ async function runSeeds(
     }
     if (verbose) {
       process.stderr.write(
-        `seed ${seed}: height ${result.height} acked ${result.acked}/${result.requests} view ${result.maxView} ticks ${result.ticks}\n`,
+        `seed ${seed}: height ${result.height} acked ${result.acked}/${result.requests} view ${result.maxView} ticks ${result.ticks} trace ${result.trace}\n`,
       );
     }
   }
@@ -200,7 +200,7 @@ function runRaftSeedsCommand(
         `  replay: npm run sim -- --protocol raft --seeds 1 --seed ${seed} --replicas ${nodes}\n`,
       );
     }
-    if (verbose) process.stderr.write(`seed ${seed}: committed ${result.committed}\n`);
+    if (verbose) process.stderr.write(`seed ${seed}: committed ${result.committed} trace ${result.trace}\n`);
   }
   const missing = raftFaultKinds.filter((kind) => totals[kind] === 0);
   process.stderr.write(

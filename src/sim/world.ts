@@ -35,6 +35,7 @@ import type {
   Proposal,
 } from '../consensus/pbft/types.js';
 import { SimApplication } from './app.js';
+import { TraceDigest } from './trace-digest.js';
 import { Prng } from './prng.js';
 import { SimKeyring } from './sim-crypto.js';
 import type { SimCryptoKind, SimSigner } from './sim-crypto.js';
@@ -105,6 +106,8 @@ export interface SimResult {
   readonly requests: number;
   readonly ticks: number;
   readonly maxView: number;
+  /** sha256 (16 hex) of every event delivered, in order: equal for equal runs. */
+  readonly trace: string;
 }
 
 const tickMs = 10;
@@ -262,6 +265,7 @@ export class SimWorld {
   private readonly hosts: Host[] = [];
   private readonly clients: SimClient[] = [];
   private readonly queue = new EventQueue();
+  private readonly trace = new TraceDigest();
   private readonly config: PbftConfig[] = [];
   private readonly keysById = new Map<string, Uint8Array>();
   private readonly faults = Object.fromEntries(faultKinds.map((kind) => [kind, 0])) as Record<
@@ -387,6 +391,7 @@ export class SimWorld {
       requests: this.requestCount(),
       ticks: this.tick,
       maxView: Math.max(...this.hosts.map((host) => host.core.view)),
+      trace: this.trace.hex(),
     };
   }
 
@@ -491,11 +496,13 @@ export class SimWorld {
 
   private deliver(event: Event): void {
     if (event.kind === 'reply') {
+      this.trace.add(`reply:${event.client.index}`, event.reply);
       this.onReply(event.client, event.reply, event.request);
       return;
     }
     const host = event.to;
     if (host.crashed) return;
+    this.trace.add(`${event.kind}:${host.index}`, event.bytes);
     if (event.kind === 'message' && host.received.length < 256) host.received.push(event.bytes);
     this.drive(host, host.core.step({ kind: event.kind, bytes: event.bytes }));
   }

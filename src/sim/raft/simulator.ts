@@ -8,6 +8,7 @@
  * promotes them and removes voters one at a time (thesis §4.1), removed servers are shut down, and
  * leaders hand over leadership now and then (thesis §3.10).
  */
+import { TraceDigest } from '../trace-digest.js';
 import { Prng } from '../prng.js';
 import { ErrorCode } from '../../errors.js';
 import { encodeCanonical, decodeCanonical } from '../../codec/index.js';
@@ -50,6 +51,8 @@ export interface RaftSeedResult {
   readonly committed: number;
   /** Interesting events that are not faults (elections, snapshot installs...). */
   readonly events: Record<string, number>;
+  /** sha256 (16 hex) of every input stepped into a server, in order: equal for equal runs. */
+  readonly trace: string;
 }
 
 interface SimServer {
@@ -145,6 +148,7 @@ export function runRaftSeed(seed: number, options: RaftSeedOptions = {}): RaftSe
   /** (index, term) → entry key and the term of the entry before it (log matching, Raft §5.3). */
   const logRecord = new Map<string, { key: string; prevTerm: number | undefined }>();
   /** index → the committed entry's term and key (state machine safety, leader completeness). */
+  const trace = new TraceDigest();
   const committedAt = new Map<number, { term: number; key: string }>();
   let committedMax = 0;
   let clientCounter = 0;
@@ -297,6 +301,7 @@ export function runRaftSeed(seed: number, options: RaftSeedOptions = {}): RaftSe
 
   const step = (server: SimServer, input: Parameters<RaftNode['step']>[0]): RaftReady | undefined => {
     if (server.node === undefined) return undefined;
+    trace.add(`step:${server.id}`, input);
     const ready = server.node.step(input);
     handle(server, ready);
     return ready;
@@ -501,7 +506,7 @@ export function runRaftSeed(seed: number, options: RaftSeedOptions = {}): RaftSe
     violation(`exception at tick ${now}: ${error instanceof Error ? error.message : String(error)}`);
   }
 
-  return { seed, violations, faults, committed: committedMax, events };
+  return { seed, violations, faults, committed: committedMax, events, trace: trace.hex() };
 }
 
 export interface RaftSeedsResult {
