@@ -145,9 +145,17 @@ export type PersistOp =
   /** Delete every record with 0 < seq < belowSeq: they are covered by a stable checkpoint. */
   | { readonly op: 'truncate'; readonly belowSeq: number };
 
+/** Input the replica refused; the refused input changed nothing. */
 export interface Rejection {
   readonly code: ErrorCode;
   readonly reason: string;
+  /**
+   * True when the same input may succeed if tried again later, after a view change, or at another
+   * replica (a full queue, a view or window not reached yet); false when the input is wrong in
+   * itself (malformed, badly signed, a replay, a protocol violation) and will be refused again.
+   * Drivers decide on retries from this flag, never from `code` or `reason`.
+   */
+  readonly retriable: boolean;
 }
 
 /**
