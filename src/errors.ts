@@ -1,6 +1,9 @@
 /**
  * Expected failures carry a stable `code` that crosses the wire and reaches the CLI, plus a
  * `retriable` flag (as KafkaJS's `KafkaJSError`) so callers know whether trying again can help.
+ * `errorTable` below (KafkaJS's `protocol/error.js` is the model) gives each code its default
+ * retriable flag, its HTTP status and a remedy sentence: the CLI, the REST API and the retry
+ * decisions all read it, so nothing parses message text.
  * A broken internal invariant is NOT one of these: it is an `AssertionError` that throws loudly.
  */
 export const ErrorCode = {
@@ -44,9 +47,9 @@ export const ErrorCode = {
   WrongGroup: 'WRONG_GROUP',
   /** A message was already processed (replay). */
   Replay: 'REPLAY',
-  /** A message that only the primary of the view may send came from another replica. */
+  /** A message only the primary of the view (PBFT) or the leader of the term (Raft) may send came from another replica. */
   NotPrimary: 'NOT_PRIMARY',
-  /** Only the Raft leader serves this request; the message names the known leader, if any. */
+  /** Only the Raft leader serves this request; `details.leader` (and the message) name the known leader, if any. */
   NotLeader: 'NOT_LEADER',
   /** A view-change or new-view message carries an invalid proof. */
   BadViewChange: 'BAD_VIEW_CHANGE',
@@ -122,14 +125,303 @@ export const ErrorCode = {
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+/** What every caller of an error code needs besides the code itself. */
+export interface ErrorInfo {
+  /** Whether trying the same thing again may succeed; the default for `LedgerbusError.retriable`. */
+  readonly retriable: boolean;
+  /** The REST API's status for the code. */
+  readonly httpStatus: number;
+  /** One sentence for a person: what to do about it. The CLI prints it under the error. */
+  readonly remedy: string;
+}
+
+/*
+ * Statuses are the ones the REST API answered before this table existed (500 for every code it had
+ * no specific mapping for); changing one is an API change, not a refactoring.
+ */
+const nobodyToFix =
+  'Nothing to do as a client; if it persists, report the replica that sent it (it may be faulty).';
+const fetchAgain =
+  'Do not trust this data: fetch it again from another node, and report the node that served it.';
+
+/** Every code's default retriable flag, HTTP status and remedy; a missing code does not compile. */
+export const errorTable = {
+  [ErrorCode.MalformedEncoding]: {
+    retriable: false,
+    httpStatus: 400,
+    remedy:
+      'Send well-formed input (canonical CBOR, or valid JSON to the REST API); if a peer sent it, check that both run the same ledgerbus version.',
+  },
+  [ErrorCode.SchemaMismatch]: {
+    retriable: false,
+    httpStatus: 400,
+    remedy: 'Fix the field the message names; `--help` and /v1/openapi.json show the expected shape.',
+  },
+  [ErrorCode.Oversize]: {
+    retriable: false,
+    httpStatus: 400,
+    remedy: 'Send less at once: split the batch or the message below the limit the message names.',
+  },
+  [ErrorCode.BadSignature]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy:
+      "Check that the signer's key file matches the public key registered for it, and that it signed for this network.",
+  },
+  [ErrorCode.KeyFileCorrupt]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy:
+      'Restore the key file from a backup, or generate a new key (`ledgerbus keys generate`) and register its public key.',
+  },
+  [ErrorCode.KeyFilePermissions]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy: 'Make the key file readable by its owner only: `chmod 600 <file>`.',
+  },
+  [ErrorCode.KeyFileMissing]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy: 'Check the key path in the configuration, or create the key with `ledgerbus keys generate`.',
+  },
+  [ErrorCode.BadCertificate]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy:
+      'Issue a new certificate for this network and organization (`ledgerbus cert issue`) and check its validity dates.',
+  },
+  [ErrorCode.BadProof]: { retriable: false, httpStatus: 500, remedy: fetchAgain },
+  [ErrorCode.InsufficientSignatures]: { retriable: false, httpStatus: 500, remedy: fetchAgain },
+  [ErrorCode.NonMember]: { retriable: false, httpStatus: 500, remedy: fetchAgain },
+  [ErrorCode.DuplicateSigner]: { retriable: false, httpStatus: 500, remedy: fetchAgain },
+  [ErrorCode.BrokenChain]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy:
+      'Fetch the missing blocks from another replica (a node does this itself); if stored data is affected, restore the data directory from a replica.',
+  },
+  [ErrorCode.RootMismatch]: { retriable: false, httpStatus: 500, remedy: fetchAgain },
+  [ErrorCode.ConflictingBlock]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy:
+      "Stop the node and compare its data directory with the other replicas': two blocks at one height is a fault to investigate.",
+  },
+  [ErrorCode.WrongView]: { retriable: false, httpStatus: 500, remedy: nobodyToFix },
+  [ErrorCode.OutOfWindow]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy:
+      'Nothing to do: a replica that is behind catches up by state transfer; if it persists, check its connectivity.',
+  },
+  [ErrorCode.WrongDigest]: { retriable: false, httpStatus: 500, remedy: nobodyToFix },
+  [ErrorCode.WrongGroup]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy:
+      "Check the partition or group the request names against the node's configuration and the registry.",
+  },
+  [ErrorCode.Replay]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy: 'Send a new request with a fresh id or sequence number; an old one is never processed twice.',
+  },
+  [ErrorCode.NotPrimary]: { retriable: false, httpStatus: 500, remedy: nobodyToFix },
+  [ErrorCode.NotLeader]: {
+    retriable: true,
+    httpStatus: 500,
+    remedy:
+      'Retry: send the request to the current leader (the error names it when known) once one is elected.',
+  },
+  [ErrorCode.BadViewChange]: { retriable: false, httpStatus: 500, remedy: nobodyToFix },
+  [ErrorCode.Overloaded]: {
+    retriable: true,
+    httpStatus: 429,
+    remedy: 'Retry later with back-off, or send less at once.',
+  },
+  [ErrorCode.RateLimited]: {
+    retriable: true,
+    httpStatus: 429,
+    remedy:
+      "Back off and retry; if this is routine, ask the node's operator to raise the organization's `rateLimit`.",
+  },
+  [ErrorCode.ClockSkew]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy: "Synchronize this machine's clock (NTP) with the other nodes', then retry.",
+  },
+  [ErrorCode.BadConfig]: {
+    retriable: false,
+    httpStatus: 400,
+    remedy: 'Fix the field or option the message names, then start again.',
+  },
+  [ErrorCode.StorageCorrupt]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy:
+      'Stop the process and restore its data directory from a backup or another replica; do not edit stored files by hand.',
+  },
+  [ErrorCode.InvalidKey]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy: 'Name the payload by the sha256 of its content: 64 lowercase hex characters.',
+  },
+  [ErrorCode.InvalidRange]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy: "Ask for a byte range that starts inside the object's size.",
+  },
+  [ErrorCode.PayloadNotFound]: {
+    retriable: false,
+    httpStatus: 404,
+    remedy: 'Check the key; if the message is recent, wait until its payload is stored and ask again.',
+  },
+  [ErrorCode.HashMismatch]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy: 'Send the content again: what arrived does not hash to the sha256 announced for it.',
+  },
+  [ErrorCode.StorageUnavailable]: {
+    retriable: true,
+    httpStatus: 500,
+    remedy: 'Check that the payload storage (disk or database) is reachable and has space, then retry.',
+  },
+  [ErrorCode.ConnectionClosed]: {
+    retriable: true,
+    httpStatus: 503,
+    remedy: 'Check that the peer (connector or node) is running and reachable, then retry.',
+  },
+  [ErrorCode.PeerNotAuthorized]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy:
+      "Check that the peer's TLS key is the one registered (or pinned) for it; register the node again if its key changed.",
+  },
+  [ErrorCode.Timeout]: {
+    retriable: true,
+    httpStatus: 503,
+    remedy: "Retry; if it keeps happening, check the peer's load and the network in between.",
+  },
+  [ErrorCode.RemoteError]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy:
+      'Upgrade this side: the peer runs a newer ledgerbus and reported a code this version does not know.',
+  },
+  [ErrorCode.Internal]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy: "Look in the serving process's log for the cause, and report it: this is a bug.",
+  },
+  [ErrorCode.UnknownMethod]: {
+    retriable: false,
+    httpStatus: 404,
+    remedy:
+      'Check the route or method name; the peer may run another ledgerbus version (see /v1/openapi.json).',
+  },
+  [ErrorCode.NotRecipient]: {
+    retriable: false,
+    httpStatus: 403,
+    remedy: 'Ask as an organization the message was addressed to.',
+  },
+  [ErrorCode.MessageNotFound]: {
+    retriable: false,
+    httpStatus: 404,
+    remedy:
+      'Check the topic, partition and id; if the message was just sent, wait until it commits and ask again.',
+  },
+  [ErrorCode.MessageRejected]: {
+    retriable: false,
+    httpStatus: 422,
+    remedy: "Fix what the contract's reason code names (topic policy, recipients, size), then send again.",
+  },
+  // 409, not 403: the API token was fine; the network's registry state refused the change (not
+  // allowed for this organization, already exists, wrong partition count...), as the message says.
+  [ErrorCode.AdminRejected]: {
+    retriable: false,
+    httpStatus: 409,
+    remedy: 'Read the reason code: act as an organization allowed to do this (`--as`), or fix the request.',
+  },
+  [ErrorCode.TopicNotFound]: {
+    retriable: false,
+    httpStatus: 404,
+    remedy: 'Check the topic name, or create the topic first (`ledgerbus topic create`).',
+  },
+  [ErrorCode.PayloadCorrupt]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy: 'Do not use this copy: fetch the payload again, from another node or from the sender.',
+  },
+  [ErrorCode.Unauthorized]: {
+    retriable: false,
+    httpStatus: 401,
+    remedy:
+      "Send the application's API token as `Authorization: Bearer <token>` (it is in the connector's configuration).",
+  },
+  // 403: the organization is pending, suspended or revoked; a supervisor must approve it first.
+  [ErrorCode.NotApproved]: {
+    retriable: false,
+    httpStatus: 403,
+    remedy: 'Ask a supervisor organization to approve this one (`ledgerbus org approve`).',
+  },
+  [ErrorCode.WrongNetwork]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy: 'Check that the request, registry or data directory belongs to this network (genesis `network`).',
+  },
+  [ErrorCode.RequestExpired]: {
+    retriable: true,
+    httpStatus: 500,
+    remedy: 'Sign a new request (with a lifetime within the allowed maximum) and send it again.',
+  },
+  // 409: the request is fine but names several messages; the answer lists them to choose from.
+  [ErrorCode.AmbiguousMessageId]: {
+    retriable: false,
+    httpStatus: 409,
+    remedy: 'Name the topic and partition too: use one of the paths the answer lists in `candidates`.',
+  },
+  [ErrorCode.DataFormatUnsupported]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy:
+      'Move the old data directory away and start from an empty one: this version cannot verify its data.',
+  },
+} as const satisfies Record<ErrorCode, ErrorInfo>;
+
+/** The table's entry for `code`. */
+export function errorInfo(code: ErrorCode): ErrorInfo {
+  return errorTable[code];
+}
+
+/**
+ * Data a caller acts on, carried as typed fields rather than inside the message. In-process only:
+ * RPC error frames are exact records, so a field an older peer does not know would make it drop
+ * the connection; across the wire the message still names the leader for people.
+ */
+export interface ErrorDetails {
+  /** NOT_LEADER: the server this one believes leads now, when it knows one. */
+  readonly leader?: string;
+  /** The partition's current epoch, when the error is about a closed one. */
+  readonly epoch?: number;
+}
+
 export class LedgerbusError extends Error {
   readonly code: ErrorCode;
   readonly retriable: boolean;
-  constructor(code: ErrorCode, message: string, options: { retriable?: boolean; cause?: unknown } = {}) {
+  /** Absent unless the thrower had data to give (an own property only then, so errors compare as before). */
+  declare readonly details?: ErrorDetails;
+  /** `retriable` defaults to the table's flag for `code`. */
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { retriable?: boolean; cause?: unknown; details?: ErrorDetails } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'LedgerbusError';
     this.code = code;
-    this.retriable = options.retriable ?? false;
+    // `?.`: a code cast from a newer peer's string may have no entry; it is then not retriable.
+    this.retriable = options.retriable ?? errorTable[code]?.retriable ?? false;
+    if (options.details !== undefined) this.details = options.details;
   }
 }
 

@@ -91,6 +91,10 @@ describe('ledgerbus CLI', () => {
     const foreign = verify(node.publicKey, 'consortium-a');
     expect(foreign.status).toBe(1);
     expect(JSON.parse(foreign.stdout)).toMatchObject({ valid: false, code: 'BAD_CERTIFICATE' });
+    // The verdict says what to do, from the error table.
+    expect(JSON.parse(foreign.stdout)).toMatchObject({
+      remedy: expect.stringContaining('ledgerbus cert issue'),
+    });
     // The same org key, another network: the certificate says nothing there.
     const elsewhere = verify(org.publicKey, 'consortium-b');
     expect(elsewhere.status).toBe(1);
@@ -111,6 +115,14 @@ describe('ledgerbus CLI', () => {
     const corrupt = ledgerbus('keys', 'public', 'corrupt.key');
     expect(corrupt.status).toBe(2);
     expect(corrupt.stderr).toContain('KEY_FILE_CORRUPT');
+  });
+
+  it('prints under every error what to do about it, from the error table', () => {
+    const missing = ledgerbus('keys', 'public', 'no-such.key');
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(
+      /^error KEY_FILE_MISSING: .*\n {2}what to do: .*`ledgerbus keys generate`\.\n$/,
+    );
   });
 
   it('has --help on every command of the program, each saying what it does', async () => {

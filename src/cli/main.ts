@@ -21,6 +21,7 @@ import {
 import { buildSimCommand } from '../sim/cli.js';
 import { generateEncryptionKey, saveEncryptionKey } from '../crypto/envelope/index.js';
 import { buildOrgCommand, buildTopicCommand } from './admin-commands.js';
+import { errorText, invalidVerdict } from './error-output.js';
 import {
   buildConnectorCommand,
   buildConsumeCommand,
@@ -189,11 +190,7 @@ export function buildProgram(): Command {
         });
       } catch (error) {
         if (!isLedgerbusError(error)) throw error;
-        output(
-          options.json,
-          { valid: false, code: error.code, reason: error.message },
-          `INVALID ${error.code}: ${error.message}`,
-        );
+        process.stdout.write(invalidVerdict(options.json, error.code, error.message));
         process.exitCode = 1;
         return;
       }
@@ -236,7 +233,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     if (isLedgerbusError(error)) {
       const hint =
         error.code === 'CONNECTION_CLOSED' ? ' (is the connector, or `ledgerbus dev`, running?)' : '';
-      process.stderr.write(`error ${error.code}: ${error.message}${hint}\n`);
+      process.stderr.write(errorText(error, hint));
       process.exitCode = 2;
       return;
     }

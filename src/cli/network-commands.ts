@@ -37,6 +37,7 @@ import { liveRegistryFromGenesis } from '../registry/live-registry.js';
 import { Transport } from '../client/transport.js';
 import { ensureDevnetLayout, readNetworkFile } from './devnet-layout.js';
 import type { DevnetLayout, NetworkFile } from './devnet-layout.js';
+import { invalidVerdict } from './error-output.js';
 
 const progressThresholdBytes = 4 * 1024 * 1024;
 
@@ -250,6 +251,7 @@ async function waitForConnectors(network: NetworkFile, timeoutMs: number): Promi
         throw new LedgerbusError(
           ErrorCode.Timeout,
           `connector of ${organization.id} did not start; see the logs directory`,
+          { retriable: false },
         );
       await new Promise((done) => setTimeout(done, 250));
     }
@@ -546,11 +548,7 @@ export function buildVerifyCommand(): Command {
       const network = readNetworkFile(options.network);
       const registry = new GenesisRegistry(network.genesis);
       const fail = (code: string, reason: string): void => {
-        process.stdout.write(
-          options.json
-            ? `${JSON.stringify({ valid: false, code, reason })}\n`
-            : `INVALID ${code}: ${reason}\n`,
-        );
+        process.stdout.write(invalidVerdict(options.json, code, reason));
         process.exitCode = 1;
       };
       let bundle: Record<string, unknown>;

@@ -11,7 +11,7 @@ import { fastify } from 'fastify';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import fastifyWebsocket from '@fastify/websocket';
 import type { WebSocket } from 'ws';
-import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import { ErrorCode, LedgerbusError, errorInfo, isLedgerbusError } from '../errors.js';
 import type {
   AdminActionInput,
   ConnectorAdminApi,
@@ -94,34 +94,9 @@ export interface WireError {
   readonly candidates?: readonly (MessageCandidate & { readonly path: string })[];
 }
 
-/** HTTP status of each error code that has a more specific meaning than 500. */
-const statusByCode: Partial<Record<ErrorCode, number>> = {
-  [ErrorCode.SchemaMismatch]: 400,
-  [ErrorCode.MalformedEncoding]: 400,
-  [ErrorCode.Oversize]: 400,
-  [ErrorCode.BadConfig]: 400,
-  [ErrorCode.Unauthorized]: 401,
-  [ErrorCode.NotRecipient]: 403,
-  // The organization is pending, suspended or revoked: a supervisor must approve it first.
-  [ErrorCode.NotApproved]: 403,
-  [ErrorCode.MessageNotFound]: 404,
-  [ErrorCode.PayloadNotFound]: 404,
-  [ErrorCode.TopicNotFound]: 404,
-  [ErrorCode.UnknownMethod]: 404,
-  // 409, not 403: the API token was fine; the network's registry state refused the change (not
-  // allowed for this organization, already exists, wrong partition count...), as the message says.
-  [ErrorCode.AdminRejected]: 409,
-  // 409: the request is fine but names several messages; the answer lists them to choose from.
-  [ErrorCode.AmbiguousMessageId]: 409,
-  [ErrorCode.MessageRejected]: 422,
-  [ErrorCode.Overloaded]: 429,
-  [ErrorCode.RateLimited]: 429,
-  [ErrorCode.Timeout]: 503,
-  [ErrorCode.ConnectionClosed]: 503,
-};
-
+/** The REST status of `code`, from the one error table (errors.ts). */
 export function httpStatusOf(code: ErrorCode): number {
-  return statusByCode[code] ?? 500;
+  return errorInfo(code).httpStatus;
 }
 
 /**
@@ -232,7 +207,8 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
       (raw.headers['content-length'] !== undefined && raw.headers['content-length'] !== '0');
     if (!hasBody || raw.complete) return;
     const cut = (): void => {
-      if (!raw.complete) raw.destroy(new LedgerbusError(ErrorCode.Timeout, 'request body timed out'));
+      if (!raw.complete)
+        raw.destroy(new LedgerbusError(ErrorCode.Timeout, 'request body timed out', { retriable: false }));
     };
     if (request.routeOptions.url === uploadRoute) {
       // An idle timer on the socket: sending bytes resets it. Cleared once the body is read, or the

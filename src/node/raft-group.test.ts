@@ -216,6 +216,29 @@ describe('RaftGroup', () => {
     await expect(follower.group.readIndex()).rejects.toMatchObject({ code: 'NOT_LEADER' });
   });
 
+  it("passes on the core's retriable flag and the known leader as typed fields, not read from the message", async () => {
+    startThree();
+    const leader = await harness.leader();
+    const leaderId = leader.group.leader!;
+    const follower = harness.live().find((m) => !m.group.isLeader)!;
+    await expect(follower.group.propose(add('a', 1))).rejects.toMatchObject({
+      code: 'NOT_LEADER',
+      details: { leader: leaderId },
+    });
+    // Commits the leader's first entry, so no membership change of an earlier term is pending.
+    await harness.settle(leader.group.propose(add('a', 1)));
+    await expect(leader.group.changeMembership({ type: 'addVoter', id: 'n2' })).rejects.toMatchObject({
+      code: 'BAD_CONFIG',
+      retriable: false,
+    });
+    const first = leader.group.changeMembership({ type: 'addLearner', id: 'n4' });
+    await expect(leader.group.changeMembership({ type: 'addLearner', id: 'n5' })).rejects.toMatchObject({
+      code: 'BAD_CONFIG',
+      retriable: true,
+    });
+    await harness.settle(first);
+  });
+
   it('gives a read index on the leader that covers every write committed before it, applied before it returns', async () => {
     startThree();
     const leader = await harness.leader();

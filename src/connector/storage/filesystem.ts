@@ -147,7 +147,10 @@ class FilesystemStorage implements PayloadStorage {
   }
 
   #checkOpen(): void {
-    if (this.#closed) throw new LedgerbusError(ErrorCode.StorageUnavailable, 'payload storage is closed');
+    if (this.#closed)
+      throw new LedgerbusError(ErrorCode.StorageUnavailable, 'payload storage is closed', {
+        retriable: false,
+      });
   }
 }
 

@@ -190,7 +190,10 @@ class PostgresStorage implements PayloadStorage {
   }
 
   #checkOpen(): void {
-    if (this.#closed) throw new LedgerbusError(ErrorCode.StorageUnavailable, 'payload storage is closed');
+    if (this.#closed)
+      throw new LedgerbusError(ErrorCode.StorageUnavailable, 'payload storage is closed', {
+        retriable: false,
+      });
   }
 }
 

@@ -150,10 +150,30 @@ describe('Raft read index (thesis §6.4)', () => {
     expect(cluster.server('a').node.termAt(reads[0]!.index)).toBe(cluster.server('a').node.status().term);
   });
 
-  it('a follower refuses reads with a retriable NOT_PRIMARY', () => {
+  // NOT_LEADER since issue 13 (it was NOT_PRIMARY, the PBFT code).
+  it('a follower refuses reads with a retriable NOT_LEADER naming the leader', () => {
     const cluster = new TestCluster({ voters: ['a', 'b', 'c'] });
     const leader = cluster.electLeader();
     const follower = ['a', 'b', 'c'].find((id) => id !== leader)!;
-    expect(cluster.step(follower, { kind: 'readIndex', id: 'r' }).rejected[0]!.code).toBe('NOT_PRIMARY');
+    expect(cluster.step(follower, { kind: 'readIndex', id: 'r' }).rejected[0]).toMatchObject({
+      code: 'NOT_LEADER',
+      retriable: true,
+      details: { leader },
+    });
+  });
+
+  it('a leader that loses leadership aborts its unconfirmed reads with a retriable NOT_LEADER (thesis §6.4)', () => {
+    const cluster = new TestCluster({ voters: ['a', 'b', 'c'] });
+    const leader = cluster.electLeader();
+    cluster.ticks(3);
+    cluster.isolate([leader]);
+    expect(cluster.step(leader, { kind: 'readIndex', id: 'r' }).rejected).toEqual([]);
+    // Check-quorum: without its followers the leader steps down within an election timeout.
+    const aborted = [];
+    for (let i = 0; i < 40 && cluster.server(leader).node.status().role === 'leader'; i++)
+      aborted.push(...cluster.step(leader, { kind: 'tick' }).rejected);
+    expect(aborted).toEqual([
+      { code: 'NOT_LEADER', reason: 'read r aborted: leadership lost; retry at the leader', retriable: true },
+    ]);
   });
 });

@@ -2,10 +2,33 @@
  * The Raft core (Ongaro & Ousterhout, "In Search of an Understandable Consensus Algorithm", extended
  * version; Ongaro's thesis for pre-vote, check-quorum, read index and membership changes) as a pure
  * deterministic state machine in the style of etcd-io/raft. See `types.ts` for the step/Ready contract.
+ *
+ * Its state is grouped in named parts, each with its invariants written down and asserted at its
+ * transitions: the log and snapshot (`raft-log.ts`), each peer's replication progress
+ * (`progress.ts`), linearizable reads (`read-index.ts`), a leadership transfer
+ * (`leadership-transfer.ts`) and membership changes (`membership-change.ts`). This file holds
+ * roles, elections, ticks and message handling, and checks after every step that the parts agree
+ * with the role (`checkInvariants`).
  */
 import { ErrorCode, LedgerbusError, assert } from '../../errors.js';
+import type { ErrorDetails } from '../../errors.js';
 import { raftMessageSchema, decodeRaftMessage } from './messages.js';
 import { SeededRandom } from '../seeded-random.js';
+import { badConfig, validateConfig } from './config.js';
+import type { RaftSettings } from './config.js';
+import { LeadershipTransfer } from './leadership-transfer.js';
+import { changedMembership, sortedMembership } from './membership-change.js';
+import {
+  acknowledged,
+  becomeProbe,
+  becomeReplicate,
+  becomeSnapshot,
+  newProgress,
+  sentAppend,
+} from './progress.js';
+import type { Progress } from './progress.js';
+import { RaftLog } from './raft-log.js';
+import { ReadIndex } from './read-index.js';
 import type {
   HardState,
   Membership,
@@ -19,8 +42,11 @@ import type {
   RaftRestore,
   RaftRole,
   RaftSnapshot,
+  RaftStatus,
   Rejection,
 } from './types.js';
+
+export type { RaftStatus };
 
 type MessageOf<K extends RaftMessage['type']> = Extract<RaftMessage, { type: K }>;
 type Outgoing = RaftMessage extends infer M
@@ -28,78 +54,6 @@ type Outgoing = RaftMessage extends infer M
     ? Omit<M, 'from' | 'term'>
     : never
   : never;
-
-/** Replication state of one peer, kept by the leader (etcd's Progress). */
-interface Progress {
-  match: number;
-  next: number;
-  /** probe: one append in flight at a time; replicate: stream optimistically; snapshot: wait. */
-  state: 'probe' | 'replicate' | 'snapshot';
-  paused: boolean;
-  /**
-   * replicate: the last index of each append still unanswered, oldest first; at most
-   * maxInflightMessages of them (etcd's Inflights). Empty in the other states.
-   */
-  inflight: number[];
-  pendingSnapshot: number;
-  /** Heard from since the last check-quorum round. */
-  recentActive: boolean;
-}
-
-interface PendingRead {
-  readonly id: string;
-  readonly index: number;
-  readonly round: number;
-  readonly acks: Set<string>;
-}
-
-interface Settings {
-  readonly id: string;
-  readonly electionTicks: number;
-  readonly heartbeatTicks: number;
-  readonly preVote: boolean;
-  readonly checkQuorum: boolean;
-  readonly appendEntriesMax: number;
-  readonly maxInflightMessages: number;
-  readonly entryBytesMax: number;
-  readonly uncommittedEntriesMax: number;
-  readonly pendingReadsMax: number;
-}
-
-function badConfig(field: string, reason: string): LedgerbusError {
-  return new LedgerbusError(ErrorCode.BadConfig, `raft config ${field}: ${reason}`);
-}
-
-function validateConfig(config: RaftConfig): Settings {
-  const positive = (field: string, value: number | undefined, fallback: number): number => {
-    const v = value ?? fallback;
-    if (!Number.isSafeInteger(v) || v < 1) throw badConfig(field, `must be a positive integer, got ${v}`);
-    return v;
-  };
-  if (typeof config.id !== 'string' || config.id.length === 0) throw badConfig('id', 'must be non-empty');
-  const members = [...config.voters, ...(config.learners ?? [])];
-  if (new Set(members).size !== members.length) throw badConfig('voters', 'a server is listed twice');
-  if (!Number.isSafeInteger(config.seed)) throw badConfig('seed', 'must be an integer');
-  const electionTicks = positive('electionTicks', config.electionTicks, 10);
-  const heartbeatTicks = positive('heartbeatTicks', config.heartbeatTicks, 1);
-  if (heartbeatTicks >= electionTicks) throw badConfig('heartbeatTicks', 'must be less than electionTicks');
-  return {
-    id: config.id,
-    electionTicks,
-    heartbeatTicks,
-    preVote: config.preVote ?? true,
-    checkQuorum: config.checkQuorum ?? true,
-    appendEntriesMax: positive('appendEntriesMax', config.appendEntriesMax, 64),
-    maxInflightMessages: positive('maxInflightMessages', config.maxInflightMessages, 256),
-    entryBytesMax: positive('entryBytesMax', config.entryBytesMax, 1024 * 1024),
-    uncommittedEntriesMax: positive('uncommittedEntriesMax', config.uncommittedEntriesMax, 1024),
-    pendingReadsMax: positive('pendingReadsMax', config.pendingReadsMax, 1024),
-  };
-}
-
-function sortedMembership(voters: readonly string[], learners: readonly string[]): Membership {
-  return { voters: [...voters].sort(), learners: [...learners].sort() };
-}
 
 /** A Ready under construction. */
 interface ReadyBuilder {
@@ -115,24 +69,8 @@ function emptyReady(): ReadyBuilder {
   return { persist: [], send: [], committed: [], readStates: [], rejected: [] };
 }
 
-/** A read-only view of a node, for tests, the simulator and debugging. */
-export interface RaftStatus {
-  readonly id: string;
-  readonly role: RaftRole;
-  readonly term: number;
-  readonly votedFor: string | null;
-  readonly leader: string | null;
-  readonly commit: number;
-  readonly applied: number;
-  readonly firstIndex: number;
-  readonly lastIndex: number;
-  readonly snapshotIndex: number;
-  readonly snapshotTerm: number;
-  readonly membership: Membership;
-}
-
 export class RaftNode {
-  private readonly settings: Settings;
+  private readonly settings: RaftSettings;
   private readonly random: SeededRandom;
 
   private term = 0;
@@ -146,25 +84,19 @@ export class RaftNode {
   private heartbeatElapsed = 0;
   private randomizedElectionTicks = 0;
 
-  /** Entries after the snapshot: log[i] has index snapshot.index + 1 + i. */
-  private log: RaftEntry[] = [];
-  private snapshot: RaftSnapshot;
+  private readonly log: RaftLog;
   private membership: Membership;
   /** Highest index handed to the driver in `committed` (or covered by an installed snapshot). */
   private emitted = 0;
   private applied = 0;
 
   private votes = new Map<string, boolean>();
+  /** Kept by the leader only, for every other member. */
   private progress = new Map<string, Progress>();
   /** Index of the latest configuration entry the leader may not yet have committed. */
   private pendingConfigIndex = 0;
-  private readRound = 0;
-  private pendingReads: PendingRead[] = [];
-  /** Reads received before the leader committed an entry of its own term (thesis §6.4 step 1). */
-  private readsAwaitingCommit: string[] = [];
-  /** The server leadership is being handed to, and for how many ticks (thesis §3.10). */
-  private transferee: string | null = null;
-  private transferElapsed = 0;
+  private readonly reads = new ReadIndex();
+  private readonly transfer = new LeadershipTransfer();
 
   private ready: ReadyBuilder = emptyReady();
 
@@ -173,24 +105,24 @@ export class RaftNode {
     this.settings = validateConfig(config);
     this.random = new SeededRandom(config.seed);
     const initial = sortedMembership(config.voters, config.learners ?? []);
-    this.snapshot = { index: 0, term: 0, membership: initial, data: new Uint8Array(0) };
+    let snapshot: RaftSnapshot = { index: 0, term: 0, membership: initial, data: new Uint8Array(0) };
+    if (restore?.snapshot !== undefined) snapshot = restore.snapshot;
+    let expected = snapshot.index + 1;
+    for (const entry of restore?.entries ?? []) {
+      if (entry.index !== expected) throw badConfig('restore.entries', `expected index ${expected}`);
+      expected++;
+    }
+    this.log = new RaftLog(snapshot, restore?.entries ?? []);
     if (restore !== undefined) {
-      if (restore.snapshot !== undefined) this.snapshot = restore.snapshot;
-      let expected = this.snapshot.index + 1;
-      for (const entry of restore.entries) {
-        if (entry.index !== expected) throw badConfig('restore.entries', `expected index ${expected}`);
-        expected++;
-      }
-      this.log = [...restore.entries];
       this.term = restore.hardState.term;
       this.votedFor = restore.hardState.votedFor;
-      this.commit = Math.max(restore.hardState.commit, this.snapshot.index);
+      this.commit = Math.max(restore.hardState.commit, snapshot.index);
       if (this.commit > this.lastIndex())
         throw badConfig('restore.hardState.commit', 'beyond the last entry');
     }
-    this.emitted = this.snapshot.index;
-    this.applied = this.snapshot.index;
-    this.membership = this.membershipAt(this.lastIndex());
+    this.emitted = snapshot.index;
+    this.applied = snapshot.index;
+    this.membership = this.log.membershipAt(this.lastIndex());
     this.persistedHardState = this.hardState();
     this.resetRandomizedElectionTicks();
   }
@@ -206,7 +138,7 @@ export class RaftNode {
       this.dispatch(input);
     } catch (error) {
       if (!(error instanceof LedgerbusError)) throw error;
-      this.reject(error.code, error.message);
+      this.reject(error.code, error.message, error.retriable, error.details);
     }
     return this.finishReady();
   }
@@ -220,24 +152,22 @@ export class RaftNode {
       leader: this.leader,
       commit: this.commit,
       applied: this.applied,
-      firstIndex: this.snapshot.index + 1,
+      firstIndex: this.log.snapshot.index + 1,
       lastIndex: this.lastIndex(),
-      snapshotIndex: this.snapshot.index,
-      snapshotTerm: this.snapshot.term,
+      snapshotIndex: this.log.snapshot.index,
+      snapshotTerm: this.log.snapshot.term,
       membership: this.membership,
     };
   }
 
   /** The entries held after the snapshot (a copy). */
   entries(): RaftEntry[] {
-    return [...this.log];
+    return [...this.log.held];
   }
 
   /** Term of the entry at `index`, or undefined if it is compacted or beyond the log. */
   termAt(index: number): number | undefined {
-    if (index === this.snapshot.index) return this.snapshot.term;
-    if (index < this.snapshot.index || index > this.lastIndex()) return undefined;
-    return this.log[index - this.snapshot.index - 1]!.term;
+    return this.log.termAt(index);
   }
 
   /**
@@ -245,10 +175,11 @@ export class RaftNode {
    * `debugState()` produce identical Readys for identical inputs.
    */
   debugState(): unknown {
+    const reads = this.reads.debug();
     return {
       status: this.status(),
-      log: this.log,
-      snapshot: this.snapshot,
+      log: this.log.held,
+      snapshot: this.log.snapshot,
       emitted: this.emitted,
       electionElapsed: this.electionElapsed,
       heartbeatElapsed: this.heartbeatElapsed,
@@ -257,11 +188,11 @@ export class RaftNode {
       votes: [...this.votes],
       progress: [...this.progress],
       pendingConfigIndex: this.pendingConfigIndex,
-      readRound: this.readRound,
-      pendingReads: this.pendingReads.map((r) => ({ ...r, acks: [...r.acks].sort() })),
-      readsAwaitingCommit: this.readsAwaitingCommit,
-      transferee: this.transferee,
-      transferElapsed: this.transferElapsed,
+      readRound: reads.readRound,
+      pendingReads: reads.pendingReads,
+      readsAwaitingCommit: reads.readsAwaitingCommit,
+      transferee: this.transfer.target,
+      transferElapsed: this.transfer.elapsed,
       persistedHardState: this.persistedHardState,
     };
   }
@@ -293,8 +224,8 @@ export class RaftNode {
     }
   }
 
-  private reject(code: ErrorCode, reason: string): void {
-    this.ready.rejected.push({ code, reason });
+  private reject(code: ErrorCode, reason: string, retriable: boolean, details?: ErrorDetails): void {
+    this.ready.rejected.push({ code, reason, retriable, ...(details === undefined ? {} : { details }) });
   }
 
   private finishReady(): RaftReady {
@@ -309,12 +240,28 @@ export class RaftNode {
       this.persistedHardState = hardState;
     }
     for (let index = this.emitted + 1; index <= this.commit; index++) {
-      this.ready.committed.push(this.entryAt(index));
+      this.ready.committed.push(this.log.entryAt(index));
     }
     this.emitted = Math.max(this.emitted, this.commit);
+    this.checkInvariants();
     const ready = this.ready;
     this.ready = emptyReady();
     return ready;
+  }
+
+  /**
+   * What must hold between steps, whatever the input: the parts agree with the role, and the
+   * indexes are ordered snapshot ≤ applied ≤ emitted, commit ≤ last index.
+   */
+  private checkInvariants(): void {
+    const snapshotIndex = this.log.snapshot.index;
+    assert(snapshotIndex <= this.applied && this.applied <= this.emitted, 'snapshot ≤ applied ≤ emitted');
+    assert(this.commit <= this.lastIndex(), 'commit ≤ last index');
+    if (this.role !== 'leader') {
+      assert(this.reads.size === 0, 'only a leader holds reads');
+      assert(this.transfer.target === null, 'only a leader transfers leadership');
+      assert(this.progress.size === 0, 'only a leader tracks progress');
+    }
   }
 
   // ---- log helpers ------------------------------------------------------------------------------
@@ -324,57 +271,38 @@ export class RaftNode {
   }
 
   private lastIndex(): number {
-    return this.snapshot.index + this.log.length;
-  }
-
-  private lastTerm(): number {
-    return this.termAt(this.lastIndex())!;
-  }
-
-  private entryAt(index: number): RaftEntry {
-    const entry = this.log[index - this.snapshot.index - 1];
-    assert(entry !== undefined && entry.index === index, `entry ${index} is in the log`);
-    return entry;
-  }
-
-  /** The configuration in force once the log up to `index` is appended. */
-  private membershipAt(index: number): Membership {
-    for (let i = Math.min(index, this.lastIndex()); i > this.snapshot.index; i--) {
-      const entry = this.entryAt(i);
-      if (entry.config !== undefined) return entry.config;
-    }
-    return this.snapshot.membership;
+    return this.log.lastIndex();
   }
 
   private appendEntries(entries: readonly RaftEntry[]): void {
     if (entries.length === 0) return;
-    assert(entries[0]!.index === this.lastIndex() + 1, 'appended entries follow the log');
-    this.log.push(...entries);
+    const hasConfig = this.log.append(entries);
     this.ready.persist.push({ op: 'append', entries: [...entries] });
-    if (entries.some((e) => e.config !== undefined)) this.onMembershipChanged();
+    if (hasConfig) this.onMembershipChanged();
   }
 
   private truncateFrom(index: number): void {
     assert(index > this.commit, `never truncate committed entry ${index} (commit ${this.commit})`);
-    const hadConfig = this.log.slice(index - this.snapshot.index - 1).some((e) => e.config !== undefined);
-    this.log.length = index - this.snapshot.index - 1;
+    const hadConfig = this.log.truncateFrom(index);
     this.ready.persist.push({ op: 'truncate', fromIndex: index });
     if (hadConfig) this.onMembershipChanged();
   }
 
   private onMembershipChanged(): void {
-    this.membership = this.membershipAt(this.lastIndex());
+    this.membership = this.log.membershipAt(this.lastIndex());
     if (this.role !== 'leader') return;
     const members = new Set([...this.membership.voters, ...this.membership.learners]);
     for (const id of members) {
-      if (id !== this.settings.id && !this.progress.has(id)) this.progress.set(id, this.newProgress());
+      if (id !== this.settings.id && !this.progress.has(id))
+        this.progress.set(id, newProgress(this.lastIndex() + 1));
     }
     for (const id of [...this.progress.keys()]) if (!members.has(id)) this.progress.delete(id);
   }
 
   /** Raft §5.4.1: a candidate's log is at least as up-to-date as ours. */
   private isUpToDate(lastIndex: number, lastTerm: number): boolean {
-    return lastTerm > this.lastTerm() || (lastTerm === this.lastTerm() && lastIndex >= this.lastIndex());
+    const ourTerm = this.log.lastTerm();
+    return lastTerm > ourTerm || (lastTerm === ourTerm && lastIndex >= this.lastIndex());
   }
 
   private isVoter(id: string = this.settings.id): boolean {
@@ -410,20 +338,11 @@ export class RaftNode {
     this.resetRandomizedElectionTicks();
     this.votes.clear();
     this.progress.clear();
-    this.transferee = null;
-    this.transferElapsed = 0;
-    this.abortReads();
-  }
-
-  private abortReads(): void {
-    for (const read of this.pendingReads) {
-      this.reject(ErrorCode.NotPrimary, `read ${read.id} aborted: leadership lost; retry at the leader`);
+    this.transfer.clear();
+    // Reads not yet confirmed may no longer be served: leadership may have passed to another.
+    for (const id of this.reads.abort()) {
+      this.reject(ErrorCode.NotLeader, `read ${id} aborted: leadership lost; retry at the leader`, true);
     }
-    for (const id of this.readsAwaitingCommit) {
-      this.reject(ErrorCode.NotPrimary, `read ${id} aborted: leadership lost; retry at the leader`);
-    }
-    this.pendingReads = [];
-    this.readsAwaitingCommit = [];
   }
 
   private becomeFollower(term: number, leader: string | null): void {
@@ -449,7 +368,7 @@ export class RaftNode {
     this.role = 'leader';
     this.leader = this.settings.id;
     for (const id of [...this.membership.voters, ...this.membership.learners]) {
-      if (id !== this.settings.id) this.progress.set(id, this.newProgress());
+      if (id !== this.settings.id) this.progress.set(id, newProgress(this.lastIndex() + 1));
     }
     // A configuration entry from an earlier term may be uncommitted; allow no change until the
     // entry below (and so everything before it) commits.
@@ -460,18 +379,6 @@ export class RaftNode {
     ]);
     this.maybeCommit();
     this.broadcastAppend();
-  }
-
-  private newProgress(): Progress {
-    return {
-      match: 0,
-      next: this.lastIndex() + 1,
-      state: 'probe',
-      paused: false,
-      inflight: [],
-      pendingSnapshot: 0,
-      recentActive: false,
-    };
   }
 
   private send(message: Outgoing): void {
@@ -495,7 +402,7 @@ export class RaftNode {
         from: this.settings.id,
         to,
         lastIndex: this.lastIndex(),
-        lastTerm: this.lastTerm(),
+        lastTerm: this.log.lastTerm(),
       };
       const message: RaftMessage = preVote
         ? { type: 'preVote', ...ask }
@@ -536,9 +443,8 @@ export class RaftNode {
   private tickLeader(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
-    if (this.transferee !== null && ++this.transferElapsed >= this.settings.electionTicks) {
-      this.transferee = null; // the target did not take over in time: keep leading
-    }
+    // The target did not take over in time: keep leading.
+    this.transfer.tick(this.settings.electionTicks);
     if (this.electionElapsed >= this.settings.electionTicks) {
       this.electionElapsed = 0;
       if (this.settings.checkQuorum) {
@@ -562,17 +468,19 @@ export class RaftNode {
         type: 'heartbeat',
         to,
         commit: Math.min(pr.match, this.commit),
-        readRound: this.readRound,
+        readRound: this.reads.round,
       });
     }
   }
 
   // ---- client requests --------------------------------------------------------------------------
 
+  /** NOT_LEADER, retriable, with the leader this server knows of as a typed field. */
   private notLeader(what: string): LedgerbusError {
     const leader = this.leader === null ? 'unknown' : this.leader;
-    return new LedgerbusError(ErrorCode.NotPrimary, `${what}: not the leader (leader: ${leader})`, {
+    return new LedgerbusError(ErrorCode.NotLeader, `${what}: not the leader (leader: ${leader})`, {
       retriable: true,
+      ...(this.leader === null ? {} : { details: { leader: this.leader } }),
     });
   }
 
@@ -587,7 +495,7 @@ export class RaftNode {
   }
 
   private appendAsLeader(entry: { type: 'normal' | 'config'; data: Uint8Array; config?: Membership }): void {
-    if (this.transferee !== null) {
+    if (this.transfer.target !== null) {
       throw new LedgerbusError(ErrorCode.Overloaded, 'leadership transfer in progress; retry later', {
         retriable: true,
       });
@@ -613,28 +521,7 @@ export class RaftNode {
         retriable: true,
       });
     }
-    const voters = this.membership.voters.filter((id) => id !== change.id);
-    const learners = this.membership.learners.filter((id) => id !== change.id);
-    const isMember =
-      voters.length + learners.length < this.membership.voters.length + this.membership.learners.length;
-    switch (change.type) {
-      case 'addVoter':
-        if (this.membership.voters.includes(change.id))
-          throw badConfig('change.id', `${change.id} is a voter`);
-        voters.push(change.id);
-        break;
-      case 'addLearner':
-        if (isMember) throw badConfig('change.id', `${change.id} is already a member`);
-        learners.push(change.id);
-        break;
-      case 'removeServer':
-        if (!isMember) throw badConfig('change.id', `${change.id} is not a member`);
-        if (voters.length === 0) throw badConfig('change.id', 'cannot remove the last voter');
-        break;
-      default:
-        throw new LedgerbusError(ErrorCode.SchemaMismatch, 'change.type: unknown');
-    }
-    const config = sortedMembership(voters, learners);
+    const config = changedMembership(this.membership, change);
     this.appendAsLeader({ type: 'config', data: new Uint8Array(0), config });
     this.pendingConfigIndex = this.lastIndex();
   }
@@ -644,8 +531,7 @@ export class RaftNode {
     if (to === this.settings.id || !this.isVoter(to) || !this.progress.has(to)) {
       throw badConfig('transferLeadership.to', `${String(to)} is not another voter`);
     }
-    this.transferee = to;
-    this.transferElapsed = 0;
+    this.transfer.start(to);
     const pr = this.progress.get(to)!;
     if (pr.match === this.lastIndex()) this.send({ type: 'timeoutNow', to });
     else this.sendAppend(to, pr);
@@ -655,13 +541,13 @@ export class RaftNode {
     if (typeof id !== 'string')
       throw new LedgerbusError(ErrorCode.SchemaMismatch, 'readIndex.id: not a string');
     if (this.role !== 'leader') throw this.notLeader(`read ${id}`);
-    if (this.pendingReads.length + this.readsAwaitingCommit.length >= this.settings.pendingReadsMax) {
+    if (this.reads.size >= this.settings.pendingReadsMax) {
       throw new LedgerbusError(ErrorCode.Overloaded, 'too many pending reads; retry later', {
         retriable: true,
       });
     }
-    if (this.termAt(this.commit) !== this.term) {
-      this.readsAwaitingCommit.push(id);
+    if (this.log.termAt(this.commit) !== this.term) {
+      this.reads.awaitCommit(id);
       return;
     }
     this.startReads([id]);
@@ -674,11 +560,7 @@ export class RaftNode {
       for (const id of ids) this.ready.readStates.push({ id, index: this.commit });
       return;
     }
-    this.readRound++;
-    for (const id of ids) {
-      const acks = new Set<string>(this.isVoter() ? [this.settings.id] : []);
-      this.pendingReads.push({ id, index: this.commit, round: this.readRound, acks });
-    }
+    this.reads.start(ids, this.commit, this.isVoter() ? this.settings.id : undefined);
     this.broadcastHeartbeat();
   }
 
@@ -694,22 +576,22 @@ export class RaftNode {
 
   /** The driver snapshotted its state machine at `index`: drop the entries it covers (Raft §7). */
   private compact(index: number, data: Uint8Array): void {
-    if (!Number.isSafeInteger(index) || index <= this.snapshot.index || index > this.applied) {
+    const held = this.log.snapshot.index;
+    if (!Number.isSafeInteger(index) || index <= held || index > this.applied) {
       throw new LedgerbusError(
         ErrorCode.SchemaMismatch,
-        `snapshot.index: ${index} must be in (${this.snapshot.index}, ${this.applied}] (snapshot, applied)`,
+        `snapshot.index: ${index} must be in (${held}, ${this.applied}] (snapshot, applied)`,
       );
     }
     if (!(data instanceof Uint8Array))
       throw new LedgerbusError(ErrorCode.SchemaMismatch, 'snapshot.data: not bytes');
     const snapshot: RaftSnapshot = {
       index,
-      term: this.termAt(index)!,
-      membership: this.membershipAt(index),
+      term: this.log.termAt(index)!,
+      membership: this.log.membershipAt(index),
       data,
     };
-    this.log = this.log.slice(index - this.snapshot.index);
-    this.snapshot = snapshot;
+    this.log.compact(snapshot);
     this.ready.persist.push({ op: 'snapshot', snapshot });
   }
 
@@ -744,15 +626,7 @@ export class RaftNode {
         (m.type === 'append' || m.type === 'heartbeat')
       ) {
         // A stale leader cut off by a partition learns the new term from this answer and steps down.
-        this.send({
-          type: 'appendResponse',
-          to: m.from,
-          success: false,
-          matchIndex: 0,
-          rejectedIndex: 0,
-          conflictIndex: 0,
-          conflictTerm: 0,
-        });
+        this.answerAppend(m.from, false, 0);
       } else if (m.type === 'preVote') {
         this.send({ type: 'preVoteResponse', to: m.from, granted: false });
       }
@@ -797,10 +671,12 @@ export class RaftNode {
 
   private followLeader(leader: string): void {
     if (this.role === 'leader') {
-      // Election safety (Raft §5.2) makes this impossible among correct servers.
+      // Election safety (Raft §5.2) makes this impossible among correct servers. NOT_PRIMARY, not
+      // NOT_LEADER: the sender did what only the leader of the term may do.
       throw new LedgerbusError(
         ErrorCode.NotPrimary,
         `message from ${leader}, a second leader in term ${this.term}`,
+        { retriable: false },
       );
     }
     // Raft §5.2: a candidate that hears from the leader of its term returns to follower.
@@ -838,37 +714,17 @@ export class RaftNode {
   }
 
   private handleAppend(m: MessageOf<'append'>): void {
-    const respond = (fields: Omit<MessageOf<'appendResponse'>, 'type' | 'to' | 'from' | 'term'>): void =>
-      this.send({ type: 'appendResponse', to: m.from, ...fields });
-    if (m.prevIndex < this.commit) {
-      // Already committed here: tell the leader how far we are.
-      respond({
-        success: true,
-        matchIndex: this.commit,
-        rejectedIndex: 0,
-        conflictIndex: 0,
-        conflictTerm: 0,
-      });
-      return;
-    }
-    const prevTerm = this.termAt(m.prevIndex);
+    // Already committed here: tell the leader how far we are.
+    if (m.prevIndex < this.commit) return this.answerAppend(m.from, true, this.commit);
+    const prevTerm = this.log.termAt(m.prevIndex);
     if (prevTerm !== m.prevTerm) {
-      // Raft §5.3 with the conflict optimization: point the leader at the start of the conflicting term.
-      let conflictIndex = this.lastIndex() + 1;
-      let conflictTerm = 0;
-      if (prevTerm !== undefined) {
-        conflictTerm = prevTerm;
-        conflictIndex = m.prevIndex;
-        while (conflictIndex - 1 > this.commit && this.termAt(conflictIndex - 1) === conflictTerm)
-          conflictIndex--;
-      }
-      respond({ success: false, matchIndex: 0, rejectedIndex: m.prevIndex, conflictIndex, conflictTerm });
-      return;
+      const hint = this.log.conflictHint(m.prevIndex, this.commit);
+      return this.answerAppend(m.from, false, 0, { rejectedIndex: m.prevIndex, ...hint });
     }
     let fresh: RaftEntry[] = [];
     for (let i = 0; i < m.entries.length; i++) {
       const entry = m.entries[i]!;
-      const existing = this.termAt(entry.index);
+      const existing = this.log.termAt(entry.index);
       if (existing === entry.term) continue;
       if (existing !== undefined) this.truncateFrom(entry.index);
       fresh = m.entries.slice(i);
@@ -877,7 +733,20 @@ export class RaftNode {
     this.appendEntries(fresh);
     const lastNew = m.prevIndex + m.entries.length;
     this.commitTo(Math.min(m.commit, lastNew));
-    respond({ success: true, matchIndex: lastNew, rejectedIndex: 0, conflictIndex: 0, conflictTerm: 0 });
+    this.answerAppend(m.from, true, lastNew);
+  }
+
+  /**
+   * An appendResponse (also the answer to a snapshot): success up to `matchIndex`, or a refusal with
+   * where to retry (Raft §5.3); a refusal without a hint is a stale-term notice.
+   */
+  private answerAppend(
+    to: string,
+    success: boolean,
+    matchIndex: number,
+    hint = { rejectedIndex: 0, conflictIndex: 0, conflictTerm: 0 },
+  ): void {
+    this.send({ type: 'appendResponse', to, success, matchIndex, ...hint });
   }
 
   private handleHeartbeat(m: MessageOf<'heartbeat'>): void {
@@ -888,24 +757,14 @@ export class RaftNode {
   /** Raft §7: install a snapshot from the leader unless our log already covers it. */
   private handleSnapshot(m: MessageOf<'snapshot'>): void {
     const snapshot = m.snapshot;
-    const ack = (matchIndex: number): void =>
-      this.send({
-        type: 'appendResponse',
-        to: m.from,
-        success: true,
-        matchIndex,
-        rejectedIndex: 0,
-        conflictIndex: 0,
-        conflictTerm: 0,
-      });
+    const ack = (matchIndex: number): void => this.answerAppend(m.from, true, matchIndex);
     if (snapshot.index <= this.commit) return ack(this.commit);
-    if (this.termAt(snapshot.index) === snapshot.term) {
+    if (this.log.termAt(snapshot.index) === snapshot.term) {
       // Our log holds the snapshot's last entry, so the prefix matches: keep what follows it.
       this.commitTo(snapshot.index);
       return ack(this.commit);
     }
-    this.log = [];
-    this.snapshot = snapshot;
+    this.log.install(snapshot);
     this.commit = snapshot.index;
     this.emitted = snapshot.index;
     this.applied = snapshot.index;
@@ -925,13 +784,10 @@ export class RaftNode {
       if (pr.state === 'probe' && m.rejectedIndex !== pr.next - 1) return; // answers an older probe
       let next = m.conflictIndex;
       if (m.conflictTerm > 0) {
-        const last = this.lastIndexOfTerm(m.conflictTerm, m.rejectedIndex);
+        const last = this.log.lastIndexOfTerm(m.conflictTerm, m.rejectedIndex);
         if (last !== undefined) next = last + 1;
       }
-      pr.next = Math.max(pr.match + 1, Math.min(next, m.rejectedIndex));
-      pr.state = 'probe';
-      pr.paused = false;
-      pr.inflight = [];
+      becomeProbe(pr, Math.max(pr.match + 1, Math.min(next, m.rejectedIndex)));
       this.sendAppend(m.from, pr);
       return;
     }
@@ -939,19 +795,16 @@ export class RaftNode {
     if (advanced) pr.match = m.matchIndex;
     pr.next = Math.max(pr.next, pr.match + 1);
     if (pr.state === 'probe' || (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot)) {
-      pr.state = 'replicate';
-      pr.next = pr.match + 1;
-      pr.inflight = [];
+      becomeReplicate(pr);
     }
     // Every append up to the acknowledged index has been answered (or overtaken).
-    while (pr.inflight.length > 0 && pr.inflight[0]! <= pr.match) pr.inflight.shift();
-    pr.paused = false;
+    acknowledged(pr);
     if (advanced && this.maybeCommit()) {
       this.broadcastAppend();
     } else if (this.role === 'leader' && pr.next <= this.lastIndex()) {
       this.sendAppend(m.from, pr);
     }
-    if (this.role === 'leader' && this.transferee === m.from && pr.match === this.lastIndex()) {
+    if (this.role === 'leader' && this.transfer.target === m.from && pr.match === this.lastIndex()) {
       this.send({ type: 'timeoutNow', to: m.from });
     }
   }
@@ -962,32 +815,13 @@ export class RaftNode {
     pr.recentActive = true;
     if (pr.match < this.lastIndex()) {
       // Retransmit what may have been lost: restart probing from what the peer is known to hold.
-      if (pr.state !== 'probe') pr.next = pr.match + 1;
-      pr.state = 'probe';
-      pr.paused = false;
-      pr.inflight = [];
+      becomeProbe(pr, pr.state === 'probe' ? pr.next : pr.match + 1);
       this.sendAppend(m.from, pr);
     }
     if (!this.isVoter(m.from)) return;
-    let confirmed = -1;
-    for (let i = 0; i < this.pendingReads.length; i++) {
-      const read = this.pendingReads[i]!;
-      if (read.round <= m.readRound) read.acks.add(m.from);
-      if ([...read.acks].filter((id) => this.isVoter(id)).length >= this.quorum()) confirmed = i;
-    }
     // A confirmed round confirms every earlier one too: leadership held at a later instant.
-    for (const read of this.pendingReads.splice(0, confirmed + 1)) {
-      this.ready.readStates.push({ id: read.id, index: read.index });
-    }
-  }
-
-  private lastIndexOfTerm(term: number, atMost: number): number | undefined {
-    for (let i = Math.min(atMost, this.lastIndex()); i >= this.snapshot.index; i--) {
-      const t = this.termAt(i)!;
-      if (t === term) return i;
-      if (t < term) return undefined;
-    }
-    return undefined;
+    const confirmed = this.reads.acknowledge(m.from, m.readRound, (id) => this.isVoter(id), this.quorum());
+    this.ready.readStates.push(...confirmed);
   }
 
   // ---- replication ------------------------------------------------------------------------------
@@ -1001,23 +835,19 @@ export class RaftNode {
     // Flow control (etcd's Inflights): a slow follower gets at most maxInflightMessages unanswered appends.
     if (pr.state === 'replicate' && pr.inflight.length >= this.settings.maxInflightMessages) return;
     const prevIndex = pr.next - 1;
-    const prevTerm = this.termAt(prevIndex);
+    const prevTerm = this.log.termAt(prevIndex);
     if (prevTerm === undefined) {
       // The entries the peer needs are compacted away (Raft §7).
-      assert(prevIndex < this.snapshot.index, 'next is within the log');
-      pr.state = 'snapshot';
-      pr.inflight = [];
-      pr.pendingSnapshot = this.snapshot.index;
-      this.send({ type: 'snapshot', to, snapshot: this.snapshot });
+      const snapshot = this.log.snapshot;
+      assert(prevIndex < snapshot.index, 'next is within the log');
+      becomeSnapshot(pr, snapshot.index);
+      this.send({ type: 'snapshot', to, snapshot });
       return;
     }
     const last = Math.min(this.lastIndex(), prevIndex + this.settings.appendEntriesMax);
-    const entries = this.log.slice(pr.next - this.snapshot.index - 1, last - this.snapshot.index);
+    const entries = this.log.between(pr.next, last);
     this.send({ type: 'append', to, prevIndex, prevTerm, entries, commit: this.commit });
-    if (pr.state === 'replicate') {
-      pr.next = last + 1;
-      pr.inflight.push(last);
-    } else pr.paused = true;
+    sentAppend(pr, last);
   }
 
   /**
@@ -1031,11 +861,9 @@ export class RaftNode {
     if (matches.length < this.quorum()) return false;
     matches.sort((a, b) => b - a);
     const candidate = matches[this.quorum() - 1]!;
-    if (candidate <= this.commit || this.termAt(candidate) !== this.term) return false;
+    if (candidate <= this.commit || this.log.termAt(candidate) !== this.term) return false;
     this.commitTo(candidate);
-    const waiting = this.readsAwaitingCommit;
-    this.readsAwaitingCommit = [];
-    this.startReads(waiting);
+    this.startReads(this.reads.takeAwaitingCommit());
     // Thesis §4.2.2: a leader that removed itself steps down once the change commits.
     if (!this.isVoter() && this.pendingConfigIndex <= this.commit) {
       this.broadcastAppend();

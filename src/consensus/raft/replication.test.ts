@@ -15,14 +15,34 @@ describe('Raft log replication', () => {
     for (const id of cluster.servers.keys()) expect(cluster.appliedText(id)).toEqual(['', 'x', 'y', 'z']);
   });
 
-  it('a follower refuses proposals with a retriable NOT_PRIMARY naming the leader', () => {
+  // NOT_LEADER since issue 13 (it was NOT_PRIMARY, the PBFT code); the leader is a typed field.
+  it('a follower refuses proposals with a retriable NOT_LEADER naming the leader', () => {
     const cluster = new TestCluster({ voters: ['a', 'b', 'c'] });
     const leader = cluster.electLeader();
     const follower = others(cluster, leader)[0]!;
     const ready = cluster.propose(follower, 'x');
     expect(ready.rejected).toHaveLength(1);
-    expect(ready.rejected[0]!.code).toBe('NOT_PRIMARY');
+    expect(ready.rejected[0]!.code).toBe('NOT_LEADER');
     expect(ready.rejected[0]!.reason).toContain(leader);
+    expect(ready.rejected[0]).toMatchObject({ retriable: true, details: { leader } });
+  });
+
+  it('a server that knows no leader refuses with a retriable NOT_LEADER and no leader field', () => {
+    const cluster = new TestCluster({ voters: ['a', 'b', 'c'] });
+    const ready = cluster.propose('a', 'x');
+    expect(ready.rejected).toEqual([
+      { code: 'NOT_LEADER', reason: 'propose: not the leader (leader: unknown)', retriable: true },
+    ]);
+  });
+
+  it('marks what the same input may later get through as retriable, and what it never will as not', () => {
+    const cluster = new TestCluster({ voters: ['a', 'b', 'c'], extra: { entryBytesMax: 4 } });
+    const leader = cluster.electLeader();
+    expect(cluster.propose(leader, 'too large').rejected).toMatchObject([
+      { code: 'OVERSIZE', retriable: false },
+    ]);
+    cluster.step(leader, { kind: 'transferLeadership', to: others(cluster, leader)[0]! });
+    expect(cluster.propose(leader, 'x').rejected).toMatchObject([{ code: 'OVERLOADED', retriable: true }]);
   });
 
   it('repairs a divergent log after a leader change: conflicting entries are overwritten (Raft §5.3)', () => {

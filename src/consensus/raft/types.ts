@@ -4,7 +4,7 @@
  * `RaftReady` saying what to persist, send and apply. Time is counted in ticks; the only randomness
  * (election timeouts) comes from a generator seeded by `RaftConfig.seed`.
  */
-import type { ErrorCode } from '../../errors.js';
+import type { ErrorCode, ErrorDetails } from '../../errors.js';
 import type { Membership, RaftEntry, RaftMessage, RaftSnapshot } from './messages.js';
 
 export type { Membership, RaftEntry, RaftMessage, RaftSnapshot };
@@ -84,9 +84,18 @@ export type RaftPersistOp =
   | { readonly op: 'append'; readonly entries: readonly RaftEntry[] }
   | { readonly op: 'hardState'; readonly hardState: HardState };
 
+/** An input the core refused; the state is as if it had not been stepped. */
 export interface Rejection {
   readonly code: ErrorCode;
+  /** For people (logs); decide nothing on it. */
   readonly reason: string;
+  /**
+   * Whether the same input may succeed later (a full queue, a leader elected, a membership change
+   * committed), so that a driver passes the flag on instead of guessing it from `reason`.
+   */
+  readonly retriable: boolean;
+  /** NOT_LEADER: the leader this server knows of, if any, for the driver to redirect to. */
+  readonly details?: ErrorDetails;
 }
 
 /**
@@ -115,3 +124,19 @@ export interface RaftRestore {
 }
 
 export type RaftRole = 'follower' | 'preCandidate' | 'candidate' | 'leader';
+
+/** A read-only view of a node, for tests, the simulator and debugging. */
+export interface RaftStatus {
+  readonly id: string;
+  readonly role: RaftRole;
+  readonly term: number;
+  readonly votedFor: string | null;
+  readonly leader: string | null;
+  readonly commit: number;
+  readonly applied: number;
+  readonly firstIndex: number;
+  readonly lastIndex: number;
+  readonly snapshotIndex: number;
+  readonly snapshotTerm: number;
+  readonly membership: Membership;
+}

@@ -1,0 +1,351 @@
+/**
+ * The `paths` of the connector's OpenAPI document: every route with its parameters, body and the
+ * answers it can give, errors included.
+ */
+import { ErrorCode, assert, errorInfo } from '../../errors.js';
+import { contentTypeLengthMax } from '../media-type.js';
+import { batchMessagesMax, requestSchemas } from './request-schemas.js';
+import type { JsonSchema } from './request-schemas.js';
+
+const ref = (name: string): JsonSchema => ({ $ref: `#/components/schemas/${name}` });
+const json = (schema: JsonSchema): JsonSchema => ({ 'application/json': { schema } });
+
+/**
+ * Names `listed` for a response of HTTP `status`, asserting that the error table (errors.ts) gives
+ * each that status, so the document cannot claim a status the API does not answer with.
+ */
+function codes(status: number, ...listed: ErrorCode[]): string {
+  for (const code of listed)
+    assert(errorInfo(code).httpStatus === status, `error table: ${code} answers ${status}`);
+  return listed.join(', ');
+}
+
+const errorResponse = (description: string): JsonSchema => ({ description, content: json(ref('Error')) });
+
+/** The failures every authenticated route can answer with, besides its own. */
+const commonErrors: Record<string, JsonSchema> = {
+  '400': errorResponse(
+    `Invalid request (${codes(400, ErrorCode.SchemaMismatch, ErrorCode.MalformedEncoding, ErrorCode.Oversize, ErrorCode.BadConfig)}).`,
+  ),
+  '401': errorResponse(`Missing or wrong API token (${codes(401, ErrorCode.Unauthorized)}).`),
+  '429': errorResponse(
+    'The connector or its node is over capacity (OVERLOADED) or this organization is over its request quota on the node (RATE_LIMITED); retry later.',
+  ),
+  '500': errorResponse(
+    `Unexpected failure (${codes(500, ErrorCode.Internal)} and other codes); details are in the connector log.`,
+  ),
+  '503': errorResponse(
+    `The network did not answer in time (${codes(503, ErrorCode.Timeout, ErrorCode.ConnectionClosed)}); retriable.`,
+  ),
+};
+
+function operation(spec: {
+  operationId: string;
+  summary: string;
+  description?: string;
+  parameters?: readonly JsonSchema[];
+  requestBody?: JsonSchema;
+  responses: Record<string, JsonSchema>;
+  public?: boolean;
+  deprecated?: boolean;
+}): JsonSchema {
+  return {
+    operationId: spec.operationId,
+    summary: spec.summary,
+    ...(spec.deprecated === true ? { deprecated: true } : {}),
+    ...(spec.description === undefined ? {} : { description: spec.description }),
+    ...(spec.parameters === undefined ? {} : { parameters: spec.parameters }),
+    ...(spec.requestBody === undefined ? {} : { requestBody: spec.requestBody }),
+    ...(spec.public === true ? { security: [] } : {}),
+    responses: spec.public === true ? spec.responses : { ...commonErrors, ...spec.responses },
+  };
+}
+
+/** OpenAPI parameters from one of the request schemas above: one entry per property. */
+function parametersOf(location: 'path' | 'query' | 'header', schema: JsonSchema): JsonSchema[] {
+  const properties = (schema['properties'] ?? {}) as Record<string, JsonSchema>;
+  const required = new Set((schema['required'] ?? []) as readonly string[]);
+  return Object.entries(properties).map(([name, property]) => {
+    const { description, ...rest } = property as { description?: string } & JsonSchema;
+    return {
+      name,
+      in: location,
+      required: location === 'path' || required.has(name),
+      ...(description === undefined ? {} : { description }),
+      schema: rest,
+    };
+  });
+}
+
+const topicParameters = parametersOf('path', requestSchemas.topicParams);
+const topicMessageParameters = parametersOf('path', requestSchemas.topicMessageParams);
+const idParameters = parametersOf('path', requestSchemas.idParams);
+const receivedParameters = parametersOf('path', requestSchemas.receivedParams);
+const consumerGroupParameters = parametersOf('path', requestSchemas.consumerGroupParams);
+
+const notFound = errorResponse(
+  `No such message (${codes(404, ErrorCode.MessageNotFound, ErrorCode.PayloadNotFound)}).`,
+);
+const topicNotFound = errorResponse(`No such topic (${codes(404, ErrorCode.TopicNotFound)}).`);
+const adminRejected = errorResponse(
+  'The network refused the transaction (ADMIN_REJECTED): the message names the reason code ' +
+    '(NOT_ALLOWED, ALREADY_EXISTS, TOPIC_UNKNOWN, BAD_PARTITION_COUNT, ...) and what to fix.',
+);
+const adminCommitted = { description: 'Committed.', content: json(ref('AdminResult')) };
+const forbidden = errorResponse(
+  `This organization is not a recipient of the message (${codes(403, ErrorCode.NotRecipient)}).`,
+);
+const ambiguous = errorResponse(
+  'Several messages have this id (AMBIGUOUS_MESSAGE_ID): ids are unique per partition only. ' +
+    '`error.candidates` lists them with the path (or partition) that names each.',
+);
+/** What a received payload answers, by whichever path it is asked for. */
+const payloadResponse = {
+  description:
+    'Payload bytes, served as a download: `Content-Disposition: attachment` and ' +
+    '`X-Content-Type-Options: nosniff`, with the content type the sender gave (or ' +
+    '`application/octet-stream` if what the ledger recorded is not a valid media type). ' +
+    '`Ledgerbus-Sha256` carries the hex sha256 of the content.',
+  content: { '*/*': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } },
+};
+
+/** Paths in OpenAPI form (`{param}`); the server registers them in Fastify form (`:param`). */
+export const paths: Record<string, Record<string, JsonSchema>> = {
+  '/healthz': {
+    get: operation({
+      operationId: 'health',
+      summary: 'Liveness; reports whether the presented token is valid without requiring it.',
+      public: true,
+      responses: { '200': { description: 'Up.', content: json(ref('Health')) } },
+    }),
+  },
+  '/v1/openapi.json': {
+    get: operation({
+      operationId: 'openapi',
+      summary: 'This document.',
+      public: true,
+      responses: { '200': { description: 'OpenAPI 3.1 document.', content: json({ type: 'object' }) } },
+    }),
+  },
+  '/v1/topics/{topic}/messages': {
+    post: operation({
+      operationId: 'sendMessage',
+      summary: 'Send one message whose payload is the streamed request body (any size).',
+      description:
+        'The body is streamed to encryption and storage and never held whole. Its size is held to the ' +
+        "topic's `messageBytesMax` (which counts the encrypted size): a `Content-Length` over it is refused " +
+        'before the body is read, a chunked body as soon as it passes it (422 MESSAGE_REJECTED, ' +
+        'MESSAGE_TOO_LARGE), and nothing of a refused message is kept. An upload that sends nothing for ' +
+        'a minute is cut. Metadata travels in the query ' +
+        '(`to`, `key`, `id`) or in the headers `Ledgerbus-To`, `Ledgerbus-Key`, `Ledgerbus-Id`; ' +
+        '`Ledgerbus-Headers` carries message headers as base64 of a JSON object of base64 values. ' +
+        'The payload content type is the request `Content-Type`: a media type in printable ASCII ' +
+        `(at most ${contentTypeLengthMax} characters), else 400 SCHEMA_MISMATCH before the body is read.`,
+      parameters: [
+        ...topicParameters,
+        ...parametersOf('query', requestSchemas.sendQuery),
+        { name: 'Ledgerbus-To', in: 'header', required: false, schema: { type: 'string' } },
+        { name: 'Ledgerbus-Key', in: 'header', required: false, schema: { type: 'string' } },
+        { name: 'Ledgerbus-Id', in: 'header', required: false, schema: { type: 'string' } },
+        { name: 'Ledgerbus-Headers', in: 'header', required: false, schema: { type: 'string' } },
+      ],
+      requestBody: {
+        required: true,
+        content: { '*/*': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } },
+      },
+      responses: {
+        '200': { description: 'Accepted on the ledger.', content: json(ref('SendResult')) },
+        '422': errorResponse(
+          'The connector or the partition refused the message (MESSAGE_REJECTED; MESSAGE_TOO_LARGE over the topic policy).',
+        ),
+      },
+    }),
+  },
+  '/v1/topics/{topic}/batch': {
+    post: operation({
+      operationId: 'sendBatch',
+      summary: `Send up to ${batchMessagesMax} small messages (base64 values, body at most 16 MiB).`,
+      description:
+        "Every message is checked against the topic's `messageBytesMax` before any is encrypted; a " +
+        'message over it refuses the whole request (422 MESSAGE_TOO_LARGE). Other routes take JSON bodies ' +
+        'of at most 1 MiB (OVERSIZE), sent within 30 s.',
+      parameters: topicParameters,
+      requestBody: { required: true, content: json(requestSchemas.batchBody) },
+      responses: {
+        '200': { description: 'Accepted, in request order.', content: json(ref('SendResults')) },
+        '422': errorResponse(`The partition refused a message (${codes(422, ErrorCode.MessageRejected)}).`),
+      },
+    }),
+  },
+  '/v1/topics/{topic}/messages/{id}/status': {
+    get: operation({
+      operationId: 'messageStatus',
+      summary: 'Delivery state of a message on the ledger.',
+      description:
+        "A sender's ids are unique per topic; a message this organization received may share its id with " +
+        'another received on another partition of the topic: then `partition` names it.',
+      parameters: [...topicMessageParameters, ...parametersOf('query', requestSchemas.statusQuery)],
+      responses: {
+        '200': { description: 'Status.', content: json(ref('MessageStatus')) },
+        '404': notFound,
+        '409': ambiguous,
+      },
+    }),
+  },
+  '/v1/topics/{topic}/messages/{id}/receipt': {
+    get: operation({
+      operationId: 'messageReceipt',
+      summary: 'Delivery-proof bundle, checked offline by `ledgerbus verify`.',
+      parameters: [...topicMessageParameters, ...parametersOf('query', requestSchemas.receiptQuery)],
+      responses: {
+        '200': { description: 'Receipt.', content: json(ref('ReceiptBundle')) },
+        '403': forbidden,
+        '404': notFound,
+        '409': ambiguous,
+      },
+    }),
+  },
+  '/v1/received': {
+    get: operation({
+      operationId: 'listReceived',
+      summary: 'Received messages after a sequence, oldest first; long-polls with waitMs.',
+      parameters: parametersOf('query', requestSchemas.receivedQuery),
+      responses: { '200': { description: 'Messages (maybe none).', content: json(ref('ReceivedMessages')) } },
+    }),
+  },
+  '/v1/received/{topic}/{partition}/{id}': {
+    get: operation({
+      operationId: 'getReceived',
+      summary: 'One received message, named by its topic, partition and id (ids are unique per partition).',
+      parameters: receivedParameters,
+      responses: {
+        '200': { description: 'Message.', content: json(ref('ReceivedMessage')) },
+        '404': notFound,
+      },
+    }),
+  },
+  '/v1/received/{topic}/{partition}/{id}/payload': {
+    get: operation({
+      operationId: 'getReceivedPayload',
+      summary: 'The decrypted payload, streamed, with Content-Length.',
+      parameters: receivedParameters,
+      responses: { '200': payloadResponse, '403': forbidden, '404': notFound },
+    }),
+  },
+  '/v1/received/{id}': {
+    get: operation({
+      operationId: 'getReceivedById',
+      summary: 'The one received message with this id (deprecated: name its topic and partition).',
+      deprecated: true,
+      description:
+        'Answers when exactly one received message has the id; 409 AMBIGUOUS_MESSAGE_ID, listing the ' +
+        'candidates, when messages on several partitions have it.',
+      parameters: idParameters,
+      responses: {
+        '200': { description: 'Message.', content: json(ref('ReceivedMessage')) },
+        '404': notFound,
+        '409': ambiguous,
+      },
+    }),
+  },
+  '/v1/received/{id}/payload': {
+    get: operation({
+      operationId: 'getReceivedPayloadById',
+      summary:
+        'The payload of the one received message with this id (deprecated: name its topic and partition).',
+      deprecated: true,
+      parameters: idParameters,
+      responses: { '200': payloadResponse, '403': forbidden, '404': notFound, '409': ambiguous },
+    }),
+  },
+  '/v1/latest-sequence': {
+    get: operation({
+      operationId: 'latestSequence',
+      summary:
+        'The highest received sequence (where a new consumer group starts when not from the beginning).',
+      responses: {
+        '200': { description: 'Sequence (0 when nothing was received).', content: json(ref('Sequence')) },
+      },
+    }),
+  },
+  '/v1/consumer-groups/{groupId}/topics/{topic}': {
+    get: operation({
+      operationId: 'getCommittedSequence',
+      summary: "A consumer group's committed sequence for a topic (0 when none).",
+      parameters: consumerGroupParameters,
+      responses: { '200': { description: 'Committed sequence.', content: json(ref('Sequence')) } },
+    }),
+    put: operation({
+      operationId: 'commitSequence',
+      summary: "Commit a consumer group's sequence for a topic.",
+      parameters: consumerGroupParameters,
+      requestBody: { required: true, content: json(requestSchemas.sequenceBody) },
+      responses: { '200': { description: 'Committed.', content: json(ref('Sequence')) } },
+    }),
+  },
+  '/v1/admin': {
+    post: operation({
+      operationId: 'admin',
+      summary: "Sign an administrative action with this organization's key and commit it in its Raft group.",
+      description:
+        'Topic actions (createTopic excepted) commit in the topic\'s group, the others in "__system". Who may ' +
+        'do what: setOrganizationStatus an approved supervisor; createTopic an approved member or supervisor, ' +
+        "who becomes the topic's owner; addPartitions, setAcl, setPolicy, setReplicas the topic's owner or an " +
+        "approved supervisor; registerNode (with the node key's proof) and bindKey the approved organization " +
+        "itself; removeNode the node's organization or a supervisor; setQuotas a supervisor.",
+      requestBody: { required: true, content: json(requestSchemas.adminActionBody) },
+      responses: { '200': adminCommitted, '404': topicNotFound, '409': adminRejected },
+    }),
+  },
+  '/v1/admin/transactions': {
+    post: operation({
+      operationId: 'submitAdminTransaction',
+      summary: "Relay an admin transaction signed elsewhere, e.g. a new organization's registerOrganization.",
+      description:
+        'The connector does not sign it: the transaction carries its own signature (for a registration, ' +
+        'by a key it registers, which proves possession). The new organization is PENDING until a ' +
+        'supervisor approves it.',
+      requestBody: { required: true, content: json(requestSchemas.adminTransactionBody) },
+      responses: { '200': adminCommitted, '409': adminRejected },
+    }),
+  },
+  '/v1/organizations': {
+    get: operation({
+      operationId: 'listOrganizations',
+      summary: 'Every registered organization: roles, status, keys.',
+      responses: { '200': { description: 'Organizations.', content: json(ref('Organizations')) } },
+    }),
+  },
+  '/v1/topics': {
+    get: operation({
+      operationId: 'listTopics',
+      summary: 'Every topic with its partitions, ACL and policy.',
+      responses: { '200': { description: 'Topics.', content: json(ref('Topics')) } },
+    }),
+  },
+  '/v1/topics/{topic}': {
+    get: operation({
+      operationId: 'describeTopic',
+      summary: 'One topic: owner, partitions and their replicas, ACL, policy, Raft group.',
+      parameters: topicParameters,
+      responses: {
+        '200': { description: 'Topic.', content: json(ref('TopicDescription')) },
+        '404': topicNotFound,
+      },
+    }),
+  },
+  '/v1/events': {
+    get: operation({
+      operationId: 'events',
+      summary: 'WebSocket: one JSON text frame per ConnectorEvent.',
+      description:
+        'Upgrade to WebSocket. Authenticate with the Authorization header or, for clients that cannot set ' +
+        'headers (browsers), the `token` query parameter. Events are notifications, not a durable log: ' +
+        'frames sent while disconnected are lost; consume messages through /v1/received.',
+      parameters: [{ name: 'token', in: 'query', required: false, schema: { type: 'string' } }],
+      responses: {
+        '101': { description: 'Switching protocols; frames follow.', content: json(ref('ConnectorEvent')) },
+      },
+    }),
+  },
+};
