@@ -12,12 +12,14 @@ import type { ContractState } from '../contracts/state.js';
 import type { PersistOp, PersistRecord } from '../consensus/pbft/types.js';
 import { BlockStore } from '../ledger/block-store.js';
 import type { Block } from '../ledger/block.js';
+import type { PartitionStorage, StateWrites } from '../partition/storage.js';
 import { groupStorageError, openGroupDatabase, writingGroup } from './group-files.js';
 
-/** Contract writes of one executed height, not yet durable: undefined marks a delete. */
-export type StateWrites = Map<string, Uint8Array | undefined>;
+export { LayeredContractState } from '../partition/storage.js';
+export type { StateWrites } from '../partition/storage.js';
 
-export class PartitionDatabase {
+/** The node's `PartitionStorage` (src/partition/storage.ts): every transaction is fsynced at commit. */
+export class PartitionDatabase implements PartitionStorage {
   readonly blocks: BlockStore;
   private readonly db: Database.Database;
   private readonly statements: {
@@ -144,49 +146,10 @@ export class PartitionDatabase {
     }
   }
 
+  /** Nothing to do: WAL with synchronous=FULL fsyncs every transaction as it commits. */
+  sync(): void {}
+
   close(): void {
     this.db.close();
-  }
-}
-
-/**
- * The contract's view while blocks are executed ahead of their certificates: reads go through the
- * pending writes of executed-but-uncertified heights (newest first) to the committed state; each
- * execution writes into its own layer, which `commitBlock` makes durable when the height certifies.
- */
-export class LayeredContractState {
-  private readonly layers: { height: number; writes: StateWrites }[] = [];
-
-  constructor(private readonly base: Pick<ContractState, 'get'>) {}
-
-  /** A ContractState whose writes go to a new layer for `height`. */
-  layerFor(height: number): ContractState {
-    const writes: StateWrites = new Map();
-    this.layers.push({ height, writes });
-    return {
-      get: (key) => this.read(key),
-      put: (key, value) => writes.set(key, Uint8Array.from(value)),
-      delete: (key) => writes.set(key, undefined),
-    };
-  }
-
-  /** Removes and returns the oldest layer, which must be `height`'s. */
-  take(height: number): StateWrites | undefined {
-    const first = this.layers[0];
-    if (first === undefined || first.height !== height) return undefined;
-    this.layers.shift();
-    return first.writes;
-  }
-
-  clear(): void {
-    this.layers.length = 0;
-  }
-
-  private read(key: string): Uint8Array | undefined {
-    for (let index = this.layers.length - 1; index >= 0; index--) {
-      const writes = (this.layers[index] as { writes: StateWrites }).writes;
-      if (writes.has(key)) return writes.get(key);
-    }
-    return this.base.get(key);
   }
 }

@@ -6,6 +6,8 @@
 import { decodeValidated, encodeCanonical } from '../codec/index.js';
 import { hexKey } from '../consensus/pbft/quorum.js';
 import type { Proposal } from '../consensus/pbft/types.js';
+import type { ContractState } from '../contracts/state.js';
+import type { ExecutionContext, PartitionStateMachine } from '../partition/driver.js';
 
 export class SimApplication {
   private nextOffset = 0;
@@ -27,3 +29,34 @@ export class SimApplication {
     return this.nextOffset;
   }
 }
+
+/** The registry as the simulated replicas see it: only the indexes a batch names matter. */
+export interface SimRegistry {
+  readonly system: number;
+  readonly topic: number;
+}
+
+const offsetKey = 'next-offset';
+
+/**
+ * `SimApplication` as the partition driver's state machine: the same results, byte for byte, with
+ * its state (the (client, seq) pairs seen and the next offset) in the driver's contract state, so
+ * it survives a crash exactly as far as the storage does.
+ */
+export const simStateMachine: PartitionStateMachine<SimRegistry, never> = {
+  execute(state: ContractState, context: ExecutionContext<SimRegistry>) {
+    const stored = state.get(offsetKey);
+    let nextOffset = stored === undefined ? 0 : (decodeValidated(stored) as number);
+    const results = context.requests.map((bytes) => {
+      const request = decodeValidated(bytes) as { client: Uint8Array; seq: number };
+      const key = `seen/${hexKey(request.client)}:${request.seq}`;
+      if (state.get(key) !== undefined) return encodeCanonical({ status: 'duplicate' });
+      state.put(key, seenMarker);
+      return encodeCanonical({ status: 'accepted', offset: nextOffset++ });
+    });
+    state.put(offsetKey, encodeCanonical(nextOffset));
+    return { results, events: [] };
+  },
+};
+
+const seenMarker = new Uint8Array([1]);

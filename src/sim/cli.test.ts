@@ -26,6 +26,19 @@ describe('npm run sim --require-every-fault', () => {
     expect(JSON.parse(pbft.stdout.trim().split('\n').at(-1)!)).toMatchObject({ violations: 0 });
   });
 
+  it('with --faults classic requires only the classic kinds, and rejects an unknown fault set', () => {
+    const classic = sim('--seeds', '1', '--seed', '1', '--faults', 'classic', '--require-every-fault');
+    const last = JSON.parse(classic.stdout.trim().split('\n').at(-1)!) as {
+      faultsInjected: Record<string, number>;
+    };
+    expect(last.faultsInjected).toMatchObject({ 'registry-lag': 0, 'epoch-change': 0, 'lost-write': 0 });
+    expect(classic.stderr).toMatch(/never injected: /);
+    expect(classic.stderr).not.toMatch(/never injected: [^\n]*registry-lag/);
+    const bogus = sim('--seeds', '1', '--faults', 'some');
+    expect(bogus.status).not.toBe(0);
+    expect(bogus.stderr).toMatch(/--faults must be all or classic/);
+  });
+
   it('passes a run that injected every kind', () => {
     // One Raft seed already injects every kind the Raft simulator has.
     const raft = sim('--protocol', 'raft', '--seeds', '20', '--require-every-fault');

@@ -2,12 +2,14 @@
  * `npm run sim -- --seeds N [--seed S] [--replicas 4|7] [--crypto hmac|ed25519] [--jobs J]`: runs seeded
  * simulations and ends with one JSON line `{"seeds","violations","faultsInjected"}`.
  * `--protocol raft [--replicas 3|5]` runs the Raft core's simulator instead, with the same last line.
+ * `--faults classic` leaves out the partition driver's faults (registry lag, epoch change, torn and
+ * lost writes): such runs are byte-identical to the simulator's before it drove the real driver.
  * `--live` runs one long simulation and prints a running summary (the pre-network `npm start`).
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { Worker } from 'node:worker_threads';
-import { faultKinds, SimWorld } from './world.js';
-import type { FaultKind, SimResult, SimSummary } from './world.js';
+import { faultKinds, faultKindsOf, SimWorld } from './world.js';
+import type { FaultKind, FaultSet, SimResult, SimSummary } from './world.js';
 import type { SimCryptoKind } from './sim-crypto.js';
 import { raftFaultKinds, runRaftSeed } from './raft/simulator.js';
 
@@ -40,6 +42,11 @@ export function buildSimCommand(): Command {
       integer('--replicas', 3),
     )
     .option('--crypto <kind>', 'hmac (fast, simulated signatures) or ed25519 (real)', 'hmac')
+    .option(
+      '--faults <set>',
+      "PBFT: all, or classic (without the partition driver's registry lag, epoch change, torn and lost writes)",
+      'all',
+    )
     .option('--live', 'run one long simulation and print a running summary', false)
     .option('--verbose', 'print one line per seed', false)
     .option('--jobs <n>', 'worker threads to run seeds on', integer('--jobs', 1), 1)
@@ -55,6 +62,7 @@ export function buildSimCommand(): Command {
         protocol: string;
         replicas?: number;
         crypto: string;
+        faults: string;
         live: boolean;
         verbose: boolean;
         jobs: number;
@@ -76,6 +84,8 @@ export function buildSimCommand(): Command {
           );
         }
         if (options.protocol !== 'pbft') throw new InvalidArgumentError('--protocol must be pbft or raft');
+        if (options.faults !== 'all' && options.faults !== 'classic')
+          throw new InvalidArgumentError('--faults must be all or classic');
         const replicas = options.replicas ?? 4;
         if (replicas < 4) throw new InvalidArgumentError('--replicas must be at least 4 for PBFT');
         if (options.live) return runLive(options.seed, replicas, options.crypto);
@@ -88,6 +98,7 @@ export function buildSimCommand(): Command {
           options.jobs,
           {
             requireEveryFault: options.requireEveryFault,
+            faults: options.faults,
           },
         );
       },
@@ -102,7 +113,7 @@ async function runSeeds(
   crypto: SimCryptoKind,
   verbose: boolean,
   jobs: number,
-  requirements: { readonly requireEveryFault: boolean },
+  requirements: { readonly requireEveryFault: boolean; readonly faults: FaultSet },
 ): Promise<void> {
   const totals = Object.fromEntries(faultKinds.map((kind) => [kind, 0])) as Record<FaultKind, number>;
   const started = Date.now();
@@ -115,7 +126,12 @@ async function runSeeds(
   let done = 0;
   await Promise.all(
     Array.from({ length: Math.min(jobs, count) }, (_, job) => {
-      const workerData = { seeds: seeds.filter((_, i) => i % jobs === job), replicas, crypto };
+      const workerData = {
+        seeds: seeds.filter((_, i) => i % jobs === job),
+        replicas,
+        crypto,
+        faults: requirements.faults,
+      };
       // Under tsx (npm run sim) the worker registers the TypeScript loader before loading its module.
       const worker = import.meta.url.endsWith('.ts')
         ? new Worker(
@@ -158,7 +174,7 @@ async function runSeeds(
       );
     }
   }
-  const missing = faultKinds.filter((kind) => totals[kind] === 0);
+  const missing = faultKindsOf(requirements.faults).filter((kind) => totals[kind] === 0);
   process.stderr.write(
     `${count} seeds × ${replicas} replicas on ${jobs} thread(s) in ${((Date.now() - started) / 1000).toFixed(1)} s` +
       (missing.length > 0 ? `; fault kinds never injected: ${missing.join(', ')}` : '') +

@@ -1,30 +1,60 @@
 /**
  * Seeds that once failed, kept so the bug they found stays fixed. A failing seed replays exactly
- * (`npm run sim -- --seeds 1 --seed S --replicas N`); add it here with what it found.
+ * (`npm run sim -- --seeds 1 --seed S --replicas N`); add it here with what it found. Seeds found
+ * before the simulator drove the production partition driver replay with the classic faults.
  */
 import { describe, expect, it } from 'vitest';
 import { SimWorld } from './world.js';
+import type { FaultSet } from './world.js';
 
-const regressions: readonly { seed: number; replicas: number; found: string }[] = [
+const regressions: readonly { seed: number; replicas: number; found: string; faults?: FaultSet }[] = [
   {
     seed: 6,
     replicas: 4,
+    faults: 'classic',
     found: 'a replica that executed blocks whose votes were lost never got their certificates',
   },
-  { seed: 8, replicas: 4, found: 'same: certificates below a peer’s stable checkpoint were unreachable' },
-  { seed: 15, replicas: 4, found: 'a lone replica in a view change could not catch up its certificates' },
-  { seed: 20, replicas: 4, found: 'state transfer keyed on delivered, not certified, height' },
+  {
+    seed: 8,
+    replicas: 4,
+    faults: 'classic',
+    found: 'same: certificates below a peer’s stable checkpoint were unreachable',
+  },
+  {
+    seed: 15,
+    replicas: 4,
+    faults: 'classic',
+    found: 'a lone replica in a view change could not catch up its certificates',
+  },
+  {
+    seed: 20,
+    replicas: 4,
+    faults: 'classic',
+    found: 'state transfer keyed on delivered, not certified, height',
+  },
   {
     seed: 1135,
     replicas: 4,
+    faults: 'classic',
     found: 'liveness check ended before an acknowledged block reached every replica',
+  },
+  // Found once the simulator drove the production partition driver (its faults on, the default).
+  {
+    seed: 8,
+    replicas: 4,
+    found: 'a block certified after the closing block, in the same Ready, was stored in the old epoch',
+  },
+  {
+    seed: 416,
+    replicas: 4,
+    found: 'a replica restarted after storing its closing block did not know its epoch had closed',
   },
 ];
 
 describe('simulator regressions', () => {
-  for (const { seed, replicas, found } of regressions) {
-    it(`seed ${seed}, ${replicas} replicas: ${found}`, () => {
-      const result = new SimWorld({ seed, replicas }).run();
+  for (const { seed, replicas, found, faults = 'all' } of regressions) {
+    it(`seed ${seed}, ${replicas} replicas, ${faults} faults: ${found}`, () => {
+      const result = new SimWorld({ seed, replicas, faults }).run();
       expect(result.violations).toEqual([]);
       expect(result.acked).toBe(result.requests);
     });

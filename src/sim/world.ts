@@ -6,6 +6,13 @@
  * then the network heals, crashed replicas restart, and a liveness phase must bring every correct
  * replica to the same height with every client request acknowledged. Invariants are checked after
  * every step. The same seed always produces the same run.
+ *
+ * Every replica is the node's own partition driver (src/partition/driver.ts) on a memory disk, a
+ * simulated clock and this simulated network (host.ts), so the node's logic — persist before send,
+ * holding batches for the registry, closing an epoch — runs under the faults too, and so do the
+ * faults only a driver has (driver-faults.ts: registry lag, an epoch change, torn and lost writes).
+ * `faults: 'classic'` leaves those out; such runs are byte-identical to the simulator's before it
+ * drove the real driver (the driver expands broadcasts and orders its outputs as the old host did).
  */
 import { encodeCanonical } from '../codec/index.js';
 import { AssertionError } from '../errors.js';
@@ -23,24 +30,20 @@ import {
 } from '../consensus/pbft/messages.js';
 import type { Envelope, PbftMessage } from '../consensus/pbft/messages.js';
 import { faultTolerance, hexKey, quorumSize, sameBytes } from '../consensus/pbft/quorum.js';
-import { PbftReplica } from '../consensus/pbft/replica.js';
-import { applyPersistOp, applyReady, toTransferred } from '../consensus/pbft/driver.js';
-import type { ReplicaHost } from '../consensus/pbft/driver.js';
-import type {
-  CertifiedBlock,
-  CertifiedHeader,
-  PbftConfig,
-  PbftReady,
-  PersistRecord,
-  Proposal,
-} from '../consensus/pbft/types.js';
-import { SimApplication } from './app.js';
+import type { CertifiedHeader, PbftConfig, Proposal } from '../consensus/pbft/types.js';
+import type { Block } from '../ledger/block.js';
+import { DriverFaults, driverFaultKinds } from './driver-faults.js';
+import type { DriverFaultKind } from './driver-faults.js';
+import { EventQueue } from './event-queue.js';
+import { Host } from './host.js';
+import type { ByzantineBehaviour, HostWorld } from './host.js';
 import { TraceDigest } from './trace-digest.js';
 import { Prng } from './prng.js';
 import { SimKeyring } from './sim-crypto.js';
 import type { SimCryptoKind, SimSigner } from './sim-crypto.js';
 
-export const faultKinds = [
+/** The faults the simulator had before it drove the production partition driver. */
+export const classicFaultKinds = [
   'drop',
   'delay',
   'duplicate',
@@ -56,10 +59,17 @@ export const faultKinds = [
   'silent-primary',
   'twins',
 ] as const;
-export type FaultKind = (typeof faultKinds)[number];
+export const faultKinds = [...classicFaultKinds, ...driverFaultKinds] as const;
+export type FaultKind = (typeof classicFaultKinds)[number] | DriverFaultKind;
 
-type ByzantineBehaviour =
-  'equivocate' | 'conflicting-votes' | 'forge' | 'replay' | 'wrong-digest' | 'silent-primary';
+/** Which faults a run injects: `classic` leaves out the driver's (for byte-identical old traces). */
+export type FaultSet = 'classic' | 'all';
+
+/** The fault kinds a run with `set` injects. */
+export function faultKindsOf(set: FaultSet): readonly FaultKind[] {
+  return set === 'classic' ? classicFaultKinds : faultKinds;
+}
+
 const byzantineBehaviours: readonly ByzantineBehaviour[] = [
   'equivocate',
   'conflicting-votes',
@@ -82,6 +92,8 @@ export interface SimOptions {
   /** Called every `progressEveryTicks` with a summary, for the live view. */
   readonly onProgress?: (summary: SimSummary) => void;
   readonly progressEveryTicks?: number;
+  /** `all` (default) adds registry lag, an epoch change and torn or lost writes (driver-faults.ts). */
+  readonly faults?: FaultSet;
 }
 
 export interface SimSummary {
@@ -111,62 +123,6 @@ export interface SimResult {
 }
 
 const tickMs = 10;
-
-interface LedgerEntry {
-  readonly block: CertifiedBlock;
-  readonly results: readonly Uint8Array[];
-}
-
-/** A process hosting one replica: its durable state survives crashes, the rest does not. */
-class Host {
-  core: PbftReplica;
-  app = new SimApplication();
-  crashed = false;
-  readonly persisted = new Map<string, PersistRecord>();
-  readonly ledger: LedgerEntry[] = [];
-  /** Results computed for batches executed but not yet certified. */
-  readonly executedResults = new Map<number, Uint8Array[]>();
-  readonly received: Uint8Array[] = [];
-
-  constructor(
-    readonly index: number,
-    readonly label: string,
-    readonly signer: SimSigner,
-    readonly config: PbftConfig,
-    readonly byzantine: readonly ByzantineBehaviour[],
-  ) {
-    this.core = new PbftReplica(config, signer.crypto);
-  }
-
-  get correct(): boolean {
-    return this.byzantine.length === 0;
-  }
-
-  /** Rebuilds the replica from what was persisted, as a restarted process would. */
-  restart(): void {
-    this.crashed = false;
-    this.app = new SimApplication();
-    this.executedResults.clear();
-    for (const entry of this.ledger) {
-      const results = this.app.execute(entry.block.proposal);
-      const root = this.signer.crypto.merkleRoot(results);
-      if (!sameBytes(root, entry.block.header.resultsRoot)) {
-        throw new AssertionError(
-          `${this.label}: replaying block ${entry.block.header.height} gave other results`,
-        );
-      }
-    }
-    const head = this.ledger.at(-1)?.block;
-    const stableEntry = [...this.ledger]
-      .reverse()
-      .find((entry) => entry.block.header.height % this.config.checkpointInterval === 0);
-    this.core = new PbftReplica(this.config, this.signer.crypto, {
-      records: [...this.persisted.values()],
-      ...(head === undefined ? {} : { head }),
-      ...(stableEntry === undefined ? {} : { stable: stableEntry.block }),
-    });
-  }
-}
 
 interface ClientRequestState {
   readonly seq: number;
@@ -199,61 +155,6 @@ type Event =
       readonly request: Uint8Array;
     };
 
-interface Scheduled {
-  readonly time: number;
-  readonly order: number;
-  readonly event: Event;
-}
-
-/** A binary min-heap by (time, order): order breaks ties so that runs are deterministic. */
-class EventQueue {
-  private readonly heap: Scheduled[] = [];
-  private order = 0;
-  push(time: number, event: Event): void {
-    const item = { time, order: this.order++, event };
-    const heap = this.heap;
-    heap.push(item);
-    let i = heap.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!before(heap[i]!, heap[parent]!)) break;
-      [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
-      i = parent;
-    }
-  }
-  peekTime(): number {
-    return this.heap[0]?.time ?? Number.POSITIVE_INFINITY;
-  }
-  pop(): Scheduled | undefined {
-    const heap = this.heap;
-    const top = heap[0];
-    const last = heap.pop();
-    if (top === undefined || last === undefined) return undefined;
-    if (heap.length > 0) {
-      heap[0] = last;
-      let i = 0;
-      for (;;) {
-        const left = 2 * i + 1;
-        const right = left + 1;
-        let smallest = i;
-        if (left < heap.length && before(heap[left]!, heap[smallest]!)) smallest = left;
-        if (right < heap.length && before(heap[right]!, heap[smallest]!)) smallest = right;
-        if (smallest === i) break;
-        [heap[i], heap[smallest]] = [heap[smallest]!, heap[i]!];
-        i = smallest;
-      }
-    }
-    return top;
-  }
-  get size(): number {
-    return this.heap.length;
-  }
-}
-
-function before(a: Scheduled, b: Scheduled): boolean {
-  return a.time < b.time || (a.time === b.time && a.order < b.order);
-}
-
 class InvariantViolation extends Error {}
 
 export class SimWorld {
@@ -264,7 +165,7 @@ export class SimWorld {
   private readonly keyring: SimKeyring;
   private readonly hosts: Host[] = [];
   private readonly clients: SimClient[] = [];
-  private readonly queue = new EventQueue();
+  private readonly queue = new EventQueue<Event>();
   private readonly trace = new TraceDigest();
   private readonly config: PbftConfig[] = [];
   private readonly keysById = new Map<string, Uint8Array>();
@@ -280,10 +181,10 @@ export class SimWorld {
   private partitionUntil = 0;
   private readonly network: { drop: number; duplicate: number; reorder: number; delayMax: number };
   private readonly crashUntil = new Map<Host, number>();
+  private readonly driverFaults: DriverFaults | undefined;
   private readonly quorum: number;
   private readonly f: number;
   /** A broadcast is one byte array sent to many: decode it once for the Byzantine transform. */
-  private readonly adapters = new WeakMap<Host, ReplicaHost>();
   private readonly decodedOutgoing = new WeakMap<Uint8Array, { envelope: Envelope; message: PbftMessage }>();
 
   constructor(options: SimOptions) {
@@ -294,6 +195,7 @@ export class SimWorld {
       clients: 2,
       requestsPerClient: 12,
       progressEveryTicks: 100,
+      faults: 'all',
       ...options,
     };
     const n = this.options.replicas;
@@ -303,6 +205,8 @@ export class SimWorld {
     this.netRng = this.rng.fork();
     this.byzRng = this.rng.fork();
     this.keyring = new SimKeyring(this.options.crypto);
+    this.driverFaults =
+      this.options.faults === 'classic' ? undefined : new DriverFaults(this.driverFaultWorld());
     this.network = {
       drop: this.rng.next() * 0.15,
       duplicate: this.rng.next() * 0.1,
@@ -346,11 +250,11 @@ export class SimWorld {
         if (behaviours.length === 0) behaviours = [this.rng.pick(byzantineBehaviours)];
       }
       if (i === twinsIndex) {
-        this.hosts.push(new Host(i, `r${i}`, signers[i]!, config, ['replay']));
-        this.hosts.push(new Host(i, `r${i}-twin`, signers[i]!, config, ['replay']));
+        this.hosts.push(new Host(i, `r${i}`, signers[i]!, config, ['replay'], this.hostWorld));
+        this.hosts.push(new Host(i, `r${i}-twin`, signers[i]!, config, ['replay'], this.hostWorld));
         this.faults.twins += 1;
       } else {
-        this.hosts.push(new Host(i, `r${i}`, signers[i]!, config, behaviours));
+        this.hosts.push(new Host(i, `r${i}`, signers[i]!, config, behaviours, this.hostWorld));
       }
     }
     for (let c = 0; c < this.options.clients; c++) {
@@ -386,7 +290,7 @@ export class SimWorld {
       seed: this.options.seed,
       violations,
       faults: { ...this.faults },
-      height: Math.max(0, ...this.correctHosts().map((host) => host.ledger.length)),
+      height: Math.max(0, ...this.correctHosts().map((host) => host.height)),
       acked: this.ackedCount(),
       requests: this.requestCount(),
       ticks: this.tick,
@@ -400,10 +304,10 @@ export class SimWorld {
       this.tick += 1;
       this.now = this.tick * tickMs;
       if (this.phase === 'safety') this.injectFaults();
+      this.driverFaults?.beforeTick(this.tick, this.phase === 'safety');
       this.clientActions();
       for (const host of this.hosts) {
-        if (!host.crashed)
-          this.drive(host, host.core.step({ kind: 'tick', now: this.now + this.skew(host) }));
+        if (!host.crashed && !host.retired) this.guard(host, () => host.driver.tick());
       }
       while (this.queue.peekTime() <= this.now) {
         const item = this.queue.pop()!;
@@ -456,20 +360,24 @@ export class SimWorld {
     this.network.drop = 0;
     this.network.duplicate = 0;
     this.network.reorder = 0;
+    this.driverFaults?.heal();
   }
 
   // ---- the network ----
 
-  private send(from: Host, to: number | 'all', bytes: Uint8Array): void {
-    const targets =
-      to === 'all' ? [...Array(this.options.replicas).keys()].filter((i) => i !== from.index) : [to];
-    for (const target of targets) {
-      for (const out of this.byzantineTransform(from, target, bytes))
-        this.transmit(from.index, out.target, out.bytes);
-    }
+  /** What a replica's driver sends to one other replica (it expands broadcasts in index order). */
+  private send(from: Host, target: number, bytes: Uint8Array): void {
+    for (const out of this.byzantineTransform(from, target, bytes))
+      this.transmit(from, out.target, out.bytes);
   }
 
-  private transmit(fromIndex: number, target: number, bytes: Uint8Array): void {
+  private transmit(from: Host, target: number, bytes: Uint8Array): void {
+    const fromIndex = from.index;
+    // The replica at `target` in the sender's epoch (both twins, if twins hold it).
+    const recipients = this.hosts.filter(
+      (host) => host.index === target && host.epoch === from.epoch && !host.retired,
+    );
+    if (recipients.length === 0) return;
     const rng = this.netRng;
     if (this.partition !== undefined && this.partition.has(fromIndex) !== this.partition.has(target)) return;
     if (rng.chance(this.network.drop)) {
@@ -478,7 +386,6 @@ export class SimWorld {
     }
     const copies = rng.chance(this.network.duplicate) ? 2 : 1;
     if (copies === 2) this.faults.duplicate += 1;
-    const recipients = this.hosts.filter((host) => host.index === target);
     for (let copy = 0; copy < copies; copy++) {
       let delay = rng.int(1, this.network.delayMax);
       if (rng.chance(this.network.reorder)) {
@@ -501,65 +408,57 @@ export class SimWorld {
       return;
     }
     const host = event.to;
-    if (host.crashed) return;
+    if (host.crashed || host.retired) return;
     this.trace.add(`${event.kind}:${host.index}`, event.bytes);
     if (event.kind === 'message' && host.received.length < 256) host.received.push(event.bytes);
-    this.drive(host, host.core.step({ kind: event.kind, bytes: event.bytes }));
+    if (event.kind === 'message') this.guard(host, () => host.driver.receive(event.bytes));
+    else this.guard(host, () => host.driver.receiveForwarded(event.bytes));
   }
 
-  // ---- a replica's driver: the same contract a real node follows ----
-
-  private drive(host: Host, ready: PbftReady): void {
-    let adapter = this.adapters.get(host);
-    if (adapter === undefined) {
-      adapter = this.hostAdapter(host);
-      this.adapters.set(host, adapter);
-    }
-    applyReady(adapter, ready);
+  /** A call into a host's driver, which a storage fault may crash in the middle. */
+  private guard(host: Host, action: () => void): void {
+    if (this.driverFaults === undefined) action();
+    else this.driverFaults.guard(host, this.tick, action);
   }
 
-  /** The simulated process behind a replica, as the shared driver sees it. */
-  private hostAdapter(host: Host): ReplicaHost {
+  private driverFaultWorld(): ConstructorParameters<typeof DriverFaults>[0] {
     return {
-      step: (input) => host.core.step(input),
-      persist: (op) => applyPersistOp(host.persisted, op),
-      storeCertified: (block) => this.storeCertified(host, block),
-      send: (to, bytes) => this.send(host, to, bytes),
-      readBlocks: (fromSeq, count) =>
-        host.ledger.slice(fromSeq - 1, fromSeq - 1 + count).map((entry) => toTransferred(entry.block)),
-      encodeBlocks: (blocks) => host.core.encodeBlocks(blocks),
-      alreadyCommitted: (request, seq) => {
-        const entry = host.ledger[seq - 1];
-        if (entry !== undefined) this.replyForBlock(host, entry.block, request);
-      },
-      execute: (batch) => {
-        const results = host.app.execute(batch.proposal);
-        host.executedResults.set(batch.seq, results);
-        return host.signer.crypto.merkleRoot(results);
-      },
+      seed: this.options.seed,
+      hosts: this.hosts,
+      hostWorld: this.hostWorld,
+      identity: (name) => this.keyring.identity(name),
+      registerReplica: (id, publicKey) => this.keysById.set(id, publicKey),
+      crashed: (host, restartTick) => this.crashUntil.set(host, restartTick),
+      deliverRequest: (host, bytes) =>
+        this.queue.push(this.now + tickMs, { kind: 'request', to: host, bytes }),
+      count: (kind) => (this.faults[kind] += 1),
     };
   }
 
-  private storeCertified(host: Host, block: CertifiedBlock): void {
-    const height = block.header.height;
-    const results = host.executedResults.get(height);
-    if (results === undefined)
-      throw new AssertionError(`${host.label}: certified block ${height} it did not execute`);
-    host.executedResults.delete(height);
-    if (height !== host.ledger.length + 1) {
-      throw new InvariantViolation(
-        `${host.label}: certified block ${height} does not follow ${host.ledger.length}`,
-      );
-    }
-    host.ledger.push({ block, results });
-    if (host.correct) this.checkCommitted(host, block);
-    for (const request of block.proposal.requests) this.replyForBlock(host, block, request);
-  }
+  // ---- what the production driver of each replica sees of the world ----
+
+  private readonly hostWorld: HostWorld = {
+    now: (host) => this.now + this.skew(host),
+    send: (from, to, bytes) => this.send(from, to, bytes),
+    namesRegistry: () => this.options.faults !== 'classic',
+    epochAt: (topicIndex) => this.driverFaults?.epochAt(topicIndex),
+    onBlock: (host, block) => {
+      if (host.correct) {
+        this.checkCommitted(host, block);
+        this.driverFaults?.onCorrectBlock(block);
+      }
+      for (const request of block.transactions) this.replyForBlock(host, block, request);
+    },
+    onRetransmitted: (host, request, height) => {
+      const block = host.block(height);
+      if (block !== undefined) this.replyForBlock(host, block, request);
+    },
+  };
 
   // ---- invariants ----
 
   /** Agreement, immutability and certificate validity for a block a correct replica stored. */
-  private checkCommitted(host: Host, block: CertifiedBlock): void {
+  private checkCommitted(host: Host, block: Block): void {
     const height = block.header.height;
     const hash = hexKey(headerHash(host.signer.crypto, block.header));
     const known = this.committed.get(height);
@@ -569,17 +468,18 @@ export class SimWorld {
         `agreement: ${host.label} committed ${hash.slice(0, 12)} at ${height}, others ${known.slice(0, 12)}`,
       );
     }
-    if (!certificateValid(host.signer.crypto, block, this.keysById, this.quorum)) {
+    const certified = { header: block.header, signatures: block.certificate.signatures };
+    if (!certificateValid(host.signer.crypto, certified, this.keysById, this.quorum)) {
       throw new InvariantViolation(`certificate: block ${height} at ${host.label} does not verify`);
     }
-    const previous = host.ledger[height - 2];
+    const previous = host.block(height - 1);
     if (
       previous !== undefined &&
-      !sameBytes(block.header.previousHash, headerHash(host.signer.crypto, previous.block.header))
+      !sameBytes(block.header.previousHash, headerHash(host.signer.crypto, previous.header))
     ) {
       throw new InvariantViolation(`chain: block ${height} at ${host.label} does not link to ${height - 1}`);
     }
-    if (!sameBytes(block.header.transactionsRoot, host.signer.crypto.merkleRoot(block.proposal.requests))) {
+    if (!sameBytes(block.header.transactionsRoot, host.signer.crypto.merkleRoot(block.transactions))) {
       throw new InvariantViolation(
         `contents: block ${height} at ${host.label} has the wrong transactions root`,
       );
@@ -589,23 +489,20 @@ export class SimWorld {
   private checkFinal(): void {
     const hosts = this.correctHosts();
     for (const host of hosts) {
-      host.ledger.forEach((entry, index) => {
-        const hash = hexKey(headerHash(host.signer.crypto, entry.block.header));
-        if (this.committed.get(index + 1) !== hash) {
-          throw new InvariantViolation(`immutability: ${host.label} block ${index + 1} changed`);
+      for (let height = 1; height <= host.height; height++) {
+        const hash = hexKey(headerHash(host.signer.crypto, host.block(height)!.header));
+        if (this.committed.get(height) !== hash) {
+          throw new InvariantViolation(`immutability: ${host.label} block ${height} changed`);
         }
-      });
+      }
     }
     for (const client of this.clients) {
       for (const request of client.requests) {
         const acked = request.acked;
         if (acked === undefined) continue;
         for (const host of hosts) {
-          const entry = host.ledger[acked.height - 1];
-          if (
-            entry === undefined ||
-            hexKey(headerHash(host.signer.crypto, entry.block.header)) !== acked.hash
-          ) {
+          const block = host.block(acked.height);
+          if (block === undefined || hexKey(headerHash(host.signer.crypto, block.header)) !== acked.hash) {
             throw new InvariantViolation(
               `acked: client ${client.index} request ${request.seq} acked at ${acked.height} is not in ${host.label}'s ledger`,
             );
@@ -619,17 +516,17 @@ export class SimWorld {
     if (this.clients.some((client) => client.requests.length < this.options.requestsPerClient)) return false;
     if (this.clients.some((client) => client.requests.some((request) => request.acked === undefined)))
       return false;
-    const heights = this.correctHosts().map((host) => host.ledger.length);
+    const heights = this.correctHosts().map((host) => host.height);
     // Done only when every correct replica holds every committed block and every acknowledged one.
     const ackedHeights = this.clients.flatMap((client) =>
       client.requests.map((request) => request.acked?.height ?? 0),
     );
     const target = Math.max(...this.committed.keys(), ...ackedHeights, 0);
-    return heights.every((height) => height === target);
+    return heights.every((height) => height === target) && (this.driverFaults?.settled ?? true);
   }
 
   private correctHosts(): Host[] {
-    return this.hosts.filter((host) => host.correct);
+    return this.hosts.filter((host) => host.correct && !host.retired);
   }
 
   // ---- clients ----
@@ -685,17 +582,17 @@ export class SimWorld {
     }
   }
 
-  private replyForBlock(host: Host, block: CertifiedBlock, request: Uint8Array): void {
-    const index = block.proposal.requests.findIndex((bytes) => sameBytes(bytes, request));
+  private replyForBlock(host: Host, block: Block, request: Uint8Array): void {
+    const index = block.transactions.findIndex((bytes) => sameBytes(bytes, request));
     if (index < 0) return;
     const client = this.clients.find((candidate) =>
       candidate.requests.some((state) => sameBytes(state.bytes, request)),
     );
     if (client === undefined) return;
     const reply: Reply = {
-      certified: { header: block.header, signatures: block.signatures },
+      certified: { header: block.header, signatures: block.certificate.signatures },
       requestIndex: index,
-      proof: inclusionProof(block.proposal.requests, index),
+      proof: inclusionProof(block.transactions, index),
     };
     this.queue.push(this.now + this.netRng.int(1, this.network.delayMax), {
       kind: 'reply',
@@ -821,7 +718,7 @@ export class SimWorld {
       this.hosts
         .map(
           (host) =>
-            `${host.label}${host.correct ? '' : '*'}${host.crashed ? '!' : ''}:v${host.core.view}${host.core.inViewChange ? 'vc' : ''}/e${host.core.lastExecuted}/c${host.ledger.length}/p${host.core.pendingRequests}`,
+            `${host.label}${host.correct ? '' : '*'}${host.crashed ? '!' : ''}:v${host.core.view}${host.core.inViewChange ? 'vc' : ''}/e${host.core.lastExecuted}/c${host.height}/p${host.core.pendingRequests}`,
         )
         .join(' ') + ` acked ${this.ackedCount()}/${this.requestCount()} committed ${this.committed.size}`
     );
@@ -832,7 +729,7 @@ export class SimWorld {
       seed: this.options.seed,
       tick: this.tick,
       phase: this.phase,
-      height: Math.max(0, ...this.correctHosts().map((host) => host.ledger.length)),
+      height: Math.max(0, ...this.correctHosts().map((host) => host.height)),
       views: this.hosts.map((host) => host.core.view),
       acked: this.ackedCount(),
       requests: this.requestCount(),
