@@ -34,17 +34,17 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { stopChildren } from './lib/children.js';
 import { latestSequence, postStreamed, waitForReceived } from './lib/connector-http.js';
 import { startDevnet } from './lib/devnet.js';
 import type { Devnet, DevnetRuntime } from './lib/devnet.js';
 import { formatBytes, parseByteSize, payloadSha256, payloadStream } from './lib/payload.js';
-import { readProcessCpuSeconds, readProcessMemory, RssSampler } from './lib/process-memory.js';
-import type { ProcessPeak } from './lib/process-memory.js';
+import { readProcessCpuSeconds, readProcessMemory, RssSampler } from '../test/support/process-memory.js';
+import type { ProcessPeak } from '../test/support/process-memory.js';
 import { runSingleHop } from './lib/single-hop.js';
 import type { SingleHopResult } from './lib/single-hop.js';
 import { StorageWatch } from './lib/storage-watch.js';
 import { round, writeBenchResult } from './lib/results.js';
+import { cleanUpOnSignals, stopChildren } from '../test/support/processes.js';
 
 const mib = 1024 * 1024;
 const rssGoalBytes = 256 * mib;
@@ -127,12 +127,7 @@ async function cleanUp(): Promise<void> {
   workDirectory = undefined;
 }
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    progress(`${signal}: stopping every child process and removing the work directory`);
-    void cleanUp().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
-  });
-}
+cleanUpOnSignals('stopping every child process and removing the work directory', cleanUp);
 
 // ---- the ledgerbus path ----
 

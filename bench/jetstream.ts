@@ -30,6 +30,7 @@ import type { JetStreamCluster } from './lib/jetstream-cluster.js';
 import { measureJetStreamPublish } from './lib/jetstream-publish.js';
 import type { JetStreamPublishResult } from './lib/jetstream-publish.js';
 import { round, writeBenchResult } from './lib/results.js';
+import { cleanUpOnSignals } from '../test/support/processes.js';
 
 type SyncMode = 'default' | 'always';
 
@@ -88,12 +89,7 @@ async function cleanUp(): Promise<void> {
   directory = undefined;
 }
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    progress(`${signal}: stopping the JetStream cluster`);
-    void cleanUp().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
-  });
-}
+cleanUpOnSignals('stopping the JetStream cluster', cleanUp);
 
 function line(run: Run): string {
   return (

@@ -1,11 +1,12 @@
 /**
  * `npm run bench:pbft`: PBFT throughput against what Ed25519 allows on this machine.
  *
- * For n = 4 and n = 7, a whole group of PbftReplica cores runs in this process on one thread, driven
- * by the same contract as the simulator's driver (persist, store certified blocks, send, serve,
- * execute then report `executed`), over an instant FIFO network: every message is delivered at once,
- * in the order sent. Signatures are real Ed25519. Ticks advance only when the network is idle, so
- * they never cost throughput; they only flush a partial last batch.
+ * For n = 4 and n = 7, a whole group of replicas runs in this process on one thread, each the
+ * production partition driver (src/partition/driver.ts: the PbftReplica core, its Ready carried out
+ * in the contract's order, the simulator's state machine executing) over an in-memory store
+ * (lib/tail-storage.ts) and an instant FIFO network: every message is delivered at once, in the order
+ * sent. Signatures are real Ed25519. Ticks advance only when the network is idle, so they never cost
+ * throughput; they only flush a partial last batch.
  *
  * Clients are a closed loop: `clients` requests are outstanding at all times, and each request
  * acknowledged (its block certified at some replica, which is when a real client could accept it)
@@ -16,8 +17,8 @@
  * thread doing nothing but that would certify verify/s ÷ n requests per second. Protocol messages add
  * O(n²) verifications per batch, amortised over the batch. ratio = throughput ÷ bound; goal ≥ 0.7.
  *
- * Tuning is the production default of replica.ts (`defaultPbftTuning`): batchRequestsMax 1024,
- * watermarkWindow 256, checkpointInterval 64, batchTicksMax 1. Clients default to 2 × the batch, so
+ * Tuning is the production default (`defaultPbftTuning`, consensus/pbft/config.ts): batchRequestsMax
+ * 1024, watermarkWindow 256, checkpointInterval 64, batchTicksMax 1. Clients default to 2 × the batch, so
  * one batch fills while the previous one is agreed. Batches of 256 and 512, and sending requests to
  * the primary only, measured within noise of this (ratio 0.46-0.53 on a shared 2-core machine), so
  * the defaults stay. At 20k requests a run holds ~20 blocks, below one checkpoint interval; a stable
@@ -25,8 +26,9 @@
  *
  * The verify rate is sampled before and during each run (see `VerifyRateSampler`), because on a
  * shared machine one number taken beforehand can be off by 2×. With timers on (the default), the
- * core's crypto calls are timed, which splits the run into verify / sign / hash / other core work /
- * application / driver; `--no-timers` leaves only the counters.
+ * core's crypto calls are timed, which splits the run into verify / sign / hash / merkleRoot / other
+ * work of the core and its driver (coreAndDriver) / application / the bench's own loop (queue and
+ * clients); `--no-timers` leaves only the counters.
  *
  * Options: --requests N (per n), --clients N, --batch N, --payload-bytes N, --replicas 4,7,
  * --requests-to all|primary, --no-timers, --verify-ms N (the up-front sample).
@@ -35,23 +37,20 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { encodeClientRequest, headerHash } from '../src/consensus/pbft/messages.js';
 import { hexKey, primaryOf } from '../src/consensus/pbft/quorum.js';
-import { PbftReplica, defaultPbftTuning } from '../src/consensus/pbft/replica.js';
-import { applyPersistOp, applyReady, toTransferred } from '../src/consensus/pbft/driver.js';
-import type { ReplicaHost } from '../src/consensus/pbft/driver.js';
-import type {
-  CertifiedBlock,
-  PbftConfig,
-  PbftCrypto,
-  PbftInput,
-  PbftReady,
-  PersistRecord,
-} from '../src/consensus/pbft/types.js';
-import { SimApplication } from '../src/sim/app.js';
+import { decodeValidated } from '../src/codec/index.js';
+import { defaultPbftTuning } from '../src/consensus/pbft/config.js';
+import type { PbftConfig, PbftCrypto } from '../src/consensus/pbft/types.js';
+import type { Block } from '../src/ledger/block.js';
+import { PartitionDriver } from '../src/partition/driver.js';
+import type { PartitionStateMachine } from '../src/partition/driver.js';
+import { simStateMachine } from '../src/sim/app.js';
+import type { SimRegistry } from '../src/sim/app.js';
 import { SimKeyring } from '../src/sim/sim-crypto.js';
 import type { SimSigner } from '../src/sim/sim-crypto.js';
 import { VerifyRateSampler } from './lib/ed25519-rate.js';
 import type { VerifyRate } from './lib/ed25519-rate.js';
 import { machineInfo, round, writeBenchResult } from './lib/results.js';
+import { TailPartitionStorage } from './lib/tail-storage.js';
 
 const groupId = 'bench/0';
 const tickMs = 10;
@@ -203,18 +202,18 @@ class CryptoMeter {
 
 interface Host {
   readonly index: number;
-  readonly core: PbftReplica;
-  readonly app: SimApplication;
-  readonly persisted: Map<string, PersistRecord>;
-  readonly ledger: CertifiedBlock[];
-  readonly executedResults: Map<number, Uint8Array[]>;
+  readonly driver: PartitionDriver<SimRegistry, never>;
+  /** Keeps every block: the run is short, and the final check reads them all. */
+  readonly storage: TailPartitionStorage;
   certifiedRequests: number;
 }
 
-interface Delivery {
-  readonly to: number;
-  readonly input: PbftInput;
-}
+type Delivery =
+  | { readonly to: number; readonly kind: 'message' | 'request'; readonly bytes: Uint8Array }
+  | { readonly to: number; readonly kind: 'tick' };
+
+/** Every batch names the same registry indexes (0, 0): the group needs nothing from it. */
+const anyRegistry: SimRegistry = { system: 0, topic: 0 };
 
 interface ClusterResult {
   readonly replicas: number;
@@ -244,7 +243,7 @@ class Cluster {
   private readonly queue: Delivery[] = [];
   private head = 0;
   private readonly meter: CryptoMeter;
-  /** Unmetered, for the driver's own hashing (results roots, the final check). */
+  /** Unmetered, for the final check. */
   private readonly plainCrypto: PbftCrypto;
   private now = 1_700_000_000_000;
   private ticks = 0;
@@ -253,9 +252,8 @@ class Cluster {
   private ackedHeight = 0;
   private messages = 0;
   private messageBytes = 0;
-  private checkpoints = 0;
   private readonly rejected = new Map<string, number>();
-  private readonly adapters = new Map<Host, ReplicaHost>();
+  /** Time inside the drivers (core, crypto, storage, application), and inside the application. */
   private stepMs = 0;
   private appMs = 0;
 
@@ -268,16 +266,34 @@ class Cluster {
     this.meter = new CryptoMeter(options.timers);
     this.plainCrypto = signers[0]!.crypto;
     const replicas = signers.map((signer, i) => ({ id: `r${i}`, publicKey: signer.publicKey }));
+    const stateMachine: PartitionStateMachine<SimRegistry, never> = {
+      execute: (state, context) => {
+        const start = performance.now();
+        const outcome = simStateMachine.execute(state, context);
+        this.appMs += performance.now() - start;
+        return outcome;
+      },
+    };
     signers.forEach((signer, i) => {
-      this.hosts.push({
-        index: i,
-        core: new PbftReplica(replicaConfig(options, replicas, i), this.meter.wrap(signer.crypto)),
-        app: new SimApplication(),
-        persisted: new Map(),
-        ledger: [],
-        executedResults: new Map(),
-        certifiedRequests: 0,
+      const storage = new TailPartitionStorage(`r${i}`);
+      const driver = new PartitionDriver<SimRegistry, never>({
+        config: replicaConfig(options, replicas, i),
+        crypto: this.meter.wrap(signer.crypto),
+        storage,
+        // Only a client waiting in `submit` sets a timer; these clients send with `receiveForwarded`.
+        clock: { now: () => this.now, setTimeout: () => () => {} },
+        transport: { send: (to, bytes) => this.send(to, bytes) },
+        stateMachine,
+        registry: { at: () => anyRegistry },
+        log: (_level, message, fields) => {
+          if (message !== 'pbft input rejected') return;
+          const code = String(fields?.['code']);
+          this.rejected.set(code, (this.rejected.get(code) ?? 0) + 1);
+        },
       });
+      const host: Host = { index: i, driver, storage, certifiedRequests: 0 };
+      driver.onBlock((block) => this.stored(host, block));
+      this.hosts.push(host);
     });
   }
 
@@ -312,7 +328,7 @@ class Cluster {
     }
     const seconds = (performance.now() - start - pausedMs) / 1000;
     this.checkAgreement();
-    const blocks = this.hosts[0]!.ledger.length;
+    const blocks = this.hosts[0]!.driver.height;
     const verifies = Object.fromEntries([...this.meter.verifies.entries()].sort());
     const totalMs = seconds * 1000;
     const cryptoMs = this.meter.verifyMs + this.meter.signMs + this.meter.hashMs + this.meter.merkleMs;
@@ -327,7 +343,8 @@ class Cluster {
       messagesPerBlock: this.messages / blocks,
       messageBytes: this.messageBytes,
       ticks: this.ticks,
-      checkpoints: this.checkpoints,
+      // Stable checkpoints reached: each truncates the persisted log once (counted at r0).
+      checkpoints: this.hosts[0]!.storage.persistOps.truncate,
       rejected: Object.fromEntries(this.rejected),
       verifies,
       verifiesPerRequest: this.meter.totalVerifies() / total,
@@ -343,9 +360,9 @@ class Cluster {
             sign: this.meter.signMs,
             hash: this.meter.hashMs,
             merkleRoot: this.meter.merkleMs,
-            coreOther: this.stepMs - cryptoMs,
+            coreAndDriver: this.stepMs - cryptoMs - this.appMs,
             app: this.appMs,
-            driver: totalMs - this.stepMs - this.appMs,
+            loop: totalMs - this.stepMs,
           }
         : undefined,
     };
@@ -353,13 +370,13 @@ class Cluster {
 
   /** Closed loop: issues the next `count` pre-signed requests. */
   private submit(count: number): void {
-    const primary = primaryOf(Math.max(...this.hosts.map((host) => host.core.view)), this.n);
+    const primary = primaryOf(Math.max(...this.hosts.map((host) => host.driver.view)), this.n);
     for (let i = 0; i < count && this.nextRequest < this.requests.length; i++) {
       const bytes = this.requests[this.nextRequest++]!;
       if (this.options.requestsTo === 'primary') {
-        this.queue.push({ to: primary, input: { kind: 'request', bytes } });
+        this.queue.push({ to: primary, kind: 'request', bytes });
       } else {
-        for (let to = 0; to < this.n; to++) this.queue.push({ to, input: { kind: 'request', bytes } });
+        for (let to = 0; to < this.n; to++) this.queue.push({ to, kind: 'request', bytes });
       }
     }
   }
@@ -370,8 +387,7 @@ class Cluster {
    */
   private deliver(count: number): void {
     for (let i = 0; i < count && this.head < this.queue.length; i++) {
-      const delivery = this.queue[this.head++]!;
-      this.step(this.hosts[delivery.to]!, delivery.input);
+      this.step(this.queue[this.head++]!);
     }
     if (this.head === this.queue.length) {
       this.queue.length = 0;
@@ -385,93 +401,55 @@ class Cluster {
   private tickAll(): void {
     this.ticks += 1;
     this.now += tickMs;
-    for (const host of this.hosts) this.step(host, { kind: 'tick', now: this.now });
+    for (const host of this.hosts) this.step({ to: host.index, kind: 'tick' });
   }
 
-  private step(host: Host, input: PbftInput): void {
-    applyReady(this.hostAdapter(host), this.timedStep(host, input));
-  }
-
-  private timedStep(host: Host, input: PbftInput): PbftReady {
+  /** Hands one delivery to its replica's driver, timed. */
+  private step(delivery: Delivery): void {
+    const { driver } = this.hosts[delivery.to]!;
     const start = performance.now();
-    const ready = host.core.step(input);
+    if (delivery.kind === 'tick') driver.tick(this.now);
+    else if (delivery.kind === 'message') driver.receive(delivery.bytes);
+    else driver.receiveForwarded(delivery.bytes);
     this.stepMs += performance.now() - start;
-    return ready;
-  }
-
-  /** A benchmark replica as the shared driver (the one every driver uses) sees it. */
-  private hostAdapter(host: Host): ReplicaHost {
-    let adapter = this.adapters.get(host);
-    if (adapter !== undefined) return adapter;
-    adapter = {
-      step: (input) => this.timedStep(host, input),
-      persist: (op) => {
-        applyPersistOp(host.persisted, op);
-        if (op.op === 'truncate' && host.index === 0) this.checkpoints += 1;
-      },
-      storeCertified: (block) => this.storeCertified(host, block),
-      send: (to, bytes) => {
-        if (to !== 'all') return this.send(to, bytes);
-        for (let peer = 0; peer < this.n; peer++) if (peer !== host.index) this.send(peer, bytes);
-      },
-      readBlocks: (fromSeq, count) => host.ledger.slice(fromSeq - 1, fromSeq - 1 + count).map(toTransferred),
-      encodeBlocks: (blocks) => host.core.encodeBlocks(blocks),
-      alreadyCommitted: () => undefined,
-      rejected: (code) => this.rejected.set(code, (this.rejected.get(code) ?? 0) + 1),
-      execute: (batch) => {
-        const start = performance.now();
-        const results = host.app.execute(batch.proposal);
-        const resultsRoot = this.plainCrypto.merkleRoot(results);
-        this.appMs += performance.now() - start;
-        host.executedResults.set(batch.seq, results);
-        return resultsRoot;
-      },
-    };
-    this.adapters.set(host, adapter);
-    return adapter;
   }
 
   private send(to: number, bytes: Uint8Array): void {
     this.messages += 1;
     this.messageBytes += bytes.length;
-    this.queue.push({ to, input: { kind: 'message', bytes } });
+    this.queue.push({ to, kind: 'message', bytes });
   }
 
-  private storeCertified(host: Host, block: CertifiedBlock): void {
-    const height = block.header.height;
-    if (height !== host.ledger.length + 1) {
-      throw new Error(`r${host.index}: certified block ${height} does not follow ${host.ledger.length}`);
-    }
-    if (!host.executedResults.delete(height)) {
-      throw new Error(`r${host.index}: certified block ${height} it did not execute`);
-    }
-    host.ledger.push(block);
-    host.certifiedRequests += block.proposal.requests.length;
-    if (height > this.ackedHeight) {
-      // The first replica to certify a block answers its clients, who each send their next request.
-      this.ackedHeight = height;
-      this.acknowledged += block.proposal.requests.length;
-      this.submit(block.proposal.requests.length);
+  /** A driver stored a certified block: the first replica to store a height answers its clients. */
+  private stored(host: Host, block: Block): void {
+    const count = block.transactions.length;
+    host.certifiedRequests += count;
+    if (block.header.height > this.ackedHeight) {
+      // The clients of the batch each send their next request.
+      this.ackedHeight = block.header.height;
+      this.acknowledged += count;
+      this.submit(count);
     }
   }
 
   /** Every replica holds the same chain with every request exactly once. */
   private checkAgreement(): void {
-    const reference = this.hosts[0]!;
+    const reference = this.hosts[0]!.storage.blocks.head()!;
     for (const host of this.hosts) {
-      const last = host.ledger.at(-1)!;
-      const expected = reference.ledger.at(-1)!;
+      const last = host.storage.blocks.head()!;
       if (
-        host.ledger.length !== reference.ledger.length ||
+        last.height !== reference.height ||
         hexKey(headerHash(this.plainCrypto, last.header)) !==
-          hexKey(headerHash(this.plainCrypto, expected.header))
+          hexKey(headerHash(this.plainCrypto, reference.header))
       ) {
         throw new Error(`r${host.index} disagrees with r0 at the end of the run`);
       }
-      if (host.app.offsets !== this.requests.length) {
-        throw new Error(
-          `r${host.index} executed ${host.app.offsets} distinct requests, not ${this.requests.length}`,
-        );
+      const accepted = host.storage.blocks
+        .range(1, last.height)
+        .flatMap((block) => block.results)
+        .filter((result) => (decodeValidated(result) as { status?: unknown }).status === 'accepted').length;
+      if (accepted !== this.requests.length) {
+        throw new Error(`r${host.index} accepted ${accepted} distinct requests, not ${this.requests.length}`);
       }
     }
   }
@@ -479,8 +457,8 @@ class Cluster {
   private describe(): string {
     return this.hosts
       .map(
-        (host) =>
-          `r${host.index}:v${host.core.view}/e${host.core.lastExecuted}/c${host.core.lastCertified}/p${host.core.pendingRequests}`,
+        ({ index, driver: { replica: core } }) =>
+          `r${index}:v${core.view}/e${core.lastExecuted}/c${core.lastCertified}/p${core.pendingRequests}`,
       )
       .join(' ');
   }

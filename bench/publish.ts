@@ -21,15 +21,11 @@
  * percentiles, nearest rank, for both systems: what bench/report.ts draws its latency CDF from).
  * Without the last two, the output is what it always was.
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, openSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ensureDevnetLayout } from '../src/cli/devnet-layout.js';
 import { encodeClientRequest } from '../src/consensus/pbft/messages.js';
 import { decodeTransactionResult } from '../src/contracts/results.js';
 import { encodePublish } from '../src/contracts/transactions.js';
@@ -46,10 +42,9 @@ import type { JetStreamCluster } from './lib/jetstream-cluster.js';
 import { measureJetStreamPublish } from './lib/jetstream-publish.js';
 import type { JetStreamPublishResult } from './lib/jetstream-publish.js';
 import { round, writeBenchResult } from './lib/results.js';
+import { ProcessNetwork } from '../test/support/process-network.js';
+import { cleanUpOnSignals, sleep } from '../test/support/processes.js';
 
-const root = join(import.meta.dirname, '..');
-const entry = join(root, 'src', 'cli', 'run.ts');
-const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 const defaultMessageBytes = 1024;
 
 const { values } = parseArgs({
@@ -82,19 +77,20 @@ const percentiles =
     ? undefined
     : numberList('percentiles', values.percentiles, (v) => v > 0 && v <= 100);
 
-const children: ChildProcess[] = [];
 let cluster: JetStreamCluster | undefined;
 const directory = mkdtempSync(join(tmpdir(), 'ledgerbus-bench-publish-'));
+// Only the four nodes run: the producer talks to node1 as a connector would.
+const network = new ProcessNetwork(directory, 23400);
+const nodeNames = network.names.filter((name) => name.startsWith('node'));
 
-function cleanup(): void {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+async function cleanUp(): Promise<void> {
+  await Promise.all(nodeNames.map((name) => network.kill(name, 'SIGKILL')));
+  const running = cluster;
+  cluster = undefined;
+  await running?.stop();
   rmSync(directory, { recursive: true, force: true });
 }
-process.on('SIGINT', () => {
-  cleanup();
-  void cluster?.stop();
-  process.exit(130);
-});
+cleanUpOnSignals('stopping the nodes and the JetStream cluster', cleanUp);
 
 function progress(text: string): void {
   process.stderr.write(`${text}\n`);
@@ -204,16 +200,8 @@ async function startNetwork(): Promise<{
   key: SigningKeyPair;
   trust: ReturnType<typeof proofTrustOf>;
 }> {
-  const layout = ensureDevnetLayout({ directory, basePort: 23400 });
-  layout.nodeConfigs.forEach((config, index) => {
-    const log = openSync(join(directory, `node${index + 1}.log`), 'a');
-    children.push(
-      spawn(process.execPath, ['--import', tsxLoader, entry, 'node', '--config', config], {
-        stdio: ['ignore', log, log],
-      }),
-    );
-  });
-  const connectorConfig = loadConnectorConfig(layout.connectorConfigs[0] as string);
+  for (const name of nodeNames) network.start(name);
+  const connectorConfig = loadConnectorConfig(network.layout.connectorConfigs[0] as string);
   const key = loadSigningKey(connectorConfig.keyFile);
   const registry = loadGenesisRegistry(connectorConfig.genesis);
   const node1 = registry.node('node1');
@@ -235,14 +223,15 @@ async function startNetwork(): Promise<{
     } catch {
       // not up yet
     }
-    if (Date.now() > deadline) throw new Error(`the network did not start; logs in ${directory}`);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    if (Date.now() > deadline)
+      throw new Error(`the network did not start:\n${network.logTails(nodeNames, 20)}`);
+    await sleep(300);
   }
 }
 
 async function main(): Promise<void> {
   progress('starting 4 ledgerbus nodes ...');
-  const network = await startNetwork();
+  const connection = await startNetwork();
   const ledgerbus: LedgerbusRun[] = [];
   const sizeLabel = (bytes: number): string => (sizesGiven ? `${bytes} B ` : '');
   for (const messageBytes of messageSizes) {
@@ -252,7 +241,7 @@ async function main(): Promise<void> {
       progress(
         `ledgerbus: ${messages} messages${sizesGiven ? ` of ${messageBytes} B` : ''}, ${concurrency} in flight, batches of ${batch} ...`,
       );
-      const run = await measureLedgerbus(network.peer, network.key, network.trust, {
+      const run = await measureLedgerbus(connection.peer, connection.key, connection.trust, {
         concurrency,
         batch,
         messages,
@@ -264,8 +253,8 @@ async function main(): Promise<void> {
       );
     }
   }
-  network.peer.close();
-  cleanup();
+  connection.peer.close();
+  await Promise.all(nodeNames.map((name) => network.kill(name, 'SIGKILL')));
   const jetstream: (JetStreamPublishResult & { concurrency: number; messageBytes?: number })[] = [];
   if (!values['skip-jetstream']) {
     progress('starting a 3-node JetStream cluster ...');
@@ -327,6 +316,6 @@ async function main(): Promise<void> {
 try {
   await main();
 } finally {
-  cleanup();
+  await cleanUp();
 }
 process.exit(0);

@@ -3,10 +3,11 @@
  * reports ratio = throughput at 4 ÷ (4 × throughput at 1); goal ≥ 0.8.
  *
  * The model (bench/lib/scale-*.ts) is a discrete-event simulation in VIRTUAL time:
- * - each partition is a PBFT group of 4 `PbftReplica` cores (production tuning, batches of 1024),
- *   each replica on its OWN simulated machine, as Kafka brokers are: adding partitions adds machines;
- * - a machine has one CPU: it handles one input at a time (a core step and the execution of its
- *   Ready through the shared `applyReady`), in arrival order; the REAL time that takes, measured with
+ * - each partition is a PBFT group of 4 replicas, each the production partition driver
+ *   (src/partition/driver.ts around a `PbftReplica` core; production tuning, batches of 1024) on its
+ *   OWN simulated machine, as Kafka brokers are: adding partitions adds machines;
+ * - a machine has one CPU: it handles one input at a time (the driver steps the core and carries out
+ *   its Ready: persist, store, send, execute), in arrival order; the REAL time that takes, measured with
  *   performance.now() and including real Ed25519 signing and verification through node:crypto, is
  *   charged to that machine's virtual clock;
  * - every directed link has a one-way latency (default 0.5 ms) and a bandwidth (default 1 Gbit/s):
@@ -31,8 +32,8 @@
  * partition a count, the head hash and a digest, and snapshot it every 16 entries so Raft compacts
  * its log). "heap MB" is heapUsed at the end of a run (live state only under `node --expose-gc`).
  * What still grows with partitions × requests is inside the cores and the application (PbftReplica's
- * committed/verified request tables and SimApplication's seen set, keyed by hex strings), i.e. real
- * per-replica state that separate machines would hold in separate heaps.
+ * committed/verified request tables and the simulator state machine's seen keys in each replica's
+ * contract state), i.e. real per-replica state that separate machines would hold in separate heaps.
  *
  * Clock: by default a piece of work costs this process's CPU time (process.cpuUsage, microseconds),
  * which leaves out time the OS gave to other processes; `--clock wall` charges performance.now()

@@ -4,7 +4,6 @@
 // leader killed; the sender's and the recipient's nodes killed in the middle of a payload transfer.
 // Exactly once is counted where a duplicate would show: each eachMessage call of an SDK consumer, and
 // one offset per id and one id per offset in every replica's ledger.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,14 +23,11 @@ import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest'
 import {
   ProcessNetwork,
   RssSampler,
-  cliEntry,
   hashBody,
   mb,
-  sleep,
-  tsxLoader,
-  waitFor,
   writeDeterministicFile,
 } from './support/process-network.js';
+import { sleep, startCli, waitFor } from './support/processes.js';
 
 const MiB = 1024 * 1024;
 const rssLimitBytes = 256 * 1000 * 1000;
@@ -229,12 +225,9 @@ describe('faults on a devnet of real processes', () => {
     let deliveredAt = NaN;
     let id = '';
     // The CLI streams the file to org1's connector (its memory counts too: it is part of the transfer).
-    const cli = spawn(
-      process.execPath,
+    const { child: cli } = startCli(
+      'cli-send',
       [
-        '--import',
-        tsxLoader,
-        cliEntry,
         'send',
         '--network',
         join(net.directory, 'network.json'),
@@ -253,8 +246,8 @@ describe('faults on a devnet of real processes', () => {
     pids.set('cli-send', cli.pid!);
     let stdout = '';
     let stderr = '';
-    cli.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    cli.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    cli.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    cli.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<number | null>((done) => cli.once('exit', (code) => done(code)));
     let peaks: Map<string, number> | undefined;
     try {

@@ -16,7 +16,8 @@ import { checkDeliveries, checkLedgers, countProblems } from './chaos/checker.js
 import type { AckedMessage } from './chaos/checker.js';
 import type { ApplicationConsumer } from './chaos/load.js';
 import { ackedMore, drainApplications, startCutLoad } from './chaos/load.js';
-import { ProcessNetwork, sleep } from './support/process-network.js';
+import { ProcessNetwork } from './support/process-network.js';
+import { sleep } from './support/processes.js';
 
 // LEDGERBUS_POWER_CUTS raises the count for a longer run by hand; CI makes 6.
 const cuts = Number(process.env['LEDGERBUS_POWER_CUTS'] ?? 6);

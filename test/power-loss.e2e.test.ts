@@ -21,7 +21,8 @@ import type { ApplicationConsumer } from './chaos/load.js';
 import { ackedMore, drainApplications, startCutLoad } from './chaos/load.js';
 import { LossyMount, buildLossyfs, lossyfsUnavailable } from './power-loss/lossyfs.js';
 import type { CutMode, LossyfsStats, MetadataMode } from './power-loss/lossyfs.js';
-import { ProcessNetwork, sleep } from './support/process-network.js';
+import { ProcessNetwork } from './support/process-network.js';
+import { sleep } from './support/processes.js';
 
 // LEDGERBUS_POWER_LOSS_CUTS raises the count for a longer run (npm run power-loss makes 25); CI makes 5.
 const cuts = Number(process.env['LEDGERBUS_POWER_LOSS_CUTS'] ?? 5);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkLedgers } from './chaos/checker.js';
-import { waitFor as poll } from './support/process-network.js';
+import { waitFor as poll } from './support/processes.js';
 import { groupFileName } from '../src/node/group-files.js';
 import { ensureDevnetLayout } from '../src/cli/devnet-layout.js';
 import type { DevnetLayout } from '../src/cli/devnet-layout.js';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor as poll } from './support/process-network.js';
+import { waitFor as poll } from './support/processes.js';
 import { startTestPostgres } from './support/postgres-server.js';
 import type { TestPostgres } from './support/postgres-server.js';
 import { ensureDevnetLayout } from '../src/cli/devnet-layout.js';

@@ -14,14 +14,22 @@
  * the ack, as ledgerbus does; that option exists from nats-server 2.10 on, and older servers reject
  * it, which `startJetStreamCluster` reports as an error naming the version found.
  *
- * The processes are also SIGKILLed when this Node process exits without calling `stop()` (an uncaught
- * exception, `process.exit`); for SIGINT and SIGTERM the caller installs handlers that call `stop()`.
+ * The servers are children of test/support/processes.ts: SIGKILLed if this Node process exits without
+ * calling `stop()` (an uncaught exception, `process.exit`); for SIGINT and SIGTERM the caller installs
+ * handlers that call `stop()`.
  */
-import { spawn, execFileSync } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import {
+  assertPortFree,
+  isRunning,
+  logTail,
+  sleep,
+  startProcess,
+  stopChildren,
+} from '../../test/support/processes.js';
+import type { TrackedChild } from '../../test/support/processes.js';
 
 export const natsServerBinary = '/usr/sbin/nats-server';
 
@@ -52,6 +60,7 @@ export interface JetStreamCluster {
 
 const nodeCount = 3;
 const clusterName = 'ledgerbus-bench';
+const portRemedy = 'pick other ports (basePort, clusterBasePort, monitorBasePort)';
 
 /** "nats-server: v2.9.10" → "2.9.10". */
 export function natsServerVersion(binary = natsServerBinary): string {
@@ -64,22 +73,6 @@ export function natsServerVersion(binary = natsServerBinary): string {
 function versionAtLeast(version: string, major: number, minor: number): boolean {
   const [a = 0, b = 0] = version.split('.').map(Number);
   return a > major || (a === major && b >= minor);
-}
-
-async function assertPortFree(port: number, what: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const server = createServer();
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      reject(
-        new Error(
-          error.code === 'EADDRINUSE'
-            ? `port 127.0.0.1:${port} (${what}) is already in use: pick other ports (basePort, clusterBasePort, monitorBasePort)`
-            : `cannot check port 127.0.0.1:${port} (${what}): ${error.message}`,
-        ),
-      );
-    });
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve()));
-  });
 }
 
 function configText(
@@ -127,23 +120,6 @@ async function getJson<T>(url: string): Promise<T | undefined> {
   }
 }
 
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-function waitForExit(child: ChildProcess): Promise<void> {
-  if (exited(child)) return Promise.resolve();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
-}
-
-function logTail(file: string): string {
-  try {
-    return readFileSync(file, 'utf8').split('\n').slice(-15).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
 export async function startJetStreamCluster(options: JetStreamClusterOptions): Promise<JetStreamCluster> {
   const basePort = options.basePort ?? 14222;
   const clusterBasePort = options.clusterBasePort ?? 16222;
@@ -165,31 +141,18 @@ export async function startJetStreamCluster(options: JetStreamClusterOptions): P
     );
   }
   for (const i of indices) {
-    await assertPortFree(ports.client[i] as number, `client port of node ${i + 1}`);
-    await assertPortFree(ports.cluster[i] as number, `route port of node ${i + 1}`);
-    await assertPortFree(ports.monitor[i] as number, `monitoring port of node ${i + 1}`);
+    for (const [kind, port] of [
+      ['client', ports.client[i]],
+      ['route', ports.cluster[i]],
+      ['monitoring', ports.monitor[i]],
+    ] as const)
+      await assertPortFree('127.0.0.1', port as number, `${kind} port of node ${i + 1}`, portRemedy);
   }
 
-  const children: ChildProcess[] = [];
-  const logs: string[] = [];
-  const killSurvivors = (): void => {
-    for (const child of children) if (!exited(child)) child.kill('SIGKILL');
-  };
-  process.on('exit', killSurvivors);
-
+  const children: TrackedChild[] = [];
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
-    stopping ??= (async () => {
-      const waits = children.map(async (child) => {
-        if (exited(child)) return;
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await waitForExit(child);
-        clearTimeout(timer);
-      });
-      await Promise.all(waits);
-      process.off('exit', killSurvivors);
-    })();
+    stopping ??= stopChildren(children, 5000);
     return stopping;
   };
 
@@ -200,26 +163,17 @@ export async function startJetStreamCluster(options: JetStreamClusterOptions): P
       mkdirSync(storeDirectory, { recursive: true });
       const configFile = join(nodeDirectory, 'nats.conf');
       writeFileSync(configFile, configText(i, ports, storeDirectory, syncAlways));
-      const logFile = join(nodeDirectory, 'server.log');
-      logs.push(logFile);
-      const fd = openSync(logFile, 'a');
-      try {
-        const child = spawn(natsServerBinary, ['-c', configFile], { stdio: ['ignore', fd, fd] });
-        children.push(child);
-        // A spawn failure (ENOENT...) is an 'error' event; without a listener it would crash the process.
-        child.once('error', () => undefined);
-      } finally {
-        closeSync(fd);
-      }
+      const log = join(nodeDirectory, 'server.log');
+      children.push(startProcess(`nats-server n${i + 1}`, natsServerBinary, ['-c', configFile], { log }));
     }
 
     const deadline = Date.now() + readyTimeoutMs;
     for (;;) {
-      const dead = children.findIndex(exited);
-      if (dead >= 0) {
+      const dead = children.find(({ child }) => !isRunning(child));
+      if (dead !== undefined) {
         throw new Error(
-          `nats-server node ${dead + 1} exited during start-up (code ${children[dead]?.exitCode}); ` +
-            `log ${logs[dead]}:\n${logTail(logs[dead] as string)}`,
+          `${dead.name} exited during start-up (code ${dead.child.exitCode}); ` +
+            `log ${dead.log}:\n${logTail(dead.log as string, 15)}`,
         );
       }
       const [jsz, routez] = await Promise.all([
@@ -236,7 +190,7 @@ export async function startJetStreamCluster(options: JetStreamClusterOptions): P
             `routes complete: ${routed}); logs in ${options.directory}`,
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
     }
   } catch (error) {
     await stop();
@@ -245,7 +199,7 @@ export async function startJetStreamCluster(options: JetStreamClusterOptions): P
 
   return {
     urls: ports.client.map((port) => `nats://127.0.0.1:${port}`),
-    pids: children.map((child) => child.pid ?? -1),
+    pids: children.map(({ pid }) => pid),
     version,
     stop,
   };

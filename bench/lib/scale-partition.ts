@@ -1,33 +1,30 @@
 /**
- * One partition of `npm run bench:scale`: a PBFT group of `PbftReplica` cores, each on its own
- * simulated machine (see scale-sim.ts), driven by the shared `applyReady` contract, with its own
- * closed-loop clients and real Ed25519. It also serves the global ledger's fetches of certified
- * blocks, from one of its replicas.
+ * One partition of `npm run bench:scale`: a PBFT group whose replicas are each the production
+ * partition driver (src/partition/driver.ts: the `PbftReplica` core, its Ready carried out in the
+ * contract's order, execution through the simulator's state machine) on its own simulated machine
+ * (see scale-sim.ts), with its own closed-loop clients and real Ed25519. It also serves the global
+ * ledger's fetches of certified blocks, from one of its replicas.
  *
- * Memory stays flat however many partitions run in this one process: a replica's in-memory block
- * store keeps only the blocks the global ledger does not hold yet plus a state-transfer tail (a real
- * replica's store is on disk, and a heap that grows with the partition count makes garbage collection
- * cost more per request); agreement is checked as the blocks come, against one 32-byte hash per height.
+ * Memory stays flat however many partitions run in this one process: a replica's storage
+ * (tail-storage.ts) keeps only the blocks the global ledger does not hold yet plus a state-transfer
+ * tail (a real replica's store is on disk, and a heap that grows with the partition count makes
+ * garbage collection cost more per request); agreement is checked as the blocks come, against one
+ * 32-byte hash per height.
  */
 import { createHash } from 'node:crypto';
-import { bytesEqual, encodeWith, t } from '../../src/codec/index.js';
+import { bytesEqual, decodeValidated, encodeWith, t } from '../../src/codec/index.js';
+import { defaultPbftTuning } from '../../src/consensus/pbft/config.js';
 import { encodeClientRequest } from '../../src/consensus/pbft/messages.js';
-import { PbftReplica, defaultPbftTuning } from '../../src/consensus/pbft/replica.js';
-import { applyPersistOp, applyReady, toTransferred } from '../../src/consensus/pbft/driver.js';
-import type { ReplicaHost } from '../../src/consensus/pbft/driver.js';
-import type {
-  CertifiedBlock,
-  PbftConfig,
-  PbftCrypto,
-  PbftInput,
-  PersistRecord,
-} from '../../src/consensus/pbft/types.js';
+import type { PbftConfig } from '../../src/consensus/pbft/types.js';
 import { headerSchema } from '../../src/ledger/header.js';
 import { blockHash } from '../../src/ledger/block.js';
-import type { GroupMembership } from '../../src/ledger/block.js';
-import { SimApplication } from '../../src/sim/app.js';
+import type { Block, GroupMembership } from '../../src/ledger/block.js';
+import { PartitionDriver } from '../../src/partition/driver.js';
+import { simStateMachine } from '../../src/sim/app.js';
+import type { SimRegistry } from '../../src/sim/app.js';
 import type { SimKeyring, SimSigner } from '../../src/sim/sim-crypto.js';
 import type { Machine, World } from './scale-sim.js';
+import { TailPartitionStorage } from './tail-storage.js';
 
 /** The proposal timestamps are real-looking epoch milliseconds: virtual time 0 is this instant. */
 const epochBaseMs = 1_700_000_000_000;
@@ -59,11 +56,11 @@ export const ledgerBlockSchema = t.record({
   requests: t.array(t.bytes({ maxLength: 1024 * 1024 }), { maxItems: 100_000 }),
 });
 
-export function encodeLedgerBlock(block: CertifiedBlock): Uint8Array {
+export function encodeLedgerBlock(block: Block): Uint8Array {
   return encodeWith(ledgerBlockSchema, {
     header: block.header,
-    signatures: block.signatures,
-    requests: block.proposal.requests,
+    signatures: block.certificate.signatures,
+    requests: block.transactions,
   });
 }
 
@@ -108,21 +105,18 @@ export function presignRequests(
   return requests;
 }
 
+/** Every batch names the same registry indexes (0, 0): the partition needs nothing from it. */
+const anyRegistry: SimRegistry = { system: 0, topic: 0 };
+
 interface Replica {
   readonly index: number;
   readonly machine: Machine;
-  readonly core: PbftReplica;
-  readonly app: SimApplication;
-  readonly plainCrypto: PbftCrypto;
-  readonly persisted: Map<string, PersistRecord>;
-  /** Certified blocks of heights storedFrom.. (the store's tail; see stateTransferBlocks). */
-  readonly blocks: CertifiedBlock[];
-  storedFrom: number;
-  /** Height of the last certified block. */
-  height: number;
-  readonly executedResults: Map<number, Uint8Array[]>;
+  readonly storage: TailPartitionStorage;
+  readonly driver: PartitionDriver<SimRegistry, never>;
+  /** Requests in the blocks this replica stored. */
   certifiedRequests: number;
-  host?: ReplicaHost;
+  /** Requests its application accepted (gave an offset), counted from the stored blocks' results. */
+  accepted: number;
 }
 
 export class Partition {
@@ -164,6 +158,7 @@ export class Partition {
       members: new Map(infos.map((info) => [info.id, info.publicKey])),
     };
     signers.forEach((signer, i) => {
+      const label = `${this.groupId}/r${i}`;
       const config: PbftConfig = {
         ...defaultPbftTuning,
         groupId: this.groupId,
@@ -173,19 +168,29 @@ export class Partition {
         batchRequestsMax: options.batchRequestsMax,
         pendingRequestsMax: Math.max(defaultPbftTuning.pendingRequestsMax, 2 * options.clients),
       };
-      this.replicas.push({
-        index: i,
-        machine: world.machine(`p${options.index}/r${i}`),
-        core: new PbftReplica(config, signer.crypto),
-        app: new SimApplication(),
-        plainCrypto: signer.crypto,
-        persisted: new Map(),
-        blocks: [],
-        storedFrom: 1,
-        height: 0,
-        executedResults: new Map(),
-        certifiedRequests: 0,
+      const machine = world.machine(`p${options.index}/r${i}`);
+      const storage = new TailPartitionStorage(label);
+      const driver = new PartitionDriver<SimRegistry, never>({
+        config,
+        crypto: signer.crypto,
+        storage,
+        clock: {
+          now: () => epochBaseMs + Math.floor(world.events.now),
+          // Only a client waiting in `submit` sets a timer; these clients send with `receiveForwarded`.
+          setTimeout: () => () => {},
+        },
+        transport: { send: (to, bytes) => this.send(machine, to, bytes) },
+        stateMachine: simStateMachine,
+        registry: { at: () => anyRegistry },
+        log: (_level, message, fields) => {
+          if (message !== 'pbft input rejected') return;
+          const code = String(fields?.['code']);
+          this.rejected.set(code, (this.rejected.get(code) ?? 0) + 1);
+        },
       });
+      const replica: Replica = { index: i, machine, storage, driver, certifiedRequests: 0, accepted: 0 };
+      driver.onBlock((block) => this.stored(replica, block));
+      this.replicas.push(replica);
     });
   }
 
@@ -210,7 +215,7 @@ export class Partition {
 
   /** Blocks held in memory, over the replicas. */
   get storedBlocks(): number {
-    return this.replicas.reduce((sum, replica) => sum + replica.blocks.length, 0);
+    return this.replicas.reduce((sum, replica) => sum + replica.storage.storedBlocks, 0);
   }
 
   get machines(): readonly Machine[] {
@@ -221,7 +226,7 @@ export class Partition {
   start(clientsAt: number): void {
     for (const replica of this.replicas) {
       this.world.every(replica.machine, this.options.tickMs, this.world.events.now, (now) =>
-        this.step(replica, { kind: 'tick', now: epochBaseMs + Math.floor(now) }),
+        replica.driver.tick(epochBaseMs + Math.floor(now)),
       );
     }
     this.world.events.schedule(clientsAt, () => {
@@ -253,7 +258,9 @@ export class Partition {
         replica.machine.afterWork(() => {
           for (const each of this.replicas) this.dropBlocks(each, ledgerHolds);
         });
-        const blocks = this.readStored(replica, fromHeight, maxBlocks).map(encodeLedgerBlock);
+        const blocks = replica.storage.blocks
+          .range(fromHeight, fromHeight + maxBlocks - 1, maxBlocks)
+          .map(encodeLedgerBlock);
         const size = blocks.reduce((sum, bytes) => sum + bytes.length, fetchOverheadBytes);
         replica.machine.sendTo(requester, size, (now) => onBlocks(blocks, now));
       },
@@ -262,19 +269,19 @@ export class Partition {
   }
 
   /**
-   * Every replica holds the whole chain (storeCertified checked each block's hash against the
-   * partition's as it came) and executed every request exactly once.
+   * Every replica holds the whole chain (`stored` checked each block's hash against the
+   * partition's as it came) and accepted every request exactly once.
    */
   checkAgreement(): void {
     for (const replica of this.replicas) {
-      if (replica.height !== this.height) {
+      if (replica.driver.height !== this.height) {
         throw new Error(
-          `${this.groupId}: r${replica.index} has ${replica.height} blocks, not ${this.height}`,
+          `${this.groupId}: r${replica.index} has ${replica.driver.height} blocks, not ${this.height}`,
         );
       }
-      if (replica.app.offsets !== this.requests.length) {
+      if (replica.accepted !== this.requests.length) {
         throw new Error(
-          `${this.groupId}: r${replica.index} executed ${replica.app.offsets} requests, not ${this.requests.length}`,
+          `${this.groupId}: r${replica.index} accepted ${replica.accepted} requests, not ${this.requests.length}`,
         );
       }
     }
@@ -283,8 +290,8 @@ export class Partition {
   describe(): string {
     return this.replicas
       .map(
-        (r) =>
-          `r${r.index}:v${r.core.view}/e${r.core.lastExecuted}/c${r.core.lastCertified}/p${r.core.pendingRequests}/q${r.machine.backlog}`,
+        ({ index, driver: { replica: core }, machine }) =>
+          `r${index}:v${core.view}/e${core.lastExecuted}/c${core.lastCertified}/p${core.pendingRequests}/q${machine.backlog}`,
       )
       .join(' ');
   }
@@ -296,78 +303,33 @@ export class Partition {
       const bytes = this.requests[this.nextRequest++]!;
       for (const replica of this.replicas) {
         this.world.network.transmit(this.clientEndpoint, replica.machine.id, bytes.length, at, () =>
-          replica.machine.deliver(() => this.step(replica, { kind: 'request', bytes })),
+          replica.machine.deliver(() => replica.driver.receiveForwarded(bytes)),
         );
       }
     }
   }
 
-  private step(replica: Replica, input: PbftInput): void {
-    const host = this.hostOf(replica);
-    applyReady(host, host.step(input));
-  }
-
-  private hostOf(replica: Replica): ReplicaHost {
-    if (replica.host !== undefined) return replica.host;
-    const send = (to: number, bytes: Uint8Array): void => {
-      const peer = this.replicas[to]!;
-      this.messages += 1;
-      this.messageBytes += bytes.length;
-      replica.machine.sendTo(peer.machine, bytes.length, () => this.step(peer, { kind: 'message', bytes }));
-    };
-    replica.host = {
-      step: (input) => replica.core.step(input),
-      persist: (op) => applyPersistOp(replica.persisted, op),
-      storeCertified: (block) => this.storeCertified(replica, block),
-      send: (to, bytes) => {
-        if (to !== 'all') return send(to, bytes);
-        for (let peer = 0; peer < this.replicas.length; peer++) if (peer !== replica.index) send(peer, bytes);
-      },
-      readBlocks: (fromSeq, count) => this.readStored(replica, fromSeq, count).map(toTransferred),
-      encodeBlocks: (blocks) => replica.core.encodeBlocks(blocks),
-      alreadyCommitted: () => undefined,
-      rejected: (code) => this.rejected.set(code, (this.rejected.get(code) ?? 0) + 1),
-      execute: (batch) => {
-        const results = replica.app.execute(batch.proposal);
-        replica.executedResults.set(batch.seq, results);
-        return replica.plainCrypto.merkleRoot(results);
-      },
-    };
-    return replica.host;
-  }
-
-  /** Stored blocks from `fromHeight` (at most `count`); throws if some were dropped already. */
-  private readStored(replica: Replica, fromHeight: number, count: number): CertifiedBlock[] {
-    if (fromHeight < replica.storedFrom) {
-      throw new Error(
-        `${this.groupId}/r${replica.index}: asked for blocks from ${fromHeight}, holds them from ${replica.storedFrom}`,
-      );
-    }
-    const start = fromHeight - replica.storedFrom;
-    return replica.blocks.slice(start, start + count);
+  /** During `from`'s work: consensus bytes to the replica at `to`, handled by its driver on arrival. */
+  private send(from: Machine, to: number, bytes: Uint8Array): void {
+    const peer = this.replicas[to]!;
+    this.messages += 1;
+    this.messageBytes += bytes.length;
+    from.sendTo(peer.machine, bytes.length, () => peer.driver.receive(bytes));
   }
 
   /** Drops the stored blocks the ledger holds, except the state-transfer tail below the head. */
   private dropBlocks(replica: Replica, ledgerHolds: number): void {
-    const keepFrom = Math.min(ledgerHolds, replica.height - stateTransferBlocks) + 1;
-    if (keepFrom <= replica.storedFrom) return;
-    replica.blocks.splice(0, keepFrom - replica.storedFrom);
-    replica.storedFrom = keepFrom;
+    replica.storage.dropBelow(Math.min(ledgerHolds, replica.driver.height - stateTransferBlocks) + 1);
   }
 
-  private storeCertified(replica: Replica, block: CertifiedBlock): void {
+  /** The driver stored (durably) a certified block: check it, and answer the clients if first. */
+  private stored(replica: Replica, block: Block): void {
     const height = block.header.height;
-    if (height !== replica.height + 1) {
-      throw new Error(`${this.groupId}/r${replica.index}: block ${height} does not follow ${replica.height}`);
-    }
-    if (!replica.executedResults.delete(height)) {
-      throw new Error(`${this.groupId}/r${replica.index}: certified block ${height} it did not execute`);
-    }
-    replica.blocks.push(block);
-    replica.height = height;
-    replica.certifiedRequests += block.proposal.requests.length;
-    // The benchmark's agreement check, not the replica's work: done after the work is timed.
+    replica.certifiedRequests += block.transactions.length;
+    // The benchmark's agreement checks, not the replica's work: done after the work is timed.
     replica.machine.afterWork(() => {
+      for (const result of block.results)
+        if ((decodeValidated(result) as { status?: unknown }).status === 'accepted') replica.accepted += 1;
       const hash = blockHash(block.header);
       const expected = this.hashes[height - 1];
       if (expected === undefined) this.hashes.push(hash);
@@ -383,7 +345,7 @@ export class Partition {
     if (height <= this.ackedHeight) return;
     // The first replica to certify a block answers its clients, who each send their next request.
     this.ackedHeight = height;
-    const count = block.proposal.requests.length;
+    const count = block.transactions.length;
     replica.machine.afterWork((finish) => {
       this.certifiedAt[height - 1] = finish;
       this.acknowledged += count;

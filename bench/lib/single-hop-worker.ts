@@ -43,7 +43,7 @@ import {
   generateEncryptionKey,
 } from '../../src/crypto/envelope/index.js';
 import { tlsIdentityFor } from '../../src/net/tls-identity.js';
-import { readProcessCpuSeconds, readProcessMemory } from './process-memory.js';
+import { readProcessCpuSeconds, readProcessMemory } from '../../test/support/process-memory.js';
 import { payloadStream } from './payload.js';
 
 /** Both ends of the single hop are in one network; which one does not change the cost. */

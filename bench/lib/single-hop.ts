@@ -10,9 +10,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { nextJsonLine, spawnTypeScript, stopChildren } from './children.js';
-import type { TrackedChild } from './children.js';
-import type { RssSampler } from './process-memory.js';
+import { nextJsonLine, startTypeScript, stopChildren } from '../../test/support/processes.js';
+import type { TrackedChild } from '../../test/support/processes.js';
+import type { RssSampler } from '../../test/support/process-memory.js';
 
 const workerScript = fileURLToPath(new URL('./single-hop-worker.ts', import.meta.url));
 
@@ -54,7 +54,7 @@ export async function runSingleHop(options: SingleHopOptions): Promise<SingleHop
   ];
   const children: TrackedChild[] = [];
   try {
-    const receiver = spawnTypeScript(`single-hop-${transport}-receiver`, workerScript, [
+    const receiver = startTypeScript(`single-hop-${transport}-receiver`, workerScript, [
       'receive',
       ...common,
     ]);
@@ -65,7 +65,7 @@ export async function runSingleHop(options: SingleHopOptions): Promise<SingleHop
       (message) => message['event'] === 'ready',
       60_000,
     );
-    const sender = spawnTypeScript(`single-hop-${transport}-sender`, workerScript, [
+    const sender = startTypeScript(`single-hop-${transport}-sender`, workerScript, [
       'send',
       '--port',
       String(ready.port),

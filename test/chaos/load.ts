@@ -5,7 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Ledgerbus } from '../../src/client/index.js';
 import type { ProcessNetwork } from '../support/process-network.js';
-import { sleep, waitFor } from '../support/process-network.js';
+import { sleep, waitFor } from '../support/processes.js';
 import { checkDeliveries } from './checker.js';
 import type { AckedMessage, HandedMessage, ReceivedMessage } from './checker.js';
 

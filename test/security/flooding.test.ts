@@ -17,7 +17,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toHex } from '../../src/codec/index.js';
 import { loadConnectorConfig } from '../../src/connector/config.js';
-import { tsxLoader } from '../support/process-network.js';
+import { tsxLoader } from '../support/processes.js';
 import type { FloodReport } from './flood-client.js';
 import { SecurityNetwork, waitFor } from './support.js';
 

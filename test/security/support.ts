@@ -40,7 +40,7 @@ import type { RateLimitConfig } from '../../src/node/rate-limit.js';
 import { blockEvidenceSchema } from '../../src/proofs/index.js';
 import type { NodeInfo } from '../../src/registry/types.js';
 import { liveRegistryFromGenesis } from '../../src/registry/live-registry.js';
-import { waitFor as poll } from '../support/process-network.js';
+import { waitFor as poll } from '../support/processes.js';
 
 export const GROUP = 'demo/0';
 

@@ -1,68 +1,45 @@
 // A devnet whose processes the test owns one by one (unlike `ledgerbus dev`, which does not restart a
-// crashed child): each node and connector is its own child process that can be SIGKILLed and started
-// again with the same config, with its output in DIR/logs/<name>.log.
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
+// crashed child): each node and connector is its own child process (started through ./processes.ts)
+// that can be SIGKILLed and started again with the same config, with its output in DIR/logs/<name>.log.
+// The benchmarks use it too (bench/lib/devnet.ts), optionally on the build instead of the sources.
 import { createCipheriv, createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { ensureDevnetLayout } from '../../src/cli/devnet-layout.js';
 import type { DevnetLayout } from '../../src/cli/devnet-layout.js';
 import { groupFileName } from '../../src/node/group-files.js';
+import { readProcessMemory } from './process-memory.js';
+import {
+  builtCliEntry,
+  isRunning,
+  logTail,
+  startCli,
+  startNode,
+  stopChildren,
+  waitFor,
+} from './processes.js';
+import type { TrackedChild } from './processes.js';
 
-const root = join(import.meta.dirname, '..', '..');
-export const cliEntry = join(root, 'src', 'cli', 'run.ts');
-export const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
-
-export const sleep = (ms: number): Promise<void> => new Promise((done) => setTimeout(done, ms));
-
-/** Polls `probe` until it returns a value other than undefined; the error names `what`. */
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs: number,
-  intervalMs = 200,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() > deadline) {
-      const detail = lastError === undefined ? '' : ` (last error: ${String(lastError)})`;
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
-    }
-    await sleep(intervalMs);
-  }
-}
+/** 'tsx': the CLI from the TypeScript sources (default); 'dist': bin/ledgerbus.js on the build. */
+export type NetworkRuntime = 'tsx' | 'dist';
 
 interface Managed {
   readonly args: string[];
   readonly log: string;
-  child?: ChildProcess;
-  exited?: Promise<void>;
+  process?: TrackedChild;
 }
 
 export class ProcessNetwork {
   readonly layout: DevnetLayout;
   readonly logs: string;
   private readonly processes = new Map<string, Managed>();
-  // If the test process dies without afterAll (a crash, a timeout), its children must not outlive it.
-  private readonly killOnExit = (): void => {
-    for (const managed of this.processes.values())
-      if (managed.child !== undefined && managed.child.exitCode === null) managed.child.kill('SIGKILL');
-  };
 
   constructor(
     readonly directory: string,
     basePort: number,
+    private readonly runtime: NetworkRuntime = 'tsx',
   ) {
-    process.once('exit', this.killOnExit);
     this.layout = ensureDevnetLayout({ directory, basePort });
     this.logs = join(directory, 'logs');
     mkdirSync(this.logs, { recursive: true });
@@ -80,6 +57,7 @@ export class ProcessNetwork {
     );
   }
 
+  /** node1..nodeN, then connector-org1..connector-orgN. */
   get names(): string[] {
     return [...this.processes.keys()];
   }
@@ -90,20 +68,14 @@ export class ProcessNetwork {
    */
   start(name: string, env: Readonly<Record<string, string>> = {}): ChildProcess {
     const managed = this.managed(name);
-    if (managed.child !== undefined && managed.child.exitCode === null && managed.child.signalCode === null)
-      throw new Error(`${name} is already running (pid ${managed.child.pid})`);
-    const log = openSync(managed.log, 'a');
-    const extra = Object.entries(env).map(([key, value]) => ` ${key}=${value}`);
-    writeSync(log, `\n---- ${new Date().toISOString()} start ${name}${extra.join('')} ----\n`);
-    const child = spawn(process.execPath, ['--import', tsxLoader, cliEntry, ...managed.args], {
-      cwd: this.directory,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', log, log],
-    });
-    closeSync(log);
-    managed.child = child;
-    managed.exited = new Promise((done) => child.once('exit', () => done()));
-    return child;
+    if (managed.process !== undefined && isRunning(managed.process.child))
+      throw new Error(`${name} is already running (pid ${managed.process.pid})`);
+    const options = { cwd: this.directory, env, log: managed.log };
+    managed.process =
+      this.runtime === 'tsx'
+        ? startCli(name, managed.args, options)
+        : startNode(name, [builtCliEntry, ...managed.args], options);
+    return managed.process.child;
   }
 
   async startAll(timeoutMs = 90_000): Promise<void> {
@@ -111,38 +83,33 @@ export class ProcessNetwork {
     await Promise.all(this.layout.network.organizations.map((org) => this.waitHealthy(org.id, timeoutMs)));
   }
 
+  /** The processes started so far (the latest of each name), in the order of `names`. */
+  started(): TrackedChild[] {
+    return [...this.processes.values()].flatMap((managed) => managed.process ?? []);
+  }
+
   pid(name: string): number {
-    const pid = this.managed(name).child?.pid;
-    if (pid === undefined) throw new Error(`${name} is not running`);
-    return pid;
+    const entry = this.managed(name).process;
+    if (entry === undefined) throw new Error(`${name} is not running`);
+    return entry.pid;
   }
 
   running(name: string): boolean {
-    const child = this.managed(name).child;
-    return child !== undefined && child.exitCode === null && child.signalCode === null;
+    const entry = this.managed(name).process;
+    return entry !== undefined && isRunning(entry.child);
   }
 
   /** Sends `signal` and waits for the process to be gone. */
   async kill(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const managed = this.managed(name);
-    if (managed.child === undefined || !this.running(name)) return;
-    managed.child.kill(signal);
-    await managed.exited;
+    const entry = this.managed(name).process;
+    if (entry === undefined || !isRunning(entry.child)) return;
+    entry.child.kill(signal);
+    await entry.exited;
   }
 
   /** Stops every child: SIGTERM, then SIGKILL whatever is left after `graceMs`. */
   async stopAll(graceMs = 5_000): Promise<void> {
-    await Promise.all(
-      [...this.processes.values()].map(async (managed) => {
-        const child = managed.child;
-        if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-        await managed.exited;
-        clearTimeout(timer);
-      }),
-    );
-    process.off('exit', this.killOnExit);
+    await stopChildren(this.started(), graceMs);
   }
 
   connector(organization: string): { url: string; token: string } {
@@ -151,15 +118,24 @@ export class ProcessNetwork {
     return entry.connector;
   }
 
-  async waitHealthy(organization: string, timeoutMs = 60_000): Promise<void> {
+  /**
+   * One authenticated /healthz request to `organization`'s connector: true if it answers healthy and
+   * knows our token. Rejects when it does not answer (not listening yet, or `requestTimeoutMs` passed).
+   */
+  async healthy(organization: string, requestTimeoutMs?: number): Promise<boolean> {
     const { url, token } = this.connector(organization);
+    const response = await fetch(`${url}/healthz`, {
+      headers: { authorization: `Bearer ${token}` },
+      ...(requestTimeoutMs === undefined ? {} : { signal: AbortSignal.timeout(requestTimeoutMs) }),
+    });
+    const body = (await response.json()) as { authenticated?: boolean };
+    return response.ok && body.authenticated === true;
+  }
+
+  async waitHealthy(organization: string, timeoutMs = 60_000): Promise<void> {
     await waitFor(
-      `the connector of ${organization} at ${url}/healthz`,
-      async () => {
-        const response = await fetch(`${url}/healthz`, { headers: { authorization: `Bearer ${token}` } });
-        const body = (await response.json()) as { authenticated?: boolean };
-        return response.ok && body.authenticated === true ? true : undefined;
-      },
+      `the connector of ${organization} at ${this.connector(organization).url}/healthz`,
+      async () => ((await this.healthy(organization)) ? true : undefined),
       timeoutMs,
       250,
     );
@@ -180,13 +156,8 @@ export class ProcessNetwork {
   }
 
   logTail(name: string, lines = 30): string {
-    let text: string;
-    try {
-      text = readFileSync(this.managed(name).log, 'utf8');
-    } catch {
-      return `(no log for ${name})`;
-    }
-    return text.trimEnd().split('\n').slice(-lines).join('\n');
+    const { log } = this.managed(name);
+    return existsSync(log) ? logTail(log, lines) : `(no log for ${name})`;
   }
 
   logTails(names: readonly string[] = this.names, lines = 30): string {
@@ -234,18 +205,9 @@ export class RssSampler {
   private sample(): void {
     this.samples += 1;
     for (const [name, pid] of this.pids()) {
-      const bytes = vmRssBytes(pid);
+      const bytes = readProcessMemory(pid)?.rssBytes;
       if (bytes !== undefined && bytes > (this.peaks.get(name) ?? 0)) this.peaks.set(name, bytes);
     }
-  }
-}
-
-export function vmRssBytes(pid: number): number | undefined {
-  try {
-    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match === null ? undefined : Number(match[1]) * 1024;
-  } catch {
-    return undefined; // gone
   }
 }
 
