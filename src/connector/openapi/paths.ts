@@ -155,6 +155,7 @@ export const paths: Record<string, Record<string, JsonSchema>> = {
       },
       responses: {
         '200': { description: 'Accepted on the ledger.', content: json(ref('SendResult')) },
+        '404': topicNotFound,
         '422': errorResponse(
           'The connector or the partition refused the message (MESSAGE_REJECTED; MESSAGE_TOO_LARGE over the topic policy).',
         ),
@@ -173,6 +174,7 @@ export const paths: Record<string, Record<string, JsonSchema>> = {
       requestBody: { required: true, content: json(requestSchemas.batchBody) },
       responses: {
         '200': { description: 'Accepted, in request order.', content: json(ref('SendResults')) },
+        '404': topicNotFound,
         '422': errorResponse(`The partition refused a message (${codes(422, ErrorCode.MessageRejected)}).`),
       },
     }),
