@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { encodeClientRequest } from '../consensus/pbft/messages.js';
 import type { PbftConfig, ReplicaInfo } from '../consensus/pbft/types.js';
-import { testTuning } from '../consensus/pbft/testing/cluster.js';
+import { testTuning } from './testing/cluster.js';
 import { merkleRoot } from '../crypto/index.js';
 import { ErrorCode } from '../errors.js';
 import type { Block } from '../ledger/block.js';

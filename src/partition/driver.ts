@@ -2,7 +2,8 @@
  * The partition driver: the one host of a PBFT partition replica, generic over what it runs on
  * (TigerBeetle's `ReplicaType(StateMachine, MessageBus, Storage, Time)`). The node builds it with its
  * SQLite partition database, the real clock and the peer mesh (src/node/partition-replica.ts); the
- * simulator (src/sim/world.ts) with `MemoryPartitionStorage`, a simulated clock and a simulated network.
+ * simulator (src/sim/world.ts) with `MemoryPartitionStorage`, a simulated clock and a simulated network;
+ * the PBFT test cluster (src/partition/testing/cluster.ts) with memory disks and a scripted FIFO network.
  * So everything here — feeding the core, carrying out its Ready, holding batches for the registry,
  * closing an epoch, tracking client requests — runs under the simulator's faults too.
  *
@@ -15,6 +16,7 @@
  *     transport,                 // PartitionTransport: send(replicaIndex, bytes), never to self
  *     stateMachine,              // PartitionStateMachine: executes a committed batch on a ContractState
  *     registry,                  // at(systemIndex, topicIndex) → registry | undefined (hold), indexes(), epochAt()
+ *     onStep?,                   // observes every core step and its Ready (the PBFT test cluster records them)
  *   });
  *   driver.tick(now?)            // a clock tick (with the registry indexes this host has applied)
  *   driver.receive(bytes)        // a consensus message from another replica
@@ -48,6 +50,7 @@ import type {
   CommittedBatch,
   PbftConfig,
   PbftCrypto,
+  PbftInput,
   PbftReady,
   PbftRestore,
   PersistOp,
@@ -98,8 +101,11 @@ export interface PartitionStateMachine<TRegistry, TEvent> {
 export interface PartitionRegistry<TRegistry> {
   /** The registry at the indexes a batch names; undefined while this host has not applied them (hold). */
   at(systemIndex: number, topicIndex: number): TRegistry | undefined;
-  /** The indexes this host has applied, which a primary names in its proposals (none: not named). */
-  indexes?(): RegistryIndexes;
+  /**
+   * The indexes this host has applied, which a primary names in its proposals; a tick carries none
+   * when this is absent or returns undefined (the core then keeps the last indexes it was given).
+   */
+  indexes?(): RegistryIndexes | undefined;
   /** The partition's epoch at a topic-group index; a batch naming a newer one closes this epoch. */
   epochAt?(topicIndex: number): number | undefined;
 }
@@ -115,6 +121,12 @@ export interface PartitionDriverOptions<TRegistry, TEvent> {
   readonly registry: PartitionRegistry<TRegistry>;
   /** How long a client waits for its request to commit before the promise rejects (retriable). */
   readonly commitTimeoutMs?: number;
+  /**
+   * Observes every step of the core — the host's inputs and the `executed` steps the driver takes
+   * itself — with its Ready, after the step and before the Ready is carried out. For test harnesses
+   * that record what the core did (src/partition/testing/cluster.ts); it must not call the driver.
+   */
+  readonly onStep?: (input: PbftInput, ready: PbftReady) => void;
   readonly log?: (
     level: 'debug' | 'info' | 'warn' | 'error',
     message: string,
@@ -195,7 +207,7 @@ export class PartitionDriver<TRegistry, TEvent> {
       this.closingHeight = head.height;
     }
     this.host = {
-      step: (input) => this.core.step(input),
+      step: (input) => this.stepCore(input),
       persist: (op) => {
         this.pendingPersist.push(op);
       },
@@ -302,18 +314,18 @@ export class PartitionDriver<TRegistry, TEvent> {
   tick(now: number = this.options.clock.now()): void {
     const registry = this.options.registry.indexes?.();
     this.drive(() =>
-      this.core.step(registry === undefined ? { kind: 'tick', now } : { kind: 'tick', now, registry }),
+      this.stepCore(registry === undefined ? { kind: 'tick', now } : { kind: 'tick', now, registry }),
     );
   }
 
   /** A consensus message from another replica. */
   receive(bytes: Uint8Array): void {
-    this.drive(() => this.core.step({ kind: 'message', bytes }));
+    this.drive(() => this.stepCore({ kind: 'message', bytes }));
   }
 
   /** A client request forwarded by another replica (or sent without waiting): no answer expected. */
   receiveForwarded(bytes: Uint8Array): void {
-    this.drive(() => this.core.step({ kind: 'request', bytes }));
+    this.drive(() => this.stepCore({ kind: 'request', bytes }));
   }
 
   /**
@@ -355,7 +367,7 @@ export class PartitionDriver<TRegistry, TEvent> {
       list.push(waiter);
       this.waiters.set(digest, list);
     });
-    const ready = this.core.step({ kind: 'request', bytes });
+    const ready = this.stepCore({ kind: 'request', bytes });
     const refusal = ready.rejected[0];
     this.drive(() => ready);
     if (refusal !== undefined) {
@@ -382,7 +394,7 @@ export class PartitionDriver<TRegistry, TEvent> {
       if (registry === undefined) return;
       this.held.shift();
       const resultsRoot = this.execute(batch, registry);
-      this.drive(() => this.core.step({ kind: 'executed', seq: batch.seq, resultsRoot }));
+      this.drive(() => this.stepCore({ kind: 'executed', seq: batch.seq, resultsRoot }));
     }
   }
 
@@ -399,6 +411,13 @@ export class PartitionDriver<TRegistry, TEvent> {
   }
 
   // ---- carrying out a Ready ----
+
+  /** Every step of the core goes through here, so that `onStep` sees them all. */
+  private stepCore(input: PbftInput): PbftReady {
+    const ready = this.core.step(input);
+    this.options.onStep?.(input, ready);
+    return ready;
+  }
 
   private drive(step: () => PbftReady): void {
     if (this.closed || this.closingHeight !== undefined) return;

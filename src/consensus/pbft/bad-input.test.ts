@@ -13,7 +13,7 @@ import {
   decodeMessage,
   encodeReadies,
   onlyRejected,
-} from './testing/cluster.js';
+} from '../../partition/testing/cluster.js';
 import type { PbftInput, PbftReady, Proposal } from './types.js';
 
 /**

@@ -3,8 +3,8 @@ import { ErrorCode } from '../../errors.js';
 import { proposalDigest } from './messages.js';
 import type { TransferredBlock } from './messages.js';
 import { hexKey } from './quorum.js';
-import { Cluster, SoloReplica, encodeReadies, onlyRejected } from './testing/cluster.js';
-import type { TestReplica } from './testing/cluster.js';
+import { Cluster, SoloReplica, encodeReadies, onlyRejected } from '../../partition/testing/cluster.js';
+import type { TestReplica } from '../../partition/testing/cluster.js';
 import type { PbftInput, PbftReady, Proposal } from './types.js';
 
 function requestsExecuted(node: TestReplica): number {

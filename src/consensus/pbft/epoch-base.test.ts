@@ -3,7 +3,7 @@
 // with their own keys, and can change views although no one of them signed the base.
 import { describe, expect, it } from 'vitest';
 import { headerHash } from './messages.js';
-import { Cluster } from './testing/cluster.js';
+import { Cluster } from '../../partition/testing/cluster.js';
 
 function committedOld(): Cluster {
   const old = new Cluster({ replicas: 4, label: 'epoch-old' });
@@ -19,9 +19,13 @@ describe('a new epoch continues from its base checkpoint', () => {
     const old = committedOld();
     const closing = old.node(0).ledger[2]!.block;
     const base = { header: closing.header, signatures: closing.signatures };
-    const next = new Cluster({ replicas: 4, label: 'epoch-new', tuning: { base } });
     // Every new replica holds the old epoch's ledger (the node copies it before starting the epoch).
-    for (const node of next.nodes) node.ledger.push(...old.node(0).ledger);
+    const next = new Cluster({
+      replicas: 4,
+      label: 'epoch-new',
+      tuning: { base },
+      ledger: old.node(0).ledger,
+    });
     next.request(next.client(0).request());
     next.tickUntil(
       () => next.nodes.every((node) => node.ledger.length === 4),
@@ -41,8 +45,12 @@ describe('a new epoch continues from its base checkpoint', () => {
     const old = committedOld();
     const closing = old.node(0).ledger[2]!.block;
     const base = { header: closing.header, signatures: closing.signatures };
-    const next = new Cluster({ replicas: 4, label: 'epoch-view', tuning: { base } });
-    for (const node of next.nodes) node.ledger.push(...old.node(0).ledger);
+    const next = new Cluster({
+      replicas: 4,
+      label: 'epoch-view',
+      tuning: { base },
+      ledger: old.node(0).ledger,
+    });
     next.crash(0);
     next.request(next.client(0).request(), [1, 2, 3]);
     next.tickUntil(

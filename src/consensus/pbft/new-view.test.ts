@@ -3,7 +3,7 @@ import { AssertionError } from '../../errors.js';
 import { decodeBody, proposalDigest } from './messages.js';
 import type { Envelope, PreparedCertificate, PrePrepare, ViewChange } from './messages.js';
 import { computeNewViewPlan, newViewPrePrepareMatches } from './new-view.js';
-import { CONFIG_EPOCH, Cluster, GROUP_ID } from './testing/cluster.js';
+import { CONFIG_EPOCH, Cluster, GROUP_ID } from '../../partition/testing/cluster.js';
 import type { CertifiedHeader, Proposal } from './types.js';
 
 /**

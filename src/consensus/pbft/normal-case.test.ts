@@ -13,8 +13,8 @@ import {
   decodeMessage,
   ledgerBlock,
   onlyRejected,
-} from './testing/cluster.js';
-import type { TestReplica } from './testing/cluster.js';
+} from '../../partition/testing/cluster.js';
+import type { TestReplica } from '../../partition/testing/cluster.js';
 import type { Proposal } from './types.js';
 
 /** The distinct pre-prepares the primary of view 0 sent, in the order first seen. */

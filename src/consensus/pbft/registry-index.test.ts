@@ -4,7 +4,7 @@
 // a proposal staler than `registryLagMax` behind its own registry.
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../errors.js';
-import { Cluster } from './testing/cluster.js';
+import { Cluster } from '../../partition/testing/cluster.js';
 import type { RegistryIndexes } from './types.js';
 
 function tickWith(cluster: Cluster, registries: readonly RegistryIndexes[]): void {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../errors.js';
-import { Cluster } from './testing/cluster.js';
+import { Cluster } from '../../partition/testing/cluster.js';
 import type { Rejection } from './types.js';
 
 /**

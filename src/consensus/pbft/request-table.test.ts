@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AssertionError, ErrorCode, LedgerbusError } from '../../errors.js';
 import { RequestTable } from './request-table.js';
-import { Cluster } from './testing/cluster.js';
+import { Cluster } from '../../partition/testing/cluster.js';
 
 /** The request table on its own: the life of a client request at one replica, and its limits. */
 

@@ -6,8 +6,8 @@ import type { PbftMessage } from './messages.js';
 import { decodeBody } from './messages.js';
 import type { PrePrepare } from './messages.js';
 import { hexKey } from './quorum.js';
-import { Cluster } from './testing/cluster.js';
-import type { PbftTuning, TestClient } from './testing/cluster.js';
+import { Cluster } from '../../partition/testing/cluster.js';
+import type { PbftTuning, TestClient } from '../../partition/testing/cluster.js';
 
 /**
  * Scenario files in the manner of etcd-io/raft's `testdata/*.txt` (run there by cockroachdb's

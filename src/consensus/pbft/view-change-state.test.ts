@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AssertionError } from '../../errors.js';
 import type { Envelope, ViewChange } from './messages.js';
-import { CONFIG_EPOCH, GROUP_ID } from './testing/cluster.js';
+import { CONFIG_EPOCH, GROUP_ID } from '../../partition/testing/cluster.js';
 import { ViewChangeState } from './view-change-state.js';
 
 /**

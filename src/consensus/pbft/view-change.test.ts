@@ -3,8 +3,8 @@ import { ErrorCode } from '../../errors.js';
 import { decodeBody, headerHash, proposalDigest } from './messages.js';
 import type { PrePrepare } from './messages.js';
 import { hexKey } from './quorum.js';
-import { Cluster, decodeMessage, onlyRejected } from './testing/cluster.js';
-import type { TestReplica } from './testing/cluster.js';
+import { Cluster, decodeMessage, onlyRejected } from '../../partition/testing/cluster.js';
+import type { TestReplica } from '../../partition/testing/cluster.js';
 import type { Proposal } from './types.js';
 
 function requestsIn(node: TestReplica): string[] {

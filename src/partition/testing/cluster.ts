@@ -1,21 +1,24 @@
 /**
  * A deterministic in-process PBFT cluster for tests (in the manner of etcd-io/raft's `network` test
- * helper): every replica is a real `PbftReplica` driven exactly as `SimWorld.drive` drives it — persist,
- * store certified blocks, send, serve, then execute and step `executed` — over a FIFO queue that tests
- * can filter to drop messages, cut replicas off, or hold messages back. There is no randomness: the same
- * test always produces the same run.
+ * helper). Every replica is the production partition driver (src/partition/driver.ts) over a
+ * `MemoryPartitionStorage`, a clock counted in ticks and a FIFO queue that tests can filter to drop
+ * messages, cut replicas off, or hold messages back — the same driver the node and the simulator run,
+ * so what these tests show about a replica holds for the one that ships. There is no randomness: the
+ * same test always produces the same run.
  *
- * Execution is a pure function of the batch (`resultsFor`), so a lone replica can be replayed from its
- * recorded inputs with `SoloReplica` and compared byte for byte with a twin (see bad-input tests).
+ * The driver's `onStep` observer records every step and its Ready (`history`), the inputs from
+ * outside (`inputs`), each certified block with its proposal (`ledger`) and each executed batch
+ * (`executions`). Execution is a pure function of the batch (`resultsFor`), so a lone replica can be
+ * replayed from its recorded inputs with `SoloReplica` and compared byte for byte with a twin (see the
+ * bad-input tests).
  */
-import { encodeCanonical } from '../../../codec/index.js';
-import type { CborValue } from '../../../codec/index.js';
-import { domainHash } from '../../../crypto/index.js';
-import { AssertionError } from '../../../errors.js';
-import type { Block } from '../../../ledger/block.js';
-// The simulator's keyring is the one fake signer both the simulator and these tests use; this harness
-// only exists for tests (eslint.config.js exempts testing/ from the pure-core import rule).
-import { SimKeyring, simNetwork } from '../../../sim/sim-crypto.js';
+import { encodeCanonical } from '../../codec/index.js';
+import type { CborValue } from '../../codec/index.js';
+import { domainHash } from '../../crypto/index.js';
+import { AssertionError, assert } from '../../errors.js';
+import type { Block } from '../../ledger/block.js';
+// The simulator's keyring is the one fake signer both the simulator and these tests use.
+import { SimKeyring, simNetwork } from '../../sim/sim-crypto.js';
 import {
   decodeBody,
   decodeEnvelope,
@@ -23,23 +26,24 @@ import {
   encodeEnvelope,
   headerHash,
   signMessage,
-} from '../messages.js';
-import { headerToCbor } from '../../../ledger/header.js';
-import type { Envelope, MessageFields, PbftMessage } from '../messages.js';
-import { hexKey } from '../quorum.js';
-import { PbftReplica } from '../replica.js';
-import { applyPersistOp, applyReady, toTransferred } from '../driver.js';
-import type { ReplicaHost } from '../driver.js';
+} from '../../consensus/pbft/messages.js';
+import { headerToCbor } from '../../ledger/header.js';
+import type { Envelope, MessageFields, PbftMessage } from '../../consensus/pbft/messages.js';
+import { hexKey } from '../../consensus/pbft/quorum.js';
+import { PbftReplica } from '../../consensus/pbft/replica.js';
 import type {
   CertifiedBlock,
   PbftConfig,
   PbftInput,
   PbftReady,
-  PbftRestore,
   PersistRecord,
   Proposal,
+  RegistryIndexes,
   ReplicaInfo,
-} from '../types.js';
+} from '../../consensus/pbft/types.js';
+import { PartitionDriver } from '../driver.js';
+import type { PartitionStateMachine } from '../driver.js';
+import { MemoryPartitionStorage } from '../storage.js';
 
 export type CryptoKind = SimKeyring['kind'];
 export type Signer = ReturnType<SimKeyring['identity']>;
@@ -133,14 +137,24 @@ export interface StepRecord {
   readonly tick: number;
 }
 
-/** One process hosting a replica: durable records and ledger survive `restart`, the rest does not. */
+/** What a test replica needs of its cluster. */
+interface ReplicaWorld {
+  /** The cluster's clock (CLOCK_START_MS + ticks × TICK_MS). */
+  now(): number;
+  /** The cluster's tick count, stamped on each step record. */
+  ticks(): number;
+  /** Queues `bytes` from replica `from` to replica `to`. */
+  send(from: number, to: number, bytes: Uint8Array): void;
+}
+
+/**
+ * One process hosting a replica: a partition driver over a memory disk. The disk (persist records and
+ * certified blocks) survives `restart`; the driver and the core, like a process, do not.
+ */
 export class TestReplica {
-  core: PbftReplica;
   crashed = false;
-  readonly persisted = new Map<string, PersistRecord>();
-  readonly ledger: LedgerEntry[] = [];
-  /** Results of batches executed and not yet certified. */
-  readonly executedResults = new Map<number, Uint8Array[]>();
+  /** The replica's disk. The driver syncs at the end of every step, so a crash loses nothing of it. */
+  readonly storage = new MemoryPartitionStorage();
   /** Every batch this process executed, across restarts, in order. */
   readonly executions: { readonly seq: number; readonly proposal: Proposal }[] = [];
   readonly alreadyCommitted: { readonly request: Uint8Array; readonly seq: number }[] = [];
@@ -148,38 +162,148 @@ export class TestReplica {
   readonly history: StepRecord[] = [];
   /** Inputs from outside (ticks, messages, requests) since the last (re)start: enough to replay. */
   inputs: PbftInput[] = [];
+  private partitionDriver: PartitionDriver<RegistryIndexes, never>;
+  /** Each stored block as the Ready certified it (with its proposal), by height. */
+  private readonly certifiedByHeight = new Map<number, CertifiedBlock>();
+  private readonly entries: LedgerEntry[] = [];
+  /** Proposals of batches the core committed and the driver has not yet executed, by sequence. */
+  private readonly committing = new Map<number, Proposal>();
+  /** The core's state after its last step: the `before` of the next one. */
+  private last: ReplicaSummary;
+  /** The registry indexes the tick being fed carries (see `step`). */
+  private tickRegistry: RegistryIndexes | undefined;
+  /** The Ready of the input being fed (the first step the driver takes for it). */
+  private inputReady: PbftReady | undefined;
 
+  /**
+   * A replica whose disk already holds `ledger` (heights 1, 2, … in order): a new epoch's replica
+   * that copied the previous epoch's blocks before it started.
+   */
   constructor(
     readonly index: number,
     readonly signer: Signer,
     readonly config: PbftConfig,
+    private readonly world: ReplicaWorld,
+    ledger: readonly LedgerEntry[] = [],
   ) {
-    this.core = new PbftReplica(config, signer.crypto);
+    for (const entry of ledger) {
+      this.certifiedByHeight.set(entry.block.header.height, entry.block);
+      this.storage.commitBlock(ledgerBlock(entry), new Map());
+    }
+    this.storage.sync();
+    this.partitionDriver = this.start();
+    this.last = summary(this.core);
   }
 
-  /** What a restarting process hands the core: its records, and its ledger's head and stable block. */
-  restoreData(): PbftRestore {
-    const head = this.ledger.at(-1)?.block;
-    const stable = [...this.ledger]
-      .reverse()
-      .find((entry) => entry.block.header.height % this.config.checkpointInterval === 0)?.block;
-    return {
-      records: [...this.persisted.values()],
-      ...(head === undefined ? {} : { head }),
-      ...(stable === undefined ? {} : { stable }),
-    };
+  /** The core, for observers: step the replica through `Cluster.step`, never the core directly. */
+  get core(): PbftReplica {
+    return this.partitionDriver.replica;
   }
 
-  /** Rebuilds the core from what was persisted, as a restarted process would. */
+  get driver(): PartitionDriver<RegistryIndexes, never> {
+    return this.partitionDriver;
+  }
+
+  /** The stored blocks, in height order, each with the proposal it was certified with. */
+  get ledger(): readonly LedgerEntry[] {
+    const height = this.storage.blocks.head()?.height ?? 0;
+    for (let next = this.entries.length + 1; next <= height; next++) {
+      const stored = this.storage.blocks.get(next);
+      const block = this.certifiedByHeight.get(next);
+      if (stored === undefined || block === undefined) {
+        throw new AssertionError(`r${this.index}: block ${next} stored but not seen certified`);
+      }
+      this.entries.push({ block, results: stored.results });
+    }
+    return this.entries;
+  }
+
+  /** The core's persist records as the disk holds them, by key. */
+  get persisted(): ReadonlyMap<string, PersistRecord> {
+    return new Map(this.storage.records().map((record) => [record.key, record]));
+  }
+
+  /**
+   * Feeds one input from outside through the driver's entry for it (a tick carrying `registry` as
+   * the indexes this host applied) and returns the Ready of that step; the driver carries it out
+   * and steps `executed` itself, which `history` records too.
+   */
+  step(input: PbftInput): PbftReady {
+    this.inputReady = undefined;
+    switch (input.kind) {
+      case 'tick':
+        this.tickRegistry = input.registry;
+        try {
+          this.partitionDriver.tick(input.now);
+        } finally {
+          this.tickRegistry = undefined;
+        }
+        break;
+      case 'message':
+        this.partitionDriver.receive(input.bytes);
+        break;
+      case 'request':
+        this.partitionDriver.receiveForwarded(input.bytes);
+        break;
+      case 'executed':
+        throw new AssertionError('the driver executes batches and steps `executed` itself');
+    }
+    const ready = this.inputReady;
+    if (ready === undefined) throw new AssertionError(`r${this.index}: the driver took no step`);
+    this.inputReady = undefined;
+    return ready;
+  }
+
+  /** Rebuilds the driver and core from the disk, as a restarted process would. */
   restart(): void {
     this.crashed = false;
-    this.executedResults.clear();
     this.inputs = [];
-    this.core = new PbftReplica(this.config, this.signer.crypto, this.restoreData());
+    this.committing.clear();
+    this.storage.crash();
+    this.partitionDriver = this.start();
+    this.last = summary(this.core);
   }
 
   rejectedCodes(): string[] {
     return this.history.flatMap((step) => step.ready.rejected.map((rejection) => rejection.code));
+  }
+
+  private start(): PartitionDriver<RegistryIndexes, never> {
+    const stateMachine: PartitionStateMachine<RegistryIndexes, never> = {
+      execute: (_state, context) => {
+        const proposal = this.committing.get(context.height);
+        assert(proposal !== undefined, `r${this.index}: executing ${context.height}, never committed`);
+        this.committing.delete(context.height);
+        this.executions.push({ seq: context.height, proposal });
+        return { results: resultsFor(proposal), events: [] };
+      },
+    };
+    const driver = new PartitionDriver<RegistryIndexes, never>({
+      config: this.config,
+      crypto: this.signer.crypto,
+      storage: this.storage,
+      clock: { now: () => this.world.now(), setTimeout: () => () => {} },
+      transport: { send: (to, bytes) => this.world.send(this.index, to, bytes) },
+      stateMachine,
+      // The test registry is always there: no batch is ever held for it.
+      registry: {
+        at: (system, topic) => ({ system, topic }),
+        indexes: () => this.tickRegistry,
+      },
+      onStep: (input, ready) => this.record(input, ready),
+    });
+    driver.onRetransmitted((request, seq) => this.alreadyCommitted.push({ request, seq }));
+    return driver;
+  }
+
+  private record(input: PbftInput, ready: PbftReady): void {
+    if (input.kind !== 'executed') this.inputs.push(input);
+    this.inputReady ??= ready;
+    for (const block of ready.certified) this.certifiedByHeight.set(block.header.height, block);
+    for (const batch of ready.commit) this.committing.set(batch.seq, batch.proposal);
+    const after = summary(this.core);
+    this.history.push({ input, ready, before: this.last, after, tick: this.world.ticks() });
+    this.last = after;
   }
 }
 
@@ -191,6 +315,11 @@ export interface ClusterOptions {
   readonly label?: string;
   /** The network the replicas sign in (default: the simulator's fixed network). */
   readonly network?: string;
+  /**
+   * Blocks every replica's disk holds before it starts, from height 1 (a new epoch's replicas copy
+   * the previous epoch's ledger up to its closing block, which `tuning.base` names).
+   */
+  readonly ledger?: readonly LedgerEntry[];
 }
 
 export interface Delivery {
@@ -240,6 +369,8 @@ export class Cluster {
   ticks = 0;
   /** Votes each replica sent, by (type, view, seq): a correct replica never sends two digests. */
   private readonly votesSent = new Map<string, string>();
+  /** The bytes last queued and their decoding (see `enqueue`). */
+  private lastSent: { readonly bytes: Uint8Array; readonly message: PbftMessage | undefined } | undefined;
   private readonly label: string;
   /** The network the replicas sign in. */
   readonly network: string;
@@ -254,7 +385,14 @@ export class Cluster {
       this.keyring.identity(`${this.label}/replica-${i}`),
     );
     this.replicaInfos = this.signers.map((signer, i) => ({ id: `r${i}`, publicKey: signer.publicKey }));
-    this.nodes = this.signers.map((signer, i) => new TestReplica(i, signer, this.configFor(i)));
+    const world: ReplicaWorld = {
+      now: () => this.now,
+      ticks: () => this.ticks,
+      send: (from, to, bytes) => this.enqueue(from, to, bytes),
+    };
+    this.nodes = this.signers.map(
+      (signer, i) => new TestReplica(i, signer, this.configFor(i), world, options.ledger),
+    );
   }
 
   configFor(self: number): PbftConfig {
@@ -319,21 +457,12 @@ export class Cluster {
 
   // ---- driving ----
 
-  /** Steps one replica and drives its Ready the way a real node does. Returns the Ready. */
+  /**
+   * Feeds one input to a replica's driver, which carries out the Ready as in the node (see
+   * `TestReplica.step`). Returns the Ready of that input's step.
+   */
   step(index: number, input: PbftInput): PbftReady {
-    const node = this.node(index);
-    const ready = this.stepOnly(node, input);
-    applyReady(this.hostAdapter(node), ready);
-    return ready;
-  }
-
-  /** Steps and records, without handling the Ready (the shared driver does that). */
-  private stepOnly(node: TestReplica, input: PbftInput): PbftReady {
-    if (input.kind !== 'executed') node.inputs.push(input);
-    const before = summary(node.core);
-    const ready = node.core.step(input);
-    node.history.push({ input, ready, before, after: summary(node.core), tick: this.ticks });
-    return ready;
+    return this.node(index).step(input);
   }
 
   /** Delivers `bytes` to replica `to` as if from the network, now, without the queue. */
@@ -380,43 +509,17 @@ export class Cluster {
     }
   }
 
-  /** A test replica as the shared driver (the same one every real driver uses) sees it. */
-  private hostAdapter(node: TestReplica): ReplicaHost {
-    return {
-      step: (input) => this.stepOnly(node, input),
-      persist: (op) => applyPersistOp(node.persisted, op),
-      storeCertified: (block) => this.store(node, block),
-      send: (to, bytes) => this.enqueue(node.index, to, bytes),
-      readBlocks: (fromSeq, count) =>
-        node.ledger.slice(fromSeq - 1, fromSeq - 1 + count).map((entry) => toTransferred(entry.block)),
-      encodeBlocks: (blocks) => node.core.encodeBlocks(blocks),
-      alreadyCommitted: (request, seq) => node.alreadyCommitted.push({ request, seq }),
-      execute: (batch) => {
-        const results = resultsFor(batch.proposal);
-        node.executedResults.set(batch.seq, results);
-        node.executions.push({ seq: batch.seq, proposal: batch.proposal });
-        return node.signer.crypto.merkleRoot(results);
-      },
-    };
-  }
-
-  private store(node: TestReplica, block: CertifiedBlock): void {
-    const height = block.header.height;
-    const results = node.executedResults.get(height);
-    if (results === undefined)
-      throw new AssertionError(`r${node.index}: certified ${height} it did not execute`);
-    if (height !== node.ledger.length + 1) {
-      throw new AssertionError(`r${node.index}: certified ${height} after ${node.ledger.length}`);
+  /**
+   * Queues one copy of `bytes` for `to`. The driver sends a broadcast as one call per other replica,
+   * in index order, all with the same bytes: those are decoded once.
+   */
+  private enqueue(from: number, to: number, bytes: Uint8Array): void {
+    if (this.lastSent?.bytes !== bytes) {
+      const message = tryDecode(bytes)?.message;
+      if (message !== undefined) this.checkNoEquivocation(from, message);
+      this.lastSent = { bytes, message };
     }
-    node.executedResults.delete(height);
-    node.ledger.push({ block, results });
-  }
-
-  private enqueue(from: number, to: number | 'all', bytes: Uint8Array): void {
-    const message = tryDecode(bytes)?.message;
-    if (message !== undefined) this.checkNoEquivocation(from, message);
-    const targets = to === 'all' ? [...this.nodes.keys()].filter((i) => i !== from) : [to];
-    for (const target of targets) this.queue.push({ from, to: target, bytes, message });
+    this.queue.push({ from, to, bytes, message: this.lastSent.message });
   }
 
   private checkNoEquivocation(from: number, message: PbftMessage): void {
