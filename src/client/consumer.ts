@@ -10,6 +10,8 @@ import { Readable, Transform, pipeline } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { ReceivedMessage } from '../connector/api-types.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import { createRetry, retryDelayMs } from '../runtime/retry.js';
+import type { RetryPolicy } from '../runtime/retry.js';
 import { checkConnection } from './producer.js';
 import type { Transport } from './transport.js';
 
@@ -243,15 +245,7 @@ export class Consumer {
 
   /** Commits with retries of transient failures; gives up (the message will be redelivered) otherwise. */
   private async commitProcessed(topic: string, sequence: number): Promise<void> {
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        await this.commit(topic, sequence);
-        return;
-      } catch (error) {
-        if (!isRetriable(error) || attempt >= 5) throw error;
-        await sleep(this.delay(attempt));
-      }
-    }
+    await createRetry({ ...this.retryPolicy(), retries: 4 })(() => this.commit(topic, sequence));
   }
 
   private async serially<T>(task: () => Promise<T>): Promise<T> {
@@ -322,8 +316,11 @@ export class Consumer {
 
   /** Exponential backoff with jitter (as KafkaJS): spreads the retries of many consumers. */
   private delay(attempt: number): number {
-    const base = Math.min(this.maxRetryTime, this.initialRetryTime * 2 ** Math.min(attempt - 1, 20));
-    return Math.round(base * (0.8 + Math.random() * 0.4));
+    return retryDelayMs(this.retryPolicy(), attempt, Math.random);
+  }
+
+  private retryPolicy(): RetryPolicy {
+    return { initialRetryTimeMs: this.initialRetryTime, maxRetryTimeMs: this.maxRetryTime, jitter: 0.2 };
   }
 }
 

@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import { WebSocket } from 'ws';
 import type { ConnectorEvent } from '../connector/api-types.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
+import { retryDelayMs } from '../runtime/retry.js';
 import type { Transport } from './transport.js';
 
 export type ConnectorEventType = ConnectorEvent['type'];
@@ -24,7 +25,7 @@ export type LedgerbusEventMap = { [T in ConnectorEventType]: [event: ConnectorEv
 };
 
 export interface EventsOptions {
-  /** First reconnection delay, doubled up to `maxReconnectDelayMs`. Default 250. */
+  /** First reconnection delay, doubled up to `maxReconnectDelayMs`, each ±20 % at random. Default 250. */
   readonly reconnectDelayMs?: number;
   readonly maxReconnectDelayMs?: number;
 }
@@ -75,7 +76,9 @@ export class LedgerbusEvents {
   ready(): Promise<void> {
     if (this.connected) return Promise.resolve();
     if (this.closed)
-      return Promise.reject(new LedgerbusError(ErrorCode.ConnectionClosed, 'the event stream is closed'));
+      return Promise.reject(
+        new LedgerbusError(ErrorCode.ConnectionClosed, 'the event stream is closed', { retriable: false }),
+      );
     return new Promise((resolve) => this.once('connected', resolve));
   }
 
@@ -151,9 +154,11 @@ export class LedgerbusEvents {
 
   private scheduleReconnect(): void {
     this.attempt += 1;
-    const delay = Math.min(
-      this.maxReconnectDelayMs,
-      this.reconnectDelayMs * 2 ** Math.min(this.attempt - 1, 16),
+    // Jittered, so that the clients of a connector that restarted do not all come back at once.
+    const delay = retryDelayMs(
+      { initialRetryTimeMs: this.reconnectDelayMs, maxRetryTimeMs: this.maxReconnectDelayMs, jitter: 0.2 },
+      this.attempt,
+      Math.random,
     );
     this.reconnectTimer = setTimeout(() => {
       if (!this.closed) this.open();

@@ -95,7 +95,9 @@ export class Producer {
    */
   async send(record: ProducerRecord): Promise<SendResult[]> {
     if (this.disconnected)
-      throw new LedgerbusError(ErrorCode.ConnectionClosed, 'the producer is disconnected');
+      throw new LedgerbusError(ErrorCode.ConnectionClosed, 'the producer is disconnected', {
+        retriable: false,
+      });
     const results: SendResult[] = new Array<SendResult>(record.messages.length);
     let run: Extract<Prepared, { kind: 'bytes' }>[] = [];
     let runBytes = 0;

@@ -19,6 +19,8 @@ import {
 import type { AdminAction, ReplicaRecord } from '../registry/admin-transactions.js';
 import { DEFAULT_REPLICATION_FACTOR, DEFAULT_TOPIC_POLICY, assignReplicas } from '../registry/assignment.js';
 import type { LiveRegistry } from '../registry/live-registry.js';
+import { createRetry } from '../runtime/retry.js';
+import type { Retrier, RetryClock, RetryPolicy } from '../runtime/retry.js';
 import { RegistryView } from '../registry/registry-view.js';
 import type {
   AdminActionInput,
@@ -35,10 +37,24 @@ export interface ConnectorAdminOptions {
   readonly registry: LiveRegistry;
   /** A request to the organization's node over the control connection. */
   readonly request: (method: string, body: CborValue) => Promise<CborValue>;
+  /** Where the admin retries wait (default: real timers). */
+  readonly clock?: RetryClock;
+  /** Uniform in [0, 1), for the jitter of the retries (default Math.random). */
+  readonly random?: () => number;
 }
 
-/** How long an admin request keeps retrying while its group elects a leader. */
-const adminRetryMs = 15_000;
+/**
+ * A group may have no leader for a moment (start-up, an election), and the node may refuse this
+ * organization over its quota. NOT_LEADER and RATE_LIMITED mean nothing was proposed, so asking
+ * again is safe (and the nonce would stop a second commit anyway): 100 ms doubling to 1 s, for up
+ * to 15 s while its group elects a leader.
+ */
+export const adminRetryPolicy: RetryPolicy = {
+  initialRetryTimeMs: 100,
+  maxRetryTimeMs: 1_000,
+  jitter: 0.2,
+  deadlineMs: 15_000,
+};
 
 interface GroupStatus {
   readonly group: string;
@@ -51,7 +67,17 @@ export class ConnectorAdmin {
   /** The registry bytes last applied, to skip decoding an unchanged registry. */
   private lastRegistry: Uint8Array | undefined;
 
-  constructor(private readonly options: ConnectorAdminOptions) {}
+  private readonly retryUnproposed: Retrier;
+
+  constructor(private readonly options: ConnectorAdminOptions) {
+    // Only these are known not to have been proposed; a timeout might have committed.
+    this.retryUnproposed = createRetry(adminRetryPolicy, {
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+      ...(options.random === undefined ? {} : { random: options.random }),
+      retriable: (error) =>
+        isLedgerbusError(error, ErrorCode.NotLeader) || isLedgerbusError(error, ErrorCode.RateLimited),
+    });
+  }
 
   /** Fetches the node's current registry; returns true if it changed. */
   async sync(): Promise<boolean> {
@@ -110,24 +136,12 @@ export class ConnectorAdmin {
     };
   }
 
-  /**
-   * A group may have no leader for a moment (start-up, an election), and the node may refuse this
-   * organization over its quota. NOT_LEADER and RATE_LIMITED mean nothing was proposed, so asking
-   * again is safe (and the nonce would stop a second commit anyway).
-   */
+  /** Submits an admin transaction, retried under adminRetryPolicy while nothing was proposed. */
   private async requestWithRetry(transaction: Uint8Array): Promise<Record<string, CborValue>> {
-    const deadline = Date.now() + adminRetryMs;
-    for (let delay = 100; ; delay = Math.min(delay * 2, 1_000)) {
-      try {
-        return (await this.options.request('admin', { transaction })) as Record<string, CborValue>;
-      } catch (error) {
-        // Only these are known not to have been proposed; a timeout might have committed.
-        const unproposed =
-          isLedgerbusError(error, ErrorCode.NotLeader) || isLedgerbusError(error, ErrorCode.RateLimited);
-        if (!unproposed || Date.now() + delay > deadline) throw error;
-        await new Promise((resolve) => setTimeout(resolve, delay));
-      }
-    }
+    return (await this.retryUnproposed(() => this.options.request('admin', { transaction }))) as Record<
+      string,
+      CborValue
+    >;
   }
 
   async organizations(): Promise<OrganizationDescription[]> {

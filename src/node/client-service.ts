@@ -42,6 +42,9 @@ import type { NetworkRegistry } from '../registry/types.js';
 import { actsAs } from '../registry/system-state.js';
 import { bytesEqual } from '../codec/index.js';
 import type { Logger } from '../runtime/logger.js';
+import { nodeMethods, pollMessagesMax } from '../protocol/client-methods.js';
+import type { NodeMethods, RequestOf, ResponseOf } from '../protocol/client-methods.js';
+import { handleStream, handleUnary, parseAs } from '../protocol/typed-rpc.js';
 import type { PartitionReplica } from './partition-replica.js';
 import type { PeerMesh } from './peer-mesh.js';
 import type { RegistryHost } from './registry-host.js';
@@ -65,34 +68,40 @@ export interface ClientServiceOptions {
 
 const forwardable = ['publish', 'poll', 'message', 'receipt'] as const;
 type ForwardableMethod = (typeof forwardable)[number];
+type Request<M extends keyof NodeMethods> = RequestOf<NodeMethods[M]>;
+type Response<M extends keyof NodeMethods> = ResponseOf<NodeMethods[M]>;
+/** A request of a method a node may forward to a replica of the partition, parsed. */
+type ForwardableCall = {
+  [M in ForwardableMethod]: { readonly method: M; readonly request: Request<M> };
+}[ForwardableMethod];
 
-const pollLimitMax = 500;
+/** `body` parsed as a request of `method` (SCHEMA_MISMATCH naming the field if it does not fit). */
+function parseCall(method: ForwardableMethod, body: CborValue): ForwardableCall {
+  const what = `${method} request`;
+  switch (method) {
+    case 'publish':
+      return { method, request: parseAs(nodeMethods.publish.request, body, what) };
+    case 'poll':
+      return { method, request: parseAs(nodeMethods.poll.request, body, what) };
+    case 'message':
+      return { method, request: parseAs(nodeMethods.message.request, body, what) };
+    case 'receipt':
+      return { method, request: parseAs(nodeMethods.receipt.request, body, what) };
+  }
+}
+
 /** Budget for the evidence in one poll response, well under the frame limit. */
 const pollResponseBytesMax = 4 * 1024 * 1024;
 
 type Body = Record<string, CborValue>;
 
+/** The clientForward envelope as a map (its `body` is parsed by the forwarded method's schema). */
 function record(body: CborValue): Body {
   if (typeof body !== 'object' || body === null || Array.isArray(body) || body instanceof Uint8Array) {
     throw new LedgerbusError(ErrorCode.SchemaMismatch, 'request body must be a map');
   }
   return body as Body;
 }
-function field<T extends CborValue>(
-  body: Body,
-  name: string,
-  check: (value: CborValue | undefined) => value is T,
-  what: string,
-): T {
-  const value = body[name];
-  if (!check(value)) throw new LedgerbusError(ErrorCode.SchemaMismatch, `${name}: expected ${what}`);
-  return value;
-}
-const isString = (value: CborValue | undefined): value is string => typeof value === 'string';
-const isBytes = (value: CborValue | undefined): value is Uint8Array => value instanceof Uint8Array;
-const isCount = (value: CborValue | undefined): value is number =>
-  typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
-
 function readOnly(state: Pick<ContractState, 'get'>): ContractState {
   return {
     get: (key) => state.get(key),
@@ -140,12 +149,12 @@ export class ClientService {
       this.admitQuota(organization, method);
     });
     for (const method of forwardable) {
-      peer.handle(method, (body) => this.hostedOrForward(method, organization, record(body)));
+      peer.handle(method, (body) => this.hostedOrForward(parseCall(method, body), organization));
     }
     peer.handle('status', () => this.status());
     serveRegistry(peer, organization, this.options.registryHost, this.options.logger);
-    peer.handle('fetchPayload', (body) => this.fetchPayload(organization, record(body)));
-    peer.handle('serve', () => {
+    handleStream(peer, nodeMethods, 'fetchPayload', (request) => this.fetchPayload(organization, request));
+    handleUnary(peer, nodeMethods, 'serve', () => {
       const list = this.serving.get(organization) ?? [];
       const entry = { peer, busy: false };
       list.push(entry);
@@ -193,19 +202,17 @@ export class ClientService {
    * topic with more partitions than this organization has replicas in) — goes to a replica node,
    * which answers for the same organization. The caller still verifies every proof it gets back.
    */
-  private async hostedOrForward(
-    method: ForwardableMethod,
-    organization: string,
-    body: Body,
-  ): Promise<CborValue> {
-    const group = body['group'];
-    if (typeof group !== 'string' || this.options.replicas.has(group))
-      return this.local(method, organization, body);
+  private async hostedOrForward(call: ForwardableCall, organization: string): Promise<CborValue> {
+    const { method } = call;
+    const group = call.request.group;
+    if (this.options.replicas.has(group)) return this.local(call, organization);
     const partition = this.options.registry.partition(group);
-    if (partition === undefined) return this.local(method, organization, body);
-    const forwarded: Body = { ...body };
+    if (partition === undefined) return this.local(call, organization);
     // A forwarded long poll must end before the node-to-node request times out.
-    if (method === 'poll' && isCount(body['waitMs'])) forwarded['waitMs'] = Math.min(body['waitMs'], 3_000);
+    const forwarded: CborValue =
+      call.method === 'poll' && call.request.waitMs !== undefined
+        ? { ...call.request, waitMs: Math.min(call.request.waitMs, 3_000) }
+        : call.request;
     let lastError: unknown;
     for (const nodeId of partition.replicas) {
       try {
@@ -246,11 +253,12 @@ export class ClientService {
     ) {
       throw new LedgerbusError(ErrorCode.SchemaMismatch, 'clientForward needs a method and an organization');
     }
+    const call = parseCall(method as ForwardableMethod, request['body'] ?? null);
     const callerOrganization = this.options.registry.node(callerId)?.organization;
     if (
       method !== 'publish' &&
       organization !== callerOrganization &&
-      !this.signedByOrganization(organization, record(request['body'] ?? null))
+      !this.signedByOrganization(organization, call)
     ) {
       this.options.logger.warn(
         { node: callerId, organization, method },
@@ -263,8 +271,8 @@ export class ClientService {
     }
     this.requireApproved(organization);
     this.admitQuota(organization, `clientForward ${method}`);
-    const group = record(request['body'] ?? null)['group'];
-    if (typeof group !== 'string' || !this.options.replicas.has(group)) {
+    const group = call.request.group;
+    if (!this.options.replicas.has(group)) {
       throw new LedgerbusError(
         ErrorCode.WrongGroup,
         `node ${this.options.nodeId} does not host ${String(group)}`,
@@ -273,41 +281,39 @@ export class ClientService {
         },
       );
     }
-    return this.local(method as ForwardableMethod, organization, record(request['body'] ?? null));
+    return this.local(call, organization);
   }
 
-  /** True if `body` carries a fetch request `organization` signed for the very message it asks about. */
-  private signedByOrganization(organization: string, body: Body): boolean {
-    const fetchBytes = body['fetchRequest'];
-    if (!(fetchBytes instanceof Uint8Array)) return false;
-    const group = field(body, 'group', isString, 'a partition id');
-    const request = this.checkFetch(organization, group, fetchBytes);
-    return request.id === body['id'];
+  /** True if `call` carries a fetch request `organization` signed for the very message it asks about. */
+  private signedByOrganization(organization: string, call: ForwardableCall): boolean {
+    if (call.method !== 'message' || call.request.fetchRequest === undefined) return false;
+    const request = this.checkFetch(organization, call.request.group, call.request.fetchRequest);
+    return request.id === call.request.id;
   }
 
-  private local(method: ForwardableMethod, organization: string, body: Body): Promise<CborValue> | CborValue {
-    switch (method) {
+  private local(call: ForwardableCall, organization: string): Promise<CborValue> | CborValue {
+    switch (call.method) {
       case 'publish':
-        return this.publish(body);
+        return this.publish(call.request);
       case 'poll':
-        return this.poll(organization, body);
+        return this.poll(organization, call.request);
       case 'message':
-        return this.message(organization, body);
+        return this.message(organization, call.request);
       case 'receipt':
-        return this.receipt(organization, body);
+        return this.receipt(organization, call.request);
     }
   }
 
   /** Handlers another node may call (on a bulk connection of its own). */
   serveNode(nodeId: string, peer: RpcPeer): void {
-    peer.handle('relayPayload', (body) => this.relayPayload(nodeId, record(body)));
+    peer.handle('relayPayload', (body) =>
+      this.relayPayload(nodeId, parseAs(nodeMethods.fetchPayload.request, body, 'relayPayload request')),
+    );
   }
 
   // ---- publish ----
 
-  private async publish(body: Body): Promise<CborValue> {
-    const group = field(body, 'group', isString, 'a partition id');
-    const request = field(body, 'request', isBytes, 'the signed client request');
+  private async publish({ group, request }: Request<'publish'>): Promise<Response<'publish'>> {
     const replica = this.replica(group);
     const committed = await replica.submit(request, () =>
       this.options.mesh.forwardToReplicas(replica.partition, request),
@@ -342,14 +348,10 @@ export class ClientService {
     };
   }
 
-  private async poll(organization: string, body: Body): Promise<CborValue> {
-    const group = field(body, 'group', isString, 'a partition id');
-    const fromOffset = field(body, 'fromOffset', isCount, 'an offset');
-    const limit = Math.min(pollLimitMax, Math.max(1, isCount(body['limit']) ? body['limit'] : 100));
-    const waitMs = Math.min(
-      this.options.pollWaitMsMax ?? 30_000,
-      isCount(body['waitMs']) ? body['waitMs'] : 0,
-    );
+  private async poll(organization: string, body: Request<'poll'>): Promise<Response<'poll'>> {
+    const { group, fromOffset } = body;
+    const limit = Math.min(pollMessagesMax, Math.max(1, body.limit ?? 100));
+    const waitMs = Math.min(this.options.pollWaitMsMax ?? 30_000, body.waitMs ?? 0);
     const replica = this.replica(group);
     const state = readOnly(replica.database.committedState);
     if (waitMs > 0 && partitionStatus(state, group).nextOffset <= fromOffset) {
@@ -373,7 +375,7 @@ export class ClientService {
     // message), so a response always fits in a frame.
     const evidences: CborValue[] = [];
     const evidenceIndex = new Map<string, number>();
-    const messages: CborValue[] = [];
+    const messages: Response<'poll'>['messages'][number][] = [];
     let bytes = 0;
     let nextOffset = page.nextOffset;
     for (const view of page.messages) {
@@ -405,9 +407,7 @@ export class ClientService {
     return { evidences, messages, nextOffset, endOffset, height };
   }
 
-  private message(organization: string, body: Body): CborValue {
-    const group = field(body, 'group', isString, 'a partition id');
-    const id = field(body, 'id', isString, 'a message id');
+  private message(organization: string, { group, id }: Request<'message'>): Response<'message'> {
     const view = this.visibleMessage(organization, group, id);
     return {
       id,
@@ -423,9 +423,7 @@ export class ClientService {
     };
   }
 
-  private receipt(organization: string, body: Body): CborValue {
-    const group = field(body, 'group', isString, 'a partition id');
-    const id = field(body, 'id', isString, 'a message id');
+  private receipt(organization: string, { group, id }: Request<'receipt'>): Response<'receipt'> {
     const replica = this.replica(group);
     const view = this.visibleMessage(organization, group, id);
     const deliveries: DeliveryEvidence[] = [];
@@ -449,10 +447,8 @@ export class ClientService {
 
   private async fetchPayload(
     organization: string,
-    body: Body,
-  ): Promise<CborValue | ReturnType<typeof rpcStream>> {
-    const group = field(body, 'group', isString, 'a partition id');
-    const fetchBytes = field(body, 'fetchRequest', isBytes, 'a signed fetch request');
+    { group, fetchRequest: fetchBytes }: Request<'fetchPayload'>,
+  ): Promise<ReturnType<typeof rpcStream>> {
     const request = this.checkFetch(organization, group, fetchBytes);
     this.fetchNonces.admit(request, Date.now());
     const view = await this.recipientView(request.requester, group, request.id, fetchBytes);
@@ -490,9 +486,10 @@ export class ClientService {
     }
   }
 
-  private async relayPayload(nodeId: string, body: Body): Promise<ReturnType<typeof rpcStream>> {
-    const group = field(body, 'group', isString, 'a partition id');
-    const fetchBytes = field(body, 'fetchRequest', isBytes, 'a signed fetch request');
+  private async relayPayload(
+    nodeId: string,
+    { group, fetchRequest: fetchBytes }: Request<'fetchPayload'>,
+  ): Promise<ReturnType<typeof rpcStream>> {
     const request = this.checkFetch(undefined, group, fetchBytes);
     this.fetchNonces.admit(request, Date.now());
     const view = await this.recipientView(request.requester, group, request.id, fetchBytes);
@@ -515,17 +512,20 @@ export class ClientService {
     fetchRequest: Uint8Array,
   ): Promise<{ sender: string }> {
     if (this.options.replicas.has(group)) return this.visibleMessage(requester, group, id, true);
-    const answer = record(await this.hostedOrForward('message', requester, { group, id, fetchRequest }));
-    const recipients = Array.isArray(answer['recipients']) ? answer['recipients'] : [];
-    const isRecipient = recipients.some((recipient) => record(recipient)['organization'] === requester);
-    if (!isRecipient || typeof answer['sender'] !== 'string') {
+    const answer = parseAs(
+      nodeMethods.message.response,
+      await this.hostedOrForward({ method: 'message', request: { group, id, fetchRequest } }, requester),
+      'message answer',
+    );
+    const isRecipient = answer.recipients.some((recipient) => recipient.organization === requester);
+    if (!isRecipient) {
       this.options.logger.warn(
         { organization: requester, id, group },
         'refused access to a message by a non-recipient',
       );
       throw new LedgerbusError(ErrorCode.NotRecipient, `${requester} is not a recipient of message ${id}`);
     }
-    return { sender: answer['sender'] };
+    return { sender: answer.sender };
   }
 
   private checkFetch(organization: string | undefined, group: string, bytes: Uint8Array): FetchRequest {

@@ -1,0 +1,178 @@
+/**
+ * Receiving one payload (DESIGN steps 9–14, recipient side): a signed fetch request through a node
+ * to the sender's connector, the envelope header checked against what the ledger accepted, then
+ * every chunk verified against the on-chain root while it is decrypted into storage.
+ */
+import { randomBytes } from 'node:crypto';
+import { pipeline } from 'node:stream';
+import { encodeFetchRequest } from '../../contracts/fetch.js';
+import { nonceBytes } from '../../contracts/transactions.js';
+import { decodeEnvelopeHeader, decryptPayload } from '../../crypto/envelope/index.js';
+import type { EnvelopeHeader } from '../../crypto/envelope/index.js';
+import { chunkTagBytes } from '../../crypto/envelope/header.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../../errors.js';
+import type { RpcPeer } from '../../net/index.js';
+import { nodeMethods } from '../../protocol/client-methods.js';
+import { TypedClient } from '../../protocol/typed-rpc.js';
+import type { AcceptedMessage } from '../../proofs/index.js';
+import { ByteLimit } from '../byte-limit.js';
+import type { ConnectorContext } from '../context.js';
+import type { NodeSession } from '../session/node-session.js';
+import type { StoredObject } from '../storage/index.js';
+
+/** Failures of verification: the payload is corrupt (PAYLOAD_CORRUPT), whichever check caught it. */
+const verificationCodes: readonly string[] = [
+  ErrorCode.BadProof,
+  ErrorCode.BadSignature,
+  ErrorCode.MalformedEncoding,
+  ErrorCode.SchemaMismatch,
+];
+
+export interface PayloadFetcherOptions extends Pick<
+  ConnectorContext,
+  'organization' | 'signer' | 'encryptionKey' | 'registry' | 'storage' | 'lifecycle'
+> {
+  readonly session: NodeSession;
+}
+
+/**
+ * Bulk connections of one fetching worker, one per sender: reused for its next payloads (streams
+ * never share a socket, and small payloads do not pay a TLS handshake each). Close when done.
+ */
+export class BulkConnections {
+  private readonly peers = new Map<string, RpcPeer>();
+
+  constructor(private readonly session: NodeSession) {}
+
+  /** An open connection for payloads of `sender` in `partitionId`. */
+  async for(sender: string, partitionId: string): Promise<RpcPeer> {
+    let bulk = this.peers.get(sender);
+    if (bulk === undefined || bulk.closed) {
+      bulk = await this.session.openBulkConnection(sender, partitionId);
+      this.peers.set(sender, bulk);
+    }
+    return bulk;
+  }
+
+  /** Drops `sender`'s connection (it may still carry the rest of a cancelled stream). */
+  discard(sender: string): void {
+    this.peers.get(sender)?.close();
+    this.peers.delete(sender);
+  }
+
+  close(): void {
+    for (const peer of this.peers.values()) peer.close();
+    this.peers.clear();
+  }
+}
+
+export class PayloadFetcher {
+  constructor(private readonly options: PayloadFetcherOptions) {}
+
+  /** Bulk connections for one worker's fetches. */
+  connections(): BulkConnections {
+    return new BulkConnections(this.options.session);
+  }
+
+  /**
+   * Streams one payload from the sender's side, verifying and decrypting it into storage. Whatever
+   * fails verification is PAYLOAD_CORRUPT (or OVERSIZE, see checkServedSize), not retriable; a
+   * failure of the connection keeps its own (retriable) code.
+   */
+  async fetchToStorage(accepted: AcceptedMessage, connections: BulkConnections): Promise<StoredObject> {
+    const fetchRequest = encodeFetchRequest(
+      {
+        requester: this.options.organization,
+        partitionId: accepted.partitionId,
+        id: accepted.id,
+        nonce: randomBytes(nonceBytes),
+        timestamp: this.options.lifecycle.clock.now(),
+      },
+      this.options.signer,
+    );
+    const bulk = await connections.for(accepted.sender, accepted.partitionId);
+    let failed = true;
+    try {
+      // A head without its envelope header is SCHEMA_MISMATCH, hence PAYLOAD_CORRUPT below.
+      const { head, stream } = await new TypedClient(nodeMethods, () => bulk).stream('fetchPayload', {
+        group: accepted.partitionId,
+        fetchRequest,
+      });
+      let header: EnvelopeHeader;
+      let ciphertextBytes: number;
+      try {
+        header = decodeEnvelopeHeader(head.header);
+        ciphertextBytes = this.checkServedSize(accepted, header);
+      } catch (error) {
+        // Refused before a byte of it is read: cancel the stream quietly (nobody listens to it yet).
+        stream.destroy();
+        throw error;
+      }
+      // The header is not trusted for the bound (the envelope checks it only as the chunks come):
+      // past the size the ledger and the header agree on, the stream is cut at the crossing byte.
+      const bounded = pipeline(
+        stream,
+        new ByteLimit(
+          ciphertextBytes,
+          (total) =>
+            new LedgerbusError(
+              ErrorCode.Oversize,
+              `payload ${accepted.id} from ${accepted.sender} runs past the ${ciphertextBytes} bytes declared on-chain (${total} so far); stopped`,
+            ),
+        ),
+        () => {},
+      );
+      const plaintext = await decryptPayload({
+        header,
+        ciphertext: bounded,
+        recipientOrgId: this.options.organization,
+        recipientKey: this.options.encryptionKey,
+        senderPublicKey: accepted.signerKey,
+        signing: this.options.signer.domain,
+        expectedRoot: accepted.contentRoot,
+        expectedPayloadId: accepted.id,
+        expectedSenderOrgId: accepted.sender,
+      });
+      // Content-addressed storage: the key IS the plaintext's sha256.
+      const stored = await this.options.storage.put(plaintext, { sizeMax: header.plaintextBytes });
+      failed = false;
+      return stored;
+    } catch (error) {
+      if (isLedgerbusError(error) && verificationCodes.includes(error.code)) {
+        throw new LedgerbusError(
+          ErrorCode.PayloadCorrupt,
+          `payload of ${accepted.id} does not verify: ${error.message}`,
+        );
+      }
+      throw error;
+    } finally {
+      // After a failure the connection may still carry the rest of a cancelled stream: drop it.
+      if (failed) connections.discard(accepted.sender);
+    }
+  }
+
+  /**
+   * The ciphertext length the served envelope header implies (its chunking is fixed by its plaintext
+   * size and chunk size), once it is known to be exactly the size the ledger accepted and within the
+   * topic's `messageBytesMax`. The ledger checked only the sender's declared size, and the envelope
+   * alone allows terabytes: without this a sender could publish a small size and serve anything.
+   * OVERSIZE (more than declared or allowed) and PAYLOAD_CORRUPT (less) are not retriable.
+   */
+  checkServedSize(accepted: AcceptedMessage, header: EnvelopeHeader): number {
+    const implied = header.plaintextBytes + header.chunkCount * chunkTagBytes;
+    const allowed = this.options.registry.topic(accepted.topic)?.policy.messageBytesMax ?? accepted.size;
+    if (implied > accepted.size || implied > allowed) {
+      throw new LedgerbusError(
+        ErrorCode.Oversize,
+        `payload ${accepted.id} from ${accepted.sender}: its envelope holds ${implied} bytes, but ${accepted.size} were declared on-chain (topic ${accepted.topic} allows ${allowed}); not fetched`,
+      );
+    }
+    if (implied < accepted.size) {
+      throw new LedgerbusError(
+        ErrorCode.PayloadCorrupt,
+        `payload ${accepted.id} from ${accepted.sender}: its envelope holds ${implied} bytes, not the ${accepted.size} declared on-chain`,
+      );
+    }
+    return implied;
+  }
+}

@@ -1,0 +1,91 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { CborValue } from '../../codec/index.js';
+import type { ConnectorEvent } from '../api-types.js';
+import type { ConnectorContext } from '../context.js';
+import { NodeSession } from '../session/node-session.js';
+import { partsFixture, startNodeStandIn } from '../testing/parts-fixture.js';
+import { DeliveryWatcher } from './delivery-watcher.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** A watcher over one sent message m1 of demo/0, whose node answers `message` with `answer()`. */
+async function watcherOf(answer: () => CborValue): Promise<{
+  context: ConnectorContext;
+  watcher: DeliveryWatcher;
+  events: ConnectorEvent[];
+  asked: CborValue[];
+}> {
+  const fixture = partsFixture();
+  cleanups.push(() => fixture.close());
+  const context = await fixture.context(0);
+  const asked: CborValue[] = [];
+  const node = await startNodeStandIn(context.organization, {
+    message: (body) => {
+      asked.push(body);
+      return answer();
+    },
+  });
+  cleanups.push(() => node.close());
+  const session = new NodeSession({
+    ...context,
+    node: node.node,
+    identity: fixture.signingKey(0),
+    servingConnections: 0,
+  });
+  cleanups.push(() => session.close());
+  context.database.insertSent({
+    id: 'm1',
+    topic: 'demo',
+    partition: 0,
+    group_id: 'demo/0',
+    header: new Uint8Array([0]),
+    storage_key: 'key',
+    size: 1,
+    recipients: JSON.stringify(['org2', 'org3']),
+    created_at: 1,
+  });
+  context.database.markSent('demo', 'm1', 0, 1, new Uint8Array([0]));
+  const events: ConnectorEvent[] = [];
+  context.events.onEvent((event) => events.push(event));
+  return { context, watcher: new DeliveryWatcher({ ...context, session }), events, asked };
+}
+
+describe('DeliveryWatcher', () => {
+  it('reports each recipient’s delivery once, across rounds, and stops asking once the message is settled', async () => {
+    const message = { id: 'm1', sender: 'org1', offset: 0, height: 1 };
+    let answer: CborValue = {
+      ...message,
+      state: 'ACCEPTED',
+      recipients: [
+        { organization: 'org2', state: 'DELIVERED', height: 5 },
+        { organization: 'org3', state: 'PENDING' },
+      ],
+    };
+    const { context, watcher, events, asked } = await watcherOf(() => answer);
+    await watcher.round();
+    await watcher.round();
+    expect(events).toEqual([
+      { type: 'delivery.confirmed', id: 'm1', topic: 'demo', partition: 0, recipient: 'org2', height: 5 },
+    ]);
+    expect(asked[0]).toEqual({ group: 'demo/0', id: 'm1' });
+    answer = {
+      ...message,
+      state: 'COMPLETED',
+      recipients: [
+        { organization: 'org2', state: 'DELIVERED', height: 5 },
+        { organization: 'org3', state: 'DELIVERED', height: 6 },
+      ],
+    };
+    await watcher.round();
+    expect(events.map((event) => (event.type === 'delivery.confirmed' ? event.recipient : ''))).toEqual([
+      'org2',
+      'org3',
+    ]);
+    expect(context.database.sent('demo', 'm1')).toMatchObject({ state: 'COMPLETED' });
+    await watcher.round();
+    expect(asked).toHaveLength(3);
+  });
+});

@@ -1,0 +1,70 @@
+/**
+ * Steps 19–22 on the sender's side: follows the lifecycle of what this organization sent and emits
+ * `delivery.confirmed` once per recipient as the confirmations commit. State is on-chain; what was
+ * already reported is kept in the database, so a restart reports nothing twice.
+ */
+import type { ConnectorContext } from '../context.js';
+import { describeError } from '../lifecycle.js';
+import type { NodeSession } from '../session/node-session.js';
+
+/** How often open messages are looked up. */
+const watchIntervalMs = 1_000;
+/** Open messages looked up per round. */
+const watchBatchMessages = 100;
+
+export interface DeliveryWatcherOptions extends Pick<
+  ConnectorContext,
+  'database' | 'logger' | 'lifecycle' | 'events'
+> {
+  readonly session: NodeSession;
+}
+
+export class DeliveryWatcher {
+  constructor(private readonly options: DeliveryWatcherOptions) {}
+
+  /** Watches until the connector stops; a failed round is retried at the next one. */
+  async run(): Promise<void> {
+    const { lifecycle } = this.options;
+    while (!lifecycle.stopped) {
+      try {
+        await this.round();
+      } catch (error) {
+        if (lifecycle.stopped) return;
+        this.options.logger.debug({ error: describeError(error) }, 'delivery watch: retrying');
+      }
+      await lifecycle.pause(watchIntervalMs);
+    }
+  }
+
+  /**
+   * Asks the node about each open sent message, emits `delivery.confirmed` for each recipient not
+   * reported before, and records the new state and recipients (AFTER emitting: a crash between the
+   * two reports them again rather than never).
+   */
+  async round(): Promise<void> {
+    const { database, events } = this.options;
+    const open = database.openSent(watchBatchMessages);
+    for (const row of open) {
+      const answer = await this.options.session.call('message', { group: row.group_id, id: row.id });
+      const reported = JSON.parse(row.delivered_to) as string[];
+      const delivered = [...reported];
+      for (const recipient of answer.recipients) {
+        const organization = recipient.organization;
+        if (recipient.state !== 'DELIVERED' || delivered.includes(organization)) continue;
+        delivered.push(organization);
+        events.emit({
+          type: 'delivery.confirmed',
+          id: row.id,
+          topic: row.topic,
+          partition: row.partition,
+          recipient: organization,
+          height: recipient.height ?? 0,
+        });
+      }
+      const state = answer.state;
+      if (state !== 'ACCEPTED' || delivered.length !== reported.length) {
+        database.updateLifecycle(row.topic, row.id, state, delivered);
+      }
+    }
+  }
+}

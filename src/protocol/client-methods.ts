@@ -1,0 +1,199 @@
+/**
+ * The RPC methods between a connector and its node, in one table: each method's name with the
+ * schema of its request and of its answer (or, for a payload stream, of the stream's head). The
+ * connector's calls and the node's client service both go through it, so a request or an answer of
+ * the wrong shape is SCHEMA_MISMATCH at the boundary, on whichever side receives it, and neither
+ * side reads a field the other does not send.
+ *
+ * The wire is the CBOR map the schemas describe, unchanged: fields a receiver does not know are
+ * ignored (an older peer may send them), and proofs travel as CBOR values that the receiver parses
+ * with their own schemas where it verifies them (`blockEvidenceSchema`, `deliveryReceiptSchema`).
+ */
+import type { CborValue } from '../codec/index.js';
+import { schemaMismatch, t } from '../codec/schema.js';
+import type { InferRecord, OptionalSchema, Schema } from '../codec/schema.js';
+
+/** Messages one poll answers at most (the node caps the limit a connector asks for to this). */
+export const pollMessagesMax = 500;
+/** Recipients of one message (the contract's bound). */
+const recipientsMax = 64;
+/** Delivery evidences of one receipt, one per recipient. */
+const deliveriesMax = 64;
+
+type Fields = Record<string, Schema<unknown>>;
+
+/** A record of `fields` that ignores the fields it does not know (see the module comment). */
+function openRecord<F extends Fields>(fields: F): Schema<InferRecord<F>> {
+  const strict = t.record(fields);
+  return {
+    description: strict.description,
+    parse(value, path) {
+      if (
+        typeof value !== 'object' ||
+        value === null ||
+        Array.isArray(value) ||
+        value instanceof Uint8Array
+      ) {
+        return strict.parse(value, path);
+      }
+      const known = Object.fromEntries(Object.entries(value).filter(([key]) => Object.hasOwn(fields, key)));
+      // A malformed count the receiver ignores parses to undefined: dropped, as CBOR has no undefined.
+      const parsed = strict.parse(known, path) as Record<string, unknown>;
+      for (const key of Object.keys(parsed)) if (parsed[key] === undefined) delete parsed[key];
+      return parsed as InferRecord<F>;
+    },
+  };
+}
+
+/** Any CBOR value (a proof, parsed by its own schema where it is verified); absent is refused. */
+const cborValue: Schema<CborValue> = {
+  description: 'a CBOR value',
+  parse(value, path) {
+    if (value === undefined) throw schemaMismatch(path, 'expected a CBOR value, got nothing');
+    return value as CborValue;
+  },
+};
+
+/**
+ * A count the receiver may ignore: a non-negative integer, or undefined for anything else (absent
+ * or malformed), which the node answers with its default as it always has.
+ */
+function lenientCount(): OptionalSchema<number> {
+  return {
+    optional: true,
+    description: 'a non-negative integer, or nothing',
+    parse: (value) =>
+      typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : undefined,
+  };
+}
+
+const partitionId = t.string();
+const messageId = t.string();
+
+/** A request/answer method. */
+export interface UnaryMethod<Request, Response> {
+  readonly kind: 'unary';
+  readonly request: Schema<Request>;
+  readonly response: Schema<Response>;
+}
+
+/** A method answered with a byte stream headed by `head`. */
+export interface StreamMethod<Request, Head> {
+  readonly kind: 'stream';
+  readonly request: Schema<Request>;
+  readonly head: Schema<Head>;
+}
+
+function unary<Request, Response>(
+  request: Schema<Request>,
+  response: Schema<Response>,
+): UnaryMethod<Request, Response> {
+  return { kind: 'unary', request, response };
+}
+
+function stream<Request, Head>(request: Schema<Request>, head: Schema<Head>): StreamMethod<Request, Head> {
+  return { kind: 'stream', request, head };
+}
+
+/** The head of a payload stream: the envelope header the ciphertext is checked against. */
+const payloadHead = openRecord({ header: t.bytes() });
+const fetchRequestBody = openRecord({ group: partitionId, fetchRequest: t.bytes() });
+
+/** What a connector asks its node (DESIGN §3); the node answers with the `response`. */
+export const nodeMethods = {
+  /** A signed client request → where it committed and the block's evidence (the ack's proof). */
+  publish: unary(
+    openRecord({ group: partitionId, request: t.bytes() }),
+    openRecord({ height: t.uint(), transactionIndex: t.uint(), evidence: cborValue }),
+  ),
+  /**
+   * A page of the partition from `fromOffset`: each message names its block evidence by index
+   * into `evidences` (one per transaction, shared by the messages of a batch).
+   */
+  poll: unary(
+    openRecord({ group: partitionId, fromOffset: t.uint(), limit: lenientCount(), waitMs: lenientCount() }),
+    openRecord({
+      evidences: t.array(cborValue, { maxItems: pollMessagesMax }),
+      messages: t.array(
+        openRecord({
+          offset: t.uint(),
+          id: messageId,
+          state: t.string(),
+          evidence: t.uint(),
+          messageIndex: t.uint(),
+        }),
+        { maxItems: pollMessagesMax },
+      ),
+      nextOffset: t.uint(),
+      endOffset: t.uint(),
+      height: t.uint(),
+    }),
+  ),
+  /** A message's lifecycle; `fetchRequest` lets a replica answer for its recipient (a relay). */
+  message: unary(
+    openRecord({ group: partitionId, id: messageId, fetchRequest: t.optional(t.bytes()) }),
+    openRecord({
+      id: messageId,
+      state: t.oneOf('ACCEPTED', 'COMPLETED', 'EXPIRED'),
+      sender: t.string(),
+      offset: t.uint(),
+      height: t.uint(),
+      recipients: t.array(
+        openRecord({
+          organization: t.string(),
+          state: t.oneOf('PENDING', 'DELIVERED'),
+          height: t.optional(t.uint()),
+        }),
+        { maxItems: recipientsMax },
+      ),
+    }),
+  ),
+  /** The delivery receipt from the partition: its acceptance proof and delivery evidences. */
+  receipt: unary(
+    openRecord({ group: partitionId, id: messageId }),
+    openRecord({
+      state: t.string(),
+      acceptance: cborValue,
+      deliveries: t.array(cborValue, { maxItems: deliveriesMax }),
+    }),
+  ),
+  /** The delivery receipt from the topic's global ledger (served by the registry service). */
+  globalReceipt: unary(
+    openRecord({ topic: t.string(), id: messageId, partition: t.optional(partitionId) }),
+    openRecord({ acceptance: cborValue, deliveries: t.array(cborValue, { maxItems: deliveriesMax }) }),
+  ),
+  /** Registers the calling connection as one of the organization's payload-serving connections. */
+  serve: unary(openRecord({}), openRecord({ ok: t.bool() })),
+  /** A payload, relayed from the sender's connector, for a signed fetch request. */
+  fetchPayload: stream(fetchRequestBody, payloadHead),
+} as const;
+
+/** What a node asks a connector on a serving connection. */
+export const connectorMethods = {
+  /**
+   * The stored ciphertext of a message this connector sent, for a recipient's fetch request (which
+   * names the partition itself; the node sends `group` too).
+   */
+  servePayload: stream(openRecord({ group: t.optional(partitionId), fetchRequest: t.bytes() }), payloadHead),
+} as const;
+
+export type NodeMethods = typeof nodeMethods;
+export type ConnectorMethods = typeof connectorMethods;
+
+/** The request type of a method of `Table`. */
+export type RequestOf<M> = M extends UnaryMethod<infer R, unknown> | StreamMethod<infer R, unknown>
+  ? R
+  : never;
+/** The answer type of a request/answer method. */
+export type ResponseOf<M> = M extends UnaryMethod<unknown, infer R> ? R : never;
+/** The head type of a stream method. */
+export type HeadOf<M> = M extends StreamMethod<unknown, infer H> ? H : never;
+
+/** The names of the request/answer methods of `Table`. */
+export type UnaryNames<Table> = {
+  [K in keyof Table]: Table[K] extends UnaryMethod<unknown, unknown> ? K : never;
+}[keyof Table];
+/** The names of the stream methods of `Table`. */
+export type StreamNames<Table> = {
+  [K in keyof Table]: Table[K] extends StreamMethod<unknown, unknown> ? K : never;
+}[keyof Table];
