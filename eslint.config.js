@@ -3,7 +3,18 @@ import js from '@eslint/js';
 import { createNodeResolver, importX } from 'eslint-plugin-import-x';
 import tseslint from 'typescript-eslint';
 
-const runtimeAreas = ['node', 'connector', 'runtime', 'cli', 'sim', 'dashboard', 'client'];
+const runtimeAreas = [
+  'node',
+  'connector',
+  'runtime',
+  'cli',
+  'sim',
+  'dashboard',
+  'client',
+  'partition',
+  'raft-group',
+  'protocol',
+];
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bench/results/**', 'tmp/**'] },
@@ -51,6 +62,18 @@ export default tseslint.config(
               target: './src/runtime',
               from: ['./src/node', './src/connector', './src/cli'],
               message: 'src/runtime is shared by the node and the connector: it imports neither.',
+            },
+            {
+              // The drivers are generic over storage, clock and transport so the node, the simulator and
+              // the benchmarks run the same code: the node's I/O is passed in, never imported.
+              target: ['./src/partition', './src/raft-group'],
+              from: ['./src/node', './src/connector', './src/cli'],
+              message: 'A driver gets its storage, clock and transport from its host: it imports no host.',
+            },
+            {
+              target: './src/protocol',
+              from: ['./src/node', './src/connector', './src/cli'],
+              message: 'The connector–node method table is shared by both sides: it imports neither.',
             },
           ],
         },

@@ -394,15 +394,21 @@ export function errorInfo(code: ErrorCode): ErrorInfo {
 }
 
 /**
- * Data a caller acts on, carried as typed fields rather than inside the message. In-process only:
- * RPC error frames are exact records, so a field an older peer does not know would make it drop
- * the connection; across the wire the message still names the leader for people.
+ * Data a caller acts on, carried as typed fields rather than inside the message. Not on the RPC
+ * wire: RPC error frames are exact records, so a field an older peer does not know would make it
+ * drop the connection; across it the message still names the leader for people. The connector's
+ * REST error body carries `reason` (its `error.reason`), and the SDK reads it back into `details`.
  */
 export interface ErrorDetails {
   /** NOT_LEADER: the server this one believes leads now, when it knows one. */
   readonly leader?: string;
   /** The partition's current epoch, when the error is about a closed one. */
   readonly epoch?: number;
+  /**
+   * ADMIN_REJECTED / MESSAGE_REJECTED: the contract's or the registry's stable reason code (e.g.
+   * `ALREADY_EXISTS`, `NOT_ALLOWED`), so a caller decides on it rather than on the message text.
+   */
+  readonly reason?: string;
 }
 
 export class LedgerbusError extends Error {

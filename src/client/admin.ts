@@ -152,9 +152,10 @@ export class Admin {
 }
 
 /**
- * The registry names its reason code in the message of an ADMIN_REJECTED error (see errors.ts);
- * ALREADY_EXISTS is the one KafkaJS's createTopics reports as `false` rather than an error.
+ * The registry's reason code of an ADMIN_REJECTED error is its `details.reason` (the REST error's
+ * `reason`); ALREADY_EXISTS (`AdminReject.AlreadyExists`, spelled out so the SDK does not load the
+ * registry's codecs) is the one KafkaJS's createTopics reports as `false` rather than an error.
  */
 function isAlreadyExists(error: unknown): boolean {
-  return isLedgerbusError(error, ErrorCode.AdminRejected) && /\bALREADY_EXISTS\b/.test(error.message);
+  return isLedgerbusError(error, ErrorCode.AdminRejected) && error.details?.reason === 'ALREADY_EXISTS';
 }

@@ -5,6 +5,8 @@ import type { ConnectorEvent } from '../connector/api-types.js';
 import { startHttpApi } from '../connector/http-api.js';
 import type { HttpApiServer } from '../connector/http-api.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import type { AdminActionInput, AdminResult } from '../connector/api-types.js';
+import type { ITopicConfig } from './admin.js';
 import { Ledgerbus } from './index.js';
 import type { Consumer, EachMessagePayload } from './index.js';
 import { MemoryConnector, generatedStream, sha256Of } from './testing/memory-connector.js';
@@ -206,6 +208,56 @@ describe('errors', () => {
       message: { id: 's1' },
     });
     expect(await rejection(lb.status('demo', 'nope'))).toMatchObject({ code: ErrorCode.MessageNotFound });
+  });
+});
+
+describe('admin', () => {
+  /** A connector whose admin refuses creating `taken` topics with ALREADY_EXISTS, and anything `forbidden`. */
+  class AdminConnector extends MemoryConnector {
+    readonly created: string[] = [];
+    async admin(action: AdminActionInput): Promise<AdminResult> {
+      if (action.kind === 'createTopic' && action.name.startsWith('taken')) {
+        // The reason code travels as a field only: the message text does not name it.
+        throw new LedgerbusError(ErrorCode.AdminRejected, `topic ${action.name} exists`, {
+          details: { reason: 'ALREADY_EXISTS' },
+        });
+      }
+      if (action.kind === 'createTopic' && action.name.startsWith('forbidden')) {
+        // A text that mentions ALREADY_EXISTS decides nothing: the reason is NOT_ALLOWED.
+        throw new LedgerbusError(ErrorCode.AdminRejected, 'NOT_ALLOWED: not ALREADY_EXISTS', {
+          details: { reason: 'NOT_ALLOWED' },
+        });
+      }
+      if (action.kind === 'createTopic') this.created.push(action.name);
+      return { group: '__system', index: this.created.length, status: 'OK' };
+    }
+  }
+
+  async function adminOn(api: AdminConnector): Promise<Ledgerbus> {
+    const adminServer = await startHttpApi({ api, host: '127.0.0.1', port: 0, token });
+    cleanups.push(() => adminServer.close());
+    return new Ledgerbus({ connector: adminServer.url, token });
+  }
+
+  const topic = (name: string): ITopicConfig => ({
+    topic: name,
+    numPartitions: 1,
+    producers: ['org1'],
+    consumers: ['org2'],
+  });
+
+  it("carries a refusal's reason code from the connector into the error's details.reason", async () => {
+    const client = await adminOn(new AdminConnector('org1'));
+    const error = await rejection(client.admin().createTopics({ topics: [topic('forbidden')] }));
+    expect(error).toMatchObject({ code: ErrorCode.AdminRejected, details: { reason: 'NOT_ALLOWED' } });
+  });
+
+  it('createTopics resolves false on ALREADY_EXISTS, read from details.reason, not from the message', async () => {
+    const api = new AdminConnector('org1');
+    const client = await adminOn(api);
+    expect(await client.admin().createTopics({ topics: [topic('taken-1'), topic('fresh')] })).toBe(false);
+    expect(api.created).toEqual(['fresh']);
+    expect(await client.admin().createTopics({ topics: [topic('fresh-2')] })).toBe(true);
   });
 });
 

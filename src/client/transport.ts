@@ -147,7 +147,10 @@ export class Transport {
   }
 }
 
-/** The `{ error: { code, message, retriable } }` body of a non-2xx response as a LedgerbusError. */
+/**
+ * The `{ error: { code, message, retriable, reason? } }` body of a non-2xx response as a
+ * LedgerbusError; a refusal's `reason` code becomes its `details.reason`.
+ */
 export async function errorFromResponse(response: Response): Promise<LedgerbusError> {
   let text = '';
   try {
@@ -155,7 +158,7 @@ export async function errorFromResponse(response: Response): Promise<LedgerbusEr
   } catch {
     // The body is only the error's detail; the status still tells what happened.
   }
-  let detail: { code?: unknown; message?: unknown; retriable?: unknown } = {};
+  let detail: { code?: unknown; message?: unknown; retriable?: unknown; reason?: unknown } = {};
   try {
     const parsed = JSON.parse(text) as { error?: typeof detail };
     if (typeof parsed.error === 'object' && parsed.error !== null) detail = parsed.error;
@@ -169,8 +172,10 @@ export async function errorFromResponse(response: Response): Promise<LedgerbusEr
       ? detail.retriable
       : response.status >= 500 || response.status === 429;
   if (typeof detail.code === 'string') {
-    if (knownCodes.has(detail.code))
-      return new LedgerbusError(detail.code as ErrorCode, message, { retriable });
+    if (knownCodes.has(detail.code)) {
+      const details = typeof detail.reason === 'string' ? { details: { reason: detail.reason } } : {};
+      return new LedgerbusError(detail.code as ErrorCode, message, { retriable, ...details });
+    }
     return new LedgerbusError(ErrorCode.RemoteError, `${detail.code}: ${message}`, { retriable });
   }
   return new LedgerbusError(codeForStatus(response.status), message, { retriable });

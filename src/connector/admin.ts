@@ -5,7 +5,6 @@
  * replica assignment, replica keys, the full ACL lists, the rest of a policy.
  */
 import { randomBytes } from 'node:crypto';
-import type { CborValue } from '../codec/index.js';
 import { bytesEqual, encodeWith, fromHex, toHex } from '../codec/index.js';
 import type { Signer } from '../crypto/index.js';
 import { partitionGroupId } from '../contracts/registry.js';
@@ -19,6 +18,7 @@ import {
 import type { AdminAction, ReplicaRecord } from '../registry/admin-transactions.js';
 import { DEFAULT_REPLICATION_FACTOR, DEFAULT_TOPIC_POLICY, assignReplicas } from '../registry/assignment.js';
 import type { LiveRegistry } from '../registry/live-registry.js';
+import type { GroupStatus } from '../protocol/client-methods.js';
 import { createRetry } from '../runtime/retry.js';
 import type { Retrier, RetryClock, RetryPolicy } from '../runtime/retry.js';
 import { RegistryView } from '../registry/registry-view.js';
@@ -29,14 +29,15 @@ import type {
   TopicDescription,
   TopicPolicyInput,
 } from './api-types.js';
+import type { NodeSession } from './session/node-session.js';
 
 export interface ConnectorAdminOptions {
   readonly organization: string;
   /** The connector key, bound to the connector's network: it signs the admin transactions. */
   readonly signer: Signer;
   readonly registry: LiveRegistry;
-  /** A request to the organization's node over the control connection. */
-  readonly request: (method: string, body: CborValue) => Promise<CborValue>;
+  /** The organization's node: its `admin` and `registry` methods, typed (NodeSession). */
+  readonly node: Pick<NodeSession, 'call'>;
   /** Where the admin retries wait (default: real timers). */
   readonly clock?: RetryClock;
   /** Uniform in [0, 1), for the jitter of the retries (default Math.random). */
@@ -56,14 +57,9 @@ export const adminRetryPolicy: RetryPolicy = {
   deadlineMs: 15_000,
 };
 
-interface GroupStatus {
-  readonly group: string;
-  readonly leader: string;
-}
-
 export class ConnectorAdmin {
-  private groups: GroupStatus[] = [];
-  private globalHeads = new Map<string, Record<string, number>>();
+  private groups: readonly GroupStatus[] = [];
+  private globalHeads = new Map<string, Readonly<Record<string, number>>>();
   /** The registry bytes last applied, to skip decoding an unchanged registry. */
   private lastRegistry: Uint8Array | undefined;
 
@@ -81,20 +77,10 @@ export class ConnectorAdmin {
 
   /** Fetches the node's current registry; returns true if it changed. */
   async sync(): Promise<boolean> {
-    const reply = (await this.options.request('registry', {})) as Record<string, CborValue>;
-    const bytes = reply['registry'];
-    if (!(bytes instanceof Uint8Array))
-      throw new LedgerbusError(ErrorCode.RemoteError, 'registry reply lacks the registry');
-    this.groups = ((reply['groups'] as Record<string, CborValue>[] | undefined) ?? []).map((group) => ({
-      group: String(group['group']),
-      leader: String(group['leader'] ?? ''),
-    }));
-    this.globalHeads = new Map(
-      ((reply['globalHeads'] as Record<string, CborValue>[] | undefined) ?? []).map((entry) => [
-        String(entry['topic']),
-        entry['heads'] as Record<string, number>,
-      ]),
-    );
+    const reply = await this.options.node.call('registry', {});
+    const bytes = reply.registry;
+    this.groups = reply.groups;
+    this.globalHeads = new Map(reply.globalHeads.map((entry) => [entry.topic, entry.heads]));
     // The node sends the same bytes until something changes: decode only then.
     if (this.lastRegistry !== undefined && bytesEqual(bytes, this.lastRegistry)) return false;
     this.options.registry.update(RegistryView.decode(bytes));
@@ -119,29 +105,24 @@ export class ConnectorAdmin {
   }
 
   async submit(transaction: Uint8Array): Promise<AdminResult> {
-    const reply = await this.requestWithRetry(transaction);
-    const result = reply['result'] as Record<string, CborValue>;
-    const group = String(reply['group']);
-    const index = Number(reply['index']);
+    // Retried under adminRetryPolicy while nothing was proposed.
+    const { result, group, index } = await this.retryUnproposed(() =>
+      this.options.node.call('admin', { transaction }),
+    );
     await this.sync();
-    if (result['status'] !== 'OK') {
-      const detail = typeof result['detail'] === 'string' ? `: ${result['detail']}` : '';
-      throw new LedgerbusError(ErrorCode.AdminRejected, `${String(result['reason'])}${detail}`);
+    if (result.status !== 'OK') {
+      const detail = result.detail === undefined ? '' : `: ${result.detail}`;
+      // The registry's reason code travels as `details.reason` too, for callers that decide on it.
+      throw new LedgerbusError(ErrorCode.AdminRejected, `${String(result.reason)}${detail}`, {
+        ...(result.reason === undefined ? {} : { details: { reason: result.reason } }),
+      });
     }
     return {
       group,
       index,
       status: 'OK',
-      ...(typeof result['detail'] === 'string' ? { detail: result['detail'] } : {}),
+      ...(result.detail === undefined ? {} : { detail: result.detail }),
     };
-  }
-
-  /** Submits an admin transaction, retried under adminRetryPolicy while nothing was proposed. */
-  private async requestWithRetry(transaction: Uint8Array): Promise<Record<string, CborValue>> {
-    return (await this.retryUnproposed(() => this.options.request('admin', { transaction }))) as Record<
-      string,
-      CborValue
-    >;
   }
 
   async organizations(): Promise<OrganizationDescription[]> {

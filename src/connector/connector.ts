@@ -136,7 +136,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       organization: options.organization,
       signer,
       registry: options.registry,
-      request: (method, body) => session.request(method, body),
+      node: session,
       clock: lifecycle.retryClock,
       random: context.random,
     });

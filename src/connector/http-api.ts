@@ -90,6 +90,8 @@ export interface WireError {
   readonly code: string;
   readonly message: string;
   readonly retriable: boolean;
+  /** ADMIN_REJECTED / MESSAGE_REJECTED: the contract's or registry's reason code (`details.reason`). */
+  readonly reason?: string;
   /** AMBIGUOUS_MESSAGE_ID: the messages the id could mean, each with the path that names it. */
   readonly candidates?: readonly (MessageCandidate & { readonly path: string })[];
 }
@@ -111,6 +113,7 @@ export function toWireError(error: unknown): WireError {
       code: error.code,
       message: error.message,
       retriable: error.retriable,
+      ...(error.details?.reason === undefined ? {} : { reason: error.details.reason }),
       ...(error instanceof AmbiguousMessageIdError
         ? {
             candidates: error.candidates.map((candidate) => ({
@@ -270,6 +273,7 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
         code: wire.code,
         message: wire.message,
         retriable: wire.retriable,
+        ...(wire.reason === undefined ? {} : { reason: wire.reason }),
         ...(wire.candidates === undefined ? {} : { candidates: wire.candidates }),
       },
     });

@@ -9,11 +9,12 @@ const knownCodes = new Set<string>(Object.values(ErrorCode));
 describe('the OpenAPI document', () => {
   it('is the document last reviewed: a change to the REST API changes this hash on purpose', () => {
     // a016c85f… was the single-file openapi.ts before the split into openapi/ (issue 13), which kept
-    // it byte-identical; 30c6753f… adds 404 TOPIC_NOT_FOUND to the two send routes. Change it only
-    // together with a deliberate change of the REST API, and say so in the commit.
+    // it byte-identical; 30c6753f… adds 404 TOPIC_NOT_FOUND to the two send routes; 94b7b9a1… adds
+    // the optional `reason` (the refusal's reason code) to the Error body (issue 13 item 3). Change
+    // it only together with a deliberate change of the REST API, and say so in the commit.
     const served = JSON.stringify(buildOpenApiDocument());
     expect(createHash('sha256').update(served).digest('hex')).toBe(
-      '30c6753f983161e240b47c2a68b7717ba5cb3201251aa73e1deb54e980f161f2',
+      '94b7b9a1800273d345eeddbca1861058f03cf4e126f9c97b256d2e9bcedf975f',
     );
   });
 

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ciphertextBytesFor, plaintextBytesMaxFor } from './payload-size.js';
+import { ErrorCode } from '../errors.js';
+import { ciphertextBytesFor, messageTooLarge, plaintextBytesMaxFor } from './payload-size.js';
 
 describe('payload sizes under a policy', () => {
   it('counts one 16-byte tag per chunk, and one for an empty payload', () => {
@@ -8,6 +9,13 @@ describe('payload sizes under a policy', () => {
     expect(ciphertextBytesFor(64, 64)).toBe(80);
     expect(ciphertextBytesFor(65, 64)).toBe(97);
     expect(ciphertextBytesFor(1024 * 1024)).toBe(1024 * 1024 + 16);
+  });
+
+  it('refuses a message too large as MESSAGE_REJECTED with its reason code in details.reason', () => {
+    expect(messageTooLarge('m1', 'demo', 1024, '2048 bytes')).toMatchObject({
+      code: ErrorCode.MessageRejected,
+      details: { reason: 'MESSAGE_TOO_LARGE' },
+    });
   });
 
   it('finds the largest plaintext that fits', () => {

@@ -6,6 +6,7 @@
  */
 import { chunkTagBytes, expectedChunkCount } from '../crypto/envelope/header.js';
 import { defaultChunkBytes } from '../crypto/envelope/index.js';
+import { RejectReason } from '../contracts/reasons.js';
 import { ErrorCode, LedgerbusError, assert } from '../errors.js';
 
 /** The chunk size this connector encrypts with. */
@@ -52,5 +53,6 @@ export function messageTooLarge(
   return new LedgerbusError(
     ErrorCode.MessageRejected,
     `message ${label}: MESSAGE_TOO_LARGE (${detail}; topic ${topic} allows ${messageBytesMax} bytes encrypted)`,
+    { details: { reason: RejectReason.MessageTooLarge } },
   );
 }

@@ -42,8 +42,14 @@ import type { NetworkRegistry } from '../registry/types.js';
 import { actsAs } from '../registry/system-state.js';
 import { bytesEqual } from '../codec/index.js';
 import type { Logger } from '../runtime/logger.js';
-import { nodeMethods, pollMessagesMax } from '../protocol/client-methods.js';
-import type { NodeMethods, RequestOf, ResponseOf } from '../protocol/client-methods.js';
+import { forwardableMethods, nodeMethods, peerMethods, pollMessagesMax } from '../protocol/client-methods.js';
+import type {
+  ForwardableMethod,
+  NodeMethods,
+  PeerMethods,
+  RequestOf,
+  ResponseOf,
+} from '../protocol/client-methods.js';
 import { handleStream, handleUnary, parseAs } from '../protocol/typed-rpc.js';
 import type { PartitionReplica } from './partition-replica.js';
 import type { PeerMesh } from './peer-mesh.js';
@@ -66,8 +72,6 @@ export interface ClientServiceOptions {
   readonly rateLimit?: RateLimitConfig;
 }
 
-const forwardable = ['publish', 'poll', 'message', 'receipt'] as const;
-type ForwardableMethod = (typeof forwardable)[number];
 type Request<M extends keyof NodeMethods> = RequestOf<NodeMethods[M]>;
 type Response<M extends keyof NodeMethods> = ResponseOf<NodeMethods[M]>;
 /** A request of a method a node may forward to a replica of the partition, parsed. */
@@ -93,15 +97,6 @@ function parseCall(method: ForwardableMethod, body: CborValue): ForwardableCall 
 /** Budget for the evidence in one poll response, well under the frame limit. */
 const pollResponseBytesMax = 4 * 1024 * 1024;
 
-type Body = Record<string, CborValue>;
-
-/** The clientForward envelope as a map (its `body` is parsed by the forwarded method's schema). */
-function record(body: CborValue): Body {
-  if (typeof body !== 'object' || body === null || Array.isArray(body) || body instanceof Uint8Array) {
-    throw new LedgerbusError(ErrorCode.SchemaMismatch, 'request body must be a map');
-  }
-  return body as Body;
-}
 function readOnly(state: Pick<ContractState, 'get'>): ContractState {
   return {
     get: (key) => state.get(key),
@@ -148,10 +143,10 @@ export class ClientService {
       this.requireApproved(organization);
       this.admitQuota(organization, method);
     });
-    for (const method of forwardable) {
+    for (const method of forwardableMethods) {
       peer.handle(method, (body) => this.hostedOrForward(parseCall(method, body), organization));
     }
-    peer.handle('status', () => this.status());
+    handleUnary(peer, nodeMethods, 'status', () => this.status());
     serveRegistry(peer, organization, this.options.registryHost, this.options.logger);
     handleStream(peer, nodeMethods, 'fetchPayload', (request) => this.fetchPayload(organization, request));
     handleUnary(peer, nodeMethods, 'serve', () => {
@@ -209,18 +204,18 @@ export class ClientService {
     const partition = this.options.registry.partition(group);
     if (partition === undefined) return this.local(call, organization);
     // A forwarded long poll must end before the node-to-node request times out.
-    const forwarded: CborValue =
-      call.method === 'poll' && call.request.waitMs !== undefined
-        ? { ...call.request, waitMs: Math.min(call.request.waitMs, 3_000) }
-        : call.request;
+    const envelope: RequestOf<PeerMethods['clientForward']> = {
+      method,
+      organization,
+      body:
+        call.method === 'poll' && call.request.waitMs !== undefined
+          ? { ...call.request, waitMs: Math.min(call.request.waitMs, 3_000) }
+          : call.request,
+    };
     let lastError: unknown;
     for (const nodeId of partition.replicas) {
       try {
-        return await this.options.mesh.request(nodeId, 'clientForward', {
-          method,
-          organization,
-          body: forwarded,
-        });
+        return await this.options.mesh.request(nodeId, 'clientForward', envelope);
       } catch (error) {
         lastError = error;
         if (error instanceof LedgerbusError && !error.retriable && error.code !== ErrorCode.ConnectionClosed)
@@ -243,17 +238,9 @@ export class ClientService {
    * organization's bucket here too, so forwarding is no way around the quota.
    */
   forwarded(callerId: string, body: CborValue): Promise<CborValue> | CborValue {
-    const request = record(body);
-    const method = request['method'];
-    const organization = request['organization'];
-    if (
-      typeof method !== 'string' ||
-      !(forwardable as readonly string[]).includes(method) ||
-      typeof organization !== 'string'
-    ) {
-      throw new LedgerbusError(ErrorCode.SchemaMismatch, 'clientForward needs a method and an organization');
-    }
-    const call = parseCall(method as ForwardableMethod, request['body'] ?? null);
+    const envelope = parseAs(peerMethods.clientForward.request, body, 'clientForward request');
+    const { method, organization } = envelope;
+    const call = parseCall(method, envelope.body);
     const callerOrganization = this.options.registry.node(callerId)?.organization;
     if (
       method !== 'publish' &&
@@ -306,9 +293,7 @@ export class ClientService {
 
   /** Handlers another node may call (on a bulk connection of its own). */
   serveNode(nodeId: string, peer: RpcPeer): void {
-    peer.handle('relayPayload', (body) =>
-      this.relayPayload(nodeId, parseAs(nodeMethods.fetchPayload.request, body, 'relayPayload request')),
-    );
+    handleStream(peer, peerMethods, 'relayPayload', (request) => this.relayPayload(nodeId, request));
   }
 
   // ---- publish ----
@@ -328,13 +313,13 @@ export class ClientService {
 
   // ---- reads ----
 
-  private status(): CborValue {
-    const partitions: CborValue[] = [];
+  private status(): Response<'status'> {
+    const partitions: Response<'status'>['partitions'][number][] = [];
     for (const [group, replica] of this.options.replicas) {
       const status = partitionStatus(readOnly(replica.database.committedState), group);
       partitions.push({ group, height: replica.height, view: replica.view, nextOffset: status.nextOffset });
     }
-    const serving: CborValue[] = [...this.serving].map(([organization, list]) => ({
+    const serving = [...this.serving].map(([organization, list]) => ({
       organization,
       connections: list.length,
       busy: list.filter((entry) => entry.busy).length,
@@ -488,7 +473,7 @@ export class ClientService {
 
   private async relayPayload(
     nodeId: string,
-    { group, fetchRequest: fetchBytes }: Request<'fetchPayload'>,
+    { group, fetchRequest: fetchBytes }: RequestOf<PeerMethods['relayPayload']>,
   ): Promise<ReturnType<typeof rpcStream>> {
     const request = this.checkFetch(undefined, group, fetchBytes);
     this.fetchNonces.admit(request, Date.now());

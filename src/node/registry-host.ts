@@ -28,6 +28,7 @@ import type { SystemTopic } from '../registry/system-state.js';
 import { TopicStateMachine, contractTopic } from '../registry/topic-state.js';
 import type { TopicView } from '../registry/topic-state.js';
 import type { Logger } from '../runtime/logger.js';
+import type { GroupStatus } from '../protocol/client-methods.js';
 import { partitionGroupId } from '../contracts/registry.js';
 import { GlobalLedgerDatabase } from './global-ledger-database.js';
 import { isGroupStorageError } from './group-files.js';
@@ -203,14 +204,14 @@ export class RegistryHost {
    * because its storage failed also carries `failed` (the reason) and, for a topic group,
    * `retryInMs` until the next attempt to open it.
    */
-  groupStatus(): CborValue[] {
-    const system: Record<string, CborValue> = {
+  groupStatus(): GroupStatus[] {
+    const system: GroupStatus = {
       group: SYSTEM_GROUP,
       leader: this.systemGroup.leader ?? '',
       applied: this.systemGroup.appliedIndex,
+      ...(this.systemFailure === undefined ? {} : { failed: this.systemFailure.message }),
     };
-    if (this.systemFailure !== undefined) system['failed'] = this.systemFailure.message;
-    const groups: CborValue[] = [system];
+    const groups: GroupStatus[] = [system];
     for (const [name, topic] of this.topics) {
       groups.push({
         group: topicGroupId(name),
@@ -297,6 +298,7 @@ export class RegistryHost {
         : this.votersOf(groupId).filter((id) => id !== this.options.selfNodeId);
     let lastError: unknown = new LedgerbusError(ErrorCode.NotLeader, `${groupId} has no leader yet; retry`, {
       retriable: true,
+      ...this.leaderDetails(groupId),
     });
     for (const nodeId of candidates) {
       if (!this.options.linked(nodeId)) {
@@ -304,7 +306,7 @@ export class RegistryHost {
         lastError = new LedgerbusError(
           ErrorCode.NotLeader,
           `${nodeId} (of ${groupId}) is not reachable from ${this.options.selfNodeId} right now; retry`,
-          { retriable: true },
+          { retriable: true, ...this.leaderDetails(groupId) },
         );
         continue;
       }
@@ -333,6 +335,7 @@ export class RegistryHost {
     if (!forward)
       throw new LedgerbusError(ErrorCode.NotLeader, `this node does not follow ${groupId}`, {
         retriable: true,
+        ...this.leaderDetails(groupId),
       });
     const reply = (await this.onLeader(groupId, 'raftPropose', { group: groupId, data })) as Record<
       string,
@@ -344,6 +347,15 @@ export class RegistryHost {
       throw new LedgerbusError(ErrorCode.RemoteError, `the leader of ${groupId} answered raftPropose oddly`);
     }
     return { index, result };
+  }
+
+  /**
+   * `details` of a NOT_LEADER about `groupId`: the leader this node knows, when it knows one other
+   * than itself (a caller asks that node; this one has just found it does not lead).
+   */
+  private leaderDetails(groupId: string): { details?: { leader: string } } {
+    const leader = this.hostedGroup(groupId)?.leader ?? null;
+    return leader === null || leader === this.options.selfNodeId ? {} : { details: { leader } };
   }
 
   private hostedGroup(groupId: string): RaftGroup | undefined {

@@ -9,13 +9,15 @@
  *   globalReceipt  a delivery receipt built from a topic's GLOBAL ledger: any node of the topic can
  *                  answer, whether or not it hosts the message's partition
  */
-import type { CborValue } from '../codec/index.js';
 import { MerkleTree } from '../crypto/index.js';
 import { decodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
 import { decodeTransaction } from '../contracts/transactions.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import type { Block } from '../ledger/block.js';
 import type { RpcPeer } from '../net/index.js';
+import { nodeMethods } from '../protocol/client-methods.js';
+import type { NodeMethods, ResponseOf } from '../protocol/client-methods.js';
+import { handleUnary } from '../protocol/typed-rpc.js';
 import { acceptanceProofToCbor, blockEvidence, deliveryEvidenceToCbor } from '../proofs/index.js';
 import type { DeliveryEvidence } from '../proofs/index.js';
 import type { Logger } from '../runtime/logger.js';
@@ -23,33 +25,23 @@ import type { GlobalLedgerDatabase } from './global-ledger-database.js';
 import type { RegistryHost } from './registry-host.js';
 import { actsAs } from '../registry/system-state.js';
 
-type Body = Record<string, CborValue>;
+type Response<M extends keyof NodeMethods> = ResponseOf<NodeMethods[M]>;
 
-function record(body: CborValue): Body {
-  if (typeof body !== 'object' || body === null || Array.isArray(body) || body instanceof Uint8Array) {
-    throw new LedgerbusError(ErrorCode.SchemaMismatch, 'request body must be a map');
-  }
-  return body as Body;
-}
-
+/**
+ * Serves `admin`, `registry` and `globalReceipt` (their shapes in protocol/client-methods.ts) to a
+ * connector of `organization` on `peer`; a request of the wrong shape is SCHEMA_MISMATCH.
+ */
 export function serveRegistry(peer: RpcPeer, organization: string, host: RegistryHost, logger: Logger): void {
-  peer.handle('admin', async (body) => {
-    const transaction = record(body)['transaction'];
-    if (!(transaction instanceof Uint8Array)) {
-      throw new LedgerbusError(
-        ErrorCode.SchemaMismatch,
-        'transaction: expected the signed admin transaction',
-      );
-    }
+  handleUnary(peer, nodeMethods, 'admin', async ({ transaction }) => {
     const { index, group, result } = await host.submitAdmin(transaction);
     await host.waitApplied(group, index).catch(() => undefined);
     logger.info({ organization, group, index, result: result.status }, 'admin transaction');
     return { index, group, result: { ...result } };
   });
 
-  peer.handle('registry', () => {
+  handleUnary(peer, nodeMethods, 'registry', () => {
     const groups = host.groupStatus();
-    const heads: CborValue[] = [];
+    const heads: Response<'registry'>['globalHeads'][number][] = [];
     for (const topic of host.registry.topics()) {
       const machine = host.topicMachine(topic.name);
       if (machine === undefined) continue;
@@ -58,18 +50,12 @@ export function serveRegistry(peer: RpcPeer, organization: string, host: Registr
     return { registry: host.registry.current.encode(), groups, globalHeads: heads };
   });
 
-  peer.handle('globalReceipt', (body) => {
-    const request = record(body);
-    const topic = request['topic'];
-    const id = request['id'];
-    if (typeof topic !== 'string' || typeof id !== 'string') {
-      throw new LedgerbusError(ErrorCode.SchemaMismatch, 'globalReceipt needs topic and id');
-    }
+  handleUnary(peer, nodeMethods, 'globalReceipt', ({ topic, id, partition }) => {
     const ledger = host.globalLedger(topic);
     if (ledger === undefined) {
       throw new LedgerbusError(ErrorCode.WrongGroup, `this node does not follow topic ${topic}`);
     }
-    return globalReceipt(ledger, host, organization, topic, id, request['partition']);
+    return globalReceipt(ledger, host, organization, topic, id, partition);
   });
 }
 
@@ -79,8 +65,8 @@ function globalReceipt(
   organization: string,
   topic: string,
   id: string,
-  partition: CborValue | undefined,
-): CborValue {
+  partition: string | undefined,
+): Response<'globalReceipt'> {
   const candidates = ledger
     .findAccepted(id)
     .filter((location) => typeof partition !== 'string' || location.partition === partition)

@@ -1,9 +1,10 @@
 /**
  * The RPC methods between a connector and its node, in one table: each method's name with the
  * schema of its request and of its answer (or, for a payload stream, of the stream's head). The
- * connector's calls and the node's client service both go through it, so a request or an answer of
- * the wrong shape is SCHEMA_MISMATCH at the boundary, on whichever side receives it, and neither
- * side reads a field the other does not send.
+ * connector's calls and the node's client and registry services both go through it, so a request or
+ * an answer of the wrong shape is SCHEMA_MISMATCH at the boundary, on whichever side receives it,
+ * and neither side reads a field the other does not send. `peerMethods` does the same for what one
+ * node asks another on behalf of its connectors (a forwarded request, a payload relay).
  *
  * The wire is the CBOR map the schemas describe, unchanged: fields a receiver does not know are
  * ignored (an older peer may send them), and proofs travel as CBOR values that the receiver parses
@@ -11,7 +12,7 @@
  */
 import type { CborValue } from '../codec/index.js';
 import { schemaMismatch, t } from '../codec/schema.js';
-import type { InferRecord, OptionalSchema, Schema } from '../codec/schema.js';
+import type { Infer, InferRecord, OptionalSchema, Schema } from '../codec/schema.js';
 
 /** Messages one poll answers at most (the node caps the limit a connector asks for to this). */
 export const pollMessagesMax = 500;
@@ -19,6 +20,11 @@ export const pollMessagesMax = 500;
 const recipientsMax = 64;
 /** Delivery evidences of one receipt, one per recipient. */
 const deliveriesMax = 64;
+/**
+ * Entries of a registry or status answer that grow with the network (Raft groups, topics,
+ * partitions, peers, organizations): far above any real network, the frame limit binds first.
+ */
+const networkEntriesMax = 65_536;
 
 type Fields = Record<string, Schema<unknown>>;
 
@@ -95,6 +101,20 @@ function stream<Request, Head>(request: Schema<Request>, head: Schema<Head>): St
   return { kind: 'stream', request, head };
 }
 
+/**
+ * One registry group as a node runs it: its leader ('' when none is known) and applied index; a
+ * group stopped because its storage failed also carries `failed` and, for a topic, `retryInMs`.
+ */
+const groupStatus = openRecord({
+  group: t.string(),
+  leader: t.string(),
+  applied: t.uint(),
+  held: t.optional(t.uint()),
+  failed: t.optional(t.string()),
+  retryInMs: t.optional(t.uint()),
+});
+export type GroupStatus = Infer<typeof groupStatus>;
+
 /** The head of a payload stream: the envelope header the ciphertext is checked against. */
 const payloadHead = openRecord({ header: t.bytes() });
 const fetchRequestBody = openRecord({ group: partitionId, fetchRequest: t.bytes() });
@@ -157,13 +177,71 @@ export const nodeMethods = {
       deliveries: t.array(cborValue, { maxItems: deliveriesMax }),
     }),
   ),
-  /** The delivery receipt from the topic's global ledger (served by the registry service). */
+  /**
+   * The delivery receipt from the topic's global ledger (served by the registry service). Where the
+   * message is and its state come along for people; a connector trusts only the proofs.
+   */
   globalReceipt: unary(
     openRecord({ topic: t.string(), id: messageId, partition: t.optional(partitionId) }),
-    openRecord({ acceptance: cborValue, deliveries: t.array(cborValue, { maxItems: deliveriesMax }) }),
+    openRecord({
+      acceptance: cborValue,
+      deliveries: t.array(cborValue, { maxItems: deliveriesMax }),
+      state: t.optional(t.oneOf('ACCEPTED', 'COMPLETED')),
+      partition: t.optional(partitionId),
+      offset: t.optional(t.uint()),
+      height: t.optional(t.uint()),
+    }),
   ),
   /** Registers the calling connection as one of the organization's payload-serving connections. */
   serve: unary(openRecord({}), openRecord({ ok: t.bool() })),
+  /**
+   * A signed admin transaction (served by the registry service) → the Raft index and group it
+   * committed at and the registry's result; answered once the node has applied it, so the caller
+   * reads its own write next.
+   */
+  admin: unary(
+    openRecord({ transaction: t.bytes() }),
+    openRecord({
+      index: t.uint(),
+      group: t.string(),
+      result: openRecord({
+        status: t.oneOf('OK', 'REJECTED'),
+        reason: t.optional(t.string()),
+        detail: t.optional(t.string()),
+      }),
+    }),
+  ),
+  /**
+   * The live registry (its encoding), the registry groups' status and each followed topic's
+   * global-ledger heads (partition → height); served by the registry service.
+   */
+  registry: unary(
+    openRecord({}),
+    openRecord({
+      registry: t.bytes(),
+      groups: t.array(groupStatus, { maxItems: networkEntriesMax }),
+      globalHeads: t.array(
+        openRecord({ topic: t.string(), heads: t.dict(t.uint(), { maxEntries: networkEntriesMax }) }),
+        { maxItems: networkEntriesMax },
+      ),
+    }),
+  ),
+  /** The node's own state, for operators and tests: its partitions, peers, serving connections, groups. */
+  status: unary(
+    openRecord({}),
+    openRecord({
+      node: t.string(),
+      partitions: t.array(
+        openRecord({ group: partitionId, height: t.uint(), view: t.uint(), nextOffset: t.uint() }),
+        { maxItems: networkEntriesMax },
+      ),
+      peers: t.array(t.string(), { maxItems: networkEntriesMax }),
+      serving: t.array(openRecord({ organization: t.string(), connections: t.uint(), busy: t.uint() }), {
+        maxItems: networkEntriesMax,
+      }),
+      groups: t.array(groupStatus, { maxItems: networkEntriesMax }),
+    }),
+  ),
   /** A payload, relayed from the sender's connector, for a signed fetch request. */
   fetchPayload: stream(fetchRequestBody, payloadHead),
 } as const;
@@ -177,8 +255,28 @@ export const connectorMethods = {
   servePayload: stream(openRecord({ group: t.optional(partitionId), fetchRequest: t.bytes() }), payloadHead),
 } as const;
 
+/** The methods a node may forward to a replica node of the partition for one of its connectors. */
+export const forwardableMethods = ['publish', 'poll', 'message', 'receipt'] as const;
+export type ForwardableMethod = (typeof forwardableMethods)[number];
+
+/** What a node asks another node on behalf of its organization's connectors. */
+export const peerMethods = {
+  /**
+   * A connector's request for a partition this node does not replicate, for `organization`: `body`
+   * is the request of `method` (parsed by that method's schema where it is served), and the answer
+   * is that method's answer, which the connector parses.
+   */
+  clientForward: unary(
+    openRecord({ method: t.oneOf(...forwardableMethods), organization: t.string(), body: cborValue }),
+    cborValue,
+  ),
+  /** A payload for a recipient's signed fetch request, from the node of the sender's connector. */
+  relayPayload: stream(fetchRequestBody, payloadHead),
+} as const;
+
 export type NodeMethods = typeof nodeMethods;
 export type ConnectorMethods = typeof connectorMethods;
+export type PeerMethods = typeof peerMethods;
 
 /** The request type of a method of `Table`. */
 export type RequestOf<M> = M extends UnaryMethod<infer R, unknown> | StreamMethod<infer R, unknown>

@@ -69,6 +69,7 @@ export class DeliveryConfirmer {
       throw new LedgerbusError(
         ErrorCode.MessageRejected,
         `confirmDelivery refused: ${result.status === 'REJECTED' ? result.reason : 'unexpected result'}`,
+        result.status === 'REJECTED' ? { details: { reason: result.reason } } : {},
       );
     }
     result.deliveries.forEach((delivery, index) => {

@@ -22,6 +22,11 @@ export const componentSchemas: Record<string, JsonSchema> = {
           code: { type: 'string', description: 'Stable error code (see docs/sdk.md).' },
           message: { type: 'string' },
           retriable: { type: 'boolean', description: 'Whether trying the same request again can succeed.' },
+          reason: {
+            type: 'string',
+            description:
+              'ADMIN_REJECTED and MESSAGE_REJECTED only: the reason code of the refusal (e.g. ALREADY_EXISTS, NOT_ALLOWED).',
+          },
           candidates: {
             type: 'array',
             description:

@@ -220,6 +220,7 @@ export class Publisher {
       throw new LedgerbusError(
         ErrorCode.MessageRejected,
         `${result.reason}${result.detail === undefined ? '' : ` (${result.detail})`}`,
+        { details: { reason: result.reason } },
       );
     }
     if (result.type !== 'publish')
@@ -256,6 +257,7 @@ export class Publisher {
           error: new LedgerbusError(
             ErrorCode.MessageRejected,
             `message ${message.id}: ${outcome.reason}${outcome.detail === undefined ? '' : ` (${outcome.detail})`}`,
+            { details: { reason: outcome.reason } },
           ),
         });
         return undefined;

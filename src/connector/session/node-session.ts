@@ -111,7 +111,7 @@ export class NodeSession {
     return this.connecting;
   }
 
-  /** One request on the control connection, for the methods outside the table (registry, admin). */
+  /** One untyped request on the control connection (diagnostics, tests); the node's methods go through `call`. */
   async request(method: string, body: CborValue): Promise<CborValue> {
     return (await this.controlPeer()).request(method, body);
   }
