@@ -1,6 +1,7 @@
 /**
- * The global ledger of `npm run bench:scale`: a Raft group of `RaftNode` cores, each on its own
- * simulated machine (see scale-sim.ts), driven by the shared `applyRaftReady` contract.
+ * The global ledger of `npm run bench:scale`: a Raft group whose members are the production Raft
+ * group driver (src/raft-group/driver.ts) over a `MemoryRaftStorage`, each on its own simulated
+ * machine (see scale-sim.ts), whose links are its transport.
  *
  * Every `fetchIntervalMs` the leader asks one replica of each partition for the blocks it certified
  * since the last fetch (a request and a reply over the simulated links, the reply as large as the
@@ -17,10 +18,13 @@
  */
 import { bytesEqual, decodeWith, encodeWith, t } from '../../src/codec/index.js';
 import { hexKey } from '../../src/consensus/pbft/quorum.js';
-import { RaftNode, applyRaftReady, encodeRaftMessage } from '../../src/consensus/raft/index.js';
-import type { RaftEntry, RaftHost, RaftInput, RaftSnapshot } from '../../src/consensus/raft/index.js';
+import { encodeRaftMessage } from '../../src/consensus/raft/index.js';
+import type { RaftEntry, RaftInput, RaftMessage, RaftReady } from '../../src/consensus/raft/index.js';
 import { merkleRoot } from '../../src/crypto/index.js';
 import { blockHash, verifyHeaderCertificate } from '../../src/ledger/block.js';
+import { RaftGroupDriver } from '../../src/raft-group/driver.js';
+import type { RaftClock } from '../../src/raft-group/driver.js';
+import { MemoryRaftStorage } from '../../src/raft-group/storage.js';
 import { chainDigest, emptyDigest, ledgerBlockSchema } from './scale-partition.js';
 import type { Partition } from './scale-partition.js';
 import type { Machine, World } from './scale-sim.js';
@@ -69,8 +73,7 @@ interface Chain {
 interface Member {
   readonly id: string;
   readonly machine: Machine;
-  readonly node: RaftNode;
-  host?: RaftHost;
+  readonly driver: RaftGroupDriver;
   blocks: number;
   digest: Uint8Array;
   readonly chains: Map<string, Chain>;
@@ -125,25 +128,63 @@ export class GlobalLedger {
   ) {
     for (const partition of partitions) this.byId.set(partition.groupId, partition);
     const voters = Array.from({ length: options.members }, (_, i) => `g${i}`);
+    // Proposals are raw inputs (a block is proposed, not awaited), so no driver timer is armed; were
+    // one, it would run on the virtual clock.
+    const clock: RaftClock = {
+      setTimeout: (callback, ms) => {
+        let armed = true;
+        world.events.schedule(world.events.now + ms, () => {
+          if (armed) callback();
+        });
+        return () => {
+          armed = false;
+        };
+      },
+    };
     voters.forEach((id, i) => {
-      this.members.push({
+      const member: Member = {
         id,
         machine: world.machine(`ledger/${id}`),
-        node: new RaftNode({
-          id,
-          voters,
-          seed: 7919 * (i + 1),
-          electionTicks: options.electionTicks,
-          heartbeatTicks: options.heartbeatTicks,
-          entryBytesMax,
-        }),
         blocks: 0,
         digest: emptyDigest,
         chains: new Map(partitions.map((partition) => [partition.groupId, emptyChain()])),
         pendingSnapshots: [],
         proposed: new Map(),
         fetching: new Set(),
-      });
+        // The callbacks run once the member exists: a fresh storage restores nothing.
+        driver: new RaftGroupDriver({
+          groupId: 'global-ledger',
+          config: {
+            id,
+            voters,
+            seed: 7919 * (i + 1),
+            electionTicks: options.electionTicks,
+            heartbeatTicks: options.heartbeatTicks,
+            entryBytesMax,
+          },
+          storage: new MemoryRaftStorage(),
+          clock,
+          transport: { send: (to, message) => this.send(member, to, message) },
+          stateMachine: {
+            apply: (_index, data) => {
+              this.applyBlock(member, data);
+              return new Uint8Array(0);
+            },
+            snapshot: () => this.encodeState(member),
+            restore: (_index, data) => this.installSnapshot(member, data),
+          },
+          observer: {
+            // A refused proposal is counted as such (refusedProposals), not as a rejected input.
+            stepped: (input, ready) => {
+              if (input.kind === 'propose') return;
+              for (const { code } of ready.rejected)
+                this.rejected.set(code, (this.rejected.get(code) ?? 0) + 1);
+            },
+            applied: (entry) => this.applied(member, entry),
+          },
+        }),
+      };
+      this.members.push(member);
     });
   }
 
@@ -161,7 +202,7 @@ export class GlobalLedger {
   }
 
   hasLeader(): boolean {
-    return this.members.some((member) => member.node.status().role === 'leader');
+    return this.members.some((member) => member.driver.isLeader);
   }
 
   /** Every member holds every block every partition certified. */
@@ -209,16 +250,19 @@ export class GlobalLedger {
   describe(): string {
     return this.members
       .map((member) => {
-        const status = member.node.status();
+        const status = member.driver.raft.status();
         return `${member.id}:${status.role}/t${status.term}/c${status.commit}/a${status.applied}/s${status.snapshotIndex}/b${member.blocks}`;
       })
       .join(' ');
   }
 
-  private step(member: Member, input: RaftInput): void {
-    const host = this.hostOf(member);
-    applyRaftReady(host, host.step(input));
+  /** Steps `input` into a member's driver, which carries out the Ready; returns that Ready. */
+  private step(member: Member, input: RaftInput): RaftReady {
+    const ready = member.driver.step(input);
+    // Work on a machine runs one piece at a time, never inside another member's Ready.
+    if (ready === undefined) throw new Error(`ledger ${member.id}: stepped while busy or closed`);
     this.maybeCompact(member);
+    return ready;
   }
 
   /**
@@ -228,11 +272,10 @@ export class GlobalLedger {
   private maybeCompact(member: Member): void {
     const pending = member.pendingSnapshots[0];
     if (pending === undefined) return;
-    if (member.node.status().applied < pending.index + this.options.snapshotEntries) return;
+    if (member.driver.raft.status().applied < pending.index + this.options.snapshotEntries) return;
     member.pendingSnapshots.shift();
     this.snapshots += 1;
-    const host = this.hostOf(member);
-    applyRaftReady(host, host.step({ kind: 'snapshot', index: pending.index, data: pending.data }));
+    member.driver.step({ kind: 'snapshot', index: pending.index, data: pending.data });
   }
 
   private encodeState(member: Member): Uint8Array {
@@ -249,8 +292,8 @@ export class GlobalLedger {
   }
 
   /** A follower too far behind for the leader's log takes the leader's state from its snapshot. */
-  private installSnapshot(member: Member, snapshot: RaftSnapshot): void {
-    const state = decodeWith(ledgerStateSchema, snapshot.data);
+  private installSnapshot(member: Member, data: Uint8Array): void {
+    const state = decodeWith(ledgerStateSchema, data);
     this.snapshotsInstalled += 1;
     member.blocks = state.blocks;
     member.digest = state.digest;
@@ -265,30 +308,18 @@ export class GlobalLedger {
     member.pendingSnapshots.length = 0;
   }
 
-  private hostOf(member: Member): RaftHost {
-    if (member.host !== undefined) return member.host;
-    member.host = {
-      step: (input) => member.node.step(input),
-      // The core keeps its log in memory; durable storage is not part of this model.
-      persist: () => undefined,
-      send: (to, message) => {
-        const peer = this.members.find((candidate) => candidate.id === to);
-        if (peer === undefined) throw new Error(`ledger: no member ${to}`);
-        const bytes = encodeRaftMessage(message);
-        this.messages += 1;
-        this.messageBytes += bytes.length;
-        member.machine.sendTo(peer.machine, bytes.length, () => this.step(peer, { kind: 'bytes', bytes }));
-      },
-      installSnapshot: (snapshot) => this.installSnapshot(member, snapshot),
-      apply: (entry) => this.apply(member, entry),
-      rejected: (code) => this.rejected.set(code, (this.rejected.get(code) ?? 0) + 1),
-    };
-    return member.host;
+  private send(member: Member, to: string, message: RaftMessage): void {
+    const peer = this.members.find((candidate) => candidate.id === to);
+    if (peer === undefined) throw new Error(`ledger: no member ${to}`);
+    const bytes = encodeRaftMessage(message);
+    this.messages += 1;
+    this.messageBytes += bytes.length;
+    member.machine.sendTo(peer.machine, bytes.length, () => this.step(peer, { kind: 'bytes', bytes }));
   }
 
   /** On the leader: one fetch in flight per partition, from the height after the last proposed. */
   private fetchRound(member: Member): void {
-    if (member.node.status().role !== 'leader') return;
+    if (!member.driver.isLeader) return;
     if (this.leaderId !== member.id) {
       if (this.leaderId !== undefined) this.leaderChanges += 1;
       this.leaderId = member.id;
@@ -314,13 +345,10 @@ export class GlobalLedger {
   }
 
   private propose(member: Member, partitionId: string, from: number, blocks: readonly Uint8Array[]): void {
-    if (member.node.status().role !== 'leader' || this.leaderId !== member.id) return;
+    if (!member.driver.isLeader || this.leaderId !== member.id) return;
     if (member.proposed.get(partitionId)! + 1 !== from) return;
     for (const data of blocks) {
-      const ready = member.node.step({ kind: 'propose', data });
-      const refused = ready.rejected.length > 0;
-      applyRaftReady(this.hostOf(member), { ...ready, rejected: [] });
-      this.maybeCompact(member);
+      const refused = this.step(member, { kind: 'propose', data }).rejected.length > 0;
       if (refused) {
         this.refusedProposals += 1;
         return;
@@ -330,17 +358,17 @@ export class GlobalLedger {
     }
   }
 
-  private apply(member: Member, entry: RaftEntry): void {
-    this.applyBlock(member, entry);
+  /** After the state machine (`applyBlock`) applied any entry. */
+  private applied(member: Member, entry: RaftEntry): void {
     // The state after every snapshotEntries-th entry, kept until the core may compact to it.
     if (entry.index % this.options.snapshotEntries === 0) {
       member.pendingSnapshots.push({ index: entry.index, data: this.encodeState(member) });
     }
   }
 
-  private applyBlock(member: Member, entry: RaftEntry): void {
-    if (entry.type !== 'normal' || entry.data.length === 0) return;
-    const block = decodeWith(ledgerBlockSchema, entry.data, { maxBytes: entryBytesMax });
+  private applyBlock(member: Member, data: Uint8Array): void {
+    if (data.length === 0) return;
+    const block = decodeWith(ledgerBlockSchema, data, { maxBytes: entryBytesMax });
     const header = block.header;
     const partition = this.byId.get(header.partitionId);
     if (partition === undefined)
@@ -378,7 +406,7 @@ export class GlobalLedger {
     if (chain.recent.length > duplicateWindow) chain.recent.shift();
     member.blocks += 1;
     member.digest = chainDigest(member.digest, hash);
-    if (member.node.status().role === 'leader') {
+    if (member.driver.isLeader) {
       const certifiedAt = partition.certifiedAt[header.height - 1]!;
       const atFetchReplica = partition.certifiedAtFetchReplica[header.height - 1]!;
       const fetchedAt = this.fetchedAt.get(header.partitionId)?.[header.height - 1] ?? atFetchReplica;

@@ -11,66 +11,34 @@
  * Everything runs on one thread, so every measurement is of one piece of work running alone.
  */
 import { performance } from 'node:perf_hooks';
+import { EventQueue } from '../../src/sim/event-queue.js';
 
-interface Event {
-  readonly time: number;
-  readonly seq: number;
-  readonly run: () => void;
-}
-
-/** A binary min-heap of events by (time, insertion order): equal times run first-scheduled first. */
-export class EventQueue {
-  private readonly heap: Event[] = [];
-  private seq = 0;
+/**
+ * The virtual clock: the simulator's event queue (src/sim/event-queue.ts, a min-heap by time and
+ * insertion order, so equal times run first-scheduled first) and the time of the event being run.
+ */
+export class VirtualClock {
+  private readonly queue = new EventQueue<() => void>();
   /** The virtual time of the event being run (ms). */
   now = 0;
 
   get size(): number {
-    return this.heap.length;
+    return this.queue.size;
   }
 
   schedule(time: number, run: () => void): void {
     if (time < this.now) throw new Error(`event scheduled in the past (${time} < ${this.now})`);
-    const event: Event = { time, seq: this.seq++, run };
-    const heap = this.heap;
-    let i = heap.length;
-    heap.push(event);
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!before(event, heap[parent]!)) break;
-      heap[i] = heap[parent]!;
-      i = parent;
-    }
-    heap[i] = event;
+    this.queue.push(time, run);
   }
 
   /** Runs the earliest event; returns false if there is none. */
   runNext(): boolean {
-    const heap = this.heap;
-    const top = heap[0];
-    if (top === undefined) return false;
-    const last = heap.pop()!;
-    if (heap.length > 0) {
-      let i = 0;
-      for (;;) {
-        const left = 2 * i + 1;
-        if (left >= heap.length) break;
-        const right = left + 1;
-        const child = right < heap.length && before(heap[right]!, heap[left]!) ? right : left;
-        if (!before(heap[child]!, last)) break;
-        heap[i] = heap[child]!;
-        i = child;
-      }
-      heap[i] = last;
-    }
-    this.now = top.time;
-    top.run();
+    const next = this.queue.pop();
+    if (next === undefined) return false;
+    this.now = next.time;
+    next.event();
     return true;
   }
-}
-
-function before(a: Event, b: Event): boolean {
-  return a.time < b.time || (a.time === b.time && a.seq < b.seq);
 }
 
 export interface LinkOptions {
@@ -87,7 +55,7 @@ export class Network {
   bytes = 0;
 
   constructor(
-    private readonly events: EventQueue,
+    private readonly events: VirtualClock,
     readonly options: LinkOptions,
   ) {}
 
@@ -138,7 +106,7 @@ export class Machine {
 
   constructor(
     readonly id: string,
-    private readonly events: EventQueue,
+    private readonly events: VirtualClock,
     private readonly network: Network,
     private readonly clock: CostClock,
   ) {}
@@ -226,7 +194,7 @@ export class Machine {
 
 /** The simulated world of one run: the clock, the network and the machines. */
 export class World {
-  readonly events = new EventQueue();
+  readonly events = new VirtualClock();
   readonly network: Network;
   readonly machines: Machine[] = [];
 

@@ -1,9 +1,10 @@
 /**
  * One Raft group's durable state in one SQLite file: the hard state, the log after the snapshot and
  * the latest snapshot, with exactly the semantics of the in-memory model (`applyRaftPersist` in
- * consensus/raft/testing/storage.ts). WAL with synchronous=FULL, and every batch of persist ops in ONE
- * transaction: when `persist` returns the batch is fsynced, which is what "persist before send" needs
- * (a vote or an appended entry must be durable before anyone hears of it).
+ * src/raft-group/storage.ts): the node's `RaftGroupStorage`. WAL with synchronous=FULL, and every batch
+ * of persist ops in ONE transaction: when `persist` returns the batch is fsynced, which is what
+ * "persist before send" needs (a vote or an appended entry must be durable before anyone hears of it),
+ * so `sync` has nothing left to do.
  */
 import type Database from 'better-sqlite3';
 import { join } from 'node:path';
@@ -18,6 +19,7 @@ import type {
   RaftSnapshot,
 } from '../consensus/raft/types.js';
 import { ErrorCode, LedgerbusError, assert } from '../errors.js';
+import type { RaftGroupStorage } from '../raft-group/storage.js';
 import { groupStorageError, openGroupDatabase, writingGroup } from './group-files.js';
 
 interface HardStateRow {
@@ -56,7 +58,7 @@ function decodeMembership(bytes: Uint8Array, where: string): Membership {
   }
 }
 
-export class RaftDatabase {
+export class RaftDatabase implements RaftGroupStorage {
   private readonly db: Database.Database;
   private readonly statements: {
     getHardState: Database.Statement<[], HardStateRow>;
@@ -192,6 +194,9 @@ export class RaftDatabase {
     if (ops.length === 0) return;
     writingGroup('the raft database', this.groupId, () => this.persistInTransaction(ops));
   }
+
+  /** Every `persist` transaction is already fsynced (synchronous=FULL): nothing is left to sync. */
+  sync(): void {}
 
   close(): void {
     this.db.close();

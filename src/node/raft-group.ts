@@ -17,7 +17,7 @@ import { encodeRaftMessage } from '../consensus/raft/index.js';
 import type { Membership, MembershipChange, RaftMessage } from '../consensus/raft/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { RaftGroupDriver } from '../raft-group/driver.js';
-import type { Proposed, RaftClock, RaftLog, ReplicatedStateMachine } from '../raft-group/driver.js';
+import type { Proposed, RaftClock, RaftGroupLogger, ReplicatedStateMachine } from '../raft-group/driver.js';
 import { RaftDatabase } from './raft-database.js';
 
 export type { Proposed, ReplicatedStateMachine } from '../raft-group/driver.js';
@@ -40,7 +40,7 @@ export interface RaftGroupOptions {
   readonly snapshotEvery?: number;
   /** How long propose, readIndex, changeMembership and waitApplied wait. Default 30 000 ms. */
   readonly commitTimeoutMs?: number;
-  readonly log?: RaftLog;
+  readonly log?: RaftGroupLogger;
   /**
    * Called once if the group stops because this node's storage of it failed (see the file comment),
    * after everything pending was rejected and the database closed. Not called on `close()`.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RaftNode } from './node.js';
-import { TestCluster } from './testing/cluster.js';
+import { TestCluster } from '../../raft-group/testing/cluster.js';
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -85,7 +85,7 @@ describe('Raft elections', () => {
     cluster.deliverAll();
     cluster.heal();
     // The stale server campaigns at once; it cannot win against the up-to-date majority.
-    cluster.server(stale).node.step({ kind: 'tick' });
+    cluster.step(stale, { kind: 'tick' });
     for (let i = 0; i < 40; i++) {
       cluster.step(stale, { kind: 'tick' });
       cluster.deliverAll();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TestCluster } from './testing/cluster.js';
+import { TestCluster } from '../../raft-group/testing/cluster.js';
 
 describe('Raft learners and membership changes', () => {
   it('a learner receives entries but its acknowledgement does not count for commitment (thesis §4.2.1)', () => {
@@ -134,10 +134,7 @@ describe('Raft read index (thesis §6.4)', () => {
     cluster.campaign('a');
     // Hold the votes' answers back: become leader, then ask before the no-op commits.
     const queued = cluster.queue.splice(0);
-    for (const out of queued) {
-      const target = cluster.server(out.to);
-      cluster.handle(out.to, target.node.step({ kind: 'message', message: out.message }));
-    }
+    for (const out of queued) cluster.step(out.to, { kind: 'message', message: out.message });
     const answers = cluster.queue.splice(0);
     for (const out of answers) cluster.step(out.to, { kind: 'message', message: out.message });
     expect(cluster.server('a').node.status().role).toBe('leader');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TestCluster, encodeAppliedSnapshot } from './testing/cluster.js';
+import { TestCluster, encodeAppliedSnapshot } from '../../raft-group/testing/cluster.js';
 
 function others(cluster: TestCluster, id: string): string[] {
   return [...cluster.servers.keys()].filter((other) => other !== id);

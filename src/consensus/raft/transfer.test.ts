@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TestCluster } from './testing/cluster.js';
+import { TestCluster } from '../../raft-group/testing/cluster.js';
 
 describe('Raft leadership transfer (thesis §3.10)', () => {
   it('hands leadership to an up-to-date voter despite check-quorum leases', () => {

@@ -5,7 +5,7 @@
  * Raft node is honest but the test proposes through it whatever a malicious replication task could.
  */
 import { describe, expect, it } from 'vitest';
-import { TestCluster } from '../../consensus/raft/testing/cluster.js';
+import { TestCluster } from '../../raft-group/testing/cluster.js';
 import { SeededRandom } from '../../consensus/seeded-random.js';
 import { toHex } from '../../codec/index.js';
 import { blockHash, encodeBlock } from '../../ledger/block.js';

@@ -7,21 +7,28 @@
  * issue read-index reads (checked for linearizability, thesis §6.4) and the leader adds learners,
  * promotes them and removes voters one at a time (thesis §4.1), removed servers are shut down, and
  * leaders hand over leadership now and then (thesis §3.10).
+ *
+ * Each server is the production Raft group driver (src/raft-group/driver.ts) on a `MemoryRaftStorage`,
+ * with the simulated network as its transport: the simulator watches every input and Ready through
+ * the driver's observer and feeds client operations as raw inputs (`driver.step`), so the trace is
+ * the inputs the driver steps into each core.
  */
 import { TraceDigest } from '../trace-digest.js';
 import { Prng } from '../prng.js';
-import { ErrorCode } from '../../errors.js';
+import { AssertionError, ErrorCode } from '../../errors.js';
 import { encodeCanonical, decodeCanonical } from '../../codec/index.js';
-import { RaftNode, encodeRaftMessage } from '../../consensus/raft/index.js';
+import { encodeRaftMessage } from '../../consensus/raft/index.js';
 import type {
   RaftConfig,
   RaftEntry,
+  RaftInput,
   RaftMessage,
   RaftReady,
   RaftSnapshot,
 } from '../../consensus/raft/index.js';
-import { applyRaftPersist } from '../../consensus/raft/testing/storage.js';
-import type { RaftStorage } from '../../consensus/raft/testing/storage.js';
+import { RaftGroupDriver } from '../../raft-group/driver.js';
+import type { RaftClock, ReplicatedStateMachine } from '../../raft-group/driver.js';
+import { MemoryRaftStorage } from '../../raft-group/storage.js';
 
 /** Every fault the Raft simulator injects (what `--require-every-fault` expects a run to show). */
 export const raftFaultKinds = [
@@ -57,8 +64,9 @@ export interface RaftSeedResult {
 
 interface SimServer {
   readonly id: string;
-  node: RaftNode | undefined;
-  storage: RaftStorage;
+  /** The running server; undefined while crashed (or after it was retired). */
+  driver: RaftGroupDriver | undefined;
+  readonly storage: MemoryRaftStorage;
   /** The state machine: applied entries' identities, index → key. Lost on crash. */
   applied: Map<number, string>;
   appliedIndex: number;
@@ -79,6 +87,11 @@ function entryKey(entry: RaftEntry): string {
   const data = new TextDecoder().decode(entry.data);
   return entry.type === 'config' ? `config:${JSON.stringify(entry.config)}` : `${entry.type}:${data}`;
 }
+
+const empty = new Uint8Array(0);
+
+/** Client operations here are raw inputs, so no driver timer is ever armed; one never fires. */
+const noTimers: RaftClock = { setTimeout: () => () => {} };
 
 function increment(counter: Record<string, number>, key: string, by = 1): void {
   counter[key] = (counter[key] ?? 0) + by;
@@ -126,15 +139,6 @@ export function runRaftSeed(seed: number, options: RaftSeedOptions = {}): RaftSe
   });
 
   const servers = new Map<string, SimServer>();
-  for (const id of allIds) {
-    servers.set(id, {
-      id,
-      node: new RaftNode(configFor(id)),
-      storage: { hardState: { term: 0, votedFor: null, commit: 0 }, entries: [] },
-      applied: new Map(),
-      appliedIndex: 0,
-    });
-  }
 
   let now = 0;
   let order = 0;
@@ -183,7 +187,7 @@ export function runRaftSeed(seed: number, options: RaftSeedOptions = {}): RaftSe
     }
   };
 
-  const installSnapshot = (server: SimServer, snapshot: RaftSnapshot): void => {
+  const installSnapshot = (server: SimServer, snapshot: Pick<RaftSnapshot, 'index' | 'data'>): void => {
     server.applied = new Map();
     if (snapshot.data.length > 0) {
       const keys = decodeCanonical(snapshot.data) as string[];
@@ -201,7 +205,7 @@ export function runRaftSeed(seed: number, options: RaftSeedOptions = {}): RaftSe
   };
 
   const checkNode = (server: SimServer, ready: RaftReady, commitBefore: number): void => {
-    const node = server.node!;
+    const node = server.driver!.raft;
     const status = node.status();
     // Election safety (Raft §5.2): at most one leader per term.
     if (status.role === 'leader') {
@@ -259,19 +263,10 @@ export function runRaftSeed(seed: number, options: RaftSeedOptions = {}): RaftSe
     }
   };
 
-  const handle = (server: SimServer, ready: RaftReady): void => {
-    // The Ready contract: persist, then send, then install, then apply.
-    const commitBefore = server.storage.hardState.commit;
-    for (const op of ready.persist) applyRaftPersist(server.storage, op);
-    checkNode(server, ready, commitBefore);
-    for (const out of ready.send) {
-      const copies = faultsOn && netRandom.chance(duplicateRate) ? 2 : 1;
-      if (copies === 2) increment(faults, 'duplicate');
-      for (let c = 0; c < copies; c++) {
-        const delay = netRandom.int(1, faultsOn ? delayTicksMax : 1);
-        inFlight.push({ deliverAt: now + delay, order: order++, to: out.to, message: out.message });
-      }
-    }
+  /** What the simulator checks of every Ready, before the driver carries it out. */
+  const checkReady = (server: SimServer, input: RaftInput, ready: RaftReady): void => {
+    // Nothing of this Ready is written yet: the stored commit is the one before it.
+    checkNode(server, ready, server.storage.current.hardState.commit);
     for (const read of ready.readStates) {
       const bound = readsIssued.get(read.id);
       if (bound === undefined) violation(`${server.id} answered unknown read ${read.id}`);
@@ -281,67 +276,99 @@ export function runRaftSeed(seed: number, options: RaftSeedOptions = {}): RaftSe
       readsIssued.delete(read.id);
       increment(events, 'reads');
     }
-    if (ready.installSnapshot !== undefined) {
-      installSnapshot(server, ready.installSnapshot);
-      increment(events, 'snapshotInstalls');
-    }
-    for (const entry of ready.committed) {
-      if (entry.index !== server.appliedIndex + 1) {
-        violation(`${server.id} applied ${entry.index} after ${server.appliedIndex}`);
-      }
-      recordCommitted(server, entry);
-      server.applied.set(entry.index, entryKey(entry));
-      server.appliedIndex = entry.index;
-    }
-    if (ready.committed.length > 0) {
-      step(server, { kind: 'applied', index: server.appliedIndex });
-      maybeSnapshot(server);
+    if (ready.installSnapshot !== undefined) increment(events, 'snapshotInstalls');
+    if (input.kind === 'snapshot') {
+      if (ready.rejected.length > 0) violation(`${server.id} refused its own snapshot`);
+      increment(events, 'snapshots');
     }
   };
 
-  const step = (server: SimServer, input: Parameters<RaftNode['step']>[0]): RaftReady | undefined => {
-    if (server.node === undefined) return undefined;
-    trace.add(`step:${server.id}`, input);
-    const ready = server.node.step(input);
-    handle(server, ready);
-    return ready;
+  const applied = (server: SimServer, entry: RaftEntry): void => {
+    if (entry.index !== server.appliedIndex + 1) {
+      violation(`${server.id} applied ${entry.index} after ${server.appliedIndex}`);
+    }
+    recordCommitted(server, entry);
+    server.applied.set(entry.index, entryKey(entry));
+    server.appliedIndex = entry.index;
   };
 
-  const maybeSnapshot = (server: SimServer): void => {
-    const status = server.node!.status();
-    if (server.appliedIndex - status.snapshotIndex < snapshotEveryEntries) return;
-    const keys: string[] = [];
-    for (let i = 1; i <= server.appliedIndex; i++) keys.push(server.applied.get(i) ?? '?');
-    if (keys.includes('?')) return; // the state machine lost track (cannot happen); skip
-    const ready = step(server, { kind: 'snapshot', index: server.appliedIndex, data: encodeCanonical(keys) });
-    if (ready !== undefined && ready.rejected.length > 0) violation(`${server.id} refused its own snapshot`);
-    increment(events, 'snapshots');
+  /** The simulated network: each message is delayed, maybe duplicated, and queued for delivery. */
+  const send = (to: string, message: RaftMessage): void => {
+    const copies = faultsOn && netRandom.chance(duplicateRate) ? 2 : 1;
+    if (copies === 2) increment(faults, 'duplicate');
+    for (let c = 0; c < copies; c++) {
+      const delay = netRandom.int(1, faultsOn ? delayTicksMax : 1);
+      inFlight.push({ deliverAt: now + delay, order: order++, to, message });
+    }
   };
+
+  /**
+   * The state machine: applied entries' identities (kept by `applied`, which sees configuration
+   * entries too), snapshotted as the list of keys.
+   */
+  const stateMachineOf = (server: SimServer): ReplicatedStateMachine => ({
+    apply: () => empty,
+    snapshot: () => {
+      const keys: string[] = [];
+      for (let i = 1; i <= server.appliedIndex; i++) keys.push(server.applied.get(i) ?? '?');
+      if (keys.includes('?')) throw new AssertionError(`${server.id} lost track of its applied entries`);
+      return encodeCanonical(keys);
+    },
+    restore: (index, data) => installSnapshot(server, { index, data }),
+  });
+
+  /** Starts (or restarts) a server from what its storage holds; its state machine starts empty. */
+  const start = (server: SimServer): void => {
+    server.applied = new Map();
+    server.appliedIndex = 0;
+    server.driver = new RaftGroupDriver({
+      groupId: 'sim',
+      config: configFor(server.id),
+      storage: server.storage,
+      clock: noTimers,
+      transport: { send },
+      stateMachine: stateMachineOf(server),
+      snapshotEvery: snapshotEveryEntries,
+      observer: {
+        stepping: (input) => trace.add(`step:${server.id}`, input),
+        stepped: (input, ready) => checkReady(server, input, ready),
+        applied: (entry) => applied(server, entry),
+      },
+    });
+  };
+
+  const step = (server: SimServer, input: RaftInput): RaftReady | undefined => server.driver?.step(input);
 
   const crash = (server: SimServer): void => {
-    server.node = undefined;
+    // The process dies: its memory is gone, and so is whatever it wrote without syncing — nothing,
+    // since the driver syncs before it shows anything and at the end of every step.
+    server.driver = undefined;
+    const { unsynced } = server.storage.crash();
+    if (unsynced > 0) violation(`${server.id} crashed with ${unsynced} unsynced writes between steps`);
     server.applied = new Map();
     server.appliedIndex = 0;
   };
 
-  const restart = (server: SimServer): void => {
-    const storage = server.storage;
-    server.node = new RaftNode(configFor(server.id), {
-      hardState: storage.hardState,
-      entries: storage.entries,
-      ...(storage.snapshot === undefined ? {} : { snapshot: storage.snapshot }),
-    });
-    server.applied = new Map();
-    server.appliedIndex = 0;
-    if (storage.snapshot !== undefined) installSnapshot(server, storage.snapshot);
-  };
+  const restart = (server: SimServer): void => start(server);
 
-  const liveServers = (): SimServer[] => [...servers.values()].filter((s) => s.node !== undefined);
+  for (const id of allIds) {
+    const server: SimServer = {
+      id,
+      driver: undefined,
+      storage: new MemoryRaftStorage(),
+      applied: new Map(),
+      appliedIndex: 0,
+    };
+    servers.set(id, server);
+    start(server);
+  }
+
+  const liveServers = (): SimServer[] => [...servers.values()].filter((s) => s.driver !== undefined);
   const currentLeader = (): SimServer | undefined => {
     let best: SimServer | undefined;
     for (const server of liveServers()) {
-      const status = server.node!.status();
-      if (status.role === 'leader' && (best === undefined || status.term > best.node!.status().term))
+      const status = server.driver!.raft.status();
+      if (status.role === 'leader' && (best === undefined || status.term > best.driver!.raft.status().term))
         best = server;
     }
     return best;
@@ -350,7 +377,7 @@ export function runRaftSeed(seed: number, options: RaftSeedOptions = {}): RaftSe
   const injectFaults = (): void => {
     if (!faultRandom.chance(faultRate * 5)) return;
     const kind = faultRandom.int(0, 3);
-    const down = [...servers.values()].filter((s) => s.node === undefined && !retired.has(s.id));
+    const down = [...servers.values()].filter((s) => s.driver === undefined && !retired.has(s.id));
     if (kind === 0) {
       const groups = faultRandom.int(2, 3);
       group = new Map(allIds.map((id) => [id, faultRandom.int(0, groups - 1)]));
@@ -374,7 +401,7 @@ export function runRaftSeed(seed: number, options: RaftSeedOptions = {}): RaftSe
     // Reorder: messages due at the same time arrive in a random order.
     for (const flight of netRandom.shuffle(due)) {
       const target = servers.get(flight.to);
-      if (target?.node === undefined) continue;
+      if (target?.driver === undefined) continue;
       if (group.get(flight.message.from) !== group.get(flight.to)) {
         increment(faults, 'partitionDrop');
         continue;
@@ -408,7 +435,7 @@ export function runRaftSeed(seed: number, options: RaftSeedOptions = {}): RaftSe
   const changeMembership = (): void => {
     const leader = currentLeader();
     if (leader === undefined) return;
-    const membership = leader.node!.status().membership;
+    const membership = leader.driver!.raft.status().membership;
     const spare = spares.find((id) => !everMember.has(id));
     const learner = membership.learners[0];
     let change: { type: 'addVoter' | 'addLearner' | 'removeServer'; id: string } | undefined;
@@ -423,7 +450,7 @@ export function runRaftSeed(seed: number, options: RaftSeedOptions = {}): RaftSe
     if (!clientRandom.chance(0.5)) return;
     // Thesis §4.1: a second change while the first is uncommitted (it cannot commit within the step
     // that appended it: every configuration here has at least three voters) must be refused, typed.
-    const node = leader.node!;
+    const node = leader.driver!.raft;
     const before = node.status();
     const second = clientRandom.pick<{ type: 'addVoter' | 'addLearner' | 'removeServer'; id: string }>([
       { type: 'addVoter', id: change.id },
@@ -447,7 +474,7 @@ export function runRaftSeed(seed: number, options: RaftSeedOptions = {}): RaftSe
   const transfer = (): void => {
     const leader = currentLeader();
     if (leader === undefined) return;
-    const voters = leader.node!.status().membership.voters.filter((id) => id !== leader.id);
+    const voters = leader.driver!.raft.status().membership.voters.filter((id) => id !== leader.id);
     if (voters.length === 0) return;
     const ready = step(leader, { kind: 'transferLeadership', to: clientRandom.pick(voters) });
     if (ready !== undefined && ready.rejected.length === 0) increment(events, 'transfers');
@@ -463,10 +490,10 @@ export function runRaftSeed(seed: number, options: RaftSeedOptions = {}): RaftSe
 
   const tickAll = (): void => {
     now++;
-    for (const id of retired) servers.get(id)!.node = undefined;
+    for (const id of retired) servers.get(id)!.driver = undefined;
     for (const id of netRandom.shuffle(allIds)) {
       const server = servers.get(id)!;
-      if (server.node !== undefined) step(server, { kind: 'tick' });
+      if (server.driver !== undefined) step(server, { kind: 'tick' });
     }
     deliverDue();
   };
@@ -486,7 +513,7 @@ export function runRaftSeed(seed: number, options: RaftSeedOptions = {}): RaftSe
     faultsOn = false;
     group = new Map(allIds.map((id) => [id, 0]));
     for (const server of servers.values())
-      if (server.node === undefined && !retired.has(server.id)) restart(server);
+      if (server.driver === undefined && !retired.has(server.id)) restart(server);
     const finalKey = `normal:final-${seed}`;
     let done = false;
     for (let t = 0; t < livenessTicksMax && !done; t++) {
@@ -495,7 +522,7 @@ export function runRaftSeed(seed: number, options: RaftSeedOptions = {}): RaftSe
       tickAll();
       const leader = currentLeader();
       if (leader !== undefined) {
-        const membership = leader.node!.status().membership;
+        const membership = leader.driver!.raft.status().membership;
         done = [...membership.voters, ...membership.learners].every((id) => has(servers.get(id)!));
       }
     }

@@ -1,10 +1,11 @@
 /**
- * An in-memory Raft cluster for tests: each server has a "disk" (what it persisted), the network is a
- * FIFO queue the test controls (cut links, drop messages), and every Ready is handled in contract
- * order — persist, send, install snapshot, apply. No randomness beyond each node's seed.
+ * An in-memory Raft cluster for tests (of the core, src/consensus/raft, and of what runs on it): each
+ * server is the production Raft group driver (src/raft-group/driver.ts) on a `MemoryRaftStorage`
+ * disk, the network is a FIFO queue the test controls (cut links, drop messages), and the driver
+ * carries out every Ready in contract order — persist, send, install snapshot, apply — as it does in
+ * the node. No randomness beyond each node's seed.
  */
-import { applyRaftReady } from '../driver.js';
-import { RaftNode } from '../node.js';
+import type { RaftNode } from '../../consensus/raft/index.js';
 import type {
   HardState,
   RaftConfig,
@@ -12,19 +13,74 @@ import type {
   RaftInput,
   RaftMessage,
   RaftReady,
-  RaftSnapshot,
-} from '../types.js';
-import { applyRaftPersist } from './storage.js';
-import type { RaftStorage } from './storage.js';
+} from '../../consensus/raft/index.js';
+import { RaftGroupDriver } from '../driver.js';
+import type { RaftClock, ReplicatedStateMachine } from '../driver.js';
+import { MemoryRaftStorage } from '../storage.js';
+import type { RaftStorageImage } from '../storage.js';
 
-export interface TestServer {
-  node: RaftNode;
-  storage: RaftStorage;
+/** Inputs are stepped raw (`TestCluster.step`), so the drivers never arm a timer. */
+const noTimers: RaftClock = { setTimeout: () => () => {} };
+
+/** One server: a driver over a memory disk, and what its state machine applied. */
+export class TestServer {
+  driver: RaftGroupDriver;
+  /** The server's disk: what it keeps across a restart. The driver syncs at the end of every step. */
+  readonly disk = new MemoryRaftStorage();
   /** Data of the entries this server's state machine applied, by index (snapshot installs replace it). */
-  applied: Map<number, Uint8Array>;
-  readStates: { id: string; index: number }[];
-  rejected: { code: string; reason: string }[];
-  down: boolean;
+  applied = new Map<number, Uint8Array>();
+  readonly readStates: { id: string; index: number }[] = [];
+  readonly rejected: { code: string; reason: string }[] = [];
+  down = false;
+
+  /** `observe` sees every Ready of this server's core, before the driver carries it out. */
+  constructor(
+    config: RaftConfig,
+    private readonly send: (to: string, message: RaftMessage) => void,
+    private readonly observe: (ready: RaftReady) => void,
+  ) {
+    this.driver = this.start(config);
+  }
+
+  /** The core, to look at: step it through `TestCluster.step`, never directly. */
+  get node(): Pick<RaftNode, 'status' | 'termAt' | 'entries'> {
+    return this.driver.raft;
+  }
+
+  /** What this server persisted. */
+  get storage(): Readonly<RaftStorageImage> {
+    return this.disk.current;
+  }
+
+  /** A crash and restart: a new driver from what the disk holds; the state machine starts over. */
+  restart(config: RaftConfig): void {
+    this.disk.crash();
+    this.applied = new Map();
+    this.driver = this.start(config);
+  }
+
+  private start(config: RaftConfig): RaftGroupDriver {
+    const stateMachine: ReplicatedStateMachine = {
+      // Every entry, configuration ones too, is recorded by the observer's `applied`.
+      apply: () => new Uint8Array(0),
+      snapshot: () => {
+        throw new Error('the test cluster snapshots only when a test steps a snapshot in');
+      },
+      restore: (_index, data) => installInto(this.applied, data),
+    };
+    return new RaftGroupDriver({
+      groupId: 'test',
+      config,
+      storage: this.disk,
+      clock: noTimers,
+      transport: { send: this.send },
+      stateMachine,
+      observer: {
+        stepped: (_input, ready) => this.observe(ready),
+        applied: (entry) => this.applied.set(entry.index, entry.data),
+      },
+    });
+  }
 }
 
 export interface ClusterOptions {
@@ -68,14 +124,11 @@ export class TestCluster {
 
   /** Adds a fresh server (empty storage) with the cluster's initial configuration. */
   addServer(id: string, config: Partial<RaftConfig> = {}): TestServer {
-    const server: TestServer = {
-      node: new RaftNode({ ...this.configFor(id), ...config }),
-      storage: { hardState: { term: 0, votedFor: null, commit: 0 }, entries: [] },
-      applied: new Map(),
-      readStates: [],
-      rejected: [],
-      down: false,
-    };
+    const server = new TestServer(
+      { ...this.configFor(id), ...config },
+      (to, message) => this.queue.push({ to, message }),
+      (ready) => this.handle(id, ready),
+    );
     this.servers.set(id, server);
     return server;
   }
@@ -86,27 +139,22 @@ export class TestCluster {
     return server;
   }
 
+  /** Steps `input` into server `id`'s driver, which carries out the Ready; returns that Ready. */
   step(id: string, input: RaftInput): RaftReady {
-    const server = this.server(id);
-    const ready = server.node.step(input);
-    this.handle(id, ready);
+    const ready = this.server(id).driver.step(input);
+    if (ready === undefined) throw new Error(`${id} stepped while its driver handled a Ready`);
     return ready;
   }
 
+  /**
+   * Called with every Ready of server `id`'s core (the inputs `step` feeds and those its driver adds,
+   * such as reporting what it applied), before the driver carries it out: records the read states
+   * and rejections. A test may wrap it to watch Readies; it must not step anything.
+   */
   handle(id: string, ready: RaftReady): void {
     const server = this.server(id);
-    applyRaftReady(
-      {
-        step: (input) => server.node.step(input),
-        persist: (op) => applyRaftPersist(server.storage, op),
-        send: (to, message) => this.queue.push({ to, message }),
-        installSnapshot: (snapshot) => installInto(server.applied, snapshot),
-        apply: (entry) => server.applied.set(entry.index, entry.data),
-        readReady: (readId, index) => server.readStates.push({ id: readId, index }),
-        rejected: (code, reason) => server.rejected.push({ code, reason }),
-      },
-      ready,
-    );
+    server.readStates.push(...ready.readStates.map(({ id: readId, index }) => ({ id: readId, index })));
+    server.rejected.push(...ready.rejected.map(({ code, reason }) => ({ code, reason })));
   }
 
   /** Delivers queued messages (and what they cause) until none are left. */
@@ -181,14 +229,7 @@ export class TestCluster {
   /** Simulates a crash and restart: the server keeps only its storage. */
   restart(id: string, seed: number): void {
     const old = this.server(id);
-    const restore = {
-      hardState: old.storage.hardState,
-      entries: old.storage.entries,
-      ...(old.storage.snapshot === undefined ? {} : { snapshot: old.storage.snapshot }),
-    };
-    old.node = new RaftNode({ ...this.configFor(id), seed }, restore);
-    old.applied = new Map();
-    if (old.storage.snapshot !== undefined) installInto(old.applied, old.storage.snapshot);
+    old.restart({ ...this.configFor(id), seed });
     old.down = false;
   }
 }
@@ -202,9 +243,9 @@ export function encodeAppliedSnapshot(applied: Map<number, Uint8Array>, upTo: nu
   return new TextEncoder().encode(parts.join('\n'));
 }
 
-function installInto(applied: Map<number, Uint8Array>, snapshot: RaftSnapshot): void {
+function installInto(applied: Map<number, Uint8Array>, data: Uint8Array): void {
   applied.clear();
-  const text = new TextDecoder().decode(snapshot.data);
+  const text = new TextDecoder().decode(data);
   if (text === '') return;
   for (const line of text.split('\n')) {
     const at = line.indexOf('=');
