@@ -1,7 +1,8 @@
 /**
- * The driver side of the `RaftReady` contract, written once for every driver (test cluster,
- * simulator and, next, the node runtime). It does no I/O itself: the host does, and this function
- * only fixes the order in which a Ready must be handled.
+ * The driver side of the `RaftReady` contract, written once: the one Raft host,
+ * `RaftGroupDriver` (src/raft-group), calls it for the node, the simulator, the test cluster and the
+ * benchmark alike. It does no I/O itself: the host does, and this function only fixes the order in
+ * which a Ready must be handled.
  */
 import type { RaftEntry, RaftInput, RaftMessage, RaftPersistOp, RaftReady, RaftSnapshot } from './types.js';
 
