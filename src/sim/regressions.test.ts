@@ -49,6 +49,18 @@ const regressions: readonly { seed: number; replicas: number; found: string; fau
     replicas: 4,
     found: 'a replica restarted after storing its closing block did not know its epoch had closed',
   },
+  // A Byzantine replica stored the closing block alone and left the old epoch for good (f silent
+  // replicas); one correct replica asked for view v+1 while the others waited at v for a quorum of
+  // exactly v that could no longer form. A request for a later view now counts towards v's timer.
+  ...[
+    { seed: 535, replicas: 4 },
+    { seed: 4124, replicas: 4 },
+    { seed: 4161, replicas: 4 },
+    { seed: 3025, replicas: 7 },
+  ].map((failing) => ({
+    ...failing,
+    found: 'correct replicas split across two views stayed in the view change with f replicas silent',
+  })),
 ];
 
 describe('simulator regressions', () => {

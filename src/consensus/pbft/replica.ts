@@ -585,9 +585,9 @@ export class PbftReplica {
       this.startViewChange(Math.min(...higher));
       return;
     }
-    if (!this.viewChanging || message.newView !== this.viewNumber) return;
-    // §4.5.2: the view-change timer only runs once 2f+1 replicas want the same view, so a lone
-    // replica does not race ahead through views.
+    if (!this.viewChanging || message.newView < this.viewNumber) return;
+    // §4.5.2: the view-change timer only runs once 2f+1 replicas want this view or a later one, so
+    // a lone replica does not race ahead through views.
     this.views.armTimerOnQuorum({
       ticks: this.ticks,
       quorum: this.quorum,

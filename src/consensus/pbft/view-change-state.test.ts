@@ -56,6 +56,26 @@ describe('ViewChangeState', () => {
     expect(state.timerExpired(100)).toBe(true);
   });
 
+  it('counts a replica asking for a later view towards the timer of this one (§4.5.2)', () => {
+    // n = 4, replica 3 silent for good; replica 2 already asks for view 2. Waiting for a third
+    // request for exactly view 1 would wait forever, and one replica is short of the f+1 rule.
+    const state = new ViewChangeState();
+    expect(state.begin(1)).toBe(true);
+    for (const from of [0, 1]) state.record(from, change(from, 1));
+    state.record(2, change(2, 2));
+    expect(state.laterViewsAskedFor(0)).toEqual([2]);
+    state.armTimerOnQuorum({ ticks: 10, quorum: 3, timeoutTicks: 30 });
+    expect(state.timerExpired(39)).toBe(false);
+    expect(state.timerExpired(40)).toBe(true);
+    // A request for an earlier view does not count.
+    const later = new ViewChangeState();
+    later.begin(2);
+    for (const from of [0, 1]) later.record(from, change(from, 2));
+    later.record(2, change(2, 1));
+    later.armTimerOnQuorum({ ticks: 10, quorum: 3, timeoutTicks: 30 });
+    expect(later.timerExpired(1000)).toBe(false);
+  });
+
   it('enters a view, using up every view change collected for it or before it', () => {
     const state = new ViewChangeState();
     state.begin(1);

@@ -10,7 +10,7 @@
  *   changes are either used by the new view or stale. (Collected entries for later views stay.)
  * - Each sender counts in at most one view: the latest it asked for. A correct replica's views only
  *   grow, and a Byzantine one can make us keep one message, not one per view.
- * - The timer runs only while changing, and only once 2f+1 replicas asked for the same view.
+ * - The timer runs only while changing, and only once 2f+1 replicas asked for this view or a later one.
  */
 import { assert } from '../../errors.js';
 import type { Envelope, ViewChange } from './messages.js';
@@ -111,15 +111,29 @@ export class ViewChangeState {
   }
 
   /**
-   * §4.5.2: once `quorum` replicas ask for the view being changed to, starts the timer that moves
-   * on to the next view, doubling the timeout with each attempt. Does nothing if it already runs.
+   * §4.5.2: once `quorum` replicas ask for the view being changed to or a later one, starts the
+   * timer that moves on to the next view, doubling the timeout with each attempt. Does nothing if
+   * it already runs.
+   *
+   * A replica asking for a later view has given up on this one too and will never help it start,
+   * so it counts. Counting only exact matches can deadlock: with f replicas silent, one correct
+   * replica whose timer ran (on view changes it then received) asks for v+1 while the other correct
+   * ones, which lost some of those messages, wait at v for a quorum that can no longer form — it
+   * repeats only its latest view change — and the f+1 rule never fires for one replica alone.
    */
   armTimerOnQuorum(options: { ticks: number; quorum: number; timeoutTicks: number }): void {
     if (!this.changing || this.timerDeadline !== undefined) return;
-    if (this.collectedFor(this.currentView).size < options.quorum) return;
+    if (this.askingForViewOrLater(this.currentView) < options.quorum) return;
     this.timerDeadline =
       options.ticks + options.timeoutTicks * 2 ** Math.min(this.attempts - 1, backoffDoublingsMax);
     assert(this.timerDeadline > options.ticks, 'the view-change timer expires in the future');
+  }
+
+  /** How many replicas (this one included) last asked for `view` or a later one. */
+  private askingForViewOrLater(view: number): number {
+    let count = 0;
+    for (const asked of this.latestBySender.values()) if (asked >= view) count++;
+    return count;
   }
 
   /** True once the view-change timer has run out: time to try the next view. */

@@ -237,7 +237,7 @@ describe('view change liveness', () => {
   it('a lone replica that times out does not move the others, nor race through views', () => {
     // Reference: Castro & Liskov §4.5.2 (a replica needs f+1 view-change messages for higher views
     // before it joins, so one faulty or unlucky replica cannot force view changes; the view-change timer
-    // starts only once 2f+1 replicas want the same view).
+    // starts only once 2f+1 replicas want this view or a later one).
     const cluster = new Cluster({ replicas: 4, label: 'lone', tuning: { batchRequestsMax: 1 } });
     const client = cluster.client(0);
     cluster.request(client.request(), [3]);
@@ -288,6 +288,26 @@ describe('view change liveness', () => {
       }
     });
   }
+
+  it('runs its view-change timer when 2f+1 replicas ask for this view or a later one', () => {
+    // Reference: Castro & Liskov §4.5.2. With f replicas silent for good, one correct replica may
+    // already ask for v+1 (its timer ran on view changes the others lost) while they ask for v: no
+    // quorum for exactly v can form any more and one replica is short of the f+1 rule. A replica
+    // asking for a later view gave up on v too, so it counts towards v's timer.
+    const cluster = new Cluster({ replicas: 4, label: 'split-views', tuning: { batchRequestsMax: 1 } });
+    const timeout = cluster.tuning.viewChangeTimeoutTicks;
+    cluster.request(cluster.client(0).request(), [3]);
+    cluster.tickUntil(() => cluster.node(3).core.inViewChange, cluster.tuning.requestTimeoutTicks + 2, 'vc');
+    cluster.isolate(3);
+    const node = cluster.node(3);
+    expect(node.core).toMatchObject({ view: 1, inViewChange: true });
+    // Replica 0 asks for view 1 with it, replica 2 already for view 2; replica 1 is silent.
+    cluster.inject(3, viewChangeBytes(cluster, 0, 1));
+    cluster.inject(3, viewChangeBytes(cluster, 2, 2));
+    expect(node.core).toMatchObject({ view: 1, inViewChange: true });
+    cluster.tick(timeout);
+    expect(node.core).toMatchObject({ view: 2, inViewChange: true });
+  });
 
   it('a replica stuck in an old view learns the new view from its peers', () => {
     // Reference: Castro & Liskov §4.4 and §5.2 (retransmission: a replica behind is sent the new-view
