@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CborValue } from '../codec/index.js';
-import { ErrorCode, LedgerbusError } from '../errors.js';
+import { ErrorCode } from '../errors.js';
 import { ConnectorAdmin } from './admin.js';
 import type { ConnectorContext } from './context.js';
-import { NodeSession } from './session/node-session.js';
 import { partsFixture, startNodeStandIn } from './testing/parts-fixture.js';
 import type { NodeStandIn, PartsFixture } from './testing/parts-fixture.js';
+import { refusal } from '../testing/refusal.js';
 
 let fixture: PartsFixture;
 let context: ConnectorContext;
@@ -22,12 +22,7 @@ beforeAll(async () => {
     registry: () => registryAnswer(),
     admin: () => adminAnswer,
   });
-  const session = new NodeSession({
-    ...context,
-    node: standIn.node,
-    identity: fixture.signingKey(0),
-    servingConnections: 0,
-  });
+  const session = fixture.session(context, 0, standIn.node);
   admin = new ConnectorAdmin({
     organization: context.organization,
     signer: context.signer,
@@ -51,15 +46,6 @@ function registryReply(): Record<string, CborValue> {
     ],
     globalHeads: [{ topic: 'demo', heads: { 'demo/0': 7 } }],
   };
-}
-
-async function refusal(promise: Promise<unknown>): Promise<LedgerbusError> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(LedgerbusError);
-  return error as LedgerbusError;
 }
 
 describe('ConnectorAdmin over the typed registry and admin methods', () => {

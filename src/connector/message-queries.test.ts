@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { MessageQueries } from './message-queries.js';
-import { NodeSession } from './session/node-session.js';
 import { partsFixture } from './testing/parts-fixture.js';
 import type { PartsFixture } from './testing/parts-fixture.js';
 
@@ -11,12 +10,7 @@ let queries: MessageQueries;
 beforeAll(async () => {
   fixture = partsFixture();
   const context = await fixture.context(0);
-  const session = new NodeSession({
-    ...context,
-    node: context.registry.nodes()[0]!,
-    identity: fixture.signingKey(0),
-    servingConnections: 0,
-  });
+  const session = fixture.session(context, 0, context.registry.nodes()[0]!);
   queries = new MessageQueries({ ...context, session });
   context.database.insertSent({
     id: 'mine',

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CborValue } from '../codec/index.js';
-import { ErrorCode, LedgerbusError } from '../errors.js';
+import { ErrorCode } from '../errors.js';
 import { openRpcPair } from '../net/testing/rpc-pair.js';
 import type { RpcPair } from '../net/testing/rpc-pair.js';
 import type { NetworkRegistry } from '../registry/types.js';
@@ -8,6 +8,7 @@ import { createLogger } from '../runtime/logger.js';
 import { ClientService } from './client-service.js';
 import type { PeerMesh } from './peer-mesh.js';
 import type { RegistryHost } from './registry-host.js';
+import { refusal } from '../testing/refusal.js';
 
 const pairs: RpcPair[] = [];
 afterEach(async () => {
@@ -46,17 +47,6 @@ function clientService(
     mesh: mesh as PeerMesh,
     logger: createLogger({ name: nodeId, level: 'silent' }),
   });
-}
-
-async function refusal(promise: Promise<unknown> | (() => unknown)): Promise<LedgerbusError> {
-  const error = await Promise.resolve()
-    .then(() => (typeof promise === 'function' ? promise() : promise))
-    .then(
-      () => undefined,
-      (caught: unknown) => caught,
-    );
-  expect(error).toBeInstanceOf(LedgerbusError);
-  return error as LedgerbusError;
 }
 
 describe('the clientForward envelope between nodes', () => {

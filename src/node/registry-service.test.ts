@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ErrorCode, LedgerbusError } from '../errors.js';
+import { ErrorCode } from '../errors.js';
 import { openRpcPair } from '../net/testing/rpc-pair.js';
 import type { RpcPair } from '../net/testing/rpc-pair.js';
 import { nodeMethods } from '../protocol/client-methods.js';
@@ -7,6 +7,7 @@ import { TypedClient } from '../protocol/typed-rpc.js';
 import { createLogger } from '../runtime/logger.js';
 import type { RegistryHost } from './registry-host.js';
 import { serveRegistry } from './registry-service.js';
+import { refusal } from '../testing/refusal.js';
 
 const pairs: RpcPair[] = [];
 afterEach(async () => {
@@ -53,15 +54,6 @@ async function served(submitted: Uint8Array[] = []): Promise<RpcPair> {
   pairs.push(pair);
   serveRegistry(pair.server, 'org2', hostStandIn(submitted), createLogger({ name: 'test', level: 'silent' }));
   return pair;
-}
-
-async function refusal(promise: Promise<unknown>): Promise<LedgerbusError> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(LedgerbusError);
-  return error as LedgerbusError;
 }
 
 describe('the registry service serves its methods by the table', () => {

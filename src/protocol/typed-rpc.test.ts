@@ -1,11 +1,12 @@
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ErrorCode, LedgerbusError } from '../errors.js';
+import { ErrorCode } from '../errors.js';
 import { rpcStream } from '../net/index.js';
 import { openRpcPair } from '../net/testing/rpc-pair.js';
 import type { RpcPair } from '../net/testing/rpc-pair.js';
 import { connectorMethods, nodeMethods } from './client-methods.js';
 import { TypedClient, handleStream, handleUnary } from './typed-rpc.js';
+import { refusal } from '../testing/refusal.js';
 
 const pairs: RpcPair[] = [];
 afterEach(async () => {
@@ -16,15 +17,6 @@ async function open(): Promise<RpcPair> {
   const pair = await openRpcPair();
   pairs.push(pair);
   return pair;
-}
-
-async function refusal(promise: Promise<unknown>): Promise<LedgerbusError> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(LedgerbusError);
-  return error as LedgerbusError;
 }
 
 const page = { evidences: [], messages: [], nextOffset: 4, endOffset: 4, height: 9 };

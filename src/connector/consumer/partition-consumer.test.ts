@@ -2,7 +2,6 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { CborValue } from '../../codec/index.js';
 import { ErrorCode, LedgerbusError } from '../../errors.js';
 import type { ConnectorContext } from '../context.js';
-import { NodeSession } from '../session/node-session.js';
 import { TransactionSubmitter } from '../session/submitter.js';
 import { partsFixture, settleWithClock, startNodeStandIn } from '../testing/parts-fixture.js';
 import type { PartsFixture } from '../testing/parts-fixture.js';
@@ -39,12 +38,7 @@ async function consumerPolling(answers: ((poll: Record<string, CborValue>) => Cb
     },
   });
   cleanups.push(() => node.close());
-  const session = new NodeSession({
-    ...context,
-    node: node.node,
-    identity: fixture.signingKey(1),
-    servingConnections: 0,
-  });
+  const session = fixture.session(context, 1, node.node);
   cleanups.push(() => session.close());
   const submitter = new TransactionSubmitter({ ...context, session });
   const consumer = new PartitionConsumer({

@@ -3,7 +3,6 @@ import { chunkTagBytes } from '../../crypto/envelope/header.js';
 import type { EnvelopeHeader } from '../../crypto/envelope/index.js';
 import { ErrorCode, LedgerbusError } from '../../errors.js';
 import type { AcceptedMessage } from '../../proofs/index.js';
-import { NodeSession } from '../session/node-session.js';
 import { partsFixture } from '../testing/parts-fixture.js';
 import type { PartsFixture } from '../testing/parts-fixture.js';
 import { PayloadFetcher } from './payload-fetcher.js';
@@ -15,12 +14,7 @@ beforeAll(async () => {
   fixture = partsFixture();
   const context = await fixture.context(1);
   const node = context.registry.nodes()[0]!;
-  const session = new NodeSession({
-    ...context,
-    node,
-    identity: fixture.signingKey(1),
-    servingConnections: 0,
-  });
+  const session = fixture.session(context, 1, node);
   fetcher = new PayloadFetcher({ ...context, session });
 });
 

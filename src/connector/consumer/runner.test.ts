@@ -1,5 +1,4 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { NodeSession } from '../session/node-session.js';
 import { TransactionSubmitter } from '../session/submitter.js';
 import { partsFixture } from '../testing/parts-fixture.js';
 import { DeliveryConfirmer } from './delivery-confirmer.js';
@@ -13,12 +12,7 @@ describe('ConsumerRunner', () => {
   it('starts one consumer per partition the organization consumes, never a second one', async () => {
     const context = await fixture.context(1);
     const node = context.registry.nodes()[0]!;
-    const session = new NodeSession({
-      ...context,
-      node,
-      identity: fixture.signingKey(1),
-      servingConnections: 0,
-    });
+    const session = fixture.session(context, 1, node);
     const submitter = new TransactionSubmitter({ ...context, session });
     const runner = new ConsumerRunner({
       ...context,

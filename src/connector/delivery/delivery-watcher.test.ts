@@ -2,7 +2,6 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { CborValue } from '../../codec/index.js';
 import type { ConnectorEvent } from '../api-types.js';
 import type { ConnectorContext } from '../context.js';
-import { NodeSession } from '../session/node-session.js';
 import { partsFixture, startNodeStandIn } from '../testing/parts-fixture.js';
 import { DeliveryWatcher } from './delivery-watcher.js';
 
@@ -29,12 +28,7 @@ async function watcherOf(answer: () => CborValue): Promise<{
     },
   });
   cleanups.push(() => node.close());
-  const session = new NodeSession({
-    ...context,
-    node: node.node,
-    identity: fixture.signingKey(0),
-    servingConnections: 0,
-  });
+  const session = fixture.session(context, 0, node.node);
   cleanups.push(() => session.close());
   context.database.insertSent({
     id: 'm1',

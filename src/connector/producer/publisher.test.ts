@@ -1,11 +1,11 @@
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, LedgerbusError } from '../../errors.js';
-import { NodeSession } from '../session/node-session.js';
 import { TransactionSubmitter } from '../session/submitter.js';
 import { partsFixture, startNodeStandIn } from '../testing/parts-fixture.js';
 import type { NodeStandIn, PartsFixture } from '../testing/parts-fixture.js';
 import { Publisher } from './publisher.js';
+import { refusal } from '../../testing/refusal.js';
 
 let fixture: PartsFixture;
 let node: NodeStandIn;
@@ -21,12 +21,7 @@ beforeAll(async () => {
       throw new LedgerbusError(ErrorCode.Internal, 'the test node publishes nothing');
     },
   });
-  const session = new NodeSession({
-    ...context,
-    node: node.node,
-    identity: fixture.signingKey(0),
-    servingConnections: 0,
-  });
+  const session = fixture.session(context, 0, node.node);
   const submitter = new TransactionSubmitter({ ...context, session });
   publisher = new Publisher({ ...context, session, submitter, syncRegistry: async () => {} });
 });
@@ -38,15 +33,6 @@ afterAll(async () => {
 
 function recipient(): string {
   return fixture.layout.network.organizations[1]!.id;
-}
-
-async function refusal(promise: Promise<unknown>): Promise<LedgerbusError> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(LedgerbusError);
-  return error as LedgerbusError;
 }
 
 describe('Publisher', () => {

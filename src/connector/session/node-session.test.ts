@@ -5,7 +5,8 @@ import { ErrorCode, LedgerbusError } from '../../errors.js';
 import type { ConnectorContext } from '../context.js';
 import { partsFixture, startNodeStandIn } from '../testing/parts-fixture.js';
 import type { NodeStandIn, PartsFixture } from '../testing/parts-fixture.js';
-import { NodeSession, homeNode } from './node-session.js';
+import { homeNode } from './node-session.js';
+import type { NodeSession } from './node-session.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -21,12 +22,7 @@ async function setUp(
   const context = await fixture.context(0);
   const node = await startNodeStandIn(context.organization, { echo: (body) => body, ...handlers });
   cleanups.push(() => node.close());
-  const session = new NodeSession({
-    ...context,
-    node: node.node,
-    identity: fixture.signingKey(0),
-    servingConnections,
-  });
+  const session = fixture.session(context, 0, node.node, servingConnections);
   cleanups.push(() => session.close());
   return { fixture, context, node, session };
 }

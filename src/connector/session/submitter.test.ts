@@ -3,7 +3,6 @@ import type { CborValue } from '../../codec/index.js';
 import { ErrorCode, LedgerbusError } from '../../errors.js';
 import { partsFixture, settleWithClock, startNodeStandIn } from '../testing/parts-fixture.js';
 import type { PartsFixture } from '../testing/parts-fixture.js';
-import { NodeSession } from './node-session.js';
 import { TransactionSubmitter } from './submitter.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -28,12 +27,7 @@ async function submitterRefusedWith(refusal: () => LedgerbusError): Promise<{
     },
   });
   cleanups.push(() => node.close());
-  const session = new NodeSession({
-    ...context,
-    node: node.node,
-    identity: fixture.signingKey(0),
-    servingConnections: 0,
-  });
+  const session = fixture.session(context, 0, node.node);
   cleanups.push(() => session.close());
   const submitter = new TransactionSubmitter({
     ...context,

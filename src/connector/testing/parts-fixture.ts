@@ -25,6 +25,7 @@ import { ConnectorEvents } from '../events.js';
 import { Lifecycle } from '../lifecycle.js';
 import type { ConnectorClock } from '../lifecycle.js';
 import { openStorage } from '../storage/index.js';
+import { NodeSession } from '../session/node-session.js';
 
 /** A clock whose timers run only when the test says so; it records every wait it was asked for. */
 export class ManualClock implements ConnectorClock {
@@ -114,6 +115,8 @@ export interface PartsFixture {
   context(index: number, options?: { random?: () => number }): Promise<ConnectorContext>;
   /** Its signing key (the connector's TLS identity). */
   signingKey(index: number): ReturnType<typeof loadSigningKey>;
+  /** A node session of organization `index` to `node` (the caller closes it). */
+  session(context: ConnectorContext, index: number, node: NodeInfo, servingConnections?: number): NodeSession;
   close(): Promise<void>;
 }
 
@@ -129,6 +132,13 @@ export function partsFixture(): PartsFixture {
     layout,
     clock,
     signingKey: (index) => loadSigningKey(config(index).keyFile),
+    session: (context, index, node, servingConnections = 0) =>
+      new NodeSession({
+        ...context,
+        node,
+        identity: loadSigningKey(config(index).keyFile),
+        servingConnections,
+      }),
     async context(index, options = {}) {
       const resolved = config(index);
       const registry: LiveRegistry = liveRegistryFromGenesis(layout.network.genesis);
