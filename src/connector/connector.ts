@@ -59,8 +59,6 @@ import { NodeSession, homeNode } from './session/node-session.js';
 import { TransactionSubmitter } from './session/submitter.js';
 import type { PayloadStorage } from './storage/index.js';
 
-export { runsOfSameRecipients } from './producer/batches.js';
-
 export interface ConnectorOptions {
   readonly organization: string;
   readonly signingKey: SigningKeyPair;

@@ -15,9 +15,6 @@ import type { Block } from '../ledger/block.js';
 import type { PartitionStorage, StateWrites } from '../partition/storage.js';
 import { groupStorageError, openGroupDatabase, writingGroup } from './group-files.js';
 
-export { LayeredContractState } from '../partition/storage.js';
-export type { StateWrites } from '../partition/storage.js';
-
 /** The node's `PartitionStorage` (src/partition/storage.ts): every transaction is fsynced at commit. */
 export class PartitionDatabase implements PartitionStorage {
   readonly blocks: BlockStore;

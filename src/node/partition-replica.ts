@@ -29,9 +29,6 @@ import { PartitionDriver } from '../partition/driver.js';
 import type { CommittedRequest, PartitionClock, PartitionStateMachine } from '../partition/driver.js';
 import { PartitionDatabase } from './partition-database.js';
 
-export { closes } from '../partition/driver.js';
-export type { CommittedRequest } from '../partition/driver.js';
-
 export interface PartitionReplicaOptions {
   readonly partition: PartitionInfo;
   readonly registry: NetworkRegistry;

@@ -5,30 +5,8 @@
  */
 import { decodeValidated, encodeCanonical } from '../codec/index.js';
 import { hexKey } from '../consensus/pbft/quorum.js';
-import type { Proposal } from '../consensus/pbft/types.js';
 import type { ContractState } from '../contracts/state.js';
 import type { ExecutionContext, PartitionStateMachine } from '../partition/driver.js';
-
-export class SimApplication {
-  private nextOffset = 0;
-  private readonly seen = new Set<string>();
-
-  /** Executes one batch and returns its per-request results (the leaves of the results root). */
-  execute(proposal: Proposal): Uint8Array[] {
-    return proposal.requests.map((bytes) => {
-      // The core decoded and verified every request strictly before it could be committed.
-      const request = decodeValidated(bytes) as { client: Uint8Array; seq: number };
-      const key = `${hexKey(request.client)}:${request.seq}`;
-      if (this.seen.has(key)) return encodeCanonical({ status: 'duplicate' });
-      this.seen.add(key);
-      return encodeCanonical({ status: 'accepted', offset: this.nextOffset++ });
-    });
-  }
-
-  get offsets(): number {
-    return this.nextOffset;
-  }
-}
 
 /** The registry as the simulated replicas see it: only the indexes a batch names matter. */
 export interface SimRegistry {
@@ -39,9 +17,9 @@ export interface SimRegistry {
 const offsetKey = 'next-offset';
 
 /**
- * `SimApplication` as the partition driver's state machine: the same results, byte for byte, with
- * its state (the (client, seq) pairs seen and the next offset) in the driver's contract state, so
- * it survives a crash exactly as far as the storage does.
+ * The application as the partition driver's state machine, with its state (the (client, seq) pairs
+ * seen and the next offset) in the driver's contract state, so it survives a crash exactly as far as
+ * the storage does.
  */
 export const simStateMachine: PartitionStateMachine<SimRegistry, never> = {
   execute(state: ContractState, context: ExecutionContext<SimRegistry>) {
