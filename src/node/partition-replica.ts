@@ -23,10 +23,10 @@ import { ErrorCode, LedgerbusError, assert } from '../errors.js';
 import { encodeBlock } from '../ledger/block.js';
 import type { Block } from '../ledger/block.js';
 import type { Registry } from '../contracts/registry.js';
-import type { ContractState } from '../contracts/state.js';
 import type { NetworkRegistry, PartitionInfo } from '../registry/types.js';
-import { PartitionDriver } from '../partition/driver.js';
-import type { CommittedRequest, PartitionClock, PartitionStateMachine } from '../partition/driver.js';
+import { PartitionDriver, certifiedHeaderOf } from '../partition/driver.js';
+import type { CommittedRequest, PartitionStateMachine } from '../partition/driver.js';
+import { processClock } from '../runtime/process-clock.js';
 import { PartitionDatabase } from './partition-database.js';
 
 export interface PartitionReplicaOptions {
@@ -41,7 +41,7 @@ export interface PartitionReplicaOptions {
   readonly registryIndexes?: () => RegistryIndexes;
   /**
    * The partition's config epoch at a topic-group index (undefined if unknown). A batch naming an
-   * index at which the partition has a newer epoch closes this epoch (see `executeBlockBody`).
+   * index at which the partition has a newer epoch closes this epoch (`closes` in src/partition/driver.ts).
    */
   readonly epochAt?: (topicIndex: number) => number | undefined;
   /** The previous epoch's closing block, which this epoch continues from (epochs after the first). */
@@ -62,17 +62,29 @@ export interface PartitionReplicaOptions {
   ) => void;
 }
 
-/** The SDT contract, as the driver's state machine. */
+/**
+ * The SDT contract as the driver's state machine: what a replica does for a committed batch, and
+ * what a node joining a partition does again for each block it copies from the global ledger (its
+ * results root must then equal the certified one).
+ */
 export const sdtStateMachine: PartitionStateMachine<Registry, SdtEvent> = {
-  execute: (state, context) => executeBlockBody(state, context),
-};
-
-/** The process's clock and timers. */
-export const realClock: PartitionClock = {
-  now: () => Date.now(),
-  setTimeout: (callback, ms) => {
-    const timer = setTimeout(callback, ms);
-    return () => clearTimeout(timer);
+  execute(state, context) {
+    // Consensus verified every request's encoding and signature before it could be committed.
+    const operations = context.requests.map(
+      (bytes) => decodeClientRequest(bytes, messageLimits.requestBytesMax).operation,
+    );
+    return executeBatch(
+      state,
+      {
+        partitionId: context.partitionId,
+        configEpoch: context.configEpoch,
+        height: context.height,
+        timestamp: context.timestamp,
+        registry: context.registry,
+        closesEpoch: context.closesEpoch,
+      },
+      operations,
+    );
   },
 };
 
@@ -102,9 +114,7 @@ export class PartitionReplica {
       self,
       ...defaultPbftTuning,
       ...options.tuning,
-      ...(options.base === undefined
-        ? {}
-        : { base: { header: options.base.header, signatures: options.base.certificate.signatures } }),
+      ...(options.base === undefined ? {} : { base: certifiedHeaderOf(options.base) }),
     };
     const signer = options.signer;
     assert(
@@ -129,7 +139,7 @@ export class PartitionReplica {
         config,
         crypto,
         storage: this.database,
-        clock: realClock,
+        clock: processClock,
         transport: {
           send: (index, bytes) => {
             const nodeId = options.partition.replicas[index];
@@ -228,39 +238,4 @@ export class PartitionReplica {
     this.driver.close();
     this.database.close();
   }
-}
-
-/**
- * Executes one block's client requests with the SDT contract: what a replica does for a committed
- * batch, and what a node joining a partition does again for each block it copies from the global
- * ledger (its results root must then equal the certified one).
- */
-export function executeBlockBody(
-  state: ContractState,
-  context: {
-    partitionId: string;
-    configEpoch: number;
-    height: number;
-    timestamp: number;
-    registry: Registry;
-    closesEpoch: boolean;
-    requests: readonly Uint8Array[];
-  },
-): { results: Uint8Array[]; events: SdtEvent[] } {
-  // Consensus verified every request's encoding and signature before it could be committed.
-  const operations = context.requests.map(
-    (bytes) => decodeClientRequest(bytes, messageLimits.requestBytesMax).operation,
-  );
-  return executeBatch(
-    state,
-    {
-      partitionId: context.partitionId,
-      configEpoch: context.configEpoch,
-      height: context.height,
-      timestamp: context.timestamp,
-      registry: context.registry,
-      closesEpoch: context.closesEpoch,
-    },
-    operations,
-  );
 }

@@ -17,7 +17,8 @@ import { encodeRaftMessage } from '../consensus/raft/index.js';
 import type { Membership, MembershipChange, RaftMessage } from '../consensus/raft/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { RaftGroupDriver } from '../raft-group/driver.js';
-import type { Proposed, RaftClock, RaftGroupLogger, ReplicatedStateMachine } from '../raft-group/driver.js';
+import type { Proposed, RaftGroupLogger, ReplicatedStateMachine } from '../raft-group/driver.js';
+import { processClock } from '../runtime/process-clock.js';
 import { RaftDatabase } from './raft-database.js';
 
 export type { Proposed, ReplicatedStateMachine } from '../raft-group/driver.js';
@@ -47,14 +48,6 @@ export interface RaftGroupOptions {
    */
   readonly onStorageFailure?: (error: LedgerbusError) => void;
 }
-
-/** The process clock: commit timeouts are real timers. */
-const realClock: RaftClock = {
-  setTimeout(callback, ms) {
-    const timer = setTimeout(callback, ms);
-    return () => clearTimeout(timer);
-  },
-};
 
 export class RaftGroup {
   readonly groupId: string;
@@ -93,7 +86,7 @@ export class RaftGroup {
         heartbeatTicks: options.heartbeatTicks ?? 3,
       },
       storage: RaftDatabase.open(options.dataDirectory, options.groupId),
-      clock: realClock,
+      clock: processClock,
       transport: { send },
       stateMachine: options.stateMachine,
       snapshotEvery,

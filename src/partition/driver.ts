@@ -148,6 +148,11 @@ interface Waiter {
   cancelTimer: () => void;
 }
 
+/** The certified header (header and certificate signatures) of a stored block. */
+export function certifiedHeaderOf(block: Block): CertifiedHeader {
+  return { header: block.header, signatures: block.certificate.signatures };
+}
+
 /** True if a batch naming `topicIndex` closes epoch `epoch`: the partition has a newer one there. */
 export function closes(
   epochAt: ((topicIndex: number) => number | undefined) | undefined,
@@ -224,7 +229,7 @@ export class PartitionDriver<TRegistry, TEvent> {
       readBlocks: (fromSeq, count) => {
         this.flushPersist();
         return this.storage.blocks.range(fromSeq, fromSeq + count - 1, count).map((block) => ({
-          certified: { header: block.header, signatures: block.certificate.signatures },
+          certified: certifiedHeaderOf(block),
           requests: block.transactions,
         }));
       },
@@ -591,9 +596,7 @@ export class PartitionDriver<TRegistry, TEvent> {
     const head = this.storage.blocks.head();
     const certifiedOf = (height: number): CertifiedHeader | undefined => {
       const block = this.storage.blocks.get(height);
-      return block === undefined
-        ? undefined
-        : { header: block.header, signatures: block.certificate.signatures };
+      return block === undefined ? undefined : certifiedHeaderOf(block);
     };
     const headCertified = head === undefined ? undefined : certifiedOf(head.height);
     const stableHeight =

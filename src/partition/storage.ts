@@ -15,6 +15,7 @@ import { toHex } from '../codec/index.js';
 import { sha256 } from '../crypto/index.js';
 import type { ContractState } from '../contracts/state.js';
 import type { PersistOp, PersistRecord } from '../consensus/pbft/types.js';
+import { applyPersistOp } from '../consensus/pbft/driver.js';
 import type { Block } from '../ledger/block.js';
 import { AssertionError } from '../errors.js';
 
@@ -252,13 +253,4 @@ export class MemoryPartitionStorage implements PartitionStorage {
       throw new SimulatedCrash();
     }
   }
-}
-
-/** Applies a persist op to an in-memory record map. */
-function applyPersistOp(records: Map<string, PersistRecord>, op: PersistOp): void {
-  if (op.op === 'put') {
-    records.set(op.record.key, op.record);
-    return;
-  }
-  for (const [key, record] of records) if (record.seq > 0 && record.seq < op.belowSeq) records.delete(key);
 }

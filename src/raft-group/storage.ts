@@ -111,13 +111,7 @@ export class MemoryRaftStorage implements RaftGroupStorage {
 
   restore(): RaftRestore | undefined {
     this.assertOpen();
-    if (!this.written) return undefined;
-    const image = this.running;
-    return {
-      hardState: image.hardState,
-      entries: [...image.entries],
-      ...(image.snapshot === undefined ? {} : { snapshot: image.snapshot }),
-    };
+    return this.written ? copyImage(this.running) : undefined;
   }
 
   persist(ops: readonly RaftPersistOp[]): void {

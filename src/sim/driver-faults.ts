@@ -16,7 +16,7 @@ import { encodeClientRequest } from '../consensus/pbft/messages.js';
 import type { PbftConfig, ReplicaInfo } from '../consensus/pbft/types.js';
 import { merkleRoot } from '../crypto/index.js';
 import type { Block } from '../ledger/block.js';
-import { closes } from '../partition/driver.js';
+import { certifiedHeaderOf, closes } from '../partition/driver.js';
 import { prepareEpochStorage } from '../partition/handover.js';
 import type { HandoverSources } from '../partition/handover.js';
 import { MemoryPartitionStorage, SimulatedCrash } from '../partition/storage.js';
@@ -235,9 +235,7 @@ export class DriverFaults {
       configEpoch: 2,
       replicas: this.change!.replicas,
       self,
-      ...(base === undefined
-        ? {}
-        : { base: { header: base.header, signatures: base.certificate.signatures } }),
+      ...(base === undefined ? {} : { base: certifiedHeaderOf(base) }),
     };
   }
 

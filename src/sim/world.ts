@@ -32,6 +32,7 @@ import type { Envelope, PbftMessage } from '../consensus/pbft/messages.js';
 import { faultTolerance, hexKey, quorumSize, sameBytes } from '../consensus/pbft/quorum.js';
 import type { CertifiedHeader, PbftConfig, Proposal } from '../consensus/pbft/types.js';
 import type { Block } from '../ledger/block.js';
+import { certifiedHeaderOf } from '../partition/driver.js';
 import { DriverFaults, driverFaultKinds } from './driver-faults.js';
 import type { DriverFaultKind } from './driver-faults.js';
 import { EventQueue } from './event-queue.js';
@@ -468,7 +469,7 @@ export class SimWorld {
         `agreement: ${host.label} committed ${hash.slice(0, 12)} at ${height}, others ${known.slice(0, 12)}`,
       );
     }
-    const certified = { header: block.header, signatures: block.certificate.signatures };
+    const certified = certifiedHeaderOf(block);
     if (!certificateValid(host.signer.crypto, certified, this.keysById, this.quorum)) {
       throw new InvariantViolation(`certificate: block ${height} at ${host.label} does not verify`);
     }
@@ -590,7 +591,7 @@ export class SimWorld {
     );
     if (client === undefined) return;
     const reply: Reply = {
-      certified: { header: block.header, signatures: block.certificate.signatures },
+      certified: certifiedHeaderOf(block),
       requestIndex: index,
       proof: inclusionProof(block.transactions, index),
     };

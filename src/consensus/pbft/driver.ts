@@ -67,11 +67,3 @@ export function applyPersistOp(records: Map<string, PersistRecord>, op: PersistO
   }
   for (const [key, record] of records) if (record.seq > 0 && record.seq < op.belowSeq) records.delete(key);
 }
-
-/** The state-transfer form of stored certified blocks. */
-export function toTransferred(block: CertifiedBlock): TransferredBlock {
-  return {
-    certified: { header: block.header, signatures: block.signatures },
-    requests: block.proposal.requests,
-  };
-}

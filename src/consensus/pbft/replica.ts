@@ -81,7 +81,7 @@ import type {
   RegistryIndexes,
 } from './types.js';
 
-export { defaultPbftTuning, validateConfig } from './config.js';
+export { defaultPbftTuning } from './config.js';
 
 function emptyReady(): PbftReady {
   return { persist: [], certified: [], send: [], commit: [], alreadyCommitted: [], rejected: [], serve: [] };
