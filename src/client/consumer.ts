@@ -89,8 +89,8 @@ export class Consumer {
   private readonly maxBufferedValueBytes: number;
   private readonly waitMs: number;
   private readonly limit: number;
-  private readonly initialRetryTime: number;
-  private readonly maxRetryTime: number;
+  /** Exponential backoff with jitter (as KafkaJS): spreads the retries of many consumers. */
+  private readonly retryPolicy: RetryPolicy;
 
   constructor(
     private readonly transport: Transport,
@@ -101,8 +101,11 @@ export class Consumer {
     this.maxBufferedValueBytes = config.maxBufferedValueBytes ?? 64 * 1024 * 1024;
     this.waitMs = Math.min(config.maxWaitTimeInMs ?? 10_000, 30_000);
     this.limit = Math.max(1, Math.min(config.maxMessagesPerPoll ?? 100, 1000));
-    this.initialRetryTime = config.retry?.initialRetryTime ?? 300;
-    this.maxRetryTime = config.retry?.maxRetryTime ?? 30_000;
+    this.retryPolicy = {
+      initialRetryTimeMs: config.retry?.initialRetryTime ?? 300,
+      maxRetryTimeMs: config.retry?.maxRetryTime ?? 30_000,
+      jitter: 0.2,
+    };
   }
 
   on<K extends keyof ConsumerEvents>(event: K, listener: (...args: ConsumerEvents[K]) => void): this {
@@ -245,7 +248,7 @@ export class Consumer {
 
   /** Commits with retries of transient failures; gives up (the message will be redelivered) otherwise. */
   private async commitProcessed(topic: string, sequence: number): Promise<void> {
-    await createRetry({ ...this.retryPolicy(), retries: 4 })(() => this.commit(topic, sequence));
+    await createRetry({ ...this.retryPolicy, retries: 4 })(() => this.commit(topic, sequence));
   }
 
   private async serially<T>(task: () => Promise<T>): Promise<T> {
@@ -308,19 +311,10 @@ export class Consumer {
     attempt: number,
     signal: AbortSignal,
   ): Promise<boolean> {
-    const delayMs = this.delay(attempt);
+    const delayMs = retryDelayMs(this.retryPolicy, attempt, Math.random);
     this.emitter.emit('retry', { error, topic, attempt, delayMs });
     await sleep(delayMs, signal);
     return !signal.aborted;
-  }
-
-  /** Exponential backoff with jitter (as KafkaJS): spreads the retries of many consumers. */
-  private delay(attempt: number): number {
-    return retryDelayMs(this.retryPolicy(), attempt, Math.random);
-  }
-
-  private retryPolicy(): RetryPolicy {
-    return { initialRetryTimeMs: this.initialRetryTime, maxRetryTimeMs: this.maxRetryTime, jitter: 0.2 };
   }
 }
 

@@ -51,7 +51,7 @@ import { ConnectorEvents } from './events.js';
 import { Lifecycle } from './lifecycle.js';
 import type { ConnectorClock } from './lifecycle.js';
 import { MessageQueries } from './message-queries.js';
-import { AmbiguousMessageIdError, topicOfGroup } from './message-location.js';
+import { AmbiguousMessageIdError, partitionOfGroup, topicOfGroup } from './message-location.js';
 import type { MessageLocation } from './message-location.js';
 import { PayloadServer } from './payload-server.js';
 import { Publisher } from './producer/publisher.js';
@@ -289,7 +289,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     return this.context.database.failures().map((row) => ({
       id: row.id,
       topic: topicOfGroup(row.group_id),
-      partition: Number(row.group_id.slice(row.group_id.lastIndexOf('/') + 1)),
+      partition: partitionOfGroup(row.group_id),
       code: row.code,
       reason: row.reason,
       attempts: row.attempts,

@@ -268,15 +268,8 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
     if (wire.code === ErrorCode.Unauthorized) void reply.header('www-authenticate', 'Bearer');
     // A refused upload may still be arriving: closing beats reading (and discarding) gigabytes of it.
     if (!request.raw.complete) void reply.header('connection', 'close');
-    return reply.status(wire.status).send({
-      error: {
-        code: wire.code,
-        message: wire.message,
-        retriable: wire.retriable,
-        ...(wire.reason === undefined ? {} : { reason: wire.reason }),
-        ...(wire.candidates === undefined ? {} : { candidates: wire.candidates }),
-      },
-    });
+    const { status, ...body } = wire;
+    return reply.status(status).send({ error: body });
   });
 
   // Reached only past authentication, so probing for routes without the token learns nothing.

@@ -41,3 +41,8 @@ export class AmbiguousMessageIdError extends LedgerbusError {
 export function topicOfGroup(groupId: string): string {
   return groupId.slice(0, groupId.lastIndexOf('/'));
 }
+
+/** The partition number of a partition group id "topic/partition". */
+export function partitionOfGroup(groupId: string): number {
+  return Number(groupId.slice(groupId.lastIndexOf('/') + 1));
+}

@@ -14,7 +14,7 @@ import {
 } from '../proofs/index.js';
 import type { MessageStatus, ReceiptBundle, ReceiptSource } from './api-types.js';
 import type { ConnectorContext } from './context.js';
-import { AmbiguousMessageIdError } from './message-location.js';
+import { AmbiguousMessageIdError, partitionOfGroup } from './message-location.js';
 import type { NodeSession } from './session/node-session.js';
 
 export interface MessageQueriesOptions extends Pick<
@@ -35,7 +35,7 @@ export class MessageQueries {
       id,
       state: answer.state,
       sender: answer.sender,
-      partition: Number(group.slice(group.lastIndexOf('/') + 1)),
+      partition: partitionOfGroup(group),
       offset: answer.offset,
       recipients: answer.recipients.map((recipient) => ({
         organization: recipient.organization,

@@ -6,18 +6,18 @@
  * A payload that failed for a retriable reason stops the page there: the cursor stays on it.
  */
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../../errors.js';
-import { encodeAcceptanceProof, verifyAcceptances } from '../../proofs/index.js';
+import { blockEvidenceSchema, encodeAcceptanceProof, verifyAcceptances } from '../../proofs/index.js';
 import type { AcceptanceProof, AcceptedMessage } from '../../proofs/index.js';
 import { Backoff, retryDelayMs } from '../../runtime/retry.js';
 import type { RetryPolicy } from '../../runtime/retry.js';
 import type { ConnectorContext } from '../context.js';
 import { describeError } from '../lifecycle.js';
-import { decodeAcceptanceProofValue } from '../producer/publisher.js';
 import type { NodeSession } from '../session/node-session.js';
 import type { StoredObject } from '../storage/index.js';
 import type { DeliveryConfirmer } from './delivery-confirmer.js';
 import type { PayloadFetcher } from './payload-fetcher.js';
 import { toReceivedMessage } from './received-message.js';
+import { partitionGroupId } from '../../contracts/registry.js';
 
 const pollWaitMs = 10_000;
 const pollLimit = 200;
@@ -66,7 +66,7 @@ export class PartitionConsumer {
   private readonly backoff: Backoff;
 
   constructor(private readonly options: PartitionConsumerOptions) {
-    this.group = `${options.topic}/${options.partition}`;
+    this.group = partitionGroupId(options.topic, options.partition);
     this.backoff = new Backoff(options.backoffPolicy ?? consumeBackoffPolicy, options.random);
   }
 
@@ -122,10 +122,7 @@ export class PartitionConsumer {
     }
     const messages: ProvenMessage[] = [];
     for (const [index, items] of byEvidence) {
-      const block = decodeAcceptanceProofValue({
-        block: page.evidences[index] ?? null,
-        messageIndex: 0,
-      }).block;
+      const block = blockEvidenceSchema.parse(page.evidences[index] ?? null, 'proof.block');
       const verified = verifyAcceptances(
         block,
         items.map((item) => item.messageIndex),

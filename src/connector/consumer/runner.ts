@@ -7,6 +7,7 @@ import type { ConnectorContext } from '../context.js';
 import { describeError } from '../lifecycle.js';
 import { PartitionConsumer } from './partition-consumer.js';
 import type { PartitionConsumerOptions } from './partition-consumer.js';
+import { partitionGroupId } from '../../contracts/registry.js';
 
 /** How often the connector refreshes its registry view (topics, partitions, organizations). */
 const registrySyncMs = 1_000;
@@ -54,7 +55,7 @@ export class ConsumerRunner {
     for (const topic of this.options.registry.topics()) {
       if (!topic.consumers.has(this.options.organization)) continue;
       for (let partition = 0; partition < topic.partitionCount; partition++) {
-        const key = `${topic.name}/${partition}`;
+        const key = partitionGroupId(topic.name, partition);
         if (this.consumers.has(key)) continue;
         const consumer = new PartitionConsumer({ ...this.options.consumer, topic: topic.name, partition });
         this.consumers.set(key, consumer);

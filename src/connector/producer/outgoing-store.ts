@@ -16,6 +16,7 @@ import type { SentRow } from '../connector-database.js';
 import type { ConnectorContext } from '../context.js';
 import { describeError } from '../lifecycle.js';
 import { messageTooLarge, sendChunkBytes } from '../payload-size.js';
+import { partitionGroupId } from '../../contracts/registry.js';
 
 /** A message of a send, encrypted and stored (by this send, when `created`), ready to publish. */
 export interface OutgoingStored {
@@ -140,7 +141,7 @@ export class OutgoingStore {
       id,
       topic,
       partition,
-      group_id: `${topic}/${partition}`,
+      group_id: partitionGroupId(topic, partition),
       header: encodeEnvelopeHeader(encrypted.header),
       storage_key: object.key,
       size: object.size,

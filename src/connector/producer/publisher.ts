@@ -11,12 +11,12 @@ import type { CborValue } from '../../codec/index.js';
 import { ErrorCode, LedgerbusError } from '../../errors.js';
 import {
   decodeAcceptanceProof,
-  deliveryReceiptSchema,
+  acceptanceProofSchema,
   encodeAcceptanceProof,
   verifyAcceptance,
   verifyAcceptances,
 } from '../../proofs/index.js';
-import type { AcceptanceProof } from '../../proofs/index.js';
+import type { AcceptanceProof, BlockEvidence } from '../../proofs/index.js';
 import { createRetry } from '../../runtime/retry.js';
 import type { Retrier, RetryPolicy } from '../../runtime/retry.js';
 import type { OutgoingMessage, SendResult } from '../api-types.js';
@@ -25,10 +25,11 @@ import { checkContentType } from '../media-type.js';
 import { StickyPartitioner, partitionForKey } from '../partitioner.js';
 import { ciphertextBytesFor, messageTooLarge, plaintextBytesMaxFor } from '../payload-size.js';
 import type { NodeSession } from '../session/node-session.js';
-import type { BlockEvidence, TransactionSubmitter } from '../session/submitter.js';
+import type { TransactionSubmitter } from '../session/submitter.js';
 import { publishBatches } from './batches.js';
 import { OutgoingStore } from './outgoing-store.js';
 import type { OutgoingLimit, OutgoingStored } from './outgoing-store.js';
+import { partitionGroupId } from '../../contracts/registry.js';
 
 /** Outgoing payloads encrypted and stored at once by one send. */
 const storeConcurrency = 16;
@@ -212,7 +213,7 @@ export class Publisher {
     entries: readonly OutgoingStored[],
   ): Promise<SendResult[]> {
     const { database, trust } = this.options;
-    const group = `${topic}/${partition}`;
+    const group = partitionGroupId(topic, partition);
     const metadata = entries.map((entry) => entry.metadata);
     const { answer, result } = await this.publishUntilEpochOpen(group, metadata);
     if (result.status === 'REJECTED') {
@@ -334,6 +335,6 @@ export class Publisher {
 }
 
 /** An acceptance proof as the node sends it (a CBOR map), checked against its schema. */
-export function decodeAcceptanceProofValue(value: CborValue | undefined): AcceptanceProof {
-  return deliveryReceiptSchema.parse({ acceptance: value, deliveries: [] }, 'proof').acceptance;
+function decodeAcceptanceProofValue(value: CborValue | undefined): AcceptanceProof {
+  return acceptanceProofSchema.parse(value ?? null, 'proof.acceptance');
 }

@@ -5,13 +5,11 @@
  */
 import { decodeClientRequest, encodeClientRequest, messageLimits } from '../../consensus/pbft/messages.js';
 import { blockEvidenceSchema } from '../../proofs/index.js';
+import type { BlockEvidence } from '../../proofs/index.js';
 import { createRetry } from '../../runtime/retry.js';
 import type { Retrier, RetryPolicy } from '../../runtime/retry.js';
 import type { ConnectorContext } from '../context.js';
 import type { NodeSession } from './node-session.js';
-
-/** A committed block's evidence, as the node answers a publish. */
-export type BlockEvidence = ReturnType<typeof blockEvidenceSchema.parse>;
 
 /** 8 attempts, 200 ms doubling to 5 s between them (≈ 17 s in all before jitter). */
 export const submitRetryPolicy: RetryPolicy = {
