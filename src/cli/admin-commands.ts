@@ -124,7 +124,7 @@ async function explained<T>(call: Promise<T>, whoMay: string): Promise<T> {
     if (!isLedgerbusError(error, ErrorCode.AdminRejected)) throw error;
     throw new LedgerbusError(ErrorCode.AdminRejected, `${error.message} (allowed: ${whoMay})`, {
       cause: error,
-      ...(error.details === undefined ? {} : { details: error.details }),
+      details: error.details,
     });
   }
 }

@@ -7,10 +7,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { sleep } from '../support/processes.js';
 
 const source = join(import.meta.dirname, 'lossyfs.c');
-
-const sleep = (ms: number): Promise<void> => new Promise((done) => setTimeout(done, ms));
 
 /** Why lossyfs cannot run here (no FUSE device, no fusermount3, no compiler or headers), or undefined. */
 export function lossyfsUnavailable(): string | undefined {

@@ -25,7 +25,8 @@ const authenticatedEnvelopesMax = 8192;
 export class Authenticator {
   private readonly authenticated = new Map<string, PbftMessage>();
   private readonly validViewChanges = new Set<string>();
-  private readonly keysById: Map<string, Uint8Array>;
+  /** Each replica's public key by replica id. */
+  readonly keysById: ReadonlyMap<string, Uint8Array>;
   private readonly n: number;
   private readonly quorum: number;
 

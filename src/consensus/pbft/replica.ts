@@ -93,7 +93,6 @@ export class PbftReplica {
   private readonly n: number;
   private readonly f: number;
   private readonly quorum: number;
-  private readonly keysById: Map<string, Uint8Array>;
   private readonly selfId: string;
 
   // ---- state, in named parts; each module writes down and asserts its invariants ----
@@ -148,7 +147,6 @@ export class PbftReplica {
     this.n = config.replicas.length;
     this.f = faultTolerance(this.n);
     this.quorum = quorumSize(this.n);
-    this.keysById = new Map(config.replicas.map((replica) => [replica.id, replica.publicKey]));
     this.selfId = config.replicas[config.self]!.id;
     this.requests = new RequestTable(config, crypto);
     this.authenticator = new Authenticator(config, crypto);
@@ -777,7 +775,7 @@ export class PbftReplica {
     const { certifyExecuted, transfer } = sortTransferredBlocks(message.blocks, {
       config: this.config,
       crypto: this.crypto,
-      keysById: this.keysById,
+      keysById: this.authenticator.keysById,
       quorum: this.quorum,
       lastCertifiedSeq: this.lastCertifiedSeq,
       lastExecutedSeq: this.lastExecutedSeq,
