@@ -122,6 +122,16 @@ export const ErrorCode = {
    * named their network); the process refuses to start: start from an empty data directory.
    */
   DataFormatUnsupported: 'DATA_FORMAT_UNSUPPORTED',
+  /** The caller's organization lacks the role or standing the action needs (an audit by a non-auditor). */
+  Forbidden: 'FORBIDDEN',
+  /** An audit's data was asked for before enough member organizations approved the request. */
+  AuditNotApproved: 'AUDIT_NOT_APPROVED',
+  /** An escrow topic needs more distinct holder organizations (other than the sender) than the network has. */
+  NotEnoughHolders: 'NOT_ENOUGH_HOLDERS',
+  /** A holder's complaint recorded on-chain: the sender's key shares do not match its commitments. */
+  EscrowInvalid: 'ESCROW_INVALID',
+  /** An audit could not rebuild the message: too few valid shares, or a chunk no holder served intact. */
+  AuditFailed: 'AUDIT_FAILED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -385,6 +395,36 @@ export const errorTable = {
     httpStatus: 500,
     remedy:
       'Move the old data directory away and start from an empty one: this version cannot verify its data.',
+  },
+  [ErrorCode.Forbidden]: {
+    retriable: false,
+    httpStatus: 403,
+    remedy:
+      'Act as an organization that holds the role (a supervisor grants it: ledgerbus org approve ORG --roles ...).',
+  },
+  [ErrorCode.AuditNotApproved]: {
+    retriable: true,
+    httpStatus: 409,
+    remedy:
+      'Wait for member organizations to approve the request (ledgerbus audit approve REQUEST_ID), then fetch again.',
+  },
+  [ErrorCode.NotEnoughHolders]: {
+    retriable: false,
+    httpStatus: 409,
+    remedy:
+      "Register and approve more organizations, or lower the topic's escrow replicas or shares (ledgerbus topic describe shows them).",
+  },
+  [ErrorCode.EscrowInvalid]: {
+    retriable: false,
+    httpStatus: 409,
+    remedy:
+      'A holder complained that the sender escrowed shares that do not match its commitments: audit the sender with ledgerbus audit status.',
+  },
+  [ErrorCode.AuditFailed]: {
+    retriable: true,
+    httpStatus: 502,
+    remedy:
+      "Start more holders' connectors or wait for more share releases, then run ledgerbus audit fetch again; audit status names the bad holders.",
   },
 } as const satisfies Record<ErrorCode, ErrorInfo>;
 

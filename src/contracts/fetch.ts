@@ -94,15 +94,34 @@ export function fetchRequestSignatureValid(request: FetchRequest, signing: Signi
 }
 
 /**
+ * What the freshness and replay checks read of a signed off-chain request: a payload fetch request,
+ * or an escrow chunk request (contracts/escrow/chunk-requests.ts), which follow the same rules.
+ */
+export interface SignedRequestWindow {
+  readonly requester: string;
+  readonly id: string;
+  readonly nonce: Uint8Array;
+  readonly network: string;
+  readonly timestamp: number;
+  readonly expiresAt: number;
+}
+
+/**
  * Throws unless `request` is for `network` and valid at `now`: WRONG_NETWORK, or REQUEST_EXPIRED
  * (retriable: the requester signs a new one) when it expired, claims a lifetime over
- * `fetchLimits.lifetimeMsMax`, or is stamped further ahead than the allowed clock skew.
+ * `fetchLimits.lifetimeMsMax`, or is stamped further ahead than the allowed clock skew. `kind`
+ * names the request in the messages ("fetch request" unless told).
  */
-export function checkFetchFreshness(request: FetchRequest, network: string, now: number): void {
+export function checkFetchFreshness(
+  request: SignedRequestWindow,
+  network: string,
+  now: number,
+  kind = 'fetch request',
+): void {
   if (request.network !== network) {
     throw new LedgerbusError(
       ErrorCode.WrongNetwork,
-      `fetch request is for network ${request.network}, this is ${network}`,
+      `${kind} is for network ${request.network}, this is ${network}`,
     );
   }
   const expired =
@@ -113,31 +132,35 @@ export function checkFetchFreshness(request: FetchRequest, network: string, now:
   if (expired) {
     throw new LedgerbusError(
       ErrorCode.RequestExpired,
-      `fetch request ${request.id} is not valid now (signed at ${request.timestamp}, expires ${request.expiresAt}, now ${now}); sign a new one`,
+      `${kind} ${request.id} is not valid now (signed at ${request.timestamp}, expires ${request.expiresAt}, now ${now}); sign a new one`,
       { retriable: true },
     );
   }
 }
 
 /**
- * The nonces of the fetch requests a payload was released for, each kept until its request
+ * The nonces of the signed requests something was released for, each kept until its request
  * expires: a second use of one is REPLAY. Fresh requests only (see `checkFetchFreshness`), so an
- * entry is never needed for longer than `fetchLimits.lifetimeMsMax`.
+ * entry is never needed for longer than `fetchLimits.lifetimeMsMax`. `kind` names the requests in
+ * the messages ("fetch request" unless told).
  */
 export class FetchNonceWindow {
   private readonly expiries = new Map<string, number>();
 
-  constructor(private readonly noncesMax: number = fetchLimits.noncesMax) {}
+  constructor(
+    private readonly noncesMax: number = fetchLimits.noncesMax,
+    private readonly kind = 'fetch request',
+  ) {}
 
   /** Records `request`'s nonce; throws REPLAY if it is already recorded. Call after the freshness check. */
-  admit(request: FetchRequest, now: number): void {
+  admit(request: SignedRequestWindow, now: number): void {
     const key = `${request.requester}:${toHex(request.nonce)}`;
     if (this.expiries.has(key)) {
-      throw new LedgerbusError(ErrorCode.Replay, `fetch request ${request.id} was already used`);
+      throw new LedgerbusError(ErrorCode.Replay, `${this.kind} ${request.id} was already used`);
     }
     if (this.expiries.size >= this.noncesMax) this.forgetExpired(now);
     if (this.expiries.size >= this.noncesMax) {
-      throw new LedgerbusError(ErrorCode.Overloaded, 'too many fetch requests in flight; try again', {
+      throw new LedgerbusError(ErrorCode.Overloaded, `too many ${this.kind}s in flight; try again`, {
         retriable: true,
       });
     }

@@ -12,6 +12,12 @@
  * MessageIdConflict.
  * Confirmation-level reasons (one item of a confirmDelivery): MessageUnknown, NotRecipient,
  * ContentRootMismatch, MessageExpired.
+ *
+ * Escrow (DESIGN §7). Message-level, on a publish to or with escrow: EscrowRequired, EscrowNotAllowed,
+ * EscrowPolicyMismatch, EscrowHolderInvalid. Attestation-level (one item of an `attest`):
+ * EscrowUnknown, NotEscrowParty, EscrowPolicyMismatch, AttestationConflict. Transaction-level, on the
+ * audit actions: NotAuditor, EscrowUnknown, AuditIdConflict, AuditLimit, AuditUnknown, AuditClosed,
+ * ApproverNotEligible, AuditNotApproved, NotShareHolder, AlreadyReleased, NotRequestAuditor.
  */
 export const RejectReason = {
   /** Not canonical CBOR, larger than the transaction limit, or not matching the transaction schema. */
@@ -61,7 +67,81 @@ export const RejectReason = {
    * Retriable: the producer publishes again to the new replicas (message ids keep it idempotent).
    */
   EpochClosed: 'EPOCH_CLOSED',
+
+  // ---- escrow (DESIGN §7) ----------------------------------------------------------------------
+  /** The topic's availability is 'escrow' and the message carries no `escrow` metadata. */
+  EscrowRequired: 'ESCROW_REQUIRED',
+  /** The message carries `escrow` metadata but its topic is not an escrow topic. */
+  EscrowNotAllowed: 'ESCROW_NOT_ALLOWED',
+  /**
+   * The escrow metadata does not fit the topic's escrow policy or is inconsistent in itself; `detail`
+   * names the field (chunkBytes, commitments, shares, chunkCount, blobBytes, placement, holders). On an
+   * attestation: `share` claims a share the attester does not hold (or denies one it holds), or
+   * `chunksHeld` exceeds the chunks the placement gives it.
+   */
+  EscrowPolicyMismatch: 'ESCROW_POLICY_MISMATCH',
+  /**
+   * A share or chunk holder (`detail` names it) is the sender, unknown, not approved, not a member, or
+   * named twice among the share holders or among the chunk holders.
+   */
+  EscrowHolderInvalid: 'ESCROW_HOLDER_INVALID',
+  /** The message id names no escrowed message on this partition. */
+  EscrowUnknown: 'ESCROW_UNKNOWN',
+  /** The attesting organization holds neither a share nor a chunk of the message. */
+  NotEscrowParty: 'NOT_ESCROW_PARTY',
+  /** The organization already attested for this message, with different findings. */
+  AttestationConflict: 'ATTESTATION_CONFLICT',
+  /** An audit request from an organization without the approved 'auditor' role. */
+  NotAuditor: 'NOT_AUDITOR',
+  /** The request id is already used on this partition by a different request. */
+  AuditIdConflict: 'AUDIT_ID_CONFLICT',
+  /** The message already has `auditsPerMessageMax` audit requests. */
+  AuditLimit: 'AUDIT_LIMIT',
+  /** The request id names no audit request on this partition. */
+  AuditUnknown: 'AUDIT_UNKNOWN',
+  /** The audit request is closed: its auditor recorded the outcome. */
+  AuditClosed: 'AUDIT_CLOSED',
+  /**
+   * The approver is not an approved member, or is the request's auditor or the message's sender (the
+   * owner cannot block an audit, and its approval does not count either).
+   */
+  ApproverNotEligible: 'APPROVER_NOT_ELIGIBLE',
+  /** The audit request has not yet gathered the approvals its topic's policy asks for. Retriable. */
+  AuditNotApproved: 'AUDIT_NOT_APPROVED',
+  /** A share release from an organization that holds no share of the audited message. */
+  NotShareHolder: 'NOT_SHARE_HOLDER',
+  /** The holder already released a different share for this request. */
+  AlreadyReleased: 'ALREADY_RELEASED',
+  /** An audit outcome from an organization other than the request's auditor. */
+  NotRequestAuditor: 'NOT_REQUEST_AUDITOR',
 } as const;
 export type RejectReason = (typeof RejectReason)[keyof typeof RejectReason];
 
+/** Every reason, in declaration order: what a result may carry on the wire. */
 export const rejectReasons: readonly RejectReason[] = Object.values(RejectReason);
+
+/** The reasons only the escrow contract (DESIGN §7) gives; every other reason is the SDT's. */
+export const escrowRejectReasons: readonly RejectReason[] = [
+  RejectReason.EscrowRequired,
+  RejectReason.EscrowNotAllowed,
+  RejectReason.EscrowPolicyMismatch,
+  RejectReason.EscrowHolderInvalid,
+  RejectReason.EscrowUnknown,
+  RejectReason.NotEscrowParty,
+  RejectReason.AttestationConflict,
+  RejectReason.NotAuditor,
+  RejectReason.AuditIdConflict,
+  RejectReason.AuditLimit,
+  RejectReason.AuditUnknown,
+  RejectReason.AuditClosed,
+  RejectReason.ApproverNotEligible,
+  RejectReason.AuditNotApproved,
+  RejectReason.NotShareHolder,
+  RejectReason.AlreadyReleased,
+  RejectReason.NotRequestAuditor,
+];
+
+/** The SDT contract's own reasons (DESIGN §3): every reason that is not an escrow one. */
+export const sdtRejectReasons: readonly RejectReason[] = rejectReasons.filter(
+  (reason) => !escrowRejectReasons.includes(reason),
+);

@@ -5,6 +5,7 @@
  * registry. The contract only reads it; `MemoryRegistry` is the implementation used by tests.
  */
 import { assert } from '../errors.js';
+import { escrowLimits } from './escrow/transactions.js';
 
 export type OrganizationRole = 'member' | 'supervisor' | 'auditor';
 /** DESIGN §8: `register` gives PENDING; a supervisor sets APPROVED, SUSPENDED or REVOKED. */
@@ -18,6 +19,24 @@ export interface Organization {
   readonly signingKeys: readonly Uint8Array[];
 }
 
+/**
+ * Auditor availability (DESIGN §7): each message's ciphertext is cut into `chunkBytes` chunks, each
+ * kept by `replicas` distinct organizations other than the sender, and its key is escrowed
+ * `threshold`-of-`shares` with Feldman VSS among organizations other than the sender; an audit is
+ * released once `auditApprovals` distinct members other than the auditor (and the sender) approve.
+ */
+export interface EscrowPolicy {
+  readonly chunkBytes: number;
+  /** Holders per chunk (default 3). */
+  readonly replicas: number;
+  /** k: shares needed to rebuild the key (default 2). */
+  readonly threshold: number;
+  /** n: shares made, one per share holder (default 3); threshold ≤ shares. */
+  readonly shares: number;
+  /** Member approvals an audit request needs (default 1). */
+  readonly auditApprovals: number;
+}
+
 export interface TopicPolicy {
   /** Largest message (the `size` a producer declares, in bytes) the topic accepts. */
   readonly messageBytesMax: number;
@@ -25,6 +44,10 @@ export interface TopicPolicy {
   readonly ttlMs: number;
   /** How long the sender keeps the payload after the message completes or expires. */
   readonly payloadRetentionMs: number;
+  /** 'escrow': every message is escrowed for auditors (`escrow` then holds how); absent: 'standard'. */
+  readonly availability?: 'standard' | 'escrow';
+  /** Present exactly when `availability` is 'escrow'. */
+  readonly escrow?: EscrowPolicy;
 }
 
 export interface Topic {
@@ -74,6 +97,24 @@ export function validateTopicPolicy(policy: TopicPolicy): void {
       payloadRetentionMs <= policyDurationMsMax,
     'policy.payloadRetentionMs',
   );
+  if (policy.availability !== 'escrow') {
+    assert(policy.escrow === undefined, 'policy.escrow is set on a topic whose availability is not escrow');
+    return;
+  }
+  assert(policy.escrow !== undefined, 'policy.escrow is missing on an escrow topic');
+  const { chunkBytes, replicas, threshold, shares, auditApprovals } = policy.escrow;
+  const within = (value: number, min: number, max: number) =>
+    Number.isSafeInteger(value) && value >= min && value <= max;
+  assert(
+    within(chunkBytes, escrowLimits.chunkBytesMin, escrowLimits.chunkBytesMax),
+    'policy.escrow.chunkBytes',
+  );
+  assert(within(replicas, 1, escrowLimits.replicasMax), 'policy.escrow.replicas');
+  assert(within(shares, 1, escrowLimits.sharesMax), 'policy.escrow.shares');
+  assert(within(threshold, 1, shares), 'policy.escrow.threshold');
+  // An audit records approvals only until it is approved, so this also bounds its approval list
+  // (64 fits the 80 the audit view allows).
+  assert(within(auditApprovals, 0, 64), 'policy.escrow.auditApprovals');
 }
 
 /** An in-memory registry for tests and the simulator. Mutations model registry transactions. */
@@ -120,7 +161,10 @@ export class MemoryRegistry implements Registry {
       partitionCount: topic.partitionCount,
       producers: new Set(topic.producers),
       consumers: new Set(topic.consumers),
-      policy: { ...topic.policy },
+      policy: {
+        ...topic.policy,
+        ...(topic.policy.escrow === undefined ? {} : { escrow: { ...topic.policy.escrow } }),
+      },
     });
     return this;
   }

@@ -5,6 +5,7 @@
  */
 import { decodeWith, t } from '../codec/index.js';
 import type { Infer, Schema } from '../codec/index.js';
+import { escrowExecutedSchema } from './escrow/results.js';
 import { rejectReasons } from './reasons.js';
 import type { RejectReason } from './reasons.js';
 import { transactionLimits } from './transactions.js';
@@ -75,11 +76,17 @@ const confirmExecutedSchema = t.record({
 
 export const transactionResultSchema = t.variant('status', {
   REJECTED: transactionRejectedSchema,
-  OK: t.variant('type', { publish: publishExecutedSchema, confirmDelivery: confirmExecutedSchema }),
+  OK: t.variant('type', {
+    publish: publishExecutedSchema,
+    confirmDelivery: confirmExecutedSchema,
+    escrow: escrowExecutedSchema,
+  }),
 });
 export type TransactionResult = Infer<typeof transactionResultSchema>;
 export type PublishResult = Infer<typeof publishExecutedSchema>;
 export type ConfirmDeliveryResult = Infer<typeof confirmExecutedSchema>;
+export { escrowAuditSummarySchema, escrowExecutedSchema, escrowItemResultSchema } from './escrow/results.js';
+export type { EscrowAuditSummary, EscrowItemResult, EscrowResult } from './escrow/results.js';
 
 /** Decodes a transaction result strictly (for clients and tests). */
 export function decodeTransactionResult(bytes: Uint8Array): TransactionResult {

@@ -8,10 +8,19 @@
  * Rejections are data. Whatever bytes a transaction holds, executing it never throws: it yields a
  * result with a stable `RejectReason`, and a rejected transaction writes nothing. Only a broken
  * invariant (a driver executing heights out of order, a corrupt store) throws, loudly.
+ *
+ * The escrow contract (DESIGN §7, `escrow/`) runs inside the same batch: escrowed messages are
+ * checked and registered as part of a publish, and `escrow` transactions are authenticated here
+ * (same keys, nonces and clock window) and then executed by `EscrowExecution`.
  */
 import { bytesEqual, encodeWith } from '../codec/index.js';
 import { SigningDomain } from '../crypto/index.js';
 import { assert, isLedgerbusError } from '../errors.js';
+import { EscrowExecution } from './escrow/execute.js';
+import { checkEscrowMetadata } from './escrow/registration.js';
+import { EscrowStore } from './escrow/store.js';
+import { ESCROW_SIGNING_TYPE, escrowSigningPayload } from './escrow/transactions.js';
+import type { EscrowTransaction } from './escrow/transactions.js';
 import { RejectReason } from './reasons.js';
 import { partitionGroupId, validateTopicPolicy } from './registry.js';
 import type { Organization, Registry } from './registry.js';
@@ -89,7 +98,7 @@ export function executeBatch(
   assert(Number.isSafeInteger(context.configEpoch) && context.configEpoch >= 0, 'configEpoch');
   assert(Number.isSafeInteger(context.timestamp) && context.timestamp >= 0, 'timestamp');
   const buffer = new WriteBuffer(state);
-  const execution = new BatchExecution(new PartitionStore(buffer, context.partitionId), context);
+  const execution = new BatchExecution(buffer, context);
   const outcome = execution.run(transactions);
   buffer.flush();
   return outcome;
@@ -102,25 +111,34 @@ interface Refusal {
 }
 
 class BatchExecution {
+  private readonly store: PartitionStore;
   private readonly meta: PartitionMeta;
   private readonly events: SdtEvent[] = [];
   private readonly signing: SigningDomain;
+  /** The escrow contract (DESIGN §7), on the same write buffer and at the same contract time. */
+  private readonly escrow: EscrowExecution;
 
   constructor(
-    private readonly store: PartitionStore,
+    buffer: WriteBuffer,
     private readonly context: BatchContext,
   ) {
-    this.meta = store.meta();
+    this.store = new PartitionStore(buffer, context.partitionId);
+    this.meta = this.store.meta();
     this.signing = SigningDomain.of(context.registry.network);
     assert(
       context.height === this.meta.height + 1,
       `partition ${context.partitionId} executed height ${this.meta.height}, asked to execute ${context.height}`,
     );
+    this.meta.height = context.height;
+    this.meta.time = Math.max(this.meta.time, context.timestamp);
+    this.escrow = new EscrowExecution(new EscrowStore(buffer, context.partitionId), {
+      height: context.height,
+      time: this.meta.time,
+      registry: context.registry,
+    });
   }
 
   run(transactions: readonly Uint8Array[]): BatchOutcome {
-    this.meta.height = this.context.height;
-    this.meta.time = Math.max(this.meta.time, this.context.timestamp);
     this.expireDue();
     // A nonce can be replayed only while its timestamp is within the window of contract time, and
     // the timestamp was within the window when the nonce was used: after two windows it is dead.
@@ -142,9 +160,14 @@ class BatchExecution {
       if (!isLedgerbusError(error)) throw error;
       return { status: 'REJECTED', reason: RejectReason.Malformed };
     }
-    return transaction.type === 'publish'
-      ? this.publish(transaction, transactionIndex)
-      : this.confirmDelivery(transaction, transactionIndex);
+    switch (transaction.type) {
+      case 'publish':
+        return this.publish(transaction, transactionIndex);
+      case 'confirmDelivery':
+        return this.confirmDelivery(transaction, transactionIndex);
+      case 'escrow':
+        return this.escrowAction(transaction, transactionIndex);
+    }
   }
 
   // ---- publish --------------------------------------------------------------------------------
@@ -152,8 +175,7 @@ class BatchExecution {
   private publish(transaction: PublishTransaction, transactionIndex: number): TransactionResult {
     const { header, leaves } = publishBatchHeader(transaction);
     const authenticated = this.authenticate(
-      transaction,
-      transaction.sender,
+      { ...transaction, organization: transaction.sender },
       PUBLISH_SIGNING_TYPE,
       publishSigningPayload(header),
     );
@@ -221,6 +243,8 @@ class BatchExecution {
       }
     }
     if (message.size > topic.policy.messageBytesMax) return { reason: RejectReason.MessageTooLarge };
+    const escrowRefusal = checkEscrowMetadata(registry, sender.id, topic.policy, message);
+    if (escrowRefusal !== undefined) return escrowRefusal;
 
     const record: MessageRecord = {
       metadata: message,
@@ -242,6 +266,9 @@ class BatchExecution {
     this.store.putMessage(record);
     this.store.putOffset(record.offset, message.id);
     this.store.enqueueExpiry(this.meta, topic.policy.ttlMs, message.id);
+    if (topic.policy.escrow !== undefined) {
+      this.escrow.register(message, sender.id, topic.policy.escrow, transactionIndex);
+    }
     this.events.push({
       type: 'MessageAccepted',
       partitionId,
@@ -266,8 +293,7 @@ class BatchExecution {
     transactionIndex: number,
   ): TransactionResult {
     const authenticated = this.authenticate(
-      transaction,
-      transaction.recipient,
+      { ...transaction, organization: transaction.recipient },
       CONFIRM_DELIVERY_SIGNING_TYPE,
       confirmDeliverySigningPayload(transaction),
     );
@@ -336,6 +362,23 @@ class BatchExecution {
     return { id, status: 'DELIVERED', height, transactionIndex, deliveryIndex };
   }
 
+  // ---- escrow (DESIGN §7) ---------------------------------------------------------------------
+
+  /** Authenticated like an SDT transaction; its nonce is recorded only if the action is not refused. */
+  private escrowAction(transaction: EscrowTransaction, transactionIndex: number): TransactionResult {
+    const authenticated = this.authenticate(
+      transaction,
+      ESCROW_SIGNING_TYPE,
+      escrowSigningPayload(transaction),
+    );
+    if ('reason' in authenticated) return rejection(authenticated);
+    const organization = authenticated.organization;
+    const result = this.escrow.execute(organization, transaction.action, transactionIndex);
+    if ('reason' in result) return rejection(result);
+    this.store.useNonce(this.meta, organization.id, transaction.nonce);
+    return result;
+  }
+
   // ---- shared checks --------------------------------------------------------------------------
 
   /**
@@ -343,17 +386,22 @@ class BatchExecution {
    * claim being true. Returns the signing organization, or why the whole transaction is refused.
    */
   private authenticate(
-    transaction: SdtTransaction,
-    organizationId: string,
+    claim: {
+      organization: string;
+      signerKey: Uint8Array;
+      nonce: Uint8Array;
+      timestamp: number;
+      signature: Uint8Array;
+    },
     signingType: string,
     signedPayload: Uint8Array,
   ): { organization: Organization } | Refusal {
-    const organization = this.context.registry.organization(organizationId);
+    const organization = this.context.registry.organization(claim.organization);
     if (organization === undefined) return { reason: RejectReason.OrganizationUnknown };
-    if (!organization.signingKeys.some((key) => bytesEqual(key, transaction.signerKey))) {
+    if (!organization.signingKeys.some((key) => bytesEqual(key, claim.signerKey))) {
       return { reason: RejectReason.SigningKeyUnknown };
     }
-    if (!this.signing.verify(transaction.signerKey, signingType, signedPayload, transaction.signature)) {
+    if (!this.signing.verify(claim.signerKey, signingType, signedPayload, claim.signature)) {
       return { reason: RejectReason.BadSignature };
     }
     switch (organization.status) {
@@ -366,10 +414,10 @@ class BatchExecution {
       case 'REVOKED':
         return { reason: RejectReason.OrganizationRevoked };
     }
-    if (Math.abs(transaction.timestamp - this.meta.time) > transactionClockWindowMs) {
+    if (Math.abs(claim.timestamp - this.meta.time) > transactionClockWindowMs) {
       return { reason: RejectReason.TimestampOutOfWindow };
     }
-    if (this.store.nonceUsed(organization.id, transaction.nonce)) return { reason: RejectReason.Replay };
+    if (this.store.nonceUsed(organization.id, claim.nonce)) return { reason: RejectReason.Replay };
     return { organization };
   }
 

@@ -10,36 +10,19 @@
  * leaf, with its own offset and its own inclusion proof under that root (DESIGN §4, "Speed").
  */
 import { decodeWith, encodeCanonical, encodeWith, t } from '../codec/index.js';
-import type { Infer, Schema } from '../codec/index.js';
+import type { CborValue, Infer, Schema } from '../codec/index.js';
 import { MerkleTree, merkleRoot } from '../crypto/index.js';
 import type { InclusionProof, Signer } from '../crypto/index.js';
 import { assert } from '../errors.js';
+import { escrowMetadataSchema, escrowMetadataValue, escrowTransactionSchema } from './escrow/transactions.js';
+import type { EscrowTransaction } from './escrow/transactions.js';
+import { nonceBytes, transactionLimits } from './limits.js';
 
 /** Signing domain types (`ledgerbus/v1/<network>/<type>`). */
 export const PUBLISH_SIGNING_TYPE = 'sdt-publish';
 export const CONFIRM_DELIVERY_SIGNING_TYPE = 'sdt-confirm-delivery';
 
-/** Limits on what one transaction may make a replica hold. */
-export const transactionLimits = {
-  /** Same bound as a PBFT client request's operation. */
-  transactionBytesMax: 1024 * 1024,
-  messagesPerPublishMax: 1024,
-  deliveriesPerConfirmMax: 1024,
-  recipientsMax: 64,
-  messageIdLengthMax: 128,
-  organizationIdLengthMax: 256,
-  /** Kafka's own limit on topic names. */
-  topicLengthMax: 249,
-  partitionMax: 1_000_000,
-  keyBytesMax: 1024,
-  contentTypeLengthMax: 128,
-  headerEntriesMax: 32,
-  headerNameLengthMax: 128,
-  headerValueBytesMax: 1024,
-} as const;
-
-/** Length of a transaction nonce: 128 random bits, so honest connectors never collide. */
-export const nonceBytes = 16;
+export { nonceBytes, transactionLimits } from './limits.js';
 
 /**
  * A transaction is accepted only if its timestamp is within this distance of the block's time.
@@ -83,6 +66,8 @@ export const messageMetadataSchema = t.record({
     maxEntries: transactionLimits.headerEntriesMax,
     key: t.string({ minLength: 1, maxLength: transactionLimits.headerNameLengthMax }),
   }),
+  /** Present exactly on an escrow topic (DESIGN §7): chunk placement, key shares, master table. */
+  escrow: t.optional(escrowMetadataSchema),
 });
 export type MessageMetadata = Infer<typeof messageMetadataSchema>;
 
@@ -118,14 +103,19 @@ const confirmDeliverySchema = t.record({
 });
 export type ConfirmDeliveryTransaction = Infer<typeof confirmDeliverySchema>;
 
-export const transactionSchema: Schema<PublishTransaction | ConfirmDeliveryTransaction> = t.variant('type', {
+/**
+ * Every transaction a partition executes: the SDT's publish and confirmDelivery, and the escrow
+ * contract's actions (DESIGN §7), which share the partition's nonces and its ordering.
+ */
+export type SdtTransaction = PublishTransaction | ConfirmDeliveryTransaction | EscrowTransaction;
+export const transactionSchema: Schema<SdtTransaction> = t.variant('type', {
   publish: publishSchema,
   confirmDelivery: confirmDeliverySchema,
+  escrow: escrowTransactionSchema,
 });
-export type SdtTransaction = PublishTransaction | ConfirmDeliveryTransaction;
 
 /**
- * Decodes an SDT transaction from untrusted bytes. Throws LedgerbusError (Oversize,
+ * Decodes a partition transaction (SDT or escrow) from untrusted bytes. Throws LedgerbusError (Oversize,
  * MalformedEncoding or SchemaMismatch) on anything that is not exactly one valid transaction.
  */
 export function decodeTransaction(bytes: Uint8Array): SdtTransaction {
@@ -149,6 +139,9 @@ export function messageLeaf(sender: string, message: MessageMetadata): Uint8Arra
     contentRoot: message.contentRoot,
     contentType: message.contentType,
     headers: { ...message.headers },
+    // Only when present, so that every leaf of a standard topic stays byte-identical to before.
+    // escrowMetadataValue builds the map from numbers, strings, bytes and arrays of them only.
+    ...(message.escrow === undefined ? {} : { escrow: escrowMetadataValue(message.escrow) as CborValue }),
   });
 }
 

@@ -8,6 +8,8 @@
  *   receipt        the delivery receipt (acceptance + per-recipient delivery evidence)
  *   fetchPayload   the payload stream of DESIGN §3 steps 7–16, relayed from the sender's connector
  *   serve          registers the calling connection as one of the org's payload-serving connections
+ *   escrowLog, escrowRecord    the escrow contract's log and records (see escrow-service.ts)
+ *   connectorCall  a request for another organization's connector, routed by the nodes (connector-relay.ts)
  *
  * Authorization is by the TLS-pinned identity: a connector acts for the organization whose key it
  * holds, and only while that organization is APPROVED (checked on every request: a suspension takes
@@ -51,6 +53,8 @@ import type {
   ResponseOf,
 } from '../protocol/client-methods.js';
 import { handleStream, handleUnary, parseAs } from '../protocol/typed-rpc.js';
+import { ConnectorRelay } from './connector-relay.js';
+import { EscrowService } from './escrow-service.js';
 import type { PartitionReplica } from './partition-replica.js';
 import type { PeerMesh } from './peer-mesh.js';
 import type { RegistryHost } from './registry-host.js';
@@ -91,6 +95,10 @@ function parseCall(method: ForwardableMethod, body: CborValue): ForwardableCall 
       return { method, request: parseAs(nodeMethods.message.request, body, what) };
     case 'receipt':
       return { method, request: parseAs(nodeMethods.receipt.request, body, what) };
+    case 'escrowLog':
+      return { method, request: parseAs(nodeMethods.escrowLog.request, body, what) };
+    case 'escrowRecord':
+      return { method, request: parseAs(nodeMethods.escrowRecord.request, body, what) };
   }
 }
 
@@ -122,14 +130,44 @@ export class ClientService {
 
   /** This node's network: fetch requests are checked in its signing domain. */
   private readonly signing: SigningDomain;
+  private readonly escrow: EscrowService;
+  private readonly relay: ConnectorRelay;
 
   constructor(private readonly options: ClientServiceOptions) {
     this.signing = SigningDomain.of(options.registry.network);
     // The monotonic clock: a wall-clock step (NTP) must neither mint tokens nor starve a bucket.
     this.limiter = new RateLimiter(options.rateLimit ?? defaultRateLimit, () => performance.now());
+    this.escrow = new EscrowService({
+      registry: options.registry,
+      logger: options.logger,
+      ...(options.pollWaitMsMax === undefined ? {} : { pollWaitMsMax: options.pollWaitMsMax }),
+      committed: (group) => {
+        const replica = this.replica(group);
+        return { replica, state: readOnly(replica.database.committedState) };
+      },
+      evidence: (replica, height, index) => {
+        const block = this.block(replica, height);
+        return blockEvidence(block, index, this.trees(block));
+      },
+    });
+    this.relay = new ConnectorRelay({
+      nodeId: options.nodeId,
+      registry: options.registry,
+      mesh: options.mesh,
+      logger: options.logger,
+      servingConnections: (organization) => this.serving.get(organization) ?? [],
+      admitRelayed: (nodeId, requester, method) => {
+        // Charged to the asking node's organization; the requester must be approved too.
+        const organization = this.options.registry.node(nodeId)?.organization ?? '';
+        this.requireApproved(organization);
+        this.requireApproved(requester);
+        this.admitQuota(organization, method);
+      },
+    });
   }
 
   close(): void {
+    this.relay.close();
     for (const list of this.serving.values()) for (const entry of list) entry.peer.close();
     this.serving.clear();
   }
@@ -149,6 +187,7 @@ export class ClientService {
     handleUnary(peer, nodeMethods, 'status', () => this.status());
     serveRegistry(peer, organization, this.options.registryHost, this.options.logger);
     handleStream(peer, nodeMethods, 'fetchPayload', (request) => this.fetchPayload(organization, request));
+    handleUnary(peer, nodeMethods, 'connectorCall', (request) => this.relay.call(organization, request));
     handleUnary(peer, nodeMethods, 'serve', () => {
       const list = this.serving.get(organization) ?? [];
       const entry = { peer, busy: false };
@@ -208,7 +247,7 @@ export class ClientService {
       method,
       organization,
       body:
-        call.method === 'poll' && call.request.waitMs !== undefined
+        (call.method === 'poll' || call.method === 'escrowLog') && call.request.waitMs !== undefined
           ? { ...call.request, waitMs: Math.min(call.request.waitMs, 3_000) }
           : call.request,
     };
@@ -288,12 +327,17 @@ export class ClientService {
         return this.message(organization, call.request);
       case 'receipt':
         return this.receipt(organization, call.request);
+      case 'escrowLog':
+        return this.escrow.log(organization, call.request);
+      case 'escrowRecord':
+        return this.escrow.record(organization, call.request);
     }
   }
 
   /** Handlers another node may call (on a bulk connection of its own). */
   serveNode(nodeId: string, peer: RpcPeer): void {
     handleStream(peer, peerMethods, 'relayPayload', (request) => this.relayPayload(nodeId, request));
+    handleUnary(peer, peerMethods, 'relayConnectorCall', (request) => this.relay.relayed(nodeId, request));
   }
 
   // ---- publish ----

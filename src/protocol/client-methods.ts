@@ -13,9 +13,14 @@
 import type { CborValue } from '../codec/index.js';
 import { schemaMismatch, t } from '../codec/schema.js';
 import type { Infer, InferRecord, OptionalSchema, Schema } from '../codec/schema.js';
+import { escrowLogEntrySchema } from '../contracts/escrow/views.js';
 
 /** Messages one poll answers at most (the node caps the limit a connector asks for to this). */
 export const pollMessagesMax = 500;
+/** Escrow log entries one escrowLog answers at most. */
+export const escrowLogPageMax = 500;
+/** Block evidences of one escrow record: one per share release (bounded by the shares of a message). */
+const escrowEvidencesMax = 1024;
 /** Recipients of one message (the contract's bound). */
 const recipientsMax = 64;
 /** Delivery evidences of one receipt, one per recipient. */
@@ -244,6 +249,49 @@ export const nodeMethods = {
   ),
   /** A payload, relayed from the sender's connector, for a signed fetch request. */
   fetchPayload: stream(fetchRequestBody, payloadHead),
+  /**
+   * A page of the partition's escrow log from `fromSeq` (DESIGN §7): the entries the calling
+   * organization may see — an escrowed message's registration and attestations to its parties
+   * (sender, share and chunk holders), supervisors and auditors; audit requests, approvals, releases
+   * and outcomes to every member, as BlockTorrent broadcasts them. A long poll when `waitMs` is set.
+   */
+  escrowLog: unary(
+    openRecord({ group: partitionId, fromSeq: t.uint(), limit: lenientCount(), waitMs: lenientCount() }),
+    openRecord({
+      entries: t.array(escrowLogEntrySchema, { maxItems: escrowLogPageMax }),
+      nextSeq: t.uint(),
+      endSeq: t.uint(),
+    }),
+  ),
+  /**
+   * An escrowed message's committed escrow state (`record`, an EscrowRecordView), the acceptance
+   * proof of the message (whose signed metadata holds the commitments, sealed shares, placement and
+   * master table), and the block evidence of every share release transaction, for its parties,
+   * supervisors and auditors.
+   */
+  escrowRecord: unary(
+    openRecord({ group: partitionId, id: messageId }),
+    openRecord({
+      acceptance: cborValue,
+      record: cborValue,
+      evidences: t.array(openRecord({ height: t.uint(), transactionIndex: t.uint(), evidence: cborValue }), {
+        maxItems: escrowEvidencesMax,
+      }),
+    }),
+  ),
+  /**
+   * A request for another organization's connector (escrow chunks), carried by the nodes: to that
+   * organization's connector through this node if it serves here, else through its own node. The
+   * body is signed by the calling organization and checked by the receiving connector itself.
+   */
+  connectorCall: unary(
+    openRecord({
+      organization: t.string(),
+      method: t.oneOf('escrowChunkPut', 'escrowChunkGet'),
+      body: cborValue,
+    }),
+    cborValue,
+  ),
 } as const;
 
 /** What a node asks a connector on a serving connection. */
@@ -253,10 +301,28 @@ export const connectorMethods = {
    * names the partition itself; the node sends `group` too).
    */
   servePayload: stream(openRecord({ group: t.optional(partitionId), fetchRequest: t.bytes() }), payloadHead),
+  /** A sender places an escrowed chunk here (a signed ChunkPutRequest and the chunk) → this holder's signed receipt. */
+  escrowChunkPut: unary(
+    openRecord({ request: t.bytes(), chunk: t.bytes() }),
+    openRecord({
+      holder: t.string(),
+      signerKey: t.bytes({ length: 32 }),
+      signature: t.bytes({ length: 64 }),
+    }),
+  ),
+  /** The auditor of an approved audit asks for a chunk this holder keeps (a signed ChunkGetRequest). */
+  escrowChunkGet: unary(openRecord({ request: t.bytes() }), openRecord({ chunk: t.bytes() })),
 } as const;
 
 /** The methods a node may forward to a replica node of the partition for one of its connectors. */
-export const forwardableMethods = ['publish', 'poll', 'message', 'receipt'] as const;
+export const forwardableMethods = [
+  'publish',
+  'poll',
+  'message',
+  'receipt',
+  'escrowLog',
+  'escrowRecord',
+] as const;
 export type ForwardableMethod = (typeof forwardableMethods)[number];
 
 /** What a node asks another node on behalf of its organization's connectors. */
@@ -272,6 +338,15 @@ export const peerMethods = {
   ),
   /** A payload for a recipient's signed fetch request, from the node of the sender's connector. */
   relayPayload: stream(fetchRequestBody, payloadHead),
+  /** A connectorCall for `organization`'s connector, from a node where it does not serve to one of its own. */
+  relayConnectorCall: unary(
+    openRecord({
+      organization: t.string(),
+      method: t.oneOf('escrowChunkPut', 'escrowChunkGet'),
+      body: cborValue,
+    }),
+    cborValue,
+  ),
 } as const;
 
 export type NodeMethods = typeof nodeMethods;

@@ -50,7 +50,7 @@ export function indexBlock(block: Block): BlockIndex {
           });
         }
       });
-    } else {
+    } else if (result.type === 'confirmDelivery') {
       for (const delivery of result.deliveries) {
         if (delivery.status === 'DELIVERED') {
           delivered.push({

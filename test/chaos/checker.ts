@@ -512,7 +512,7 @@ function checkContents(
           if (offset === undefined) offsetOfId.set(message.id, message.offset);
           if (!acceptedAt.has(message.id)) acceptedAt.set(message.id, block.header.height);
         }
-      } else {
+      } else if (result.type === 'confirmDelivery') {
         for (const delivery of result.deliveries) {
           if (delivery.status !== 'DELIVERED') continue;
           const committed = acceptedAt.get(delivery.id);

@@ -1,7 +1,9 @@
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { rpcStream } from '../../net/index.js';
+import type { CborValue } from '../../codec/index.js';
 import { ErrorCode, LedgerbusError } from '../../errors.js';
+import { refusal } from '../../testing/refusal.js';
 import type { ConnectorContext } from '../context.js';
 import { partsFixture, startNodeStandIn } from '../testing/parts-fixture.js';
 import type { NodeStandIn, PartsFixture } from '../testing/parts-fixture.js';
@@ -63,13 +65,34 @@ describe('NodeSession', () => {
   it('keeps its serving connections at their number, each answering the node with the handler', async () => {
     let served = 0;
     const { node, session, fixture } = await setUp({ serve: () => ({ ok: true }) }, 2);
-    session.startServing(() =>
-      Promise.resolve(rpcStream(Readable.from([]), { header: new Uint8Array([++served]) })),
-    );
+    session.startServing({
+      servePayload: () =>
+        Promise.resolve(rpcStream(Readable.from([]), { header: new Uint8Array([++served]) })),
+      escrowChunkPut: ({ chunk }) => ({
+        holder: `holds ${chunk.length} bytes`,
+        signerKey: new Uint8Array(32),
+        signature: new Uint8Array(64),
+      }),
+      escrowChunkGet: () => {
+        throw new LedgerbusError(ErrorCode.Forbidden, 'no approved audit');
+      },
+    });
     await until(() => session.servingCount === 2);
     const serving = node.peers.filter((peer) => !peer.closed);
     const { head } = await serving[0]!.requestStream('servePayload', { fetchRequest: new Uint8Array([1]) });
     expect([...(head as { header: Uint8Array }).header]).toEqual([1]);
+    // The escrow methods are served too, each request parsed by its schema before the handler runs.
+    const receipt = await serving[1]!.request('escrowChunkPut', {
+      request: new Uint8Array([1]),
+      chunk: new Uint8Array(5),
+    });
+    expect((receipt as { holder: string }).holder).toBe('holds 5 bytes');
+    expect(
+      (await refusal(() => serving[1]!.request('escrowChunkPut', { request: new Uint8Array([1]) }))).code,
+    ).toBe(ErrorCode.SchemaMismatch);
+    expect(
+      (await refusal(() => serving[0]!.request('escrowChunkGet', { request: new Uint8Array([1]) }))).code,
+    ).toBe(ErrorCode.Forbidden);
     serving[1]!.close();
     await until(() => session.servingCount === 1);
     // The refill runs on the injected clock: nothing reopens until it fires.
@@ -77,6 +100,33 @@ describe('NodeSession', () => {
     expect(fixture.clock.fireNext()).toBe(true);
     await until(() => session.servingCount === 2);
     expect(node.peers).toHaveLength(3);
+  });
+
+  it('calls another organization’s connector through its node, the answer parsed by the method’s schema', async () => {
+    const asked: CborValue[] = [];
+    const { session } = await setUp({
+      connectorCall: (body): CborValue => {
+        asked.push(body);
+        const { method } = body as { method: string };
+        return method === 'escrowChunkGet' ? { chunk: new Uint8Array([7, 7]) } : { holder: 'org2' };
+      },
+    });
+    const { chunk } = await session.connectorCall('org2', 'escrowChunkGet', { request: new Uint8Array([1]) });
+    expect([...chunk]).toEqual([7, 7]);
+    expect(asked[0]).toEqual({
+      organization: 'org2',
+      method: 'escrowChunkGet',
+      body: { request: new Uint8Array([1]) },
+    });
+    // A receipt without its signature is no receipt: refused where it is received.
+    const malformed = await refusal(() =>
+      session.connectorCall('org2', 'escrowChunkPut', {
+        request: new Uint8Array([1]),
+        chunk: new Uint8Array(1),
+      }),
+    );
+    expect(malformed.code).toBe(ErrorCode.SchemaMismatch);
+    expect(malformed.message).toContain('escrowChunkPut answer of org2');
   });
 
   it('picks the organization’s first node, or the one named; BAD_CONFIG when there is none', async () => {

@@ -1,8 +1,8 @@
 /**
  * The connector's connections to nodes (DESIGN §3): one control connection to its own node for
  * publish, poll, receipts and administration, reopened on demand after it drops; a few serving
- * connections on which the node asks for payloads (kept at their number); and short-lived bulk
- * connections for fetching payloads, to the sender's node when it can serve them.
+ * connections on which the node asks for payloads and escrowed chunks (kept at their number); and
+ * short-lived bulk connections for fetching payloads, to the sender's node when it can serve them.
  */
 import { ErrorCode, LedgerbusError } from '../../errors.js';
 import type { SigningKeyPair } from '../../crypto/index.js';
@@ -14,9 +14,10 @@ import type {
   NodeMethods,
   RequestOf,
   ResponseOf,
+  UnaryMethod,
   UnaryNames,
 } from '../../protocol/client-methods.js';
-import { TypedClient, handleStream } from '../../protocol/typed-rpc.js';
+import { TypedClient, handleStream, handleUnary, parseAs } from '../../protocol/typed-rpc.js';
 import type { RpcStreamReply } from '../../net/index.js';
 import type { LiveRegistry } from '../../registry/live-registry.js';
 import type { NodeInfo } from '../../registry/types.js';
@@ -43,6 +44,25 @@ export function homeNode(registry: LiveRegistry, organization: string, nodeId?: 
   }
   return node;
 }
+
+/** How a connector answers what its node asks on a serving connection (see `connectorMethods`). */
+export interface ServingHandlers {
+  /** The ciphertext of a message this connector sent, for a recipient's signed fetch request. */
+  readonly servePayload: (
+    request: RequestOf<ConnectorMethods['servePayload']>,
+  ) => RpcStreamReply | Promise<RpcStreamReply>;
+  /** A sender places an escrowed chunk here → this holder's signed receipt. */
+  readonly escrowChunkPut: UnaryHandler<'escrowChunkPut'>;
+  /** An approved audit's auditor asks for a chunk held here. */
+  readonly escrowChunkGet: UnaryHandler<'escrowChunkGet'>;
+}
+
+type UnaryHandler<M extends UnaryNames<ConnectorMethods>> = (
+  request: RequestOf<ConnectorMethods[M]>,
+) => ResponseOf<ConnectorMethods[M]> | Promise<ResponseOf<ConnectorMethods[M]>>;
+
+/** The methods of another organization's connector that a connector may call through the nodes. */
+export type ConnectorCallMethod = RequestOf<NodeMethods['connectorCall']>['method'];
 
 export interface NodeSessionOptions extends Pick<ConnectorContext, 'registry' | 'logger' | 'lifecycle'> {
   /** The connector's own node (see homeNode). */
@@ -76,6 +96,22 @@ export class NodeSession {
     request: RequestOf<NodeMethods[M]>,
   ): Promise<ResponseOf<NodeMethods[M]>> {
     return this.nodeCalls.call(method, request);
+  }
+
+  /**
+   * Calls `method` of `organization`'s connector through the nodes (see the node's connectorCall):
+   * `body` carries a request signed by this connector's organization for `organization`. The
+   * answer is parsed by the method's schema; the holder's refusals come back with their codes, and
+   * CONNECTION_CLOSED (retriable) when no connector of `organization` serves now.
+   */
+  async connectorCall<M extends ConnectorCallMethod>(
+    organization: string,
+    method: M,
+    body: RequestOf<ConnectorMethods[M]>,
+  ): Promise<ResponseOf<ConnectorMethods[M]>> {
+    const answer = await this.call('connectorCall', { organization, method, body });
+    const definition = connectorMethods[method] as UnaryMethod<unknown, ResponseOf<ConnectorMethods[M]>>;
+    return parseAs(definition.response, answer, `${method} answer of ${organization}`);
   }
 
   /** Serving connections open now. */
@@ -158,17 +194,13 @@ export class NodeSession {
 
   /**
    * Keeps `servingConnections` serving connections open to our node, each answering the node's
-   * `servePayload` requests with `handler`; one that drops is replaced within a second.
+   * requests with `handlers`; one that drops is replaced within a second.
    */
-  startServing(
-    handler: (
-      request: RequestOf<ConnectorMethods['servePayload']>,
-    ) => RpcStreamReply | Promise<RpcStreamReply>,
-  ): void {
+  startServing(handlers: ServingHandlers): void {
     const refill = (): void => {
       if (this.options.lifecycle.stopped) return;
       for (let index = this.servingPeers.size; index < this.options.servingConnections; index++) {
-        void this.openServingConnection(handler);
+        void this.openServingConnection(handlers);
       }
       this.servingTimer = this.options.lifecycle.clock.setTimeout(refill, servingRefillMs);
     };
@@ -182,11 +214,7 @@ export class NodeSession {
     for (const peer of this.servingPeers) peer.close();
   }
 
-  private async openServingConnection(
-    handler: (
-      request: RequestOf<ConnectorMethods['servePayload']>,
-    ) => RpcStreamReply | Promise<RpcStreamReply>,
-  ): Promise<void> {
+  private async openServingConnection(handlers: ServingHandlers): Promise<void> {
     if (this.options.lifecycle.stopped) return;
     let peer: RpcPeer;
     try {
@@ -196,7 +224,9 @@ export class NodeSession {
     }
     this.servingPeers.add(peer);
     peer.onClose(() => this.servingPeers.delete(peer));
-    handleStream(peer, connectorMethods, 'servePayload', handler);
+    handleStream(peer, connectorMethods, 'servePayload', (request) => handlers.servePayload(request));
+    handleUnary(peer, connectorMethods, 'escrowChunkPut', (request) => handlers.escrowChunkPut(request));
+    handleUnary(peer, connectorMethods, 'escrowChunkGet', (request) => handlers.escrowChunkGet(request));
     try {
       await peer.request('serve', {});
     } catch {

@@ -37,7 +37,8 @@ import { dataKeyBytes, unwrapDataKey, wrapDataKey } from './wrap.js';
 import type { WrapTarget } from './wrap.js';
 
 /*
- * Chunk encryption (DESIGN §4). Each payload gets a fresh random 256-bit data key, so the nonce can
+ * Chunk encryption (DESIGN §4). Each payload gets its own 256-bit data key — fresh random, or for
+ * escrow topics derived from that message's own escrowed secret (DESIGN §7) — so the nonce can
  * simply be the chunk index (4 zero bytes || uint64-BE index, as TLS 1.3 derives nonces from its
  * sequence number): an index is never used twice under one key. Each chunk's AAD is
  *
@@ -71,6 +72,13 @@ export interface EncryptPayloadOptions {
   readonly contentType: string;
   /** Plaintext bytes per chunk, in [chunkBytesMin, chunkBytesMax]; default 1 MiB. */
   readonly chunkBytes?: number;
+  /**
+   * The 32-byte data key to use instead of a fresh random one: escrow topics derive it from the
+   * message's escrowed secret (`escrowKeys` in crypto/escrow), so an auditor who rebuilds the secret
+   * can decrypt. It MUST be used for this one payload only — chunk nonces are chunk indexes, so a
+   * key used twice reuses nonces. It is copied; the caller's array is left as it is.
+   */
+  readonly dataKey?: Uint8Array;
 }
 
 /** What `encryptPayload` resolves to once the sink has finished. */
@@ -81,13 +89,31 @@ export interface EncryptedPayload {
   readonly ciphertextBytes: number;
 }
 
-/** A recipient's side of a payload transfer. */
-export interface DecryptPayloadOptions {
+/** Decrypting as a recipient: the data key is unwrapped from the header's entry for the org. */
+export interface RecipientKeyAccess {
+  readonly recipientOrgId: string;
+  readonly recipientKey: EncryptionKeyPair;
+  readonly dataKey?: never;
+}
+
+/**
+ * Decrypting with the data key itself, e.g. one an auditor rebuilt from escrowed shares; no
+ * recipient entry is needed. The key is checked against the header's key commitment.
+ */
+export interface DataKeyAccess {
+  readonly dataKey: Uint8Array;
+  readonly recipientOrgId?: never;
+  readonly recipientKey?: never;
+}
+
+/** A reader's side of a payload transfer: a recipient's key, or the data key (see the two access types). */
+export type DecryptPayloadOptions = DecryptPayloadSource & (RecipientKeyAccess | DataKeyAccess);
+
+/** What every reader passes, however it gets the data key. */
+export interface DecryptPayloadSource {
   readonly header: EnvelopeHeader;
   /** The ciphertext exactly as the sender's sink received it. Read with backpressure. */
   readonly ciphertext: Readable | AsyncIterable<Uint8Array>;
-  readonly recipientOrgId: string;
-  readonly recipientKey: EncryptionKeyPair;
   /** The registry's Ed25519 key of `header.senderOrgId`. */
   readonly senderPublicKey: Uint8Array;
   /** The recipient's network: a header signed for another network is refused (BadSignature). */
@@ -107,9 +133,9 @@ export interface DecryptPayloadOptions {
  * publish the header's root. This is the two-pass shape of DESIGN §3 steps 1–4 (encrypt and store,
  * then publish metadata); no trailer is needed in the ciphertext stream.
  *
- * Throws (rejects with) LedgerbusError: BadConfig if `chunkBytes` or `recipients` are invalid (the
- * message names the field), SchemaMismatch if an id, content type or recipient public key is
- * malformed — all before anything is written — and Oversize if the payload needs more than
+ * Throws (rejects with) LedgerbusError: BadConfig if `chunkBytes`, `recipients` or `dataKey` are
+ * invalid (the message names the field), SchemaMismatch if an id, content type or recipient public
+ * key is malformed — all before anything is written — and Oversize if the payload needs more than
  * `chunkCountMax` chunks. Errors of `source` or `sink` pass through unchanged; on any failure the
  * sink (and `source`, if a stream) is destroyed and what the sink received must be discarded.
  */
@@ -122,7 +148,11 @@ export async function encryptPayload(options: EncryptPayloadOptions): Promise<En
     options.sink.destroy();
     throw error;
   }
-  const dataKey = new Uint8Array(randomBytes(dataKeyBytes));
+  // A copy even when given: it is zeroed below, and the caller's key is not ours to wipe.
+  const dataKey =
+    options.dataKey === undefined
+      ? new Uint8Array(randomBytes(dataKeyBytes))
+      : Uint8Array.from(options.dataKey);
   try {
     const keyContext = { payloadId: options.payloadId, senderOrgId: options.senderOrgId };
     const recipients = [];
@@ -162,17 +192,19 @@ export async function encryptPayload(options: EncryptPayloadOptions): Promise<En
  * A stream of the plaintext of the payload `header` describes, read from `ciphertext`.
  *
  * Order of checks: the header (schema, sender signature, Merkle root over the chunk hashes, and the
- * expected root/id/sender) and the unwrapped data key (against the header's key commitment) are
- * checked before anything is read; then each chunk is hashed and compared with its signed hash, and
- * only then decrypted, and its plaintext is released only after its GCM tag verifies. The last
- * chunk is held back until `ciphertext` has ended, so appended bytes fail the whole stream. A
- * consumer must still treat the stream as valid only once it ends without an error: a truncated
- * stream fails only after the chunks before the cut were released.
+ * expected root/id/sender) and the data key (unwrapped with `recipientKey`, or the given `dataKey`;
+ * either way against the header's key commitment) are checked before anything is read; then each
+ * chunk is hashed and compared with its signed hash, and only then decrypted, and its plaintext is
+ * released only after its GCM tag verifies. The last chunk is held back until `ciphertext` has
+ * ended, so appended bytes fail the whole stream. A consumer must still treat the stream as valid
+ * only once it ends without an error: a truncated stream fails only after the chunks before the cut
+ * were released.
  *
  * Every failure is an 'error' on the returned stream (nothing throws synchronously), a LedgerbusError:
  * SchemaMismatch (malformed header), BadSignature (header not signed by `senderPublicKey`, unexpected
  * payload id or sender, data key does not open with `recipientKey`, data key does not match its
- * commitment, or a chunk's tag fails), BadCertificate (`recipientOrgId` is not a recipient),
+ * commitment, or a chunk's tag fails), BadConfig (a given `dataKey` is not 32 bytes),
+ * BadCertificate (`recipientOrgId` is not a recipient),
  * RootMismatch (root does not fit the chunk hashes or differs from `expectedRoot`), BadProof (a
  * chunk differs from its signed hash: tampered, reordered or from another payload), and
  * MalformedEncoding (the ciphertext ends early or has bytes after the last chunk).
@@ -197,6 +229,13 @@ async function* openChunks(options: DecryptPayloadOptions): AsyncGenerator<Buffe
       ...(options.expectedSenderOrgId === undefined ? {} : { senderOrgId: options.expectedSenderOrgId }),
     },
   });
+  const key = options.dataKey === undefined ? await unwrappedKey(options) : givenKey(header, options.dataKey);
+  yield* new ChunkOpener(key, contextHash(header), header).open(options.ciphertext);
+}
+
+/** The data key wrapped for the recipient, checked against the header's commitment. */
+async function unwrappedKey(options: DecryptPayloadSource & RecipientKeyAccess): Promise<KeyObject> {
+  const { header } = options;
   const recipient = header.recipients.find((entry) => entry.orgId === options.recipientOrgId);
   if (recipient === undefined) {
     throw new LedgerbusError(
@@ -206,7 +245,6 @@ async function* openChunks(options: DecryptPayloadOptions): AsyncGenerator<Buffe
   }
   const keyContext = { payloadId: header.payloadId, senderOrgId: header.senderOrgId };
   const dataKey = await unwrapDataKey(keyContext, recipient, options.recipientKey);
-  let key: KeyObject;
   try {
     if (!timingSafeEqual(keyCommitment(dataKey), header.keyCommitment)) {
       throw new LedgerbusError(
@@ -214,11 +252,24 @@ async function* openChunks(options: DecryptPayloadOptions): AsyncGenerator<Buffe
         `the data key wrapped for org ${recipient.orgId} does not match the key the sender committed to`,
       );
     }
-    key = createSecretKey(dataKey);
+    return createSecretKey(dataKey);
   } finally {
     dataKey.fill(0);
   }
-  yield* new ChunkOpener(key, contextHash(header), header).open(options.ciphertext);
+}
+
+/** A data key the reader already has (e.g. rebuilt from escrowed shares), checked against the commitment. */
+function givenKey(header: EnvelopeHeader, dataKey: Uint8Array): KeyObject {
+  if (!(dataKey instanceof Uint8Array) || dataKey.length !== dataKeyBytes) {
+    throw new LedgerbusError(ErrorCode.BadConfig, `dataKey must be ${dataKeyBytes} bytes`);
+  }
+  if (!timingSafeEqual(keyCommitment(dataKey), header.keyCommitment)) {
+    throw new LedgerbusError(
+      ErrorCode.BadSignature,
+      `the given data key is not the key the sender of payload ${header.payloadId} committed to`,
+    );
+  }
+  return createSecretKey(dataKey);
 }
 
 function validateEncryptOptions(options: EncryptPayloadOptions, chunkBytes: number): void {
@@ -238,6 +289,10 @@ function validateEncryptOptions(options: EncryptPayloadOptions, chunkBytes: numb
   const orgIds = new Set(options.recipients.map((recipient) => recipient.orgId));
   if (orgIds.size !== count) {
     throw new LedgerbusError(ErrorCode.BadConfig, 'recipients must name each org at most once');
+  }
+  const { dataKey } = options;
+  if (dataKey !== undefined && (!(dataKey instanceof Uint8Array) || dataKey.length !== dataKeyBytes)) {
+    throw new LedgerbusError(ErrorCode.BadConfig, `dataKey must be ${dataKeyBytes} bytes when given`);
   }
 }
 

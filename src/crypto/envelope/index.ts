@@ -4,7 +4,14 @@
  * on-chain. Start with `encryptPayload` and `decryptPayload`.
  */
 export { decryptPayload, encryptPayload } from './envelope.js';
-export type { DecryptPayloadOptions, EncryptPayloadOptions, EncryptedPayload } from './envelope.js';
+export type {
+  DataKeyAccess,
+  DecryptPayloadOptions,
+  DecryptPayloadSource,
+  EncryptPayloadOptions,
+  EncryptedPayload,
+  RecipientKeyAccess,
+} from './envelope.js';
 export {
   chunkBytesMax,
   chunkBytesMin,

@@ -58,8 +58,11 @@ export async function drain(stream: Readable): Promise<{ output: Buffer; error: 
   }
 }
 
+/** Omit over each member of a union (a plain Omit would merge the recipient-key and data-key forms). */
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
 export async function decryptFromMemory(
-  options: Omit<DecryptPayloadOptions, 'ciphertext'> & { ciphertext: Uint8Array; pieces?: number[] },
+  options: DistributiveOmit<DecryptPayloadOptions, 'ciphertext'> & { ciphertext: Uint8Array; pieces?: number[] },
 ): Promise<{ output: Buffer; error: LedgerbusError | undefined }> {
   const { ciphertext, pieces, ...rest } = options;
   const { output, error } = await drain(

@@ -1,0 +1,119 @@
+/**
+ * The signed requests one organization's connector sends another's through the nodes for escrowed
+ * chunks (off-chain, like a payload fetch request): a sender placing a chunk on a holder, and an
+ * auditor asking a holder for one. Each names its network, expires, and carries a nonce the holder
+ * remembers until then, so a captured request cannot be replayed; the holder checks the signature
+ * against the registry itself and trusts no node.
+ */
+import { decodeWith, encodeCanonical, encodeWith, t } from '../../codec/index.js';
+import type { Infer } from '../../codec/index.js';
+import type { Signer, SigningDomain } from '../../crypto/index.js';
+import { nonceBytes, transactionLimits } from '../limits.js';
+import { escrowLimits } from './transactions.js';
+
+export const CHUNK_PUT_SIGNING_TYPE = 'escrow-chunk-put';
+export const CHUNK_GET_SIGNING_TYPE = 'escrow-chunk-get';
+
+const organizationId = t.string({ minLength: 1, maxLength: transactionLimits.organizationIdLengthMax });
+const messageId = t.string({ minLength: 1, maxLength: transactionLimits.messageIdLengthMax });
+
+const common = {
+  /** The organization that signed. */
+  requester: organizationId,
+  signerKey: t.bytes({ length: 32 }),
+  /** The organization asked: its connector refuses a request meant for another. */
+  holder: organizationId,
+  /** Partition group id of the message, e.g. "invoices/0". */
+  group: t.string({ minLength: 1, maxLength: 512 }),
+  id: messageId,
+  chunkIndex: t.uint({ max: escrowLimits.chunksMax - 1 }),
+  nonce: t.bytes({ length: nonceBytes }),
+  timestamp: t.uint(),
+  network: t.string({ minLength: 1, maxLength: 128 }),
+  expiresAt: t.uint(),
+};
+
+/** A sender places chunk `chunkIndex` (SHA-256 `chunkHash`, `chunkSize` bytes) of message `id` on `holder`. */
+export const chunkPutRequestSchema = t.record({
+  type: t.literal('escrowChunkPut'),
+  ...common,
+  chunkHash: t.bytes({ length: 32 }),
+  chunkSize: t.uint({ min: 1, max: escrowLimits.chunkBytesMax }),
+  signature: t.bytes({ length: 64 }),
+});
+export type ChunkPutRequest = Infer<typeof chunkPutRequestSchema>;
+
+/** The auditor of approved audit `requestId` asks `holder` for chunk `chunkIndex` of message `id`. */
+export const chunkGetRequestSchema = t.record({
+  type: t.literal('escrowChunkGet'),
+  ...common,
+  requestId: t.string({ minLength: 1, maxLength: escrowLimits.requestIdLengthMax }),
+  signature: t.bytes({ length: 64 }),
+});
+export type ChunkGetRequest = Infer<typeof chunkGetRequestSchema>;
+
+export type ChunkRequest = ChunkPutRequest | ChunkGetRequest;
+
+function signingType(request: Pick<ChunkRequest, 'type'>): string {
+  return request.type === 'escrowChunkPut' ? CHUNK_PUT_SIGNING_TYPE : CHUNK_GET_SIGNING_TYPE;
+}
+
+/** Every field but the signature, canonically encoded. */
+function signingPayload(request: Omit<ChunkRequest, 'signature'>): Uint8Array {
+  const fields: Record<string, unknown> = { ...request };
+  delete fields['signature'];
+  return encodeCanonical(fields as Parameters<typeof encodeCanonical>[0]);
+}
+
+/** Signs a chunk request for the signer's network; it expires a minute after `timestamp` unless told. */
+export function encodeChunkPutRequest(
+  request: Omit<ChunkPutRequest, 'type' | 'signerKey' | 'network' | 'expiresAt' | 'signature'> & {
+    expiresAt?: number;
+  },
+  signer: Signer,
+): Uint8Array {
+  const unsigned = {
+    type: 'escrowChunkPut' as const,
+    ...request,
+    signerKey: signer.publicKey,
+    network: signer.domain.network,
+    expiresAt: request.expiresAt ?? request.timestamp + 60_000,
+  };
+  return encodeWith(chunkPutRequestSchema, {
+    ...unsigned,
+    signature: signer.sign(CHUNK_PUT_SIGNING_TYPE, signingPayload(unsigned)),
+  });
+}
+
+export function encodeChunkGetRequest(
+  request: Omit<ChunkGetRequest, 'type' | 'signerKey' | 'network' | 'expiresAt' | 'signature'> & {
+    expiresAt?: number;
+  },
+  signer: Signer,
+): Uint8Array {
+  const unsigned = {
+    type: 'escrowChunkGet' as const,
+    ...request,
+    signerKey: signer.publicKey,
+    network: signer.domain.network,
+    expiresAt: request.expiresAt ?? request.timestamp + 60_000,
+  };
+  return encodeWith(chunkGetRequestSchema, {
+    ...unsigned,
+    signature: signer.sign(CHUNK_GET_SIGNING_TYPE, signingPayload(unsigned)),
+  });
+}
+
+/** Decodes strictly; throws LedgerbusError on malformed bytes. Does not check the signature. */
+export function decodeChunkPutRequest(bytes: Uint8Array): ChunkPutRequest {
+  return decodeWith(chunkPutRequestSchema, bytes, { maxBytes: 4096 });
+}
+
+export function decodeChunkGetRequest(bytes: Uint8Array): ChunkGetRequest {
+  return decodeWith(chunkGetRequestSchema, bytes, { maxBytes: 4096 });
+}
+
+/** True if `request` carries a valid signature by its `signerKey` in the network of `signing`. */
+export function chunkRequestSignatureValid(request: ChunkRequest, signing: SigningDomain): boolean {
+  return signing.verify(request.signerKey, signingType(request), signingPayload(request), request.signature);
+}
