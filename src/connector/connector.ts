@@ -53,6 +53,9 @@ import type { ConnectorClock } from './lifecycle.js';
 import { MessageQueries } from './message-queries.js';
 import { AmbiguousMessageIdError, partitionOfGroup, topicOfGroup } from './message-location.js';
 import type { MessageLocation } from './message-location.js';
+import { ChunkHolder } from './escrow/chunk-holder.js';
+import { EscrowAgent } from './escrow/escrow-agent.js';
+import { EscrowPlacer } from './escrow/placer.js';
 import { PayloadServer } from './payload-server.js';
 import { Publisher } from './producer/publisher.js';
 import { NodeSession, homeNode } from './session/node-session.js';
@@ -89,6 +92,9 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
   private readonly deliveryWatcher: DeliveryWatcher;
   private readonly payloadServer: PayloadServer;
   private readonly queries: MessageQueries;
+  /** Escrow (DESIGN §7): chunks kept for others, and the holder's duties on the escrow logs. */
+  private readonly chunkHolder: ChunkHolder;
+  private readonly escrowAgent: EscrowAgent;
   private readonly loops: Promise<void>[] = [];
 
   /**
@@ -142,7 +148,10 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       await this.adminClient.sync();
     };
     const submitter = new TransactionSubmitter({ ...context, session });
-    this.publisher = new Publisher({ ...context, session, submitter, syncRegistry });
+    const placer = new EscrowPlacer({ ...context, session });
+    this.chunkHolder = new ChunkHolder({ ...context, session });
+    this.escrowAgent = new EscrowAgent({ ...context, session, submitter });
+    this.publisher = new Publisher({ ...context, session, submitter, syncRegistry, placer });
     this.consumers = new ConsumerRunner({
       ...context,
       syncRegistry,
@@ -181,8 +190,13 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
 
   /** Opens the serving connections and starts one consumer per consumable partition and the delivery watcher. */
   start(): void {
-    this.session.startServing((body) => this.payloadServer.serve(body));
+    this.session.startServing({
+      servePayload: (body) => this.payloadServer.serve(body),
+      escrowChunkPut: (body) => this.chunkHolder.put(body),
+      escrowChunkGet: (body) => this.chunkHolder.get(body),
+    });
     this.loops.push(this.deliveryWatcher.run());
+    this.loops.push(this.escrowAgent.run());
     this.consumers.start();
   }
 

@@ -7,8 +7,12 @@ import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { PassThrough, Writable, pipeline } from 'node:stream';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
+import type { EscrowPolicy } from '../../contracts/registry.js';
+import type { EscrowMetadata } from '../../contracts/escrow/transactions.js';
 import type { MessageMetadata } from '../../contracts/transactions.js';
 import { decodeEnvelopeHeader, encodeEnvelopeHeader, encryptPayload } from '../../crypto/envelope/index.js';
+import { escrowKeys, splitSecret } from '../../crypto/escrow/index.js';
+import type { FeldmanSharing } from '../../crypto/escrow/index.js';
 import { ErrorCode, LedgerbusError, assert } from '../../errors.js';
 import type { OutgoingMessage } from '../api-types.js';
 import { ByteLimit } from '../byte-limit.js';
@@ -17,6 +21,8 @@ import type { ConnectorContext } from '../context.js';
 import { describeError } from '../lifecycle.js';
 import { messageTooLarge, sendChunkBytes } from '../payload-size.js';
 import { partitionGroupId } from '../../contracts/registry.js';
+import type { EscrowPlacer } from '../escrow/placer.js';
+import { SentEscrowStore } from '../escrow/sent-escrow.js';
 
 /** A message of a send, encrypted and stored (by this send, when `created`), ready to publish. */
 export interface OutgoingStored {
@@ -39,10 +45,17 @@ export interface OutgoingLimit {
 export type OutgoingStoreOptions = Pick<
   ConnectorContext,
   'organization' | 'signer' | 'registry' | 'database' | 'storage' | 'logger' | 'lifecycle'
->;
+> & {
+  /** Places escrowed chunks and key shares (escrow topics only, DESIGN §7; the connector always has one). */
+  readonly placer?: EscrowPlacer;
+};
 
 export class OutgoingStore {
-  constructor(private readonly options: OutgoingStoreOptions) {}
+  private readonly sentEscrow: SentEscrowStore;
+
+  constructor(private readonly options: OutgoingStoreOptions) {
+    this.sentEscrow = new SentEscrowStore(options.database.db);
+  }
 
   /**
    * Encrypts and stores one message's payload, reading at most `limit.plaintextMax` bytes of it (and
@@ -77,7 +90,24 @@ export class OutgoingStore {
         ),
         () => {},
       );
-    const existing = database.sent(topic, id);
+    const escrowPolicy = escrowPolicyOf(registry.topic(topic)?.policy);
+    let existing = database.sent(topic, id);
+    if (
+      existing !== undefined &&
+      escrowPolicy !== undefined &&
+      this.sentEscrow.get(topic, id) === undefined
+    ) {
+      // Stored by an attempt that stopped before its chunks and shares were placed: its data key died
+      // with it, so that ciphertext can never be escrowed. Start again (it was never published).
+      await this.discardUnpublished([
+        {
+          metadata: metadataOfSent(existing, message, recipients),
+          storageKey: existing.storage_key,
+          created: true,
+        },
+      ]);
+      existing = database.sent(topic, id);
+    }
     if (existing !== undefined) {
       // A retry of a message already encrypted and stored: its value is read (within the bound) and
       // dropped, and the first attempt's metadata is published again, on the partition that attempt
@@ -85,11 +115,19 @@ export class OutgoingStore {
       // the id as a new message).
       await drain(bounded());
       return {
-        metadata: metadataOfSent(existing, message, recipients),
+        metadata: this.withEscrow(topic, metadataOfSent(existing, message, recipients)),
         storageKey: existing.storage_key,
         created: false,
       };
     }
+    // An escrow topic's data key is derived from the secret escrowed for auditors, so that k of the
+    // share holders can rebuild it without the sender (DESIGN §7).
+    // The sharing is kept durably before anything is encrypted under it, so an attempt that stops
+    // midway and its retry escrow one secret.
+    const sharing =
+      escrowPolicy === undefined
+        ? undefined
+        : this.sentEscrow.keepSharing(topic, id, splitSecret(escrowPolicy.threshold, escrowPolicy.shares));
     const contentType = message.contentType ?? 'application/octet-stream';
     const sink = new PassThrough({ highWaterMark: 1024 * 1024 });
     const stored = storage.put(sink);
@@ -103,6 +141,15 @@ export class OutgoingStore {
         payloadId: id,
         contentType,
         chunkBytes: sendChunkBytes,
+        ...(sharing === undefined
+          ? {}
+          : {
+              dataKey: escrowKeys(sharing.secret, {
+                network: this.options.signer.domain.network,
+                sender: this.options.organization,
+                id,
+              }).dataKey,
+            }),
       }),
       stored,
     ]);
@@ -137,29 +184,97 @@ export class OutgoingStore {
         `message ${limit.label}: the value ended after ${encrypted.header.plaintextBytes} of the ${limit.declared} bytes declared`,
       );
     }
-    database.insertSent({
+    const header = encodeEnvelopeHeader(encrypted.header);
+    const escrow =
+      sharing === undefined || escrowPolicy === undefined
+        ? undefined
+        : await this.place(created, { topic, partition, id, policy: escrowPolicy, sharing, header });
+    const sentRow = {
       id,
       topic,
       partition,
       group_id: partitionGroupId(topic, partition),
-      header: encodeEnvelopeHeader(encrypted.header),
+      header,
       storage_key: object.key,
       size: object.size,
       recipients: JSON.stringify(recipients),
       created_at: this.options.lifecycle.clock.now(),
-    });
+    };
+    // The secret is kept with the row, in one transaction, so that a retry publishes the very same
+    // escrow metadata (its leaf must not change) and the sender can always read what it escrowed.
+    database.db.transaction(() => {
+      database.insertSent(sentRow);
+      if (escrow !== undefined && sharing !== undefined) this.sentEscrow.put(topic, id, sharing, escrow);
+    })();
     const row = database.sent(topic, id);
     assert(row !== undefined, 'a sent row exists once inserted');
     if (row.storage_key !== object.key) {
       // Another send of the same (topic, id) stored its payload first: this one is its retry.
       await this.discardUnpublished([created]);
       return {
-        metadata: metadataOfSent(row, message, recipients),
+        metadata: this.withEscrow(topic, metadataOfSent(row, message, recipients)),
         storageKey: row.storage_key,
         created: false,
       };
     }
-    return created;
+    return escrow === undefined ? created : { ...created, metadata: { ...created.metadata, escrow } };
+  }
+
+  /** Places the stored ciphertext's chunks and the key shares; on failure the ciphertext is deleted. */
+  private async place(
+    created: OutgoingStored,
+    input: {
+      topic: string;
+      partition: number;
+      id: string;
+      policy: EscrowPolicy;
+      sharing: FeldmanSharing;
+      header: Uint8Array;
+    },
+  ): Promise<EscrowMetadata> {
+    const { placer } = this.options;
+    if (placer === undefined) {
+      await this.discardUnpublished([created]);
+      throw new LedgerbusError(
+        ErrorCode.BadConfig,
+        `topic ${input.topic} escrows its messages, and this store has no escrow placer`,
+      );
+    }
+    try {
+      const placed = await placer.placeTimed({
+        topic: input.topic,
+        partition: input.partition,
+        group: partitionGroupId(input.topic, input.partition),
+        id: input.id,
+        policy: input.policy,
+        secret: input.sharing,
+        encodedHeader: input.header,
+        storageKey: created.storageKey,
+        ciphertextBytes: created.metadata.size,
+      });
+      // The split / distribution / seal times are what bench:escrow reports (the paper's Fig. 4).
+      this.options.logger.info(
+        {
+          id: input.id,
+          group: partitionGroupId(input.topic, input.partition),
+          chunks: placed.chunks,
+          splitMs: placed.splitMs,
+          distributeMs: placed.distributeMs,
+          sealMs: placed.sealMs,
+        },
+        'escrowed chunks and key shares placed',
+      );
+      return placed.metadata;
+    } catch (error) {
+      await this.discardUnpublished([created]);
+      throw error;
+    }
+  }
+
+  /** `metadata` with the escrow metadata stored for it, if it was escrowed. */
+  private withEscrow(topic: string, metadata: MessageMetadata): MessageMetadata {
+    const escrow = this.sentEscrow.get(topic, metadata.id)?.metadata;
+    return escrow === undefined ? metadata : { ...metadata, escrow };
   }
 
   /**
@@ -169,7 +284,8 @@ export class OutgoingStore {
    */
   async discardUnpublished(entries: readonly OutgoingStored[]): Promise<void> {
     for (const { metadata, storageKey } of entries) {
-      this.options.database.deleteUnpublished(metadata.topic, metadata.id, storageKey);
+      if (this.options.database.deleteUnpublished(metadata.topic, metadata.id, storageKey))
+        this.sentEscrow.delete(metadata.topic, metadata.id);
       if (this.options.database.sentReferences(storageKey)) continue;
       try {
         await this.options.storage.delete(storageKey);
@@ -181,6 +297,13 @@ export class OutgoingStore {
       }
     }
   }
+}
+
+/** The escrow policy of an escrow topic; undefined for a standard one. */
+function escrowPolicyOf(
+  policy: { availability?: string; escrow?: EscrowPolicy } | undefined,
+): EscrowPolicy | undefined {
+  return policy?.availability === 'escrow' ? policy.escrow : undefined;
 }
 
 /** The metadata a message stored earlier is published with again. */

@@ -30,6 +30,7 @@ import { publishBatches } from './batches.js';
 import { OutgoingStore } from './outgoing-store.js';
 import type { OutgoingLimit, OutgoingStored } from './outgoing-store.js';
 import { partitionGroupId } from '../../contracts/registry.js';
+import type { EscrowPlacer } from '../escrow/placer.js';
 
 /** Outgoing payloads encrypted and stored at once by one send. */
 const storeConcurrency = 16;
@@ -61,6 +62,8 @@ export interface PublisherOptions extends Pick<
 > {
   readonly session: NodeSession;
   readonly submitter: TransactionSubmitter;
+  /** Places escrowed chunks and key shares on escrow topics (see OutgoingStoreOptions). */
+  readonly placer?: EscrowPlacer;
   /** Refreshes the registry (after a partition moved); its failures are ignored. */
   readonly syncRegistry: () => Promise<void>;
   readonly epochRetryPolicy?: RetryPolicy;
@@ -161,7 +164,12 @@ export class Publisher {
     const published = await Promise.allSettled(
       // Submitted together over one connection, in order: the batches are pipelined, not serialized.
       [...byPartition].flatMap(([partition, entries]) =>
-        publishBatches(entries, (entry) => entry.entry.metadata.recipients).map(async (batch) => {
+        // An escrowed message is published alone: its holders read its acceptance proof, which shows
+        // the whole batch transaction, and they must not see the sender's other messages.
+        (topic.policy.availability === 'escrow'
+          ? entries.map((entry) => [entry])
+          : publishBatches(entries, (entry) => entry.entry.metadata.recipients)
+        ).map(async (batch) => {
           const accepted = await this.publishBatch(
             topicName,
             partition,

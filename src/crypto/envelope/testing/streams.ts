@@ -62,7 +62,10 @@ export async function drain(stream: Readable): Promise<{ output: Buffer; error: 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 export async function decryptFromMemory(
-  options: DistributiveOmit<DecryptPayloadOptions, 'ciphertext'> & { ciphertext: Uint8Array; pieces?: number[] },
+  options: DistributiveOmit<DecryptPayloadOptions, 'ciphertext'> & {
+    ciphertext: Uint8Array;
+    pieces?: number[];
+  },
 ): Promise<{ output: Buffer; error: LedgerbusError | undefined }> {
   const { ciphertext, pieces, ...rest } = options;
   const { output, error } = await drain(
