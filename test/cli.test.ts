@@ -39,6 +39,49 @@ function ledgerbusAsync(...args: string[]): Promise<{ status: number; stdout: st
   });
 }
 
+/** Bad escrow flags of topic create and set-policy, and what each refusal names. */
+function escrowCases(connection: readonly string[]): { args: string[]; says: string }[] {
+  const create = (...flags: string[]): string[] => [
+    'topic',
+    'create',
+    'audited',
+    '--partitions',
+    '1',
+    ...flags,
+    ...connection,
+  ];
+  return [
+    { args: create('--threshold', '2'), says: '--threshold set escrow parameters: add --escrow' },
+    {
+      args: create('--shares', '5', '--replicas', '2'),
+      says: '--replicas, --shares set escrow parameters: add --escrow',
+    },
+    {
+      args: create('--escrow', '--threshold', '4'),
+      says: '--threshold 4 is more than --shares 3 (the default)',
+    },
+    {
+      args: create('--escrow', '--threshold', '3', '--shares', '2'),
+      says: '--threshold 3 is more than --shares 2:',
+    },
+    { args: create('--escrow', '--shares', '17'), says: '--shares must be an integer from 1 to 16' },
+    { args: create('--escrow', '--replicas', '0'), says: '--replicas must be an integer from 1 to 16' },
+    {
+      args: create('--escrow', '--chunk-bytes', '1024'),
+      says: '--chunk-bytes must be a size from 4096 to 8388608 bytes',
+    },
+    {
+      args: create('--escrow', '--audit-approvals', '65'),
+      says: '--audit-approvals must be an integer from 0 to 64',
+    },
+    { args: ['topic', 'set-policy', 'audited', ...connection], says: 'name at least one policy option' },
+    {
+      args: ['topic', 'set-policy', 'audited', '--no-escrow', '--threshold', '2', ...connection],
+      says: '--threshold with --no-escrow',
+    },
+  ];
+}
+
 describe('ledgerbus CLI', () => {
   it('generates keys with mode 0600, issues and verifies a certificate for one network, and refuses a foreign one', () => {
     const org = JSON.parse(ledgerbus('keys', 'generate', '--out', 'org.key', '--json').stdout) as {
@@ -175,7 +218,7 @@ describe('ledgerbus CLI', () => {
 
   it('lists the topic and org commands in the help texts, each with its own --help', async () => {
     const subcommands = {
-      topic: ['create', 'add-partitions', 'describe', 'list', 'acl'],
+      topic: ['create', 'add-partitions', 'describe', 'list', 'acl', 'set-policy'],
       org: ['register', 'approve', 'suspend', 'revoke', 'quotas', 'add-node', 'remove-node', 'list'],
     };
     // The leaves share one builder, so a few of them stand for all (each run costs a process start).
@@ -186,6 +229,7 @@ describe('ledgerbus CLI', () => {
       ['topic', 'create'],
       ['topic', 'add-partitions'],
       ['topic', 'acl'],
+      ['topic', 'set-policy'],
       ['org', 'register'],
       ['org', 'approve'],
     ];
@@ -208,6 +252,30 @@ describe('ledgerbus CLI', () => {
       expect(help.stdout).toContain('--as <org>');
       expect(help.stdout).toContain('--json');
     });
+    // Every escrow flag says its default, and why shares and replicas are not checked up front.
+    const create = leaves[0]!.stdout;
+    /** The help text of `flag`: its lines up to the next option's, joined. */
+    const helpOf = (flag: string): string => {
+      const start = create.indexOf(`  ${flag} `);
+      const next = create.slice(start + 2).search(/\n {2}-/);
+      return create.slice(start, start + 2 + next).replace(/\s+/g, ' ');
+    };
+    for (const [flag, fallback] of [
+      ['--replicas <r>', 'default 3'],
+      ['--threshold <k>', 'default 2'],
+      ['--shares <n>', 'default 3'],
+      ['--chunk-bytes <size>', 'default 1MiB'],
+      ['--audit-approvals <a>', 'default 1'],
+    ] as const) {
+      expect(helpOf(flag), flag).toContain(`(${fallback})`);
+      expect(helpOf(flag), flag).toContain('needs --escrow');
+    }
+    expect(create).toContain('--escrow');
+    expect(create).toContain('organizations join later');
+    expect(create).toContain('NOT_ENOUGH_HOLDERS');
+    const setPolicy = leaves[3]!.stdout;
+    expect(setPolicy).toContain('--no-escrow');
+    expect(setPolicy).toContain('--threshold <k>');
   });
 
   it('refuses bad admin arguments with a code, the help to read, and exit status 2', async () => {
@@ -230,6 +298,8 @@ describe('ledgerbus CLI', () => {
         says: '--replication-factor must be an integer from 4 to 7',
       },
       { args: ['topic', 'add-partitions', 'invoices', ...connection], says: "'--count <n>' not specified" },
+      // One escrow case as a real process; the rest run in this process (see below).
+      escrowCases(connection)[2]!,
       { args: ['topic', 'add-partitions', 'invoices', '--count', '-1', ...connection], says: '--count' },
       { args: ['topic', 'describe', 'invoices', '--as', 'org1'], says: "'--network <file>' not specified" },
       { args: ['topic', 'frobnicate'], says: "unknown command 'frobnicate'" },
@@ -272,6 +342,26 @@ describe('ledgerbus CLI', () => {
       expect(result.stderr, args.join(' ')).toMatch(/^error SCHEMA_MISMATCH: /);
       expect(result.stderr, args.join(' ')).toContain(says);
       expect(result.stderr, args.join(' ')).toContain('--help`');
+    }
+  });
+
+  it('refuses bad escrow flags naming them, before reading the network file (nothing is submitted)', async () => {
+    // Parsed in this process, as the binary parses them: a process start per case costs seconds here.
+    for (const { args, says } of escrowCases(['--network', 'missing.json', '--as', 'org1'])) {
+      const program = buildProgram();
+      const silence = (command: Command): void => {
+        command.configureOutput({ writeOut: () => {}, writeErr: () => {} });
+        command.commands.forEach(silence);
+      };
+      silence(program);
+      const error = await program.parseAsync(args, { from: 'user' }).then(
+        () => undefined,
+        (thrown: unknown) => thrown,
+      );
+      // missing.json was never read: a read would have been BAD_CONFIG "cannot read network file".
+      expect(error, args.join(' ')).toMatchObject({ code: 'SCHEMA_MISMATCH' });
+      expect((error as Error).message, args.join(' ')).toContain(says);
+      expect((error as Error).message, args.join(' ')).toContain('--help`');
     }
   });
 

@@ -10,7 +10,7 @@ import { Admin } from '../client/admin.js';
 import type { OrganizationStatus } from '../client/admin.js';
 import { Transport } from '../client/transport.js';
 import { encodeWith, toHex } from '../codec/index.js';
-import type { AdminResult, TopicDescription, TopicPolicyInput } from '../connector/api-types.js';
+import type { AdminResult, TopicDescription } from '../connector/api-types.js';
 import { SigningDomain, loadSigningKey } from '../crypto/index.js';
 import { loadEncryptionKey } from '../crypto/envelope/index.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
@@ -24,6 +24,16 @@ import {
 } from '../registry/admin-transactions.js';
 import { readNetworkFile } from './devnet-layout.js';
 import type { NetworkFile } from './devnet-layout.js';
+import { collectList, integerOption, splitList } from './option-parsers.js';
+import {
+  addPolicyOptions,
+  anyPolicyFlag,
+  availabilityText,
+  policyInputFrom,
+  policyLines,
+  usage,
+} from './topic-policy.js';
+import type { PolicyFlags } from './topic-policy.js';
 
 interface ConnectionOptions {
   readonly network: string;
@@ -58,34 +68,6 @@ function sessionFor(options: ConnectionOptions): Session {
     requestTimeoutMs: 60_000,
   });
   return { network, admin: new Admin(transport) };
-}
-
-function integerOption(name: string, minimum: number, maximum = Number.MAX_SAFE_INTEGER) {
-  return (value: string): number => {
-    const parsed = Number(value);
-    if (!Number.isSafeInteger(parsed) || parsed < minimum || parsed > maximum) {
-      const range =
-        maximum === Number.MAX_SAFE_INTEGER
-          ? minimum === 1
-            ? 'a positive integer'
-            : `an integer of at least ${minimum}`
-          : `an integer from ${minimum} to ${maximum}`;
-      throw new InvalidArgumentError(`${name} must be ${range}`);
-    }
-    return parsed;
-  };
-}
-
-function splitList(value: string): string[] {
-  return value
-    .split(',')
-    .map((item) => item.trim())
-    .filter((item) => item.length > 0);
-}
-
-/** For options that may repeat and also take comma lists: `--allow-produce a,b --allow-produce c`. */
-function collectList(value: string, previous: readonly string[]): string[] {
-  return [...previous, ...splitList(value)];
 }
 
 function print(json: boolean, data: unknown, text: string): void {
@@ -170,14 +152,11 @@ function subcommand(parent: Command, parentPath: string, name: string, descripti
 
 // ---- topic ----
 
-interface TopicCreateOptions extends ConnectionOptions {
+interface TopicCreateOptions extends ConnectionOptions, PolicyFlags {
   readonly partitions: number;
   readonly replicationFactor?: number;
   readonly producers?: string;
   readonly consumers?: string;
-  readonly messageBytesMax?: number;
-  readonly ttlMs?: number;
-  readonly retentionMs?: number;
 }
 
 interface TopicAclOptions extends ConnectionOptions {
@@ -192,12 +171,17 @@ const ownerOrSupervisor = "the topic's owner or an approved supervisor";
 export function buildTopicCommand(): Command {
   const topic = withUsageErrors(
     new Command('topic').description(
-      'Topics: create, add partitions, describe, list, and set who may produce and consume.',
+      'Topics: create, add partitions, describe, list, set who may produce and consume, and set the policy (escrow for auditors).',
     ),
     'topic',
   );
 
-  subcommand(topic, 'topic', 'create', 'Create a topic; the --as organization becomes its owner.')
+  const create = subcommand(
+    topic,
+    'topic',
+    'create',
+    'Create a topic; the --as organization becomes its owner. With --escrow, every message is also escrowed for auditors.',
+  )
     .argument('<name>', 'topic name (letters, digits, . _ -)')
     .requiredOption(
       '--partitions <n>',
@@ -216,46 +200,73 @@ export function buildTopicCommand(): Command {
     .option(
       '--consumers <orgs>',
       'who may be recipients, comma-separated (default: every member in the network file)',
-    )
-    .option('--message-bytes-max <bytes>', 'largest payload', integerOption('--message-bytes-max', 1))
-    .option('--ttl-ms <ms>', 'how long a message may wait for delivery', integerOption('--ttl-ms', 1))
-    .option(
-      '--retention-ms <ms>',
-      'how long senders keep a payload after delivery',
-      integerOption('--retention-ms', 0),
-    )
-    .action(async (name: string, options: TopicCreateOptions) => {
-      const { network, admin } = sessionFor(options);
-      const members = network.organizations
-        .filter((organization) => organization.roles.includes('member'))
-        .map((organization) => organization.id);
-      const producers = options.producers === undefined ? members : splitList(options.producers);
-      const consumers = options.consumers === undefined ? members : splitList(options.consumers);
-      const policy: TopicPolicyInput = {
-        ...(options.messageBytesMax === undefined ? {} : { messageBytesMax: options.messageBytesMax }),
-        ...(options.ttlMs === undefined ? {} : { ttlMs: options.ttlMs }),
-        ...(options.retentionMs === undefined ? {} : { payloadRetentionMs: options.retentionMs }),
-      };
-      const result = await explained(
-        admin.execute({
-          kind: 'createTopic',
-          name,
-          partitions: options.partitions,
-          ...(options.replicationFactor === undefined
-            ? {}
-            : { replicationFactor: options.replicationFactor }),
-          producers,
-          consumers,
-          ...(Object.keys(policy).length === 0 ? {} : { policy }),
-        }),
-        'an approved member or supervisor, for a name not taken yet',
-      );
-      print(
-        options.json,
-        { topic: name, partitions: options.partitions, producers, consumers, result },
-        `created topic ${name}: ${options.partitions} partition(s), owner ${options.as}; producers ${listText(producers)}; consumers ${listText(consumers)} (${committed(result)})`,
-      );
-    });
+    );
+  addPolicyOptions(create, 'create').action(async (name: string, options: TopicCreateOptions) => {
+    // Checked before the network file is read: a bad combination sends nothing.
+    const { input: policy, escrow } = policyInputFrom(options, 'topic create');
+    const { network, admin } = sessionFor(options);
+    const members = network.organizations
+      .filter((organization) => organization.roles.includes('member'))
+      .map((organization) => organization.id);
+    const producers = options.producers === undefined ? members : splitList(options.producers);
+    const consumers = options.consumers === undefined ? members : splitList(options.consumers);
+    const result = await explained(
+      admin.execute({
+        kind: 'createTopic',
+        name,
+        partitions: options.partitions,
+        ...(options.replicationFactor === undefined ? {} : { replicationFactor: options.replicationFactor }),
+        producers,
+        consumers,
+        ...(Object.keys(policy).length === 0 ? {} : { policy }),
+      }),
+      'an approved member or supervisor, for a name not taken yet',
+    );
+    print(
+      options.json,
+      {
+        topic: name,
+        partitions: options.partitions,
+        producers,
+        consumers,
+        availability: escrow === undefined ? 'standard' : 'escrow',
+        ...(escrow === undefined ? {} : { escrow }),
+        result,
+      },
+      `created topic ${name}: ${options.partitions} partition(s), owner ${options.as}; producers ${listText(producers)}; consumers ${listText(consumers)}; availability ${availabilityText(escrow)} (${committed(result)})`,
+    );
+  });
+
+  addPolicyOptions(
+    subcommand(
+      topic,
+      'topic',
+      'set-policy',
+      "Change a topic's policy: message size, TTL, retention, and escrow for auditors (--escrow, --no-escrow and its parameters). Values not given stay as they are.",
+    ).argument('<name>', 'topic name'),
+    'update',
+  ).action(async (name: string, options: ConnectionOptions & PolicyFlags) => {
+    // What the flags alone get wrong is refused before the network file is read.
+    if (!anyPolicyFlag(options)) throw usage('name at least one policy option to change', 'topic set-policy');
+    if (options.escrow === false) policyInputFrom(options, 'topic set-policy');
+    const { admin } = sessionFor(options);
+    const current = await admin.describeTopic(name);
+    const { input, escrow } = policyInputFrom(options, 'topic set-policy', current.policy);
+    const result = await explained(
+      admin.setTopicPolicy(name, input),
+      `${ownerOrSupervisor} (owner of ${name}: ${current.owner ?? 'none, a genesis topic'})`,
+    );
+    print(
+      options.json,
+      {
+        topic: name,
+        availability: escrow === undefined ? 'standard' : 'escrow',
+        ...(escrow === undefined ? {} : { escrow }),
+        result,
+      },
+      `topic ${name}: availability ${availabilityText(escrow)} (${committed(result)})`,
+    );
+  });
 
   subcommand(
     topic,
@@ -421,12 +432,11 @@ function sameMembers(left: readonly string[], right: readonly string[]): boolean
 }
 
 function describeText(topic: TopicDescription): string {
-  const policy = topic.policy;
   const lines = [
     `topic ${topic.name}   owner ${topic.owner ?? '(genesis: supervisors administer it)'}`,
     `producers  ${listText(topic.producers)}`,
     `consumers  ${listText(topic.consumers)}`,
-    `policy     messageBytesMax ${policy.messageBytesMax}, ttlMs ${policy.ttlMs}, payloadRetentionMs ${policy.payloadRetentionMs}`,
+    ...policyLines(topic.policy),
     `raft       leader ${topic.raft.leader || '(none)'}; voters ${listText(topic.raft.voters)}; learners ${listText(topic.raft.learners)}; at index ${topic.topicIndex}`,
     '',
     table(

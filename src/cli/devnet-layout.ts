@@ -1,8 +1,9 @@
 /**
  * The files of a local development network: keys, genesis, one node.yaml and one connector.yaml per
  * organization, and `network.json` — what a user (and the CLI's --network option) needs to talk to
- * it: organizations with roles, connector URLs and tokens, node addresses, and the genesis that is
- * the trust bundle for offline verification. Written once; later runs reuse them (and the data).
+ * it: organizations with roles (all members; the last, org4 by default, also supervisor and
+ * auditor), connector URLs and tokens, node addresses, and the genesis that is the trust bundle for
+ * offline verification. Written once; later runs reuse them (and the data).
  *
  * Everything in it is for its owner only: files 0600, directories 0700 (keys and tokens are secrets,
  * and the databases, logs and payload folders tell other local users what the organizations
@@ -210,10 +211,13 @@ function createLayout(options: {
     saveSigningKey(join(folder, 'keys', 'node.key'), nodeKey);
     saveSigningKey(join(folder, 'keys', 'connector.key'), connectorKey);
     saveEncryptionKey(join(folder, 'keys', 'encryption.key'), encryptionKey);
-    const roles = index === count ? ['member', 'supervisor'] : ['member'];
+    // DESIGN §7: in a devnet the last organization (org4 by default) is also the supervisor and
+    // the auditor, so escrow audits can be tried without registering anyone.
+    const roles: Genesis['organizations'][number]['roles'] =
+      index === count ? ['member', 'supervisor', 'auditor'] : ['member'];
     organizations.push({
       id,
-      roles: roles as ('member' | 'supervisor')[],
+      roles,
       signingKeys: [toHex(connectorKey.publicKey)],
       encryptionKey: toHex(encryptionKey.publicKey),
     });

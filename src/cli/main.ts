@@ -21,6 +21,7 @@ import {
 import { buildSimCommand } from '../sim/cli.js';
 import { generateEncryptionKey, saveEncryptionKey } from '../crypto/envelope/index.js';
 import { buildOrgCommand, buildTopicCommand } from './admin-commands.js';
+import { buildAuditCommand } from './audit-commands.js';
 import { errorText, invalidVerdict } from './error-output.js';
 import {
   buildConnectorCommand,
@@ -220,6 +221,7 @@ export function buildProgram(): Command {
     buildVerifyCommand(),
     buildTopicCommand(),
     buildOrgCommand(),
+    buildAuditCommand(),
   ]) {
     program.addCommand(command);
   }

@@ -140,7 +140,7 @@ function splitAddress(address: string): [string, number] {
 export function buildDevCommand(): Command {
   return new Command('dev')
     .description(
-      'Start a whole local network: 4 organizations (org4 also supervisor), one node and one connector each, topic "demo".',
+      'Start a whole local network: 4 organizations (org4 also supervisor and auditor), one node and one connector each, topic "demo".',
     )
     .option(
       '--dir <directory>',

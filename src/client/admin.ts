@@ -13,6 +13,7 @@ import type {
 } from '../connector/api-types.js';
 import { ErrorCode, isLedgerbusError } from '../errors.js';
 import { checkConnection } from './producer.js';
+import { Audits } from './audits.js';
 import type { Transport } from './transport.js';
 
 export interface ITopicConfig {
@@ -54,7 +55,12 @@ export interface TopicAcl {
 export type OrganizationStatus = Extract<AdminActionInput, { kind: 'setOrganizationStatus' }>['status'];
 
 export class Admin {
-  constructor(private readonly transport: Transport) {}
+  /** Audits of escrowed messages (auditors request and fetch; members approve). */
+  readonly audits: Audits;
+
+  constructor(private readonly transport: Transport) {
+    this.audits = new Audits(transport);
+  }
 
   /** Checks that the connector is reachable and accepts the token (KafkaJS apps call it first). */
   async connect(): Promise<void> {
@@ -120,6 +126,16 @@ export class Admin {
   /** Replaces the topic's producer and consumer lists (owner or supervisor only). */
   async setTopicAcl(topic: string, acl: TopicAcl): Promise<AdminResult> {
     return this.execute({ kind: 'setAcl', topic, producers: acl.producers, consumers: acl.consumers });
+  }
+
+  /**
+   * Changes a topic's policy (owner or supervisor only); fields left out stay as they are. Escrow:
+   * `{ availability: 'escrow', escrow: { threshold: 3, shares: 5 } }` (escrow fields left out keep the
+   * topic's, else the defaults: replicas 3, threshold 2, shares 3, chunkBytes 1 MiB, auditApprovals 1);
+   * `{ availability: 'standard' }` stops escrowing new messages.
+   */
+  async setTopicPolicy(topic: string, policy: TopicPolicyInput): Promise<AdminResult> {
+    return this.execute({ kind: 'setPolicy', topic, policy });
   }
 
   /** Approves, suspends or revokes an organization (approved supervisors only). */

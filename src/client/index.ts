@@ -18,6 +18,15 @@ import type { ProducerConfig } from './producer.js';
 import { Transport } from './transport.js';
 
 export { Admin, Consumer, Producer, LedgerbusEvents };
+export { Audits } from './audits.js';
+export type { AuditFetchInput, AuditRequestInput } from './audits.js';
+export type {
+  AuditApproveResult,
+  AuditFetchResult,
+  AuditRequestResult,
+  AuditSummary,
+  EscrowStatus,
+} from '../connector/escrow/audit-types.js';
 export type {
   CreatePartitionsOptions,
   CreateTopicsOptions,

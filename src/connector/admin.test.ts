@@ -1,7 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CborValue } from '../codec/index.js';
+import { bytesEqual, decodeWith, encodeCanonical, encodeWith } from '../codec/index.js';
+import type { TopicPolicy } from '../contracts/registry.js';
 import { ErrorCode } from '../errors.js';
-import { ConnectorAdmin } from './admin.js';
+import { adminTransactionSchema, policySchema } from '../registry/admin-transactions.js';
+import type { AdminAction } from '../registry/admin-transactions.js';
+import { DEFAULT_ESCROW_POLICY, DEFAULT_TOPIC_POLICY } from '../registry/assignment.js';
+import { parseGenesis } from '../registry/genesis.js';
+import { RegistryView } from '../registry/registry-view.js';
+import { ConnectorAdmin, resolveTopicPolicy } from './admin.js';
 import type { ConnectorContext } from './context.js';
 import { partsFixture, startNodeStandIn } from './testing/parts-fixture.js';
 import type { NodeStandIn, PartsFixture } from './testing/parts-fixture.js';
@@ -14,13 +21,20 @@ let admin: ConnectorAdmin;
 /** What the stand-in node answers to `registry` and `admin` (each test sets them). */
 let registryAnswer: () => CborValue;
 let adminAnswer: CborValue;
+/** The admin transactions the stand-in node received, in order. */
+const submitted: Uint8Array[] = [];
+const submittedActions = (): AdminAction[] =>
+  submitted.map((bytes) => decodeWith(adminTransactionSchema, bytes).action);
 
 beforeAll(async () => {
   fixture = partsFixture();
   context = await fixture.context(0);
   standIn = await startNodeStandIn(context.organization, {
     registry: () => registryAnswer(),
-    admin: () => adminAnswer,
+    admin: (body) => {
+      submitted.push((body as { transaction: Uint8Array }).transaction);
+      return adminAnswer;
+    },
   });
   const session = fixture.session(context, 0, standIn.node);
   admin = new ConnectorAdmin({
@@ -83,5 +97,112 @@ describe('ConnectorAdmin over the typed registry and admin methods', () => {
       status: 'OK',
       detail: 'done',
     });
+  });
+});
+
+const escrowPolicy: TopicPolicy = {
+  ...DEFAULT_TOPIC_POLICY,
+  availability: 'escrow',
+  escrow: { chunkBytes: 65_536, replicas: 2, threshold: 3, shares: 5, auditApprovals: 2 },
+};
+
+/** The devnet registry with topic `audited`, an escrow topic, beside `demo`. */
+function escrowRegistryReply(): Record<string, CborValue> {
+  const genesis = fixture.layout.network.genesis;
+  const audited = { ...genesis.topics[0]!, name: 'audited', policy: escrowPolicy };
+  const registry = RegistryView.fromGenesis(
+    parseGenesis({ ...genesis, topics: [...genesis.topics, audited] }),
+  );
+  return { ...registryReply(), registry: registry.encode() };
+}
+
+describe('topic policies: defaults, escrow, and checks before signing (issue 14 item 1)', () => {
+  it('fills a standard policy from the defaults and never writes availability into it', () => {
+    const resolved = resolveTopicPolicy(DEFAULT_TOPIC_POLICY, { ttlMs: 5 });
+    expect(resolved).toEqual({ ...DEFAULT_TOPIC_POLICY, ttlMs: 5 });
+    expect(Object.keys(resolved)).not.toContain('availability');
+    // availability 'standard' said out loud encodes as the pre-escrow three fields too.
+    const said = resolveTopicPolicy(DEFAULT_TOPIC_POLICY, { availability: 'standard' });
+    const { messageBytesMax, ttlMs, payloadRetentionMs } = DEFAULT_TOPIC_POLICY;
+    const threeFields = encodeCanonical({ messageBytesMax, ttlMs, payloadRetentionMs });
+    expect(bytesEqual(encodeWith(policySchema, said), threeFields)).toBe(true);
+  });
+
+  it('fills escrow parameters from the topic, else the defaults, and drops them when escrow is turned off', () => {
+    expect(resolveTopicPolicy(DEFAULT_TOPIC_POLICY, { availability: 'escrow' })).toEqual({
+      ...DEFAULT_TOPIC_POLICY,
+      availability: 'escrow',
+      escrow: { chunkBytes: 1024 * 1024, replicas: 3, threshold: 2, shares: 3, auditApprovals: 1 },
+    });
+    expect(resolveTopicPolicy(escrowPolicy, { escrow: { threshold: 4 } }).escrow).toEqual({
+      ...escrowPolicy.escrow,
+      threshold: 4,
+    });
+    const off = resolveTopicPolicy(escrowPolicy, { availability: 'standard' });
+    expect(off).toEqual(DEFAULT_TOPIC_POLICY);
+    expect(Object.keys(off)).not.toContain('escrow');
+    // Only the five known fields are taken from the input, whatever else it carries.
+    const extra = { threshold: 1, surprise: 7 } as unknown as { threshold: number };
+    expect(resolveTopicPolicy(escrowPolicy, { escrow: extra }).escrow).toEqual({
+      ...escrowPolicy.escrow,
+      threshold: 1,
+    });
+  });
+
+  it('refuses a bad escrow policy as BAD_CONFIG naming the field, before signing anything', async () => {
+    registryAnswer = registryReply;
+    adminAnswer = { index: 9, group: '__system', result: { status: 'OK' } };
+    submitted.length = 0;
+    const cases: { policy: Parameters<typeof resolveTopicPolicy>[1]; says: string }[] = [
+      {
+        policy: { availability: 'escrow', escrow: { threshold: 4 } },
+        says: 'policy.escrow.threshold is out of range: 4 given, allowed 1 to shares (3)',
+      },
+      {
+        policy: { availability: 'escrow', escrow: { shares: 17 } },
+        says: 'policy.escrow.shares is out of range: 17 given, allowed 1 to 16',
+      },
+      { policy: { availability: 'escrow', escrow: { chunkBytes: 100 } }, says: 'policy.escrow.chunkBytes' },
+      { policy: { availability: 'escrow', escrow: { replicas: 0 } }, says: 'policy.escrow.replicas' },
+      { policy: { escrow: { threshold: 2 } }, says: 'policy.escrow applies to escrow topics only' },
+    ];
+    for (const { policy, says } of cases) {
+      const error = await refusal(
+        admin.admin({ kind: 'createTopic', name: 'x', partitions: 1, producers: [], consumers: [], policy }),
+      );
+      expect(error.code).toBe(ErrorCode.BadConfig);
+      expect(error.message).toContain(says);
+    }
+    expect(submitted).toEqual([]);
+  });
+
+  it("signs a createTopic with the escrow defaults filled in, and a setPolicy that keeps the topic's parameters", async () => {
+    registryAnswer = escrowRegistryReply;
+    adminAnswer = { index: 10, group: '__system', result: { status: 'OK' } };
+    submitted.length = 0;
+    await admin.admin({
+      kind: 'createTopic',
+      name: 'fresh',
+      partitions: 1,
+      producers: [],
+      consumers: [],
+      policy: { availability: 'escrow', escrow: { shares: 5 } },
+    });
+    await admin.admin({ kind: 'createTopic', name: 'plain', partitions: 1, producers: [], consumers: [] });
+    await admin.admin({ kind: 'setPolicy', topic: 'audited', policy: { escrow: { auditApprovals: 0 } } });
+    expect(submittedActions().map((action) => ('policy' in action ? action.policy : undefined))).toEqual([
+      { ...DEFAULT_TOPIC_POLICY, availability: 'escrow', escrow: { ...DEFAULT_ESCROW_POLICY, shares: 5 } },
+      DEFAULT_TOPIC_POLICY,
+      { ...escrowPolicy, escrow: { ...escrowPolicy.escrow, auditApprovals: 0 } },
+    ]);
+  });
+
+  it('describes availability for every topic and the escrow parameters for escrow topics only', async () => {
+    registryAnswer = escrowRegistryReply;
+    const demo = await admin.describeTopic('demo');
+    expect(demo.policy.availability).toBe('standard');
+    expect(Object.keys(demo.policy)).not.toContain('escrow');
+    const audited = await admin.describeTopic('audited');
+    expect(audited.policy).toEqual(escrowPolicy);
   });
 });

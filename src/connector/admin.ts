@@ -7,8 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import { bytesEqual, encodeWith, fromHex, toHex } from '../codec/index.js';
 import type { Signer } from '../crypto/index.js';
-import { partitionGroupId } from '../contracts/registry.js';
-import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import { partitionGroupId, validateTopicPolicy } from '../contracts/registry.js';
+import type { EscrowPolicy, TopicPolicy } from '../contracts/registry.js';
+import { AssertionError, ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import {
   SYSTEM_GROUP,
   adminTransactionSchema,
@@ -16,7 +17,13 @@ import {
   topicGroupId,
 } from '../registry/admin-transactions.js';
 import type { AdminAction, ReplicaRecord } from '../registry/admin-transactions.js';
-import { DEFAULT_REPLICATION_FACTOR, DEFAULT_TOPIC_POLICY, assignReplicas } from '../registry/assignment.js';
+import {
+  DEFAULT_ESCROW_POLICY,
+  DEFAULT_REPLICATION_FACTOR,
+  DEFAULT_TOPIC_POLICY,
+  assignReplicas,
+  escrowPolicyBounds,
+} from '../registry/assignment.js';
 import type { LiveRegistry } from '../registry/live-registry.js';
 import type { GroupStatus } from '../protocol/client-methods.js';
 import { createRetry } from '../runtime/retry.js';
@@ -167,7 +174,7 @@ export class ConnectorAdmin {
       })),
       producers: [...entry.config.producers],
       consumers: [...entry.config.consumers],
-      policy: { ...entry.config.policy },
+      policy: describePolicy(entry.config.policy),
       topicIndex: entry.topicIndex,
       raft: {
         voters: [...entry.voters],
@@ -199,7 +206,7 @@ export class ConnectorAdmin {
             partitions: replicas,
             producers: [...input.producers],
             consumers: [...input.consumers],
-            policy: { ...DEFAULT_TOPIC_POLICY, ...input.policy },
+            policy: resolveTopicPolicy(DEFAULT_TOPIC_POLICY, input.policy),
           },
         };
       }
@@ -230,7 +237,7 @@ export class ConnectorAdmin {
         const current = this.requireTopic(input.topic).config.policy;
         return {
           group: topicGroupId(input.topic),
-          action: { kind: 'setPolicy', policy: mergePolicy(current, input.policy) },
+          action: { kind: 'setPolicy', policy: resolveTopicPolicy(current, input.policy) },
         };
       }
       case 'setReplicas':
@@ -283,13 +290,68 @@ export class ConnectorAdmin {
   }
 }
 
-function mergePolicy(
-  current: { messageBytesMax: number; ttlMs: number; payloadRetentionMs: number },
-  input: TopicPolicyInput,
-): { messageBytesMax: number; ttlMs: number; payloadRetentionMs: number } {
-  return {
+/**
+ * The policy a createTopic (over DEFAULT_TOPIC_POLICY) or setPolicy (over the topic's current
+ * policy) commits: each field given in `input`, the rest from `current`; escrow parameters not given
+ * keep the topic's current ones, else DEFAULT_ESCROW_POLICY. A standard policy leaves `availability`
+ * and `escrow` out, so it encodes exactly as before escrow existed. Checked with the registry's own
+ * `validateTopicPolicy` before anything is signed: a bad policy is BAD_CONFIG naming the field, and
+ * nothing is submitted (the registry would refuse it as BAD_POLICY anyway).
+ */
+export function resolveTopicPolicy(current: TopicPolicy, input: TopicPolicyInput = {}): TopicPolicy {
+  const availability = input.availability ?? current.availability ?? 'standard';
+  if (availability !== 'escrow' && input.escrow !== undefined) {
+    throw new LedgerbusError(
+      ErrorCode.BadConfig,
+      'policy.escrow applies to escrow topics only: set policy.availability to "escrow" too (ledgerbus topic create/set-policy --escrow)',
+    );
+  }
+  const policy: TopicPolicy = {
     messageBytesMax: input.messageBytesMax ?? current.messageBytesMax,
     ttlMs: input.ttlMs ?? current.ttlMs,
     payloadRetentionMs: input.payloadRetentionMs ?? current.payloadRetentionMs,
+    ...(availability === 'escrow'
+      ? { availability, escrow: escrowFields(current.escrow ?? DEFAULT_ESCROW_POLICY, input.escrow) }
+      : {}),
+  };
+  try {
+    validateTopicPolicy(policy);
+  } catch (error) {
+    if (!(error instanceof AssertionError)) throw error;
+    const field = error.message.replace(/^invariant violated: /, '');
+    throw new LedgerbusError(ErrorCode.BadConfig, `${field} is out of range: ${policyRange(field, policy)}`);
+  }
+  return policy;
+}
+
+/** `base` with the fields `input` gives; only the five known ones, whatever else `input` carries. */
+function escrowFields(base: EscrowPolicy, input: Partial<EscrowPolicy> = {}): EscrowPolicy {
+  return {
+    chunkBytes: input.chunkBytes ?? base.chunkBytes,
+    replicas: input.replicas ?? base.replicas,
+    threshold: input.threshold ?? base.threshold,
+    shares: input.shares ?? base.shares,
+    auditApprovals: input.auditApprovals ?? base.auditApprovals,
+  };
+}
+
+function policyRange(field: string, policy: TopicPolicy): string {
+  const name = field.slice(field.lastIndexOf('.') + 1);
+  if (!field.startsWith('policy.escrow.') || !(name in escrowPolicyBounds)) {
+    return `${String((policy as unknown as Record<string, unknown>)[name])} given`;
+  }
+  const key = name as keyof typeof escrowPolicyBounds;
+  const max = key === 'threshold' ? `shares (${policy.escrow?.shares})` : String(escrowPolicyBounds[key].max);
+  return `${policy.escrow?.[key]} given, allowed ${escrowPolicyBounds[key].min} to ${max}`;
+}
+
+/** A policy as `describeTopic` shows it: availability always named, escrow only for escrow topics. */
+function describePolicy(policy: TopicPolicy): TopicDescription['policy'] {
+  return {
+    messageBytesMax: policy.messageBytesMax,
+    ttlMs: policy.ttlMs,
+    payloadRetentionMs: policy.payloadRetentionMs,
+    availability: policy.availability ?? 'standard',
+    ...(policy.escrow === undefined ? {} : { escrow: { ...policy.escrow } }),
   };
 }

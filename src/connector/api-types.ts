@@ -146,11 +146,43 @@ export interface ReceiptBundle {
 
 // ---- administration (the Raft layer: registry and topic configuration) ----
 
+/**
+ * How an escrow topic escrows each message for auditors (DESIGN §7): its ciphertext cut into
+ * `chunkBytes` chunks, each kept by `replicas` distinct organizations other than the sender; its key
+ * escrowed `threshold`-of-`shares` with Feldman VSS; an audit released after `auditApprovals` member
+ * approvals. `shares` and `replicas` are not checked against the organizations registered when the
+ * policy is set (organizations join later): a send fails with NOT_ENOUGH_HOLDERS while too few
+ * organizations other than the sender can hold.
+ */
+export interface EscrowPolicyDescription {
+  /** 4096 to 8388608 bytes. */
+  readonly chunkBytes: number;
+  /** 1 to 16. */
+  readonly replicas: number;
+  /** k: 1 to `shares`. */
+  readonly threshold: number;
+  /** n: 1 to 16. */
+  readonly shares: number;
+  /** 0 to 64. */
+  readonly auditApprovals: number;
+}
+
 /** Topic policy fields; omitted ones take the network defaults (see DEFAULT_TOPIC_POLICY). */
 export interface TopicPolicyInput {
   readonly messageBytesMax?: number;
   readonly ttlMs?: number;
   readonly payloadRetentionMs?: number;
+  /**
+   * 'escrow' escrows every message for auditors; 'standard' does not. Omitted: 'standard' for a new
+   * topic, unchanged for `setPolicy`.
+   */
+  readonly availability?: 'standard' | 'escrow';
+  /**
+   * Escrow parameters, for an escrow topic only (availability 'escrow', given or kept). Omitted
+   * fields take the topic's current ones, else DEFAULT_ESCROW_POLICY (replicas 3, threshold 2,
+   * shares 3, chunkBytes 1 MiB, auditApprovals 1).
+   */
+  readonly escrow?: Partial<EscrowPolicyDescription>;
 }
 
 /** What an application or the CLI asks its connector to sign and submit as its organization. */
@@ -260,6 +292,10 @@ export interface TopicDescription {
     readonly messageBytesMax: number;
     readonly ttlMs: number;
     readonly payloadRetentionMs: number;
+    /** Always present: 'standard' for a topic whose policy leaves it out. */
+    readonly availability: 'standard' | 'escrow';
+    /** Present exactly when availability is 'escrow'. */
+    readonly escrow?: EscrowPolicyDescription;
   };
   /** Index of the topic's Raft group this description is at. */
   readonly topicIndex: number;

@@ -12,6 +12,7 @@
  * - `payload-server.ts`: serving payloads to recipients (steps 9–12, sender side);
  * - `message-queries.ts`: a message's status and receipt.
  */
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { bytesEqual } from '../codec/index.js';
 import { partitionGroupId } from '../contracts/registry.js';
@@ -53,6 +54,7 @@ import type { ConnectorClock } from './lifecycle.js';
 import { MessageQueries } from './message-queries.js';
 import { AmbiguousMessageIdError, partitionOfGroup, topicOfGroup } from './message-location.js';
 import type { MessageLocation } from './message-location.js';
+import { Auditor } from './escrow/auditor.js';
 import { ChunkHolder } from './escrow/chunk-holder.js';
 import { EscrowAgent } from './escrow/escrow-agent.js';
 import { EscrowPlacer } from './escrow/placer.js';
@@ -95,6 +97,8 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
   /** Escrow (DESIGN §7): chunks kept for others, and the holder's duties on the escrow logs. */
   private readonly chunkHolder: ChunkHolder;
   private readonly escrowAgent: EscrowAgent;
+  /** Audits of escrowed messages: request, approve, status, fetch (the REST routes use it). */
+  readonly audits: Auditor;
   private readonly loops: Promise<void>[] = [];
 
   /**
@@ -151,6 +155,14 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     const placer = new EscrowPlacer({ ...context, session });
     this.chunkHolder = new ChunkHolder({ ...context, session });
     this.escrowAgent = new EscrowAgent({ ...context, session, submitter });
+    this.audits = new Auditor({
+      ...context,
+      session,
+      submitter,
+      agentDatabase: this.escrowAgent.database,
+      syncRegistry,
+      temporaryDirectory: join(options.dataDirectory, 'audit-tmp'),
+    });
     this.publisher = new Publisher({ ...context, session, submitter, syncRegistry, placer });
     this.consumers = new ConsumerRunner({
       ...context,

@@ -4,6 +4,8 @@
  * and `ConnectorAdminApi`:
  * authentication, request validation, error mapping and streaming live here; no message logic does.
  */
+import type { AuditApi } from './escrow/audit-types.js';
+import { registerAuditRoutes } from './escrow/http-routes.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
@@ -47,7 +49,8 @@ export interface HttpApiLogger {
  * in-memory connector of the HTTP and SDK tests predates it; a connector without it answers the
  * admin routes with UNKNOWN_METHOD.
  */
-export type HttpApiConnector = ConnectorApi & Partial<ConnectorAdminApi> & { latestSequence?(): number };
+export type HttpApiConnector = ConnectorApi &
+  Partial<ConnectorAdminApi> & { latestSequence?(): number; readonly audits?: AuditApi };
 
 export interface HttpApiOptions {
   /** The connector; `latestSequence` (optional) lets consumers start "from now" without a scan. */
@@ -437,6 +440,8 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
     { schema: { params: requestSchemas.topicParams } },
     async (request) => adminOf(api, 'describeTopic').call(api, request.params.topic),
   );
+
+  registerAuditRoutes(app, api.audits);
 
   // ---- events ----
 

@@ -10,11 +10,13 @@ describe('the OpenAPI document', () => {
   it('is the document last reviewed: a change to the REST API changes this hash on purpose', () => {
     // a016c85f… was the single-file openapi.ts before the split into openapi/ (issue 13), which kept
     // it byte-identical; 30c6753f… adds 404 TOPIC_NOT_FOUND to the two send routes; 94b7b9a1… adds
-    // the optional `reason` (the refusal's reason code) to the Error body (issue 13 item 3). Change
-    // it only together with a deliberate change of the REST API, and say so in the commit.
+    // the optional `reason` (the refusal's reason code) to the Error body (issue 13 item 3);
+    // issue 14 adds the escrow topic policy (`availability`, `escrow`) to the admin body and the topic
+    // description (5a09bed3… with only that) and the escrow and audit routes. Change it only together
+    // with a deliberate change of the REST API, and say so in the commit.
     const served = JSON.stringify(buildOpenApiDocument());
     expect(createHash('sha256').update(served).digest('hex')).toBe(
-      '94b7b9a1800273d345eeddbca1861058f03cf4e126f9c97b256d2e9bcedf975f',
+      '8ed2785c222f4df2d8599db72a78e04febff097b2fc056f3bb280aaac8149c60',
     );
   });
 
@@ -43,6 +45,9 @@ describe('the OpenAPI document', () => {
         'OVERSIZE',
         'BAD_CONFIG',
         'UNAUTHORIZED',
+        'FORBIDDEN',
+        'AUDIT_NOT_APPROVED',
+        'AUDIT_FAILED',
         'OVERLOADED',
         'RATE_LIMITED',
         'INTERNAL',

@@ -95,10 +95,30 @@ export const defaultQuotas: Quotas = {
 /** Domain of a node key's proof of possession (see `nodePossessionPayload`). */
 export const NODE_POSSESSION_TYPE = 'node-possession';
 
+/**
+ * How an escrow topic escrows each message (DESIGN §7; `EscrowPolicy`). Only the shape is checked
+ * here: the ranges are `validateTopicPolicy`'s, so an out-of-range policy is refused as BAD_POLICY
+ * naming the field rather than as a MALFORMED transaction.
+ */
+export const escrowPolicySchema = t.record({
+  chunkBytes: t.uint(),
+  replicas: t.uint(),
+  threshold: t.uint(),
+  shares: t.uint(),
+  auditApprovals: t.uint(),
+});
+
+/**
+ * A topic policy. `availability` and `escrow` are optional so that a standard topic's policy, which
+ * leaves both out, encodes byte for byte as it did before escrow existed (old logs and snapshots
+ * replay unchanged); absent `availability` means 'standard'.
+ */
 export const policySchema = t.record({
   messageBytesMax: t.uint(),
   ttlMs: t.uint({ min: 1 }),
   payloadRetentionMs: t.uint(),
+  availability: t.optional(t.oneOf('standard', 'escrow')),
+  escrow: t.optional(escrowPolicySchema),
 });
 
 /** A replica as a topic configuration records it: the node and the key it certifies blocks with. */

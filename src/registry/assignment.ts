@@ -4,14 +4,42 @@
  * PBFT primaries of view 0 — spread out), and prefer nodes of organizations the set does not hold
  * yet, so that one organization's nodes never make up a partition's quorum when others exist.
  */
-import type { TopicPolicy } from '../contracts/registry.js';
+import { escrowLimits } from '../contracts/escrow/transactions.js';
+import type { EscrowPolicy, TopicPolicy } from '../contracts/registry.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 
+/** A new topic's policy where its creator leaves fields out: standard availability (no escrow). */
 export const DEFAULT_TOPIC_POLICY: TopicPolicy = {
   messageBytesMax: 64 * 1024 * 1024 * 1024,
   ttlMs: 7 * 24 * 3600 * 1000,
   payloadRetentionMs: 24 * 3600 * 1000,
 };
+
+/**
+ * An escrow topic's parameters where its creator leaves them out (DESIGN §7): each chunk on 3
+ * distinct holders (BlockTorrent's three replicas), the key escrowed 2-of-3, 1 MiB chunks, and one
+ * member's approval to release an audit.
+ */
+export const DEFAULT_ESCROW_POLICY: EscrowPolicy = {
+  chunkBytes: 1024 * 1024,
+  replicas: 3,
+  threshold: 2,
+  shares: 3,
+  auditApprovals: 1,
+};
+
+/**
+ * The ranges `validateTopicPolicy` holds an escrow policy to, for the CLI's flags and the REST
+ * schema to name up front (a test checks they agree with it at every edge). `threshold` is also at
+ * most `shares`, which a range cannot say.
+ */
+export const escrowPolicyBounds = {
+  chunkBytes: { min: escrowLimits.chunkBytesMin, max: escrowLimits.chunkBytesMax },
+  replicas: { min: 1, max: escrowLimits.replicasMax },
+  threshold: { min: 1, max: escrowLimits.sharesMax },
+  shares: { min: 1, max: escrowLimits.sharesMax },
+  auditApprovals: { min: 0, max: 64 },
+} as const satisfies Record<keyof EscrowPolicy, { min: number; max: number }>;
 
 export const DEFAULT_REPLICATION_FACTOR = 4;
 

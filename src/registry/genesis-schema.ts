@@ -9,6 +9,7 @@
  */
 import { t } from '../codec/index.js';
 import type { Infer } from '../codec/index.js';
+import { policySchema } from './admin-transactions.js';
 
 const hexKey32 = t.string({ pattern: /^[0-9a-f]{64}$/ });
 const identifier = t.string({ minLength: 1, maxLength: 128, pattern: /^[a-zA-Z0-9._-]+$/ });
@@ -40,11 +41,12 @@ const topicSchema = t.record({
   }),
   producers: t.array(identifier, { maxItems: 1024 }),
   consumers: t.array(identifier, { maxItems: 1024 }),
-  policy: t.record({
-    messageBytesMax: t.uint(),
-    ttlMs: t.uint({ min: 1 }),
-    payloadRetentionMs: t.uint(),
-  }),
+  /**
+   * messageBytesMax, ttlMs, payloadRetentionMs, and for an escrow topic `"availability": "escrow"`
+   * with `escrow` (chunkBytes, replicas, threshold, shares, auditApprovals): the same record a
+   * createTopic transaction carries, checked by `validateTopicPolicy` in `parseGenesis`.
+   */
+  policy: policySchema,
 });
 
 export const genesisSchema = t.record({

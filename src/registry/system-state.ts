@@ -25,6 +25,7 @@ import {
   defaultQuotas,
   encodeRegistryResult,
   nodePossessionPayload,
+  policySchema,
   quotasSchema,
   replicaSetSchema,
   systemActionKinds,
@@ -571,7 +572,7 @@ export const topicConfigSchema = t.record({
   partitions: t.array(partitionConfigSchema, { maxItems: 1024 }),
   producers: t.array(name, { maxItems: 1024 }),
   consumers: t.array(name, { maxItems: 1024 }),
-  policy: t.record({ messageBytesMax: t.uint(), ttlMs: t.uint({ min: 1 }), payloadRetentionMs: t.uint() }),
+  policy: policySchema,
 });
 
 /** An organization and a node as every encoded registry (snapshots, connectors' copies) holds them. */

@@ -4,6 +4,7 @@
  */
 import { ErrorCode, assert, errorInfo } from '../../errors.js';
 import { contentTypeLengthMax } from '../media-type.js';
+import { auditRequestSchemas, auditResponseSchemas } from './audit-schemas.js';
 import { batchMessagesMax, requestSchemas } from './request-schemas.js';
 import type { JsonSchema } from './request-schemas.js';
 
@@ -108,6 +109,32 @@ const payloadResponse = {
     '`Ledgerbus-Sha256` carries the hex sha256 of the content.',
   content: { '*/*': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } },
 };
+
+// ---- audits (DESIGN §7) ----
+
+const auditMessageParameters = parametersOf('path', auditRequestSchemas.messageParams);
+const auditLocationParameters = parametersOf('query', auditRequestSchemas.locationQuery);
+const auditForbidden = errorResponse(
+  `This organization lacks the standing the action needs (${codes(403, ErrorCode.Forbidden)}): it is not an ` +
+    'approved auditor, may not approve (APPROVER_NOT_ELIGIBLE: the auditor and the sender may not), or has no ' +
+    "audit of the message. `error.reason` carries the contract's reason code when it refused.",
+);
+const auditNotFound = errorResponse(
+  `The escrowed message or audit request has not been seen here yet (${codes(404, ErrorCode.MessageNotFound)}, ` +
+    'retriable), or nothing was fetched for it yet.',
+);
+const auditConflict = errorResponse(
+  `${codes(409, ErrorCode.AuditNotApproved)}: the request still waits for approvals (retriable); ` +
+    `${codes(409, ErrorCode.AmbiguousMessageId)}: the id names escrowed messages of several partitions ` +
+    '(name the topic and partition); ' +
+    `${codes(409, ErrorCode.AdminRejected)}: the contract refused otherwise (AUDIT_CLOSED, AUDIT_ID_CONFLICT, AUDIT_LIMIT; ` +
+    '`error.reason`).',
+);
+const auditFailed = errorResponse(
+  `The message could not be rebuilt (${codes(502, ErrorCode.AuditFailed)}): too few valid key shares released yet, ` +
+    'or no holder of a chunk served it intact; the message names what is missing. Retriable unless the audit ' +
+    'was closed as FAILED.',
+);
 
 /** Paths in OpenAPI form (`{param}`); the server registers them in Fastify form (`:param`). */
 export const paths: Record<string, Record<string, JsonSchema>> = {
@@ -333,6 +360,98 @@ export const paths: Record<string, Record<string, JsonSchema>> = {
       responses: {
         '200': { description: 'Topic.', content: json(ref('TopicDescription')) },
         '404': topicNotFound,
+      },
+    }),
+  },
+  '/v1/audits': {
+    post: operation({
+      operationId: 'requestAudit',
+      summary: 'Ask, as an auditor, for an escrowed message (an auditRequest on its partition).',
+      description:
+        'Only an approved organization with the auditor role may; the request then waits for the approvals ' +
+        "the topic's escrow policy asks for (`POST /v1/audits/{requestId}/approve` by other members), after " +
+        'which share holders release their key shares to the auditor.',
+      requestBody: { required: true, content: json(auditRequestSchemas.requestBody) },
+      responses: {
+        '200': { description: 'Recorded on-chain.', content: json(auditResponseSchemas.requested) },
+        '403': auditForbidden,
+        '404': auditNotFound,
+        '409': auditConflict,
+      },
+    }),
+    get: operation({
+      operationId: 'listAudits',
+      summary:
+        'Every audit request the escrow agent has seen, oldest first, with approvals, releases and outcome.',
+      responses: { '200': { description: 'Audits.', content: json(auditResponseSchemas.audits) } },
+    }),
+  },
+  '/v1/audits/{requestId}/approve': {
+    post: operation({
+      operationId: 'approveAudit',
+      summary:
+        "Approve an audit request as this (member) organization; the owner's approval neither counts nor blocks.",
+      parameters: [...parametersOf('path', auditRequestSchemas.requestIdParams), ...auditLocationParameters],
+      responses: {
+        '200': { description: 'Approval recorded.', content: json(auditResponseSchemas.approved) },
+        '403': auditForbidden,
+        '404': auditNotFound,
+        '409': auditConflict,
+      },
+    }),
+  },
+  '/v1/audits/messages/{id}': {
+    get: operation({
+      operationId: 'escrowStatus',
+      summary:
+        "An escrowed message's escrow state: shares, attestations, chunk placement, audits, retrievability.",
+      description: "Read from this organization's node and checked against the message's acceptance proof.",
+      parameters: [...auditMessageParameters, ...auditLocationParameters],
+      responses: {
+        '200': { description: 'Escrow status.', content: json(auditResponseSchemas.status) },
+        '403': auditForbidden,
+        '404': auditNotFound,
+        '409': auditConflict,
+      },
+    }),
+  },
+  '/v1/audits/messages/{id}/fetch': {
+    post: operation({
+      operationId: 'fetchAudited',
+      summary:
+        'Rebuild an escrowed message for our approved audit, without its owner, and record the outcome.',
+      description:
+        'Verifies every released key share against the on-chain commitments, rebuilds the key, fetches every ' +
+        'chunk from any live holder (the next one on failure), checks every hash and the content root, decrypts ' +
+        "into this connector's storage and records RETRIEVED (or, on a final failure, FAILED) on-chain. Answers " +
+        'when done, which for a large message takes a while; a fetch done before answers at once.',
+      parameters: [...auditMessageParameters, ...parametersOf('query', auditRequestSchemas.fetchQuery)],
+      responses: {
+        '200': { description: 'Rebuilt and stored.', content: json(auditResponseSchemas.fetched) },
+        '403': auditForbidden,
+        '404': auditNotFound,
+        '409': auditConflict,
+        '502': auditFailed,
+      },
+    }),
+  },
+  '/v1/audits/messages/{id}/payload': {
+    get: operation({
+      operationId: 'getAuditedPayload',
+      summary:
+        'The plaintext an audit fetch rebuilt, streamed as a download, with Content-Length and Ledgerbus-Sha256.',
+      parameters: [...auditMessageParameters, ...parametersOf('query', auditRequestSchemas.fetchQuery)],
+      responses: {
+        '200': {
+          description:
+            'Plaintext bytes (`Content-Disposition: attachment`, `X-Content-Type-Options: nosniff`).',
+          content: {
+            'application/octet-stream': {
+              schema: { type: 'string', contentMediaType: 'application/octet-stream' },
+            },
+          },
+        },
+        '404': auditNotFound,
       },
     }),
   },

@@ -4,6 +4,7 @@
  * drift from what the server accepts.
  */
 import { adminLimits } from '../../registry/admin-transactions.js';
+import { DEFAULT_ESCROW_POLICY, escrowPolicyBounds } from '../../registry/assignment.js';
 import { contentTypeLengthMax, mediaTypePattern } from '../media-type.js';
 
 /** A JSON Schema (2020-12 for OpenAPI 3.1; the subset used here is also valid draft-07 for Ajv). */
@@ -67,10 +68,33 @@ const replicationFactor = {
   maximum: adminLimits.replicasMax,
   description: `Replicas per partition (${adminLimits.replicasMin}–${adminLimits.replicasMax}); default ${adminLimits.replicasMin}.`,
 } as const;
+const escrowBound = (field: keyof typeof escrowPolicyBounds, description: string) =>
+  ({
+    type: 'integer',
+    minimum: escrowPolicyBounds[field].min,
+    maximum: escrowPolicyBounds[field].max,
+    description: `${description} Default ${DEFAULT_ESCROW_POLICY[field]}.`,
+  }) as const;
+const escrowPolicy = {
+  type: 'object',
+  additionalProperties: false,
+  description:
+    "How each message of an escrow topic is escrowed for auditors. Omitted fields keep the topic's " +
+    'current ones, else the defaults. shares and replicas are not checked against the organizations ' +
+    'registered now (organizations join later): a send fails with NOT_ENOUGH_HOLDERS while too few ' +
+    'organizations other than the sender can hold.',
+  properties: {
+    chunkBytes: escrowBound('chunkBytes', 'Bytes of each chunk of the encrypted payload.'),
+    replicas: escrowBound('replicas', 'Distinct holder organizations (other than the sender) per chunk.'),
+    threshold: escrowBound('threshold', 'k: key shares needed to rebuild the key; at most shares.'),
+    shares: escrowBound('shares', 'n: key shares made, one per share holder organization.'),
+    auditApprovals: escrowBound('auditApprovals', 'Member approvals an audit request needs.'),
+  },
+} as const;
 const topicPolicy = {
   type: 'object',
   additionalProperties: false,
-  description: 'Omitted fields take the network defaults.',
+  description: 'Omitted fields take the network defaults (createTopic) or stay as they are (setPolicy).',
   properties: {
     messageBytesMax: { ...unsignedInteger, description: 'Largest message payload in bytes.' },
     ttlMs: { ...unsignedInteger, minimum: 1, description: 'How long a message may wait for delivery.' },
@@ -78,6 +102,14 @@ const topicPolicy = {
       ...unsignedInteger,
       description: 'How long senders keep a payload after every recipient confirmed it.',
     },
+    availability: {
+      enum: ['standard', 'escrow'],
+      description:
+        'escrow: every message is also cut into chunks kept by distinct holder organizations and its key ' +
+        'escrowed k-of-n, so an auditor can read it without the sender (DESIGN §7). Omitted: standard ' +
+        'for a new topic, unchanged for setPolicy.',
+    },
+    escrow: escrowPolicy,
   },
 } as const;
 

@@ -221,11 +221,24 @@ export const componentSchemas: Record<string, JsonSchema> = {
       consumers: { type: 'array', items: { type: 'string' } },
       policy: {
         type: 'object',
-        required: ['messageBytesMax', 'ttlMs', 'payloadRetentionMs'],
+        required: ['messageBytesMax', 'ttlMs', 'payloadRetentionMs', 'availability'],
         properties: {
           messageBytesMax: { type: 'integer' },
           ttlMs: { type: 'integer' },
           payloadRetentionMs: { type: 'integer' },
+          availability: { enum: ['standard', 'escrow'] },
+          escrow: {
+            type: 'object',
+            description: 'Present exactly when availability is escrow.',
+            required: ['chunkBytes', 'replicas', 'threshold', 'shares', 'auditApprovals'],
+            properties: {
+              chunkBytes: { type: 'integer' },
+              replicas: { type: 'integer', description: 'Holder organizations per chunk.' },
+              threshold: { type: 'integer', description: 'k: key shares needed to rebuild the key.' },
+              shares: { type: 'integer', description: 'n: key shares made.' },
+              auditApprovals: { type: 'integer', description: 'Member approvals an audit request needs.' },
+            },
+          },
         },
       },
       topicIndex: { type: 'integer', description: "Index of the topic's Raft group this description is at." },
