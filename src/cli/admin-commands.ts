@@ -5,7 +5,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Command, InvalidArgumentError } from 'commander';
-import type { CommanderError } from 'commander';
 import { Admin } from '../client/admin.js';
 import type { OrganizationStatus } from '../client/admin.js';
 import { Transport } from '../client/transport.js';
@@ -25,6 +24,7 @@ import {
 import { readNetworkFile } from './devnet-layout.js';
 import type { NetworkFile } from './devnet-layout.js';
 import { collectList, integerOption, splitList } from './option-parsers.js';
+import { withUsageErrors } from './usage-errors.js';
 import {
   addPolicyOptions,
   anyPolicyFlag,
@@ -118,22 +118,6 @@ function supervisorsOf(network: NetworkFile): string {
   return supervisors.length === 0
     ? 'an approved supervisor organization'
     : `an approved supervisor organization, e.g. --as ${supervisors.join(' or --as ')}`;
-}
-
-/**
- * Usage errors (a missing option, `--partitions 0`) print as `error SCHEMA_MISMATCH: ...` and exit 2
- * like every other expected failure, instead of Commander's own format and exit status 1.
- */
-function withUsageErrors(command: Command, path: string): Command {
-  return command.configureOutput({ outputError: () => {} }).exitOverride((error: CommanderError) => {
-    // --help and --version: let Commander exit 0 as usual.
-    if (error.exitCode === 0) return;
-    const what =
-      error.code === 'commander.help'
-        ? 'name a subcommand'
-        : error.message.replace(/^error: /, '').replace(/\.?\s*$/, '');
-    throw new LedgerbusError(ErrorCode.SchemaMismatch, `${what}; see \`ledgerbus ${path} --help\``);
-  });
 }
 
 /** The options every admin command takes. */

@@ -6,12 +6,20 @@
  * with `--token`.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, fsyncSync, openSync, closeSync, renameSync, rmSync } from 'node:fs';
+import {
+  createWriteStream,
+  existsSync,
+  fsyncSync,
+  openSync,
+  closeSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Command, InvalidArgumentError } from 'commander';
-import type { CommanderError } from 'commander';
 import cliProgress from 'cli-progress';
 import { Audits } from '../client/audits.js';
 import { Transport } from '../client/transport.js';
@@ -19,6 +27,7 @@ import type { AuditFetchResult, AuditSummary, EscrowStatus } from '../connector/
 import type { MessageLocation } from '../connector/message-location.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { readNetworkFile } from './devnet-layout.js';
+import { withUsageErrors } from './usage-errors.js';
 
 /** The network file `ledgerbus dev` writes, used when neither --network nor --connector is given. */
 export const devNetworkFile = join('.ledgerbus-dev', 'network.json');
@@ -97,18 +106,6 @@ function print(json: boolean, data: unknown, text: string): void {
 
 function listText(items: readonly string[]): string {
   return items.length === 0 ? 'none' : items.join(', ');
-}
-
-/** Usage errors print as `error SCHEMA_MISMATCH: ...` and exit 2, like every expected failure. */
-function withUsageErrors(command: Command, path: string): Command {
-  return command.configureOutput({ outputError: () => {} }).exitOverride((error: CommanderError) => {
-    if (error.exitCode === 0) return;
-    const what =
-      error.code === 'commander.help'
-        ? 'name a subcommand'
-        : error.message.replace(/^error: /, '').replace(/\.?\s*$/, '');
-    throw new LedgerbusError(ErrorCode.SchemaMismatch, `${what}; see \`ledgerbus ${path} --help\``);
-  });
 }
 
 function subcommand(parent: Command, name: string, description: string, located = true): Command {
@@ -225,6 +222,39 @@ export function buildAuditCommand(): Command {
         );
       },
     );
+
+  subcommand(
+    audit,
+    'record',
+    'Write the audit record of a request (or of the newest audit of a message): request, approvals, releases and outcome with their block proofs, checkable offline with `ledgerbus verify`.',
+  )
+    .argument('<request-id>', 'the audit request id (or the id of an escrowed message: its newest audit)')
+    .requiredOption('--out <file>', 'where to write the record (JSON)')
+    .action(async (key: string, options: ConnectionOptions & LocationOptions & { out: string }) => {
+      const at = locationOf(options);
+      const bundle = await auditsFor(options).record(key, at === undefined ? {} : { at });
+      const temporary = join(
+        dirname(options.out),
+        `.${basename(options.out)}.${randomBytes(6).toString('hex')}.partial`,
+      );
+      try {
+        writeFileSync(temporary, `${JSON.stringify(bundle, null, 2)}\n`, { mode: 0o644 });
+        renameSync(temporary, options.out);
+      } catch (error) {
+        rmSync(temporary, { force: true });
+        throw error;
+      }
+      const summary = bundle.audit;
+      print(
+        options.json,
+        { ...summary, file: options.out },
+        [
+          `audit ${summary.requestId} of ${summary.id} (${summary.topic}/${summary.partition}) by ${summary.auditor}: ${summary.state}; written to ${options.out}`,
+          `approvals: ${listText(summary.approvals)}; releases: ${listText(summary.releases)}; outcome: ${summary.outcome === null ? 'none yet' : summary.outcome.outcome}`,
+          `check it offline: ledgerbus verify ${options.out} --network network.json`,
+        ].join('\n'),
+      );
+    });
 
   return audit;
 }

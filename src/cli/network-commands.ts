@@ -30,7 +30,14 @@ import { loadGenesisRegistry, loadNodeConfig } from '../node/config.js';
 import { checkDataDirectory } from '../runtime/data-format.js';
 import { createLogger } from '../runtime/logger.js';
 import { startNodeFromConfig } from '../node/node.js';
-import { decodeDeliveryReceipt, receiptSummary, verifyDeliveryReceipt } from '../proofs/index.js';
+import {
+  AUDIT_RECORD_FORMAT,
+  decodeDeliveryReceipt,
+  receiptSummary,
+  verifyAuditRecordBundle,
+  verifyDeliveryReceipt,
+} from '../proofs/index.js';
+import type { AuditRecordSummary } from '../proofs/index.js';
 import { GenesisRegistry } from '../registry/genesis.js';
 import { proofTrustOf } from '../registry/trust.js';
 import { liveRegistryFromGenesis } from '../registry/live-registry.js';
@@ -539,9 +546,12 @@ export function buildReceiptCommand(): Command {
 export function buildVerifyCommand(): Command {
   return new Command('verify')
     .description(
-      "Check a receipt offline against the network's trust bundle. Exit 0 when valid; 1 with the reason when not.",
+      "Check a receipt or an audit record offline against the network's trust bundle. Exit 0 when valid; 1 with the reason when not.",
     )
-    .argument('<file>', 'receipt file written by `ledgerbus receipt`')
+    .argument(
+      '<file>',
+      'receipt file written by `ledgerbus receipt`, or audit record by `ledgerbus audit record`',
+    )
     .requiredOption('--network <file>', 'network.json (its genesis is the trust bundle)')
     .option('--json', 'print JSON', false)
     .action((file: string, options: { network: string; json: boolean }) => {
@@ -556,6 +566,20 @@ export function buildVerifyCommand(): Command {
         bundle = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
       } catch (error) {
         return fail('MALFORMED_ENCODING', `${file} is not a JSON receipt: ${(error as Error).message}`);
+      }
+      if (typeof bundle === 'object' && bundle !== null && bundle['format'] === AUDIT_RECORD_FORMAT) {
+        try {
+          const summary = verifyAuditRecordBundle(bundle, proofTrustOf(registry));
+          process.stdout.write(
+            options.json
+              ? `${JSON.stringify({ valid: true, ...summary })}\n`
+              : `${auditRecordText(summary)}\n`,
+          );
+        } catch (error) {
+          if (!isLedgerbusError(error)) throw error;
+          fail(error.code, error.message);
+        }
+        return;
       }
       if (bundle['format'] !== 'ledgerbus-receipt/v1' || typeof bundle['proof'] !== 'string') {
         return fail('SCHEMA_MISMATCH', 'not a ledgerbus-receipt/v1 bundle');
@@ -587,4 +611,17 @@ export function buildVerifyCommand(): Command {
         fail(code, (error as Error).message);
       }
     });
+}
+
+/** What a valid audit record proves, in a few lines. */
+function auditRecordText(summary: AuditRecordSummary): string {
+  const list = (items: readonly string[]): string => (items.length === 0 ? 'none' : items.join(', '));
+  const { outcome } = summary;
+  return [
+    `VALID: audit ${summary.requestId} of message ${summary.id} from ${summary.sender} (${summary.topic}/${summary.partition}), requested by ${summary.auditor}: ${summary.reason}`,
+    `state ${summary.state}; approved by ${list(summary.approvals)}; key shares released by ${list(summary.releases)}`,
+    outcome === null
+      ? 'no outcome recorded yet'
+      : `outcome ${outcome.outcome}${outcome.contentRoot === null ? '' : ` (content root ${outcome.contentRoot})`}; bad shares: ${list(outcome.badShares)}; bad holders: ${list(outcome.badHolders)}${outcome.detail === '' ? '' : `; ${outcome.detail}`}`,
+  ].join('\n');
 }

@@ -9,6 +9,7 @@
  *   // ... another member: await audits.approve(requestId)
  *   const result = await audits.fetch('inv-42');          // rebuilt into the connector's storage
  *   const bytes = await audits.payload('inv-42');         // a web ReadableStream of the plaintext
+ *   const record = await audits.record(requestId);        // checkable offline: ledgerbus verify
  */
 import type {
   AuditApproveResult,
@@ -18,6 +19,7 @@ import type {
   EscrowStatus,
 } from '../connector/escrow/audit-types.js';
 import type { MessageLocation } from '../connector/message-location.js';
+import type { AuditRecordBundle } from '../proofs/index.js';
 import type { Query, Transport } from './transport.js';
 
 export interface AuditRequestInput {
@@ -65,6 +67,20 @@ export class Audits {
       {
         query: locationQuery(options.at),
       },
+    );
+  }
+
+  /**
+   * The offline audit record of request `requestId` (or of the newest audit of the escrowed message
+   * with that id): its acceptance proof and the evidence of every request, approval, release and
+   * outcome, checked by the connector; write it to a file and check it anywhere with
+   * `ledgerbus verify FILE --network network.json` (or verifyAuditRecordBundle).
+   */
+  async record(requestId: string, options: { at?: MessageLocation } = {}): Promise<AuditRecordBundle> {
+    return this.transport.json<AuditRecordBundle>(
+      'GET',
+      `/v1/audits/${encodeURIComponent(requestId)}/record`,
+      { query: locationQuery(options.at) },
     );
   }
 

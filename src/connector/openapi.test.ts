@@ -12,11 +12,12 @@ describe('the OpenAPI document', () => {
     // it byte-identical; 30c6753f… adds 404 TOPIC_NOT_FOUND to the two send routes; 94b7b9a1… adds
     // the optional `reason` (the refusal's reason code) to the Error body (issue 13 item 3);
     // issue 14 adds the escrow topic policy (`availability`, `escrow`) to the admin body and the topic
-    // description (5a09bed3… with only that) and the escrow and audit routes. Change it only together
+    // description (5a09bed3… with only that) and the escrow and audit routes; 8ed2785c… before
+    // GET /v1/audits/{requestId}/record (issue 14 item 6: the offline audit record). Change it only together
     // with a deliberate change of the REST API, and say so in the commit.
     const served = JSON.stringify(buildOpenApiDocument());
     expect(createHash('sha256').update(served).digest('hex')).toBe(
-      '8ed2785c222f4df2d8599db72a78e04febff097b2fc056f3bb280aaac8149c60',
+      'd20c2ee73dd85dd2059eece0325ce1874ef8cd319ec773718fbb6ca58b8b119c',
     );
   });
 

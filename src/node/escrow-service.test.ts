@@ -37,7 +37,13 @@ import type { Signer } from '../crypto/index.js';
 import { loadEncryptionKey } from '../crypto/envelope/index.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import { RpcPeer, connectFramed } from '../net/index.js';
-import { acceptanceProofSchema, blockEvidenceSchema } from '../proofs/index.js';
+import {
+  acceptanceProofSchema,
+  blockEvidenceSchema,
+  verifyAcceptance,
+  verifyAuditEvidence,
+} from '../proofs/index.js';
+import { proofTrustOf } from '../registry/trust.js';
 import { liveRegistryFromGenesis } from '../registry/live-registry.js';
 import type { LiveRegistry } from '../registry/live-registry.js';
 import type { Genesis } from '../registry/genesis-schema.js';
@@ -578,7 +584,8 @@ describe('escrowLog and escrowRecord', () => {
       );
       const answer = await until('the release on the node', async () => {
         const record = await session.call('escrowRecord', { group: vault, id });
-        return record.evidences.length > 0 ? record : undefined;
+        const view = escrowRecordViewSchema.parse(record.record, 'record');
+        return view.audits[0]?.releases.length === 1 ? record : undefined;
       });
       const record = escrowRecordViewSchema.parse(answer.record, 'record');
       expect(record).toMatchObject({
@@ -588,17 +595,30 @@ describe('escrowLog and escrowRecord', () => {
         chunkHolders: ['org2', 'org3'],
       });
       expect(record.attestations).toMatchObject([{ organization: 'org3', share: 'VERIFIED', chunksHeld: 1 }]);
-      const release = record.audits[0]!.releases[0]!;
+      const audit = record.audits[0]!;
+      const release = audit.releases[0]!;
       expect(release.holder).toBe('org2');
-      expect(answer.evidences).toHaveLength(1);
-      expect(answer.evidences[0]).toMatchObject({
-        height: release.height,
-        transactionIndex: release.transactionIndex,
-      });
-      const evidence = blockEvidenceSchema.parse(answer.evidences[0]!.evidence, 'evidence');
+      // Every transaction of the audit, newest audit first, then the attestation: each at its position.
+      const positions = [audit, audit.approvals[0]!, release, record.attestations[0]!];
+      expect(answer.evidences.map(({ height, transactionIndex }) => ({ height, transactionIndex }))).toEqual(
+        positions.map(({ height, transactionIndex }) => ({ height, transactionIndex })),
+      );
+      const evidence = blockEvidenceSchema.parse(answer.evidences[2]!.evidence, 'evidence');
       expect(evidence.header.height).toBe(release.height);
       const acceptance = acceptanceProofSchema.parse(answer.acceptance, 'acceptance');
       expect(acceptance.block.header.height).toBeLessThan(release.height);
+      // What a holder's connector does with them: the whole audit is proven, offline, nothing dropped.
+      const trust = proofTrustOf(registry);
+      const proven = verifyAuditEvidence(verifyAcceptance(acceptance, trust), audit, answer.evidences, trust);
+      expect(proven.dropped).toEqual([]);
+      expect(proven.audit).toMatchObject({
+        requestId,
+        auditor: 'org5',
+        state: 'APPROVED',
+        approvals: [{ organization: 'org3' }],
+        releases: [{ holder: 'org2' }],
+        outcome: null,
+      });
     }
     const outsider = await refusal(sessionOf(4, 'node4').call('escrowRecord', { group: vault, id }));
     expect(outsider.code).toBe(ErrorCode.Forbidden);

@@ -3,8 +3,9 @@
  *
  *   escrowLog      the partition's escrow log from a sequence number, a long poll like `poll`, filtered
  *                  for the calling organization
- *   escrowRecord   one escrowed message's record, its acceptance proof and the block evidence of its
- *                  audits' share releases and outcomes
+ *   escrowRecord   one escrowed message's record, its acceptance proof and the block evidence of every
+ *                  transaction of its audits (request, approvals, releases, outcome) and of its
+ *                  attestations, as many as fit an answer
  *
  * Who sees what, as BlockTorrent broadcasts it: a message's registration and its holders' attestations
  * concern its parties (sender, share holders, chunk holders), whom approved supervisors and auditors
@@ -16,11 +17,11 @@
 import type { CborValue } from '../codec/index.js';
 import { escrowLogPage, escrowParties, escrowRecordView } from '../contracts/escrow/queries.js';
 import { escrowRecordViewSchema } from '../contracts/escrow/views.js';
-import type { EscrowLogEntry, EscrowLogKind, EscrowRecordView } from '../contracts/escrow/views.js';
+import type { EscrowLogEntry, EscrowLogKind } from '../contracts/escrow/views.js';
 import { messageById } from '../contracts/queries.js';
 import type { ContractState } from '../contracts/state.js';
 import { ErrorCode, LedgerbusError, assert } from '../errors.js';
-import { acceptanceProofToCbor, blockEvidenceToCbor } from '../proofs/index.js';
+import { acceptanceProofToCbor, blockEvidenceToCbor, escrowRecordPositions } from '../proofs/index.js';
 import type { BlockEvidence } from '../proofs/index.js';
 import { escrowLogPageMax } from '../protocol/client-methods.js';
 import type { NodeMethods, RequestOf, ResponseOf } from '../protocol/client-methods.js';
@@ -54,10 +55,13 @@ const auditKinds: ReadonlySet<EscrowLogKind> = new Set([
 /** A page when the caller names no limit. */
 const escrowLogPageDefault = 100;
 /**
- * Budget for the release and outcome evidences of one record, well under the frame limit (each is
- * a small escrow transaction with its Merkle paths, ~2 KiB) and within the schema's count.
+ * Budget for the evidences of one record: within the method schema's count, and within a byte
+ * budget that leaves the rest of the 16 MiB frame to the acceptance proof (whose publish carries the
+ * master table, up to 768 KiB) and the view. An audit transaction's evidence is ~2 KiB; an attest
+ * transaction may cover a thousand messages and be tens of KiB.
  */
 const recordEvidencesMax = 1024;
+const recordEvidenceBytesMax = 8 * 1024 * 1024;
 
 /** The organizations a message's escrow concerns, whatever the view they come from. */
 interface Parties {
@@ -141,11 +145,17 @@ export class EscrowService {
       block: this.options.evidence(replica, message.height, message.transactionIndex),
       messageIndex: message.messageIndex,
     });
-    const evidences = recordPositions(record).map(({ height, transactionIndex }) => ({
-      height,
-      transactionIndex,
-      evidence: blockEvidenceToCbor(this.options.evidence(replica, height, transactionIndex)),
-    }));
+    const evidences: { height: number; transactionIndex: number; evidence: CborValue }[] = [];
+    let evidenceBytes = 0;
+    // Newest audit first, attestations last (see escrowRecordPositions): what does not fit is old.
+    for (const { height, transactionIndex } of escrowRecordPositions(record)) {
+      if (evidences.length >= recordEvidencesMax) break;
+      const evidence = this.options.evidence(replica, height, transactionIndex);
+      evidenceBytes += evidenceBytesOf(evidence);
+      if (evidenceBytes > recordEvidenceBytesMax) break;
+      evidences.push({ height, transactionIndex, evidence: blockEvidenceToCbor(evidence) });
+    }
+    assert(evidences.length <= recordEvidencesMax, 'the record evidences fit the method schema');
     return {
       acceptance,
       record: escrowRecordViewSchema.parse(record, 'escrow record') as CborValue,
@@ -161,22 +171,13 @@ export class EscrowService {
 }
 
 /**
- * Where the share releases and outcomes of `record`'s audits committed, each once. Newest audit
- * first: past the budget it is the oldest, long closed audits that go without evidence, not the
- * open one an auditor is working on.
+ * An upper bound of `evidence`'s encoded size: its byte strings, its Merkle paths, its signatures
+ * and a generous allowance for the header and the CBOR framing (cheaper than encoding it twice).
  */
-function recordPositions(record: EscrowRecordView): { height: number; transactionIndex: number }[] {
-  const positions = new Map<string, { height: number; transactionIndex: number }>();
-  const add = (position: { height: number; transactionIndex: number }): void => {
-    if (positions.size >= recordEvidencesMax) return;
-    const { height, transactionIndex } = position;
-    positions.set(`${height}/${transactionIndex}`, { height, transactionIndex });
-  };
-  for (const audit of [...record.audits].reverse()) {
-    for (const release of audit.releases) add(release);
-    if (audit.outcome !== null) add(audit.outcome);
-  }
-  return [...positions.values()];
+function evidenceBytesOf(evidence: BlockEvidence): number {
+  const paths = evidence.transactionProof.path.length + evidence.resultProof.path.length;
+  const signatures = evidence.signatures.reduce((sum, entry) => sum + entry.signer.length + 80, 0);
+  return evidence.transaction.length + evidence.result.length + 40 * paths + signatures + 1024;
 }
 
 /** Resolves once `ready()` holds after a committed block of `replica`, or after `waitMs`. */

@@ -1,4 +1,4 @@
-/** Offline-verifiable proofs: block evidence, message acceptance and delivery receipts (DESIGN §3). */
+/** Offline-verifiable proofs: block evidence, message acceptance, delivery receipts and audit records (DESIGN §3, §7). */
 export { blockEvidence, blockEvidenceSchema, blockEvidenceToCbor, verifyBlockEvidence } from './evidence.js';
 export type { BlockEvidence } from './evidence.js';
 export {
@@ -26,3 +26,31 @@ export type {
   ReceiptSummary,
   VerifiedDelivery,
 } from './message-proof.js';
+export {
+  checkAuditRoles,
+  escrowRecordPositions,
+  provenAuditOf,
+  verifyAuditEvidence,
+  verifyAuditRequest,
+  verifyAuditStep,
+} from './audit-evidence.js';
+export type {
+  AuditStepKind,
+  AuditSteps,
+  DroppedField,
+  PositionedEvidence,
+  ProvenAudit,
+  ProvenStep,
+  RecordPosition,
+} from './audit-evidence.js';
+export {
+  AUDIT_RECORD_FORMAT,
+  auditRecordBundle,
+  auditRecordSchema,
+  auditRecordSummary,
+  decodeAuditRecord,
+  encodeAuditRecord,
+  verifyAuditRecord,
+  verifyAuditRecordBundle,
+} from './audit-record.js';
+export type { AuditRecord, AuditRecordBundle, AuditRecordSummary } from './audit-record.js';

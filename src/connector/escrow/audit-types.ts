@@ -2,6 +2,7 @@
  * What the auditor side of escrow (DESIGN §7) answers, as the REST API, the SDK and the CLI see it:
  * plain JSON (hex for hashes), no CBOR and no Uint8Array, so one set of types serves all three.
  */
+import type { AuditRecordBundle } from '../../proofs/index.js';
 import type { Readable } from 'node:stream';
 import type { MessageLocation } from '../message-location.js';
 
@@ -134,4 +135,6 @@ export interface AuditApi {
   fetch(id: string, options?: AuditFetchOptions): Promise<AuditFetchResult>;
   /** The rebuilt plaintext of a fetched message, with what was recorded about it. */
   payload(id: string, options?: AuditFetchOptions): Promise<{ result: AuditFetchResult; stream: Readable }>;
+  /** An audit's offline-verifiable record (by request id, or a message id: its newest audit). */
+  record(key: string, at?: MessageLocation): Promise<AuditRecordBundle>;
 }

@@ -17,6 +17,7 @@ import { partitionGroupId } from '../../contracts/registry.js';
 import { escrowLimits } from '../../contracts/escrow/transactions.js';
 import type { AuditView } from '../../contracts/escrow/views.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../../errors.js';
+import type { AuditRecordBundle } from '../../proofs/index.js';
 import type { ConnectorContext } from '../context.js';
 import { AmbiguousMessageIdError, partitionOfGroup, topicOfGroup } from '../message-location.js';
 import type { MessageLocation } from '../message-location.js';
@@ -40,7 +41,7 @@ import type {
   AuditSummary,
   EscrowStatus,
 } from './audit-types.js';
-import { fetchEscrowRecord } from './escrow-record.js';
+import { buildAuditRecord, fetchEscrowRecord } from './escrow-record.js';
 import type { VerifiedEscrowRecord } from './escrow-record.js';
 
 export interface AuditorOptions extends Pick<
@@ -166,6 +167,53 @@ export class Auditor implements AuditApi {
     const work = this.retrieve(verified, audit).finally(() => this.fetching.delete(audit.requestId));
     this.fetching.set(audit.requestId, work);
     return work;
+  }
+
+  /**
+   * The offline audit record (proofs/audit-record: `ledgerbus verify` checks it) of audit request
+   * `key`, or, when no request with that id has been seen here, of the newest audit of escrowed
+   * message `key`; `at` names the partition. Built from our node's escrow record, every entry's
+   * block evidence verified against our trust bundle, so any organization the node shows the record
+   * to (a party, a supervisor, an auditor) may build it. MESSAGE_NOT_FOUND (retriable) while neither
+   * has been seen or the message has no audit yet; FORBIDDEN when our node does not show us the
+   * record; BAD_PROOF when it sent an evidence that does not verify or none for an entry.
+   */
+  async record(key: string, at?: MessageLocation): Promise<AuditRecordBundle> {
+    const { session, trust } = this.options;
+    const group = at === undefined ? undefined : partitionGroupId(at.topic, at.partition);
+    const rows = this.options.agentDatabase
+      .auditsWithRequestId(key)
+      .filter((row) => group === undefined || row.group_id === group);
+    if (rows.length > 1) {
+      throw new LedgerbusError(
+        ErrorCode.AmbiguousMessageId,
+        `audit requests ${key} exist in ${rows.map((row) => row.group_id).join(', ')}: name the topic and partition`,
+      );
+    }
+    const row = rows[0];
+    if (row !== undefined) {
+      const verified = await fetchEscrowRecord(session, trust, row.group_id, row.id);
+      return buildAuditRecord(verified, key, trust);
+    }
+    let messageGroup: string;
+    try {
+      messageGroup = this.groupOf(key, at);
+    } catch (error) {
+      if (!isLedgerbusError(error, ErrorCode.MessageNotFound)) throw error;
+      throw new LedgerbusError(
+        ErrorCode.MessageNotFound,
+        `neither an audit request nor an escrowed message ${key} has been seen here yet; wait a moment, or name its topic and partition`,
+        { retriable: true },
+      );
+    }
+    const verified = await fetchEscrowRecord(session, trust, messageGroup, key);
+    const newest = verified.record.audits.at(-1);
+    if (newest === undefined) {
+      throw new LedgerbusError(ErrorCode.MessageNotFound, `escrowed message ${key} has no audit yet`, {
+        retriable: true,
+      });
+    }
+    return buildAuditRecord(verified, newest.requestId, trust);
   }
 
   /** The rebuilt plaintext of `id` (from `options.requestId`'s fetch, else the newest); MESSAGE_NOT_FOUND before a fetch. */

@@ -14,6 +14,10 @@ import type { NodeStandIn, PartsFixture } from '../testing/parts-fixture.js';
 import { ChunkHolder } from './chunk-holder.js';
 import { EscrowChain, escrowGroup, escrowRegistryView } from './testing/escrow-chain.js';
 import type { EscrowedMessage } from './testing/escrow-chain.js';
+import { escrowRecordAnswer } from './testing/record-answer.js';
+import type { RecordAnswerOptions } from './testing/record-answer.js';
+import { parseAs } from '../../protocol/typed-rpc.js';
+import { nodeMethods } from '../../protocol/client-methods.js';
 
 let fixture: PartsFixture;
 let sender: ConnectorContext; // org1
@@ -26,6 +30,8 @@ let session: NodeSession;
 let holder: ChunkHolder;
 /** What the holder logged at warn and above. */
 const warnings: Record<string, unknown>[] = [];
+/** How the node stand-in shows escrow records: honestly unless a test says otherwise. */
+let shown: RecordAnswerOptions = {};
 
 beforeAll(async () => {
   fixture = partsFixture();
@@ -38,7 +44,13 @@ beforeAll(async () => {
   const view = escrowRegistryView(fixture.layout.network.genesis);
   for (const context of [sender, holderContext, member, auditorContext]) context.registry.update(view);
   chain = new EscrowChain(fixture, holderContext);
-  standIn = await startNodeStandIn(holderContext.organization, chain.handlers());
+  standIn = await startNodeStandIn(holderContext.organization, {
+    ...chain.handlers(),
+    escrowRecord: (body) => {
+      const { group, id } = parseAs(nodeMethods.escrowRecord.request, body, 'escrowRecord');
+      return escrowRecordAnswer(chain, group, id, shown);
+    },
+  });
   session = fixture.session(holderContext, 1, standIn.node);
   const logger = pino(
     { level: 'warn' },
@@ -235,9 +247,53 @@ describe('ChunkHolder.get', () => {
     );
   });
 
+  it('refuses the chunk while its node claims an approval or an auditor that no evidence proves', async () => {
+    // The node's view says APPROVED, with org3's approval, which is not on the chain.
+    shown = {
+      view: (record) => ({
+        ...record,
+        audits: record.audits.map((audit) => ({
+          ...audit,
+          state: 'APPROVED' as const,
+          approvals: [{ organization: 'org3', height: audit.height, transactionIndex: 0 }],
+        })),
+      }),
+    };
+    try {
+      expect(await codeOf(() => holder.get(get(auditorContext, 'm-audit', 0, 'audit-1')))).toBe(
+        ErrorCode.AuditNotApproved,
+      );
+      expect(warnings.at(-2)).toMatchObject({
+        requestId: 'audit-1',
+        unproven: [expect.stringContaining('approvals[org3]'), expect.stringContaining('state')],
+      });
+      // And that org3 is the auditor: the proven request says org4.
+      shown = {
+        view: (record) => ({
+          ...record,
+          audits: record.audits.map((audit) => ({ ...audit, auditor: 'org3' })),
+        }),
+      };
+      expect(await codeOf(() => holder.get(get(member, 'm-audit', 0, 'audit-1')))).toBe(ErrorCode.Forbidden);
+      // Approved on the chain now, but the node withholds the approval's evidence.
+      const approved = chain.act(member, { kind: 'auditApprove', requestId: 'audit-1' });
+      expect(approved).toMatchObject({ status: 'OK', audit: { state: 'APPROVED' } });
+      const approval = chain.blocks.length;
+      shown = { hide: (position) => position.height === approval };
+      expect(await codeOf(() => holder.get(get(auditorContext, 'm-audit', 0, 'audit-1')))).toBe(
+        ErrorCode.AuditNotApproved,
+      );
+      // A node that cannot even prove the request gets nothing either.
+      shown = { hide: () => true };
+      expect(await codeOf(() => holder.get(get(auditorContext, 'm-audit', 0, 'audit-1')))).toBe(
+        ErrorCode.BadProof,
+      );
+    } finally {
+      shown = {};
+    }
+  });
+
   it('answers the chunk to the auditor once the audit is approved, and only chunks held here', async () => {
-    const approved = chain.act(member, { kind: 'auditApprove', requestId: 'audit-1' });
-    expect(approved).toMatchObject({ status: 'OK', audit: { state: 'APPROVED' } });
     const answer = await holder.get(get(auditorContext, 'm-audit', 0, 'audit-1'));
     expect(answer.chunk).toEqual(message.chunks[0]);
     // Still refused to everyone else, approved or not.

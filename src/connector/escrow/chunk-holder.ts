@@ -26,7 +26,7 @@ import type { ConnectorMethods, RequestOf, ResponseOf } from '../../protocol/cli
 import type { ConnectorContext } from '../context.js';
 import { describeError } from '../lifecycle.js';
 import type { NodeSession } from '../session/node-session.js';
-import { fetchEscrowRecord } from './escrow-record.js';
+import { fetchEscrowRecord, provenAudit } from './escrow-record.js';
 import { HolderDatabase } from './holder-database.js';
 
 export type ChunkHolderOptions = Pick<
@@ -78,9 +78,11 @@ export class ChunkHolder {
   /**
    * Answers chunk `chunkIndex` of message `id` to the auditor of approved audit `requestId`. Checked
    * as `put` (holder, network, freshness, signature, standing, nonce); then, from our node's escrow
-   * record with the message's acceptance verified: the audit must be the requester's
-   * (FORBIDDEN), APPROVED (AUDIT_NOT_APPROVED while PENDING, FORBIDDEN once CLOSED), and the chunk
-   * one held here for the message's sender (PAYLOAD_NOT_FOUND).
+   * record with the message's acceptance and the audit's block evidences verified (provenAudit: a
+   * state or auditor no evidence proves does not count): the audit must be the requester's by its
+   * proven request (FORBIDDEN; BAD_PROOF when even the request is not proven), proven APPROVED
+   * (AUDIT_NOT_APPROVED while only PENDING is proven, FORBIDDEN once CLOSED), and the chunk one held
+   * here for the message's sender (PAYLOAD_NOT_FOUND).
    */
   async get(body: GetBody): Promise<GetAnswer> {
     let request: ChunkGetRequest | undefined;
@@ -186,18 +188,30 @@ export class ChunkHolder {
 
   private async serve(request: ChunkGetRequest): Promise<GetAnswer> {
     const { session, trust, storage } = this.options;
-    const { accepted, record } = await fetchEscrowRecord(session, trust, request.group, request.id);
-    const audit = record.audits.find((candidate) => candidate.requestId === request.requestId);
-    if (audit === undefined || audit.auditor !== request.requester) {
+    const verified = await fetchEscrowRecord(session, trust, request.group, request.id);
+    const { accepted } = verified;
+    const found = provenAudit(verified, request.requestId, trust);
+    if (found === undefined || found.audit.auditor !== request.requester) {
       throw new LedgerbusError(
         ErrorCode.Forbidden,
         `${request.requester} has no audit ${request.requestId} of message ${request.id}`,
       );
     }
+    const { audit, view, dropped } = found;
+    if (dropped.length > 0) {
+      this.options.logger.warn(
+        {
+          requestId: audit.requestId,
+          id: request.id,
+          unproven: dropped.map((entry) => `${entry.field}: ${entry.reason}`),
+        },
+        'our node showed audit fields its evidences do not prove: acting on the proven ones',
+      );
+    }
     if (audit.state === 'PENDING') {
       throw new LedgerbusError(
         ErrorCode.AuditNotApproved,
-        `audit ${request.requestId} has ${audit.approvals.length} of ${audit.approvalsNeeded} approvals`,
+        `audit ${request.requestId} has ${audit.approvals.length} proven of ${view.approvalsNeeded} approvals`,
         { retriable: true },
       );
     }

@@ -2,8 +2,8 @@
  * What a holder owes an escrowed message (DESIGN §7), given its verified record: checking its own
  * key share against the sender's Feldman commitments and counting the chunks the placement gave it
  * (its attestation: VERIFIED, or INVALID — a complaint naming the sender), and releasing its share,
- * sealed to the auditor, to every APPROVED audit, once. The escrow agent calls these as the
- * partition's escrow log goes by; the contract checks each transaction again.
+ * sealed to the auditor, to every audit its block evidences prove APPROVED, once. The escrow agent
+ * calls these as the partition's escrow log goes by; the contract checks each transaction again.
  */
 import { randomBytes } from 'node:crypto';
 import { decodeTransactionResult } from '../../contracts/results.js';
@@ -11,6 +11,7 @@ import { RejectReason } from '../../contracts/reasons.js';
 import { encodeEscrowTransaction, escrowLimits } from '../../contracts/escrow/transactions.js';
 import type { Attestation, EscrowAction } from '../../contracts/escrow/transactions.js';
 import type { AuditView } from '../../contracts/escrow/views.js';
+import type { ProvenAudit } from '../../proofs/index.js';
 import { nonceBytes } from '../../contracts/limits.js';
 import { openShare, sealShare, verifyShare } from '../../crypto/escrow/index.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../../errors.js';
@@ -18,13 +19,13 @@ import type { ConnectorContext } from '../context.js';
 import { describeError } from '../lifecycle.js';
 import type { TransactionSubmitter } from '../session/submitter.js';
 import type { AgentDatabase, EscrowMessageRow, ShareFinding } from './agent-database.js';
-import { placedChunks } from './escrow-record.js';
+import { placedChunks, provenAudit } from './escrow-record.js';
 import type { VerifiedEscrowRecord } from './escrow-record.js';
 import type { HolderDatabase } from './holder-database.js';
 
 export interface HolderDutiesOptions extends Pick<
   ConnectorContext,
-  'organization' | 'signer' | 'encryptionKey' | 'registry' | 'storage' | 'logger' | 'lifecycle'
+  'organization' | 'signer' | 'encryptionKey' | 'registry' | 'storage' | 'logger' | 'lifecycle' | 'trust'
 > {
   readonly submitter: Pick<TransactionSubmitter, 'submit'>;
   readonly agentDatabase: AgentDatabase;
@@ -109,11 +110,14 @@ export class HolderDuties {
   }
 
   /**
-   * Releases our share of `verified`'s message to `audit`'s auditor if it is APPROVED, we hold a
-   * share that verifies, and we have not released for it yet (neither our table nor the record says
-   * so). The share is opened, checked against the commitments, sealed to the auditor's registered
-   * encryption key for this request, and submitted; marked released once the contract recorded it
-   * or refused it for good. Returns true if it submitted a release.
+   * Releases our share of `verified`'s message to `audit`'s auditor if the audit is APPROVED, we hold
+   * a share that verifies, and we have not released for it yet (neither our table nor the proven
+   * record says so). The node's view only says which audits to look at: the state, the auditor the
+   * share is sealed to and our earlier release are taken from the audit's block evidences
+   * (provenAudit), so our own node cannot make us release early or to someone else. The share is
+   * opened, checked against the commitments, sealed to the proven auditor's registered encryption
+   * key for this request, and submitted; marked released once the contract recorded it or refused
+   * it for good. Returns true if it submitted a release.
    */
   async release(verified: VerifiedEscrowRecord, audit: AuditView): Promise<boolean> {
     const { organization, agentDatabase, registry, lifecycle, logger } = this.options;
@@ -123,18 +127,21 @@ export class HolderDuties {
     if (audit.state !== 'APPROVED' || shareIndex < 0 || agentDatabase.released(group, audit.requestId)) {
       return false;
     }
-    if (audit.releases.some((release) => release.holder === organization)) {
+    const proven = this.prove(verified, audit.requestId);
+    if (proven === undefined) return false;
+    if (proven.releases.some((release) => release.holder === organization)) {
       agentDatabase.markReleased(group, audit.requestId, lifecycle.clock.now());
       return false;
     }
     const { finding, value } = await this.checkShare(verified, shareIndex);
     if (finding !== 'VERIFIED' || value === undefined) return false; // our complaint stands instead
-    const auditorKey = registry.encryptionKey(audit.auditor);
+    const auditor = proven.auditor;
+    const auditorKey = registry.encryptionKey(auditor);
     if (auditorKey === undefined) {
       // Our registry may not show an auditor registered a moment ago: retried with the round.
       throw new LedgerbusError(
         ErrorCode.BadConfig,
-        `no encryption key of auditor ${audit.auditor} in the registry yet`,
+        `no encryption key of auditor ${auditor} in the registry yet`,
         { retriable: true },
       );
     }
@@ -153,7 +160,7 @@ export class HolderDuties {
     }
     if (refused === undefined) {
       logger.info(
-        { group, id: accepted.id, requestId: audit.requestId, auditor: audit.auditor },
+        { group, id: accepted.id, requestId: audit.requestId, auditor },
         'released our key share to an approved audit',
       );
     } else {
@@ -163,6 +170,42 @@ export class HolderDuties {
       );
     }
     return true;
+  }
+
+  /**
+   * Audit `requestId` as its evidences prove it, if they prove it APPROVED; otherwise undefined,
+   * logged at warn with what the node claimed without proof (the round goes on: a later record may
+   * carry the evidence, and the contract refuses a release once the audit is closed anyway).
+   */
+  private prove(verified: VerifiedEscrowRecord, requestId: string): ProvenAudit | undefined {
+    const { logger, trust } = this.options;
+    const { accepted } = verified;
+    let found;
+    try {
+      found = provenAudit(verified, requestId, trust);
+    } catch (error) {
+      if (!isLedgerbusError(error)) throw error;
+      logger.warn(
+        { group: accepted.partitionId, id: accepted.id, requestId, error: describeError(error) },
+        'our node showed an audit request it cannot prove: no release',
+      );
+      return undefined;
+    }
+    if (found === undefined) return undefined;
+    if (found.audit.state !== 'APPROVED') {
+      logger.warn(
+        {
+          group: accepted.partitionId,
+          id: accepted.id,
+          requestId,
+          state: found.audit.state,
+          unproven: found.dropped.map((entry) => `${entry.field}: ${entry.reason}`),
+        },
+        'our node says an audit is approved but its evidences do not prove it: no release',
+      );
+      return undefined;
+    }
+    return found.audit;
   }
 
   /**

@@ -49,6 +49,14 @@ export function registerAuditRoutes(app: FastifyInstance, audits: AuditApi | und
     async (request) => auditor().approve(request.params.requestId, locationOf(request.query)),
   );
 
+  app.get<{ Params: { requestId: string }; Querystring: Located }>(
+    '/v1/audits/:requestId/record',
+    {
+      schema: { params: auditRequestSchemas.requestIdParams, querystring: auditRequestSchemas.locationQuery },
+    },
+    async (request) => auditor().record(request.params.requestId, locationOf(request.query)),
+  );
+
   app.get('/v1/audits', async () => ({ audits: auditor().list() }));
 
   app.get<{ Params: { id: string }; Querystring: Located }>(

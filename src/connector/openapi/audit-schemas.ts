@@ -5,6 +5,7 @@
  * this file and paths.ts.
  */
 import { escrowLimits } from '../../contracts/escrow/transactions.js';
+import { base64String } from './request-schemas.js';
 import type { JsonSchema } from './request-schemas.js';
 
 const nonEmptyString = { type: 'string', minLength: 1 } as const;
@@ -70,6 +71,22 @@ export const auditRequestSchemas = {
   },
 } as const satisfies Record<string, JsonSchema>;
 
+/** How the auditor recorded that an audit ended; null while it is open. */
+const auditOutcome: JsonSchema = {
+  type: ['object', 'null'],
+  required: ['outcome', 'contentRoot', 'badShares', 'badHolders', 'detail'],
+  properties: {
+    outcome: { enum: ['RETRIEVED', 'FAILED'] },
+    contentRoot: {
+      type: ['string', 'null'],
+      description: 'Hex content root the rebuilt message matched.',
+    },
+    badShares: strings,
+    badHolders: strings,
+    detail: { type: 'string' },
+  },
+};
+
 const auditSummary: JsonSchema = {
   type: 'object',
   required: [
@@ -101,20 +118,7 @@ const auditSummary: JsonSchema = {
       description: 'Share holders that released their key share to the auditor.',
       items: { type: 'object', required: ['holder'], properties: { holder: { type: 'string' } } },
     },
-    outcome: {
-      type: ['object', 'null'],
-      required: ['outcome', 'contentRoot', 'badShares', 'badHolders', 'detail'],
-      properties: {
-        outcome: { enum: ['RETRIEVED', 'FAILED'] },
-        contentRoot: {
-          type: ['string', 'null'],
-          description: 'Hex content root the rebuilt message matched.',
-        },
-        badShares: strings,
-        badHolders: strings,
-        detail: { type: 'string' },
-      },
-    },
+    outcome: auditOutcome,
   },
 };
 
@@ -214,6 +218,52 @@ export const auditResponseSchemas = {
           'Not INVALID, enough share holders attested a VERIFIED share, and every chunk has a holder that attested holding all its chunks.',
       },
       why: { type: 'string', description: 'Why not retrievable.' },
+    },
+  },
+  record: {
+    type: 'object',
+    required: ['format', 'network', 'audit', 'proof'],
+    properties: {
+      format: { const: 'ledgerbus-audit-record/v1' },
+      network: { type: 'string', description: 'The network whose trust bundle verifies the record.' },
+      audit: {
+        type: 'object',
+        description: 'What the proof proves, in this field order; `ledgerbus verify` recomputes it.',
+        required: [
+          'id',
+          'topic',
+          'partition',
+          'sender',
+          'contentRoot',
+          'requestId',
+          'auditor',
+          'reason',
+          'approvals',
+          'state',
+          'releases',
+          'outcome',
+        ],
+        properties: {
+          id: { type: 'string' },
+          topic: { type: 'string' },
+          partition: { type: 'integer' },
+          sender: { type: 'string' },
+          contentRoot: { type: 'string', description: 'Hex content root of the audited message.' },
+          requestId: { type: 'string' },
+          auditor: { type: 'string' },
+          reason: { type: 'string' },
+          approvals: { ...strings, description: 'Members whose approval the contract recorded.' },
+          state: { ...auditState, description: "The audit's state as the latest proven result gives it." },
+          releases: {
+            ...strings,
+            description: 'Share holders that released their key share to the auditor.',
+          },
+          outcome: auditOutcome,
+        },
+      },
+      proof: base64String(
+        "Canonical CBOR of the audit record, base64: the message's acceptance proof and the block evidence of the request, each approval, each release and the outcome.",
+      ),
     },
   },
   fetched: {

@@ -400,6 +400,25 @@ export const paths: Record<string, Record<string, JsonSchema>> = {
       },
     }),
   },
+  '/v1/audits/{requestId}/record': {
+    get: operation({
+      operationId: 'auditRecord',
+      summary:
+        'The audit record of a request (or of the newest audit of a message, by its id), checkable offline with `ledgerbus verify`.',
+      description:
+        "The message's acceptance proof and the block evidence of the audit's request, approvals, share releases " +
+        "and outcome, each checked by this connector against the network's trust bundle before it answers. Any " +
+        'organization its node shows the escrow record to may build it: a party of the message, a supervisor, an ' +
+        'auditor.',
+      parameters: [...parametersOf('path', auditRequestSchemas.requestIdParams), ...auditLocationParameters],
+      responses: {
+        '200': { description: 'Audit record.', content: json(auditResponseSchemas.record) },
+        '403': auditForbidden,
+        '404': auditNotFound,
+        '409': auditConflict,
+      },
+    }),
+  },
   '/v1/audits/messages/{id}': {
     get: operation({
       operationId: 'escrowStatus',

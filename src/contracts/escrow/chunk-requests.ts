@@ -6,7 +6,7 @@
  * against the registry itself and trusts no node.
  */
 import { decodeWith, encodeCanonical, encodeWith, t } from '../../codec/index.js';
-import type { Infer } from '../../codec/index.js';
+import type { Infer, Schema } from '../../codec/index.js';
 import type { Signer, SigningDomain } from '../../crypto/index.js';
 import { nonceBytes, transactionLimits } from '../limits.js';
 import { escrowLimits } from './transactions.js';
@@ -65,43 +65,44 @@ function signingPayload(request: Omit<ChunkRequest, 'signature'>): Uint8Array {
   return encodeCanonical(fields as Parameters<typeof encodeCanonical>[0]);
 }
 
-/** Signs a chunk request for the signer's network; it expires a minute after `timestamp` unless told. */
-export function encodeChunkPutRequest(
-  request: Omit<ChunkPutRequest, 'type' | 'signerKey' | 'network' | 'expiresAt' | 'signature'> & {
-    expiresAt?: number;
-  },
+/** What a caller states in a request; the signer fills in its key and network, and the default expiry. */
+type Unsigned<R extends ChunkRequest> = Omit<
+  R,
+  'type' | 'signerKey' | 'network' | 'expiresAt' | 'signature'
+> & {
+  expiresAt?: number;
+};
+
+/** How long a chunk request is valid when its maker does not say. */
+const lifetimeMsDefault = 60_000;
+
+function encodeChunkRequest<R extends ChunkRequest>(
+  type: R['type'],
+  schema: Schema<R>,
+  request: Unsigned<R>,
   signer: Signer,
 ): Uint8Array {
   const unsigned = {
-    type: 'escrowChunkPut' as const,
+    type,
     ...request,
     signerKey: signer.publicKey,
     network: signer.domain.network,
-    expiresAt: request.expiresAt ?? request.timestamp + 60_000,
-  };
-  return encodeWith(chunkPutRequestSchema, {
+    expiresAt: request.expiresAt ?? request.timestamp + lifetimeMsDefault,
+  } as unknown as Omit<R, 'signature'>;
+  return encodeWith(schema, {
     ...unsigned,
-    signature: signer.sign(CHUNK_PUT_SIGNING_TYPE, signingPayload(unsigned)),
-  });
+    signature: signer.sign(signingType({ type }), signingPayload(unsigned)),
+  } as R);
 }
 
-export function encodeChunkGetRequest(
-  request: Omit<ChunkGetRequest, 'type' | 'signerKey' | 'network' | 'expiresAt' | 'signature'> & {
-    expiresAt?: number;
-  },
-  signer: Signer,
-): Uint8Array {
-  const unsigned = {
-    type: 'escrowChunkGet' as const,
-    ...request,
-    signerKey: signer.publicKey,
-    network: signer.domain.network,
-    expiresAt: request.expiresAt ?? request.timestamp + 60_000,
-  };
-  return encodeWith(chunkGetRequestSchema, {
-    ...unsigned,
-    signature: signer.sign(CHUNK_GET_SIGNING_TYPE, signingPayload(unsigned)),
-  });
+/** Signs a chunk placement for the signer's network; it expires a minute after `timestamp` unless told. */
+export function encodeChunkPutRequest(request: Unsigned<ChunkPutRequest>, signer: Signer): Uint8Array {
+  return encodeChunkRequest('escrowChunkPut', chunkPutRequestSchema, request, signer);
+}
+
+/** Signs an auditor's chunk request for the signer's network, like `encodeChunkPutRequest`. */
+export function encodeChunkGetRequest(request: Unsigned<ChunkGetRequest>, signer: Signer): Uint8Array {
+  return encodeChunkRequest('escrowChunkGet', chunkGetRequestSchema, request, signer);
 }
 
 /** Decodes strictly; throws LedgerbusError on malformed bytes. Does not check the signature. */

@@ -25,7 +25,12 @@ import { SigningDomain, signingKeyFromSeed } from '../../../crypto/index.js';
 import type { Signer } from '../../../crypto/index.js';
 import { ErrorCode, LedgerbusError } from '../../../errors.js';
 import type { Block } from '../../../ledger/block.js';
-import { acceptanceProofToCbor, blockEvidence, blockEvidenceToCbor } from '../../../proofs/index.js';
+import {
+  acceptanceProofToCbor,
+  blockEvidence,
+  blockEvidenceToCbor,
+  escrowRecordPositions,
+} from '../../../proofs/index.js';
 import type { ProofTrust } from '../../../proofs/index.js';
 import { GenesisRegistry } from '../../../registry/genesis.js';
 import type { Genesis } from '../../../registry/genesis-schema.js';
@@ -337,21 +342,24 @@ export class AuditNetwork {
     if (record === undefined || at === undefined) {
       throw new LedgerbusError(ErrorCode.MessageNotFound, `no escrowed message ${body.id} in ${body.group}`);
     }
-    const evidences: CborValue[] = [];
-    for (const audit of record.audits) {
-      for (const release of audit.releases) {
-        const block = this.chain.blocks[release.height - 1] as Block;
-        const evidence = blockEvidence(block, release.transactionIndex);
-        const spoiled = this.spoiledEvidence.has(release.holder)
-          ? { ...evidence, signatures: evidence.signatures.slice(0, 1) }
-          : evidence;
-        evidences.push({
-          height: release.height,
-          transactionIndex: release.transactionIndex,
-          evidence: blockEvidenceToCbor(spoiled),
-        });
-      }
-    }
+    // Every evidence the node's escrow service sends; a spoiled holder's release loses its quorum.
+    const spoiled = new Set(
+      record.audits.flatMap((audit) =>
+        audit.releases
+          .filter((release) => this.spoiledEvidence.has(release.holder))
+          .map((release) => `${release.height}/${release.transactionIndex}`),
+      ),
+    );
+    const evidences = escrowRecordPositions(record).map((position) => {
+      const evidence = blockEvidence(
+        this.chain.blocks[position.height - 1] as Block,
+        position.transactionIndex,
+      );
+      const shown = spoiled.has(`${position.height}/${position.transactionIndex}`)
+        ? { ...evidence, signatures: evidence.signatures.slice(0, 1) }
+        : evidence;
+      return { ...position, evidence: blockEvidenceToCbor(shown) };
+    });
     const accepted = this.chain.blocks[at.height - 1] as Block;
     return {
       acceptance: acceptanceProofToCbor({ block: blockEvidence(accepted, at.index), messageIndex: 0 }),

@@ -3,17 +3,17 @@
  * org1 sends, org2–org4 hold shares and chunks, org4 is also the auditor) and ONE partition whose
  * blocks are executed by the real contracts (executeBatch) and certified by the devnet's own node
  * keys, so every proof a connector checks is real. `handlers` answers the node methods the holder
- * side calls (publish, escrowLog, escrowRecord) from that state, as a node's services would.
+ * side calls (publish, escrowLog, escrowRecord with every evidence) from that state, as a node's
+ * services would.
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { CborValue } from '../../../codec/index.js';
 import { decodeClientRequest, encodeClientRequest, messageLimits } from '../../../consensus/pbft/messages.js';
-import { escrowLogPage, escrowRecordView } from '../../../contracts/escrow/queries.js';
+import { escrowLogPage } from '../../../contracts/escrow/queries.js';
 import { encodeEscrowTransaction } from '../../../contracts/escrow/transactions.js';
 import type { EscrowAction, EscrowMetadata, SealedShare } from '../../../contracts/escrow/transactions.js';
 import { nonceBytes } from '../../../contracts/limits.js';
-import { messageById } from '../../../contracts/queries.js';
 import { partitionGroupId } from '../../../contracts/registry.js';
 import type { EscrowPolicy } from '../../../contracts/registry.js';
 import { decodeTransactionResult } from '../../../contracts/results.js';
@@ -30,13 +30,14 @@ import { SigningDomain, loadSigningKey, merkleRoot, sha256 } from '../../../cryp
 import { blockHash, certifyHeader } from '../../../ledger/block.js';
 import type { Block } from '../../../ledger/block.js';
 import type { RpcHandler } from '../../../net/index.js';
-import { acceptanceProofToCbor, blockEvidence, blockEvidenceToCbor } from '../../../proofs/index.js';
+import { blockEvidence, blockEvidenceToCbor } from '../../../proofs/index.js';
 import { parseAs } from '../../../protocol/typed-rpc.js';
 import { nodeMethods } from '../../../protocol/client-methods.js';
 import type { Genesis } from '../../../registry/genesis-schema.js';
 import { RegistryView } from '../../../registry/registry-view.js';
 import type { ConnectorContext } from '../../context.js';
 import type { PartsFixture } from '../../testing/parts-fixture.js';
+import { escrowRecordAnswer } from './record-answer.js';
 
 export const escrowTopic = 'vault';
 export const escrowGroup = partitionGroupId(escrowTopic, 0);
@@ -285,18 +286,7 @@ export class EscrowChain {
       },
       escrowRecord: (body) => {
         const { group, id } = parseAs(nodeMethods.escrowRecord.request, body, 'escrowRecord');
-        const message = messageById(this.state, group, id);
-        const record = escrowRecordView(this.state, group, id);
-        if (message === undefined || record === undefined) throw new Error(`no escrowed message ${id}`);
-        const block = this.blocks[message.height - 1] as Block;
-        return {
-          acceptance: acceptanceProofToCbor({
-            block: blockEvidence(block, message.transactionIndex),
-            messageIndex: message.messageIndex,
-          }),
-          record: record as unknown as CborValue,
-          evidences: [],
-        };
+        return escrowRecordAnswer(this, group, id);
       },
     };
   }
