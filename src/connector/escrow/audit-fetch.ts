@@ -25,7 +25,7 @@ import type { StoredObject } from '../storage/index.js';
 import { AuditFailure } from './audit-shares.js';
 
 /** Chunks requested at once: enough to hide a relay's latency, few enough to bound memory. */
-export const chunksInFlightMax = 4;
+export const chunksInFlightMax = 8;
 
 /**
  * A holder's answer that breaks the receipt it signed: it served other bytes, or says it lost or

@@ -66,7 +66,7 @@ export interface AuditorOptions extends Pick<
    * directory of the connector's own, cleared of leftover blobs at start. Default: the OS's.
    */
   readonly temporaryDirectory?: string;
-  /** Chunks requested at once, at most 4 (the default). */
+  /** Chunks requested at once, at most `chunksInFlightMax` of audit-fetch.ts (the default). */
   readonly chunksInFlightMax?: number;
 }
 

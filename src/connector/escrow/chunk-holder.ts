@@ -42,11 +42,17 @@ type GetBody = RequestOf<ConnectorMethods['escrowChunkGet']>;
 type GetAnswer = ResponseOf<ConnectorMethods['escrowChunkGet']>;
 
 const requestKind = 'chunk request';
+/** How long a proven APPROVED audit is taken as proven (see `provenApprovedSender`). */
+const approvalProofTtlMs = 30_000;
+/** Proven audits remembered at once. */
+const provenApprovalsMax = 1_000;
 
 export class ChunkHolder {
   readonly chunks: HolderDatabase;
   /** Nonces of the chunk requests (puts and gets) this connector acted on, until they expire. */
   private readonly nonces = new FetchNonceWindow(undefined, requestKind);
+  /** Audits proven APPROVED, by (group, id, request, requester): the message's sender and until when. */
+  private readonly provenApprovals = new Map<string, { sender: string; until: number }>();
 
   constructor(private readonly options: ChunkHolderOptions) {
     this.chunks = new HolderDatabase(options.database);
@@ -187,7 +193,51 @@ export class ChunkHolder {
   }
 
   private async serve(request: ChunkGetRequest): Promise<GetAnswer> {
-    const { session, trust, storage } = this.options;
+    const { storage } = this.options;
+    const sender = await this.provenApprovedSender(request);
+    const row = this.chunks.chunk(request.group, request.id, request.chunkIndex, sender);
+    if (row === undefined) {
+      throw new LedgerbusError(
+        ErrorCode.PayloadNotFound,
+        `no chunk ${request.chunkIndex} of ${request.id} is held here`,
+      );
+    }
+    const chunk = await readAll(await storage.get(row.storage_key), row.size);
+    // Served bytes that fail their hash would make the auditor name us a bad holder: say so here.
+    if (chunk.length !== row.size || toHex(sha256(chunk)) !== row.hash) {
+      this.options.logger.error(
+        { group: row.group_id, id: row.id, chunk: row.chunk_index, key: row.storage_key },
+        'a held chunk is corrupt in storage',
+      );
+      throw new LedgerbusError(
+        ErrorCode.StorageCorrupt,
+        `chunk ${row.chunk_index} of ${row.id} is corrupt in storage`,
+      );
+    }
+    this.options.logger.info(
+      {
+        requester: request.requester,
+        id: request.id,
+        chunk: request.chunkIndex,
+        requestId: request.requestId,
+      },
+      'served an escrowed chunk to an approved auditor',
+    );
+    return { chunk };
+  }
+
+  /**
+   * The sender of message `request.id`, once the request's audit is proven APPROVED for its
+   * requester (block evidence of the request and of the approval that made it so). A proof holds
+   * for `approvalProofTtlMs`: a 200-chunk fetch proves its audit once, not 200 times (an audit
+   * closed meanwhile is served that much longer; its auditor has the key by then anyway).
+   */
+  private async provenApprovedSender(request: ChunkGetRequest): Promise<string> {
+    const key = [request.group, request.id, request.requestId, request.requester].join('\u0000');
+    const now = this.now();
+    const cached = this.provenApprovals.get(key);
+    if (cached !== undefined && cached.until > now) return cached.sender;
+    const { session, trust } = this.options;
     const verified = await fetchEscrowRecord(session, trust, request.group, request.id);
     const { accepted } = verified;
     const found = provenAudit(verified, request.requestId, trust);
@@ -218,30 +268,13 @@ export class ChunkHolder {
     if (audit.state !== 'APPROVED') {
       throw new LedgerbusError(ErrorCode.Forbidden, `audit ${request.requestId} is ${audit.state}`);
     }
-    const row = this.chunks.chunk(request.group, request.id, request.chunkIndex, accepted.sender);
-    if (row === undefined) {
-      throw new LedgerbusError(
-        ErrorCode.PayloadNotFound,
-        `no chunk ${request.chunkIndex} of ${request.id} is held here`,
-      );
+    if (this.provenApprovals.size >= provenApprovalsMax) {
+      for (const [entry, value] of this.provenApprovals)
+        if (value.until <= now) this.provenApprovals.delete(entry);
+      if (this.provenApprovals.size >= provenApprovalsMax) this.provenApprovals.clear();
     }
-    const chunk = await readAll(await storage.get(row.storage_key), row.size);
-    // Served bytes that fail their hash would make the auditor name us a bad holder: say so here.
-    if (chunk.length !== row.size || toHex(sha256(chunk)) !== row.hash) {
-      this.options.logger.error(
-        { group: row.group_id, id: row.id, chunk: row.chunk_index, key: row.storage_key },
-        'a held chunk is corrupt in storage',
-      );
-      throw new LedgerbusError(
-        ErrorCode.StorageCorrupt,
-        `chunk ${row.chunk_index} of ${row.id} is corrupt in storage`,
-      );
-    }
-    this.options.logger.info(
-      { requester: request.requester, id: request.id, chunk: request.chunkIndex, requestId: audit.requestId },
-      'served an escrowed chunk to an approved auditor',
-    );
-    return { chunk };
+    this.provenApprovals.set(key, { sender: accepted.sender, until: now + approvalProofTtlMs });
+    return accepted.sender;
   }
 
   private logRefusal(what: string, request: ChunkRequest | undefined, error: unknown): void {
