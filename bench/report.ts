@@ -12,8 +12,9 @@
  * percentiles), scale (1, 2, 4 partitions beside the linear ideal), datapath (one payload org1 →
  * org2 beside a single encrypted hop over TCP and TLS), pbft (a table: throughput beside the Ed25519
  * bound), blockstore (durable block appends beside the disk's fsync rate), envelope (payload
- * encryption and decryption beside the bare primitives). Nothing in the report is typed in by hand:
- * every number comes from the JSON of this run.
+ * encryption and decryption beside the bare primitives), escrow (escrow topics beside standard ones,
+ * audit regeneration, placement; its section is built in lib/escrow-section.ts). Nothing in the
+ * report is typed in by hand: every number comes from the JSON of this run.
  *
  * --quick is for development and smoke checks: small counts, and output to a temporary directory
  * unless --out is given, so it never replaces the committed report.
@@ -28,6 +29,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { natsServerVersion } from './lib/jetstream-cluster.js';
 import { formatBytes, parseByteSize } from './lib/payload.js';
+import { escrowSection } from './lib/escrow-section.js';
 import { machineInfo, resultsDirectory } from './lib/results.js';
 import { barChart, formatNumber, lineChart, palette } from './lib/svg-chart.js';
 import {
@@ -40,13 +42,14 @@ import {
 
 const usage = `Usage: npm run bench:report -- [options]
 
-Runs bench:publish, bench:scale, bench:datapath, bench:pbft, bench:blockstore and bench:envelope
-as child processes and writes REPORT.md plus SVG charts (report/*.svg) into the output directory.
+Runs bench:publish, bench:scale, bench:datapath, bench:pbft, bench:blockstore, bench:envelope and
+bench:escrow as child processes and writes REPORT.md plus SVG charts (report/*.svg) into the
+output directory.
 
   --quick               small counts (a smoke check, ~2 min); writes to a temporary directory
                         unless --out is given
   --out DIR             where REPORT.md and report/ go (default: bench/)
-  --skip LIST           benches to leave out: publish,scale,datapath,pbft,blockstore,envelope
+  --skip LIST           benches to leave out: publish,scale,datapath,pbft,blockstore,envelope,escrow
   --skip-jetstream      publish without its NATS JetStream peer
   --messages N          publish: messages per size (default 30000; quick 2000)
   --sizes LIST          publish: message sizes in bytes (default 256,1024,4096,16384)
@@ -57,12 +60,15 @@ as child processes and writes REPORT.md plus SVG charts (report/*.svg) into the 
   --pbft-requests N     pbft: requests per group size (default 20000; quick 2000)
   --blockstore-blocks N blockstore: single appends (default 200; quick 50), 10× as many batched
   --envelope-bytes SIZE envelope: payload size (default 64MiB; quick 16MiB)
+  --escrow-small N      escrow: small sends per topic (default 2000; quick 200)
+  --escrow-sizes LIST   escrow: file sizes (default 5MiB,10MiB,25MiB,50MiB; quick 5MiB)
+  --escrow-chunks LIST  escrow: chunks per file (default 10,50,100,200; quick 10,200)
   --help                this text
 
 Progress goes to stderr; the last stdout line is the path of REPORT.md.
 `;
 
-const benchNames = ['publish', 'scale', 'datapath', 'pbft', 'blockstore', 'envelope'] as const;
+const benchNames = ['publish', 'scale', 'datapath', 'pbft', 'blockstore', 'envelope', 'escrow'] as const;
 type BenchName = (typeof benchNames)[number];
 
 /** Percentiles the latency CDF is drawn through: dense in the tail, where the systems differ most. */
@@ -84,6 +90,8 @@ interface Options {
   readonly pbftRequests: number;
   readonly blockstoreBlocks: number;
   readonly envelopeBytes: number;
+  /** bench:escrow's --small, --sizes and --chunks. */
+  readonly escrow: readonly string[];
 }
 
 function parseOptions(): Options | undefined {
@@ -102,6 +110,9 @@ function parseOptions(): Options | undefined {
       'pbft-requests': { type: 'string' },
       'blockstore-blocks': { type: 'string' },
       'envelope-bytes': { type: 'string' },
+      'escrow-small': { type: 'string' },
+      'escrow-sizes': { type: 'string' },
+      'escrow-chunks': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -141,6 +152,11 @@ function parseOptions(): Options | undefined {
     pbftRequests: integer('pbft-requests', values['pbft-requests'] ?? (quick ? '2000' : '20000')),
     blockstoreBlocks: integer('blockstore-blocks', values['blockstore-blocks'] ?? (quick ? '50' : '200')),
     envelopeBytes: parseByteSize(values['envelope-bytes'] ?? (quick ? '16MiB' : '64MiB')),
+    escrow: [
+      ...['--small', String(integer('escrow-small', values['escrow-small'] ?? (quick ? '200' : '2000')))],
+      ...['--sizes', values['escrow-sizes'] ?? (quick ? '5MiB' : '5MiB,10MiB,25MiB,50MiB')],
+      ...['--chunks', values['escrow-chunks'] ?? (quick ? '10,200' : '10,50,100,200')],
+    ],
   };
 }
 
@@ -856,6 +872,11 @@ async function main(): Promise<void> {
     const run = await runBench('envelope', ['--bytes', String(options.envelopeBytes)]);
     runs.push({ name: 'envelope', run });
     sections.push(envelopeSection(run, charts));
+  }
+  if (!options.skip.has('escrow')) {
+    const run = await runBench('escrow', options.escrow);
+    runs.push({ name: 'escrow', run });
+    sections.push(escrowSection(run.record, charts));
   }
 
   const totalSeconds = (performance.now() - started) / 1000;
