@@ -182,7 +182,18 @@ class BatchExecution {
     if ('reason' in authenticated) return rejection(authenticated);
     const sender = authenticated.organization;
     this.store.useNonce(this.meta, sender.id, transaction.nonce);
+    // An escrowed message is published alone (its holders read the batch in its proof), and its
+    // curve checks cost replicas real work: a second one in a batch is refused before any of that.
+    let escrowed = 0;
     const messages = transaction.messages.map((message, messageIndex): MessageResult => {
+      if (message.escrow !== undefined && ++escrowed > 1) {
+        return {
+          id: message.id,
+          status: 'REJECTED',
+          reason: RejectReason.EscrowPolicyMismatch,
+          detail: 'one escrowed message per publish',
+        };
+      }
       const refusal = this.acceptMessage(
         sender,
         message,

@@ -57,6 +57,7 @@ export async function placeChunkOnHolders(
   const placed: { rank: number; receipt: ChunkReceipt }[] = [];
   let nextRank = 0;
   let lastError: unknown;
+  let anyRetriable = false;
   // Each lane keeps one replica: it tries holders in ranking order until one acknowledges, taking
   // the next untried one after each failure. Lanes share `nextRank`, so no holder is tried twice.
   const lane = async (): Promise<void> => {
@@ -68,6 +69,8 @@ export async function placeChunkOnHolders(
         return;
       } catch (error) {
         lastError = error;
+        // One holder that may come back (down, restarting) makes the whole placement worth retrying.
+        anyRetriable ||= !isLedgerbusError(error) || error.retriable;
         options.logger.debug(
           { id: owner.id, chunk: chunk.index, holder, error: describeError(error) },
           'escrow holder failed; trying the next ranked one',
@@ -89,7 +92,7 @@ export async function placeChunkOnHolders(
     const what = `chunk ${chunk.index} of message ${owner.id} reached ${placed.length} of ${replicas} holders after trying all ${ranking.length} candidates`;
     if (isLedgerbusError(lastError)) {
       throw new LedgerbusError(lastError.code, `${what}; last: ${lastError.message}`, {
-        retriable: lastError.retriable,
+        retriable: anyRetriable,
         cause: lastError,
       });
     }

@@ -128,6 +128,8 @@ export class EscrowAgent {
       waitMs: logWaitMs,
     });
     await this.handle(group, page.entries);
+    // A stop midway through the page leaves it unhandled: it is read again on the next start.
+    if (this.options.lifecycle.stopped) return 0;
     if (page.nextSeq > fromSeq) this.database.advanceCursor(group, page.nextSeq);
     return page.entries.length;
   }

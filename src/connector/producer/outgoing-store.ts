@@ -122,12 +122,11 @@ export class OutgoingStore {
     }
     // An escrow topic's data key is derived from the secret escrowed for auditors, so that k of the
     // share holders can rebuild it without the sender (DESIGN §7).
-    // The sharing is kept durably before anything is encrypted under it, so an attempt that stops
-    // midway and its retry escrow one secret.
+    // A fresh secret for every encryption: the data key derives from it and chunk nonces are chunk
+    // indexes, so a key must never encrypt a second payload (an attempt that failed and its retry
+    // with another value would give holders the XOR of both). It is kept only with the sent row.
     const sharing =
-      escrowPolicy === undefined
-        ? undefined
-        : this.sentEscrow.keepSharing(topic, id, splitSecret(escrowPolicy.threshold, escrowPolicy.shares));
+      escrowPolicy === undefined ? undefined : splitSecret(escrowPolicy.threshold, escrowPolicy.shares);
     const contentType = message.contentType ?? 'application/octet-stream';
     const sink = new PassThrough({ highWaterMark: 1024 * 1024 });
     const stored = storage.put(sink);
@@ -204,7 +203,10 @@ export class OutgoingStore {
     // escrow metadata (its leaf must not change) and the sender can always read what it escrowed.
     database.db.transaction(() => {
       database.insertSent(sentRow);
-      if (escrow !== undefined && sharing !== undefined) this.sentEscrow.put(topic, id, sharing, escrow);
+      // Only with our own row: a concurrent send of the same id that inserted first keeps its escrow.
+      const inserted = database.sent(topic, id)?.storage_key === object.key;
+      if (inserted && escrow !== undefined && sharing !== undefined)
+        this.sentEscrow.put(topic, id, sharing, escrow);
     })();
     const row = database.sent(topic, id);
     assert(row !== undefined, 'a sent row exists once inserted');

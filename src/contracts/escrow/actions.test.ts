@@ -51,7 +51,10 @@ function expectItem(result: EscrowItemResult, reason: RejectReasonType, detail?:
 /** A harness where alice published escrowed message m-1 (and m-2). */
 function published(registry = makeEscrowRegistry()): EscrowHarness {
   const harness = new EscrowHarness(registry);
-  harness.run([harness.publish('alice', [escrowMessage({ id: 'm-1' }), escrowMessage({ id: 'm-2' })])]);
+  harness.run([
+    harness.publish('alice', [escrowMessage({ id: 'm-1' })]),
+    harness.publish('alice', [escrowMessage({ id: 'm-2' })]),
+  ]);
   return harness;
 }
 
@@ -91,6 +94,7 @@ function expectRefused(
   organization: OrganizationName,
   action: EscrowAction,
   reason: RejectReasonType,
+  detail?: string,
 ): void {
   const transaction = harness.escrow(organization, action);
   const context = {
@@ -106,7 +110,9 @@ function expectRefused(
   harness.height += 1;
   harness.time += 1000;
   expect(harness.state.snapshot()).toEqual(reference.snapshot());
-  expect(outcome.results.map(decodeTransactionResult)).toEqual([{ status: 'REJECTED', reason }]);
+  expect(outcome.results.map(decodeTransactionResult)).toEqual([
+    detail === undefined ? { status: 'REJECTED', reason } : { status: 'REJECTED', reason, detail },
+  ]);
   exercised.add(reason);
 }
 
@@ -326,12 +332,13 @@ describe('auditRequest', () => {
     expect(ok(harness.one(harness.escrow('inspector', request('r-1')))).audit?.state).toBe('PENDING');
   });
 
-  it('keeps request ids unique: a repeat gets the first result, a different request a conflict', () => {
+  it('keeps request ids unique: a repeat gets the audit as it stands, a different request a conflict', () => {
     const harness = published();
     ok(harness.one(harness.escrow('regulator', request('r-1'))));
     ok(harness.one(harness.escrow('bob', approve('r-1'))));
     const repeat = ok(harness.one(harness.escrow('regulator', request('r-1'))));
-    expect(repeat.audit).toEqual({ requestId: 'r-1', id: 'm-1', state: 'PENDING', approvals: 0 });
+    // Never an earlier state than the ledger already shows: the approval came first.
+    expect(repeat.audit).toEqual({ requestId: 'r-1', id: 'm-1', state: 'APPROVED', approvals: 1 });
     expect(auditView(harness.state, escrowGroup, 'r-1')?.state).toBe('APPROVED');
     expectRefused(
       harness,
@@ -346,19 +353,38 @@ describe('auditRequest', () => {
     ).toEqual(['r-1']);
   });
 
-  it(`allows at most ${auditsPerMessageMax} requests per message`, () => {
+  it('keeps one open audit per auditor and message', () => {
     const harness = published();
-    const requests = Array.from({ length: auditsPerMessageMax }, (_, index) =>
-      harness.escrow('regulator', request(`r-${index}`)),
+    ok(harness.one(harness.escrow('regulator', request('r-1'))));
+    expectRefused(
+      harness,
+      'regulator',
+      request('r-2'),
+      RejectReason.AuditLimit,
+      'audit r-1 of this auditor is open',
     );
-    const { decoded } = harness.run(requests);
-    expect(decoded.every((result) => result.status === 'OK')).toBe(true);
-    expectRefused(harness, 'regulator', request('one-more'), RejectReason.AuditLimit);
-    expect(ok(harness.one(harness.escrow('regulator', request('other', 'm-2')))).audit?.id).toBe('m-2');
-    expect(escrowRecordView(harness.state, escrowGroup, 'm-1')?.audits).toHaveLength(auditsPerMessageMax);
+    // Another message, or once the first audit is closed, is fine.
+    ok(harness.one(harness.escrow('regulator', request('r-3', 'm-2'))));
+    ok(harness.one(harness.escrow('bob', approve('r-1'))));
+    ok(harness.one(harness.escrow('regulator', outcome('r-1'))));
+    ok(harness.one(harness.escrow('regulator', request('r-2'))));
   });
 
-  it("asks for the approvals of the topic's current policy", () => {
+  it(`allows at most ${auditsPerMessageMax} requests per message`, () => {
+    const harness = published();
+    for (let index = 0; index < auditsPerMessageMax; index++) {
+      const { decoded } = harness.run([
+        harness.escrow('regulator', request(`r-${index}`)),
+        harness.escrow('bob', approve(`r-${index}`)),
+        harness.escrow('regulator', outcome(`r-${index}`, 'FAILED')),
+      ]);
+      expect(decoded.every((result) => result.status === 'OK')).toBe(true);
+    }
+    expectRefused(harness, 'regulator', request('one-more'), RejectReason.AuditLimit);
+    expect(ok(harness.one(harness.escrow('regulator', request('other', 'm-2')))).audit?.id).toBe('m-2');
+  });
+
+  it('asks for the approvals recorded with the message, whatever its topic says later', () => {
     const harness = published();
     const change = (auditApprovals: number) =>
       harness.registry.putTopic({
@@ -368,22 +394,13 @@ describe('auditRequest', () => {
         consumers: ['bob'],
         policy: topicPolicy({ ...escrowPolicy, auditApprovals }),
       });
+    // The topic's owner (who may be the sender) can neither open old messages nor lock them.
     change(0);
-    expect(ok(harness.one(harness.escrow('regulator', request('r-0')))).audit?.state).toBe('APPROVED');
-    expect(logKinds(harness).slice(2)).toEqual(['auditRequested']);
-    change(2);
-    ok(harness.one(harness.escrow('regulator', request('r-2'))));
-    expect(auditView(harness.state, escrowGroup, 'r-2')?.approvalsNeeded).toBe(2);
-    // A topic that stopped escrowing keeps the approvals its messages were accepted under.
-    harness.registry.putTopic({
-      name: 'vault',
-      partitionCount: 1,
-      producers: ['alice'],
-      consumers: ['bob'],
-      policy: { messageBytesMax: 10, ttlMs: 1000, payloadRetentionMs: 0 },
-    });
-    ok(harness.one(harness.escrow('regulator', request('r-1'))));
-    expect(auditView(harness.state, escrowGroup, 'r-1')?.approvalsNeeded).toBe(1);
+    expect(ok(harness.one(harness.escrow('regulator', request('r-0')))).audit?.state).toBe('PENDING');
+    expect(auditView(harness.state, escrowGroup, 'r-0')?.approvalsNeeded).toBe(escrowPolicy.auditApprovals);
+    change(5);
+    ok(harness.one(harness.escrow('inspector', request('r-5'))));
+    expect(auditView(harness.state, escrowGroup, 'r-5')?.approvalsNeeded).toBe(escrowPolicy.auditApprovals);
   });
 });
 
@@ -466,6 +483,19 @@ describe('auditOutcome', () => {
       contentRoot: null,
       badHolders: ['h4'],
     });
+  });
+
+  it('names only parties as bad, and carries a content root exactly when RETRIEVED', () => {
+    const harness = published();
+    ok(harness.one(harness.escrow('regulator', request('r-1'))));
+    ok(harness.one(harness.escrow('bob', approve('r-1'))));
+    const refused = (action: EscrowAction, detail: string): void =>
+      expectRefused(harness, 'regulator', action, RejectReason.EscrowPolicyMismatch, detail);
+    refused({ ...outcome('r-1'), badHolders: ['bob'] }, 'badHolders');
+    refused({ ...outcome('r-1'), badShares: ['bob'] }, 'badShares');
+    refused({ ...outcome('r-1'), contentRoot: null }, 'contentRoot');
+    refused({ ...outcome('r-1', 'FAILED'), contentRoot: new Uint8Array(32) }, 'contentRoot');
+    expect(auditView(harness.state, escrowGroup, 'r-1')?.state).toBe('APPROVED');
   });
 });
 

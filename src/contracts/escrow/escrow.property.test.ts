@@ -162,7 +162,10 @@ describe('escrow execution over random sequences', () => {
     fc.assert(
       fc.property(scenarioArbitrary, ({ auditApprovals, blocks }) => {
         const harness = new EscrowHarness(makeEscrowRegistry({ ...escrowPolicy, auditApprovals }));
-        harness.run([harness.publish('alice', [escrowMessage({ id: 'm-1' }), escrowMessage({ id: 'm-2' })])]);
+        harness.run([
+          harness.publish('alice', [escrowMessage({ id: 'm-1' })]),
+          harness.publish('alice', [escrowMessage({ id: 'm-2' })]),
+        ]);
         // An open request from the start, so approvals, releases and outcomes have something to act on.
         harness.run([
           harness.escrow('regulator', { kind: 'auditRequest', requestId: 'r-1', id: 'm-1', reason: 'x' }),

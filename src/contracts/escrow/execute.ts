@@ -18,7 +18,6 @@ import { bytesEqual } from '../../codec/index.js';
 import { assert } from '../../errors.js';
 import { RejectReason } from '../reasons.js';
 import type { EscrowPolicy, Organization, Registry } from '../registry.js';
-import { validateTopicPolicy } from '../registry.js';
 import type { MessageMetadata } from '../transactions.js';
 import { newEscrowRecord } from './registration.js';
 import type { EscrowRefusal } from './registration.js';
@@ -184,17 +183,21 @@ export class EscrowExecution {
       const same =
         existing.auditor === auditor.id && existing.id === action.id && existing.reason === action.reason;
       if (!same) return { reason: RejectReason.AuditIdConflict };
-      // The first result again, as it was when the request was recorded (as a publish retry's is).
-      return {
-        requestId: existing.requestId,
-        id: existing.id,
-        state: existing.approvalsNeeded === 0 ? 'APPROVED' : 'PENDING',
-        approvals: 0,
-      };
+      // The audit as it stands now: a result later in the ledger must never show an earlier state.
+      return summary(existing);
+    }
+    // One open audit per auditor and message, so one auditor cannot use up a message's audits.
+    for (const requestId of record.audits) {
+      const other = this.store.audit(requestId);
+      if (other !== undefined && other.auditor === auditor.id && other.state !== 'CLOSED') {
+        return { reason: RejectReason.AuditLimit, detail: `audit ${requestId} of this auditor is open` };
+      }
     }
     if (record.audits.length >= auditsPerMessageMax) return { reason: RejectReason.AuditLimit };
 
-    const approvalsNeeded = this.auditApprovals(record);
+    // The approvals recorded with the message when it was accepted: a later change of the topic's
+    // policy (by its owner, who may be the sender) can neither open old messages nor lock them.
+    const approvalsNeeded = record.auditApprovals;
     const audit: AuditRecord = {
       requestId: action.requestId,
       id: action.id,
@@ -213,17 +216,6 @@ export class EscrowExecution {
     this.store.putRecord({ ...record, audits: [...record.audits, audit.requestId] });
     this.log('auditRequested', audit.id, audit.requestId, transactionIndex);
     return summary(audit);
-  }
-
-  /**
-   * The approvals the topic's current escrow policy asks for; the one recorded with the message if
-   * the topic is gone or no longer escrows.
-   */
-  private auditApprovals(record: EscrowRecord): number {
-    const topic = this.context.registry.topic(record.topic);
-    if (topic === undefined) return record.auditApprovals;
-    validateTopicPolicy(topic.policy);
-    return topic.policy.escrow?.auditApprovals ?? record.auditApprovals;
   }
 
   private auditApprove(
@@ -302,6 +294,8 @@ export class EscrowExecution {
     if (auditor.id !== audit.auditor) return { reason: RejectReason.NotRequestAuditor };
     const notOpen = refuseUnlessApproved(audit);
     if (notOpen !== undefined) return notOpen;
+    const accusation = checkAccusations(this.recordOf(audit), action);
+    if (accusation !== undefined) return accusation;
     const closed: AuditRecord = {
       ...audit,
       state: 'CLOSED',
@@ -346,4 +340,23 @@ function refuseUnlessApproved(audit: AuditRecord): EscrowRefusal | undefined {
 
 function summary(audit: AuditRecord): EscrowAuditSummary {
   return { requestId: audit.requestId, id: audit.id, state: audit.state, approvals: audit.approvals.length };
+}
+
+/**
+ * An outcome names only parties of the message as bad (share holders, chunk holders), and carries a
+ * content root exactly when it says RETRIEVED: the record is evidence against those it names.
+ */
+function checkAccusations(record: EscrowRecord, action: Action<'auditOutcome'>): EscrowRefusal | undefined {
+  if ((action.outcome === 'RETRIEVED') !== (action.contentRoot !== null)) {
+    return { reason: RejectReason.EscrowPolicyMismatch, detail: 'contentRoot' };
+  }
+  const shareHolders = new Set(record.shareHolders);
+  if (action.badShares.some((organization) => !shareHolders.has(organization))) {
+    return { reason: RejectReason.EscrowPolicyMismatch, detail: 'badShares' };
+  }
+  const chunkHolders = new Set(record.chunkHolders.map((holder) => holder.organization));
+  if (action.badHolders.some((organization) => !chunkHolders.has(organization))) {
+    return { reason: RejectReason.EscrowPolicyMismatch, detail: 'badHolders' };
+  }
+  return undefined;
 }

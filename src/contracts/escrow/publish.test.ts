@@ -63,9 +63,10 @@ describe('publishing an escrowed message', () => {
   it('records the message and a PENDING escrow record, and logs "registered"', () => {
     const harness = new EscrowHarness();
     const { decoded } = harness.run([
-      harness.publish('alice', [escrowMessage({ id: 'a' }), escrowMessage({ id: 'b' })]),
+      harness.publish('alice', [escrowMessage({ id: 'a' })]),
+      harness.publish('alice', [escrowMessage({ id: 'b' })]),
     ]);
-    expect(messages(decoded[0] as TransactionResult).map((item) => item.status)).toEqual([
+    expect(decoded.flatMap((result) => messages(result).map((item) => item.status))).toEqual([
       'ACCEPTED',
       'ACCEPTED',
     ]);
@@ -88,7 +89,7 @@ describe('publishing an escrowed message', () => {
     expect(escrowLogPage(harness.state, escrowGroup, { fromSeq: 0 })).toEqual({
       entries: [
         { seq: 0, kind: 'registered', id: 'a', requestId: null, height: 1, transactionIndex: 0 },
-        { seq: 1, kind: 'registered', id: 'b', requestId: null, height: 1, transactionIndex: 0 },
+        { seq: 1, kind: 'registered', id: 'b', requestId: null, height: 1, transactionIndex: 1 },
       ],
       nextSeq: 2,
       endSeq: 2,
@@ -175,15 +176,36 @@ describe('publishing an escrowed message', () => {
     expectRefused({}, RejectReason.EscrowHolderInvalid, 'h4', new EscrowHarness(suspended));
   });
 
-  it('refuses only the bad message of a batch, and writes nothing for it', () => {
+  it('refuses a bad escrowed message and writes nothing for it', () => {
     const harness = new EscrowHarness();
     const bad = escrowMessage({ id: 'bad', escrow: escrowMetadata({ chunkBytes: 8192 }) });
-    const result = messages(harness.one(harness.publish('alice', [bad, escrowMessage({ id: 'good' })])));
-    expect(result.map((item) => item.status)).toEqual(['REJECTED', 'ACCEPTED']);
+    const { decoded } = harness.run([
+      harness.publish('alice', [bad]),
+      harness.publish('alice', [escrowMessage({ id: 'good' })]),
+    ]);
+    expect(decoded.flatMap((result) => messages(result).map((item) => item.status))).toEqual([
+      'REJECTED',
+      'ACCEPTED',
+    ]);
     expect(escrowRecordView(harness.state, escrowGroup, 'bad')).toBeUndefined();
     expect(
       escrowLogPage(harness.state, escrowGroup, { fromSeq: 0 }).entries.map((entry) => entry.id),
     ).toEqual(['good']);
+  });
+
+  it('accepts one escrowed message per publish: a second one is refused before its curve checks', () => {
+    const harness = new EscrowHarness();
+    const result = messages(
+      harness.one(
+        harness.publish('alice', [escrowMessage({ id: 'first' }), escrowMessage({ id: 'second' })]),
+      ),
+    );
+    expect(result.map((item) => item.status)).toEqual(['ACCEPTED', 'REJECTED']);
+    expect(result[1]).toMatchObject({
+      reason: RejectReason.EscrowPolicyMismatch,
+      detail: 'one escrowed message per publish',
+    });
+    expect(escrowRecordView(harness.state, escrowGroup, 'second')).toBeUndefined();
   });
 
   it('every publish-level escrow reason is exercised above', () => {

@@ -4,6 +4,7 @@
  * with. Pure functions of their arguments; the SDT contract calls `checkEscrowMetadata` after its own
  * checks and `newEscrowRecord` when it records the message.
  */
+import { headerBytesMax } from '../../crypto/envelope/header.js';
 import { validCommitments } from '../../crypto/escrow/feldman.js';
 import { assert } from '../../errors.js';
 import { RejectReason } from '../reasons.js';
@@ -17,6 +18,9 @@ export interface EscrowRefusal {
   readonly reason: RejectReason;
   readonly detail?: string;
 }
+
+/** The 4-byte length that frames the envelope header at the start of the blob (crypto/escrow/blob.ts). */
+const escrowBlobPrefixBytes = 4;
 
 function mismatch(field: string): EscrowRefusal {
   return { reason: RejectReason.EscrowPolicyMismatch, detail: field };
@@ -61,8 +65,10 @@ function checkShape(policy: EscrowPolicy, size: number, escrow: EscrowMetadata):
   if (chunkCount * chunkBytes < blobBytes || (chunkCount - 1) * chunkBytes >= blobBytes) {
     return mismatch('chunkCount');
   }
-  // The blob is the framed envelope header followed by the ciphertext whose size the SDT checked.
-  if (blobBytes < size) return mismatch('blobBytes');
+  // The blob is the framed envelope header followed by the ciphertext whose size the SDT checked:
+  // no more, so holders never store a sender's padding.
+  if (blobBytes < size || blobBytes > size + escrowBlobPrefixBytes + headerBytesMax)
+    return mismatch('blobBytes');
   const { replicas } = policy;
   const { placement, holders } = escrow;
   if (placement.length !== chunkCount * replicas) return mismatch('placement');

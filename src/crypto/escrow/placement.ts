@@ -14,7 +14,9 @@ import { sha256 } from '../hash.js';
  * H_{r mod 3}(key || 0x00 || id) and takes the highest. Replicas are therefore always distinct, each
  * candidate is equally likely at each rank, and adding or removing one candidate moves only the
  * chunks it gains or loses. The result depends only on the key and the set of candidates, never
- * on their order, so every party (sender, holder, contract, auditor) computes the same placement.
+ * on their order, so anyone who knows a chunk's hash and the candidates can recompute its placement
+ * (the sender does; the contract checks only that each chunk has distinct eligible holders, since
+ * chunk hashes are in the encrypted master table).
  */
 
 /** The paper's hash functions, by node:crypto name, in round order. */

@@ -33,7 +33,10 @@ export interface ShareBoxContext {
   readonly sender: string;
   /** The message id. */
   readonly id: string;
-  /** Who it is sealed to: the share holder (purpose 'escrow') or the auditor (purpose 'release'). */
+  /**
+   * The share holder whose share it is: the organization it is sealed to for 'escrow', the releasing
+   * holder for 'release' (sealed to the auditor, who is bound by the recipient key alone).
+   */
   readonly holder: string;
   /** 'escrow': the sender to a holder; 'release': a holder to an auditor, for `requestId`. */
   readonly purpose: 'escrow' | 'release';
