@@ -226,6 +226,7 @@ describe('escrow topics with real processes', () => {
           id,
           requestId,
           chunkIndex: 0,
+          chunkHash: new Uint8Array(32),
           nonce: randomBytes(16),
           timestamp: Date.now(),
         },

@@ -175,6 +175,7 @@ function chunkGet(signer: Signer, id: string): { request: Uint8Array } {
       id,
       chunkIndex: 0,
       requestId: 'audit-of-test',
+      chunkHash: new Uint8Array(32),
       nonce: randomBytes(16),
       timestamp: Date.now(),
     },

@@ -159,6 +159,7 @@ async function fetchChunk(
         id: message.id,
         requestId: message.requestId,
         chunkIndex: chunk.index,
+        chunkHash: chunk.hash,
         nonce: randomBytes(nonceBytes),
         timestamp: options.lifecycle.clock.now(),
       },

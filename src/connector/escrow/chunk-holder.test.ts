@@ -96,11 +96,16 @@ function put(
   };
 }
 
+/** A chunk request for the chunk the master table names (a hash of nothing when the test has none). */
+/** The chunks of the escrowed message the audit tests use, once published. */
+let escrowedChunks: readonly Uint8Array[] = [];
+
 function get(
   by: ConnectorContext,
   id: string,
   chunkIndex: number,
   requestId: string,
+  chunkHash: Uint8Array = sha256(escrowedChunks[chunkIndex] ?? new Uint8Array(0)),
 ): { request: Uint8Array } {
   return {
     request: encodeChunkGetRequest(
@@ -111,6 +116,7 @@ function get(
         id,
         chunkIndex,
         requestId,
+        chunkHash,
         nonce: new Uint8Array(randomBytes(nonceBytes)),
         timestamp: fixture.clock.now(),
       },
@@ -216,6 +222,7 @@ describe('ChunkHolder.get', () => {
 
   beforeAll(async () => {
     message = await chain.publishEscrowed(sender, 'm-audit');
+    escrowedChunks = message.chunks;
     // org2 holds chunk 0 only (placement 0,1 | 1,2).
     await holder.put(put(message.chunks[0] as Uint8Array, { id: 'm-audit', chunkIndex: 0 }));
   });
@@ -306,5 +313,9 @@ describe('ChunkHolder.get', () => {
     const body = get(auditorContext, 'm-audit', 0, 'audit-1');
     await holder.get(body);
     expect(await codeOf(() => holder.get(body))).toBe(ErrorCode.Replay);
+    // Only the placement the master table names: another hash for the same place is not served.
+    expect(
+      await codeOf(() => holder.get(get(auditorContext, 'm-audit', 0, 'audit-1', new Uint8Array(32)))),
+    ).toBe(ErrorCode.PayloadNotFound);
   });
 });

@@ -195,7 +195,13 @@ export class ChunkHolder {
   private async serve(request: ChunkGetRequest): Promise<GetAnswer> {
     const { storage } = this.options;
     const sender = await this.provenApprovedSender(request);
-    const row = this.chunks.chunk(request.group, request.id, request.chunkIndex, sender);
+    const row = this.chunks.chunk(
+      request.group,
+      request.id,
+      request.chunkIndex,
+      sender,
+      toHex(request.chunkHash),
+    );
     if (row === undefined) {
       throw new LedgerbusError(
         ErrorCode.PayloadNotFound,

@@ -74,7 +74,10 @@ const release = (requestId: string, fill: number): EscrowAction => ({
   requestId,
   share: sealed(fill),
 });
-const outcome = (requestId: string, result: 'RETRIEVED' | 'FAILED' = 'RETRIEVED'): EscrowAction => ({
+const outcome = (
+  requestId: string,
+  result: 'RETRIEVED' | 'FAILED' = 'RETRIEVED',
+): Extract<EscrowAction, { kind: 'auditOutcome' }> => ({
   kind: 'auditOutcome',
   requestId,
   outcome: result,

@@ -43,11 +43,16 @@ export const chunkPutRequestSchema = t.record({
 });
 export type ChunkPutRequest = Infer<typeof chunkPutRequestSchema>;
 
-/** The auditor of approved audit `requestId` asks `holder` for chunk `chunkIndex` of message `id`. */
+/**
+ * The auditor of approved audit `requestId` asks `holder` for chunk `chunkIndex` of message `id`,
+ * the one whose SHA-256 the master table names (`chunkHash`): a holder may keep several placements
+ * of one place (a send and its retry), and serves only that one.
+ */
 export const chunkGetRequestSchema = t.record({
   type: t.literal('escrowChunkGet'),
   ...common,
   requestId: t.string({ minLength: 1, maxLength: escrowLimits.requestIdLengthMax }),
+  chunkHash: t.bytes({ length: 32 }),
   signature: t.bytes({ length: 64 }),
 });
 export type ChunkGetRequest = Infer<typeof chunkGetRequestSchema>;
