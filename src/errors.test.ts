@@ -48,8 +48,16 @@ describe('the error table', () => {
       [ErrorCode.Timeout]: 503,
       [ErrorCode.ConnectionClosed]: 503,
     };
+    // Codes added with the table's successors, each with the status it was introduced with.
+    const since: Partial<Record<ErrorCode, number>> = {
+      [ErrorCode.Forbidden]: 403,
+      [ErrorCode.AuditNotApproved]: 409,
+      [ErrorCode.NotEnoughHolders]: 409,
+      [ErrorCode.EscrowInvalid]: 409,
+      [ErrorCode.AuditFailed]: 502,
+    };
     for (const code of Object.values(ErrorCode))
-      expect(errorInfo(code).httpStatus, code).toBe(before[code] ?? 500);
+      expect(errorInfo(code).httpStatus, code).toBe(before[code] ?? since[code] ?? 500);
   });
 
   it("defaults an error's retriable flag to the table's, and lets the thrower say otherwise", () => {
@@ -61,6 +69,8 @@ describe('the error table', () => {
     const transient = Object.values(ErrorCode).filter((code) => errorInfo(code).retriable);
     expect(transient.sort()).toEqual(
       [
+        'AUDIT_FAILED',
+        'AUDIT_NOT_APPROVED',
         'CONNECTION_CLOSED',
         'NOT_LEADER',
         'OVERLOADED',
