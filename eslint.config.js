@@ -90,6 +90,7 @@ export default tseslint.config(
       'src/contracts/**',
       'src/proofs/**',
       'src/registry/**',
+      'src/datashare/**',
     ],
     ignores: ['**/*.test.ts', '**/testing/**'],
     rules: {

@@ -55,6 +55,13 @@ describe('the error table', () => {
       [ErrorCode.NotEnoughHolders]: 409,
       [ErrorCode.EscrowInvalid]: 409,
       [ErrorCode.AuditFailed]: 502,
+      [ErrorCode.DatasetNotFound]: 404,
+      [ErrorCode.QueryRejected]: 400,
+      [ErrorCode.MinGroupSize]: 422,
+      [ErrorCode.DifferenceCheck]: 422,
+      [ErrorCode.JobLimitExceeded]: 422,
+      [ErrorCode.JobRejected]: 409,
+      [ErrorCode.JobFailed]: 502,
     };
     for (const code of Object.values(ErrorCode))
       expect(errorInfo(code).httpStatus, code).toBe(before[code] ?? since[code] ?? 500);

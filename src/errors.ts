@@ -132,6 +132,20 @@ export const ErrorCode = {
   EscrowInvalid: 'ESCROW_INVALID',
   /** An audit could not rebuild the message: too few valid shares, or a chunk no holder served intact. */
   AuditFailed: 'AUDIT_FAILED',
+  /** A job or catalog entry names a dataset its owner does not have (or no longer publishes). */
+  DatasetNotFound: 'DATASET_NOT_FOUND',
+  /** A job's query or model is malformed, or names a column or aggregate the owner's policy does not allow. */
+  QueryRejected: 'QUERY_REJECTED',
+  /** Every group of an aggregate job's result was smaller than the owner's minimum group size. */
+  MinGroupSize: 'MIN_GROUP_SIZE',
+  /** A job's filter differs from an earlier one so little that the two results would isolate a small group. */
+  DifferenceCheck: 'DIFFERENCE_CHECK',
+  /** A job ran past its time, memory or row limit and was killed. */
+  JobLimitExceeded: 'JOB_LIMIT_EXCEEDED',
+  /** A dataset's owner (or a person on its behalf) refused a job. */
+  JobRejected: 'JOB_REJECTED',
+  /** A job failed at its owner for a reason other than the ones above. */
+  JobFailed: 'JOB_FAILED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -425,6 +439,46 @@ export const errorTable = {
     httpStatus: 502,
     remedy:
       "Start more holders' connectors or wait for more share releases, then run ledgerbus audit fetch again; audit status names the bad holders.",
+  },
+  [ErrorCode.DatasetNotFound]: {
+    retriable: false,
+    httpStatus: 404,
+    remedy: 'Find the dataset with ledgerbus catalog search and name it OWNER/NAME as the catalog shows it.',
+  },
+  [ErrorCode.QueryRejected]: {
+    retriable: false,
+    httpStatus: 400,
+    remedy:
+      "Fix the query: use only the columns and aggregates the catalog entry's policy lists (ledgerbus catalog show OWNER/NAME), in the SQL subset docs/datashare.md describes.",
+  },
+  [ErrorCode.MinGroupSize]: {
+    retriable: false,
+    httpStatus: 422,
+    remedy:
+      'Group by fewer or coarser columns, or widen the filter, so that each group holds at least the minimum size.',
+  },
+  [ErrorCode.DifferenceCheck]: {
+    retriable: false,
+    httpStatus: 422,
+    remedy:
+      'Change the filter by more than a few rows from your earlier queries on this dataset, or ask for a coarser grouping.',
+  },
+  [ErrorCode.JobLimitExceeded]: {
+    retriable: false,
+    httpStatus: 422,
+    remedy:
+      'Ask for less (a narrower filter, fewer groups or features), or ask the owner to raise its limits.',
+  },
+  [ErrorCode.JobRejected]: {
+    retriable: false,
+    httpStatus: 409,
+    remedy: "Read the owner's reason (ledgerbus job status JOB_ID) and submit a job it can accept.",
+  },
+  [ErrorCode.JobFailed]: {
+    retriable: false,
+    httpStatus: 502,
+    remedy:
+      "Read the owner's reason (ledgerbus job status JOB_ID); if it is on the owner's side, ask its operators.",
   },
 } as const satisfies Record<ErrorCode, ErrorInfo>;
 

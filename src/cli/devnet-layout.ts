@@ -269,6 +269,14 @@ function createLayout(options: {
         consumers: members,
         policy: { messageBytesMax, ttlMs: 7 * 24 * 3600 * 1000, payloadRetentionMs: 24 * 3600 * 1000 },
       },
+      {
+        // Carries compute-to-data jobs (DESIGN §8): their requests, decisions and result hashes.
+        name: 'datashare',
+        partitions: [{ replicas: nodes.slice(0, 4).map((node) => node.id) }],
+        producers: members,
+        consumers: members,
+        policy: { messageBytesMax, ttlMs: 7 * 24 * 3600 * 1000, payloadRetentionMs: 24 * 3600 * 1000 },
+      },
     ],
   };
   writePrivateFile(join(directory, 'genesis.json'), `${JSON.stringify(genesis, null, 2)}\n`);

@@ -22,6 +22,9 @@ import { buildSimCommand } from '../sim/cli.js';
 import { generateEncryptionKey, saveEncryptionKey } from '../crypto/envelope/index.js';
 import { buildOrgCommand, buildTopicCommand } from './admin-commands.js';
 import { buildAuditCommand } from './audit-commands.js';
+import { buildCatalogCommand } from './catalog-commands.js';
+import { buildDatasetCommand } from './dataset-commands.js';
+import { buildJobCommand } from './job-commands.js';
 import { errorText, invalidVerdict } from './error-output.js';
 import {
   buildConnectorCommand,
@@ -222,6 +225,9 @@ export function buildProgram(): Command {
     buildTopicCommand(),
     buildOrgCommand(),
     buildAuditCommand(),
+    buildCatalogCommand(),
+    buildDatasetCommand(),
+    buildJobCommand(),
   ]) {
     program.addCommand(command);
   }

@@ -38,6 +38,8 @@ import {
   verifyDeliveryReceipt,
 } from '../proofs/index.js';
 import type { AuditRecordSummary } from '../proofs/index.js';
+import { JOB_RECEIPT_TYPE, verifyJobReceipt } from '../proofs/job-receipt.js';
+import type { JobReceiptSummary } from '../proofs/job-receipt.js';
 import { GenesisRegistry } from '../registry/genesis.js';
 import { proofTrustOf } from '../registry/trust.js';
 import { liveRegistryFromGenesis } from '../registry/live-registry.js';
@@ -546,11 +548,11 @@ export function buildReceiptCommand(): Command {
 export function buildVerifyCommand(): Command {
   return new Command('verify')
     .description(
-      "Check a receipt or an audit record offline against the network's trust bundle. Exit 0 when valid; 1 with the reason when not.",
+      "Check a receipt, an audit record or a job receipt offline against the network's trust bundle. Exit 0 when valid; 1 with the reason when not.",
     )
     .argument(
       '<file>',
-      'receipt file written by `ledgerbus receipt`, or audit record by `ledgerbus audit record`',
+      'receipt file written by `ledgerbus receipt`, audit record by `ledgerbus audit record`, or job receipt by `ledgerbus job receipt`',
     )
     .requiredOption('--network <file>', 'network.json (its genesis is the trust bundle)')
     .option('--json', 'print JSON', false)
@@ -574,6 +576,20 @@ export function buildVerifyCommand(): Command {
             options.json
               ? `${JSON.stringify({ valid: true, ...summary })}\n`
               : `${auditRecordText(summary)}\n`,
+          );
+        } catch (error) {
+          if (!isLedgerbusError(error)) throw error;
+          fail(error.code, error.message);
+        }
+        return;
+      }
+      if (typeof bundle === 'object' && bundle !== null && bundle['type'] === JOB_RECEIPT_TYPE) {
+        try {
+          const summary = verifyJobReceipt(bundle, proofTrustOf(registry));
+          process.stdout.write(
+            options.json
+              ? `${JSON.stringify({ valid: true, ...summary })}\n`
+              : `${jobReceiptText(summary)}\n`,
           );
         } catch (error) {
           if (!isLedgerbusError(error)) throw error;
@@ -611,6 +627,22 @@ export function buildVerifyCommand(): Command {
         fail(code, (error as Error).message);
       }
     });
+}
+
+/** What a valid job receipt proves, in a few lines. */
+function jobReceiptText(summary: JobReceiptSummary): string {
+  const decision =
+    summary.decision === null
+      ? 'not decided yet'
+      : `${summary.decision} by ${summary.owner} (${summary.decisionReason ?? ''})`;
+  const result =
+    summary.result === null
+      ? 'no result recorded yet'
+      : `${summary.result} (${summary.resultCode ?? ''})${summary.resultHash === null ? '' : `, result hash ${summary.resultHash}`}`;
+  return [
+    `VALID: job ${summary.jobId} on ${summary.group}: ${summary.requester} asked ${summary.owner} for a ${summary.jobKind} job on ${summary.dataset} v${summary.datasetVersion} (plan hash ${summary.planHash})`,
+    `state ${summary.state}; ${decision}; ${result}`,
+  ].join('\n');
 }
 
 /** What a valid audit record proves, in a few lines. */

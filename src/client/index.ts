@@ -11,6 +11,9 @@ import { ErrorCode, LedgerbusError } from '../errors.js';
 import { Admin } from './admin.js';
 import { Consumer } from './consumer.js';
 import type { ConsumerConfig } from './consumer.js';
+import { Catalog } from './catalog.js';
+import { Datasets } from './datasets.js';
+import { Jobs } from './jobs.js';
 import { LedgerbusEvents } from './events.js';
 import type { EventsOptions } from './events.js';
 import { Producer, checkConnection } from './producer.js';
@@ -20,6 +23,33 @@ import { Transport } from './transport.js';
 export { Admin, Consumer, Producer, LedgerbusEvents };
 export { Audits } from './audits.js';
 export type { AuditFetchInput, AuditRequestInput } from './audits.js';
+export { Catalog } from './catalog.js';
+export type {
+  CatalogEntryJson,
+  CatalogHitJson,
+  CatalogPublishInput,
+  CatalogSearchInput,
+  CatalogSearchResult,
+  CatalogWithdrawResult,
+} from './catalog.js';
+export { Datasets, datasetFormatOf } from './datasets.js';
+export type { DatasetAddInput } from './datasets.js';
+export { Jobs } from './jobs.js';
+export type {
+  DatasetDescription,
+  DatasetFormat,
+  JobDecisionInfo,
+  JobPartStatus,
+  JobRecordSummary,
+  JobResultAnswer,
+  JobResultInfo,
+  JobSpecInput,
+  JobState,
+  JobStatus,
+  JobSubmitInput,
+} from '../connector/datashare/jobs-api.js';
+export type { DatasetPolicy, JobOutput, JobSpec } from '../datashare/types.js';
+export type { JobReceipt, JobReceiptSummary } from '../proofs/job-receipt.js';
 export type {
   AuditApproveResult,
   AuditFetchResult,
@@ -124,6 +154,21 @@ export class Ledgerbus {
   /** Topics and organizations (KafkaJS's `kafka.admin()`); changes are signed as this organization. */
   admin(): Admin {
     return new Admin(this.transport);
+  }
+
+  /** The data catalog: describe this organization's datasets, search everyone's (ranked, full text). */
+  catalog(): Catalog {
+    return new Catalog(this.transport);
+  }
+
+  /** Datasets this organization shares by compute-to-data: loaded into its connector, never sent. */
+  datasets(): Datasets {
+    return new Datasets(this.transport);
+  }
+
+  /** Compute-to-data jobs: ask others' datasets questions, approve jobs on ours, list sharing records. */
+  jobs(): Jobs {
+    return new Jobs(this.transport);
   }
 
   /** The live event stream (one WebSocket per Ledgerbus, opened on first use; `close()` it when done). */

@@ -263,6 +263,31 @@ export class ConnectorAdmin {
         return { group: SYSTEM_GROUP, action: { kind: 'setQuotas', quotas: { ...input.quotas } } };
       case 'bindKey':
         return { group: SYSTEM_GROUP, action: { kind: 'bindKey', key: fromHex(input.key) } };
+      case 'catalogPublish':
+        return {
+          group: SYSTEM_GROUP,
+          action: {
+            kind: 'catalogPublish',
+            dataset: input.dataset,
+            version: input.version,
+            domain: input.domain,
+            title: input.title,
+            description: input.description,
+            tags: [...input.tags],
+            columns: input.columns.map((column) => ({ name: column.name, type: column.type })),
+            rowCount: input.rowCount,
+            contentHash: fromHex(input.contentHash),
+            policy: {
+              allowedColumns: [...input.policy.allowedColumns],
+              aggregates: [...input.policy.aggregates],
+              models: [...input.policy.models],
+              minGroupSize: input.policy.minGroupSize,
+              approval: input.policy.approval,
+            },
+          },
+        };
+      case 'catalogWithdraw':
+        return { group: SYSTEM_GROUP, action: { kind: 'catalogWithdraw', dataset: input.dataset } };
       default:
         throw new LedgerbusError(ErrorCode.SchemaMismatch, 'unknown admin action');
     }

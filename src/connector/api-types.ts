@@ -249,7 +249,42 @@ export type AdminActionInput =
       };
     }
   /** Binds another connector signing key (hex) to this organization. */
-  | { readonly kind: 'bindKey'; readonly key: string };
+  | { readonly kind: 'bindKey'; readonly key: string }
+  /**
+   * Describes one of this organization's datasets in the data catalog (DESIGN §8; registry/catalog.ts):
+   * `version` is 1 for a new entry, else the entry's last version + 1 (VERSION_CONFLICT otherwise).
+   * Approved members only. `contentHash` is the hex SHA-256 of the dataset as loaded.
+   */
+  | {
+      readonly kind: 'catalogPublish';
+      readonly dataset: string;
+      readonly version: number;
+      readonly domain: string;
+      readonly title: string;
+      readonly description: string;
+      readonly tags: readonly string[];
+      readonly columns: readonly CatalogColumnInput[];
+      readonly rowCount: number;
+      readonly contentHash: string;
+      readonly policy: CatalogPolicyInput;
+    }
+  /** Withdraws this organization's catalog entry for `dataset` (DATASET_UNKNOWN if it has none). */
+  | { readonly kind: 'catalogWithdraw'; readonly dataset: string };
+
+/** A dataset column as the catalog lists it. */
+export interface CatalogColumnInput {
+  readonly name: string;
+  readonly type: 'integer' | 'real' | 'text' | 'boolean';
+}
+
+/** What a catalog entry shows of its owner's policy, with every allowed column named. */
+export interface CatalogPolicyInput {
+  readonly allowedColumns: readonly string[];
+  readonly aggregates: readonly ('count' | 'sum' | 'avg' | 'min' | 'max' | 'quantile')[];
+  readonly models: readonly ('linear' | 'logistic')[];
+  readonly minGroupSize: number;
+  readonly approval: 'auto' | 'manual';
+}
 
 /** The outcome of an admin transaction that committed (a refusal is an ADMIN_REJECTED error). */
 export interface AdminResult {

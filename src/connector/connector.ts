@@ -10,7 +10,9 @@
  *   back-off, the PayloadFetcher, the DeliveryConfirmer, and the ConsumerRunner that starts them;
  * - `delivery/`: the sender's view of deliveries (DeliveryWatcher, steps 19–22);
  * - `payload-server.ts`: serving payloads to recipients (steps 9–12, sender side);
- * - `message-queries.ts`: a message's status and receipt.
+ * - `message-queries.ts`: a message's status and receipt;
+ * - `datashare/`: compute-to-data (DESIGN §8): the datasets kept here, the jobs asked of others'
+ *   datasets and run on ours (the job agent follows the job logs), and serving their results.
  */
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -58,6 +60,17 @@ import { Auditor } from './escrow/auditor.js';
 import { ChunkHolder } from './escrow/chunk-holder.js';
 import { EscrowAgent } from './escrow/escrow-agent.js';
 import { EscrowPlacer } from './escrow/placer.js';
+import { CatalogClient } from './datashare/catalog-client.js';
+import { DatasetStore } from './datashare/dataset-store.js';
+import { JobAgent } from './datashare/job-agent.js';
+import { JobSandbox } from './datashare/job-sandbox.js';
+import { defaultDatasetPolicy } from '../datashare/types.js';
+import { JobService } from './datashare/job-service.js';
+import { JobDatabase } from './datashare/job-state-database.js';
+import { OwnerDatasets } from './datashare/owner-datasets.js';
+import { OwnerJobs } from './datashare/owner-jobs.js';
+import { RequesterJobs } from './datashare/requester-jobs.js';
+import { ResultServer } from './datashare/result-server.js';
 import { PayloadServer } from './payload-server.js';
 import { Publisher } from './producer/publisher.js';
 import { NodeSession, homeNode } from './session/node-session.js';
@@ -99,7 +112,18 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
   private readonly escrowAgent: EscrowAgent;
   /** Audits of escrowed messages: request, approve, status, fetch (the REST routes use it). */
   readonly audits: Auditor;
+  /** The data catalog: describing our datasets on the ledger, searching everyone's (the REST routes use it). */
+  readonly catalog: CatalogClient;
+  /** The datasets this organization shares by compute-to-data (the REST routes use it). */
+  readonly datasets: OwnerDatasets;
+  /** Jobs asked of others' datasets and run on ours (the REST routes use it). */
+  readonly jobs: JobService;
+  private readonly datasetStore: DatasetStore;
+  private readonly jobAgent: JobAgent;
+  private readonly resultServer: ResultServer;
   private readonly loops: Promise<void>[] = [];
+  /** Runs compute-to-data jobs in child processes; made at the first job this connector owns. */
+  private jobSandbox: JobSandbox | undefined;
 
   /**
    * Checks the keys against the registry (BAD_CONFIG names what does not match), claims the data
@@ -163,6 +187,51 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       syncRegistry,
       temporaryDirectory: join(options.dataDirectory, 'audit-tmp'),
     });
+    this.datasetStore = new DatasetStore(join(options.dataDirectory, 'datasets'));
+    this.datasets = new OwnerDatasets(this.datasetStore);
+    const datasetStore = this.datasetStore;
+    this.catalog = new CatalogClient({
+      organization: options.organization,
+      session,
+      admin: this.adminClient,
+      datasets: { require: (name) => datasetStore.require(name) },
+    });
+    const jobDatabase = new JobDatabase(context.database);
+    const ownerJobs = new OwnerJobs({
+      ...context,
+      session,
+      submitter,
+      jobs: jobDatabase,
+      datasets: this.datasetStore,
+      // A warm spare runner saves each job the start of a Node process (bench:jobs: ~0.7 s); it is
+      // forked at the first job, so connectors that never own a job never pay for an idle process.
+      runJob: (job) => {
+        this.jobSandbox ??= new JobSandbox(defaultDatasetPolicy.memoryBytesMax);
+        return this.jobSandbox.run(job);
+      },
+    });
+    const requesterJobs = new RequesterJobs({
+      ...context,
+      session,
+      submitter,
+      jobs: jobDatabase,
+      syncRegistry,
+    });
+    this.jobAgent = new JobAgent({
+      ...context,
+      session,
+      jobs: jobDatabase,
+      owner: ownerJobs,
+      requester: requesterJobs,
+    });
+    this.resultServer = new ResultServer({ ...context, jobs: jobDatabase });
+    this.jobs = new JobService({
+      ...context,
+      session,
+      jobs: jobDatabase,
+      requester: requesterJobs,
+      owner: ownerJobs,
+    });
     this.publisher = new Publisher({ ...context, session, submitter, syncRegistry, placer });
     this.consumers = new ConsumerRunner({
       ...context,
@@ -206,9 +275,11 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       servePayload: (body) => this.payloadServer.serve(body),
       escrowChunkPut: (body) => this.chunkHolder.put(body),
       escrowChunkGet: (body) => this.chunkHolder.get(body),
+      jobResultGet: (body) => this.resultServer.serve(body),
     });
     this.loops.push(this.deliveryWatcher.run());
     this.loops.push(this.escrowAgent.run());
+    this.loops.push(this.jobAgent.run());
     this.consumers.start();
   }
 
@@ -218,6 +289,8 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     this.context.events.wakeReceivedWaiters();
     this.session.close();
     await Promise.allSettled([...this.loops, this.consumers.stopped()]);
+    this.jobSandbox?.close();
+    this.datasetStore.close();
     this.context.database.close();
     await this.context.storage.close();
   }

@@ -6,6 +6,12 @@
  */
 import type { AuditApi } from './escrow/audit-types.js';
 import { registerAuditRoutes } from './escrow/http-routes.js';
+import type { CatalogClient } from './datashare/catalog-client.js';
+import { registerCatalogRoutes } from './datashare/catalog-routes.js';
+import { datasetUploadRoute, registerDatasetRoutes } from './datashare/dataset-routes.js';
+import { registerJobRoutes } from './datashare/job-routes.js';
+import type { DatasetsApi, JobsApi } from './datashare/jobs-api.js';
+import { datasetBodyBytesMax } from './openapi/datashare-schemas.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
@@ -50,7 +56,13 @@ export interface HttpApiLogger {
  * admin routes with UNKNOWN_METHOD.
  */
 export type HttpApiConnector = ConnectorApi &
-  Partial<ConnectorAdminApi> & { latestSequence?(): number; readonly audits?: AuditApi };
+  Partial<ConnectorAdminApi> & {
+    latestSequence?(): number;
+    readonly audits?: AuditApi;
+    readonly catalog?: CatalogClient;
+    readonly datasets?: DatasetsApi;
+    readonly jobs?: JobsApi;
+  };
 
 export interface HttpApiOptions {
   /** The connector; `latestSequence` (optional) lets consumers start "from now" without a scan. */
@@ -63,6 +75,8 @@ export interface HttpApiOptions {
   readonly logger?: HttpApiLogger;
   /** Largest streamed message body accepted by `POST /v1/topics/:topic/messages`; unlimited when absent. */
   readonly bodyBytesMax?: number;
+  /** Largest dataset `POST /v1/datasets` accepts (streamed); default 2 GiB. */
+  readonly datasetBytesMax?: number;
   /** On close, how long in-flight requests (long-polls, uploads) may finish before their sockets are cut. */
   readonly closeGraceMs?: number;
   /** How long a request with a JSON body may take to send all of it; default 30 s. */
@@ -154,8 +168,10 @@ function fastifyErrorCode(error: unknown): string | undefined {
 }
 
 const publicRoutes = new Set(['/healthz', '/v1/openapi.json']);
-/** The one route whose body is streamed (to encryption and storage) rather than parsed. */
+/** The one route whose message body is streamed (to encryption and storage) rather than parsed. */
 const uploadRoute = '/v1/topics/:topic/messages';
+/** Routes whose bodies stream for as long as they keep sending: a message, a dataset. */
+const streamedRoutes = new Set([uploadRoute, datasetUploadRoute]);
 const eventsRoute = '/v1/events';
 /** A client that reads events slower than this much backlog is cut off rather than buffered for. */
 const eventsBufferedBytesMax = 8 * 1024 * 1024;
@@ -216,7 +232,7 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
       if (!raw.complete)
         raw.destroy(new LedgerbusError(ErrorCode.Timeout, 'request body timed out', { retriable: false }));
     };
-    if (request.routeOptions.url === uploadRoute) {
+    if (streamedRoutes.has(request.routeOptions.url ?? '')) {
       // An idle timer on the socket: sending bytes resets it. Cleared once the body is read, or the
       // socket would be cut while the ledger commits the message.
       raw.setTimeout(uploadIdleTimeoutMs, cut);
@@ -442,6 +458,11 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
   );
 
   registerAuditRoutes(app, api.audits);
+  registerCatalogRoutes(app, api.catalog);
+  await registerDatasetRoutes(app, api.datasets, {
+    bodyBytesMax: options.datasetBytesMax ?? datasetBodyBytesMax,
+  });
+  registerJobRoutes(app, api.jobs);
 
   // ---- events ----
 

@@ -13,11 +13,12 @@ describe('the OpenAPI document', () => {
     // the optional `reason` (the refusal's reason code) to the Error body (issue 13 item 3);
     // issue 14 adds the escrow topic policy (`availability`, `escrow`) to the admin body and the topic
     // description (5a09bed3… with only that) and the escrow and audit routes; 8ed2785c… before
-    // GET /v1/audits/{requestId}/record (issue 14 item 6: the offline audit record). Change it only together
+    // GET /v1/audits/{requestId}/record (issue 14 item 6: the offline audit record); d20c2ee7… before
+    // issue 15's catalog, dataset and job routes (openapi/datashare-paths.ts). Change it only together
     // with a deliberate change of the REST API, and say so in the commit.
     const served = JSON.stringify(buildOpenApiDocument());
     expect(createHash('sha256').update(served).digest('hex')).toBe(
-      'd20c2ee73dd85dd2059eece0325ce1874ef8cd319ec773718fbb6ca58b8b119c',
+      '7e67bfa20e19643a2d9773065158802de9fb70f88d56463fed75a6f6f55906bb',
     );
   });
 
@@ -61,6 +62,14 @@ describe('the OpenAPI document', () => {
         'ADMIN_REJECTED',
         'AMBIGUOUS_MESSAGE_ID',
         'MESSAGE_REJECTED',
+        'DATASET_NOT_FOUND',
+        'QUERY_REJECTED',
+        'MIN_GROUP_SIZE',
+        'DIFFERENCE_CHECK',
+        'JOB_LIMIT_EXCEEDED',
+        'JOB_REJECTED',
+        'JOB_FAILED',
+        'PAYLOAD_CORRUPT',
       ]),
     );
   });

@@ -18,6 +18,9 @@
  * EscrowUnknown, NotEscrowParty, EscrowPolicyMismatch, AttestationConflict. Transaction-level, on the
  * audit actions: NotAuditor, EscrowUnknown, AuditIdConflict, AuditLimit, AuditUnknown, AuditClosed,
  * ApproverNotEligible, AuditNotApproved, NotShareHolder, AlreadyReleased, NotRequestAuditor.
+ *
+ * Jobs (DESIGN §8, compute-to-data), transaction-level: NotMember, OwnerUnknown, OwnerNotApproved,
+ * JobExists, JobUnknown, NotJobOwner, JobState (and Malformed for a result inconsistent in itself).
  */
 export const RejectReason = {
   /** Not canonical CBOR, larger than the transaction limit, or not matching the transaction schema. */
@@ -114,6 +117,29 @@ export const RejectReason = {
   AlreadyReleased: 'ALREADY_RELEASED',
   /** An audit outcome from an organization other than the request's auditor. */
   NotRequestAuditor: 'NOT_REQUEST_AUDITOR',
+
+  // ---- jobs (DESIGN §8) -------------------------------------------------------------------------
+  /** A job request from an organization without the approved 'member' role. */
+  NotMember: 'NOT_MEMBER',
+  /** A job request names an owner the registry does not know (`detail` names it). */
+  OwnerUnknown: 'OWNER_UNKNOWN',
+  /**
+   * A job request names an owner that is pending, suspended or revoked, or not a member (`detail`
+   * holds its status, or MEMBER_ROLE_MISSING).
+   */
+  OwnerNotApproved: 'OWNER_NOT_APPROVED',
+  /** The job id is already used on this partition by a different request. */
+  JobExists: 'JOB_EXISTS',
+  /** The job id names no job request on this partition. */
+  JobUnknown: 'JOB_UNKNOWN',
+  /** A decision or result from an organization other than the job's owner. */
+  NotJobOwner: 'NOT_JOB_OWNER',
+  /**
+   * The job is not in the state the action needs: a decision on a job already decided otherwise,
+   * a result for a job that is not APPROVED, or another result for a finished one (`detail` holds
+   * the job's state).
+   */
+  JobState: 'JOB_STATE',
 } as const;
 export type RejectReason = (typeof RejectReason)[keyof typeof RejectReason];
 
@@ -141,7 +167,18 @@ export const escrowRejectReasons: readonly RejectReason[] = [
   RejectReason.NotRequestAuditor,
 ];
 
-/** The SDT contract's own reasons (DESIGN §3): every reason that is not an escrow one. */
+/** The reasons only the job contract (DESIGN §8) gives. */
+export const jobRejectReasons: readonly RejectReason[] = [
+  RejectReason.NotMember,
+  RejectReason.OwnerUnknown,
+  RejectReason.OwnerNotApproved,
+  RejectReason.JobExists,
+  RejectReason.JobUnknown,
+  RejectReason.NotJobOwner,
+  RejectReason.JobState,
+];
+
+/** The SDT contract's own reasons (DESIGN §3): every reason that is neither an escrow nor a job one. */
 export const sdtRejectReasons: readonly RejectReason[] = rejectReasons.filter(
-  (reason) => !escrowRejectReasons.includes(reason),
+  (reason) => !escrowRejectReasons.includes(reason) && !jobRejectReasons.includes(reason),
 );

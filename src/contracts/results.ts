@@ -5,6 +5,7 @@
  */
 import { decodeWith, t } from '../codec/index.js';
 import type { Infer, Schema } from '../codec/index.js';
+import { jobIdPattern, jobLimits } from './datashare/transactions.js';
 import { escrowExecutedSchema } from './escrow/results.js';
 import { rejectReasons } from './reasons.js';
 import type { RejectReason } from './reasons.js';
@@ -74,12 +75,33 @@ const confirmExecutedSchema = t.record({
   deliveries: t.array(deliveryResultSchema, { maxItems: transactionLimits.deliveriesPerConfirmMax }),
 });
 
+/**
+ * A job step the contract recorded (DESIGN §8). An identical repeat of a recorded step gets this
+ * result again, byte for byte, naming the FIRST recording: the state that step moved the job to and
+ * where it is, so a proof of a step is the evidence at that position.
+ */
+export const jobExecutedSchema = t.record({
+  status: t.literal('OK'),
+  type: t.literal('job'),
+  kind: t.oneOf('jobRequest', 'jobDecision', 'jobResult'),
+  /** The signing organization: the requester for jobRequest, the owner for the others. */
+  organization: organizationId,
+  jobId: t.string({ minLength: 8, maxLength: jobLimits.jobIdLengthMax, pattern: jobIdPattern }),
+  /** REQUESTED for a request; APPROVED or REJECTED for a decision; COMPLETED or FAILED for a result. */
+  state: t.oneOf('REQUESTED', 'APPROVED', 'REJECTED', 'COMPLETED', 'FAILED'),
+  /** Where the step was recorded (this transaction, or the first one of an identical repeat). */
+  height: uint,
+  transactionIndex: uint,
+});
+export type JobResult = Infer<typeof jobExecutedSchema>;
+
 export const transactionResultSchema = t.variant('status', {
   REJECTED: transactionRejectedSchema,
   OK: t.variant('type', {
     publish: publishExecutedSchema,
     confirmDelivery: confirmExecutedSchema,
     escrow: escrowExecutedSchema,
+    job: jobExecutedSchema,
   }),
 });
 export type TransactionResult = Infer<typeof transactionResultSchema>;

@@ -11,11 +11,17 @@
  *
  * The escrow contract (DESIGN §7, `escrow/`) runs inside the same batch: escrowed messages are
  * checked and registered as part of a publish, and `escrow` transactions are authenticated here
- * (same keys, nonces and clock window) and then executed by `EscrowExecution`.
+ * (same keys, nonces and clock window) and then executed by `EscrowExecution`. The job contract
+ * (DESIGN §8, `datashare/`) is dispatched the same way: `job` transactions are authenticated here and
+ * executed by `JobExecution`.
  */
 import { bytesEqual, encodeWith } from '../codec/index.js';
 import { SigningDomain } from '../crypto/index.js';
 import { assert, isLedgerbusError } from '../errors.js';
+import { JobExecution } from './datashare/execute.js';
+import { JobStore } from './datashare/store.js';
+import { JOB_SIGNING_TYPE, jobSigningPayload } from './datashare/transactions.js';
+import type { JobTransaction } from './datashare/transactions.js';
 import { EscrowExecution } from './escrow/execute.js';
 import { checkEscrowMetadata } from './escrow/registration.js';
 import { EscrowStore } from './escrow/store.js';
@@ -117,6 +123,8 @@ class BatchExecution {
   private readonly signing: SigningDomain;
   /** The escrow contract (DESIGN §7), on the same write buffer and at the same contract time. */
   private readonly escrow: EscrowExecution;
+  /** The job contract (DESIGN §8), likewise. */
+  private readonly jobs: JobExecution;
 
   constructor(
     buffer: WriteBuffer,
@@ -132,6 +140,12 @@ class BatchExecution {
     this.meta.height = context.height;
     this.meta.time = Math.max(this.meta.time, context.timestamp);
     this.escrow = new EscrowExecution(new EscrowStore(buffer, context.partitionId), {
+      height: context.height,
+      time: this.meta.time,
+      registry: context.registry,
+    });
+    this.jobs = new JobExecution(new JobStore(buffer, context.partitionId), {
+      partitionId: context.partitionId,
       height: context.height,
       time: this.meta.time,
       registry: context.registry,
@@ -167,6 +181,8 @@ class BatchExecution {
         return this.confirmDelivery(transaction, transactionIndex);
       case 'escrow':
         return this.escrowAction(transaction, transactionIndex);
+      case 'job':
+        return this.jobAction(transaction, transactionIndex);
     }
   }
 
@@ -385,6 +401,19 @@ class BatchExecution {
     if ('reason' in authenticated) return rejection(authenticated);
     const organization = authenticated.organization;
     const result = this.escrow.execute(organization, transaction.action, transactionIndex);
+    if ('reason' in result) return rejection(result);
+    this.store.useNonce(this.meta, organization.id, transaction.nonce);
+    return result;
+  }
+
+  // ---- jobs (DESIGN §8) -----------------------------------------------------------------------
+
+  /** Authenticated like an escrow transaction; its nonce is recorded only if the step is not refused. */
+  private jobAction(transaction: JobTransaction, transactionIndex: number): TransactionResult {
+    const authenticated = this.authenticate(transaction, JOB_SIGNING_TYPE, jobSigningPayload(transaction));
+    if ('reason' in authenticated) return rejection(authenticated);
+    const organization = authenticated.organization;
+    const result = this.jobs.execute(organization, transaction.action, transactionIndex);
     if ('reason' in result) return rejection(result);
     this.store.useNonce(this.meta, organization.id, transaction.nonce);
     return result;

@@ -14,6 +14,8 @@ import type { CborValue, Infer, Schema } from '../codec/index.js';
 import { MerkleTree, merkleRoot } from '../crypto/index.js';
 import type { InclusionProof, Signer } from '../crypto/index.js';
 import { assert } from '../errors.js';
+import { jobTransactionSchema } from './datashare/transactions.js';
+import type { JobTransaction } from './datashare/transactions.js';
 import { escrowMetadataSchema, escrowMetadataValue, escrowTransactionSchema } from './escrow/transactions.js';
 import type { EscrowTransaction } from './escrow/transactions.js';
 import { nonceBytes, transactionLimits } from './limits.js';
@@ -104,18 +106,21 @@ const confirmDeliverySchema = t.record({
 export type ConfirmDeliveryTransaction = Infer<typeof confirmDeliverySchema>;
 
 /**
- * Every transaction a partition executes: the SDT's publish and confirmDelivery, and the escrow
- * contract's actions (DESIGN §7), which share the partition's nonces and its ordering.
+ * Every transaction a partition executes: the SDT's publish and confirmDelivery, the escrow
+ * contract's actions (DESIGN §7) and the job contract's steps (DESIGN §8), which share the
+ * partition's nonces and its ordering.
  */
-export type SdtTransaction = PublishTransaction | ConfirmDeliveryTransaction | EscrowTransaction;
+export type SdtTransaction =
+  PublishTransaction | ConfirmDeliveryTransaction | EscrowTransaction | JobTransaction;
 export const transactionSchema: Schema<SdtTransaction> = t.variant('type', {
   publish: publishSchema,
   confirmDelivery: confirmDeliverySchema,
   escrow: escrowTransactionSchema,
+  job: jobTransactionSchema,
 });
 
 /**
- * Decodes a partition transaction (SDT or escrow) from untrusted bytes. Throws LedgerbusError (Oversize,
+ * Decodes a partition transaction (SDT, escrow or job) from untrusted bytes. Throws LedgerbusError (Oversize,
  * MalformedEncoding or SchemaMismatch) on anything that is not exactly one valid transaction.
  */
 export function decodeTransaction(bytes: Uint8Array): SdtTransaction {

@@ -9,6 +9,7 @@
  *   fetchPayload   the payload stream of DESIGN §3 steps 7–16, relayed from the sender's connector
  *   serve          registers the calling connection as one of the org's payload-serving connections
  *   escrowLog, escrowRecord    the escrow contract's log and records (see escrow-service.ts)
+ *   jobLog, jobRecord          the job contract's log and records (see job-service.ts)
  *   connectorCall  a request for another organization's connector, routed by the nodes (connector-relay.ts)
  *
  * Authorization is by the TLS-pinned identity: a connector acts for the organization whose key it
@@ -55,6 +56,7 @@ import type {
 import { handleStream, handleUnary, parseAs } from '../protocol/typed-rpc.js';
 import { ConnectorRelay } from './connector-relay.js';
 import { EscrowService } from './escrow-service.js';
+import { JobService } from './job-service.js';
 import type { PartitionReplica } from './partition-replica.js';
 import type { PeerMesh } from './peer-mesh.js';
 import type { RegistryHost } from './registry-host.js';
@@ -99,6 +101,10 @@ function parseCall(method: ForwardableMethod, body: CborValue): ForwardableCall 
       return { method, request: parseAs(nodeMethods.escrowLog.request, body, what) };
     case 'escrowRecord':
       return { method, request: parseAs(nodeMethods.escrowRecord.request, body, what) };
+    case 'jobLog':
+      return { method, request: parseAs(nodeMethods.jobLog.request, body, what) };
+    case 'jobRecord':
+      return { method, request: parseAs(nodeMethods.jobRecord.request, body, what) };
   }
 }
 
@@ -131,25 +137,28 @@ export class ClientService {
   /** This node's network: fetch requests are checked in its signing domain. */
   private readonly signing: SigningDomain;
   private readonly escrow: EscrowService;
+  private readonly jobs: JobService;
   private readonly relay: ConnectorRelay;
 
   constructor(private readonly options: ClientServiceOptions) {
     this.signing = SigningDomain.of(options.registry.network);
     // The monotonic clock: a wall-clock step (NTP) must neither mint tokens nor starve a bucket.
     this.limiter = new RateLimiter(options.rateLimit ?? defaultRateLimit, () => performance.now());
-    this.escrow = new EscrowService({
+    const committedReads = {
       registry: options.registry,
       logger: options.logger,
       ...(options.pollWaitMsMax === undefined ? {} : { pollWaitMsMax: options.pollWaitMsMax }),
-      committed: (group) => {
+      committed: (group: string) => {
         const replica = this.replica(group);
         return { replica, state: readOnly(replica.database.committedState) };
       },
-      evidence: (replica, height, index) => {
+      evidence: (replica: PartitionReplica, height: number, index: number) => {
         const block = this.block(replica, height);
         return blockEvidence(block, index, this.trees(block));
       },
-    });
+    };
+    this.escrow = new EscrowService(committedReads);
+    this.jobs = new JobService(committedReads);
     this.relay = new ConnectorRelay({
       nodeId: options.nodeId,
       registry: options.registry,
@@ -247,7 +256,8 @@ export class ClientService {
       method,
       organization,
       body:
-        (call.method === 'poll' || call.method === 'escrowLog') && call.request.waitMs !== undefined
+        (call.method === 'poll' || call.method === 'escrowLog' || call.method === 'jobLog') &&
+        call.request.waitMs !== undefined
           ? { ...call.request, waitMs: Math.min(call.request.waitMs, 3_000) }
           : call.request,
     };
@@ -331,6 +341,10 @@ export class ClientService {
         return this.escrow.log(organization, call.request);
       case 'escrowRecord':
         return this.escrow.record(organization, call.request);
+      case 'jobLog':
+        return this.jobs.log(organization, call.request);
+      case 'jobRecord':
+        return this.jobs.record(organization, call.request);
     }
   }
 

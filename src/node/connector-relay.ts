@@ -1,6 +1,7 @@
 /**
- * Carries a connector's request to another organization's connector (escrowed chunks, DESIGN §7):
- * a sender placing a chunk on a holder, an auditor asking a holder for one. The holder's connector
+ * Carries a connector's request to another organization's connector (escrowed chunks, DESIGN §7;
+ * job results, DESIGN §8): a sender placing a chunk on a holder, an auditor asking a holder for one,
+ * a job's requester asking its owner for the result. The holder's (or owner's) connector
  * answers on one of its serving connections — on this node if it serves here, else on a node of its
  * own organization, which this node reaches over a BULK connection (a chunk is up to 8 MiB and must
  * never delay the consensus link). A few bulk connections per node are kept while they are used: a
@@ -8,12 +9,13 @@
  *
  * The nodes only route. The request inside the body is signed by its requester and checked by the
  * holder's connector against the registry; a node checks what it can without trusting anyone: that
- * the calling connector's organization is the requester, and that the request is for the holder it
- * is sent to, so a connector cannot make a node carry requests in another organization's name.
+ * the calling connector's organization is the requester, and that the request is for the holder (or
+ * job owner) it is sent to, so a connector cannot make a node carry requests in another
+ * organization's name.
  */
 import type { CborValue } from '../codec/index.js';
+import { decodeJobResultRequest } from '../contracts/datashare/result-requests.js';
 import { decodeChunkGetRequest, decodeChunkPutRequest } from '../contracts/escrow/chunk-requests.js';
-import type { ChunkRequest } from '../contracts/escrow/chunk-requests.js';
 import { ErrorCode, LedgerbusError, assert } from '../errors.js';
 import { RpcPeer, connectFramed } from '../net/index.js';
 import { connectorMethods } from '../protocol/client-methods.js';
@@ -80,15 +82,15 @@ export class ConnectorRelay {
    * no connector of it serves anywhere reachable. The holder connector's own errors pass through.
    */
   async call(caller: string, call: ConnectorCall): Promise<CborValue> {
-    const request = chunkRequestOf(call);
-    if (request.requester !== caller || request.holder !== call.organization) {
+    const request = signedRequestOf(call);
+    if (request.requester !== caller || request.target !== call.organization) {
       this.options.logger.warn(
-        { organization: caller, requester: request.requester, holder: request.holder, to: call.organization },
+        { organization: caller, requester: request.requester, holder: request.target, to: call.organization },
         'refused a connector call in another organization’s name',
       );
       throw new LedgerbusError(
         ErrorCode.PeerNotAuthorized,
-        `a connector of ${caller} cannot send ${request.requester}'s ${call.method} request for ${request.holder} to ${call.organization}: sign the request as ${caller} for the organization it is sent to`,
+        `a connector of ${caller} cannot send ${request.requester}'s ${call.method} request for ${request.target} to ${call.organization}: sign the request as ${caller} for the organization it is sent to`,
       );
     }
     const local = this.servingPeer(call.organization);
@@ -102,15 +104,15 @@ export class ConnectorRelay {
    * none of its connectors serves on this node now.
    */
   async relayed(nodeId: string, call: ConnectorCall): Promise<CborValue> {
-    const request = chunkRequestOf(call);
-    if (request.holder !== call.organization) {
+    const request = signedRequestOf(call);
+    if (request.target !== call.organization) {
       this.options.logger.warn(
-        { node: nodeId, holder: request.holder, to: call.organization },
+        { node: nodeId, holder: request.target, to: call.organization },
         'refused a relayed connector call for another holder',
       );
       throw new LedgerbusError(
         ErrorCode.PeerNotAuthorized,
-        `node ${nodeId} relayed a ${call.method} request for ${request.holder} to ${call.organization}`,
+        `node ${nodeId} relayed a ${call.method} request for ${request.target} to ${call.organization}`,
       );
     }
     this.options.admitRelayed(nodeId, request.requester, `relayConnectorCall ${call.method}`);
@@ -229,16 +231,29 @@ export class ConnectorRelay {
 }
 
 /**
- * The signed chunk request in `call`'s body (SCHEMA_MISMATCH or MALFORMED_ENCODING if it is not
- * one). Its signature is the holder connector's to check, against the registry.
+ * Who signed the request in `call`'s body and which organization it is for: a chunk request's
+ * holder, a job result request's owner (SCHEMA_MISMATCH or MALFORMED_ENCODING if the body is not
+ * one of the call's method). Its signature is the receiving connector's to check, against the
+ * registry.
  */
-function chunkRequestOf(call: ConnectorCall): ChunkRequest {
-  if (call.method === 'escrowChunkPut') {
-    const body = parseAs(connectorMethods.escrowChunkPut.request, call.body, 'escrowChunkPut request');
-    return decodeChunkPutRequest(body.request);
+function signedRequestOf(call: ConnectorCall): { readonly requester: string; readonly target: string } {
+  switch (call.method) {
+    case 'escrowChunkPut': {
+      const body = parseAs(connectorMethods.escrowChunkPut.request, call.body, 'escrowChunkPut request');
+      const request = decodeChunkPutRequest(body.request);
+      return { requester: request.requester, target: request.holder };
+    }
+    case 'escrowChunkGet': {
+      const body = parseAs(connectorMethods.escrowChunkGet.request, call.body, 'escrowChunkGet request');
+      const request = decodeChunkGetRequest(body.request);
+      return { requester: request.requester, target: request.holder };
+    }
+    case 'jobResultGet': {
+      const body = parseAs(connectorMethods.jobResultGet.request, call.body, 'jobResultGet request');
+      const request = decodeJobResultRequest(body.request);
+      return { requester: request.requester, target: request.owner };
+    }
   }
-  const body = parseAs(connectorMethods.escrowChunkGet.request, call.body, 'escrowChunkGet request');
-  return decodeChunkGetRequest(body.request);
 }
 
 function notServing(organization: string, nodeId: string): LedgerbusError {

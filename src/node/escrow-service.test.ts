@@ -111,6 +111,9 @@ function holderHandlers(): ServingHandlers {
     servePayload: () => {
       throw new LedgerbusError(ErrorCode.UnknownMethod, 'no payloads here');
     },
+    jobResultGet: () => {
+      throw new LedgerbusError(ErrorCode.UnknownMethod, 'no job results here');
+    },
     escrowChunkPut: ({ request: bytes, chunk }) => {
       const request = decodeChunkPutRequest(bytes);
       if (!signedByRequester(request) || !chunkRequestSignatureValid(request, signing))

@@ -30,6 +30,7 @@ import type { TopicView } from '../registry/topic-state.js';
 import type { Logger } from '../runtime/logger.js';
 import type { GroupStatus } from '../protocol/client-methods.js';
 import { partitionGroupId } from '../contracts/registry.js';
+import { CatalogIndex } from './catalog-index.js';
 import { GlobalLedgerDatabase } from './global-ledger-database.js';
 import { isGroupStorageError } from './group-files.js';
 import { RaftGroup } from './raft-group.js';
@@ -83,6 +84,8 @@ const replicationBytesMax = 2 * 1024 * 1024;
 export class RegistryHost {
   readonly registry: LiveRegistry;
   readonly system: SystemStateMachine;
+  /** The full-text index of the data catalog, following `system` (what catalogSearch reads). */
+  readonly catalog: CatalogIndex;
   private readonly systemGroup: RaftGroup;
   private readonly topics = new Map<string, HostedTopic>();
   private readonly failedTopics = new Map<string, FailedTopic>();
@@ -97,6 +100,8 @@ export class RegistryHost {
 
   constructor(private readonly options: RegistryHostOptions) {
     this.system = new SystemStateMachine(options.genesis);
+    // Before the Raft group replays the log into the state machine: the index hears every change.
+    this.catalog = CatalogIndex.follow(this.system);
     this.registry = new LiveRegistry(this.buildView());
     const genesisMembers = raftVotersFrom(options.genesis.nodes.map((node) => node.id));
     this.systemGroup = new RaftGroup({
@@ -162,6 +167,11 @@ export class RegistryHost {
     // A leader adds the replicas of new partitions as learners: their first append creates the group.
     const topic = this.topics.get(name) ?? this.openTopic(name);
     topic?.group.receive(bytes);
+  }
+
+  /** The __system index this node has applied (what a catalog answer was read at). */
+  get systemApplied(): number {
+    return this.systemGroup.appliedIndex;
   }
 
   // ---- what the PBFT partitions read ----
@@ -660,6 +670,7 @@ export class RegistryHost {
     this.closed = true;
     if (this.replicationTimer !== undefined) clearInterval(this.replicationTimer);
     this.systemGroup.close();
+    this.catalog.close();
     for (const topic of this.topics.values()) {
       topic.group.close();
       topic.ledger.close();

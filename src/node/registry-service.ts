@@ -8,6 +8,8 @@
  *                  registry groups' leaders, applied indexes and global-ledger heads
  *   globalReceipt  a delivery receipt built from a topic's GLOBAL ledger: any node of the topic can
  *                  answer, whether or not it hosts the message's partition
+ *   catalogSearch  a ranked full-text search of the data catalog, from this node's index of the
+ *   catalogEntry   __system state it applied; entries of owners not APPROVED now are left out
  */
 import { MerkleTree } from '../crypto/index.js';
 import { decodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
@@ -24,6 +26,7 @@ import type { Logger } from '../runtime/logger.js';
 import type { GlobalLedgerDatabase } from './global-ledger-database.js';
 import type { RegistryHost } from './registry-host.js';
 import { actsAs } from '../registry/system-state.js';
+import { catalogKey } from '../registry/catalog.js';
 
 type Response<M extends keyof NodeMethods> = ResponseOf<NodeMethods[M]>;
 
@@ -48,6 +51,47 @@ export function serveRegistry(peer: RpcPeer, organization: string, host: Registr
       heads.push({ topic: topic.name, heads: machine.headHeights() });
     }
     return { registry: host.registry.current.encode(), groups, globalHeads: heads };
+  });
+
+  // The catalog is for the network's members (and supervisors): what data exists, never the data.
+  const catalogReader = (): void => {
+    const caller = host.registry.organization(organization);
+    if (!actsAs(caller, 'member') && !actsAs(caller, 'supervisor')) {
+      throw new LedgerbusError(
+        ErrorCode.Forbidden,
+        `the data catalog is visible to members and supervisors; ${organization} is neither`,
+      );
+    }
+  };
+  // Only approved owners' entries are shown: a suspension hides them at once, an approval shows them.
+  const visible = (owner: string): boolean => host.registry.organization(owner)?.status === 'APPROVED';
+
+  handleUnary(peer, nodeMethods, 'catalogSearch', ({ query, domain, owner, limit }) => {
+    catalogReader();
+    const index = host.systemApplied;
+    const hits = host.catalog.search(
+      {
+        query,
+        ...(domain === undefined ? {} : { domain }),
+        ...(owner === undefined ? {} : { owner }),
+        ...(limit === undefined ? {} : { limit }),
+      },
+      visible,
+    );
+    return { hits, index };
+  });
+
+  handleUnary(peer, nodeMethods, 'catalogEntry', ({ owner, dataset }) => {
+    catalogReader();
+    const index = host.systemApplied;
+    const entry = host.catalog.entry(owner, dataset, visible);
+    if (entry === undefined) {
+      throw new LedgerbusError(
+        ErrorCode.DatasetNotFound,
+        `no dataset ${catalogKey(owner, dataset)} in the catalog (never published, withdrawn, or its owner is not approved); find one with ledgerbus catalog search`,
+      );
+    }
+    return { entry, index };
   });
 
   handleUnary(peer, nodeMethods, 'globalReceipt', ({ topic, id, partition }) => {

@@ -13,12 +13,16 @@
 import type { CborValue } from '../codec/index.js';
 import { schemaMismatch, t } from '../codec/schema.js';
 import type { Infer, InferRecord, OptionalSchema, Schema } from '../codec/schema.js';
+import { jobLogEntrySchema } from '../contracts/datashare/views.js';
 import { escrowLogEntrySchema } from '../contracts/escrow/views.js';
+import { catalogEntrySchema, catalogHitSchema, catalogLimits } from '../registry/catalog.js';
 
 /** Messages one poll answers at most (the node caps the limit a connector asks for to this). */
 export const pollMessagesMax = 500;
 /** Escrow log entries one escrowLog answers at most. */
 export const escrowLogPageMax = 500;
+/** Job log entries one jobLog answers at most. */
+export const jobLogPageMax = 500;
 /** Block evidences of one escrow record: one per share release (bounded by the shares of a message). */
 const escrowEvidencesMax = 1024;
 /** Recipients of one message (the contract's bound). */
@@ -123,6 +127,10 @@ export type GroupStatus = Infer<typeof groupStatus>;
 /** The head of a payload stream: the envelope header the ciphertext is checked against. */
 const payloadHead = openRecord({ header: t.bytes() });
 const fetchRequestBody = openRecord({ group: partitionId, fetchRequest: t.bytes() });
+
+/** The connector methods (below) one organization's connector may ask of another's through the nodes. */
+export const relayedConnectorMethods = ['escrowChunkPut', 'escrowChunkGet', 'jobResultGet'] as const;
+export type RelayedConnectorMethod = (typeof relayedConnectorMethods)[number];
 
 /** What a connector asks its node (DESIGN §3); the node answers with the `response`. */
 export const nodeMethods = {
@@ -280,17 +288,72 @@ export const nodeMethods = {
     }),
   ),
   /**
-   * A request for another organization's connector (escrow chunks), carried by the nodes: to that
-   * organization's connector through this node if it serves here, else through its own node. The
-   * body is signed by the calling organization and checked by the receiving connector itself.
+   * A request for another organization's connector (escrow chunks, job results), carried by the
+   * nodes: to that organization's connector through this node if it serves here, else through its
+   * own node. The body is signed by the calling organization and checked by the receiving connector
+   * itself.
    */
   connectorCall: unary(
     openRecord({
       organization: t.string(),
-      method: t.oneOf('escrowChunkPut', 'escrowChunkGet'),
+      method: t.oneOf(...relayedConnectorMethods),
       body: cborValue,
     }),
     cborValue,
+  ),
+  /**
+   * A ranked full-text search of the data catalog (DESIGN §8), answered from this node's index of
+   * its replicated __system state: the same query gives the same ranking on every node at the same
+   * index. Entries of owners that are not APPROVED are left out. `query` is FTS5 syntax (words,
+   * "phrases", prefix*, AND / OR / NOT); empty lists every entry (filtered) in key order.
+   */
+  catalogSearch: unary(
+    openRecord({
+      query: t.string({ maxLength: catalogLimits.queryLengthMax }),
+      domain: t.optional(t.string()),
+      owner: t.optional(t.string()),
+      limit: lenientCount(),
+    }),
+    openRecord({
+      hits: t.array(catalogHitSchema, { maxItems: catalogLimits.searchResultsMax }),
+      /** The __system index the answer was read at. */
+      index: t.uint(),
+    }),
+  ),
+  /** One catalog entry (`owner/dataset`), or DATASET_NOT_FOUND (also for a non-APPROVED owner's). */
+  catalogEntry: unary(
+    openRecord({ owner: t.string(), dataset: t.string() }),
+    openRecord({ entry: catalogEntrySchema, index: t.uint() }),
+  ),
+  /**
+   * A page of the partition's job log from `fromSeq` (DESIGN §8): the entries of jobs the calling
+   * organization requested or owns; every entry for an approved supervisor. A long poll when
+   * `waitMs` is set. `nextSeq` is past every entry the page covered, shown or not.
+   */
+  jobLog: unary(
+    openRecord({ group: partitionId, fromSeq: t.uint(), limit: lenientCount(), waitMs: lenientCount() }),
+    openRecord({
+      entries: t.array(jobLogEntrySchema, { maxItems: jobLogPageMax }),
+      nextSeq: t.uint(),
+      endSeq: t.uint(),
+    }),
+  ),
+  /**
+   * One job's committed record (a JobView) and the block evidence of each of its transactions
+   * (request, decision, result), for its requester, its owner and approved supervisors; anyone else
+   * is FORBIDDEN. A job not committed (yet) is MESSAGE_NOT_FOUND, retriable.
+   */
+  jobRecord: unary(
+    openRecord({ group: partitionId, jobId: t.string() }),
+    openRecord({
+      record: cborValue,
+      evidences: t.array(
+        openRecord({ step: t.oneOf('request', 'decision', 'result'), evidence: cborValue }),
+        {
+          maxItems: 3,
+        },
+      ),
+    }),
   ),
 } as const;
 
@@ -312,6 +375,14 @@ export const connectorMethods = {
   ),
   /** The auditor of an approved audit asks for a chunk this holder keeps (a signed ChunkGetRequest). */
   escrowChunkGet: unary(openRecord({ request: t.bytes() }), openRecord({ chunk: t.bytes() })),
+  /**
+   * A job's requester asks its owner for the result (a signed JobResultRequest, contracts/datashare/
+   * result-requests.ts) → the result sealed to the requester's encryption key.
+   */
+  jobResultGet: unary(
+    openRecord({ request: t.bytes() }),
+    openRecord({ sealed: openRecord({ encapsulatedKey: t.bytes({ length: 32 }), ciphertext: t.bytes() }) }),
+  ),
 } as const;
 
 /** The methods a node may forward to a replica node of the partition for one of its connectors. */
@@ -322,6 +393,8 @@ export const forwardableMethods = [
   'receipt',
   'escrowLog',
   'escrowRecord',
+  'jobLog',
+  'jobRecord',
 ] as const;
 export type ForwardableMethod = (typeof forwardableMethods)[number];
 
@@ -342,7 +415,7 @@ export const peerMethods = {
   relayConnectorCall: unary(
     openRecord({
       organization: t.string(),
-      method: t.oneOf('escrowChunkPut', 'escrowChunkGet'),
+      method: t.oneOf(...relayedConnectorMethods),
       body: cborValue,
     }),
     cborValue,

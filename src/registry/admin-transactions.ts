@@ -16,6 +16,7 @@
  *   setQuotas              an APPROVED supervisor
  *   createTopic            an APPROVED member or supervisor; it becomes the topic's owner
  *   addPartitions, setReplicas, setAcl, setPolicy   the topic's owner or an APPROVED supervisor
+ *   catalogPublish, catalogWithdraw   an APPROVED member, for its own datasets (registry/catalog.ts)
  *
  * Every key in the registry (organization signing keys and node keys) is distinct: a key names one
  * party in one role, so a link's pinned key can never be claimed by a second identity.
@@ -23,6 +24,7 @@
 import { decodeWith, encodeWith, t } from '../codec/index.js';
 import type { Infer } from '../codec/index.js';
 import type { Signer } from '../crypto/index.js';
+import { catalogPublishActionSchema, catalogWithdrawActionSchema } from './catalog.js';
 
 export const ADMIN_SIGNING_TYPE = 'admin-transaction';
 export const SYSTEM_GROUP = '__system';
@@ -53,6 +55,8 @@ export const adminPolicy = {
   setReplicas: "the topic's owner or an approved supervisor",
   setAcl: "the topic's owner or an approved supervisor",
   setPolicy: "the topic's owner or an approved supervisor",
+  catalogPublish: 'an approved member, describing its own dataset (the next version of its entry)',
+  catalogWithdraw: 'an approved member, for its own catalog entry',
 } as const;
 
 const identifier = t.string({ minLength: 1, maxLength: 128, pattern: /^[a-zA-Z0-9._-]+$/ });
@@ -180,6 +184,8 @@ const actionSchema = t.variant('kind', {
   }),
   setAcl: t.record({ kind: t.literal('setAcl'), producers: organizationList, consumers: organizationList }),
   setPolicy: t.record({ kind: t.literal('setPolicy'), policy: policySchema }),
+  catalogPublish: catalogPublishActionSchema,
+  catalogWithdraw: catalogWithdrawActionSchema,
 });
 export type AdminAction = Infer<typeof actionSchema>;
 export type AdminActionKind = AdminAction['kind'];
@@ -192,6 +198,8 @@ export const systemActionKinds: readonly AdminActionKind[] = [
   'removeNode',
   'setQuotas',
   'createTopic',
+  'catalogPublish',
+  'catalogWithdraw',
 ];
 
 const unsignedFields = {
@@ -357,5 +365,9 @@ export const AdminReject = {
   BadBlock: 'BAD_BLOCK',
   /** A replicated block is not the next one of its partition. */
   OutOfOrder: 'OUT_OF_ORDER',
+  /** A catalog publish does not carry the next version of its entry (the detail names it). */
+  VersionConflict: 'VERSION_CONFLICT',
+  /** A catalog withdrawal names an entry the organization does not have in the catalog. */
+  DatasetUnknown: 'DATASET_UNKNOWN',
 } as const;
 export type AdminReject = (typeof AdminReject)[keyof typeof AdminReject];

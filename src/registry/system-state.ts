@@ -4,6 +4,9 @@
  * genesis organization APPROVED); afterwards it changes only by admin transactions committed in the
  * group's Raft log, applied in log order by every node, deterministically: the same log gives the
  * same registry, version by version (see `Versions`).
+ *
+ * The data catalog (`catalogPublish`, `catalogWithdraw`) is decided here too, but kept beside the
+ * versions in one `CatalogState`: a catalog change makes no registry version (see catalog-state.ts).
  */
 import { bytesEqual, decodeWith, encodeWith, fromHex, t, toHex } from '../codec/index.js';
 import { SigningDomain } from '../crypto/index.js';
@@ -38,6 +41,9 @@ import type {
   RegistryResult,
   ReplicaRecord,
 } from './admin-transactions.js';
+import { CatalogState, catalogSnapshotSchema } from './catalog-state.js';
+import type { CatalogChange, CatalogListener } from './catalog-state.js';
+import type { CatalogEntry } from './catalog.js';
 import type { Genesis } from './genesis-schema.js';
 import { Versions } from './versions.js';
 
@@ -298,6 +304,8 @@ export class SystemStateMachine {
   private readonly listeners = new Set<(view: SystemView) => void>();
   /** The nonce set every version shares (see `SystemView.nonces`). */
   private nonces = new Set<string>();
+  /** The data catalog: the latest only, beside the versions (see catalog-state.ts). */
+  private readonly catalog = new CatalogState();
 
   constructor(private readonly genesis: Genesis) {
     this.versions = new Versions({ ...genesisSystemView(genesis), nonces: this.nonces });
@@ -318,9 +326,25 @@ export class SystemStateMachine {
     return () => this.listeners.delete(listener);
   }
 
+  /** Called with each catalog change once it is applied (a node's search index follows these). */
+  onCatalogChange(listener: CatalogListener): () => void {
+    return this.catalog.onChange(listener);
+  }
+
+  /** Every live catalog entry, in no particular order. */
+  catalogEntries(): IterableIterator<CatalogEntry> {
+    return this.catalog.all();
+  }
+
+  /** `owner`'s live catalog entry for `dataset` (whatever the owner's status now). */
+  catalogEntry(owner: string, dataset: string): CatalogEntry | undefined {
+    return this.catalog.get(owner, dataset);
+  }
+
   apply(index: number, data: Uint8Array): Uint8Array {
     if (data.length === 0) return encodeRegistryResult({ status: 'OK' });
     const current = this.versions.latest;
+    let catalogChange: CatalogChange | undefined;
     const result = guarded(() => {
       let transaction: AdminTransaction;
       try {
@@ -336,13 +360,45 @@ export class SystemStateMachine {
         refuse(AdminReject.WrongGroup, `${transaction.action.kind} belongs in a topic group`);
       }
       const actor = authenticate(current, transaction, SYSTEM_GROUP);
+      if (transaction.action.kind === 'catalogPublish' || transaction.action.kind === 'catalogWithdraw') {
+        // Checked in full before anything changes, so a refusal leaves the catalog as it was.
+        catalogChange = this.executeCatalog(index, transaction, actor);
+        this.nonces.add(nonceKey(transaction));
+        return { status: 'OK' };
+      }
       const next = this.execute(current, index, transaction, actor);
       this.nonces.add(nonceKey(transaction));
       this.versions.push(index, { ...next, index, nonces: this.nonces });
       return { status: 'OK' };
     });
-    if (result.status === 'OK') for (const listener of this.listeners) listener(this.versions.latest);
+    if (catalogChange !== undefined) this.catalog.notify(catalogChange);
+    else if (result.status === 'OK') for (const listener of this.listeners) listener(this.versions.latest);
     return encodeRegistryResult(result);
+  }
+
+  /**
+   * A catalog action: an approved member describing (or withdrawing) its own dataset. Makes no
+   * registry version: the registry is unchanged, and the catalog lives beside the versions.
+   */
+  private executeCatalog(
+    index: number,
+    transaction: AdminTransaction,
+    actor: RegisteredOrganization | undefined,
+  ): CatalogChange {
+    const owner = requireApproved(actor);
+    if (!hasRole(owner, 'member')) refuse(AdminReject.NotAllowed, 'only members publish to the data catalog');
+    const action = transaction.action;
+    if (action.kind === 'catalogWithdraw') {
+      const problem = this.catalog.withdrawProblem(owner.id, action.dataset);
+      if (problem !== undefined) refuse(problem.reason, problem.detail);
+      return this.catalog.withdraw(owner.id, action.dataset);
+    }
+    if (action.kind !== 'catalogPublish')
+      return refuse(AdminReject.Malformed, `${action.kind} is not a catalog action`);
+    const problem = this.catalog.publishProblem(owner.id, action);
+    if (problem !== undefined) refuse(problem.reason, problem.detail);
+    const { kind: _kind, ...description } = action;
+    return this.catalog.put({ owner: owner.id, ...description, publishedAt: transaction.timestamp, index });
   }
 
   private execute(
@@ -529,6 +585,8 @@ export class SystemStateMachine {
       network: this.versions.latest.network,
       versions: this.versions.all().map(versionToSnapshot),
       nonces: [...this.versions.latest.nonces].sort(),
+      // Left out while empty, so a registry without a catalog snapshots exactly as before it existed.
+      ...(this.catalog.empty ? {} : { catalog: this.catalog.toSnapshot() }),
     });
   }
 
@@ -542,6 +600,8 @@ export class SystemStateMachine {
     for (const version of versions.slice(1)) this.versions.push(version.index, version);
     const latest = this.versions.latest;
     if (latest.index !== index) this.versions.push(index, { ...latest, index });
+    // Listeners of the catalog (search indexes) rebuild from the reset this sends.
+    this.catalog.restore(snapshot.catalog);
     for (const listener of this.listeners) listener(this.versions.latest);
   }
 
@@ -616,6 +676,8 @@ const systemSnapshotSchema = t.record({
   network: name,
   versions: t.array(versionSchema, { minItems: 1, maxItems: 1_000_000 }),
   nonces: t.array(t.string({ maxLength: 400 }), { maxItems: 10_000_000 }),
+  /** The data catalog; absent in snapshots from before it existed, and while it is empty. */
+  catalog: t.optional(catalogSnapshotSchema),
 });
 
 function versionToSnapshot(view: SystemView): ReturnType<typeof versionSchema.parse> {

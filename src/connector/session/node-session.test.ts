@@ -76,6 +76,9 @@ describe('NodeSession', () => {
       escrowChunkGet: () => {
         throw new LedgerbusError(ErrorCode.Forbidden, 'no approved audit');
       },
+      jobResultGet: () => {
+        throw new LedgerbusError(ErrorCode.MessageNotFound, 'no such job');
+      },
     });
     await until(() => session.servingCount === 2);
     const serving = node.peers.filter((peer) => !peer.closed);

@@ -1,7 +1,7 @@
 /**
  * The connector's connections to nodes (DESIGN §3): one control connection to its own node for
  * publish, poll, receipts and administration, reopened on demand after it drops; a few serving
- * connections on which the node asks for payloads and escrowed chunks (kept at their number); and
+ * connections on which the node asks for payloads, escrowed chunks and job results (kept at their number); and
  * short-lived bulk connections for fetching payloads, to the sender's node when it can serve them.
  */
 import { ErrorCode, LedgerbusError } from '../../errors.js';
@@ -55,6 +55,8 @@ export interface ServingHandlers {
   readonly escrowChunkPut: UnaryHandler<'escrowChunkPut'>;
   /** An approved audit's auditor asks for a chunk held here. */
   readonly escrowChunkGet: UnaryHandler<'escrowChunkGet'>;
+  /** A job's requester asks for the result of a job run on our data (sealed to it). */
+  readonly jobResultGet: UnaryHandler<'jobResultGet'>;
 }
 
 type UnaryHandler<M extends UnaryNames<ConnectorMethods>> = (
@@ -227,6 +229,7 @@ export class NodeSession {
     handleStream(peer, connectorMethods, 'servePayload', (request) => handlers.servePayload(request));
     handleUnary(peer, connectorMethods, 'escrowChunkPut', (request) => handlers.escrowChunkPut(request));
     handleUnary(peer, connectorMethods, 'escrowChunkGet', (request) => handlers.escrowChunkGet(request));
+    handleUnary(peer, connectorMethods, 'jobResultGet', (request) => handlers.jobResultGet(request));
     try {
       await peer.request('serve', {});
     } catch {
