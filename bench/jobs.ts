@@ -245,7 +245,7 @@ async function main(): Promise<void> {
           {
             label: 'sandbox (runSandboxed)',
             once: async () => {
-              output = await runSandboxed(job);
+              output = (await runSandboxed(job)).output;
             },
           },
           {
@@ -257,7 +257,11 @@ async function main(): Promise<void> {
           },
           {
             label: 'sandbox, one earlier filter (difference check)',
-            once: () => runSandboxed({ ...job, history: [parseCondition(earlierFilter)] }),
+            once: () =>
+              runSandboxed({
+                ...job,
+                history: [{ where: parseCondition(earlierFilter), groupBy: [], suppressed: [] }],
+              }),
           },
           {
             label: 'sandbox start-up (an indexed 20-row job)',

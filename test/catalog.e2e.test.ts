@@ -253,6 +253,14 @@ describe('the catalog through real nodes', () => {
       ).version,
     ).toBe(2);
     await org2.withdraw('claims');
+    await waitFor(
+      "org1's node applies the withdrawal",
+      async () =>
+        (await party('org1')
+          .catalog.entry('org2', 'claims')
+          .catch(() => undefined)) === undefined || undefined,
+      20_000,
+    );
     expect((await failure(party('org1').catalog.entry('org2', 'claims'))).code).toBe(
       ErrorCode.DatasetNotFound,
     );
@@ -267,7 +275,18 @@ describe('the catalog through real nodes', () => {
       description: 'back',
     });
     expect(again.version).toBe(2);
-    expect((await party('org1').catalog.entry('org2', 'claims')).description).toBe('back');
+    // org1 reads from its own node, which applies the __system log a moment after the leader.
+    const seen = await waitFor(
+      "org1's node shows the republished entry",
+      async () => {
+        const entry = await party('org1')
+          .catalog.entry('org2', 'claims')
+          .catch(() => undefined);
+        return entry?.version === 2 ? entry : undefined;
+      },
+      20_000,
+    );
+    expect(seen.description).toBe('back');
     // A version that is not the next one is refused by every replica alike.
     const stale = await failure(
       party('org2').admin.admin({

@@ -5,7 +5,7 @@
 // and a federated model job (org2 + org3) return only parameters; the job's receipt verifies
 // offline; org4, the dev network's supervisor, lists every sharing record.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,7 +36,7 @@ function ok<T>(...args: string[]): T {
 
 /** Loans by region: A 60 rows, B 30, C 12, D 4 (below the minimum group of 10); amount ≈ 1000 + 50·income. */
 function loansCsv(offset: number): string {
-  const lines = ['id,region,income,amount,year,late'];
+  const lines = ['id,region,income,amount,year,late,memo'];
   const regions = [
     ...Array<string>(60).fill('A'),
     ...Array<string>(30).fill('B'),
@@ -46,7 +46,10 @@ function loansCsv(offset: number): string {
   regions.forEach((region, index) => {
     const income = 5 + ((index * 7) % 40);
     const amount = 1000 + 50 * income + (((index * 13) % 11) - 5);
-    lines.push(`${offset + index},${region},${income},${amount},${2022 + (index % 3)},${income < 20}`);
+    // memo: a value no result may ever carry, looked for in the requester's files at the end.
+    lines.push(
+      `${offset + index},${region},${income},${amount},${2022 + (index % 3)},${income < 20},rowsecret${offset + index}x`,
+    );
   });
   return `${lines.join('\n')}\n`;
 }
@@ -114,6 +117,7 @@ describe('the catalog and compute-to-data jobs with real processes', () => {
       { name: 'amount', type: 'integer' },
       { name: 'year', type: 'integer' },
       { name: 'late', type: 'boolean' },
+      { name: 'memo', type: 'text' },
     ]);
     const text = ledgerbus('dataset', 'list', ...as('org2'));
     expect(text.stdout).toContain('loans');
@@ -177,21 +181,16 @@ describe('the catalog and compute-to-data jobs with real processes', () => {
   }, 60_000);
 
   it('trains a model at the owner and returns only its parameters', () => {
-    const done = ok<Submitted>(
-      'job',
-      'submit',
-      '--dataset',
-      'org2/loans',
-      '--model',
-      'linear',
-      '--features',
-      'income',
-      '--target',
-      'amount',
-      '--wait',
-      ...as('org1'),
-    );
-    expect(done.output).toMatchObject({ kind: 'model', n: 106 });
+    const model = ['job', 'submit', '--dataset', 'org2/loans', '--model', 'linear'];
+    const columns = ['--features', 'income', '--target', 'amount'];
+    // Over every row, the model would count region D's 4 rows that the aggregate job suppressed
+    // (its n minus the released groups' counts): the owner refuses it.
+    const whole = ledgerbus(...model, ...columns, '--wait', ...as('org1'));
+    expect(whole.status, whole.stderr).toBe(2);
+    expect(whole.stderr).toContain('error DIFFERENCE_CHECK');
+    // Over the released rows only, it runs.
+    const done = ok<Submitted>(...model, ...columns, '--where', "region != 'D'", '--wait', ...as('org1'));
+    expect(done.output).toMatchObject({ kind: 'model', n: 102 });
     expect(done.output?.coefficients?.[0]).toBeCloseTo(50, 0);
     expect(done.output).not.toHaveProperty('rows');
   }, 120_000);
@@ -212,11 +211,13 @@ describe('the catalog and compute-to-data jobs with real processes', () => {
       'late',
       '--l2',
       '0.1',
+      '--where',
+      "region != 'D'",
       '--wait',
       ...as('org1'),
     );
     expect(done.federated).toBe(true);
-    expect(done.output).toMatchObject({ kind: 'model', n: 212 });
+    expect(done.output).toMatchObject({ kind: 'model', n: 204 });
     expect(done.output?.coefficients?.[0]).toBeLessThan(0);
     expect(done.output).not.toHaveProperty('rows');
   }, 120_000);
@@ -259,9 +260,28 @@ describe('the catalog and compute-to-data jobs with real processes', () => {
       owner: 'org2',
       state: 'COMPLETED',
     });
-    // Four jobs ran: an aggregate, a model, and the federated job's two parts.
+    // Four jobs ran: an aggregate, a model, and the federated job's two parts; the model over every
+    // row failed the difference check.
     expect(
       records.filter((record) => record.requester === 'org1' && record.state === 'COMPLETED'),
     ).toHaveLength(4);
+    expect(records.filter((record) => record.requester === 'org1' && record.state === 'FAILED')).toHaveLength(
+      1,
+    );
   }, 60_000);
+
+  it("leaves no row of the owners' datasets anywhere in the requester's files", () => {
+    // Every row's memo is unique ("rowsecret<id>x"); results, job records, receipts and the
+    // connector's databases of org1 must hold none of them. The owners' own files do.
+    const filesUnder = (root: string): string[] =>
+      readdirSync(root, { withFileTypes: true }).flatMap((entry) =>
+        entry.isDirectory() ? filesUnder(join(root, entry.name)) : [join(root, entry.name)],
+      );
+    const holding = (root: string): string[] =>
+      filesUnder(root).filter((file) => readFileSync(file).includes('rowsecret'));
+    const requesterFiles = filesUnder(join(dir, 'org1'));
+    expect(requesterFiles.length).toBeGreaterThan(3);
+    expect(holding(join(dir, 'org1'))).toEqual([]);
+    expect(holding(join(dir, 'org2')).length).toBeGreaterThan(0);
+  });
 });

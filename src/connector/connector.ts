@@ -187,7 +187,11 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       syncRegistry,
       temporaryDirectory: join(options.dataDirectory, 'audit-tmp'),
     });
-    this.datasetStore = new DatasetStore(join(options.dataDirectory, 'datasets'));
+    const jobDatabase = new JobDatabase(context.database);
+    // A dataset removed or loaded again has other rows: the difference check's history of it goes.
+    this.datasetStore = new DatasetStore(join(options.dataDirectory, 'datasets'), {
+      onReplaced: (name) => jobDatabase.clearReleased(name),
+    });
     this.datasets = new OwnerDatasets(this.datasetStore);
     const datasetStore = this.datasetStore;
     this.catalog = new CatalogClient({
@@ -196,7 +200,6 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       admin: this.adminClient,
       datasets: { require: (name) => datasetStore.require(name) },
     });
-    const jobDatabase = new JobDatabase(context.database);
     const ownerJobs = new OwnerJobs({
       ...context,
       session,

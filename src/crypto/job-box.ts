@@ -2,6 +2,7 @@ import { Aes256Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from '@hpke
 import { encodeCanonical } from '../codec/index.js';
 import type { SealedBox } from '../contracts/datashare/transactions.js';
 import { ErrorCode, LedgerbusError, assert } from '../errors.js';
+import { sha256 } from './hash.js';
 import { encryptionPrivateBytes, encryptionPublicKeyBytes } from './envelope/keys.js';
 import type { EncryptionKeyPair } from './envelope/keys.js';
 
@@ -141,4 +142,29 @@ export async function openJobBox(
     );
   }
   return new Uint8Array(opened);
+}
+
+/**
+ * What the ledger records of a job's result (`jobResult.resultHash`): SHA-256 of the sealed box
+ * (encapsulated key, then ciphertext), not of the result. A hash of the plaintext could be confirmed
+ * by anyone who reads the ledger and guesses the result — an aggregate's shape is public in the
+ * catalog, and a count has few digits; the box is random. The requester checks this digest before
+ * it opens the box, and the AEAD then binds the result to it.
+ */
+export function sealedBoxDigest(box: SealedBox): Uint8Array {
+  const bytes = new Uint8Array(box.encapsulatedKey.length + box.ciphertext.length);
+  bytes.set(box.encapsulatedKey, 0);
+  bytes.set(box.ciphertext, box.encapsulatedKey.length);
+  return sha256(bytes);
+}
+
+/** Results are padded with spaces (JSON ignores them) to a multiple of this, so their size tells little. */
+export const resultPaddingBytes = 1024;
+
+/** `json` followed by spaces up to the next multiple of `resultPaddingBytes`. */
+export function padJson(json: Uint8Array): Uint8Array {
+  const length = Math.ceil(Math.max(json.length, 1) / resultPaddingBytes) * resultPaddingBytes;
+  const padded = new Uint8Array(length).fill(0x20);
+  padded.set(json, 0);
+  return padded;
 }

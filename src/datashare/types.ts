@@ -92,9 +92,17 @@ export const queryTextLengthMax = 8 * 1024;
  * ledger): the query text or model settings, as the requester wrote them.
  */
 export type JobSpec =
-  | { readonly kind: 'aggregate'; readonly dataset: string; readonly query: string }
+  | {
+      readonly kind: 'aggregate';
+      readonly dataset: string;
+      readonly query: string;
+      /** 32 random bytes (hex) hashed with the plan (`planHash`); the owner requires it. */
+      readonly salt?: string;
+    }
   | {
       readonly kind: 'model';
+      /** 32 random bytes (hex) hashed with the plan (`planHash`); the owner requires it. */
+      readonly salt?: string;
       readonly dataset: string;
       readonly model: ModelKind;
       readonly features: readonly string[];

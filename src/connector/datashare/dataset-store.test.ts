@@ -10,7 +10,8 @@ import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { defaultDatasetPolicy } from '../../datashare/types.js';
 import { ErrorCode, LedgerbusError } from '../../errors.js';
-import { DatasetStore } from './dataset-store.js';
+import { DatasetStore, datasetKey } from './dataset-store.js';
+import { JobDatabase } from './job-state-database.js';
 import { loanColumns, loanRows, loansCsv } from './testing/loans.js';
 
 const tsxLoader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
@@ -150,6 +151,32 @@ describe('loading CSV', () => {
       'col_6',
       '_n_code',
     ]);
+  });
+
+  test("removing or re-adding a dataset forgets its jobs' history: other rows, other results", async () => {
+    const jobs = new JobDatabase({ db: new Database(':memory:') });
+    store.close();
+    store = new DatasetStore(directory, { onReplaced: (name) => jobs.clearReleased(name) });
+    const remember = (key: string): void =>
+      jobs.recordReleased({
+        dataset: 'loans',
+        dataset_key: key,
+        group_id: 'datashare/0',
+        job_id: 'j1',
+        requester: 'org1',
+        released: '{"where":null,"groupBy":[],"suppressed":[]}',
+        executed_at: 1,
+      });
+    const first = await store.add('loans', source(csv), { format: 'csv' });
+    remember(datasetKey(first));
+    expect(jobs.releasedOn('loans', datasetKey(first))).toHaveLength(1);
+    store.remove('loans');
+    expect(jobs.releasedOn('loans', datasetKey(first))).toEqual([]);
+    // Left behind (a crash before the clearing): the same bytes loaded again are still another dataset.
+    remember(datasetKey(first));
+    const second = await store.add('loans', source(csv), { format: 'csv' });
+    expect(datasetKey(second)).not.toBe(datasetKey(first));
+    expect(jobs.releasedOn('loans', datasetKey(first))).toEqual([]);
   });
 
   test('descriptions and policies survive reopening; remove and require', async () => {

@@ -47,6 +47,23 @@ export interface AddDatasetOptions {
   readonly policy?: DatasetPolicy;
 }
 
+/**
+ * What identifies a dataset's content as loaded: the same name loaded again (even from the same
+ * bytes) is another dataset, and what was learnt about the old one (difference-check history) no
+ * longer applies.
+ */
+export function datasetKey(info: Pick<DatasetInfo, 'contentHash' | 'loadedAt'>): string {
+  return `${Buffer.from(info.contentHash).toString('hex')}/${info.loadedAt}`;
+}
+
+export interface DatasetStoreOptions {
+  /**
+   * Told that dataset `name`'s rows changed — it was removed, or loaded anew — so that
+   * what was kept about the old rows (the jobs' history) is dropped.
+   */
+  readonly onReplaced?: (name: string) => void;
+}
+
 /** `meta` layout version of a dataset file. */
 const layoutVersion = 1;
 const temporaryPrefix = '.';
@@ -75,7 +92,10 @@ export class DatasetStore {
    * Opens (creating it if needed) the dataset directory, removes what interrupted loads left and
    * reads every dataset's description. A dataset file that cannot be read is STORAGE_CORRUPT.
    */
-  constructor(directory: string) {
+  constructor(
+    directory: string,
+    private readonly options: DatasetStoreOptions = {},
+  ) {
     this.directory = resolve(directory);
     makeDirectoryDurableSync(this.directory, 0o700);
     for (const entry of readdirSync(this.directory)) {
@@ -143,6 +163,8 @@ export class DatasetStore {
       }
       unlinkSync(temporary);
       fsyncDirectorySync(this.directory);
+      // History is keyed by content too (datasetKey), so a crash before this only leaves garbage.
+      this.options.onReplaced?.(name);
       this.datasets.set(name, info);
       return info;
     } catch (error) {
@@ -186,6 +208,7 @@ export class DatasetStore {
     this.datasets.delete(name);
     rmSync(info.file, { force: true });
     fsyncDirectorySync(this.directory);
+    this.options.onReplaced?.(name);
   }
 
   /** Replaces the dataset's policy (durably, in its file) and returns the new description. */

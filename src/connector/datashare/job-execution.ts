@@ -7,20 +7,24 @@
  * 2. Row limit: the filter may select at most `maxRows` rows (counted with a LIMIT, so a filter
  *    selecting far more costs only maxRows + 1 rows of counting; not counted at all when the whole
  *    table is within the limit).
- * 3. Difference check: for every earlier filter F0 on this dataset unlike the new F1, the rows in
- *    F1 but not F0, and in F0 but not F1, are counted per group of the new query's GROUP BY. A count
- *    from 1 to minGroupSize − 1 means comparing the two results would isolate fewer rows than the
- *    minimum group (the textbook attack: everyone in the north, then everyone in the north but
- *    person 17): refused, without saying which rows or groups.
- * 4. The aggregate query compiled from the plan runs; groups of fewer than minGroupSize rows are
- *    dropped and counted; the hidden group-size column is removed. If there were groups and every
- *    one was dropped, the job is MIN_GROUP_SIZE. Or: a model is fitted on the filtered rows (rows
- *    with a NULL feature or target are skipped), if there are at least minGroupSize of them.
+ * 3. The aggregate query compiled from the plan runs; groups of fewer than minGroupSize rows are
+ *    dropped and counted, and their keys noted; the hidden group-size column is removed. If no
+ *    group is left — every one dropped, or none at all — the job is MIN_GROUP_SIZE, with one
+ *    message either way: an empty success would tell "no row matches" from "1..k−1 rows match",
+ *    one bit about a person per job (`WHERE id = 17 AND salary > X GROUP BY id`).
+ * 4. Difference check (difference-check.ts): the rows this result is computed from — the filter's,
+ *    less the dropped groups' — are compared with those of every earlier released result on the
+ *    dataset; a difference of 1 to minGroupSize − 1 rows in a group is DIFFERENCE_CHECK.
+ * 5. Or, for a model: the difference check over its filter's rows, then a fit on the filtered rows
+ *    (rows with a NULL feature or target are skipped) if there are at least minGroupSize·(p + 1)
+ *    of them and no row carries too much weight: a row whose leverage h = x̃ᵀ(X̃ᵀX̃)⁻¹x̃ (x̃ with
+ *    the intercept's 1) exceeds 1/minGroupSize is refused, since a model can then reproduce its
+ *    target (a feature true for one row gives that row's target exactly).
  *
+ * The run returns the output and, for the owner's history alone, the rows it released.
  * A filter's NULL (a comparison with a NULL cell) counts as false everywhere, as SQL's WHERE does.
  */
 import type Database from 'better-sqlite3';
-import { canonicalJson } from '../../datashare/canonical-json.js';
 import { LinearAccumulator } from '../../datashare/models/linear.js';
 import { fitLogistic } from '../../datashare/models/logistic.js';
 import { compileAggregate, compileCondition } from '../../datashare/query/compile.js';
@@ -30,25 +34,29 @@ import type {
   Cell,
   ColumnInfo,
   CompiledCondition,
-  Condition,
   DatasetPolicy,
   JobOutput,
   ModelPlan,
 } from '../../datashare/types.js';
 import { ErrorCode, LedgerbusError, assert } from '../../errors.js';
+import { checkReleasedDifferences } from './difference-check.js';
 import { quoteIdentifier } from './job-database.js';
-import type { SandboxJob } from './sandbox-job.js';
+import { RowLeverage } from './row-leverage.js';
+import type { JobRun, ReleasedRows, SandboxJob } from './sandbox-job.js';
 
-export function executeJob(db: Database.Database, job: SandboxJob): JobOutput {
+export function executeJob(db: Database.Database, job: SandboxJob): JobRun {
   const { plan, columns, policy } = job;
   checkPlan(plan, columns, policy);
   const filter = compileCondition(plan.where, columns);
   checkRowLimit(db, filter, columns, policy);
-  const groupBy = plan.kind === 'aggregate' ? plan.groupBy : [];
-  if (policy.differenceCheck) checkDifferences(db, plan.where, job.history, groupBy, columns, policy);
-  return plan.kind === 'aggregate'
-    ? runAggregate(db, plan, columns, policy)
-    : runModel(db, plan, filter, columns, policy);
+  if (plan.kind === 'aggregate') {
+    const { output, released } = runAggregate(db, plan, columns, policy);
+    if (policy.differenceCheck) checkReleasedDifferences(db, released, job.history, columns, policy);
+    return { output, released };
+  }
+  const released: ReleasedRows = { where: plan.where, groupBy: [], suppressed: [] };
+  if (policy.differenceCheck) checkReleasedDifferences(db, released, job.history, columns, policy);
+  return { output: runModel(db, plan, filter, columns, policy), released };
 }
 
 function checkRowLimit(
@@ -80,54 +88,12 @@ function checkRowLimit(
     );
 }
 
-function checkDifferences(
-  db: Database.Database,
-  where: Condition | null,
-  history: readonly (Condition | null)[],
-  groupBy: readonly string[],
-  columns: readonly ColumnInfo[],
-  policy: DatasetPolicy,
-): void {
-  const smallest = 1;
-  const largest = policy.minGroupSize - 1;
-  const current = canonicalJson(where);
-  const compared = new Set<string>([current]);
-  const newer = compileCondition(where, columns);
-  const groups = groupBy.map((name) => {
-    assert(
-      columns.some((column) => column.name === name),
-      `group column ${name} is not in the dataset (checkPlan ran first)`,
-    );
-    return quoteIdentifier(name);
-  });
-  const groupList = groups.map((group) => `${group}, `).join('');
-  const grouping = groups.length === 0 ? '' : ` GROUP BY ${groups.join(', ')}`;
-  for (const earlier of history) {
-    const key = canonicalJson(earlier);
-    // The same filter selects the same rows: nothing to tell apart. Each earlier one once.
-    if (compared.has(key)) continue;
-    compared.add(key);
-    const older = compileCondition(earlier, columns);
-    const sql =
-      `SELECT 1 FROM (SELECT SUM(in_new AND NOT in_old) AS only_new, SUM(in_old AND NOT in_new) AS only_old` +
-      ` FROM (SELECT ${groupList}COALESCE((${newer.sql}), 0) AS in_new, COALESCE((${older.sql}), 0) AS in_old FROM "data")` +
-      ` WHERE in_new <> in_old${grouping})` +
-      ` WHERE (only_new BETWEEN ? AND ?) OR (only_old BETWEEN ? AND ?) LIMIT 1`;
-    const found = db.prepare(sql).get(...newer.params, ...older.params, smallest, largest, smallest, largest);
-    if (found !== undefined)
-      throw new LedgerbusError(
-        ErrorCode.DifferenceCheck,
-        `the filter differs from an earlier query on this dataset by fewer than ${policy.minGroupSize} rows in a group: comparing the two results could single out individual rows`,
-      );
-  }
-}
-
 function runAggregate(
   db: Database.Database,
   plan: AggregatePlan,
   columns: readonly ColumnInfo[],
   policy: DatasetPolicy,
-): JobOutput {
+): JobRun {
   const compiled = compileAggregate(plan, columns);
   const sizeIndex = compiled.outputs.indexOf(compiled.groupSizeColumn);
   assert(sizeIndex >= 0, 'the compiled query has no group size column');
@@ -136,11 +102,9 @@ function runAggregate(
     return column !== null && columns.find((c) => c.name === column)?.type === 'boolean';
   });
   const rows: Cell[][] = [];
-  let groups = 0;
   let suppressedGroups = 0;
   const statement = db.prepare<unknown[], unknown[]>(compiled.sql).raw(true);
   for (const row of statement.iterate(...compiled.params)) {
-    groups += 1;
     const size = row[sizeIndex];
     assert(typeof size === 'number', 'a group size that is not a number');
     if (size < policy.minGroupSize) {
@@ -159,18 +123,46 @@ function runAggregate(
         `the result has more than ${policy.resultRowsMax} rows, the most the owner's policy allows (resultRowsMax)`,
       );
   }
-  if (groups > 0 && rows.length === 0)
+  // One answer, whatever the reason (no group at all, or every one suppressed), and no count of
+  // suppressed groups: either would tell apart "no row matches" and "a few rows match".
+  if (rows.length === 0)
     throw new LedgerbusError(
       ErrorCode.MinGroupSize,
-      `every group of the result holds fewer than ${policy.minGroupSize} rows (${suppressedGroups} suppressed): nothing can be returned`,
+      `no group of the result holds at least ${policy.minGroupSize} rows: nothing can be returned`,
     );
   return {
-    kind: 'aggregate',
-    columns: plan.select.map((item) => item.alias),
-    rows,
-    suppressedGroups,
-    minGroupSize: policy.minGroupSize,
+    output: {
+      kind: 'aggregate',
+      columns: plan.select.map((item) => item.alias),
+      rows,
+      suppressedGroups,
+      minGroupSize: policy.minGroupSize,
+    },
+    released: {
+      where: plan.where,
+      groupBy: [...plan.groupBy],
+      suppressed: suppressedGroups === 0 ? [] : suppressedKeys(db, plan, columns, policy),
+    },
   };
+}
+
+/** The key values of the groups too small to release (a second query: the result may not select its keys). */
+function suppressedKeys(
+  db: Database.Database,
+  plan: AggregatePlan,
+  columns: readonly ColumnInfo[],
+  policy: DatasetPolicy,
+): Cell[][] {
+  const filter = compileCondition(plan.where, columns);
+  const groups = plan.groupBy.map(quoteIdentifier).join(', ');
+  const booleans = plan.groupBy.map((name) => columns.find((c) => c.name === name)?.type === 'boolean');
+  return db
+    .prepare<unknown[], unknown[]>(
+      `SELECT ${groups} FROM "data" WHERE ${filter.sql} GROUP BY ${groups} HAVING COUNT(*) < ?`,
+    )
+    .raw(true)
+    .all(...filter.params, policy.minGroupSize)
+    .map((row) => row.map((value, i) => cellOf(value, booleans[i] === true)));
 }
 
 function cellOf(value: unknown, boolean: boolean): Cell {
@@ -202,20 +194,36 @@ function runModel(
     )
     .raw(true);
   const p = plan.features.length;
+  // minGroupSize rows per parameter (the p coefficients and the intercept).
+  const rowsMin = policy.minGroupSize * (p + 1);
   const tooFew = (): LedgerbusError =>
     new LedgerbusError(
       ErrorCode.MinGroupSize,
-      `the filter leaves fewer than ${policy.minGroupSize} rows with every feature and the target set: a model needs at least that many`,
+      `the filter leaves fewer than ${rowsMin} rows with every feature and the target set: a model of ${p} feature(s) needs ${policy.minGroupSize} rows per coefficient and intercept`,
     );
+  const leverage = new RowLeverage(p);
+  const checkLeverage = (rows: Iterable<ArrayLike<number>>): void => {
+    const largest = 1 / policy.minGroupSize;
+    for (const row of rows) {
+      if (leverage.leverage(row) > largest)
+        throw new LedgerbusError(
+          ErrorCode.MinGroupSize,
+          `a row carries too much weight in this model (its leverage exceeds 1/${policy.minGroupSize}): the model could reveal that row's target; use features that no small set of rows stands out on`,
+        );
+    }
+  };
   if (plan.model === 'linear') {
     const accumulator = new LinearAccumulator(p);
     const features = new Float64Array(p);
     for (const row of statement.iterate(...filter.params)) {
       for (let j = 0; j < p; j++) features[j] = row[j]!;
       accumulator.add(features, row[p]!);
+      leverage.add(features);
     }
-    if (accumulator.n < policy.minGroupSize) throw tooFew();
+    if (accumulator.n < rowsMin) throw tooFew();
     const fit = accumulator.fit(plan.l2);
+    // The second pass: every row's weight, against the moments of the first.
+    checkLeverage(statement.iterate(...filter.params));
     return modelOutput(plan, fit, accumulator.n);
   }
   // Logistic regression iterates over the rows: they are gathered into typed arrays (the memory
@@ -242,7 +250,13 @@ function runModel(
     y[n] = target;
     n += 1;
   }
-  if (n < policy.minGroupSize) throw tooFew();
+  if (n < rowsMin) throw tooFew();
+  for (let i = 0; i < n; i++) leverage.add(x.subarray(i * p, (i + 1) * p));
+  checkLeverage(
+    (function* rowsOf(): Generator<Float64Array> {
+      for (let i = 0; i < n; i++) yield x.subarray(i * p, (i + 1) * p);
+    })(),
+  );
   const fit = fitLogistic(x.subarray(0, n * p), y.subarray(0, n), n, p, {
     iterations: plan.iterations,
     l2: plan.l2,

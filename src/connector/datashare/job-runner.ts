@@ -15,7 +15,7 @@ function run(message: ToRunner): RunnerReply {
   try {
     const db = openDatasetReadOnly(message.job.datasetFile);
     try {
-      return { ok: true, output: executeJob(db, message.job) };
+      return { ok: true, ...executeJob(db, message.job) };
     } finally {
       db.close();
     }

@@ -12,7 +12,7 @@ import { ErrorCode, LedgerbusError } from '../../errors.js';
 import { DatasetStore } from './dataset-store.js';
 import type { DatasetInfo } from './dataset-store.js';
 import { JobSandbox, runSandboxed } from './job-sandbox.js';
-import type { SandboxJob, SandboxUsage } from './job-sandbox.js';
+import type { JobRun, ReleasedRows, SandboxJob, SandboxUsage } from './job-sandbox.js';
 import {
   bigLoansCsv,
   islandIds,
@@ -24,6 +24,20 @@ import {
 } from './testing/loans.js';
 
 const rows = loanRows(2000);
+
+/**
+ * 63 people: dept a or b (30 each) or none (3: a NULL group); `flag` true for person 7 alone;
+ * `x` spread evenly; `label` 0/1.
+ */
+function peopleCsv(): string {
+  const lines = ['id,dept,flag,x,salary,label'];
+  for (let id = 1; id <= 63; id++) {
+    const dept = id <= 30 ? 'a' : id <= 60 ? 'b' : '';
+    const salary = 1000 + ((id * 37) % 101) * 13;
+    lines.push(`${id},${dept},${id === 7},${id},${salary},${id % 2}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
 let directory: string;
 let store: DatasetStore;
 let loans: DatasetInfo;
@@ -53,10 +67,18 @@ function model(model: ModelKind, features: string[], target: string, where?: str
   });
 }
 
-function run(
-  plan: JobPlan,
-  options: { policy?: Partial<DatasetPolicy>; history?: (Condition | null)[]; dataset?: DatasetInfo } = {},
-): Promise<JobOutput> {
+/** Earlier jobs that released all their filters' rows (no group suppressed). */
+function filters(...conditions: (Condition | null)[]): ReleasedRows[] {
+  return conditions.map((where) => ({ where, groupBy: [], suppressed: [] }));
+}
+
+interface RunOptions {
+  policy?: Partial<DatasetPolicy>;
+  history?: readonly ReleasedRows[];
+  dataset?: DatasetInfo;
+}
+
+function runFull(plan: JobPlan, options: RunOptions = {}): Promise<JobRun> {
   const dataset = options.dataset ?? loans;
   return runSandboxed({
     datasetFile: dataset.file,
@@ -65,6 +87,10 @@ function run(
     policy: { ...defaultDatasetPolicy, ...options.policy },
     history: options.history ?? [],
   });
+}
+
+async function run(plan: JobPlan, options: RunOptions = {}): Promise<JobOutput> {
+  return (await runFull(plan, options)).output;
 }
 
 async function refusal(promise: Promise<unknown>): Promise<LedgerbusError> {
@@ -162,12 +188,31 @@ describe('aggregate jobs', () => {
       run(aggregate('SELECT id, COUNT(*) FROM loans WHERE id <= 500 GROUP BY id')),
     );
     expect(people.code).toBe(ErrorCode.MinGroupSize);
-    expect(people.message).toContain('500 suppressed');
-    // No group at all is not a leak: an empty result.
-    const none = asAggregate(
-      await run(aggregate("SELECT region, COUNT(*) FROM loans WHERE region = 'mars' GROUP BY region")),
+    // No group at all is refused too, and says nothing more.
+    const none = await refusal(
+      run(aggregate("SELECT region, COUNT(*) FROM loans WHERE region = 'mars' GROUP BY region")),
     );
-    expect(none.rows).toEqual([]);
+    expect(none.code).toBe(ErrorCode.MinGroupSize);
+    expect(none.message).toBe(people.message);
+  });
+
+  test('the outcome attack: no matching row and a few matching rows answer the same', async () => {
+    // `WHERE id = 17 AND loan_amount > X GROUP BY id` asks one yes/no question about person 17
+    // per job, if "no row" were an empty success while "one row" is MIN_GROUP_SIZE.
+    const victim = rows[16]!;
+    const ask = (threshold: number): Promise<LedgerbusError> =>
+      refusal(
+        run(
+          aggregate(
+            `SELECT id, COUNT(*) FROM loans WHERE id = ${victim.id} AND loan_amount > ${threshold} GROUP BY id`,
+          ),
+        ),
+      );
+    const yes = await ask(victim.amount - 1);
+    const no = await ask(victim.amount + 1);
+    expect(yes.code).toBe(ErrorCode.MinGroupSize);
+    expect(no.code).toBe(ErrorCode.MinGroupSize);
+    expect(no.message).toBe(yes.message);
   });
 
   test('row and result-size limits are JOB_LIMIT_EXCEEDED', async () => {
@@ -221,13 +266,13 @@ describe('difference check', () => {
   const victim = north[17]!;
   const countQuery = (where: string): JobPlan =>
     aggregate(`SELECT COUNT(*), AVG(loan_amount) FROM loans WHERE ${where}`);
-  const earlier = [parseCondition("region = 'north'")];
+  const earlier = filters(parseCondition("region = 'north'"));
 
   test('a filter that leaves out one person from an earlier one is DIFFERENCE_CHECK', async () => {
     const attack = countQuery(`region = 'north' AND NOT (id = ${victim.id})`);
     const error = await refusal(run(attack, { history: earlier }));
     expect(error.code).toBe(ErrorCode.DifferenceCheck);
-    expect(error.message).toContain('fewer than 10 rows in a group');
+    expect(error.message).toContain('fewer than 10 in a group');
     expect(error.message).not.toContain(String(victim.id));
     // What it would have given away: the two results differ by exactly that person.
     const first = asAggregate(
@@ -262,11 +307,11 @@ describe('difference check', () => {
     const south = rows.filter((r) => r.region === 'south').slice(0, 12);
     const removed = [victim, ...south].map((r) => `id = ${r.id}`).join(' OR ');
     const grouped = aggregate(`SELECT region, COUNT(*) FROM loans WHERE NOT (${removed}) GROUP BY region`);
-    const error = await refusal(run(grouped, { history: [null] }));
+    const error = await refusal(run(grouped, { history: filters(null) }));
     expect(error.code).toBe(ErrorCode.DifferenceCheck);
     // Ungrouped, the same filter differs by 13 rows in its one group: allowed.
     const whole = asAggregate(
-      await run(aggregate(`SELECT COUNT(*) FROM loans WHERE NOT (${removed})`), { history: [null] }),
+      await run(aggregate(`SELECT COUNT(*) FROM loans WHERE NOT (${removed})`), { history: filters(null) }),
     );
     expect(whole.rows).toEqual([[rows.length - 13]]);
   });
@@ -284,9 +329,71 @@ describe('difference check', () => {
     const same = asAggregate(await run(countQuery("region = 'north'"), { history: earlier }));
     expect(same.rows[0]![0]).toBe(north.length);
     const differs = asAggregate(
-      await run(countQuery("region = 'north' AND year >= 2022"), { history: [...earlier, null] }),
+      await run(countQuery("region = 'north' AND year >= 2022"), { history: [...earlier, ...filters(null)] }),
     );
     expect(differs.rows[0]![0]).toBe(north.filter((r) => r.year >= 2022).length);
+  });
+});
+
+describe('difference check over released rows', () => {
+  const total = aggregate('SELECT SUM(loan_amount) AS total FROM loans');
+  const byRegion = aggregate('SELECT region, SUM(loan_amount) AS total FROM loans GROUP BY region');
+
+  test('a total, then the same rows by region with a small region suppressed, is refused', async () => {
+    // The island's 5 loans are suppressed from the grouped result; total − Σ released regions = their sum.
+    const first = await runFull(total);
+    expect(first.released).toEqual({ where: null, groupBy: [], suppressed: [] });
+    const error = await refusal(run(byRegion, { history: [first.released] }));
+    expect(error.code).toBe(ErrorCode.DifferenceCheck);
+  });
+
+  test('the reverse order is refused too; the same released rows again pass', async () => {
+    const first = await runFull(byRegion);
+    expect(first.released).toEqual({ where: null, groupBy: ['region'], suppressed: [['island']] });
+    const error = await refusal(run(total, { history: [first.released] }));
+    expect(error.code).toBe(ErrorCode.DifferenceCheck);
+    const again = asAggregate(await run(byRegion, { history: [first.released] }));
+    expect(again.suppressedGroups).toBe(1);
+  });
+
+  test('a NULL group key is a group like any other', async () => {
+    const people = await store.add('people', Readable.from([peopleCsv()]), { format: 'csv' });
+    const plan = (query: string): JobPlan => planOf({ kind: 'aggregate', dataset: 'people', query });
+    const grouped = await runFull(plan('SELECT dept, COUNT(*) FROM people GROUP BY dept'), {
+      dataset: people,
+    });
+    expect(grouped.released.suppressed).toEqual([[null]]);
+    const error = await refusal(
+      run(plan('SELECT COUNT(*) FROM people'), { dataset: people, history: [grouped.released] }),
+    );
+    expect(error.code).toBe(ErrorCode.DifferenceCheck);
+  });
+
+  test('hundreds of earlier results are compared (several per scan), the offending one anywhere', async () => {
+    // Each leaves out the first 100 people (every amount is positive): far from the total.
+    const harmless = filters(
+      ...Array.from({ length: 450 }, (_, i) => parseCondition(`id > 100 AND loan_amount > ${-i}`)),
+    );
+    const grouped = (await runFull(byRegion)).released;
+    const passes = asAggregate(await run(total, { history: harmless }));
+    expect(passes.rows).toHaveLength(1);
+    for (const history of [
+      [...harmless.slice(0, 333), grouped, ...harmless.slice(333)],
+      [...harmless, grouped],
+    ]) {
+      const error = await refusal(run(total, { history }));
+      expect(error.code).toBe(ErrorCode.DifferenceCheck);
+    }
+  });
+
+  test('an earlier result naming a column the dataset no longer has is skipped, not a failure', async () => {
+    const gone: ReleasedRows = {
+      where: parseCondition('salary > 10'),
+      groupBy: ['department'],
+      suppressed: [['x']],
+    };
+    const output = asAggregate(await run(total, { history: [gone] }));
+    expect(output.rows).toHaveLength(1);
   });
 });
 
@@ -316,6 +423,33 @@ describe('model jobs', () => {
     expect(error.code).toBe(ErrorCode.MinGroupSize);
   });
 
+  test('a feature true for one row would give its target exactly: refused, linear and logistic', async () => {
+    const people =
+      store.get('people') ?? (await store.add('people', Readable.from([peopleCsv()]), { format: 'csv' }));
+    const fit = (kind: ModelKind, features: string[], target: string): Promise<JobOutput> =>
+      run(planOf({ kind: 'model', dataset: 'people', model: kind, features, target }), { dataset: people });
+    for (const [kind, target] of [
+      ['linear', 'salary'],
+      ['logistic', 'label'],
+    ] as const) {
+      const error = await refusal(fit(kind, ['flag'], target));
+      expect(error.code).toBe(ErrorCode.MinGroupSize);
+      expect(error.message).toContain('carries too much weight');
+      // With a feature no row stands out on, the model runs.
+      expect(asModel(await fit(kind, ['x'], target)).n).toBe(63);
+    }
+  });
+
+  test('a model needs minGroupSize rows per coefficient and intercept', async () => {
+    // 15 rows: more than minGroupSize, fewer than the 20 one feature and the intercept need.
+    const one = await refusal(run(model('linear', ['x1'], 'y', 'id <= 15')));
+    expect(one.code).toBe(ErrorCode.MinGroupSize);
+    expect(one.message).toContain('fewer than 20 rows');
+    const two = await refusal(run(model('linear', ['x1', 'year'], 'y', 'id <= 25')));
+    expect(two.message).toContain('fewer than 30 rows');
+    expect(asModel(await run(model('linear', ['x1', 'year'], 'y', 'id <= 300'))).n).toBeGreaterThan(250);
+  });
+
   test('a logistic target holding other values than 0 and 1 is refused', async () => {
     const error = await refusal(run(model('logistic', ['x1'], 'year')));
     expect(error.code).toBe(ErrorCode.QueryRejected);
@@ -336,13 +470,15 @@ describe('a sandbox with a warm spare', () => {
         policy: defaultDatasetPolicy,
         history: [],
       };
-      const first = asAggregate(await sandbox.run(job, { observe }));
-      const second = asAggregate(await sandbox.run(job, { observe }));
+      const first = asAggregate((await sandbox.run(job, { observe })).output);
+      const second = asAggregate((await sandbox.run(job, { observe })).output);
       const other = asAggregate(
-        await sandbox.run(
-          { ...job, policy: { ...defaultDatasetPolicy, memoryBytesMax: 300 * 1024 * 1024 } },
-          { observe },
-        ),
+        (
+          await sandbox.run(
+            { ...job, policy: { ...defaultDatasetPolicy, memoryBytesMax: 300 * 1024 * 1024 } },
+            { observe },
+          )
+        ).output,
       );
       expect(first).toEqual(second);
       expect(other).toEqual(first);
@@ -353,7 +489,7 @@ describe('a sandbox with a warm spare', () => {
         sandbox.run({ ...job, plan: aggregate('SELECT COUNT(*) FROM loans WHERE id <= 3') }),
       );
       expect(refused.code).toBe(ErrorCode.MinGroupSize);
-      expect(asAggregate(await sandbox.run(job))).toEqual(first);
+      expect(asAggregate((await sandbox.run(job)).output)).toEqual(first);
     } finally {
       sandbox.close();
     }
@@ -377,7 +513,7 @@ describe('limits on a big table', () => {
     plan: JobPlan,
     policy: Partial<DatasetPolicy>,
     observe?: (usage: SandboxUsage) => void,
-    history: (Condition | null)[] = [],
+    history: readonly ReleasedRows[] = [],
   ): Promise<JobOutput> =>
     runSandboxed(
       {
@@ -388,14 +524,13 @@ describe('limits on a big table', () => {
         history,
       },
       observe === undefined ? {} : { observe },
-    );
-  // 150 ranges OR'd together: SQLite cannot turn them into an index lookup, so every row is tested
-  // against up to 300 comparisons — a second or more per scan of this table. With 40 earlier
-  // filters the difference check scans it 40 times: a job of a minute or more, unless it is killed.
-  const slowFilter = Array.from({ length: 150 }, (_, i) => `(amount > ${i}.5 AND amount < ${i}.501)`).join(
-    ' OR ',
-  );
-  const longHistory = Array.from({ length: 40 }, (_, i) => parseCondition(`amount > ${i * 100}`));
+    ).then((done) => done.output);
+  // 127 ranges OR'd together, then a comparison every row passes (255 comparisons; a filter may hold
+  // 256): SQLite cannot turn them into an index lookup, so every row is tested against them — about
+  // a second per scan of this table — and every group is big enough to go on to the difference
+  // check (with 40 earlier results), which scans it once more.
+  const slowFilter = `${Array.from({ length: 127 }, (_, i) => `(amount > ${i}.5 AND amount < ${i}.501)`).join(' OR ')} OR amount > -1`;
+  const longHistory = filters(...Array.from({ length: 40 }, (_, i) => parseCondition(`amount > ${i * 100}`)));
   // 16 quantiles of 400k rows each hold 3.2 MB of values (and more while an array grows): over 50 MB
   // more than a small job.
   const quantiles = 16;
@@ -429,7 +564,11 @@ describe('limits on a big table', () => {
   test('a warm spare that is over its time limit is killed the same way, and the next job runs', async () => {
     const sandbox = new JobSandbox(defaultDatasetPolicy.memoryBytesMax);
     try {
-      const job = (query: string, timeLimitMs: number, history: (Condition | null)[] = []): SandboxJob => ({
+      const job = (
+        query: string,
+        timeLimitMs: number,
+        history: readonly ReleasedRows[] = [],
+      ): SandboxJob => ({
         datasetFile: big.file,
         plan: bigPlan(query),
         columns: big.columns,
@@ -444,7 +583,7 @@ describe('limits on a big table', () => {
       );
       expect(error.code).toBe(ErrorCode.JobLimitExceeded);
       expect(performance.now() - started).toBeLessThan(1000 + 1000);
-      const next = asAggregate(await sandbox.run(job('SELECT COUNT(*) FROM big', 30_000)));
+      const next = asAggregate((await sandbox.run(job('SELECT COUNT(*) FROM big', 30_000))).output);
       expect(next.rows).toEqual([[bigRows]]);
     } finally {
       sandbox.close();

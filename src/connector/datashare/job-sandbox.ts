@@ -2,7 +2,7 @@
  * Runs one compute-to-data job in a child process of its own (DESIGN §8, issue 15: "a child
  * process with CPU-time and memory limits that is killed on time-out"). The owner's connector never
  * loads a dataset row: the child (job-runner.ts) opens the dataset file read-only, runs the job and
- * sends back only its output.
+ * sends back only its output (and, for the owner's difference-check history, the rows it released).
  *
  * Limits, enforced from here, where a stuck SQLite query cannot stop them:
  * - wall clock: `policy.timeLimitMs` from the fork — the whole life of the child, start-up
@@ -25,11 +25,10 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { JobOutput } from '../../datashare/types.js';
 import { ErrorCode, LedgerbusError } from '../../errors.js';
-import type { FromRunner, RunnerReply, SandboxJob, ToRunner } from './sandbox-job.js';
+import type { FromRunner, JobRun, RunnerReply, SandboxJob, ToRunner } from './sandbox-job.js';
 
-export type { SandboxJob } from './sandbox-job.js';
+export type { JobRun, ReleasedRows, SandboxJob } from './sandbox-job.js';
 
 export interface SandboxOptions {
   /** How often the child's resident memory is read; 50 ms by default. */
@@ -67,10 +66,10 @@ let exitHookInstalled = false;
 
 /**
  * Runs `job` in a child process forked for it alone; its wall clock starts at the fork. Resolves
- * with the job's output; rejects with the job's own refusal (MIN_GROUP_SIZE, DIFFERENCE_CHECK...),
+ * with the job's output and the rows it released (the owner's, for its history); rejects with the job's own refusal (MIN_GROUP_SIZE, DIFFERENCE_CHECK...),
  * JOB_LIMIT_EXCEEDED when a limit killed it, or JOB_FAILED when it died without an answer.
  */
-export function runSandboxed(job: SandboxJob, options: SandboxOptions = {}): Promise<JobOutput> {
+export function runSandboxed(job: SandboxJob, options: SandboxOptions = {}): Promise<JobRun> {
   const runner = new RunnerProcess(job.policy.memoryBytesMax);
   return execute(runner, job, options, runner.startedAt);
 }
@@ -92,7 +91,7 @@ export class JobSandbox {
     this.replenish();
   }
 
-  async run(job: SandboxJob, options: SandboxOptions = {}): Promise<JobOutput> {
+  async run(job: SandboxJob, options: SandboxOptions = {}): Promise<JobRun> {
     if (this.closed) throw new Error('the job sandbox is closed');
     let runner = this.spare;
     if (runner !== undefined && !runner.exited && runner.memoryBytesMax === job.policy.memoryBytesMax) {
@@ -218,14 +217,14 @@ function execute(
   job: SandboxJob,
   options: SandboxOptions,
   clockStartsAt: number,
-): Promise<JobOutput> {
+): Promise<JobRun> {
   const { timeLimitMs, memoryBytesMax } = job.policy;
   const memoryPollMs = options.memoryPollMs ?? defaultMemoryPollMs;
   const child = runner.child;
-  return new Promise<JobOutput>((resolve, reject) => {
+  return new Promise<JobRun>((resolve, reject) => {
     // The first outcome decided wins.
-    let outcome: { readonly output: JobOutput } | { readonly error: LedgerbusError } | undefined;
-    const decide = (decided: { readonly output: JobOutput } | { readonly error: LedgerbusError }): void => {
+    let outcome: { readonly run: JobRun } | { readonly error: LedgerbusError } | undefined;
+    const decide = (decided: { readonly run: JobRun } | { readonly error: LedgerbusError }): void => {
       outcome ??= decided;
     };
     const kill = (error: LedgerbusError): void => {
@@ -260,7 +259,7 @@ function execute(
     // Settles once: at the runner's answer (it exits by itself; `exitGraceMs` later it is killed
     // if it has not), or when the child is gone without one (killed at a limit, or crashed).
     let settled = false;
-    const settle = (decided: { readonly output: JobOutput } | { readonly error: LedgerbusError }): void => {
+    const settle = (decided: { readonly run: JobRun } | { readonly error: LedgerbusError }): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -268,14 +267,14 @@ function execute(
       try {
         options.observe?.({ elapsedMs: elapsed(), peakResidentBytes, pid: child.pid });
       } finally {
-        if ('output' in decided) resolve(decided.output);
+        if ('run' in decided) resolve(decided.run);
         else reject(decided.error);
       }
     };
     runner.onReply = (reply) => {
       decide(
         reply.ok
-          ? { output: reply.output }
+          ? { run: { output: reply.output, released: reply.released } }
           : { error: new LedgerbusError(knownCode(reply.code), reply.message) },
       );
       setTimeout(() => child.kill('SIGKILL'), exitGraceMs).unref();

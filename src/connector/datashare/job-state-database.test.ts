@@ -155,42 +155,31 @@ describe('the job tables', () => {
     expect(jobs.cursor('datashare/0')).toBe(5);
   });
 
-  it("keeps every requester's executed filters per dataset for the difference check, oldest first", () => {
-    jobs.recordExecutedFilter({
-      dataset: 'loans',
-      group_id: 'datashare/0',
-      job_id: 'jb',
-      requester: 'org3',
-      plan: '{"where":null}',
-      executed_at: 2,
-    });
-    jobs.recordExecutedFilter({
-      dataset: 'loans',
-      group_id: 'datashare/0',
-      job_id: 'ja',
-      requester: 'org1',
-      plan: '{"where":1}',
-      executed_at: 1,
-    });
-    jobs.recordExecutedFilter({
-      dataset: 'loans',
-      group_id: 'datashare/0',
-      job_id: 'ja',
-      requester: 'org1',
-      plan: '{"where":2}',
-      executed_at: 9,
-    });
-    jobs.recordExecutedFilter({
-      dataset: 'other',
-      group_id: 'datashare/0',
-      job_id: 'jc',
-      requester: 'org1',
-      plan: '{}',
-      executed_at: 3,
-    });
-    expect(jobs.executedFilters('loans').map((row) => [row.job_id, row.requester, row.plan])).toEqual([
-      ['ja', 'org1', '{"where":1}'],
+  it("keeps every requester's released rows per dataset content, oldest first; clearing forgets them", () => {
+    const entry = (job_id: string, dataset: string, dataset_key: string, released: string, at: number) =>
+      jobs.recordReleased({
+        dataset,
+        dataset_key,
+        group_id: 'datashare/0',
+        job_id,
+        requester: job_id === 'jb' ? 'org3' : 'org1',
+        released,
+        executed_at: at,
+      });
+    entry('jb', 'loans', 'k1', '{"where":null}', 2);
+    entry('ja', 'loans', 'k1', '{"where":1}', 1);
+    // A rerun of the same job (after a crash) replaces its own entry.
+    entry('ja', 'loans', 'k1', '{"where":2}', 1);
+    entry('jc', 'other', 'k1', '{}', 3);
+    // Another load of the dataset: not the same rows.
+    entry('jd', 'loans', 'k2', '{}', 4);
+    expect(jobs.releasedOn('loans', 'k1').map((row) => [row.job_id, row.requester, row.released])).toEqual([
+      ['ja', 'org1', '{"where":2}'],
       ['jb', 'org3', '{"where":null}'],
     ]);
+    jobs.clearReleased('loans');
+    expect(jobs.releasedOn('loans', 'k1')).toEqual([]);
+    expect(jobs.releasedOn('loans', 'k2')).toEqual([]);
+    expect(jobs.releasedOn('other', 'k1')).toHaveLength(1);
   });
 });

@@ -11,8 +11,10 @@
  * - `owned_jobs`: the jobs other organizations sent this one's datasets, with the decision and the
  *   result sealed to the requester — kept BEFORE the result's hash is submitted, so a job whose
  *   result is recorded never runs twice, and a crash between the two resubmits the kept result;
- * - `dataset_filters`: the plans of the jobs that ran on each dataset, for the difference check
- *   (it compares a new job with every earlier one on the dataset, whoever asked).
+ * - `released_rows`: for each job that released a result on a dataset, the rows it released (its
+ *   filter less its suppressed groups), for the difference check (it compares a new job with every
+ *   earlier one on the dataset, whoever asked). Entries belong to the dataset's content
+ *   (`dataset_key`): removing or re-adding the dataset clears them.
  */
 import type Database from 'better-sqlite3';
 import type { ConnectorDatabase } from '../connector-database.js';
@@ -108,13 +110,15 @@ export interface OwnedOutcome {
   readonly sealed: { readonly encapsulatedKey: Uint8Array; readonly ciphertext: Uint8Array } | null;
 }
 
-export interface DatasetFilterRow {
+export interface ReleasedRowsRow {
   dataset: string;
+  /** The dataset's content the job ran on (`datasetKey`): history of other content does not apply. */
+  dataset_key: string;
   group_id: string;
   job_id: string;
   requester: string;
-  /** Canonical JSON of the job's plan (its `where` is what the difference check compares). */
-  plan: string;
+  /** JSON of the job's ReleasedRows (sandbox-job.ts). */
+  released: string;
   executed_at: number;
 }
 
@@ -144,15 +148,21 @@ const tables = `
     PRIMARY KEY (group_id, job_id)
   ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS owned_jobs_by_id ON owned_jobs (job_id);
-  CREATE TABLE IF NOT EXISTS dataset_filters (
-    dataset TEXT NOT NULL, group_id TEXT NOT NULL, job_id TEXT NOT NULL, requester TEXT NOT NULL,
-    plan TEXT NOT NULL, executed_at INTEGER NOT NULL,
+  CREATE TABLE IF NOT EXISTS released_rows (
+    dataset TEXT NOT NULL, dataset_key TEXT NOT NULL, group_id TEXT NOT NULL, job_id TEXT NOT NULL,
+    requester TEXT NOT NULL, released TEXT NOT NULL, executed_at INTEGER NOT NULL,
     PRIMARY KEY (dataset, group_id, job_id)
   ) WITHOUT ROWID;
+  -- Filters alone (the first layout) cannot tell which rows a result left out: not carried over.
+  DROP TABLE IF EXISTS dataset_filters;
 `;
 
-/** Filters kept per dataset for the difference check: the newest ones, a bound on what peers make us hold. */
-export const datasetFiltersMax = 10_000;
+/**
+ * Released results kept per dataset for the difference check: a bound on what peers make us hold.
+ * A full history is never evicted (forgetting a result would let it be compared again): a dataset
+ * whose history is full refuses further jobs (JOB_LIMIT_EXCEEDED) until it is loaded again.
+ */
+export const releasedRowsMax = 10_000;
 
 /** How far along each requested state is: a later answer never moves a job back. */
 const requestedRank: Readonly<Record<RequestedJobState, number>> = {
@@ -393,6 +403,30 @@ export class JobDatabase {
     return result.changes > 0;
   }
 
+  /**
+   * Replaces an owned job's outcome with the one the chain holds, whatever was kept: the chain is
+   * the record, and a kept result it does not name (a second run refused on-chain) is dropped.
+   */
+  adoptChainOutcome(group: string, jobId: string, outcome: OwnedOutcome, now: number): void {
+    this.db
+      .prepare(
+        `UPDATE owned_jobs SET state = ?, result_code = ?, result_detail = ?, suppressed_groups = ?,
+           result_hash = ?, result_bytes = ?, sealed_key = NULL, sealed_ciphertext = NULL, updated_at = ?
+         WHERE group_id = ? AND job_id = ?`,
+      )
+      .run(
+        outcome.state,
+        outcome.code,
+        outcome.detail,
+        outcome.suppressedGroups,
+        outcome.resultHash,
+        outcome.resultBytes,
+        now,
+        group,
+        jobId,
+      );
+  }
+
   /** Marks an owned job's result as on-chain. */
   markResultRecorded(group: string, jobId: string, now: number): void {
     this.db
@@ -402,29 +436,27 @@ export class JobDatabase {
 
   // ---- difference-check history (owner side) ----
 
-  /** Records that job `jobId` ran on `dataset` with `plan` (idempotent), keeping the newest `datasetFiltersMax`. */
-  recordExecutedFilter(row: DatasetFilterRow): void {
-    this.db.transaction((entry: DatasetFilterRow) => {
-      this.db
-        .prepare(
-          `INSERT OR IGNORE INTO dataset_filters (dataset, group_id, job_id, requester, plan, executed_at)
-           VALUES (@dataset, @group_id, @job_id, @requester, @plan, @executed_at)`,
-        )
-        .run(entry);
-      this.db
-        .prepare(
-          `DELETE FROM dataset_filters WHERE dataset = ? AND (group_id, job_id) NOT IN (
-             SELECT group_id, job_id FROM dataset_filters WHERE dataset = ?
-             ORDER BY executed_at DESC, job_id DESC LIMIT ?)`,
-        )
-        .run(entry.dataset, entry.dataset, datasetFiltersMax);
-    })(row);
+  /** Records what job `jobId` released on `dataset` (a rerun after a crash replaces its own entry). */
+  recordReleased(row: ReleasedRowsRow): void {
+    this.db
+      .prepare(
+        `INSERT OR REPLACE INTO released_rows (dataset, dataset_key, group_id, job_id, requester, released, executed_at)
+         VALUES (@dataset, @dataset_key, @group_id, @job_id, @requester, @released, @executed_at)`,
+      )
+      .run(row);
   }
 
-  /** The plans of the jobs that ran on `dataset`, oldest first, whoever asked. */
-  executedFilters(dataset: string): DatasetFilterRow[] {
+  /** What the jobs that ran on `dataset` as it is now (`datasetKey`) released, oldest first, whoever asked. */
+  releasedOn(dataset: string, datasetKey: string): ReleasedRowsRow[] {
     return this.db
-      .prepare('SELECT * FROM dataset_filters WHERE dataset = ? ORDER BY executed_at, job_id')
-      .all(dataset) as DatasetFilterRow[];
+      .prepare(
+        'SELECT * FROM released_rows WHERE dataset = ? AND dataset_key = ? ORDER BY executed_at, job_id',
+      )
+      .all(dataset, datasetKey) as ReleasedRowsRow[];
+  }
+
+  /** Forgets `dataset`'s history: it was removed or loaded again, and its rows are not those any more. */
+  clearReleased(dataset: string): void {
+    this.db.prepare('DELETE FROM released_rows WHERE dataset = ?').run(dataset);
   }
 }

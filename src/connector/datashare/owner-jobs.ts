@@ -16,24 +16,25 @@
 import { fromHex, toHex } from '../../codec/index.js';
 import type { JobAction } from '../../contracts/datashare/transactions.js';
 import { jobLimits } from '../../contracts/datashare/transactions.js';
-import { openJobBox, sealJobBox } from '../../crypto/job-box.js';
-import { sha256 } from '../../crypto/index.js';
+import { openJobBox, padJson, sealJobBox, sealedBoxDigest } from '../../crypto/job-box.js';
 import { canonicalJson, canonicalJsonBytes } from '../../datashare/canonical-json.js';
-import { planHash, planOf, specOf } from '../../datashare/query/plan.js';
+import { planHash, planOf, saltOf, specOf } from '../../datashare/query/plan.js';
 import { checkPlan } from '../../datashare/query/policy.js';
 import { policySummary } from '../../datashare/types.js';
-import type { Condition, JobOutput, JobPlan, JobSpec } from '../../datashare/types.js';
+import type { JobOutput, JobPlan, JobSpec } from '../../datashare/types.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../../errors.js';
 import type { ConnectorContext } from '../context.js';
 import { describeError } from '../lifecycle.js';
 import type { NodeSession } from '../session/node-session.js';
 import type { TransactionSubmitter } from '../session/submitter.js';
+import { datasetKey } from './dataset-store.js';
 import type { DatasetStore } from './dataset-store.js';
+import { releasedRowsMax } from './job-state-database.js';
 import type { JobDatabase, OwnedJobRow, OwnedOutcome } from './job-state-database.js';
 import { fetchJobRecord } from './job-record.js';
 import type { VerifiedJobRecord } from './job-record.js';
 import { submitJobAction } from './job-submit.js';
-import type { SandboxJob } from './sandbox-job.js';
+import type { JobRun, ReleasedRows, SandboxJob } from './sandbox-job.js';
 
 /** The codes a job's run may end with, recorded as they are; anything else is JOB_FAILED. */
 const runFailureCodes: ReadonlySet<string> = new Set([
@@ -54,7 +55,7 @@ export interface OwnerJobsOptions extends Pick<
   readonly jobs: JobDatabase;
   readonly datasets: Pick<DatasetStore, 'get'>;
   /** Runs a checked job in a child process (job-sandbox.ts's runSandboxed). */
-  readonly runJob: (job: SandboxJob) => Promise<JobOutput>;
+  readonly runJob: (job: SandboxJob) => Promise<JobRun>;
 }
 
 /** What checking a job before it runs decided. */
@@ -299,7 +300,13 @@ export class OwnerJobs {
     } catch (error) {
       return reject(codeOf(error, ErrorCode.QueryRejected), describeError(error));
     }
-    if (toHex(planHash(plan)) !== toHex(request.planHash)) {
+    let salt: Uint8Array;
+    try {
+      salt = saltOf(spec);
+    } catch (error) {
+      return reject(ErrorCode.QueryRejected, describeError(error));
+    }
+    if (toHex(planHash(plan, salt)) !== toHex(request.planHash)) {
       return reject(
         ErrorCode.QueryRejected,
         'plan hash differs: the sealed job is not the one whose hash was recorded',
@@ -338,16 +345,6 @@ export class OwnerJobs {
     if (row.state !== 'COMPLETED' && row.state !== 'FAILED') {
       const outcome = await this.enqueue(() => this.run(row));
       this.options.jobs.setOwnedOutcome(row.group_id, row.job_id, outcome.kept, this.now());
-      if (outcome.plan !== null && outcome.kept.state === 'COMPLETED') {
-        this.options.jobs.recordExecutedFilter({
-          dataset: outcome.plan.dataset,
-          group_id: row.group_id,
-          job_id: row.job_id,
-          requester: row.requester,
-          plan: canonicalJson(outcome.plan),
-          executed_at: this.now(),
-        });
-      }
     }
     const kept = this.options.jobs.owned(row.group_id, row.job_id);
     if (kept === undefined || (kept.state !== 'COMPLETED' && kept.state !== 'FAILED')) {
@@ -376,7 +373,12 @@ export class OwnerJobs {
     );
   }
 
-  /** One run: the plan from the kept spec, our dataset and policy now, the dataset's history of filters. */
+  /**
+   * One run: the plan from the kept spec, our dataset and policy now, what earlier jobs on the
+   * dataset released. The requester must still be approved when the job runs (a job approved by
+   * hand may run long after it was checked). What the job released is kept the moment it is known,
+   * before its result can leave: a result never goes out without its history entry.
+   */
   private async run(row: OwnedJobRow): Promise<{ plan: JobPlan | null; kept: OwnedOutcome }> {
     const failed = (code: string, detail: string): { plan: null; kept: OwnedOutcome } => ({
       plan: null,
@@ -414,22 +416,45 @@ export class OwnerJobs {
     const dataset = this.options.datasets.get(plan.dataset);
     if (dataset === undefined)
       return failed(ErrorCode.DatasetNotFound, `${organization} no longer has dataset ${plan.dataset}`);
-    const history: (Condition | null)[] = dataset.policy.differenceCheck
-      ? this.options.jobs
-          .executedFilters(plan.dataset)
-          .filter((entry) => entry.job_id !== row.job_id || entry.group_id !== row.group_id)
-          .map((entry) => (JSON.parse(entry.plan) as JobPlan).where)
+    const requester = registry.organization(row.requester);
+    if (requester === undefined || requester.status !== 'APPROVED')
+      return failed(
+        ErrorCode.Forbidden,
+        `requester ${row.requester} is ${requester?.status ?? 'not registered'}: its job does not run`,
+      );
+    const key = datasetKey(dataset);
+    // Its own entry, from a run cut short by a crash, is not an earlier job.
+    const earlier = this.options.jobs
+      .releasedOn(plan.dataset, key)
+      .filter((entry) => entry.job_id !== row.job_id || entry.group_id !== row.group_id);
+    if (earlier.length >= releasedRowsMax)
+      return failed(
+        ErrorCode.JobLimitExceeded,
+        `dataset ${plan.dataset} has answered ${releasedRowsMax} jobs, all the history its difference check keeps: it takes no more until its owner loads it again`,
+      );
+    const history = dataset.policy.differenceCheck
+      ? earlier.map((entry) => JSON.parse(entry.released) as ReleasedRows)
       : [];
     let output: JobOutput;
     const started = this.now();
     try {
-      output = await this.options.runJob({
+      const run = await this.options.runJob({
         datasetFile: dataset.file,
         plan,
         columns: dataset.columns,
         policy: dataset.policy,
         history,
       });
+      this.options.jobs.recordReleased({
+        dataset: plan.dataset,
+        dataset_key: key,
+        group_id: row.group_id,
+        job_id: row.job_id,
+        requester: row.requester,
+        released: JSON.stringify(run.released),
+        executed_at: this.now(),
+      });
+      output = run.output;
     } catch (error) {
       if (!isLedgerbusError(error) || !runFailureCodes.has(error.code)) {
         this.options.logger.error({ jobId: row.job_id, error: describeError(error) }, 'a job could not run');
@@ -446,7 +471,7 @@ export class OwnerJobs {
     }
     let plaintext: Uint8Array;
     try {
-      plaintext = canonicalJsonBytes(output);
+      plaintext = padJson(canonicalJsonBytes(output));
     } catch (error) {
       // A non-finite number (a model that did not converge) has no JSON: the job failed, not us.
       return failed(ErrorCode.JobFailed, `the job's output cannot be sent: ${describeError(error)}`);
@@ -478,7 +503,7 @@ export class OwnerJobs {
         code: 'OK',
         detail: '',
         suppressedGroups: output.kind === 'aggregate' ? output.suppressedGroups : 0,
-        resultHash: toHex(sha256(plaintext)),
+        resultHash: toHex(sealedBoxDigest(sealed)),
         resultBytes: plaintext.length,
         sealed,
       },
@@ -489,22 +514,26 @@ export class OwnerJobs {
   private followRecordedResult(row: OwnedJobRow, record: VerifiedJobRecord): void {
     const recorded = record.view.result ?? undefined;
     if (recorded === undefined) return;
-    if (row.state !== 'COMPLETED' && row.state !== 'FAILED') {
+    const chainHash = recorded.resultHash === null ? null : toHex(recorded.resultHash);
+    // The row as stored now: `row` may have been read before this connector's own run finished.
+    const current = this.options.jobs.owned(row.group_id, row.job_id) ?? row;
+    const finished = current.state === 'COMPLETED' || current.state === 'FAILED';
+    const chainOutcome = {
+      state: recorded.status,
+      code: recorded.code,
+      detail: recorded.detail,
+      suppressedGroups: recorded.suppressedGroups,
+      resultHash: chainHash,
+      resultBytes: recorded.resultBytes,
+      sealed: null,
+    };
+    if (!finished) {
       // Our kept outcome is gone (a restored database): the chain's is the record, without a result to serve.
-      this.options.jobs.setOwnedOutcome(
-        row.group_id,
-        row.job_id,
-        {
-          state: recorded.status,
-          code: recorded.code,
-          detail: recorded.detail,
-          suppressedGroups: recorded.suppressedGroups,
-          resultHash: recorded.resultHash === null ? null : toHex(recorded.resultHash),
-          resultBytes: recorded.resultBytes,
-          sealed: null,
-        },
-        this.now(),
-      );
+      this.options.jobs.setOwnedOutcome(row.group_id, row.job_id, chainOutcome, this.now());
+    } else if (current.state !== recorded.status || current.result_hash !== chainHash) {
+      // What we kept is not what the chain holds (a second run whose result was refused): the chain
+      // is the record, and a result it does not name is never served.
+      this.options.jobs.adoptChainOutcome(row.group_id, row.job_id, chainOutcome, this.now());
     }
     const decision = record.view.decision ?? undefined;
     if (decision !== undefined && row.decision_recorded === 0) {

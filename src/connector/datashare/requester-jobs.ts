@@ -17,11 +17,10 @@ import { encodeJobResultRequest } from '../../contracts/datashare/result-request
 import type { JobView } from '../../contracts/datashare/views.js';
 import { nonceBytes } from '../../contracts/limits.js';
 import { partitionGroupId } from '../../contracts/registry.js';
-import { openJobBox, sealJobBox } from '../../crypto/job-box.js';
-import { sha256 } from '../../crypto/index.js';
+import { openJobBox, sealJobBox, sealedBoxDigest } from '../../crypto/job-box.js';
 import { canonicalJson, canonicalJsonBytes } from '../../datashare/canonical-json.js';
 import { federatedAverage } from '../../datashare/models/federated.js';
-import { planHash, planOf } from '../../datashare/query/plan.js';
+import { planHash, planOf, planSaltBytes, saltOf } from '../../datashare/query/plan.js';
 import { checkPlan } from '../../datashare/query/policy.js';
 import type { JobOutput, JobSpec } from '../../datashare/types.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../../errors.js';
@@ -122,7 +121,11 @@ export class RequesterJobs {
     const parts: PreparedPart[] = [];
     for (const { owner, name } of datasets) {
       const entry = await this.catalogEntry(owner, name);
-      const spec = specFor(input.spec, name);
+      // A fresh salt per part: the plan hash on the ledger cannot be confirmed by guessing queries.
+      const spec: JobSpec = {
+        ...specFor(input.spec, name),
+        salt: randomBytes(planSaltBytes).toString('hex'),
+      };
       const plan = planOf(spec);
       checkPlan(plan, entry.columns, entry.policy);
       const jobId = federated ? newJobId() : parentId;
@@ -132,7 +135,7 @@ export class RequesterJobs {
         owner,
         entry,
         spec,
-        planHash: planHash(plan),
+        planHash: planHash(plan, saltOf(spec)),
         topic,
         partition,
         group: partitionGroupId(topic, partition),
@@ -309,6 +312,14 @@ export class RequesterJobs {
       signer,
     );
     const answer = await session.connectorCall(row.owner, 'jobResultGet', { request });
+    // Checked before the box is opened: a result the owner did not record is never read.
+    if (toHex(sealedBoxDigest(answer.sealed)) !== row.result_hash) {
+      throw new LedgerbusError(
+        ErrorCode.PayloadCorrupt,
+        `${row.owner} served a result for job ${row.job_id} that is not the one it recorded on-chain (sealed box sha256 ${row.result_hash})`,
+        { retriable: false },
+      );
+    }
     const plaintext = await openJobBox(answer.sealed, encryptionKey, {
       network: registry.network,
       jobId: row.job_id,
@@ -316,10 +327,10 @@ export class RequesterJobs {
       owner: row.owner,
       purpose: 'result',
     });
-    if (plaintext.length !== row.result_bytes || toHex(sha256(plaintext)) !== row.result_hash) {
+    if (plaintext.length !== row.result_bytes) {
       throw new LedgerbusError(
         ErrorCode.PayloadCorrupt,
-        `${row.owner} served a result for job ${row.job_id} that is not the one it recorded on-chain (sha256 ${row.result_hash}, ${row.result_bytes} bytes)`,
+        `${row.owner} served a result for job ${row.job_id} of ${plaintext.length} bytes, not the ${row.result_bytes} it recorded on-chain`,
         { retriable: false },
       );
     }
@@ -368,6 +379,21 @@ export class RequesterJobs {
 
   /** Records the proven view of one of our jobs. */
   private note(view: JobView): void {
+    // A record of this id that is not the job we asked for (another requester squatted the id, or a
+    // node answered about something else) changes nothing here.
+    const row = this.options.jobs.requested(view.jobId);
+    if (
+      row === undefined ||
+      view.requester !== this.options.organization ||
+      view.owner !== row.owner ||
+      toHex(view.planHash) !== row.plan_hash
+    ) {
+      this.options.logger.warn(
+        { jobId: view.jobId, requester: view.requester, owner: view.owner },
+        'ignored a job record that is not the job this connector requested',
+      );
+      return;
+    }
     const update =
       view.result !== null
         ? {

@@ -86,7 +86,14 @@ export class ResultServer {
         `job ${request.jobId} failed (${row.result_code}): ${row.result_detail}`,
       );
     }
-    if (row.state !== 'COMPLETED' || row.sealed_key === null || row.sealed_ciphertext === null) {
+    // Only a result the ledger holds the hash of: one kept but refused on-chain (the owner suspended
+    // meanwhile, a second run after a restore) is never released.
+    if (
+      row.state !== 'COMPLETED' ||
+      row.result_recorded !== 1 ||
+      row.sealed_key === null ||
+      row.sealed_ciphertext === null
+    ) {
       throw new LedgerbusError(
         ErrorCode.MessageNotFound,
         `job ${request.jobId} has no result yet (${row.state})`,

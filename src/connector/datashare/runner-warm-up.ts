@@ -60,7 +60,11 @@ export function warmUp(): void {
     // 80 rows over a limit of 70 make the row limit count; the filter keeps 60 (30 a group), and
     // differs from the earlier one by 10 rows a group: every check runs, and passes.
     const policy = { ...defaultDatasetPolicy, maxRows: 70 };
-    const earlier = { op: 'cmp', cmp: '>=', column: 'y', value: 0 } as const;
+    const earlier = {
+      where: { op: 'cmp', cmp: '>=', column: 'y', value: 0 } as const,
+      groupBy: [],
+      suppressed: [],
+    };
     const job = { datasetFile: ':memory:', columns, policy, history: [earlier] };
     executeJob(db, { ...job, plan: aggregate });
     executeJob(db, { ...job, plan: model });

@@ -4,7 +4,13 @@ import { ErrorCode, LedgerbusError } from '../../errors.js';
 import { canonicalJson } from '../canonical-json.js';
 import type { AggregatePlan, Comparison, Condition, Literal, SelectItem } from '../types.js';
 import { queryTextLengthMax } from '../types.js';
-import { conditionDepthMax, defaultAlias, parseAggregateQuery, parseCondition } from './parser.js';
+import {
+  conditionComparisonsMax,
+  conditionDepthMax,
+  defaultAlias,
+  parseAggregateQuery,
+  parseCondition,
+} from './parser.js';
 
 function rejection(run: () => unknown): LedgerbusError {
   try {
@@ -279,6 +285,20 @@ describe('parseAggregateQuery', () => {
     );
     const nots = `${'NOT '.repeat(conditionDepthMax)}a = 1`;
     expect(parseCondition(nots).op).toBe('not');
+  });
+});
+
+describe('a long OR chain', () => {
+  it(`accepts ${conditionComparisonsMax} comparisons and refuses more as QUERY_REJECTED, not later in SQLite`, () => {
+    const chain = (n: number) => Array.from({ length: n }, () => 'a=1').join(' OR ');
+    const most = parseCondition(chain(conditionComparisonsMax));
+    expect(most.op === 'or' && most.args.length).toBe(conditionComparisonsMax);
+    // 1150 comparisons fit in the query length limit; SQLite would refuse the tree (depth > 1000).
+    for (const n of [conditionComparisonsMax + 1, 1150]) {
+      const error = rejection(() => parseAggregateQuery(`SELECT COUNT(*) FROM t WHERE ${chain(n)}`));
+      expect(error.code).toBe(ErrorCode.QueryRejected);
+      expect(error.message).toMatch(/more than 256 comparisons/);
+    }
   });
 });
 

@@ -29,6 +29,12 @@ import type { Token } from './lexer.js';
 
 /** Deepest nesting of parentheses and NOTs a condition may have (bounds the parser's recursion). */
 export const conditionDepthMax = 64;
+/**
+ * Comparisons one filter may hold. SQLite parses `a OR b OR c...` into a tree as deep as the chain,
+ * and refuses one deeper than 1000 at run time ("Expression tree is too large"): a long chain is
+ * refused here, as the query it is, rather than failing in the runner.
+ */
+export const conditionComparisonsMax = 256;
 
 /** The alias the compiled query gives its hidden group size: no select item may take it. */
 export const reservedAlias = '__group_size';
@@ -135,6 +141,7 @@ export function defaultAlias(fn: AggregateFunction, column: string | null, q?: n
 class Parser {
   private readonly tokens: Token[];
   private index = 0;
+  private comparisons = 0;
 
   constructor(text: string) {
     if (text.length > queryTextLengthMax) {
@@ -211,6 +218,12 @@ class Parser {
   }
 
   private comparison(): Condition {
+    this.comparisons += 1;
+    if (this.comparisons > conditionComparisonsMax) {
+      throw queryRejected(
+        `the condition holds more than ${conditionComparisonsMax} comparisons: narrow it with ranges (x >= a AND x <= b) instead of long OR chains`,
+      );
+    }
     const left = this.operand();
     const operator = this.next();
     const cmp = operator.kind === 'symbol' ? comparisons[operator.value] : undefined;

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { sha256, toHex } from '../../crypto/hash.js';
 import { ErrorCode, LedgerbusError } from '../../errors.js';
 import type { JobSpec } from '../types.js';
-import { defaultModelIterations, planHash, planOf, specOf } from './plan.js';
+import { defaultModelIterations, planHash, planOf, saltOf, specOf } from './plan.js';
 
 function rejected(run: () => unknown): string {
   try {
@@ -80,16 +80,29 @@ describe('planOf', () => {
   });
 });
 
+const salt = new Uint8Array(32).fill(7);
+
 describe('planHash', () => {
-  it("is the SHA-256 of the plan's canonical JSON", () => {
+  it("is the SHA-256 of the salt and the plan's canonical JSON, and the salt changes it", () => {
     const plan = planOf({ kind: 'aggregate', dataset: 'loans', query: 'SELECT COUNT(*) AS n FROM loans' });
     const json =
       '{"dataset":"loans","groupBy":[],"kind":"aggregate","select":[{"alias":"n","column":null,"fn":"count","type":"aggregate"}],"where":null}';
-    expect(toHex(planHash(plan))).toBe(toHex(sha256(new TextEncoder().encode(json))));
+    const salted = new Uint8Array([...salt, ...new TextEncoder().encode(json)]);
+    expect(toHex(planHash(plan, salt))).toBe(toHex(sha256(salted)));
+    expect(toHex(planHash(plan, new Uint8Array(32).fill(8)))).not.toBe(toHex(planHash(plan, salt)));
+    expect(() => planHash(plan, new Uint8Array(31))).toThrow(/salt/);
+  });
+
+  it('takes the salt from the spec, and refuses a spec without one', () => {
+    const hex = toHex(salt);
+    expect(toHex(saltOf(specOf({ kind: 'aggregate', dataset: 'loans', query: 'q', salt: hex })))).toBe(hex);
+    expect(() => saltOf(specOf({ kind: 'aggregate', dataset: 'loans', query: 'q' }))).toThrow(/salt/);
+    expect(() => saltOf({ kind: 'aggregate', dataset: 'loans', query: 'q', salt: 'zz' })).toThrow(/salt/);
   });
 
   it('is equal for equal queries however written, and differs when the query does', () => {
-    const hash = (query: string) => toHex(planHash(planOf({ kind: 'aggregate', dataset: 'loans', query })));
+    const hash = (query: string) =>
+      toHex(planHash(planOf({ kind: 'aggregate', dataset: 'loans', query }), salt));
     const base = hash(
       "SELECT region, AVG(amount) FROM loans WHERE year >= 2023 AND status = 'late' GROUP BY region",
     );
@@ -99,9 +112,9 @@ describe('planHash', () => {
     expect(
       hash("SELECT region, AVG(amount) FROM loans WHERE year > 2023 AND status = 'late' GROUP BY region"),
     ).not.toBe(base);
-    const model = toHex(planHash(planOf(modelSpec)));
-    expect(toHex(planHash(planOf({ ...modelSpec, iterations: 25, l2: -0 })))).toBe(model);
-    expect(toHex(planHash(planOf({ ...modelSpec, model: 'linear' })))).not.toBe(model);
+    const model = toHex(planHash(planOf(modelSpec), salt));
+    expect(toHex(planHash(planOf({ ...modelSpec, iterations: 25, l2: -0 }), salt))).toBe(model);
+    expect(toHex(planHash(planOf({ ...modelSpec, model: 'linear' }), salt))).not.toBe(model);
   });
 });
 

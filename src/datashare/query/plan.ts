@@ -4,6 +4,7 @@
  * the owner from the sealed spec it received — so the plan hash on the ledger names the job that
  * ran. The dataset's columns and the owner's policy are checked later (policy.ts).
  */
+import { fromHex } from '../../codec/index.js';
 import { sha256 } from '../../crypto/hash.js';
 import { canonicalJsonBytes } from '../canonical-json.js';
 import type { JobPlan, JobSpec, ModelKind, ModelPlan } from '../types.js';
@@ -28,9 +29,30 @@ export function planOf(spec: JobSpec): JobPlan {
   return modelPlanOf(spec);
 }
 
-/** SHA-256 of the plan's canonical JSON: what the ledger records for a job. */
-export function planHash(plan: JobPlan): Uint8Array {
-  return sha256(canonicalJsonBytes(plan));
+/** Bytes of a job's salt (`JobSpec.salt`, hex in the spec). */
+export const planSaltBytes = 32;
+
+/**
+ * SHA-256 of the job's salt followed by the plan's canonical JSON: what the ledger records for a
+ * job. The salt is random and travels only inside the sealed spec: without it, anyone who reads the
+ * ledger (every replica operator, the supervisor) could confirm a guessed query against the hash —
+ * the catalog lists the columns, so guesses are cheap.
+ */
+export function planHash(plan: JobPlan, salt: Uint8Array): Uint8Array {
+  if (salt.length !== planSaltBytes) throw queryRejected(`a job's salt is ${planSaltBytes} bytes`);
+  const json = canonicalJsonBytes(plan);
+  const input = new Uint8Array(salt.length + json.length);
+  input.set(salt, 0);
+  input.set(json, salt.length);
+  return sha256(input);
+}
+
+/** The salt a spec carries (QUERY_REJECTED if it has none, or not 64 hex digits). */
+export function saltOf(spec: JobSpec): Uint8Array {
+  if (spec.salt === undefined || !/^[0-9a-f]{64}$/.test(spec.salt)) {
+    throw queryRejected(`the job carries no salt of ${planSaltBytes} bytes (64 hex digits)`);
+  }
+  return fromHex(spec.salt);
 }
 
 function modelPlanOf(spec: Extract<JobSpec, { kind: 'model' }>): ModelPlan {
@@ -69,15 +91,26 @@ function modelPlanOf(spec: Extract<JobSpec, { kind: 'model' }>): ModelPlan {
 export function specOf(value: unknown): JobSpec {
   const record = objectOf(value, 'the job');
   if (record.kind === 'aggregate') {
-    onlyFields(record, ['kind', 'dataset', 'query']);
+    onlyFields(record, ['kind', 'dataset', 'query', 'salt']);
     return {
       kind: 'aggregate',
       dataset: nameOf(record.dataset, 'dataset'),
       query: stringOf(record.query, 'query', queryTextLengthMax),
+      ...(record.salt === undefined ? {} : { salt: stringOf(record.salt, 'salt', 64) }),
     };
   }
   if (record.kind === 'model') {
-    onlyFields(record, ['kind', 'dataset', 'model', 'features', 'target', 'where', 'iterations', 'l2']);
+    onlyFields(record, [
+      'kind',
+      'dataset',
+      'model',
+      'features',
+      'target',
+      'where',
+      'iterations',
+      'l2',
+      'salt',
+    ]);
     const model = record.model;
     if (!modelKinds.includes(model as ModelKind)) {
       throw queryRejected(`model must be one of ${modelKinds.join(', ')}, not ${shown(model)}`);
@@ -95,6 +128,7 @@ export function specOf(value: unknown): JobSpec {
       ...(record.where === undefined ? {} : { where: stringOf(record.where, 'where', queryTextLengthMax) }),
       ...(record.iterations === undefined ? {} : { iterations: numberOf(record.iterations, 'iterations') }),
       ...(record.l2 === undefined ? {} : { l2: numberOf(record.l2, 'l2') }),
+      ...(record.salt === undefined ? {} : { salt: stringOf(record.salt, 'salt', 64) }),
     };
   }
   throw queryRejected(`the job's kind must be "aggregate" or "model", not ${shown(record.kind)}`);

@@ -144,6 +144,25 @@ describe('checkPlan', () => {
     expect(rejected(() => check(query, strict))).toMatch(message);
   });
 
+  it('a quantile near 0 needs MIN allowed, near 1 MAX: QUANTILE is not a way around them', () => {
+    const noExtremes: PolicySummary = { ...open, aggregates: ['count', 'avg', 'quantile'] };
+    expect(rejected(() => check('SELECT QUANTILE(amount, 0) FROM loans', noExtremes))).toMatch(
+      /below 0.05 is close to the smallest value.*does not allow MIN/,
+    );
+    expect(rejected(() => check('SELECT QUANTILE(amount, 0.99) FROM loans', noExtremes))).toMatch(
+      /above 0.95 is close to the largest value.*does not allow MAX/,
+    );
+    expect(() =>
+      check('SELECT QUANTILE(amount, 0.05), QUANTILE(amount, 0.95) FROM loans', noExtremes),
+    ).not.toThrow();
+    expect(() =>
+      check('SELECT QUANTILE(amount, 0), QUANTILE(amount, 1) FROM loans', {
+        ...noExtremes,
+        aggregates: ['quantile', 'min', 'max'],
+      }),
+    ).not.toThrow();
+  });
+
   it('rejects COUNT(*) when the policy has no COUNT', () => {
     expect(rejected(() => check('SELECT COUNT(*) FROM loans', { ...open, aggregates: ['avg'] }))).toMatch(
       /COUNT is not allowed/,

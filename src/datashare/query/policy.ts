@@ -21,6 +21,8 @@ import { aggregateFunctions, defaultDatasetPolicy, minGroupSizeFloor, modelKinds
 import { queryRejected } from './lexer.js';
 
 const numericTypes: readonly ColumnType[] = ['integer', 'real', 'boolean'];
+/** A quantile within this of 0 (of 1) needs MIN (MAX) allowed too. */
+export const quantileExtremeMargin = 0.05;
 
 export function checkPlan(plan: JobPlan, columns: readonly ColumnInfo[], policy: PolicySummary): void {
   const column = (name: string, use: string): ColumnInfo => {
@@ -43,6 +45,17 @@ export function checkPlan(plan: JobPlan, columns: readonly ColumnInfo[], policy:
       }
       if (!policy.aggregates.includes(item.fn)) {
         throw queryRejected(`${item.fn.toUpperCase()} is not allowed by the owner's policy (${item.alias})`);
+      }
+      // A quantile near 0 or 1 is (nearly) the smallest or largest value: MIN or MAX by another name.
+      if (item.fn === 'quantile' && item.q !== undefined) {
+        if (item.q < quantileExtremeMargin && !policy.aggregates.includes('min'))
+          throw queryRejected(
+            `${item.alias}: a quantile below ${quantileExtremeMargin} is close to the smallest value, and the owner's policy does not allow MIN`,
+          );
+        if (item.q > 1 - quantileExtremeMargin && !policy.aggregates.includes('max'))
+          throw queryRejected(
+            `${item.alias}: a quantile above ${1 - quantileExtremeMargin} is close to the largest value, and the owner's policy does not allow MAX`,
+          );
       }
       if (item.column === null) continue;
       const info = column(item.column, item.alias);
