@@ -20,8 +20,8 @@
  *      fixed cost of a child process.
  *    --runs rounds of one run of each leg, after one untimed warm-up round (interleaved, so a
  *    shared machine's changing load falls on every leg alike); p50 and p95 (nearest rank).
- * 3. End to end (a job submitted through a devnet and answered to the requester): not yet; see
- *    `measureThroughDevnet`, the place for it.
+ * 3. End to end: a job submitted through a devnet and answered to the requester
+ *    (`measureThroughDevnet`), beside a round trip to the requester's connector (--no-devnet skips it).
  *
  * value = sandbox p50 (ms); referenceValue = direct p50 (ms); ratio = value ÷ referenceValue. The
  * issue's goal is an overhead under 2× the direct query plus one round trip. The machine's load
@@ -41,7 +41,6 @@ import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DatasetStore } from '../src/connector/datashare/dataset-store.js';
-import type { DatasetInfo } from '../src/connector/datashare/dataset-store.js';
 import { openDatasetReadOnly } from '../src/connector/datashare/job-database.js';
 import * as sourceSandbox from '../src/connector/datashare/job-sandbox.js';
 import type { SandboxJob } from '../src/connector/datashare/sandbox-job.js';
@@ -51,6 +50,7 @@ import { parseCondition } from '../src/datashare/query/parser.js';
 import { planOf } from '../src/datashare/query/plan.js';
 import { defaultDatasetPolicy } from '../src/datashare/types.js';
 import type { AggregatePlan, JobOutput } from '../src/datashare/types.js';
+import { startDevnet } from './lib/devnet.js';
 import { round, writeBenchResult } from './lib/results.js';
 
 const issueQuery =
@@ -65,6 +65,8 @@ interface Options {
   readonly dir: string | undefined;
   readonly runtime: 'tsx' | 'dist';
   readonly json: boolean;
+  /** Also time the job end to end through a devnet (--no-devnet leaves it out). */
+  readonly devnet: boolean;
 }
 
 function parseOptions(): Options {
@@ -75,6 +77,7 @@ function parseOptions(): Options {
       dir: { type: 'string' },
       runtime: { type: 'string', default: 'tsx' },
       json: { type: 'boolean', default: false },
+      devnet: { type: 'boolean', default: true },
     },
     strict: true,
   });
@@ -92,6 +95,7 @@ function parseOptions(): Options {
     dir: values.dir,
     runtime,
     json: values.json,
+    devnet: values.devnet,
   };
 }
 
@@ -163,14 +167,93 @@ async function timeInRounds(legs: readonly Leg[], runs: number): Promise<Timing[
   });
 }
 
+/** Port base of the end-to-end leg's devnet (nodes base+1..4, connector APIs base+101..104). */
+const devnetBasePort = 22600;
+
 /**
- * The end-to-end leg, to come: a devnet (bench/lib/devnet.ts), the dataset loaded by org2's
- * connector and published, and the same query submitted by org1 with `job submit --wait`, timed
- * from submission to the decrypted result, beside the sandbox and direct figures above. Returns
- * undefined until the job commands exist.
+ * The end-to-end leg: a devnet of real processes (bench/lib/devnet.ts), the same rows uploaded to
+ * org2's connector (`POST /v1/datasets`) and published in the catalog, and the issue's query
+ * submitted by org1 (`POST /v1/jobs` with `wait`), timed from submission to the result decrypted at
+ * org1: org1 checks it against the catalog and seals it, the request, decision and result go through
+ * PBFT, org2 opens, checks and runs it in its child process, and org1 fetches the sealed result
+ * through the nodes. The same query again is the same released rows, so the difference check lets
+ * every run through. Also the round trip of a trivial authenticated request to org1's connector.
  */
-async function measureThroughDevnet(_options: Options, _dataset: DatasetInfo): Promise<Timing | undefined> {
-  return undefined;
+async function measureThroughDevnet(
+  options: Options,
+  directory: string,
+): Promise<{ job: Timing; roundTrip: Timing }> {
+  progress(`starting a devnet (base port ${devnetBasePort}) for the end-to-end leg`);
+  const devnet = await startDevnet({
+    directory: join(directory, 'devnet'),
+    basePort: devnetBasePort,
+    readyTimeoutMs: 180_000,
+    runtime: options.runtime,
+  });
+  try {
+    const org1 = devnet.connector('org1');
+    const org2 = devnet.connector('org2');
+    const call = async (
+      target: { url: string; token: string },
+      path: string,
+      init: RequestInit = {},
+    ): Promise<unknown> => {
+      const response = await fetch(`${target.url}${path}`, {
+        ...init,
+        headers: { authorization: `Bearer ${target.token}`, ...(init.headers ?? {}) },
+      });
+      const text = await response.text();
+      if (!response.ok) throw new Error(`${path}: ${response.status} ${text}`);
+      return JSON.parse(text) as unknown;
+    };
+    progress(`  uploading ${options.rows} rows to org2's connector and publishing them`);
+    await call(org2, '/v1/datasets?name=loans&format=csv&keyColumn=id', {
+      method: 'POST',
+      headers: { 'content-type': 'text/csv' },
+      body: Readable.toWeb(Readable.from(bigLoansCsv(options.rows))) as ReadableStream,
+      duplex: 'half',
+    } as RequestInit);
+    await call(org2, '/v1/catalog', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        dataset: 'loans',
+        domain: 'finance',
+        title: 'Loans (bench:jobs)',
+        description: 'synthetic loans by region, year and status',
+        tags: ['loans'],
+      }),
+    });
+    for (const deadline = Date.now() + 30_000; ;) {
+      const seen = await call(org1, '/v1/catalog/org2/loans').catch(() => undefined);
+      if (seen !== undefined) break;
+      if (Date.now() > deadline) throw new Error("org1's node never showed org2/loans");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const submit = async (): Promise<void> => {
+      const answer = (await call(org1, '/v1/jobs', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          datasets: ['org2/loans'],
+          spec: { kind: 'aggregate', query: issueQuery },
+          wait: true,
+        }),
+      })) as { state?: string; output?: JobOutput };
+      if (answer.state !== 'COMPLETED' || answer.output?.kind !== 'aggregate')
+        throw new Error(`the job did not complete: ${JSON.stringify(answer)}`);
+    };
+    const [job, roundTrip] = await timeInRounds(
+      [
+        { label: 'end to end (job submit --wait through the devnet)', once: submit },
+        { label: 'round trip (GET /v1/jobs at org1)', once: () => call(org1, '/v1/jobs') },
+      ],
+      options.runs,
+    );
+    return { job: job!, roundTrip: roundTrip! };
+  } finally {
+    await devnet.stop();
+  }
 }
 
 async function main(): Promise<void> {
@@ -282,7 +365,7 @@ async function main(): Promise<void> {
       throw new Error(
         `the sandbox answered ${JSON.stringify(output)}, the direct query ${JSON.stringify(directRows)}`,
       );
-    const endToEnd = await measureThroughDevnet(options, dataset);
+    const endToEnd = options.devnet ? await measureThroughDevnet(options, directory) : undefined;
     const loadAfter = loadavg();
 
     const table = [
@@ -297,7 +380,11 @@ async function main(): Promise<void> {
       ),
       `  sandbox ÷ direct (p50): ${(sandbox.p50Ms / direct.p50Ms).toFixed(2)}; sandbox − direct: ${(sandbox.p50Ms - direct.p50Ms).toFixed(0)} ms`,
       `  warm spare ÷ direct (p50): ${(warm.p50Ms / direct.p50Ms).toFixed(2)}; warm spare − direct: ${(warm.p50Ms - direct.p50Ms).toFixed(0)} ms`,
-      `  end to end through a devnet: ${endToEnd === undefined ? 'not measured yet' : `p50 ${endToEnd.p50Ms.toFixed(1)} ms`}`,
+      endToEnd === undefined
+        ? '  end to end through a devnet: not measured (--no-devnet)'
+        : `  end to end through a devnet: p50 ${endToEnd.job.p50Ms.toFixed(1)} ms, p95 ${endToEnd.job.p95Ms.toFixed(1)} ms; ` +
+          `round trip p50 ${endToEnd.roundTrip.p50Ms.toFixed(1)} ms; goal < 2 × direct + one round trip = ` +
+          `${(2 * direct.p50Ms + endToEnd.roundTrip.p50Ms).toFixed(0)} ms; end to end ÷ direct ${(endToEnd.job.p50Ms / direct.p50Ms).toFixed(2)}`,
       '',
     ].join('\n');
     process.stderr.write(table);
@@ -327,6 +414,13 @@ async function main(): Promise<void> {
         sandboxWithHistoryP50Ms: round(withHistory.p50Ms, 1),
         startupP50Ms: round(startup.p50Ms, 1),
         loadSeconds: round(loadSeconds, 2),
+        ...(endToEnd === undefined
+          ? {}
+          : {
+              endToEndP50Ms: round(endToEnd.job.p50Ms, 1),
+              roundTripP50Ms: round(endToEnd.roundTrip.p50Ms, 1),
+              endToEndRatio: round(endToEnd.job.p50Ms / direct.p50Ms, 3),
+            }),
       },
       details: {
         options: { ...options, dir: options.dir ?? null },
@@ -347,7 +441,8 @@ async function main(): Promise<void> {
         warmSpare: rounded(warm),
         sandboxWithHistory: rounded(withHistory),
         startup: rounded(startup),
-        endToEnd: endToEnd === undefined ? null : rounded(endToEnd),
+        endToEnd: endToEnd === undefined ? null : rounded(endToEnd.job),
+        roundTrip: endToEnd === undefined ? null : rounded(endToEnd.roundTrip),
       },
     });
   } finally {

@@ -15,6 +15,7 @@
  * An earlier entry naming a column the dataset no longer has is skipped: it described other data.
  */
 import type Database from 'better-sqlite3';
+import { canonicalJson } from '../../datashare/canonical-json.js';
 import { compileCondition } from '../../datashare/query/compile.js';
 import type { ColumnInfo, Condition, DatasetPolicy } from '../../datashare/types.js';
 import { ErrorCode, LedgerbusError } from '../../errors.js';
@@ -35,7 +36,16 @@ export function checkReleasedDifferences(
 ): void {
   const newer = releasedSql(released, columns);
   const groups = released.groupBy.map(quoteIdentifier);
-  const usable = history.filter((entry) => fitsDataset(entry, columns));
+  // A released set equal to this one differs from it by no row, and equal entries differ alike:
+  // each distinct earlier set is compared once, and the same query asked again costs no scan.
+  const own = canonicalJson(released);
+  const seen = new Set<string>([own]);
+  const usable = history.filter((entry) => {
+    const key = canonicalJson(entry);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return fitsDataset(entry, columns);
+  });
   let batch: { sql: string; params: unknown[] }[] = [];
   let batchParams = newer.params.length;
   const flush = (): void => {
