@@ -300,18 +300,37 @@ export class RequesterJobs {
       throw new LedgerbusError(ErrorCode.Internal, `job ${row.job_id} is COMPLETED without a result hash`);
     }
     const { organization, signer, encryptionKey, registry, session } = this.options;
-    const request = encodeJobResultRequest(
-      {
-        requester: organization,
-        owner: row.owner,
-        group: row.group_id,
-        jobId: row.job_id,
-        nonce: randomBytes(nonceBytes),
-        timestamp: this.now(),
-      },
-      signer,
-    );
-    const answer = await session.connectorCall(row.owner, 'jobResultGet', { request });
+    // The owner serves a result once its own connector has seen it recorded, a moment after the
+    // chain shows it to us: a retriable "not yet" is asked again a few times, each with a new nonce.
+    const ask = () =>
+      session.connectorCall(row.owner, 'jobResultGet', {
+        request: encodeJobResultRequest(
+          {
+            requester: organization,
+            owner: row.owner,
+            group: row.group_id,
+            jobId: row.job_id,
+            nonce: randomBytes(nonceBytes),
+            timestamp: this.now(),
+          },
+          signer,
+        ),
+      });
+    let answer: Awaited<ReturnType<typeof ask>>;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        answer = await ask();
+        break;
+      } catch (error) {
+        if (
+          attempt >= resultNotYetAttempts ||
+          !isLedgerbusError(error, ErrorCode.MessageNotFound) ||
+          !error.retriable
+        )
+          throw error;
+        await this.options.lifecycle.pause(250 * attempt);
+      }
+    }
     // Checked before the box is opened: a result the owner did not record is never read.
     if (toHex(sealedBoxDigest(answer.sealed)) !== row.result_hash) {
       throw new LedgerbusError(
@@ -473,6 +492,9 @@ export function parseDatasetName(text: string): { owner: string; name: string } 
 }
 
 /** The JobSpec of `input` for dataset `name`: only the fields given (canonical JSON has no undefined). */
+/** Attempts at a result its owner does not serve yet (MESSAGE_NOT_FOUND, retriable): about 10 s in all. */
+const resultNotYetAttempts = 8;
+
 export function specFor(input: JobSpecInput, name: string): JobSpec {
   if (input.kind === 'aggregate') return { kind: 'aggregate', dataset: name, query: input.query };
   return {
