@@ -91,6 +91,7 @@ export default tseslint.config(
       'src/proofs/**',
       'src/registry/**',
       'src/datashare/**',
+      'src/intelligence/**',
     ],
     ignores: ['**/*.test.ts', '**/testing/**'],
     rules: {

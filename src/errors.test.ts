@@ -56,6 +56,7 @@ describe('the error table', () => {
       [ErrorCode.EscrowInvalid]: 409,
       [ErrorCode.AuditFailed]: 502,
       [ErrorCode.DatasetNotFound]: 404,
+      [ErrorCode.AlertNotFound]: 404,
       [ErrorCode.QueryRejected]: 400,
       [ErrorCode.MinGroupSize]: 422,
       [ErrorCode.DifferenceCheck]: 422,

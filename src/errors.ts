@@ -146,6 +146,8 @@ export const ErrorCode = {
   JobRejected: 'JOB_REJECTED',
   /** A job failed at its owner for a reason other than the ones above. */
   JobFailed: 'JOB_FAILED',
+  /** An alert id the registry does not hold, or one the caller may not see. */
+  AlertNotFound: 'ALERT_NOT_FOUND',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -479,6 +481,11 @@ export const errorTable = {
     httpStatus: 502,
     remedy:
       "Read the owner's reason (ledgerbus job status JOB_ID); if it is on the owner's side, ask its operators.",
+  },
+  [ErrorCode.AlertNotFound]: {
+    retriable: false,
+    httpStatus: 404,
+    remedy: 'List the alerts you may see with ledgerbus alerts list and name one by its id.',
   },
 } as const satisfies Record<ErrorCode, ErrorInfo>;
 

@@ -60,6 +60,13 @@ export interface DevnetOptions {
   readonly basePort?: number;
   readonly messageBytesMax?: number;
   /**
+   * Nodes of each organization (default 1). The first of org<i> is node<i> at base+i, as always; the
+   * others are org<i>-node2.. at the ports after every first node (base+count+1..), each with its
+   * own key, `org<i>/<id>.yaml` and `org<i>/<id>-data`. Partitions keep one replica per organization
+   * (the first nodes); the others serve connectors and forward what they do not host.
+   */
+  readonly nodesPerOrganization?: number;
+  /**
    * A devnet directory whose organizations' keys (node, connector, encryption) this one reuses
    * instead of generating its own; the new devnet still gets its own network id. It stands for an
    * organization that uses one key in two consortia (a test and a production one), which is what the
@@ -80,15 +87,23 @@ export function ensureDevnetLayout(options: DevnetOptions): DevnetLayout {
   const directory = options.directory;
   const networkPath = join(directory, 'network.json');
   const count = options.organizations ?? 4;
+  const perOrganization = options.nodesPerOrganization ?? 1;
   if (!existsSync(networkPath)) {
     if (count < 4)
       throw new LedgerbusError(
         ErrorCode.BadConfig,
         'a devnet needs at least 4 organizations (one 4-replica partition)',
       );
+    // Node ports run from base+1 and connector APIs from base+101: nodes must stay below the APIs.
+    if (!Number.isSafeInteger(perOrganization) || perOrganization < 1 || count * perOrganization > 99)
+      throw new LedgerbusError(
+        ErrorCode.BadConfig,
+        `nodes per organization must be at least 1 and at most 99 nodes in all (have ${count} organizations × ${perOrganization})`,
+      );
     createLayout({
       directory,
       count,
+      perOrganization,
       basePort: options.basePort ?? 7400,
       messageBytesMax: options.messageBytesMax ?? 8 * 1024 * 1024 * 1024,
       ...(options.keysFrom === undefined ? {} : { keysFrom: options.keysFrom }),
@@ -100,9 +115,18 @@ export function ensureDevnetLayout(options: DevnetOptions): DevnetLayout {
   return {
     directory,
     network,
-    nodeConfigs: ids.map((id) => join(directory, id, 'node.yaml')),
+    nodeConfigs: network.nodes.map((node) => nodeConfigPath(directory, network, node)),
     connectorConfigs: ids.map((id) => join(directory, id, 'connector.yaml')),
   };
+}
+
+/**
+ * The node.yaml of `node`: the organization's first node has `org/node.yaml`, any other
+ * `org/<id>.yaml` (see DevnetOptions.nodesPerOrganization).
+ */
+function nodeConfigPath(directory: string, network: NetworkFile, node: NetworkFile['nodes'][number]): string {
+  const first = network.nodes.find((candidate) => candidate.organization === node.organization);
+  return join(directory, node.organization, first?.id === node.id ? 'node.yaml' : `${node.id}.yaml`);
 }
 
 export function readNetworkFile(path: string): NetworkFile {
@@ -185,11 +209,12 @@ function writePrivateFile(path: string, text: string): void {
 function createLayout(options: {
   directory: string;
   count: number;
+  perOrganization: number;
   basePort: number;
   messageBytesMax: number;
   keysFrom?: string;
 }): void {
-  const { directory, count, basePort, messageBytesMax, keysFrom } = options;
+  const { directory, count, perOrganization, basePort, messageBytesMax, keysFrom } = options;
   mkdirSync(directory, { recursive: true, mode: directoryMode });
   // Made here rather than by whoever runs the processes, so they are 0700 whatever that one's umask.
   mkdirSync(join(directory, 'logs'), { recursive: true, mode: directoryMode });
@@ -248,11 +273,46 @@ function createLayout(options: {
         encryptionKeyFile: 'keys/encryption.key',
         dataDirectory: 'connector-data',
         genesis: '../genesis.json',
-        node: `node${index}`,
+        // Every node of the organization; one is named as before, so one-node devnets are unchanged.
+        ...(perOrganization === 1
+          ? { node: `node${index}` }
+          : {
+              nodes: [
+                `node${index}`,
+                ...Array.from({ length: perOrganization - 1 }, (_, extra) => `${id}-node${extra + 2}`),
+              ],
+            }),
         storage: { kind: 'filesystem', directory: 'payloads' },
         api: { listen: `127.0.0.1:${apiPort}`, token },
       }),
     );
+  }
+  // Further nodes of each organization, after every first node: the first nodes keep their ids
+  // and ports, and the partitions below keep their replicas (nodes.slice(0, 4)).
+  for (let extra = 2; extra <= perOrganization; extra++) {
+    for (let index = 1; index <= count; index++) {
+      const organization = `org${index}`;
+      const id = `${organization}-node${extra}`;
+      const folder = join(directory, organization);
+      const nodeKey = generateSigningKey();
+      saveSigningKey(join(folder, 'keys', `${id}.key`), nodeKey);
+      mkdirSync(join(folder, `${id}-data`), { recursive: true, mode: directoryMode });
+      nodes.push({
+        id,
+        organization,
+        publicKey: toHex(nodeKey.publicKey),
+        address: `127.0.0.1:${basePort + nodes.length + 1}`,
+      });
+      writePrivateFile(
+        join(folder, `${id}.yaml`),
+        toYaml({
+          nodeId: id,
+          keyFile: `keys/${id}.key`,
+          dataDirectory: `${id}-data`,
+          genesis: '../genesis.json',
+        }),
+      );
+    }
   }
   const members = organizations
     .filter((organization) => organization.roles.includes('member'))

@@ -21,6 +21,7 @@ import {
 import { buildSimCommand } from '../sim/cli.js';
 import { generateEncryptionKey, saveEncryptionKey } from '../crypto/envelope/index.js';
 import { buildOrgCommand, buildTopicCommand } from './admin-commands.js';
+import { buildAlertsCommand } from './alert-commands.js';
 import { buildAuditCommand } from './audit-commands.js';
 import { buildCatalogCommand } from './catalog-commands.js';
 import { buildDatasetCommand } from './dataset-commands.js';
@@ -228,6 +229,7 @@ export function buildProgram(): Command {
     buildCatalogCommand(),
     buildDatasetCommand(),
     buildJobCommand(),
+    buildAlertsCommand(),
   ]) {
     program.addCommand(command);
   }

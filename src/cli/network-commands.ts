@@ -127,6 +127,8 @@ export function buildConnectorCommand(): Command {
         storage,
         dataDirectory: config.dataDirectory,
         ...(config.node === undefined ? {} : { nodeId: config.node }),
+        ...(config.nodes === undefined ? {} : { nodes: config.nodes }),
+        ...(config.balancer === undefined ? {} : { balancer: config.balancer }),
         logger,
       });
       connector.start();
@@ -149,7 +151,7 @@ function splitAddress(address: string): [string, number] {
 export function buildDevCommand(): Command {
   return new Command('dev')
     .description(
-      'Start a whole local network: 4 organizations (org4 also supervisor and auditor), one node and one connector each, topic "demo".',
+      'Start a whole local network: 4 organizations (org4 also supervisor and auditor), one node (or --nodes-per-org) and one connector each, topic "demo".',
     )
     .option(
       '--dir <directory>',
@@ -162,10 +164,20 @@ export function buildDevCommand(): Command {
       positiveNumber('--base-port'),
       7400,
     )
+    .option(
+      '--nodes-per-org <n>',
+      'when creating the network: nodes of each organization (the first hosts the partitions; connectors balance over all, see docs/load-balancing.md)',
+      positiveNumber('--nodes-per-org'),
+      1,
+    )
     .option('--json', 'print the ready line as JSON', false)
-    .action(async (options: { dir: string; basePort: number; json: boolean }) => {
+    .action(async (options: { dir: string; basePort: number; nodesPerOrg: number; json: boolean }) => {
       const directory = resolve(options.dir);
-      const layout = ensureDevnetLayout({ directory, basePort: options.basePort });
+      const layout = ensureDevnetLayout({
+        directory,
+        basePort: options.basePort,
+        nodesPerOrganization: options.nodesPerOrg,
+      });
       checkDevnetData(layout, options.dir);
       mkdirSync(join(directory, 'logs'), { recursive: true });
       const children: ChildProcess[] = [];
@@ -184,7 +196,9 @@ export function buildDevCommand(): Command {
         children.push(child);
       };
       let stopping = false;
-      layout.nodeConfigs.forEach((config, index) => start(`node${index + 1}`, ['node', '--config', config]));
+      layout.nodeConfigs.forEach((config, index) =>
+        start(layout.network.nodes[index]?.id ?? `node${index + 1}`, ['node', '--config', config]),
+      );
       layout.connectorConfigs.forEach((config, index) =>
         start(`connector-org${index + 1}`, ['connector', '--config', config]),
       );
@@ -196,7 +210,7 @@ export function buildDevCommand(): Command {
             network: networkPath,
             organizations: layout.network.organizations.map((organization) => organization.id),
           })
-        : `ledgerbus devnet ready: ${layout.network.organizations.length} organizations, topic demo; network file ${networkPath}`;
+        : `ledgerbus devnet ready: ${layout.network.organizations.length} organizations, ${layout.network.nodes.length} nodes, topic demo; network file ${networkPath}`;
       process.stdout.write(`${line}\n`);
       await untilSignal();
       stopping = true;

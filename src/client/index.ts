@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import type { MessageStatus, ReceiptBundle, ReceiptSource } from '../connector/api-types.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { Admin } from './admin.js';
+import { Alerts } from './alerts.js';
 import { Consumer } from './consumer.js';
 import type { ConsumerConfig } from './consumer.js';
 import { Catalog } from './catalog.js';
@@ -21,6 +22,16 @@ import type { ProducerConfig } from './producer.js';
 import { Transport } from './transport.js';
 
 export { Admin, Consumer, Producer, LedgerbusEvents };
+export { Alerts } from './alerts.js';
+export type {
+  AlertAckInput,
+  AlertAckResult,
+  AlertJson,
+  AlertListOptions,
+  AlertListResult,
+  AlertPolicyJson,
+  AlertPolicyResult,
+} from './alerts.js';
 export { Audits } from './audits.js';
 export type { AuditFetchInput, AuditRequestInput } from './audits.js';
 export { Catalog } from './catalog.js';
@@ -159,6 +170,11 @@ export class Ledgerbus {
   /** The data catalog: describe this organization's datasets, search everyone's (ranked, full text). */
   catalog(): Catalog {
     return new Catalog(this.transport);
+  }
+
+  /** Alerts nodes raised (about this organization, or all for a supervisor); ack and policy for supervisors. */
+  alerts(): Alerts {
+    return new Alerts(this.transport, () => this.events());
   }
 
   /** Datasets this organization shares by compute-to-data: loaded into its connector, never sent. */

@@ -2,6 +2,7 @@
  * What a connector offers its organization's applications, independent of transport: the REST/WS
  * server (`http-api.ts`) exposes exactly this, and the SDK (`ledgerbus/client`) calls it over HTTP.
  */
+import type { AlertRecord } from '../registry/alert-schemas.js';
 import type { Readable } from 'node:stream';
 import type { ReceiptSummary } from '../proofs/index.js';
 import type { MessageLocation } from './message-location.js';
@@ -84,7 +85,9 @@ export type ConnectorEvent =
       readonly partition: number;
       readonly recipient: string;
       readonly height: number;
-    };
+    }
+  /** A new alert this organization may see (DESIGN §9, docs/alerts.md), as the registry holds it. */
+  | { readonly type: 'alert'; readonly alert: AlertRecord };
 
 export interface ConnectorApi {
   readonly organization: string;

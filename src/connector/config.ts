@@ -7,6 +7,7 @@ import { t } from '../codec/index.js';
 import type { Infer } from '../codec/index.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import { readConfigFile } from '../runtime/config-file.js';
+import { balancerPolicies } from './session/node-balancer.js';
 import type { StorageConfig } from './storage/index.js';
 
 const connectorConfigSchema = t.record({
@@ -17,8 +18,38 @@ const connectorConfigSchema = t.record({
   encryptionKeyFile: t.string({ minLength: 1 }),
   dataDirectory: t.string({ minLength: 1 }),
   genesis: t.string({ minLength: 1 }),
-  /** The own-organization node to connect to; default: the organization's first node in genesis. */
+  /**
+   * The one own-organization node to connect to (the older form of `nodes`); without either, every
+   * node of the organization in genesis.
+   */
   node: t.optional(t.string({ minLength: 1 })),
+  /**
+   * The organization's nodes this connector sends requests to and serves payloads through: ids, or
+   * `{ id, address }` to dial a node elsewhere than its registered address (a private interface, a
+   * proxy). Its key is still the registered one.
+   */
+  nodes: t.optional(
+    t.array(
+      t.record({
+        id: t.string({ minLength: 1, maxLength: 128 }),
+        address: t.optional(t.string({ pattern: /^[^\s:]+:\d{1,5}$/ })),
+      }),
+      { minItems: 1, maxItems: 64 },
+    ),
+  ),
+  /**
+   * How requests are spread over the nodes (docs/load-balancing.md): `policy` adaptive (default),
+   * least-loaded or round-robin; `replicaReads` (default true) lets reads of a partition go to any
+   * replica of it, of any organization; `decayMs` (default 3,000) is the time constant of the
+   * latency estimates: shorter returns traffic to a healed node sooner, and tries a slow one more often.
+   */
+  balancer: t.optional(
+    t.record({
+      policy: t.optional(t.oneOf(...balancerPolicies)),
+      replicaReads: t.optional(t.bool()),
+      decayMs: t.optional(t.uint({ min: 100, max: 600_000 })),
+    }),
+  ),
   storage: t.optional(
     t.variant('kind', {
       filesystem: t.record({
@@ -51,15 +82,22 @@ export type ResolvedConnectorConfig = Omit<ConnectorConfig, 'storage'> & { reado
  */
 export function loadConnectorConfig(path: string): ResolvedConnectorConfig {
   const raw = readConfigFile(path, 'the API token');
-  const overrides: Record<string, unknown> = {};
-  if (process.env['LEDGERBUS_CONNECTOR_NODE'] !== undefined)
-    overrides['node'] = process.env['LEDGERBUS_CONNECTOR_NODE'];
+  const fields: Record<string, unknown> = { ...(typeof raw === 'object' && raw !== null ? raw : {}) };
+  // A node named in the environment replaces the file's list: it is the one to use.
+  if (process.env['LEDGERBUS_CONNECTOR_NODE'] !== undefined) {
+    fields['node'] = process.env['LEDGERBUS_CONNECTOR_NODE'];
+    delete fields['nodes'];
+  }
+  // `nodes: [node1, node2]` is short for `[{ id: node1 }, { id: node2 }]`.
+  if (Array.isArray(fields['nodes']))
+    fields['nodes'] = (fields['nodes'] as unknown[]).map((entry) =>
+      typeof entry === 'string' ? { id: entry } : entry,
+    );
   let config: ConnectorConfig;
   try {
-    config = connectorConfigSchema.parse(
-      { ...(typeof raw === 'object' && raw !== null ? raw : {}), ...overrides },
-      '',
-    );
+    config = connectorConfigSchema.parse(fields, '');
+    if (config.node !== undefined && config.nodes !== undefined)
+      throw new LedgerbusError(ErrorCode.BadConfig, 'give either node or nodes, not both');
   } catch (error) {
     if (isLedgerbusError(error)) throw new LedgerbusError(ErrorCode.BadConfig, `${path}: ${error.message}`);
     throw error;

@@ -61,6 +61,7 @@ import { ChunkHolder } from './escrow/chunk-holder.js';
 import { EscrowAgent } from './escrow/escrow-agent.js';
 import { EscrowPlacer } from './escrow/placer.js';
 import { CatalogClient } from './datashare/catalog-client.js';
+import { ConnectorAlerts } from './alert-follower.js';
 import { DatasetStore } from './datashare/dataset-store.js';
 import { JobAgent } from './datashare/job-agent.js';
 import { JobSandbox } from './datashare/job-sandbox.js';
@@ -73,7 +74,8 @@ import { RequesterJobs } from './datashare/requester-jobs.js';
 import { ResultServer } from './datashare/result-server.js';
 import { PayloadServer } from './payload-server.js';
 import { Publisher } from './producer/publisher.js';
-import { NodeSession, homeNode } from './session/node-session.js';
+import { NodeSession, sessionNodes } from './session/node-session.js';
+import type { BalancerPolicy, NodeStats } from './session/node-balancer.js';
 import { TransactionSubmitter } from './session/submitter.js';
 import type { PayloadStorage } from './storage/index.js';
 
@@ -86,6 +88,14 @@ export interface ConnectorOptions {
   readonly storage: PayloadStorage;
   readonly dataDirectory: string;
   readonly nodeId?: string;
+  /** The organization's nodes to use, instead of `nodeId` (connector.yaml `nodes`; see sessionNodes). */
+  readonly nodes?: readonly { readonly id: string; readonly address?: string }[];
+  /** How requests are spread over nodes (connector.yaml `balancer`; default adaptive, replica reads on). */
+  readonly balancer?: {
+    readonly policy?: BalancerPolicy;
+    readonly replicaReads?: boolean;
+    readonly decayMs?: number;
+  };
   readonly logger: Logger;
   /** Payload-serving connections kept open to the node (concurrent outgoing transfers). */
   readonly servingConnections?: number;
@@ -114,6 +124,8 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
   readonly audits: Auditor;
   /** The data catalog: describing our datasets on the ledger, searching everyone's (the REST routes use it). */
   readonly catalog: CatalogClient;
+  /** Alerts (DESIGN §9): list, acknowledge, policy; follows new ones onto the event stream. */
+  readonly alerts: ConnectorAlerts;
   /** The datasets this organization shares by compute-to-data (the REST routes use it). */
   readonly datasets: OwnerDatasets;
   /** Jobs asked of others' datasets and run on ours (the REST routes use it). */
@@ -133,7 +145,10 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
   constructor(options: ConnectorOptions) {
     this.organization = options.organization;
     checkKeys(options);
-    const node = homeNode(options.registry, options.organization, options.nodeId);
+    const nodes = sessionNodes(options.registry, options.organization, {
+      ...(options.nodeId === undefined ? {} : { nodeId: options.nodeId }),
+      ...(options.nodes === undefined ? {} : { nodes: options.nodes }),
+    });
     const signer = SigningDomain.of(options.registry.network).signer(options.signingKey);
     // Before the database is opened: data this version cannot verify, or another network's, stops
     // the connector here.
@@ -159,9 +174,15 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     this.context = context;
     const session = new NodeSession({
       ...context,
-      node,
+      node: nodes[0]!,
+      nodes,
       identity: options.signingKey,
       servingConnections: options.servingConnections ?? 8,
+      balancer: {
+        policy: options.balancer?.policy ?? 'adaptive',
+        ...(options.balancer?.decayMs === undefined ? {} : { decayMs: options.balancer.decayMs }),
+      },
+      replicaReads: options.balancer?.replicaReads ?? true,
     });
     this.session = session;
     this.adminClient = new ConnectorAdmin({
@@ -194,6 +215,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     });
     this.datasets = new OwnerDatasets(this.datasetStore);
     const datasetStore = this.datasetStore;
+    this.alerts = new ConnectorAlerts({ ...context, session, admin: this.adminClient });
     this.catalog = new CatalogClient({
       organization: options.organization,
       session,
@@ -283,6 +305,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     this.loops.push(this.deliveryWatcher.run());
     this.loops.push(this.escrowAgent.run());
     this.loops.push(this.jobAgent.run());
+    this.loops.push(this.alerts.run());
     this.consumers.start();
   }
 
@@ -296,6 +319,11 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     this.datasetStore.close();
     this.context.database.close();
     await this.context.storage.close();
+  }
+
+  /** How the connector sees each node it has asked: latency estimate, requests in flight, ejection. */
+  nodeStats(): NodeStats[] {
+    return this.session.balancerStats();
   }
 
   onEvent(listener: (event: ConnectorEvent) => void): () => void {

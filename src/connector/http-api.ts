@@ -4,6 +4,8 @@
  * and `ConnectorAdminApi`:
  * authentication, request validation, error mapping and streaming live here; no message logic does.
  */
+import type { ConnectorAlerts } from './alert-follower.js';
+import { registerAlertRoutes } from './alert-routes.js';
 import type { AuditApi } from './escrow/audit-types.js';
 import { registerAuditRoutes } from './escrow/http-routes.js';
 import type { CatalogClient } from './datashare/catalog-client.js';
@@ -60,6 +62,7 @@ export type HttpApiConnector = ConnectorApi &
     latestSequence?(): number;
     readonly audits?: AuditApi;
     readonly catalog?: CatalogClient;
+    readonly alerts?: ConnectorAlerts;
     readonly datasets?: DatasetsApi;
     readonly jobs?: JobsApi;
   };
@@ -459,6 +462,7 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
 
   registerAuditRoutes(app, api.audits);
   registerCatalogRoutes(app, api.catalog);
+  registerAlertRoutes(app, api.alerts);
   await registerDatasetRoutes(app, api.datasets, {
     bodyBytesMax: options.datasetBytesMax ?? datasetBodyBytesMax,
   });

@@ -14,11 +14,12 @@ describe('the OpenAPI document', () => {
     // issue 14 adds the escrow topic policy (`availability`, `escrow`) to the admin body and the topic
     // description (5a09bed3… with only that) and the escrow and audit routes; 8ed2785c… before
     // GET /v1/audits/{requestId}/record (issue 14 item 6: the offline audit record); d20c2ee7… before
-    // issue 15's catalog, dataset and job routes (openapi/datashare-paths.ts). Change it only together
+    // issue 15's catalog, dataset and job routes (openapi/datashare-paths.ts); 7e67bfa2… before
+    // issue 16's alert routes and the `alert` event (openapi/alert-paths.ts). Change it only together
     // with a deliberate change of the REST API, and say so in the commit.
     const served = JSON.stringify(buildOpenApiDocument());
     expect(createHash('sha256').update(served).digest('hex')).toBe(
-      '7e67bfa20e19643a2d9773065158802de9fb70f88d56463fed75a6f6f55906bb',
+      'dd6f5a41fbcdac2748cedd36e1538625de02b9c0a340a891306787b85e63aa40',
     );
   });
 
@@ -70,6 +71,7 @@ describe('the OpenAPI document', () => {
         'JOB_REJECTED',
         'JOB_FAILED',
         'PAYLOAD_CORRUPT',
+        'ALERT_NOT_FOUND',
       ]),
     );
   });

@@ -42,6 +42,7 @@ import {
 } from '../proofs/index.js';
 import type { AcceptanceProof, DeliveryEvidence } from '../proofs/index.js';
 import type { NetworkRegistry } from '../registry/types.js';
+import type { FetchOutcome, Observation, ObservationSink } from '../intelligence/observations.js';
 import { actsAs } from '../registry/system-state.js';
 import { bytesEqual } from '../codec/index.js';
 import type { Logger } from '../runtime/logger.js';
@@ -76,7 +77,49 @@ export interface ClientServiceOptions {
   readonly pollWaitMsMax?: number;
   /** Per-organization request quota (default `defaultRateLimit`). */
   readonly rateLimit?: RateLimitConfig;
+  /** Where what this service sees goes (the node's anomaly service, DESIGN §9). Must not throw. */
+  readonly observe?: ObservationSink;
+  /**
+   * The quotas alerts impose (the __system state machine: a raiseAlert's rate-limit response); none
+   * if absent.
+   */
+  readonly alertQuotas?: AlertQuotas;
 }
+
+/** What the service reads of the alerts on the ledger to hold an organization to a tighter quota. */
+export interface AlertQuotas {
+  /** The quota (requests/s) alerts impose on `organization` at `nowMs`, if any. */
+  activeRateLimit(organization: string, nowMs: number): number | undefined;
+  /** Called whenever an alert is raised, acknowledged or its policy changes. */
+  onAlert(listener: () => void): () => void;
+}
+
+/** An observation before the service stamps its time and node. */
+type Seen = Observation extends infer O ? (O extends Observation ? Omit<O, 'at' | 'node'> : never) : never;
+
+/** How a refused payload fetch or message read shows as an observation; undefined for other failures. */
+function fetchOutcomeOf(error: unknown): FetchOutcome | undefined {
+  if (!(error instanceof LedgerbusError)) return undefined;
+  switch (error.code) {
+    case ErrorCode.NotRecipient:
+      return 'notRecipient';
+    case ErrorCode.BadSignature:
+      return 'badSignature';
+    case ErrorCode.Replay:
+      return 'replay';
+    case ErrorCode.RequestExpired:
+    case ErrorCode.ClockSkew:
+    case ErrorCode.WrongNetwork:
+      return 'stale';
+    case ErrorCode.MessageNotFound:
+      return 'notFound';
+    default:
+      return undefined;
+  }
+}
+
+/** How long a quota an alert set (registry/alerts.ts) is trusted before asking the registry again. */
+const quotaOverrideTtlMs = 1_000;
 
 type Request<M extends keyof NodeMethods> = RequestOf<NodeMethods[M]>;
 type Response<M extends keyof NodeMethods> = ResponseOf<NodeMethods[M]>;
@@ -133,6 +176,12 @@ export class ClientService {
   private readonly fetchNonces = new FetchNonceWindow();
   /** Quota refusals are logged once per organization every 10 s: a flood must not become a log flood. */
   private readonly limitLogged = new LogThrottle(10_000, () => performance.now());
+  /**
+   * The quota alerts impose on each organization (requests/s, undefined for none), as last read from
+   * the registry, and when: read again after a second, or at once when an alert changes.
+   */
+  private readonly quotaOverrides = new Map<string, { readonly checkedAt: number }>();
+  private readonly unsubscribeAlerts: (() => void) | undefined;
 
   /** This node's network: fetch requests are checked in its signing domain. */
   private readonly signing: SigningDomain;
@@ -168,14 +217,16 @@ export class ClientService {
       admitRelayed: (nodeId, requester, method) => {
         // Charged to the asking node's organization; the requester must be approved too.
         const organization = this.options.registry.node(nodeId)?.organization ?? '';
-        this.requireApproved(organization);
-        this.requireApproved(requester);
-        this.admitQuota(organization, method);
+        this.requireApproved(organization, method, nodeId);
+        this.requireApproved(requester, method, nodeId);
+        this.admitQuota(organization, method, nodeId);
       },
     });
+    this.unsubscribeAlerts = options.alertQuotas?.onAlert(() => this.quotaOverrides.clear());
   }
 
   close(): void {
+    this.unsubscribeAlerts?.();
     this.relay.close();
     for (const list of this.serving.values()) for (const entry of list) entry.peer.close();
     this.serving.clear();
@@ -186,12 +237,13 @@ export class ClientService {
     // Every method a connector may call, ours and the registry's, first takes a token from its
     // organization's bucket, before any decoding or signature check, so a refused request costs next
     // to nothing. A request another node forwards (clientForward) takes a token here too.
+    const via = this.options.nodeId;
     peer.admit((method) => {
-      this.requireApproved(organization);
-      this.admitQuota(organization, method);
+      this.requireApproved(organization, method, via);
+      this.admitQuota(organization, method, via);
     });
     for (const method of forwardableMethods) {
-      peer.handle(method, (body) => this.hostedOrForward(parseCall(method, body), organization));
+      peer.handle(method, (body) => this.hostedOrForward(parseCall(method, body), organization, via));
     }
     handleUnary(peer, nodeMethods, 'status', () => this.status());
     serveRegistry(peer, organization, this.options.registryHost, this.options.logger);
@@ -211,19 +263,80 @@ export class ClientService {
     });
   }
 
-  private admitQuota(organization: string, method: string): void {
+  private admitQuota(organization: string, method: string, via?: string): void {
+    this.refreshQuotaOverride(organization);
     try {
       this.limiter.admit(organization, `organization ${organization} on node ${this.options.nodeId}`);
     } catch (error) {
       this.logRateLimited(organization, method);
+      this.observe({ kind: 'rateLimited', organization, method, ...(via === undefined ? {} : { via }) });
+      throw error;
+    }
+  }
+
+  /**
+   * Holds `organization` to the quota an alert's rate-limit response set on the ledger (never above
+   * this node's own quota), reading the registry at most once a second per organization.
+   */
+  private refreshQuotaOverride(organization: string): void {
+    const quotas = this.options.alertQuotas;
+    if (quotas === undefined) return;
+    const now = Date.now();
+    const cached = this.quotaOverrides.get(organization);
+    if (cached !== undefined && now - cached.checkedAt < quotaOverrideTtlMs) return;
+    const limit = quotas.activeRateLimit(organization, now);
+    this.limiter.override(
+      organization,
+      limit === undefined ? undefined : Math.min(limit, this.limiter.config.requestsPerSecond),
+    );
+    // Only approved organizations get here (requireApproved runs first), so the map stays small.
+    this.quotaOverrides.set(organization, { checkedAt: now });
+  }
+
+  /** Hands an observation to the anomaly service; detection must never fail a request. */
+  private observe(seen: Seen): void {
+    const sink = this.options.observe;
+    if (sink === undefined) return;
+    try {
+      sink({ ...seen, at: Date.now(), node: this.options.nodeId } as Observation);
+    } catch {
+      // The sink is the anomaly service, which contains its own failures; nothing to do here.
+    }
+  }
+
+  /** Runs a payload fetch or message read, observing how it ended (a refusal, or a served payload). */
+  private async observedFetch<T>(
+    organization: () => string,
+    group: string,
+    via: string,
+    served: boolean,
+    body: () => Promise<T> | T,
+  ): Promise<T> {
+    const topic = this.options.registry.partition(group)?.topic;
+    const fields = { ...(topic === undefined ? {} : { topic }), via };
+    try {
+      const result = await body();
+      if (served) this.observe({ kind: 'fetch', organization: organization(), outcome: 'served', ...fields });
+      return result;
+    } catch (error) {
+      const outcome = fetchOutcomeOf(error);
+      if (outcome !== undefined)
+        this.observe({ kind: 'fetch', organization: organization(), outcome, ...fields });
       throw error;
     }
   }
 
   /** Only approved organizations act or read; the live registry decides, request by request. */
-  private requireApproved(organization: string): void {
+  private requireApproved(organization: string, method = 'read', via?: string): void {
     const status = this.options.registry.organization(organization)?.status;
     if (status !== 'APPROVED') {
+      this.observe({
+        kind: 'notApproved',
+        organization: status === undefined ? '' : organization,
+        status: status ?? 'UNKNOWN',
+        method,
+        ...(via === undefined ? {} : { via }),
+      });
       throw new LedgerbusError(
         ErrorCode.NotApproved,
         `organization ${organization} is ${status ?? 'not registered'}; only approved organizations act or read (a supervisor decides: ledgerbus org approve)`,
@@ -245,12 +358,16 @@ export class ClientService {
    * topic with more partitions than this organization has replicas in) — goes to a replica node,
    * which answers for the same organization. The caller still verifies every proof it gets back.
    */
-  private async hostedOrForward(call: ForwardableCall, organization: string): Promise<CborValue> {
+  private async hostedOrForward(
+    call: ForwardableCall,
+    organization: string,
+    via = this.options.nodeId,
+  ): Promise<CborValue> {
     const { method } = call;
     const group = call.request.group;
-    if (this.options.replicas.has(group)) return this.local(call, organization);
+    if (this.options.replicas.has(group)) return this.local(call, organization, via);
     const partition = this.options.registry.partition(group);
-    if (partition === undefined) return this.local(call, organization);
+    if (partition === undefined) return this.local(call, organization, via);
     // A forwarded long poll must end before the node-to-node request times out.
     const envelope: RequestOf<PeerMethods['clientForward']> = {
       method,
@@ -305,8 +422,8 @@ export class ClientService {
         `node ${callerId} of ${callerOrganization ?? 'no organization'} cannot read for ${organization}: connect ${organization}'s connector to a replica node of the partition`,
       );
     }
-    this.requireApproved(organization);
-    this.admitQuota(organization, `clientForward ${method}`);
+    this.requireApproved(organization, `clientForward ${method}`, callerId);
+    this.admitQuota(organization, `clientForward ${method}`, callerId);
     const group = call.request.group;
     if (!this.options.replicas.has(group)) {
       throw new LedgerbusError(
@@ -317,7 +434,7 @@ export class ClientService {
         },
       );
     }
-    return this.local(call, organization);
+    return this.local(call, organization, callerId);
   }
 
   /** True if `call` carries a fetch request `organization` signed for the very message it asks about. */
@@ -327,16 +444,32 @@ export class ClientService {
     return request.id === call.request.id;
   }
 
-  private local(call: ForwardableCall, organization: string): Promise<CborValue> | CborValue {
+  private local(call: ForwardableCall, organization: string, via: string): Promise<CborValue> | CborValue {
     switch (call.method) {
       case 'publish':
         return this.publish(call.request);
       case 'poll':
         return this.poll(organization, call.request);
-      case 'message':
-        return this.message(organization, call.request);
-      case 'receipt':
-        return this.receipt(organization, call.request);
+      case 'message': {
+        const request = call.request;
+        return this.observedFetch(
+          () => organization,
+          request.group,
+          via,
+          false,
+          () => this.message(organization, request),
+        );
+      }
+      case 'receipt': {
+        const request = call.request;
+        return this.observedFetch(
+          () => organization,
+          request.group,
+          via,
+          false,
+          () => this.receipt(organization, request),
+        );
+      }
       case 'escrowLog':
         return this.escrow.log(organization, call.request);
       case 'escrowRecord':
@@ -492,9 +625,20 @@ export class ClientService {
     organization: string,
     { group, fetchRequest: fetchBytes }: Request<'fetchPayload'>,
   ): Promise<ReturnType<typeof rpcStream>> {
-    const request = this.checkFetch(organization, group, fetchBytes);
-    this.fetchNonces.admit(request, Date.now());
-    const view = await this.recipientView(request.requester, group, request.id, fetchBytes);
+    const { request, view } = await this.observedFetch(
+      () => organization,
+      group,
+      this.options.nodeId,
+      true,
+      async () => {
+        const checked = this.checkFetch(organization, group, fetchBytes);
+        this.fetchNonces.admit(checked, Date.now());
+        return {
+          request: checked,
+          view: await this.recipientView(checked.requester, group, checked.id, fetchBytes),
+        };
+      },
+    );
     this.options.logger.info(
       { id: request.id, requester: request.requester, sender: view.sender },
       'serving a payload',
@@ -533,9 +677,23 @@ export class ClientService {
     nodeId: string,
     { group, fetchRequest: fetchBytes }: RequestOf<PeerMethods['relayPayload']>,
   ): Promise<ReturnType<typeof rpcStream>> {
-    const request = this.checkFetch(undefined, group, fetchBytes);
-    this.fetchNonces.admit(request, Date.now());
-    const view = await this.recipientView(request.requester, group, request.id, fetchBytes);
+    // Charged to the requester the signed request names, once it is decoded; the relaying node's
+    // organization if it is not even that.
+    let requester = this.options.registry.node(nodeId)?.organization ?? '';
+    const { request, view } = await this.observedFetch(
+      () => requester,
+      group,
+      nodeId,
+      true,
+      async () => {
+        const checked = this.checkFetch(undefined, group, fetchBytes, (decoded) => (requester = decoded));
+        this.fetchNonces.admit(checked, Date.now());
+        return {
+          request: checked,
+          view: await this.recipientView(checked.requester, group, checked.id, fetchBytes),
+        };
+      },
+    );
     this.options.logger.info(
       { from: nodeId, id: request.id, requester: request.requester },
       'relaying a payload',
@@ -571,8 +729,14 @@ export class ClientService {
     return { sender: answer.sender };
   }
 
-  private checkFetch(organization: string | undefined, group: string, bytes: Uint8Array): FetchRequest {
+  private checkFetch(
+    organization: string | undefined,
+    group: string,
+    bytes: Uint8Array,
+    decoded?: (requester: string) => void,
+  ): FetchRequest {
     const request = decodeFetchRequest(bytes);
+    decoded?.(request.requester);
     if (request.partitionId !== group)
       throw new LedgerbusError(ErrorCode.WrongGroup, 'fetch request is for another partition');
     if (organization !== undefined && request.requester !== organization) {
@@ -597,7 +761,7 @@ export class ClientService {
       );
     }
     // A relayed fetch (no calling connector) names its requester: it must be approved too.
-    this.requireApproved(request.requester);
+    this.requireApproved(request.requester, 'fetchPayload');
     return request;
   }
 

@@ -38,6 +38,11 @@ const nodeConfigSchema = t.record({
       burst: t.uint({ min: 1, max: 10_000_000 }),
     }),
   ),
+  /**
+   * Prometheus metrics (observations, alerts, detector mode, process metrics) served over plain HTTP
+   * at http://<listen>/metrics. Off unless set; bind it to a private interface.
+   */
+  metrics: t.optional(t.record({ listen: t.string({ pattern: /^[^\s:]+:\d{1,5}$/ }) })),
 });
 export type NodeConfig = Infer<typeof nodeConfigSchema>;
 

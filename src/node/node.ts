@@ -33,6 +33,10 @@ import { PartitionReplica } from './partition-replica.js';
 import { PeerMesh } from './peer-mesh.js';
 import type { RateLimitConfig } from './rate-limit.js';
 import { LogThrottle } from './log-throttle.js';
+import { Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
+import { AnomalyService } from './anomaly-service.js';
+import { serveMetrics } from './metrics-server.js';
+import type { MetricsServer } from './metrics-server.js';
 
 export interface NodeOptions {
   readonly nodeId: string;
@@ -47,12 +51,17 @@ export interface NodeOptions {
   readonly peerAddresses?: Readonly<Record<string, string>>;
   /** Per-organization quota on the client API (node config `rateLimit`; default `defaultRateLimit`). */
   readonly rateLimit?: RateLimitConfig;
+  /** Where to serve Prometheus metrics (node config `metrics.listen`); not served if absent. */
+  readonly metricsListen?: { readonly host: string; readonly port: number };
   readonly logger: Logger;
 }
 
 export class LedgerbusNode {
   readonly replicas = new Map<string, PartitionReplica>();
   readonly registryHost: RegistryHost;
+  /** Observations, anomaly detection and the alerts this node raises (DESIGN §9). */
+  readonly anomaly: AnomalyService;
+  private metricsServer: MetricsServer | undefined;
   private server: FramedServer | undefined;
   private readonly mesh: PeerMesh;
   private readonly clients: ClientService;
@@ -114,6 +123,17 @@ export class LedgerbusNode {
       localBlocks: (groupId, from, count) => this.replicas.get(groupId)?.encodedBlocks(from, count),
     });
     this.registry = this.registryHost.registry;
+    this.anomaly = new AnomalyService({
+      nodeId: options.nodeId,
+      organization: self.organization,
+      signer: this.signer,
+      registry: this.registry,
+      ledger: this.registryHost.system,
+      submit: (transaction) => this.registryHost.submitAdmin(transaction),
+      logger: options.logger,
+      metrics: new MetricsRegistry(),
+    });
+    this.observeRegistry();
     this.mesh = new PeerMesh({
       selfId: options.nodeId,
       key: options.key,
@@ -167,6 +187,40 @@ export class LedgerbusNode {
       mesh: this.mesh,
       logger: options.logger,
       ...(options.rateLimit === undefined ? {} : { rateLimit: options.rateLimit }),
+      observe: this.anomaly.sink,
+      alertQuotas: this.registryHost.system,
+    });
+  }
+
+  /** Admin transactions submitted here, and registry changes, as observations (context for alerts). */
+  private observeRegistry(): void {
+    const sink = this.anomaly.sink;
+    const node = this.options.nodeId;
+    this.registryHost.onAdmin((transaction, outcome) =>
+      sink({
+        kind: 'admin',
+        at: Date.now(),
+        node,
+        organization: transaction.organization,
+        action: transaction.action.kind,
+        outcome,
+        via: node,
+      }),
+    );
+    let statuses = new Map(this.registry.organizations().map((entry) => [entry.id, entry.status]));
+    this.registryHost.system.onChange(() => {
+      const at = Date.now();
+      const next = new Map(this.registry.organizations().map((entry) => [entry.id, entry.status]));
+      let changed = false;
+      for (const [organization, status] of next) {
+        const before = statuses.get(organization);
+        if (before === status) continue;
+        changed = true;
+        const change = before === undefined ? `registered ${status}` : `status ${before} to ${status}`;
+        sink({ kind: 'registry', at, node, organization, change });
+      }
+      if (!changed) sink({ kind: 'registry', at, node, organization: '', change: 'registry' });
+      statuses = next;
     });
   }
 
@@ -240,6 +294,7 @@ export class LedgerbusNode {
         continue;
       }
       replica.onClosed(() => queueMicrotask(() => this.openPartitions()));
+      this.anomaly.watchReplica(replica);
       this.replicas.set(partition.groupId, replica);
       this.options.logger.info(
         { partition: partition.groupId, epoch: partition.configEpoch, base: base?.header.height },
@@ -309,6 +364,15 @@ export class LedgerbusNode {
   async start(): Promise<void> {
     const self = this.self;
     const registry = this.registry;
+    // First, so a metrics port that is taken stops the node before it joins anything.
+    if (this.options.metricsListen !== undefined) {
+      collectDefaultMetrics({ register: this.anomaly.metrics });
+      this.metricsServer = await serveMetrics(
+        this.anomaly.metrics,
+        this.options.metricsListen.host,
+        this.options.metricsListen.port,
+      );
+    }
     this.server = await listenFramed({
       host: this.options.listenHost ?? self.host,
       port: this.options.listenPort ?? self.port,
@@ -320,6 +384,26 @@ export class LedgerbusNode {
         // Only approved organizations act or read: a pending, suspended or revoked one gets no link.
         if (organization?.status === 'APPROVED') return `connector:${organization.id}`;
         const key = toHex(publicKey);
+        this.anomaly.sink(
+          organization === undefined
+            ? {
+                kind: 'unknownKey',
+                at: Date.now(),
+                node: this.options.nodeId,
+                organization: '',
+                key: key.slice(0, 16),
+                via: this.options.nodeId,
+              }
+            : {
+                kind: 'notApproved',
+                at: Date.now(),
+                node: this.options.nodeId,
+                organization: organization.id,
+                status: organization.status,
+                method: 'connect',
+                via: this.options.nodeId,
+              },
+        );
         const suppressed = this.refusedLog.admit(organization === undefined ? '' : organization.id);
         if (suppressed !== undefined) {
           this.options.logger.warn(
@@ -343,6 +427,7 @@ export class LedgerbusNode {
     });
     this.mesh.start();
     this.registryHost.start();
+    this.anomaly.start();
     // Epoch hand-overs wait on the global ledger and on closing blocks: look again twice a second.
     this.partitionTimer = setInterval(() => this.openPartitions(), 500);
     const tickMs = this.options.tickMs ?? 10;
@@ -359,6 +444,8 @@ export class LedgerbusNode {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.anomaly.stop();
+    await this.metricsServer?.close();
     if (this.ticker !== undefined) clearInterval(this.ticker);
     if (this.partitionTimer !== undefined) clearInterval(this.partitionTimer);
     this.clients.close();
@@ -400,6 +487,11 @@ export async function startNodeFromConfig(
     ...(config.tickMs === undefined ? {} : { tickMs: config.tickMs }),
     ...(config.peers === undefined ? {} : { peerAddresses: config.peers }),
     ...(config.rateLimit === undefined ? {} : { rateLimit: config.rateLimit }),
+    ...(config.metrics === undefined
+      ? {}
+      : {
+          metricsListen: (([host, port]) => ({ host, port }))(splitHostPort(config.metrics.listen)),
+        }),
     logger: createLogger({ name: config.nodeId, level: config.logLevel ?? 'info' }),
   });
   await node.start();

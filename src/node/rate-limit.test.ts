@@ -98,6 +98,33 @@ describe('RateLimiter (token bucket per organization)', () => {
     expect((caught as Error).message).toMatch(/organization org1 .*2 requests\/s .*retry after 500 ms/);
   });
 
+  it('holds one key to an overridden quota at once, burst scaled, and lets it go again', () => {
+    const clock = manualClock();
+    const limiter = new RateLimiter({ requestsPerSecond: 1_000, burst: 2_000 }, clock.now);
+    expect(takeMany(limiter, 'org3', 10)).toBe(10);
+    limiter.override('org3', 20);
+    expect(limiter.configFor('org3')).toEqual({ requestsPerSecond: 20, burst: 40 });
+    expect(limiter.configFor('org1')).toEqual({ requestsPerSecond: 1_000, burst: 2_000 });
+    // The bucket had 1,990 tokens; the tightened one holds at most 40.
+    expect(takeMany(limiter, 'org3', 100)).toBe(40);
+    expect(takeMany(limiter, 'org1', 100)).toBe(100);
+    clock.advance(1_000);
+    expect(takeMany(limiter, 'org3', 100)).toBe(20);
+    let caught: unknown;
+    try {
+      limiter.admit('org3', 'organization org3');
+    } catch (error) {
+      caught = error;
+    }
+    expect((caught as Error).message).toMatch(/20 requests\/s \(burst 40, tightened after an alert\)/);
+    limiter.override('org3', undefined);
+    clock.advance(2_000);
+    expect(takeMany(limiter, 'org3', 5_000)).toBe(2_000);
+    // A quota below one token a second still lets one request through now and then.
+    limiter.override('org2', 1);
+    expect(limiter.configFor('org2')).toEqual({ requestsPerSecond: 1, burst: 2 });
+  });
+
   it('refuses unusable configurations with BAD_CONFIG', () => {
     for (const bad of [
       { requestsPerSecond: 0, burst: 10 },

@@ -43,6 +43,8 @@ export function checkRateLimitConfig(config: RateLimitConfig): void {
 
 export class RateLimiter {
   private readonly buckets = new Map<string, Bucket>();
+  /** Keys held to a tighter quota for a while (an alert's rate-limit response, registry/alerts.ts). */
+  private readonly overrides = new Map<string, RateLimitConfig>();
 
   constructor(
     readonly config: RateLimitConfig,
@@ -51,23 +53,45 @@ export class RateLimiter {
     checkRateLimitConfig(config);
   }
 
+  /**
+   * Holds `key` to `requestsPerSecond` (its burst scaled by the same factor as the rate, at least 1),
+   * or with undefined gives it the configured quota again. A tighter quota takes effect at once: the
+   * bucket never holds more than the new burst.
+   */
+  override(key: string, requestsPerSecond: number | undefined): void {
+    if (requestsPerSecond === undefined) {
+      this.overrides.delete(key);
+      return;
+    }
+    const burst = Math.max(
+      1,
+      Math.round((this.config.burst * requestsPerSecond) / this.config.requestsPerSecond),
+    );
+    const config = { requestsPerSecond, burst };
+    checkRateLimitConfig(config);
+    this.overrides.set(key, config);
+  }
+
+  /** The quota `key` is held to now. */
+  configFor(key: string): RateLimitConfig {
+    return this.overrides.get(key) ?? this.config;
+  }
+
   /** Takes `cost` tokens from `key`'s bucket if it holds them; otherwise takes nothing. */
   take(key: string, cost = 1): RateDecision {
     const now = this.now();
-    const bucket = this.buckets.get(key) ?? { tokens: this.config.burst, updatedAt: now };
+    const config = this.configFor(key);
+    const bucket = this.buckets.get(key) ?? { tokens: config.burst, updatedAt: now };
     // A clock that steps backwards (NTP) must not mint tokens nor lock the bucket: it just waits.
     const elapsedMs = Math.max(0, now - bucket.updatedAt);
-    bucket.tokens = Math.min(
-      this.config.burst,
-      bucket.tokens + (elapsedMs * this.config.requestsPerSecond) / 1000,
-    );
+    bucket.tokens = Math.min(config.burst, bucket.tokens + (elapsedMs * config.requestsPerSecond) / 1000);
     bucket.updatedAt = Math.max(now, bucket.updatedAt);
     this.buckets.set(key, bucket);
     if (bucket.tokens >= cost) {
       bucket.tokens -= cost;
       return { allowed: true };
     }
-    const retryAfterMs = Math.ceil(((cost - bucket.tokens) * 1000) / this.config.requestsPerSecond);
+    const retryAfterMs = Math.ceil(((cost - bucket.tokens) * 1000) / config.requestsPerSecond);
     return { allowed: false, retryAfterMs };
   }
 
@@ -75,9 +99,11 @@ export class RateLimiter {
   admit(key: string, what: string, cost = 1): void {
     const decision = this.take(key, cost);
     if (decision.allowed) return;
+    const config = this.configFor(key);
+    const tightened = this.overrides.has(key) ? ', tightened after an alert' : '';
     throw new LedgerbusError(
       ErrorCode.RateLimited,
-      `${what} is over its quota of ${this.config.requestsPerSecond} requests/s (burst ${this.config.burst}); ` +
+      `${what} is over its quota of ${config.requestsPerSecond} requests/s (burst ${config.burst}${tightened}); ` +
         `retry after ${decision.retryAfterMs} ms, backing off, or spread requests out (batch messages per publish)`,
       { retriable: true },
     );

@@ -18,7 +18,7 @@ import {
   encodeRegistryResult,
   topicGroupId,
 } from '../registry/admin-transactions.js';
-import type { RegistryResult } from '../registry/admin-transactions.js';
+import type { AdminTransaction, RegistryResult } from '../registry/admin-transactions.js';
 import type { Genesis } from '../registry/genesis-schema.js';
 import { LiveRegistry } from '../registry/live-registry.js';
 import { RegistryView } from '../registry/registry-view.js';
@@ -93,6 +93,7 @@ export class RegistryHost {
   private systemFailure: Error | undefined;
   private readonly changeListeners = new Set<() => void>();
   private readonly advanceListeners = new Set<() => void>();
+  private readonly adminListeners = new Set<(transaction: AdminTransaction, outcome: string) => void>();
   private replicationTimer: NodeJS.Timeout | undefined;
   private replicating = false;
   private membershipChanging = new Set<string>();
@@ -253,11 +254,31 @@ export class RegistryHost {
 
   /**
    * Submits a signed admin transaction: to __system or to its topic's group, on the leader (this
-   * node or, one hop away, the leader this node knows). Resolves with the state machine's result.
+   * node or, one hop away, the leader this node knows). Resolves with the state machine's result,
+   * which `onAdmin` listeners hear on the node the transaction entered the network at (`forward`).
    */
   async submitAdmin(
     transactionBytes: Uint8Array,
     forward = true,
+  ): Promise<{ index: number; group: string; result: RegistryResult }> {
+    const submitted = await this.submitAdminOnce(transactionBytes, forward);
+    if (forward && this.adminListeners.size > 0) {
+      const transaction = decodeWith(adminTransactionSchema, transactionBytes, { maxBytes: 256 * 1024 });
+      const outcome = submitted.result.status === 'OK' ? 'OK' : submitted.result.reason;
+      for (const listener of this.adminListeners) listener(transaction, outcome);
+    }
+    return submitted;
+  }
+
+  /** Called with each admin transaction submitted through this node and its result ('OK' or the reason). */
+  onAdmin(listener: (transaction: AdminTransaction, outcome: string) => void): () => void {
+    this.adminListeners.add(listener);
+    return () => this.adminListeners.delete(listener);
+  }
+
+  private async submitAdminOnce(
+    transactionBytes: Uint8Array,
+    forward: boolean,
   ): Promise<{ index: number; group: string; result: RegistryResult }> {
     const transaction = decodeWith(adminTransactionSchema, transactionBytes, { maxBytes: 256 * 1024 });
     const group = transaction.group;

@@ -10,6 +10,8 @@
  *                  answer, whether or not it hosts the message's partition
  *   catalogSearch  a ranked full-text search of the data catalog, from this node's index of the
  *   catalogEntry   __system state it applied; entries of owners not APPROVED now are left out
+ *   alertList      alerts nodes raised (DESIGN §9) and the supervisor's alert policy, from the same
+ *   alertPolicy    __system state: a supervisor sees every alert, anyone else only alerts about itself
  */
 import { MerkleTree } from '../crypto/index.js';
 import { decodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
@@ -27,6 +29,10 @@ import type { GlobalLedgerDatabase } from './global-ledger-database.js';
 import type { RegistryHost } from './registry-host.js';
 import { actsAs } from '../registry/system-state.js';
 import { catalogKey } from '../registry/catalog.js';
+import { alertLimits } from '../registry/alert-schemas.js';
+
+/** Alerts an alertList page holds when the caller names no limit. */
+export const alertPageDefault = 100;
 
 type Response<M extends keyof NodeMethods> = ResponseOf<NodeMethods[M]>;
 
@@ -92,6 +98,44 @@ export function serveRegistry(peer: RpcPeer, organization: string, host: Registr
       );
     }
     return { entry, index };
+  });
+
+  // Alerts name who misbehaved and how: a supervisor reads them all, anyone else only its own.
+  const approvedCaller = (what: string): { supervisor: boolean } => {
+    const caller = host.registry.organization(organization);
+    if (caller === undefined || caller.status !== 'APPROVED') {
+      throw new LedgerbusError(
+        ErrorCode.Forbidden,
+        `${what} is for approved organizations; ${organization} is ${caller?.status ?? 'not registered'}`,
+      );
+    }
+    return { supervisor: actsAs(caller, 'supervisor') };
+  };
+
+  handleUnary(peer, nodeMethods, 'alertList', (request) => {
+    const { supervisor } = approvedCaller('the alert list');
+    if (!supervisor && request.organization !== undefined && request.organization !== organization) {
+      throw new LedgerbusError(
+        ErrorCode.Forbidden,
+        `${organization} sees only alerts about itself, not about ${request.organization}; a supervisor sees all`,
+      );
+    }
+    const subject = supervisor ? request.organization : organization;
+    const index = host.systemApplied;
+    const { alerts, more } = host.system.alertPage({
+      ...(subject === undefined ? {} : { subject }),
+      ...(request.sinceMs === undefined ? {} : { sinceMs: request.sinceMs }),
+      ...(request.fromIndex === undefined ? {} : { fromIndex: request.fromIndex }),
+      ...(request.id === undefined ? {} : { id: request.id }),
+      ...(request.newestFirst === undefined ? {} : { newestFirst: request.newestFirst }),
+      limit: Math.max(1, Math.min(request.limit ?? alertPageDefault, alertLimits.pageMax)),
+    });
+    return { alerts, index, ...(more ? { more } : {}) };
+  });
+
+  handleUnary(peer, nodeMethods, 'alertPolicy', () => {
+    approvedCaller('the alert policy');
+    return { policy: host.system.alertPolicy(), index: host.systemApplied };
   });
 
   handleUnary(peer, nodeMethods, 'globalReceipt', ({ topic, id, partition }) => {

@@ -15,6 +15,7 @@ import { schemaMismatch, t } from '../codec/schema.js';
 import type { Infer, InferRecord, OptionalSchema, Schema } from '../codec/schema.js';
 import { jobLogEntrySchema } from '../contracts/datashare/views.js';
 import { escrowLogEntrySchema } from '../contracts/escrow/views.js';
+import { alertLimits, alertPolicySchema, alertRecordSchema } from '../registry/alert-schemas.js';
 import { catalogEntrySchema, catalogHitSchema, catalogLimits } from '../registry/catalog.js';
 
 /** Messages one poll answers at most (the node caps the limit a connector asks for to this). */
@@ -355,6 +356,33 @@ export const nodeMethods = {
       ),
     }),
   ),
+  /**
+   * A page of the alerts the node holds (DESIGN §9; registry/alerts.ts), answered from its
+   * replicated __system state, so every node gives the same page at the same index. An approved
+   * supervisor sees every alert; any other approved organization (members, auditors) only alerts
+   * about itself (asking for another's is FORBIDDEN). By default the oldest first from `fromIndex`
+   * (a follower asks from one past the last index it saw; `more` says a full page stopped short);
+   * with `newestFirst` the newest `limit` matches, newest first. `limit`: default 100, at most
+   * alertLimits.pageMax. `sinceMs` compares the raising transaction's timestamp.
+   */
+  alertList: unary(
+    openRecord({
+      organization: t.optional(t.string()),
+      sinceMs: lenientCount(),
+      fromIndex: lenientCount(),
+      limit: lenientCount(),
+      id: t.optional(t.string()),
+      newestFirst: t.optional(t.bool()),
+    }),
+    openRecord({
+      alerts: t.array(alertRecordSchema, { maxItems: alertLimits.pageMax }),
+      /** The __system index the answer was read at. */
+      index: t.uint(),
+      more: t.optional(t.bool()),
+    }),
+  ),
+  /** The alert policy in force (a supervisor's, or the default), for any approved organization. */
+  alertPolicy: unary(openRecord({}), openRecord({ policy: alertPolicySchema, index: t.uint() })),
 } as const;
 
 /** What a node asks a connector on a serving connection. */

@@ -17,6 +17,9 @@
  *   createTopic            an APPROVED member or supervisor; it becomes the topic's owner
  *   addPartitions, setReplicas, setAcl, setPolicy   the topic's owner or an APPROVED supervisor
  *   catalogPublish, catalogWithdraw   an APPROVED member, for its own datasets (registry/catalog.ts)
+ *   raiseAlert             a registered NODE of the APPROVED organization the transaction names, signed
+ *                          with that node's key (never an organization's own key; registry/alerts.ts)
+ *   ackAlert, setAlertPolicy   an APPROVED supervisor
  *
  * Every key in the registry (organization signing keys and node keys) is distinct: a key names one
  * party in one role, so a link's pinned key can never be claimed by a second identity.
@@ -24,6 +27,7 @@
 import { decodeWith, encodeWith, t } from '../codec/index.js';
 import type { Infer } from '../codec/index.js';
 import type { Signer } from '../crypto/index.js';
+import { ackAlertActionSchema, raiseAlertActionSchema, setAlertPolicyActionSchema } from './alert-schemas.js';
 import { catalogPublishActionSchema, catalogWithdrawActionSchema } from './catalog.js';
 
 export const ADMIN_SIGNING_TYPE = 'admin-transaction';
@@ -57,6 +61,10 @@ export const adminPolicy = {
   setPolicy: "the topic's owner or an approved supervisor",
   catalogPublish: 'an approved member, describing its own dataset (the next version of its entry)',
   catalogWithdraw: 'an approved member, for its own catalog entry',
+  raiseAlert:
+    "a registered node of the approved organization named, signed with that node's key, within the alert policy",
+  ackAlert: 'an approved supervisor',
+  setAlertPolicy: 'an approved supervisor',
 } as const;
 
 const identifier = t.string({ minLength: 1, maxLength: 128, pattern: /^[a-zA-Z0-9._-]+$/ });
@@ -186,6 +194,9 @@ const actionSchema = t.variant('kind', {
   setPolicy: t.record({ kind: t.literal('setPolicy'), policy: policySchema }),
   catalogPublish: catalogPublishActionSchema,
   catalogWithdraw: catalogWithdrawActionSchema,
+  raiseAlert: raiseAlertActionSchema,
+  ackAlert: ackAlertActionSchema,
+  setAlertPolicy: setAlertPolicyActionSchema,
 });
 export type AdminAction = Infer<typeof actionSchema>;
 export type AdminActionKind = AdminAction['kind'];
@@ -200,6 +211,9 @@ export const systemActionKinds: readonly AdminActionKind[] = [
   'createTopic',
   'catalogPublish',
   'catalogWithdraw',
+  'raiseAlert',
+  'ackAlert',
+  'setAlertPolicy',
 ];
 
 const unsignedFields = {
@@ -270,7 +284,8 @@ export function signNodePossession(
 
 /**
  * Builds and signs an admin transaction with `signer`, a connector key of `organization` bound to
- * the network the transaction is for.
+ * the network the transaction is for (for a `raiseAlert`, the key of the organization's node that
+ * raises it; see alerts.ts `raiseAlertTransaction`).
  */
 export function signAdminTransaction(
   unsigned: {
@@ -369,5 +384,7 @@ export const AdminReject = {
   VersionConflict: 'VERSION_CONFLICT',
   /** A catalog withdrawal names an entry the organization does not have in the catalog. */
   DatasetUnknown: 'DATASET_UNKNOWN',
+  /** An ackAlert names an alert the registry does not hold (never raised, or dropped as the oldest). */
+  AlertUnknown: 'ALERT_UNKNOWN',
 } as const;
 export type AdminReject = (typeof AdminReject)[keyof typeof AdminReject];

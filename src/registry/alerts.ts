@@ -9,121 +9,104 @@
  * request quota on every node for a while, or propose its suspension — which only a supervisor's
  * `setOrganizationStatus` carries out. Nothing here ever suspends.
  *
- * Scores travel as decimal strings: the canonical codec has no floats.
+ * Scores travel as decimal strings: the canonical codec has no floats. A node turns what its
+ * detector says (intelligence/alert.ts) into a signed `raiseAlert` with `raiseAlertTransaction`
+ * below: numbers become decimal strings and text is cut to the ledger's limits, so whatever the
+ * detector produced, the transaction encodes. The shapes are in alert-schemas.ts.
  */
-import { t } from '../codec/index.js';
-import type { Infer } from '../codec/index.js';
-import { alertRules } from '../intelligence/alert.js';
+import type { Signer } from '../crypto/index.js';
+import type { AnomalyAlert } from '../intelligence/alert.js';
+import { SYSTEM_GROUP, signAdminTransaction } from './admin-transactions.js';
+import type { AdminTransaction } from './admin-transactions.js';
+import { alertLimits } from './alert-schemas.js';
+import type { AlertResponse } from './alert-schemas.js';
 
-export const alertLimits = {
-  /** Alerts every node keeps (the oldest go first); the Raft log keeps them all. */
-  alertsKept: 10_000,
-  featuresMax: 8,
-  summaryLengthMax: 512,
-  noteLengthMax: 512,
-  /** An alert of the same subject and rule within this time of an open one corroborates it. */
-  corroborateWindowMs: 60_000,
-  /** Alerts one alertList page answers at most. */
-  pageMax: 1_000,
-} as const;
+export * from './alert-schemas.js';
 
-const identifier = t.string({ minLength: 1, maxLength: 128, pattern: /^[a-zA-Z0-9._-]+$/ });
-/** A decimal number as a string, e.g. "0.8731" or "42". */
-const decimal = t.string({ minLength: 1, maxLength: 32, pattern: /^-?\d+(\.\d+)?(e[+-]?\d+)?$/ });
-const severity = t.oneOf('info', 'warning', 'critical');
+const featureNameLengthMax = 64;
+const topicLengthMax = 249;
+const significantDigits = 6;
 
-export const alertFeatureSchema = t.record({
-  name: t.string({ minLength: 1, maxLength: 64 }),
-  value: decimal,
-  contribution: decimal,
-});
+/**
+ * `value` as the ledger's decimal string, rounded to 6 significant digits ("0.873142", "42",
+ * "1.5e-7"). Not finite: NaN is "0" and ±Infinity the largest finite double, so a rule that divided
+ * by zero still reads as "very far past its limit".
+ */
+export function alertDecimal(value: number): string {
+  const finite = Number.isNaN(value)
+    ? 0
+    : value === Infinity
+      ? Number.MAX_VALUE
+      : value === -Infinity
+        ? -Number.MAX_VALUE
+        : value;
+  // Number(…) drops toPrecision's trailing zeros; -0 prints as "0".
+  return String(Number(finite.toPrecision(significantDigits)));
+}
 
-/** What a node asks the network to do about the subject, within the policy. */
-export const alertResponseSchema = t.variant('kind', {
-  rateLimit: t.record({
-    kind: t.literal('rateLimit'),
-    /** The subject's quota on every node while the response lasts (never below the policy's floor). */
-    requestsPerSecond: t.uint({ min: 1 }),
-    /** How long (from the transaction's timestamp); never longer than the policy allows. */
-    durationMs: t.uint({ min: 1 }),
-  }),
-  proposeSuspension: t.record({ kind: t.literal('proposeSuspension') }),
-});
-export type AlertResponse = Infer<typeof alertResponseSchema>;
+/** `text` cut to at most `max` UTF-16 units, never in the middle of a surrogate pair. */
+export function truncateText(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const cut = text.slice(0, max);
+  const last = cut.charCodeAt(cut.length - 1);
+  return last >= 0xd800 && last <= 0xdbff ? cut.slice(0, -1) : cut;
+}
 
-const raiseAlertFields = {
-  kind: t.literal('raiseAlert'),
-  /** Unique in the network; nodes use `<node>-<sequence>`. */
-  id: t.string({ minLength: 1, maxLength: 160, pattern: /^[a-zA-Z0-9._-]+$/ }),
-  /** The node that raised it: its key signs the transaction. */
-  node: identifier,
-  /** The organization the alert is about ('' for an unregistered key). */
-  subject: t.string({ maxLength: 128 }),
-  topic: t.optional(t.string({ minLength: 1, maxLength: 249 })),
-  rule: t.oneOf(...alertRules),
-  severity,
-  score: decimal,
-  threshold: decimal,
-  features: t.array(alertFeatureSchema, { maxItems: alertLimits.featuresMax }),
-  summary: t.string({ maxLength: alertLimits.summaryLengthMax }),
-  firstAt: t.uint(),
-  lastAt: t.uint(),
-  observations: t.uint(),
-  response: t.optional(alertResponseSchema),
-};
-export const raiseAlertActionSchema = t.record(raiseAlertFields);
-export type RaiseAlertAction = Infer<typeof raiseAlertActionSchema>;
+function wholeMs(value: number): number {
+  return Number.isFinite(value) ? Math.max(0, Math.round(value)) : 0;
+}
 
-export const ackAlertActionSchema = t.record({
-  kind: t.literal('ackAlert'),
-  id: t.string({ minLength: 1, maxLength: 160 }),
-  note: t.optional(t.string({ maxLength: alertLimits.noteLengthMax })),
-});
+export interface RaiseAlertInput {
+  readonly alert: AnomalyAlert;
+  /** Unique in the network: nodes use `<node>-<sequence>`. */
+  readonly id: string;
+  /** This node's id: its key signs. */
+  readonly node: string;
+  /** This node's organization. */
+  readonly organization: string;
+  /** What the node asks for, within the alert policy (the registry refuses anything beyond it). */
+  readonly response?: AlertResponse;
+  readonly nonce: Uint8Array;
+  readonly timestamp: number;
+}
 
-/** What a supervisor allows nodes to do on their own. */
-export const alertPolicySchema = t.record({
-  /** Alerts below this severity stay events on their node and are not written to the ledger. */
-  ledgerSeverityMin: severity,
-  /** Absent: nodes may not tighten quotas. */
-  rateLimit: t.optional(
-    t.record({
-      /** The lowest quota a response may set (requests/s). */
-      requestsPerSecondMin: t.uint({ min: 1 }),
-      /** The longest a response may last. */
-      durationMsMax: t.uint({ min: 1 }),
-    }),
-  ),
-  /** Whether alerts may propose a suspension (a supervisor still decides). */
-  proposeSuspension: t.bool(),
-});
-export type AlertPolicy = Infer<typeof alertPolicySchema>;
-
-export const setAlertPolicyActionSchema = t.record({
-  kind: t.literal('setAlertPolicy'),
-  policy: alertPolicySchema,
-});
-
-/** Until a supervisor sets another: warnings and worse on the ledger, quotas down to 20/s for 5 min. */
-export const defaultAlertPolicy: AlertPolicy = {
-  ledgerSeverityMin: 'warning',
-  rateLimit: { requestsPerSecondMin: 20, durationMsMax: 5 * 60_000 },
-  proposeSuspension: true,
-};
-
-/** An alert as every node holds it. */
-export const alertRecordSchema = t.record({
-  ...raiseAlertFields,
-  /** The raising transaction's timestamp (ms) and __system index. */
-  raisedAt: t.uint(),
-  index: t.uint(),
-  /** Other nodes that raised the same subject and rule while it was open (see corroborateWindowMs). */
-  corroboratedBy: t.array(identifier, { maxItems: 64 }),
-  ack: t.optional(
-    t.record({
-      by: identifier,
-      at: t.uint(),
-      note: t.optional(t.string({ maxLength: alertLimits.noteLengthMax })),
-    }),
-  ),
-});
-export type AlertRecord = Infer<typeof alertRecordSchema>;
+/**
+ * The signed `raiseAlert` transaction for `input.alert`, signed by `nodeSigner` (the node's key in
+ * its network's signing domain). Submit it as any admin transaction (encodeWith
+ * adminTransactionSchema, then the registry's submitAdmin).
+ */
+export function raiseAlertTransaction(input: RaiseAlertInput, nodeSigner: Signer): AdminTransaction {
+  const { alert } = input;
+  const topic = alert.topic === undefined ? '' : truncateText(alert.topic, topicLengthMax);
+  const firstAt = wholeMs(alert.firstAt);
+  return signAdminTransaction(
+    {
+      group: SYSTEM_GROUP,
+      organization: input.organization,
+      nonce: input.nonce,
+      timestamp: input.timestamp,
+      action: {
+        kind: 'raiseAlert',
+        id: input.id,
+        node: input.node,
+        subject: alert.organization,
+        ...(topic === '' ? {} : { topic }),
+        rule: alert.rule,
+        severity: alert.severity,
+        score: alertDecimal(alert.score),
+        threshold: alertDecimal(alert.threshold),
+        features: alert.features.slice(0, alertLimits.featuresMax).map((feature) => ({
+          name: truncateText(feature.name, featureNameLengthMax) || '?',
+          value: alertDecimal(feature.value),
+          contribution: alertDecimal(feature.contribution),
+        })),
+        summary: truncateText(alert.summary, alertLimits.summaryLengthMax),
+        firstAt,
+        lastAt: Math.max(firstAt, wholeMs(alert.lastAt)),
+        observations: wholeMs(alert.observations),
+        ...(input.response === undefined ? {} : { response: input.response }),
+      },
+    },
+    nodeSigner,
+  );
+}

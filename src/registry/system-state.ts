@@ -7,6 +7,8 @@
  *
  * The data catalog (`catalogPublish`, `catalogWithdraw`) is decided here too, but kept beside the
  * versions in one `CatalogState`: a catalog change makes no registry version (see catalog-state.ts).
+ * Alerts (`raiseAlert` by nodes, `ackAlert` and `setAlertPolicy` by supervisors) are kept the same
+ * way, in one `AlertState` (alert-state.ts).
  */
 import { bytesEqual, decodeWith, encodeWith, fromHex, t, toHex } from '../codec/index.js';
 import { SigningDomain } from '../crypto/index.js';
@@ -41,6 +43,9 @@ import type {
   RegistryResult,
   ReplicaRecord,
 } from './admin-transactions.js';
+import { AlertState, alertSnapshotSchema } from './alert-state.js';
+import type { AlertChange, AlertListener, AlertQuery } from './alert-state.js';
+import type { AlertPolicy, AlertRecord } from './alerts.js';
 import { CatalogState, catalogSnapshotSchema } from './catalog-state.js';
 import type { CatalogChange, CatalogListener } from './catalog-state.js';
 import type { CatalogEntry } from './catalog.js';
@@ -209,15 +214,22 @@ function refuse(reason: string, detail?: string): never {
  * Checks what every admin transaction needs, in any group: its group, a known organization (unless
  * it registers itself), a key of that organization, a valid signature in the signing domain of the
  * view's network (one made for another network is BAD_SIGNATURE) and a fresh nonce.
+ *
+ * A `raiseAlert` is the exception: it is signed by the key of the node it names, a node of the
+ * organization it names, and never by an organization's own key (alerts come from the
+ * infrastructure that saw the behaviour). Only __system holds alerts: `view.nodes` is given there.
  */
 export function authenticate(
-  view: Pick<SystemView, 'network' | 'organizations' | 'nonces'>,
+  view: Pick<SystemView, 'network' | 'organizations' | 'nonces'> & Partial<Pick<SystemView, 'nodes'>>,
   transaction: AdminTransaction,
   group: string,
 ): RegisteredOrganization | undefined {
   if (transaction.group !== group) refuse(AdminReject.WrongGroup, `transaction is for ${transaction.group}`);
   const organization = view.organizations.get(transaction.organization);
-  if (transaction.action.kind === 'registerOrganization') {
+  if (transaction.action.kind === 'raiseAlert') {
+    if (view.nodes === undefined) refuse(AdminReject.WrongGroup, 'raiseAlert belongs in __system');
+    authenticateNode(view.nodes, organization, transaction, transaction.action.node);
+  } else if (transaction.action.kind === 'registerOrganization') {
     if (!transaction.action.signingKeys.some((key) => bytesEqual(key, transaction.signerKey))) {
       refuse(AdminReject.SigningKeyUnknown, 'a registration must be signed by one of the keys it registers');
     }
@@ -239,6 +251,30 @@ export function authenticate(
   }
   if (view.nonces.has(nonceKey(transaction))) refuse(AdminReject.Replay, 'nonce already used');
   return organization;
+}
+
+/** A raiseAlert's signer must be the registered key of `nodeId`, a node of the named organization. */
+function authenticateNode(
+  nodes: ReadonlyMap<string, RegisteredNode>,
+  organization: RegisteredOrganization | undefined,
+  transaction: AdminTransaction,
+  nodeId: string,
+): void {
+  if (organization === undefined) refuse(AdminReject.OrganizationUnknown, transaction.organization);
+  if (organization.signingKeys.some((key) => bytesEqual(key, transaction.signerKey))) {
+    refuse(
+      AdminReject.NotAllowed,
+      `alerts are raised by nodes: sign with the node key of ${nodeId}, not a key of ${organization.id}`,
+    );
+  }
+  const node = nodes.get(nodeId);
+  if (node === undefined) refuse(AdminReject.NodeUnknown, nodeId);
+  if (node.organization !== organization.id) {
+    refuse(AdminReject.NotAllowed, `node ${nodeId} belongs to ${node.organization}, not ${organization.id}`);
+  }
+  if (!bytesEqual(node.publicKey, transaction.signerKey)) {
+    refuse(AdminReject.NotAllowed, `not signed with the key of node ${nodeId}`);
+  }
 }
 
 export function nonceKey(transaction: AdminTransaction): string {
@@ -299,6 +335,8 @@ export function guarded(body: () => RegistryResult): RegistryResult {
   }
 }
 
+const alertActionKinds: ReadonlySet<string> = new Set(['raiseAlert', 'ackAlert', 'setAlertPolicy']);
+
 export class SystemStateMachine {
   private readonly versions: Versions<SystemView>;
   private readonly listeners = new Set<(view: SystemView) => void>();
@@ -306,6 +344,8 @@ export class SystemStateMachine {
   private nonces = new Set<string>();
   /** The data catalog: the latest only, beside the versions (see catalog-state.ts). */
   private readonly catalog = new CatalogState();
+  /** Alerts and their policy: the latest only, beside the versions (see alert-state.ts). */
+  private readonly alertState = new AlertState();
 
   constructor(private readonly genesis: Genesis) {
     this.versions = new Versions({ ...genesisSystemView(genesis), nonces: this.nonces });
@@ -341,10 +381,43 @@ export class SystemStateMachine {
     return this.catalog.get(owner, dataset);
   }
 
+  /** Every alert kept (at most alertLimits.alertsKept), oldest first. */
+  alerts(): IterableIterator<AlertRecord> {
+    return this.alertState.all();
+  }
+
+  alert(id: string): AlertRecord | undefined {
+    return this.alertState.get(id);
+  }
+
+  /** The alert policy in force (the supervisor's, or `defaultAlertPolicy`). */
+  alertPolicy(): AlertPolicy {
+    return this.alertState.policy();
+  }
+
+  /**
+   * The request quota (requests/s) alerts impose on `organization` at `nowMs`: the lowest of its
+   * unacknowledged, unexpired rate-limit responses; undefined when none applies. Cheap: no copy.
+   */
+  activeRateLimit(organization: string, nowMs: number): number | undefined {
+    return this.alertState.activeRateLimit(organization, nowMs);
+  }
+
+  /** A page of alerts (see AlertState.page). */
+  alertPage(query: AlertQuery): { alerts: AlertRecord[]; more: boolean } {
+    return this.alertState.page(query);
+  }
+
+  /** Called with each alert change once it is applied (raised, corroborated, acked, policy, reset). */
+  onAlert(listener: AlertListener): () => void {
+    return this.alertState.onChange(listener);
+  }
+
   apply(index: number, data: Uint8Array): Uint8Array {
     if (data.length === 0) return encodeRegistryResult({ status: 'OK' });
     const current = this.versions.latest;
     let catalogChange: CatalogChange | undefined;
+    let alertChange: AlertChange | undefined;
     const result = guarded(() => {
       let transaction: AdminTransaction;
       try {
@@ -366,12 +439,20 @@ export class SystemStateMachine {
         this.nonces.add(nonceKey(transaction));
         return { status: 'OK' };
       }
+      if (alertActionKinds.has(transaction.action.kind)) {
+        alertChange = this.executeAlert(current, index, transaction, actor);
+        this.nonces.add(nonceKey(transaction));
+        return alertChange.type === 'corroborated'
+          ? { status: 'OK', detail: `corroborates alert ${alertChange.alert.id}` }
+          : { status: 'OK' };
+      }
       const next = this.execute(current, index, transaction, actor);
       this.nonces.add(nonceKey(transaction));
       this.versions.push(index, { ...next, index, nonces: this.nonces });
       return { status: 'OK' };
     });
     if (catalogChange !== undefined) this.catalog.notify(catalogChange);
+    else if (alertChange !== undefined) this.alertState.notify(alertChange);
     else if (result.status === 'OK') for (const listener of this.listeners) listener(this.versions.latest);
     return encodeRegistryResult(result);
   }
@@ -399,6 +480,45 @@ export class SystemStateMachine {
     if (problem !== undefined) refuse(problem.reason, problem.detail);
     const { kind: _kind, ...description } = action;
     return this.catalog.put({ owner: owner.id, ...description, publishedAt: transaction.timestamp, index });
+  }
+
+  /**
+   * An alert action (authenticated: a raiseAlert by its node's key). Checked in full before anything
+   * changes; makes no registry version.
+   */
+  private executeAlert(
+    view: SystemView,
+    index: number,
+    transaction: AdminTransaction,
+    actor: RegisteredOrganization | undefined,
+  ): AlertChange {
+    const action = transaction.action;
+    if (action.kind === 'raiseAlert') {
+      // The node's organization must be in good standing: a suspended one's nodes throttle nobody.
+      requireApproved(actor);
+      const subject = view.organizations.get(action.subject);
+      const problem = this.alertState.raiseProblem(action, {
+        registered: subject !== undefined,
+        supervisor: subject?.roles.includes('supervisor') === true,
+      });
+      if (problem !== undefined) refuse(problem.reason, problem.detail);
+      return this.alertState.raise(action, transaction.timestamp, index);
+    }
+    const supervisor = requireApproved(actor);
+    if (!hasRole(supervisor, 'supervisor')) {
+      refuse(
+        AdminReject.NotAllowed,
+        `only a supervisor may ${action.kind === 'ackAlert' ? 'acknowledge alerts' : 'set the alert policy'}`,
+      );
+    }
+    if (action.kind === 'ackAlert') {
+      const problem = this.alertState.ackProblem(action.id);
+      if (problem !== undefined) refuse(problem.reason, problem.detail);
+      return this.alertState.ack(action.id, supervisor.id, transaction.timestamp, action.note);
+    }
+    if (action.kind !== 'setAlertPolicy')
+      return refuse(AdminReject.Malformed, `${action.kind} is not an alert action`);
+    return this.alertState.setPolicy(action.policy);
   }
 
   private execute(
@@ -587,6 +707,7 @@ export class SystemStateMachine {
       nonces: [...this.versions.latest.nonces].sort(),
       // Left out while empty, so a registry without a catalog snapshots exactly as before it existed.
       ...(this.catalog.empty ? {} : { catalog: this.catalog.toSnapshot() }),
+      ...(this.alertState.empty ? {} : { alerts: this.alertState.toSnapshot() }),
     });
   }
 
@@ -602,6 +723,7 @@ export class SystemStateMachine {
     if (latest.index !== index) this.versions.push(index, { ...latest, index });
     // Listeners of the catalog (search indexes) rebuild from the reset this sends.
     this.catalog.restore(snapshot.catalog);
+    this.alertState.restore(snapshot.alerts);
     for (const listener of this.listeners) listener(this.versions.latest);
   }
 
@@ -678,6 +800,8 @@ const systemSnapshotSchema = t.record({
   nonces: t.array(t.string({ maxLength: 400 }), { maxItems: 10_000_000 }),
   /** The data catalog; absent in snapshots from before it existed, and while it is empty. */
   catalog: t.optional(catalogSnapshotSchema),
+  /** Alerts and their policy; absent in snapshots from before them, and while there are none. */
+  alerts: t.optional(alertSnapshotSchema),
 });
 
 function versionToSnapshot(view: SystemView): ReturnType<typeof versionSchema.parse> {

@@ -39,16 +39,16 @@ export class ProcessNetwork {
     readonly directory: string,
     basePort: number,
     private readonly runtime: NetworkRuntime = 'tsx',
+    nodesPerOrganization = 1,
   ) {
-    this.layout = ensureDevnetLayout({ directory, basePort });
+    this.layout = ensureDevnetLayout({ directory, basePort, nodesPerOrganization });
     this.logs = join(directory, 'logs');
     mkdirSync(this.logs, { recursive: true });
-    this.layout.nodeConfigs.forEach((config, index) =>
-      this.processes.set(`node${index + 1}`, {
-        args: ['node', '--config', config],
-        log: join(this.logs, `node${index + 1}.log`),
-      }),
-    );
+    // Named by node id: node1..nodeN, and org1-node2.. when organizations have more nodes.
+    this.layout.nodeConfigs.forEach((config, index) => {
+      const name = this.layout.network.nodes[index]?.id ?? `node${index + 1}`;
+      this.processes.set(name, { args: ['node', '--config', config], log: join(this.logs, `${name}.log`) });
+    });
     this.layout.connectorConfigs.forEach((config, index) =>
       this.processes.set(`connector-org${index + 1}`, {
         args: ['connector', '--config', config],

@@ -5,6 +5,7 @@
 import { ErrorCode, assert, errorInfo } from '../../errors.js';
 import { contentTypeLengthMax } from '../media-type.js';
 import { auditRequestSchemas, auditResponseSchemas } from './audit-schemas.js';
+import { alertPaths } from './alert-paths.js';
 import { datasharePaths } from './datashare-paths.js';
 import { batchMessagesMax, requestSchemas } from './request-schemas.js';
 import type { JsonSchema } from './request-schemas.js';
@@ -476,6 +477,7 @@ export const paths: Record<string, Record<string, JsonSchema>> = {
     }),
   },
   ...datasharePaths({ operation, parametersOf, codes, errorResponse, json }),
+  ...alertPaths({ operation, parametersOf, codes, errorResponse, json }),
   '/v1/events': {
     get: operation({
       operationId: 'events',

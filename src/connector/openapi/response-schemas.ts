@@ -2,6 +2,7 @@
  * The response side of the connector's OpenAPI document: `components.schemas`, which the paths
  * refer to by name (`#/components/schemas/<name>`).
  */
+import { alertJsonSchema } from './alert-paths.js';
 import { base64String, hexKey } from './request-schemas.js';
 import type { JsonSchema } from './request-schemas.js';
 
@@ -301,6 +302,11 @@ export const componentSchemas: Record<string, JsonSchema> = {
           recipient: { type: 'string' },
           height: { type: 'integer' },
         },
+      },
+      {
+        type: 'object',
+        required: ['type', 'alert'],
+        properties: { type: { const: 'alert' }, alert: alertJsonSchema },
       },
     ],
   },

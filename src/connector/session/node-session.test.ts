@@ -7,8 +7,9 @@ import { refusal } from '../../testing/refusal.js';
 import type { ConnectorContext } from '../context.js';
 import { partsFixture, startNodeStandIn } from '../testing/parts-fixture.js';
 import type { NodeStandIn, PartsFixture } from '../testing/parts-fixture.js';
-import { homeNode } from './node-session.js';
-import type { NodeSession } from './node-session.js';
+import type { RpcHandler } from '../../net/index.js';
+import type { BalancerPolicy } from './node-balancer.js';
+import { NodeSession, homeNode } from './node-session.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -138,5 +139,147 @@ describe('NodeSession', () => {
     expect(homeNode(context.registry, context.organization).id).toBe(first.id);
     expect(() => homeNode(context.registry, 'no-such-org')).toThrow(LedgerbusError);
     expect(() => homeNode(context.registry, context.organization, 'no-such-node')).toThrow(/no node of/);
+  });
+});
+
+describe('NodeSession with several nodes', () => {
+  async function severalNodes(
+    handlers: readonly Parameters<typeof startNodeStandIn>[1][],
+    options: {
+      replicaReads?: boolean;
+      servingConnections?: number;
+      random?: () => number;
+      policy?: BalancerPolicy;
+    } = {},
+  ): Promise<{
+    fixture: PartsFixture;
+    context: ConnectorContext;
+    nodes: NodeStandIn[];
+    session: NodeSession;
+  }> {
+    const fixture = partsFixture();
+    cleanups.push(() => fixture.close());
+    const context = await fixture.context(0);
+    const nodes: NodeStandIn[] = [];
+    for (const handler of handlers) {
+      const node = await startNodeStandIn(context.organization, handler);
+      cleanups.push(() => node.close());
+      nodes.push({ ...node, node: { ...node.node, id: `${node.node.id}-${nodes.length}` } });
+    }
+    const session = new NodeSession({
+      ...context,
+      node: nodes[0]!.node,
+      nodes: nodes.map((node) => node.node),
+      identity: fixture.signingKey(0),
+      servingConnections: options.servingConnections ?? 0,
+      replicaReads: options.replicaReads ?? false,
+      random: options.random ?? (() => 0.5),
+      balancer: { policy: options.policy ?? 'adaptive' },
+    });
+    cleanups.push(() => session.close());
+    return { fixture, context, nodes, session };
+  }
+
+  it('sends to another own node when one cannot be reached, and ejects the dead one', async () => {
+    const served: number[] = [];
+    // Round robin keeps coming back to the dead node, so its failures add up to an ejection.
+    const { nodes, session } = await severalNodes(
+      [{ serve: () => (served.push(0), { ok: true }) }, { serve: () => (served.push(1), { ok: true }) }],
+      { policy: 'round-robin' },
+    );
+    await nodes[0]!.close();
+    for (let round = 0; round < 10; round++)
+      await expect(session.call('serve', {})).resolves.toEqual({ ok: true });
+    expect(served).toEqual(Array.from({ length: 10 }, () => 1));
+    const dead = session.balancerStats().find((stats) => stats.id === nodes[0]!.node.id)!;
+    expect(dead.ejectedUntil).toBeDefined();
+  });
+
+  it('asks another node again for a read whose connection dropped, but not for a publish', async () => {
+    const message = { id: 'm1', state: 'ACCEPTED', sender: 'org1', offset: 0, height: 1, recipients: [] };
+    let standIns: NodeStandIn[] = [];
+    let publishes = 0;
+    // Closes the stand-in's connections with the request unanswered, as a node that goes down.
+    const dropping =
+      (index: number, count = false): RpcHandler =>
+      () => {
+        if (count) publishes += 1;
+        for (const peer of standIns[index]!.peers) peer.close();
+        return new Promise<CborValue>(() => undefined);
+      };
+    const { session, nodes } = await severalNodes(
+      [
+        { message: dropping(0), publish: dropping(0, true) },
+        { message: () => message, publish: dropping(1, true) },
+      ],
+      { random: () => 0 },
+    );
+    standIns = nodes;
+    await expect(session.call('message', { group: 'demo/0', id: 'm1' })).resolves.toEqual(message);
+    expect(session.balancerStats().find((stats) => stats.id === nodes[0]!.node.id)?.failures).toBe(1);
+    const publish = await refusal(() =>
+      session.call('publish', { group: 'demo/0', request: new Uint8Array([1]) }),
+    );
+    expect(publish.code).toBe(ErrorCode.ConnectionClosed);
+    expect(publishes).toBe(1);
+  });
+
+  it('asks another node for a read one refused for load', async () => {
+    const message = { id: 'm1', state: 'ACCEPTED', sender: 'org1', offset: 0, height: 1, recipients: [] };
+    const { session, nodes } = await severalNodes(
+      [
+        {
+          message: () => {
+            throw new LedgerbusError(ErrorCode.RateLimited, 'over the quota', { retriable: true });
+          },
+        },
+        { message: () => message },
+      ],
+      { random: () => 0 },
+    );
+    await expect(session.call('message', { group: 'demo/0', id: 'm1' })).resolves.toEqual(message);
+    const first = session.balancerStats().find((stats) => stats.id === nodes[0]!.node.id)!;
+    expect(first.requests).toBe(1);
+    expect(first.failures).toBe(0);
+  });
+
+  it('reads a partition from its replicas first, and from its own nodes when none can be reached', async () => {
+    const receipt = { state: 'ACCEPTED', acceptance: new Uint8Array([1]), deliveries: [] };
+    const { session, context } = await severalNodes([{ receipt: () => receipt }], { replicaReads: true });
+    // The fixture's replicas of demo/0 are registered at ports nothing listens on.
+    await expect(session.call('receipt', { group: 'demo/0', id: 'm1' })).resolves.toEqual(receipt);
+    const replicas = context.registry.partition('demo/0')!.replicas;
+    const asked = session.balancerStats().filter((stats) => replicas.includes(stats.id));
+    expect(asked.length).toBeGreaterThan(0);
+    expect(asked.every((stats) => stats.failures === 1)).toBe(true);
+  });
+
+  it('asks only its own nodes for reads that carry no proof (a message status)', async () => {
+    const message = { id: 'm1', state: 'ACCEPTED', sender: 'org1', offset: 0, height: 1, recipients: [] };
+    const { session, context } = await severalNodes([{ message: () => message }], { replicaReads: true });
+    await expect(session.call('message', { group: 'demo/0', id: 'm1' })).resolves.toEqual(message);
+    const replicas = context.registry.partition('demo/0')!.replicas;
+    expect(session.balancerStats().filter((stats) => replicas.includes(stats.id))).toEqual([]);
+  });
+
+  it('keeps serving connections open to every own node', async () => {
+    const { nodes, session } = await severalNodes(
+      [{ serve: () => ({ ok: true }) }, { serve: () => ({ ok: true }) }],
+      { servingConnections: 2 },
+    );
+    session.startServing({
+      servePayload: () => Promise.resolve(rpcStream(Readable.from([]), {})),
+      escrowChunkPut: () => {
+        throw new LedgerbusError(ErrorCode.Forbidden, 'not here');
+      },
+      escrowChunkGet: () => {
+        throw new LedgerbusError(ErrorCode.Forbidden, 'not here');
+      },
+      jobResultGet: () => {
+        throw new LedgerbusError(ErrorCode.Forbidden, 'not here');
+      },
+    });
+    await until(() => session.servingCount === 4);
+    expect(nodes.map((node) => node.peers.length)).toEqual([2, 2]);
   });
 });

@@ -1,14 +1,25 @@
 /**
- * The connector's connections to nodes (DESIGN §3): one control connection to its own node for
- * publish, poll, receipts and administration, reopened on demand after it drops; a few serving
- * connections on which the node asks for payloads, escrowed chunks and job results (kept at their number); and
- * short-lived bulk connections for fetching payloads, to the sender's node when it can serve them.
+ * The connector's connections to nodes (DESIGN §3, §9): a control connection to each node it sends
+ * requests to, opened on demand and reopened after it drops; a few serving connections to each of
+ * its organization's nodes, on which any of them asks for payloads, escrowed chunks and job results
+ * (kept at their number); and short-lived bulk connections for fetching payloads, to the sender's
+ * node when it can serve them.
+ *
+ * Each request goes to a node the NodeBalancer picks among those that can serve it: publishes,
+ * administration, unproven reads and calls to other connectors to the organization's own nodes;
+ * reads whose answers carry block evidence (poll, receipt), when `replicaReads` is on, to any replica
+ * of the partition (a node answers a connector of another organization for that organization, from
+ * its own committed state, and the connector verifies the evidence), with the own nodes as the fallback. A request that
+ * could not be sent (the node cannot be reached) is tried on another candidate; a read that was
+ * sent and lost with its connection, or refused for load (RATE_LIMITED, OVERLOADED: the quota is
+ * per node), too, since reads are idempotent; a publish or an admin transaction is not (its
+ * submitter decides, knowing the id it sent).
  */
-import { ErrorCode, LedgerbusError } from '../../errors.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../../errors.js';
 import type { SigningKeyPair } from '../../crypto/index.js';
 import type { CborValue } from '../../codec/index.js';
 import { RpcPeer, connectFramed } from '../../net/index.js';
-import { connectorMethods, nodeMethods } from '../../protocol/client-methods.js';
+import { connectorMethods, forwardableMethods, nodeMethods } from '../../protocol/client-methods.js';
 import type {
   ConnectorMethods,
   NodeMethods,
@@ -17,12 +28,14 @@ import type {
   UnaryMethod,
   UnaryNames,
 } from '../../protocol/client-methods.js';
-import { TypedClient, handleStream, handleUnary, parseAs } from '../../protocol/typed-rpc.js';
+import { handleStream, handleUnary, parseAs } from '../../protocol/typed-rpc.js';
 import type { RpcStreamReply } from '../../net/index.js';
 import type { LiveRegistry } from '../../registry/live-registry.js';
 import type { NodeInfo } from '../../registry/types.js';
 import type { ConnectorContext } from '../context.js';
 import { describeError } from '../lifecycle.js';
+import { NodeBalancer } from './node-balancer.js';
+import type { BalancerPolicy, NodeStats, RequestOutcome } from './node-balancer.js';
 
 /** How often the serving connections are topped up to their number. */
 const servingRefillMs = 1_000;
@@ -43,6 +56,38 @@ export function homeNode(registry: LiveRegistry, organization: string, nodeId?: 
     throw new LedgerbusError(ErrorCode.BadConfig, `no node of ${organization} to connect to`);
   }
   return node;
+}
+
+/**
+ * The nodes of `organization` a connector uses, the first one first: `entries` (connector.yaml
+ * `nodes`: ids, each optionally at another address than its registered one), else `nodeId` alone
+ * (connector.yaml `node`), else every node of the organization in the registry. BAD_CONFIG names an
+ * id the registry does not know or an address that is not host:port.
+ */
+export function sessionNodes(
+  registry: LiveRegistry,
+  organization: string,
+  options: { readonly nodeId?: string; readonly nodes?: readonly { id: string; address?: string }[] } = {},
+): NodeInfo[] {
+  if (options.nodes === undefined || options.nodes.length === 0) {
+    const home = homeNode(registry, organization, options.nodeId);
+    if (options.nodeId !== undefined) return [home];
+    return registry.nodes().filter((node) => node.organization === organization);
+  }
+  return options.nodes.map((entry) => {
+    const node = registry.node(entry.id);
+    if (node === undefined)
+      throw new LedgerbusError(ErrorCode.BadConfig, `nodes: no node ${entry.id} in the registry`);
+    if (entry.address === undefined) return node;
+    const colon = entry.address.lastIndexOf(':');
+    const port = Number(entry.address.slice(colon + 1));
+    if (colon <= 0 || !Number.isInteger(port) || port < 1 || port > 65535)
+      throw new LedgerbusError(
+        ErrorCode.BadConfig,
+        `nodes: address of ${entry.id} must be host:port, not ${JSON.stringify(entry.address)}`,
+      );
+    return { ...node, host: entry.address.slice(0, colon), port };
+  });
 }
 
 /** How a connector answers what its node asks on a serving connection (see `connectorMethods`). */
@@ -67,37 +112,163 @@ type UnaryHandler<M extends UnaryNames<ConnectorMethods>> = (
 export type ConnectorCallMethod = RequestOf<NodeMethods['connectorCall']>['method'];
 
 export interface NodeSessionOptions extends Pick<ConnectorContext, 'registry' | 'logger' | 'lifecycle'> {
-  /** The connector's own node (see homeNode). */
+  /** The connector's first own node (see homeNode); `request` and `controlPeer()` use it. */
   readonly node: NodeInfo;
+  /**
+   * Every node of the organization this connector uses, `node` first (default: `node` alone), each
+   * at the address to dial (an override of its registered one, as connector.yaml `nodes` allows).
+   */
+  readonly nodes?: readonly NodeInfo[];
   /** The connector's TLS identity, as the nodes know it. */
   readonly identity: SigningKeyPair;
-  /** Serving connections kept open (concurrent outgoing transfers). */
+  /** Serving connections kept open to each own node (concurrent outgoing transfers). */
   readonly servingConnections: number;
+  /** How requests are spread over the candidate nodes (default adaptive; see NodeBalancerOptions). */
+  readonly balancer?: { readonly policy: BalancerPolicy; readonly decayMs?: number };
+  /** Reads of a partition may go to any replica of it, not only to own nodes (default false). */
+  readonly replicaReads?: boolean;
+  /** Uniform in [0, 1), for the balancer's choices (default Math.random). */
+  readonly random?: () => number;
 }
+
+/** Partition reads any replica answers, for the calling connector's organization. */
+const replicaReadMethods: ReadonlySet<string> = new Set(
+  forwardableMethods.filter((method) => method !== 'publish'),
+);
+/**
+ * The reads another organization's replica may answer: those whose answers carry block evidence the
+ * connector verifies (poll pages, receipts). A message's status, escrow and job records come without
+ * proofs, so only the organization's own nodes are trusted with them (DESIGN §11: a client trusts no
+ * single node of another organization).
+ */
+const provenReadMethods: ReadonlySet<string> = new Set(['poll', 'receipt']);
 
 export class NodeSession {
   readonly node: NodeInfo;
-  private control: RpcPeer | undefined;
-  private connecting: Promise<RpcPeer> | undefined;
-  private readonly servingPeers = new Set<RpcPeer>();
+  /** The organization's nodes this connector uses, `node` first. */
+  readonly nodes: readonly NodeInfo[];
+  private readonly controls = new Map<string, { peer?: RpcPeer; connecting?: Promise<RpcPeer> }>();
+  private readonly servingPeers = new Map<string, Set<RpcPeer>>();
+  /** Serving connections being opened, per node. */
+  private readonly servingOpening = new Map<string, number>();
   private servingTimer: unknown;
-  /** The node's methods (see protocol/client-methods.ts) on the control connection. */
-  private readonly nodeCalls: TypedClient<NodeMethods>;
+  private readonly balancer: NodeBalancer;
 
   constructor(private readonly options: NodeSessionOptions) {
     this.node = options.node;
-    this.nodeCalls = new TypedClient(nodeMethods, () => this.controlPeer());
+    const others = (options.nodes ?? []).filter((node) => node.id !== options.node.id);
+    this.nodes = [options.node, ...others];
+    const clock = options.lifecycle.clock;
+    this.balancer = new NodeBalancer({
+      policy: options.balancer?.policy ?? 'adaptive',
+      ...(options.balancer?.decayMs === undefined ? {} : { decayMs: options.balancer.decayMs }),
+      now: () => clock.now(),
+      random: options.random ?? Math.random,
+    });
+  }
+
+  /** The balancer's view of every node asked so far (latency estimate, in flight, ejection). */
+  balancerStats(): NodeStats[] {
+    return this.balancer.stats();
   }
 
   /**
-   * Calls `method` of the node on the control connection: the request typed, the answer parsed by
-   * its schema (SCHEMA_MISMATCH when it does not fit).
+   * Calls `method` on a node the balancer picks among those that can serve it (see the class
+   * comment): the request typed, the answer parsed by its schema (SCHEMA_MISMATCH when it does not
+   * fit). A node that cannot be reached is tried no more for this request; CONNECTION_CLOSED
+   * (retriable) when none could be.
    */
-  call<M extends UnaryNames<NodeMethods> & string>(
+  async call<M extends UnaryNames<NodeMethods> & string>(
     method: M,
     request: RequestOf<NodeMethods[M]>,
   ): Promise<ResponseOf<NodeMethods[M]>> {
-    return this.nodeCalls.call(method, request);
+    const definition = nodeMethods[method] as UnaryMethod<unknown, ResponseOf<NodeMethods[M]>>;
+    const answer = await this.balanced(method, request as CborValue);
+    return parseAs(definition.response, answer, `${method} answer`);
+  }
+
+  /** `end`, which also logs the node's ejection when this failure ejected it. */
+  private ending(id: string, end: (outcome: RequestOutcome) => void): (outcome: RequestOutcome) => void {
+    return (outcome) => {
+      const ejected = this.balancer.ejected(id);
+      end(outcome);
+      if (!ejected && this.balancer.ejected(id)) {
+        const stats = this.balancer.stats().find((node) => node.id === id);
+        this.options.logger.warn(
+          {
+            node: id,
+            until: stats?.ejectedUntil === undefined ? undefined : new Date(stats.ejectedUntil).toISOString(),
+            ejections: stats?.ejections,
+          },
+          'node ejected after consecutive failures: requests go to the other nodes until it is tried again',
+        );
+      }
+    };
+  }
+
+  /** The candidate tiers for `method`: the first with a usable node is chosen from. */
+  private candidates(method: string, request: CborValue): string[][] {
+    const own = this.nodes.map((node) => node.id);
+    const group = (request as { group?: unknown } | null)?.group;
+    if (this.options.replicaReads !== true || !provenReadMethods.has(method) || typeof group !== 'string')
+      return [own];
+    const replicas = this.options.registry.partition(group)?.replicas ?? [];
+    return [replicas.filter((id) => this.nodeInfo(id) !== undefined), own];
+  }
+
+  private async balanced(method: string, request: CborValue): Promise<CborValue> {
+    const tiers = this.candidates(method, request);
+    const idempotent = replicaReadMethods.has(method);
+    const waitMs = (request as { waitMs?: unknown } | null)?.waitMs;
+    const long = typeof waitMs === 'number' && waitMs > 0;
+    const tried = new Set<string>();
+    let lastError: unknown;
+    // Each candidate at most once: the own nodes are the fallback of dead replicas.
+    // Each method is its own kind: a publish waits for consensus, a read does not.
+    for (
+      let id = this.balancer.pick(tiers, tried, method);
+      id !== undefined;
+      id = this.balancer.pick(tiers, tried, method)
+    ) {
+      tried.add(id);
+      const end = this.ending(id, this.balancer.begin(id, { long, kind: method }));
+      let peer: RpcPeer;
+      try {
+        peer = await this.controlPeer(id);
+      } catch (error) {
+        end('failure');
+        lastError = error;
+        if (this.options.lifecycle.stopped) throw error;
+        continue;
+      }
+      try {
+        const answer = await peer.request(method, request);
+        end('success');
+        return answer;
+      } catch (error) {
+        // A refusal is the node's answer: it is up, and its time is a sample like any other. Only
+        // a connection that dropped or a request that got no answer in time is the node's fault; a
+        // node may also answer CONNECTION_CLOSED for a replica it could not reach.
+        const overloaded =
+          isLedgerbusError(error, ErrorCode.RateLimited) || isLedgerbusError(error, ErrorCode.Overloaded);
+        end(
+          peer.closed || isLedgerbusError(error, ErrorCode.Timeout)
+            ? 'failure'
+            : overloaded
+              ? 'overloaded'
+              : 'success',
+        );
+        // Another node has its own quota and queue: a refused read is asked there.
+        if (!idempotent || !(isLostRequest(error) || overloaded) || this.options.lifecycle.stopped)
+          throw error;
+        lastError = error;
+      }
+    }
+    throw lastError instanceof Error
+      ? lastError
+      : new LedgerbusError(ErrorCode.ConnectionClosed, `no node can serve ${method} now`, {
+          retriable: true,
+        });
   }
 
   /**
@@ -116,40 +287,62 @@ export class NodeSession {
     return parseAs(definition.response, answer, `${method} answer of ${organization}`);
   }
 
-  /** Serving connections open now. */
+  /** Serving connections open now, to all our nodes. */
   get servingCount(): number {
-    return this.servingPeers.size;
+    let count = 0;
+    for (const peers of this.servingPeers.values()) count += peers.size;
+    return count;
   }
 
   /**
    * The control connection, opened (once, however many ask at the same time) if there is none or
    * it closed. A node that cannot be reached is CONNECTION_CLOSED, retriable; after stop, not.
    */
-  controlPeer(): Promise<RpcPeer> {
-    if (this.control !== undefined && !this.control.closed) return Promise.resolve(this.control);
+  controlPeer(nodeId: string = this.node.id): Promise<RpcPeer> {
+    let control = this.controls.get(nodeId);
+    if (control === undefined) {
+      control = {};
+      this.controls.set(nodeId, control);
+    }
+    const entry = control;
+    if (entry.peer !== undefined && !entry.peer.closed) return Promise.resolve(entry.peer);
     if (this.options.lifecycle.stopped)
       return Promise.reject(
         new LedgerbusError(ErrorCode.ConnectionClosed, 'connector stopped', { retriable: false }),
       );
-    this.connecting ??= this.openConnection()
+    const node = this.nodeInfo(nodeId);
+    if (node === undefined)
+      return Promise.reject(
+        new LedgerbusError(ErrorCode.ConnectionClosed, `node ${nodeId} is not in the registry`, {
+          retriable: true,
+        }),
+      );
+    entry.connecting ??= this.openConnection(node)
       .then((peer) => {
-        this.control = peer;
+        entry.peer = peer;
+        // Closed after stop (close() ran before the connection was up): nothing may stay open.
+        if (this.options.lifecycle.stopped) peer.close();
         return peer;
       })
       .catch((error: unknown) => {
         throw new LedgerbusError(
           ErrorCode.ConnectionClosed,
-          `cannot reach node ${this.node.id}: ${describeError(error)}`,
+          `cannot reach node ${nodeId}: ${describeError(error)}`,
           { retriable: true },
         );
       })
       .finally(() => {
-        this.connecting = undefined;
+        entry.connecting = undefined;
       });
-    return this.connecting;
+    return entry.connecting;
   }
 
-  /** One untyped request on the control connection (diagnostics, tests); the node's methods go through `call`. */
+  /** Where to dial node `id`: one of our own nodes at its configured address, else the registry's. */
+  private nodeInfo(id: string): NodeInfo | undefined {
+    return this.nodes.find((node) => node.id === id) ?? this.options.registry.node(id);
+  }
+
+  /** One untyped request on the control connection to our first node (diagnostics, tests); the node's methods go through `call`. */
   async request(method: string, body: CborValue): Promise<CborValue> {
     return (await this.controlPeer()).request(method, body);
   }
@@ -176,9 +369,10 @@ export class NodeSession {
     const senderNode = this.options.registry
       .nodes()
       .find((node) => node.organization === sender && this.replicates(node.id, partitionId));
-    if (senderNode !== undefined && senderNode.id !== this.node.id) {
+    const own = this.nodes.map((node) => node.id);
+    if (senderNode !== undefined && !own.includes(senderNode.id)) {
       try {
-        return await this.openConnection(senderNode);
+        return await this.openConnection(this.nodeInfo(senderNode.id) ?? senderNode);
       } catch (error) {
         this.options.logger.debug(
           { node: senderNode.id, error: describeError(error) },
@@ -186,7 +380,27 @@ export class NodeSession {
         );
       }
     }
-    return this.openConnection();
+    // One of our nodes, as the balancer chooses; an unreachable one is left for the next.
+    const tried = new Set<string>();
+    let lastError: unknown;
+    const kind = 'fetchPayload';
+    for (
+      let id = this.balancer.pick([own], tried, kind);
+      id !== undefined;
+      id = this.balancer.pick([own], tried, kind)
+    ) {
+      tried.add(id);
+      const end = this.ending(id, this.balancer.begin(id, { kind }));
+      try {
+        const peer = await this.openConnection(this.nodeInfo(id) ?? this.node);
+        end('success');
+        return peer;
+      } catch (error) {
+        end('failure');
+        lastError = error;
+      }
+    }
+    throw lastError;
   }
 
   /** Whether `nodeId` is a replica of `partitionId` in the current registry. */
@@ -195,14 +409,27 @@ export class NodeSession {
   }
 
   /**
-   * Keeps `servingConnections` serving connections open to our node, each answering the node's
-   * requests with `handlers`; one that drops is replaced within a second.
+   * Keeps `servingConnections` serving connections open to each of our nodes (any of them may ask
+   * for a payload of ours), each answering the node's requests with `handlers`; one that drops is
+   * replaced within a second.
    */
   startServing(handlers: ServingHandlers): void {
     const refill = (): void => {
       if (this.options.lifecycle.stopped) return;
-      for (let index = this.servingPeers.size; index < this.options.servingConnections; index++) {
-        void this.openServingConnection(handlers);
+      for (const node of this.nodes) {
+        let peers = this.servingPeers.get(node.id);
+        if (peers === undefined) {
+          peers = new Set();
+          this.servingPeers.set(node.id, peers);
+        }
+        // Connections being opened count too, so a slow node is not dialled again every second.
+        const opening = this.servingOpening.get(node.id) ?? 0;
+        for (let index = peers.size + opening; index < this.options.servingConnections; index++) {
+          this.servingOpening.set(node.id, (this.servingOpening.get(node.id) ?? 0) + 1);
+          void this.openServingConnection(node, peers, handlers).finally(() =>
+            this.servingOpening.set(node.id, (this.servingOpening.get(node.id) ?? 1) - 1),
+          );
+        }
       }
       this.servingTimer = this.options.lifecycle.clock.setTimeout(refill, servingRefillMs);
     };
@@ -212,20 +439,33 @@ export class NodeSession {
   /** Closes every connection; call after the lifecycle has stopped (nothing reopens them then). */
   close(): void {
     if (this.servingTimer !== undefined) this.options.lifecycle.clock.clearTimeout(this.servingTimer);
-    this.control?.close();
-    for (const peer of this.servingPeers) peer.close();
+    for (const control of this.controls.values()) control.peer?.close();
+    for (const peers of this.servingPeers.values()) for (const peer of peers) peer.close();
   }
 
-  private async openServingConnection(handlers: ServingHandlers): Promise<void> {
+  private async openServingConnection(
+    node: NodeInfo,
+    peers: Set<RpcPeer>,
+    handlers: ServingHandlers,
+  ): Promise<void> {
     if (this.options.lifecycle.stopped) return;
+    // Dialling the serving connections is the active health check of our nodes: a node that
+    // refuses them is ejected even while no request happens to try it.
+    const end = this.ending(node.id, this.balancer.begin(node.id, { long: true, kind: 'serve' }));
     let peer: RpcPeer;
     try {
-      peer = await this.openConnection();
+      peer = await this.openConnection(node);
+      end('success');
     } catch {
+      end('failure');
       return; // the next refill tries again
     }
-    this.servingPeers.add(peer);
-    peer.onClose(() => this.servingPeers.delete(peer));
+    if (this.options.lifecycle.stopped) {
+      peer.close();
+      return;
+    }
+    peers.add(peer);
+    peer.onClose(() => peers.delete(peer));
     handleStream(peer, connectorMethods, 'servePayload', (request) => handlers.servePayload(request));
     handleUnary(peer, connectorMethods, 'escrowChunkPut', (request) => handlers.escrowChunkPut(request));
     handleUnary(peer, connectorMethods, 'escrowChunkGet', (request) => handlers.escrowChunkGet(request));
@@ -236,4 +476,15 @@ export class NodeSession {
       peer.close();
     }
   }
+}
+
+/**
+ * Whether `error` says the request was lost with its connection (or got no answer in time), so that
+ * the node, not the request, is at fault. A node's refusal has any other code.
+ */
+function isLostRequest(error: unknown): boolean {
+  return (
+    error instanceof LedgerbusError &&
+    (error.code === ErrorCode.ConnectionClosed || error.code === ErrorCode.Timeout)
+  );
 }
