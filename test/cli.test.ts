@@ -382,6 +382,17 @@ describe('ledgerbus CLI', () => {
     expect(node.stderr).toMatch(/^error DATA_FORMAT_UNSUPPORTED: node data directory .* older ledgerbus/);
   });
 
+  it('refuses to resume a devnet with another --nodes-per-org than it was made with, before starting any process', () => {
+    const devnet = join(dir, 'shaped-devnet');
+    ensureDevnetLayout({ directory: devnet, basePort: 25460 });
+    const started = ledgerbus('dev', '--dir', 'shaped-devnet', '--nodes-per-org', '2');
+    expect(started.status).toBe(2);
+    expect(started.stderr).toMatch(
+      /^error BAD_CONFIG: the devnet in .* has 4 nodes for 4 organizations, not 2/,
+    );
+    expect(existsSync(join(devnet, 'logs', 'node1.log'))).toBe(false);
+  });
+
   it('says which network file it cannot read before contacting any connector', () => {
     const result = ledgerbus('topic', 'list', '--network', 'missing.json', '--as', 'org1');
     expect(result.status).toBe(2);

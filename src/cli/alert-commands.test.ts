@@ -368,4 +368,22 @@ describe('ledgerbus alerts', () => {
     );
     expect(badDuration.stderr).toContain(`error ${ErrorCode.SchemaMismatch}: `);
   });
+
+  // Last: it suspends beta.
+  it('still suspends with --suspend when the alert was acknowledged already (a retried ack --suspend)', async () => {
+    const alert = raise('n3', 'beta', { rule: 'credential-misuse', severity: 'critical' });
+    // (n3: alpha's n1 was suspended above.) As if an earlier `ack --suspend` recorded the acknowledgement and then lost its suspension.
+    expect((await ledgerbus('alerts', 'ack', alert, ...as('sup'))).status).toBe(0);
+    expect(harness.machine.latest.organizations.get('beta')?.status).toBe('APPROVED');
+    const retried = await ledgerbus('alerts', 'ack', alert, '--suspend', ...as('sup'), '--json');
+    expect(retried.status, retried.stderr).toBe(0);
+    expect(JSON.parse(retried.stdout)).toMatchObject({
+      id: alert,
+      subject: 'beta',
+      suspended: { organization: 'beta' },
+    });
+    expect(harness.machine.latest.organizations.get('beta')?.status).toBe('SUSPENDED');
+    // Without --suspend, acknowledging twice is still refused.
+    expect((await ledgerbus('alerts', 'ack', alert, ...as('sup'))).stderr).toContain('ALREADY_EXISTS');
+  });
 });

@@ -111,6 +111,12 @@ export function ensureDevnetLayout(options: DevnetOptions): DevnetLayout {
   }
   const network = readNetworkFile(networkPath);
   const ids = network.organizations.map((organization) => organization.id);
+  // A devnet is resumed as it was made: asking for another shape must not be ignored in silence.
+  if (options.nodesPerOrganization !== undefined && network.nodes.length !== ids.length * perOrganization)
+    throw new LedgerbusError(
+      ErrorCode.BadConfig,
+      `the devnet in ${directory} has ${network.nodes.length} nodes for ${ids.length} organizations, not ${perOrganization} per organization: remove the directory to make a new devnet, or leave out --nodes-per-org`,
+    );
   restrictDevnetModes(directory, ids);
   return {
     directory,

@@ -166,17 +166,16 @@ export function buildDevCommand(): Command {
     )
     .option(
       '--nodes-per-org <n>',
-      'when creating the network: nodes of each organization (the first hosts the partitions; connectors balance over all, see docs/load-balancing.md)',
+      'when creating the network (default 1): nodes of each organization (the first hosts the partitions; connectors balance over all, see docs/load-balancing.md)',
       positiveNumber('--nodes-per-org'),
-      1,
     )
     .option('--json', 'print the ready line as JSON', false)
-    .action(async (options: { dir: string; basePort: number; nodesPerOrg: number; json: boolean }) => {
+    .action(async (options: { dir: string; basePort: number; nodesPerOrg?: number; json: boolean }) => {
       const directory = resolve(options.dir);
       const layout = ensureDevnetLayout({
         directory,
         basePort: options.basePort,
-        nodesPerOrganization: options.nodesPerOrg,
+        ...(options.nodesPerOrg === undefined ? {} : { nodesPerOrganization: options.nodesPerOrg }),
       });
       checkDevnetData(layout, options.dir);
       mkdirSync(join(directory, 'logs'), { recursive: true });

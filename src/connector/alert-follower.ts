@@ -58,7 +58,10 @@ export interface AlertAckResult {
   readonly id: string;
   /** The organization the alert is about ('' for an unknown key). */
   readonly subject: string;
-  /** The __system index of the acknowledgement. */
+  /**
+   * The __system index of the acknowledgement; of the suspension when `suspend` found the alert
+   * acknowledged already.
+   */
   readonly index: number;
   /** Present when `suspend` was asked: the suspension's __system index. */
   readonly suspended?: { readonly organization: string; readonly index: number };
@@ -118,7 +121,8 @@ export class ConnectorAlerts {
 
   /**
    * Acknowledges alert `id` (supervisors only: ADMIN_REJECTED NOT_ALLOWED otherwise), lifting any
-   * quota it imposed; with `suspend`, then suspends its subject. ALERT_NOT_FOUND for an unknown id.
+   * quota it imposed; with `suspend`, then suspends its subject (even when the alert was acknowledged
+   * already, so a retried `ack --suspend` completes). ALERT_NOT_FOUND for an unknown id.
    */
   async ack(id: string, input: AlertAckInput = {}): Promise<AlertAckResult> {
     const alert = await this.get(id);
@@ -128,7 +132,7 @@ export class ConnectorAlerts {
         `alert ${id} is about an unregistered key: there is no organization to suspend; acknowledge it without --suspend`,
       );
     }
-    let acked: AdminResult;
+    let acked: AdminResult | undefined;
     try {
       acked = await this.submit({
         kind: 'ackAlert',
@@ -142,9 +146,14 @@ export class ConnectorAlerts {
       ) {
         throw new LedgerbusError(ErrorCode.AlertNotFound, error.message);
       }
-      throw error;
+      // The ack and the suspension are two transactions: an `ack --suspend` whose suspension was
+      // lost is retried as a whole, and must then still suspend.
+      const alreadyAcked =
+        isLedgerbusError(error, ErrorCode.AdminRejected) &&
+        error.details?.reason === AdminReject.AlreadyExists;
+      if (!alreadyAcked || input.suspend !== true) throw error;
     }
-    if (input.suspend !== true) return { id, subject: alert.subject, index: acked.index };
+    if (input.suspend !== true) return { id, subject: alert.subject, index: acked!.index };
     const suspended = await this.submit({
       kind: 'setOrganizationStatus',
       organization: alert.subject,
@@ -153,7 +162,8 @@ export class ConnectorAlerts {
     return {
       id,
       subject: alert.subject,
-      index: acked.index,
+      // Acknowledged before: the suspension is the change this call made.
+      index: acked?.index ?? suspended.index,
       suspended: { organization: alert.subject, index: suspended.index },
     };
   }

@@ -59,6 +59,21 @@ export interface RuleThresholds {
     readonly minHistory: number;
     /** How long the organization must have been seen: an hour histogram of less than a day means nothing. */
     readonly minHistoryMs: number;
+    /**
+     * Concurrent use ("impossible travel"): requests through a new entry point while the
+     * organization's established entry point is still active. An honest failover moves traffic (the
+     * old entry point goes quiet, but for requests already in flight, `graceMs`); a stolen key runs
+     * next to the victim's own traffic. Counted when the established entry point was used more than
+     * `graceMs` after the new one's first use and at most `withinMs` before the request, at an hour
+     * holding less than `hourShare` of the organization's activity; fires at `count` within `spanMs`.
+     */
+    readonly concurrent: {
+      readonly count: number;
+      readonly spanMs: number;
+      readonly withinMs: number;
+      readonly graceMs: number;
+      readonly hourShare: number;
+    };
   };
 }
 
@@ -72,12 +87,15 @@ export const defaultRuleThresholds: RuleThresholds = {
   sizeOutlier: { factor: 8, minPublishes: 200, minBytes: 1 << 20 },
   newRecipientVolume: { factor: 100, minBytes: 32 << 20 },
   tampering: { count: 2, withinMs: 900_000 },
+  // 8 within 5 min (was 3 within 15): honest failovers happen at night too, and an organization's
+  // ordinary night traffic through its failover node reached 3 in 15 min (seed 1).
   credentialMisuse: {
-    count: 3,
-    withinMs: 900_000,
+    count: 8,
+    withinMs: 300_000,
     offHourShare: 0.02,
     minHistory: 500,
     minHistoryMs: 86_400_000,
+    concurrent: { count: 3, spanMs: 900_000, withinMs: 300_000, graceMs: 120_000, hourShare: 0.04 },
   },
 };
 
@@ -116,6 +134,10 @@ export class OrganizationRuleState {
   readonly rings = new Map<CountedRule, TimeRing>();
   /** New recipient → bytes and messages sent to it while it is new (bounded like the history). */
   readonly newRecipientBytes = new Map<string, { bytes: number; messages: number; firstAt: number }>();
+  /** Last request through an entry point that is not new for the organization. */
+  establishedViaAt = Number.NEGATIVE_INFINITY;
+  /** Ring of requests through a new entry point concurrent with the established one. */
+  concurrentRing: TimeRing | undefined;
 }
 
 /** Unknown keys are nobody's: one state for all of them. */
@@ -183,17 +205,7 @@ export class RuleEngine {
       default:
         break;
     }
-    if (
-      o.via !== undefined &&
-      o.kind !== 'registry' &&
-      features.established(o.at) &&
-      features.hoursTotal >= t.credentialMisuse.minHistory &&
-      o.at - features.firstSeenAt >= t.credentialMisuse.minHistoryMs &&
-      features.isNewVia(o.via, o.at) &&
-      features.hourShare(o.at) < t.credentialMisuse.offHourShare
-    ) {
-      this.count(o, state, 'credential-misuse', t.credentialMisuse, out);
-    }
+    this.credentialMisuse(o, features, state, out);
   }
 
   /** An observation of an unregistered key (organization ''). */
@@ -236,6 +248,60 @@ export class RuleEngine {
       lastAt: o.at,
       observations: byCount ? limit.count : distinct,
       suggested: 'none',
+    });
+  }
+
+  private credentialMisuse(
+    o: Observation,
+    features: OrganizationFeatures,
+    state: OrganizationRuleState,
+    out: AnomalyAlert[],
+  ): void {
+    const limit = this.thresholds.credentialMisuse;
+    if (o.via === undefined || o.kind === 'registry' || !features.established(o.at)) return;
+    if (!features.isNewVia(o.via, o.at)) {
+      state.establishedViaAt = Math.max(state.establishedViaAt, o.at);
+      return;
+    }
+    if (features.hoursTotal < limit.minHistory || o.at - features.firstSeenAt < limit.minHistoryMs) return;
+    const hourShare = features.hourShare(o.at);
+    if (hourShare < limit.offHourShare) this.count(o, state, 'credential-misuse', limit, out);
+    const c = limit.concurrent;
+    const firstUse = features.vias.peek(o.via) ?? o.at;
+    if (
+      hourShare >= c.hourShare ||
+      state.establishedViaAt - firstUse <= c.graceMs ||
+      o.at - state.establishedViaAt > c.withinMs
+    )
+      return;
+    let ring = state.concurrentRing;
+    if (ring === undefined) state.concurrentRing = ring = new TimeRing(c.count);
+    ring.push(o.at);
+    if (!ring.reached(o.at, c.spanMs)) return;
+    const spanMs = Math.max(1, o.at - ring.oldest);
+    const ratio = c.spanMs / Math.max(spanMs, c.spanMs / 16);
+    const severity = severityOf(ratio);
+    out.push({
+      organization: o.organization,
+      ...(topicOf(o) === undefined ? {} : { topic: topicOf(o) }),
+      rule: 'credential-misuse',
+      severity,
+      score: c.count,
+      threshold: c.count,
+      features: [
+        { name: 'concurrentRequestsViaNewEntryPoint', value: c.count, contribution: ratio },
+        { name: 'spanMs', value: spanMs, contribution: c.spanMs / spanMs },
+        {
+          name: 'establishedEntryPointLastUsedMsAgo',
+          value: o.at - state.establishedViaAt,
+          contribution: c.withinMs / Math.max(1, o.at - state.establishedViaAt),
+        },
+      ],
+      summary: `${o.organization}: ${c.count} requests through ${o.via}, an entry point new for it, within ${seconds(spanMs)} while its usual entry point was still in use (${seconds(o.at - state.establishedViaAt)} before), at an hour it is rarely active (limit ${c.count} within ${minutes(c.spanMs)}).`,
+      firstAt: ring.oldest,
+      lastAt: o.at,
+      observations: c.count,
+      suggested: suggestedFor('credential-misuse', severity),
     });
   }
 

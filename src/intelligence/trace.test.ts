@@ -62,4 +62,34 @@ describe('generateTrace', () => {
   it('refuses a count that is not a whole number', () => {
     expect(() => generateTrace({ seed: 1, events: 0 })).toThrow(/events/);
   });
+
+  it('gives attacks entry points of the same kind as honest ones, and fails over at any hour', () => {
+    // The address format must not tell attacks apart: every entry point is a node of the network.
+    for (const { observation } of trace.events)
+      if (observation.via !== undefined) expect(observation.via).toMatch(/^node-org\d+$/);
+    // A replayer or a stolen key comes through a node its victim had not used before the attack.
+    for (const episode of trace.episodes.filter(
+      (e) => e.kind === 'replay' || e.kind === 'credentialMisuse',
+    )) {
+      const via = trace.events.find((event) => event.episode === episode.id)!.observation.via!;
+      const usedBefore = trace.events.some(
+        ({ observation, attack }) =>
+          attack === undefined &&
+          observation.organization === episode.organization &&
+          observation.via === via &&
+          observation.at < episode.startAt,
+      );
+      expect(usedBefore).toBe(false);
+    }
+    // Honest publishes through another node happen outside working hours too (local 22:00–06:00).
+    const longer = generateTrace({ seed: 5, events: 150_000 });
+    const profiles = new Map(longer.organizations.map((o) => [o.name, o]));
+    const nightFailovers = longer.events.filter(({ observation: o, attack }) => {
+      if (attack !== undefined || o.kind !== 'publish') return false;
+      const profile = profiles.get(o.organization)!;
+      const hour = (((o.at / 3_600_000 + profile.utcOffsetHours) % 24) + 24) % 24;
+      return o.via !== profile.node && (hour >= 22 || hour < 6);
+    });
+    expect(nightFailovers.length).toBeGreaterThan(0);
+  });
 });

@@ -15,8 +15,8 @@
  * - recipients: 2–4 partners with Zipf weights, 20 % of messages to 2–3 of them; about every 2.5 days
  *   an organization adds a partner (the new partner gets an ordinary share: not an attack);
  * - each recipient fetches (served) a few seconds later and confirms; entry points are the
- *   organization's own node, with a failover to another node for 20–90 min about every other
- *   working day;
+ *   organization's own node, with a failover to another node of the network for 20–90 min about
+ *   every other day, at any hour (a node goes down at night too);
  * - honest errors: a refused fetch (wrong message id) on 0.15 % of fetches, a not-found race on
  *   0.2 %, policy rejections on 0.2 % of publishes, RATE_LIMITED on 1 % of burst and batch publishes,
  *   a clock-skewed replay (1–2 REPLAY/TIMESTAMP_OUT_OF_WINDOW) 0.25 times a day per organization, a
@@ -29,7 +29,10 @@
  * each with an intensity drawn over a range whose low end is deliberately below the rules' limits:
  * flood, sybil, replay, unauthorizedFetch, credentialMisuse, exfiltration, tampering,
  * suspendedActivity (see `generateAttack`). An episode is the run of its labelled events: one
- * organization (or '' for Sybil keys), from its first to its last event.
+ * organization (or '' for Sybil keys), from its first to its last event. Attacks come through the
+ * same kind of entry points as honest traffic (`node-<organization>`): a stolen key or a replayer
+ * uses a node of the network the organization had not used before the attack, Sybil keys any
+ * node, so an address format gives nothing away.
  */
 import { SeededRandom } from '../consensus/seeded-random.js';
 import type { Observation } from './observations.js';
@@ -292,10 +295,18 @@ export function generateTrace(options: TraceOptions): Trace {
   });
   const byName = new Map(organizations.map((o) => [o.name, o]));
   const viaOf = (name: string): string => byName.get(name)?.via ?? `node-${name}`;
+  const networkNodes = allNames.map((name) => `node-${name}`);
+  /** Organization → entry point → first used (ms), so attacks can pick a node new to their victim. */
+  const viaFirstUsed = new Map<string, Map<string, number>>();
 
   const normal: LabelledObservation[] = [];
   const push = (observation: Observation): void => {
     normal.push({ observation });
+    if (observation.via === undefined) return;
+    let used = viaFirstUsed.get(observation.organization);
+    if (used === undefined) viaFirstUsed.set(observation.organization, (used = new Map()));
+    const first = used.get(observation.via);
+    if (first === undefined || observation.at < first) used.set(observation.via, observation.at);
   };
   const payloadSize = (o: Organization, batch: boolean): number => {
     const large = random.chance(o.largeShare);
@@ -399,7 +410,7 @@ export function generateTrace(options: TraceOptions): Trace {
         o.via = o.node;
         o.viaUntil = 0;
       }
-      if (working && o.viaUntil === 0 && random.chance(perMinute(p.failoverPerDay) * 3)) {
+      if (o.viaUntil === 0 && random.chance(perMinute(p.failoverPerDay))) {
         const others = organizations.filter((other) => other !== o);
         o.via = random.pick(others).node;
         o.viaUntil = at + random.between(20, 90) * minuteMs;
@@ -520,6 +531,13 @@ export function generateTrace(options: TraceOptions): Trace {
     Math.round(((options.episodesPerKindPer100k ?? p.episodesPerKindPer100k) * options.events) / 100_000),
   );
   const attackFrom = options.attackFrom ?? p.attackFrom;
+  const unusedNode = (o: Organization, before: number): string => {
+    const used = viaFirstUsed.get(o.name);
+    const fresh = networkNodes.filter(
+      (node) => node !== o.node && !((used?.get(node) ?? Infinity) <= before),
+    );
+    return random.pick(fresh.length > 0 ? fresh : networkNodes.filter((node) => node !== o.node));
+  };
   const descriptions = new Map<number, string>();
   let episodeId = 0;
   for (const kind of attackKinds) {
@@ -536,6 +554,7 @@ export function generateTrace(options: TraceOptions): Trace {
         supervisor,
         attacks,
         removals,
+        unusedNode,
       );
       descriptions.set(id, description);
     }
@@ -619,6 +638,7 @@ function generateAttack(
   supervisor: Organization,
   out: LabelledObservation[],
   removals: { organization: string; from: number; to: number }[],
+  unusedNode: (o: Organization, before: number) => string,
 ): string {
   const o = random.pick(organizations);
   const label = (observation: Observation): void => {
@@ -628,7 +648,6 @@ function generateAttack(
     const times = Array.from({ length: n }, () => Math.floor(begin + random.uniform() * spanMs));
     return times.sort((a, b) => a - b);
   };
-  const remote = (): string => `203.0.113.${random.int(1, 254)}`;
   switch (kind) {
     case 'flood': {
       // A member's connector (compromised or broken) sends invalid transactions; slow floods exist.
@@ -672,12 +691,12 @@ function generateAttack(
       let n = 0;
       for (let k = 0; k < keys; k++) {
         const key = random.hex(8);
-        const via = remote();
+        const via = random.pick(organizations).node;
         for (const at of spread(random.int(1, 4), spanMs)) {
           label({
             kind: 'unknownKey',
             at,
-            node: random.pick(organizations).node,
+            node: via,
             organization: '',
             via,
             key,
@@ -691,13 +710,13 @@ function generateAttack(
       // Captured signed transactions and fetch requests of `o` replayed by someone else.
       const n = Math.round(random.logBetween(3, 40));
       const spanMs = random.logBetween(1, 20) * minuteMs;
-      const via = remote();
+      const via = unusedNode(o, begin);
       for (const at of spread(n, spanMs)) {
         if (random.chance(0.3))
           label({
             kind: 'fetch',
             at,
-            node: o.node,
+            node: via,
             organization: o.name,
             via,
             topic: random.pick(o.topics),
@@ -707,7 +726,7 @@ function generateAttack(
           label({
             kind: 'reject',
             at,
-            node: o.node,
+            node: via,
             organization: o.name,
             via,
             topic: random.pick(o.topics),
@@ -744,7 +763,7 @@ function generateAttack(
       const start = startLocal - o.utcOffsetHours * hourMs;
       const n = Math.round(random.logBetween(5, 40));
       const spanMs = random.logBetween(5, 30) * minuteMs;
-      const via = random.chance(0.5) ? remote() : `node-${random.pick(passiveNames)}`;
+      const via = unusedNode(o, start);
       const times = Array.from({ length: n }, () => Math.floor(start + random.uniform() * spanMs)).sort(
         (a, b) => a - b,
       );
@@ -752,12 +771,12 @@ function generateAttack(
         const roll = random.uniform();
         const topic = random.pick(organizations).topics[0]!;
         if (roll < 0.6)
-          label({ kind: 'fetch', at, node: o.node, organization: o.name, via, topic, outcome: 'served' });
+          label({ kind: 'fetch', at, node: via, organization: o.name, via, topic, outcome: 'served' });
         else if (roll < 0.85)
           label({
             kind: 'publish',
             at,
-            node: o.node,
+            node: via,
             organization: o.name,
             via,
             topic: random.pick(o.topics),
@@ -768,7 +787,7 @@ function generateAttack(
           label({
             kind: 'fetch',
             at,
-            node: o.node,
+            node: via,
             organization: o.name,
             via,
             topic,

@@ -26,7 +26,13 @@ import type { AlertPolicy } from '../registry/alerts.js';
 import { liveRegistryFromGenesis } from '../registry/live-registry.js';
 import { SystemStateMachine } from '../registry/system-state.js';
 import { createLogger } from '../runtime/logger.js';
-import { AnomalyService, blockObservations, chooseResponse, reachesLedger } from './anomaly-service.js';
+import {
+  AnomalyService,
+  adminActor,
+  blockObservations,
+  chooseResponse,
+  reachesLedger,
+} from './anomaly-service.js';
 import type { AnomalyServiceOptions } from './anomaly-service.js';
 import { loadNodeConfig } from './config.js';
 import { serveMetrics } from './metrics-server.js';
@@ -378,18 +384,62 @@ describe('blockObservations', () => {
         organization: '',
         key: Buffer.from(stranger.publicKey.subarray(0, 8)).toString('hex'),
       },
-      // The transaction names org3 as sender; no organization holds the key that ordered it.
+      // The transaction names org3 as sender, but no organization holds the key that ordered it:
+      // what the transaction says is the signer's word, so nobody is blamed.
       {
         kind: 'reject',
         at: 5_000,
         node: 'node1',
-        organization: 'org3',
+        organization: '',
         topic: 'demo',
         reason: 'SIGNING_KEY_UNKNOWN',
         stage: 'contract',
       },
     ]);
     expect(seen.acceptedAt.get('demo/0/m1')).toBe(5_000);
+  });
+
+  it('never blames the organization a badly signed transaction names, only the holder of its key', () => {
+    const stranger = signing.signer(generateSigningKey());
+    const org2 = connectorSigner(2);
+    // Both publish "as org3" (the victim); neither holds org3's key.
+    const block = {
+      header: { partitionId: 'demo/0', height: 9, timestamp: 6_000 },
+      certificate: { signatures: [] },
+      transactions: [
+        request(publish('forged1', stranger), stranger),
+        request(publish('forged2', org2), org2),
+      ],
+      results: [
+        result({ status: 'REJECTED', reason: 'BAD_SIGNATURE' }),
+        result({ status: 'REJECTED', reason: 'BAD_SIGNATURE' }),
+      ],
+    } as unknown as Block;
+    const observations = blockObservations(block, [], context());
+    const rejects = observations.filter((observation) => observation.kind === 'reject');
+    expect(rejects.map((observation) => observation.organization)).toEqual(['', 'org2']);
+    expect(observations.some((observation) => observation.organization === 'org3')).toBe(false);
+  });
+});
+
+describe('adminActor', () => {
+  const named = (kind: string) => ({ organization: 'org4', action: { kind } });
+  it('blames the organization an admin transaction names only once the registry authenticated it', () => {
+    for (const outcome of [
+      'BAD_SIGNATURE',
+      'SIGNING_KEY_UNKNOWN',
+      'ORGANIZATION_UNKNOWN',
+      'REPLAY',
+      'WRONG_GROUP',
+    ])
+      expect(adminActor(named('ackAlert'), outcome)).toBe('');
+    expect(adminActor(named('ackAlert'), 'OK')).toBe('org4');
+    // Refused after authentication: the organization's own doing.
+    expect(adminActor(named('ackAlert'), 'NOT_ALLOWED')).toBe('org4');
+    expect(adminActor(named('ackAlert'), 'ALERT_UNKNOWN')).toBe('org4');
+    // A registration is signed by the keys it brings: its name is its own only once registered.
+    expect(adminActor(named('registerOrganization'), 'ALREADY_EXISTS')).toBe('');
+    expect(adminActor(named('registerOrganization'), 'OK')).toBe('org4');
   });
 });
 

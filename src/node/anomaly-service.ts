@@ -103,6 +103,33 @@ export function chooseResponse(
   return undefined;
 }
 
+/**
+ * Refusals the registry gives before it knows who signed an admin transaction (or whether the
+ * organization it names signed this copy of it): anyone can earn them in another's name.
+ */
+const unauthenticatedOutcomes: ReadonlySet<string> = new Set([
+  AdminReject.WrongGroup,
+  AdminReject.OrganizationUnknown,
+  AdminReject.SigningKeyUnknown,
+  AdminReject.NodeUnknown,
+  AdminReject.BadSignature,
+  AdminReject.Replay,
+]);
+
+/**
+ * The organization an admin transaction's `outcome` is laid to: the one it names once the registry
+ * authenticated it, else nobody (''). A registration is signed by the keys it brings, so the name it
+ * claims is its own only once it is registered.
+ */
+export function adminActor(
+  transaction: { readonly organization: string; readonly action: { readonly kind: string } },
+  outcome: string,
+): string {
+  if (unauthenticatedOutcomes.has(outcome)) return '';
+  if (transaction.action.kind === 'registerOrganization' && outcome !== 'OK') return '';
+  return transaction.organization;
+}
+
 /** What a block's observations need besides the block. */
 export interface BlockContext {
   readonly node: string;
@@ -114,14 +141,12 @@ export interface BlockContext {
   readonly acceptedAtMax?: number;
 }
 
-function actorOf(client: Uint8Array, transaction: SdtTransaction | undefined, context: BlockContext): string {
-  const owner = context.organizationOfKey(client);
-  if (owner !== undefined) return owner;
-  if (transaction === undefined) return '';
-  if (transaction.type === 'publish') return transaction.sender;
-  if (transaction.type === 'confirmDelivery') return transaction.recipient;
-  const named = (transaction as { organization?: unknown }).organization;
-  return typeof named === 'string' ? named : '';
+/**
+ * Who ordered a transaction: the organization holding the client key, or nobody. Never a name the
+ * transaction carries — that is the signer's word, and a forged one would pin alerts on a victim.
+ */
+function actorOf(client: Uint8Array, context: BlockContext): string {
+  return context.organizationOfKey(client) ?? '';
 }
 
 /**
@@ -163,7 +188,7 @@ export function blockObservations(
     } catch {
       return;
     }
-    const organization = actorOf(client, transaction, context);
+    const organization = actorOf(client, context);
     if (context.organizationOfKey(client) === undefined) {
       out.push({
         kind: 'unknownKey',

@@ -1,11 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CborValue } from '../codec/index.js';
+import { encodeFetchRequest } from '../contracts/fetch.js';
+import { SigningDomain, generateSigningKey } from '../crypto/index.js';
 import { ErrorCode } from '../errors.js';
+import type { Observation } from '../intelligence/observations.js';
 import { openRpcPair } from '../net/testing/rpc-pair.js';
 import type { RpcPair } from '../net/testing/rpc-pair.js';
 import type { NetworkRegistry } from '../registry/types.js';
 import { createLogger } from '../runtime/logger.js';
 import { ClientService } from './client-service.js';
+import type { ClientServiceOptions } from './client-service.js';
 import type { PeerMesh } from './peer-mesh.js';
 import type { RegistryHost } from './registry-host.js';
 import { refusal } from '../testing/refusal.js';
@@ -32,6 +36,7 @@ function clientService(
   nodeId: string,
   forwardedTo: { nodeId: string; method: string; body: CborValue }[] = [],
   answer: (body: CborValue) => CborValue = () => null,
+  options: Partial<ClientServiceOptions> = {},
 ): ClientService {
   const mesh: Pick<PeerMesh, 'request'> = {
     request: (target, method, body) => {
@@ -46,6 +51,7 @@ function clientService(
     replicas: new Map(),
     mesh: mesh as PeerMesh,
     logger: createLogger({ name: nodeId, level: 'silent' }),
+    ...options,
   });
 }
 
@@ -100,5 +106,62 @@ describe('the clientForward envelope between nodes', () => {
     expect(await refusal(() => node2.forwarded('node1', forOrg2))).toMatchObject({
       code: ErrorCode.PeerNotAuthorized,
     });
+  });
+});
+
+describe('whom a node blames for what another node sends it', () => {
+  it('charges a forwarded publish to the forwarding node, not to the organization it names', async () => {
+    const seen: Observation[] = [];
+    const node2 = clientService('node2', [], () => null, {
+      rateLimit: { requestsPerSecond: 1, burst: 1 },
+      observe: (observation) => seen.push(observation),
+    });
+    // node1 (org1) forwards publishes it says are org2's: org1's bucket pays, and org1 is blamed.
+    const forged = {
+      method: 'publish',
+      organization: 'org2',
+      body: { group: 'demo/1', request: new Uint8Array(8) },
+    };
+    expect((await refusal(() => node2.forwarded('node1', forged))).code).toBe(ErrorCode.WrongGroup);
+    expect((await refusal(() => node2.forwarded('node1', forged))).code).toBe(ErrorCode.RateLimited);
+    expect(seen.filter((observation) => observation.kind === 'rateLimited')).toMatchObject([
+      { organization: 'org1', via: 'node1' },
+    ]);
+    // org2's own bucket is untouched.
+    const org2Poll = {
+      method: 'poll',
+      organization: 'org2',
+      body: { group: 'demo/1', fromOffset: 0, waitMs: 0 },
+    };
+    expect((await refusal(() => node2.forwarded('node2', org2Poll))).code).toBe(ErrorCode.WrongGroup);
+  });
+
+  it('blames the relaying node, not the requester it names, for a relayed fetch that is not signed by it', async () => {
+    const seen: Observation[] = [];
+    const node2 = clientService('node2', [], () => null, {
+      observe: (observation) => seen.push(observation),
+    });
+    const pair = await openRpcPair();
+    pairs.push(pair);
+    node2.serveNode('node1', pair.server);
+    // node1 (org1) relays a request naming org2, signed by a key org2 does not hold.
+    const stranger = SigningDomain.of(registry.network).signer(generateSigningKey());
+    const fetchRequest = encodeFetchRequest(
+      {
+        requester: 'org2',
+        partitionId: 'demo/1',
+        id: 'm1',
+        nonce: new Uint8Array(16),
+        timestamp: Date.now(),
+      },
+      stranger,
+    );
+    const refused = await refusal(
+      pair.client.requestStream('relayPayload', { group: 'demo/1', fetchRequest }),
+    );
+    expect(refused.code).toBe(ErrorCode.BadSignature);
+    expect(seen.filter((observation) => observation.kind === 'fetch')).toMatchObject([
+      { organization: 'org1', outcome: 'badSignature', via: 'node1' },
+    ]);
   });
 });

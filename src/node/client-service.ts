@@ -422,8 +422,11 @@ export class ClientService {
         `node ${callerId} of ${callerOrganization ?? 'no organization'} cannot read for ${organization}: connect ${organization}'s connector to a replica node of the partition`,
       );
     }
-    this.requireApproved(organization, `clientForward ${method}`, callerId);
-    this.admitQuota(organization, `clientForward ${method}`, callerId);
+    // A publish names an organization no one has verified yet (the contract checks its signature
+    // later): the forwarding node's organization answers for it, so naming another costs it nothing.
+    const accountable = method === 'publish' ? (callerOrganization ?? '') : organization;
+    this.requireApproved(accountable, `clientForward ${method}`, callerId);
+    this.admitQuota(accountable, `clientForward ${method}`, callerId);
     const group = call.request.group;
     if (!this.options.replicas.has(group)) {
       throw new LedgerbusError(
@@ -677,8 +680,8 @@ export class ClientService {
     nodeId: string,
     { group, fetchRequest: fetchBytes }: RequestOf<PeerMethods['relayPayload']>,
   ): Promise<ReturnType<typeof rpcStream>> {
-    // Charged to the requester the signed request names, once it is decoded; the relaying node's
-    // organization if it is not even that.
+    // Charged to the requester the request names once its signature is verified; to the relaying
+    // node's organization until then, so a forged request cannot pin refusals on its named requester.
     let requester = this.options.registry.node(nodeId)?.organization ?? '';
     const { request, view } = await this.observedFetch(
       () => requester,
@@ -736,7 +739,6 @@ export class ClientService {
     decoded?: (requester: string) => void,
   ): FetchRequest {
     const request = decodeFetchRequest(bytes);
-    decoded?.(request.requester);
     if (request.partitionId !== group)
       throw new LedgerbusError(ErrorCode.WrongGroup, 'fetch request is for another partition');
     if (organization !== undefined && request.requester !== organization) {
@@ -760,6 +762,8 @@ export class ClientService {
         'fetch request is not signed by a key of its requester for this network',
       );
     }
+    // Only now is the requester the request names its own word: before, whoever sent it is to blame.
+    decoded?.(request.requester);
     // A relayed fetch (no calling connector) names its requester: it must be approved too.
     this.requireApproved(request.requester, 'fetchPayload');
     return request;

@@ -34,7 +34,7 @@ import { PeerMesh } from './peer-mesh.js';
 import type { RateLimitConfig } from './rate-limit.js';
 import { LogThrottle } from './log-throttle.js';
 import { Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
-import { AnomalyService } from './anomaly-service.js';
+import { AnomalyService, adminActor } from './anomaly-service.js';
 import { serveMetrics } from './metrics-server.js';
 import type { MetricsServer } from './metrics-server.js';
 
@@ -201,7 +201,7 @@ export class LedgerbusNode {
         kind: 'admin',
         at: Date.now(),
         node,
-        organization: transaction.organization,
+        organization: adminActor(transaction, outcome),
         action: transaction.action.kind,
         outcome,
         via: node,

@@ -163,6 +163,17 @@ describe('raiseAlert: only a node of the organization it names raises one', () =
       AdminReject.AlreadyExists,
     );
   });
+
+  it("refuses an id that is not its node's (NOT_ALLOWED): a node cannot take another's ids", () => {
+    const harness = new SystemHarness();
+    expect(refusedRaise(harness, raise('n1', { id: 'n2-7' }))).toMatchObject({
+      reason: AdminReject.NotAllowed,
+      detail: expect.stringContaining('n1-') as unknown as string,
+    });
+    // n1 itself prefixed: "n1-" is no prefix of "n10-…", nor "n1" of "n1x-…".
+    expect(refusedRaise(harness, raise('n1', { id: 'n1x-7' })).reason).toBe(AdminReject.NotAllowed);
+    expect(byNode(harness, raise('n2', { id: 'n2-7' }))).toBe('OK');
+  });
 });
 
 describe('raiseAlert: responses within the policy', () => {
@@ -302,6 +313,22 @@ describe('rate-limit responses', () => {
     expect(harness.machine.activeRateLimit('beta', startTime + 5_000)).toBe(80);
     expect(harness.admin('sup', { kind: 'ackAlert', id: loose.id })).toBe('OK');
     expect(harness.machine.activeRateLimit('beta', startTime + 5_000)).toBeUndefined();
+  });
+
+  it("impose nothing while dated ahead of the reader's clock by more than the allowed skew", () => {
+    const harness = new SystemHarness();
+    // A node's clock (or a lie) dates its alert a year ahead: the response must not wait until then.
+    const year = 365 * 24 * 3_600_000;
+    const future = raise('n1', { response: rateLimit(20, 60_000) });
+    expect(byNode(harness, future, startTime + year)).toBe('OK');
+    expect(harness.machine.activeRateLimit('beta', startTime)).toBeUndefined();
+    expect(harness.machine.activeRateLimit('beta', startTime + year)).toBe(20);
+    // Within the skew it applies at once, and for its duration from the date it carries.
+    const skewed = raise('n2', { rule: 'replay-burst', response: rateLimit(30, 120_000) });
+    expect(byNode(harness, skewed, startTime + 60_000)).toBe('OK');
+    expect(harness.machine.activeRateLimit('beta', startTime)).toBe(30);
+    expect(harness.machine.activeRateLimit('beta', startTime + 179_999)).toBe(30);
+    expect(harness.machine.activeRateLimit('beta', startTime + 180_000)).toBeUndefined();
   });
 });
 

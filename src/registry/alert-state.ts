@@ -37,6 +37,11 @@ export interface AlertProblem {
 }
 
 const severityRank = { info: 0, warning: 1, critical: 2 } as const;
+/**
+ * How far ahead of the reader's clock an alert's date (its signer's own timestamp) may be for its
+ * response to apply: past it, a node could date an alert years ahead and throttle until acknowledged.
+ */
+export const alertClockSkewMsMax = 60_000;
 /** `corroboratedBy`'s bound in the record schema. */
 const alertCorroboratorsMax = 64;
 
@@ -102,7 +107,8 @@ export class AlertState {
 
   /**
    * The request quota (requests/s) alerts impose on `organization` at `nowMs`: the lowest of its
-   * unacknowledged rate-limit responses that have not expired, or undefined when none applies.
+   * unacknowledged rate-limit responses that have not expired, or undefined when none applies. A
+   * response dated more than `alertClockSkewMsMax` after `nowMs` imposes nothing (yet).
    */
   activeRateLimit(organization: string, nowMs: number): number | undefined {
     const ids = this.rateLimited.get(organization);
@@ -112,6 +118,7 @@ export class AlertState {
       const alert = this.records.get(id);
       const response = alert?.response;
       if (alert === undefined || response?.kind !== 'rateLimit') continue;
+      if (alert.raisedAt > nowMs + alertClockSkewMsMax) continue;
       if (nowMs >= alert.raisedAt + response.durationMs) continue;
       if (lowest === undefined || response.requestsPerSecond < lowest) lowest = response.requestsPerSecond;
     }
@@ -120,9 +127,9 @@ export class AlertState {
 
   /**
    * Why `action`, raised at `timestamp`, may not be recorded, or undefined: its severity must reach
-   * the policy's ledger minimum, its id be new, and its response be one the policy allows, about a
-   * registered organization that is not a supervisor (a node may not throttle the party that
-   * acknowledges alerts).
+   * the policy's ledger minimum, its id be new and start with its node's id (`<node>-`), and its
+   * response be one the policy allows, about a registered organization that is not a supervisor (a
+   * node may not throttle the party that acknowledges alerts).
    */
   raiseProblem(
     action: RaiseAction,
@@ -133,6 +140,13 @@ export class AlertState {
       return {
         reason: AdminReject.NotAllowed,
         detail: `severity ${action.severity} is below the policy's ledger minimum ${policy.ledgerSeverityMin}`,
+      };
+    }
+    // Ids are the raising node's own: another node cannot take one first (ALREADY_EXISTS for it).
+    if (!action.id.startsWith(`${action.node}-`)) {
+      return {
+        reason: AdminReject.NotAllowed,
+        detail: `alert id ${action.id} must start with ${action.node}-`,
       };
     }
     if (this.records.has(action.id)) {

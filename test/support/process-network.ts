@@ -39,9 +39,13 @@ export class ProcessNetwork {
     readonly directory: string,
     basePort: number,
     private readonly runtime: NetworkRuntime = 'tsx',
-    nodesPerOrganization = 1,
+    nodesPerOrganization?: number,
   ) {
-    this.layout = ensureDevnetLayout({ directory, basePort, nodesPerOrganization });
+    this.layout = ensureDevnetLayout({
+      directory,
+      basePort,
+      ...(nodesPerOrganization === undefined ? {} : { nodesPerOrganization }),
+    });
     this.logs = join(directory, 'logs');
     mkdirSync(this.logs, { recursive: true });
     // Named by node id: node1..nodeN, and org1-node2.. when organizations have more nodes.

@@ -188,7 +188,8 @@ export class NodeBalancer {
       if (outcome === 'success') {
         state.consecutiveFailures = 0;
         if (now - state.lastEjectedAt >= this.ejectionMaxMs) state.ejections = 0;
-        if (!long) this.observe(estimate, now - started, now);
+        // A wall-clock step backwards must not make a negative sample (and a node that always wins).
+        if (!long) this.observe(estimate, Math.max(0, now - started), now);
       } else if (outcome === 'overloaded') {
         this.observe(estimate, Math.max(now - started, this.failurePenaltyMs), now);
       } else if (outcome === 'failure') {

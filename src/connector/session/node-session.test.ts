@@ -9,7 +9,7 @@ import { partsFixture, startNodeStandIn } from '../testing/parts-fixture.js';
 import type { NodeStandIn, PartsFixture } from '../testing/parts-fixture.js';
 import type { RpcHandler } from '../../net/index.js';
 import type { BalancerPolicy } from './node-balancer.js';
-import { NodeSession, homeNode } from './node-session.js';
+import { NodeSession, homeNode, sessionNodes } from './node-session.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -139,6 +139,19 @@ describe('NodeSession', () => {
     expect(homeNode(context.registry, context.organization).id).toBe(first.id);
     expect(() => homeNode(context.registry, 'no-such-org')).toThrow(LedgerbusError);
     expect(() => homeNode(context.registry, context.organization, 'no-such-node')).toThrow(/no node of/);
+  });
+
+  it('refuses a nodes list naming another organization’s node, or a node twice', async () => {
+    const { context } = await setUp();
+    const own = context.registry.nodes().find((node) => node.organization === context.organization)!;
+    const foreign = context.registry.nodes().find((node) => node.organization !== context.organization)!;
+    expect(sessionNodes(context.registry, context.organization, { nodes: [{ id: own.id }] })).toHaveLength(1);
+    expect(() =>
+      sessionNodes(context.registry, context.organization, { nodes: [{ id: own.id }, { id: foreign.id }] }),
+    ).toThrow(/is a node of/);
+    expect(() =>
+      sessionNodes(context.registry, context.organization, { nodes: [{ id: own.id }, { id: own.id }] }),
+    ).toThrow(/listed twice/);
   });
 });
 

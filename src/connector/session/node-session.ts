@@ -74,10 +74,22 @@ export function sessionNodes(
     if (options.nodeId !== undefined) return [home];
     return registry.nodes().filter((node) => node.organization === organization);
   }
+  const ids = options.nodes.map((entry) => entry.id);
+  const repeated = ids.find((id, index) => ids.indexOf(id) !== index);
+  if (repeated !== undefined)
+    throw new LedgerbusError(ErrorCode.BadConfig, `nodes: ${repeated} is listed twice`);
+  // Another organization's node only for an organization with none of its own (a sponsor's node,
+  // as connector.yaml `node` allows): a mistyped id must not send our publishes to a stranger.
+  const hasOwnNodes = registry.nodes().some((node) => node.organization === organization);
   return options.nodes.map((entry) => {
     const node = registry.node(entry.id);
     if (node === undefined)
       throw new LedgerbusError(ErrorCode.BadConfig, `nodes: no node ${entry.id} in the registry`);
+    if (hasOwnNodes && node.organization !== organization)
+      throw new LedgerbusError(
+        ErrorCode.BadConfig,
+        `nodes: ${entry.id} is a node of ${node.organization}, not of ${organization}; list your own nodes (reads already go to other organizations' replicas)`,
+      );
     if (entry.address === undefined) return node;
     const colon = entry.address.lastIndexOf(':');
     const port = Number(entry.address.slice(colon + 1));
@@ -251,13 +263,10 @@ export class NodeSession {
         // node may also answer CONNECTION_CLOSED for a replica it could not reach.
         const overloaded =
           isLedgerbusError(error, ErrorCode.RateLimited) || isLedgerbusError(error, ErrorCode.Overloaded);
-        end(
-          peer.closed || isLedgerbusError(error, ErrorCode.Timeout)
-            ? 'failure'
-            : overloaded
-              ? 'overloaded'
-              : 'success',
-        );
+        const timedOut = isLedgerbusError(error, ErrorCode.Timeout);
+        // A connection that let a request time out may be half-open: the next request redials.
+        if (timedOut) peer.close();
+        end(peer.closed || timedOut ? 'failure' : overloaded ? 'overloaded' : 'success');
         // Another node has its own quota and queue: a refused read is asked there.
         if (!idempotent || !(isLostRequest(error) || overloaded) || this.options.lifecycle.stopped)
           throw error;
