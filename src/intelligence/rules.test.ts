@@ -223,4 +223,36 @@ describe('history rules', () => {
     expect(alerts).toHaveLength(1);
     expect(alerts[0]).toMatchObject({ rule: 'credential-misuse', organization: 'org1' });
   });
+
+  it('credential-misuse: a new entry point used while the usual one stays active, not a clean failover', () => {
+    const { count, concurrent } = defaultRuleThresholds.credentialMisuse;
+    // Fewer requests than the off-hour limit alone, so only concurrency can make the rule fire.
+    const requests = Math.min(count - 1, concurrent.count + 3);
+    const fetch = (via: string, when: number): Observation => ({
+      kind: 'fetch',
+      at: when,
+      node: via,
+      organization: 'org1',
+      via,
+      topic: 't',
+      outcome: 'served',
+    });
+    const run = (usualKeepsGoing: boolean): AnomalyAlert[] => {
+      const harness = new Harness();
+      const night = harness.history() - 7 * 3_600_000; // 03:00 UTC, an hour org1 never used
+      const events: Observation[] = [fetch('node-a', night - 60_000)];
+      // A request already in flight when the switch happens lands on the old node seconds later.
+      events.push(fetch('node-a', night + 5_000));
+      if (usualKeepsGoing)
+        for (let i = 1; i <= 2 * requests; i++) events.push(fetch('node-a', night + i * 30_000 + 15_000));
+      for (let i = 0; i < requests; i++) events.push(fetch('node-x', night + i * 60_000));
+      events.sort((a, b) => a.at - b.at);
+      return events.flatMap((o) => harness.feed(o));
+    };
+    expect(run(false)).toEqual([]);
+    const alerts = run(true);
+    expect(alerts.length).toBeGreaterThan(0);
+    expect(alerts[0]).toMatchObject({ rule: 'credential-misuse', organization: 'org1' });
+    expect(alerts[0]!.features[0]).toMatchObject({ name: 'concurrentRequestsViaNewEntryPoint' });
+  });
 });

@@ -95,6 +95,8 @@ export const defaultRuleThresholds: RuleThresholds = {
     offHourShare: 0.02,
     minHistory: 500,
     minHistoryMs: 86_400_000,
+    // Seed 1 grid (count 2–4, grace 1–2 min, window 5–10 min, hour share 2 %/4 %/any): honest traffic
+    // never reached it; without an hour limit it fired on replayers coming through a new node.
     concurrent: { count: 3, spanMs: 900_000, withinMs: 300_000, graceMs: 120_000, hourShare: 0.04 },
   },
 };
