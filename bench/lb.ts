@@ -36,6 +36,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
+import { SeededRandom } from '../src/consensus/seeded-random.js';
 import { Connector } from '../src/connector/connector.js';
 import { loadConnectorConfig } from '../src/connector/config.js';
 import type { BalancerPolicy, NodeStats } from '../src/connector/session/node-balancer.js';
@@ -87,17 +88,10 @@ function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
-/** A seeded xorshift32 in [0, 1), so every run makes the same choices for the same latencies. */
+/** Seeded uniform draws in [0, 1): every run makes the same choices. */
 function seeded(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
+  const random = new SeededRandom(seed);
+  return () => random.uniform();
 }
 
 interface Summary {

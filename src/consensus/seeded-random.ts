@@ -36,9 +36,14 @@ export class SeededRandom {
     return t;
   }
 
+  /** Uniform in [0, 1). */
+  uniform(): number {
+    return this.nextUint32() / 4294967296;
+  }
+
   /** Uniform integer in [min, max]. */
   int(min: number, max: number): number {
-    return min + Math.floor((this.nextUint32() / 4294967296) * (max - min + 1));
+    return min + Math.floor(this.uniform() * (max - min + 1));
   }
 
   /** The generator's state, for comparing two nodes in tests. */

@@ -11,7 +11,7 @@ const model = (dimensions: number, options: Partial<HalfSpaceTreesOptions> = {})
 /** Points around `center` in every dimension, roughly normal with standard deviation `spread`. */
 function sampler(seed: number, dimensions: number) {
   const random = new SeededRandom(seed);
-  const uniform = () => random.nextUint32() / 4294967296;
+  const uniform = () => random.uniform();
   const normal = () => {
     let sum = 0;
     for (let i = 0; i < 6; i++) sum += uniform();

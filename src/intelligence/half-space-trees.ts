@@ -147,7 +147,7 @@ export class HalfSpaceTrees {
     this.scaled = new Float64Array(dimensions);
 
     const random = new SeededRandom(options.seed);
-    const uniform = (): number => random.nextUint32() / 4294967296;
+    const uniform = (): number => random.uniform();
     const low = new Float64Array(dimensions);
     const high = new Float64Array(dimensions).fill(1);
     for (let t = 0; t < trees; t++) {

@@ -153,7 +153,7 @@ class Random {
   }
 
   uniform(): number {
-    return this.source.nextUint32() / 4294967296;
+    return this.source.uniform();
   }
 
   between(low: number, high: number): number {

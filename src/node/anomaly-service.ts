@@ -142,14 +142,6 @@ export interface BlockContext {
 }
 
 /**
- * Who ordered a transaction: the organization holding the client key, or nobody. Never a name the
- * transaction carries — that is the signer's word, and a forged one would pin alerts on a victim.
- */
-function actorOf(client: Uint8Array, context: BlockContext): string {
-  return context.organizationOfKey(client) ?? '';
-}
-
-/**
  * The observations a committed block holds: each message it accepted (size, recipients), each
  * refusal by reason code (a whole transaction's, a message's, a confirmation's), each confirmation's
  * delay, and a client key no organization holds. Pure.
@@ -188,8 +180,14 @@ export function blockObservations(
     } catch {
       return;
     }
-    const organization = actorOf(client, context);
-    if (context.organizationOfKey(client) === undefined) {
+    // Who ordered the transaction: the organization holding the client key (PBFT checked its
+    // signature), or nobody. Never a name the transaction carries — that is the signer's word, and a
+    // forged one would pin alerts on a victim.
+    const organization = context.organizationOfKey(client) ?? '';
+    const rejected = (reason: string): void => {
+      out.push({ kind: 'reject', at, node, organization, topic, reason, stage: 'contract' });
+    };
+    if (organization === '') {
       out.push({
         kind: 'unknownKey',
         at,
@@ -199,22 +197,14 @@ export function blockObservations(
       });
     }
     if (result.status === 'REJECTED') {
-      out.push({ kind: 'reject', at, node, organization, topic, reason: result.reason, stage: 'contract' });
+      rejected(result.reason);
       return;
     }
     if (result.type === 'publish' && transaction?.type === 'publish') {
       result.messages.forEach((message, position) => {
         const metadata = transaction.messages[position];
         if (message.status === 'REJECTED') {
-          out.push({
-            kind: 'reject',
-            at,
-            node,
-            organization,
-            topic,
-            reason: message.reason,
-            stage: 'contract',
-          });
+          rejected(message.reason);
           return;
         }
         // A retry of an accepted message points at its first acceptance: not a new publish.
@@ -237,15 +227,7 @@ export function blockObservations(
     } else if (result.type === 'confirmDelivery') {
       for (const delivery of result.deliveries) {
         if (delivery.status === 'REJECTED') {
-          out.push({
-            kind: 'reject',
-            at,
-            node,
-            organization,
-            topic,
-            reason: delivery.reason,
-            stage: 'contract',
-          });
+          rejected(delivery.reason);
           continue;
         }
         if (delivery.height !== block.header.height) continue;

@@ -8,7 +8,7 @@ import { SeededRandom } from '../consensus/seeded-random.js';
 export class Prng extends SeededRandom {
   /** Uniform in [0, 1). */
   next(): number {
-    return this.nextUint32() / 4294967296;
+    return this.uniform();
   }
 
   chance(probability: number): boolean {

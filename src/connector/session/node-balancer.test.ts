@@ -1,19 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../errors.js';
+import { SeededRandom } from '../../consensus/seeded-random.js';
 import { NodeBalancer } from './node-balancer.js';
 import type { BalancerPolicy, NodeBalancerOptions } from './node-balancer.js';
 
-/** A seeded xorshift32 in [0, 1): the tests' choices are the same on every run. */
+/** Seeded uniform draws in [0, 1): every run makes the same choices. */
 function seeded(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
+  const random = new SeededRandom(seed);
+  return () => random.uniform();
 }
 
 function balancer(

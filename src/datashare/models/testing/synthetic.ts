@@ -5,11 +5,6 @@
 import { SeededRandom } from '../../../consensus/seeded-random.js';
 
 export class SyntheticRandom extends SeededRandom {
-  /** Uniform in [0, 1). */
-  uniform(): number {
-    return this.nextUint32() / 4294967296;
-  }
-
   /** Normal by Box–Muller. */
   normal(mean = 0, sd = 1): number {
     const u = 1 - this.uniform();
