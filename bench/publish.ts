@@ -19,7 +19,10 @@
  * signed batch, default concurrency/4), --skip-jetstream, --message-bytes 256,1024,... (sizes to run,
  * each with every concurrency; default 1024), --percentiles 1,50,99.9 (also report these latency
  * percentiles, nearest rank, for both systems: what bench/report.ts draws its latency CDF from).
- * Without the last two, the output is what it always was.
+ * Without the last two, the output is what it always was. --cpu-prof DIR: every node writes a V8 CPU
+ * profile into DIR/<node> (stopped with SIGTERM so the profile is flushed) and the bench prints where
+ * the nodes' time went, by area. Every run reports CPU microseconds per committed message summed over
+ * all processes (nodes, or nats-servers, plus this client), read from /proc.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -42,6 +45,10 @@ import type { JetStreamCluster } from './lib/jetstream-cluster.js';
 import { measureJetStreamPublish } from './lib/jetstream-publish.js';
 import type { JetStreamPublishResult } from './lib/jetstream-publish.js';
 import { round, writeBenchResult } from './lib/results.js';
+import { cpuPerMessage, sampleCpu } from './lib/cpu-usage.js';
+import type { CpuPerMessage } from './lib/cpu-usage.js';
+import { areas, monotonicMicros, summarizeProfiles } from './lib/cpu-profile.js';
+import type { ProfileWindow } from './lib/cpu-profile.js';
 import { ProcessNetwork } from '../test/support/process-network.js';
 import { cleanUpOnSignals, sleep } from '../test/support/processes.js';
 
@@ -55,6 +62,7 @@ const { values } = parseArgs({
     'skip-jetstream': { type: 'boolean', default: false },
     'message-bytes': { type: 'string' },
     percentiles: { type: 'string' },
+    'cpu-prof': { type: 'string' },
   },
   strict: true,
 });
@@ -82,6 +90,9 @@ const directory = mkdtempSync(join(tmpdir(), 'ledgerbus-bench-publish-'));
 // Only the four nodes run: the producer talks to node1 as a connector would.
 const network = new ProcessNetwork(directory, 23400);
 const nodeNames = network.names.filter((name) => name.startsWith('node'));
+
+const profileDirectory = values['cpu-prof'];
+const nodePids = (): Map<string, number> => new Map(nodeNames.map((name) => [name, network.pid(name)]));
 
 async function cleanUp(): Promise<void> {
   await Promise.all(nodeNames.map((name) => network.kill(name, 'SIGKILL')));
@@ -119,6 +130,8 @@ interface LedgerbusRun {
   readonly seconds: number;
   readonly messageBytes?: number;
   readonly percentilesMs?: readonly { readonly p: number; readonly ms: number }[];
+  readonly cpu: CpuPerMessage;
+  readonly window: ProfileWindow;
 }
 
 /** Keeps `concurrency` messages outstanding in signed batches of `batch`; returns the rate and latencies. */
@@ -168,6 +181,8 @@ async function measureLedgerbus(
   await Promise.all(Array.from({ length: batchesInFlight }, () => submitBatch(Math.min(options.batch, 50))));
   latencies.length = 0;
   let remaining = options.messages;
+  const cpuBefore = sampleCpu(nodePids());
+  const fromMicros = monotonicMicros();
   const started = performance.now();
   await Promise.all(
     Array.from({ length: batchesInFlight }, async () => {
@@ -179,6 +194,8 @@ async function measureLedgerbus(
     }),
   );
   const seconds = (performance.now() - started) / 1000;
+  const cpu = cpuPerMessage(cpuBefore, sampleCpu(nodePids()), options.messages, seconds);
+  const window = { fromMicros, toMicros: monotonicMicros() };
   const sorted = [...latencies].sort((a, b) => a - b);
   return {
     concurrency: options.concurrency,
@@ -192,6 +209,8 @@ async function measureLedgerbus(
     ...(percentiles === undefined
       ? {}
       : { percentilesMs: percentiles.map((p) => ({ p, ms: nearestRank(sorted, p) })) }),
+    cpu,
+    window,
   };
 }
 
@@ -200,7 +219,12 @@ async function startNetwork(): Promise<{
   key: SigningKeyPair;
   trust: ReturnType<typeof proofTrustOf>;
 }> {
-  for (const name of nodeNames) network.start(name);
+  for (const name of nodeNames)
+    network.start(
+      name,
+      {},
+      profileDirectory === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(profileDirectory, name)}`],
+    );
   const connectorConfig = loadConnectorConfig(network.layout.connectorConfigs[0] as string);
   const key = loadSigningKey(connectorConfig.keyFile);
   const registry = loadGenesisRegistry(connectorConfig.genesis);
@@ -229,6 +253,29 @@ async function startNetwork(): Promise<{
   }
 }
 
+/** Where the nodes' CPU went, by area, per committed message, in the measured window of the last run. */
+function printProfiles(directory: string, runs: readonly LedgerbusRun[]): void {
+  const run = runs.at(-1) as LedgerbusRun;
+  const committed = run.messages;
+  const byArea = new Map<string, number>(areas.map((area) => [area, 0]));
+  let busyMs = 0;
+  for (const name of nodeNames) {
+    for (const { summary } of summarizeProfiles(join(directory, name), run.window)) {
+      busyMs += summary.busyMs;
+      for (const area of areas) byArea.set(area, (byArea.get(area) ?? 0) + summary.byAreaMs[area]);
+      if (name === 'node1') {
+        process.stdout.write(`node1 top self time:\n`);
+        for (const entry of summary.topSelf) process.stdout.write(`  ${entry.ms} ms  ${entry.name}\n`);
+      }
+    }
+  }
+  process.stdout.write(
+    `nodes' profiled CPU in the measured window: ${round((busyMs * 1000) / committed, 0)} µs per message\n`,
+  );
+  for (const [area, ms] of [...byArea.entries()].sort((a, b) => b[1] - a[1]))
+    process.stdout.write(`  ${area.padEnd(20)} ${round((ms * 1000) / committed, 1)} µs/msg\n`);
+}
+
 async function main(): Promise<void> {
   progress('starting 4 ledgerbus nodes ...');
   const connection = await startNetwork();
@@ -249,12 +296,16 @@ async function main(): Promise<void> {
       });
       ledgerbus.push(run);
       process.stdout.write(
-        `ledgerbus  ${sizeLabel(messageBytes)}c=${concurrency} batch=${batch}: ${round(run.messagesPerSecond, 0)} msg/s, p50 ${round(run.p50Ms, 1)} ms, p99 ${round(run.p99Ms, 1)} ms\n`,
+        `ledgerbus  ${sizeLabel(messageBytes)}c=${concurrency} batch=${batch}: ${round(run.messagesPerSecond, 0)} msg/s, p50 ${round(run.p50Ms, 1)} ms, p99 ${round(run.p99Ms, 1)} ms, CPU ${run.cpu.totalMicros} µs/msg (${run.cpu.coresBusy} cores busy)\n`,
       );
     }
   }
   connection.peer.close();
-  await Promise.all(nodeNames.map((name) => network.kill(name, 'SIGKILL')));
+  // SIGTERM lets each node stop cleanly, which is when Node writes its CPU profile.
+  await Promise.all(
+    nodeNames.map((name) => network.kill(name, profileDirectory === undefined ? 'SIGKILL' : 'SIGTERM')),
+  );
+  if (profileDirectory !== undefined) printProfiles(profileDirectory, ledgerbus);
   const jetstream: (JetStreamPublishResult & { concurrency: number; messageBytes?: number })[] = [];
   if (!values['skip-jetstream']) {
     progress('starting a 3-node JetStream cluster ...');
@@ -269,10 +320,11 @@ async function main(): Promise<void> {
             messages,
             concurrency,
             ...(percentiles === undefined ? {} : { percentiles }),
+            cpuOf: new Map(cluster.pids.map((pid, index) => [`nats-server n${index + 1}`, pid])),
           });
           jetstream.push({ ...run, concurrency, ...(sizesGiven ? { messageBytes } : {}) });
           process.stdout.write(
-            `jetstream  ${sizeLabel(messageBytes)}c=${concurrency}: ${round(run.messagesPerSecond, 0)} msg/s, p50 ${round(run.p50Ms, 1)} ms, p99 ${round(run.p99Ms, 1)} ms (nats-server ${cluster.version}, lazy fsync)\n`,
+            `jetstream  ${sizeLabel(messageBytes)}c=${concurrency}: ${round(run.messagesPerSecond, 0)} msg/s, p50 ${round(run.p50Ms, 1)} ms, p99 ${round(run.p99Ms, 1)} ms (nats-server ${cluster.version}, lazy fsync), CPU ${run.cpu?.totalMicros ?? '?'} µs/msg (${run.cpu?.coresBusy ?? '?'} cores busy)\n`,
           );
         }
       }
@@ -302,6 +354,8 @@ async function main(): Promise<void> {
       p99Ms: round(headline.p99Ms, 1),
       jetstreamP50Ms: round(peer?.p50Ms ?? 0, 1),
       jetstreamP99Ms: round(peer?.p99Ms ?? 0, 1),
+      cpuMicrosPerMessage: headline.cpu.totalMicros,
+      jetstreamCpuMicrosPerMessage: peer?.cpu?.totalMicros ?? 0,
     },
     details: {
       messageBytes: sizesGiven ? messageSizes : defaultMessageBytes,

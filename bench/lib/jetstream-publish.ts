@@ -16,6 +16,8 @@ import { performance } from 'node:perf_hooks';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import { cpuPerMessage, sampleCpu } from './cpu-usage.js';
+import type { CpuPerMessage } from './cpu-usage.js';
 
 export interface JetStreamPublishOptions {
   readonly urls: string[];
@@ -34,6 +36,8 @@ export interface JetStreamPublishOptions {
    * given, so existing callers' results are unchanged.
    */
   readonly percentiles?: readonly number[];
+  /** Processes (name → pid) whose CPU time over the measured window is reported in `cpu`. */
+  readonly cpuOf?: ReadonlyMap<string, number>;
 }
 
 /** One point of a latency distribution: `ms` is the nearest-rank p-th percentile. */
@@ -55,6 +59,8 @@ export interface JetStreamPublishResult {
   readonly connectedTo: string;
   /** Only when `percentiles` was given. */
   readonly percentilesMs?: readonly LatencyPercentile[];
+  /** Only when `cpuOf` was given: CPU per message of those processes and of this client. */
+  readonly cpu?: CpuPerMessage;
 }
 
 /** Nearest-rank percentile of an ascending-sorted array. */
@@ -145,9 +151,14 @@ export async function measureJetStreamPublish(
       const latencies = new Float64Array(messages);
 
       if (warmupMessages > 0) await publishWindow(js, subject, warmup, concurrency, timeout);
+      const cpuBefore = options.cpuOf === undefined ? undefined : sampleCpu(options.cpuOf);
       const start = performance.now();
       await publishWindow(js, subject, payloads, concurrency, timeout, latencies);
       const seconds = (performance.now() - start) / 1000;
+      const cpu =
+        options.cpuOf === undefined || cpuBefore === undefined
+          ? undefined
+          : cpuPerMessage(cpuBefore, sampleCpu(options.cpuOf), messages, seconds);
 
       latencies.sort();
       measured = true;
@@ -159,6 +170,7 @@ export async function measureJetStreamPublish(
         seconds,
         streamLeader,
         connectedTo: nc.info?.server_name ?? 'unknown',
+        ...(cpu === undefined ? {} : { cpu }),
         ...(options.percentiles === undefined
           ? {}
           : {

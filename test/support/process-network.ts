@@ -70,11 +70,15 @@ export class ProcessNetwork {
    * Spawns `name` (node1.., connector-org1..) with its config; output appended to its log. `env` adds
    * to this process's environment (e.g. a faked clock).
    */
-  start(name: string, env: Readonly<Record<string, string>> = {}): ChildProcess {
+  start(
+    name: string,
+    env: Readonly<Record<string, string>> = {},
+    nodeFlags: readonly string[] = [],
+  ): ChildProcess {
     const managed = this.managed(name);
     if (managed.process !== undefined && isRunning(managed.process.child))
       throw new Error(`${name} is already running (pid ${managed.process.pid})`);
-    const options = { cwd: this.directory, env, log: managed.log };
+    const options = { cwd: this.directory, env, log: managed.log, nodeFlags };
     managed.process =
       this.runtime === 'tsx'
         ? startCli(name, managed.args, options)

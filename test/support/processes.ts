@@ -39,6 +39,8 @@ export interface StartOptions {
   readonly log?: string;
   /** Without `log`: default pipes for all three, stdout read as JSON lines, stderr's tail kept. */
   readonly stdio?: StdioOptions;
+  /** Flags for the Node runtime itself, before the script (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  readonly nodeFlags?: readonly string[];
 }
 
 export interface TrackedChild {
@@ -119,7 +121,7 @@ export function startNode(
   nodeArgs: readonly string[],
   options: StartOptions = {},
 ): TrackedChild {
-  return startProcess(name, process.execPath, nodeArgs, options);
+  return startProcess(name, process.execPath, [...(options.nodeFlags ?? []), ...nodeArgs], options);
 }
 
 /** Starts `node --import <tsx loader> <script> ...args`: a TypeScript file of this repository. */
