@@ -47,8 +47,8 @@ import type { JetStreamPublishResult } from './lib/jetstream-publish.js';
 import { round, writeBenchResult } from './lib/results.js';
 import { cpuPerMessage, sampleCpu } from './lib/cpu-usage.js';
 import type { CpuPerMessage } from './lib/cpu-usage.js';
-import { areas, monotonicMicros, summarizeProfiles } from './lib/cpu-profile.js';
-import type { ProfileWindow } from './lib/cpu-profile.js';
+import { cpuBreakdown, monotonicMicros } from './lib/cpu-profile.js';
+import type { CpuBreakdown, ProfileWindow } from './lib/cpu-profile.js';
 import { ProcessNetwork } from '../test/support/process-network.js';
 import { cleanUpOnSignals, sleep } from '../test/support/processes.js';
 
@@ -254,26 +254,19 @@ async function startNetwork(): Promise<{
 }
 
 /** Where the nodes' CPU went, by area, per committed message, in the measured window of the last run. */
-function printProfiles(directory: string, runs: readonly LedgerbusRun[]): void {
+function profileBreakdown(directory: string, runs: readonly LedgerbusRun[]): CpuBreakdown {
   const run = runs.at(-1) as LedgerbusRun;
-  const committed = run.messages;
-  const byArea = new Map<string, number>(areas.map((area) => [area, 0]));
-  let busyMs = 0;
-  for (const name of nodeNames) {
-    for (const { summary } of summarizeProfiles(join(directory, name), run.window)) {
-      busyMs += summary.busyMs;
-      for (const area of areas) byArea.set(area, (byArea.get(area) ?? 0) + summary.byAreaMs[area]);
-      if (name === 'node1') {
-        process.stdout.write(`node1 top self time:\n`);
-        for (const entry of summary.topSelf) process.stdout.write(`  ${entry.ms} ms  ${entry.name}\n`);
-      }
-    }
-  }
-  process.stdout.write(
-    `nodes' profiled CPU in the measured window: ${round((busyMs * 1000) / committed, 0)} µs per message\n`,
+  const breakdown = cpuBreakdown(
+    nodeNames.map((name) => join(directory, name)),
+    run.window,
+    nodeNames.map((name) => run.cpu.byProcessMicros[name] ?? 0),
   );
-  for (const [area, ms] of [...byArea.entries()].sort((a, b) => b[1] - a[1]))
-    process.stdout.write(`  ${area.padEnd(20)} ${round((ms * 1000) / committed, 1)} µs/msg\n`);
+  process.stdout.write(`node1 top self time (wall ms in the window):\n`);
+  for (const entry of breakdown.topSelf) process.stdout.write(`  ${entry.ms} ms  ${entry.name}\n`);
+  process.stdout.write(`nodes' CPU per committed message, by area (profile shares × /proc CPU):\n`);
+  for (const [area, micros] of Object.entries(breakdown.byAreaMicros).sort((a, b) => b[1] - a[1]))
+    process.stdout.write(`  ${area.padEnd(20)} ${micros} µs\n`);
+  return breakdown;
 }
 
 async function main(): Promise<void> {
@@ -305,7 +298,8 @@ async function main(): Promise<void> {
   await Promise.all(
     nodeNames.map((name) => network.kill(name, profileDirectory === undefined ? 'SIGKILL' : 'SIGTERM')),
   );
-  if (profileDirectory !== undefined) printProfiles(profileDirectory, ledgerbus);
+  const breakdown =
+    profileDirectory === undefined ? undefined : profileBreakdown(profileDirectory, ledgerbus);
   const jetstream: (JetStreamPublishResult & { concurrency: number; messageBytes?: number })[] = [];
   if (!values['skip-jetstream']) {
     progress('starting a 3-node JetStream cluster ...');
@@ -361,6 +355,7 @@ async function main(): Promise<void> {
       messageBytes: sizesGiven ? messageSizes : defaultMessageBytes,
       messages,
       ...(percentiles === undefined ? {} : { percentiles }),
+      ...(breakdown === undefined ? {} : { cpuBreakdownMicros: breakdown.byAreaMicros }),
       ledgerbus,
       jetstream,
     },

@@ -159,3 +159,36 @@ export function summarizeProfiles(
       ),
     }));
 }
+
+export interface CpuBreakdown {
+  /** Microseconds of CPU per message in each area, all profiled processes together. */
+  readonly byAreaMicros: Readonly<Record<Area, number>>;
+  /** The functions with the most self time in the first profiled process (for "where exactly"). */
+  readonly topSelf: readonly { readonly name: string; readonly ms: number }[];
+}
+
+/**
+ * Where the CPU of the processes profiled under `directories` went, per message, in `window`. A
+ * sampling profiler counts wall time on the stack — a process waiting for a core or for an fsync
+ * inside SQLite still collects samples — so each process's areas are taken as shares of its busy
+ * samples and scaled to the CPU time /proc measured for it (`cpuMicrosPerMessage[i]`, same order).
+ */
+export function cpuBreakdown(
+  directories: readonly string[],
+  window: ProfileWindow,
+  cpuMicrosPerMessage: readonly number[],
+): CpuBreakdown {
+  const byAreaMicros = Object.fromEntries(areas.map((area) => [area, 0])) as Record<Area, number>;
+  let topSelf: CpuBreakdown['topSelf'] = [];
+  directories.forEach((directory, index) => {
+    const summaries = summarizeProfiles(directory, window).map(({ summary }) => summary);
+    const busyMs = summaries.reduce((sum, summary) => sum + summary.busyMs, 0);
+    if (busyMs === 0) return;
+    const micros = cpuMicrosPerMessage[index] ?? 0;
+    for (const summary of summaries)
+      for (const area of areas) byAreaMicros[area] += (summary.byAreaMs[area] / busyMs) * micros;
+    if (index === 0) topSelf = summaries.flatMap((summary) => summary.topSelf);
+  });
+  for (const area of areas) byAreaMicros[area] = Math.round(byAreaMicros[area] * 10) / 10;
+  return { byAreaMicros, topSelf };
+}

@@ -78,4 +78,34 @@ describe('direct canonical encoder', () => {
     for (let i = 0; i <= nestingDepthMax; i++) deep = [deep];
     expect(encodeCanonicalFast(deep, nestingDepthMax)).toBeUndefined();
   });
+
+  it('keeps each object shape in its own key order, however many shapes share a first key or a length', () => {
+    // The encoder remembers the sorted keys of shapes it has seen: shapes that differ only after the
+    // first key, or only in insertion order, must each get their own canonical order.
+    const shapes = fc.uniqueArray(fc.string({ minLength: 1, maxLength: 8 }), { minLength: 2, maxLength: 6 });
+    fc.assert(
+      fc.property(shapes, shapes, fc.boolean(), (restA, restB, shuffle) => {
+        const first = 'a';
+        const a = Object.fromEntries([[first, 0], ...restA.filter((k) => k !== first).map((k, i) => [k, i])]);
+        const keysB = restB.filter((k) => k !== first);
+        const b = Object.fromEntries([
+          [first, 1],
+          ...(shuffle ? keysB.reverse() : keysB).map((k, i) => [k, i]),
+        ]);
+        for (const input of [a, b, a, b]) {
+          expect(Buffer.from(encodeCanonicalFast(input, nestingDepthMax)!)).toEqual(
+            Buffer.from(encode(input, canonicalEncodeOptions)),
+          );
+        }
+      }),
+      { numRuns: 3000 },
+    );
+    const x = { id: 1, zz: 2, b: 3 };
+    const y = { id: 1, b: 3, zz: 2 };
+    const z = { id: 1, zz: 2, c: 3 };
+    for (const input of [x, y, z, x, z, y])
+      expect(Buffer.from(encodeCanonicalFast(input, nestingDepthMax)!)).toEqual(
+        Buffer.from(encode(input, canonicalEncodeOptions)),
+      );
+  });
 });

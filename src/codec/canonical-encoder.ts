@@ -93,6 +93,44 @@ class Writer {
   }
 }
 
+/**
+ * Objects of one shape (the same keys in the same insertion order: records built by one schema or
+ * one literal) are encoded over and over; sorting their keys each time was a large share of an
+ * encode. Shapes seen are remembered with their canonical order, looked up by the first key and
+ * confirmed key by key, so a different shape can never reuse another's order. Bounded: past the
+ * limit, or for maps with many keys, the keys are simply sorted each time.
+ */
+const shapesMax = 1024;
+/** Maps with more keys than this (rare, and possibly a peer's doing) are not remembered. */
+const shapeKeysMax = 32;
+const shapesByFirstKey = new Map<string, { readonly keys: readonly string[]; readonly sorted: string[] }[]>();
+let shapeCount = 0;
+
+function canonicalKeyOrder(keys: string[]): readonly string[] {
+  const candidates = shapesByFirstKey.get(keys[0] as string);
+  if (candidates !== undefined) {
+    for (const shape of candidates) {
+      if (shape.keys.length !== keys.length) continue;
+      let same = true;
+      for (let index = 1; index < keys.length; index++) {
+        if (shape.keys[index] !== keys[index]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return shape.sorted;
+    }
+  }
+  const sorted = [...keys].sort(compareTextKeys);
+  if (shapeCount < shapesMax && keys.length <= shapeKeysMax) {
+    shapeCount += 1;
+    const shape = { keys, sorted };
+    if (candidates === undefined) shapesByFirstKey.set(keys[0] as string, [shape]);
+    else candidates.push(shape);
+  }
+  return sorted;
+}
+
 function encodeInto(writer: Writer, value: unknown, depth: number, depthMax: number): boolean {
   switch (typeof value) {
     case 'boolean':
@@ -129,8 +167,8 @@ function encodeInto(writer: Writer, value: unknown, depth: number, depthMax: num
   const prototype: unknown = Object.getPrototypeOf(value);
   if (prototype !== Object.prototype && prototype !== null) return false;
   const record = value as Record<string, unknown>;
-  const keys = Object.keys(record);
-  if (keys.length > 1) keys.sort(compareTextKeys);
+  const inserted = Object.keys(record);
+  const keys = inserted.length > 1 ? canonicalKeyOrder(inserted) : inserted;
   writer.head(5, keys.length);
   for (const key of keys) {
     if (!writer.text(key)) return false;
@@ -141,10 +179,22 @@ function encodeInto(writer: Writer, value: unknown, depth: number, depthMax: num
 
 /** The canonical encoding of `value`, or undefined if it is not in the data model. */
 export function encodeCanonicalFast(value: unknown, depthMax: number): Uint8Array | undefined {
-  const writer = new Writer();
-  if (!encodeInto(writer, value, 0, depthMax)) return undefined;
-  // A fresh, exactly sized array: never a view into a pooled or oversized buffer.
-  const bytes = new Uint8Array(writer.length);
-  bytes.set(writer.buffer.subarray(0, writer.length));
-  return bytes;
+  // One scratch writer serves every encode (allocating a buffer per encode showed in profiles); an
+  // encode that starts while it is in use (a getter that encodes) gets its own.
+  const writer = idleWriter ?? new Writer();
+  idleWriter = undefined;
+  writer.length = 0;
+  try {
+    if (!encodeInto(writer, value, 0, depthMax)) return undefined;
+    // A fresh, exactly sized array: never a view into the scratch buffer.
+    const bytes = new Uint8Array(writer.length);
+    bytes.set(writer.buffer.subarray(0, writer.length));
+    return bytes;
+  } finally {
+    // A writer grown by a large value is let go rather than held for the life of the process.
+    if (writer.buffer.length <= scratchBytesMax) idleWriter = writer;
+  }
 }
+
+const scratchBytesMax = 1024 * 1024;
+let idleWriter: Writer | undefined = new Writer();

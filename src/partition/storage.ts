@@ -69,7 +69,8 @@ export class LayeredContractState {
     this.layers.push({ height, writes });
     return {
       get: (key) => this.read(key),
-      put: (key, value) => writes.set(key, Uint8Array.from(value)),
+      // ContractState lets a store keep `value` as is: the contracts write fresh encodings only.
+      put: (key, value) => writes.set(key, value),
       delete: (key) => writes.set(key, undefined),
     };
   }
