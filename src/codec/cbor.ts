@@ -2,6 +2,7 @@ import { Token, decode, encode, rfc8949EncodeOptions } from 'cborg';
 import type { DecodeOptions, EncodeOptions } from 'cborg';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { bytesEqual } from './bytes.js';
+import { decodeCanonicalFast } from './canonical-decoder.js';
 import { encodeCanonicalFast } from './canonical-encoder.js';
 import { compareTextKeys } from './key-order.js';
 
@@ -100,6 +101,33 @@ export function decodeCanonical(bytes: Uint8Array, options: { maxBytes?: number 
       `CBOR input is ${bytes.length} bytes; the limit is ${maxBytes}`,
     );
   }
+  return decodeCanonicalFast(bytes, nestingDepthMax);
+}
+
+/**
+ * Decodes bytes that THIS process already accepted through decodeCanonical (for example requests a
+ * consensus core validated before ordering them). It runs the same strict one-pass decoder, whose
+ * checks cost next to nothing, but without the size cap: never use it on bytes straight from the
+ * network.
+ */
+export function decodeValidated(bytes: Uint8Array): CborValue {
+  return decodeCanonicalFast(bytes, nestingDepthMax);
+}
+
+/**
+ * The decoder decodeCanonical used before the one-pass decoder: cborg's strict decode, a walk of the
+ * value, then a re-encode compared byte for byte. Kept, unchanged, as the oracle the differential
+ * tests hold decodeCanonical to.
+ * @internal tests only; slow.
+ */
+export function decodeCanonicalReference(bytes: Uint8Array, options: { maxBytes?: number } = {}): CborValue {
+  const maxBytes = options.maxBytes ?? defaultDecodeBytesMax;
+  if (bytes.length > maxBytes) {
+    throw new LedgerbusError(
+      ErrorCode.Oversize,
+      `CBOR input is ${bytes.length} bytes; the limit is ${maxBytes}`,
+    );
+  }
   let decoded: unknown;
   try {
     decoded = decode(bytes, strictDecodeOptions);
@@ -129,15 +157,6 @@ export function decodeCanonical(bytes: Uint8Array, options: { maxBytes?: number 
     );
   }
   return value;
-}
-
-/**
- * Decodes bytes that THIS process already accepted through decodeCanonical (for example requests a
- * consensus core validated before ordering them), skipping the canonical-form re-check that costs
- * two thirds of a decode. Never use it on bytes straight from the network.
- */
-export function decodeValidated(bytes: Uint8Array): CborValue {
-  return decode(bytes, strictDecodeOptions) as CborValue;
 }
 
 function checkEncodable(value: unknown, path: string, depth: number, ancestors: Set<object>): void {
