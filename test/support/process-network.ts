@@ -86,8 +86,12 @@ export class ProcessNetwork {
     return managed.process.child;
   }
 
-  async startAll(timeoutMs = 90_000): Promise<void> {
-    for (const name of this.names) this.start(name);
+  /** `nodeFlags` gives a process's Node runtime flags by name (e.g. --cpu-prof for a benchmark). */
+  async startAll(
+    timeoutMs = 90_000,
+    nodeFlags: (name: string) => readonly string[] = () => [],
+  ): Promise<void> {
+    for (const name of this.names) this.start(name, {}, nodeFlags(name));
     await Promise.all(this.layout.network.organizations.map((org) => this.waitHealthy(org.id, timeoutMs)));
   }
 
