@@ -42,7 +42,10 @@ export class DeliveryConfirmer {
       for (let start = 0; start < messages.length; start += confirmDeliveriesMax) {
         const batch = messages.slice(start, start + confirmDeliveriesMax);
         await this.confirm(batch);
-        for (const message of batch) database.markConfirmed(message.partitionId, message.id);
+        // One transaction: one fsync for the batch rather than one per message.
+        database.transaction(() => {
+          for (const message of batch) database.markConfirmed(message.partitionId, message.id);
+        });
       }
     }
   }

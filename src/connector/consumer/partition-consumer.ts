@@ -10,6 +10,7 @@ import { blockEvidenceSchema, encodeAcceptanceProof, verifyAcceptances } from '.
 import type { AcceptanceProof, AcceptedMessage } from '../../proofs/index.js';
 import { Backoff, retryDelayMs } from '../../runtime/retry.js';
 import type { RetryPolicy } from '../../runtime/retry.js';
+import type { ConnectorEvent } from '../api-types.js';
 import type { ConnectorContext } from '../context.js';
 import { describeError } from '../lifecycle.js';
 import type { NodeSession } from '../session/node-session.js';
@@ -21,8 +22,12 @@ import { partitionGroupId } from '../../contracts/registry.js';
 
 const pollWaitMs = 10_000;
 const pollLimit = 200;
-/** Payloads fetched at once by one partition's consumer. */
-const fetchConcurrency = 8;
+/**
+ * Payloads fetched at once by one partition's consumer. A small payload's fetch is a round trip
+ * through two nodes to its sender's connector, so a page of them is latency-bound: bench:e2e had
+ * org2's connector idle-waiting behind 8 at a time.
+ */
+const fetchConcurrency = 32;
 /** Attempts before a payload that fails verification is given up, by default. */
 const fetchAttemptsMaxDefault = 3;
 
@@ -172,55 +177,62 @@ export class PartitionConsumer {
       }
     };
     await Promise.all(Array.from({ length: Math.min(fetchConcurrency, pending.length) }, worker));
-    for (const { accepted, proof } of pending) {
-      const outcome = outcomes.get(accepted.id);
-      if (outcome === undefined) return accepted.offset; // stopping
-      if (outcome instanceof Error) {
-        const code = isLedgerbusError(outcome) ? outcome.code : 'INTERNAL';
-        const attempts = database.recordFailure(
-          accepted.id,
-          accepted.partitionId,
-          accepted.offset,
-          code,
-          describeError(outcome),
-        );
-        this.options.logger.warn(
-          { id: accepted.id, attempts, error: describeError(outcome) },
-          'payload fetch failed; nothing stored',
-        );
-        // Not retriable: the payload is corrupt, or its sender does not have it; retrying cannot help.
-        const permanent = !isLedgerbusError(outcome) || !outcome.retriable;
-        if (permanent && attempts >= (this.options.fetchAttemptsMax ?? fetchAttemptsMaxDefault)) {
-          events.emit({
-            type: 'message.failed',
-            id: accepted.id,
-            topic: accepted.topic,
-            partition: accepted.partition,
+    // The page's rows commit in one transaction (one fsync, not one per message); what they announce
+    // is emitted only once they are durable.
+    const announcements: ConnectorEvent[] = [];
+    const blockedAt = database.transaction((): number | undefined => {
+      for (const { accepted, proof } of pending) {
+        const outcome = outcomes.get(accepted.id);
+        if (outcome === undefined) return accepted.offset; // stopping
+        if (outcome instanceof Error) {
+          const code = isLedgerbusError(outcome) ? outcome.code : 'INTERNAL';
+          const attempts = database.recordFailure(
+            accepted.id,
+            accepted.partitionId,
+            accepted.offset,
             code,
-            reason: describeError(outcome),
-          });
-          continue; // given up: recorded as failed, the cursor moves past it
+            describeError(outcome),
+          );
+          this.options.logger.warn(
+            { id: accepted.id, attempts, error: describeError(outcome) },
+            'payload fetch failed; nothing stored',
+          );
+          // Not retriable: the payload is corrupt, or its sender does not have it; retrying cannot help.
+          const permanent = !isLedgerbusError(outcome) || !outcome.retriable;
+          if (permanent && attempts >= (this.options.fetchAttemptsMax ?? fetchAttemptsMaxDefault)) {
+            announcements.push({
+              type: 'message.failed',
+              id: accepted.id,
+              topic: accepted.topic,
+              partition: accepted.partition,
+              code,
+              reason: describeError(outcome),
+            });
+            continue; // given up: recorded as failed, the cursor moves past it
+          }
+          return accepted.offset;
         }
-        return accepted.offset;
+        const row = database.insertReceived({
+          id: accepted.id,
+          topic: accepted.topic,
+          partition: accepted.partition,
+          group_id: accepted.partitionId,
+          offset: accepted.offset,
+          sender: accepted.sender,
+          size: outcome.size,
+          sha256: outcome.key,
+          storage_key: outcome.key,
+          content_type: accepted.contentType,
+          message_key: accepted.key,
+          proof: encodeAcceptanceProof(proof),
+          received_at: lifecycle.clock.now(),
+        });
+        announcements.push({ type: 'message.received', message: toReceivedMessage(row) });
       }
-      const row = database.insertReceived({
-        id: accepted.id,
-        topic: accepted.topic,
-        partition: accepted.partition,
-        group_id: accepted.partitionId,
-        offset: accepted.offset,
-        sender: accepted.sender,
-        size: outcome.size,
-        sha256: outcome.key,
-        storage_key: outcome.key,
-        content_type: accepted.contentType,
-        message_key: accepted.key,
-        proof: encodeAcceptanceProof(proof),
-        received_at: lifecycle.clock.now(),
-      });
-      events.emit({ type: 'message.received', message: toReceivedMessage(row) });
-      events.wakeReceivedWaiters();
-    }
-    return undefined;
+      return undefined;
+    });
+    for (const event of announcements) events.emit(event);
+    if (announcements.some((event) => event.type === 'message.received')) events.wakeReceivedWaiters();
+    return blockedAt;
   }
 }

@@ -11,6 +11,8 @@ import type { NodeSession } from '../session/node-session.js';
 const watchIntervalMs = 1_000;
 /** Open messages looked up per round. */
 const watchBatchMessages = 100;
+/** Lookups of one round under way at once. */
+const watchConcurrency = 16;
 
 export interface DeliveryWatcherOptions extends Pick<
   ConnectorContext,
@@ -44,26 +46,43 @@ export class DeliveryWatcher {
   async round(): Promise<void> {
     const { database, events } = this.options;
     const open = database.openSent(watchBatchMessages);
-    for (const row of open) {
-      const answer = await this.options.session.call('message', { group: row.group_id, id: row.id });
-      const reported = JSON.parse(row.delivered_to) as string[];
-      const delivered = [...reported];
-      for (const recipient of answer.recipients) {
-        const organization = recipient.organization;
-        if (recipient.state !== 'DELIVERED' || delivered.includes(organization)) continue;
-        delivered.push(organization);
-        events.emit({
-          type: 'delivery.confirmed',
-          id: row.id,
-          topic: row.topic,
-          partition: row.partition,
-          recipient: organization,
-          height: recipient.height ?? 0,
-        });
+    const updates: { topic: string; id: string; state: string; delivered: string[] }[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < open.length) {
+        const row = open[next++] as (typeof open)[number];
+        const answer = await this.options.session.call('message', { group: row.group_id, id: row.id });
+        const reported = JSON.parse(row.delivered_to) as string[];
+        const delivered = [...reported];
+        for (const recipient of answer.recipients) {
+          const organization = recipient.organization;
+          if (recipient.state !== 'DELIVERED' || delivered.includes(organization)) continue;
+          delivered.push(organization);
+          events.emit({
+            type: 'delivery.confirmed',
+            id: row.id,
+            topic: row.topic,
+            partition: row.partition,
+            recipient: organization,
+            height: recipient.height ?? 0,
+          });
+        }
+        const state = answer.state;
+        if (state !== 'ACCEPTED' || delivered.length !== reported.length) {
+          updates.push({ topic: row.topic, id: row.id, state, delivered });
+        }
       }
-      const state = answer.state;
-      if (state !== 'ACCEPTED' || delivered.length !== reported.length) {
-        database.updateLifecycle(row.topic, row.id, state, delivered);
+    };
+    try {
+      // Lookups overlap (one at a time made a round last as long as 100 round trips).
+      await Promise.all(Array.from({ length: Math.min(watchConcurrency, open.length) }, worker));
+    } finally {
+      // Whatever was emitted is recorded, in one transaction, also when a lookup failed midway.
+      if (updates.length > 0) {
+        database.transaction(() => {
+          for (const update of updates)
+            database.updateLifecycle(update.topic, update.id, update.state, update.delivered);
+        });
       }
     }
   }
