@@ -129,6 +129,7 @@ export function buildConnectorCommand(): Command {
         ...(config.node === undefined ? {} : { nodeId: config.node }),
         ...(config.nodes === undefined ? {} : { nodes: config.nodes }),
         ...(config.balancer === undefined ? {} : { balancer: config.balancer }),
+        ...(config.producer === undefined ? {} : { producer: config.producer }),
         logger,
       });
       connector.start();

@@ -49,3 +49,27 @@ describe('connector.yaml nodes and balancer', () => {
     expect(policy.code).toBe(ErrorCode.BadConfig);
   });
 });
+
+describe('connector.yaml producer', () => {
+  it('takes lingerMs and inFlightBatchesMax, and leaves them to the defaults when absent', () => {
+    const config = loadConnectorConfig(configFile({ producer: { lingerMs: 5, inFlightBatchesMax: 4 } }));
+    expect(config.producer).toEqual({ lingerMs: 5, inFlightBatchesMax: 4 });
+    expect(loadConnectorConfig(configFile({ producer: { lingerMs: 0 } })).producer).toEqual({ lingerMs: 0 });
+    expect(loadConnectorConfig(configFile({})).producer).toBeUndefined();
+  });
+
+  it.each([
+    [{ lingerMs: 1001 }, 'producer.lingerMs'],
+    [{ lingerMs: -1 }, 'producer.lingerMs'],
+    [{ lingerMs: 2.5 }, 'producer.lingerMs'],
+    [{ lingerMs: '5' }, 'producer.lingerMs'],
+    [{ inFlightBatchesMax: 0 }, 'producer.inFlightBatchesMax'],
+    [{ inFlightBatchesMax: 65 }, 'producer.inFlightBatchesMax'],
+    [{ inFlightBatchesMax: 1.5 }, 'producer.inFlightBatchesMax'],
+    [{ lingerMS: 5 }, 'producer.lingerMS'],
+  ])('refuses producer %j as BAD_CONFIG naming %s', async (producer, field) => {
+    const error = await refusal(() => loadConnectorConfig(configFile({ producer })));
+    expect(error.code).toBe(ErrorCode.BadConfig);
+    expect(error.message).toContain(field);
+  });
+});

@@ -1,6 +1,7 @@
 /**
  * `connector.yaml`: the organization this connector acts for, its keys, storage, the node it talks
- * to, the genesis file (its trust bundle) and its local API. Environment overrides LEDGERBUS_CONNECTOR_*.
+ * to, the genesis file (its trust bundle), how sends share batches, and its local API. Environment
+ * overrides LEDGERBUS_CONNECTOR_*.
  */
 import { dirname, join, resolve } from 'node:path';
 import { t } from '../codec/index.js';
@@ -48,6 +49,18 @@ const connectorConfigSchema = t.record({
       policy: t.optional(t.oneOf(...balancerPolicies)),
       replicaReads: t.optional(t.bool()),
       decayMs: t.optional(t.uint({ min: 100, max: 600_000 })),
+    }),
+  ),
+  /**
+   * How concurrent sends share signed publishes, as Kafka's `max.in.flight` and `linger.ms` do:
+   * while fewer than `inFlightBatchesMax` (default 2) batches of a partition and recipient set await
+   * their answer, queued messages go out after `lingerMs` (default 0: at once); at the limit they
+   * wait, and the next batch takes them all. A higher limit means smaller batches under load.
+   */
+  producer: t.optional(
+    t.record({
+      lingerMs: t.optional(t.uint({ min: 0, max: 1000 })),
+      inFlightBatchesMax: t.optional(t.uint({ min: 1, max: 64 })),
     }),
   ),
   storage: t.optional(

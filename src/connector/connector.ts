@@ -97,6 +97,8 @@ export interface ConnectorOptions {
     readonly decayMs?: number;
   };
   readonly logger: Logger;
+  /** How concurrent sends share signed batches (connector.yaml `producer`; see CoalescingPolicy). */
+  readonly producer?: { readonly lingerMs?: number; readonly inFlightBatchesMax?: number };
   /** Payload-serving connections kept open to the node (concurrent outgoing transfers). */
   readonly servingConnections?: number;
   /** Attempts before a message that fails verification is given up (it is recorded as failed). */
@@ -257,7 +259,14 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       requester: requesterJobs,
       owner: ownerJobs,
     });
-    this.publisher = new Publisher({ ...context, session, submitter, syncRegistry, placer });
+    this.publisher = new Publisher({
+      ...context,
+      session,
+      submitter,
+      syncRegistry,
+      placer,
+      ...(options.producer === undefined ? {} : { coalescing: options.producer }),
+    });
     this.consumers = new ConsumerRunner({
       ...context,
       syncRegistry,

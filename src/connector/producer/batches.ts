@@ -1,4 +1,4 @@
-/** How a send's messages are cut into signed publishes. */
+/** How messages are grouped into signed publishes (the Coalescer cuts the batches). */
 
 /**
  * Messages per signed publish. Every message's proof carries its whole batch transaction, so a
@@ -6,10 +6,16 @@
  */
 export const publishBatchMessagesMax = 64;
 
+/** One string per recipient set, whatever the order or repeats of its members. */
+export function recipientSetKey(recipients: readonly string[]): string {
+  return JSON.stringify([...new Set(recipients)].sort());
+}
+
 /**
- * Splits `items` into maximal runs of consecutive items with the same recipient set (in any order),
- * keeping their order: batches cut from the runs are submitted in order, so offsets still follow
- * the order the application gave.
+ * Splits `items` into maximal runs of consecutive items with the same recipient set, keeping their
+ * order. A batch holds only messages with the same recipients (a recipient's proof shows no
+ * metadata of messages addressed to others), so each run goes to its own queue; runs are submitted
+ * in order, so offsets still follow the order the application gave.
  */
 export function runsOfSameRecipients<T>(
   items: readonly T[],
@@ -18,25 +24,10 @@ export function runsOfSameRecipients<T>(
   const runs: T[][] = [];
   let previous: string | undefined;
   for (const item of items) {
-    const key = JSON.stringify([...new Set(recipientsOf(item))].sort());
+    const key = recipientSetKey(recipientsOf(item));
     if (key !== previous || runs.length === 0) runs.push([]);
     runs[runs.length - 1]!.push(item);
     previous = key;
   }
   return runs;
-}
-
-/**
- * The publishes of one partition's messages, in order: a batch holds only messages with the same
- * recipients (a recipient's proof shows no metadata of messages addressed to others) and at most
- * `publishBatchMessagesMax` of them.
- */
-export function publishBatches<T>(items: readonly T[], recipientsOf: (item: T) => readonly string[]): T[][] {
-  const batches: T[][] = [];
-  for (const run of runsOfSameRecipients(items, recipientsOf)) {
-    for (let start = 0; start < run.length; start += publishBatchMessagesMax) {
-      batches.push(run.slice(start, start + publishBatchMessagesMax));
-    }
-  }
-  return batches;
 }

@@ -1,14 +1,16 @@
 /**
- * Sending (DESIGN steps 1–6): a send's payloads encrypted into storage, then one signed publish per
- * batch of a partition, submitted, and each acceptance proof checked before the send reports
- * success. A batch refused because its partition moved to a new replica set is published again.
+ * Sending (DESIGN steps 1–6): a send's payloads encrypted into storage, then signed publishes of
+ * batches that concurrent sends share (per partition and recipient set), submitted, and each
+ * acceptance proof checked before the send reports success. A batch refused because its partition
+ * moved to a new replica set is published again.
  */
 import { randomBytes } from 'node:crypto';
 import { decodeTransactionResult } from '../../contracts/results.js';
+import type { MessageResult } from '../../contracts/results.js';
 import { encodePublish, nonceBytes } from '../../contracts/transactions.js';
 import type { MessageMetadata } from '../../contracts/transactions.js';
 import type { CborValue } from '../../codec/index.js';
-import { ErrorCode, LedgerbusError } from '../../errors.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../../errors.js';
 import {
   decodeAcceptanceProof,
   acceptanceProofSchema,
@@ -16,17 +18,20 @@ import {
   verifyAcceptance,
   verifyAcceptances,
 } from '../../proofs/index.js';
-import type { AcceptanceProof, BlockEvidence } from '../../proofs/index.js';
+import type { AcceptanceProof, AcceptedMessage, BlockEvidence } from '../../proofs/index.js';
 import { createRetry } from '../../runtime/retry.js';
 import type { Retrier, RetryPolicy } from '../../runtime/retry.js';
 import type { OutgoingMessage, SendResult } from '../api-types.js';
+import type { ConnectorDatabase } from '../connector-database.js';
 import type { ConnectorContext } from '../context.js';
 import { checkContentType } from '../media-type.js';
 import { StickyPartitioner, partitionForKey } from '../partitioner.js';
 import { ciphertextBytesFor, messageTooLarge, plaintextBytesMaxFor } from '../payload-size.js';
 import type { NodeSession } from '../session/node-session.js';
 import type { TransactionSubmitter } from '../session/submitter.js';
-import { publishBatches } from './batches.js';
+import { publishBatchMessagesMax, recipientSetKey, runsOfSameRecipients } from './batches.js';
+import { Coalescer, defaultCoalescingPolicy } from './coalescer.js';
+import type { CoalescingPolicy } from './coalescer.js';
 import { OutgoingStore } from './outgoing-store.js';
 import type { OutgoingLimit, OutgoingStored } from './outgoing-store.js';
 import { partitionGroupId } from '../../contracts/registry.js';
@@ -47,6 +52,23 @@ export const epochRetryPolicy: RetryPolicy = {
 };
 
 type TransactionResult = ReturnType<typeof decodeTransactionResult>;
+type AcceptedOutcome = Extract<MessageResult, { status: 'ACCEPTED' }>;
+
+/** A stored message of a send, with its partition and its place in the send. */
+interface PreparedEntry {
+  readonly entry: OutgoingStored;
+  readonly partition: number;
+  readonly index: number;
+}
+
+/** A message the ledger accepted, as its publish's result says. */
+interface AcceptedEntry {
+  readonly topic: string;
+  readonly partition: number;
+  readonly message: MessageMetadata;
+  readonly messageIndex: number;
+  readonly outcome: AcceptedOutcome;
+}
 
 export interface PublisherOptions extends Pick<
   ConnectorContext,
@@ -67,6 +89,8 @@ export interface PublisherOptions extends Pick<
   /** Refreshes the registry (after a partition moved); its failures are ignored. */
   readonly syncRegistry: () => Promise<void>;
   readonly epochRetryPolicy?: RetryPolicy;
+  /** How concurrent sends share batches (default defaultCoalescingPolicy). */
+  readonly coalescing?: Partial<CoalescingPolicy>;
 }
 
 /** The partition's epoch closed under a publish: its answer, kept for when the retries run out. */
@@ -80,9 +104,22 @@ export class Publisher {
   private readonly sticky = new StickyPartitioner();
   private readonly store: OutgoingStore;
   private readonly retryWhileEpochClosed: Retrier;
+  /** Standard topics' messages, queued per partition and recipient set, published in shared batches. */
+  private readonly coalescer: Coalescer<OutgoingStored, SendResult | LedgerbusError>;
 
   constructor(private readonly options: PublisherOptions) {
     this.store = new OutgoingStore(options);
+    this.coalescer = new Coalescer({
+      inFlightBatchesMax:
+        options.coalescing?.inFlightBatchesMax ?? defaultCoalescingPolicy.inFlightBatchesMax,
+      lingerMs: options.coalescing?.lingerMs ?? defaultCoalescingPolicy.lingerMs,
+      batchEntriesMax: publishBatchMessagesMax,
+      submit: (batch) => {
+        const { topic, partition } = (batch[0] as OutgoingStored).metadata;
+        return this.publishBatch(topic, partition, batch);
+      },
+      wait: (ms) => options.lifecycle.pause(ms),
+    });
     this.retryWhileEpochClosed = createRetry(options.epochRetryPolicy ?? epochRetryPolicy, {
       clock: options.lifecycle.retryClock,
       random: options.random,
@@ -94,10 +131,12 @@ export class Publisher {
   /**
    * Sends `messages` on `topic`: every check that needs no payload byte first (content types,
    * declared sizes against the topic's `messageBytesMax`), then each payload encrypted into storage
-   * with its size bounded as it streams, then one signed batch per partition. Whatever this call
-   * stored for a message that is not published — a refusal by this connector or by the ledger — is
-   * deleted before it throws, and every value it did not finish reading is destroyed.
-   * An unknown topic is TOPIC_NOT_FOUND.
+   * with its size bounded as it streams, then published in signed batches that concurrent sends to
+   * the same partition and recipients share (see Coalescer). Only the send's own messages decide
+   * its outcome: its first refused one is what it throws. Whatever this call stored for a message
+   * that is not published — a refusal by this connector or by the ledger — is deleted before it
+   * throws, and every value it did not finish reading is destroyed. An unknown topic is
+   * TOPIC_NOT_FOUND.
    */
   async send(topicName: string, messages: readonly OutgoingMessage[]): Promise<SendResult[]> {
     const stored: OutgoingStored[] = [];
@@ -122,13 +161,11 @@ export class Publisher {
     if (messages.length > sendMessagesMax)
       throw new LedgerbusError(ErrorCode.Oversize, `at most ${sendMessagesMax} messages per send`);
     const limits = this.checkBeforeReading(topicName, topic.policy.messageBytesMax, messages);
-    // Encrypt and store every payload first (steps 1–2); then one signed batch per partition.
+    // Encrypt and store every payload first (steps 1–2); then signed batches per partition.
     // Payloads are encrypted and stored several at a time (their fsyncs overlap); each keeps its
     // place in the batch, so offsets follow the order the application gave. After one fails, no
     // other starts, and the call waits for those under way (so it can delete what they stored).
-    const prepared: { entry: OutgoingStored; partition: number; index: number }[] = new Array(
-      messages.length,
-    );
+    const prepared: PreparedEntry[] = new Array<PreparedEntry>(messages.length);
     let next = 0;
     let failed = false;
     const worker = async (): Promise<void> => {
@@ -157,34 +194,69 @@ export class Publisher {
     // From here on a payload is deleted only when the ledger refuses its message (publishBatch): a
     // publish that failed otherwise (a timeout) may have been accepted, and its payload is needed.
     stored.length = 0;
-    const results: SendResult[] = new Array<SendResult>(messages.length);
-    const byPartition = new Map<number, typeof prepared>();
+    const byPartition = new Map<number, PreparedEntry[]>();
     for (const entry of prepared)
       byPartition.set(entry.partition, [...(byPartition.get(entry.partition) ?? []), entry]);
-    const published = await Promise.allSettled(
-      // Submitted together over one connection, in order: the batches are pipelined, not serialized.
-      [...byPartition].flatMap(([partition, entries]) =>
-        // An escrowed message is published alone: its holders read its acceptance proof, which shows
-        // the whole batch transaction, and they must not see the sender's other messages.
-        (topic.policy.availability === 'escrow'
-          ? entries.map((entry) => [entry])
-          : publishBatches(entries, (entry) => entry.entry.metadata.recipients)
-        ).map(async (batch) => {
-          const accepted = await this.publishBatch(
-            topicName,
-            partition,
-            batch.map((entry) => entry.entry),
-          );
-          batch.forEach((entry, position) => {
-            results[entry.index] = accepted[position] as SendResult;
-          });
-        }),
+    const escrowed = topic.policy.availability === 'escrow';
+    const outcomes = await Promise.all(
+      [...byPartition].map(([partition, entries]) =>
+        this.publishPartition(topicName, partition, escrowed, entries),
       ),
     );
-    const failure = published.find((outcome) => outcome.status === 'rejected');
-    if (failure !== undefined) throw failure.reason;
+    // Every message's outcome is in before the first failure (partition by partition, in the
+    // send's order) is thrown: what was accepted is recorded as sent whatever else was refused.
+    const results: SendResult[] = new Array<SendResult>(messages.length);
+    for (const outcome of outcomes.flat()) {
+      if (outcome.status === 'rejected') throw outcome.reason;
+      results[outcome.index] = outcome.value;
+    }
     this.sticky.next(topicName, topic.partitionCount);
     return results;
+  }
+
+  /**
+   * Publishes one partition's messages of a send; each one's outcome, in order. A standard topic's
+   * messages join the queues shared with concurrent sends (one per recipient set).
+   */
+  private async publishPartition(
+    topic: string,
+    partition: number,
+    escrowed: boolean,
+    entries: readonly PreparedEntry[],
+  ): Promise<(PromiseSettledResult<SendResult> & { index: number })[]> {
+    const outcomes: Promise<PromiseSettledResult<SendResult | LedgerbusError>>[] = [];
+    if (escrowed) {
+      // An escrowed message is published alone, never coalesced: its holders read its acceptance
+      // proof, which shows the whole batch transaction, and they must not see the sender's other
+      // messages. Submitted together over one connection, in order: pipelined.
+      for (const { entry } of entries)
+        outcomes.push(
+          this.publishBatch(topic, partition, [entry]).then(
+            ([value]) => ({ status: 'fulfilled', value: value as SendResult | LedgerbusError }),
+            (reason: unknown) => ({ status: 'rejected', reason }),
+          ),
+        );
+    } else {
+      for (const run of runsOfSameRecipients(entries, ({ entry }) => entry.metadata.recipients)) {
+        const recipients = run[0]!.entry.metadata.recipients;
+        const added = this.coalescer.add(
+          JSON.stringify([topic, partition, recipientSetKey(recipients)]),
+          run.map(({ entry }) => entry),
+        );
+        outcomes.push(...added.outcomes);
+        // The next run has other recipients, so another queue: added once this run is submitted, it
+        // is published after it, and offsets still follow the order the application gave.
+        await added.submitted;
+      }
+    }
+    const settled = await Promise.all(outcomes);
+    return settled.map((outcome, position) => {
+      const index = entries[position]!.index;
+      if (outcome.status === 'rejected') return { ...outcome, index };
+      return outcome.value instanceof LedgerbusError
+        ? { status: 'rejected', reason: outcome.value, index }
+        : { status: 'fulfilled', value: outcome.value, index };
+    });
   }
 
   /** Everything checkable before a byte of any payload is read or stored; each message's bound. */
@@ -211,16 +283,31 @@ export class Publisher {
   }
 
   /**
-   * Signs one publish for the batch, submits it, verifies every message's acceptance proof. What
-   * the ledger refused is discarded (if this send stored it) before the refusal is thrown; what it
-   * accepted is recorded as sent first, whatever else in the batch was refused.
+   * Signs one publish for the batch, submits it, verifies every message's acceptance proof: each
+   * entry's outcome, in order, its SendResult or the LedgerbusError that refused it. A refusal of
+   * the whole transaction, or a failure to publish it or to check its evidence, is the outcome of
+   * every entry. What the ledger refused is discarded (if its send stored it); what it accepted is
+   * recorded as sent, whatever else in the batch was refused.
    */
   private async publishBatch(
     topic: string,
     partition: number,
     entries: readonly OutgoingStored[],
-  ): Promise<SendResult[]> {
-    const { database, trust } = this.options;
+  ): Promise<(SendResult | LedgerbusError)[]> {
+    try {
+      return await this.publishAndProve(topic, partition, entries);
+    } catch (error) {
+      if (!isLedgerbusError(error)) throw error;
+      return entries.map(() => error);
+    }
+  }
+
+  private async publishAndProve(
+    topic: string,
+    partition: number,
+    entries: readonly OutgoingStored[],
+  ): Promise<(SendResult | LedgerbusError)[]> {
+    const { trust } = this.options;
     const group = partitionGroupId(topic, partition);
     const metadata = entries.map((entry) => entry.metadata);
     const { answer, result } = await this.publishUntilEpochOpen(group, metadata);
@@ -234,21 +321,11 @@ export class Publisher {
     }
     if (result.type !== 'publish')
       throw new LedgerbusError(ErrorCode.BadProof, 'the node answered with another transaction');
-    // Retries of messages accepted earlier (an id sent again) are proven by their first block.
-    const firstAcceptance = new Map<string, AcceptanceProof>();
-    for (const outcome of result.messages) {
-      if (outcome.status !== 'ACCEPTED' || outcome.height === answer.evidence.header.height) continue;
-      const stored = database.sent(topic, outcome.id)?.proof;
-      firstAcceptance.set(
-        outcome.id,
-        stored === null || stored === undefined
-          ? await this.acceptanceFromNode(group, outcome.id)
-          : decodeAcceptanceProof(stored),
-      );
-    }
-    // Everything first accepted in this block is verified in one pass over the batch.
+    // Everything first accepted by this transaction is verified in one pass over the batch.
     const freshIndexes = result.messages.flatMap((outcome, messageIndex) =>
-      outcome.status === 'ACCEPTED' && outcome.height === answer.evidence.header.height ? [messageIndex] : [],
+      outcome.status === 'ACCEPTED' && acceptedAt(outcome, answer.evidence) === messageIndex
+        ? [messageIndex]
+        : [],
     );
     const fresh = new Map(
       verifyAcceptances(answer.evidence, freshIndexes, trust).map((accepted, position) => [
@@ -256,46 +333,83 @@ export class Publisher {
         accepted,
       ]),
     );
-    const refused: { entry: OutgoingStored; error: LedgerbusError }[] = [];
-    const results = metadata.map((message, messageIndex): SendResult | undefined => {
-      const outcome = result.messages[messageIndex];
-      if (outcome === undefined) throw new LedgerbusError(ErrorCode.BadProof, 'missing message result');
-      if (outcome.status === 'REJECTED') {
-        refused.push({
-          entry: entries[messageIndex] as OutgoingStored,
-          error: new LedgerbusError(
-            ErrorCode.MessageRejected,
-            `message ${message.id}: ${outcome.reason}${outcome.detail === undefined ? '' : ` (${outcome.detail})`}`,
-            { details: { reason: outcome.reason } },
-          ),
-        });
-        return undefined;
-      }
-      // A retry's result points at the first acceptance: prove that block instead.
-      const retried = firstAcceptance.get(message.id);
-      const proof: AcceptanceProof = retried ?? { block: answer.evidence, messageIndex };
-      const accepted = retried === undefined ? fresh.get(messageIndex) : verifyAcceptance(retried, trust);
-      if (accepted === undefined || accepted.id !== message.id) {
-        throw new LedgerbusError(ErrorCode.BadProof, `no proof of the acceptance of ${message.id}`);
-      }
-      const proofBytes = encodeAcceptanceProof(proof);
-      database.markSent(topic, message.id, accepted.offset, accepted.height, proofBytes);
-      return {
-        id: message.id,
-        topic,
-        partition,
-        offset: accepted.offset,
-        height: accepted.height,
-        size: message.size,
-        proof: Buffer.from(proofBytes).toString('base64'),
-      };
-    });
-    const [first] = refused;
-    if (first !== undefined) {
-      await this.store.discardUnpublished(refused.map(({ entry }) => entry).filter((entry) => entry.created));
-      throw first.error;
+    const refused: OutgoingStored[] = [];
+    // The batch's accepted messages are recorded as sent together: one fsync, not one per message.
+    const sent: Parameters<ConnectorDatabase['markSent']>[] = [];
+    let outcomes: (SendResult | LedgerbusError)[];
+    try {
+      outcomes = await Promise.all(
+        metadata.map(async (message, messageIndex): Promise<SendResult | LedgerbusError> => {
+          const outcome = result.messages[messageIndex];
+          if (outcome === undefined) return new LedgerbusError(ErrorCode.BadProof, 'missing message result');
+          if (outcome.status === 'REJECTED') {
+            refused.push(entries[messageIndex] as OutgoingStored);
+            return new LedgerbusError(
+              ErrorCode.MessageRejected,
+              `message ${message.id}: ${outcome.reason}${outcome.detail === undefined ? '' : ` (${outcome.detail})`}`,
+              { details: { reason: outcome.reason } },
+            );
+          }
+          try {
+            const accepted = { topic, partition, message, messageIndex, outcome };
+            return await this.proveAccepted(accepted, answer.evidence, fresh, sent);
+          } catch (error) {
+            if (!isLedgerbusError(error)) throw error;
+            return error;
+          }
+        }),
+      );
+    } finally {
+      // Also when proving another message failed: what was proven is recorded.
+      this.options.database.transaction(() => {
+        for (const row of sent) this.options.database.markSent(...row);
+      });
     }
-    return results as SendResult[];
+    await this.store.discardUnpublished(refused.filter((entry) => entry.created));
+    return outcomes;
+  }
+
+  /**
+   * One accepted message's SendResult, its proof checked and the message recorded as sent. A retry
+   * (an id accepted before) is proven by its first acceptance: an earlier transaction, or an
+   * earlier message of this one (the same id twice in a batch of concurrent sends).
+   */
+  private async proveAccepted(
+    { topic, partition, message, messageIndex, outcome }: AcceptedEntry,
+    evidence: BlockEvidence,
+    fresh: ReadonlyMap<number, AcceptedMessage>,
+    sent: Parameters<ConnectorDatabase['markSent']>[],
+  ): Promise<SendResult> {
+    const { database, trust } = this.options;
+    const inThisTransaction = acceptedAt(outcome, evidence);
+    let proof: AcceptanceProof;
+    let accepted: AcceptedMessage | undefined;
+    if (inThisTransaction !== undefined) {
+      proof = { block: evidence, messageIndex: inThisTransaction };
+      accepted =
+        inThisTransaction === messageIndex ? fresh.get(messageIndex) : verifyAcceptance(proof, trust);
+    } else {
+      const stored = database.sent(topic, outcome.id)?.proof;
+      proof =
+        stored === null || stored === undefined
+          ? await this.acceptanceFromNode(partitionGroupId(topic, partition), outcome.id)
+          : decodeAcceptanceProof(stored);
+      accepted = verifyAcceptance(proof, trust);
+    }
+    if (accepted === undefined || accepted.id !== message.id) {
+      throw new LedgerbusError(ErrorCode.BadProof, `no proof of the acceptance of ${message.id}`);
+    }
+    const proofBytes = encodeAcceptanceProof(proof);
+    sent.push([topic, message.id, accepted.offset, accepted.height, proofBytes]);
+    return {
+      id: message.id,
+      topic,
+      partition,
+      offset: accepted.offset,
+      height: accepted.height,
+      size: message.size,
+      proof: Buffer.from(proofBytes).toString('base64'),
+    };
   }
 
   /**
@@ -345,4 +459,12 @@ export class Publisher {
 /** An acceptance proof as the node sends it (a CBOR map), checked against its schema. */
 function decodeAcceptanceProofValue(value: CborValue | undefined): AcceptanceProof {
   return acceptanceProofSchema.parse(value ?? null, 'proof.acceptance');
+}
+
+/** Where, within the transaction `evidence` proves, the message of `outcome` was first accepted. */
+function acceptedAt(outcome: AcceptedOutcome, evidence: BlockEvidence): number | undefined {
+  return outcome.height === evidence.header.height &&
+    outcome.transactionIndex === evidence.transactionProof.leafIndex
+    ? outcome.messageIndex
+    : undefined;
 }
