@@ -82,4 +82,62 @@ describe('DeliveryWatcher', () => {
     await watcher.round();
     expect(asked).toHaveLength(3);
   });
+
+  it('records everything a failed round emitted, so the next round reports no delivery twice', async () => {
+    let failFirst = true;
+    const { context, events } = await watcherOf(() => ({}));
+    // The stand-in above answers nothing useful; this one fails m1 once and answers the rest late.
+    const node = await startNodeStandIn(context.organization, {
+      message: async (body) => {
+        const id = (body as { id: string }).id;
+        if (id === 'm1' && failFirst) {
+          failFirst = false;
+          throw new Error('node unavailable');
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        const reply: CborValue = {
+          id,
+          sender: 'org1',
+          offset: 0,
+          height: 1,
+          state: 'ACCEPTED',
+          recipients: [
+            { organization: 'org2', state: 'DELIVERED', height: 5 },
+            { organization: 'org3', state: 'PENDING' },
+          ],
+        };
+        return reply;
+      },
+    });
+    cleanups.push(() => node.close());
+    const fixture = partsFixture();
+    cleanups.push(() => fixture.close());
+    const session = fixture.session(context, 0, node.node);
+    cleanups.push(() => session.close());
+    for (let index = 2; index <= 40; index++) {
+      context.database.insertSent({
+        id: `m${index}`,
+        topic: 'demo',
+        partition: 0,
+        group_id: 'demo/0',
+        header: new Uint8Array([0]),
+        storage_key: 'key',
+        size: 1,
+        recipients: JSON.stringify(['org2', 'org3']),
+        created_at: index,
+      });
+      context.database.markSent('demo', `m${index}`, index, 1, new Uint8Array([0]));
+    }
+    const failing = new DeliveryWatcher({ ...context, session });
+    await expect(failing.round()).rejects.toThrow();
+    // Workers of the failed round that were still answering have finished by now.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await failing.round();
+    await failing.round();
+    const confirmed = events.filter((event) => event.type === 'delivery.confirmed');
+    const perMessage = new Map<string, number>();
+    for (const event of confirmed) perMessage.set(event.id, (perMessage.get(event.id) ?? 0) + 1);
+    expect(perMessage.size).toBe(40);
+    expect([...perMessage.values()].every((count) => count === 1)).toBe(true);
+  });
 });

@@ -48,10 +48,18 @@ export class DeliveryWatcher {
     const open = database.openSent(watchBatchMessages);
     const updates: { topic: string; id: string; state: string; delivered: string[] }[] = [];
     let next = 0;
+    let failed = false;
     const worker = async (): Promise<void> => {
-      while (next < open.length) {
+      while (next < open.length && !failed) {
         const row = open[next++] as (typeof open)[number];
-        const answer = await this.options.session.call('message', { group: row.group_id, id: row.id });
+        let answer: Awaited<ReturnType<NodeSession['call']>>;
+        try {
+          answer = await this.options.session.call('message', { group: row.group_id, id: row.id });
+        } catch (error) {
+          // The other workers take no new row: what they emit must be recorded below, by this round.
+          failed = true;
+          throw error;
+        }
         const reported = JSON.parse(row.delivered_to) as string[];
         const delivered = [...reported];
         for (const recipient of answer.recipients) {
@@ -73,17 +81,18 @@ export class DeliveryWatcher {
         }
       }
     };
-    try {
-      // Lookups overlap (one at a time made a round last as long as 100 round trips).
-      await Promise.all(Array.from({ length: Math.min(watchConcurrency, open.length) }, worker));
-    } finally {
-      // Whatever was emitted is recorded, in one transaction, also when a lookup failed midway.
-      if (updates.length > 0) {
-        database.transaction(() => {
-          for (const update of updates)
-            database.updateLifecycle(update.topic, update.id, update.state, update.delivered);
-        });
-      }
+    // Lookups overlap (one at a time made a round last as long as 100 round trips). Every worker has
+    // stopped before the updates are written, so nothing emitted is left unrecorded.
+    const workers = await Promise.allSettled(
+      Array.from({ length: Math.min(watchConcurrency, open.length) }, worker),
+    );
+    if (updates.length > 0) {
+      database.transaction(() => {
+        for (const update of updates)
+          database.updateLifecycle(update.topic, update.id, update.state, update.delivered);
+      });
     }
+    const failure = workers.find((outcome) => outcome.status === 'rejected');
+    if (failure !== undefined) throw failure.reason;
   }
 }

@@ -290,6 +290,27 @@ describe('Publisher on a real partition: concurrent sends share signed batches',
     }
   });
 
+  it('fails only the send whose metadata would fail a whole transaction, never a send that would share its batch', async () => {
+    const publisher = publisherOf('org1', { lingerMs: 500 });
+    const tooManyHeaders = Object.fromEntries(
+      Array.from({ length: 33 }, (_, index) => [`h${index}`, Buffer.from('v')]),
+    );
+    // 33 headers break the transaction's schema; an id starting with U+FEFF encodes, but every
+    // replica's canonical decoding refuses it, which makes a whole publish MALFORMED.
+    const bad = [{ ...message(`headers-${run}`), headers: tooManyHeaders }, message(`\uFEFFbom-${run}`)];
+    const good = Array.from({ length: 4 }, (_, index) => message(`bystander-${index}-${run}`));
+    const outcomes = await Promise.allSettled([
+      ...bad.map((entry) => publisher.send('demo', [entry])),
+      ...good.map((entry) => publisher.send('demo', [entry])),
+    ]);
+    for (const outcome of outcomes.slice(0, bad.length)) expect(outcome.status).toBe('rejected');
+    const accepted = outcomes.slice(bad.length).map((outcome) => {
+      expect(outcome.status).toBe('fulfilled');
+      return (outcome as PromiseFulfilledResult<SendResult[]>).value[0]!;
+    });
+    await expectProven(accepted);
+  });
+
   it('proves an id sent again while its first send waits in the same batch by that first message', async () => {
     const id = `twice-${run}`;
     const org1 = organizations.get('org1')!;

@@ -7,8 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import { decodeTransactionResult } from '../../contracts/results.js';
 import type { MessageResult } from '../../contracts/results.js';
-import { encodePublish, nonceBytes } from '../../contracts/transactions.js';
+import { encodePublish, messageMetadataSchema, nonceBytes } from '../../contracts/transactions.js';
 import type { MessageMetadata } from '../../contracts/transactions.js';
+import { decodeCanonical, encodeWith } from '../../codec/index.js';
 import type { CborValue } from '../../codec/index.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../../errors.js';
 import {
@@ -236,6 +237,21 @@ export class Publisher {
             (reason: unknown) => ({ status: 'rejected', reason }),
           ),
         );
+    } else if (entries.some(({ entry }) => !coalescable(entry.metadata))) {
+      // A message that could fail a whole transaction (metadata the ledger would refuse to decode,
+      // or large enough that 64 of them pass the transaction bound) never shares a batch with
+      // other sends: this send's messages are published in batches of their own, as before
+      // coalescing, so only this send can fail on them.
+      for (const run of runsOfSameRecipients(entries, ({ entry }) => entry.metadata.recipients)) {
+        for (let start = 0; start < run.length; start += publishBatchMessagesMax) {
+          const batch = run.slice(start, start + publishBatchMessagesMax).map(({ entry }) => entry);
+          const answer = this.publishBatch(topic, partition, batch).then(
+            (values) => values.map((value) => ({ status: 'fulfilled', value }) as const),
+            (reason: unknown) => batch.map(() => ({ status: 'rejected', reason }) as const),
+          );
+          batch.forEach((_, position) => outcomes.push(answer.then((list) => list[position]!)));
+        }
+      }
     } else {
       for (const run of runsOfSameRecipients(entries, ({ entry }) => entry.metadata.recipients)) {
         const recipients = run[0]!.entry.metadata.recipients;
@@ -336,9 +352,10 @@ export class Publisher {
     const refused: OutgoingStored[] = [];
     // The batch's accepted messages are recorded as sent together: one fsync, not one per message.
     const sent: Parameters<ConnectorDatabase['markSent']>[] = [];
-    let outcomes: (SendResult | LedgerbusError)[];
+    let settled: PromiseSettledResult<SendResult | LedgerbusError>[];
     try {
-      outcomes = await Promise.all(
+      // Every proof settles before the batch's rows are written: none is left to push after.
+      settled = await Promise.allSettled(
         metadata.map(async (message, messageIndex): Promise<SendResult | LedgerbusError> => {
           const outcome = result.messages[messageIndex];
           if (outcome === undefined) return new LedgerbusError(ErrorCode.BadProof, 'missing message result');
@@ -366,7 +383,10 @@ export class Publisher {
       });
     }
     await this.store.discardUnpublished(refused.filter((entry) => entry.created));
-    return outcomes;
+    return settled.map((outcome) => {
+      if (outcome.status === 'rejected') throw outcome.reason;
+      return outcome.value;
+    });
   }
 
   /**
@@ -467,4 +487,27 @@ function acceptedAt(outcome: AcceptedOutcome, evidence: BlockEvidence): number |
     outcome.transactionIndex === evidence.transactionProof.leafIndex
     ? outcome.messageIndex
     : undefined;
+}
+
+/**
+ * Encoded metadata above this does not share batches: 64 messages of it stay under the 1 MiB bound
+ * of a transaction (transactionLimits.transactionBytesMax) with room for the batch's own fields.
+ */
+const coalescedMetadataBytesMax = 15 * 1024;
+
+/**
+ * Whether a message's metadata can share a batch with other sends' messages: it fits its schema,
+ * decodes back as every replica will decode it (a string the encoder writes but canonical decoding
+ * refuses, such as one starting with U+FEFF, would make the whole transaction MALFORMED), and it is
+ * small enough that a full batch of such messages stays within the transaction bound.
+ */
+function coalescable(metadata: MessageMetadata): boolean {
+  try {
+    const bytes = encodeWith(messageMetadataSchema, metadata);
+    decodeCanonical(bytes);
+    return bytes.length <= coalescedMetadataBytesMax;
+  } catch (error) {
+    if (isLedgerbusError(error)) return false;
+    throw error;
+  }
 }

@@ -1,4 +1,5 @@
 import { Aes256Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from '@hpke/core';
+import type { webcrypto } from 'node:crypto';
 import { ErrorCode, LedgerbusError, assert } from '../../errors.js';
 import { encodeCanonical } from '../../codec/cbor.js';
 import { encapsulatedKeyBytes, wrappedKeyBytes } from './header.js';
@@ -19,6 +20,38 @@ const suite = new CipherSuite({
   kdf: new HkdfSha256(),
   aead: new Aes256Gcm(),
 });
+
+/**
+ * Importing a key into WebCrypto cost as much as the HPKE operation itself, once per payload: the
+ * connector's own private key is imported once per key pair, and recipients' public keys (a
+ * network has a handful) once each, in a bounded map.
+ */
+const importedPrivateKeys = new WeakMap<EncryptionKeyPair, Promise<webcrypto.CryptoKey>>();
+const importedPublicKeys = new Map<string, Promise<webcrypto.CryptoKey>>();
+const importedPublicKeysMax = 1024;
+
+function importedPrivateKey(key: EncryptionKeyPair): Promise<webcrypto.CryptoKey> {
+  let imported = importedPrivateKeys.get(key);
+  if (imported === undefined) {
+    imported = suite.kem.deserializePrivateKey(encryptionPrivateBytes(key));
+    importedPrivateKeys.set(key, imported);
+    // A key that failed to import is not remembered as failed.
+    imported.catch(() => importedPrivateKeys.delete(key));
+  }
+  return imported;
+}
+
+function importedPublicKey(publicKey: Uint8Array): Promise<webcrypto.CryptoKey> {
+  const cacheKey = Buffer.from(publicKey).toString('hex');
+  let imported = importedPublicKeys.get(cacheKey);
+  if (imported === undefined) {
+    imported = suite.kem.deserializePublicKey(publicKey);
+    if (importedPublicKeys.size >= importedPublicKeysMax) importedPublicKeys.clear();
+    importedPublicKeys.set(cacheKey, imported);
+    imported.catch(() => importedPublicKeys.delete(cacheKey));
+  }
+  return imported;
+}
 
 /** Length of the data key every envelope uses (AES-256). */
 export const dataKeyBytes = 32;
@@ -53,7 +86,7 @@ export async function wrapDataKey(
   }
   let sealed: { ct: ArrayBuffer; enc: ArrayBuffer };
   try {
-    const recipientPublicKey = await suite.kem.deserializePublicKey(target.publicKey);
+    const recipientPublicKey = await importedPublicKey(target.publicKey);
     sealed = await suite.seal(
       { recipientPublicKey, info: keyInfo(context.payloadId, context.senderOrgId, target.orgId) },
       dataKey,
@@ -83,7 +116,7 @@ export async function unwrapDataKey(
 ): Promise<Uint8Array> {
   let opened: ArrayBuffer;
   try {
-    const privateKey = await suite.kem.deserializePrivateKey(encryptionPrivateBytes(recipientKey));
+    const privateKey = await importedPrivateKey(recipientKey);
     opened = await suite.open(
       {
         recipientKey: privateKey,
