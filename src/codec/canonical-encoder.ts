@@ -97,14 +97,24 @@ class Writer {
  * Objects of one shape (the same keys in the same insertion order: records built by one schema or
  * one literal) are encoded over and over; sorting their keys each time was a large share of an
  * encode. Shapes seen are remembered with their canonical order, looked up by the first key and
- * confirmed key by key, so a different shape can never reuse another's order. Bounded: past the
- * limit, or for maps with many keys, the keys are simply sorted each time.
+ * confirmed key by key, so a different shape can never reuse another's order. Bounded: maps with
+ * many or long keys (rare, and possibly a peer's doing, e.g. header names) are sorted each time,
+ * and when the table is full it starts over, so shapes seen first cannot keep the ones in use out.
  */
 const shapesMax = 1024;
-/** Maps with more keys than this (rare, and possibly a peer's doing) are not remembered. */
 const shapeKeysMax = 32;
+const shapeKeyCharsMax = 256;
+/** Few shapes share a first key; past this many the next ones are not remembered under it. */
+const shapesPerFirstKeyMax = 8;
 const shapesByFirstKey = new Map<string, { readonly keys: readonly string[]; readonly sorted: string[] }[]>();
 let shapeCount = 0;
+
+function remembered(keys: readonly string[]): boolean {
+  if (keys.length > shapeKeysMax) return false;
+  let chars = 0;
+  for (const key of keys) chars += key.length;
+  return chars <= shapeKeyCharsMax;
+}
 
 function canonicalKeyOrder(keys: string[]): readonly string[] {
   const candidates = shapesByFirstKey.get(keys[0] as string);
@@ -122,11 +132,16 @@ function canonicalKeyOrder(keys: string[]): readonly string[] {
     }
   }
   const sorted = [...keys].sort(compareTextKeys);
-  if (shapeCount < shapesMax && keys.length <= shapeKeysMax) {
+  if (remembered(keys) && (candidates === undefined || candidates.length < shapesPerFirstKeyMax)) {
+    if (shapeCount >= shapesMax) {
+      shapesByFirstKey.clear();
+      shapeCount = 0;
+    }
     shapeCount += 1;
     const shape = { keys, sorted };
-    if (candidates === undefined) shapesByFirstKey.set(keys[0] as string, [shape]);
-    else candidates.push(shape);
+    const list = shapesByFirstKey.get(keys[0] as string);
+    if (list === undefined) shapesByFirstKey.set(keys[0] as string, [shape]);
+    else list.push(shape);
   }
   return sorted;
 }
