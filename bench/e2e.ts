@@ -34,7 +34,8 @@ import { parseArgs } from 'node:util';
 import { Ledgerbus } from '../src/client/index.js';
 import type { Consumer, LedgerbusConfig } from '../src/client/index.js';
 import { ProcessNetwork } from '../test/support/process-network.js';
-import { assertPortFree, cleanUpOnSignals } from '../test/support/processes.js';
+import { cleanUpOnSignals } from '../test/support/processes.js';
+import { assertNetworkPortsFree } from './lib/devnet.js';
 import { Deliveries, runSetting, stampBytes } from './lib/e2e-load.js';
 import type { SendOne, SettingResult } from './lib/e2e-load.js';
 import { startJetStreamCluster } from './lib/jetstream-cluster.js';
@@ -151,25 +152,8 @@ function cpuBreakdown(run: SettingResult): string {
   return `          CPU µs/msg by process: ${entries.map(([name, micros]) => `${name} ${micros}`).join(', ')}`;
 }
 
-async function assertNetworkPortsFree(): Promise<void> {
-  const remedy = 'pick another --base-port';
-  for (const node of network.layout.network.nodes) {
-    const colon = node.address.lastIndexOf(':');
-    await assertPortFree(
-      node.address.slice(0, colon),
-      Number(node.address.slice(colon + 1)),
-      node.id,
-      remedy,
-    );
-  }
-  for (const organization of network.layout.network.organizations) {
-    const url = new URL(organization.connector.url);
-    await assertPortFree(url.hostname, Number(url.port), `connector of ${organization.id}`, remedy);
-  }
-}
-
 async function measureLedgerbus(): Promise<Map<Setting['name'], SettingResult>> {
-  await assertNetworkPortsFree();
+  await assertNetworkPortsFree(network, 'pick another --base-port');
   progress('starting 4 ledgerbus nodes and 4 connectors ...');
   try {
     const profiles = values['cpu-prof'];

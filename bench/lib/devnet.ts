@@ -46,20 +46,8 @@ export async function startDevnet(options: {
     throw new Error(`${builtMain} does not exist: run \`npm run build\` first, or use the tsx runtime`);
   }
   const net = new ProcessNetwork(options.directory, options.basePort, runtime);
+  await assertNetworkPortsFree(net, portRemedy);
   const { network } = net.layout;
-  for (const node of network.nodes) {
-    const colon = node.address.lastIndexOf(':');
-    await assertPortFree(
-      node.address.slice(0, colon),
-      Number(node.address.slice(colon + 1)),
-      node.id,
-      portRemedy,
-    );
-  }
-  for (const organization of network.organizations) {
-    const url = new URL(organization.connector.url);
-    await assertPortFree(url.hostname, Number(url.port), `connector API of ${organization.id}`, portRemedy);
-  }
   const dead = (): string[] =>
     net
       .started()
@@ -101,4 +89,22 @@ export async function startDevnet(options: {
     throw error;
   }
   return devnet;
+}
+
+/** Refuses, before anything starts, a network whose node or connector ports are taken (saying how to fix it). */
+export async function assertNetworkPortsFree(net: ProcessNetwork, remedy: string): Promise<void> {
+  const { network } = net.layout;
+  for (const node of network.nodes) {
+    const colon = node.address.lastIndexOf(':');
+    await assertPortFree(
+      node.address.slice(0, colon),
+      Number(node.address.slice(colon + 1)),
+      node.id,
+      remedy,
+    );
+  }
+  for (const organization of network.organizations) {
+    const url = new URL(organization.connector.url);
+    await assertPortFree(url.hostname, Number(url.port), `connector API of ${organization.id}`, remedy);
+  }
 }

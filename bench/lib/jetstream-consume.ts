@@ -12,9 +12,9 @@
 import { performance } from 'node:perf_hooks';
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AckPolicy, DeliverPolicy, StorageType, jetstream, jetstreamManager } from '@nats-io/jetstream';
-import type { JetStreamManager } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Deliveries, runSetting } from './e2e-load.js';
+import { addStream } from './jetstream-publish.js';
 import type { SettingResult } from './e2e-load.js';
 
 export interface JetStreamEndToEndOptions {
@@ -42,30 +42,6 @@ export interface JetStreamEndToEndResult extends SettingResult {
 }
 
 const consumerName = 'e2e';
-
-/** Stream creation right after the meta leader appears can fail while peers catch up: retry briefly. */
-async function addStream(jsm: JetStreamManager, name: string, subject: string): Promise<string> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    try {
-      let info = await jsm.streams.add({
-        name,
-        subjects: [subject],
-        storage: StorageType.File,
-        num_replicas: 3,
-      });
-      while (!info.cluster?.leader) {
-        if (Date.now() > deadline) throw new Error(`stream ${name} has no leader after 20 s`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        info = await jsm.streams.info(name);
-      }
-      return info.cluster.leader;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
-}
 
 export async function measureJetStreamEndToEnd(
   options: JetStreamEndToEndOptions,

@@ -71,7 +71,7 @@ function percentile(sorted: Float64Array, p: number): number {
 }
 
 /** Stream creation right after the meta leader appears can fail while peers catch up: retry briefly. */
-async function addStream(jsm: JetStreamManager, name: string, subject: string): Promise<string> {
+export async function addStream(jsm: JetStreamManager, name: string, subject: string): Promise<string> {
   const deadline = Date.now() + 20_000;
   for (;;) {
     try {

@@ -47,6 +47,9 @@ const key = fc.oneof(
 );
 
 /** Every shape of the data model, with the head-width and safe-integer boundaries made likely. */
+/** Arguments on either side of each head width (inline, 1, 2, 4 and 8 bytes). */
+const headWidthBoundaries = [23, 24, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32];
+
 const cborValue: fc.Arbitrary<CborValue> = fc.letrec<{ leaf: CborValue; node: CborValue }>((tie) => ({
   leaf: fc.oneof(
     fc.constant(null),
@@ -54,14 +57,7 @@ const cborValue: fc.Arbitrary<CborValue> = fc.letrec<{ leaf: CborValue; node: Cb
     fc.maxSafeInteger().map((n) => (Object.is(n, -0) ? 0 : n)),
     fc.integer({ min: -300, max: 70_000 }).map((n) => (Object.is(n, -0) ? 0 : n)),
     fc.constantFrom(
-      23,
-      24,
-      255,
-      256,
-      65535,
-      65536,
-      2 ** 32 - 1,
-      2 ** 32,
+      ...headWidthBoundaries,
       Number.MAX_SAFE_INTEGER,
       -24,
       -25,
@@ -242,14 +238,7 @@ const tokenSoup = fc
           argument: fc.oneof(
             fc.integer({ min: 0, max: 31 }),
             fc.constantFrom(
-              23,
-              24,
-              255,
-              256,
-              65535,
-              65536,
-              2 ** 32 - 1,
-              2 ** 32,
+              ...headWidthBoundaries,
               Number.MAX_SAFE_INTEGER - 1,
               Number.MAX_SAFE_INTEGER,
               2 ** 53,

@@ -10,6 +10,22 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
+/** Message m<n> of demo/0 to org2 and org3, sent and accepted at offset n - 1. */
+function insertOpenSent(context: ConnectorContext, n: number): void {
+  context.database.insertSent({
+    id: `m${n}`,
+    topic: 'demo',
+    partition: 0,
+    group_id: 'demo/0',
+    header: new Uint8Array([0]),
+    storage_key: 'key',
+    size: 1,
+    recipients: JSON.stringify(['org2', 'org3']),
+    created_at: n,
+  });
+  context.database.markSent('demo', `m${n}`, n - 1, 1, new Uint8Array([0]));
+}
+
 /** A watcher over one sent message m1 of demo/0, whose node answers `message` with `answer()`. */
 async function watcherOf(answer: () => CborValue): Promise<{
   context: ConnectorContext;
@@ -30,18 +46,7 @@ async function watcherOf(answer: () => CborValue): Promise<{
   cleanups.push(() => node.close());
   const session = fixture.session(context, 0, node.node);
   cleanups.push(() => session.close());
-  context.database.insertSent({
-    id: 'm1',
-    topic: 'demo',
-    partition: 0,
-    group_id: 'demo/0',
-    header: new Uint8Array([0]),
-    storage_key: 'key',
-    size: 1,
-    recipients: JSON.stringify(['org2', 'org3']),
-    created_at: 1,
-  });
-  context.database.markSent('demo', 'm1', 0, 1, new Uint8Array([0]));
+  insertOpenSent(context, 1);
   const events: ConnectorEvent[] = [];
   context.events.onEvent((event) => events.push(event));
   return { context, watcher: new DeliveryWatcher({ ...context, session }), events, asked };
@@ -114,20 +119,7 @@ describe('DeliveryWatcher', () => {
     cleanups.push(() => fixture.close());
     const session = fixture.session(context, 0, node.node);
     cleanups.push(() => session.close());
-    for (let index = 2; index <= 40; index++) {
-      context.database.insertSent({
-        id: `m${index}`,
-        topic: 'demo',
-        partition: 0,
-        group_id: 'demo/0',
-        header: new Uint8Array([0]),
-        storage_key: 'key',
-        size: 1,
-        recipients: JSON.stringify(['org2', 'org3']),
-        created_at: index,
-      });
-      context.database.markSent('demo', `m${index}`, index, 1, new Uint8Array([0]));
-    }
+    for (let index = 2; index <= 40; index++) insertOpenSent(context, index);
     const failing = new DeliveryWatcher({ ...context, session });
     await expect(failing.round()).rejects.toThrow();
     // Workers of the failed round that were still answering have finished by now.
