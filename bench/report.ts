@@ -9,19 +9,23 @@
  * which another bench run on this shared machine could have replaced meanwhile.
  *
  * Benches, in order: publish (ledgerbus vs NATS JetStream across message sizes, with latency
- * percentiles), scale (1, 2, 4 partitions beside the linear ideal), datapath (one payload org1 →
- * org2 beside a single encrypted hop over TCP and TLS), pbft (a table: throughput beside the Ed25519
+ * percentiles and CPU µs per committed message summed over every process; run with --cpu-prof into
+ * a temporary directory so that it also says where the nodes' CPU went, by area), e2e (the
+ * application path, SDK producer → connectors → SDK consumer, beside a JetStream producer and pull
+ * consumer), scale (1, 2, 4 partitions beside the linear ideal), datapath (one payload org1 → org2
+ * beside a single encrypted hop over TCP and TLS), pbft (a table: throughput beside the Ed25519
  * bound), blockstore (durable block appends beside the disk's fsync rate), envelope (payload
  * encryption and decryption beside the bare primitives), escrow (escrow topics beside standard ones,
  * audit regeneration, placement; its section is built in lib/escrow-section.ts). Nothing in the
- * report is typed in by hand: every number comes from the JSON of this run.
+ * report is typed in by hand: every number comes from the JSON of this run. Result files written
+ * before a bench measured CPU still render: what they lack is left out.
  *
  * --quick is for development and smoke checks: small counts, and output to a temporary directory
  * unless --out is given, so it never replaces the committed report.
  */
 import { execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -29,6 +33,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { natsServerVersion } from './lib/jetstream-cluster.js';
 import { formatBytes, parseByteSize } from './lib/payload.js';
+import { areas } from './lib/cpu-profile.js';
 import { escrowSection } from './lib/escrow-section.js';
 import { machineInfo, resultsDirectory } from './lib/results.js';
 import { barChart, formatNumber, lineChart, palette } from './lib/svg-chart.js';
@@ -42,19 +47,26 @@ import {
 
 const usage = `Usage: npm run bench:report -- [options]
 
-Runs bench:publish, bench:scale, bench:datapath, bench:pbft, bench:blockstore, bench:envelope and
-bench:escrow as child processes and writes REPORT.md plus SVG charts (report/*.svg) into the
-output directory.
+Runs bench:publish, bench:e2e, bench:scale, bench:datapath, bench:pbft, bench:blockstore,
+bench:envelope and bench:escrow as child processes and writes REPORT.md plus SVG charts
+(report/*.svg) into the output directory. bench:publish runs with --cpu-prof (its nodes are
+profiled, into a temporary directory removed afterwards) for the CPU-per-message breakdown.
 
   --quick               small counts (a smoke check, ~2 min); writes to a temporary directory
                         unless --out is given
   --out DIR             where REPORT.md and report/ go (default: bench/)
-  --skip LIST           benches to leave out: publish,scale,datapath,pbft,blockstore,envelope,escrow
-  --skip-jetstream      publish without its NATS JetStream peer
+  --skip LIST           benches to leave out:
+                        publish,e2e,scale,datapath,pbft,blockstore,envelope,escrow
+  --skip-jetstream      publish and e2e without their NATS JetStream peer
   --messages N          publish: messages per size (default 30000; quick 2000)
   --sizes LIST          publish: message sizes in bytes (default 256,1024,4096,16384)
   --concurrency N       publish: messages in flight (default 256)
   --cdf-bytes N         publish: size whose latency CDF is drawn (default 1024, must be in --sizes)
+  --e2e-messages N      e2e: measured messages of the main setting (default 3000; quick 300)
+  --e2e-in-flight N     e2e: callers sending one message each at a time (default 64)
+  --e2e-newcomer-messages N
+                        e2e: messages of the 16 callers × 200 B setting (default 1000; quick 100;
+                        0 leaves it out)
   --scale-requests N    scale: requests per partition (default 20000; quick 2000)
   --datapath-bytes SIZE datapath: payload size (default 1GiB; quick 64MiB)
   --pbft-requests N     pbft: requests per group size (default 20000; quick 2000)
@@ -68,7 +80,16 @@ output directory.
 Progress goes to stderr; the last stdout line is the path of REPORT.md.
 `;
 
-const benchNames = ['publish', 'scale', 'datapath', 'pbft', 'blockstore', 'envelope', 'escrow'] as const;
+const benchNames = [
+  'publish',
+  'e2e',
+  'scale',
+  'datapath',
+  'pbft',
+  'blockstore',
+  'envelope',
+  'escrow',
+] as const;
 type BenchName = (typeof benchNames)[number];
 
 /** Percentiles the latency CDF is drawn through: dense in the tail, where the systems differ most. */
@@ -85,6 +106,8 @@ interface Options {
   readonly sizes: readonly number[];
   readonly concurrency: number;
   readonly cdfBytes: number;
+  /** bench:e2e's --messages, --in-flight, --newcomer-messages and (quick) --warmup. */
+  readonly e2e: readonly string[];
   readonly scaleRequests: number;
   readonly datapathBytes: number;
   readonly pbftRequests: number;
@@ -105,6 +128,9 @@ function parseOptions(): Options | undefined {
       sizes: { type: 'string', default: '256,1024,4096,16384' },
       concurrency: { type: 'string', default: '256' },
       'cdf-bytes': { type: 'string', default: '1024' },
+      'e2e-messages': { type: 'string' },
+      'e2e-in-flight': { type: 'string', default: '64' },
+      'e2e-newcomer-messages': { type: 'string' },
       'scale-requests': { type: 'string' },
       'datapath-bytes': { type: 'string' },
       'pbft-requests': { type: 'string' },
@@ -122,9 +148,10 @@ function parseOptions(): Options | undefined {
     return undefined;
   }
   const quick = values.quick;
-  const integer = (name: string, text: string): number => {
+  const integer = (name: string, text: string, minimum = 1): number => {
     const value = Number(text);
-    if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer`);
+    if (!Number.isInteger(value) || value < minimum)
+      throw new Error(`--${name} must be an integer ≥ ${minimum}`);
     return value;
   };
   const skip = new Set<BenchName>();
@@ -147,6 +174,19 @@ function parseOptions(): Options | undefined {
     sizes,
     concurrency: integer('concurrency', values.concurrency),
     cdfBytes,
+    e2e: [
+      ...['--messages', String(integer('e2e-messages', values['e2e-messages'] ?? (quick ? '300' : '3000')))],
+      ...['--in-flight', String(integer('e2e-in-flight', values['e2e-in-flight']))],
+      ...[
+        '--newcomer-messages',
+        String(
+          integer('e2e-newcomer-messages', values['e2e-newcomer-messages'] ?? (quick ? '100' : '1000'), 0),
+        ),
+      ],
+      // bench:e2e's 500 warm-up messages would outnumber the quick run's measured ones.
+      ...(quick ? ['--warmup', '50'] : []),
+      ...(values['skip-jetstream'] ? ['--skip-jetstream'] : []),
+    ],
     scaleRequests: integer('scale-requests', values['scale-requests'] ?? (quick ? '2000' : '20000')),
     datapathBytes: parseByteSize(values['datapath-bytes'] ?? (quick ? '64MiB' : '1GiB')),
     pbftRequests: integer('pbft-requests', values['pbft-requests'] ?? (quick ? '2000' : '20000')),
@@ -206,16 +246,57 @@ function percentiles(object: Json, what: string): Percentile[] {
   }));
 }
 
+/** CPU time a run's processes used per message, as lib/cpu-usage.ts measures it from /proc. */
+interface RunCpu {
+  readonly totalMicros: number;
+  readonly byProcessMicros: Readonly<Record<string, number>>;
+  readonly coresBusy: number;
+}
+
+/** The name lib/cpu-usage.ts gives the bench's own process; every other entry is a server. */
+const benchClient = 'bench client';
+
+/** A run's `cpu`, or undefined where the run has none (a result from before CPU was measured). */
+function runCpu(entry: Json, what: string): RunCpu | undefined {
+  if (entry['cpu'] === undefined) return undefined;
+  const cpu = record(entry['cpu'], `${what}.cpu`);
+  const byProcess = record(cpu['byProcessMicros'], `${what}.cpu.byProcessMicros`);
+  return {
+    totalMicros: num(cpu, 'totalMicros', `${what}.cpu`),
+    byProcessMicros: Object.fromEntries(
+      Object.keys(byProcess).map((name) => [name, num(byProcess, name, `${what}.cpu.byProcessMicros`)]),
+    ),
+    coresBusy: num(cpu, 'coresBusy', `${what}.cpu`),
+  };
+}
+
+/** µs per message of the servers (nodes, connectors or nats-servers) and of the bench client. */
+function cpuSplit(cpu: RunCpu): { servers: number; client: number } {
+  let servers = 0;
+  for (const [name, micros] of Object.entries(cpu.byProcessMicros))
+    if (name !== benchClient) servers += micros;
+  return { servers, client: cpu.byProcessMicros[benchClient] ?? 0 };
+}
+
 // ---- running a bench ----
 
 let running: ChildProcess | undefined;
+/** Where bench:publish's nodes write their CPU profiles; removed once read, or on a signal. */
+let profileDirectory: string | undefined;
+
+function removeProfiles(): void {
+  if (profileDirectory !== undefined) rmSync(profileDirectory, { recursive: true, force: true });
+  profileDirectory = undefined;
+}
 
 // The bench's own handler stops its clusters and removes its temp directories: pass the signal on.
 cleanUpOnSignals('stopping', async (signal) => {
   const child = running;
-  if (child === undefined || !isRunning(child)) return;
-  child.kill(signal);
-  await waitForExit(child);
+  if (child !== undefined && isRunning(child)) {
+    child.kill(signal);
+    await waitForExit(child);
+  }
+  removeProfiles();
 });
 
 interface BenchRun {
@@ -305,11 +386,13 @@ interface PublishRun {
   readonly p99Ms: number;
   readonly percentiles: readonly Percentile[];
   readonly batch?: number;
+  readonly cpu?: RunCpu;
 }
 
 function publishRuns(entries: readonly Json[], what: string): PublishRun[] {
   return entries.map((entry, index) => {
     const at = `${what}[${index}]`;
+    const cpu = runCpu(entry, at);
     return {
       bytes: num(entry, 'messageBytes', at),
       messagesPerSecond: num(entry, 'messagesPerSecond', at),
@@ -317,6 +400,7 @@ function publishRuns(entries: readonly Json[], what: string): PublishRun[] {
       p99Ms: num(entry, 'p99Ms', at),
       percentiles: percentiles(entry, at),
       ...(typeof entry['batch'] === 'number' ? { batch: entry['batch'] } : {}),
+      ...(cpu === undefined ? {} : { cpu }),
     };
   });
 }
@@ -422,6 +506,7 @@ function publishSections(options: Options, run: BenchRun, charts: ChartFile[]): 
     `ledgerbus fsyncs before every vote and every acknowledgement; nats-server ${natsVersion ?? ''} cannot fsync before acks (\`sync_interval: always\` needs 2.10), so JetStream acknowledges data that is in memory on 2 of 3 servers. Both facts favour JetStream's numbers.`;
 
   const headlineSize = sizeLabel(options.cdfBytes);
+  const cpuSection = publishCpuSection(options, details, ledgerbus, jetstream, charts);
   return [
     {
       heading: 'Publish throughput vs message size',
@@ -468,7 +553,352 @@ function publishSections(options: Options, run: BenchRun, charts: ChartFile[]): 
         `**How to read this.** For a latency x, the curve's height is the share of messages acknowledged within x; further left is faster, and a steep curve means steady latency. Both curves are from the ${sizeLabel(options.cdfBytes)} setting of the chart above. ledgerbus latency runs from when a message joins a batch to when the batch's acknowledgement has been received and verified, so all messages of a batch share one latency (the curve moves in steps of ${batch} messages); JetStream's runs from \`js.publish\` to its ack. The x axis is logarithmic.`,
       ].join('\n'),
     },
+    ...(cpuSection === undefined ? [] : [cpuSection]),
   ];
+}
+
+// ---- publish: CPU per committed message, and where the nodes' CPU went ----
+
+/** Area → µs per message from bench:publish's --cpu-prof, in lib/cpu-profile.ts's order. */
+function cpuBreakdownOf(details: Json): [string, number][] | undefined {
+  if (details['cpuBreakdownMicros'] === undefined) return undefined;
+  const byArea = record(details['cpuBreakdownMicros'], 'publish.details.cpuBreakdownMicros');
+  const known: readonly string[] = areas;
+  const names = [
+    ...known.filter((area) => area in byArea),
+    ...Object.keys(byArea).filter((a) => !known.includes(a)),
+  ];
+  return names.map((area) => [area, num(byArea, area, 'publish.details.cpuBreakdownMicros')]);
+}
+
+/**
+ * CPU µs per committed message for both systems at every size, and the nodes' breakdown by area;
+ * undefined for a result from before bench:publish measured CPU.
+ */
+function publishCpuSection(
+  options: Options,
+  details: Json,
+  ledgerbus: readonly PublishRun[],
+  jetstream: readonly PublishRun[],
+  charts: ChartFile[],
+): Section | undefined {
+  if (!ledgerbus.some((r) => r.cpu !== undefined)) return undefined;
+  const withPeer = jetstream.some((r) => r.cpu !== undefined);
+  const peerOf = (bytes: number): RunCpu | undefined => jetstream.find((r) => r.bytes === bytes)?.cpu;
+  const split = (cpu: RunCpu | undefined): string => {
+    if (cpu === undefined) return '–';
+    const { servers, client } = cpuSplit(cpu);
+    return `${fixed(servers)} / ${fixed(client)}`;
+  };
+  const rows = ledgerbus.map((r) => {
+    const peer = peerOf(r.bytes);
+    return [
+      sizeLabel(r.bytes),
+      r.cpu === undefined ? '–' : fixed(r.cpu.totalMicros),
+      split(r.cpu),
+      ...(withPeer
+        ? [
+            peer === undefined ? '–' : fixed(peer.totalMicros),
+            split(peer),
+            r.cpu === undefined || peer === undefined ? '–' : ratio(r.cpu.totalMicros, peer.totalMicros),
+          ]
+        : []),
+      `${r.cpu === undefined ? '–' : fixed(r.cpu.coresBusy, 2)}${withPeer ? ` / ${peer === undefined ? '–' : fixed(peer.coresBusy, 2)}` : ''}`,
+    ];
+  });
+  const header = [
+    'size',
+    'ledgerbus µs/msg',
+    'of which 4 nodes / client',
+    ...(withPeer ? ['JetStream µs/msg', 'of which 3 servers / client', 'ledgerbus ÷ JetStream'] : []),
+    withPeer ? 'cores busy, ledgerbus / JetStream' : 'cores busy',
+  ];
+
+  const headlineRun = ledgerbus.find((r) => r.bytes === options.cdfBytes);
+  const headlinePeer = peerOf(options.cdfBytes);
+  const headline =
+    headlineRun?.cpu === undefined
+      ? []
+      : [
+          [
+            `publish CPU per message, all processes, ${sizeLabel(options.cdfBytes)}, ${options.concurrency} in flight (µs, lower is better)`,
+            fixed(headlineRun.cpu.totalMicros),
+            headlinePeer === undefined ? '–' : `${fixed(headlinePeer.totalMicros)} (JetStream)`,
+            headlinePeer === undefined ? '–' : ratio(headlineRun.cpu.totalMicros, headlinePeer.totalMicros),
+          ],
+        ];
+
+  const breakdown = cpuBreakdownOf(details);
+  // bench:publish profiles the measured window of its last run.
+  const profiled = ledgerbus.at(-1);
+  const breakdownBody: string[] = [];
+  if (breakdown !== undefined && profiled !== undefined) {
+    const nodesMicros = profiled.cpu === undefined ? undefined : cpuSplit(profiled.cpu).servers;
+    const peerServers = peerOf(profiled.bytes);
+    const sumMicros = breakdown.reduce((sum, [, micros]) => sum + micros, 0);
+    const sorted = [...breakdown].filter(([, micros]) => micros > 0).sort((a, b) => b[1] - a[1]);
+    charts.push({
+      name: 'cpu-breakdown.svg',
+      svg: barChart({
+        title: "Where the ledgerbus nodes' CPU goes, per committed message",
+        subtitle: `bench:publish, ${sizeLabel(profiled.bytes)} messages, ${options.concurrency} in flight; V8 profiles of the 4 nodes scaled to /proc CPU${nodesMicros === undefined ? '' : ` (${fixed(nodesMicros)} µs in all)`}`,
+        valueAxis: { label: 'CPU µs per committed message (lower is better)' },
+        bars: [
+          ...sorted.map(([area, micros]) => ({ label: area, value: micros, color: palette.ledgerbus })),
+          ...(peerServers === undefined
+            ? []
+            : [
+                {
+                  label: 'JetStream, 3 servers, all work',
+                  value: cpuSplit(peerServers).servers,
+                  color: palette.peer,
+                },
+              ]),
+        ],
+      }),
+    });
+    const share = (micros: number): string =>
+      sumMicros > 0 ? `${fixed((micros / sumMicros) * 100, 1)}%` : '–';
+    breakdownBody.push(
+      '',
+      `![CPU per message by area](report/cpu-breakdown.svg)`,
+      '',
+      table(
+        ['area', 'µs per message, 4 nodes', 'share'],
+        [
+          ...[...breakdown]
+            .sort((a, b) => b[1] - a[1])
+            .map(([area, micros]) => [area, fixed(micros, 1), share(micros)]),
+          ['all areas', fixed(sumMicros, 1), share(sumMicros)],
+          ...(nodesMicros === undefined
+            ? []
+            : [["the 4 nodes' CPU from /proc, same window", fixed(nodesMicros), '']]),
+        ],
+      ),
+      '',
+      `**How to read this.** The chart covers the measured window of bench:publish's last run (${sizeLabel(profiled.bytes)} messages): every node ran with Node's sampling CPU profiler (\`--cpu-prof\`) for all of the publish runs, so every ledgerbus publish figure in this report includes the profiler's own cost (JetStream is not profiled). A sampling profiler counts the time a thread is on the stack, including time spent waiting for a core or inside an fsync, so its samples are not CPU time: each area is the share of that node's non-idle samples that fell in it, scaled to the CPU time /proc measured for that node in the same window, and the four nodes are added up. The areas therefore sum to the nodes' CPU (the table's last two rows: they differ by rounding, or by a node that wrote no profile), and the bench client, which is not profiled, is left out (its µs are in the table above). A sample belongs to the area of the innermost frame on its stack that belongs to one (${areas.filter((a) => a !== 'other').join(', ')}): a CBOR call made by a contract counts as encoding and a SQLite step made by the block store as sqlite, so no time is counted twice; samples with no such frame are "other".${peerServers === undefined ? '' : " The orange bar, for scale, is what JetStream's 3 servers used per message in total at the same size."}`,
+    );
+  }
+
+  return {
+    heading: 'Publish CPU per message',
+    headline,
+    body: [
+      table(header, rows),
+      '',
+      `**How to read this.** CPU µs per committed message is the CPU time (user + system, every thread, read from /proc) that each process serving a run used during its measured window, added up over the processes and divided by the window's messages: ledgerbus's 4 nodes plus the bench client, which signs the batches and verifies the acknowledgements as a connector would${withPeer ? "; JetStream's 3 nats-servers plus the bench's NATS client" : ''}. Lower is better. Time spent waiting for a core is not CPU time, so this figure moves less with the load of others on the shared machine than msg/s does. Cores busy is the window's CPU seconds over its wall seconds: near ${machineInfo().cpuCount} means the run had the whole machine and was limited by it.`,
+      ...breakdownBody,
+    ].join('\n'),
+  };
+}
+
+// ---- e2e: the application path, SDK producer → connectors → SDK consumer ----
+
+/** One setting of bench:e2e for one system (lib/e2e-load.ts's SettingResult). */
+interface E2eRun {
+  readonly deliveredPerSecond: number;
+  readonly ackedPerSecond: number;
+  readonly endToEndP50Ms: number;
+  readonly endToEndP99Ms: number;
+  readonly sendP50Ms: number;
+  readonly sendP99Ms: number;
+  readonly storedP50Ms?: number;
+  readonly storedP99Ms?: number;
+  readonly cpu?: RunCpu;
+}
+
+function e2eRun(entry: Json, what: string): E2eRun {
+  const optional = (key: string): number | undefined =>
+    entry[key] === undefined ? undefined : num(entry, key, what);
+  const storedP50Ms = optional('storedP50Ms');
+  const storedP99Ms = optional('storedP99Ms');
+  const cpu = runCpu(entry, what);
+  return {
+    deliveredPerSecond: num(entry, 'deliveredPerSecond', what),
+    ackedPerSecond: num(entry, 'ackedPerSecond', what),
+    endToEndP50Ms: num(entry, 'endToEndP50Ms', what),
+    endToEndP99Ms: num(entry, 'endToEndP99Ms', what),
+    sendP50Ms: num(entry, 'sendP50Ms', what),
+    sendP99Ms: num(entry, 'sendP99Ms', what),
+    ...(storedP50Ms === undefined ? {} : { storedP50Ms }),
+    ...(storedP99Ms === undefined ? {} : { storedP99Ms }),
+    ...(cpu === undefined ? {} : { cpu }),
+  };
+}
+
+interface E2eSetting {
+  readonly name: string;
+  readonly label: string;
+  /** Callers × message size, for prose. */
+  readonly shape: string;
+  readonly messages: number;
+  readonly ledgerbus: E2eRun;
+  readonly jetstream?: E2eRun;
+}
+
+function e2eSettings(details: Json): E2eSetting[] {
+  const ledgerbus = record(details['ledgerbus'], 'e2e.details.ledgerbus');
+  const jetstream =
+    details['jetstream'] === undefined ? undefined : record(details['jetstream'], 'e2e.details.jetstream');
+  return list(details['settings'], 'e2e.details.settings').map((setting, index) => {
+    const at = `e2e.details.settings[${index}]`;
+    const name = str(setting, 'name', at);
+    const inFlight = num(setting, 'inFlight', at);
+    const bytes = num(setting, 'messageBytes', at);
+    const peer = jetstream?.[name];
+    const shape = name === 'newcomer' ? `${inFlight} callers × ${sizeLabel(bytes)}` : undefined;
+    return {
+      name,
+      label: shape === undefined ? `${sizeLabel(bytes)}, ${inFlight} in flight` : `newcomer: ${shape}`,
+      shape: shape ?? `${inFlight} callers × ${sizeLabel(bytes)}`,
+      messages: num(setting, 'messages', at),
+      ledgerbus: e2eRun(record(ledgerbus[name], `e2e.ledgerbus.${name}`), `e2e.ledgerbus.${name}`),
+      ...(peer === undefined
+        ? {}
+        : { jetstream: e2eRun(record(peer, `e2e.jetstream.${name}`), `e2e.jetstream.${name}`) }),
+    };
+  });
+}
+
+/** Milliseconds as the e2e chart notes them: seconds once they reach one. */
+function shortMs(ms: number): string {
+  return ms >= 1000 ? `${fixed(ms / 1000, 1)} s` : `${fixed(ms)} ms`;
+}
+
+function e2eSection(run: BenchRun, charts: ChartFile[]): Section {
+  const details = record(run.record['details'], 'e2e.details');
+  const settings = e2eSettings(details);
+  const main = settings.find((setting) => setting.name === 'main');
+  if (main === undefined) throw new Error('e2e: no main setting in the result');
+  const natsVersion = typeof details['natsServer'] === 'string' ? details['natsServer'] : undefined;
+  const peerName = `NATS JetStream${natsVersion === undefined ? '' : ` ${natsVersion}`}`;
+  const warmup = typeof details['warmupMessages'] === 'number' ? details['warmupMessages'] : undefined;
+  const newcomer = settings.find((setting) => setting.name === 'newcomer');
+  const withPeer = settings.some((setting) => setting.jetstream !== undefined);
+
+  charts.push({
+    name: 'e2e.svg',
+    svg: barChart({
+      title: 'Application path end to end: delivered messages/s',
+      subtitle: `SDK producer → connectors → SDK consumer${withPeer ? `, beside ${peerName} in the same run` : ''}; note: send→receive p99`,
+      valueAxis: { label: 'messages/s from first send to last delivery (higher is better)' },
+      bars: settings.flatMap((setting) => [
+        {
+          label: `ledgerbus, ${setting.label}`,
+          value: setting.ledgerbus.deliveredPerSecond,
+          color: palette.ledgerbus,
+          note: `(p99 ${shortMs(setting.ledgerbus.endToEndP99Ms)})`,
+        },
+        ...(setting.jetstream === undefined
+          ? []
+          : [
+              {
+                label: `JetStream, ${setting.label}`,
+                value: setting.jetstream.deliveredPerSecond,
+                color: palette.peer,
+                note: `(p99 ${shortMs(setting.jetstream.endToEndP99Ms)})`,
+              },
+            ]),
+      ]),
+    }),
+  });
+
+  const pair = (a: number | undefined, b: number | undefined): string =>
+    a === undefined || b === undefined ? '–' : `${fixed(a, 1)} / ${fixed(b, 1)}`;
+  const systemRow = (setting: E2eSetting, system: string, r: E2eRun): string[] => [
+    setting.label,
+    system,
+    fixed(setting.messages),
+    fixed(r.deliveredPerSecond),
+    fixed(r.ackedPerSecond),
+    pair(r.endToEndP50Ms, r.endToEndP99Ms),
+    pair(r.storedP50Ms, r.storedP99Ms),
+    pair(r.sendP50Ms, r.sendP99Ms),
+    r.cpu === undefined ? '–' : fixed(r.cpu.totalMicros),
+  ];
+  const rows = settings.flatMap((setting) => [
+    systemRow(setting, 'ledgerbus', setting.ledgerbus),
+    ...(setting.jetstream === undefined ? [] : [systemRow(setting, 'JetStream', setting.jetstream)]),
+  ]);
+  const cpuRatio = (a: RunCpu | undefined, b: RunCpu | undefined): string =>
+    a === undefined || b === undefined ? '–' : ratio(a.totalMicros, b.totalMicros);
+  const ratioRows = settings.flatMap((setting) => {
+    const peer = setting.jetstream;
+    if (peer === undefined) return [];
+    const own = setting.ledgerbus;
+    return [
+      [
+        setting.label,
+        ratio(own.deliveredPerSecond, peer.deliveredPerSecond),
+        ratio(own.endToEndP50Ms, peer.endToEndP50Ms),
+        ratio(own.endToEndP99Ms, peer.endToEndP99Ms),
+        ratio(own.sendP50Ms, peer.sendP50Ms),
+        cpuRatio(own.cpu, peer.cpu),
+      ],
+    ];
+  });
+  const peerPath = withPeer
+    ? ` JetStream, measured after ledgerbus's processes were stopped: as many callers publish with ack into a 3-replica file stream on a 3-node cluster, and a durable pull consumer with explicit acks, on a second connection, is handed the messages; ${natsVersion === undefined ? 'the installed nats-server' : `nats-server ${natsVersion}`} acknowledges before its data is on disk (\`sync_interval: always\` needs 2.10), while ledgerbus fsyncs on both organizations' sides and in every node.`
+    : '';
+  const peer = main.jetstream;
+  const backlogged = settings.filter(
+    (s) => s.ledgerbus.ackedPerSecond > s.ledgerbus.deliveredPerSecond * 1.1,
+  );
+
+  return {
+    heading: 'Application path end to end (SDK producer → connectors → SDK consumer)',
+    headline: [
+      [
+        `application path, ${main.label} (delivered msg/s)`,
+        fixed(main.ledgerbus.deliveredPerSecond),
+        peer === undefined ? '–' : `${fixed(peer.deliveredPerSecond)} (JetStream)`,
+        peer === undefined ? '–' : ratio(main.ledgerbus.deliveredPerSecond, peer.deliveredPerSecond),
+      ],
+      [
+        'application path send→receive p99, same setting (ms, lower is better)',
+        fixed(main.ledgerbus.endToEndP99Ms, 1),
+        peer === undefined ? '–' : `${fixed(peer.endToEndP99Ms, 1)} (JetStream)`,
+        peer === undefined ? '–' : ratio(main.ledgerbus.endToEndP99Ms, peer.endToEndP99Ms),
+      ],
+    ],
+    body: [
+      `![Application path end to end](report/e2e.svg)`,
+      '',
+      table(
+        [
+          'setting',
+          'system',
+          'messages',
+          'delivered msg/s',
+          'acked msg/s',
+          'send→receive p50 / p99 ms',
+          'send→stored p50 / p99 ms',
+          'send ack p50 / p99 ms',
+          'CPU µs/msg',
+        ],
+        rows,
+        [':--', ':--', '--:', '--:', '--:', '--:', '--:', '--:', '--:'],
+      ),
+      ...(ratioRows.length === 0
+        ? []
+        : [
+            '',
+            table(
+              [
+                'ledgerbus ÷ JetStream',
+                'delivered msg/s',
+                'send→receive p50 (lower is better)',
+                'send→receive p99 (lower is better)',
+                'send ack p50 (lower is better)',
+                'CPU µs/msg (lower is better)',
+              ],
+              ratioRows,
+            ),
+          ]),
+      '',
+      `**How to read this.** What an application sees, all of it timed, with every message checked on arrival (one lost, handed out twice or not ours fails the bench). ledgerbus: the bench's callers each call the SDK producer's \`send()\` with one message at a time (the main setting: ${main.label}${newcomer === undefined ? '' : `; the newcomer setting, ${newcomer.shape}, is what a first application would write`}). org1's connector encrypts each payload for org2 and stores it, gathers concurrent sends into signed batches and answers a send once its batch is committed by the 4-node PBFT network (fsync before every vote and acknowledgement) and the acknowledgement's proof checks out: that is the send ack. org2's connector long-polls its node for accepted messages, verifies each acceptance proof, fetches the payload from org1's connector through the nodes, checks and decrypts it and stores it (send→stored; only ledgerbus reports it), and confirms the delivery on-chain; the SDK consumer on org2's connector, subscribed before the first send, fetches each payload and commits each message after \`eachMessage\`, where send→receive ends.${peerPath} Delivered msg/s counts from a setting's first send to its last delivery; acked msg/s, from the first send to the last send ack, is the sending side alone. CPU µs/msg adds up every process over the setting: 4 nodes, 4 connectors and the bench client${withPeer ? ', or 3 nats-servers and the bench client' : ''}. ${warmup === undefined ? '' : `Each setting starts with ${fixed(warmup)} warm-up messages that are not counted. `}When the receiving side is slower than the sending side (acked msg/s above delivered msg/s${backlogged.length === 0 ? '' : `, as for ledgerbus in ${backlogged.length === settings.length && settings.length > 1 ? 'both settings' : `the ${backlogged.map((s) => `"${s.label}"`).join(' and ')} setting`} here`}), a backlog grows for as long as the setting runs and every message waits behind it, so ledgerbus's send→receive latency then grows with the number of messages (\`--e2e-messages\`) and measures the backlog more than the path; the send ack and delivered msg/s are the figures to compare then.`,
+    ].join('\n'),
+  };
 }
 
 // ---- scale: throughput vs partitions ----
@@ -827,19 +1257,33 @@ async function main(): Promise<void> {
   const skipped: string[] = [...options.skip];
 
   if (!options.skip.has('publish')) {
-    const run = await runBench('publish', [
-      '--messages',
-      String(options.messages),
-      '--concurrency',
-      String(options.concurrency),
-      '--message-bytes',
-      options.sizes.join(','),
-      '--percentiles',
-      cdfPercentiles.join(','),
-      ...(options.skipJetstream ? ['--skip-jetstream'] : []),
-    ]);
+    profileDirectory = mkdtempSync(join(tmpdir(), 'ledgerbus-report-cpu-prof-'));
+    let run: BenchRun;
+    try {
+      run = await runBench('publish', [
+        '--messages',
+        String(options.messages),
+        '--concurrency',
+        String(options.concurrency),
+        '--message-bytes',
+        options.sizes.join(','),
+        '--percentiles',
+        cdfPercentiles.join(','),
+        '--cpu-prof',
+        profileDirectory,
+        ...(options.skipJetstream ? ['--skip-jetstream'] : []),
+      ]);
+    } finally {
+      // bench:publish has summed the profiles into its result; nothing else reads them.
+      removeProfiles();
+    }
     runs.push({ name: 'publish', run });
     sections.push(...publishSections(options, run, charts));
+  }
+  if (!options.skip.has('e2e')) {
+    const run = await runBench('e2e', options.e2e);
+    runs.push({ name: 'e2e', run });
+    sections.push(e2eSection(run, charts));
   }
   if (!options.skip.has('scale')) {
     const run = await runBench('scale', [

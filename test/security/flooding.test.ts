@@ -28,7 +28,14 @@ import { SecurityNetwork, waitFor } from './support.js';
 // publishes one at a time, and a long-poll that wakes at most once per block.
 const quota = { requestsPerSecond: 20, burst: 40 };
 let floodProcess: ChildProcess | undefined;
-const net = new SecurityNetwork({ name: 'flooding', basePort: 24620, rateLimits: { node1: quota } });
+// org1's connector does not coalesce its concurrent sends (one batch per send, as a connector under
+// a burst of sends to different partitions would): its burst below is then a burst of requests.
+const net = new SecurityNetwork({
+  name: 'flooding',
+  basePort: 24620,
+  rateLimits: { node1: quota },
+  producers: { org1: { inFlightBatchesMax: 64 } },
+});
 
 beforeAll(async () => {
   await net.startNodes();

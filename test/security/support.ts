@@ -17,6 +17,7 @@ import type { DevnetLayout } from '../../src/cli/devnet-layout.js';
 import type { CborValue } from '../../src/codec/index.js';
 import { loadConnectorConfig } from '../../src/connector/config.js';
 import { Connector } from '../../src/connector/connector.js';
+import type { ConnectorOptions } from '../../src/connector/connector.js';
 import { startHttpApi } from '../../src/connector/http-api.js';
 import type { HttpApiOptions, HttpApiServer } from '../../src/connector/http-api.js';
 import { openStorage } from '../../src/connector/storage/index.js';
@@ -53,6 +54,8 @@ export interface NetworkOptions {
   readonly messageBytesMax?: number;
   /** Another network whose organizations' keys this one reuses (it still gets its own network id). */
   readonly keysFrom?: SecurityNetwork;
+  /** Connector `producer` settings per organization (how concurrent sends share batches). */
+  readonly producers?: Readonly<Record<string, ConnectorOptions['producer']>>;
 }
 
 export class SecurityNetwork {
@@ -103,6 +106,9 @@ export class SecurityNetwork {
       dataDirectory: config.dataDirectory,
       logger: createLogger({ name: config.organization, level: 'error' }),
       fetchAttemptsMax: 2,
+      ...(this.options.producers?.[organization] === undefined
+        ? {}
+        : { producer: this.options.producers[organization] }),
     });
     connector.start();
     this.connectors.set(organization, connector);
