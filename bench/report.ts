@@ -36,6 +36,7 @@ import { formatBytes, parseByteSize } from './lib/payload.js';
 import { areas } from './lib/cpu-profile.js';
 import { escrowSection } from './lib/escrow-section.js';
 import { machineInfo, resultsDirectory } from './lib/results.js';
+import type { SettingResult } from './lib/e2e-load.js';
 import { barChart, formatNumber, lineChart, palette } from './lib/svg-chart.js';
 import {
   cleanUpOnSignals,
@@ -695,17 +696,17 @@ function publishCpuSection(
 // ---- e2e: the application path, SDK producer → connectors → SDK consumer ----
 
 /** One setting of bench:e2e for one system (lib/e2e-load.ts's SettingResult). */
-interface E2eRun {
-  readonly deliveredPerSecond: number;
-  readonly ackedPerSecond: number;
-  readonly endToEndP50Ms: number;
-  readonly endToEndP99Ms: number;
-  readonly sendP50Ms: number;
-  readonly sendP99Ms: number;
-  readonly storedP50Ms?: number;
-  readonly storedP99Ms?: number;
-  readonly cpu?: RunCpu;
-}
+type E2eRun = Pick<
+  SettingResult,
+  | 'deliveredPerSecond'
+  | 'ackedPerSecond'
+  | 'endToEndP50Ms'
+  | 'endToEndP99Ms'
+  | 'sendP50Ms'
+  | 'sendP99Ms'
+  | 'storedP50Ms'
+  | 'storedP99Ms'
+> & { readonly cpu?: RunCpu };
 
 function e2eRun(entry: Json, what: string): E2eRun {
   const optional = (key: string): number | undefined =>
