@@ -63,6 +63,7 @@ describe('the error table', () => {
       [ErrorCode.JobLimitExceeded]: 422,
       [ErrorCode.JobRejected]: 409,
       [ErrorCode.JobFailed]: 502,
+      [ErrorCode.UnsupportedProofVersion]: 400,
     };
     for (const code of Object.values(ErrorCode))
       expect(errorInfo(code).httpStatus, code).toBe(before[code] ?? since[code] ?? 500);

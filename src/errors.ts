@@ -122,6 +122,8 @@ export const ErrorCode = {
    * named their network); the process refuses to start: start from an empty data directory.
    */
   DataFormatUnsupported: 'DATA_FORMAT_UNSUPPORTED',
+  /** A proof or receipt names a format version this verifier does not know (a newer ledgerbus wrote it). */
+  UnsupportedProofVersion: 'UNSUPPORTED_PROOF_VERSION',
   /** The caller's organization lacks the role or standing the action needs (an audit by a non-auditor). */
   Forbidden: 'FORBIDDEN',
   /** An audit's data was asked for before enough member organizations approved the request. */
@@ -411,6 +413,12 @@ export const errorTable = {
     httpStatus: 500,
     remedy:
       'Move the old data directory away and start from an empty one: this version cannot verify its data.',
+  },
+  [ErrorCode.UnsupportedProofVersion]: {
+    retriable: false,
+    httpStatus: 400,
+    remedy:
+      'Verify it with a ledgerbus version that knows this proof version (upgrade), or ask for a proof in a version this one lists.',
   },
   [ErrorCode.Forbidden]: {
     retriable: false,

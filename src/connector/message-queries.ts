@@ -7,7 +7,9 @@ import type { CborValue } from '../codec/index.js';
 import { partitionGroupId } from '../contracts/registry.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import {
-  deliveryReceiptSchema,
+  acceptanceProofSchema,
+  deliveryEvidenceSchema,
+  deliveryReceiptOf,
   encodeDeliveryReceipt,
   receiptSummary,
   verifyDeliveryReceipt,
@@ -85,9 +87,11 @@ export class MessageQueries {
           ? [(global as PromiseFulfilledResult<Answer>).value, 'global']
           : [(partition as PromiseFulfilledResult<Answer>).value, 'partition'];
     }
-    const receipt = deliveryReceiptSchema.parse(
-      { acceptance: answer.acceptance, deliveries: answer.deliveries },
-      'receipt',
+    const receipt = deliveryReceiptOf(
+      acceptanceProofSchema.parse(answer.acceptance, 'receipt.acceptance'),
+      answer.deliveries.map((evidence, index) =>
+        deliveryEvidenceSchema.parse(evidence, `receipt.deliveries[${index}]`),
+      ),
     );
     const verified = verifyDeliveryReceipt(receipt, this.options.trust);
     const message = verified.message;

@@ -9,7 +9,8 @@ import { jobIdPattern, jobLimits } from './datashare/transactions.js';
 import { escrowExecutedSchema } from './escrow/results.js';
 import { rejectReasons } from './reasons.js';
 import type { RejectReason } from './reasons.js';
-import { transactionLimits } from './transactions.js';
+import { nonceBytes, transactionLimits } from './transactions.js';
+import { BATCHED_RESULT_FORMAT } from '../ledger/result-leaf.js';
 
 const uint = t.uint();
 const reason = t.oneOf(...rejectReasons) as Schema<RejectReason>;
@@ -56,7 +57,7 @@ export type DeliveryResult = Infer<typeof deliveryResultSchema>;
 /** The whole transaction was refused; it changed nothing (not even its nonce was recorded). */
 const transactionRejectedSchema = t.record({ status: t.literal('REJECTED'), reason, detail });
 
-const publishExecutedSchema = t.record({
+const publishExecutedV1Fields = {
   status: t.literal('OK'),
   type: t.literal('publish'),
   sender: organizationId,
@@ -65,7 +66,52 @@ const publishExecutedSchema = t.record({
   messageCount: uint,
   /** One per message, in batch order. */
   messages: t.array(messageResultSchema, { maxItems: transactionLimits.messagesPerPublishMax }),
+};
+
+/** A publish result written before results were batched (format 1): its whole bytes are its leaf. */
+const publishExecutedV1Schema = t.record(publishExecutedV1Fields);
+
+/**
+ * A publish result in format 2 (`resultLeaf`): it repeats the batch header the sender signed, so
+ * that its leaf — this map with `messages` replaced by the root of the per-message results — proves
+ * one message with a path of log2(n) hashes: the signed header, the message's path under
+ * `messagesRoot` and its outcome's path under the `messages` root (DESIGN §11).
+ */
+const publishExecutedV2Schema = t.record({
+  format: t.literal(BATCHED_RESULT_FORMAT),
+  ...publishExecutedV1Fields,
+  signerKey: t.bytes({ length: 32 }),
+  nonce: t.bytes({ length: nonceBytes }),
+  timestamp: uint,
+  signature: t.bytes({ length: 64 }),
 });
+/**
+ * The leaf of a format-2 publish result (`resultLeaf`): the result with its `messages` replaced by the
+ * Merkle root of their canonical encodings. A compact message proof carries exactly these bytes.
+ */
+export const publishResultLeafSchema = t.record({
+  format: t.literal(BATCHED_RESULT_FORMAT),
+  ...publishExecutedV1Fields,
+  signerKey: t.bytes({ length: 32 }),
+  nonce: t.bytes({ length: nonceBytes }),
+  timestamp: uint,
+  signature: t.bytes({ length: 64 }),
+  messages: t.bytes({ length: 32 }),
+});
+export type PublishResultLeaf = Infer<typeof publishResultLeafSchema>;
+export type PublishResultV1 = Infer<typeof publishExecutedV1Schema>;
+export type PublishResultV2 = Infer<typeof publishExecutedV2Schema>;
+
+/** A publish result of either format, told apart by the presence of `format`. */
+const publishExecutedSchema: Schema<PublishResultV1 | PublishResultV2> = {
+  description: `${publishExecutedV2Schema.description} (format 2) or its format 1`,
+  parse(value, path) {
+    const formatted = typeof value === 'object' && value !== null && Object.hasOwn(value, 'format');
+    return formatted
+      ? publishExecutedV2Schema.parse(value, path)
+      : publishExecutedV1Schema.parse(value, path);
+  },
+};
 
 const confirmExecutedSchema = t.record({
   status: t.literal('OK'),
@@ -105,7 +151,7 @@ export const transactionResultSchema = t.variant('status', {
   }),
 });
 export type TransactionResult = Infer<typeof transactionResultSchema>;
-export type PublishResult = Infer<typeof publishExecutedSchema>;
+export type PublishResult = PublishResultV1 | PublishResultV2;
 export type ConfirmDeliveryResult = Infer<typeof confirmExecutedSchema>;
 export { escrowAuditSummarySchema, escrowExecutedSchema, escrowItemResultSchema } from './escrow/results.js';
 export type { EscrowAuditSummary, EscrowItemResult, EscrowResult } from './escrow/results.js';

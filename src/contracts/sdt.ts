@@ -30,6 +30,7 @@ import type { EscrowTransaction } from './escrow/transactions.js';
 import { RejectReason } from './reasons.js';
 import { partitionGroupId, validateTopicPolicy } from './registry.js';
 import type { Organization, Registry } from './registry.js';
+import { BATCHED_RESULT_FORMAT } from '../ledger/result-leaf.js';
 import { transactionResultSchema } from './results.js';
 import type { DeliveryResult, MessageResult, SdtEvent, TransactionResult } from './results.js';
 import { WriteBuffer } from './state.js';
@@ -220,11 +221,16 @@ class BatchExecution {
       return 'reason' in refusal ? { id: message.id, status: 'REJECTED', ...refusal } : refusal;
     });
     return {
+      format: BATCHED_RESULT_FORMAT,
       status: 'OK',
       type: 'publish',
       sender: sender.id,
+      signerKey: header.signerKey,
+      nonce: header.nonce,
+      timestamp: header.timestamp,
       messagesRoot: header.messagesRoot,
       messageCount: header.messageCount,
+      signature: transaction.signature,
       messages,
     };
   }

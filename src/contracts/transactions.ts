@@ -45,7 +45,7 @@ function unique(items: readonly string[]): string | undefined {
 }
 
 /** What a producer states about one message; everything here is on the ledger, the payload is not. */
-export const messageMetadataSchema = t.record({
+const messageMetadataFields = {
   id: messageId,
   topic: t.string({
     minLength: 1,
@@ -70,8 +70,16 @@ export const messageMetadataSchema = t.record({
   }),
   /** Present exactly on an escrow topic (DESIGN §7): chunk placement, key shares, master table. */
   escrow: t.optional(escrowMetadataSchema),
-});
+};
+export const messageMetadataSchema = t.record(messageMetadataFields);
 export type MessageMetadata = Infer<typeof messageMetadataSchema>;
+
+/**
+ * A message's leaf in its batch tree (`messageLeaf`) decoded: its metadata and its sender. A compact
+ * proof carries the leaf bytes; this schema reads them back, strictly, so one leaf has one meaning.
+ */
+export const messageLeafSchema = t.record({ ...messageMetadataFields, sender: organizationId });
+export type MessageLeaf = Infer<typeof messageLeafSchema>;
 
 const publishSchema = t.record({
   type: t.literal('publish'),

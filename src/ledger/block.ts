@@ -24,6 +24,7 @@ import {
   identifierLengthMax,
 } from './header.js';
 import type { BlockHeader, CertificateSignature } from './header.js';
+import { resultLeaf } from './result-leaf.js';
 
 export { BLOCK_HEADER_TYPE, BLOCK_VOTE_TYPE, encodeBlockHeader, headerSchema } from './header.js';
 export type { BlockHeader, CertificateSignature } from './header.js';
@@ -182,7 +183,7 @@ export function verifyBlock(block: Block, membership: GroupMembership, previous?
   }
   verifyCertificate(blockHash(header), header.height, block.certificate, membership);
   checkRoot('transactions', block.transactions, header.transactionsRoot, header.height);
-  checkRoot('results', block.results, header.resultsRoot, header.height);
+  checkRoot('results', block.results.map(resultLeaf), header.resultsRoot, header.height);
 }
 
 /**

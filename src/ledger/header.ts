@@ -17,7 +17,7 @@ export interface BlockHeader {
   readonly previousHash: Uint8Array;
   /** merkleRoot(transactions). */
   readonly transactionsRoot: Uint8Array;
-  /** merkleRoot(results). */
+  /** merkleRoot(results.map(resultLeaf)): see result-leaf.ts. */
   readonly resultsRoot: Uint8Array;
   /** Milliseconds since the epoch, stamped by the primary into the proposal. */
   readonly timestamp: number;

@@ -20,7 +20,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { CborValue } from '../codec/index.js';
-import { MerkleTree, SigningDomain } from '../crypto/index.js';
+import { SigningDomain } from '../crypto/index.js';
 import {
   FetchNonceWindow,
   checkFetchFreshness,
@@ -37,10 +37,12 @@ import { RpcPeer, connectFramed, rpcStream } from '../net/index.js';
 import {
   acceptanceProofToCbor,
   deliveryEvidenceToCbor,
+  acceptanceProofAt,
   blockEvidence,
+  blockTrees,
   blockEvidenceToCbor,
 } from '../proofs/index.js';
-import type { AcceptanceProof, DeliveryEvidence } from '../proofs/index.js';
+import type { AcceptanceProof, BlockTrees, DeliveryEvidence } from '../proofs/index.js';
 import type { NetworkRegistry } from '../registry/types.js';
 import type { FetchOutcome, Observation, ObservationSink } from '../intelligence/observations.js';
 import { actsAs } from '../registry/system-state.js';
@@ -170,7 +172,7 @@ export class ClientService {
   /** Payload-serving connections of each organization's connectors, and which are busy. */
   private readonly serving = new Map<string, { peer: RpcPeer; busy: boolean }[]>();
   private readonly servingWaiters = new Map<string, (() => void)[]>();
-  private readonly treeCache = new Map<string, { transactions: MerkleTree; results: MerkleTree }>();
+  private readonly treeCache = new Map<string, BlockTrees>();
   private readonly limiter: RateLimiter;
   /** Nonces of the fetch requests this node released or relayed a payload for, until they expire. */
   private readonly fetchNonces = new FetchNonceWindow();
@@ -883,11 +885,11 @@ export class ClientService {
     return block;
   }
 
-  private trees(block: Block): { transactions: MerkleTree; results: MerkleTree } {
+  private trees(block: Block): BlockTrees {
     const key = `${block.header.partitionId}@${block.header.height}`;
     let trees = this.treeCache.get(key);
     if (trees === undefined) {
-      trees = { transactions: new MerkleTree(block.transactions), results: new MerkleTree(block.results) };
+      trees = blockTrees(block);
       this.treeCache.set(key, trees);
       if (this.treeCache.size > 64) this.treeCache.delete(this.treeCache.keys().next().value as string);
     }
@@ -896,9 +898,9 @@ export class ClientService {
 
   private acceptanceProof(replica: PartitionReplica, view: MessageView): AcceptanceProof {
     const block = this.block(replica, view.height);
-    return {
-      block: blockEvidence(block, view.transactionIndex, this.trees(block)),
-      messageIndex: view.messageIndex,
-    };
+    return acceptanceProofAt(
+      blockEvidence(block, view.transactionIndex, this.trees(block)),
+      view.messageIndex,
+    );
   }
 }

@@ -610,7 +610,8 @@ describe('escrowLog and escrowRecord', () => {
       const evidence = blockEvidenceSchema.parse(answer.evidences[2]!.evidence, 'evidence');
       expect(evidence.header.height).toBe(release.height);
       const acceptance = acceptanceProofSchema.parse(answer.acceptance, 'acceptance');
-      expect(acceptance.block.header.height).toBeLessThan(release.height);
+      const acceptedAt = 'block' in acceptance ? acceptance.block.header : acceptance.header;
+      expect(acceptedAt.height).toBeLessThan(release.height);
       // What a holder's connector does with them: the whole audit is proven, offline, nothing dropped.
       const trust = proofTrustOf(registry);
       const proven = verifyAuditEvidence(verifyAcceptance(acceptance, trust), audit, answer.evidences, trust);

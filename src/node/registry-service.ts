@@ -13,7 +13,6 @@
  *   alertList      alerts nodes raised (DESIGN §9) and the supervisor's alert policy, from the same
  *   alertPolicy    __system state: a supervisor sees every alert, anyone else only alerts about itself
  */
-import { MerkleTree } from '../crypto/index.js';
 import { decodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
 import { decodeTransaction } from '../contracts/transactions.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
@@ -22,8 +21,14 @@ import type { RpcPeer } from '../net/index.js';
 import { nodeMethods } from '../protocol/client-methods.js';
 import type { NodeMethods, ResponseOf } from '../protocol/client-methods.js';
 import { handleUnary } from '../protocol/typed-rpc.js';
-import { acceptanceProofToCbor, blockEvidence, deliveryEvidenceToCbor } from '../proofs/index.js';
-import type { DeliveryEvidence } from '../proofs/index.js';
+import {
+  acceptanceProofAt,
+  acceptanceProofToCbor,
+  blockEvidence,
+  blockTrees,
+  deliveryEvidenceToCbor,
+} from '../proofs/index.js';
+import type { BlockTrees, DeliveryEvidence } from '../proofs/index.js';
 import type { Logger } from '../runtime/logger.js';
 import type { GlobalLedgerDatabase } from './global-ledger-database.js';
 import type { RegistryHost } from './registry-host.js';
@@ -176,10 +181,10 @@ function globalReceipt(
     );
   }
   const block = requireBlock(ledger, accepted.partition, accepted.height);
-  const acceptance = {
-    block: blockEvidence(block, accepted.transactionIndex, trees(block)),
-    messageIndex: accepted.messageIndex,
-  };
+  const acceptance = acceptanceProofAt(
+    blockEvidence(block, accepted.transactionIndex, trees(block)),
+    accepted.messageIndex,
+  );
   const recipients = recipientsOf(block, accepted.transactionIndex, accepted.messageIndex);
   const supervisor = actsAs(host.registry.organization(organization), 'supervisor');
   if (organization !== accepted.sender && !recipients.includes(organization) && !supervisor) {
@@ -212,8 +217,8 @@ function requireBlock(ledger: GlobalLedgerDatabase, partition: string, height: n
   return block;
 }
 
-function trees(block: Block): { transactions: MerkleTree; results: MerkleTree } {
-  return { transactions: new MerkleTree(block.transactions), results: new MerkleTree(block.results) };
+function trees(block: Block): BlockTrees {
+  return blockTrees(block);
 }
 
 function recipientsOf(block: Block, transactionIndex: number, messageIndex: number): string[] {

@@ -59,6 +59,7 @@ import type {
 import type { ContractState } from '../contracts/state.js';
 import { AssertionError, ErrorCode, LedgerbusError, assert, isLedgerbusError } from '../errors.js';
 import type { Block } from '../ledger/block.js';
+import { resultLeaf } from '../ledger/result-leaf.js';
 import { LayeredContractState } from './storage.js';
 import type { PartitionStorage } from './storage.js';
 
@@ -90,7 +91,7 @@ export interface ExecutionContext<TRegistry> {
 
 /** The deterministic application: the SDT contract in the node, a small log in the simulator. */
 export interface PartitionStateMachine<TRegistry, TEvent> {
-  /** Executes one batch on `state`; the results are the leaves of the block's results root. */
+  /** Executes one batch on `state`; the results' leaves (`resultLeaf`) make the block's results root. */
   execute(
     state: ContractState,
     context: ExecutionContext<TRegistry>,
@@ -495,7 +496,7 @@ export class PartitionDriver<TRegistry, TEvent> {
       requests: batch.proposal.requests,
     });
     this.executed.set(height, outcome);
-    return this.options.crypto.merkleRoot(outcome.results);
+    return this.options.crypto.merkleRoot(outcome.results.map(resultLeaf));
   }
 
   private storeCertified(certified: CertifiedBlock): void {

@@ -11,6 +11,7 @@
 import { bytesEqual } from '../codec/index.js';
 import { ErrorCode, LedgerbusError, AssertionError } from '../errors.js';
 import type { Block } from '../ledger/block.js';
+import { resultLeaf } from '../ledger/result-leaf.js';
 import { closes } from './driver.js';
 import type { PartitionStateMachine } from './driver.js';
 import { LayeredContractState } from './storage.js';
@@ -60,7 +61,7 @@ export function prepareEpochStorage<TRegistry, TEvent>(
       closesEpoch,
       requests: block.transactions,
     });
-    if (!bytesEqual(merkleRoot(outcome.results), header.resultsRoot)) {
+    if (!bytesEqual(merkleRoot(outcome.results.map(resultLeaf)), header.resultsRoot)) {
       throw new LedgerbusError(
         ErrorCode.StorageCorrupt,
         `${partitionId}@${height}: executing the copied block gave another results root`,

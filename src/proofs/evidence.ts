@@ -13,6 +13,7 @@ import { ErrorCode, LedgerbusError, assert } from '../errors.js';
 import { headerSchema, headerToCbor } from '../ledger/header.js';
 import { blockLimits, verifyHeaderCertificate } from '../ledger/block.js';
 import type { Block, GroupMembership } from '../ledger/block.js';
+import { resultLeaf } from '../ledger/result-leaf.js';
 
 export const blockEvidenceSchema = t.record({
   header: headerSchema,
@@ -29,18 +30,27 @@ export const blockEvidenceSchema = t.record({
 });
 export type BlockEvidence = Infer<typeof blockEvidenceSchema>;
 
+/** A block's two trees, over its transactions and over its results' leaves (`resultLeaf`). */
+export interface BlockTrees {
+  readonly transactions: MerkleTree;
+  readonly results: MerkleTree;
+}
+
+/** Builds the trees every evidence of `block` is cut from (build once per block, reuse per transaction). */
+export function blockTrees(block: Block): BlockTrees {
+  return {
+    transactions: new MerkleTree(block.transactions),
+    results: new MerkleTree(block.results.map(resultLeaf)),
+  };
+}
+
 /** Builds the evidence for transaction `index` of a stored block (trees built by the caller may be reused). */
-export function blockEvidence(
-  block: Block,
-  index: number,
-  trees?: { transactions: MerkleTree; results: MerkleTree },
-): BlockEvidence {
+export function blockEvidence(block: Block, index: number, trees?: BlockTrees): BlockEvidence {
   assert(
     index >= 0 && index < block.transactions.length,
     `transaction ${index} outside block ${block.header.height}`,
   );
-  const transactions = trees?.transactions ?? new MerkleTree(block.transactions);
-  const results = trees?.results ?? new MerkleTree(block.results);
+  const { transactions, results } = trees ?? blockTrees(block);
   return {
     header: block.header,
     signatures: block.certificate.signatures.map((entry) => ({
@@ -87,7 +97,7 @@ export function verifyBlockEvidence(evidence: BlockEvidence, membership: GroupMe
   if (
     resultProof.leafIndex !== transactionProof.leafIndex ||
     resultProof.treeSize !== transactionProof.treeSize ||
-    !verifyInclusion(header.resultsRoot, evidence.result, resultProof)
+    !verifyInclusion(header.resultsRoot, resultLeaf(evidence.result), resultProof)
   ) {
     throw new LedgerbusError(ErrorCode.BadProof, `result is not the block's result for that transaction`);
   }

@@ -1,13 +1,31 @@
 /** Offline-verifiable proofs: block evidence, message acceptance, delivery receipts and audit records (DESIGN §3, §7). */
-export { blockEvidence, blockEvidenceSchema, blockEvidenceToCbor, verifyBlockEvidence } from './evidence.js';
-export type { BlockEvidence } from './evidence.js';
 export {
+  blockEvidence,
+  blockEvidenceSchema,
+  blockEvidenceToCbor,
+  blockTrees,
+  verifyBlockEvidence,
+} from './evidence.js';
+export type { BlockEvidence, BlockTrees } from './evidence.js';
+export {
+  MESSAGE_PROOF_VERSION,
+  compactMessageProofs,
+  messageProofSchema,
+  messageProofToCbor,
+  verifyMessageProof,
+} from './compact-message-proof.js';
+export type { MessageProof } from './compact-message-proof.js';
+export {
+  acceptanceProofAt,
   acceptanceProofSchema,
+  acceptanceProofV1Schema,
+  isCompactProof,
   acceptanceProofToCbor,
   decodeAcceptanceProof,
   decodeDeliveryReceipt,
   deliveryEvidenceSchema,
   deliveryEvidenceToCbor,
+  deliveryReceiptOf,
   deliveryReceiptSchema,
   encodeAcceptanceProof,
   encodeDeliveryReceipt,
@@ -19,6 +37,7 @@ export {
 } from './message-proof.js';
 export type {
   AcceptanceProof,
+  AcceptanceProofV1,
   AcceptedMessage,
   DeliveryEvidence,
   DeliveryReceipt,

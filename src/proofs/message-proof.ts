@@ -2,7 +2,8 @@
  * Proofs about one message, checkable offline against the network's trust bundle:
  *
  * - an ACCEPTANCE proof: the certified block whose publish transaction holds the message (signed by
- *   its sender) and whose result gives it an offset;
+ *   its sender) and whose result gives it an offset. Version 2 (`compact-message-proof.ts`) carries
+ *   only the message's paths, O(log n); version 1 carries the whole transaction and result;
  * - a DELIVERY RECEIPT: the acceptance proof plus, per recipient, the certified block whose
  *   confirmDelivery transaction (signed by that recipient) the contract recorded as DELIVERED with the
  *   message's content root.
@@ -13,52 +14,104 @@
  * and that the results say what the proof claims. Every signature is checked in the domain of the
  * trust bundle's network, so a proof from another network fails even where both use the same keys.
  */
-import { bytesEqual, decodeWith, encodeCanonical, t, toHex } from '../codec/index.js';
-import type { CborValue, Infer } from '../codec/index.js';
+import {
+  bytesEqual,
+  decodeWith,
+  encodeCanonical,
+  fieldPath,
+  schemaMismatch,
+  t,
+  toHex,
+} from '../codec/index.js';
+import type { CborValue, Infer, Schema } from '../codec/index.js';
 import { messageLimits } from '../consensus/pbft/messages.js';
 import { decodeClientRequest } from '../consensus/pbft/messages.js';
-import type { SigningDomain } from '../crypto/index.js';
 import {
   CONFIRM_DELIVERY_SIGNING_TYPE,
   PUBLISH_SIGNING_TYPE,
   confirmDeliverySigningPayload,
   decodeTransaction,
   publishSigningPayload,
+  transactionLimits,
 } from '../contracts/transactions.js';
 import { publishBatchHeader } from '../contracts/transactions.js';
-import type {
-  ConfirmDeliveryTransaction,
-  MessageMetadata,
-  PublishTransaction,
-} from '../contracts/transactions.js';
+import type { ConfirmDeliveryTransaction, PublishTransaction } from '../contracts/transactions.js';
 import { decodeTransactionResult } from '../contracts/results.js';
-import { ErrorCode, LedgerbusError, assert, isLedgerbusError } from '../errors.js';
-import type { GroupMembership } from '../ledger/block.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
+import {
+  MESSAGE_PROOF_VERSION,
+  compactMessageProofs,
+  messageProofSchema,
+  messageProofToCbor,
+  verifyMessageProof,
+} from './compact-message-proof.js';
+import type { MessageProof } from './compact-message-proof.js';
 import { blockEvidenceSchema, blockEvidenceToCbor, verifyBlockEvidence } from './evidence.js';
 import type { BlockEvidence } from './evidence.js';
+import { badProof, checkSigner, membershipOf } from './trust.js';
+import type { AcceptedMessage, ProofTrust } from './trust.js';
 
-/**
- * What a verifier must know: the network, the replica keys of each group epoch and each
- * organization's keys.
- */
-export interface ProofTrust {
-  /** The trust bundle's network: every signature in a proof must be in its domain. */
-  readonly signing: SigningDomain;
-  /**
-   * The replica set of `groupId` at `configEpoch` (in the network of `signing`), or undefined if
-   * unknown (a foreign proof).
-   */
-  membership(groupId: string, configEpoch: number): GroupMembership | undefined;
-  /** The organization's connector signing keys, or undefined if it is not in the network. */
-  signingKeys(organization: string): readonly Uint8Array[] | undefined;
-}
+export type { AcceptedMessage, ProofTrust } from './trust.js';
 
-export const acceptanceProofSchema = t.record({
+/** Version 1 of an acceptance proof: the whole publish transaction and result of its block. */
+export const acceptanceProofV1Schema = t.record({
   block: blockEvidenceSchema,
   /** Index of the message in its publish batch. */
-  messageIndex: t.uint({ max: 1023 }),
+  messageIndex: t.uint({ max: transactionLimits.messagesPerPublishMax - 1 }),
 });
-export type AcceptanceProof = Infer<typeof acceptanceProofSchema>;
+export type AcceptanceProofV1 = Infer<typeof acceptanceProofV1Schema>;
+
+/** An acceptance proof of either version: version 2 is compact (`MessageProof`). */
+export type AcceptanceProof = AcceptanceProofV1 | MessageProof;
+
+/** Proof versions this code verifies, in the words of its error message. */
+const knownVersions = `1 (no version field) and ${MESSAGE_PROOF_VERSION}`;
+
+function unsupportedVersion(what: string, version: unknown): LedgerbusError {
+  return new LedgerbusError(
+    ErrorCode.UnsupportedProofVersion,
+    `${what} version ${JSON.stringify(version)} is not supported: this ledgerbus verifies versions ${knownVersions}`,
+  );
+}
+
+function versionOf(value: unknown): unknown {
+  return typeof value === 'object' && value !== null && Object.hasOwn(value, 'version')
+    ? (value as Record<string, unknown>)['version']
+    : undefined;
+}
+
+/** Either version, told apart by `version`; an unknown version is UNSUPPORTED_PROOF_VERSION. */
+export const acceptanceProofSchema: Schema<AcceptanceProof> = {
+  description: 'acceptance proof',
+  parse(value, path) {
+    const version = versionOf(value);
+    if (version === undefined) return acceptanceProofV1Schema.parse(value, path);
+    if (version === MESSAGE_PROOF_VERSION) return messageProofSchema.parse(value, path);
+    throw unsupportedVersion('acceptance proof', version);
+  },
+};
+
+export function isCompactProof(proof: AcceptanceProof): proof is MessageProof {
+  return 'version' in proof;
+}
+
+/**
+ * The proof to hand out for message `messageIndex` of the publish in `evidence`: the compact one,
+ * unless the block's result predates batched results (then version 1, the only one it supports).
+ */
+export function acceptanceProofAt(evidence: BlockEvidence, messageIndex: number): AcceptanceProof {
+  return compactMessageProofs(evidence, [messageIndex])?.[0] ?? { block: evidence, messageIndex };
+}
+
+/** A receipt of `acceptance` and `deliveries`, in the version its acceptance proof needs. */
+export function deliveryReceiptOf(
+  acceptance: AcceptanceProof,
+  deliveries: readonly DeliveryEvidence[],
+): DeliveryReceipt {
+  return isCompactProof(acceptance)
+    ? { version: MESSAGE_PROOF_VERSION, acceptance, deliveries }
+    : { acceptance, deliveries };
+}
 
 export const deliveryEvidenceSchema = t.record({
   recipient: t.string({ minLength: 1, maxLength: 256 }),
@@ -67,57 +120,49 @@ export const deliveryEvidenceSchema = t.record({
 });
 export type DeliveryEvidence = Infer<typeof deliveryEvidenceSchema>;
 
-export const deliveryReceiptSchema = t.record({
+const deliveryReceiptFields = {
   acceptance: acceptanceProofSchema,
   deliveries: t.array(deliveryEvidenceSchema, { maxItems: 64 }),
-});
-export type DeliveryReceipt = Infer<typeof deliveryReceiptSchema>;
+};
+const deliveryReceiptV1Schema = t.record(deliveryReceiptFields);
+const deliveryReceiptV2Schema = t.refine(
+  t.record({ version: t.literal(MESSAGE_PROOF_VERSION), ...deliveryReceiptFields }),
+  (receipt) =>
+    isCompactProof(receipt.acceptance) ? undefined : 'a version 2 receipt has a version 2 acceptance',
+);
 
-/** What a valid acceptance proof establishes. */
-export interface AcceptedMessage {
-  readonly id: string;
-  readonly topic: string;
-  readonly partition: number;
-  readonly partitionId: string;
-  readonly offset: number;
-  readonly sender: string;
-  /** The sender's connector key that signed the batch (and the payload envelope). */
-  readonly signerKey: Uint8Array;
-  readonly recipients: readonly string[];
-  readonly size: number;
-  readonly contentRoot: Uint8Array;
-  readonly contentType: string;
-  readonly key: Uint8Array | null;
-  /** Height and timestamp of the block that accepted it. */
-  readonly height: number;
-  readonly acceptedAt: number;
-  readonly metadata: MessageMetadata;
-}
+/**
+ * A delivery receipt. Version 2 (`version: 2`) holds a compact acceptance proof; version 1 (no
+ * field) holds a version-1 one. An unknown version is UNSUPPORTED_PROOF_VERSION.
+ */
+export const deliveryReceiptSchema: Schema<{
+  readonly version?: typeof MESSAGE_PROOF_VERSION;
+  readonly acceptance: AcceptanceProof;
+  readonly deliveries: readonly DeliveryEvidence[];
+}> = {
+  description: 'delivery receipt',
+  parse(value, path) {
+    const version = versionOf(value);
+    if (version === undefined) {
+      const receipt = deliveryReceiptV1Schema.parse(value, path);
+      if (isCompactProof(receipt.acceptance)) {
+        throw schemaMismatch(
+          fieldPath(path, 'version'),
+          'a receipt with a version 2 acceptance has version 2',
+        );
+      }
+      return receipt;
+    }
+    if (version === MESSAGE_PROOF_VERSION) return deliveryReceiptV2Schema.parse(value, path);
+    throw unsupportedVersion('receipt', version);
+  },
+};
+export type DeliveryReceipt = Infer<typeof deliveryReceiptSchema>;
 
 export interface VerifiedDelivery {
   readonly recipient: string;
   readonly height: number;
   readonly confirmedAt: number;
-}
-
-function badProof(message: string): LedgerbusError {
-  return new LedgerbusError(ErrorCode.BadProof, message);
-}
-
-function membershipOf(trust: ProofTrust, evidence: BlockEvidence): GroupMembership {
-  const { partitionId, configEpoch } = evidence.header;
-  const membership = trust.membership(partitionId, configEpoch);
-  if (membership === undefined) {
-    throw new LedgerbusError(
-      ErrorCode.WrongGroup,
-      `partition ${partitionId} epoch ${configEpoch} is not in this network`,
-    );
-  }
-  assert(
-    membership.signing.network === trust.signing.network,
-    `the trust bundle of ${trust.signing.network} gave a membership of ${membership.signing.network}`,
-  );
-  return membership;
 }
 
 /** The SDT transaction inside a block transaction (a PBFT client request). */
@@ -131,20 +176,9 @@ function innerTransaction(evidence: BlockEvidence): ReturnType<typeof decodeTran
   }
 }
 
-function checkSigner(trust: ProofTrust, organization: string, signerKey: Uint8Array): void {
-  const keys = trust.signingKeys(organization);
-  if (keys === undefined)
-    throw new LedgerbusError(ErrorCode.WrongGroup, `organization ${organization} is not in this network`);
-  if (!keys.some((key) => bytesEqual(key, signerKey))) {
-    throw new LedgerbusError(
-      ErrorCode.BadSignature,
-      `the transaction was signed by a key that is not ${organization}'s`,
-    );
-  }
-}
-
 /** Verifies an acceptance proof; returns what it proves or throws a LedgerbusError with the reason. */
 export function verifyAcceptance(proof: AcceptanceProof, trust: ProofTrust): AcceptedMessage {
+  if (isCompactProof(proof)) return verifyMessageProof(proof, trust);
   return verifyAcceptances(proof.block, [proof.messageIndex], trust)[0] as AcceptedMessage;
 }
 
@@ -159,7 +193,7 @@ export function verifyAcceptances(
   messageIndexes: readonly number[],
   trust: ProofTrust,
 ): AcceptedMessage[] {
-  verifyBlockEvidence(block, membershipOf(trust, block));
+  verifyBlockEvidence(block, membershipOf(trust, block.header));
   const transaction = innerTransaction(block);
   if (transaction.type !== 'publish') throw badProof('the proven transaction is not a publish');
   const publish: PublishTransaction = transaction;
@@ -222,7 +256,7 @@ export function verifyDelivery(
   if (evidence.block.header.partitionId !== message.partitionId) {
     throw badProof('the delivery was recorded on another partition than the message');
   }
-  verifyBlockEvidence(evidence.block, membershipOf(trust, evidence.block));
+  verifyBlockEvidence(evidence.block, membershipOf(trust, evidence.block.header));
   const transaction = innerTransaction(evidence.block);
   if (transaction.type !== 'confirmDelivery')
     throw badProof('the proven transaction is not a confirmDelivery');
@@ -284,6 +318,7 @@ export function verifyDeliveryReceipt(
 }
 
 export function acceptanceProofToCbor(proof: AcceptanceProof): CborValue {
+  if (isCompactProof(proof)) return messageProofToCbor(proof);
   return { block: blockEvidenceToCbor(proof.block), messageIndex: proof.messageIndex };
 }
 
@@ -297,6 +332,7 @@ export function deliveryEvidenceToCbor(evidence: DeliveryEvidence): CborValue {
 
 export function encodeDeliveryReceipt(receipt: DeliveryReceipt): Uint8Array {
   return encodeCanonical({
+    ...(isCompactProof(receipt.acceptance) ? { version: MESSAGE_PROOF_VERSION } : {}),
     acceptance: acceptanceProofToCbor(receipt.acceptance),
     deliveries: receipt.deliveries.map(deliveryEvidenceToCbor),
   });

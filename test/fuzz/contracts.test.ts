@@ -52,10 +52,12 @@ import {
   mutateAll,
   mutations,
   proofChain,
+  compactProofReceipt,
   proofReceipt,
   proofReplicas,
   proofTrust,
 } from './support.js';
+import { resultsRoot } from '../../src/ledger/result-leaf.js';
 
 /**
  * One transaction (or entry) of a generated batch: a valid one as built, a mutated valid one, or
@@ -323,15 +325,15 @@ describe('TopicStateMachine.apply', () => {
 const chain = proofChain();
 const receipt = proofReceipt(chain);
 const receiptBytes = encodeDeliveryReceipt(receipt);
+const compactReceiptBytes = encodeDeliveryReceipt(compactProofReceipt(chain));
 
 /** Every verifier over one receipt; only a LedgerbusError may come out of any of them. */
 function verifyAll(proof: DeliveryReceipt, input: Uint8Array): void {
   expectOnlyLedgerbusErrors('verifyBlockEvidence', input, () => {
-    const membership = proofTrust.membership(
-      proof.acceptance.block.header.partitionId,
-      proof.acceptance.block.header.configEpoch,
-    );
-    if (membership !== undefined) verifyBlockEvidence(proof.acceptance.block, membership);
+    if (!('block' in proof.acceptance)) return;
+    const { block } = proof.acceptance;
+    const membership = proofTrust.membership(block.header.partitionId, block.header.configEpoch);
+    if (membership !== undefined) verifyBlockEvidence(block, membership);
   });
   expectOnlyLedgerbusErrors('verifyAcceptance', input, () => verifyAcceptance(proof.acceptance, proofTrust));
   expectOnlyLedgerbusErrors('verifyDeliveryReceipt', input, () => verifyDeliveryReceipt(proof, proofTrust));
@@ -343,7 +345,7 @@ function recertified(block: Block, transaction: Uint8Array, result: Uint8Array, 
     ...block.header,
     previousHash: previous === undefined ? block.header.previousHash : blockHash(previous.header),
     transactionsRoot: merkleRoot([transaction]),
-    resultsRoot: merkleRoot([result]),
+    resultsRoot: resultsRoot([result]),
   };
   return {
     header,
@@ -362,6 +364,23 @@ describe('proof verifiers', () => {
     fc.assert(
       fc.property(mutations, (changes) => {
         const bytes = mutateAll(receiptBytes, changes);
+        let decoded: DeliveryReceipt | undefined;
+        expectOnlyLedgerbusErrors('decodeDeliveryReceipt', bytes, () => {
+          decoded = decodeDeliveryReceipt(bytes);
+        });
+        if (decoded !== undefined) verifyAll(decoded, bytes);
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it('mutated encoded compact (version 2) receipts: decode and every verifier throw only LedgerbusError', () => {
+    expect(verifyDeliveryReceipt(decodeDeliveryReceipt(compactReceiptBytes), proofTrust).message.id).toBe(
+      'm-1',
+    );
+    fc.assert(
+      fc.property(mutations, (changes) => {
+        const bytes = mutateAll(compactReceiptBytes, changes);
         let decoded: DeliveryReceipt | undefined;
         expectOnlyLedgerbusErrors('decodeDeliveryReceipt', bytes, () => {
           decoded = decodeDeliveryReceipt(bytes);
@@ -394,6 +413,14 @@ describe('proof verifiers', () => {
         const proof = proofReceipt(blocks);
         const input = target.field === 'transaction' ? mutated.transactions[0]! : mutated.results[0]!;
         verifyAll(proof, input);
+        if (target.block === 0) {
+          // The compact proof is cut from the mutant's evidence the way a connector cuts it.
+          let compact: DeliveryReceipt | undefined;
+          expectOnlyLedgerbusErrors('compactProofReceipt', input, () => {
+            compact = compactProofReceipt(blocks);
+          });
+          if (compact !== undefined) verifyAll(compact, input);
+        }
         // Evidence built from the mutant must also survive its own encoding round trip unharmed.
         verifyAll(decodeDeliveryReceipt(encodeDeliveryReceipt(proof)), input);
         expect(blockEvidence(mutated, 0).transaction).toEqual(mutated.transactions[0]);

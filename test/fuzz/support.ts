@@ -49,4 +49,10 @@ export function signingCrypto(seed: number): PbftCrypto {
   return { ...pbftCrypto, sign: fuzzNetwork.signer(key).sign };
 }
 
-export { proofChain, proofReceipt, proofReplicas, proofTrust } from '../../src/proofs/testing/proof-chain.js';
+export {
+  compactProofReceipt,
+  proofChain,
+  proofReceipt,
+  proofReplicas,
+  proofTrust,
+} from '../../src/proofs/testing/proof-chain.js';

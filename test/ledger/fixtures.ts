@@ -7,6 +7,7 @@ import { SigningDomain, merkleRoot, signingKeyFromSeed } from '../../src/crypto/
 import type { Signer, SigningKeyPair } from '../../src/crypto/index.js';
 import { blockHash, certificateQuorum, certifyHeader } from '../../src/ledger/block.js';
 import type { Block, BlockHeader, GroupMembership } from '../../src/ledger/block.js';
+import { resultsRoot } from '../../src/ledger/result-leaf.js';
 
 /** A replica of a test group: its id, its key, and the key bound to the group's network. */
 export interface ReplicaSigner {
@@ -98,7 +99,7 @@ export function makeBlock(options: BlockOptions): Block {
     height,
     previousHash: previous === undefined ? new Uint8Array(32) : blockHash(previous),
     transactionsRoot: merkleRoot(transactions),
-    resultsRoot: merkleRoot(results),
+    resultsRoot: resultsRoot(results),
     timestamp: 1_700_000_000_000 + height * 1000,
     view,
     proposer: `r${view % n}`,

@@ -6,7 +6,12 @@
  * A payload that failed for a retriable reason stops the page there: the cursor stays on it.
  */
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../../errors.js';
-import { blockEvidenceSchema, encodeAcceptanceProof, verifyAcceptances } from '../../proofs/index.js';
+import {
+  blockEvidenceSchema,
+  compactMessageProofs,
+  encodeAcceptanceProof,
+  verifyAcceptances,
+} from '../../proofs/index.js';
 import type { AcceptanceProof, AcceptedMessage } from '../../proofs/index.js';
 import { Backoff, retryDelayMs } from '../../runtime/retry.js';
 import type { RetryPolicy } from '../../runtime/retry.js';
@@ -128,11 +133,10 @@ export class PartitionConsumer {
     const messages: ProvenMessage[] = [];
     for (const [index, items] of byEvidence) {
       const block = blockEvidenceSchema.parse(page.evidences[index] ?? null, 'proof.block');
-      const verified = verifyAcceptances(
-        block,
-        items.map((item) => item.messageIndex),
-        this.options.trust,
-      );
+      const indexes = items.map((item) => item.messageIndex);
+      const verified = verifyAcceptances(block, indexes, this.options.trust);
+      // What is kept (and put in receipts) is each message's own O(log n) proof, not the batch.
+      const compact = compactMessageProofs(block, indexes);
       verified.forEach((accepted, position) => {
         const item = items[position] as { offset: number; messageIndex: number };
         if (accepted.offset !== item.offset || accepted.partitionId !== this.group) {
@@ -141,7 +145,10 @@ export class PartitionConsumer {
             `the node's proof is for another offset than ${item.offset}`,
           );
         }
-        messages.push({ accepted, proof: { block, messageIndex: item.messageIndex } });
+        messages.push({
+          accepted,
+          proof: compact?.[position] ?? { block, messageIndex: item.messageIndex },
+        });
       });
     }
     messages.sort((a, b) => a.accepted.offset - b.accepted.offset);

@@ -15,6 +15,7 @@ import { ErrorCode, LedgerbusError, isLedgerbusError } from '../../errors.js';
 import {
   decodeAcceptanceProof,
   acceptanceProofSchema,
+  compactMessageProofs,
   encodeAcceptanceProof,
   verifyAcceptance,
   verifyAcceptances,
@@ -349,6 +350,18 @@ export class Publisher {
         accepted,
       ]),
     );
+    // Each message keeps its own O(log n) proof, cut once per batch from the verified evidence.
+    const provenHere = result.messages.flatMap((outcome) => {
+      const index = outcome.status === 'ACCEPTED' ? acceptedAt(outcome, answer.evidence) : undefined;
+      return index === undefined ? [] : [index];
+    });
+    const compact = compactMessageProofs(answer.evidence, provenHere);
+    const proofsHere = new Map<number, AcceptanceProof>(
+      provenHere.map((index, position) => [
+        index,
+        compact?.[position] ?? { block: answer.evidence, messageIndex: index },
+      ]),
+    );
     const refused: OutgoingStored[] = [];
     // The batch's accepted messages are recorded as sent together: one fsync, not one per message.
     const sent: Parameters<ConnectorDatabase['markSent']>[] = [];
@@ -369,7 +382,7 @@ export class Publisher {
           }
           try {
             const accepted = { topic, partition, message, messageIndex, outcome };
-            return await this.proveAccepted(accepted, answer.evidence, fresh, sent);
+            return await this.proveAccepted(accepted, answer.evidence, { fresh, proofsHere }, sent);
           } catch (error) {
             if (!isLedgerbusError(error)) throw error;
             return error;
@@ -397,17 +410,22 @@ export class Publisher {
   private async proveAccepted(
     { topic, partition, message, messageIndex, outcome }: AcceptedEntry,
     evidence: BlockEvidence,
-    fresh: ReadonlyMap<number, AcceptedMessage>,
+    batch: {
+      readonly fresh: ReadonlyMap<number, AcceptedMessage>;
+      readonly proofsHere: ReadonlyMap<number, AcceptanceProof>;
+    },
     sent: Parameters<ConnectorDatabase['markSent']>[],
   ): Promise<SendResult> {
     const { database, trust } = this.options;
     const inThisTransaction = acceptedAt(outcome, evidence);
-    let proof: AcceptanceProof;
+    let proof: AcceptanceProof | undefined;
     let accepted: AcceptedMessage | undefined;
     if (inThisTransaction !== undefined) {
-      proof = { block: evidence, messageIndex: inThisTransaction };
+      proof = batch.proofsHere.get(inThisTransaction);
       accepted =
-        inThisTransaction === messageIndex ? fresh.get(messageIndex) : verifyAcceptance(proof, trust);
+        inThisTransaction === messageIndex
+          ? batch.fresh.get(messageIndex)
+          : verifyAcceptance({ block: evidence, messageIndex: inThisTransaction }, trust);
     } else {
       const stored = database.sent(topic, outcome.id)?.proof;
       proof =
@@ -416,7 +434,7 @@ export class Publisher {
           : decodeAcceptanceProof(stored);
       accepted = verifyAcceptance(proof, trust);
     }
-    if (accepted === undefined || accepted.id !== message.id) {
+    if (proof === undefined || accepted === undefined || accepted.id !== message.id) {
       throw new LedgerbusError(ErrorCode.BadProof, `no proof of the acceptance of ${message.id}`);
     }
     const proofBytes = encodeAcceptanceProof(proof);

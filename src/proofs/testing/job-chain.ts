@@ -32,6 +32,7 @@ import { proofTrustOf } from '../../registry/trust.js';
 import { blockEvidence } from '../evidence.js';
 import type { BlockEvidence } from '../evidence.js';
 import type { ProofTrust } from '../message-proof.js';
+import { resultsRoot } from '../../ledger/result-leaf.js';
 
 export const jobTopic = 'datashare';
 export const jobGroup = `${jobTopic}/0`;
@@ -130,7 +131,7 @@ export function jobChain(): JobChain {
       height,
       previousHash,
       transactionsRoot: merkleRoot(requests),
-      resultsRoot: merkleRoot(results),
+      resultsRoot: resultsRoot(results),
       timestamp: time,
       view: 0,
       proposer: 'node1',

@@ -20,8 +20,12 @@ import { merkleRoot, signingKeyFromSeed } from '../../crypto/index.js';
 import type { SigningDomain } from '../../crypto/index.js';
 import { blockHash, certifyHeader } from '../../ledger/block.js';
 import type { Block, BlockHeader } from '../../ledger/block.js';
+import { ErrorCode, LedgerbusError } from '../../errors.js';
 import { blockEvidence } from '../evidence.js';
-import type { DeliveryReceipt, ProofTrust } from '../message-proof.js';
+import type { AcceptanceProofV1, DeliveryReceipt, ProofTrust } from '../message-proof.js';
+import { compactMessageProofs } from '../compact-message-proof.js';
+import type { MessageProof } from '../compact-message-proof.js';
+import { resultsRoot } from '../../ledger/result-leaf.js';
 
 /** The four replicas of the chain, with their keys bound to the contract fixtures' network. */
 export const proofReplicas = [1, 2, 3, 4].map((index) => {
@@ -103,7 +107,7 @@ export function proofChain(): Block[] {
       height,
       previousHash,
       transactionsRoot: merkleRoot([transaction]),
-      resultsRoot: merkleRoot(results),
+      resultsRoot: resultsRoot(results),
       timestamp: startTime + height,
       view: 0,
       proposer: 'node1',
@@ -119,10 +123,70 @@ export function proofChain(): Block[] {
   return blocks;
 }
 
-/** The receipt of m-1: its acceptance in block 1 and bob's confirmation in block 2. */
-export function proofReceipt(blocks: readonly Block[]): DeliveryReceipt {
+/** The receipt of m-1 in version 1: its acceptance in block 1 and bob's confirmation in block 2. */
+export function proofReceipt(blocks: readonly Block[]): DeliveryReceipt & { acceptance: AcceptanceProofV1 } {
   return {
     acceptance: { block: blockEvidence(blocks[0] as Block, 0), messageIndex: 0 },
     deliveries: [{ recipient: 'bob', block: blockEvidence(blocks[1] as Block, 0), deliveryIndex: 0 }],
   };
+}
+
+/** The receipt of m-1 in version 2: the compact proof of its acceptance, and bob's confirmation. */
+export function compactProofReceipt(
+  blocks: readonly Block[],
+): DeliveryReceipt & { version: 2; acceptance: MessageProof } {
+  const [acceptance] = compactMessageProofs(blockEvidence(blocks[0] as Block, 0), [0]) ?? [];
+  if (acceptance === undefined)
+    throw new LedgerbusError(ErrorCode.BadProof, 'block 1 has no format-2 publish result');
+  return {
+    version: 2,
+    acceptance,
+    deliveries: [{ recipient: 'bob', block: blockEvidence(blocks[1] as Block, 0), deliveryIndex: 0 }],
+  };
+}
+
+/**
+ * Block 1 of a chain holding `batches.length` publishes by alice, batch b of `batches[b]` messages
+ * (ids `b<b>-m<i>`), executed by the SDT contract and certified like proofChain's blocks.
+ */
+export function batchBlock(batches: readonly number[]): Block {
+  const state = new MemoryContractState();
+  const transactions = batches.map((count, batch) =>
+    clientRequest(
+      'alice',
+      batch + 1,
+      encodePublish(
+        {
+          sender: 'alice',
+          nonce: nonce(batch + 1),
+          timestamp: startTime,
+          messages: Array.from({ length: count }, (_, index) => message({ id: `b${batch}-m${index}` })),
+        },
+        signing.signer(keys.alice),
+      ),
+    ),
+  );
+  const operations = transactions.map(
+    (transaction) => decodeClientRequest(transaction, messageLimits.requestBytesMax).operation,
+  );
+  const context = {
+    partitionId,
+    configEpoch: 0,
+    height: 1,
+    timestamp: startTime + 1,
+    registry: proofRegistry,
+  };
+  const { results } = executeBatch(state, context, operations);
+  const header: BlockHeader = {
+    partitionId,
+    configEpoch: 0,
+    height: 1,
+    previousHash: new Uint8Array(32),
+    transactionsRoot: merkleRoot(transactions),
+    resultsRoot: resultsRoot(results),
+    timestamp: startTime + 1,
+    view: 0,
+    proposer: 'node1',
+  };
+  return { header, certificate: certifyHeader(header, proofReplicas.slice(0, 3)), transactions, results };
 }

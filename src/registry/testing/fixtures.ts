@@ -20,6 +20,7 @@ import type { Genesis } from '../genesis-schema.js';
 import { SystemStateMachine } from '../system-state.js';
 import type { SystemView } from '../system-state.js';
 import type { GlobalLedgerSink } from '../topic-state.js';
+import { resultsRoot } from '../../ledger/result-leaf.js';
 
 export const networkName = 'testnet';
 /** Where everything the fixtures sign is valid: the genesis network's domain. */
@@ -302,7 +303,7 @@ export function buildBlock(spec: BlockSpec): Block {
     height: spec.height,
     previousHash: spec.previousHash ?? (spec.previous === undefined ? zeroHash : blockHash(spec.previous)),
     transactionsRoot: merkleRoot(transactions),
-    resultsRoot: merkleRoot(results),
+    resultsRoot: resultsRoot(results),
     timestamp: startTime + spec.height * 1000,
     view: 0,
     proposer: spec.proposer ?? 'n1',

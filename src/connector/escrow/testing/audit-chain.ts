@@ -14,6 +14,7 @@ import { blockHash, certifyHeader } from '../../../ledger/block.js';
 import type { Block, BlockHeader } from '../../../ledger/block.js';
 import type { GenesisRegistry } from '../../../registry/genesis.js';
 import type { Genesis } from '../../../registry/genesis-schema.js';
+import { resultsRoot } from '../../../ledger/result-leaf.js';
 
 export const topic = 'vault';
 export const group = `${topic}/0`;
@@ -111,7 +112,7 @@ export class Chain {
       height,
       previousHash: this.previousHash,
       transactionsRoot: merkleRoot([...requests]),
-      resultsRoot: merkleRoot(results),
+      resultsRoot: resultsRoot(results),
       timestamp: this.time,
       view: 0,
       proposer: 'node1',

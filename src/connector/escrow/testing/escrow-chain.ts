@@ -38,6 +38,7 @@ import { RegistryView } from '../../../registry/registry-view.js';
 import type { ConnectorContext } from '../../context.js';
 import type { PartsFixture } from '../../testing/parts-fixture.js';
 import { escrowRecordAnswer } from './record-answer.js';
+import { resultsRoot } from '../../../ledger/result-leaf.js';
 
 export const escrowTopic = 'vault';
 export const escrowGroup = partitionGroupId(escrowTopic, 0);
@@ -143,7 +144,7 @@ export class EscrowChain {
       height,
       previousHash: previous === undefined ? new Uint8Array(32) : blockHash(previous.header),
       transactionsRoot: merkleRoot(requests),
-      resultsRoot: merkleRoot(results),
+      resultsRoot: resultsRoot(results),
       timestamp,
       view: 0,
       proposer: this.replicas[0]?.id as string,
