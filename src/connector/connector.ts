@@ -116,6 +116,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
   private readonly adminClient: ConnectorAdmin;
   private readonly publisher: Publisher;
   private readonly consumers: ConsumerRunner;
+  private readonly fetcher: PayloadFetcher;
   private readonly deliveryWatcher: DeliveryWatcher;
   private readonly payloadServer: PayloadServer;
   private readonly queries: MessageQueries;
@@ -267,13 +268,14 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       placer,
       ...(options.producer === undefined ? {} : { coalescing: options.producer }),
     });
+    this.fetcher = new PayloadFetcher({ ...context, session });
     this.consumers = new ConsumerRunner({
       ...context,
       syncRegistry,
       consumer: {
         ...context,
         session,
-        fetcher: new PayloadFetcher({ ...context, session }),
+        fetcher: this.fetcher,
         confirmer: new DeliveryConfirmer({ ...context, submitter }),
         ...(options.fetchAttemptsMax === undefined ? {} : { fetchAttemptsMax: options.fetchAttemptsMax }),
       },
@@ -324,6 +326,8 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     this.context.events.wakeReceivedWaiters();
     this.session.close();
     await Promise.allSettled([...this.loops, this.consumers.stopped()]);
+    // After the consumers: no worker hands a connection back to a closed pool's idle list.
+    this.fetcher.close();
     this.jobSandbox?.close();
     this.datasetStore.close();
     this.context.database.close();

@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
-import { connect } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { connect, createServer } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateSigningKey } from '../crypto/keys.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
@@ -149,6 +150,27 @@ describe('TLS links pinned by Ed25519 key', () => {
     });
     expect(outcome).toMatch(/PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL/);
     expect(accepted).toBe(0);
+  });
+
+  it('refuses, as a client, a server that speaks only TLS 1.2 (the cached client context keeps 1.3 only)', async () => {
+    const serverKey = generateSigningKey();
+    const { certPem, keyPem } = await tlsIdentityFor(serverKey, 'old server');
+    const old = createServer({ key: keyPem, cert: certPem, minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' });
+    old.on('tlsClientError', () => {});
+    await new Promise<void>((resolve) => old.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (old.address() as AddressInfo).port;
+      const identity = generateSigningKey();
+      // Twice with one identity: the second connection uses the context the first one cached.
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const error = await rejection(
+          connectFramed({ host: '127.0.0.1', port, identity, expectedPublicKey: serverKey.publicKey }),
+        );
+        expect(error.code).toBe(ErrorCode.ConnectionClosed);
+      }
+    } finally {
+      await new Promise((resolve) => old.close(resolve));
+    }
   });
 
   it('closes the connection when the peer sends an oversize frame', async () => {

@@ -3,9 +3,9 @@ import { chunkTagBytes } from '../../crypto/envelope/header.js';
 import type { EnvelopeHeader } from '../../crypto/envelope/index.js';
 import { ErrorCode, LedgerbusError } from '../../errors.js';
 import type { AcceptedMessage } from '../../proofs/index.js';
-import { partsFixture } from '../testing/parts-fixture.js';
+import { partsFixture, startNodeStandIn } from '../testing/parts-fixture.js';
 import type { PartsFixture } from '../testing/parts-fixture.js';
-import { PayloadFetcher } from './payload-fetcher.js';
+import { BulkConnectionPool, PayloadFetcher } from './payload-fetcher.js';
 
 let fixture: PartsFixture;
 let fetcher: PayloadFetcher;
@@ -61,5 +61,65 @@ describe('PayloadFetcher.checkServedSize', () => {
     expect(codeOf(() => fetcher.checkServedSize(accepted(size), header(size - chunkTagBytes, 1)))).toBe(
       ErrorCode.Oversize,
     );
+  });
+});
+
+describe('bulk connections', () => {
+  it('are handed from one page’s workers to the next instead of opened per page (one TLS handshake, not one per payload)', async () => {
+    const standIn = await startNodeStandIn('org3', {});
+    const context = await fixture.context(2);
+    const session = fixture.session(context, 2, standIn.node);
+    const pages = new PayloadFetcher({ ...context, session });
+    try {
+      const firstPage = pages.connections();
+      const used = await firstPage.for('org1', 'demo/0');
+      firstPage.close();
+      expect(used.closed).toBe(false);
+      const secondPage = pages.connections();
+      expect(await secondPage.for('org1', 'demo/0')).toBe(used);
+      // Two workers at once never share a socket.
+      const otherWorker = pages.connections();
+      const other = await otherWorker.for('org1', 'demo/0');
+      expect(other).not.toBe(used);
+      secondPage.close();
+      otherWorker.close();
+      // A discarded connection (a cancelled stream may still be on it) is closed, never handed on.
+      const third = pages.connections();
+      const reused = await third.for('org1', 'demo/0');
+      third.discard('org1');
+      expect(reused.closed).toBe(true);
+      third.close();
+      pages.close();
+      expect(used.closed && other.closed).toBe(true);
+    } finally {
+      session.close();
+      await standIn.close();
+    }
+  });
+
+  it('are not reused once idle past 30 s, nor kept past 32 per sender, nor after the pool closed', async () => {
+    const standIn = await startNodeStandIn('org3', {});
+    const context = await fixture.context(3);
+    const session = fixture.session(context, 3, standIn.node);
+    let now = 0;
+    const pool = new BulkConnectionPool(session, () => now);
+    try {
+      const stale = await pool.acquire('org1', 'demo/0');
+      pool.release('org1', stale);
+      now += 30_000;
+      const fresh = await pool.acquire('org1', 'demo/0');
+      expect(fresh).not.toBe(stale);
+      expect(stale.closed).toBe(true);
+      const many = await Promise.all(Array.from({ length: 33 }, () => pool.acquire('org1', 'demo/0')));
+      for (const peer of many) pool.release('org1', peer);
+      expect(many.filter((peer) => peer.closed)).toHaveLength(1);
+      pool.close();
+      expect(many.every((peer) => peer.closed)).toBe(true);
+      pool.release('org1', fresh);
+      expect(fresh.closed).toBe(true);
+    } finally {
+      session.close();
+      await standIn.close();
+    }
   });
 });

@@ -35,20 +35,69 @@ export interface PayloadFetcherOptions extends Pick<
   readonly session: NodeSession;
 }
 
+/** Idle bulk connections kept per sender: as many as one partition's consumer fetches at once. */
+const idleConnectionsMax = 32;
+/** An idle bulk connection unused for this long is closed rather than reused. */
+const idleConnectionMs = 30_000;
+
+/**
+ * Open bulk connections not in use, per sender, shared by every fetching worker of the connector: a
+ * page of small payloads reuses the sockets of the pages before it instead of paying a TLS handshake
+ * (on this connector and on the node) per payload. A connection is used by one stream at a time.
+ */
+export class BulkConnectionPool {
+  private readonly idle = new Map<string, { peer: RpcPeer; since: number }[]>();
+  private closed = false;
+
+  constructor(
+    private readonly session: NodeSession,
+    private readonly now: () => number,
+  ) {}
+
+  /** An open connection for payloads of `sender` in `partitionId`, idle or new; give it back with release. */
+  async acquire(sender: string, partitionId: string): Promise<RpcPeer> {
+    const list = this.idle.get(sender) ?? [];
+    const now = this.now();
+    while (list.length > 0) {
+      const { peer, since } = list.pop() as { peer: RpcPeer; since: number };
+      if (!peer.closed && now - since < idleConnectionMs) return peer;
+      peer.close();
+    }
+    return this.session.openBulkConnection(sender, partitionId);
+  }
+
+  /** Returns a connection whose streams all ended; kept for the next payload of `sender`. */
+  release(sender: string, peer: RpcPeer): void {
+    const list = this.idle.get(sender) ?? [];
+    if (this.closed || peer.closed || list.length >= idleConnectionsMax) {
+      peer.close();
+      return;
+    }
+    list.push({ peer, since: this.now() });
+    this.idle.set(sender, list);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const list of this.idle.values()) for (const { peer } of list) peer.close();
+    this.idle.clear();
+  }
+}
+
 /**
  * Bulk connections of one fetching worker, one per sender: reused for its next payloads (streams
- * never share a socket, and small payloads do not pay a TLS handshake each). Close when done.
+ * never share a socket) and handed back to the pool when the worker is done.
  */
 export class BulkConnections {
   private readonly peers = new Map<string, RpcPeer>();
 
-  constructor(private readonly session: NodeSession) {}
+  constructor(private readonly pool: BulkConnectionPool) {}
 
   /** An open connection for payloads of `sender` in `partitionId`. */
   async for(sender: string, partitionId: string): Promise<RpcPeer> {
     let bulk = this.peers.get(sender);
     if (bulk === undefined || bulk.closed) {
-      bulk = await this.session.openBulkConnection(sender, partitionId);
+      bulk = await this.pool.acquire(sender, partitionId);
       this.peers.set(sender, bulk);
     }
     return bulk;
@@ -60,18 +109,28 @@ export class BulkConnections {
     this.peers.delete(sender);
   }
 
+  /** Gives every connection back to the pool. */
   close(): void {
-    for (const peer of this.peers.values()) peer.close();
+    for (const [sender, peer] of this.peers) this.pool.release(sender, peer);
     this.peers.clear();
   }
 }
 
 export class PayloadFetcher {
-  constructor(private readonly options: PayloadFetcherOptions) {}
+  private readonly pool: BulkConnectionPool;
+
+  constructor(private readonly options: PayloadFetcherOptions) {
+    this.pool = new BulkConnectionPool(options.session, () => options.lifecycle.clock.now());
+  }
 
   /** Bulk connections for one worker's fetches. */
   connections(): BulkConnections {
-    return new BulkConnections(this.options.session);
+    return new BulkConnections(this.pool);
+  }
+
+  /** Closes the idle bulk connections (the connector stops). */
+  close(): void {
+    this.pool.close();
   }
 
   /**
