@@ -262,7 +262,7 @@ describe('admin', () => {
 });
 
 describe('consumer', () => {
-  it('delivers from the beginning, commits after each eachMessage, and resumes after a restart', async () => {
+  it('delivers from the beginning, commits once per page after its eachMessage calls, and resumes after a restart', async () => {
     connector.deliver({ topic: 'demo', value: Buffer.from('one'), key: Buffer.from('k') });
     connector.deliver({ topic: 'other', value: Buffer.from('not mine') });
     connector.deliver({ topic: 'demo', value: Buffer.from('two') });
@@ -271,8 +271,8 @@ describe('consumer', () => {
     await first.subscribe({ topic: 'demo', fromBeginning: true });
     await first.run({
       eachMessage: async (payload) => {
-        // The previous message is committed before the next one is handed out.
-        expect(connector.committedSequence('g1', 'demo')).toBe(seen.at(-1)?.message.sequence ?? 0);
+        // Both messages come in one page: nothing of it is committed until it is all processed.
+        expect(connector.committedSequence('g1', 'demo')).toBe(0);
         seen.push(payload);
       },
     });
@@ -284,7 +284,7 @@ describe('consumer', () => {
     expect(head?.message.key?.toString()).toBe('k');
     expect(
       connector.commits.filter((commit) => commit.groupId === 'g1').map((commit) => commit.sequence),
-    ).toEqual([1, 3]);
+    ).toEqual([3]);
     await first.stop();
 
     connector.deliver({ topic: 'demo', value: Buffer.from('three') });
@@ -300,6 +300,26 @@ describe('consumer', () => {
     await until(() => resumed.length === 2, 'a live message');
     expect(resumed).toEqual(['three', 'four']);
     await until(() => connector.committedSequence('g1', 'demo') === 5, 'the commit of sequence 5');
+  });
+
+  it('commits the processed part of a page when stopped in the middle of it, and hands out no more', async () => {
+    const sequences = ['a', 'b', 'c'].map(
+      (value) => connector.deliver({ topic: 'halting', value: Buffer.from(value) }).sequence,
+    );
+    const consumer = startConsumer('g-stop');
+    await consumer.subscribe({ topic: 'halting', fromBeginning: true });
+    const handed: string[] = [];
+    let stopped: Promise<void> | undefined;
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        handed.push(message.value?.toString() ?? '');
+        if (handed.length === 2) stopped = consumer.stop();
+      },
+    });
+    await until(() => stopped !== undefined, 'the stop in the second message');
+    await stopped;
+    expect(handed).toEqual(['a', 'b']);
+    expect(connector.committedSequence('g-stop', 'halting')).toBe(sequences[1]);
   });
 
   it('redelivers a message whose eachMessage failed, and commits only after it succeeds', async () => {

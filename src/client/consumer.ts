@@ -71,7 +71,7 @@ export interface ConsumerEvents {
   crash: [error: unknown];
   /** `eachMessage` or a connector call failed; it is retried after `delayMs`. */
   retry: [info: { error: unknown; topic: string; attempt: number; delayMs: number }];
-  /** A message was processed and its sequence committed. */
+  /** The group's position on `topic` moved to `sequence`: every message up to it was processed. */
   commit: [info: { topic: string; sequence: number }];
 }
 
@@ -206,42 +206,65 @@ export class Consumer {
         if (!(await this.backoff(error, topic, attempt, signal))) return;
         continue;
       }
-      for (const received of messages) {
-        // Retry this message until it is processed: skipping it would break at-least-once delivery.
-        for (;;) {
-          if (signal.aborted) return;
-          let payload: EachMessagePayload;
-          try {
-            payload = await this.consumed(topic, received, signal);
-          } catch (error) {
-            if (signal.aborted) return;
-            if (!isRetriable(error)) throw error;
-            attempt += 1;
-            if (!(await this.backoff(error, topic, attempt, signal))) return;
-            continue;
-          }
-          let processed: boolean;
-          try {
-            processed = await this.serially(async () => {
-              // Waiting for another topic's eachMessage may have outlasted the consumer.
-              if (signal.aborted) return false;
-              await config.eachMessage(payload);
-              return true;
-            });
-          } catch (error) {
-            if (signal.aborted) return;
-            attempt += 1;
-            if (!(await this.backoff(error, topic, attempt, signal))) return;
-            continue;
-          }
-          if (!processed) return;
-          // Processed: commit even if stop() came meanwhile, or the message would be handed out again.
-          await this.commitProcessed(topic, received.sequence);
-          subscription.after = received.sequence;
-          attempt = 0;
-          this.emitter.emit('commit', { topic, sequence: received.sequence });
-          break;
+      // The page's processed messages are committed together when it ends, or when the loop is left
+      // early (stop, crash): one connector write per page, as KafkaJS commits after each batch.
+      let processedUpTo: number | undefined;
+      try {
+        await this.consumePage(topic, messages, config, signal, (sequence) => {
+          subscription.after = sequence;
+          processedUpTo = sequence;
+        });
+      } finally {
+        if (processedUpTo !== undefined) {
+          await this.commitProcessed(topic, processedUpTo);
+          this.emitter.emit('commit', { topic, sequence: processedUpTo });
         }
+      }
+    }
+  }
+
+  /** Hands a page's messages to `eachMessage` in order, each retried until it is processed. */
+  private async consumePage(
+    topic: string,
+    messages: readonly ReceivedMessage[],
+    config: ConsumerRunConfig,
+    signal: AbortSignal,
+    processed: (sequence: number) => void,
+  ): Promise<void> {
+    let attempt = 0;
+    for (const received of messages) {
+      // Retry this message until it is processed: skipping it would break at-least-once delivery.
+      for (;;) {
+        if (signal.aborted) return;
+        let payload: EachMessagePayload;
+        try {
+          payload = await this.consumed(topic, received, signal);
+        } catch (error) {
+          if (signal.aborted) return;
+          if (!isRetriable(error)) throw error;
+          attempt += 1;
+          if (!(await this.backoff(error, topic, attempt, signal))) return;
+          continue;
+        }
+        let handled: boolean;
+        try {
+          handled = await this.serially(async () => {
+            // Waiting for another topic's eachMessage may have outlasted the consumer.
+            if (signal.aborted) return false;
+            await config.eachMessage(payload);
+            return true;
+          });
+        } catch (error) {
+          if (signal.aborted) return;
+          attempt += 1;
+          if (!(await this.backoff(error, topic, attempt, signal))) return;
+          continue;
+        }
+        if (!handled) return;
+        // Processed: committed with the page even if stop() came meanwhile (or it is handed out again).
+        processed(received.sequence);
+        attempt = 0;
+        break;
       }
     }
   }

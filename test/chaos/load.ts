@@ -189,11 +189,13 @@ export class ApplicationConsumer {
         this.wake = () => resolve(undefined);
         consumer.on('crash', (error) => resolve(`#${incarnation} crashed: ${String(error)}`));
       });
+      // A commit moves the group's position: every message handed out up to it is committed.
       consumer.on('commit', ({ topic, sequence }) => {
-        const key = `${incarnation} ${topic} ${sequence}`;
-        const copy = this.awaitingCommit.get(key);
-        if (copy !== undefined) copy.committed = true;
-        this.awaitingCommit.delete(key);
+        for (const [key, copy] of this.awaitingCommit) {
+          if (copy.incarnation !== incarnation || copy.topic !== topic || copy.sequence > sequence) continue;
+          copy.committed = true;
+          this.awaitingCommit.delete(key);
+        }
       });
       // Where to start: the group's committed sequence, asked until the connector answers.
       for (;;) {
