@@ -34,6 +34,7 @@ import { verifyChain } from '../src/ledger/block.js';
 import { BlockStore } from '../src/ledger/block-store.js';
 import { makeChain, makeGroup } from '../test/ledger/fixtures.js';
 import { round, writeBenchResult } from './lib/results.js';
+import { showHelpIfAsked } from './lib/help.js';
 
 interface Options {
   readonly blocks: number;
@@ -44,6 +45,7 @@ interface Options {
 }
 
 function parseOptions(): Options {
+  showHelpIfAsked(import.meta.url);
   const { values } = parseArgs({
     options: {
       blocks: { type: 'string', default: '200' },

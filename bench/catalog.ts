@@ -33,6 +33,7 @@ import type { CatalogEntry } from '../src/registry/catalog.js';
 import { SystemStateMachine } from '../src/registry/system-state.js';
 import { adminEntry, outcome, signedAdmin, testGenesis } from '../src/registry/testing/fixtures.js';
 import { round, writeBenchResult } from './lib/results.js';
+import { showHelpIfAsked } from './lib/help.js';
 
 const goalP99Ms = 50;
 
@@ -46,6 +47,7 @@ interface Options {
 }
 
 function parseOptions(): Options {
+  showHelpIfAsked(import.meta.url);
   const { values } = parseArgs({
     options: {
       sizes: { type: 'string', default: '10000,100000' },

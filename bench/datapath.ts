@@ -45,6 +45,7 @@ import type { SingleHopResult } from './lib/single-hop.js';
 import { StorageWatch } from './lib/storage-watch.js';
 import { round, writeBenchResult } from './lib/results.js';
 import { cleanUpOnSignals, stopChildren } from '../test/support/processes.js';
+import { showHelpIfAsked } from './lib/help.js';
 
 const mib = 1024 * 1024;
 const rssGoalBytes = 256 * mib;
@@ -65,6 +66,7 @@ interface Options {
 }
 
 function parseOptions(): Options {
+  showHelpIfAsked(import.meta.url);
   const { values } = parseArgs({
     options: {
       bytes: { type: 'string', default: '4GiB' },

@@ -43,11 +43,13 @@ import type { JetStreamCluster } from './lib/jetstream-cluster.js';
 import { measureJetStreamEndToEnd } from './lib/jetstream-consume.js';
 import type { JetStreamEndToEndResult } from './lib/jetstream-consume.js';
 import { round, writeBenchResult } from './lib/results.js';
+import { showHelpIfAsked } from './lib/help.js';
 
 const newcomerCallers = 16;
 const newcomerBytes = 200;
 const topic = 'demo';
 
+showHelpIfAsked(import.meta.url);
 const { values } = parseArgs({
   options: {
     messages: { type: 'string', default: '5000' },

@@ -44,6 +44,7 @@ import {
 } from '../src/crypto/envelope/index.js';
 import { formatBytes, parseByteSize, payloadStream } from './lib/payload.js';
 import { round, writeBenchResult } from './lib/results.js';
+import { showHelpIfAsked } from './lib/help.js';
 
 const mib = 1024 * 1024;
 const tagBytes = 16;
@@ -57,6 +58,7 @@ interface Options {
 }
 
 function parseOptions(): Options {
+  showHelpIfAsked(import.meta.url);
   const { values } = parseArgs({
     options: {
       bytes: { type: 'string', default: '64MiB' },

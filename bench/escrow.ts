@@ -50,6 +50,7 @@ import type { SmallRun } from './lib/escrow-small.js';
 import { formatBytes, parseByteSize } from './lib/payload.js';
 import { round, writeBenchResult } from './lib/results.js';
 import { cleanUpOnSignals, stopChildren } from '../test/support/processes.js';
+import { showHelpIfAsked } from './lib/help.js';
 
 const threshold = 2;
 const replicas = 3;
@@ -75,6 +76,7 @@ interface Options {
 }
 
 function parseOptions(): Options {
+  showHelpIfAsked(import.meta.url);
   const { values } = parseArgs({
     options: {
       small: { type: 'string', default: '2000' },

@@ -40,7 +40,9 @@ import type { Evaluation } from '../src/intelligence/evaluation.js';
 import { defaultRuleThresholds } from '../src/intelligence/rules.js';
 import { generateTrace, traceParameters } from '../src/intelligence/trace.js';
 import { machineInfo, resultsDirectory, round } from './lib/results.js';
+import { showHelpIfAsked } from './lib/help.js';
 
+showHelpIfAsked(import.meta.url);
 const { values } = parseArgs({
   options: {
     seed: { type: 'string', default: '1' },

@@ -31,6 +31,7 @@ import { measureJetStreamPublish } from './lib/jetstream-publish.js';
 import type { JetStreamPublishResult } from './lib/jetstream-publish.js';
 import { round, writeBenchResult } from './lib/results.js';
 import { cleanUpOnSignals } from '../test/support/processes.js';
+import { showHelpIfAsked } from './lib/help.js';
 
 type SyncMode = 'default' | 'always';
 
@@ -45,6 +46,7 @@ function progress(text: string): void {
 }
 
 function parseOptions() {
+  showHelpIfAsked(import.meta.url);
   const { values } = parseArgs({
     options: {
       messages: { type: 'string', default: '20000' },

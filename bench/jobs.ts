@@ -52,6 +52,7 @@ import { defaultDatasetPolicy } from '../src/datashare/types.js';
 import type { AggregatePlan, JobOutput } from '../src/datashare/types.js';
 import { startDevnet } from './lib/devnet.js';
 import { round, writeBenchResult } from './lib/results.js';
+import { showHelpIfAsked } from './lib/help.js';
 
 const issueQuery =
   "SELECT region, COUNT(*), AVG(amount) FROM loans WHERE year >= 2023 AND status = 'late' GROUP BY region";
@@ -70,6 +71,7 @@ interface Options {
 }
 
 function parseOptions(): Options {
+  showHelpIfAsked(import.meta.url);
   const { values } = parseArgs({
     options: {
       rows: { type: 'string', default: '1000000' },

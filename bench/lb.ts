@@ -51,7 +51,9 @@ import { FaultLink } from '../test/chaos/fault-proxy.js';
 import { ProcessNetwork } from '../test/support/process-network.js';
 import { assertPortFree, sleep } from '../test/support/processes.js';
 import { round, writeBenchResult } from './lib/results.js';
+import { showHelpIfAsked } from './lib/help.js';
 
+showHelpIfAsked(import.meta.url);
 const { values: args } = parseArgs({
   options: {
     'base-port': { type: 'string', default: '26720' },

@@ -51,6 +51,7 @@ import { VerifyRateSampler } from './lib/ed25519-rate.js';
 import type { VerifyRate } from './lib/ed25519-rate.js';
 import { machineInfo, round, writeBenchResult } from './lib/results.js';
 import { TailPartitionStorage } from './lib/tail-storage.js';
+import { showHelpIfAsked } from './lib/help.js';
 
 const groupId = 'bench/0';
 const tickMs = 10;
@@ -76,6 +77,7 @@ interface BenchOptions {
 }
 
 function parseOptions(): BenchOptions {
+  showHelpIfAsked(import.meta.url);
   const { values } = parseArgs({
     options: {
       requests: { type: 'string', default: '20000' },

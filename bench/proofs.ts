@@ -16,17 +16,11 @@ import {
 } from '../src/proofs/index.js';
 import type { AcceptanceProof } from '../src/proofs/index.js';
 import { batchBlock, proofTrust } from '../src/proofs/testing/proof-chain.js';
+import { showHelpIfAsked } from './lib/help.js';
 import { writeBenchResult } from './lib/results.js';
 
-const { values } = parseArgs({
-  options: { rounds: { type: 'string', default: '5' }, help: { type: 'boolean', short: 'h' } },
-});
-if (values.help === true) {
-  console.log(
-    'usage: npm run bench:proofs [-- --rounds N]\n\nProof bytes and verification µs per message, v1 beside v2.',
-  );
-  process.exit(0);
-}
+showHelpIfAsked(import.meta.url);
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' } } });
 const rounds = Number(values.rounds);
 if (!Number.isSafeInteger(rounds) || rounds < 1) {
   console.error(`--rounds must be a positive integer, got ${values.rounds}`);

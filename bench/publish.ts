@@ -51,9 +51,11 @@ import { cpuBreakdown, monotonicMicros } from './lib/cpu-profile.js';
 import type { CpuBreakdown, ProfileWindow } from './lib/cpu-profile.js';
 import { ProcessNetwork } from '../test/support/process-network.js';
 import { cleanUpOnSignals, sleep } from '../test/support/processes.js';
+import { showHelpIfAsked } from './lib/help.js';
 
 const defaultMessageBytes = 1024;
 
+showHelpIfAsked(import.meta.url);
 const { values } = parseArgs({
   options: {
     messages: { type: 'string', default: '20000' },
