@@ -43,6 +43,9 @@ import type { JetStreamCluster } from './lib/jetstream-cluster.js';
 import { measureJetStreamEndToEnd } from './lib/jetstream-consume.js';
 import type { JetStreamEndToEndResult } from './lib/jetstream-consume.js';
 import { round, writeBenchResult } from './lib/results.js';
+import { decodeWith } from '../src/codec/index.js';
+import { publishResultLeafSchema } from '../src/contracts/results.js';
+import { decodeAcceptanceProof, isCompactProof } from '../src/proofs/index.js';
 import { showHelpIfAsked } from './lib/help.js';
 
 const newcomerCallers = 16;
@@ -191,6 +194,7 @@ async function measureLedgerbus(): Promise<Map<Setting['name'], SettingResult>> 
   const send: SendOne = async (payload, id) => {
     const [result] = await producer.send({ topic, messages: [{ id, value: payload, to: ['org2'] }] });
     if (result?.id !== id) throw new Error(`send of ${id} answered ${JSON.stringify(result)}`);
+    publishSizes.push(messagesInPublish(result.proof));
   };
   const cpuOf = new Map(network.names.map((name) => [name, network.pid(name)]));
   const runs = new Map<Setting['name'], SettingResult>();
@@ -203,6 +207,7 @@ async function measureLedgerbus(): Promise<Map<Setting['name'], SettingResult>> 
     progress(
       `ledgerbus ${setting.name}: ${setting.messages} messages of ${setting.messageBytes} B, ${setting.inFlight} in flight ...`,
     );
+    publishSizes.length = 0;
     const run = await runSetting(deliveries, send, {
       ...common,
       phase: 2 * position + 1,
@@ -210,7 +215,9 @@ async function measureLedgerbus(): Promise<Map<Setting['name'], SettingResult>> 
       cpuOf,
     });
     runs.set(setting.name, run);
+    batching.set(setting.name, publishStats(publishSizes));
     say(describe('ledgerbus', setting, run));
+    say(`          ${describePublishes(batching.get(setting.name) as PublishStats)}`);
     const stored = describeStored(run);
     if (stored !== undefined) say(stored);
     say(cpuBreakdown(run));
@@ -227,6 +234,38 @@ async function measureLedgerbus(): Promise<Map<Setting['name'], SettingResult>> 
   const signal = values['cpu-prof'] === undefined ? 'SIGKILL' : 'SIGTERM';
   await Promise.all(network.names.map((name) => network.kill(name, signal)));
   return runs;
+}
+
+/** How many messages shared each acknowledged message's publish, per measured setting. */
+const batching = new Map<Setting['name'], PublishStats>();
+const publishSizes: number[] = [];
+
+interface PublishStats {
+  /** Messages per publish transaction, averaged over the publishes (not over the messages). */
+  readonly meanPerPublish: number;
+  readonly max: number;
+  /** Publish transactions per message: 1 without coalescing. */
+  readonly publishesPerMessage: number;
+}
+
+/** The message count of the publish a SendResult's compact proof shows; 1 for a version-1 proof. */
+function messagesInPublish(proof: string): number {
+  const decoded = decodeAcceptanceProof(Buffer.from(proof, 'base64'));
+  return isCompactProof(decoded) ? decodeWith(publishResultLeafSchema, decoded.batch).messageCount : 1;
+}
+
+/** Each message reports its publish's size: a publish of k messages is reported k times. */
+function publishStats(sizes: readonly number[]): PublishStats {
+  const publishes = sizes.reduce((sum, size) => sum + 1 / size, 0);
+  return {
+    meanPerPublish: round(sizes.length / Math.max(publishes, 1e-9), 1),
+    max: sizes.reduce((max, size) => Math.max(max, size), 0),
+    publishesPerMessage: round(publishes / Math.max(sizes.length, 1), 3),
+  };
+}
+
+function describePublishes(stats: PublishStats): string {
+  return `messages per publish: mean ${stats.meanPerPublish}, max ${stats.max} (${stats.publishesPerMessage} publishes per message)`;
 }
 
 async function measureJetStream(): Promise<Map<Setting['name'], JetStreamEndToEndResult>> {
@@ -290,6 +329,7 @@ async function main(): Promise<void> {
       jetstreamP50Ms: round(peer?.endToEndP50Ms ?? 0, 1),
       jetstreamP99Ms: round(peer?.endToEndP99Ms ?? 0, 1),
       cpuMicrosPerMessage: headline.cpu?.totalMicros ?? 0,
+      messagesPerPublish: batching.get('main')?.meanPerPublish ?? 0,
       jetstreamCpuMicrosPerMessage: peer?.cpu?.totalMicros ?? 0,
       ...(newcomer === undefined
         ? {}
@@ -308,6 +348,7 @@ async function main(): Promise<void> {
       warmupMessages: warmup,
       settings,
       ledgerbus: Object.fromEntries(ledgerbus),
+      messagesPerPublish: Object.fromEntries(batching),
       ...(jetstream === undefined ? {} : { jetstream: Object.fromEntries(jetstream), natsServer: version }),
     },
   });
