@@ -157,8 +157,9 @@ export class Consumer {
       throw new LedgerbusError(ErrorCode.BadConfig, 'subscribe to a topic before run()');
     const abort = new AbortController();
     const loops = [...this.subscriptions.values()].map((subscription) =>
+      // Stopping ends every loop without an error (an aborted poll returns); what still fails then —
+      // the commit of a page's processed messages — is a crash the application must hear of.
       this.consume(subscription, config, abort.signal).catch((error: unknown) => {
-        if (abort.signal.aborted) return;
         abort.abort();
         this.emitter.emit('crash', error);
       }),

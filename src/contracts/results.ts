@@ -77,9 +77,13 @@ const publishExecutedV1Schema = t.record(publishExecutedV1Fields);
  * one message with a path of log2(n) hashes: the signed header, the message's path under
  * `messagesRoot` and its outcome's path under the `messages` root (DESIGN §11).
  */
+/** The transaction's own index in its block: a proof's path alone cannot pin it (RFC 9162 paths fit several tree sizes). */
+const transactionIndexField = { transactionIndex: uint };
+
 const publishExecutedV2Schema = t.record({
   format: t.literal(BATCHED_RESULT_FORMAT),
   ...publishExecutedV1Fields,
+  ...transactionIndexField,
   signerKey: t.bytes({ length: 32 }),
   nonce: t.bytes({ length: nonceBytes }),
   timestamp: uint,
@@ -92,6 +96,7 @@ const publishExecutedV2Schema = t.record({
 export const publishResultLeafSchema = t.record({
   format: t.literal(BATCHED_RESULT_FORMAT),
   ...publishExecutedV1Fields,
+  ...transactionIndexField,
   signerKey: t.bytes({ length: 32 }),
   nonce: t.bytes({ length: nonceBytes }),
   timestamp: uint,
@@ -113,13 +118,59 @@ const publishExecutedSchema: Schema<PublishResultV1 | PublishResultV2> = {
   },
 };
 
-const confirmExecutedSchema = t.record({
+const confirmExecutedV1Fields = {
   status: t.literal('OK'),
   type: t.literal('confirmDelivery'),
   recipient: organizationId,
   /** One per confirmation, in transaction order. */
   deliveries: t.array(deliveryResultSchema, { maxItems: transactionLimits.deliveriesPerConfirmMax }),
+};
+/** The answer to a format-1 confirmation: its whole bytes are its leaf. */
+const confirmExecutedV1Schema = t.record(confirmExecutedV1Fields);
+
+const confirmHeaderFields = {
+  transactionIndex: uint,
+  signerKey: t.bytes({ length: 32 }),
+  nonce: t.bytes({ length: nonceBytes }),
+  timestamp: uint,
+  /** Root of the deliveries' leaves the recipient signed (deliveryLeaf), and their number. */
+  deliveriesRoot: t.bytes({ length: 32 }),
+  deliveryCount: uint,
+  signature: t.bytes({ length: 64 }),
+};
+
+/**
+ * The answer to a format-2 confirmation: it repeats the header the recipient signed, so that its
+ * leaf (this map with `deliveries` replaced by the root of the per-delivery outcomes) proves one
+ * delivery with paths of log2(n) hashes.
+ */
+const confirmExecutedV2Schema = t.record({
+  format: t.literal(BATCHED_RESULT_FORMAT),
+  ...confirmExecutedV1Fields,
+  ...confirmHeaderFields,
 });
+
+/** The leaf of a format-2 confirmation's result; a compact delivery proof carries exactly these bytes. */
+export const confirmResultLeafSchema = t.record({
+  format: t.literal(BATCHED_RESULT_FORMAT),
+  ...confirmExecutedV1Fields,
+  ...confirmHeaderFields,
+  deliveries: t.bytes({ length: 32 }),
+});
+export type ConfirmResultLeaf = Infer<typeof confirmResultLeafSchema>;
+export type ConfirmDeliveryResultV1 = Infer<typeof confirmExecutedV1Schema>;
+export type ConfirmDeliveryResultV2 = Infer<typeof confirmExecutedV2Schema>;
+
+/** A confirmation's result of either format, told apart by the presence of `format`. */
+const confirmExecutedSchema: Schema<ConfirmDeliveryResultV1 | ConfirmDeliveryResultV2> = {
+  description: `${confirmExecutedV2Schema.description} (format 2) or its format 1`,
+  parse(value, path) {
+    const formatted = typeof value === 'object' && value !== null && Object.hasOwn(value, 'format');
+    return formatted
+      ? confirmExecutedV2Schema.parse(value, path)
+      : confirmExecutedV1Schema.parse(value, path);
+  },
+};
 
 /**
  * A job step the contract recorded (DESIGN §8). An identical repeat of a recorded step gets this
@@ -152,7 +203,7 @@ export const transactionResultSchema = t.variant('status', {
 });
 export type TransactionResult = Infer<typeof transactionResultSchema>;
 export type PublishResult = PublishResultV1 | PublishResultV2;
-export type ConfirmDeliveryResult = Infer<typeof confirmExecutedSchema>;
+export type ConfirmDeliveryResult = ConfirmDeliveryResultV1 | ConfirmDeliveryResultV2;
 export { escrowAuditSummarySchema, escrowExecutedSchema, escrowItemResultSchema } from './escrow/results.js';
 export type { EscrowAuditSummary, EscrowItemResult, EscrowResult } from './escrow/results.js';
 

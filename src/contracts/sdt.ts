@@ -40,6 +40,8 @@ import type { MessageRecord, PartitionMeta } from './store.js';
 import {
   CONFIRM_DELIVERY_SIGNING_TYPE,
   PUBLISH_SIGNING_TYPE,
+  confirmBatchHeader,
+  confirmBatchSigningPayload,
   confirmDeliverySigningPayload,
   decodeTransaction,
   messageLeaf,
@@ -220,18 +222,24 @@ class BatchExecution {
       );
       return 'reason' in refusal ? { id: message.id, status: 'REJECTED', ...refusal } : refusal;
     });
+    const executed = {
+      status: 'OK' as const,
+      type: 'publish' as const,
+      sender: sender.id,
+      messagesRoot: header.messagesRoot,
+      messageCount: header.messageCount,
+      messages,
+    };
+    // The format the transaction asked for: an old block executed again gives its old result.
+    if (transaction.format !== BATCHED_RESULT_FORMAT) return executed;
     return {
       format: BATCHED_RESULT_FORMAT,
-      status: 'OK',
-      type: 'publish',
-      sender: sender.id,
+      ...executed,
+      transactionIndex,
       signerKey: header.signerKey,
       nonce: header.nonce,
       timestamp: header.timestamp,
-      messagesRoot: header.messagesRoot,
-      messageCount: header.messageCount,
       signature: transaction.signature,
-      messages,
     };
   }
 
@@ -325,10 +333,14 @@ class BatchExecution {
     transaction: ConfirmDeliveryTransaction,
     transactionIndex: number,
   ): TransactionResult {
+    const batched =
+      transaction.format === BATCHED_RESULT_FORMAT ? confirmBatchHeader(transaction) : undefined;
     const authenticated = this.authenticate(
       { ...transaction, organization: transaction.recipient },
       CONFIRM_DELIVERY_SIGNING_TYPE,
-      confirmDeliverySigningPayload(transaction),
+      batched === undefined
+        ? confirmDeliverySigningPayload(transaction)
+        : confirmBatchSigningPayload(batched.header),
     );
     if ('reason' in authenticated) return rejection(authenticated);
     const recipient = authenticated.organization.id;
@@ -336,7 +348,22 @@ class BatchExecution {
     const deliveries = transaction.deliveries.map((delivery, deliveryIndex): DeliveryResult =>
       this.recordDelivery(recipient, delivery.id, delivery.contentRoot, transactionIndex, deliveryIndex),
     );
-    return { status: 'OK', type: 'confirmDelivery', recipient, deliveries };
+    if (batched === undefined) return { status: 'OK', type: 'confirmDelivery', recipient, deliveries };
+    const { header } = batched;
+    return {
+      format: BATCHED_RESULT_FORMAT,
+      status: 'OK',
+      type: 'confirmDelivery',
+      recipient,
+      deliveries,
+      transactionIndex,
+      signerKey: header.signerKey,
+      nonce: header.nonce,
+      timestamp: header.timestamp,
+      deliveriesRoot: header.deliveriesRoot,
+      deliveryCount: header.deliveryCount,
+      signature: transaction.signature,
+    };
   }
 
   /** DESIGN §3 steps 17–18: the recipient stored the payload whose chunk root is `contentRoot`. */

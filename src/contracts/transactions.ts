@@ -19,6 +19,7 @@ import type { JobTransaction } from './datashare/transactions.js';
 import { escrowMetadataSchema, escrowMetadataValue, escrowTransactionSchema } from './escrow/transactions.js';
 import type { EscrowTransaction } from './escrow/transactions.js';
 import { nonceBytes, transactionLimits } from './limits.js';
+import { BATCHED_RESULT_FORMAT } from '../ledger/result-leaf.js';
 
 /** Signing domain types (`ledgerbus/v1/<network>/<type>`). */
 export const PUBLISH_SIGNING_TYPE = 'sdt-publish';
@@ -81,8 +82,17 @@ export type MessageMetadata = Infer<typeof messageMetadataSchema>;
 export const messageLeafSchema = t.record({ ...messageMetadataFields, sender: organizationId });
 export type MessageLeaf = Infer<typeof messageLeafSchema>;
 
+/**
+ * The result format a transaction asks for (`src/ledger/result-leaf.ts`): absent, format 1, which
+ * every transaction written before batched results has; 2, a result whose per-item outcomes are
+ * committed by their Merkle root, so one item is proven in O(log n). The contract answers in the
+ * format asked, so re-executing an old block gives its results again byte for byte.
+ */
+const resultFormat = t.optional(t.literal(BATCHED_RESULT_FORMAT));
+
 const publishSchema = t.record({
   type: t.literal('publish'),
+  format: resultFormat,
   sender: organizationId,
   /** The connector key that signed; must be registered for `sender`. */
   signerKey: publicKey,
@@ -101,6 +111,8 @@ const deliverySchema = t.record({ id: messageId, contentRoot: hash32 });
 
 const confirmDeliverySchema = t.record({
   type: t.literal('confirmDelivery'),
+  /** Format 2 also signs the deliveries by their Merkle root (confirmBatchSigningPayload), not as a list. */
+  format: resultFormat,
   recipient: organizationId,
   signerKey: publicKey,
   nonce,
@@ -205,7 +217,72 @@ export function publishBatchHeader(transaction: PublishTransaction): {
   };
 }
 
-/** The bytes a confirmDelivery's signature is over (in the CONFIRM_DELIVERY_SIGNING_TYPE domain). */
+/** A delivery's leaf in its confirmation's tree: what the recipient states about one message. */
+export function deliveryLeaf(delivery: {
+  readonly id: string;
+  readonly contentRoot: Uint8Array;
+}): Uint8Array {
+  return encodeCanonical({ id: delivery.id, contentRoot: delivery.contentRoot });
+}
+
+/** What a format-2 confirmation's signature covers: with a leaf and a path, enough to verify offline. */
+export interface ConfirmBatchHeader {
+  readonly recipient: string;
+  readonly signerKey: Uint8Array;
+  readonly nonce: Uint8Array;
+  readonly timestamp: number;
+  /** merkleRoot of the deliveries' leaves (deliveryLeaf), in transaction order. */
+  readonly deliveriesRoot: Uint8Array;
+  readonly deliveryCount: number;
+}
+
+/** The bytes a format-2 confirmDelivery's signature is over (in the CONFIRM_DELIVERY_SIGNING_TYPE domain). */
+export function confirmBatchSigningPayload(header: ConfirmBatchHeader): Uint8Array {
+  // `format` and the root make these bytes differ from every format-1 payload of the same domain.
+  return encodeCanonical({
+    type: 'confirmDelivery',
+    format: BATCHED_RESULT_FORMAT,
+    recipient: header.recipient,
+    signerKey: header.signerKey,
+    nonce: header.nonce,
+    timestamp: header.timestamp,
+    deliveriesRoot: header.deliveriesRoot,
+    deliveryCount: header.deliveryCount,
+  });
+}
+
+/** The signed header of a format-2 confirmation, with its deliveries' tree (for proofs). */
+export function confirmBatchHeader(transaction: Omit<ConfirmDeliveryTransaction, 'signature'>): {
+  header: ConfirmBatchHeader;
+  leaves: Uint8Array[];
+  tree: MerkleTree;
+} {
+  const leaves = transaction.deliveries.map(deliveryLeaf);
+  const tree = new MerkleTree(leaves);
+  return {
+    header: {
+      recipient: transaction.recipient,
+      signerKey: transaction.signerKey,
+      nonce: transaction.nonce,
+      timestamp: transaction.timestamp,
+      deliveriesRoot: tree.root,
+      deliveryCount: leaves.length,
+    },
+    leaves,
+    tree,
+  };
+}
+
+/** The bytes a confirmation's signature is over, in its format. */
+export function confirmSigningPayloadOf(
+  transaction: Omit<ConfirmDeliveryTransaction, 'signature'>,
+): Uint8Array {
+  return transaction.format === BATCHED_RESULT_FORMAT
+    ? confirmBatchSigningPayload(confirmBatchHeader(transaction).header)
+    : confirmDeliverySigningPayload(transaction);
+}
+
+/** The bytes a format-1 confirmDelivery's signature is over (in the CONFIRM_DELIVERY_SIGNING_TYPE domain). */
 export function confirmDeliverySigningPayload(
   transaction: Omit<ConfirmDeliveryTransaction, 'signature'>,
 ): Uint8Array {
@@ -247,6 +324,7 @@ export function encodePublish(
   });
   return encodeWith(transactionSchema, {
     type: 'publish',
+    format: BATCHED_RESULT_FORMAT,
     sender: batch.sender,
     signerKey: signer.publicKey,
     nonce: batch.nonce,
@@ -271,6 +349,7 @@ export function encodeConfirmDelivery(
 ): Uint8Array {
   const unsigned = {
     type: 'confirmDelivery' as const,
+    format: BATCHED_RESULT_FORMAT,
     recipient: confirmation.recipient,
     signerKey: signer.publicKey,
     nonce: confirmation.nonce,
@@ -279,7 +358,7 @@ export function encodeConfirmDelivery(
   };
   return encodeWith(transactionSchema, {
     ...unsigned,
-    signature: signer.sign(CONFIRM_DELIVERY_SIGNING_TYPE, confirmDeliverySigningPayload(unsigned)),
+    signature: signer.sign(CONFIRM_DELIVERY_SIGNING_TYPE, confirmSigningPayloadOf(unsigned)),
   });
 }
 

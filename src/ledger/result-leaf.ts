@@ -17,7 +17,7 @@ import { MerkleTree, merkleRoot } from '../crypto/index.js';
 import { isLedgerbusError } from '../errors.js';
 
 /** The `format` of a result whose arrays are committed by their Merkle roots. */
-export const BATCHED_RESULT_FORMAT = 2;
+export const BATCHED_RESULT_FORMAT = 2 as const;
 
 /** One array of a format-2 result: its elements' canonical encodings (the tree's leaves). */
 export interface ResultList {

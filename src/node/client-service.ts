@@ -40,6 +40,7 @@ import {
   acceptanceProofAt,
   blockEvidence,
   blockTrees,
+  deliveryEvidenceAt,
   blockEvidenceToCbor,
 } from '../proofs/index.js';
 import type { AcceptanceProof, BlockTrees, DeliveryEvidence } from '../proofs/index.js';
@@ -611,11 +612,13 @@ export class ClientService {
     for (const recipient of view.recipients) {
       if (recipient.state !== 'DELIVERED' || recipient.height === undefined) continue;
       const block = this.block(replica, recipient.height);
-      deliveries.push({
-        recipient: recipient.organization,
-        block: blockEvidence(block, recipient.transactionIndex ?? 0, this.trees(block)),
-        deliveryIndex: recipient.deliveryIndex ?? 0,
-      });
+      deliveries.push(
+        deliveryEvidenceAt(
+          blockEvidence(block, recipient.transactionIndex ?? 0, this.trees(block)),
+          recipient.deliveryIndex ?? 0,
+          recipient.organization,
+        ),
+      );
     }
     return {
       state: view.state,

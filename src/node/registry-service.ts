@@ -26,6 +26,7 @@ import {
   acceptanceProofToCbor,
   blockEvidence,
   blockTrees,
+  deliveryEvidenceAt,
   deliveryEvidenceToCbor,
 } from '../proofs/index.js';
 import type { BlockTrees, DeliveryEvidence } from '../proofs/index.js';
@@ -192,11 +193,11 @@ function globalReceipt(
   }
   const deliveries: DeliveryEvidence[] = ledger.findDelivered(accepted.partition, id).map((delivery) => {
     const deliveryBlock = requireBlock(ledger, accepted.partition, delivery.height);
-    return {
-      recipient: delivery.recipient,
-      block: blockEvidence(deliveryBlock, delivery.transactionIndex, trees(deliveryBlock)),
-      deliveryIndex: delivery.deliveryIndex,
-    };
+    return deliveryEvidenceAt(
+      blockEvidence(deliveryBlock, delivery.transactionIndex, trees(deliveryBlock)),
+      delivery.deliveryIndex,
+      delivery.recipient,
+    );
   });
   const state = deliveries.length === recipients.length ? 'COMPLETED' : 'ACCEPTED';
   return {

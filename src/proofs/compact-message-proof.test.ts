@@ -5,6 +5,10 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { decodeCanonical, encodeCanonical } from '../codec/index.js';
 import type { CborValue } from '../codec/index.js';
+import { decodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
+import { executeBatch } from '../contracts/sdt.js';
+import { MemoryContractState } from '../contracts/state.js';
+import { makeRegistry } from '../contracts/testing/fixtures.js';
 import { SigningDomain, merkleRoot } from '../crypto/index.js';
 import { isLedgerbusError } from '../errors.js';
 import { certifyHeader } from '../ledger/block.js';
@@ -185,7 +189,7 @@ describe('receipts written before results were batched (version 1, format-1 resu
   // Written by the code of 5a2ed3e from proofChain(): a checked-in vector, never regenerated.
   const bytes = readFileSync(new URL('../../test/vectors/receipt-v1-format1.cbor', import.meta.url));
 
-  it('still verify, and yield no compact proof (their result is its own leaf)', () => {
+  it('still verify, replay byte for byte under today’s contract, and yield no compact proof', () => {
     const receipt = decodeDeliveryReceipt(bytes);
     expect('version' in receipt).toBe(false);
     const verified = verifyDeliveryReceipt(receipt, trust);
@@ -194,6 +198,22 @@ describe('receipts written before results were batched (version 1, format-1 resu
     if (!('block' in receipt.acceptance)) throw new Error('a version-1 receipt holds block evidence');
     expect(batchedResult(receipt.acceptance.block.result)).toBeUndefined();
     expect(compactMessageProofs(receipt.acceptance.block, [0])).toBeUndefined();
+    // Executed again by today's contract, the old transaction gives its old result, byte for byte:
+    // the format is the transaction's, so old blocks replay (a handover re-executes copied blocks).
+    const { block } = receipt.acceptance;
+    const state = new MemoryContractState();
+    const { results } = executeBatch(
+      state,
+      {
+        partitionId: block.header.partitionId,
+        configEpoch: block.header.configEpoch,
+        height: block.header.height,
+        timestamp: block.header.timestamp,
+        registry: makeRegistry(),
+      },
+      [decodeClientRequest(block.transaction, messageLimits.requestBytesMax).operation],
+    );
+    expect(results).toEqual([block.result]);
     // The same message today is accepted with a format-2 result, and a different one.
     const today = proofChain()[0] as Block;
     expect(batchedResult(today.results[0] as Uint8Array)).toBeDefined();

@@ -109,7 +109,8 @@ export function verifyMessageProof(proof: MessageProof, trust: ProofTrust): Acce
   }
   if (
     outcome.height !== header.height ||
-    outcome.transactionIndex !== batchProof.leafIndex ||
+    batch.transactionIndex !== batchProof.leafIndex ||
+    outcome.transactionIndex !== batch.transactionIndex ||
     outcome.messageIndex !== messageProof.leafIndex
   ) {
     throw badProof(`message ${leaf.id} was first accepted at height ${outcome.height}: prove that block`);

@@ -16,6 +16,13 @@ export {
 } from './compact-message-proof.js';
 export type { MessageProof } from './compact-message-proof.js';
 export {
+  compactDeliveryProof,
+  deliveryProofSchema,
+  deliveryProofToCbor,
+  verifyDeliveryProof,
+} from './compact-delivery-proof.js';
+export type { DeliveryProof } from './compact-delivery-proof.js';
+export {
   acceptanceProofAt,
   acceptanceProofSchema,
   acceptanceProofV1Schema,
@@ -23,7 +30,9 @@ export {
   acceptanceProofToCbor,
   decodeAcceptanceProof,
   decodeDeliveryReceipt,
+  deliveryEvidenceAt,
   deliveryEvidenceSchema,
+  deliveryEvidenceV1Schema,
   deliveryEvidenceToCbor,
   deliveryReceiptOf,
   deliveryReceiptSchema,
@@ -40,6 +49,7 @@ export type {
   AcceptanceProofV1,
   AcceptedMessage,
   DeliveryEvidence,
+  DeliveryEvidenceV1,
   DeliveryReceipt,
   ProofTrust,
   ReceiptSummary,

@@ -11,7 +11,7 @@ import {
   verifyAcceptance,
   verifyDeliveryReceipt,
 } from './message-proof.js';
-import type { DeliveryReceipt, ProofTrust } from './message-proof.js';
+import type { ProofTrust } from './message-proof.js';
 
 const trust = proofTrust;
 
@@ -57,12 +57,12 @@ describe('message proofs', () => {
     expect(codeOf(() => verifyAcceptance(good.acceptance, foreign))).toBe('WRONG_GROUP');
     const swapped = {
       ...good.acceptance.block,
-      result: (good.deliveries[0] as DeliveryReceipt['deliveries'][number]).block.result,
+      result: good.deliveries[0]!.block.result,
     };
     expect(codeOf(() => verifyAcceptance({ block: swapped, messageIndex: 0 }, trust))).toBe('BAD_PROOF');
     const wrongRecipient = {
       ...good,
-      deliveries: [{ ...(good.deliveries[0] as DeliveryReceipt['deliveries'][number]), recipient: 'carol' }],
+      deliveries: [{ ...good.deliveries[0]!, recipient: 'carol' }],
     };
     expect(codeOf(() => verifyDeliveryReceipt(wrongRecipient, trust))).toBe('BAD_PROOF');
     const outOfBatch = { ...good.acceptance, messageIndex: 1 };

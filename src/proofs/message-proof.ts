@@ -29,7 +29,7 @@ import { decodeClientRequest } from '../consensus/pbft/messages.js';
 import {
   CONFIRM_DELIVERY_SIGNING_TYPE,
   PUBLISH_SIGNING_TYPE,
-  confirmDeliverySigningPayload,
+  confirmSigningPayloadOf,
   decodeTransaction,
   publishSigningPayload,
   transactionLimits,
@@ -46,12 +46,20 @@ import {
   verifyMessageProof,
 } from './compact-message-proof.js';
 import type { MessageProof } from './compact-message-proof.js';
+import {
+  compactDeliveryProof,
+  deliveryProofSchema,
+  deliveryProofToCbor,
+  verifyDeliveryProof,
+} from './compact-delivery-proof.js';
+import type { DeliveryProof, VerifiedDelivery } from './compact-delivery-proof.js';
 import { blockEvidenceSchema, blockEvidenceToCbor, verifyBlockEvidence } from './evidence.js';
 import type { BlockEvidence } from './evidence.js';
 import { badProof, checkSigner, membershipOf } from './trust.js';
 import type { AcceptedMessage, ProofTrust } from './trust.js';
 
 export type { AcceptedMessage, ProofTrust } from './trust.js';
+export type { VerifiedDelivery } from './compact-delivery-proof.js';
 
 /** Version 1 of an acceptance proof: the whole publish transaction and result of its block. */
 export const acceptanceProofV1Schema = t.record({
@@ -103,22 +111,59 @@ export function acceptanceProofAt(evidence: BlockEvidence, messageIndex: number)
   return compactMessageProofs(evidence, [messageIndex])?.[0] ?? { block: evidence, messageIndex };
 }
 
-/** A receipt of `acceptance` and `deliveries`, in the version its acceptance proof needs. */
+/**
+ * The evidence to hand out that delivery `deliveryIndex` of the confirmation in `evidence` was
+ * recorded for `recipient`: compact, unless the confirmation's result is in format 1.
+ */
+export function deliveryEvidenceAt(
+  evidence: BlockEvidence,
+  deliveryIndex: number,
+  recipient: string,
+): DeliveryEvidence {
+  return (
+    compactDeliveryProof(evidence, deliveryIndex, recipient) ?? { recipient, block: evidence, deliveryIndex }
+  );
+}
+
+/** Version 1 of delivery evidence: the whole confirmation and its result. */
+export const deliveryEvidenceV1Schema = t.record({
+  recipient: t.string({ minLength: 1, maxLength: 256 }),
+  block: blockEvidenceSchema,
+  deliveryIndex: t.uint({ max: transactionLimits.deliveriesPerConfirmMax - 1 }),
+});
+export type DeliveryEvidenceV1 = Infer<typeof deliveryEvidenceV1Schema>;
+
+/** Delivery evidence of either version: version 2 is compact (`DeliveryProof`). */
+export type DeliveryEvidence = DeliveryEvidenceV1 | DeliveryProof;
+
+export const deliveryEvidenceSchema: Schema<DeliveryEvidence> = {
+  description: 'delivery evidence',
+  parse(value, path) {
+    const version = versionOf(value);
+    if (version === undefined) return deliveryEvidenceV1Schema.parse(value, path);
+    if (version === MESSAGE_PROOF_VERSION) return deliveryProofSchema.parse(value, path);
+    throw unsupportedVersion('delivery evidence', version);
+  },
+};
+
+function isCompactDelivery(evidence: DeliveryEvidence): evidence is DeliveryProof {
+  return 'version' in evidence;
+}
+
+/** Whether a receipt of these parts is of version 2: any of them is compact. */
+function compactReceipt(acceptance: AcceptanceProof, deliveries: readonly DeliveryEvidence[]): boolean {
+  return isCompactProof(acceptance) || deliveries.some(isCompactDelivery);
+}
+
+/** A receipt of `acceptance` and `deliveries`, in the version its parts need. */
 export function deliveryReceiptOf(
   acceptance: AcceptanceProof,
   deliveries: readonly DeliveryEvidence[],
 ): DeliveryReceipt {
-  return isCompactProof(acceptance)
+  return compactReceipt(acceptance, deliveries)
     ? { version: MESSAGE_PROOF_VERSION, acceptance, deliveries }
     : { acceptance, deliveries };
 }
-
-export const deliveryEvidenceSchema = t.record({
-  recipient: t.string({ minLength: 1, maxLength: 256 }),
-  block: blockEvidenceSchema,
-  deliveryIndex: t.uint({ max: 1023 }),
-});
-export type DeliveryEvidence = Infer<typeof deliveryEvidenceSchema>;
 
 const deliveryReceiptFields = {
   acceptance: acceptanceProofSchema,
@@ -128,12 +173,15 @@ const deliveryReceiptV1Schema = t.record(deliveryReceiptFields);
 const deliveryReceiptV2Schema = t.refine(
   t.record({ version: t.literal(MESSAGE_PROOF_VERSION), ...deliveryReceiptFields }),
   (receipt) =>
-    isCompactProof(receipt.acceptance) ? undefined : 'a version 2 receipt has a version 2 acceptance',
+    compactReceipt(receipt.acceptance, receipt.deliveries)
+      ? undefined
+      : 'a version 2 receipt holds at least one version 2 proof',
 );
 
 /**
- * A delivery receipt. Version 2 (`version: 2`) holds a compact acceptance proof; version 1 (no
- * field) holds a version-1 one. An unknown version is UNSUPPORTED_PROOF_VERSION.
+ * A delivery receipt. Version 2 (`version: 2`) holds compact proofs (the acceptance, the deliveries,
+ * or both, as the blocks allow); version 1 (no field) holds only version-1 ones. An unknown version
+ * is UNSUPPORTED_PROOF_VERSION.
  */
 export const deliveryReceiptSchema: Schema<{
   readonly version?: typeof MESSAGE_PROOF_VERSION;
@@ -145,11 +193,8 @@ export const deliveryReceiptSchema: Schema<{
     const version = versionOf(value);
     if (version === undefined) {
       const receipt = deliveryReceiptV1Schema.parse(value, path);
-      if (isCompactProof(receipt.acceptance)) {
-        throw schemaMismatch(
-          fieldPath(path, 'version'),
-          'a receipt with a version 2 acceptance has version 2',
-        );
+      if (compactReceipt(receipt.acceptance, receipt.deliveries)) {
+        throw schemaMismatch(fieldPath(path, 'version'), 'a receipt holding a version 2 proof has version 2');
       }
       return receipt;
     }
@@ -158,12 +203,6 @@ export const deliveryReceiptSchema: Schema<{
   },
 };
 export type DeliveryReceipt = Infer<typeof deliveryReceiptSchema>;
-
-export interface VerifiedDelivery {
-  readonly recipient: string;
-  readonly height: number;
-  readonly confirmedAt: number;
-}
 
 /** The SDT transaction inside a block transaction (a PBFT client request). */
 function innerTransaction(evidence: BlockEvidence): ReturnType<typeof decodeTransaction> {
@@ -222,7 +261,13 @@ export function verifyAcceptances(
     if (outcome.status !== 'ACCEPTED' || outcome.id !== message.id) {
       throw badProof(`the contract did not accept message ${message.id} in this block`);
     }
-    if (outcome.height !== block.header.height || outcome.messageIndex !== messageIndex) {
+    if (
+      outcome.height !== block.header.height ||
+      outcome.messageIndex !== messageIndex ||
+      outcome.transactionIndex !== block.resultProof.leafIndex ||
+      // A format-2 result names its own position, which a path alone does not pin.
+      ('transactionIndex' in result && outcome.transactionIndex !== result.transactionIndex)
+    ) {
       throw badProof(
         `message ${message.id} was first accepted at height ${outcome.height}: prove that block`,
       );
@@ -247,12 +292,13 @@ export function verifyAcceptances(
   });
 }
 
-/** Verifies that `evidence` records `message` as delivered to `evidence.recipient`. */
+/** Verifies that `evidence` (either version) records `message` as delivered to `evidence.recipient`. */
 export function verifyDelivery(
   message: AcceptedMessage,
   evidence: DeliveryEvidence,
   trust: ProofTrust,
 ): VerifiedDelivery {
+  if (isCompactDelivery(evidence)) return verifyDeliveryProof(message, evidence, trust);
   if (evidence.block.header.partitionId !== message.partitionId) {
     throw badProof('the delivery was recorded on another partition than the message');
   }
@@ -270,7 +316,7 @@ export function verifyDelivery(
     !trust.signing.verify(
       confirm.signerKey,
       CONFIRM_DELIVERY_SIGNING_TYPE,
-      confirmDeliverySigningPayload(confirm),
+      confirmSigningPayloadOf(confirm),
       confirm.signature,
     )
   ) {
@@ -292,7 +338,11 @@ export function verifyDelivery(
   if (outcome === undefined || outcome.status !== 'DELIVERED' || outcome.id !== message.id) {
     throw badProof('the contract did not record this delivery');
   }
-  if (outcome.height !== evidence.block.header.height) {
+  if (
+    outcome.height !== evidence.block.header.height ||
+    outcome.transactionIndex !== evidence.block.resultProof.leafIndex ||
+    ('transactionIndex' in result && outcome.transactionIndex !== result.transactionIndex)
+  ) {
     throw badProof(`the delivery was first recorded at height ${outcome.height}: prove that block`);
   }
   if (evidence.block.header.height < message.height) throw badProof('the delivery precedes the acceptance');
@@ -323,6 +373,7 @@ export function acceptanceProofToCbor(proof: AcceptanceProof): CborValue {
 }
 
 export function deliveryEvidenceToCbor(evidence: DeliveryEvidence): CborValue {
+  if (isCompactDelivery(evidence)) return deliveryProofToCbor(evidence);
   return {
     recipient: evidence.recipient,
     block: blockEvidenceToCbor(evidence.block),

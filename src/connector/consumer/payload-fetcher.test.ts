@@ -86,11 +86,34 @@ describe('bulk connections', () => {
       // A discarded connection (a cancelled stream may still be on it) is closed, never handed on.
       const third = pages.connections();
       const reused = await third.for('org1', 'demo/0');
-      third.discard('org1');
+      third.discard('org1', 'demo/0');
       expect(reused.closed).toBe(true);
       third.close();
       pages.close();
       expect(used.closed && other.closed).toBe(true);
+    } finally {
+      session.close();
+      await standIn.close();
+    }
+  });
+
+  it('are kept per sender and partition, and every idle one is closed once unused for 30 s', async () => {
+    const standIn = await startNodeStandIn('org3', {});
+    const context = await fixture.context(0);
+    const session = fixture.session(context, 0, standIn.node);
+    let now = 0;
+    const pool = new BulkConnectionPool(session, () => now);
+    try {
+      const forA = await pool.acquire('org1', 'demo/0');
+      pool.release('org1', 'demo/0', forA);
+      const forB = await pool.acquire('org1', 'demo/1');
+      expect(forB).not.toBe(forA);
+      now += 30_000;
+      // Any later use of the pool closes what idled too long, for every sender and partition.
+      pool.release('org1', 'demo/1', forB);
+      expect(forA.closed).toBe(true);
+      expect(forB.closed).toBe(false);
+      pool.close();
     } finally {
       session.close();
       await standIn.close();
@@ -105,17 +128,17 @@ describe('bulk connections', () => {
     const pool = new BulkConnectionPool(session, () => now);
     try {
       const stale = await pool.acquire('org1', 'demo/0');
-      pool.release('org1', stale);
+      pool.release('org1', 'demo/0', stale);
       now += 30_000;
       const fresh = await pool.acquire('org1', 'demo/0');
       expect(fresh).not.toBe(stale);
       expect(stale.closed).toBe(true);
       const many = await Promise.all(Array.from({ length: 33 }, () => pool.acquire('org1', 'demo/0')));
-      for (const peer of many) pool.release('org1', peer);
+      for (const peer of many) pool.release('org1', 'demo/0', peer);
       expect(many.filter((peer) => peer.closed)).toHaveLength(1);
       pool.close();
       expect(many.every((peer) => peer.closed)).toBe(true);
-      pool.release('org1', fresh);
+      pool.release('org1', 'demo/0', fresh);
       expect(fresh.closed).toBe(true);
     } finally {
       session.close();

@@ -54,27 +54,44 @@ export class BulkConnectionPool {
     private readonly now: () => number,
   ) {}
 
-  /** An open connection for payloads of `sender` in `partitionId`, idle or new; give it back with release. */
+  /**
+   * An open connection for payloads of `sender` in `partitionId`, idle or new; give it back with
+   * release. Keyed by both: the session picks the sender's node that replicates the partition.
+   */
   async acquire(sender: string, partitionId: string): Promise<RpcPeer> {
-    const list = this.idle.get(sender) ?? [];
-    const now = this.now();
-    while (list.length > 0) {
-      const { peer, since } = list.pop() as { peer: RpcPeer; since: number };
-      if (!peer.closed && now - since < idleConnectionMs) return peer;
-      peer.close();
+    this.closeExpired();
+    const list = this.idle.get(poolKey(sender, partitionId)) ?? [];
+    for (let entry = list.pop(); entry !== undefined; entry = list.pop()) {
+      if (!entry.peer.closed) return entry.peer;
     }
     return this.session.openBulkConnection(sender, partitionId);
   }
 
-  /** Returns a connection whose streams all ended; kept for the next payload of `sender`. */
-  release(sender: string, peer: RpcPeer): void {
-    const list = this.idle.get(sender) ?? [];
+  /** Returns a connection whose streams all ended; kept for the next payload of `sender` in `partitionId`. */
+  release(sender: string, partitionId: string, peer: RpcPeer): void {
+    this.closeExpired();
+    const key = poolKey(sender, partitionId);
+    const list = this.idle.get(key) ?? [];
     if (this.closed || peer.closed || list.length >= idleConnectionsMax) {
       peer.close();
       return;
     }
     list.push({ peer, since: this.now() });
-    this.idle.set(sender, list);
+    this.idle.set(key, list);
+  }
+
+  /** Closes every idle connection unused for idleConnectionMs, whichever sender it was for. */
+  private closeExpired(): void {
+    const now = this.now();
+    for (const [key, list] of this.idle) {
+      const kept = list.filter(({ peer, since }) => {
+        if (!peer.closed && now - since < idleConnectionMs) return true;
+        peer.close();
+        return false;
+      });
+      if (kept.length === 0) this.idle.delete(key);
+      else this.idle.set(key, kept);
+    }
   }
 
   close(): void {
@@ -89,31 +106,38 @@ export class BulkConnectionPool {
  * never share a socket) and handed back to the pool when the worker is done.
  */
 export class BulkConnections {
-  private readonly peers = new Map<string, RpcPeer>();
+  private readonly peers = new Map<string, { sender: string; partitionId: string; peer: RpcPeer }>();
 
   constructor(private readonly pool: BulkConnectionPool) {}
 
   /** An open connection for payloads of `sender` in `partitionId`. */
   async for(sender: string, partitionId: string): Promise<RpcPeer> {
-    let bulk = this.peers.get(sender);
+    const key = poolKey(sender, partitionId);
+    let bulk = this.peers.get(key)?.peer;
     if (bulk === undefined || bulk.closed) {
       bulk = await this.pool.acquire(sender, partitionId);
-      this.peers.set(sender, bulk);
+      this.peers.set(key, { sender, partitionId, peer: bulk });
     }
     return bulk;
   }
 
-  /** Drops `sender`'s connection (it may still carry the rest of a cancelled stream). */
-  discard(sender: string): void {
-    this.peers.get(sender)?.close();
-    this.peers.delete(sender);
+  /** Drops the connection for `sender` in `partitionId` (it may still carry the rest of a cancelled stream). */
+  discard(sender: string, partitionId: string): void {
+    const key = poolKey(sender, partitionId);
+    this.peers.get(key)?.peer.close();
+    this.peers.delete(key);
   }
 
   /** Gives every connection back to the pool. */
   close(): void {
-    for (const [sender, peer] of this.peers) this.pool.release(sender, peer);
+    for (const { sender, partitionId, peer } of this.peers.values())
+      this.pool.release(sender, partitionId, peer);
     this.peers.clear();
   }
+}
+
+function poolKey(sender: string, partitionId: string): string {
+  return JSON.stringify([sender, partitionId]);
 }
 
 export class PayloadFetcher {
@@ -206,7 +230,7 @@ export class PayloadFetcher {
       throw error;
     } finally {
       // After a failure the connection may still carry the rest of a cancelled stream: drop it.
-      if (failed) connections.discard(accepted.sender);
+      if (failed) connections.discard(accepted.sender, accepted.partitionId);
     }
   }
 

@@ -355,7 +355,8 @@ export class Publisher {
       const index = outcome.status === 'ACCEPTED' ? acceptedAt(outcome, answer.evidence) : undefined;
       return index === undefined ? [] : [index];
     });
-    const compact = compactMessageProofs(answer.evidence, provenHere);
+    // Evidence that does not cut (it would fail its messages' checks below) keeps version-1 proofs.
+    const compact = compactOrUndefined(() => compactMessageProofs(answer.evidence, provenHere));
     const proofsHere = new Map<number, AcceptanceProof>(
       provenHere.map((index, position) => [
         index,
@@ -500,6 +501,15 @@ function decodeAcceptanceProofValue(value: CborValue | undefined): AcceptancePro
 }
 
 /** Where, within the transaction `evidence` proves, the message of `outcome` was first accepted. */
+function compactOrUndefined<T>(cut: () => T | undefined): T | undefined {
+  try {
+    return cut();
+  } catch (error) {
+    if (!isLedgerbusError(error)) throw error;
+    return undefined;
+  }
+}
+
 function acceptedAt(outcome: AcceptedOutcome, evidence: BlockEvidence): number | undefined {
   return outcome.height === evidence.header.height &&
     outcome.transactionIndex === evidence.transactionProof.leafIndex

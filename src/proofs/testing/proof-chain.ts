@@ -22,7 +22,9 @@ import { blockHash, certifyHeader } from '../../ledger/block.js';
 import type { Block, BlockHeader } from '../../ledger/block.js';
 import { ErrorCode, LedgerbusError } from '../../errors.js';
 import { blockEvidence } from '../evidence.js';
-import type { AcceptanceProofV1, DeliveryReceipt, ProofTrust } from '../message-proof.js';
+import type { AcceptanceProofV1, DeliveryEvidenceV1, DeliveryReceipt, ProofTrust } from '../message-proof.js';
+import { compactDeliveryProof } from '../compact-delivery-proof.js';
+import type { DeliveryProof } from '../compact-delivery-proof.js';
 import { compactMessageProofs } from '../compact-message-proof.js';
 import type { MessageProof } from '../compact-message-proof.js';
 import { resultsRoot } from '../../ledger/result-leaf.js';
@@ -124,69 +126,105 @@ export function proofChain(): Block[] {
 }
 
 /** The receipt of m-1 in version 1: its acceptance in block 1 and bob's confirmation in block 2. */
-export function proofReceipt(blocks: readonly Block[]): DeliveryReceipt & { acceptance: AcceptanceProofV1 } {
+export function proofReceipt(
+  blocks: readonly Block[],
+): DeliveryReceipt & { acceptance: AcceptanceProofV1; deliveries: DeliveryEvidenceV1[] } {
   return {
     acceptance: { block: blockEvidence(blocks[0] as Block, 0), messageIndex: 0 },
     deliveries: [{ recipient: 'bob', block: blockEvidence(blocks[1] as Block, 0), deliveryIndex: 0 }],
   };
 }
 
-/** The receipt of m-1 in version 2: the compact proof of its acceptance, and bob's confirmation. */
+/** The receipt of m-1 in version 2: the compact proofs of its acceptance and of bob's confirmation. */
 export function compactProofReceipt(
   blocks: readonly Block[],
-): DeliveryReceipt & { version: 2; acceptance: MessageProof } {
+): DeliveryReceipt & { version: 2; acceptance: MessageProof; deliveries: DeliveryProof[] } {
   const [acceptance] = compactMessageProofs(blockEvidence(blocks[0] as Block, 0), [0]) ?? [];
-  if (acceptance === undefined)
-    throw new LedgerbusError(ErrorCode.BadProof, 'block 1 has no format-2 publish result');
-  return {
-    version: 2,
-    acceptance,
-    deliveries: [{ recipient: 'bob', block: blockEvidence(blocks[1] as Block, 0), deliveryIndex: 0 }],
-  };
+  const delivery = compactDeliveryProof(blockEvidence(blocks[1] as Block, 0), 0, 'bob');
+  if (acceptance === undefined || delivery === undefined)
+    throw new LedgerbusError(ErrorCode.BadProof, 'the chain has format-1 results');
+  return { version: 2, acceptance, deliveries: [delivery] };
 }
 
 /**
- * Block 1 of a chain holding `batches.length` publishes by alice, batch b of `batches[b]` messages
- * (ids `b<b>-m<i>`), executed by the SDT contract and certified like proofChain's blocks.
+ * Blocks of a chain executed by the SDT contract and certified like proofChain's: block 1 holds one
+ * publish by alice per entry of `batches` — a count n gives ids `b<b>-m0..n-1`, a list gives those
+ * ids (the same list twice is a retry); block 2, when `confirmed` is given, bob's confirmation of
+ * those ids (all messages are addressed to bob).
  */
-export function batchBlock(batches: readonly number[]): Block {
+export function batchChain(
+  batches: readonly (number | readonly string[])[],
+  confirmed?: readonly string[],
+): Block[] {
   const state = new MemoryContractState();
-  const transactions = batches.map((count, batch) =>
+  const publishes = batches.map((batch, position) =>
     clientRequest(
       'alice',
-      batch + 1,
+      position + 1,
       encodePublish(
         {
           sender: 'alice',
-          nonce: nonce(batch + 1),
+          nonce: nonce(position + 1),
           timestamp: startTime,
-          messages: Array.from({ length: count }, (_, index) => message({ id: `b${batch}-m${index}` })),
+          messages: (typeof batch === 'number'
+            ? Array.from({ length: batch }, (_, index) => `b${position}-m${index}`)
+            : batch
+          ).map((id) => message({ id })),
         },
         signing.signer(keys.alice),
       ),
     ),
   );
-  const operations = transactions.map(
-    (transaction) => decodeClientRequest(transaction, messageLimits.requestBytesMax).operation,
-  );
-  const context = {
-    partitionId,
-    configEpoch: 0,
-    height: 1,
-    timestamp: startTime + 1,
-    registry: proofRegistry,
+  const blocks: Block[] = [];
+  const certify = (transactions: Uint8Array[]): void => {
+    const height = blocks.length + 1;
+    const operations = transactions.map(
+      (transaction) => decodeClientRequest(transaction, messageLimits.requestBytesMax).operation,
+    );
+    const context = {
+      partitionId,
+      configEpoch: 0,
+      height,
+      timestamp: startTime + height,
+      registry: proofRegistry,
+    };
+    const { results } = executeBatch(state, context, operations);
+    const previous = blocks.at(-1);
+    const header: BlockHeader = {
+      partitionId,
+      configEpoch: 0,
+      height,
+      previousHash: previous === undefined ? new Uint8Array(32) : blockHash(previous.header),
+      transactionsRoot: merkleRoot(transactions),
+      resultsRoot: resultsRoot(results),
+      timestamp: startTime + height,
+      view: 0,
+      proposer: 'node1',
+    };
+    blocks.push({
+      header,
+      certificate: certifyHeader(header, proofReplicas.slice(0, 3)),
+      transactions,
+      results,
+    });
   };
-  const { results } = executeBatch(state, context, operations);
-  const header: BlockHeader = {
-    partitionId,
-    configEpoch: 0,
-    height: 1,
-    previousHash: new Uint8Array(32),
-    transactionsRoot: merkleRoot(transactions),
-    resultsRoot: resultsRoot(results),
-    timestamp: startTime + 1,
-    view: 0,
-    proposer: 'node1',
-  };
-  return { header, certificate: certifyHeader(header, proofReplicas.slice(0, 3)), transactions, results };
+  certify(publishes);
+  if (confirmed !== undefined) {
+    const confirmation = encodeConfirmDelivery(
+      {
+        recipient: 'bob',
+        nonce: nonce(1000),
+        timestamp: startTime,
+        deliveries: confirmed.map((id) => ({ id, contentRoot: message({ id }).contentRoot })),
+      },
+      signing.signer(keys.bob),
+    );
+    certify([clientRequest('bob', 1, confirmation)]);
+  }
+  return blocks;
+}
+
+/** Block 1 of batchChain(batches). */
+export function batchBlock(batches: readonly (number | readonly string[])[]): Block {
+  return batchChain(batches)[0] as Block;
 }
