@@ -77,17 +77,20 @@ const publishExecutedV1Schema = t.record(publishExecutedV1Fields);
  * one message with a path of log2(n) hashes: the signed header, the message's path under
  * `messagesRoot` and its outcome's path under the `messages` root (DESIGN §11).
  */
-/** The transaction's own index in its block: a proof's path alone cannot pin it (RFC 9162 paths fit several tree sizes). */
-const transactionIndexField = { transactionIndex: uint };
-
-const publishExecutedV2Schema = t.record({
-  format: t.literal(BATCHED_RESULT_FORMAT),
-  ...publishExecutedV1Fields,
-  ...transactionIndexField,
+/** What a format-2 publish result adds: the signed batch header, and where the transaction is. */
+const publishHeaderFields = {
+  /** The transaction's own index in its block: a path alone cannot pin it (RFC 9162 paths fit several tree sizes). */
+  transactionIndex: uint,
   signerKey: t.bytes({ length: 32 }),
   nonce: t.bytes({ length: nonceBytes }),
   timestamp: uint,
   signature: t.bytes({ length: 64 }),
+};
+
+const publishExecutedV2Schema = t.record({
+  format: t.literal(BATCHED_RESULT_FORMAT),
+  ...publishExecutedV1Fields,
+  ...publishHeaderFields,
 });
 /**
  * The leaf of a format-2 publish result (`resultLeaf`): the result with its `messages` replaced by the
@@ -96,27 +99,25 @@ const publishExecutedV2Schema = t.record({
 export const publishResultLeafSchema = t.record({
   format: t.literal(BATCHED_RESULT_FORMAT),
   ...publishExecutedV1Fields,
-  ...transactionIndexField,
-  signerKey: t.bytes({ length: 32 }),
-  nonce: t.bytes({ length: nonceBytes }),
-  timestamp: uint,
-  signature: t.bytes({ length: 64 }),
+  ...publishHeaderFields,
   messages: t.bytes({ length: 32 }),
 });
 export type PublishResultLeaf = Infer<typeof publishResultLeafSchema>;
 export type PublishResultV1 = Infer<typeof publishExecutedV1Schema>;
 export type PublishResultV2 = Infer<typeof publishExecutedV2Schema>;
 
-/** A publish result of either format, told apart by the presence of `format`. */
-const publishExecutedSchema: Schema<PublishResultV1 | PublishResultV2> = {
-  description: `${publishExecutedV2Schema.description} (format 2) or its format 1`,
-  parse(value, path) {
-    const formatted = typeof value === 'object' && value !== null && Object.hasOwn(value, 'format');
-    return formatted
-      ? publishExecutedV2Schema.parse(value, path)
-      : publishExecutedV1Schema.parse(value, path);
-  },
-};
+/** A result of either format, told apart by the presence of `format`. */
+function eitherFormat<V1, V2>(v1: Schema<V1>, v2: Schema<V2>): Schema<V1 | V2> {
+  return {
+    description: `${v2.description} (format 2) or its format 1`,
+    parse(value, path) {
+      const formatted = typeof value === 'object' && value !== null && Object.hasOwn(value, 'format');
+      return formatted ? v2.parse(value, path) : v1.parse(value, path);
+    },
+  };
+}
+
+const publishExecutedSchema = eitherFormat(publishExecutedV1Schema, publishExecutedV2Schema);
 
 const confirmExecutedV1Fields = {
   status: t.literal('OK'),
@@ -161,16 +162,7 @@ export type ConfirmResultLeaf = Infer<typeof confirmResultLeafSchema>;
 export type ConfirmDeliveryResultV1 = Infer<typeof confirmExecutedV1Schema>;
 export type ConfirmDeliveryResultV2 = Infer<typeof confirmExecutedV2Schema>;
 
-/** A confirmation's result of either format, told apart by the presence of `format`. */
-const confirmExecutedSchema: Schema<ConfirmDeliveryResultV1 | ConfirmDeliveryResultV2> = {
-  description: `${confirmExecutedV2Schema.description} (format 2) or its format 1`,
-  parse(value, path) {
-    const formatted = typeof value === 'object' && value !== null && Object.hasOwn(value, 'format');
-    return formatted
-      ? confirmExecutedV2Schema.parse(value, path)
-      : confirmExecutedV1Schema.parse(value, path);
-  },
-};
+const confirmExecutedSchema = eitherFormat(confirmExecutedV1Schema, confirmExecutedV2Schema);
 
 /**
  * A job step the contract recorded (DESIGN §8). An identical repeat of a recorded step gets this

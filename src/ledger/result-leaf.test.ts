@@ -1,26 +1,16 @@
 // The results root's leaf rule: format-1 results are their own leaves (old blocks keep their roots),
 // format-2 results commit to each top-level array by its Merkle root; blocks verify by that rule only.
 import { describe, expect, it } from 'vitest';
+import { codeOf } from '../testing/code-of.js';
 import { decodeCanonical, encodeCanonical } from '../codec/index.js';
 import type { MerkleTree } from '../crypto/index.js';
 import { merkleRoot, verifyInclusion } from '../crypto/index.js';
-import { isLedgerbusError } from '../errors.js';
 import { makeBlock, makeGroup, recertify } from '../../test/ledger/fixtures.js';
 import { verifyBlock } from './block.js';
 import { batchedResult, resultLeaf, resultsRoot } from './result-leaf.js';
 
 const items = Array.from({ length: 5 }, (_, index) => ({ id: `m-${index}`, offset: index }));
 const batched = encodeCanonical({ format: 2, sender: 'alice', messages: items, tags: ['x', 'y'] });
-
-function codeOf(action: () => unknown): string {
-  try {
-    action();
-  } catch (error) {
-    if (isLedgerbusError(error)) return error.code;
-    throw error;
-  }
-  return 'VALID';
-}
 
 describe('resultLeaf', () => {
   it('leaves format-1 results (and bytes that are not CBOR) as they are', () => {

@@ -2,10 +2,10 @@
 // names for itself: an RFC 9162 path fits several tree sizes, so a proof's leaf index alone cannot
 // say which transaction it is.
 import { describe, expect, it } from 'vitest';
+import { codeOf } from '../testing/code-of.js';
 import { decodeCanonical, encodeCanonical } from '../codec/index.js';
 import type { CborValue } from '../codec/index.js';
 import { verifyInclusion } from '../crypto/index.js';
-import { isLedgerbusError } from '../errors.js';
 import { certifyHeader } from '../ledger/block.js';
 import type { Block } from '../ledger/block.js';
 import { resultsRoot } from '../ledger/result-leaf.js';
@@ -18,16 +18,6 @@ import { deliveryEvidenceToCbor, verifyAcceptance, verifyDelivery } from './mess
 import { batchChain, proofReplicas, proofTrust } from './testing/proof-chain.js';
 
 const trust = proofTrust;
-
-function codeOf(action: () => unknown): string {
-  try {
-    action();
-  } catch (error) {
-    if (isLedgerbusError(error)) return error.code;
-    throw error;
-  }
-  return 'VALID';
-}
 
 const sizeOf = (value: CborValue): number => encodeCanonical(value).length;
 

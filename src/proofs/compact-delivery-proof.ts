@@ -8,8 +8,7 @@
  */
 import { decodeWith, t } from '../codec/index.js';
 import type { CborValue, Infer } from '../codec/index.js';
-import { MerkleTree, bytesEqual, inclusionProofSchema, verifyInclusion } from '../crypto/index.js';
-import type { InclusionProof } from '../crypto/index.js';
+import { MerkleTree, bytesEqual, inclusionProofSchema } from '../crypto/index.js';
 import { decodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
 import { confirmResultLeafSchema, deliveryResultSchema } from '../contracts/results.js';
 import type { ConfirmResultLeaf } from '../contracts/results.js';
@@ -20,13 +19,19 @@ import {
   deliveryLeaf,
   transactionLimits,
 } from '../contracts/transactions.js';
-import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
-import { blockLimits, verifyHeaderCertificate } from '../ledger/block.js';
-import { headerSchema, headerToCbor } from '../ledger/header.js';
 import { batchedResult } from '../ledger/result-leaf.js';
 import { MESSAGE_PROOF_VERSION } from './compact-message-proof.js';
 import type { BlockEvidence } from './evidence.js';
-import { badProof, checkSigner, membershipOf } from './trust.js';
+import {
+  certifiedHeaderFields,
+  checkItemAndOutcome,
+  checkSignedBy,
+  certifiedHeaderToCbor,
+  inclusionProofToCbor,
+  strictly,
+  verifyCertifiedResult,
+} from './compact-parts.js';
+import { badProof } from './trust.js';
 import type { AcceptedMessage, ProofTrust } from './trust.js';
 
 /** What a valid delivery evidence establishes. */
@@ -45,11 +50,7 @@ const deliveryLeafSchema = t.record({
 export const deliveryProofSchema = t.record({
   version: t.literal(MESSAGE_PROOF_VERSION),
   recipient: organizationId,
-  header: headerSchema,
-  signatures: t.array(
-    t.record({ signer: t.string({ minLength: 1, maxLength: 256 }), signature: t.bytes({ length: 64 }) }),
-    { maxItems: blockLimits.signaturesMax },
-  ),
+  ...certifiedHeaderFields,
   /** The confirmation result's leaf (`confirmResultLeafSchema` bytes). */
   batch: t.bytes({ maxLength: 64 * 1024 }),
   /** Path of `batch` under header.resultsRoot; its leafIndex is the transaction's index. */
@@ -65,16 +66,6 @@ export const deliveryProofSchema = t.record({
 });
 export type DeliveryProof = Infer<typeof deliveryProofSchema>;
 
-function strictly<T>(what: string, decode: () => T): T {
-  try {
-    return decode();
-  } catch (error) {
-    if (isLedgerbusError(error))
-      throw badProof(`the delivery proof's ${what} does not decode: ${error.message}`);
-    throw error;
-  }
-}
-
 /** Verifies that `proof` records `message` as delivered to `proof.recipient`. */
 export function verifyDeliveryProof(
   message: AcceptedMessage,
@@ -85,40 +76,24 @@ export function verifyDeliveryProof(
   if (header.partitionId !== message.partitionId) {
     throw badProof('the delivery was recorded on another partition than the message');
   }
-  verifyHeaderCertificate(header, { signatures: proof.signatures }, membershipOf(trust, header));
-  if (!verifyInclusion(header.resultsRoot, proof.batch, batchProof)) {
-    throw badProof(`the confirmation is not a result of block ${header.height} of ${header.partitionId}`);
-  }
+  verifyCertifiedResult(proof, trust, 'confirmation');
   const batch: ConfirmResultLeaf = strictly('batch', () => decodeWith(confirmResultLeafSchema, proof.batch));
   if (batch.recipient !== proof.recipient) throw badProof('the confirmation is from another organization');
   if (!message.recipients.includes(batch.recipient)) throw badProof(`${batch.recipient} is not a recipient`);
-  checkSigner(trust, batch.recipient, batch.signerKey);
-  if (
-    !trust.signing.verify(
-      batch.signerKey,
-      CONFIRM_DELIVERY_SIGNING_TYPE,
-      confirmBatchSigningPayload(batch),
-      batch.signature,
-    )
-  ) {
-    throw new LedgerbusError(
-      ErrorCode.BadSignature,
-      `the confirmation is not signed by ${batch.recipient} for network ${trust.signing.network}`,
-    );
-  }
-  if (
-    deliveryProof.treeSize !== batch.deliveryCount ||
-    !verifyInclusion(batch.deliveriesRoot, proof.delivery, deliveryProof)
-  ) {
-    throw badProof('the delivery is not in the confirmation its recipient signed');
-  }
-  if (
-    outcomeProof.leafIndex !== deliveryProof.leafIndex ||
-    outcomeProof.treeSize !== deliveryProof.treeSize ||
-    !verifyInclusion(batch.deliveries, proof.outcome, outcomeProof)
-  ) {
-    throw badProof("the outcome is not the contract's outcome for that delivery");
-  }
+  checkSignedBy(
+    trust,
+    batch.recipient,
+    batch,
+    CONFIRM_DELIVERY_SIGNING_TYPE,
+    confirmBatchSigningPayload(batch),
+    'confirmation',
+  );
+  checkItemAndOutcome(
+    { root: batch.deliveriesRoot, count: batch.deliveryCount, outcomesRoot: batch.deliveries },
+    { bytes: proof.delivery, proof: deliveryProof },
+    { bytes: proof.outcome, proof: outcomeProof },
+    'delivery',
+  );
   const delivery = strictly('delivery', () => decodeWith(deliveryLeafSchema, proof.delivery));
   if (delivery.id !== message.id) throw badProof('the confirmation is for another message');
   if (!bytesEqual(delivery.contentRoot, message.contentRoot))
@@ -176,21 +151,14 @@ export function compactDeliveryProof(
   };
 }
 
-function proofToCbor(proof: InclusionProof): CborValue {
-  return { leafIndex: proof.leafIndex, treeSize: proof.treeSize, path: [...proof.path] };
-}
-
 export function deliveryProofToCbor(proof: DeliveryProof): CborValue {
   return {
     version: proof.version,
     recipient: proof.recipient,
-    header: headerToCbor(proof.header),
-    signatures: proof.signatures.map((entry) => ({ signer: entry.signer, signature: entry.signature })),
-    batch: proof.batch,
-    batchProof: proofToCbor(proof.batchProof),
+    ...certifiedHeaderToCbor(proof),
     delivery: proof.delivery,
-    deliveryProof: proofToCbor(proof.deliveryProof),
+    deliveryProof: inclusionProofToCbor(proof.deliveryProof),
     outcome: proof.outcome,
-    outcomeProof: proofToCbor(proof.outcomeProof),
+    outcomeProof: inclusionProofToCbor(proof.outcomeProof),
   };
 }

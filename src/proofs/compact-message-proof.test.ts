@@ -3,6 +3,7 @@
 // results were batched still verify.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { codeOf } from '../testing/code-of.js';
 import { decodeCanonical, encodeCanonical } from '../codec/index.js';
 import type { CborValue } from '../codec/index.js';
 import { decodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
@@ -10,7 +11,6 @@ import { executeBatch } from '../contracts/sdt.js';
 import { MemoryContractState } from '../contracts/state.js';
 import { makeRegistry } from '../contracts/testing/fixtures.js';
 import { SigningDomain, merkleRoot } from '../crypto/index.js';
-import { isLedgerbusError } from '../errors.js';
 import { certifyHeader } from '../ledger/block.js';
 import type { Block } from '../ledger/block.js';
 import { batchedResult, resultsRoot } from '../ledger/result-leaf.js';
@@ -35,16 +35,6 @@ import {
 } from './testing/proof-chain.js';
 
 const trust = proofTrust;
-
-function codeOf(action: () => unknown): string {
-  try {
-    action();
-  } catch (error) {
-    if (isLedgerbusError(error)) return error.code;
-    throw error;
-  }
-  return 'VALID';
-}
 
 /** Compact proofs of messages `indexes` of transaction `transaction` of `block`. */
 function proofsOf(block: Block, transaction: number, indexes: readonly number[]): MessageProof[] {

@@ -10,8 +10,7 @@
  */
 import { decodeWith, t } from '../codec/index.js';
 import type { CborValue, Infer } from '../codec/index.js';
-import { MerkleTree, inclusionProofSchema, verifyInclusion } from '../crypto/index.js';
-import type { InclusionProof } from '../crypto/index.js';
+import { MerkleTree, inclusionProofSchema } from '../crypto/index.js';
 import { messageResultSchema, publishResultLeafSchema } from '../contracts/results.js';
 import type { PublishResultLeaf } from '../contracts/results.js';
 import { decodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
@@ -24,12 +23,18 @@ import {
   transactionLimits,
 } from '../contracts/transactions.js';
 import type { MessageLeaf, PublishTransaction } from '../contracts/transactions.js';
-import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
-import { blockLimits, verifyHeaderCertificate } from '../ledger/block.js';
-import { headerSchema, headerToCbor } from '../ledger/header.js';
 import { batchedResult } from '../ledger/result-leaf.js';
 import type { BlockEvidence } from './evidence.js';
-import { badProof, checkSigner, membershipOf } from './trust.js';
+import {
+  certifiedHeaderFields,
+  checkItemAndOutcome,
+  checkSignedBy,
+  certifiedHeaderToCbor,
+  inclusionProofToCbor,
+  strictly,
+  verifyCertifiedResult,
+} from './compact-parts.js';
+import { badProof } from './trust.js';
 import type { AcceptedMessage, ProofTrust } from './trust.js';
 
 /** The `version` of a compact acceptance proof (version 1 has no field: `{ block, messageIndex }`). */
@@ -37,11 +42,7 @@ export const MESSAGE_PROOF_VERSION = 2;
 
 export const messageProofSchema = t.record({
   version: t.literal(MESSAGE_PROOF_VERSION),
-  header: headerSchema,
-  signatures: t.array(
-    t.record({ signer: t.string({ minLength: 1, maxLength: 256 }), signature: t.bytes({ length: 64 }) }),
-    { maxItems: blockLimits.signaturesMax },
-  ),
+  ...certifiedHeaderFields,
   /** The publish result's leaf (`publishResultLeafSchema` bytes). */
   batch: t.bytes({ maxLength: 64 * 1024 }),
   /** Path of `batch` under header.resultsRoot; its leafIndex is the transaction's index. */
@@ -57,50 +58,18 @@ export const messageProofSchema = t.record({
 });
 export type MessageProof = Infer<typeof messageProofSchema>;
 
-function strictly<T>(what: string, decode: () => T): T {
-  try {
-    return decode();
-  } catch (error) {
-    if (isLedgerbusError(error)) throw badProof(`the proof's ${what} does not decode: ${error.message}`);
-    throw error;
-  }
-}
-
 /** Verifies a compact acceptance proof; returns what it proves or throws a LedgerbusError with the reason. */
 export function verifyMessageProof(proof: MessageProof, trust: ProofTrust): AcceptedMessage {
   const { header, batchProof, messageProof, outcomeProof } = proof;
-  verifyHeaderCertificate(header, { signatures: proof.signatures }, membershipOf(trust, header));
-  if (!verifyInclusion(header.resultsRoot, proof.batch, batchProof)) {
-    throw badProof(`the batch is not a result of block ${header.height} of ${header.partitionId}`);
-  }
+  verifyCertifiedResult(proof, trust, 'batch');
   const batch: PublishResultLeaf = strictly('batch', () => decodeWith(publishResultLeafSchema, proof.batch));
-  checkSigner(trust, batch.sender, batch.signerKey);
-  if (
-    !trust.signing.verify(
-      batch.signerKey,
-      PUBLISH_SIGNING_TYPE,
-      publishSigningPayload(batch),
-      batch.signature,
-    )
-  ) {
-    throw new LedgerbusError(
-      ErrorCode.BadSignature,
-      `the publish is not signed by ${batch.sender} for network ${trust.signing.network}`,
-    );
-  }
-  if (
-    messageProof.treeSize !== batch.messageCount ||
-    !verifyInclusion(batch.messagesRoot, proof.message, messageProof)
-  ) {
-    throw badProof('the message is not in the batch its sender signed');
-  }
-  if (
-    outcomeProof.leafIndex !== messageProof.leafIndex ||
-    outcomeProof.treeSize !== messageProof.treeSize ||
-    !verifyInclusion(batch.messages, proof.outcome, outcomeProof)
-  ) {
-    throw badProof("the outcome is not the contract's outcome for that message");
-  }
+  checkSignedBy(trust, batch.sender, batch, PUBLISH_SIGNING_TYPE, publishSigningPayload(batch), 'publish');
+  checkItemAndOutcome(
+    { root: batch.messagesRoot, count: batch.messageCount, outcomesRoot: batch.messages },
+    { bytes: proof.message, proof: messageProof },
+    { bytes: proof.outcome, proof: outcomeProof },
+    'message',
+  );
   const leaf: MessageLeaf = strictly('message', () => decodeWith(messageLeafSchema, proof.message));
   if (leaf.sender !== batch.sender) throw badProof('the message names another sender than its batch');
   const outcome = strictly('outcome', () => decodeWith(messageResultSchema, proof.outcome));
@@ -171,20 +140,13 @@ export function compactMessageProofs(
   });
 }
 
-function proofToCbor(proof: InclusionProof): CborValue {
-  return { leafIndex: proof.leafIndex, treeSize: proof.treeSize, path: [...proof.path] };
-}
-
 export function messageProofToCbor(proof: MessageProof): CborValue {
   return {
     version: proof.version,
-    header: headerToCbor(proof.header),
-    signatures: proof.signatures.map((entry) => ({ signer: entry.signer, signature: entry.signature })),
-    batch: proof.batch,
-    batchProof: proofToCbor(proof.batchProof),
+    ...certifiedHeaderToCbor(proof),
     message: proof.message,
-    messageProof: proofToCbor(proof.messageProof),
+    messageProof: inclusionProofToCbor(proof.messageProof),
     outcome: proof.outcome,
-    outcomeProof: proofToCbor(proof.outcomeProof),
+    outcomeProof: inclusionProofToCbor(proof.outcomeProof),
   };
 }

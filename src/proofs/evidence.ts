@@ -8,12 +8,12 @@
 import { t } from '../codec/index.js';
 import type { CborValue, Infer } from '../codec/index.js';
 import { MerkleTree, inclusionProofSchema, verifyInclusion } from '../crypto/index.js';
-import type { InclusionProof } from '../crypto/index.js';
 import { ErrorCode, LedgerbusError, assert } from '../errors.js';
 import { headerSchema, headerToCbor } from '../ledger/header.js';
 import { blockLimits, verifyHeaderCertificate } from '../ledger/block.js';
 import type { Block, GroupMembership } from '../ledger/block.js';
 import { resultLeaf } from '../ledger/result-leaf.js';
+import { inclusionProofToCbor } from './compact-parts.js';
 
 export const blockEvidenceSchema = t.record({
   header: headerSchema,
@@ -64,18 +64,14 @@ export function blockEvidence(block: Block, index: number, trees?: BlockTrees): 
   };
 }
 
-function proofToCbor(proof: InclusionProof): CborValue {
-  return { leafIndex: proof.leafIndex, treeSize: proof.treeSize, path: [...proof.path] };
-}
-
 export function blockEvidenceToCbor(evidence: BlockEvidence): CborValue {
   return {
     header: headerToCbor(evidence.header),
     signatures: evidence.signatures.map((entry) => ({ signer: entry.signer, signature: entry.signature })),
     transaction: evidence.transaction,
-    transactionProof: proofToCbor(evidence.transactionProof),
+    transactionProof: inclusionProofToCbor(evidence.transactionProof),
     result: evidence.result,
-    resultProof: proofToCbor(evidence.resultProof),
+    resultProof: inclusionProofToCbor(evidence.resultProof),
   };
 }
 

@@ -1,9 +1,9 @@
 // Acceptance proofs and delivery receipts over real blocks: executed by the SDT contract, certified
 // with real Ed25519 replica signatures, checked offline; every tampering is refused with a reason.
 import { describe, expect, it } from 'vitest';
+import { codeOf } from '../testing/code-of.js';
 import { startTime } from '../contracts/testing/fixtures.js';
 import { SigningDomain } from '../crypto/index.js';
-import { isLedgerbusError } from '../errors.js';
 import { proofChain, proofReceipt, proofTrust, proofTrustIn } from './testing/proof-chain.js';
 import {
   decodeDeliveryReceipt,
@@ -14,16 +14,6 @@ import {
 import type { ProofTrust } from './message-proof.js';
 
 const trust = proofTrust;
-
-function codeOf(action: () => unknown): string {
-  try {
-    action();
-  } catch (error) {
-    if (isLedgerbusError(error)) return error.code;
-    throw error;
-  }
-  return 'VALID';
-}
 
 describe('message proofs', () => {
   it('prove acceptance at an offset and delivery to a recipient, offline, after an encode/decode round trip', () => {

@@ -97,39 +97,42 @@ describe('bulk connections', () => {
     }
   });
 
-  it('are kept per sender and partition, and every idle one is closed once unused for 30 s', async () => {
+  /** A pool of organization `index`'s connector over a node stand-in, on a clock the test moves. */
+  async function withPool(
+    index: number,
+    body: (pool: BulkConnectionPool, clock: { now: number }) => Promise<void>,
+  ): Promise<void> {
     const standIn = await startNodeStandIn('org3', {});
-    const context = await fixture.context(0);
-    const session = fixture.session(context, 0, standIn.node);
-    let now = 0;
-    const pool = new BulkConnectionPool(session, () => now);
+    const context = await fixture.context(index);
+    const session = fixture.session(context, index, standIn.node);
+    const clock = { now: 0 };
     try {
+      await body(new BulkConnectionPool(session, () => clock.now), clock);
+    } finally {
+      session.close();
+      await standIn.close();
+    }
+  }
+
+  it('are kept per sender and partition, and every idle one is closed once unused for 30 s', () =>
+    withPool(0, async (pool, clock) => {
       const forA = await pool.acquire('org1', 'demo/0');
       pool.release('org1', 'demo/0', forA);
       const forB = await pool.acquire('org1', 'demo/1');
       expect(forB).not.toBe(forA);
-      now += 30_000;
+      clock.now += 30_000;
       // Any later use of the pool closes what idled too long, for every sender and partition.
       pool.release('org1', 'demo/1', forB);
       expect(forA.closed).toBe(true);
       expect(forB.closed).toBe(false);
       pool.close();
-    } finally {
-      session.close();
-      await standIn.close();
-    }
-  });
+    }));
 
-  it('are not reused once idle past 30 s, nor kept past 32 per sender, nor after the pool closed', async () => {
-    const standIn = await startNodeStandIn('org3', {});
-    const context = await fixture.context(3);
-    const session = fixture.session(context, 3, standIn.node);
-    let now = 0;
-    const pool = new BulkConnectionPool(session, () => now);
-    try {
+  it('are not reused once idle past 30 s, nor kept past 32 per sender, nor after the pool closed', () =>
+    withPool(3, async (pool, clock) => {
       const stale = await pool.acquire('org1', 'demo/0');
       pool.release('org1', 'demo/0', stale);
-      now += 30_000;
+      clock.now += 30_000;
       const fresh = await pool.acquire('org1', 'demo/0');
       expect(fresh).not.toBe(stale);
       expect(stale.closed).toBe(true);
@@ -140,9 +143,5 @@ describe('bulk connections', () => {
       expect(many.every((peer) => peer.closed)).toBe(true);
       pool.release('org1', 'demo/0', fresh);
       expect(fresh.closed).toBe(true);
-    } finally {
-      session.close();
-      await standIn.close();
-    }
-  });
+    }));
 });

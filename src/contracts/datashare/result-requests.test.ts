@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { codeOf } from '../../testing/code-of.js';
 import { decodeCanonical, encodeCanonical } from '../../codec/index.js';
 import type { CborValue } from '../../codec/index.js';
 import { SigningDomain } from '../../crypto/index.js';
-import { ErrorCode, isLedgerbusError } from '../../errors.js';
+import { ErrorCode } from '../../errors.js';
 import { FetchNonceWindow, fetchLimits } from '../fetch.js';
 import {
   decodeJobResultRequest,
@@ -32,15 +33,7 @@ const registered = (organization: string): readonly Uint8Array[] | undefined =>
       : undefined;
 const checks = { signing, owner: 'bob', signingKeys: registered, now: now + 1000 };
 
-function code(action: () => unknown): string {
-  try {
-    action();
-  } catch (error) {
-    if (isLedgerbusError(error)) return error.code;
-    throw error;
-  }
-  return 'VALID';
-}
+const code = codeOf;
 
 describe('job result requests', () => {
   it('are signed by the requester for one owner, job and network, and verify there', () => {

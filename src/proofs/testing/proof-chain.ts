@@ -66,63 +66,7 @@ function clientRequest(client: keyof typeof keys, seq: number, operation: Uint8A
 }
 
 export function proofChain(): Block[] {
-  const state = new MemoryContractState();
-  const blocks: Block[] = [];
-  let previousHash: Uint8Array = new Uint8Array(32);
-  const operations = [
-    clientRequest(
-      'alice',
-      1,
-      encodePublish(
-        { sender: 'alice', nonce: nonce(1), timestamp: startTime, messages: [message()] },
-        signing.signer(keys.alice),
-      ),
-    ),
-    clientRequest(
-      'bob',
-      1,
-      encodeConfirmDelivery(
-        {
-          recipient: 'bob',
-          nonce: nonce(2),
-          timestamp: startTime,
-          deliveries: [{ id: 'm-1', contentRoot: message().contentRoot }],
-        },
-        signing.signer(keys.bob),
-      ),
-    ),
-  ];
-  operations.forEach((transaction, index) => {
-    const height = index + 1;
-    const operation = decodeClientRequest(transaction, messageLimits.requestBytesMax).operation;
-    const context = {
-      partitionId,
-      configEpoch: 0,
-      height,
-      timestamp: startTime + height,
-      registry: proofRegistry,
-    };
-    const { results } = executeBatch(state, context, [operation]);
-    const header: BlockHeader = {
-      partitionId,
-      configEpoch: 0,
-      height,
-      previousHash,
-      transactionsRoot: merkleRoot([transaction]),
-      resultsRoot: resultsRoot(results),
-      timestamp: startTime + height,
-      view: 0,
-      proposer: 'node1',
-    };
-    blocks.push({
-      header,
-      certificate: certifyHeader(header, proofReplicas.slice(0, 3)),
-      transactions: [transaction],
-      results,
-    });
-    previousHash = blockHash(header);
-  });
-  return blocks;
+  return batchChain([['m-1']], ['m-1']);
 }
 
 /** The receipt of m-1 in version 1: its acceptance in block 1 and bob's confirmation in block 2. */
