@@ -500,7 +500,7 @@ function decodeAcceptanceProofValue(value: CborValue | undefined): AcceptancePro
   return acceptanceProofSchema.parse(value ?? null, 'proof.acceptance');
 }
 
-/** Where, within the transaction `evidence` proves, the message of `outcome` was first accepted. */
+/** `cut()`, or undefined where it refuses the evidence (a LedgerbusError). */
 function compactOrUndefined<T>(cut: () => T | undefined): T | undefined {
   try {
     return cut();
@@ -510,6 +510,7 @@ function compactOrUndefined<T>(cut: () => T | undefined): T | undefined {
   }
 }
 
+/** Where, within the transaction `evidence` proves, the message of `outcome` was first accepted. */
 function acceptedAt(outcome: AcceptedOutcome, evidence: BlockEvidence): number | undefined {
   return outcome.height === evidence.header.height &&
     outcome.transactionIndex === evidence.transactionProof.leafIndex
