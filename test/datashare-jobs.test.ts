@@ -547,6 +547,12 @@ describe('compute-to-data jobs', () => {
       const seen = await connector('org2').jobs.status(asked.jobId);
       return seen.state === 'COMPLETED' ? seen : undefined;
     });
+    // And the requester has seen it complete (on a loaded machine it learns it later than the owner;
+    // before, asking for the result is "not yet", which is not what this test is about).
+    await waitFor('the requester sees it completed', async () => {
+      const seen = await connector('org1').jobs.status(asked.jobId);
+      return seen.state === 'COMPLETED' ? seen : undefined;
+    });
     // A dishonest owner serves another result, properly sealed to the requester for this very job.
     const forged: JobOutput = {
       kind: 'aggregate',
