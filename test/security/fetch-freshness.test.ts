@@ -55,6 +55,11 @@ beforeAll(async () => {
   id = sent!.id;
   await waitFor('org2 to receive the message', () => recipient.receivedMessage(id));
   org2 = await net.dial('node2', net.connectorKey('org2'));
+  // org2's connector may have received it through another node; node2 itself must have committed it,
+  // or the first fetch is "not committed here yet" (retriable), not the refusal this file is about.
+  await waitFor('node2 to commit the message', async () =>
+    (await codeOf(org2.request('receipt', { group: GROUP, id }))) === 'OK' ? true : undefined,
+  );
 }, 60_000);
 
 afterAll(async () => {
