@@ -88,16 +88,27 @@ function versionOf(value: unknown): unknown {
     : undefined;
 }
 
-/** Either version, told apart by `version`; an unknown version is UNSUPPORTED_PROOF_VERSION. */
-export const acceptanceProofSchema: Schema<AcceptanceProof> = {
-  description: 'acceptance proof',
-  parse(value, path) {
-    const version = versionOf(value);
-    if (version === undefined) return acceptanceProofV1Schema.parse(value, path);
-    if (version === MESSAGE_PROOF_VERSION) return messageProofSchema.parse(value, path);
-    throw unsupportedVersion('acceptance proof', version);
-  },
-};
+/**
+ * A proof part of either version, told apart by `version` (absent: version 1); an unknown version is
+ * UNSUPPORTED_PROOF_VERSION.
+ */
+function eitherVersion<V1, V2>(what: string, v1: Schema<V1>, v2: Schema<V2>): Schema<V1 | V2> {
+  return {
+    description: what,
+    parse(value, path) {
+      const version = versionOf(value);
+      if (version === undefined) return v1.parse(value, path);
+      if (version === MESSAGE_PROOF_VERSION) return v2.parse(value, path);
+      throw unsupportedVersion(what, version);
+    },
+  };
+}
+
+export const acceptanceProofSchema: Schema<AcceptanceProof> = eitherVersion(
+  'acceptance proof',
+  acceptanceProofV1Schema,
+  messageProofSchema,
+);
 
 export function isCompactProof(proof: AcceptanceProof): proof is MessageProof {
   return 'version' in proof;
@@ -136,15 +147,11 @@ export type DeliveryEvidenceV1 = Infer<typeof deliveryEvidenceV1Schema>;
 /** Delivery evidence of either version: version 2 is compact (`DeliveryProof`). */
 export type DeliveryEvidence = DeliveryEvidenceV1 | DeliveryProof;
 
-export const deliveryEvidenceSchema: Schema<DeliveryEvidence> = {
-  description: 'delivery evidence',
-  parse(value, path) {
-    const version = versionOf(value);
-    if (version === undefined) return deliveryEvidenceV1Schema.parse(value, path);
-    if (version === MESSAGE_PROOF_VERSION) return deliveryProofSchema.parse(value, path);
-    throw unsupportedVersion('delivery evidence', version);
-  },
-};
+export const deliveryEvidenceSchema: Schema<DeliveryEvidence> = eitherVersion(
+  'delivery evidence',
+  deliveryEvidenceV1Schema,
+  deliveryProofSchema,
+);
 
 function isCompactDelivery(evidence: DeliveryEvidence): evidence is DeliveryProof {
   return 'version' in evidence;
