@@ -299,6 +299,47 @@ describe('a transfer across organizations', () => {
     expect(bytes).toBe(payload.length + 16);
   }, 60_000);
 
+  it('carries a small payload inside its publish: it reaches org2 while org1 is down, without a file on either side; a large one waits for org1', async () => {
+    const small = randomBytes(200);
+    const large = randomBytes(48 * 1024);
+    // org2 is down while both are published, so both are still to receive when org1 goes down.
+    await connector('org2').stop();
+    const org1Puts = putsOf('org1').length;
+    const org2Puts = putsOf('org2').length;
+    const [smallSent] = await connector('org1').send('demo', [
+      { value: Readable.from([small]), to: ['org2'] },
+    ]);
+    const [largeSent] = await connector('org1').send('demo', [
+      { value: Readable.from([large]), to: ['org2'] },
+    ]);
+    expect(largeSent!.offset).toBeGreaterThan(smallSent!.offset);
+    await connector('org1').stop();
+    try {
+      const org2 = await startConnector(1);
+      // Nobody can serve a payload of org1 now: the small one comes from the page org2 polled.
+      const received = await waitFor('the small message, with org1 down', () =>
+        org2.receivedMessage(smallSent!.id),
+      );
+      expect(received).toMatchObject({ sender: 'org1', size: small.length, sha256: sha256(small) });
+      const chunks: Buffer[] = [];
+      for await (const chunk of await org2.payload(smallSent!.id)) chunks.push(chunk as Buffer);
+      expect(Buffer.concat(chunks)).toEqual(small);
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect(org2.receivedMessage(largeSent!.id)).toBeUndefined();
+    } finally {
+      await startConnector(0);
+    }
+    const large2 = await waitFor('the large message, org1 back', () =>
+      connector('org2').receivedMessage(largeSent!.id),
+    );
+    expect(large2.sha256).toBe(sha256(large));
+    // Neither side put the small payload in its storage (it is packed in each connector's database);
+    // the large one is a file on both.
+    const sealedLarge = putsOf('org1').slice(org1Puts);
+    expect(sealedLarge).toHaveLength(1);
+    expect(putsOf('org2').slice(org2Puts)).toEqual([sha256(large)]);
+  }, 90_000);
+
   it("refuses a non-recipient's fetch with NOT_RECIPIENT and logs it", async () => {
     const [sent] = await connector('org1').send('demo', [
       { value: Readable.from([Buffer.from('for org2 only')]), to: ['org2'] },

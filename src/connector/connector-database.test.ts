@@ -146,7 +146,7 @@ describe('migrating a layout-1 database in place', () => {
     const path = directory();
     writeLayout1(path);
     const db = new ConnectorDatabase(path);
-    expect(db.db.pragma('user_version', { simple: true })).toBe(2);
+    expect(db.db.pragma('user_version', { simple: true })).toBe(3);
     expect(db.sent('demo', 's1')).toMatchObject({ group_id: 'demo/0', offset: 4, state: 'COMPLETED' });
     expect(db.received('demo/0', 'r1')).toMatchObject({ sequence: 1, sender: 'org3', confirmed: 1 });
     expect(db.received('demo/0', 'r2')?.sequence).toBe(2);
@@ -161,7 +161,7 @@ describe('migrating a layout-1 database in place', () => {
     expect(db.receivedWithId('r1')).toHaveLength(2);
     expect(db.receivedAfter(0, 10, 'demo').map((row) => row.id)).toEqual(['r1', 'r2']);
     db.close();
-    // Opening again finds layout 2 and changes nothing.
+    // Opening again finds the current layout and changes nothing.
     const again = new ConnectorDatabase(path);
     expect(again.receivedAfter(0, 10).map((row) => row.sequence)).toEqual([1, 2, 4]);
     again.close();
@@ -185,6 +185,39 @@ describe('migrating a layout-1 database in place', () => {
     expect(tables).not.toContain('received_layout1');
     expect(after.prepare('SELECT COUNT(*) AS n FROM received').get()).toEqual({ n: 2 });
     after.close();
+  });
+
+  it('takes a layout-2 file to layout 3 by adding the packed payloads, its rows untouched', () => {
+    const path = directory();
+    const first = new ConnectorDatabase(path);
+    first.insertSent({
+      id: 's1',
+      topic: 'demo',
+      partition: 0,
+      group_id: 'demo/0',
+      header: new Uint8Array([1]),
+      storage_key: 'k1',
+      size: 10,
+      recipients: '["org2"]',
+      created_at: 5,
+    });
+    first.insertReceived(received('r1', 'demo'));
+    first.close();
+    // What a layout-2 connector left: no packed payloads, user_version 2.
+    const raw = new Database(join(path, 'connector.sqlite'));
+    raw.exec('DROP TABLE packed_payloads');
+    raw.pragma('user_version = 2');
+    raw.close();
+    const db = new ConnectorDatabase(path);
+    expect(db.db.pragma('user_version', { simple: true })).toBe(3);
+    expect(db.sent('demo', 's1')).toMatchObject({ storage_key: 'k1', size: 10 });
+    expect(db.received('demo/0', 'r1')?.sequence).toBe(1);
+    const packed = db.putPacked(new Uint8Array([7, 8, 9]));
+    expect(packed.size).toBe(3);
+    expect([...(db.packed(packed.key) ?? [])]).toEqual([7, 8, 9]);
+    expect(db.deletePacked(packed.key)).toBe(true);
+    expect(db.packed(packed.key)).toBeUndefined();
+    db.close();
   });
 
   it('refuses a file of a newer layout instead of guessing', () => {

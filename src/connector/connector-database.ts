@@ -11,6 +11,7 @@
  * A sent message is keyed by (topic, id): the id is the producer's idempotency key within a topic,
  * and a retry goes to the partition the first attempt chose, whatever a sticky partitioner says now.
  */
+import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { ErrorCode, LedgerbusError } from '../errors.js';
@@ -61,9 +62,13 @@ export interface FailureRow {
 
 /**
  * Layout versions (`PRAGMA user_version`): 0 is a new file, or one written before versions were
- * kept (layout 1: sent, received and failures keyed by message id alone); 2 keys them as above.
+ * kept (layout 1: sent, received and failures keyed by message id alone); 2 keys them as above; 3
+ * adds `packed_payloads` (small payloads kept in this file: a connector of layout 2 would not find
+ * them, so it must refuse the file).
  */
-const schemaVersion = 2;
+const schemaVersion = 3;
+/** The layout that keys messages by (topic, id); anything older with a `received` table is layout 1. */
+const keyedByTopicLayout = 2;
 
 const tables = `
   CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -94,6 +99,7 @@ const tables = `
     code TEXT NOT NULL, reason TEXT NOT NULL, failed_at INTEGER NOT NULL,
     PRIMARY KEY (group_id, id)
   ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS packed_payloads (key TEXT PRIMARY KEY, bytes BLOB NOT NULL) WITHOUT ROWID;
 `;
 
 export class ConnectorDatabase {
@@ -124,7 +130,7 @@ export class ConnectorDatabase {
               `connector.sqlite has layout ${version}, newer than this connector understands (${schemaVersion}): run a newer connector`,
             );
           }
-          if (version < schemaVersion && this.tableExists('received')) this.migrateFromLayout1();
+          if (version < keyedByTopicLayout && this.tableExists('received')) this.migrateFromLayout1();
           this.db.exec(tables);
           this.db.pragma(`user_version = ${schemaVersion}`);
         })
@@ -239,6 +245,32 @@ export class ConnectorDatabase {
         'DELETE FROM sent WHERE topic = ? AND id = ? AND storage_key = ? AND offset IS NULL',
       ).run(topic, id, storageKey).changes > 0
     );
+  }
+
+  /**
+   * Keeps a small payload in this file, content-addressed like the payload storage (its key is its
+   * sha256), so that storing it costs no file and no fsync of its own: called inside the transaction
+   * that records the message, it is durable with that row.
+   */
+  putPacked(bytes: Uint8Array): { key: string; size: number } {
+    const key = createHash('sha256').update(bytes).digest('hex');
+    this.statement('INSERT INTO packed_payloads (key, bytes) VALUES (?, ?) ON CONFLICT (key) DO NOTHING').run(
+      key,
+      bytes,
+    );
+    return { key, size: bytes.length };
+  }
+
+  /** A packed payload's bytes, or undefined when `key` is not packed here. */
+  packed(key: string): Buffer | undefined {
+    return this.statement<[string], { bytes: Buffer }>('SELECT bytes FROM packed_payloads WHERE key = ?').get(
+      key,
+    )?.bytes;
+  }
+
+  /** Removes a packed payload; true if it was there. */
+  deletePacked(key: string): boolean {
+    return this.statement('DELETE FROM packed_payloads WHERE key = ?').run(key).changes > 0;
   }
 
   /** Whether any sent message's payload is `storageKey` (an object still referenced is never deleted). */

@@ -78,6 +78,7 @@ import { NodeSession, sessionNodes } from './session/node-session.js';
 import type { BalancerPolicy, NodeStats } from './session/node-balancer.js';
 import { TransactionSubmitter } from './session/submitter.js';
 import type { PayloadStorage } from './storage/index.js';
+import { PackedStorage } from './storage/packed.js';
 
 export interface ConnectorOptions {
   readonly organization: string;
@@ -161,14 +162,15 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       network: options.registry.network,
     });
     const lifecycle = new Lifecycle(options.clock);
+    const database = new ConnectorDatabase(options.dataDirectory);
     const context: ConnectorContext = {
       organization: options.organization,
       signer,
       encryptionKey: options.encryptionKey,
       registry: options.registry,
       trust: proofTrustOf(options.registry),
-      database: new ConnectorDatabase(options.dataDirectory),
-      storage: options.storage,
+      database,
+      storage: new PackedStorage(options.storage, database),
       logger: options.logger,
       lifecycle,
       events: new ConnectorEvents(options.logger),

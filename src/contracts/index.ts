@@ -24,9 +24,11 @@ export {
   decodeTransaction,
   encodeConfirmDelivery,
   encodePublish,
+  inlinePayloadSchema,
   messageLeaf,
   messageMetadataSchema,
   nonceBytes,
+  payloadsHash,
   publishSigningPayload,
   publishedMessageProof,
   transactionClockWindowMs,
@@ -35,6 +37,7 @@ export {
 } from './transactions.js';
 export type {
   ConfirmDeliveryTransaction,
+  InlinePayload,
   MessageMetadata,
   PublishBatchHeader,
   PublishTransaction,

@@ -15,6 +15,12 @@ export const transactionLimits = {
   headerEntriesMax: 32,
   headerNameLengthMax: 128,
   headerValueBytesMax: 1024,
+  /**
+   * A payload carried inside its publish: its ciphertext (a sender inlines plaintexts of at most
+   * 4 KiB) and its envelope header (which grows with the recipients' wrapped keys).
+   */
+  inlineCiphertextBytesMax: 8 * 1024,
+  inlineHeaderBytesMax: 16 * 1024,
 } as const;
 
 /** Length of a transaction nonce: 128 random bits, so honest connectors never collide. */

@@ -84,6 +84,8 @@ const publishHeaderFields = {
   signerKey: t.bytes({ length: 32 }),
   nonce: t.bytes({ length: nonceBytes }),
   timestamp: uint,
+  /** Present when the batch carried payloads inline: part of what the sender signed. */
+  payloadsHash: t.optional(t.bytes({ length: 32 })),
   signature: t.bytes({ length: 64 }),
 };
 

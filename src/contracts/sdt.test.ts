@@ -11,10 +11,12 @@ import type { DeliveryResult, MessageResult, TransactionResult } from './results
 import { executeBatch } from './sdt.js';
 import {
   PUBLISH_SIGNING_TYPE,
+  payloadsHash,
   publishSigningPayload,
   publishedMessageProof,
   transactionClockWindowMs,
 } from './transactions.js';
+import type { MessageMetadata } from './transactions.js';
 import {
   Harness,
   contentRoot,
@@ -258,6 +260,46 @@ describe('publish', () => {
     // The signature is checked before the registry status, so a forged claim learns nothing more.
     const forged = harness.publish('erin', [message()], { key: keys.alice });
     expect(transactionReason(harness.run([forged]).decoded[0])).toBe(RejectReason.SigningKeyUnknown);
+  });
+
+  it('carries inline payloads under the batch signature: changed, dropped, miscounted or format-1 ones refuse the whole batch', () => {
+    const harness = new Harness();
+    const payloads = [{ header: new Uint8Array(12).fill(1), ciphertext: new Uint8Array(30).fill(2) }, null];
+    const batch = (tag: string): MessageMetadata[] => [
+      message({ id: `${tag}-a` }),
+      message({ id: `${tag}-b` }),
+    ];
+    const good = harness.publish('alice', batch('good'), { payloads });
+    const cases: [Uint8Array, RejectReasonType][] = [
+      [
+        tamper(harness.publish('alice', batch('changed'), { payloads }), (transaction) => {
+          const list = transaction['payloads'] as Record<string, CborValue>[];
+          transaction['payloads'] = [{ ...list[0], ciphertext: new Uint8Array(30).fill(3) }, null];
+        }),
+        RejectReason.BadSignature,
+      ],
+      [
+        tamper(harness.publish('alice', batch('dropped'), { payloads }), (transaction) => {
+          delete transaction['payloads'];
+        }),
+        RejectReason.BadSignature,
+      ],
+      [harness.publish('alice', batch('miscounted'), { payloads: [payloads[0]!] }), RejectReason.Malformed],
+      [
+        tamper(harness.publish('alice', batch('format1'), { payloads }), (transaction) => {
+          delete transaction['format'];
+        }),
+        RejectReason.Malformed,
+      ],
+    ];
+    const { decoded } = harness.run([good, ...cases.map(([bytes]) => bytes)]);
+    const result = decoded[0];
+    if (result?.status !== 'OK' || result.type !== 'publish' || !('payloadsHash' in result))
+      throw new Error('not a publish result with a payloadsHash');
+    expect(result.payloadsHash).toEqual(payloadsHash(payloads));
+    expect(published(result).map((item) => item.status)).toEqual(['ACCEPTED', 'ACCEPTED']);
+    cases.forEach(([, reason], index) => expectReason(transactionReason(decoded[index + 1]), reason));
+    expect(partitionStatus(harness.state, partitionId).nextOffset).toBe(2);
   });
 
   it('rejects a replayed nonce, whether the bytes are identical or not', () => {

@@ -192,6 +192,14 @@ class BatchExecution {
   // ---- publish --------------------------------------------------------------------------------
 
   private publish(transaction: PublishTransaction, transactionIndex: number): TransactionResult {
+    // Inline payloads exist only in format 2 and come one per message: anything else is malformed.
+    if (
+      transaction.payloads !== undefined &&
+      (transaction.format !== BATCHED_RESULT_FORMAT ||
+        transaction.payloads.length !== transaction.messages.length)
+    ) {
+      return { status: 'REJECTED', reason: RejectReason.Malformed };
+    }
     const { header, leaves } = publishBatchHeader(transaction);
     const authenticated = this.authenticate(
       { ...transaction, organization: transaction.sender },
@@ -239,6 +247,7 @@ class BatchExecution {
       signerKey: header.signerKey,
       nonce: header.nonce,
       timestamp: header.timestamp,
+      ...(header.payloadsHash === undefined ? {} : { payloadsHash: header.payloadsHash }),
       signature: transaction.signature,
     };
   }

@@ -11,7 +11,7 @@
  */
 import { decodeWith, encodeCanonical, encodeWith, t } from '../codec/index.js';
 import type { CborValue, Infer, Schema } from '../codec/index.js';
-import { MerkleTree, merkleRoot } from '../crypto/index.js';
+import { MerkleTree, merkleRoot, sha256 } from '../crypto/index.js';
 import type { InclusionProof, Signer } from '../crypto/index.js';
 import { assert } from '../errors.js';
 import { jobTransactionSchema } from './datashare/transactions.js';
@@ -90,6 +90,19 @@ export type MessageLeaf = Infer<typeof messageLeafSchema>;
  */
 const resultFormat = t.optional(t.literal(BATCHED_RESULT_FORMAT));
 
+/**
+ * A small payload carried by its own publish (format 2 only), sealed exactly as it would be served:
+ * the envelope header and the ciphertext. The recipient decrypts it from the page it polled instead
+ * of fetching it from the sender's connector; it is checked as a served payload is (against the
+ * message's `contentRoot` and size), and it is signed with the batch (`payloadsHash`), so no node
+ * can change it in transit. It is not part of the message's leaf: proofs do not carry it.
+ */
+export const inlinePayloadSchema = t.record({
+  header: t.bytes({ maxLength: transactionLimits.inlineHeaderBytesMax }),
+  ciphertext: t.bytes({ maxLength: transactionLimits.inlineCiphertextBytesMax }),
+});
+export type InlinePayload = Infer<typeof inlinePayloadSchema>;
+
 const publishSchema = t.record({
   type: t.literal('publish'),
   format: resultFormat,
@@ -103,6 +116,10 @@ const publishSchema = t.record({
     minItems: 1,
     maxItems: transactionLimits.messagesPerPublishMax,
   }),
+  /** One per message, in batch order, where present: its sealed payload, or null (it is fetched). */
+  payloads: t.optional(
+    t.array(t.nullable(inlinePayloadSchema), { maxItems: transactionLimits.messagesPerPublishMax }),
+  ),
   signature,
 });
 export type PublishTransaction = Infer<typeof publishSchema>;
@@ -180,6 +197,23 @@ export interface PublishBatchHeader {
   readonly messagesRoot: Uint8Array;
   /** Number of messages: the tree size every inclusion proof must claim. */
   readonly messageCount: number;
+  /** payloadsHash of the batch's inline payloads; absent when it carries none. */
+  readonly payloadsHash?: Uint8Array | undefined;
+}
+
+/**
+ * What a batch's signature says of its inline payloads: the SHA-256 of their canonical encoding (the
+ * whole list, nulls included). A digest, not a tree: nothing proves one payload on its own, the
+ * recipient reads them all from the transaction it already holds.
+ */
+export function payloadsHash(payloads: readonly (InlinePayload | null)[]): Uint8Array {
+  return sha256(
+    encodeCanonical(
+      payloads.map((payload) =>
+        payload === null ? null : { header: payload.header, ciphertext: payload.ciphertext },
+      ),
+    ),
+  );
 }
 
 /** The bytes a publish's signature is over (in the PUBLISH_SIGNING_TYPE domain). */
@@ -192,6 +226,8 @@ export function publishSigningPayload(header: PublishBatchHeader): Uint8Array {
     timestamp: header.timestamp,
     messagesRoot: header.messagesRoot,
     messageCount: header.messageCount,
+    // Only when present, so that a batch without inline payloads signs exactly what it always did.
+    ...(header.payloadsHash === undefined ? {} : { payloadsHash: header.payloadsHash }),
   });
 }
 
@@ -211,6 +247,7 @@ export function publishBatchHeader(transaction: PublishTransaction): {
       timestamp: transaction.timestamp,
       messagesRoot: tree.root,
       messageCount: leaves.length,
+      ...(transaction.payloads === undefined ? {} : { payloadsHash: payloadsHash(transaction.payloads) }),
     },
     leaves,
     tree,
@@ -310,10 +347,16 @@ export function encodePublish(
     nonce: Uint8Array;
     timestamp: number;
     messages: readonly MessageMetadata[];
+    /** One per message where given (null: fetched from the sender); omitted when none is inline. */
+    payloads?: readonly (InlinePayload | null)[];
   },
   signer: Signer,
 ): Uint8Array {
   const leaves = batch.messages.map((message) => messageLeaf(batch.sender, message));
+  const payloads =
+    batch.payloads === undefined || batch.payloads.every((payload) => payload === null)
+      ? undefined
+      : [...batch.payloads];
   const payload = publishSigningPayload({
     sender: batch.sender,
     signerKey: signer.publicKey,
@@ -321,6 +364,7 @@ export function encodePublish(
     timestamp: batch.timestamp,
     messagesRoot: merkleRoot(leaves),
     messageCount: leaves.length,
+    ...(payloads === undefined ? {} : { payloadsHash: payloadsHash(payloads) }),
   });
   return encodeWith(transactionSchema, {
     type: 'publish',
@@ -330,6 +374,7 @@ export function encodePublish(
     nonce: batch.nonce,
     timestamp: batch.timestamp,
     messages: batch.messages,
+    ...(payloads === undefined ? {} : { payloads }),
     signature: signer.sign(PUBLISH_SIGNING_TYPE, payload),
   });
 }

@@ -27,6 +27,7 @@ import {
 } from './message-proof.js';
 import {
   batchBlock,
+  batchChain,
   compactProofReceipt,
   proofChain,
   proofReplicas,
@@ -133,6 +134,32 @@ describe('compact (version 2) acceptance proofs', () => {
       results,
     };
     expect(codeOf(() => verifyMessageProof(proofsOf(lying, 1, [3])[0] as MessageProof, trust))).toBe(
+      'BAD_SIGNATURE',
+    );
+  });
+
+  it('prove a message whose batch carried its payloads: the signed payloadsHash is in the leaf, and without it the signature fails', () => {
+    const [carrying] = batchChain([3], undefined, true) as [Block];
+    const proof = proofsOf(carrying, 0, [1])[0] as MessageProof;
+    expect(verifyMessageProof(proof, trust)).toMatchObject({ id: 'b0-m1', offset: 1 });
+    const leaf = decodeCanonical(proof.batch) as Record<string, CborValue>;
+    expect(leaf['payloadsHash']).toBeInstanceOf(Uint8Array);
+    // The payloads themselves stay out of the proof: it grows by the hash and its key only.
+    expect(sizeOf(proof) - sizeOf(proofsOf(batchBlock([3]), 0, [1])[0] as MessageProof)).toBeLessThanOrEqual(
+      '.payloadsHash'.length + 2 + 32,
+    );
+    // Replicas that leave the hash out of the result they certify: the sender's signature no longer fits.
+    const result = decodeCanonical(carrying.results[0] as Uint8Array) as Record<string, CborValue>;
+    const { payloadsHash: _dropped, ...withoutHash } = result;
+    const results = [encodeCanonical(withoutHash)];
+    const header = { ...carrying.header, resultsRoot: resultsRoot(results) };
+    const lying: Block = {
+      header,
+      certificate: certifyHeader(header, proofReplicas.slice(0, 3)),
+      transactions: carrying.transactions,
+      results,
+    };
+    expect(codeOf(() => verifyMessageProof(proofsOf(lying, 0, [1])[0] as MessageProof, trust))).toBe(
       'BAD_SIGNATURE',
     );
   });

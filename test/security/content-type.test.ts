@@ -61,7 +61,7 @@ describe('content types at publish', () => {
 
   it('refuses one that is not a valid media type with 400 SCHEMA_MISMATCH, storing and publishing nothing', async () => {
     const offsetBefore = await net.demoNextOffset();
-    const filesBefore = net.storageFiles('org1').length;
+    const payloadsBefore = net.storedPayloads('org1');
     for (const contentType of refused) {
       const answer = await org1.call('POST', '/v1/topics/demo/batch', {
         json: { messages: [{ value: Buffer.from('hello').toString('base64'), to: ['org2'], contentType }] },
@@ -84,7 +84,7 @@ describe('content types at publish', () => {
       expect(((await streamed.json()) as { error: { code: string } }).error.code).toBe('SCHEMA_MISMATCH');
     }
     expect(await net.demoNextOffset()).toBe(offsetBefore);
-    expect(net.storageFiles('org1').length).toBe(filesBefore);
+    expect(net.storedPayloads('org1')).toBe(payloadsBefore);
   });
 
   it('accepts the media types applications use', async () => {

@@ -111,7 +111,9 @@ function exchangeOneMessage(): void {
     '--to',
     'org2',
     '--value',
-    'a guessable secret',
+    // Over 4 KiB, so that its payload is a file on both sides (smaller ones are packed in the
+    // connectors' databases), whose mode this test checks too.
+    'a guessable secret '.repeat(300),
     '--json',
   ]);
   expect(sent.status, sent.stderr).toBe(0);

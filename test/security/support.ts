@@ -4,6 +4,7 @@
  * any key, and a raw TLS client that completes the pinned-key handshake as a registered (or
  * unregistered) key and then writes whatever bytes it likes.
  */
+import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -141,6 +142,23 @@ export class SecurityNetwork {
     });
     this.apis.push(server);
     return new ApiClient(server.url, config.api.token);
+  }
+
+  /**
+   * How many payloads `orgN`'s connector keeps: files in its payload storage (objects and puts in
+   * progress) and small payloads packed in its database.
+   */
+  storedPayloads(organization: string): number {
+    const { dataDirectory } = loadConnectorConfig(this.connectorConfigPath(organization));
+    const db = new Database(join(dataDirectory, 'connector.sqlite'), { readonly: true });
+    try {
+      const { packed } = db
+        .prepare<[], { packed: number }>('SELECT COUNT(*) AS packed FROM packed_payloads')
+        .get()!;
+      return this.storageFiles(organization).length + packed;
+    } finally {
+      db.close();
+    }
   }
 
   /** Every file under `orgN`'s payload storage directory (stored objects and puts in progress), with sizes. */

@@ -5,6 +5,9 @@
  * offset order (so applications see partition order), confirms them on-chain, then moves the cursor.
  * A payload that failed for a retriable reason stops the page there: the cursor stays on it.
  */
+import { decodeClientRequest, messageLimits } from '../../consensus/pbft/messages.js';
+import { decodeTransaction } from '../../contracts/transactions.js';
+import type { InlinePayload } from '../../contracts/transactions.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../../errors.js';
 import {
   blockEvidenceSchema,
@@ -50,10 +53,21 @@ export const blockedRetryPolicy: RetryPolicy = {
   jitter: 0.2,
 };
 
+/** The inline payloads of a publish transaction, one per message (null: fetched), if it has any. */
+function inlinePayloadsIn(transaction: Uint8Array): readonly (InlinePayload | null)[] | undefined {
+  // A block's transaction is the client's request; the publish is its operation.
+  const decoded = decodeTransaction(
+    decodeClientRequest(transaction, messageLimits.requestBytesMax).operation,
+  );
+  return decoded.type === 'publish' ? decoded.payloads : undefined;
+}
+
 /** A message of a page, its acceptance proven. */
 export interface ProvenMessage {
   readonly accepted: AcceptedMessage;
   readonly proof: AcceptanceProof;
+  /** Its sealed payload, when its publish carried it (checked only when it is opened). */
+  readonly inline?: InlinePayload;
 }
 
 export interface PartitionConsumerOptions extends Pick<
@@ -137,6 +151,7 @@ export class PartitionConsumer {
       const verified = verifyAcceptances(block, indexes, this.options.trust);
       // What is kept (and put in receipts) is each message's own O(log n) proof, not the batch.
       const compact = compactMessageProofs(block, indexes);
+      const payloads = inlinePayloadsIn(block.transaction);
       verified.forEach((accepted, position) => {
         const item = items[position] as { offset: number; messageIndex: number };
         if (accepted.offset !== item.offset || accepted.partitionId !== this.group) {
@@ -145,9 +160,11 @@ export class PartitionConsumer {
             `the node's proof is for another offset than ${item.offset}`,
           );
         }
+        const inline = payloads?.[item.messageIndex] ?? undefined;
         messages.push({
           accepted,
           proof: compact?.[position] ?? { block, messageIndex: item.messageIndex },
+          ...(inline === undefined ? {} : { inline }),
         });
       });
     }
@@ -162,17 +179,44 @@ export class PartitionConsumer {
    * failed, `message.failed` emitted, and the cursor moves past it.
    */
   async receivePage(entries: readonly ProvenMessage[]): Promise<number | undefined> {
-    const { database, lifecycle, events, fetcher } = this.options;
+    const { database, lifecycle, fetcher } = this.options;
     const pending = entries.filter(
       (entry) => database.received(entry.accepted.partitionId, entry.accepted.id) === undefined,
     );
-    const outcomes = new Map<string, StoredObject | Error>();
+    const outcomes = new Map<string, StoredObject | Buffer | Error>();
+    // A payload carried in its publish is opened here; one that does not open is fetched instead.
+    const opened = await Promise.all(
+      pending.map(async (entry): Promise<boolean> => {
+        if (entry.inline === undefined) return false;
+        try {
+          outcomes.set(entry.accepted.id, await fetcher.openInline(entry.accepted, entry.inline));
+          return true;
+        } catch (error) {
+          this.options.logger.warn(
+            { id: entry.accepted.id, error: describeError(error) },
+            'the payload carried in its publish does not open; fetching it from its sender',
+          );
+          return false;
+        }
+      }),
+    );
+    // What opened from the page itself, up to its first payload to fetch, is recorded before any
+    // fetch: a sender that is slow or down holds back only its fetched payloads and what follows them.
+    const firstToFetch = opened.indexOf(false);
+    const ready = firstToFetch === -1 ? pending.length : firstToFetch;
+    if (ready > 0) {
+      const blockedAt = this.record(pending.slice(0, ready), outcomes);
+      if (blockedAt !== undefined) return blockedAt;
+    }
+    const rest = pending.slice(ready);
+    if (rest.length === 0) return undefined;
+    const toFetch = rest.filter((entry) => !outcomes.has(entry.accepted.id));
     let next = 0;
     const worker = async (): Promise<void> => {
       const connections = fetcher.connections();
       try {
-        while (next < pending.length && !lifecycle.stopped) {
-          const { accepted } = pending[next++] as ProvenMessage;
+        while (next < toFetch.length && !lifecycle.stopped) {
+          const { accepted } = toFetch[next++] as ProvenMessage;
           try {
             outcomes.set(accepted.id, await fetcher.fetchToStorage(accepted, connections));
           } catch (error) {
@@ -183,12 +227,23 @@ export class PartitionConsumer {
         connections.close();
       }
     };
-    await Promise.all(Array.from({ length: Math.min(fetchConcurrency, pending.length) }, worker));
-    // The page's rows commit in one transaction (one fsync, not one per message); what they announce
-    // is emitted only once they are durable.
+    await Promise.all(Array.from({ length: Math.min(fetchConcurrency, toFetch.length) }, worker));
+    return this.record(rest, outcomes);
+  }
+
+  /**
+   * Records `entries` in offset order from their outcomes, in one transaction (one fsync, not one per
+   * message); what they announce is emitted only once they are durable. Returns the offset of the
+   * first message to retry (nothing from it on is recorded), or undefined.
+   */
+  private record(
+    entries: readonly ProvenMessage[],
+    outcomes: ReadonlyMap<string, StoredObject | Buffer | Error>,
+  ): number | undefined {
+    const { database, lifecycle, events } = this.options;
     const announcements: ConnectorEvent[] = [];
     const blockedAt = database.transaction((): number | undefined => {
-      for (const { accepted, proof } of pending) {
+      for (const { accepted, proof } of entries) {
         const outcome = outcomes.get(accepted.id);
         if (outcome === undefined) return accepted.offset; // stopping
         if (outcome instanceof Error) {
@@ -219,6 +274,8 @@ export class PartitionConsumer {
           }
           return accepted.offset;
         }
+        // A payload opened from its publish is packed in this transaction: no file, no fsync of its own.
+        const stored = Buffer.isBuffer(outcome) ? database.putPacked(outcome) : outcome;
         const row = database.insertReceived({
           id: accepted.id,
           topic: accepted.topic,
@@ -226,9 +283,9 @@ export class PartitionConsumer {
           group_id: accepted.partitionId,
           offset: accepted.offset,
           sender: accepted.sender,
-          size: outcome.size,
-          sha256: outcome.key,
-          storage_key: outcome.key,
+          size: stored.size,
+          sha256: stored.key,
+          storage_key: stored.key,
           content_type: accepted.contentType,
           message_key: accepted.key,
           proof: encodeAcceptanceProof(proof),

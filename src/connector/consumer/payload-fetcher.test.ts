@@ -1,17 +1,23 @@
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { InlinePayload } from '../../contracts/transactions.js';
 import { chunkTagBytes } from '../../crypto/envelope/header.js';
 import type { EnvelopeHeader } from '../../crypto/envelope/index.js';
 import { ErrorCode, LedgerbusError } from '../../errors.js';
 import type { AcceptedMessage } from '../../proofs/index.js';
+import type { ConnectorContext } from '../context.js';
+import { OutgoingStore } from '../producer/outgoing-store.js';
 import { partsFixture, startNodeStandIn } from '../testing/parts-fixture.js';
 import type { PartsFixture } from '../testing/parts-fixture.js';
 import { BulkConnectionPool, PayloadFetcher } from './payload-fetcher.js';
 
 let fixture: PartsFixture;
 let fetcher: PayloadFetcher;
+let sender: ConnectorContext;
 
 beforeAll(async () => {
   fixture = partsFixture();
+  sender = await fixture.context(0);
   const context = await fixture.context(1);
   const node = context.registry.nodes()[0]!;
   const session = fixture.session(context, 1, node);
@@ -61,6 +67,59 @@ describe('PayloadFetcher.checkServedSize', () => {
     expect(codeOf(() => fetcher.checkServedSize(accepted(size), header(size - chunkTagBytes, 1)))).toBe(
       ErrorCode.Oversize,
     );
+  });
+});
+
+describe('PayloadFetcher.openInline', () => {
+  /** A small message org1 sealed for org2, as its publish carries it, and what the ledger accepted of it. */
+  async function sealed(
+    id: string,
+    value: Buffer,
+  ): Promise<{ accepted: AcceptedMessage; inline: InlinePayload }> {
+    const to = [fixture.layout.network.organizations[1]!.id];
+    const limit = { label: id, plaintextMax: 4096, declared: undefined, bytesMax: 8192 };
+    const stored = await new OutgoingStore(sender).store(
+      'demo',
+      0,
+      { id, to, value: Readable.from([value]) },
+      limit,
+    );
+    if (stored.inline === undefined) throw new Error('a small payload is sealed inline');
+    const { metadata } = stored;
+    const accepted = {
+      ...metadata,
+      partitionId: 'demo/0',
+      offset: 0,
+      sender: sender.organization,
+      signerKey: sender.signer.publicKey,
+      height: 1,
+      acceptedAt: 0,
+      metadata,
+    } as AcceptedMessage;
+    return { accepted, inline: stored.inline };
+  }
+
+  it('opens a payload carried in its publish, checked as a fetched one', async () => {
+    const value = Buffer.from('carried along');
+    const { accepted, inline } = await sealed('inline-ok', value);
+    expect(await fetcher.openInline(accepted, inline)).toEqual(value);
+  });
+
+  it('refuses a changed byte, a cut ciphertext and another message’s payload as PAYLOAD_CORRUPT', async () => {
+    const { accepted, inline } = await sealed('inline-a', Buffer.alloc(300, 1));
+    const other = await sealed('inline-b', Buffer.alloc(300, 1));
+    const flipped = Buffer.from(inline.ciphertext);
+    flipped[5] = (flipped[5] ?? 0) ^ 1;
+    const cases: InlinePayload[] = [
+      { header: inline.header, ciphertext: flipped },
+      { header: inline.header, ciphertext: inline.ciphertext.subarray(0, inline.ciphertext.length - 1) },
+      other.inline,
+    ];
+    for (const each of cases) {
+      const error = await fetcher.openInline(accepted, each).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(LedgerbusError);
+      expect((error as LedgerbusError).code).toBe(ErrorCode.PayloadCorrupt);
+    }
   });
 });
 

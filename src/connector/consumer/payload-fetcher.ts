@@ -4,7 +4,8 @@
  * every chunk verified against the on-chain root while it is decrypted into storage.
  */
 import { randomBytes } from 'node:crypto';
-import { pipeline } from 'node:stream';
+import { Readable, pipeline } from 'node:stream';
+import type { InlinePayload } from '../../contracts/transactions.js';
 import { encodeFetchRequest } from '../../contracts/fetch.js';
 import { nonceBytes } from '../../contracts/transactions.js';
 import { decodeEnvelopeHeader, decryptPayload } from '../../crypto/envelope/index.js';
@@ -27,6 +28,17 @@ const verificationCodes: readonly string[] = [
   ErrorCode.MalformedEncoding,
   ErrorCode.SchemaMismatch,
 ];
+
+/** A failure of verification as PAYLOAD_CORRUPT (whichever check caught it); anything else as it is. */
+function asCorrupt(accepted: AcceptedMessage, error: unknown): unknown {
+  if (isLedgerbusError(error) && verificationCodes.includes(error.code)) {
+    return new LedgerbusError(
+      ErrorCode.PayloadCorrupt,
+      `payload of ${accepted.id} does not verify: ${error.message}`,
+    );
+  }
+  return error;
+}
 
 export interface PayloadFetcherOptions extends Pick<
   ConnectorContext,
@@ -205,33 +217,60 @@ export class PayloadFetcher {
         ),
         () => {},
       );
-      const plaintext = await decryptPayload({
-        header,
-        ciphertext: bounded,
-        recipientOrgId: this.options.organization,
-        recipientKey: this.options.encryptionKey,
-        senderPublicKey: accepted.signerKey,
-        signing: this.options.signer.domain,
-        expectedRoot: accepted.contentRoot,
-        expectedPayloadId: accepted.id,
-        expectedSenderOrgId: accepted.sender,
-      });
+      const plaintext = this.decrypt(accepted, header, bounded);
       // Content-addressed storage: the key IS the plaintext's sha256.
       const stored = await this.options.storage.put(plaintext, { sizeMax: header.plaintextBytes });
       failed = false;
       return stored;
     } catch (error) {
-      if (isLedgerbusError(error) && verificationCodes.includes(error.code)) {
-        throw new LedgerbusError(
-          ErrorCode.PayloadCorrupt,
-          `payload of ${accepted.id} does not verify: ${error.message}`,
-        );
-      }
-      throw error;
+      throw asCorrupt(accepted, error);
     } finally {
       // After a failure the connection may still carry the rest of a cancelled stream: drop it.
       if (failed) connections.discard(accepted.sender, accepted.partitionId);
     }
+  }
+
+  /**
+   * The plaintext of a payload carried inside its publish, checked exactly as a fetched one (its
+   * header against what the ledger accepted, its size, every chunk against the on-chain root).
+   * Whatever fails is PAYLOAD_CORRUPT or OVERSIZE, as for a fetch.
+   */
+  async openInline(accepted: AcceptedMessage, inline: InlinePayload): Promise<Buffer> {
+    try {
+      const header = decodeEnvelopeHeader(inline.header);
+      const ciphertextBytes = this.checkServedSize(accepted, header);
+      if (inline.ciphertext.length !== ciphertextBytes) {
+        throw new LedgerbusError(
+          ErrorCode.PayloadCorrupt,
+          `payload ${accepted.id} carried in its publish holds ${inline.ciphertext.length} bytes, not the ${ciphertextBytes} its header implies`,
+        );
+      }
+      const chunks: Buffer[] = [];
+      const plaintext = this.decrypt(
+        accepted,
+        header,
+        Readable.from([inline.ciphertext], { objectMode: false }),
+      );
+      for await (const chunk of plaintext) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks);
+    } catch (error) {
+      throw asCorrupt(accepted, error);
+    }
+  }
+
+  /** `ciphertext` decrypted, every chunk verified against what the ledger accepted for `accepted`. */
+  private decrypt(accepted: AcceptedMessage, header: EnvelopeHeader, ciphertext: Readable): Readable {
+    return decryptPayload({
+      header,
+      ciphertext,
+      recipientOrgId: this.options.organization,
+      recipientKey: this.options.encryptionKey,
+      senderPublicKey: accepted.signerKey,
+      signing: this.options.signer.domain,
+      expectedRoot: accepted.contentRoot,
+      expectedPayloadId: accepted.id,
+      expectedSenderOrgId: accepted.sender,
+    });
   }
 
   /**

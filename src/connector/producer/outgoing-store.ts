@@ -3,13 +3,12 @@
  * bounded as it streams, and its row in the database; and the undoing of that for messages the
  * ledger never accepted.
  */
-import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
-import { PassThrough, Writable, pipeline } from 'node:stream';
+import { createHash, randomUUID } from 'node:crypto';
+import { PassThrough, Readable, Writable, pipeline } from 'node:stream';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
 import type { EscrowPolicy } from '../../contracts/registry.js';
 import type { EscrowMetadata } from '../../contracts/escrow/transactions.js';
-import type { MessageMetadata } from '../../contracts/transactions.js';
+import type { InlinePayload, MessageMetadata } from '../../contracts/transactions.js';
 import { decodeEnvelopeHeader, encodeEnvelopeHeader, encryptPayload } from '../../crypto/envelope/index.js';
 import { escrowKeys, splitSecret } from '../../crypto/escrow/index.js';
 import type { FeldmanSharing } from '../../crypto/escrow/index.js';
@@ -29,7 +28,18 @@ export interface OutgoingStored {
   readonly metadata: MessageMetadata;
   readonly storageKey: string;
   readonly created: boolean;
+  /**
+   * The sealed payload, when it is small enough to travel inside its publish (it is also packed in
+   * the connector's database, under `storageKey`, for a recipient that fetches it all the same).
+   */
+  readonly inline?: InlinePayload;
 }
+
+/**
+ * Plaintexts up to this size are sealed in memory, kept in the connector's database and carried
+ * inside their publish (DESIGN §3, "Speed"); larger ones stream to storage and are fetched.
+ */
+export const inlinePlaintextBytesMax = 4 * 1024;
 
 /** How much of a message's value may be read, and what it must add up to. */
 export interface OutgoingLimit {
@@ -114,11 +124,7 @@ export class OutgoingStore {
       // chose (a keyless retry must not land on another partition, where the contract would accept
       // the id as a new message).
       await drain(bounded());
-      return {
-        metadata: this.withEscrow(topic, metadataOfSent(existing, message, recipients)),
-        storageKey: existing.storage_key,
-        created: false,
-      };
+      return this.storedBefore(existing, message, recipients);
     }
     // An escrow topic's data key is derived from the secret escrowed for auditors, so that k of the
     // share holders can rebuild it without the sender (DESIGN §7).
@@ -128,11 +134,19 @@ export class OutgoingStore {
     const sharing =
       escrowPolicy === undefined ? undefined : splitSecret(escrowPolicy.threshold, escrowPolicy.shares);
     const contentType = message.contentType ?? 'application/octet-stream';
+    // A value that ends within the inline bound is sealed in memory; anything longer streams on.
+    const source = sharing === undefined ? await readWhole(bounded(), inlinePlaintextBytesMax) : bounded();
+    if (source instanceof Uint8Array) {
+      return this.storeInline(
+        { id, topic, partition, message, recipients, targets, contentType, limit },
+        source,
+      );
+    }
     const sink = new PassThrough({ highWaterMark: 1024 * 1024 });
     const stored = storage.put(sink);
     const [encryption, storing] = await Promise.allSettled([
       encryptPayload({
-        source: bounded(),
+        source,
         sink,
         signer: this.options.signer,
         senderOrgId: this.options.organization,
@@ -213,13 +227,105 @@ export class OutgoingStore {
     if (row.storage_key !== object.key) {
       // Another send of the same (topic, id) stored its payload first: this one is its retry.
       await this.discardUnpublished([created]);
-      return {
-        metadata: this.withEscrow(topic, metadataOfSent(row, message, recipients)),
-        storageKey: row.storage_key,
-        created: false,
-      };
+      return this.storedBefore(row, message, recipients);
     }
     return escrow === undefined ? created : { ...created, metadata: { ...created.metadata, escrow } };
+  }
+
+  /**
+   * Seals a small plaintext in memory and records it with its sent row, in one transaction: the
+   * ciphertext is packed in the database under its sha256 (no file, no fsync of its own), and the
+   * message leaves with it inline.
+   */
+  private async storeInline(
+    input: {
+      id: string;
+      topic: string;
+      partition: number;
+      message: OutgoingMessage;
+      recipients: string[];
+      targets: { orgId: string; publicKey: Uint8Array }[];
+      contentType: string;
+      limit: OutgoingLimit;
+    },
+    plaintext: Uint8Array,
+  ): Promise<OutgoingStored> {
+    const { database } = this.options;
+    const { id, topic, partition, limit } = input;
+    if (limit.declared !== undefined && plaintext.length !== limit.declared) {
+      throw new LedgerbusError(
+        ErrorCode.SchemaMismatch,
+        `message ${limit.label}: the value ended after ${plaintext.length} of the ${limit.declared} bytes declared`,
+      );
+    }
+    const chunks: Buffer[] = [];
+    const encrypted = await encryptPayload({
+      source: Readable.from([plaintext], { objectMode: false }),
+      sink: new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          chunks.push(chunk);
+          callback();
+        },
+      }),
+      signer: this.options.signer,
+      senderOrgId: this.options.organization,
+      recipients: input.targets,
+      payloadId: id,
+      contentType: input.contentType,
+      chunkBytes: sendChunkBytes,
+    });
+    const ciphertext = Buffer.concat(chunks);
+    const header = encodeEnvelopeHeader(encrypted.header);
+    const ciphertextKey = sha256Hex(ciphertext);
+    const key = database.transaction(() => {
+      database.insertSent({
+        id,
+        topic,
+        partition,
+        group_id: partitionGroupId(topic, partition),
+        header,
+        storage_key: ciphertextKey,
+        size: ciphertext.length,
+        recipients: JSON.stringify(input.recipients),
+        created_at: this.options.lifecycle.clock.now(),
+      });
+      const row = database.sent(topic, id);
+      assert(row !== undefined, 'a sent row exists once inserted');
+      // Packed only with our own row: a concurrent send of the same id that inserted first keeps its own.
+      return row.storage_key === ciphertextKey ? database.putPacked(ciphertext).key : undefined;
+    });
+    const row = database.sent(topic, id);
+    assert(row !== undefined, 'a sent row exists once inserted');
+    if (key === undefined) return this.storedBefore(row, input.message, input.recipients);
+    return {
+      metadata: metadataFor({
+        id,
+        topic,
+        partition,
+        message: input.message,
+        recipients: input.recipients,
+        size: ciphertext.length,
+        contentRoot: encrypted.header.merkleRoot,
+        contentType: input.contentType,
+      }),
+      storageKey: key,
+      created: true,
+      inline: { header, ciphertext },
+    };
+  }
+
+  /**
+   * A message stored by an earlier send of the same (topic, id), published again as it was first
+   * stored: its metadata, its escrow, and its sealed payload inline if it was packed.
+   */
+  private storedBefore(row: SentRow, message: OutgoingMessage, recipients: string[]): OutgoingStored {
+    const packed = this.options.database.packed(row.storage_key);
+    return {
+      metadata: this.withEscrow(row.topic, metadataOfSent(row, message, recipients)),
+      storageKey: row.storage_key,
+      created: false,
+      ...(packed === undefined ? {} : { inline: { header: row.header, ciphertext: packed } }),
+    };
   }
 
   /** Places the stored ciphertext's chunks and the key shares; on failure the ciphertext is deleted. */
@@ -289,6 +395,7 @@ export class OutgoingStore {
       if (this.options.database.deleteUnpublished(metadata.topic, metadata.id, storageKey))
         this.sentEscrow.delete(metadata.topic, metadata.id);
       if (this.options.database.sentReferences(storageKey)) continue;
+      this.options.database.deletePacked(storageKey);
       try {
         await this.options.storage.delete(storageKey);
       } catch (error) {
@@ -344,6 +451,36 @@ function metadataFor(fields: {
     contentType: fields.contentType,
     headers: { ...(fields.message.headers ?? {}) },
   };
+}
+
+/**
+ * The whole of `stream` when it ends within `max` bytes; otherwise a stream of all of it (what was
+ * read, then the rest), so that a large value streams on as if nothing had been read.
+ */
+async function readWhole(stream: Readable, max: number): Promise<Uint8Array | Readable> {
+  const iterator = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const head: Buffer[] = [];
+  let length = 0;
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done === true) return Buffer.concat(head, length);
+    head.push(next.value);
+    length += next.value.length;
+    if (length > max) break;
+  }
+  async function* all(): AsyncGenerator<Buffer> {
+    yield* head;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done === true) return;
+      yield next.value;
+    }
+  }
+  return Readable.from(all(), { objectMode: false });
+}
+
+function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
 /** Reads `stream` to its end, dropping the bytes; rejects with its error. */

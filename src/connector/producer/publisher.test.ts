@@ -29,6 +29,7 @@ import { NodeSession, sessionNodes } from '../session/node-session.js';
 import { TransactionSubmitter } from '../session/submitter.js';
 import { openStorage } from '../storage/index.js';
 import type { PayloadStorage } from '../storage/index.js';
+import { PackedStorage } from '../storage/packed.js';
 import { partsFixture, startNodeStandIn } from '../testing/parts-fixture.js';
 import type { NodeStandIn, PartsFixture } from '../testing/parts-fixture.js';
 import type { CoalescingPolicy } from './coalescer.js';
@@ -95,7 +96,7 @@ describe('Publisher on a real partition: concurrent sends share signed batches',
   /** Distinguishes this run's message ids from a rerun's. */
   const run = Date.now().toString(36);
 
-  /** An organization's publishing parts; `puts` is every storage key a put returned, in order. */
+  /** An organization's publishing parts; `puts` is every key stored or packed, in order. */
   interface Organization {
     readonly context: ConnectorContext;
     readonly session: NodeSession;
@@ -121,14 +122,22 @@ describe('Publisher on a real partition: concurrent sends share signed batches',
       delete: (key) => storage.delete(key),
       close: () => storage.close(),
     };
+    const database = new ConnectorDatabase(config.dataDirectory);
+    // Small payloads are packed in the database instead of put in storage: both are recorded.
+    const putPacked = database.putPacked.bind(database);
+    database.putPacked = (bytes) => {
+      const stored = putPacked(bytes);
+      puts.push(stored.key);
+      return stored;
+    };
     const context: ConnectorContext = {
       organization: config.organization,
       signer: SigningDomain.of(registry.network).signer(loadSigningKey(config.keyFile)),
       encryptionKey: loadEncryptionKey(config.encryptionKeyFile),
       registry,
       trust: proofTrustOf(registry),
-      database: new ConnectorDatabase(config.dataDirectory),
-      storage: recording,
+      database,
+      storage: new PackedStorage(recording, database),
       logger,
       lifecycle: new Lifecycle(),
       events: new ConnectorEvents(logger),

@@ -7,8 +7,13 @@
 import { randomBytes } from 'node:crypto';
 import { decodeTransactionResult } from '../../contracts/results.js';
 import type { MessageResult } from '../../contracts/results.js';
-import { encodePublish, messageMetadataSchema, nonceBytes } from '../../contracts/transactions.js';
-import type { MessageMetadata } from '../../contracts/transactions.js';
+import {
+  encodePublish,
+  messageMetadataSchema,
+  nonceBytes,
+  transactionLimits,
+} from '../../contracts/transactions.js';
+import type { InlinePayload, MessageMetadata } from '../../contracts/transactions.js';
 import { decodeCanonical, encodeWith } from '../../codec/index.js';
 import type { CborValue } from '../../codec/index.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../../errors.js';
@@ -327,7 +332,7 @@ export class Publisher {
     const { trust } = this.options;
     const group = partitionGroupId(topic, partition);
     const metadata = entries.map((entry) => entry.metadata);
-    const { answer, result } = await this.publishUntilEpochOpen(group, metadata);
+    const { answer, result } = await this.publishUntilEpochOpen(group, metadata, inlinePayloadsOf(entries));
     if (result.status === 'REJECTED') {
       await this.store.discardUnpublished(entries.filter((entry) => entry.created));
       throw new LedgerbusError(
@@ -460,6 +465,7 @@ export class Publisher {
   private async publishUntilEpochOpen(
     group: string,
     metadata: MessageMetadata[],
+    payloads: (InlinePayload | null)[],
   ): Promise<{ answer: { evidence: BlockEvidence }; result: TransactionResult }> {
     try {
       return await this.retryWhileEpochClosed(async (attempt) => {
@@ -473,6 +479,7 @@ export class Publisher {
             nonce: randomBytes(nonceBytes),
             timestamp: this.options.lifecycle.clock.now(),
             messages: metadata,
+            payloads,
           },
           this.options.signer,
         );
@@ -516,6 +523,35 @@ function acceptedAt(outcome: AcceptedOutcome, evidence: BlockEvidence): number |
     outcome.transactionIndex === evidence.transactionProof.leafIndex
     ? outcome.messageIndex
     : undefined;
+}
+
+/** Room kept in a publish for its own fields (sender, keys, nonce, signature) and CBOR framing. */
+const publishFieldsBytes = 16 * 1024;
+
+/**
+ * The batch's payloads to carry inline, one per entry (null: the recipient fetches it): each sealed
+ * small payload, in batch order, while the whole transaction stays within its bound. A payload left
+ * out is still packed here and served to the recipient's fetch.
+ */
+function inlinePayloadsOf(entries: readonly OutgoingStored[]): (InlinePayload | null)[] {
+  let room =
+    transactionLimits.transactionBytesMax -
+    publishFieldsBytes -
+    entries.reduce((total, entry) => total + encodeWith(messageMetadataSchema, entry.metadata).length, 0);
+  return entries.map(({ inline }) => {
+    if (inline === undefined) return null;
+    // Each byte string's CBOR head and the map's keys: 32 bytes is more than they take.
+    const bytes = inline.header.length + inline.ciphertext.length + 32;
+    if (
+      bytes > room ||
+      inline.header.length > transactionLimits.inlineHeaderBytesMax ||
+      inline.ciphertext.length > transactionLimits.inlineCiphertextBytesMax
+    ) {
+      return null;
+    }
+    room -= bytes;
+    return inline;
+  });
 }
 
 /**

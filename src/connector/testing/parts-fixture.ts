@@ -25,6 +25,7 @@ import { ConnectorEvents } from '../events.js';
 import { Lifecycle } from '../lifecycle.js';
 import type { ConnectorClock } from '../lifecycle.js';
 import { openStorage } from '../storage/index.js';
+import { PackedStorage } from '../storage/packed.js';
 import { NodeSession } from '../session/node-session.js';
 
 /** A clock whose timers run only when the test says so; it records every wait it was asked for. */
@@ -143,17 +144,22 @@ export function partsFixture(): PartsFixture {
       const resolved = config(index);
       const registry: LiveRegistry = liveRegistryFromGenesis(layout.network.genesis);
       const logger = createLogger({ name: resolved.organization, level: 'silent' });
+      const database = new ConnectorDatabase(join(directory, `${resolved.organization}-parts`));
       const context: ConnectorContext = {
         organization: resolved.organization,
         signer: SigningDomain.of(registry.network).signer(loadSigningKey(resolved.keyFile)),
         encryptionKey: loadEncryptionKey(resolved.encryptionKeyFile),
         registry,
         trust: proofTrustOf(registry),
-        database: new ConnectorDatabase(join(directory, `${resolved.organization}-parts`)),
-        storage: await openStorage({
-          kind: 'filesystem',
-          directory: join(directory, `${resolved.organization}-payloads`),
-        }),
+        database,
+        // As the connector has it: small payloads packed in its database, the rest in storage.
+        storage: new PackedStorage(
+          await openStorage({
+            kind: 'filesystem',
+            directory: join(directory, `${resolved.organization}-payloads`),
+          }),
+          database,
+        ),
         logger,
         lifecycle: new Lifecycle(clock),
         events: new ConnectorEvents(logger),

@@ -12,7 +12,7 @@ import { MemoryContractState } from '../state.js';
 import { decodeTransactionResult } from '../results.js';
 import type { TransactionResult } from '../results.js';
 import { encodeConfirmDelivery, encodePublish, nonceBytes } from '../transactions.js';
-import type { MessageMetadata } from '../transactions.js';
+import type { InlinePayload, MessageMetadata } from '../transactions.js';
 
 /** The network of the contract tests' registry: what the harness signs is valid in it. */
 export const network = 'contract-testnet';
@@ -119,7 +119,13 @@ export class Harness {
   publish(
     sender: keyof typeof keys,
     messages: MessageMetadata[],
-    options: { key?: SigningKeyPair; signing?: SigningDomain; nonce?: Uint8Array; timestamp?: number } = {},
+    options: {
+      key?: SigningKeyPair;
+      signing?: SigningDomain;
+      nonce?: Uint8Array;
+      timestamp?: number;
+      payloads?: (InlinePayload | null)[];
+    } = {},
   ): Uint8Array {
     return encodePublish(
       {
@@ -127,6 +133,7 @@ export class Harness {
         nonce: options.nonce ?? this.nextNonce(),
         timestamp: options.timestamp ?? this.time,
         messages,
+        ...(options.payloads === undefined ? {} : { payloads: options.payloads }),
       },
       (options.signing ?? signing).signer(options.key ?? keys[sender]),
     );

@@ -94,15 +94,21 @@ export function compactProofReceipt(
  * Blocks of a chain executed by the SDT contract and certified like proofChain's: block 1 holds one
  * publish by alice per entry of `batches` — a count n gives ids `b<b>-m0..n-1`, a list gives those
  * ids (the same list twice is a retry); block 2, when `confirmed` is given, bob's confirmation of
- * those ids (all messages are addressed to bob).
+ * those ids (all messages are addressed to bob). With `inline`, every publish carries a (made-up)
+ * sealed payload per message, as a connector's small messages do.
  */
 export function batchChain(
   batches: readonly (number | readonly string[])[],
   confirmed?: readonly string[],
+  inline = false,
 ): Block[] {
   const state = new MemoryContractState();
-  const publishes = batches.map((batch, position) =>
-    clientRequest(
+  const publishes = batches.map((batch, position) => {
+    const ids =
+      typeof batch === 'number'
+        ? Array.from({ length: batch }, (_, index) => `b${position}-m${index}`)
+        : batch;
+    return clientRequest(
       'alice',
       position + 1,
       encodePublish(
@@ -110,15 +116,20 @@ export function batchChain(
           sender: 'alice',
           nonce: nonce(position + 1),
           timestamp: startTime,
-          messages: (typeof batch === 'number'
-            ? Array.from({ length: batch }, (_, index) => `b${position}-m${index}`)
-            : batch
-          ).map((id) => message({ id })),
+          messages: ids.map((id) => message({ id })),
+          ...(inline
+            ? {
+                payloads: ids.map((_, index) => ({
+                  header: new Uint8Array(40).fill(index % 256),
+                  ciphertext: new Uint8Array(100).fill(7),
+                })),
+              }
+            : {}),
         },
         signing.signer(keys.alice),
       ),
-    ),
-  );
+    );
+  });
   const blocks: Block[] = [];
   const certify = (transactions: Uint8Array[]): void => {
     const height = blocks.length + 1;
