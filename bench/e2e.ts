@@ -8,8 +8,9 @@
  * message summed over every process (4 nodes, 4 connectors, this client).
  *
  * The whole network runs: 4 node processes (PBFT over pinned TLS, SQLite with fsync before votes and
- * acks) and 4 connector processes (org1's encrypts and stores the payload, org2's fetches, verifies,
- * decrypts and stores it; the consumer fetches each payload and commits each message). In the same
+ * acks) and 4 connector processes (org1's encrypts and keeps the payload — a payload of at most
+ * 4 KiB, as here, travels inside its publish — and org2's verifies, decrypts and stores it; the
+ * consumer fetches each payload from org2's connector and commits once per page). In the same
  * run, a 3-node NATS JetStream cluster (R3 file stream) carries the same messages: publish-with-ack
  * with as many in flight, and a durable pull consumer (`consume()`, explicit acks) on a second
  * connection, latency from publish to the consumer being handed the message. The installed
