@@ -17,6 +17,7 @@ import type { OutgoingMessage } from '../api-types.js';
 import { ByteLimit } from '../byte-limit.js';
 import type { SentRow } from '../connector-database.js';
 import type { ConnectorContext } from '../context.js';
+import { GroupCommit } from '../group-commit.js';
 import { describeError } from '../lifecycle.js';
 import { messageTooLarge, sendChunkBytes } from '../payload-size.js';
 import { partitionGroupId } from '../../contracts/registry.js';
@@ -62,9 +63,12 @@ export type OutgoingStoreOptions = Pick<
 
 export class OutgoingStore {
   private readonly sentEscrow: SentEscrowStore;
+  /** Sent rows of concurrent sends commit together: one fsync for all that are ready at once. */
+  private readonly commits: GroupCommit;
 
   constructor(private readonly options: OutgoingStoreOptions) {
     this.sentEscrow = new SentEscrowStore(options.database.db);
+    this.commits = new GroupCommit(options.database);
   }
 
   /**
@@ -215,13 +219,13 @@ export class OutgoingStore {
     };
     // The secret is kept with the row, in one transaction, so that a retry publishes the very same
     // escrow metadata (its leaf must not change) and the sender can always read what it escrowed.
-    database.db.transaction(() => {
+    await this.commits.run(() => {
       database.insertSent(sentRow);
       // Only with our own row: a concurrent send of the same id that inserted first keeps its escrow.
       const inserted = database.sent(topic, id)?.storage_key === object.key;
       if (inserted && escrow !== undefined && sharing !== undefined)
         this.sentEscrow.put(topic, id, sharing, escrow);
-    })();
+    });
     const row = database.sent(topic, id);
     assert(row !== undefined, 'a sent row exists once inserted');
     if (row.storage_key !== object.key) {
@@ -277,7 +281,7 @@ export class OutgoingStore {
     const ciphertext = Buffer.concat(chunks);
     const header = encodeEnvelopeHeader(encrypted.header);
     const ciphertextKey = sha256Hex(ciphertext);
-    const key = database.transaction(() => {
+    const key = await this.commits.run(() => {
       database.insertSent({
         id,
         topic,
