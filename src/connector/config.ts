@@ -53,7 +53,7 @@ const connectorConfigSchema = t.record({
   ),
   /**
    * How concurrent sends share signed publishes, as Kafka's `max.in.flight` and `linger.ms` do:
-   * while fewer than `inFlightBatchesMax` (default 2) batches of a partition and recipient set await
+   * while fewer than `inFlightBatchesMax` (default 1) batches of a partition and recipient set await
    * their answer, queued messages go out after `lingerMs` (default 0: at once); at the limit they
    * wait, and the next batch takes them all. A higher limit means smaller batches under load.
    */

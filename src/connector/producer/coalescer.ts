@@ -20,12 +20,16 @@ export interface CoalescingPolicy {
 }
 
 /**
- * Measured on `ledgerbus dev` with 16 callers each sending one message at a time: two in flight
- * publish about 0.25 transactions per message (one limit: 0.15, four: 0.4) and matched one in
- * throughput; two let a batch form while the previous one commits. A linger of 5 ms gained nothing
- * measurable under load and would only delay a lone send.
+ * One publish in flight per partition and recipient set: the next batch forms while the previous one
+ * commits, and takes everything queued meanwhile. On this 2-core machine every process competes for
+ * the same CPU and a node's work is mostly per block, so fewer, larger batches win: bench:e2e (64
+ * callers × 1 KiB, two alternating runs each) delivered 167–179 msg/s at 13.4–13.7 messages per
+ * publish and 10.8–11.5 ms CPU per message with one in flight, against 102–133 msg/s, 7.2–7.7 and
+ * 14.5–19.2 ms with two; 16 callers × 200 B: 141–142 against 76–104 msg/s. (Before small payloads
+ * travelled inline, two matched one.) A linger of 5 ms gained nothing measurable under load and
+ * would only delay a lone send. Links with a long round trip may want 2 or more (config).
  */
-export const defaultCoalescingPolicy: CoalescingPolicy = { inFlightBatchesMax: 2, lingerMs: 0 };
+export const defaultCoalescingPolicy: CoalescingPolicy = { inFlightBatchesMax: 1, lingerMs: 0 };
 
 export interface CoalescerOptions<E, R> extends CoalescingPolicy {
   /** Entries per batch. */
