@@ -324,6 +324,11 @@ describe('a transfer across organizations', () => {
       const chunks: Buffer[] = [];
       for await (const chunk of await org2.payload(smallSent!.id)) chunks.push(chunk as Buffer);
       expect(Buffer.concat(chunks)).toEqual(small);
+      // And it comes with its listing, so a consumer needs no payload request for it.
+      const listed = (await org2.received({ after: 0, limit: 1000 })).find(
+        (message) => message.id === smallSent!.id,
+      );
+      expect(Buffer.from(listed?.value ?? '', 'base64')).toEqual(small);
       await new Promise((resolve) => setTimeout(resolve, 1_000));
       expect(org2.receivedMessage(largeSent!.id)).toBeUndefined();
     } finally {
@@ -333,6 +338,11 @@ describe('a transfer across organizations', () => {
       connector('org2').receivedMessage(largeSent!.id),
     );
     expect(large2.sha256).toBe(sha256(large));
+    const listedLarge = (await connector('org2').received({ after: 0, limit: 1000 })).find(
+      (message) => message.id === largeSent!.id,
+    );
+    expect(listedLarge).toBeDefined();
+    expect(listedLarge?.value).toBeUndefined();
     // Neither side put the small payload in its storage (it is packed in each connector's database);
     // the large one is a file on both.
     const sealedLarge = putsOf('org1').slice(org1Puts);

@@ -426,6 +426,38 @@ describe('consumer', () => {
     expect(connector.committedSequence('g5', 'demo')).toBe(0);
   });
 
+  it('takes a small payload from its listing without a payload request, checked against its sha256 like a fetched one', async () => {
+    connector.listValuesUpTo = 4096;
+    connector.deliver({ topic: 'demo', value: Buffer.from('listed one') });
+    connector.deliver({ topic: 'demo', value: Buffer.alloc(5000, 1) });
+    const seen: string[] = [];
+    const streamed: number[] = [];
+    const consumer = startConsumer('g-listed');
+    await consumer.subscribe({ topic: 'demo', fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        seen.push(message.value?.subarray(0, 10).toString() ?? '');
+        let bytes = 0;
+        for await (const chunk of await message.stream()) bytes += (chunk as Buffer).length;
+        streamed.push(bytes);
+      },
+    });
+    await until(() => seen.length === 2, 'both messages');
+    expect(streamed).toEqual([10, 5000]);
+    // The 5,000-byte payload was fetched (its value, then its stream); the small one never.
+    expect(connector.payloadRequests).toBe(2);
+    await consumer.stop();
+
+    const forged = connector.deliver({ topic: 'demo', value: Buffer.from('genuine') });
+    connector.forgeListedValue(forged.id, Buffer.from('forged!'));
+    const second = startConsumer('g-forged');
+    const crashed = new Promise<unknown>((resolve) => second.on('crash', resolve));
+    await second.subscribe({ topic: 'demo', fromBeginning: true });
+    await second.run({ eachMessage: async () => {} });
+    expect(await crashed).toMatchObject({ code: ErrorCode.PayloadCorrupt });
+    expect(connector.committedSequence('g-forged', 'demo')).toBeLessThan(forged.sequence);
+  });
+
   it('stop() interrupts a long-poll, without waiting for it to end', async () => {
     // Watch the connector's side of the long-poll: when it is called (the consumer is now waiting
     // on it) and when it ends. This replaces sleeping "long enough" for the poll to start and a

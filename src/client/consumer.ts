@@ -292,7 +292,12 @@ export class Consumer {
     received: ReceivedMessage,
     signal: AbortSignal,
   ): Promise<EachMessagePayload> {
+    // A small payload comes with the listing; it is checked exactly as a fetched one.
+    const listed = received.value === undefined ? undefined : Buffer.from(received.value, 'base64');
+    if (listed !== undefined)
+      checkPayload(received, listed.length, createHash('sha256').update(listed).digest('hex'));
     const stream = async (): Promise<Readable> => {
+      if (listed !== undefined) return Readable.from([listed], { objectMode: false });
       const response = await this.transport.request('GET', payloadPath(received), { timeoutMs: null });
       if (response.body === null)
         throw new LedgerbusError(ErrorCode.RemoteError, 'the connector sent no payload body');
@@ -302,7 +307,9 @@ export class Consumer {
       return checked;
     };
     let value: Buffer | null = null;
-    if (received.size <= this.maxBufferedValueBytes) {
+    if (listed !== undefined && listed.length <= this.maxBufferedValueBytes) {
+      value = listed;
+    } else if (received.size <= this.maxBufferedValueBytes) {
       const bytes = await this.transport.bytes('GET', payloadPath(received), { signal, timeoutMs: null });
       checkPayload(received, bytes.length, createHash('sha256').update(bytes).digest('hex'));
       value = bytes;

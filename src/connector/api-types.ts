@@ -57,6 +57,11 @@ export interface ReceivedMessage {
   readonly receivedAt: number;
   /** Acceptance proof (base64 of canonical CBOR). */
   readonly proof: string;
+  /**
+   * In a listing (`GET /v1/received`), the payload itself in base64 when it is at most 4 KiB (one
+   * packed in the connector's database): no payload request is needed for it. Absent otherwise.
+   */
+  readonly value?: string;
 }
 
 export interface MessageStatus {

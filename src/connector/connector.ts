@@ -367,7 +367,12 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       await lifecycle.waitForWake(events.receivedWaiters, options.waitMs ?? 0);
       rows = database.receivedAfter(options.after, limit, options.topic);
     }
-    return rows.map(toReceivedMessage);
+    // A small payload comes with its listing: a consumer then needs no request per message for it.
+    return rows.map((row) => {
+      const packed = database.packed(row.storage_key);
+      const message = toReceivedMessage(row);
+      return packed === undefined ? message : { ...message, value: packed.toString('base64') };
+    });
   }
 
   receivedMessage(id: string, at?: MessageLocation): ReceivedMessage | undefined {

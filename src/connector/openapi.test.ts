@@ -15,11 +15,12 @@ describe('the OpenAPI document', () => {
     // description (5a09bed3… with only that) and the escrow and audit routes; 8ed2785c… before
     // GET /v1/audits/{requestId}/record (issue 14 item 6: the offline audit record); d20c2ee7… before
     // issue 15's catalog, dataset and job routes (openapi/datashare-paths.ts); 7e67bfa2… before
-    // issue 16's alert routes and the `alert` event (openapi/alert-paths.ts). Change it only together
+    // issue 16's alert routes and the `alert` event (openapi/alert-paths.ts); dd6f5a41… before a
+    // listed received message's optional `value` (a small payload, issue 17). Change it only together
     // with a deliberate change of the REST API, and say so in the commit.
     const served = JSON.stringify(buildOpenApiDocument());
     expect(createHash('sha256').update(served).digest('hex')).toBe(
-      'dd6f5a41fbcdac2748cedd36e1538625de02b9c0a340a891306787b85e63aa40',
+      'c1e76e47e5825087abd8d233a54c326932604501e6dba0aaa506017aed760412',
     );
   });
 

@@ -93,6 +93,11 @@ export class MemoryConnector implements ConnectorApi {
   private readonly offsets = new Map<string, number>();
   /** Every commitSequence call, in order (lets tests see at-least-once commits). */
   readonly commits: { groupId: string; topic: string; sequence: number }[] = [];
+  /** Payload requests served (`payload`), to see which payloads came with their listing instead. */
+  payloadRequests = 0;
+  /** As the connector lists payloads it packed: values of `deliver` up to this size come with the listing (0: none). */
+  listValuesUpTo = 0;
+  private readonly listedValues = new Map<ReceivedMessage, Buffer>();
 
   constructor(readonly organization = 'org1') {}
 
@@ -146,12 +151,21 @@ export class MemoryConnector implements ConnectorApi {
   /** A message from another organization arrives (stored, waiters woken, event emitted). */
   deliver(options: DeliverOptions & { value: Buffer }): ReceivedMessage {
     const value = options.value;
-    return this.store(
+    const message = this.store(
       options,
       () => Readable.from([value], { objectMode: false }),
       value.length,
       createHash('sha256').update(value).digest('hex'),
     );
+    if (value.length <= this.listValuesUpTo) this.listedValues.set(message, value);
+    return message;
+  }
+
+  /** Lists `value` with message `id` instead of its payload (to test a forged listing). */
+  forgeListedValue(id: string, value: Buffer): void {
+    const entry = this.entry(id, undefined);
+    if (entry === undefined) throw new Error(`no message ${id}`);
+    this.listedValues.set(entry.message, value);
   }
 
   /** Like `deliver`, with a generated payload of `size` bytes that is never held whole. */
@@ -218,7 +232,11 @@ export class MemoryConnector implements ConnectorApi {
             message.sequence > options.after &&
             (options.topic === undefined || message.topic === options.topic),
         )
-        .slice(0, options.limit);
+        .slice(0, options.limit)
+        .map((message) => {
+          const listed = this.listedValues.get(message);
+          return listed === undefined ? message : { ...message, value: listed.toString('base64') };
+        });
     let found = pick();
     if (found.length === 0 && (options.waitMs ?? 0) > 0) {
       await new Promise<void>((resolve) => {
@@ -240,6 +258,7 @@ export class MemoryConnector implements ConnectorApi {
   }
 
   async payload(id: string, at?: MessageLocation): Promise<Readable> {
+    this.payloadRequests += 1;
     this.maybeFail('payload');
     const entry = this.entry(id, at);
     if (entry === undefined) throw new LedgerbusError(ErrorCode.MessageNotFound, `no received message ${id}`);

@@ -95,6 +95,12 @@ export const componentSchemas: Record<string, JsonSchema> = {
       key: { type: ['string', 'null'], contentEncoding: 'base64' },
       receivedAt: { type: 'integer', description: 'Milliseconds since the Unix epoch.' },
       proof: proofString,
+      value: {
+        type: 'string',
+        contentEncoding: 'base64',
+        description:
+          'In a listing (GET /v1/received) only: the payload itself when it is at most 4 KiB, so that no payload request is needed. Check it against sha256 and size.',
+      },
     },
   },
   ReceivedMessages: {
