@@ -46,6 +46,18 @@ function proofsOf(block: Block, transaction: number, indexes: readonly number[])
 
 const sizeOf = (proof: MessageProof): number => encodeAcceptanceProof(proof).length;
 
+/** `block` with result `index` replaced by `result`, certified again by a quorum of replicas (lying ones). */
+function recertified(block: Block, index: number, result: Uint8Array): Block {
+  const results = block.results.map((each, position) => (position === index ? result : each));
+  const header = { ...block.header, resultsRoot: resultsRoot(results) };
+  return {
+    header,
+    certificate: certifyHeader(header, proofReplicas.slice(0, 3)),
+    transactions: block.transactions,
+    results,
+  };
+}
+
 describe('compact (version 2) acceptance proofs', () => {
   // Three publishes in one block; the middle one holds 1,000 messages.
   const block = batchBlock([2, 1000, 3]);
@@ -125,14 +137,7 @@ describe('compact (version 2) acceptance proofs', () => {
     // The replicas replace the sender's signature in the publish's result and certify the block.
     const result = decodeCanonical(block.results[1] as Uint8Array) as Record<string, CborValue>;
     const forged = encodeCanonical({ ...result, signature: new Uint8Array(64).fill(7) });
-    const results = block.results.map((each, index) => (index === 1 ? forged : each));
-    const header = { ...block.header, resultsRoot: resultsRoot(results) };
-    const lying: Block = {
-      header,
-      certificate: certifyHeader(header, proofReplicas.slice(0, 3)),
-      transactions: block.transactions,
-      results,
-    };
+    const lying = recertified(block, 1, forged);
     expect(codeOf(() => verifyMessageProof(proofsOf(lying, 1, [3])[0] as MessageProof, trust))).toBe(
       'BAD_SIGNATURE',
     );
@@ -151,14 +156,7 @@ describe('compact (version 2) acceptance proofs', () => {
     // Replicas that leave the hash out of the result they certify: the sender's signature no longer fits.
     const result = decodeCanonical(carrying.results[0] as Uint8Array) as Record<string, CborValue>;
     const { payloadsHash: _dropped, ...withoutHash } = result;
-    const results = [encodeCanonical(withoutHash)];
-    const header = { ...carrying.header, resultsRoot: resultsRoot(results) };
-    const lying: Block = {
-      header,
-      certificate: certifyHeader(header, proofReplicas.slice(0, 3)),
-      transactions: carrying.transactions,
-      results,
-    };
+    const lying = recertified(carrying, 0, encodeCanonical(withoutHash));
     expect(codeOf(() => verifyMessageProof(proofsOf(lying, 0, [1])[0] as MessageProof, trust))).toBe(
       'BAD_SIGNATURE',
     );
