@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor as poll } from './support/processes.js';
 import { startTestPostgres } from './support/postgres-server.js';
@@ -24,7 +24,7 @@ import { openStorage } from '../src/connector/storage/index.js';
 import type { PayloadStorage } from '../src/connector/storage/index.js';
 import { messageById, partitionStatus } from '../src/contracts/index.js';
 import type { ContractState } from '../src/contracts/index.js';
-import { loadEncryptionKey } from '../src/crypto/envelope/index.js';
+import { encodeEnvelopeHeader, encryptPayload, loadEncryptionKey } from '../src/crypto/envelope/index.js';
 import { SigningDomain, loadSigningKey } from '../src/crypto/index.js';
 import { isLedgerbusError } from '../src/errors.js';
 import { RpcPeer, connectFramed } from '../src/net/index.js';
@@ -349,6 +349,85 @@ describe('a transfer across organizations', () => {
     expect(sealedLarge).toHaveLength(1);
     expect(putsOf('org2').slice(org2Puts)).toEqual([sha256(large)]);
   }, 90_000);
+
+  it('fetches a carried payload that does not open from its sender instead of storing it (here the sender has none)', async () => {
+    // org1 signs a publish whose carried payload is not what its message's contentRoot commits to.
+    const config = loadConnectorConfig(layout.connectorConfigs[0] as string);
+    const key = loadSigningKey(config.keyFile);
+    const signer = SigningDomain.of(layout.network.genesis.network).signer(key);
+    const id = `bad-inline-${randomBytes(4).toString('hex')}`;
+    const chunks: Buffer[] = [];
+    const { header } = await encryptPayload({
+      source: Readable.from([Buffer.from('what org1 committed to')], { objectMode: false }),
+      sink: new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          chunks.push(chunk);
+          callback();
+        },
+      }),
+      signer,
+      senderOrgId: 'org1',
+      recipients: [
+        { orgId: 'org2', publicKey: liveRegistryFromGenesis(layout.network.genesis).encryptionKey('org2')! },
+      ],
+      payloadId: id,
+      contentType: 'text/plain',
+    });
+    const ciphertext = Buffer.concat(chunks);
+    const flipped = Buffer.from(ciphertext);
+    flipped[0] = (flipped[0] ?? 0) ^ 1;
+    const operation = encodePublish(
+      {
+        sender: 'org1',
+        nonce: randomBytes(16),
+        timestamp: Date.now(),
+        messages: [
+          {
+            id,
+            topic: 'demo',
+            partition: 0,
+            key: null,
+            recipients: ['org2'],
+            size: ciphertext.length,
+            contentRoot: header.merkleRoot,
+            contentType: 'text/plain',
+            headers: {},
+          },
+        ],
+        payloads: [{ header: encodeEnvelopeHeader(header), ciphertext: flipped }],
+      },
+      signer,
+    );
+    const node1 = loadGenesisRegistry(config.genesis).node('node1')!;
+    const peer = new RpcPeer(
+      await connectFramed({
+        host: node1.host,
+        port: node1.port,
+        identity: key,
+        expectedPublicKey: node1.publicKey,
+      }),
+    );
+    const request = encodeClientRequest(
+      { group: 'demo/0', client: signer.publicKey, seq: Date.now() * 1000 + 998_000, operation },
+      signer.sign,
+    );
+    const answer = (await peer.request('publish', { group: 'demo/0', request })) as Record<string, unknown>;
+    peer.close();
+    expect(
+      decodeTransactionResult(blockEvidenceSchema.parse(answer['evidence'], 'evidence').result),
+    ).toMatchObject({
+      status: 'OK',
+    });
+    // Not stored from the page: fetched from org1's connector, which never sent it (PAYLOAD_NOT_FOUND,
+    // where a payload refused on the spot would have been PAYLOAD_CORRUPT), and given up.
+    const failure = await waitFor('the carried payload given up', () =>
+      connector('org2')
+        .failures()
+        .find((entry) => entry.id === id && entry.attempts >= fetchAttemptsMax),
+    );
+    expect(failure.code).toBe('PAYLOAD_NOT_FOUND');
+    expect(connector('org2').receivedMessage(id)).toBeUndefined();
+  }, 60_000);
 
   it("refuses a non-recipient's fetch with NOT_RECIPIENT and logs it", async () => {
     const [sent] = await connector('org1').send('demo', [

@@ -56,11 +56,15 @@ const connectorConfigSchema = t.record({
    * while fewer than `inFlightBatchesMax` (default 1) batches of a partition and recipient set await
    * their answer, queued messages go out after `lingerMs` (default 0: at once); at the limit they
    * wait, and the next batch takes them all. A higher limit means smaller batches under load.
+   * `inlinePayloads` (default true): payloads of at most 4 KiB travel inside their publish, so every
+   * replica keeps their ciphertext in its blocks; false keeps every payload in this organization's
+   * storage until a recipient fetches it.
    */
   producer: t.optional(
     t.record({
       lingerMs: t.optional(t.uint({ min: 0, max: 1000 })),
       inFlightBatchesMax: t.optional(t.uint({ min: 1, max: 64 })),
+      inlinePayloads: t.optional(t.bool()),
     }),
   ),
   storage: t.optional(

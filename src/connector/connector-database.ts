@@ -99,7 +99,7 @@ const tables = `
     code TEXT NOT NULL, reason TEXT NOT NULL, failed_at INTEGER NOT NULL,
     PRIMARY KEY (group_id, id)
   ) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS packed_payloads (key TEXT PRIMARY KEY, bytes BLOB NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS packed_payloads (key TEXT PRIMARY KEY, bytes BLOB NOT NULL);
 `;
 
 export class ConnectorDatabase {
@@ -148,6 +148,11 @@ export class ConnectorDatabase {
       this.statements.set(sql, prepared);
     }
     return prepared as unknown as Database.Statement<P, R>;
+  }
+
+  /** Whether a transaction is open (SQLite may end one on its own after some errors). */
+  get inTransaction(): boolean {
+    return this.db.inTransaction;
   }
 
   /**

@@ -99,7 +99,12 @@ export interface ConnectorOptions {
   };
   readonly logger: Logger;
   /** How concurrent sends share signed batches (connector.yaml `producer`; see CoalescingPolicy). */
-  readonly producer?: { readonly lingerMs?: number; readonly inFlightBatchesMax?: number };
+  readonly producer?: {
+    readonly lingerMs?: number;
+    readonly inFlightBatchesMax?: number;
+    /** Small payloads travel inside their publish (default true; see OutgoingStoreOptions). */
+    readonly inlinePayloads?: boolean;
+  };
   /** Payload-serving connections kept open to the node (concurrent outgoing transfers). */
   readonly servingConnections?: number;
   /** Attempts before a message that fails verification is given up (it is recorded as failed). */
@@ -269,6 +274,9 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       syncRegistry,
       placer,
       ...(options.producer === undefined ? {} : { coalescing: options.producer }),
+      ...(options.producer?.inlinePayloads === undefined
+        ? {}
+        : { inlinePayloads: options.producer.inlinePayloads }),
     });
     this.fetcher = new PayloadFetcher({ ...context, session });
     this.consumers = new ConsumerRunner({

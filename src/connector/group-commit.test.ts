@@ -36,6 +36,9 @@ describe('GroupCommit', () => {
         if (!database.db.inTransaction) commits += 1;
         return database.transaction(work);
       },
+      get inTransaction(): boolean {
+        return database.inTransaction;
+      },
     };
     const group = new GroupCommit(counting);
     const outcomes = await Promise.allSettled([

@@ -4,6 +4,7 @@
  * (better-sqlite3 commits synchronously, so every fsync also stalls the event loop). Each write runs
  * in its own savepoint: one that throws is undone alone and rejects alone.
  */
+import { assert } from '../errors.js';
 import type { ConnectorDatabase } from './connector-database.js';
 
 interface Queued {
@@ -16,10 +17,13 @@ export class GroupCommit {
   private queue: Queued[] = [];
   private scheduled = false;
 
-  constructor(private readonly database: Pick<ConnectorDatabase, 'transaction'>) {}
+  constructor(private readonly database: Pick<ConnectorDatabase, 'transaction' | 'inTransaction'>) {}
 
-  /** Runs `work` in the next group's transaction; resolves with its result once that is durable. */
-  run<T>(work: () => T): Promise<T> {
+  /**
+   * Runs `work` in the next group's transaction; resolves with its result once that is durable.
+   * `work` is synchronous (SQLite's transaction is): one returning a promise is a bug, refused.
+   */
+  run<T>(work: () => T extends PromiseLike<unknown> ? never : T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
       if (!this.scheduled) {
@@ -39,8 +43,13 @@ export class GroupCommit {
         for (const { work } of group) {
           try {
             // Nested: a savepoint, rolled back alone if the work throws.
-            outcomes.push({ ok: true, value: this.database.transaction(work) });
+            const value = this.database.transaction(work);
+            assert(!isThenable(value), 'a group-commit work must be synchronous');
+            outcomes.push({ ok: true, value });
           } catch (error) {
+            // Some SQLite errors (disk full, I/O) end the whole transaction, not just the savepoint:
+            // the works after it would then commit on their own, outside the group. Stop here.
+            if (!this.database.inTransaction) throw error;
             outcomes.push({ ok: false, error });
           }
         }
@@ -56,4 +65,10 @@ export class GroupCommit {
       else reject(outcome.error);
     });
   }
+}
+
+function isThenable(value: unknown): boolean {
+  return (
+    typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function'
+  );
 }

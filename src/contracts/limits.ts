@@ -16,10 +16,10 @@ export const transactionLimits = {
   headerNameLengthMax: 128,
   headerValueBytesMax: 1024,
   /**
-   * A payload carried inside its publish: its ciphertext (a sender inlines plaintexts of at most
-   * 4 KiB) and its envelope header (which grows with the recipients' wrapped keys).
+   * A payload carried inside its publish: its ciphertext (a plaintext of at most 4 KiB in one chunk,
+   * plus its 16-byte tag) and its envelope header (which grows with the recipients' wrapped keys).
    */
-  inlineCiphertextBytesMax: 8 * 1024,
+  inlineCiphertextBytesMax: 4 * 1024 + 16,
   inlineHeaderBytesMax: 16 * 1024,
 } as const;
 

@@ -185,6 +185,7 @@ export class PartitionConsumer {
     );
     const outcomes = new Map<string, StoredObject | Buffer | Error>();
     // A payload carried in its publish is opened here; one that does not open is fetched instead.
+    const unopened: { id: string; error: string }[] = [];
     const opened = await Promise.all(
       pending.map(async (entry): Promise<boolean> => {
         if (entry.inline === undefined) return false;
@@ -192,14 +193,18 @@ export class PartitionConsumer {
           outcomes.set(entry.accepted.id, await fetcher.openInline(entry.accepted, entry.inline));
           return true;
         } catch (error) {
-          this.options.logger.warn(
-            { id: entry.accepted.id, error: describeError(error) },
-            'the payload carried in its publish does not open; fetching it from its sender',
-          );
+          unopened.push({ id: entry.accepted.id, error: describeError(error) });
           return false;
         }
       }),
     );
+    if (unopened.length > 0) {
+      // One line per page, however many a sender got wrong.
+      this.options.logger.warn(
+        { group: this.group, count: unopened.length, first: unopened[0] },
+        'payloads carried in their publish do not open; fetching them from their senders',
+      );
+    }
     // What opened from the page itself, up to its first payload to fetch, is recorded before any
     // fetch: a sender that is slow or down holds back only its fetched payloads and what follows them.
     const firstToFetch = opened.indexOf(false);

@@ -55,6 +55,21 @@ describe('OutgoingStore', () => {
     expect(await exists(stored.storageKey)).toBe(false);
   });
 
+  it('packs a small payload in the database to travel inline, and with inlinePayloads false stores it as a file', async () => {
+    const packed = await store.store('demo', 0, message('small-packed', 'tiny'), limit);
+    expect(packed.inline?.ciphertext.length).toBe(packed.metadata.size);
+    expect(context.database.packed(packed.storageKey)).toEqual(Buffer.from(packed.inline!.ciphertext));
+    const offChain = new OutgoingStore({ ...context, inlinePayloads: false });
+    const filed = await offChain.store('demo', 0, message('small-filed', 'tiny'), limit);
+    expect(filed.inline).toBeUndefined();
+    expect(context.database.packed(filed.storageKey)).toBeUndefined();
+    expect(await exists(filed.storageKey)).toBe(true);
+    // Discarding a refused small message takes its packed payload with its row.
+    await store.discardUnpublished([packed]);
+    expect(context.database.packed(packed.storageKey)).toBeUndefined();
+    expect(context.database.sent('demo', 'small-packed')).toBeUndefined();
+  });
+
   it('refuses a value shorter than declared, leaving nothing behind', async () => {
     const error = await store
       .store('demo', 0, message('c', 'short'), { ...limit, plaintextMax: 10, declared: 10 })

@@ -8,7 +8,9 @@ import { PassThrough, Readable, Writable, pipeline } from 'node:stream';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
 import type { EscrowPolicy } from '../../contracts/registry.js';
 import type { EscrowMetadata } from '../../contracts/escrow/transactions.js';
+import { transactionLimits } from '../../contracts/transactions.js';
 import type { InlinePayload, MessageMetadata } from '../../contracts/transactions.js';
+import { chunkTagBytes } from '../../crypto/envelope/header.js';
 import { decodeEnvelopeHeader, encodeEnvelopeHeader, encryptPayload } from '../../crypto/envelope/index.js';
 import { escrowKeys, splitSecret } from '../../crypto/escrow/index.js';
 import type { FeldmanSharing } from '../../crypto/escrow/index.js';
@@ -40,7 +42,7 @@ export interface OutgoingStored {
  * Plaintexts up to this size are sealed in memory, kept in the connector's database and carried
  * inside their publish (DESIGN §3, "Speed"); larger ones stream to storage and are fetched.
  */
-export const inlinePlaintextBytesMax = 4 * 1024;
+export const inlinePlaintextBytesMax = transactionLimits.inlineCiphertextBytesMax - chunkTagBytes;
 
 /** How much of a message's value may be read, and what it must add up to. */
 export interface OutgoingLimit {
@@ -59,6 +61,12 @@ export type OutgoingStoreOptions = Pick<
 > & {
   /** Places escrowed chunks and key shares (escrow topics only, DESIGN §7; the connector always has one). */
   readonly placer?: EscrowPlacer;
+  /**
+   * Whether payloads of at most inlinePlaintextBytesMax travel inside their publish (default true).
+   * Inline, their ciphertext is in every replica's blocks for good; false keeps every payload here
+   * until a recipient fetches it (connector.yaml `producer.inlinePayloads`).
+   */
+  readonly inlinePayloads?: boolean;
 };
 
 export class OutgoingStore {
@@ -139,7 +147,8 @@ export class OutgoingStore {
       escrowPolicy === undefined ? undefined : splitSecret(escrowPolicy.threshold, escrowPolicy.shares);
     const contentType = message.contentType ?? 'application/octet-stream';
     // A value that ends within the inline bound is sealed in memory; anything longer streams on.
-    const source = sharing === undefined ? await readWhole(bounded(), inlinePlaintextBytesMax) : bounded();
+    const inline = sharing === undefined && this.options.inlinePayloads !== false;
+    const source = inline ? await readWhole(bounded(), inlinePlaintextBytesMax) : bounded();
     if (source instanceof Uint8Array) {
       return this.storeInline(
         { id, topic, partition, message, recipients, targets, contentType, limit },
@@ -323,7 +332,8 @@ export class OutgoingStore {
    * stored: its metadata, its escrow, and its sealed payload inline if it was packed.
    */
   private storedBefore(row: SentRow, message: OutgoingMessage, recipients: string[]): OutgoingStored {
-    const packed = this.options.database.packed(row.storage_key);
+    // Once published, a retry gets the first acceptance back: its payload need not travel again.
+    const packed = row.offset === null ? this.options.database.packed(row.storage_key) : undefined;
     return {
       metadata: this.withEscrow(row.topic, metadataOfSent(row, message, recipients)),
       storageKey: row.storage_key,
@@ -395,11 +405,17 @@ export class OutgoingStore {
    * cannot be deleted is logged, not thrown: the refusal that led here is what the caller needs.
    */
   async discardUnpublished(entries: readonly OutgoingStored[]): Promise<void> {
+    const { database } = this.options;
     for (const { metadata, storageKey } of entries) {
-      if (this.options.database.deleteUnpublished(metadata.topic, metadata.id, storageKey))
-        this.sentEscrow.delete(metadata.topic, metadata.id);
-      if (this.options.database.sentReferences(storageKey)) continue;
-      this.options.database.deletePacked(storageKey);
+      // The row and a packed payload go together: a crash cannot leave a packed payload of no row.
+      const unreferenced = database.transaction(() => {
+        if (database.deleteUnpublished(metadata.topic, metadata.id, storageKey))
+          this.sentEscrow.delete(metadata.topic, metadata.id);
+        if (database.sentReferences(storageKey)) return false;
+        database.deletePacked(storageKey);
+        return true;
+      });
+      if (!unreferenced) continue;
       try {
         await this.options.storage.delete(storageKey);
       } catch (error) {
@@ -473,11 +489,20 @@ async function readWhole(stream: Readable, max: number): Promise<Uint8Array | Re
     if (length > max) break;
   }
   async function* all(): AsyncGenerator<Buffer> {
-    yield* head;
-    for (;;) {
-      const next = await iterator.next();
-      if (next.done === true) return;
-      yield next.value;
+    let done = false;
+    try {
+      yield* head;
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done === true) {
+          done = true;
+          return;
+        }
+        yield next.value;
+      }
+    } finally {
+      // A reader that stopped early (a failed encryption) releases the source, which destroys it.
+      if (!done) await iterator.return?.();
     }
   }
   return Readable.from(all(), { objectMode: false });

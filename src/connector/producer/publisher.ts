@@ -98,6 +98,8 @@ export interface PublisherOptions extends Pick<
   readonly epochRetryPolicy?: RetryPolicy;
   /** How concurrent sends share batches (default defaultCoalescingPolicy). */
   readonly coalescing?: Partial<CoalescingPolicy>;
+  /** Whether small payloads travel inside their publish (OutgoingStoreOptions.inlinePayloads). */
+  readonly inlinePayloads?: boolean;
 }
 
 /** The partition's epoch closed under a publish: its answer, kept for when the retries run out. */
