@@ -39,8 +39,9 @@ export interface OutgoingStored {
 }
 
 /**
- * Plaintexts up to this size are sealed in memory, kept in the connector's database and carried
- * inside their publish (DESIGN §3, "Speed"); larger ones stream to storage and are fetched.
+ * Plaintexts up to this size (one chunk) are sealed in memory, kept in the connector's database and
+ * carried inside their publish instead of being fetched (a deviation from DESIGN §3 that issue 17
+ * allows; docs/ARCHITECTURE.md); larger ones stream to storage and are fetched.
  */
 export const inlinePlaintextBytesMax = transactionLimits.inlineCiphertextBytesMax - chunkTagBytes;
 
