@@ -608,9 +608,10 @@ describe('limits on a big table', () => {
       await runBig(plan, { memoryBytesMax: 4 * 1024 ** 3 }, (usage) => (roomy = usage)),
     );
     expect(output.rows[0]).toHaveLength(quantiles);
-    // The limit, not chance, stopped the first run: with room the job went well past it, and the
-    // killed one was stopped soon after crossing it (one poll's growth), not at its end.
-    const slack = 16 * 1024 * 1024;
+    // The limit, not chance, stopped the first run: with room the job went well past it (about
+    // 80 MiB here), and the killed one was stopped soon after crossing it, not at its end. Soon is a
+    // poll or two of growth: under a loaded CI one late poll let it run 16.7 MB past (10.9 MB alone).
+    const slack = 32 * 1024 * 1024;
     expect(killed!.peakResidentBytes).toBeLessThan(memoryBytesMax + slack);
     expect(roomy!.peakResidentBytes).toBeGreaterThan(memoryBytesMax + slack);
     expect(killed!.elapsedMs).toBeLessThan(roomy!.elapsedMs);
