@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor as poll } from './support/processes.js';
 import { startTestPostgres } from './support/postgres-server.js';
@@ -24,7 +24,11 @@ import { openStorage } from '../src/connector/storage/index.js';
 import type { PayloadStorage } from '../src/connector/storage/index.js';
 import { messageById, partitionStatus } from '../src/contracts/index.js';
 import type { ContractState } from '../src/contracts/index.js';
-import { encodeEnvelopeHeader, encryptPayload, loadEncryptionKey } from '../src/crypto/envelope/index.js';
+import {
+  encodeEnvelopeHeader,
+  encryptPayloadToBytes,
+  loadEncryptionKey,
+} from '../src/crypto/envelope/index.js';
 import { SigningDomain, loadSigningKey } from '../src/crypto/index.js';
 import { isLedgerbusError } from '../src/errors.js';
 import { RpcPeer, connectFramed } from '../src/net/index.js';
@@ -356,24 +360,21 @@ describe('a transfer across organizations', () => {
     const key = loadSigningKey(config.keyFile);
     const signer = SigningDomain.of(layout.network.genesis.network).signer(key);
     const id = `bad-inline-${randomBytes(4).toString('hex')}`;
-    const chunks: Buffer[] = [];
-    const { header } = await encryptPayload({
-      source: Readable.from([Buffer.from('what org1 committed to')], { objectMode: false }),
-      sink: new Writable({
-        write(chunk: Buffer, _encoding, callback) {
-          chunks.push(chunk);
-          callback();
-        },
-      }),
-      signer,
-      senderOrgId: 'org1',
-      recipients: [
-        { orgId: 'org2', publicKey: liveRegistryFromGenesis(layout.network.genesis).encryptionKey('org2')! },
-      ],
-      payloadId: id,
-      contentType: 'text/plain',
-    });
-    const ciphertext = Buffer.concat(chunks);
+    const { header, ciphertext } = await encryptPayloadToBytes(
+      {
+        signer,
+        senderOrgId: 'org1',
+        recipients: [
+          {
+            orgId: 'org2',
+            publicKey: liveRegistryFromGenesis(layout.network.genesis).encryptionKey('org2')!,
+          },
+        ],
+        payloadId: id,
+        contentType: 'text/plain',
+      },
+      Buffer.from('what org1 committed to'),
+    );
     const flipped = Buffer.from(ciphertext);
     flipped[0] = (flipped[0] ?? 0) ^ 1;
     const operation = encodePublish(

@@ -294,8 +294,7 @@ export class Consumer {
   ): Promise<EachMessagePayload> {
     // A small payload comes with the listing; it is checked exactly as a fetched one.
     const listed = received.value === undefined ? undefined : Buffer.from(received.value, 'base64');
-    if (listed !== undefined)
-      checkPayload(received, listed.length, createHash('sha256').update(listed).digest('hex'));
+    if (listed !== undefined) checkBytes(received, listed);
     const stream = async (): Promise<Readable> => {
       if (listed !== undefined) return Readable.from([listed], { objectMode: false });
       const response = await this.transport.request('GET', payloadPath(received), { timeoutMs: null });
@@ -311,7 +310,7 @@ export class Consumer {
       value = listed;
     } else if (received.size <= this.maxBufferedValueBytes) {
       const bytes = await this.transport.bytes('GET', payloadPath(received), { signal, timeoutMs: null });
-      checkPayload(received, bytes.length, createHash('sha256').update(bytes).digest('hex'));
+      checkBytes(received, bytes);
       value = bytes;
     }
     return {
@@ -352,6 +351,11 @@ export class Consumer {
 /** A received message is named by topic, partition and id: ids are unique only within a partition. */
 function payloadPath(received: ReceivedMessage): string {
   return `/v1/received/${encodeURIComponent(received.topic)}/${received.partition}/${encodeURIComponent(received.id)}/payload`;
+}
+
+/** checkPayload over a payload held whole. */
+function checkBytes(received: ReceivedMessage, bytes: Buffer): void {
+  checkPayload(received, bytes.length, createHash('sha256').update(bytes).digest('hex'));
 }
 
 /** Connector failures worth retrying; an application's own errors in eachMessage are always retried. */

@@ -11,7 +11,7 @@
  */
 import { decodeWith, encodeCanonical, encodeWith, t } from '../codec/index.js';
 import type { CborValue, Infer, Schema } from '../codec/index.js';
-import { MerkleTree, merkleRoot, sha256 } from '../crypto/index.js';
+import { MerkleTree, sha256 } from '../crypto/index.js';
 import type { InclusionProof, Signer } from '../crypto/index.js';
 import { assert } from '../errors.js';
 import { jobTransactionSchema } from './datashare/transactions.js';
@@ -232,7 +232,7 @@ export function publishSigningPayload(header: PublishBatchHeader): Uint8Array {
 }
 
 /** The signed batch header of a decoded publish, with its Merkle tree (for proofs). */
-export function publishBatchHeader(transaction: PublishTransaction): {
+export function publishBatchHeader(transaction: Omit<PublishTransaction, 'signature'>): {
   header: PublishBatchHeader;
   leaves: Uint8Array[];
   tree: MerkleTree;
@@ -352,22 +352,12 @@ export function encodePublish(
   },
   signer: Signer,
 ): Uint8Array {
-  const leaves = batch.messages.map((message) => messageLeaf(batch.sender, message));
   const payloads =
     batch.payloads === undefined || batch.payloads.every((payload) => payload === null)
       ? undefined
       : [...batch.payloads];
-  const payload = publishSigningPayload({
-    sender: batch.sender,
-    signerKey: signer.publicKey,
-    nonce: batch.nonce,
-    timestamp: batch.timestamp,
-    messagesRoot: merkleRoot(leaves),
-    messageCount: leaves.length,
-    ...(payloads === undefined ? {} : { payloadsHash: payloadsHash(payloads) }),
-  });
-  return encodeWith(transactionSchema, {
-    type: 'publish',
+  const unsigned = {
+    type: 'publish' as const,
     format: BATCHED_RESULT_FORMAT,
     sender: batch.sender,
     signerKey: signer.publicKey,
@@ -375,7 +365,12 @@ export function encodePublish(
     timestamp: batch.timestamp,
     messages: batch.messages,
     ...(payloads === undefined ? {} : { payloads }),
-    signature: signer.sign(PUBLISH_SIGNING_TYPE, payload),
+  };
+  // The same header the contract rebuilds from the transaction, so both sign and check one thing.
+  const { header } = publishBatchHeader(unsigned);
+  return encodeWith(transactionSchema, {
+    ...unsigned,
+    signature: signer.sign(PUBLISH_SIGNING_TYPE, publishSigningPayload(header)),
   });
 }
 

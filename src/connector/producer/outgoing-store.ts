@@ -11,13 +11,19 @@ import type { EscrowMetadata } from '../../contracts/escrow/transactions.js';
 import { transactionLimits } from '../../contracts/transactions.js';
 import type { InlinePayload, MessageMetadata } from '../../contracts/transactions.js';
 import { chunkTagBytes } from '../../crypto/envelope/header.js';
-import { decodeEnvelopeHeader, encodeEnvelopeHeader, encryptPayload } from '../../crypto/envelope/index.js';
+import {
+  decodeEnvelopeHeader,
+  encodeEnvelopeHeader,
+  encryptPayload,
+  encryptPayloadToBytes,
+} from '../../crypto/envelope/index.js';
+import type { EncryptPayloadOptions } from '../../crypto/envelope/index.js';
 import { escrowKeys, splitSecret } from '../../crypto/escrow/index.js';
 import type { FeldmanSharing } from '../../crypto/escrow/index.js';
 import { ErrorCode, LedgerbusError, assert } from '../../errors.js';
 import type { OutgoingMessage } from '../api-types.js';
 import { ByteLimit } from '../byte-limit.js';
-import type { SentRow } from '../connector-database.js';
+import type { ConnectorDatabase, SentRow } from '../connector-database.js';
 import type { ConnectorContext } from '../context.js';
 import { GroupCommit } from '../group-commit.js';
 import { describeError } from '../lifecycle.js';
@@ -162,12 +168,7 @@ export class OutgoingStore {
       encryptPayload({
         source,
         sink,
-        signer: this.options.signer,
-        senderOrgId: this.options.organization,
-        recipients: targets,
-        payloadId: id,
-        contentType,
-        chunkBytes: sendChunkBytes,
+        ...this.sealing(id, targets, contentType),
         ...(sharing === undefined
           ? {}
           : {
@@ -216,17 +217,7 @@ export class OutgoingStore {
       sharing === undefined || escrowPolicy === undefined
         ? undefined
         : await this.place(created, { topic, partition, id, policy: escrowPolicy, sharing, header });
-    const sentRow = {
-      id,
-      topic,
-      partition,
-      group_id: partitionGroupId(topic, partition),
-      header,
-      storage_key: object.key,
-      size: object.size,
-      recipients: JSON.stringify(recipients),
-      created_at: this.options.lifecycle.clock.now(),
-    };
+    const sentRow = this.sentRow({ id, topic, partition, recipients }, header, object);
     // The secret is kept with the row, in one transaction, so that a retry publishes the very same
     // escrow metadata (its leaf must not change) and the sender can always read what it escrowed.
     await this.commits.run(() => {
@@ -272,37 +263,20 @@ export class OutgoingStore {
         `message ${limit.label}: the value ended after ${plaintext.length} of the ${limit.declared} bytes declared`,
       );
     }
-    const chunks: Buffer[] = [];
-    const encrypted = await encryptPayload({
-      source: Readable.from([plaintext], { objectMode: false }),
-      sink: new Writable({
-        write(chunk: Buffer, _encoding, callback) {
-          chunks.push(chunk);
-          callback();
-        },
-      }),
-      signer: this.options.signer,
-      senderOrgId: this.options.organization,
-      recipients: input.targets,
-      payloadId: id,
-      contentType: input.contentType,
-      chunkBytes: sendChunkBytes,
-    });
-    const ciphertext = Buffer.concat(chunks);
+    const encrypted = await encryptPayloadToBytes(
+      this.sealing(id, input.targets, input.contentType),
+      plaintext,
+    );
+    const { ciphertext } = encrypted;
     const header = encodeEnvelopeHeader(encrypted.header);
     const ciphertextKey = sha256Hex(ciphertext);
     const key = await this.commits.run(() => {
-      database.insertSent({
-        id,
-        topic,
-        partition,
-        group_id: partitionGroupId(topic, partition),
-        header,
-        storage_key: ciphertextKey,
-        size: ciphertext.length,
-        recipients: JSON.stringify(input.recipients),
-        created_at: this.options.lifecycle.clock.now(),
-      });
+      database.insertSent(
+        this.sentRow({ id, topic, partition, recipients: input.recipients }, header, {
+          key: ciphertextKey,
+          size: ciphertext.length,
+        }),
+      );
       const row = database.sent(topic, id);
       assert(row !== undefined, 'a sent row exists once inserted');
       // Packed only with our own row: a concurrent send of the same id that inserted first keeps its own.
@@ -325,6 +299,41 @@ export class OutgoingStore {
       storageKey: key,
       created: true,
       inline: { header, ciphertext },
+    };
+  }
+
+  /** How this connector seals a payload for `targets`, streamed or held whole. */
+  private sealing(
+    id: string,
+    targets: readonly { orgId: string; publicKey: Uint8Array }[],
+    contentType: string,
+  ): Omit<EncryptPayloadOptions, 'source' | 'sink'> {
+    return {
+      signer: this.options.signer,
+      senderOrgId: this.options.organization,
+      recipients: targets,
+      payloadId: id,
+      contentType,
+      chunkBytes: sendChunkBytes,
+    };
+  }
+
+  /** The sent row of a message whose sealed payload (`header`, ciphertext `stored`) is kept here. */
+  private sentRow(
+    message: { id: string; topic: string; partition: number; recipients: readonly string[] },
+    header: Uint8Array,
+    stored: { key: string; size: number },
+  ): Parameters<ConnectorDatabase['insertSent']>[0] {
+    return {
+      id: message.id,
+      topic: message.topic,
+      partition: message.partition,
+      group_id: partitionGroupId(message.topic, message.partition),
+      header,
+      storage_key: stored.key,
+      size: stored.size,
+      recipients: JSON.stringify(message.recipients),
+      created_at: this.options.lifecycle.clock.now(),
     };
   }
 

@@ -8,8 +8,7 @@ import {
   timingSafeEqual,
 } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { Readable } from 'node:stream';
-import type { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ErrorCode, LedgerbusError, assert } from '../../errors.js';
 import { bytesEqual } from '../../codec/bytes.js';
@@ -124,6 +123,28 @@ export interface DecryptPayloadSource {
   readonly expectedPayloadId?: string;
   /** The sender org recorded on-chain. */
   readonly expectedSenderOrgId?: string;
+}
+
+/**
+ * `plaintext`, held whole, encrypted as `encryptPayload` does into a buffer: for payloads small
+ * enough to keep in memory (a connector's payloads carried inside their publish).
+ */
+export async function encryptPayloadToBytes(
+  options: Omit<EncryptPayloadOptions, 'source' | 'sink'>,
+  plaintext: Uint8Array,
+): Promise<EncryptedPayload & { readonly ciphertext: Buffer }> {
+  const parts: Buffer[] = [];
+  const encrypted = await encryptPayload({
+    ...options,
+    source: Readable.from([plaintext], { objectMode: false }),
+    sink: new Writable({
+      write(part: Buffer, _encoding, callback) {
+        parts.push(part);
+        callback();
+      },
+    }),
+  });
+  return { ...encrypted, ciphertext: Buffer.concat(parts) };
 }
 
 /**

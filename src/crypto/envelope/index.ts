@@ -3,7 +3,7 @@
  * org to recipient orgs, streamed chunk by chunk, with a signed header whose Merkle root goes
  * on-chain. Start with `encryptPayload` and `decryptPayload`.
  */
-export { decryptPayload, encryptPayload } from './envelope.js';
+export { decryptPayload, encryptPayload, encryptPayloadToBytes } from './envelope.js';
 export type {
   DataKeyAccess,
   DecryptPayloadOptions,

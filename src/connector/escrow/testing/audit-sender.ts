@@ -6,7 +6,7 @@
  * shares sealed to their holders.
  */
 import { randomBytes } from 'node:crypto';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { encodeChunkPutRequest } from '../../../contracts/escrow/chunk-requests.js';
 import type { EscrowMetadata } from '../../../contracts/escrow/transactions.js';
 import { nonceBytes } from '../../../contracts/limits.js';
@@ -20,7 +20,7 @@ import {
   splitSecret,
 } from '../../../crypto/escrow/index.js';
 import type { FeldmanSharing } from '../../../crypto/escrow/index.js';
-import { encodeEnvelopeHeader, encryptPayload } from '../../../crypto/envelope/index.js';
+import { encodeEnvelopeHeader, encryptPayloadToBytes } from '../../../crypto/envelope/index.js';
 import type { WrapTarget } from '../../../crypto/envelope/index.js';
 import { sha256 } from '../../../crypto/index.js';
 import type { Signer } from '../../../crypto/index.js';
@@ -53,25 +53,19 @@ export async function escrowPayload(
 ): Promise<EscrowedPayload> {
   const sharing = splitSecret(2, sender.shareHolders.length);
   const keys = escrowKeys(sharing.secret, { network: sender.network, sender: 'alice', id });
-  const parts: Buffer[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      parts.push(chunk);
-      callback();
+  const { header, ciphertextBytes, ciphertext } = await encryptPayloadToBytes(
+    {
+      signer: sender.signer,
+      senderOrgId: 'alice',
+      recipients: [sender.recipient],
+      payloadId: id,
+      contentType: 'application/octet-stream',
+      chunkBytes: 4096,
+      dataKey: keys.dataKey,
     },
-  });
-  const { header, ciphertextBytes } = await encryptPayload({
-    source: Readable.from([plaintext], { objectMode: false }),
-    sink,
-    signer: sender.signer,
-    senderOrgId: 'alice',
-    recipients: [sender.recipient],
-    payloadId: id,
-    contentType: 'application/octet-stream',
-    chunkBytes: 4096,
-    dataKey: keys.dataKey,
-  });
-  const blob = Buffer.concat([escrowBlobPrefix(encodeEnvelopeHeader(header)), ...parts]);
+    plaintext,
+  );
+  const blob = Buffer.concat([escrowBlobPrefix(encodeEnvelopeHeader(header)), ciphertext]);
   const chunks: Uint8Array[] = [];
   for await (const chunk of cutChunks(Readable.from([blob]), escrowChunkBytes)) chunks.push(chunk);
   const candidates = [...sender.holders.keys()];
