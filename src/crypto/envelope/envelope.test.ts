@@ -115,6 +115,22 @@ describe('payload envelope round trips', () => {
     }
   });
 
+  // The sealer's buffer starts at 64 KiB and doubles up to the chunk size: sizes around each step,
+  // with a chunk size that is no power-of-two multiple of the start.
+  it.each([1024, 64 * 1024, 64 * 1024 + 1, 200 * 1024, 200 * 1024 + 1, 450 * 1024 + 3])(
+    'round-trips %i bytes in chunks of 200 KiB, fed in uneven pieces',
+    async (size) => {
+      const plaintext = randomBytes(size);
+      const big = 200 * 1024;
+      const { header, ciphertext } = await seal(plaintext, { chunkBytes: big, pieces: [7, 70_000, 100] });
+      expect(header.chunkCount).toBe(Math.max(1, Math.ceil(size / big)));
+      expect(ciphertext.length).toBe(size + header.chunkCount * tag);
+      const { output, error } = await open(header, ciphertext, { orgId: 'beta', pieces: [5000, 3] });
+      expect(error).toBeUndefined();
+      expect(output.equals(plaintext)).toBe(true);
+    },
+  );
+
   it('puts on chain the RFC 9162 root over the SHA-256 of each ciphertext chunk', async () => {
     const { header, ciphertext } = await seal(randomBytes(3 * chunkBytes + 5));
     const chunkHashes = splitChunks(header, ciphertext).map((chunk) => sha256(chunk));

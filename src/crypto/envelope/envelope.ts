@@ -341,6 +341,9 @@ function asBytes(piece: unknown): Uint8Array {
   return piece;
 }
 
+/** What a sealer's plaintext buffer starts at; it doubles up to the chunk size as data arrives. */
+const initialSealBufferBytes = 64 * 1024;
+
 /** Cuts a plaintext stream into chunks, seals them, and records each ciphertext chunk's hash. */
 class ChunkSealer {
   readonly chunkHashes: Uint8Array[] = [];
@@ -354,8 +357,10 @@ class ChunkSealer {
 
   async *seal(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
     // One reused plaintext buffer. A full chunk is sealed only when more data arrives, because
-    // whether it is the last chunk (a bit in its AAD) is not known before.
-    const pending = Buffer.allocUnsafe(this.chunkBytes);
+    // whether it is the last chunk (a bit in its AAD) is not known before. The buffer starts small
+    // and grows to a whole chunk only if the payload is that large: a small payload (most of them)
+    // must not cost a chunk-sized allocation and wipe (1 MiB by default) of its own.
+    let pending = Buffer.allocUnsafe(Math.min(this.chunkBytes, initialSealBufferBytes));
     let filled = 0;
     try {
       for await (const piece of source) {
@@ -365,7 +370,13 @@ class ChunkSealer {
             yield* this.sealChunk(pending, false);
             filled = 0;
           }
-          const take = Math.min(this.chunkBytes - filled, bytes.length - offset);
+          if (filled === pending.length) {
+            const larger = Buffer.allocUnsafe(Math.min(this.chunkBytes, pending.length * 2));
+            pending.copy(larger, 0, 0, filled);
+            pending.fill(0);
+            pending = larger;
+          }
+          const take = Math.min(pending.length - filled, bytes.length - offset);
           pending.set(bytes.subarray(offset, offset + take), filled);
           filled += take;
           offset += take;
@@ -406,9 +417,10 @@ class ChunkOpener {
 
   async *open(ciphertext: Readable | AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
     const { header } = this;
-    const buffer = Buffer.allocUnsafe(header.chunkBytes + chunkTagBytes);
     let index = 0;
     let expected = this.chunkLength(0);
+    // Chunk 0 is the longest one (only the last may be shorter): a small payload's buffer is its size.
+    const buffer = Buffer.allocUnsafe(expected);
     let filled = 0;
     let last: Buffer | undefined;
     for await (const piece of ciphertext) {
