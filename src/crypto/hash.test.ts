@@ -13,16 +13,20 @@ describe('hashing', () => {
     expect(sha256(abc).constructor).toBe(Uint8Array);
   });
 
-  it('domainHash is SHA-256 of a length-prefixed domain then the payload', () => {
-    const payload = Uint8Array.of(1, 2, 3);
-    const domain = Buffer.from('ledgerbus/v1/block');
-    const expected = createHash('sha256')
-      .update(Uint8Array.of(0, domain.length))
-      .update(domain)
-      .update(payload)
-      .digest();
-    expect(toHex(domainHash('block', payload))).toBe(expected.toString('hex'));
-  });
+  // Sizes on both sides of where a payload stops being copied for a one-shot hash.
+  it.each([3, 4096, 4097, 70_000])(
+    'domainHash is SHA-256 of a length-prefixed domain then the payload (%i bytes)',
+    (size) => {
+      const payload = Uint8Array.from({ length: size }, (_, index) => index % 251);
+      const domain = Buffer.from('ledgerbus/v1/block');
+      const expected = createHash('sha256')
+        .update(Uint8Array.of(0, domain.length))
+        .update(domain)
+        .update(payload)
+        .digest();
+      expect(toHex(domainHash('block', payload))).toBe(expected.toString('hex'));
+    },
+  );
 
   it('separates domains, even when type and payload shift bytes between them', () => {
     expect(domainHash('block', new Uint8Array())).not.toEqual(domainHash('batch', new Uint8Array()));

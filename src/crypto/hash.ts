@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash as oneShotHash } from 'node:crypto';
 import { assert } from '../errors.js';
 
 export { bytesEqual, fromHex, toHex } from '../codec/bytes.js';
@@ -22,6 +22,8 @@ export const networkIdPattern = /^[a-zA-Z0-9._-]{1,128}$/;
  * use it only where every part but the last has a fixed length; otherwise use `domainHash`.
  */
 export function sha256(...parts: Uint8Array[]): Uint8Array {
+  // One part, the common case, needs no Hash object (which costs more than hashing a short input).
+  if (parts.length === 1) return toUint8Array(oneShotHash('sha256', parts[0] as Uint8Array, 'buffer'));
   const hash = createHash('sha256');
   for (const part of parts) hash.update(part);
   return toUint8Array(hash.digest());
@@ -36,10 +38,7 @@ export function sha256(...parts: Uint8Array[]): Uint8Array {
  * is a bug, so it throws AssertionError). Signatures are over `signingHash`, which adds the network.
  */
 export function domainHash(type: string, payload: Uint8Array): Uint8Array {
-  const hash = createHash('sha256');
-  hash.update(domainPrefix(type));
-  hash.update(payload);
-  return toUint8Array(hash.digest());
+  return prefixedHash(domainPrefix(type), payload);
 }
 
 /**
@@ -51,10 +50,26 @@ export function domainHash(type: string, payload: Uint8Array): Uint8Array {
  * `networkIdPattern` and `type` the pattern of `domainHash`; a bad one is a bug: AssertionError.
  */
 export function signingHash(network: string, type: string, payload: Uint8Array): Uint8Array {
-  const hash = createHash('sha256');
-  hash.update(signingPrefix(network, type));
-  hash.update(payload);
-  return toUint8Array(hash.digest());
+  return prefixedHash(signingPrefix(network, type), payload);
+}
+
+/**
+ * Up to this size a payload is copied behind its prefix and hashed in one call: building a Hash
+ * object costs more than that copy. Larger payloads stream through a Hash object uncopied.
+ */
+const oneShotPayloadBytesMax = 4096;
+
+function prefixedHash(prefix: Uint8Array, payload: Uint8Array): Uint8Array {
+  if (payload.length > oneShotPayloadBytesMax) {
+    const hash = createHash('sha256');
+    hash.update(prefix);
+    hash.update(payload);
+    return toUint8Array(hash.digest());
+  }
+  const input = Buffer.allocUnsafe(prefix.length + payload.length);
+  input.set(prefix, 0);
+  input.set(payload, prefix.length);
+  return toUint8Array(oneShotHash('sha256', input, 'buffer'));
 }
 
 function signingPrefix(network: string, type: string): Uint8Array {

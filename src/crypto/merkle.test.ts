@@ -97,6 +97,15 @@ describe('Merkle tree (RFC 9162)', () => {
     );
   });
 
+  // Leaves on both sides of where a leaf stops being copied for a one-shot hash.
+  it('matches the literal recursive definition for leaves of 4 KiB and more', () => {
+    const leaves = [0, 4095, 4096, 4097, 10_000].map((size) =>
+      Uint8Array.from({ length: size }, (_, index) => (index * 7 + size) % 256),
+    );
+    expect(merkleRoot(leaves)).toEqual(referenceRoot(leaves));
+    expect(new MerkleTree(leaves).root).toEqual(referenceRoot(leaves));
+  });
+
   it('every proof verifies for sizes 1..70, and proofs have RFC 9162 length', () => {
     for (let size = 1; size <= 70; size++) {
       const leaves = leavesOf(size);

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash as oneShotHash } from 'node:crypto';
 import { assert } from '../errors.js';
 import { t } from '../codec/schema.js';
 import type { Schema } from '../codec/schema.js';
@@ -19,12 +19,17 @@ export const inclusionPathLengthMax = 64;
 
 /** RFC 9162 §2.1.1 leaf hash: SHA-256(0x00 || data). */
 export function leafHash(data: Uint8Array): Uint8Array {
-  return digest(leafPrefix, data);
+  return prefixedDigest(0x00, data);
 }
 
 /** RFC 9162 §2.1.1 inner node hash: SHA-256(0x01 || left || right). */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
-  return digest(nodePrefix, left, right);
+  if (left.length !== hashBytes || right.length !== hashBytes) return digest(nodePrefix, left, right);
+  const input = Buffer.allocUnsafe(1 + 2 * hashBytes);
+  input[0] = 0x01;
+  input.set(left, 1);
+  input.set(right, 1 + hashBytes);
+  return asBytes(oneShotHash('sha256', input, 'buffer'));
 }
 
 /** Proof that a leaf is at `leafIndex` in a tree of `treeSize` leaves: sibling hashes, leaf first. */
@@ -90,7 +95,17 @@ export class MerkleTree {
 
 /** RFC 9162 §2.1.1 Merkle Tree Hash of `leaves` (raw leaf data). */
 export function merkleRoot(leaves: readonly Uint8Array[]): Uint8Array {
-  return new MerkleTree(leaves).root;
+  if (leaves.length === 0) return digest();
+  // The same bottom-up pairing as MerkleTree, one level at a time in one array: a root needs no
+  // level kept (roots are taken per block, per batch and per proof check on the hot paths).
+  const level = leaves.map(leafHash);
+  for (let size = level.length; size > 1; size = Math.ceil(size / 2)) {
+    for (let index = 0; index + 1 < size; index += 2) {
+      level[index >>> 1] = nodeHash(level[index] as Uint8Array, level[index + 1] as Uint8Array);
+    }
+    if (size % 2 === 1) level[(size - 1) >>> 1] = level[size - 1] as Uint8Array;
+  }
+  return level[0] as Uint8Array;
 }
 
 /** Inclusion proof for one leaf; O(n). Use MerkleTree when proving many leaves of the same tree. */
@@ -133,9 +148,27 @@ export function verifyInclusion(root: Uint8Array, leaf: Uint8Array, proof: Inclu
   return sn === 0 && bytesEqual(hash, root);
 }
 
+/**
+ * Below this size a leaf is copied behind its prefix and hashed in one call (`crypto.hash`), which
+ * skips building a Hash object: that costs more than the hashing itself for the small leaves and
+ * the inner nodes trees are mostly made of. Larger leaves stream through a Hash object uncopied.
+ */
+const oneShotLeafBytesMax = 4096;
+
+function prefixedDigest(prefix: number, data: Uint8Array): Uint8Array {
+  if (data.length > oneShotLeafBytesMax) return digest(prefix === 0x00 ? leafPrefix : nodePrefix, data);
+  const input = Buffer.allocUnsafe(1 + data.length);
+  input[0] = prefix;
+  input.set(data, 1);
+  return asBytes(oneShotHash('sha256', input, 'buffer'));
+}
+
+function asBytes(buffer: Buffer): Uint8Array {
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}
+
 function digest(...parts: Uint8Array[]): Uint8Array {
   const hash = createHash('sha256');
   for (const part of parts) hash.update(part);
-  const result = hash.digest();
-  return new Uint8Array(result.buffer, result.byteOffset, result.byteLength);
+  return asBytes(hash.digest());
 }
