@@ -25,7 +25,8 @@
  * (1000; 0 skips the newcomer setting), --stall-seconds N (60: this long without a delivery is a
  * loss), --skip-jetstream, --json-only (no human lines on stdout, only the JSON line),
  * --base-port N (27800: nodes base+1.., connectors base+101.., JetStream base+50.., +60.., +70..),
- * --cpu-prof DIR (each node and connector writes a V8 CPU profile into DIR/<name>).
+ * --cpu-prof DIR (each node and connector writes a V8 CPU profile into DIR/<name>, and the result
+ * says where each process's CPU went during the main setting, by area: `cpuBreakdownByProcess`).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,6 +38,8 @@ import type { Consumer, LedgerbusConfig } from '../src/client/index.js';
 import { ProcessNetwork } from '../test/support/process-network.js';
 import { cleanUpOnSignals } from '../test/support/processes.js';
 import { assertNetworkPortsFree } from './lib/devnet.js';
+import { areas, cpuBreakdown, monotonicMicros } from './lib/cpu-profile.js';
+import type { Area, ProfileWindow } from './lib/cpu-profile.js';
 import { Deliveries, runSetting, stampBytes } from './lib/e2e-load.js';
 import type { SendOne, SettingResult } from './lib/e2e-load.js';
 import { startJetStreamCluster } from './lib/jetstream-cluster.js';
@@ -153,9 +156,44 @@ function describeStored(run: SettingResult): string | undefined {
   return `          send→stored by org2's connector p50 ${round(run.storedP50Ms, 1)} ms p99 ${round(run.storedP99Ms, 1)} ms (the rest is the consumer's)`;
 }
 
-function cpuBreakdown(run: SettingResult): string {
+function describeCpuByProcess(run: SettingResult): string {
   const entries = Object.entries(run.cpu?.byProcessMicros ?? {}).sort((a, b) => b[1] - a[1]);
   return `          CPU µs/msg by process: ${entries.map(([name, micros]) => `${name} ${micros}`).join(', ')}`;
+}
+
+/** With --cpu-prof: the main setting's window, and where each process's CPU went in it. */
+let mainWindow: ProfileWindow | undefined;
+let breakdownByProcess: Record<string, Record<Area, number>> | undefined;
+
+/**
+ * Each process's CPU µs per message (from /proc) split by area in the shares of its own profile's
+ * busy samples (lib/cpu-profile.ts). The bench client is not profiled, so it is not in here.
+ */
+function profileBreakdown(
+  profiles: string,
+  window: ProfileWindow,
+  run: SettingResult,
+): Record<string, Record<Area, number>> {
+  const byProcess: Record<string, Record<Area, number>> = {};
+  for (const name of network.names) {
+    const micros = run.cpu?.byProcessMicros[name];
+    if (micros === undefined) continue;
+    byProcess[name] = { ...cpuBreakdown([join(profiles, name)], window, [micros]).byAreaMicros };
+  }
+  return byProcess;
+}
+
+function describeBreakdown(byProcess: Record<string, Record<Area, number>>): string[] {
+  const names = Object.keys(byProcess);
+  const cell = (text: string): string => text.padStart(15);
+  return [
+    '          CPU µs/msg by area (main setting, profiled processes):',
+    `          ${'area'.padEnd(20)}${names.map(cell).join('')}`,
+    ...areas.map(
+      (area) =>
+        `          ${area.padEnd(20)}${names.map((name) => cell(String(Math.round(byProcess[name]?.[area] ?? 0)))).join('')}`,
+    ),
+  ];
 }
 
 async function measureLedgerbus(): Promise<Map<Setting['name'], SettingResult>> {
@@ -209,19 +247,21 @@ async function measureLedgerbus(): Promise<Map<Setting['name'], SettingResult>> 
       `ledgerbus ${setting.name}: ${setting.messages} messages of ${setting.messageBytes} B, ${setting.inFlight} in flight ...`,
     );
     publishSizes.length = 0;
+    const fromMicros = monotonicMicros();
     const run = await runSetting(deliveries, send, {
       ...common,
       phase: 2 * position + 1,
       messages: setting.messages,
       cpuOf,
     });
+    if (setting.name === 'main') mainWindow = { fromMicros, toMicros: monotonicMicros() };
     runs.set(setting.name, run);
     batching.set(setting.name, publishStats(publishSizes));
     say(describe('ledgerbus', setting, run));
     say(`          ${describePublishes(batching.get(setting.name) as PublishStats)}`);
     const stored = describeStored(run);
     if (stored !== undefined) say(stored);
-    say(cpuBreakdown(run));
+    say(describeCpuByProcess(run));
   }
   // A redelivery after the last message would show up here as a duplicate.
   await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -234,6 +274,12 @@ async function measureLedgerbus(): Promise<Map<Setting['name'], SettingResult>> 
   // The JetStream cluster gets the machine to itself. SIGTERM lets a profiled process write its profile.
   const signal = values['cpu-prof'] === undefined ? 'SIGKILL' : 'SIGTERM';
   await Promise.all(network.names.map((name) => network.kill(name, signal)));
+  const profiles = values['cpu-prof'];
+  const main = runs.get('main');
+  if (profiles !== undefined && mainWindow !== undefined && main !== undefined) {
+    breakdownByProcess = profileBreakdown(profiles, mainWindow, main);
+    for (const line of describeBreakdown(breakdownByProcess)) say(line);
+  }
   return runs;
 }
 
@@ -295,7 +341,7 @@ async function measureJetStream(): Promise<Map<Setting['name'], JetStreamEndToEn
     });
     runs.set(setting.name, run);
     say(describe('jetstream', setting, run));
-    say(cpuBreakdown(run));
+    say(describeCpuByProcess(run));
   }
   return runs;
 }
@@ -350,6 +396,7 @@ async function main(): Promise<void> {
       settings,
       ledgerbus: Object.fromEntries(ledgerbus),
       messagesPerPublish: Object.fromEntries(batching),
+      ...(breakdownByProcess === undefined ? {} : { cpuBreakdownByProcess: breakdownByProcess }),
       ...(jetstream === undefined ? {} : { jetstream: Object.fromEntries(jetstream), natsServer: version }),
     },
   });

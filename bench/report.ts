@@ -68,6 +68,9 @@ profiled, into a temporary directory removed afterwards) for the CPU-per-message
   --e2e-newcomer-messages N
                         e2e: messages of the 16 callers × 200 B setting (default 1000; quick 100;
                         0 leaves it out)
+  --e2e-profile-messages N
+                        e2e: messages of a second, profiled run of the main setting that says where
+                        each process's CPU goes (default 1500; quick 200; 0 leaves it out)
   --scale-requests N    scale: requests per partition (default 20000; quick 2000)
   --datapath-bytes SIZE datapath: payload size (default 1GiB; quick 64MiB)
   --pbft-requests N     pbft: requests per group size (default 20000; quick 2000)
@@ -109,6 +112,8 @@ interface Options {
   readonly cdfBytes: number;
   /** bench:e2e's --messages, --in-flight, --newcomer-messages and (quick) --warmup. */
   readonly e2e: readonly string[];
+  /** The profiled bench:e2e run's arguments (without --cpu-prof); undefined leaves it out. */
+  readonly e2eProfile: readonly string[] | undefined;
   readonly scaleRequests: number;
   readonly datapathBytes: number;
   readonly pbftRequests: number;
@@ -132,6 +137,7 @@ function parseOptions(): Options | undefined {
       'e2e-messages': { type: 'string' },
       'e2e-in-flight': { type: 'string', default: '64' },
       'e2e-newcomer-messages': { type: 'string' },
+      'e2e-profile-messages': { type: 'string' },
       'scale-requests': { type: 'string' },
       'datapath-bytes': { type: 'string' },
       'pbft-requests': { type: 'string' },
@@ -188,6 +194,15 @@ function parseOptions(): Options | undefined {
       ...(quick ? ['--warmup', '50'] : []),
       ...(values['skip-jetstream'] ? ['--skip-jetstream'] : []),
     ],
+    e2eProfile: ((profiled: number) =>
+      profiled === 0
+        ? undefined
+        : [
+            ...['--messages', String(profiled)],
+            ...['--in-flight', String(integer('e2e-in-flight', values['e2e-in-flight']))],
+            ...['--newcomer-messages', '0', '--skip-jetstream'],
+            ...(quick ? ['--warmup', '50'] : []),
+          ])(integer('e2e-profile-messages', values['e2e-profile-messages'] ?? (quick ? '200' : '1500'), 0)),
     scaleRequests: integer('scale-requests', values['scale-requests'] ?? (quick ? '2000' : '20000')),
     datapathBytes: parseByteSize(values['datapath-bytes'] ?? (quick ? '64MiB' : '1GiB')),
     pbftRequests: integer('pbft-requests', values['pbft-requests'] ?? (quick ? '2000' : '20000')),
@@ -902,6 +917,90 @@ function e2eSection(run: BenchRun, charts: ChartFile[]): Section {
   };
 }
 
+// ---- e2e: where the application path's CPU goes, by process and area ----
+
+/** Which processes the profiled e2e run's columns add up, in order. */
+const e2eProcessGroups: readonly { readonly label: string; readonly test: (name: string) => boolean }[] = [
+  { label: "org1's connector (sender)", test: (name) => name === 'connector-org1' },
+  { label: "org2's connector (recipient)", test: (name) => name === 'connector-org2' },
+  { label: 'the 4 nodes', test: (name) => /^node\d+$/.test(name) },
+  { label: 'org3 and org4 connectors', test: (name) => /^connector-org[34]$/.test(name) },
+];
+
+/**
+ * The profiled bench:e2e run's CPU per delivered message by process group and area, with the
+ * unprofiled run's JetStream total for scale; undefined if the run carries no breakdown.
+ */
+function e2eCpuSection(profiled: BenchRun, main: BenchRun, charts: ChartFile[]): Section | undefined {
+  const details = record(profiled.record['details'], 'e2e (profiled).details');
+  if (details['cpuBreakdownByProcess'] === undefined) return undefined;
+  const byProcess = record(details['cpuBreakdownByProcess'], 'e2e (profiled).cpuBreakdownByProcess');
+  const run = e2eSettings(details).find((setting) => setting.name === 'main')?.ledgerbus;
+  const peer = e2eSettings(record(main.record['details'], 'e2e.details')).find(
+    (setting) => setting.name === 'main',
+  )?.jetstream;
+  const known: readonly string[] = areas;
+  const areaOf = (name: string, area: string): number => {
+    const entry = byProcess[name];
+    if (entry === undefined) return 0;
+    const micros = record(entry, `e2e (profiled).cpuBreakdownByProcess.${name}`)[area];
+    return typeof micros === 'number' ? micros : 0;
+  };
+  const names = Object.keys(byProcess);
+  const groups = e2eProcessGroups.map((group) => ({
+    label: group.label,
+    names: names.filter((name) => group.test(name)),
+  }));
+  const cellOf = (members: readonly string[], area: string): number =>
+    members.reduce((sum, name) => sum + areaOf(name, area), 0);
+  const totals = known.map((area) => [area, cellOf(names, area)] as const);
+  const sorted = [...totals].filter(([, micros]) => micros > 0).sort((a, b) => b[1] - a[1]);
+  const profiledMicros = totals.reduce((sum, [, micros]) => sum + micros, 0);
+  const client = run?.cpu?.byProcessMicros[benchClient];
+  charts.push({
+    name: 'e2e-cpu-breakdown.svg',
+    svg: barChart({
+      title: "Where the application path's CPU goes, per delivered message",
+      subtitle: `bench:e2e main setting, profiled run; V8 profiles of 4 nodes and 4 connectors scaled to /proc CPU (${fixed(profiledMicros)} µs in all)`,
+      valueAxis: { label: 'CPU µs per delivered message (lower is better)' },
+      bars: [
+        ...sorted.map(([area, micros]) => ({ label: area, value: micros, color: palette.ledgerbus })),
+        ...(client === undefined
+          ? []
+          : [{ label: 'bench client (SDK, not profiled)', value: client, color: palette.other }]),
+        ...(peer?.cpu === undefined
+          ? []
+          : [
+              {
+                label: 'JetStream, all processes, all work',
+                value: peer.cpu.totalMicros,
+                color: palette.peer,
+              },
+            ]),
+      ],
+    }),
+  });
+  const rows = [...totals]
+    .sort((a, b) => b[1] - a[1])
+    .map(([area, total]) => [area, ...groups.map((group) => fixed(cellOf(group.names, area))), fixed(total)]);
+  const groupTotals = groups.map((group) =>
+    fixed(known.reduce((sum, area) => sum + cellOf(group.names, area), 0)),
+  );
+  return {
+    heading: 'Application path CPU per message, by process and area',
+    body: [
+      `![Application path CPU by area](report/e2e-cpu-breakdown.svg)`,
+      '',
+      table(
+        ['area', ...groups.map((group) => `${group.label}, µs/msg`), 'all profiled, µs/msg'],
+        [...rows, ['all areas', ...groupTotals, fixed(profiledMicros)]],
+      ),
+      '',
+      `**How to read this.** A second run of the application path's main setting${run === undefined ? '' : ` (${fixed(run.deliveredPerSecond)} delivered msg/s, ${run.cpu === undefined ? '–' : fixed(run.cpu.totalMicros)} CPU µs per message over every process)`}, with every node and connector under Node's sampling CPU profiler, so that the headline figures above carry none of the profiler's cost. Each process's CPU time from /proc, over the setting's measured window, is split in the shares of that process's busy profile samples that fell in each area, the innermost frame deciding (${known.filter((a) => a !== 'other').join(', ')}; "encryption" is the payload envelope: HPKE key wrapping and AES-GCM; "http" is the connector's API and its client). ${client === undefined ? '' : `The bench client — the SDK producer with its callers, and the SDK consumer — is not profiled: its ${fixed(client)} µs are its /proc total. `}${peer?.cpu === undefined ? '' : `The orange bar, for scale, is everything JetStream's servers and client used per message in the unprofiled run above. `}The profiled run is slower than the headline one, so its per-message figures are somewhat higher.`,
+    ].join('\n'),
+  };
+}
+
 // ---- scale: throughput vs partitions ----
 
 function scaleSection(run: BenchRun, charts: ChartFile[]): Section {
@@ -1285,6 +1384,19 @@ async function main(): Promise<void> {
     const run = await runBench('e2e', options.e2e);
     runs.push({ name: 'e2e', run });
     sections.push(e2eSection(run, charts));
+    if (options.e2eProfile !== undefined) {
+      // A run of its own: the profiler's cost must not lower the headline figures above.
+      profileDirectory = mkdtempSync(join(tmpdir(), 'ledgerbus-report-cpu-prof-'));
+      let profiled: BenchRun;
+      try {
+        profiled = await runBench('e2e', [...options.e2eProfile, '--cpu-prof', profileDirectory]);
+      } finally {
+        removeProfiles();
+      }
+      runs.push({ name: 'e2e (profiled)', run: profiled });
+      const section = e2eCpuSection(profiled, run, charts);
+      if (section !== undefined) sections.push(section);
+    }
   }
   if (!options.skip.has('scale')) {
     const run = await runBench('scale', [

@@ -27,11 +27,13 @@ interface CpuProfile {
 export const areas = [
   'signatures',
   'hashing',
+  'encryption',
   'sqlite',
   'encoding',
   'consensus',
   'contracts',
   'proofs',
+  'http',
   'tls and sockets',
   'logging',
   'garbage collection',
@@ -53,9 +55,24 @@ const rules: readonly { readonly area: Area; readonly test: (frame: CallFrame) =
     area: 'hashing',
     test: (f) => f.url.includes('internal/crypto/hash') || f.url.includes('@noble/hashes'),
   },
+  {
+    // The payload envelope: HPKE key wrapping (X25519, HKDF through WebCrypto) and AES-GCM.
+    area: 'encryption',
+    test: (f) =>
+      f.url.includes('@hpke') ||
+      /internal\/crypto\/(hkdf|keygen|cipher|aes|diffiehellman|webcrypto|util)/.test(f.url) ||
+      f.url.includes('/src/crypto/envelope/'),
+  },
   { area: 'sqlite', test: (f) => f.url.includes('better-sqlite3') },
   { area: 'encoding', test: (f) => f.url.includes('/cborg/') || f.url.includes('/src/codec/') },
   { area: 'logging', test: (f) => f.url.includes('/pino') || f.url.includes('sonic-boom') },
+  {
+    // Connectors' HTTP API (Fastify) and the SDK's side of it (fetch is undici).
+    area: 'http',
+    test: (f) =>
+      /node:_http|node:http|\/(fastify|find-my-way|avvio|light-my-request|undici|ws)\//.test(f.url) ||
+      f.url.includes('internal/deps/undici'),
+  },
   {
     area: 'tls and sockets',
     test: (f) =>
