@@ -61,6 +61,9 @@ export class FramedConnection {
     });
     socket.on('close', () => this.finishClose());
     if (socket.destroyed) queueMicrotask(() => this.finishClose());
+    // The setup read may already have met a bad header after the frames handed in.
+    const failure = decoder.failed;
+    if (failure !== undefined) queueMicrotask(() => this.close(failure));
   }
 
   /** True once `close()` was called or the connection ended for any reason. */
@@ -190,6 +193,9 @@ export class FramedConnection {
     }
     for (const frame of frames) this.queue.push(frame);
     this.deliver();
+    // Frames that arrived in the same read as a bad header were whole: delivered above, then close.
+    const failure = this.decoder.failed;
+    if (failure !== undefined) this.close(failure);
   }
 
   private deliver(): void {

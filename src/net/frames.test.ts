@@ -54,6 +54,18 @@ describe('FrameDecoder', () => {
     expect(() => decoder.push(Buffer.alloc(1))).toThrow(/limit/);
   });
 
+  it('hands over the whole frames read before an oversize header, then stays failed', () => {
+    const decoder = new FrameDecoder({ frameBytesMax: 10 });
+    const chunk = Buffer.concat([
+      encodeFrame(Buffer.from('one')),
+      encodeFrame(Buffer.from('two')),
+      frameHeader(11),
+    ]);
+    expect(decoder.push(chunk).map(String)).toEqual(['one', 'two']);
+    expect(isLedgerbusError(decoder.failed, ErrorCode.Oversize)).toBe(true);
+    expect(() => decoder.push(encodeFrame(Buffer.from('three')))).toThrow(/limit/);
+  });
+
   it('decodes a stream split into single bytes in linear time', () => {
     const payload = Buffer.alloc(1 << 20, 7);
     const stream = encodeFrame(payload);

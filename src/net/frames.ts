@@ -74,7 +74,16 @@ export class FrameDecoder {
     return this.bufferedBytes;
   }
 
-  /** Adds `chunk` and returns every frame it completes, in order (possibly none). */
+  /** Set once the stream lost its framing (an oversize header); every later push throws it. */
+  get failed(): LedgerbusError | undefined {
+    return this.failure;
+  }
+
+  /**
+   * Adds `chunk` and returns every frame it completes, in order (possibly none). Throws
+   * LedgerbusError(Oversize) at a header above the limit — unless frames completed before it in
+   * this chunk, which are returned, with `failed` set.
+   */
   push(chunk: Buffer): Buffer[] {
     if (this.failure !== undefined) throw this.failure;
     if (chunk.length > 0) {
@@ -93,7 +102,10 @@ export class FrameDecoder {
           );
           this.chunks.length = 0;
           this.bufferedBytes = 0;
-          throw this.failure;
+          // Frames completed before the bad header are whole and in order: hand them over, and
+          // fail from the next push on (`failed` says so at once).
+          if (frames.length === 0) throw this.failure;
+          return frames;
         }
         this.payloadBytes = length;
       }
