@@ -19,7 +19,11 @@ export const inclusionPathLengthMax = 64;
 
 /** RFC 9162 §2.1.1 leaf hash: SHA-256(0x00 || data). */
 export function leafHash(data: Uint8Array): Uint8Array {
-  return prefixedDigest(0x00, data);
+  if (data.length > oneShotLeafBytesMax) return digest(leafPrefix, data);
+  const input = Buffer.allocUnsafe(1 + data.length);
+  input[0] = 0x00;
+  input.set(data, 1);
+  return asBytes(oneShotHash('sha256', input, 'buffer'));
 }
 
 /** RFC 9162 §2.1.1 inner node hash: SHA-256(0x01 || left || right). */
@@ -154,14 +158,6 @@ export function verifyInclusion(root: Uint8Array, leaf: Uint8Array, proof: Inclu
  * the inner nodes trees are mostly made of. Larger leaves stream through a Hash object uncopied.
  */
 const oneShotLeafBytesMax = 4096;
-
-function prefixedDigest(prefix: number, data: Uint8Array): Uint8Array {
-  if (data.length > oneShotLeafBytesMax) return digest(prefix === 0x00 ? leafPrefix : nodePrefix, data);
-  const input = Buffer.allocUnsafe(1 + data.length);
-  input[0] = prefix;
-  input.set(data, 1);
-  return asBytes(oneShotHash('sha256', input, 'buffer'));
-}
 
 function asBytes(buffer: Buffer): Uint8Array {
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
