@@ -1350,6 +1350,8 @@ async function main(): Promise<void> {
   if (options === undefined) return;
   const started = performance.now();
   const startedAt = new Date();
+  // Taken before anything is written: the report's own charts would make every run look dirty.
+  const commit = gitDescription();
   const loadBefore = loadavg();
   const charts: ChartFile[] = [];
   const sections: Section[] = [];
@@ -1455,7 +1457,7 @@ async function main(): Promise<void> {
       ['', ''],
       [
         ['date', startedAt.toISOString()],
-        ['git commit', gitDescription()],
+        ['git commit', commit],
         [
           'machine',
           `${machine.cpuModel}, ${machine.cpuCount} CPUs, ${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB RAM, ${machine.platform}/${machine.arch}`,
