@@ -92,6 +92,17 @@ function checkRpcFrame(plan: FrameFuzzPlan, frame: Buffer): void {
   }
 }
 
+/** After an oversize header the stream has no framing left: every later push throws Oversize. */
+function checkStaysFailed(plan: FrameFuzzPlan, decoder: FrameDecoder): void {
+  try {
+    decoder.push(Buffer.alloc(0));
+  } catch (again) {
+    if (isLedgerbusError(again, ErrorCode.Oversize)) return;
+    violated(plan, 'a failed decoder threw something other than its Oversize error', again);
+  }
+  violated(plan, 'a failed decoder accepted another push');
+}
+
 /** Runs one input through the properties above; returns normally when they all hold. */
 export function checkFrameInput(data: Uint8Array): void {
   const plan = planFrameInput(data);
@@ -109,22 +120,13 @@ export function checkFrameInput(data: Uint8Array): void {
       if (error.code !== ErrorCode.Oversize) {
         violated(plan, `FrameDecoder.push threw ${error.code}, not ${ErrorCode.Oversize}`, error);
       }
-      // Frames completed by the chunk that overflowed are lost with the throw; the oversize header
-      // is the first one among the bytes pushed so far that is not a complete frame ahead of it.
-      let at = consumed;
-      for (;;) {
-        const verdict = expectedTail(plan.stream.subarray(at, pushed), plan.frameBytesMax);
-        if (verdict === 'oversize') break;
-        if (verdict === 'partial') violated(plan, `Oversize thrown, but no header above the limit`);
-        at += frameHeaderBytes + plan.stream.readUInt32BE(at);
+      // A push throws only when it completed no frame before the bad header (frames it did complete
+      // are returned, with `failed` set; below), so the oversize header is the first unreturned one.
+      if (expectedTail(plan.stream.subarray(consumed, pushed), plan.frameBytesMax) !== 'oversize') {
+        violated(plan, 'Oversize thrown, but the first unreturned header is not above the limit');
       }
-      try {
-        decoder.push(Buffer.alloc(0));
-      } catch (again) {
-        if (isLedgerbusError(again, ErrorCode.Oversize)) break pushing;
-        violated(plan, 'a failed decoder threw something other than its Oversize error', again);
-      }
-      violated(plan, 'a failed decoder accepted another push');
+      checkStaysFailed(plan, decoder);
+      break pushing;
     }
     for (const frame of completed) {
       if (frame.length > plan.frameBytesMax) {
@@ -136,6 +138,19 @@ export function checkFrameInput(data: Uint8Array): void {
       }
       consumed += encoded.length;
       frames.push(frame);
+    }
+    if (decoder.failed !== undefined) {
+      if (!isLedgerbusError(decoder.failed, ErrorCode.Oversize)) {
+        violated(plan, 'a decoder failed with something other than Oversize', decoder.failed);
+      }
+      if (expectedTail(plan.stream.subarray(consumed, pushed), plan.frameBytesMax) !== 'oversize') {
+        violated(
+          plan,
+          'push returned frames and failed, but the next unreturned header is not above the limit',
+        );
+      }
+      checkStaysFailed(plan, decoder);
+      break pushing;
     }
     // pendingBytes leaves out the header of a frame whose payload is still incomplete (it is parsed
     // as soon as it arrives), although its doc says "bytes received but not yet returned".
