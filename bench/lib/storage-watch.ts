@@ -1,10 +1,12 @@
 /**
  * Watches a connector's filesystem payload storage from outside, to split a transfer's time into
  * phases without touching the connector. A put (src/connector/storage/filesystem.ts) streams into
- * `<payloads>/tmp/<random>`, fsyncs it, then renames it into `objects/`; so the largest file in
- * `tmp/` shows how far the write is, the moment it reaches its final size is when the data is
- * written (into the page cache), and the moment it disappears is when fsync and rename are done.
- * Resolution is the polling interval.
+ * `<payloads>/tmp/<random>`, fsyncs it, then renames it into `objects/<2 hex>/<sha256>`. A large
+ * value travels in parts (src/connector/parts.ts), one put each, so what counts is the sum: bytes in
+ * temporary files plus those of objects that appeared since `start`. The moment the sum reaches
+ * the target is when the data is written (into the page cache), and the moment all of it is in
+ * objects, with no temporary file left, is when every fsync and rename is done. Resolution is the
+ * polling interval.
  */
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,9 +15,9 @@ import { performance } from 'node:perf_hooks';
 export interface StorageTimeline {
   /** performance.now() of the first sample that saw a temporary file. */
   readonly firstSeenAt: number | undefined;
-  /** First sample at which the temporary file had reached `targetBytes`. */
+  /** First sample at which temporary files and new objects held `targetBytes`. */
   readonly writtenAt: number | undefined;
-  /** First sample, after the file was seen, at which it was gone (fsynced and renamed). */
+  /** First sample at which new objects held `targetBytes` and no temporary file was left. */
   readonly goneAt: number | undefined;
 }
 
@@ -24,20 +26,25 @@ export class StorageWatch {
   private writtenAt: number | undefined;
   private goneAt: number | undefined;
   private timer: NodeJS.Timeout | undefined;
-  /** Size of the largest temporary file at the last sample. */
+  /** Objects present before the watch started (warm-up payloads), by path. */
+  private readonly before = new Set<string>();
+  /** Sizes of the objects that appeared since, by path (an object never changes). */
+  private readonly added = new Map<string, number>();
+  /** Bytes in temporary files and new objects at the last sample. */
   currentBytes = 0;
 
   constructor(
-    private readonly temporaryDirectory: string,
+    private readonly storageDirectory: string,
     private readonly targetBytes: number,
   ) {}
 
-  /** `<connector config directory>/payloads/tmp`, as the devnet layout configures storage. */
+  /** `<connector config directory>/payloads`, as the devnet layout configures storage. */
   static forOrganization(devnetDirectory: string, organization: string, targetBytes: number): StorageWatch {
-    return new StorageWatch(join(devnetDirectory, organization, 'payloads', 'tmp'), targetBytes);
+    return new StorageWatch(join(devnetDirectory, organization, 'payloads'), targetBytes);
   }
 
   start(intervalMs = 100): void {
+    for (const path of this.objectPaths()) this.before.add(path);
     this.timer = setInterval(() => this.sample(), intervalMs);
     this.timer.unref();
   }
@@ -53,28 +60,51 @@ export class StorageWatch {
 
   sample(): void {
     const now = performance.now();
-    let largest = -1;
-    let names: string[] = [];
-    try {
-      names = readdirSync(this.temporaryDirectory);
-    } catch {
-      // not created yet
+    const temporary = join(this.storageDirectory, 'tmp');
+    let inTemporary = 0;
+    let temporaryFiles = 0;
+    for (const name of list(temporary)) {
+      const size = sizeOf(join(temporary, name));
+      if (size === undefined) continue; // renamed between readdir and stat
+      inTemporary += size;
+      temporaryFiles++;
     }
-    for (const name of names) {
-      try {
-        largest = Math.max(largest, statSync(join(this.temporaryDirectory, name)).size);
-      } catch {
-        // renamed between readdir and stat
-      }
+    for (const path of this.objectPaths()) {
+      if (this.before.has(path) || this.added.has(path)) continue;
+      const size = sizeOf(path);
+      if (size !== undefined) this.added.set(path, size);
     }
-    if (largest >= 0) {
-      this.currentBytes = largest;
+    let inObjects = 0;
+    for (const size of this.added.values()) inObjects += size;
+    if (temporaryFiles > 0) this.firstSeenAt ??= now;
+    this.currentBytes = inTemporary + inObjects;
+    if (this.currentBytes >= this.targetBytes) this.writtenAt ??= now;
+    if (inObjects >= this.targetBytes && temporaryFiles === 0) {
       this.firstSeenAt ??= now;
-      if (largest >= this.targetBytes) this.writtenAt ??= now;
-    } else if (this.firstSeenAt !== undefined && this.goneAt === undefined) {
-      this.goneAt = now;
-      this.writtenAt ??= now;
-      this.currentBytes = this.targetBytes;
+      this.goneAt ??= now;
     }
+  }
+
+  private objectPaths(): string[] {
+    const objects = join(this.storageDirectory, 'objects');
+    return list(objects).flatMap((shard) =>
+      list(join(objects, shard)).map((name) => join(objects, shard, name)),
+    );
+  }
+}
+
+function list(directory: string): string[] {
+  try {
+    return readdirSync(directory);
+  } catch {
+    return []; // not created yet
+  }
+}
+
+function sizeOf(path: string): number | undefined {
+  try {
+    return statSync(path).size;
+  } catch {
+    return undefined;
   }
 }

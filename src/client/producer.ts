@@ -22,6 +22,12 @@ export interface ProducerMessage {
   /** The payload's MIME type (default application/octet-stream). */
   readonly contentType?: string;
   readonly headers?: Readonly<Record<string, Buffer | Uint8Array | string>>;
+  /**
+   * Bytes a Readable `value` will yield, when you know them (for bytes and strings the SDK knows).
+   * The connector holds the value to exactly this size, and a large value of declared size travels
+   * in parts that the recipients start fetching while the rest is still being encrypted.
+   */
+  readonly size?: number;
 }
 
 export interface ProducerRecord {
@@ -49,6 +55,8 @@ type Prepared =
       readonly index: number;
       readonly message: ProducerMessage;
       readonly value: Readable;
+      /** Sent as the upload's Content-Length, when known. */
+      readonly size: number | undefined;
     }
   | {
       readonly kind: 'bytes';
@@ -125,7 +133,7 @@ export class Producer {
       const prepared = this.prepare(index, message);
       if (prepared.kind === 'stream') {
         await flush();
-        results[index] = await this.sendStream(record.topic, prepared.message, prepared.value);
+        results[index] = await this.sendStream(record.topic, prepared.message, prepared.value, prepared.size);
         continue;
       }
       if (run.length >= batchMessagesMax || runBytes + prepared.encodedBytes > batchEncodedBytesMax)
@@ -145,10 +153,17 @@ export class Producer {
   }
 
   private prepare(index: number, message: ProducerMessage): Prepared {
-    if (message.value instanceof Readable) return { kind: 'stream', index, message, value: message.value };
+    if (message.value instanceof Readable)
+      return { kind: 'stream', index, message, value: message.value, size: message.size };
     const value = typeof message.value === 'string' ? Buffer.from(message.value, 'utf8') : message.value;
     if (value.length > this.streamThresholdBytes) {
-      return { kind: 'stream', index, message, value: Readable.from([value], { objectMode: false }) };
+      return {
+        kind: 'stream',
+        index,
+        message,
+        value: Readable.from([value], { objectMode: false }),
+        size: value.length,
+      };
     }
     const key = message.key === undefined || message.key === null ? null : base64(message.key);
     const headers = message.headers === undefined ? undefined : base64Headers(message.headers);
@@ -170,9 +185,19 @@ export class Producer {
     return { kind: 'bytes', index, entry, encodedBytes };
   }
 
-  private async sendStream(topic: string, message: ProducerMessage, value: Readable): Promise<SendResult> {
+  private async sendStream(
+    topic: string,
+    message: ProducerMessage,
+    value: Readable,
+    size: number | undefined,
+  ): Promise<SendResult> {
     const key = message.key === undefined || message.key === null ? undefined : base64(message.key);
     const headers: Record<string, string> = {};
+    if (size !== undefined) {
+      if (!Number.isSafeInteger(size) || size < 0)
+        throw new LedgerbusError(ErrorCode.SchemaMismatch, 'size: expected a non-negative integer');
+      headers['content-length'] = String(size);
+    }
     if (message.contentType !== undefined) headers['content-type'] = message.contentType;
     if (message.headers !== undefined) {
       headers['ledgerbus-headers'] = Buffer.from(JSON.stringify(base64Headers(message.headers))).toString(

@@ -9,6 +9,7 @@ import type { Infer } from '../codec/index.js';
 import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import { readConfigFile } from '../runtime/config-file.js';
 import { balancerPolicies } from './session/node-balancer.js';
+import { partBytesMin } from './parts.js';
 import type { StorageConfig } from './storage/index.js';
 
 const connectorConfigSchema = t.record({
@@ -58,13 +59,16 @@ const connectorConfigSchema = t.record({
    * wait, and the next batch takes them all. A higher limit means smaller batches under load.
    * `inlinePayloads` (default true): payloads of at most 4 KiB travel inside their publish, so every
    * replica keeps their ciphertext in its blocks; false keeps every payload in this organization's
-   * storage until a recipient fetches it.
+   * storage until a recipient fetches it. `partBytes` (default 64 MiB): a value declared larger
+   * is sealed and published in parts of this many bytes, so that recipients fetch the first parts
+   * while the rest is still being encrypted (src/connector/parts.ts).
    */
   producer: t.optional(
     t.record({
       lingerMs: t.optional(t.uint({ min: 0, max: 1000 })),
       inFlightBatchesMax: t.optional(t.uint({ min: 1, max: 64 })),
       inlinePayloads: t.optional(t.bool()),
+      partBytes: t.optional(t.uint({ min: partBytesMin, max: 1024 * 1024 * 1024 })),
     }),
   ),
   storage: t.optional(

@@ -146,7 +146,7 @@ describe('migrating a layout-1 database in place', () => {
     const path = directory();
     writeLayout1(path);
     const db = new ConnectorDatabase(path);
-    expect(db.db.pragma('user_version', { simple: true })).toBe(3);
+    expect(db.db.pragma('user_version', { simple: true })).toBe(4);
     expect(db.sent('demo', 's1')).toMatchObject({ group_id: 'demo/0', offset: 4, state: 'COMPLETED' });
     expect(db.received('demo/0', 'r1')).toMatchObject({ sequence: 1, sender: 'org3', confirmed: 1 });
     expect(db.received('demo/0', 'r2')?.sequence).toBe(2);
@@ -187,7 +187,7 @@ describe('migrating a layout-1 database in place', () => {
     after.close();
   });
 
-  it('takes a layout-2 file to layout 3 by adding the packed payloads, its rows untouched', () => {
+  it('takes a layout-2 file to layout 4 by adding the packed payloads and the received parts, its rows untouched', () => {
     const path = directory();
     const first = new ConnectorDatabase(path);
     first.insertSent({
@@ -206,10 +206,11 @@ describe('migrating a layout-1 database in place', () => {
     // What a layout-2 connector left: no packed payloads, user_version 2.
     const raw = new Database(join(path, 'connector.sqlite'));
     raw.exec('DROP TABLE packed_payloads');
+    raw.exec('DROP TABLE received_parts');
     raw.pragma('user_version = 2');
     raw.close();
     const db = new ConnectorDatabase(path);
-    expect(db.db.pragma('user_version', { simple: true })).toBe(3);
+    expect(db.db.pragma('user_version', { simple: true })).toBe(4);
     expect(db.sent('demo', 's1')).toMatchObject({ storage_key: 'k1', size: 10 });
     expect(db.received('demo/0', 'r1')?.sequence).toBe(1);
     const packed = db.putPacked(new Uint8Array([7, 8, 9]));
@@ -217,6 +218,26 @@ describe('migrating a layout-1 database in place', () => {
     expect([...(db.packed(packed.key) ?? [])]).toEqual([7, 8, 9]);
     expect(db.deletePacked(packed.key)).toBe(true);
     expect(db.packed(packed.key)).toBeUndefined();
+    const part = {
+      group_id: 'demo/0',
+      id: 'p0',
+      sender: 'org1',
+      part_set: 'set',
+      part_index: 0,
+      offset: 7,
+      size: 5,
+      storage_key: 'k2',
+      content_root: new Uint8Array(32),
+      proof: new Uint8Array([1]),
+      received_at: 9,
+    };
+    db.insertReceivedPart(part);
+    expect(
+      db
+        .receivedPartSet('demo/0', 'org1', 'set')
+        .map((row) => [row.id, row.part_index, row.storage_key, row.confirmed]),
+    ).toEqual([['p0', 0, 'k2', 0]]);
+    expect(db.receivedPartSet('demo/0', 'org3', 'set')).toEqual([]);
     db.close();
   });
 

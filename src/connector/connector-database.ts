@@ -52,6 +52,25 @@ export interface ReceivedRow {
   confirmed: number;
 }
 
+/**
+ * A part of a large value (./parts.ts), kept aside until the message that binds its part set
+ * arrives: it is never listed to applications itself.
+ */
+export interface ReceivedPartRow {
+  group_id: string;
+  id: string;
+  sender: string;
+  part_set: string;
+  part_index: number;
+  offset: number;
+  size: number;
+  storage_key: string;
+  content_root: Uint8Array;
+  proof: Uint8Array;
+  received_at: number;
+  confirmed: number;
+}
+
 export interface FailureRow {
   id: string;
   group_id: string;
@@ -64,9 +83,10 @@ export interface FailureRow {
  * Layout versions (`PRAGMA user_version`): 0 is a new file, or one written before versions were
  * kept (layout 1: sent, received and failures keyed by message id alone); 2 keys them as above; 3
  * adds `packed_payloads` (small payloads kept in this file: a connector of layout 2 would not find
- * them, so it must refuse the file).
+ * them, so it must refuse the file); 4 adds `received_parts` (parts of large values, whose message
+ * a connector of layout 3 could not read).
  */
-const schemaVersion = 3;
+const schemaVersion = 4;
 /** The layout that keys messages by (topic, id); anything older with a `received` table is layout 1. */
 const keyedByTopicLayout = 2;
 
@@ -100,6 +120,14 @@ const tables = `
     PRIMARY KEY (group_id, id)
   ) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS packed_payloads (key TEXT PRIMARY KEY, bytes BLOB NOT NULL);
+  CREATE TABLE IF NOT EXISTS received_parts (
+    group_id TEXT NOT NULL, id TEXT NOT NULL, sender TEXT NOT NULL, part_set TEXT NOT NULL,
+    part_index INTEGER NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL, storage_key TEXT NOT NULL,
+    content_root BLOB NOT NULL, proof BLOB NOT NULL, received_at INTEGER NOT NULL,
+    confirmed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (group_id, id)
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS received_parts_set ON received_parts (group_id, sender, part_set, part_index);
 `;
 
 export class ConnectorDatabase {
@@ -351,6 +379,29 @@ export class ConnectorDatabase {
 
   markConfirmed(groupId: string, id: string): void {
     this.statement('UPDATE received SET confirmed = 1 WHERE group_id = ? AND id = ?').run(groupId, id);
+    this.statement('UPDATE received_parts SET confirmed = 1 WHERE group_id = ? AND id = ?').run(groupId, id);
+  }
+
+  /** The part `id` received on partition `groupId`, kept aside for its message. */
+  receivedPart(groupId: string, id: string): ReceivedPartRow | undefined {
+    return this.statement<[string, string], ReceivedPartRow>(
+      'SELECT * FROM received_parts WHERE group_id = ? AND id = ?',
+    ).get(groupId, id);
+  }
+
+  insertReceivedPart(row: Omit<ReceivedPartRow, 'confirmed'>): void {
+    this.statement(
+      `INSERT INTO received_parts (group_id, id, sender, part_set, part_index, offset, size, storage_key, content_root, proof, received_at)
+         VALUES (@group_id, @id, @sender, @part_set, @part_index, @offset, @size, @storage_key, @content_root, @proof, @received_at)
+         ON CONFLICT (group_id, id) DO NOTHING`,
+    ).run(row);
+  }
+
+  /** The parts `sender` sent on `groupId` under `partSet`, by index (a repeated index comes twice). */
+  receivedPartSet(groupId: string, sender: string, partSet: string): ReceivedPartRow[] {
+    return this.statement<[string, string, string], ReceivedPartRow>(
+      'SELECT * FROM received_parts WHERE group_id = ? AND sender = ? AND part_set = ? ORDER BY part_index, offset',
+    ).all(groupId, sender, partSet);
   }
 
   receivedAfter(after: number, limit: number, topic?: string): ReceivedRow[] {

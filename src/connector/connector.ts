@@ -79,6 +79,8 @@ import type { BalancerPolicy, NodeStats } from './session/node-balancer.js';
 import { TransactionSubmitter } from './session/submitter.js';
 import type { PayloadStorage } from './storage/index.js';
 import { PackedStorage } from './storage/packed.js';
+import { partSetOfStorageKey } from './parts.js';
+import { concatenatedParts } from './consumer/part-payload.js';
 
 export interface ConnectorOptions {
   readonly organization: string;
@@ -104,6 +106,8 @@ export interface ConnectorOptions {
     readonly inFlightBatchesMax?: number;
     /** Small payloads travel inside their publish (default true; see OutgoingStoreOptions). */
     readonly inlinePayloads?: boolean;
+    /** Values declared larger travel in parts of this many bytes (default 64 MiB; see parts.ts). */
+    readonly partBytes?: number;
   };
   /** Payload-serving connections kept open to the node (concurrent outgoing transfers). */
   readonly servingConnections?: number;
@@ -277,6 +281,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       ...(options.producer?.inlinePayloads === undefined
         ? {}
         : { inlinePayloads: options.producer.inlinePayloads }),
+      ...(options.producer?.partBytes === undefined ? {} : { partBytes: options.producer.partBytes }),
     });
     this.fetcher = new PayloadFetcher({ ...context, session });
     this.consumers = new ConsumerRunner({
@@ -391,7 +396,13 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
   async payload(id: string, at?: MessageLocation): Promise<Readable> {
     const row = this.receivedRow(id, at);
     if (row === undefined) throw new LedgerbusError(ErrorCode.MessageNotFound, `no received message ${id}`);
-    return this.context.storage.get(row.storage_key);
+    const set = partSetOfStorageKey(row.storage_key);
+    if (set === undefined) return this.context.storage.get(row.storage_key);
+    const { database, storage } = this.context;
+    const parts = database
+      .receivedPartSet(row.group_id, row.sender, set)
+      .map((part) => ({ storageKey: part.storage_key, size: part.size }));
+    return concatenatedParts(parts, database, storage);
   }
 
   /** The received message `id` at `at`, or the only one with that id (AMBIGUOUS_MESSAGE_ID if several). */

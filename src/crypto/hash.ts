@@ -54,21 +54,29 @@ export function signingHash(network: string, type: string, payload: Uint8Array):
 }
 
 /**
- * Up to this size a payload is copied behind its prefix and hashed in one call: building a Hash
- * object costs more than that copy. Larger payloads stream through a Hash object uncopied.
+ * Up to this size a payload is copied behind its prefix and hashed in one call (`crypto.hash`):
+ * building a Hash object costs more than that copy. Larger payloads stream through a Hash object
+ * uncopied.
  */
 const oneShotPayloadBytesMax = 4096;
 
-function prefixedHash(prefix: Uint8Array, payload: Uint8Array): Uint8Array {
-  if (payload.length > oneShotPayloadBytesMax) {
+/** SHA-256(prefix || parts...), for the fixed prefixes of domains and of Merkle leaves and nodes. */
+export function prefixedHash(prefix: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
+  let payloadBytes = 0;
+  for (const part of parts) payloadBytes += part.length;
+  if (payloadBytes > oneShotPayloadBytesMax) {
     const hash = createHash('sha256');
     hash.update(prefix);
-    hash.update(payload);
+    for (const part of parts) hash.update(part);
     return toUint8Array(hash.digest());
   }
-  const input = Buffer.allocUnsafe(prefix.length + payload.length);
+  const input = Buffer.allocUnsafe(prefix.length + payloadBytes);
   input.set(prefix, 0);
-  input.set(payload, prefix.length);
+  let at = prefix.length;
+  for (const part of parts) {
+    input.set(part, at);
+    at += part.length;
+  }
   return toUint8Array(oneShotHash('sha256', input, 'buffer'));
 }
 

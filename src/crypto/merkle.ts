@@ -1,9 +1,9 @@
-import { createHash, hash as oneShotHash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { assert } from '../errors.js';
 import { t } from '../codec/schema.js';
 import type { Schema } from '../codec/schema.js';
 import { bytesEqual } from '../codec/bytes.js';
-import { hashBytes } from './hash.js';
+import { hashBytes, prefixedHash } from './hash.js';
 
 /*
  * RFC 9162 (Certificate Transparency v2) Merkle trees over SHA-256. Leaves and inner nodes are
@@ -19,21 +19,12 @@ export const inclusionPathLengthMax = 64;
 
 /** RFC 9162 §2.1.1 leaf hash: SHA-256(0x00 || data). */
 export function leafHash(data: Uint8Array): Uint8Array {
-  if (data.length > oneShotLeafBytesMax) return digest(leafPrefix, data);
-  const input = Buffer.allocUnsafe(1 + data.length);
-  input[0] = 0x00;
-  input.set(data, 1);
-  return asBytes(oneShotHash('sha256', input, 'buffer'));
+  return prefixedHash(leafPrefix, data);
 }
 
 /** RFC 9162 §2.1.1 inner node hash: SHA-256(0x01 || left || right). */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
-  if (left.length !== hashBytes || right.length !== hashBytes) return digest(nodePrefix, left, right);
-  const input = Buffer.allocUnsafe(1 + 2 * hashBytes);
-  input[0] = 0x01;
-  input.set(left, 1);
-  input.set(right, 1 + hashBytes);
-  return asBytes(oneShotHash('sha256', input, 'buffer'));
+  return prefixedHash(nodePrefix, left, right);
 }
 
 /** Proof that a leaf is at `leafIndex` in a tree of `treeSize` leaves: sibling hashes, leaf first. */
@@ -151,13 +142,6 @@ export function verifyInclusion(root: Uint8Array, leaf: Uint8Array, proof: Inclu
   }
   return sn === 0 && bytesEqual(hash, root);
 }
-
-/**
- * Below this size a leaf is copied behind its prefix and hashed in one call (`crypto.hash`), which
- * skips building a Hash object: that costs more than the hashing itself for the small leaves and
- * the inner nodes trees are mostly made of. Larger leaves stream through a Hash object uncopied.
- */
-const oneShotLeafBytesMax = 4096;
 
 function asBytes(buffer: Buffer): Uint8Array {
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);

@@ -10,6 +10,7 @@ import { ErrorCode, LedgerbusError } from '../../errors.js';
 import type { AcceptedMessage } from '../../proofs/index.js';
 import type { ConnectorContext } from '../context.js';
 import type { TransactionSubmitter } from '../session/submitter.js';
+import { partHeaders } from '../parts.js';
 
 /** Deliveries one confirmDelivery transaction carries at most. */
 const confirmDeliveriesMax = 1024;
@@ -32,7 +33,11 @@ export class DeliveryConfirmer {
   async confirmStored(accepted: readonly AcceptedMessage[]): Promise<void> {
     const { database } = this.options;
     const unconfirmed = accepted.filter(
-      (message) => database.received(message.partitionId, message.id)?.confirmed === 0,
+      (message) =>
+        (
+          database.received(message.partitionId, message.id) ??
+          database.receivedPart(message.partitionId, message.id)
+        )?.confirmed === 0,
     );
     const bySender = new Map<string, AcceptedMessage[]>();
     for (const message of unconfirmed) {
@@ -77,6 +82,9 @@ export class DeliveryConfirmer {
     }
     result.deliveries.forEach((delivery, index) => {
       const { id, topic, partition } = messages[index] as AcceptedMessage;
+      // A part of a large value is confirmed like any message, but announced only with its message.
+      const part = messages[index]?.metadata.headers[partHeaders.index] !== undefined;
+      if (delivery.status === 'DELIVERED' && part) return;
       if (delivery.status === 'DELIVERED') {
         this.options.events.emit({
           type: 'delivery.confirmed',

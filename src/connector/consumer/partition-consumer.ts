@@ -5,6 +5,7 @@
  * offset order (so applications see partition order), confirms them on-chain, then moves the cursor.
  * A payload that failed for a retriable reason stops the page there: the cursor stays on it.
  */
+import { createHash } from 'node:crypto';
 import { decodeClientRequest, messageLimits } from '../../consensus/pbft/messages.js';
 import { decodeTransaction } from '../../contracts/transactions.js';
 import type { InlinePayload } from '../../contracts/transactions.js';
@@ -27,6 +28,10 @@ import type { DeliveryConfirmer } from './delivery-confirmer.js';
 import type { PayloadFetcher } from './payload-fetcher.js';
 import { toReceivedMessage } from './received-message.js';
 import { partitionGroupId } from '../../contracts/registry.js';
+import { checkParts, partRoleOf, partsStorageKey } from '../parts.js';
+import type { PartRole } from '../parts.js';
+import { hashParts } from './part-payload.js';
+import type { PartPlaintext } from './part-payload.js';
 
 const pollWaitMs = 10_000;
 const pollLimit = 200;
@@ -62,6 +67,22 @@ function inlinePayloadsIn(transaction: Uint8Array): readonly (InlinePayload | nu
   return decoded.type === 'publish' ? decoded.payloads : undefined;
 }
 
+/** The value of a message that binds a part set, checked and hashed whole. */
+class AssembledValue {
+  constructor(
+    readonly set: string,
+    readonly size: number,
+    readonly sha256: string,
+  ) {}
+}
+
+/** What became of a message's payload: stored, opened from its publish, assembled, or an error. */
+type Outcome = StoredObject | Buffer | AssembledValue | Error;
+
+function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
 /** A message of a page, its acceptance proven. */
 export interface ProvenMessage {
   readonly accepted: AcceptedMessage;
@@ -72,7 +93,7 @@ export interface ProvenMessage {
 
 export interface PartitionConsumerOptions extends Pick<
   ConnectorContext,
-  'organization' | 'trust' | 'database' | 'logger' | 'lifecycle' | 'events' | 'random'
+  'organization' | 'trust' | 'database' | 'storage' | 'logger' | 'lifecycle' | 'events' | 'random'
 > {
   readonly topic: string;
   readonly partition: number;
@@ -181,9 +202,11 @@ export class PartitionConsumer {
   async receivePage(entries: readonly ProvenMessage[]): Promise<number | undefined> {
     const { database, lifecycle, fetcher } = this.options;
     const pending = entries.filter(
-      (entry) => database.received(entry.accepted.partitionId, entry.accepted.id) === undefined,
+      ({ accepted }) =>
+        database.received(accepted.partitionId, accepted.id) === undefined &&
+        database.receivedPart(accepted.partitionId, accepted.id) === undefined,
     );
-    const outcomes = new Map<string, StoredObject | Buffer | Error>();
+    const outcomes = new Map<string, Outcome>();
     // A payload carried in its publish is opened here; one that does not open is fetched instead.
     const unopened: { id: string; error: string }[] = [];
     const opened = await Promise.all(
@@ -210,7 +233,8 @@ export class PartitionConsumer {
     const firstToFetch = opened.indexOf(false);
     const ready = firstToFetch === -1 ? pending.length : firstToFetch;
     if (ready > 0) {
-      const blockedAt = this.record(pending.slice(0, ready), outcomes);
+      const first = pending.slice(0, ready);
+      const blockedAt = this.record(first, outcomes, await this.assemble(first, outcomes));
       if (blockedAt !== undefined) return blockedAt;
     }
     const rest = pending.slice(ready);
@@ -233,7 +257,86 @@ export class PartitionConsumer {
       }
     };
     await Promise.all(Array.from({ length: Math.min(fetchConcurrency, toFetch.length) }, worker));
-    return this.record(rest, outcomes);
+    return this.record(rest, outcomes, await this.assemble(rest, outcomes));
+  }
+
+  /**
+   * The role of each of `entries` in a value sent in parts (../parts.ts), and for each message that
+   * binds a part set, its outcome replaced by the whole value's: its parts (stored before, or in
+   * this page ahead of it) checked against the root it was published with, and their plaintexts
+   * hashed together. What does not match is PAYLOAD_CORRUPT, not retriable.
+   */
+  private async assemble(
+    entries: readonly ProvenMessage[],
+    outcomes: Map<string, Outcome>,
+  ): Promise<ReadonlyMap<string, PartRole>> {
+    const { database, storage } = this.options;
+    const roles = new Map<string, PartRole>();
+    const pageParts: { sender: string; set: string; index: number; part: PartPlaintext; root: Uint8Array }[] =
+      [];
+    for (const { accepted } of entries) {
+      const outcome = outcomes.get(accepted.id);
+      if (outcome === undefined || outcome instanceof Error) continue;
+      let role: PartRole | undefined;
+      try {
+        role = partRoleOf(accepted.metadata.headers, `${accepted.id} from ${accepted.sender}`);
+      } catch (error) {
+        outcomes.set(accepted.id, error as Error);
+        continue;
+      }
+      if (role === undefined) continue;
+      roles.set(accepted.id, role);
+      if (role.kind === 'part') {
+        const part = Buffer.isBuffer(outcome)
+          ? { storageKey: sha256Hex(outcome), size: outcome.length, bytes: outcome }
+          : { storageKey: (outcome as StoredObject).key, size: (outcome as StoredObject).size };
+        pageParts.push({
+          sender: accepted.sender,
+          set: role.set,
+          index: role.index,
+          part,
+          root: accepted.contentRoot,
+        });
+        continue;
+      }
+      try {
+        const ownBytes = Buffer.isBuffer(outcome) ? outcome.length : (outcome as StoredObject).size;
+        if (ownBytes !== 0) {
+          throw new LedgerbusError(
+            ErrorCode.PayloadCorrupt,
+            `message ${accepted.id} from ${accepted.sender}: it binds parts and carries ${ownBytes} bytes of its own`,
+            { retriable: false },
+          );
+        }
+        const found = [
+          ...database.receivedPartSet(accepted.partitionId, accepted.sender, role.set).map((row) => ({
+            index: row.part_index,
+            part: { storageKey: row.storage_key, size: row.size },
+            root: row.content_root,
+          })),
+          ...pageParts.filter((entry) => entry.sender === accepted.sender && entry.set === role.set),
+        ].sort((a, b) => a.index - b.index);
+        const label = `${accepted.id} from ${accepted.sender}`;
+        if (found.some((entry, position) => entry.index !== position)) {
+          throw new LedgerbusError(
+            ErrorCode.PayloadCorrupt,
+            `message ${label}: its parts are not numbered 0 to ${role.count - 1} exactly once`,
+            { retriable: false },
+          );
+        }
+        checkParts(
+          role,
+          found.map((entry) => entry.root),
+          label,
+        );
+        const parts = found.map((entry) => entry.part);
+        const whole = await hashParts(parts, database, storage);
+        outcomes.set(accepted.id, new AssembledValue(role.set, whole.size, whole.sha256));
+      } catch (error) {
+        outcomes.set(accepted.id, error instanceof Error ? error : new Error(String(error)));
+      }
+    }
+    return roles;
   }
 
   /**
@@ -243,7 +346,8 @@ export class PartitionConsumer {
    */
   private record(
     entries: readonly ProvenMessage[],
-    outcomes: ReadonlyMap<string, StoredObject | Buffer | Error>,
+    outcomes: ReadonlyMap<string, Outcome>,
+    roles: ReadonlyMap<string, PartRole>,
   ): number | undefined {
     const { database, lifecycle, events } = this.options;
     const announcements: ConnectorEvent[] = [];
@@ -279,8 +383,45 @@ export class PartitionConsumer {
           }
           return accepted.offset;
         }
+        const role = roles.get(accepted.id);
+        if (outcome instanceof AssembledValue) {
+          const row = database.insertReceived({
+            id: accepted.id,
+            topic: accepted.topic,
+            partition: accepted.partition,
+            group_id: accepted.partitionId,
+            offset: accepted.offset,
+            sender: accepted.sender,
+            size: outcome.size,
+            sha256: outcome.sha256,
+            storage_key: partsStorageKey(outcome.set),
+            content_type: accepted.contentType,
+            message_key: accepted.key,
+            proof: encodeAcceptanceProof(proof),
+            received_at: lifecycle.clock.now(),
+          });
+          announcements.push({ type: 'message.received', message: toReceivedMessage(row) });
+          continue;
+        }
         // A payload opened from its publish is packed in this transaction: no file, no fsync of its own.
         const stored = Buffer.isBuffer(outcome) ? database.putPacked(outcome) : outcome;
+        if (role?.kind === 'part') {
+          // Kept aside, not listed: its message lists the whole value once every part is here.
+          database.insertReceivedPart({
+            group_id: accepted.partitionId,
+            id: accepted.id,
+            sender: accepted.sender,
+            part_set: role.set,
+            part_index: role.index,
+            offset: accepted.offset,
+            size: stored.size,
+            storage_key: stored.key,
+            content_root: accepted.contentRoot,
+            proof: encodeAcceptanceProof(proof),
+            received_at: lifecycle.clock.now(),
+          });
+          continue;
+        }
         const row = database.insertReceived({
           id: accepted.id,
           topic: accepted.topic,

@@ -6,6 +6,7 @@
 import type { ConnectorContext } from '../context.js';
 import { describeError } from '../lifecycle.js';
 import type { NodeSession } from '../session/node-session.js';
+import { isPartMessageId } from '../parts.js';
 
 /** How often open messages are looked up. */
 const watchIntervalMs = 1_000;
@@ -66,6 +67,8 @@ export class DeliveryWatcher {
           const organization = recipient.organization;
           if (recipient.state !== 'DELIVERED' || delivered.includes(organization)) continue;
           delivered.push(organization);
+          // A part of a large value is followed like any message; the application hears of its message.
+          if (isPartMessageId(row.id)) continue;
           events.emit({
             type: 'delivery.confirmed',
             id: row.id,

@@ -31,6 +31,17 @@ import { messageTooLarge, sendChunkBytes } from '../payload-size.js';
 import { partitionGroupId } from '../../contracts/registry.js';
 import type { EscrowPlacer } from '../escrow/placer.js';
 import { SentEscrowStore } from '../escrow/sent-escrow.js';
+import {
+  defaultPartBytes,
+  newPartSet,
+  partHeaderValues,
+  partMessageId,
+  partsHeaderValues,
+  partsMax,
+} from '../parts.js';
+
+/** Headers the message of a value in parts carries beside the application's (../parts.ts). */
+const partsHeaderCount = 3;
 
 /** A message of a send, encrypted and stored (by this send, when `created`), ready to publish. */
 export interface OutgoingStored {
@@ -42,6 +53,8 @@ export interface OutgoingStored {
    * the connector's database, under `storageKey`, for a recipient that fetches it all the same).
    */
   readonly inline?: InlinePayload;
+  /** When its value travelled in parts (see ../parts.ts): their ciphertext bytes, all together. */
+  readonly partsCiphertextBytes?: number;
 }
 
 /**
@@ -74,6 +87,13 @@ export type OutgoingStoreOptions = Pick<
    * until a recipient fetches it (connector.yaml `producer.inlinePayloads`).
    */
   readonly inlinePayloads?: boolean;
+  /**
+   * Publishes one part of a large value (../parts.ts) and resolves once the ledger accepted it.
+   * Without it, every value is sealed whole before it is published.
+   */
+  readonly publishPart?: (part: OutgoingStored) => Promise<void>;
+  /** Values declared larger than this travel in parts of this many plaintext bytes (default 64 MiB). */
+  readonly partBytes?: number;
 };
 
 export class OutgoingStore {
@@ -153,6 +173,19 @@ export class OutgoingStore {
     const sharing =
       escrowPolicy === undefined ? undefined : splitSecret(escrowPolicy.threshold, escrowPolicy.shares);
     const contentType = message.contentType ?? 'application/octet-stream';
+    const { publishPart } = this.options;
+    if (
+      sharing === undefined &&
+      publishPart !== undefined &&
+      limit.declared !== undefined &&
+      limit.declared > this.partBytes
+    ) {
+      return this.storeInParts(
+        { id, topic, partition, message, contentType, limit, declared: limit.declared },
+        bounded(),
+        publishPart,
+      );
+    }
     // A value that ends within the inline bound is sealed in memory; anything longer streams on.
     const inline = sharing === undefined && this.options.inlinePayloads !== false;
     const source = inline ? await readWhole(bounded(), inlinePlaintextBytesMax) : bounded();
@@ -235,6 +268,108 @@ export class OutgoingStore {
       return this.storedBefore(row, message, recipients);
     }
     return escrow === undefined ? created : { ...created, metadata: { ...created.metadata, escrow } };
+  }
+
+  private get partBytes(): number {
+    return this.options.partBytes ?? defaultPartBytes;
+  }
+
+  /**
+   * A large value sealed and published part by part (../parts.ts): part i+1 is encrypted while
+   * part i is published and fetched. Returns the message that binds the parts, with no payload of
+   * its own, for the caller to publish after them. Every part is accepted before this returns; a
+   * part stored and not yet published when something fails is deleted (published ones stay on
+   * the ledger, which a retry does not reuse: it sends a new part set).
+   */
+  private async storeInParts(
+    input: {
+      id: string;
+      topic: string;
+      partition: number;
+      message: OutgoingMessage;
+      contentType: string;
+      limit: OutgoingLimit;
+      declared: number;
+    },
+    source: Readable,
+    publishPart: (part: OutgoingStored) => Promise<void>,
+  ): Promise<OutgoingStored> {
+    const { topic, partition, message, limit, declared } = input;
+    const headers = message.headers ?? {};
+    if (Object.keys(headers).length + partsHeaderCount > transactionLimits.headerEntriesMax) {
+      throw new LedgerbusError(
+        ErrorCode.SchemaMismatch,
+        `message ${limit.label}: a value of ${declared} bytes travels in parts, which leaves room for ${transactionLimits.headerEntriesMax - partsHeaderCount} headers; it has ${Object.keys(headers).length}`,
+      );
+    }
+    const count = Math.ceil(declared / this.partBytes);
+    if (count > partsMax) {
+      throw messageTooLarge(
+        limit.label,
+        topic,
+        limit.bytesMax,
+        `more than ${partsMax} parts of ${this.partBytes} bytes`,
+      );
+    }
+    const set = newPartSet();
+    const splitter = new PartSplitter(source, limit.label, declared);
+    const published: Promise<void>[] = [];
+    const contentRoots: Uint8Array[] = [];
+    let ciphertextBytes = 0;
+    try {
+      for (let index = 0; index < count; index++) {
+        const bytes = Math.min(this.partBytes, declared - index * this.partBytes);
+        const part = await this.store(
+          topic,
+          partition,
+          {
+            id: partMessageId(set, index),
+            to: message.to,
+            key: message.key ?? null,
+            contentType: 'application/octet-stream',
+            headers: partHeaderValues(set, index),
+            value: splitter.next(bytes),
+            size: bytes,
+          },
+          {
+            label: `${limit.label} (part ${index})`,
+            plaintextMax: bytes,
+            declared: bytes,
+            bytesMax: limit.bytesMax,
+          },
+        );
+        contentRoots.push(part.metadata.contentRoot);
+        ciphertextBytes += part.metadata.size;
+        const publishing = publishPart(part).catch(async (error: unknown) => {
+          await this.discardUnpublished([part]);
+          throw error;
+        });
+        // Awaited below; until then a refusal must not count as unhandled.
+        publishing.catch(() => undefined);
+        published.push(publishing);
+      }
+      await splitter.finish();
+    } catch (error) {
+      await splitter.close();
+      await Promise.allSettled(published);
+      throw error;
+    }
+    await Promise.all(published);
+    const final = await this.store(
+      topic,
+      partition,
+      {
+        ...(message.key === undefined ? {} : { key: message.key }),
+        id: input.id,
+        to: message.to,
+        contentType: input.contentType,
+        headers: partsHeaderValues(headers, set, contentRoots),
+        value: Readable.from([]),
+        size: 0,
+      },
+      { label: limit.label, plaintextMax: 0, declared: 0, bytesMax: limit.bytesMax },
+    );
+    return { ...final, partsCiphertextBytes: ciphertextBytes };
   }
 
   /**
@@ -516,6 +651,69 @@ async function readWhole(stream: Readable, max: number): Promise<Uint8Array | Re
     }
   }
   return Readable.from(all(), { objectMode: false });
+}
+
+/**
+ * Cuts one value into consecutive parts of given lengths, read in turn from the same source: a part
+ * ends exactly at its length, and what the source yielded past it starts the next one.
+ */
+class PartSplitter {
+  private readonly iterator: AsyncIterator<Buffer>;
+  private leftover: Buffer | undefined;
+  private taken = 0;
+
+  constructor(
+    source: Readable,
+    private readonly label: string,
+    private readonly declared: number,
+  ) {
+    this.iterator = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  }
+
+  /** The next `bytes` bytes of the value. */
+  next(bytes: number): Readable {
+    const parts = async function* (this: PartSplitter): AsyncGenerator<Buffer> {
+      let remaining = bytes;
+      while (remaining > 0) {
+        let chunk = this.leftover ?? (await this.read());
+        this.leftover = undefined;
+        if (chunk.length > remaining) {
+          this.leftover = chunk.subarray(remaining);
+          chunk = chunk.subarray(0, remaining);
+        }
+        remaining -= chunk.length;
+        this.taken += chunk.length;
+        yield chunk;
+      }
+    }.bind(this);
+    return Readable.from(parts(), { objectMode: false });
+  }
+
+  /** Resolves once the value ended right after the last part; its error otherwise. */
+  async finish(): Promise<void> {
+    if ((this.leftover?.length ?? 0) > 0 || !(await this.iterator.next()).done) {
+      throw new LedgerbusError(
+        ErrorCode.SchemaMismatch,
+        `message ${this.label}: the value runs past the ${this.declared} bytes declared`,
+      );
+    }
+  }
+
+  /** Releases the source (which destroys it). */
+  async close(): Promise<void> {
+    await this.iterator.return?.();
+  }
+
+  private async read(): Promise<Buffer> {
+    const next = await this.iterator.next();
+    if (next.done === true) {
+      throw new LedgerbusError(
+        ErrorCode.SchemaMismatch,
+        `message ${this.label}: the value ended after ${this.taken} of the ${this.declared} bytes declared`,
+      );
+    }
+    return next.value;
+  }
 }
 
 function sha256Hex(bytes: Uint8Array): string {

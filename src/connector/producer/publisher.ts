@@ -40,6 +40,7 @@ import { publishBatchMessagesMax, recipientSetKey, runsOfSameRecipients } from '
 import { Coalescer, defaultCoalescingPolicy } from './coalescer.js';
 import type { CoalescingPolicy } from './coalescer.js';
 import { OutgoingStore } from './outgoing-store.js';
+import { checkApplicationMessage } from '../parts.js';
 import type { OutgoingLimit, OutgoingStored } from './outgoing-store.js';
 import { partitionGroupId } from '../../contracts/registry.js';
 import type { EscrowPlacer } from '../escrow/placer.js';
@@ -100,6 +101,8 @@ export interface PublisherOptions extends Pick<
   readonly coalescing?: Partial<CoalescingPolicy>;
   /** Whether small payloads travel inside their publish (OutgoingStoreOptions.inlinePayloads). */
   readonly inlinePayloads?: boolean;
+  /** Values declared larger than this travel in parts (OutgoingStoreOptions.partBytes). */
+  readonly partBytes?: number;
 }
 
 /** The partition's epoch closed under a publish: its answer, kept for when the retries run out. */
@@ -117,7 +120,15 @@ export class Publisher {
   private readonly coalescer: Coalescer<OutgoingStored, SendResult | LedgerbusError>;
 
   constructor(private readonly options: PublisherOptions) {
-    this.store = new OutgoingStore(options);
+    this.store = new OutgoingStore({
+      ...options,
+      // A part of a large value is published as soon as it is sealed, alone (it is large).
+      publishPart: async (part) => {
+        const { topic, partition } = part.metadata;
+        const [outcome] = await this.publishBatch(topic, partition, [part]);
+        if (outcome instanceof LedgerbusError) throw outcome;
+      },
+    });
     this.coalescer = new Coalescer({
       inFlightBatchesMax:
         options.coalescing?.inFlightBatchesMax ?? defaultCoalescingPolicy.inFlightBatchesMax,
@@ -217,7 +228,10 @@ export class Publisher {
     const results: SendResult[] = new Array<SendResult>(messages.length);
     for (const outcome of outcomes.flat()) {
       if (outcome.status === 'rejected') throw outcome.reason;
-      results[outcome.index] = outcome.value;
+      // A value sent in parts is acknowledged with the size of all its ciphertext.
+      const parts = prepared[outcome.index]?.entry.partsCiphertextBytes;
+      results[outcome.index] =
+        parts === undefined ? outcome.value : { ...outcome.value, size: outcome.value.size + parts };
     }
     this.sticky.next(topicName, topic.partitionCount);
     return results;
@@ -294,6 +308,7 @@ export class Publisher {
       const field = messages.length === 1 ? '' : `messages[${index}].`;
       if (message.contentType !== undefined) checkContentType(message.contentType, `${field}contentType`);
       const label = message.id ?? (messages.length === 1 ? 'to send' : `${index}`);
+      checkApplicationMessage(message.id, message.headers ?? {}, label);
       if (message.size === undefined) return { label, plaintextMax, declared: undefined, bytesMax };
       if (!Number.isSafeInteger(message.size) || message.size < 0) {
         throw new LedgerbusError(ErrorCode.SchemaMismatch, `${field}size: expected a non-negative integer`);
