@@ -230,8 +230,8 @@ async function runLedgerbus(options: Options, directory: string, sampler: RssSam
         },
       }),
     ]);
-    org1Storage.sample();
-    org2Storage.sample();
+    org1Storage.sample(true);
+    org2Storage.sample(true);
     sampler.sample();
     const cpuSeconds: Record<string, number> = {};
     for (const entry of net.processes)

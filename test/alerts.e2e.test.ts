@@ -20,7 +20,7 @@ import type { Signer } from '../src/crypto/index.js';
 import { isLedgerbusError } from '../src/errors.js';
 import { RpcPeer, connectFramed } from '../src/net/index.js';
 import { ProcessNetwork } from './support/process-network.js';
-import { cliEntry, tsxLoader, waitFor } from './support/processes.js';
+import { cliNodeArgs, waitFor } from './support/processes.js';
 import { GROUP, clientRequest, metadataOf, publishRaw } from './security/support.js';
 
 const basePort = 26540;
@@ -36,7 +36,7 @@ const org3: Signer = signing.signer(org3Key);
 const latencies: Record<string, { fromStartMs: number; fromThresholdMs: number }> = {};
 
 function ledgerbus(...args: string[]): { status: number; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ['--import', tsxLoader, cliEntry, ...args], {
+  const result = spawnSync(process.execPath, [...cliNodeArgs(), ...args], {
     cwd: dir,
     encoding: 'utf8',
     timeout: 60_000,

@@ -3,21 +3,18 @@ import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Command } from 'commander';
 import { ensureDevnetLayout } from '../src/cli/devnet-layout.js';
 import { buildProgram } from '../src/cli/main.js';
+import { cliNodeArgs } from './support/processes.js';
 
-const root = join(import.meta.dirname, '..');
-const entry = join(root, 'src', 'cli', 'run.ts');
 // The processes run in a scratch folder, so name the TypeScript loader by path.
-const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 const dir = mkdtempSync(join(tmpdir(), 'ledgerbus-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function ledgerbus(...args: string[]): { status: number; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ['--import', tsxLoader, entry, ...args], {
+  const result = spawnSync(process.execPath, [...cliNodeArgs(), ...args], {
     cwd: dir,
     encoding: 'utf8',
   });
@@ -29,7 +26,7 @@ function ledgerbusAsync(...args: string[]): Promise<{ status: number; stdout: st
   return new Promise((done) => {
     execFile(
       process.execPath,
-      ['--import', tsxLoader, entry, ...args],
+      [...cliNodeArgs(), ...args],
       { cwd: dir, encoding: 'utf8' },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
@@ -418,7 +415,7 @@ describe('ledgerbus CLI', () => {
   });
 
   it('runs simulator seeds and ends with the JSON summary line', () => {
-    const out = execFileSync(process.execPath, ['--import', tsxLoader, entry, 'sim', '--seeds', '2'], {
+    const out = execFileSync(process.execPath, [...cliNodeArgs(), 'sim', '--seeds', '2'], {
       cwd: dir,
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'ignore'],

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessNetwork } from './support/process-network.js';
-import { cliEntry, tsxLoader } from './support/processes.js';
+import { cliNodeArgs } from './support/processes.js';
 
 const basePort = 26400;
 const dir = mkdtempSync(join(tmpdir(), 'ledgerbus-datashare-e2e-'));
@@ -18,7 +18,7 @@ const net = new ProcessNetwork(dir, basePort);
 const networkFile = join(dir, 'network.json');
 
 function ledgerbus(...args: string[]): { status: number; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ['--import', tsxLoader, cliEntry, ...args], {
+  const result = spawnSync(process.execPath, [...cliNodeArgs(), ...args], {
     cwd: dir,
     encoding: 'utf8',
     timeout: 180_000,

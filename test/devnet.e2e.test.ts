@@ -6,20 +6,17 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ledgerbus } from '../src/client/index.js';
 import { partitionForKey } from '../src/connector/partitioner.js';
+import { cliNodeArgs } from './support/processes.js';
 
-const root = join(import.meta.dirname, '..');
-const entry = join(root, 'src', 'cli', 'run.ts');
-const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 const dir = mkdtempSync(join(tmpdir(), 'ledgerbus-devnet-'));
 const network = join(dir, 'net', 'network.json');
 let devnet: ChildProcess | undefined;
 
 function ledgerbus(...args: string[]): { status: number; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ['--import', tsxLoader, entry, ...args], {
+  const result = spawnSync(process.execPath, [...cliNodeArgs(), ...args], {
     cwd: dir,
     encoding: 'utf8',
     timeout: 120_000,
@@ -30,7 +27,7 @@ function ledgerbus(...args: string[]): { status: number; stdout: string; stderr:
 function startDevnet(): Promise<ChildProcess> {
   const child = spawn(
     process.execPath,
-    ['--import', tsxLoader, entry, 'dev', '--dir', join(dir, 'net'), '--base-port', '17400'],
+    [...cliNodeArgs(), 'dev', '--dir', join(dir, 'net'), '--base-port', '17400'],
     {
       cwd: dir,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -34,7 +34,7 @@ import { RpcPeer, connectFramed } from '../src/net/index.js';
 import { loadGenesisRegistry } from '../src/node/config.js';
 import { blockEvidenceSchema } from '../src/proofs/index.js';
 import { ProcessNetwork, writeDeterministicFile } from './support/process-network.js';
-import { cliEntry, tsxLoader, waitFor } from './support/processes.js';
+import { cliNodeArgs, waitFor } from './support/processes.js';
 
 const basePort = 25900;
 const dir = mkdtempSync(join(tmpdir(), 'ledgerbus-escrow-'));
@@ -45,7 +45,7 @@ const group = `${topic}/0`;
 const fileBytes = 50 * 1024 * 1024;
 
 function ledgerbus(...args: string[]): { status: number; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ['--import', tsxLoader, cliEntry, ...args], {
+  const result = spawnSync(process.execPath, [...cliNodeArgs(), ...args], {
     cwd: dir,
     encoding: 'utf8',
     timeout: 300_000,

@@ -168,6 +168,26 @@ async function publishAs(
   }
 }
 
+async function startConnector(path: string): Promise<void> {
+  const config = loadConnectorConfig(path);
+  if (!puts.has(config.organization)) puts.set(config.organization, []);
+  if (!events.has(config.organization)) events.set(config.organization, []);
+  const connector = new Connector({
+    organization: config.organization,
+    signingKey: loadSigningKey(config.keyFile),
+    encryptionKey: loadEncryptionKey(config.encryptionKeyFile),
+    registry: liveRegistryFromGenesis(loadGenesisRegistry(config.genesis).genesis),
+    storage: recordingPuts(config.organization, await openStorage(config.storage)),
+    dataDirectory: config.dataDirectory,
+    logger: createLogger({ name: config.organization, level: 'error' }),
+    producer: { partBytes },
+    fetchAttemptsMax: 2,
+  });
+  connector.onEvent((event) => events.get(config.organization)!.push(event));
+  connector.start();
+  connectors.set(config.organization, connector);
+}
+
 beforeAll(async () => {
   layout = ensureDevnetLayout({ directory: dir, basePort: 26600, messageBytesMax: 64 * mib });
   for (const path of layout.nodeConfigs) {
@@ -182,25 +202,7 @@ beforeAll(async () => {
     await node.start();
     nodes.push(node);
   }
-  for (const path of layout.connectorConfigs.slice(0, 3)) {
-    const config = loadConnectorConfig(path);
-    puts.set(config.organization, []);
-    events.set(config.organization, []);
-    const connector = new Connector({
-      organization: config.organization,
-      signingKey: loadSigningKey(config.keyFile),
-      encryptionKey: loadEncryptionKey(config.encryptionKeyFile),
-      registry: liveRegistryFromGenesis(loadGenesisRegistry(config.genesis).genesis),
-      storage: recordingPuts(config.organization, await openStorage(config.storage)),
-      dataDirectory: config.dataDirectory,
-      logger: createLogger({ name: config.organization, level: 'error' }),
-      producer: { partBytes },
-      fetchAttemptsMax: 2,
-    });
-    connector.onEvent((event) => events.get(config.organization)!.push(event));
-    connector.start();
-    connectors.set(config.organization, connector);
-  }
+  for (const path of layout.connectorConfigs.slice(0, 3)) await startConnector(path);
   org1Api = await startHttpApi({ api: connector('org1'), host: '127.0.0.1', port: 0, token: 'test-token' });
 }, 60_000);
 
@@ -328,6 +330,27 @@ describe('a value sent in parts', () => {
     const listed = await connector('org2').received({ after: 0, limit: 1000 });
     expect(listed.filter((message) => message.id === id)).toHaveLength(1);
     expect(listed.filter((message) => message.id.startsWith('part-'))).toEqual([]);
+  }, 60_000);
+
+  it('is listed whole after org2 restarted between its parts (its value is then read back to be hashed)', async () => {
+    const total = 3 * partBytes + 999;
+    const payload = randomBytes(total);
+    const firstTwo = [0, 1].map((index) =>
+      sha256(payload.subarray(index * partBytes, (index + 1) * partBytes)),
+    );
+    const id = `restart-${randomBytes(4).toString('hex')}`;
+    const value = new PassThrough();
+    const sending = connector('org1').send('demo', [{ id, value, to: ['org2'], size: total }]);
+    sending.catch(() => undefined);
+    value.write(payload.subarray(0, 2 * partBytes + 10));
+    await waitFor('org2 to store two parts', () => (putsOfKeys('org2', firstTwo) === 2 ? true : undefined));
+    await connector('org2').stop();
+    await startConnector(layout.connectorConfigs[1]!);
+    value.end(payload.subarray(2 * partBytes + 10));
+    await sending;
+    const received = await waitFor('the message at org2', () => connector('org2').receivedMessage(id));
+    expect(received).toMatchObject({ size: total, sha256: sha256(payload) });
+    expect(sha256(await readAll(await connector('org2').payload(id)))).toBe(sha256(payload));
   }, 60_000);
 
   it('travels in parts from the SDK, which declares the size of bytes it is given and of a stream when told', async () => {

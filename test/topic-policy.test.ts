@@ -4,7 +4,6 @@
 // and the dev network's org4 is supervisor and auditor (DESIGN §7).
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TopicDescription } from '../src/connector/api-types.js';
 import type { RpcPeer } from '../src/net/index.js';
@@ -13,10 +12,8 @@ import { DEFAULT_TOPIC_POLICY } from '../src/registry/assignment.js';
 import { adminTransaction, submitAdmin } from './security/admin-support.js';
 import { SecurityNetwork, waitFor } from './security/support.js';
 import type { ApiClient } from './security/support.js';
+import { cliNodeArgs } from './support/processes.js';
 
-const root = join(import.meta.dirname, '..');
-const entry = join(root, 'src', 'cli', 'run.ts');
-const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 const net = new SecurityNetwork({ name: 'topic-policy', basePort: 25720 });
 const networkFile = join(net.directory, 'network.json');
 const apis = new Map<string, ApiClient>();
@@ -30,7 +27,7 @@ function ledgerbus(
   return new Promise((done) => {
     execFile(
       process.execPath,
-      ['--import', tsxLoader, entry, ...args, '--network', networkFile, '--as', organization],
+      [...cliNodeArgs(), ...args, '--network', networkFile, '--as', organization],
       { cwd: net.directory, encoding: 'utf8', timeout: 120_000 },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;

@@ -30,6 +30,9 @@ export class StorageWatch {
   private readonly before = new Set<string>();
   /** Sizes of the objects that appeared since, by path (an object never changes). */
   private readonly added = new Map<string, number>();
+  /** Temporary files at the last sample: objects are listed only after one of them went away. */
+  private temporaryNames = new Set<string>();
+  private inObjects = 0;
   /** Bytes in temporary files and new objects at the last sample. */
   currentBytes = 0;
 
@@ -58,28 +61,37 @@ export class StorageWatch {
     return { firstSeenAt: this.firstSeenAt, writtenAt: this.writtenAt, goneAt: this.goneAt };
   }
 
-  sample(): void {
+  /**
+   * Listing every object shard costs more CPU than the transfer can spare on a small machine, so
+   * objects are listed only when a temporary file went away since the last sample (it was renamed
+   * into objects, or deleted), or when `listObjects` says so.
+   */
+  sample(listObjects = false): void {
     const now = performance.now();
     const temporary = join(this.storageDirectory, 'tmp');
     let inTemporary = 0;
-    let temporaryFiles = 0;
+    const names = new Set<string>();
     for (const name of list(temporary)) {
       const size = sizeOf(join(temporary, name));
       if (size === undefined) continue; // renamed between readdir and stat
       inTemporary += size;
-      temporaryFiles++;
+      names.add(name);
     }
-    for (const path of this.objectPaths()) {
-      if (this.before.has(path) || this.added.has(path)) continue;
-      const size = sizeOf(path);
-      if (size !== undefined) this.added.set(path, size);
+    const wentAway = [...this.temporaryNames].some((name) => !names.has(name));
+    this.temporaryNames = names;
+    if (wentAway || listObjects) {
+      for (const path of this.objectPaths()) {
+        if (this.before.has(path) || this.added.has(path)) continue;
+        const size = sizeOf(path);
+        if (size !== undefined) this.added.set(path, size);
+      }
+      this.inObjects = 0;
+      for (const size of this.added.values()) this.inObjects += size;
     }
-    let inObjects = 0;
-    for (const size of this.added.values()) inObjects += size;
-    if (temporaryFiles > 0) this.firstSeenAt ??= now;
-    this.currentBytes = inTemporary + inObjects;
+    if (names.size > 0) this.firstSeenAt ??= now;
+    this.currentBytes = inTemporary + this.inObjects;
     if (this.currentBytes >= this.targetBytes) this.writtenAt ??= now;
-    if (inObjects >= this.targetBytes && temporaryFiles === 0) {
+    if (this.inObjects >= this.targetBytes && names.size === 0) {
       this.firstSeenAt ??= now;
       this.goneAt ??= now;
     }

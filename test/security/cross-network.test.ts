@@ -15,7 +15,6 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeWith } from '../../src/codec/index.js';
 import { decodeFetchRequest, encodeFetchRequest, fetchRequestSchema } from '../../src/contracts/fetch.js';
@@ -35,6 +34,7 @@ import {
   randomId,
   waitFor,
 } from './support.js';
+import { cliNodeArgs } from '../support/processes.js';
 
 const netA = new SecurityNetwork({ name: 'cross-network-a', basePort: 25400 });
 const netB = new SecurityNetwork({ name: 'cross-network-b', basePort: 25420, keysFrom: netA });
@@ -88,9 +88,6 @@ function fetchRequest(net: SecurityNetwork, id: string): Uint8Array {
 
 // ---- the CLI ----
 
-const root = join(import.meta.dirname, '..', '..');
-const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
-
 /** `ledgerbus verify <bundle> --network <net's network.json> --json`, as a user runs it. */
 function verifyCli(bundle: unknown, net: SecurityNetwork): Promise<Record<string, unknown>> {
   const file = join(net.directory, `receipt-${randomBytes(4).toString('hex')}.json`);
@@ -99,7 +96,7 @@ function verifyCli(bundle: unknown, net: SecurityNetwork): Promise<Record<string
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      ['--import', tsxLoader, join(root, 'src', 'cli', 'run.ts'), ...args],
+      [...cliNodeArgs(), ...args],
       { encoding: 'utf8' },
       (_error, stdout, stderr) => {
         try {

@@ -13,13 +13,10 @@ import type { ChildProcess } from 'node:child_process';
 import { chmodSync, lstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureDevnetLayout } from '../../src/cli/devnet-layout.js';
+import { cliNodeArgs } from '../support/processes.js';
 
-const root = join(import.meta.dirname, '..', '..');
-const entry = join(root, 'src', 'cli', 'run.ts');
-const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 // mkdtemp makes `scratch` 0700; the walks below look at what ledgerbus made inside it.
 const scratch = mkdtempSync(join(tmpdir(), 'ledgerbus-file-modes-'));
 const net = join(scratch, 'net');
@@ -36,7 +33,7 @@ function ledgerbus(
   args: readonly string[],
   timeoutMs = 90_000,
 ): { status: number; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ['--import', tsxLoader, entry, ...args], {
+  const result = spawnSync(process.execPath, [...cliNodeArgs(), ...args], {
     cwd: scratch,
     encoding: 'utf8',
     timeout: timeoutMs,
@@ -49,7 +46,7 @@ function start(): Promise<ChildProcess> {
   expect(devnet).toBeUndefined();
   const child = spawn(
     process.execPath,
-    ['--import', tsxLoader, entry, 'dev', '--dir', net, '--base-port', String(basePort), '--json'],
+    [...cliNodeArgs(), 'dev', '--dir', net, '--base-port', String(basePort), '--json'],
     { cwd: scratch, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   devnet = child;

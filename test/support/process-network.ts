@@ -12,16 +12,21 @@ import { groupFileName } from '../../src/node/group-files.js';
 import { readProcessMemory } from './process-memory.js';
 import {
   builtCliEntry,
+  cliEntry,
   isRunning,
   logTail,
-  startCli,
   startNode,
+  startTypeScript,
+  testCliRuntime,
   stopChildren,
   waitFor,
 } from './processes.js';
 import type { TrackedChild } from './processes.js';
 
-/** 'tsx': the CLI from the TypeScript sources (default); 'dist': bin/ledgerbus.js on the build. */
+/**
+ * 'tsx': the CLI from the TypeScript sources; 'dist': bin/ledgerbus.js on the build. Tests take the
+ * default, testCliRuntime(): the build when it is current.
+ */
 export type NetworkRuntime = 'tsx' | 'dist';
 
 interface Managed {
@@ -38,7 +43,7 @@ export class ProcessNetwork {
   constructor(
     readonly directory: string,
     basePort: number,
-    private readonly runtime: NetworkRuntime = 'tsx',
+    private readonly runtime: NetworkRuntime = testCliRuntime(),
     nodesPerOrganization?: number,
   ) {
     this.layout = ensureDevnetLayout({
@@ -81,7 +86,7 @@ export class ProcessNetwork {
     const options = { cwd: this.directory, env, log: managed.log, nodeFlags };
     managed.process =
       this.runtime === 'tsx'
-        ? startCli(name, managed.args, options)
+        ? startTypeScript(name, cliEntry, managed.args, options)
         : startNode(name, [builtCliEntry, ...managed.args], options);
     return managed.process.child;
   }

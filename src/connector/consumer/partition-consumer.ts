@@ -6,6 +6,7 @@
  * A payload that failed for a retriable reason stops the page there: the cursor stays on it.
  */
 import { createHash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import { decodeClientRequest, messageLimits } from '../../consensus/pbft/messages.js';
 import { decodeTransaction } from '../../contracts/transactions.js';
 import type { InlinePayload } from '../../contracts/transactions.js';
@@ -105,10 +106,28 @@ export interface PartitionConsumerOptions extends Pick<
   readonly backoffPolicy?: RetryPolicy;
 }
 
+/** Part sets whose value is being hashed as its parts arrive, at most (the oldest is dropped). */
+const runningHashesMax = 64;
+
+/** A part set's value hashed as its parts arrive in order: parts [0, next) so far. */
+interface RunningHash {
+  readonly hash: Hash;
+  next: number;
+  size: number;
+  /** A part is streaming into it. */
+  busy: boolean;
+}
+
 export class PartitionConsumer {
   /** "topic/partition", the partition's consensus group. */
   readonly group: string;
   private readonly backoff: Backoff;
+  /**
+   * By sender and part set: the whole value's sha256 fed with each part's plaintext while it is
+   * fetched, so the message that binds them needs no second read of its parts. Parts that come out
+   * of order, a failed fetch or a restart drop it, and the value is then read back once.
+   */
+  private readonly runningHashes = new Map<string, RunningHash>();
 
   constructor(private readonly options: PartitionConsumerOptions) {
     this.group = partitionGroupId(options.topic, options.partition);
@@ -246,9 +265,13 @@ export class PartitionConsumer {
       try {
         while (next < toFetch.length && !lifecycle.stopped) {
           const { accepted } = toFetch[next++] as ProvenMessage;
+          const running = this.startFeeding(accepted);
           try {
-            outcomes.set(accepted.id, await fetcher.fetchToStorage(accepted, connections));
+            const stored = await fetcher.fetchToStorage(accepted, connections, running?.observe);
+            running?.done(stored.size);
+            outcomes.set(accepted.id, stored);
           } catch (error) {
+            running?.failed();
             outcomes.set(accepted.id, error instanceof Error ? error : new Error(String(error)));
           }
         }
@@ -258,6 +281,80 @@ export class PartitionConsumer {
     };
     await Promise.all(Array.from({ length: Math.min(fetchConcurrency, toFetch.length) }, worker));
     return this.record(rest, outcomes, await this.assemble(rest, outcomes));
+  }
+
+  /**
+   * When `accepted` is the next part of a value being hashed (or its first), what feeds it to that
+   * hash as it is fetched; undefined otherwise (it is then read back when its message comes).
+   */
+  private startFeeding(
+    accepted: AcceptedMessage,
+  ): { observe: (chunk: Buffer) => void; done: (size: number) => void; failed: () => void } | undefined {
+    let role: PartRole | undefined;
+    try {
+      role = partRoleOf(accepted.metadata.headers, accepted.id);
+    } catch {
+      return undefined;
+    }
+    if (role?.kind !== 'part') return undefined;
+    const key = `${accepted.sender}\n${role.set}`;
+    if (role.index === 0) {
+      this.runningHashes.delete(key);
+      if (this.runningHashes.size >= runningHashesMax)
+        this.runningHashes.delete(this.runningHashes.keys().next().value as string);
+      this.runningHashes.set(key, { hash: createHash('sha256'), next: 0, size: 0, busy: false });
+    }
+    const running = this.runningHashes.get(key);
+    if (running === undefined || running.busy || running.next !== role.index) {
+      this.runningHashes.delete(key);
+      return undefined;
+    }
+    running.busy = true;
+    let fed = 0;
+    return {
+      observe: (chunk) => {
+        running.hash.update(chunk);
+        fed += chunk.length;
+      },
+      done: (size) => {
+        running.busy = false;
+        if (fed !== size) {
+          this.runningHashes.delete(key);
+          return;
+        }
+        running.next++;
+        running.size += size;
+      },
+      failed: () => {
+        this.runningHashes.delete(key);
+      },
+    };
+  }
+
+  /** Feeds a part opened from its publish to its value's hash, if it is the next one. */
+  private feedOpened(sender: string, role: Extract<PartRole, { kind: 'part' }>, plaintext: Buffer): void {
+    const key = `${sender}\n${role.set}`;
+    const running = this.runningHashes.get(key);
+    if (running === undefined || running.busy || running.next !== role.index) {
+      this.runningHashes.delete(key);
+      return;
+    }
+    running.hash.update(plaintext);
+    running.next++;
+    running.size += plaintext.length;
+  }
+
+  /** The sha256 and size of a part set's whole value, if all `count` parts were hashed as fetched. */
+  private takeRunningHash(
+    sender: string,
+    set: string,
+    count: number,
+  ): { sha256: string; size: number } | undefined {
+    const key = `${sender}\n${set}`;
+    const running = this.runningHashes.get(key);
+    this.runningHashes.delete(key);
+    if (running === undefined || running.busy || running.next !== count) return undefined;
+    return { sha256: running.hash.digest('hex'), size: running.size };
   }
 
   /**
@@ -287,6 +384,8 @@ export class PartitionConsumer {
       if (role === undefined) continue;
       roles.set(accepted.id, role);
       if (role.kind === 'part') {
+        // A small last part opened from its publish was not fetched: it joins its value's hash here.
+        if (Buffer.isBuffer(outcome)) this.feedOpened(accepted.sender, role, outcome);
         const part = Buffer.isBuffer(outcome)
           ? { storageKey: sha256Hex(outcome), size: outcome.length, bytes: outcome }
           : { storageKey: (outcome as StoredObject).key, size: (outcome as StoredObject).size };
@@ -330,7 +429,10 @@ export class PartitionConsumer {
           label,
         );
         const parts = found.map((entry) => entry.part);
-        const whole = await hashParts(parts, database, storage);
+        const hashed = this.takeRunningHash(accepted.sender, role.set, role.count);
+        const total = parts.reduce((sum, part) => sum + part.size, 0);
+        const whole =
+          hashed !== undefined && hashed.size === total ? hashed : await hashParts(parts, database, storage);
         outcomes.set(accepted.id, new AssembledValue(role.set, whole.size, whole.sha256));
       } catch (error) {
         outcomes.set(accepted.id, error instanceof Error ? error : new Error(String(error)));

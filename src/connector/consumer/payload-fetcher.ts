@@ -4,7 +4,7 @@
  * every chunk verified against the on-chain root while it is decrypted into storage.
  */
 import { randomBytes } from 'node:crypto';
-import { Readable, pipeline } from 'node:stream';
+import { Readable, Transform, pipeline } from 'node:stream';
 import type { InlinePayload } from '../../contracts/transactions.js';
 import { encodeFetchRequest } from '../../contracts/fetch.js';
 import { nonceBytes } from '../../contracts/transactions.js';
@@ -174,7 +174,12 @@ export class PayloadFetcher {
    * fails verification is PAYLOAD_CORRUPT (or OVERSIZE, see checkServedSize), not retriable; a
    * failure of the connection keeps its own (retriable) code.
    */
-  async fetchToStorage(accepted: AcceptedMessage, connections: BulkConnections): Promise<StoredObject> {
+  async fetchToStorage(
+    accepted: AcceptedMessage,
+    connections: BulkConnections,
+    /** Sees each verified plaintext chunk as it goes to storage (a part's bytes, for its value's hash). */
+    observe?: (chunk: Buffer) => void,
+  ): Promise<StoredObject> {
     const fetchRequest = encodeFetchRequest(
       {
         requester: this.options.organization,
@@ -217,7 +222,20 @@ export class PayloadFetcher {
         ),
         () => {},
       );
-      const plaintext = this.decrypt(accepted, header, bounded);
+      const decrypted = this.decrypt(accepted, header, bounded);
+      const plaintext =
+        observe === undefined
+          ? decrypted
+          : pipeline(
+              decrypted,
+              new Transform({
+                transform(chunk: Buffer, _encoding, callback) {
+                  observe(chunk);
+                  callback(null, chunk);
+                },
+              }),
+              () => {},
+            );
       // Content-addressed storage: the key IS the plaintext's sha256.
       const stored = await this.options.storage.put(plaintext, { sizeMax: header.plaintextBytes });
       failed = false;
