@@ -10,7 +10,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { nextJsonLine, startTypeScript, stopChildren } from '../../test/support/processes.js';
+import { nextJsonLine, startTypeScriptReady, stopChildren } from '../../test/support/processes.js';
 import type { TrackedChild } from '../../test/support/processes.js';
 import type { RssSampler } from '../../test/support/process-memory.js';
 
@@ -54,28 +54,24 @@ export async function runSingleHop(options: SingleHopOptions): Promise<SingleHop
   ];
   const children: TrackedChild[] = [];
   try {
-    const receiver = startTypeScript(`single-hop-${transport}-receiver`, workerScript, [
-      'receive',
-      ...common,
-    ]);
+    const receiving = await startTypeScriptReady<{ port: number; encryptionKey: string }>(
+      `single-hop-${transport}-receiver`,
+      workerScript,
+      ['receive', ...common],
+      (message) => message['event'] === 'ready',
+    );
+    const receiver = receiving.child;
+    const ready = receiving.ready;
     children.push(receiver);
     options.sampler.watch(receiver.name, receiver.pid);
-    const ready = await nextJsonLine<{ port: number; encryptionKey: string }>(
-      receiver,
+    const { child: sender } = await startTypeScriptReady(
+      `single-hop-${transport}-sender`,
+      workerScript,
+      ['send', '--port', String(ready.port), '--recipient-key', ready.encryptionKey, ...common],
       (message) => message['event'] === 'ready',
-      60_000,
     );
-    const sender = startTypeScript(`single-hop-${transport}-sender`, workerScript, [
-      'send',
-      '--port',
-      String(ready.port),
-      '--recipient-key',
-      ready.encryptionKey,
-      ...common,
-    ]);
     children.push(sender);
     options.sampler.watch(sender.name, sender.pid);
-    await nextJsonLine(sender, (message) => message['event'] === 'ready', 60_000);
 
     const isDone = (message: Record<string, unknown>): boolean => message['event'] === 'done';
     const started = performance.now();

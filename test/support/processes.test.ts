@@ -11,6 +11,7 @@ import {
   nextJsonLine,
   startNode,
   startTypeScript,
+  startTypeScriptReady,
   stopChildren,
   waitFor,
   waitForExit,
@@ -33,6 +34,36 @@ const alive = (pid: number): boolean => {
 };
 
 describe('processes', () => {
+  it('starts again a child that printed nothing in time, and gives up on one that never does', async () => {
+    // The first start hangs silently, as a child whose module loader deadlocked does; the next answers.
+    const marker = join(dir, 'started-once');
+    const script = join(dir, 'hangs-once.ts');
+    writeFileSync(
+      script,
+      `import { existsSync, writeFileSync } from 'node:fs';
+const marker = ${JSON.stringify(marker)};
+if (existsSync(marker)) console.log(JSON.stringify({ event: 'ready', attempt: 2 }));
+else writeFileSync(marker, '');
+setInterval(() => {}, 1000);
+`,
+    );
+    const { child, ready } = await startTypeScriptReady<{ attempt: number }>(
+      'hangs-once',
+      script,
+      [],
+      (message) => message['event'] === 'ready',
+      { startupMs: 3_000 },
+    );
+    expect(ready.attempt).toBe(2);
+    await stopChildren([child]);
+    rmSync(marker);
+    const never = join(dir, 'never.ts');
+    writeFileSync(never, 'setInterval(() => {}, 1000);\n');
+    await expect(
+      startTypeScriptReady('never', never, [], () => true, { startupMs: 2_000, attempts: 2 }),
+    ).rejects.toThrow(/did not answer/);
+  }, 30_000);
+
   it('collects the JSON lines a child prints, ignoring the rest, and stops it with SIGTERM', async () => {
     const child = startScript(
       'json',

@@ -175,6 +175,35 @@ export function startTypeScript(
   return startNode(name, ['--import', tsxLoader, script, ...args], options);
 }
 
+/**
+ * Starts a TypeScript script and waits for the JSON line `ready` accepts. A child that has printed
+ * nothing after `startupMs` is killed and started again, up to `attempts` times in all: under
+ * Node 20, a child whose module loader (tsx's hooks thread) deadlocks at start-up hangs for good
+ * with almost no CPU, which a long run should not die of.
+ */
+export async function startTypeScriptReady<T>(
+  name: string,
+  script: string,
+  args: readonly string[],
+  ready: (value: Record<string, unknown>) => boolean,
+  options: StartOptions & { startupMs?: number; attempts?: number } = {},
+): Promise<{ child: TrackedChild; ready: T }> {
+  const attempts = options.attempts ?? 3;
+  for (let attempt = 1; ; attempt++) {
+    const child = startTypeScript(name, script, args, options);
+    try {
+      return { child, ready: await nextJsonLine<T>(child, ready, options.startupMs ?? 30_000) };
+    } catch (error) {
+      const silent = child.messages.length === 0 && isRunning(child.child);
+      await stopChildren([child], 1_000);
+      if (!silent || attempt >= attempts) throw error;
+      process.stderr.write(
+        `${name} printed nothing in ${options.startupMs ?? 30_000} ms; starting it again\n`,
+      );
+    }
+  }
+}
+
 /** Starts the `ledgerbus` CLI with `args` (e.g. `node --config FILE`), as `cliNodeArgs` says. */
 export function startCli(name: string, args: readonly string[], options: StartOptions = {}): TrackedChild {
   return startNode(name, [...cliNodeArgs(), ...args], options);

@@ -316,8 +316,11 @@ export class OutgoingStore {
     const published: Promise<void>[] = [];
     const contentRoots: Uint8Array[] = [];
     let ciphertextBytes = 0;
+    let refused: { error: unknown } | undefined;
     try {
       for (let index = 0; index < count; index++) {
+        // A part the ledger refused fails the send: no point sealing the rest.
+        if (refused !== undefined) throw refused.error;
         const bytes = Math.min(this.partBytes, declared - index * this.partBytes);
         const part = await this.store(
           topic,
@@ -341,6 +344,7 @@ export class OutgoingStore {
         contentRoots.push(part.metadata.contentRoot);
         ciphertextBytes += part.metadata.size;
         const publishing = publishPart(part).catch(async (error: unknown) => {
+          refused ??= { error };
           await this.discardUnpublished([part]);
           throw error;
         });
