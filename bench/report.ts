@@ -321,18 +321,35 @@ interface BenchRun {
   readonly seconds: number;
 }
 
-/** Runs bench/<script>.ts with `args`, echoing its output to stderr; returns its full result record. */
-async function runBench(script: string, args: readonly string[]): Promise<BenchRun> {
+/** A bench that printed nothing for this long after it started is stuck, not busy (see runBench). */
+const benchSilenceMs = 90_000;
+const benchAttempts = 3;
+
+/**
+ * Runs bench/<script>.ts with `args`, echoing its output to stderr; returns its full result record.
+ * Every bench prints within seconds of starting; one that printed nothing for benchSilenceMs hung
+ * at start-up (under Node 20 tsx's module-loader hooks can deadlock there, with the process idle)
+ * and is killed and started again, up to benchAttempts times.
+ */
+async function runBench(script: string, args: readonly string[], attempt = 1): Promise<BenchRun> {
   const file = join(import.meta.dirname, `${script}.ts`);
   progress(`\n== ${script}: tsx bench/${script}.ts ${args.join(' ')}`);
   const started = performance.now();
   const { child } = startTypeScript(`bench/${script}.ts`, file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   running = child;
   const stdoutLines: string[] = [];
+  let heard = false;
+  let silent = false;
+  const watchdog = setTimeout(() => {
+    if (heard) return;
+    silent = true;
+    child.kill('SIGKILL');
+  }, benchSilenceMs);
   const echo = (stream: NodeJS.ReadableStream, keep: boolean): Promise<void> =>
     new Promise((resolveEcho) => {
       const lines = createInterface({ input: stream });
       lines.on('line', (line) => {
+        heard = true;
         if (keep) stdoutLines.push(line);
         progress(`  [${script}] ${line}`);
       });
@@ -343,8 +360,13 @@ async function runBench(script: string, args: readonly string[]): Promise<BenchR
     child.once('error', reject);
     child.once('exit', (exitCode) => resolveExit(exitCode));
   });
+  clearTimeout(watchdog);
   await echoed;
   running = undefined;
+  if (silent && attempt < benchAttempts) {
+    progress(`  [${script}] printed nothing in ${benchSilenceMs / 1000} s: killed; starting it again`);
+    return runBench(script, args, attempt + 1);
+  }
   if (code !== 0) throw new Error(`bench/${script}.ts exited with code ${code}`);
   const last = [...stdoutLines].reverse().find((line) => line.trim() !== '');
   if (last === undefined) throw new Error(`bench/${script}.ts printed no result line`);
