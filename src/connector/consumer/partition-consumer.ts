@@ -29,7 +29,7 @@ import type { DeliveryConfirmer } from './delivery-confirmer.js';
 import type { PayloadFetcher } from './payload-fetcher.js';
 import { toReceivedMessage } from './received-message.js';
 import { partitionGroupId } from '../../contracts/registry.js';
-import { checkParts, partRoleOf, partsStorageKey } from '../parts.js';
+import { checkParts, partHeaders, partRoleOf, partsStorageKey } from '../parts.js';
 import type { PartRole } from '../parts.js';
 import { hashParts } from './part-payload.js';
 import type { PartPlaintext } from './part-payload.js';
@@ -260,11 +260,22 @@ export class PartitionConsumer {
     if (rest.length === 0) return undefined;
     const toFetch = rest.filter((entry) => !outcomes.has(entry.accepted.id));
     let next = 0;
+    // Parts of large values are fetched one at a time, in offset order (their index order): each
+    // then feeds its value's hash as it streams, and a page of parts does not split two cores
+    // between several 64 MiB streams. Other payloads are fetched beside them as before.
+    let partTurn: Promise<void> = Promise.resolve();
     const worker = async (): Promise<void> => {
       const connections = fetcher.connections();
       try {
         while (next < toFetch.length && !lifecycle.stopped) {
           const { accepted } = toFetch[next++] as ProvenMessage;
+          const isPart = accepted.metadata.headers[partHeaders.index] !== undefined;
+          let release = (): void => {};
+          if (isPart) {
+            const previous = partTurn;
+            partTurn = new Promise((resolve) => (release = resolve));
+            await previous;
+          }
           const running = this.startFeeding(accepted);
           try {
             const stored = await fetcher.fetchToStorage(accepted, connections, running?.observe);
@@ -273,6 +284,8 @@ export class PartitionConsumer {
           } catch (error) {
             running?.failed();
             outcomes.set(accepted.id, error instanceof Error ? error : new Error(String(error)));
+          } finally {
+            release();
           }
         }
       } finally {
