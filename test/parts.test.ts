@@ -398,38 +398,30 @@ describe('a message that binds parts it may not', () => {
     return failure;
   }
 
-  it("is refused when another organization binds org1's parts, though every root matches", async () => {
-    const { metadata, partRoots } = sentInParts!;
-    const set = Buffer.from(metadata.headers[partHeaders.set]!).toString();
-    const id = `stolen-${randomBytes(4).toString('hex')}`;
-    await publishAs(3, {
+  /** Publishes, as organization `orgN`, a message that binds the parts of test 1 with `roots`. */
+  async function bindAs(organizationNumber: number, name: string, roots: Uint8Array[]): Promise<string> {
+    const set = Buffer.from(sentInParts!.metadata.headers[partHeaders.set]!).toString();
+    const id = `${name}-${randomBytes(4).toString('hex')}`;
+    await publishAs(organizationNumber, {
       id,
       topic: 'demo',
       partition: 0,
       key: null,
       recipients: ['org2'],
       contentType: 'application/octet-stream',
-      headers: partsHeaderValues({}, set, partRoots),
+      headers: partsHeaderValues({}, set, roots),
     });
-    const failure = await failureOf(id);
+    return id;
+  }
+
+  it("is refused when another organization binds org1's parts, though every root matches", async () => {
+    const failure = await failureOf(await bindAs(3, 'stolen', sentInParts!.partRoots));
     expect(failure).toMatchObject({ code: 'PAYLOAD_CORRUPT' });
     expect(failure.reason).toContain('0 of its 4 parts');
   }, 60_000);
 
   it("is refused when org1's own parts are bound out of order", async () => {
-    const { metadata, partRoots } = sentInParts!;
-    const set = Buffer.from(metadata.headers[partHeaders.set]!).toString();
-    const id = `reordered-${randomBytes(4).toString('hex')}`;
-    await publishAs(1, {
-      id,
-      topic: 'demo',
-      partition: 0,
-      key: null,
-      recipients: ['org2'],
-      contentType: 'application/octet-stream',
-      headers: partsHeaderValues({}, set, [...partRoots].reverse()),
-    });
-    const failure = await failureOf(id);
+    const failure = await failureOf(await bindAs(1, 'reordered', [...sentInParts!.partRoots].reverse()));
     expect(failure).toMatchObject({ code: 'PAYLOAD_CORRUPT' });
     expect(failure.reason).toContain('do not match');
   }, 60_000);

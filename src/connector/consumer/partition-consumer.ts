@@ -499,43 +499,31 @@ export class PartitionConsumer {
           return accepted.offset;
         }
         const role = roles.get(accepted.id);
+        // A value in parts is listed whole: its parts' size and hash, its value named by its part set.
+        let listed: { size: number; sha256: string; storage_key: string };
         if (outcome instanceof AssembledValue) {
-          const row = database.insertReceived({
-            id: accepted.id,
-            topic: accepted.topic,
-            partition: accepted.partition,
-            group_id: accepted.partitionId,
-            offset: accepted.offset,
-            sender: accepted.sender,
-            size: outcome.size,
-            sha256: outcome.sha256,
-            storage_key: partsStorageKey(outcome.set),
-            content_type: accepted.contentType,
-            message_key: accepted.key,
-            proof: encodeAcceptanceProof(proof),
-            received_at: lifecycle.clock.now(),
-          });
-          announcements.push({ type: 'message.received', message: toReceivedMessage(row) });
-          continue;
-        }
-        // A payload opened from its publish is packed in this transaction: no file, no fsync of its own.
-        const stored = Buffer.isBuffer(outcome) ? database.putPacked(outcome) : outcome;
-        if (role?.kind === 'part') {
-          // Kept aside, not listed: its message lists the whole value once every part is here.
-          database.insertReceivedPart({
-            group_id: accepted.partitionId,
-            id: accepted.id,
-            sender: accepted.sender,
-            part_set: role.set,
-            part_index: role.index,
-            offset: accepted.offset,
-            size: stored.size,
-            storage_key: stored.key,
-            content_root: accepted.contentRoot,
-            proof: encodeAcceptanceProof(proof),
-            received_at: lifecycle.clock.now(),
-          });
-          continue;
+          listed = { size: outcome.size, sha256: outcome.sha256, storage_key: partsStorageKey(outcome.set) };
+        } else {
+          // A payload opened from its publish is packed in this transaction: no file, no fsync of its own.
+          const stored = Buffer.isBuffer(outcome) ? database.putPacked(outcome) : outcome;
+          if (role?.kind === 'part') {
+            // Kept aside, not listed: its message lists the whole value once every part is here.
+            database.insertReceivedPart({
+              group_id: accepted.partitionId,
+              id: accepted.id,
+              sender: accepted.sender,
+              part_set: role.set,
+              part_index: role.index,
+              offset: accepted.offset,
+              size: stored.size,
+              storage_key: stored.key,
+              content_root: accepted.contentRoot,
+              proof: encodeAcceptanceProof(proof),
+              received_at: lifecycle.clock.now(),
+            });
+            continue;
+          }
+          listed = { size: stored.size, sha256: stored.key, storage_key: stored.key };
         }
         const row = database.insertReceived({
           id: accepted.id,
@@ -544,9 +532,7 @@ export class PartitionConsumer {
           group_id: accepted.partitionId,
           offset: accepted.offset,
           sender: accepted.sender,
-          size: stored.size,
-          sha256: stored.key,
-          storage_key: stored.key,
+          ...listed,
           content_type: accepted.contentType,
           message_key: accepted.key,
           proof: encodeAcceptanceProof(proof),
