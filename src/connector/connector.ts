@@ -402,7 +402,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     const parts = database
       .receivedPartSet(row.group_id, row.sender, set)
       .map((part) => ({ storageKey: part.storage_key, size: part.size }));
-    return concatenatedParts(parts, database, storage);
+    return concatenatedParts(parts, storage);
   }
 
   /** The received message `id` at `at`, or the only one with that id (AMBIGUOUS_MESSAGE_ID if several). */

@@ -1,10 +1,9 @@
 /**
- * The value of a message received in parts (../parts.ts): its parts' plaintexts read in order, each
- * from this connector's database (a small last part, packed) or its storage.
+ * The value of a message received in parts (../parts.ts): its parts' plaintexts read in order from
+ * the connector's storage (a PackedStorage, which finds a small last part packed in its database).
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { ConnectorDatabase } from '../connector-database.js';
 import type { PayloadStorage } from '../storage/index.js';
 
 /** Where one part's plaintext is kept. */
@@ -16,19 +15,11 @@ export interface PartPlaintext {
 }
 
 /** The parts' plaintexts one after another, opened one at a time (never more than one file open). */
-export function concatenatedParts(
-  parts: readonly PartPlaintext[],
-  database: ConnectorDatabase,
-  storage: PayloadStorage,
-): Readable {
+export function concatenatedParts(parts: readonly PartPlaintext[], storage: PayloadStorage): Readable {
   async function* all(): AsyncGenerator<Buffer> {
     for (const part of parts) {
-      const packed = part.bytes ?? database.packed(part.storageKey);
-      if (packed !== undefined) {
-        yield packed;
-        continue;
-      }
-      yield* (await storage.get(part.storageKey)) as AsyncIterable<Buffer>;
+      if (part.bytes !== undefined) yield part.bytes;
+      else yield* (await storage.get(part.storageKey)) as AsyncIterable<Buffer>;
     }
   }
   return Readable.from(all(), { objectMode: false });
@@ -37,12 +28,11 @@ export function concatenatedParts(
 /** The sha256 (hex) and length of the parts' plaintexts together. */
 export async function hashParts(
   parts: readonly PartPlaintext[],
-  database: ConnectorDatabase,
   storage: PayloadStorage,
 ): Promise<{ sha256: string; size: number }> {
   const hash = createHash('sha256');
   let size = 0;
-  for await (const piece of concatenatedParts(parts, database, storage) as AsyncIterable<Buffer>) {
+  for await (const piece of concatenatedParts(parts, storage) as AsyncIterable<Buffer>) {
     hash.update(piece);
     size += piece.length;
   }

@@ -445,7 +445,7 @@ export class PartitionConsumer {
         const hashed = this.takeRunningHash(accepted.sender, role.set, role.count);
         const total = parts.reduce((sum, part) => sum + part.size, 0);
         const whole =
-          hashed !== undefined && hashed.size === total ? hashed : await hashParts(parts, database, storage);
+          hashed !== undefined && hashed.size === total ? hashed : await hashParts(parts, storage);
         outcomes.set(accepted.id, new AssembledValue(role.set, whole.size, whole.sha256));
       } catch (error) {
         outcomes.set(accepted.id, error instanceof Error ? error : new Error(String(error)));
