@@ -39,6 +39,18 @@ const nodeConfigSchema = t.record({
     }),
   ),
   /**
+   * The Raft layer: every group (__system and the topics) takes a snapshot and compacts its log
+   * every `snapshotEvery` applied entries (default 1000) or once the entries since the last one hold
+   * `snapshotBytes` (default 16 MiB), whichever comes first. Lower keeps less log on disk; a node
+   * further behind than that catches up from a snapshot and fills its global ledger from peers.
+   */
+  raft: t.optional(
+    t.record({
+      snapshotEvery: t.optional(t.uint({ min: 1, max: 100_000_000 })),
+      snapshotBytes: t.optional(t.uint({ min: 1024, max: 1024 * 1024 * 1024 * 1024 })),
+    }),
+  ),
+  /**
    * Prometheus metrics (observations, alerts, detector mode, process metrics) served over plain HTTP
    * at http://<listen>/metrics. Off unless set; bind it to a private interface.
    */

@@ -51,6 +51,10 @@ export interface NodeOptions {
   readonly peerAddresses?: Readonly<Record<string, string>>;
   /** Per-organization quota on the client API (node config `rateLimit`; default `defaultRateLimit`). */
   readonly rateLimit?: RateLimitConfig;
+  /** Raft groups snapshot and compact every this many entries (node config `raft.snapshotEvery`). */
+  readonly raftSnapshotEvery?: number;
+  /** ... or once their entries since the last snapshot hold this many bytes (`raft.snapshotBytes`). */
+  readonly raftSnapshotBytes?: number;
   /** Where to serve Prometheus metrics (node config `metrics.listen`); not served if absent. */
   readonly metricsListen?: { readonly host: string; readonly port: number };
   readonly logger: Logger;
@@ -121,6 +125,8 @@ export class LedgerbusNode {
       requestPeer: (nodeId, method, body) => this.mesh.request(nodeId, method, body),
       linked: (nodeId) => this.mesh.linked(nodeId),
       localBlocks: (groupId, from, count) => this.replicas.get(groupId)?.encodedBlocks(from, count),
+      ...(options.raftSnapshotEvery === undefined ? {} : { snapshotEvery: options.raftSnapshotEvery }),
+      ...(options.raftSnapshotBytes === undefined ? {} : { snapshotBytes: options.raftSnapshotBytes }),
     });
     this.registry = this.registryHost.registry;
     this.anomaly = new AnomalyService({
@@ -171,6 +177,18 @@ export class LedgerbusNode {
             throw new LedgerbusError(ErrorCode.SchemaMismatch, 'blocks needs group, from and count');
           }
           return { blocks: this.replicas.get(group)?.encodedBlocks(from, Math.min(count, 256)) ?? [] };
+        },
+        // What this node's global ledger holds of a partition (for a member filling its own).
+        globalBlocks: (body) => {
+          const record = body as Record<string, CborValue>;
+          const group = record['group'];
+          const from = record['from'];
+          const count = record['count'];
+          if (typeof group !== 'string' || typeof from !== 'number' || typeof count !== 'number') {
+            throw new LedgerbusError(ErrorCode.SchemaMismatch, 'globalBlocks needs group, from and count');
+          }
+          const ledger = this.registryHost.globalLedger(group.slice(0, Math.max(0, group.lastIndexOf('/'))));
+          return { blocks: ledger?.blocksFrom(group, from, Math.min(count, 256)) ?? [] };
         },
       },
     });
@@ -487,6 +505,8 @@ export async function startNodeFromConfig(
     ...(config.tickMs === undefined ? {} : { tickMs: config.tickMs }),
     ...(config.peers === undefined ? {} : { peerAddresses: config.peers }),
     ...(config.rateLimit === undefined ? {} : { rateLimit: config.rateLimit }),
+    ...(config.raft?.snapshotEvery === undefined ? {} : { raftSnapshotEvery: config.raft.snapshotEvery }),
+    ...(config.raft?.snapshotBytes === undefined ? {} : { raftSnapshotBytes: config.raft.snapshotBytes }),
     ...(config.metrics === undefined
       ? {}
       : {

@@ -39,6 +39,8 @@ export interface RaftGroupOptions {
   readonly heartbeatTicks?: number;
   /** Take a snapshot (and compact the log) every this many applied entries; 0 = never. Default 0. */
   readonly snapshotEvery?: number;
+  /** ... or once the entries applied since the last snapshot hold this many bytes; 0 = no limit. */
+  readonly snapshotBytes?: number;
   /** How long propose, readIndex, changeMembership and waitApplied wait. Default 30 000 ms. */
   readonly commitTimeoutMs?: number;
   readonly log?: RaftGroupLogger;
@@ -90,6 +92,7 @@ export class RaftGroup {
       transport: { send },
       stateMachine: options.stateMachine,
       snapshotEvery,
+      ...(options.snapshotBytes === undefined ? {} : { snapshotBytes: options.snapshotBytes }),
       ...(options.commitTimeoutMs === undefined ? {} : { commitTimeoutMs: options.commitTimeoutMs }),
       ...(log === undefined ? {} : { log }),
       ...(options.onStorageFailure === undefined ? {} : { onStorageFailure: options.onStorageFailure }),

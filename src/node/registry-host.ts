@@ -31,6 +31,7 @@ import type { Logger } from '../runtime/logger.js';
 import type { GroupStatus } from '../protocol/client-methods.js';
 import { partitionGroupId } from '../contracts/registry.js';
 import { CatalogIndex } from './catalog-index.js';
+import { backfillTopic } from './global-ledger-backfill.js';
 import { GlobalLedgerDatabase } from './global-ledger-database.js';
 import { isGroupStorageError } from './group-files.js';
 import { RaftGroup } from './raft-group.js';
@@ -48,6 +49,13 @@ export interface RegistryHostOptions {
   /** Encoded certified blocks of a partition this node hosts, from `fromHeight`, or undefined. */
   readonly localBlocks: (partition: string, fromHeight: number, count: number) => Uint8Array[] | undefined;
   readonly electionTicks?: number;
+  /**
+   * Raft groups (__system and topics) take a snapshot and compact their log every this many applied
+   * entries (node config `raft.snapshotEvery`). Default `raftSnapshotEveryDefault`.
+   */
+  readonly snapshotEvery?: number;
+  /** ... or once the entries since the last one hold this many bytes (`raft.snapshotBytes`). */
+  readonly snapshotBytes?: number;
   /** How often the leader's replication task runs. Default 200 ms. */
   readonly replicationIntervalMs?: number;
 }
@@ -76,6 +84,15 @@ interface FailedTopic {
 /** Reopening a failed topic group: after 1 s, doubling up to 30 s (a log line per attempt). */
 const reopenDelayMsInitial = 1_000;
 const reopenDelayMsMax = 30_000;
+
+/**
+ * Entries between snapshots of a Raft group's state. A topic entry carries up to 2 MiB of blocks, so
+ * the log a topic group keeps is bounded by about this many entries (blocks are kept in the global
+ * ledger, not in the snapshot); a node further behind receives a snapshot and backfills its ledger.
+ */
+export const raftSnapshotEveryDefault = 1000;
+/** A topic's entries carry blocks: a log of 16 MiB is a few hundred blocks' worth. */
+export const raftSnapshotBytesDefault = 16 * 1024 * 1024;
 
 /** Blocks copied per proposal, and bytes, so an entry stays well inside the Raft entry limit. */
 const replicationBlocksMax = 64;
@@ -111,6 +128,8 @@ export class RegistryHost {
       ...genesisMembers,
       dataDirectory: options.dataDirectory,
       stateMachine: this.system,
+      snapshotEvery: options.snapshotEvery ?? raftSnapshotEveryDefault,
+      snapshotBytes: options.snapshotBytes ?? raftSnapshotBytesDefault,
       sendTo: (nodeId, bytes) => options.sendRaft(nodeId, SYSTEM_GROUP, bytes),
       ...(options.electionTicks === undefined ? {} : { electionTicks: options.electionTicks }),
       log: (level, message, fields) => options.logger[level]({ group: SYSTEM_GROUP, ...fields }, message),
@@ -475,6 +494,8 @@ export class RegistryHost {
         learners: topic.learners,
         dataDirectory: this.options.dataDirectory,
         stateMachine: machine,
+        snapshotEvery: this.options.snapshotEvery ?? raftSnapshotEveryDefault,
+        snapshotBytes: this.options.snapshotBytes ?? raftSnapshotBytesDefault,
         sendTo: (nodeId, bytes) => this.options.sendRaft(nodeId, groupId, bytes),
         ...(this.options.electionTicks === undefined ? {} : { electionTicks: this.options.electionTicks }),
         log: (level, message, fields) => this.options.logger[level]({ group: groupId, ...fields }, message),
@@ -582,6 +603,7 @@ export class RegistryHost {
   private async leaderDuties(): Promise<void> {
     if (this.closed) return;
     this.reopenFailedTopics();
+    void this.backfill();
     if (this.systemGroup.isLeader) {
       await this.addLearners(SYSTEM_GROUP, this.systemGroup, [...this.system.latest.nodes.keys()]);
     }
@@ -600,6 +622,37 @@ export class RegistryHost {
       }
     } finally {
       this.replicating = false;
+    }
+  }
+
+  private backfilling = false;
+
+  /** Every node, leader or not: fills its global ledgers' holes below their heads (see the module). */
+  private async backfill(): Promise<void> {
+    if (this.backfilling) return;
+    this.backfilling = true;
+    try {
+      for (const [name, topic] of this.topics) {
+        if (this.closed) return;
+        const entry = this.system.latest.topics.get(name);
+        const members = entry === undefined ? [] : [...entry.voters, ...entry.learners];
+        try {
+          await backfillTopic(name, topic.machine, topic.ledger, members, {
+            localBlocks: this.options.localBlocks,
+            requestPeer: this.options.requestPeer,
+            selfNodeId: this.options.selfNodeId,
+            logger: this.options.logger,
+          });
+        } catch (error) {
+          // This node's ledger storage: reported, and tried again on the next pass.
+          this.options.logger.warn(
+            { topic: name, error: (error as Error).message },
+            'could not fill the global ledger',
+          );
+        }
+      }
+    } finally {
+      this.backfilling = false;
     }
   }
 

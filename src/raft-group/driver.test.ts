@@ -19,6 +19,11 @@ const commitTimeoutMs = 1_000;
 /** A log of applied entries; an entry's result is `index:data`, so a proposer can tell whose it got. */
 class Log implements ReplicatedStateMachine {
   entries: string[] = [];
+  /** What prepareSnapshot answers (a state machine whose outside state cannot be made durable now). */
+  durable = true;
+  prepareSnapshot(): boolean {
+    return this.durable;
+  }
   apply(index: number, data: Uint8Array): Uint8Array {
     if (data.length > 0) this.entries.push(untext.decode(data));
     return text.encode(`${index}:${untext.decode(data)}`);
@@ -67,7 +72,7 @@ class Cluster {
   /** Messages sent while the sender's storage held unsynced writes, or lacked their term or vote. */
   sendsBeforePersist = 0;
 
-  constructor() {
+  constructor(private readonly compaction: { snapshotEvery?: number; snapshotBytes?: number } = {}) {
     voters.forEach((id) => this.start(id, new MemoryRaftStorage()));
   }
 
@@ -96,6 +101,7 @@ class Cluster {
       },
       stateMachine: machine,
       commitTimeoutMs,
+      ...this.compaction,
     });
     driver.replay();
     const member = { driver, storage, machine };
@@ -150,6 +156,35 @@ function track<T>(promise: Promise<T>): { settled: () => boolean; result: Promis
   result.catch(() => {});
   return { settled: () => done, result };
 }
+
+describe('RaftGroupDriver: compaction', () => {
+  it('takes a snapshot once the entries since the last one hold snapshotBytes, however few they are', async () => {
+    const cluster = new Cluster({ snapshotEvery: 1_000, snapshotBytes: 100 });
+    const leader = cluster.electLeader();
+    for (let i = 0; i < 10; i++) await cluster.commit(leader, `entry ${i} `.padEnd(30, '.'));
+    cluster.tick();
+    for (const id of voters) {
+      const image = cluster.member(id).storage.current;
+      expect(image.snapshot?.index ?? 0, id).toBeGreaterThan(0);
+      // 30-byte entries, a snapshot past every 100 bytes: at most 3 entries stay in the log.
+      expect(image.entries.length, id).toBeLessThanOrEqual(4);
+      expect(cluster.member(id).machine.entries).toHaveLength(10);
+    }
+  });
+
+  it('keeps the whole log while the state machine cannot make its outside state durable', async () => {
+    const cluster = new Cluster({ snapshotEvery: 2 });
+    const leader = cluster.electLeader();
+    for (const id of voters) cluster.member(id).machine.durable = false;
+    for (let i = 0; i < 6; i++) await cluster.commit(leader, `e${i}`);
+    cluster.tick();
+    expect(cluster.member(leader).storage.current.snapshot).toBeUndefined();
+    for (const id of voters) cluster.member(id).machine.durable = true;
+    await cluster.commit(leader, 'e6');
+    cluster.tick();
+    expect(cluster.member(leader).storage.current.snapshot?.index ?? 0).toBeGreaterThan(0);
+  });
+});
 
 describe('RaftGroupDriver', () => {
   it('writes and syncs every Ready before it sends anything from it', () => {

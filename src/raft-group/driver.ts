@@ -62,6 +62,12 @@ export interface ReplicatedStateMachine {
   /** Serializes the whole state (for snapshots). */
   snapshot(): Uint8Array;
   /**
+   * Optional: called before a snapshot is taken to compact the log. A state machine that keeps part
+   * of its state outside the snapshot (the global ledger's blocks) makes it durable here, since the
+   * log will no longer replay it; false leaves the log as it is this time.
+   */
+  prepareSnapshot?(): boolean;
+  /**
    * Replaces the whole state with a snapshot taken at `index` (also called at start when the
    * storage holds a snapshot).
    */
@@ -115,6 +121,12 @@ export interface RaftGroupDriverOptions {
   readonly stateMachine: ReplicatedStateMachine;
   /** Take a snapshot (and compact the log) every this many applied entries; 0 = never. Default 0. */
   readonly snapshotEvery?: number;
+  /**
+   * Also take one once the entries applied since the last snapshot hold this many bytes, so a group
+   * whose entries are large (a topic's blocks) keeps a log bounded in bytes too. 0 = no such limit.
+   * Only with `snapshotEvery` > 0. Default 0.
+   */
+  readonly snapshotBytes?: number;
   /** How long propose, readIndex, changeMembership and waitApplied wait. Default 30 000 ms. */
   readonly commitTimeoutMs?: number;
   readonly log?: RaftGroupLogger;
@@ -171,6 +183,9 @@ export class RaftGroupDriver {
   private readonly host: RaftHost;
   private readonly commitTimeoutMs: number;
   private readonly snapshotEvery: number;
+  private readonly snapshotBytes: number;
+  /** Bytes of the entries applied since the last snapshot (since the start, after a restart). */
+  private bytesSinceSnapshot = 0;
   private readonly observer: RaftDriverObserver;
   private applied = 0;
   /** Committed entries handed out by the core and not yet applied, in order. */
@@ -206,9 +221,13 @@ export class RaftGroupDriver {
     this.observer = options.observer ?? {};
     this.commitTimeoutMs = options.commitTimeoutMs ?? 30_000;
     this.snapshotEvery = options.snapshotEvery ?? 0;
+    this.snapshotBytes = options.snapshotBytes ?? 0;
     try {
       if (!Number.isSafeInteger(this.snapshotEvery) || this.snapshotEvery < 0) {
         throw new LedgerbusError(ErrorCode.BadConfig, `raft snapshotEvery: must be a non-negative integer`);
+      }
+      if (!Number.isSafeInteger(this.snapshotBytes) || this.snapshotBytes < 0) {
+        throw new LedgerbusError(ErrorCode.BadConfig, `raft snapshotBytes: must be a non-negative integer`);
       }
       const restore = this.storage.restore();
       this.core = new RaftNode(options.config, restore);
@@ -519,11 +538,29 @@ export class RaftGroupDriver {
     // The core counts entries as applied once handed out; held entries are not in the state
     // machine yet, so the snapshot covers what the state machine really holds.
     const covered = Math.min(status.applied, this.applied);
-    if (covered - status.snapshotIndex < this.snapshotEvery) return;
+    const byBytes = this.snapshotBytes > 0 && this.bytesSinceSnapshot >= this.snapshotBytes;
+    if (covered <= status.snapshotIndex) return;
+    if (covered - status.snapshotIndex < this.snapshotEvery && !byBytes) return;
+    if (!this.preparedForSnapshot()) return;
     const ready = this.stepCore({ kind: 'snapshot', index: covered, data: this.stateMachine.snapshot() });
     applyRaftReady(this.host, ready);
     this.flushPersist();
+    this.bytesSinceSnapshot = 0;
     this.options.log?.('debug', 'raft log compacted', this.fields({ index: status.applied }));
+  }
+
+  private preparedForSnapshot(): boolean {
+    try {
+      return this.stateMachine.prepareSnapshot?.() ?? true;
+    } catch (error) {
+      // Compaction can wait: the log still replays everything, so nothing is lost by keeping it.
+      this.options.log?.(
+        'warn',
+        'state machine could not prepare a snapshot',
+        this.fields({ error: String(error) }),
+      );
+      return false;
+    }
   }
 
   private drainApplyQueue(): void {
@@ -558,6 +595,7 @@ export class RaftGroupDriver {
       }
     }
     this.applied = entry.index;
+    this.bytesSinceSnapshot += entry.data.length;
     this.observer.applied?.(entry);
     const waiter = this.entryWaiters.get(entry.index);
     if (waiter !== undefined) {
@@ -570,6 +608,7 @@ export class RaftGroupDriver {
   }
 
   private installSnapshot(snapshot: RaftSnapshot): void {
+    this.bytesSinceSnapshot = 0;
     this.stateMachine.restore(snapshot.index, snapshot.data);
     this.applied = snapshot.index;
     // Whether our entries made it into the snapshot, and with which result, is unknowable now.

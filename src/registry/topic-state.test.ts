@@ -366,6 +366,25 @@ describe('TopicStateMachine: nonces', () => {
   });
 });
 
+describe('TopicStateMachine: snapshots', () => {
+  it('keep every configuration version, so a restored machine answers at() for indexes the snapshot covers', () => {
+    const harness = ordersTopic();
+    const initialTtl = harness.machine.latest.config.policy.ttlMs;
+    expect(harness.admin('alpha', setPolicy(1_000))).toBe('OK');
+    expect(harness.admin('alpha', setPolicy(2_000))).toBe('OK');
+    expect(harness.admin('alpha', setAcl(['alpha', 'beta'], ['beta']))).toBe('OK');
+    const restored = new TopicHarness(harness.system, 'orders');
+    restored.machine.restore(harness.machine.latest.index, harness.machine.snapshot());
+    for (const index of [0, 1, 2, 3, 4]) {
+      expect(restored.machine.at(index).config, `at(${index})`).toEqual(harness.machine.at(index).config);
+    }
+    expect(restored.machine.at(0).config.policy.ttlMs).toBe(initialTtl);
+    expect(restored.machine.at(1).config.policy.ttlMs).toBe(1_000);
+    expect(restored.machine.at(2).config.policy.ttlMs).toBe(2_000);
+    expect(restored.machine.latest.config.producers).toEqual(['alpha', 'beta']);
+  });
+});
+
 describe('TopicStateMachine: the global ledger', () => {
   const chain = validChain(8);
 

@@ -19,7 +19,7 @@ import { blockHash, decodeBlock, headerSchema, verifyBlock } from '../ledger/blo
 import type { Block, BlockHeader, GroupMembership } from '../ledger/block.js';
 import { partitionGroupId } from '../contracts/registry.js';
 import type { Topic } from '../contracts/registry.js';
-import { isLedgerbusError } from '../errors.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import {
   AdminReject,
   decodeRegistryEntry,
@@ -51,9 +51,16 @@ export interface GlobalLedgerSink {
     readonly partition: string;
     readonly block: Block;
     readonly bytes: Uint8Array;
+    /** blockHash(block.header). */
+    readonly hash: Uint8Array;
     readonly index: BlockIndex;
     readonly raftIndex: number;
   }): void;
+  /**
+   * Makes every append so far durable, before the Raft log that would replay them is compacted;
+   * false if that cannot be done now (the log is then kept). Absent: appends are durable already.
+   */
+  flush?(): boolean;
 }
 
 /** The topic at one index of its group. */
@@ -279,7 +286,7 @@ export class TopicStateMachine {
         const block = this.verified(partition, view.epochs[number]!, bytes);
         if (block === undefined) continue;
         const hash = blockHash(block.header);
-        this.sink.append({ partition, block, bytes, index: indexBlock(block), raftIndex });
+        this.sink.append({ partition, block, bytes, hash, index: indexBlock(block), raftIndex });
         this.heads.set(partition, { height: block.header.height, header: block.header, hash });
         applied++;
       }
@@ -342,28 +349,55 @@ export class TopicStateMachine {
     return block;
   }
 
+  /**
+   * Before the Raft group compacts its log: the global ledger's appends must be durable, since the
+   * log will no longer replay them. False (the log is kept this time) if the sink cannot flush now.
+   */
+  prepareSnapshot(): boolean {
+    return this.sink.flush?.() ?? true;
+  }
+
+  /**
+   * The whole topic state, without the blocks (they stay in the global ledger): every version of
+   * the configuration — a PBFT batch names the topic index it was executed at, so `at(index)` must
+   * still answer for indexes the snapshot covers — the nonces, and each partition's head.
+   */
   snapshot(): Uint8Array {
-    const view = this.versions.latest;
+    const versions = this.versions.all();
+    const latest = this.versions.latest;
     return encodeWith(topicSnapshotSchema, {
-      config: view.config as ReturnType<typeof topicConfigSchema.parse>,
-      epochs: view.epochs.map((history) =>
-        history.map((partition) => ({ ...partition, replicas: [...partition.replicas] })),
-      ),
-      nonces: [...view.nonces].sort(),
-      systemIndex: view.systemIndex,
+      config: latest.config as ReturnType<typeof topicConfigSchema.parse>,
+      epochs: copyEpochs(latest.epochs),
+      nonces: [...latest.nonces].sort(),
+      systemIndex: latest.systemIndex,
       heads: [...this.heads].map(([partition, head]) => ({ partition, header: head.header })),
+      history: versions.slice(0, -1).map((view) => ({
+        index: view.index,
+        config: view.config as ReturnType<typeof topicConfigSchema.parse>,
+        epochs: copyEpochs(view.epochs),
+        systemIndex: view.systemIndex,
+      })),
     });
   }
 
   restore(index: number, data: Uint8Array): void {
     const snapshot = decodeWith(topicSnapshotSchema, data, { maxBytes: 64 * 1024 * 1024 });
-    this.versions.reset(index, {
+    this.nonces = new Set(snapshot.nonces);
+    const latest: TopicView = {
       index,
       config: snapshot.config,
       epochs: snapshot.epochs,
-      nonces: (this.nonces = new Set(snapshot.nonces)),
+      nonces: this.nonces,
       systemIndex: snapshot.systemIndex,
-    });
+    };
+    const history = snapshot.history ?? [];
+    const first = history[0];
+    if (first === undefined) this.versions.reset(index, latest);
+    else {
+      this.versions.reset(first.index, { ...first, nonces: this.nonces });
+      for (const view of history.slice(1)) this.versions.push(view.index, { ...view, nonces: this.nonces });
+      this.versions.push(index, latest);
+    }
     this.heads.clear();
     for (const head of snapshot.heads) {
       this.heads.set(head.partition, {
@@ -373,6 +407,43 @@ export class TopicStateMachine {
       });
     }
     for (const listener of this.listeners) listener(this.versions.latest);
+  }
+
+  /**
+   * Checks a block this node's global ledger lacks below the partition's head (after a snapshot was
+   * installed) exactly as `apply` checks a replicated one — its certificate against the partition's
+   * replica keys of its epoch, its Merkle roots, its link to `previous` (the block below it; none
+   * for height 1) — and returns it decoded with its hash. Throws LedgerbusError if it fails.
+   */
+  verifyMissing(
+    partition: string,
+    bytes: Uint8Array,
+    previous: BlockHeader | undefined,
+  ): PartitionHead & {
+    readonly block: Block;
+  } {
+    const view = this.versions.latest;
+    const number = view.config.partitions.findIndex((_, p) => partitionGroupId(this.name, p) === partition);
+    if (number < 0)
+      throw new LedgerbusError(ErrorCode.WrongGroup, `${partition} is not a partition of ${this.name}`);
+    const block = decodeBlock(bytes);
+    const epoch = view.epochs[number]!.find(
+      (candidate) => candidate.configEpoch === block.header.configEpoch,
+    );
+    if (epoch === undefined) {
+      throw new LedgerbusError(ErrorCode.NonMember, `${partition} has no epoch ${block.header.configEpoch}`);
+    }
+    verifyBlock(
+      block,
+      {
+        signing: this.signing,
+        partitionId: partition,
+        configEpoch: epoch.configEpoch,
+        members: new Map(epoch.replicas.map((replica) => [replica.id, replica.publicKey])),
+      },
+      previous,
+    );
+    return { block, height: block.header.height, header: block.header, hash: blockHash(block.header) };
   }
 
   /** For logs: the heads as partition → height. */
@@ -390,12 +461,27 @@ export class TopicStateMachine {
   }
 }
 
+function copyEpochs(epochs: TopicView['epochs']): PartitionConfig[][] {
+  return epochs.map((history) =>
+    history.map((partition) => ({ ...partition, replicas: [...partition.replicas] })),
+  );
+}
+
+const epochsSchema = t.array(t.array(partitionConfigSchema, { maxItems: 100_000 }), { maxItems: 1024 });
+
 const topicSnapshotSchema = t.record({
   config: topicConfigSchema,
-  epochs: t.array(t.array(partitionConfigSchema, { maxItems: 100_000 }), { maxItems: 1024 }),
+  epochs: epochsSchema,
   nonces: t.array(t.string({ maxLength: 400 }), { maxItems: 10_000_000 }),
   systemIndex: t.uint(),
   heads: t.array(t.record({ partition: t.string({ maxLength: 260 }), header: headerSchema }), {
     maxItems: 1024,
   }),
+  /** The versions before the latest (one per configuration change), oldest first. */
+  history: t.optional(
+    t.array(
+      t.record({ index: t.uint(), config: topicConfigSchema, epochs: epochsSchema, systemIndex: t.uint() }),
+      { maxItems: 1_000_000 },
+    ),
+  ),
 });

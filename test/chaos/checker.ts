@@ -612,17 +612,45 @@ export function globalLedgerLag(
     if (partitionLedgers.some((ledger) => ledger.some((hash, index) => hash !== longest[index])))
       return `replicas of ${group} disagree`;
     for (const node of nodes) {
-      const global = readHashes(
-        globalFile(node),
-        'SELECT bytes FROM blocks WHERE partition = ? ORDER BY height',
-        group,
-      );
+      const global = readGlobalHashes(globalFile(node), partitionFile(node, group), group);
       if (global.length < longest.length)
         return `node${node} global ${group} at ${global.length}/${longest.length}`;
       if (global.some((hash, index) => hash !== longest[index])) return `node${node} global ${group} differs`;
     }
   }
   return undefined;
+}
+
+/**
+ * The hashes of a partition's blocks in a node's global ledger, by height. A block the node's own
+ * replica holds is kept there only (its row's bytes are empty): its hash is read from the partition
+ * database, so a reference to a block the replica does not hold shows up as a missing hash.
+ */
+function readGlobalHashes(globalPath: string, partitionPath: string, group: string): string[] {
+  let db: Database.Database;
+  try {
+    db = new Database(globalPath, { readonly: true, fileMustExist: true });
+  } catch {
+    return [];
+  }
+  let replica: Database.Database | undefined;
+  try {
+    const rows = db
+      .prepare('SELECT height, bytes FROM blocks WHERE partition = ? ORDER BY height')
+      .all(group) as { height: number; bytes: Buffer }[];
+    return rows.map((row) => {
+      if (row.bytes.length > 0) return Buffer.from(blockHash(decodeBlock(row.bytes).header)).toString('hex');
+      replica ??= new Database(partitionPath, { readonly: true, fileMustExist: true });
+      const held = replica.prepare('SELECT hash FROM blocks WHERE height = ?').get(row.height) as
+        { hash: Buffer } | undefined;
+      return held === undefined ? `missing ${row.height}` : held.hash.toString('hex');
+    });
+  } catch {
+    return [];
+  } finally {
+    db.close();
+    replica?.close();
+  }
 }
 
 function readHashes(path: string, sql: string, ...parameters: string[]): string[] {
