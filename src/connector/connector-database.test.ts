@@ -6,6 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { Block } from '../ledger/block.js';
+import { blockEvidence, compactMessageProofs, encodeAcceptanceProof } from '../proofs/index.js';
+import type { MessageProof } from '../proofs/index.js';
+import { batchChain } from '../proofs/testing/proof-chain.js';
 import { ConnectorDatabase } from './connector-database.js';
 import type { ReceivedRow } from './connector-database.js';
 
@@ -35,6 +39,15 @@ const layout1 = `
     code TEXT NOT NULL, reason TEXT NOT NULL, failed_at INTEGER NOT NULL
   ) WITHOUT ROWID;
 `;
+
+/** Real compact proofs of three messages of one 64-message publish. */
+const [published] = batchChain(
+  [64],
+  Array.from({ length: 64 }, (_, index) => `b0-m${index}`),
+) as [Block];
+const proofs = (compactMessageProofs(blockEvidence(published, 0), [0, 1, 63]) as MessageProof[]).map(
+  (proof) => encodeAcceptanceProof(proof),
+);
 
 const directories: string[] = [];
 afterEach(() => {
@@ -146,7 +159,7 @@ describe('migrating a layout-1 database in place', () => {
     const path = directory();
     writeLayout1(path);
     const db = new ConnectorDatabase(path);
-    expect(db.db.pragma('user_version', { simple: true })).toBe(4);
+    expect(db.db.pragma('user_version', { simple: true })).toBe(5);
     expect(db.sent('demo', 's1')).toMatchObject({ group_id: 'demo/0', offset: 4, state: 'COMPLETED' });
     expect(db.received('demo/0', 'r1')).toMatchObject({ sequence: 1, sender: 'org3', confirmed: 1 });
     expect(db.received('demo/0', 'r2')?.sequence).toBe(2);
@@ -187,7 +200,7 @@ describe('migrating a layout-1 database in place', () => {
     after.close();
   });
 
-  it('takes a layout-2 file to layout 4 by adding the packed payloads and the received parts, its rows untouched', () => {
+  it('takes a layout-2 file to layout 5 by adding the packed payloads and the received parts, its rows untouched', () => {
     const path = directory();
     const first = new ConnectorDatabase(path);
     first.insertSent({
@@ -210,7 +223,7 @@ describe('migrating a layout-1 database in place', () => {
     raw.pragma('user_version = 2');
     raw.close();
     const db = new ConnectorDatabase(path);
-    expect(db.db.pragma('user_version', { simple: true })).toBe(4);
+    expect(db.db.pragma('user_version', { simple: true })).toBe(5);
     expect(db.sent('demo', 's1')).toMatchObject({ storage_key: 'k1', size: 10 });
     expect(db.received('demo/0', 'r1')?.sequence).toBe(1);
     const packed = db.putPacked(new Uint8Array([7, 8, 9]));
@@ -238,6 +251,71 @@ describe('migrating a layout-1 database in place', () => {
         .map((row) => [row.id, row.part_index, row.storage_key, row.confirmed]),
     ).toEqual([['p0', 0, 'k2', 0]]);
     expect(db.receivedPartSet('demo/0', 'org3', 'set')).toEqual([]);
+    db.close();
+  });
+
+  it('takes a layout-4 file to layout 5: sent rows copied whole, proofs written before still read back', () => {
+    const path = directory();
+    const raw = new Database(join(path, 'connector.sqlite'));
+    raw.exec(
+      layout1
+        .replace('id TEXT PRIMARY KEY, topic TEXT NOT NULL', 'id TEXT NOT NULL, topic TEXT NOT NULL')
+        .replace(
+          "delivered_to TEXT NOT NULL DEFAULT '[]'\n  ) WITHOUT ROWID;",
+          "delivered_to TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (topic, id)\n  ) WITHOUT ROWID;",
+        ),
+    );
+    raw.exec("CREATE INDEX sent_open ON sent (created_at) WHERE offset IS NOT NULL AND state = 'ACCEPTED'");
+    const proof = proofs[0]!;
+    raw
+      .prepare(
+        `INSERT INTO sent (id, topic, partition, group_id, header, storage_key, size, recipients, offset, height, proof, created_at)
+       VALUES ('s1', 'demo', 0, 'demo/0', x'01', 'k1', 10, '["org2"]', 3, 1, ?, 5)`,
+      )
+      .run(proof);
+    raw.pragma('user_version = 4');
+    raw.close();
+    const db = new ConnectorDatabase(path);
+    expect(db.db.pragma('user_version', { simple: true })).toBe(5);
+    expect(Buffer.from(db.sent('demo', 's1')!.proof!).equals(Buffer.from(proof))).toBe(true);
+    expect(db.openSent(10).map((row) => row.id)).toEqual(['s1']);
+    const withoutRowid = db.db
+      .prepare<[], { sql: string }>("SELECT sql FROM sqlite_master WHERE name = 'sent'")
+      .get()!.sql;
+    expect(withoutRowid).not.toMatch(/WITHOUT ROWID/);
+    db.close();
+  });
+
+  it("keeps the part of a publish's proofs its messages share once, and gives every proof back whole", () => {
+    const db = new ConnectorDatabase(directory());
+    proofs.forEach((proof, index) => {
+      db.insertSent({
+        id: `s${index}`,
+        topic: 'demo',
+        partition: 0,
+        group_id: 'demo/0',
+        header: new Uint8Array([1]),
+        storage_key: `k${index}`,
+        size: 10,
+        recipients: '["org2"]',
+        created_at: index,
+      });
+      db.markSent('demo', `s${index}`, index, 1, proof);
+      db.insertReceived(received(`r${index}`, 'demo', { proof }));
+    });
+    expect(db.db.prepare('SELECT COUNT(*) AS n FROM proof_parts').get()).toEqual({ n: 1 });
+    const stored = db.db.prepare('SELECT SUM(length(proof)) AS bytes FROM sent').get() as { bytes: number };
+    const whole = proofs.reduce((sum, proof) => sum + proof.length, 0);
+    expect(stored.bytes).toBeLessThan(whole / 2);
+    proofs.forEach((proof, index) => {
+      expect(Buffer.from(db.sent('demo', `s${index}`)!.proof!).equals(Buffer.from(proof))).toBe(true);
+      expect(Buffer.from(db.received('demo/0', `r${index}`)!.proof).equals(Buffer.from(proof))).toBe(true);
+    });
+    expect(
+      db
+        .receivedAfter(0, 10)
+        .map((row) => Buffer.from(row.proof).equals(Buffer.from(proofs[row.sequence - 1]!))),
+    ).toEqual([true, true, true]);
     db.close();
   });
 

@@ -16,6 +16,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { makeDirectoryDurableSync } from '../runtime/durable-directory.js';
+import { joinProof, splitProof } from './proof-parts.js';
 
 export interface SentRow {
   id: string;
@@ -71,6 +72,15 @@ export interface ReceivedPartRow {
   confirmed: number;
 }
 
+/** Rows as stored: a proof may be kept in two parts (see `keepProof`). */
+type StoredSentRow = SentRow & { proof_shared: number | null };
+type StoredReceivedRow = ReceivedRow & { proof_shared: number | null };
+
+const sentColumns =
+  'id, topic, partition, group_id, header, storage_key, size, recipients, offset, height, proof, created_at, state, delivered_to';
+const receivedColumns =
+  'sequence, id, topic, partition, group_id, offset, sender, size, sha256, storage_key, content_type, message_key, proof, received_at, confirmed';
+
 export interface FailureRow {
   id: string;
   group_id: string;
@@ -84,9 +94,12 @@ export interface FailureRow {
  * kept (layout 1: sent, received and failures keyed by message id alone); 2 keys them as above; 3
  * adds `packed_payloads` (small payloads kept in this file: a connector of layout 2 would not find
  * them, so it must refuse the file); 4 adds `received_parts` (parts of large values, whose message
- * a connector of layout 3 could not read).
+ * a connector of layout 3 could not read); 5 keeps `sent` as a rowid table (a row of about 2 KB
+ * fits its page there, where a WITHOUT ROWID table spilled each one to an overflow page of its own)
+ * and stores the part of acceptance proofs a publish's messages share once, in `proof_parts`
+ * (`proof_shared` names it; see proof-parts.ts), which a connector of layout 4 would not join.
  */
-const schemaVersion = 4;
+const schemaVersion = 5;
 /** The layout that keys messages by (topic, id); anything older with a `received` table is layout 1. */
 const keyedByTopicLayout = 2;
 
@@ -97,13 +110,16 @@ const tables = `
     header BLOB NOT NULL, storage_key TEXT NOT NULL, size INTEGER NOT NULL, recipients TEXT NOT NULL,
     offset INTEGER, height INTEGER, proof BLOB, created_at INTEGER NOT NULL,
     state TEXT NOT NULL DEFAULT 'ACCEPTED', delivered_to TEXT NOT NULL DEFAULT '[]',
+    proof_shared INTEGER,
     PRIMARY KEY (topic, id)
-  ) WITHOUT ROWID;
+  );
+  CREATE TABLE IF NOT EXISTS proof_parts (id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, bytes BLOB NOT NULL);
   CREATE TABLE IF NOT EXISTS received (
     sequence INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, topic TEXT NOT NULL,
     partition INTEGER NOT NULL, group_id TEXT NOT NULL, offset INTEGER NOT NULL, sender TEXT NOT NULL,
     size INTEGER NOT NULL, sha256 TEXT NOT NULL, storage_key TEXT NOT NULL, content_type TEXT NOT NULL,
     message_key BLOB, proof BLOB NOT NULL, received_at INTEGER NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0,
+    proof_shared INTEGER,
     UNIQUE (group_id, id)
   );
   CREATE INDEX IF NOT EXISTS received_topic ON received (topic, sequence);
@@ -159,6 +175,7 @@ export class ConnectorDatabase {
             );
           }
           if (version < keyedByTopicLayout && this.tableExists('received')) this.migrateFromLayout1();
+          else if (version < 5 && this.tableExists('sent')) this.migrateToLayout5();
           this.db.exec(tables);
           this.db.pragma(`user_version = ${schemaVersion}`);
         })
@@ -218,10 +235,8 @@ export class ConnectorDatabase {
     `);
     this.db.exec(tables);
     this.db.exec(`
-      INSERT INTO sent SELECT id, topic, partition, group_id, header, storage_key, size, recipients, offset,
-        height, proof, created_at, state, delivered_to FROM sent_layout1;
-      INSERT INTO received SELECT sequence, id, topic, partition, group_id, offset, sender, size, sha256,
-        storage_key, content_type, message_key, proof, received_at, confirmed FROM received_layout1;
+      INSERT INTO sent (${sentColumns}) SELECT ${sentColumns} FROM sent_layout1;
+      INSERT INTO received (${receivedColumns}) SELECT ${receivedColumns} FROM received_layout1;
       INSERT INTO failures SELECT id, group_id, offset, attempts, code, reason, failed_at FROM failures_layout1;
       DROP TABLE sent_layout1;
       DROP TABLE received_layout1;
@@ -233,6 +248,60 @@ export class ConnectorDatabase {
     if (raised.changes === 0 && highWater > 0) {
       this.db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('received', ?)").run(highWater);
     }
+  }
+
+  /**
+   * Layouts 2–4 → 5: `sent` copied into its rowid form (same columns, same keys), and `received`
+   * given its `proof_shared` column. Rows written before keep their proofs whole.
+   */
+  private migrateToLayout5(): void {
+    this.db.exec(`
+      DROP INDEX IF EXISTS sent_open;
+      ALTER TABLE sent RENAME TO sent_layout4;
+    `);
+    this.db.exec(tables);
+    this.db.exec(`
+      INSERT INTO sent (${sentColumns}) SELECT ${sentColumns} FROM sent_layout4;
+      DROP TABLE sent_layout4;
+    `);
+    const receivedColumnNames = (
+      this.db.prepare('PRAGMA table_info(received)').all() as { name: string }[]
+    ).map((column) => column.name);
+    if (!receivedColumnNames.includes('proof_shared'))
+      this.db.exec('ALTER TABLE received ADD COLUMN proof_shared INTEGER');
+  }
+
+  /**
+   * The columns to store `proof` in: its own part, and the id of the shared part (stored here once),
+   * or the whole proof and null when it does not split.
+   */
+  private keepProof(proof: Uint8Array): { proof: Uint8Array; proof_shared: number | null } {
+    const split = splitProof(proof);
+    if (split === undefined) return { proof, proof_shared: null };
+    this.statement('INSERT INTO proof_parts (hash, bytes) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING').run(
+      split.sharedHash,
+      split.shared,
+    );
+    const { id } = this.statement<[Uint8Array], { id: number }>(
+      'SELECT id FROM proof_parts WHERE hash = ?',
+    ).get(split.sharedHash) as { id: number };
+    return { proof: split.own, proof_shared: id };
+  }
+
+  /** A stored row with its proof whole again (and without the storage column). */
+  private withProof<R extends { proof: Uint8Array | null; proof_shared?: number | null }>(
+    row: R | undefined,
+  ): Omit<R, 'proof_shared'> | undefined {
+    if (row === undefined) return undefined;
+    const { proof_shared: shared, ...rest } = row;
+    if (shared === null || shared === undefined || rest.proof === null) return rest;
+    const part = this.statement<[number], { bytes: Uint8Array }>(
+      'SELECT bytes FROM proof_parts WHERE id = ?',
+    ).get(shared);
+    if (part === undefined) {
+      throw new LedgerbusError(ErrorCode.StorageCorrupt, `connector.sqlite: proof part ${shared} is missing`);
+    }
+    return { ...rest, proof: joinProof(part.bytes, rest.proof) };
   }
 
   /** Reserves `count` client-request sequence numbers durably; returns the first. */
@@ -259,13 +328,10 @@ export class ConnectorDatabase {
   }
 
   markSent(topic: string, id: string, offset: number, height: number, proof: Uint8Array): void {
-    this.statement('UPDATE sent SET offset = ?, height = ?, proof = ? WHERE topic = ? AND id = ?').run(
-      offset,
-      height,
-      proof,
-      topic,
-      id,
-    );
+    const kept = this.keepProof(proof);
+    this.statement(
+      'UPDATE sent SET offset = ?, height = ?, proof = ?, proof_shared = ? WHERE topic = ? AND id = ?',
+    ).run(offset, height, kept.proof, kept.proof_shared, topic, id);
   }
 
   /**
@@ -317,9 +383,11 @@ export class ConnectorDatabase {
 
   /** Sent messages whose lifecycle is still open (accepted, not completed or expired). */
   openSent(limit: number): SentRow[] {
-    return this.statement<[number], SentRow>(
+    return this.statement<[number], StoredSentRow>(
       "SELECT * FROM sent WHERE offset IS NOT NULL AND state = 'ACCEPTED' ORDER BY created_at LIMIT ?",
-    ).all(limit);
+    )
+      .all(limit)
+      .map((row) => this.withProof(row) as SentRow);
   }
 
   updateLifecycle(topic: string, id: string, state: string, deliveredTo: readonly string[]): void {
@@ -332,9 +400,11 @@ export class ConnectorDatabase {
   }
 
   sent(topic: string, id: string): SentRow | undefined {
-    return this.statement<[string, string], SentRow>('SELECT * FROM sent WHERE topic = ? AND id = ?').get(
-      topic,
-      id,
+    return this.withProof(
+      this.statement<[string, string], StoredSentRow>('SELECT * FROM sent WHERE topic = ? AND id = ?').get(
+        topic,
+        id,
+      ),
     );
   }
 
@@ -354,26 +424,32 @@ export class ConnectorDatabase {
 
   /** The message `id` received on partition `groupId` ("topic/partition"). */
   received(groupId: string, id: string): ReceivedRow | undefined {
-    return this.statement<[string, string], ReceivedRow>(
-      'SELECT * FROM received WHERE group_id = ? AND id = ?',
-    ).get(groupId, id);
+    return this.withProof(
+      this.statement<[string, string], StoredReceivedRow>(
+        'SELECT * FROM received WHERE group_id = ? AND id = ?',
+      ).get(groupId, id),
+    );
   }
 
   /** Every received message with this id, on any partition (of `topic` only, if given), oldest first. */
   receivedWithId(id: string, topic?: string): ReceivedRow[] {
-    return topic === undefined
-      ? this.statement<[string], ReceivedRow>('SELECT * FROM received WHERE id = ? ORDER BY sequence').all(id)
-      : this.statement<[string, string], ReceivedRow>(
-          'SELECT * FROM received WHERE id = ? AND topic = ? ORDER BY sequence',
-        ).all(id, topic);
+    const rows =
+      topic === undefined
+        ? this.statement<[string], StoredReceivedRow>(
+            'SELECT * FROM received WHERE id = ? ORDER BY sequence',
+          ).all(id)
+        : this.statement<[string, string], StoredReceivedRow>(
+            'SELECT * FROM received WHERE id = ? AND topic = ? ORDER BY sequence',
+          ).all(id, topic);
+    return rows.map((row) => this.withProof(row) as ReceivedRow);
   }
 
   insertReceived(row: Omit<ReceivedRow, 'sequence' | 'confirmed'>): ReceivedRow {
     this.statement(
-      `INSERT INTO received (id, topic, partition, group_id, offset, sender, size, sha256, storage_key, content_type, message_key, proof, received_at)
-         VALUES (@id, @topic, @partition, @group_id, @offset, @sender, @size, @sha256, @storage_key, @content_type, @message_key, @proof, @received_at)
+      `INSERT INTO received (id, topic, partition, group_id, offset, sender, size, sha256, storage_key, content_type, message_key, proof, received_at, proof_shared)
+         VALUES (@id, @topic, @partition, @group_id, @offset, @sender, @size, @sha256, @storage_key, @content_type, @message_key, @proof, @received_at, @proof_shared)
          ON CONFLICT (group_id, id) DO NOTHING`,
-    ).run(row);
+    ).run({ ...row, ...this.keepProof(row.proof) });
     return this.received(row.group_id, row.id) as ReceivedRow;
   }
 
@@ -405,13 +481,15 @@ export class ConnectorDatabase {
   }
 
   receivedAfter(after: number, limit: number, topic?: string): ReceivedRow[] {
-    return topic === undefined
-      ? this.statement<[number, number], ReceivedRow>(
-          'SELECT * FROM received WHERE sequence > ? ORDER BY sequence LIMIT ?',
-        ).all(after, limit)
-      : this.statement<[string, number, number], ReceivedRow>(
-          'SELECT * FROM received WHERE topic = ? AND sequence > ? ORDER BY sequence LIMIT ?',
-        ).all(topic, after, limit);
+    const rows =
+      topic === undefined
+        ? this.statement<[number, number], StoredReceivedRow>(
+            'SELECT * FROM received WHERE sequence > ? ORDER BY sequence LIMIT ?',
+          ).all(after, limit)
+        : this.statement<[string, number, number], StoredReceivedRow>(
+            'SELECT * FROM received WHERE topic = ? AND sequence > ? ORDER BY sequence LIMIT ?',
+          ).all(topic, after, limit);
+    return rows.map((row) => this.withProof(row) as ReceivedRow);
   }
 
   lastSequence(): number {
