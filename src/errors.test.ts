@@ -64,6 +64,7 @@ describe('the error table', () => {
       [ErrorCode.JobRejected]: 409,
       [ErrorCode.JobFailed]: 502,
       [ErrorCode.UnsupportedProofVersion]: 400,
+      [ErrorCode.MessageNotConfirmed]: 409,
     };
     for (const code of Object.values(ErrorCode))
       expect(errorInfo(code).httpStatus, code).toBe(before[code] ?? since[code] ?? 500);
@@ -81,6 +82,7 @@ describe('the error table', () => {
         'AUDIT_FAILED',
         'AUDIT_NOT_APPROVED',
         'CONNECTION_CLOSED',
+        'MESSAGE_NOT_CONFIRMED',
         'NOT_LEADER',
         'OVERLOADED',
         'RATE_LIMITED',

@@ -92,6 +92,11 @@ export const ErrorCode = {
   NotRecipient: 'NOT_RECIPIENT',
   /** No committed message has this id on the partition asked (it may not be committed yet). */
   MessageNotFound: 'MESSAGE_NOT_FOUND',
+  /**
+   * A received message whose delivery this connector has not confirmed on-chain yet cannot be
+   * deleted: its sender still waits for the confirmation. Retriable: it is confirmed in moments.
+   */
+  MessageNotConfirmed: 'MESSAGE_NOT_CONFIRMED',
   /** The partition refused a published message; the message names the contract's reason code. */
   MessageRejected: 'MESSAGE_REJECTED',
   /** The Raft layer refused an admin transaction; the message names the reason code and what to fix. */
@@ -357,6 +362,11 @@ export const errorTable = {
     httpStatus: 404,
     remedy:
       'Check the topic, partition and id; if the message was just sent, wait until it commits and ask again.',
+  },
+  [ErrorCode.MessageNotConfirmed]: {
+    retriable: true,
+    httpStatus: 409,
+    remedy: 'Wait until the delivery is confirmed (its status shows this organization DELIVERED) and delete it then.',
   },
   [ErrorCode.MessageRejected]: {
     retriable: false,

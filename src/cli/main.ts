@@ -33,6 +33,7 @@ import {
   buildDevCommand,
   buildNodeCommand,
   buildReceiptCommand,
+  buildDeleteReceivedCommand,
   buildSendCommand,
   buildVerifyCommand,
 } from './network-commands.js';
@@ -222,6 +223,7 @@ export function buildProgram(): Command {
     buildSendCommand(),
     buildConsumeCommand(),
     buildReceiptCommand(),
+    buildDeleteReceivedCommand(),
     buildVerifyCommand(),
     buildTopicCommand(),
     buildOrgCommand(),

@@ -559,6 +559,43 @@ export function buildReceiptCommand(): Command {
     );
 }
 
+export function buildDeleteReceivedCommand(): Command {
+  return new Command('delete-received')
+    .description(
+      "Delete a message this organization received, and its payload, from its connector (once its delivery is confirmed on-chain). The ledger keeps the message's proofs.",
+    )
+    .requiredOption('--network <file>', 'network.json of the network')
+    .requiredOption('--as <org>', 'the organization that received the message')
+    .option('--topic <topic>', 'topic of the message', 'demo')
+    .requiredOption(
+      '--partition <n>',
+      'partition of the message (ids are unique per partition)',
+      nonNegativeNumber('--partition'),
+    )
+    .option('--json', 'print JSON', false)
+    .argument('<id>', 'message id')
+    .action(
+      async (
+        id: string,
+        options: { network: string; as: string; topic: string; partition: number; json: boolean },
+      ) => {
+        const deleted = await connectorFor(options.network, options.as).json<{
+          id: string;
+          topic: string;
+          partition: number;
+        }>(
+          'DELETE',
+          `/v1/received/${encodeURIComponent(options.topic)}/${options.partition}/${encodeURIComponent(id)}`,
+        );
+        if (options.json) process.stdout.write(`${JSON.stringify(deleted)}\n`);
+        else
+          process.stdout.write(
+            `deleted ${deleted.id} (${deleted.topic}/${deleted.partition}) and its payload\n`,
+          );
+      },
+    );
+}
+
 export function buildVerifyCommand(): Command {
   return new Command('verify')
     .description(

@@ -218,6 +218,15 @@ export class Ledgerbus {
   }
 
   /**
+   * Deletes a message this organization received, and its payload, from its connector: recipients
+   * keep what they received until they delete it. MESSAGE_NOT_CONFIRMED (retriable) while its
+   * delivery is not confirmed on-chain; MESSAGE_NOT_FOUND if there is no such message (any more).
+   */
+  async deleteReceived(message: ReceivedLocation): Promise<ReceivedLocation> {
+    return this.transport.json<ReceivedLocation>('DELETE', receivedPath(message));
+  }
+
+  /**
    * The delivery-proof bundle of a message, checked offline by `ledgerbus verify`; `source` as
    * `ReceiptSource` documents (default best), `partition` as for `status`.
    */
@@ -230,6 +239,17 @@ export class Ledgerbus {
       query: { source: options.source, partition: options.partition },
     });
   }
+}
+
+function receivedPath(message: ReceivedLocation): string {
+  return `/v1/received/${encodeURIComponent(message.topic)}/${message.partition}/${encodeURIComponent(message.id)}`;
+}
+
+/** A received message, as `eachMessage` names it: its topic, partition and id. */
+export interface ReceivedLocation {
+  readonly topic: string;
+  readonly partition: number;
+  readonly id: string;
 }
 
 function messagePath(topic: string, id: string, what: 'status' | 'receipt'): string {

@@ -111,6 +111,11 @@ export interface ConnectorApi {
    * ids are unique only within a partition.
    */
   receivedMessage(id: string, at?: MessageLocation): ReceivedMessage | undefined;
+  /**
+   * Deletes a received message and its payload; `at` as for `receivedMessage`. MESSAGE_NOT_CONFIRMED
+   * (retriable) while its delivery is not confirmed on-chain.
+   */
+  deleteReceived(id: string, at?: MessageLocation): Promise<{ id: string; topic: string; partition: number }>;
   /** The decrypted payload of a received message; `at` as for `receivedMessage`. */
   payload(id: string, at?: MessageLocation): Promise<Readable>;
   /** Consumer-group cursor (committed local sequence), like Kafka committed offsets. */

@@ -319,6 +319,20 @@ describe('migrating a layout-1 database in place', () => {
     db.close();
   });
 
+  it('deletes a received message only once its delivery is confirmed, and says which payloads it used', () => {
+    const db = new ConnectorDatabase(directory());
+    db.insertReceived(received('r1', 'demo', { storage_key: 'k1' }));
+    expect(db.deleteReceived('demo/0', 'r1')).toBe('unconfirmed');
+    expect(db.received('demo/0', 'r1')).toBeDefined();
+    db.markConfirmed('demo/0', 'r1');
+    expect(db.payloadReferenced('k1')).toBe(true);
+    expect(db.deleteReceived('demo/0', 'r1')).toEqual({ storageKeys: ['k1'] });
+    expect(db.received('demo/0', 'r1')).toBeUndefined();
+    expect(db.payloadReferenced('k1')).toBe(false);
+    expect(db.deleteReceived('demo/0', 'r1')).toBeUndefined();
+    db.close();
+  });
+
   it('refuses a file of a newer layout instead of guessing', () => {
     const path = directory();
     const raw = new Database(join(path, 'connector.sqlite'));

@@ -16,6 +16,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { makeDirectoryDurableSync } from '../runtime/durable-directory.js';
+import { partSetOfStorageKey } from './parts.js';
 import { joinProof, splitProof } from './proof-parts.js';
 
 export interface SentRow {
@@ -451,6 +452,48 @@ export class ConnectorDatabase {
          ON CONFLICT (group_id, id) DO NOTHING`,
     ).run({ ...row, ...this.keepProof(row.proof) });
     return this.received(row.group_id, row.id) as ReceivedRow;
+  }
+
+  /**
+   * Forgets the received message `id` of `groupId` and its parts, in one transaction, and returns
+   * the storage keys its payload used (for the caller to delete those no other row refers to); or
+   * 'unconfirmed', changing nothing, while its delivery is not confirmed on-chain (its sender still
+   * waits for that), or undefined if there is no such message.
+   */
+  deleteReceived(groupId: string, id: string): { storageKeys: string[] } | 'unconfirmed' | undefined {
+    return this.transaction(() => {
+      const row = this.statement<
+        [string, string],
+        { storage_key: string; sender: string; confirmed: number }
+      >('SELECT storage_key, sender, confirmed FROM received WHERE group_id = ? AND id = ?').get(groupId, id);
+      if (row === undefined) return undefined;
+      if (row.confirmed === 0) return 'unconfirmed';
+      const set = partSetOfStorageKey(row.storage_key);
+      const storageKeys =
+        set === undefined
+          ? [row.storage_key]
+          : this.receivedPartSet(groupId, row.sender, set).map((part) => part.storage_key);
+      if (set !== undefined) {
+        this.statement('DELETE FROM received_parts WHERE group_id = ? AND sender = ? AND part_set = ?').run(
+          groupId,
+          row.sender,
+          set,
+        );
+      }
+      this.statement('DELETE FROM received WHERE group_id = ? AND id = ?').run(groupId, id);
+      return { storageKeys };
+    });
+  }
+
+  /** Whether any message sent or received (or part kept) still refers to the payload `storageKey`. */
+  payloadReferenced(storageKey: string): boolean {
+    return (
+      this.statement<[string, string, string], { one: number }>(
+        `SELECT 1 AS one WHERE EXISTS (SELECT 1 FROM sent WHERE storage_key = ?)
+           OR EXISTS (SELECT 1 FROM received WHERE storage_key = ?)
+           OR EXISTS (SELECT 1 FROM received_parts WHERE storage_key = ?)`,
+      ).get(storageKey, storageKey, storageKey) !== undefined
+    );
   }
 
   markConfirmed(groupId: string, id: string): void {

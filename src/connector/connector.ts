@@ -405,6 +405,34 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     return concatenatedParts(parts, storage);
   }
 
+  /**
+   * Deletes a received message and its payload (the application's retention: recipients keep what
+   * they received until they delete it). Refused with MESSAGE_NOT_CONFIRMED while its delivery is
+   * not confirmed on-chain. The row goes first, then every payload object no other message refers
+   * to; a crash in between leaves an object nothing refers to, never a message without its payload.
+   */
+  async deleteReceived(
+    id: string,
+    at?: MessageLocation,
+  ): Promise<{ id: string; topic: string; partition: number }> {
+    const row = this.receivedRow(id, at);
+    if (row === undefined) throw new LedgerbusError(ErrorCode.MessageNotFound, `no received message ${id}`);
+    const { database, storage } = this.context;
+    const deleted = database.deleteReceived(row.group_id, row.id);
+    if (deleted === undefined)
+      throw new LedgerbusError(ErrorCode.MessageNotFound, `no received message ${id}`);
+    if (deleted === 'unconfirmed') {
+      throw new LedgerbusError(
+        ErrorCode.MessageNotConfirmed,
+        `message ${id} on ${row.group_id}: its delivery is not confirmed on-chain yet`,
+      );
+    }
+    for (const key of new Set(deleted.storageKeys)) {
+      if (!database.payloadReferenced(key)) await storage.delete(key);
+    }
+    return { id: row.id, topic: row.topic, partition: row.partition };
+  }
+
   /** The received message `id` at `at`, or the only one with that id (AMBIGUOUS_MESSAGE_ID if several). */
   private receivedRow(id: string, at: MessageLocation | undefined): ReceivedRow | undefined {
     const { database } = this.context;

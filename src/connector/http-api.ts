@@ -418,6 +418,22 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
     async (request, reply) => servePayload(api, receivedOrThrow(api, request.params.id), reply),
   );
 
+  app.delete<{ Params: ReceivedParams }>(
+    '/v1/received/:topic/:partition/:id',
+    { schema: { params: requestSchemas.receivedParams } },
+    async (request) =>
+      api.deleteReceived(request.params.id, {
+        topic: request.params.topic,
+        partition: request.params.partition,
+      }),
+  );
+
+  app.delete<{ Params: { id: string } }>(
+    '/v1/received/:id',
+    { schema: { params: requestSchemas.idParams } },
+    async (request) => api.deleteReceived(request.params.id),
+  );
+
   app.get<{ Params: { groupId: string; topic: string } }>(
     '/v1/consumer-groups/:groupId/topics/:topic',
     { schema: { params: requestSchemas.consumerGroupParams } },

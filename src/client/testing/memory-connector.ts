@@ -257,6 +257,16 @@ export class MemoryConnector implements ConnectorApi {
     return this.entry(id, at)?.message;
   }
 
+  async deleteReceived(
+    id: string,
+    at?: MessageLocation,
+  ): Promise<{ id: string; topic: string; partition: number }> {
+    const entry = this.entry(id, at);
+    if (entry === undefined) throw new LedgerbusError(ErrorCode.MessageNotFound, `no received message ${id}`);
+    this.inbox.splice(this.inbox.indexOf(entry), 1);
+    return { id: entry.message.id, topic: entry.message.topic, partition: entry.message.partition };
+  }
+
   async payload(id: string, at?: MessageLocation): Promise<Readable> {
     this.payloadRequests += 1;
     this.maybeFail('payload');

@@ -102,6 +102,18 @@ const ambiguous = errorResponse(
   'Several messages have this id (AMBIGUOUS_MESSAGE_ID): ids are unique per partition only. ' +
     '`error.candidates` lists them with the path (or partition) that names each.',
 );
+const notConfirmed = errorResponse(
+  `Its delivery is not confirmed on-chain yet (${codes(409, ErrorCode.MessageNotConfirmed)}): try again in a moment.`,
+);
+const deletedResponse = {
+  description: 'Deleted: the message is no longer listed, and its payload is gone from this connector.',
+  content: json({
+    type: 'object',
+    required: ['id', 'topic', 'partition'],
+    additionalProperties: false,
+    properties: { id: { type: 'string' }, topic: { type: 'string' }, partition: { type: 'integer' } },
+  }),
+};
 /** What a received payload answers, by whichever path it is asked for. */
 const payloadResponse = {
   description:
@@ -254,6 +266,16 @@ export const paths: Record<string, Record<string, JsonSchema>> = {
         '404': notFound,
       },
     }),
+    delete: operation({
+      operationId: 'deleteReceived',
+      summary:
+        'Deletes a received message and its payload (recipients keep what they received until they delete it).',
+      description:
+        'Its delivery must be confirmed on-chain first. The message is no longer listed nor served; ' +
+        'its delivery receipt is still in the ledger (ask the sender, or any node, for it).',
+      parameters: receivedParameters,
+      responses: { '200': deletedResponse, '404': notFound, '409': notConfirmed },
+    }),
   },
   '/v1/received/{topic}/{partition}/{id}/payload': {
     get: operation({
@@ -277,6 +299,13 @@ export const paths: Record<string, Record<string, JsonSchema>> = {
         '404': notFound,
         '409': ambiguous,
       },
+    }),
+    delete: operation({
+      operationId: 'deleteReceivedById',
+      summary: 'Deletes the one received message with this id (deprecated: name its topic and partition).',
+      deprecated: true,
+      parameters: idParameters,
+      responses: { '200': deletedResponse, '404': notFound, '409': ambiguous },
     }),
   },
   '/v1/received/{id}/payload': {
