@@ -1,7 +1,8 @@
 // Retention on a devnet of real processes: a recipient keeps what it received until its application
 // deletes it (`DELETE /v1/received/...`, the SDK, the CLI), and a deletion takes the payload with
 // it — a small one from the connector's database, a large one from its payload folder — while the
-// ledger keeps the message's proofs.
+// ledger keeps the message's proofs. A sender deletes its copy of a payload once the message is
+// closed and its topic's retention has passed, and still answers its status and receipt.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,8 +25,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 }, 60_000);
 
-async function send(id: string, bytes: number): Promise<void> {
-  const response = await net.api('org1', `/v1/topics/demo/messages?to=org2&id=${id}`, {
+async function send(id: string, bytes: number, topic = 'demo'): Promise<void> {
+  const response = await net.api('org1', `/v1/topics/${topic}/messages?to=org2&id=${id}`, {
     method: 'POST',
     headers: { 'content-type': 'application/octet-stream' },
     body: randomBytes(bytes),
@@ -35,11 +36,11 @@ async function send(id: string, bytes: number): Promise<void> {
 }
 
 /** Waits until org1 sees org2's delivery of `id` confirmed on-chain. */
-async function completed(id: string): Promise<void> {
+async function completed(id: string, topic = 'demo'): Promise<void> {
   await waitFor(
     `${id} to be COMPLETED`,
     async () => {
-      const response = await net.api('org1', `/v1/topics/demo/messages/${id}/status`);
+      const response = await net.api('org1', `/v1/topics/${topic}/messages/${id}/status`);
       const status = (await response.json()) as { state?: string };
       return status.state === 'COMPLETED' ? true : undefined;
     },
@@ -47,14 +48,14 @@ async function completed(id: string): Promise<void> {
   );
 }
 
-/** What org2's connector keeps of payloads: rows of its database, files of its payload folder. */
-function org2Payloads(): { packed: number; files: number } {
-  const db = new Database(join(net.directory, 'org2', 'connector-data', 'connector.sqlite'), {
+/** What `organization`'s connector keeps of payloads: rows of its database, files of its payload folder. */
+function payloadsAt(organization: string): { packed: number; files: number } {
+  const db = new Database(join(net.directory, organization, 'connector-data', 'connector.sqlite'), {
     readonly: true,
   });
   try {
     const { n } = db.prepare('SELECT COUNT(*) AS n FROM packed_payloads').get() as { n: number };
-    const files = readdirSync(join(net.directory, 'org2', 'payloads'), {
+    const files = readdirSync(join(net.directory, organization, 'payloads'), {
       recursive: true,
       withFileTypes: true,
     }).filter((entry) => entry.isFile()).length;
@@ -63,6 +64,8 @@ function org2Payloads(): { packed: number; files: number } {
     db.close();
   }
 }
+
+const org2Payloads = (): { packed: number; files: number } => payloadsAt('org2');
 
 async function deleteReceived(id: string): Promise<Response> {
   return net.api('org2', `/v1/received/demo/0/${id}`, { method: 'DELETE' });
@@ -128,5 +131,56 @@ describe("a recipient's retention", () => {
     expect(cli.child.exitCode, cli.stderrTail).toBe(0);
     expect(cli.messages).toEqual([{ id: 'cli-1', topic: 'demo', partition: 0 }]);
     expect((await net.api('org2', '/v1/received/demo/0/cli-1')).status).toBe(404);
+  }, 120_000);
+
+  it("deletes the sender's copy of a payload once the message is completed and the topic's retention has passed", async () => {
+    const created = await net.api('org1', '/v1/admin', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        kind: 'createTopic',
+        name: 'short-lived',
+        partitions: 1,
+        producers: ['org1'],
+        consumers: ['org2'],
+        policy: { payloadRetentionMs: 1000 },
+      }),
+    });
+    expect(created.status, await created.text()).toBe(200);
+    await waitFor(
+      'org1 to know the new topic',
+      async () => ((await net.api('org1', '/v1/topics/short-lived')).ok ? true : undefined),
+      60_000,
+    );
+    const before = payloadsAt('org1');
+    await send('kept-small', 300, 'short-lived');
+    await send('kept-large', 64 * 1024, 'short-lived');
+    const held = payloadsAt('org1');
+    expect(held).toEqual({ packed: before.packed + 1, files: before.files + 1 });
+    await completed('kept-small', 'short-lived');
+    await completed('kept-large', 'short-lived');
+    // The watcher sees them close within a second, retention is 1 s, the sweep runs every 5 s.
+    await waitFor(
+      "org1's copies to be deleted",
+      () => {
+        const now = payloadsAt('org1');
+        return now.packed === before.packed && now.files === before.files ? true : undefined;
+      },
+      30_000,
+    );
+    // Meanwhile the demo topic keeps its payloads for a day: its messages sent above are still there.
+    expect(payloadsAt('org1').packed).toBeGreaterThan(0);
+    // Status and receipt still answer; the recipient still has its copy.
+    const status = (await (
+      await net.api('org1', '/v1/topics/short-lived/messages/kept-small/status')
+    ).json()) as {
+      state: string;
+    };
+    expect(status.state).toBe('COMPLETED');
+    const receipt = (await (
+      await net.api('org1', '/v1/topics/short-lived/messages/kept-large/receipt')
+    ).json()) as { deliveredTo: string[] };
+    expect(receipt.deliveredTo).toEqual(['org2']);
+    expect((await net.api('org2', '/v1/received/short-lived/0/kept-large/payload')).status).toBe(200);
   }, 120_000);
 });

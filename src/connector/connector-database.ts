@@ -98,7 +98,8 @@ export interface FailureRow {
  * a connector of layout 3 could not read); 5 keeps `sent` as a rowid table (a row of about 2 KB
  * fits its page there, where a WITHOUT ROWID table spilled each one to an overflow page of its own)
  * and stores the part of acceptance proofs a publish's messages share once, in `proof_parts`
- * (`proof_shared` names it; see proof-parts.ts), which a connector of layout 4 would not join.
+ * (`proof_shared` names it; see proof-parts.ts), which a connector of layout 4 would not join, and
+ * records when the sender may delete a closed message's payload (`retain_until`, `payload_deleted`).
  */
 const schemaVersion = 5;
 /** The layout that keys messages by (topic, id); anything older with a `received` table is layout 1. */
@@ -111,9 +112,10 @@ const tables = `
     header BLOB NOT NULL, storage_key TEXT NOT NULL, size INTEGER NOT NULL, recipients TEXT NOT NULL,
     offset INTEGER, height INTEGER, proof BLOB, created_at INTEGER NOT NULL,
     state TEXT NOT NULL DEFAULT 'ACCEPTED', delivered_to TEXT NOT NULL DEFAULT '[]',
-    proof_shared INTEGER,
+    proof_shared INTEGER, retain_until INTEGER, payload_deleted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (topic, id)
   );
+  CREATE INDEX IF NOT EXISTS sent_retained ON sent (retain_until) WHERE retain_until IS NOT NULL AND payload_deleted = 0;
   CREATE TABLE IF NOT EXISTS proof_parts (id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, bytes BLOB NOT NULL);
   CREATE TABLE IF NOT EXISTS received (
     sequence INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, topic TEXT NOT NULL,
@@ -376,9 +378,9 @@ export class ConnectorDatabase {
   /** Whether any sent message's payload is `storageKey` (an object still referenced is never deleted). */
   sentReferences(storageKey: string): boolean {
     return (
-      this.statement<[string], { one: number }>('SELECT 1 AS one FROM sent WHERE storage_key = ?').get(
-        storageKey,
-      ) !== undefined
+      this.statement<[string], { one: number }>(
+        'SELECT 1 AS one FROM sent WHERE storage_key = ? AND payload_deleted = 0',
+      ).get(storageKey) !== undefined
     );
   }
 
@@ -391,10 +393,37 @@ export class ConnectorDatabase {
       .map((row) => this.withProof(row) as SentRow);
   }
 
-  updateLifecycle(topic: string, id: string, state: string, deliveredTo: readonly string[]): void {
-    this.statement('UPDATE sent SET state = ?, delivered_to = ? WHERE topic = ? AND id = ?').run(
-      state,
-      JSON.stringify(deliveredTo),
+  /**
+   * Records a sent message's state and who confirmed it; `retainUntil` (for a closed message: the
+   * time from which its payload may be deleted) is kept if given.
+   */
+  updateLifecycle(
+    topic: string,
+    id: string,
+    state: string,
+    deliveredTo: readonly string[],
+    retainUntil?: number,
+  ): void {
+    this.statement(
+      'UPDATE sent SET state = ?, delivered_to = ?, retain_until = COALESCE(?, retain_until) WHERE topic = ? AND id = ?',
+    ).run(state, JSON.stringify(deliveredTo), retainUntil ?? null, topic, id);
+  }
+
+  /** Sent messages whose payload the sender may delete by `now` and still holds, oldest first. */
+  retainedPayloads(now: number, limit: number): { topic: string; id: string; storage_key: string }[] {
+    return this.statement<[number, number], { topic: string; id: string; storage_key: string }>(
+      `SELECT topic, id, storage_key FROM sent
+         WHERE retain_until IS NOT NULL AND payload_deleted = 0 AND retain_until <= ?
+         ORDER BY retain_until LIMIT ?`,
+    ).all(now, limit);
+  }
+
+  /**
+   * Records that a sent message's payload is deleted (with its envelope header, which only serving
+   * the payload needed); its proof, state and recipients stay, for receipts and status.
+   */
+  markPayloadDeleted(topic: string, id: string): void {
+    this.statement("UPDATE sent SET payload_deleted = 1, header = x'' WHERE topic = ? AND id = ?").run(
       topic,
       id,
     );
@@ -489,7 +518,7 @@ export class ConnectorDatabase {
   payloadReferenced(storageKey: string): boolean {
     return (
       this.statement<[string, string, string], { one: number }>(
-        `SELECT 1 AS one WHERE EXISTS (SELECT 1 FROM sent WHERE storage_key = ?)
+        `SELECT 1 AS one WHERE EXISTS (SELECT 1 FROM sent WHERE storage_key = ? AND payload_deleted = 0)
            OR EXISTS (SELECT 1 FROM received WHERE storage_key = ?)
            OR EXISTS (SELECT 1 FROM received_parts WHERE storage_key = ?)`,
       ).get(storageKey, storageKey, storageKey) !== undefined

@@ -8,7 +8,8 @@
  * - `producer/`: sending (steps 1–6): store outgoing payloads, batch, sign, publish, verify (Publisher);
  * - `consumer/`: receiving (steps 7–18): one PartitionConsumer per partition owning its cursor and
  *   back-off, the PayloadFetcher, the DeliveryConfirmer, and the ConsumerRunner that starts them;
- * - `delivery/`: the sender's view of deliveries (DeliveryWatcher, steps 19–22);
+ * - `delivery/`: the sender's view of deliveries (DeliveryWatcher, steps 19–22) and its payload
+ *   retention once they are closed (PayloadRetention);
  * - `payload-server.ts`: serving payloads to recipients (steps 9–12, sender side);
  * - `message-queries.ts`: a message's status and receipt;
  * - `datashare/`: compute-to-data (DESIGN §8): the datasets kept here, the jobs asked of others'
@@ -50,6 +51,7 @@ import { PayloadFetcher } from './consumer/payload-fetcher.js';
 import { toReceivedMessage } from './consumer/received-message.js';
 import type { ConnectorContext } from './context.js';
 import { DeliveryWatcher } from './delivery/delivery-watcher.js';
+import { PayloadRetention } from './delivery/payload-retention.js';
 import { ConnectorEvents } from './events.js';
 import { Lifecycle } from './lifecycle.js';
 import type { ConnectorClock } from './lifecycle.js';
@@ -128,6 +130,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
   private readonly consumers: ConsumerRunner;
   private readonly fetcher: PayloadFetcher;
   private readonly deliveryWatcher: DeliveryWatcher;
+  private readonly payloadRetention: PayloadRetention;
   private readonly payloadServer: PayloadServer;
   private readonly queries: MessageQueries;
   /** Escrow (DESIGN §7): chunks kept for others, and the holder's duties on the escrow logs. */
@@ -296,6 +299,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       },
     });
     this.deliveryWatcher = new DeliveryWatcher({ ...context, session });
+    this.payloadRetention = new PayloadRetention(context);
     this.payloadServer = new PayloadServer(context);
     this.queries = new MessageQueries({ ...context, session });
   }
@@ -329,6 +333,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       jobResultGet: (body) => this.resultServer.serve(body),
     });
     this.loops.push(this.deliveryWatcher.run());
+    this.loops.push(this.payloadRetention.run());
     this.loops.push(this.escrowAgent.run());
     this.loops.push(this.jobAgent.run());
     this.loops.push(this.alerts.run());

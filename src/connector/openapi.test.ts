@@ -16,11 +16,12 @@ describe('the OpenAPI document', () => {
     // GET /v1/audits/{requestId}/record (issue 14 item 6: the offline audit record); d20c2ee7… before
     // issue 15's catalog, dataset and job routes (openapi/datashare-paths.ts); 7e67bfa2… before
     // issue 16's alert routes and the `alert` event (openapi/alert-paths.ts); dd6f5a41… before a
-    // listed received message's optional `value` (a small payload, issue 17). Change it only together
+    // listed received message's optional `value` (a small payload, issue 17); c1e76e47… before
+    // DELETE /v1/received/... (issue 18: a recipient's retention). Change it only together
     // with a deliberate change of the REST API, and say so in the commit.
     const served = JSON.stringify(buildOpenApiDocument());
     expect(createHash('sha256').update(served).digest('hex')).toBe(
-      'c1e76e47e5825087abd8d233a54c326932604501e6dba0aaa506017aed760412',
+      'd568dfa8b6f54eacb05b6e4b616be715e9de7aa854d5e746ee904834d08fc518',
     );
   });
 
@@ -73,6 +74,7 @@ describe('the OpenAPI document', () => {
         'JOB_FAILED',
         'PAYLOAD_CORRUPT',
         'ALERT_NOT_FOUND',
+        'MESSAGE_NOT_CONFIRMED',
       ]),
     );
   });

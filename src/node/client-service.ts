@@ -31,7 +31,7 @@ import type { FetchRequest } from '../contracts/fetch.js';
 import { messageById, messagesByOffset, partitionStatus } from '../contracts/queries.js';
 import type { MessageView } from '../contracts/queries.js';
 import type { ContractState } from '../contracts/state.js';
-import { ErrorCode, LedgerbusError } from '../errors.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import type { Block } from '../ledger/block.js';
 import { RpcPeer, connectFramed, rpcStream } from '../net/index.js';
 import {
@@ -141,6 +141,8 @@ function parseCall(method: ForwardableMethod, body: CborValue): ForwardableCall 
       return { method, request: parseAs(nodeMethods.poll.request, body, what) };
     case 'message':
       return { method, request: parseAs(nodeMethods.message.request, body, what) };
+    case 'messages':
+      return { method, request: parseAs(nodeMethods.messages.request, body, what) };
     case 'receipt':
       return { method, request: parseAs(nodeMethods.receipt.request, body, what) };
     case 'escrowLog':
@@ -466,6 +468,8 @@ export class ClientService {
           () => this.message(organization, request),
         );
       }
+      case 'messages':
+        return this.messages(organization, call.request);
       case 'receipt': {
         const request = call.request;
         return this.observedFetch(
@@ -603,6 +607,20 @@ export class ClientService {
         ...(recipient.height === undefined ? {} : { height: recipient.height }),
       })),
     };
+  }
+
+  /** Each visible message's lifecycle; the others (not committed, or not the caller's) are left out. */
+  private messages(organization: string, { group, ids }: Request<'messages'>): Response<'messages'> {
+    const messages: Response<'message'>[] = [];
+    for (const id of ids) {
+      try {
+        messages.push(this.message(organization, { group, id }));
+      } catch (error) {
+        if (!isLedgerbusError(error)) throw error;
+        if (error.code !== ErrorCode.MessageNotFound && error.code !== ErrorCode.NotRecipient) throw error;
+      }
+    }
+    return { messages };
   }
 
   private receipt(organization: string, { group, id }: Request<'receipt'>): Response<'receipt'> {

@@ -115,6 +115,26 @@ function stream<Request, Head>(request: Schema<Request>, head: Schema<Head>): St
  * One registry group as a node runs it: its leader ('' when none is known) and applied index; a
  * group stopped because its storage failed also carries `failed` and, for a topic, `retryInMs`.
  */
+/** Lifecycles asked for in one `messages` call. */
+export const lifecyclesMax = 1000;
+
+/** Where a message is: accepted, completed (every recipient confirmed) or expired, and each recipient. */
+const messageLifecycle = openRecord({
+  id: messageId,
+  state: t.oneOf('ACCEPTED', 'COMPLETED', 'EXPIRED'),
+  sender: t.string(),
+  offset: t.uint(),
+  height: t.uint(),
+  recipients: t.array(
+    openRecord({
+      organization: t.string(),
+      state: t.oneOf('PENDING', 'DELIVERED'),
+      height: t.optional(t.uint()),
+    }),
+    { maxItems: recipientsMax },
+  ),
+});
+
 const groupStatus = openRecord({
   group: t.string(),
   leader: t.string(),
@@ -166,21 +186,15 @@ export const nodeMethods = {
   /** A message's lifecycle; `fetchRequest` lets a replica answer for its recipient (a relay). */
   message: unary(
     openRecord({ group: partitionId, id: messageId, fetchRequest: t.optional(t.bytes()) }),
-    openRecord({
-      id: messageId,
-      state: t.oneOf('ACCEPTED', 'COMPLETED', 'EXPIRED'),
-      sender: t.string(),
-      offset: t.uint(),
-      height: t.uint(),
-      recipients: t.array(
-        openRecord({
-          organization: t.string(),
-          state: t.oneOf('PENDING', 'DELIVERED'),
-          height: t.optional(t.uint()),
-        }),
-        { maxItems: recipientsMax },
-      ),
-    }),
+    messageLifecycle,
+  ),
+  /**
+   * The lifecycles of up to `lifecyclesMax` messages of one partition at once (a sender following
+   * what it sent); an id not committed, or not the caller's to see, is left out of the answer.
+   */
+  messages: unary(
+    openRecord({ group: partitionId, ids: t.array(messageId, { maxItems: lifecyclesMax }) }),
+    openRecord({ messages: t.array(messageLifecycle, { maxItems: lifecyclesMax }) }),
   ),
   /** The delivery receipt from the partition: its acceptance proof and delivery evidences. */
   receipt: unary(
@@ -418,6 +432,7 @@ export const forwardableMethods = [
   'publish',
   'poll',
   'message',
+  'messages',
   'receipt',
   'escrowLog',
   'escrowRecord',

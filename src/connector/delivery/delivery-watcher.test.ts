@@ -10,13 +10,13 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** Message m<n> of demo/0 to org2 and org3, sent and accepted at offset n - 1. */
-function insertOpenSent(context: ConnectorContext, n: number): void {
+/** Message m<n> of demo/`partition` to org2 and org3, sent and accepted at offset n - 1. */
+function insertOpenSent(context: ConnectorContext, n: number, partition = 0): void {
   context.database.insertSent({
     id: `m${n}`,
     topic: 'demo',
-    partition: 0,
-    group_id: 'demo/0',
+    partition,
+    group_id: `demo/${partition}`,
     header: new Uint8Array([0]),
     storage_key: 'key',
     size: 1,
@@ -26,7 +26,7 @@ function insertOpenSent(context: ConnectorContext, n: number): void {
   context.database.markSent('demo', `m${n}`, n - 1, 1, new Uint8Array([0]));
 }
 
-/** A watcher over one sent message m1 of demo/0, whose node answers `message` with `answer()`. */
+/** A watcher over one sent message m1 of demo/0, whose node answers m1's lifecycle with `answer()`. */
 async function watcherOf(answer: () => CborValue): Promise<{
   context: ConnectorContext;
   watcher: DeliveryWatcher;
@@ -38,9 +38,9 @@ async function watcherOf(answer: () => CborValue): Promise<{
   const context = await fixture.context(0);
   const asked: CborValue[] = [];
   const node = await startNodeStandIn(context.organization, {
-    message: (body) => {
+    messages: (body) => {
       asked.push(body);
-      return answer();
+      return { messages: [answer()] };
     },
   });
   cleanups.push(() => node.close());
@@ -69,7 +69,7 @@ describe('DeliveryWatcher', () => {
     expect(events).toEqual([
       { type: 'delivery.confirmed', id: 'm1', topic: 'demo', partition: 0, recipient: 'org2', height: 5 },
     ]);
-    expect(asked[0]).toEqual({ group: 'demo/0', id: 'm1' });
+    expect(asked[0]).toEqual({ group: 'demo/0', ids: ['m1'] });
     answer = {
       ...message,
       state: 'COMPLETED',
@@ -91,27 +91,30 @@ describe('DeliveryWatcher', () => {
   it('records everything a failed round emitted, so the next round reports no delivery twice', async () => {
     let failFirst = true;
     const { context, events } = await watcherOf(() => ({}));
-    // The stand-in above answers nothing useful; this one fails m1 once and answers the rest late.
+    // The stand-in above answers nothing useful; this one fails demo/0 once and answers the other
+    // partitions late, so their answers come in after the round has failed.
     const node = await startNodeStandIn(context.organization, {
-      message: async (body) => {
-        const id = (body as { id: string }).id;
-        if (id === 'm1' && failFirst) {
+      messages: async (body) => {
+        const { group, ids } = body as { group: string; ids: string[] };
+        if (group === 'demo/0' && failFirst) {
           failFirst = false;
           throw new Error('node unavailable');
         }
         await new Promise((resolve) => setTimeout(resolve, 20));
-        const reply: CborValue = {
-          id,
-          sender: 'org1',
-          offset: 0,
-          height: 1,
-          state: 'ACCEPTED',
-          recipients: [
-            { organization: 'org2', state: 'DELIVERED', height: 5 },
-            { organization: 'org3', state: 'PENDING' },
-          ],
+        const reply = {
+          messages: ids.map((id) => ({
+            id,
+            sender: 'org1',
+            offset: 0,
+            height: 1,
+            state: 'ACCEPTED',
+            recipients: [
+              { organization: 'org2', state: 'DELIVERED', height: 5 },
+              { organization: 'org3', state: 'PENDING' },
+            ],
+          })),
         };
-        return reply;
+        return reply as unknown as CborValue;
       },
     });
     cleanups.push(() => node.close());
@@ -119,7 +122,7 @@ describe('DeliveryWatcher', () => {
     cleanups.push(() => fixture.close());
     const session = fixture.session(context, 0, node.node);
     cleanups.push(() => session.close());
-    for (let index = 2; index <= 40; index++) insertOpenSent(context, index);
+    for (let index = 2; index <= 40; index++) insertOpenSent(context, index, index % 8);
     const failing = new DeliveryWatcher({ ...context, session });
     await expect(failing.round()).rejects.toThrow();
     // Workers of the failed round that were still answering have finished by now.

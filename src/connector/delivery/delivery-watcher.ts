@@ -7,19 +7,23 @@ import type { ConnectorContext } from '../context.js';
 import { describeError } from '../lifecycle.js';
 import type { NodeSession } from '../session/node-session.js';
 import { isPartMessageId } from '../parts.js';
+import { lifecyclesMax } from '../../protocol/client-methods.js';
+import type { ResponseOf, nodeMethods } from '../../protocol/client-methods.js';
 
-/** How often open messages are looked up. */
+/** How often open messages are looked up (at once again while a round found a full page). */
 const watchIntervalMs = 1_000;
-/** Open messages looked up per round. */
-const watchBatchMessages = 100;
-/** Lookups of one round under way at once. */
-const watchConcurrency = 16;
+/** Open messages looked up per round: one `messages` call per partition among them. */
+const watchBatchMessages = lifecyclesMax;
+/** Partitions asked at once. */
+const watchConcurrency = 4;
 
 export interface DeliveryWatcherOptions extends Pick<
   ConnectorContext,
-  'database' | 'logger' | 'lifecycle' | 'events'
+  'database' | 'logger' | 'lifecycle' | 'events' | 'registry'
 > {
   readonly session: NodeSession;
+  /** The clock retention times are read from (tests move it). Default Date.now. */
+  readonly now?: () => number;
 }
 
 export class DeliveryWatcher {
@@ -29,73 +33,110 @@ export class DeliveryWatcher {
   async run(): Promise<void> {
     const { lifecycle } = this.options;
     while (!lifecycle.stopped) {
+      let full = false;
       try {
-        await this.round();
+        full = (await this.round()) === watchBatchMessages;
       } catch (error) {
         if (lifecycle.stopped) return;
         this.options.logger.debug({ error: describeError(error) }, 'delivery watch: retrying');
       }
-      await lifecycle.pause(watchIntervalMs);
+      if (!full) await lifecycle.pause(watchIntervalMs);
     }
   }
 
   /**
-   * Asks the node about each open sent message, emits `delivery.confirmed` for each recipient not
-   * reported before, and records the new state and recipients (AFTER emitting: a crash between the
-   * two reports them again rather than never).
+   * Asks a node about the open sent messages (one call per partition), emits `delivery.confirmed`
+   * for each recipient not reported before, and records the new state and recipients (AFTER
+   * emitting: a crash between the two reports them again rather than never). A message that closed
+   * (COMPLETED, or EXPIRED) is given the time from which its payload may be deleted: now plus its
+   * topic's `payloadRetentionMs`. Returns how many open messages it looked at.
    */
-  async round(): Promise<void> {
+  async round(): Promise<number> {
     const { database, events } = this.options;
     const open = database.openSent(watchBatchMessages);
-    const updates: { topic: string; id: string; state: string; delivered: string[] }[] = [];
+    const byGroup = new Map<string, (typeof open)[number][]>();
+    for (const row of open) byGroup.set(row.group_id, [...(byGroup.get(row.group_id) ?? []), row]);
+    const groups = [...byGroup];
+    const updates: { topic: string; id: string; state: string; delivered: string[]; retainUntil?: number }[] =
+      [];
     let next = 0;
     let failed = false;
+    const now = this.options.now ?? Date.now;
     const worker = async (): Promise<void> => {
-      while (next < open.length && !failed) {
-        const row = open[next++] as (typeof open)[number];
-        let answer: Awaited<ReturnType<NodeSession['call']>>;
+      while (next < groups.length && !failed) {
+        const [group, rows] = groups[next++] as (typeof groups)[number];
+        let answer: ResponseOf<(typeof nodeMethods)['messages']>;
         try {
-          answer = await this.options.session.call('message', { group: row.group_id, id: row.id });
+          answer = await this.options.session.call('messages', { group, ids: rows.map((row) => row.id) });
         } catch (error) {
-          // The other workers take no new row: what they emit must be recorded below, by this round.
+          // The other workers take no new partition: what they emit must be recorded below, by this round.
           failed = true;
           throw error;
         }
-        const reported = JSON.parse(row.delivered_to) as string[];
-        const delivered = [...reported];
-        for (const recipient of answer.recipients) {
-          const organization = recipient.organization;
-          if (recipient.state !== 'DELIVERED' || delivered.includes(organization)) continue;
-          delivered.push(organization);
-          // A part of a large value is followed like any message; the application hears of its message.
-          if (isPartMessageId(row.id)) continue;
-          events.emit({
-            type: 'delivery.confirmed',
-            id: row.id,
+        const lifecycles = new Map(answer.messages.map((message) => [message.id, message]));
+        for (const row of rows) {
+          const lifecycle = lifecycles.get(row.id);
+          if (lifecycle === undefined) continue;
+          const reported = JSON.parse(row.delivered_to) as string[];
+          const delivered = [...reported];
+          for (const recipient of lifecycle.recipients) {
+            const organization = recipient.organization;
+            if (recipient.state !== 'DELIVERED' || delivered.includes(organization)) continue;
+            delivered.push(organization);
+            // A part of a large value is followed like any message; the application hears of its message.
+            if (isPartMessageId(row.id)) continue;
+            events.emit({
+              type: 'delivery.confirmed',
+              id: row.id,
+              topic: row.topic,
+              partition: row.partition,
+              recipient: organization,
+              height: recipient.height ?? 0,
+            });
+          }
+          const state = lifecycle.state;
+          if (state === 'ACCEPTED' && delivered.length === reported.length) continue;
+          const retainUntil = state === 'ACCEPTED' ? undefined : this.retainUntil(row.topic, now());
+          updates.push({
             topic: row.topic,
-            partition: row.partition,
-            recipient: organization,
-            height: recipient.height ?? 0,
+            id: row.id,
+            state,
+            delivered,
+            ...(retainUntil === undefined ? {} : { retainUntil }),
           });
-        }
-        const state = answer.state;
-        if (state !== 'ACCEPTED' || delivered.length !== reported.length) {
-          updates.push({ topic: row.topic, id: row.id, state, delivered });
         }
       }
     };
-    // Lookups overlap (one at a time made a round last as long as 100 round trips). Every worker has
-    // stopped before the updates are written, so nothing emitted is left unrecorded.
+    // Partitions are asked at once (one at a time made a round last as long as their round trips).
+    // Every worker has stopped before the updates are written, so nothing emitted is left unrecorded.
     const workers = await Promise.allSettled(
-      Array.from({ length: Math.min(watchConcurrency, open.length) }, worker),
+      Array.from({ length: Math.min(watchConcurrency, groups.length) }, worker),
     );
     if (updates.length > 0) {
       database.transaction(() => {
         for (const update of updates)
-          database.updateLifecycle(update.topic, update.id, update.state, update.delivered);
+          database.updateLifecycle(
+            update.topic,
+            update.id,
+            update.state,
+            update.delivered,
+            update.retainUntil,
+          );
       });
     }
     const failure = workers.find((outcome) => outcome.status === 'rejected');
     if (failure !== undefined) throw failure.reason;
+    return open.length;
+  }
+
+  /**
+   * When a closed message's payload may go: after its topic's retention. Never for an escrow topic,
+   * whose auditors may still need the sender's copy (DESIGN §7), nor for a topic this connector no
+   * longer knows (kept rather than guessed).
+   */
+  private retainUntil(topic: string, now: number): number | undefined {
+    const policy = this.options.registry.topic(topic)?.policy;
+    if (policy === undefined || policy.availability === 'escrow') return undefined;
+    return now + policy.payloadRetentionMs;
   }
 }
