@@ -3,6 +3,7 @@
 // its real job agent, sandbox (a child process per job), result server and REST API. org2 and org3
 // load datasets (org2 through the REST API and the SDK) and publish them to the catalog; org1 asks
 // them questions; org4, the dev network's supervisor, lists every sharing record.
+import { startLayoutNode } from './support/in-process-node.js';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,8 +33,8 @@ import { sealJobBox } from '../src/crypto/job-box.js';
 import { canonicalJsonBytes } from '../src/datashare/canonical-json.js';
 import { isLedgerbusError } from '../src/errors.js';
 import { RpcPeer, connectFramed } from '../src/net/index.js';
-import { loadGenesisRegistry, loadNodeConfig } from '../src/node/config.js';
-import { LedgerbusNode } from '../src/node/node.js';
+import { loadGenesisRegistry } from '../src/node/config.js';
+import type { LedgerbusNode } from '../src/node/node.js';
 import { verifyJobReceipt } from '../src/proofs/job-receipt.js';
 import {
   SYSTEM_GROUP,
@@ -193,15 +194,7 @@ async function actAs(organization: string, nodeId: string): Promise<{ peer: RpcP
 beforeAll(async () => {
   layout = ensureDevnetLayout({ directory: dir, basePort, messageBytesMax: 1024 * 1024 });
   for (const nodeConfig of layout.nodeConfigs) {
-    const config = loadNodeConfig(nodeConfig);
-    const node = new LedgerbusNode({
-      nodeId: config.nodeId,
-      key: loadSigningKey(config.keyFile),
-      registry: loadGenesisRegistry(config.genesis),
-      dataDirectory: config.dataDirectory,
-      logger: createLogger({ name: config.nodeId, level: 'error' }),
-    });
-    await node.start();
+    const node = await startLayoutNode(nodeConfig);
     nodes.push(node);
   }
   for (let index = 1; index <= 4; index++) await startConnector(`org${index}`);

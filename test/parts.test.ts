@@ -4,6 +4,7 @@
 // while the sender is still reading the value — and what must not follow from them: a message
 // listed before all of its parts are in, parts listed on their own, parts bound by a message that
 // does not match them or that another organization published.
+import { startLayoutNode } from './support/in-process-node.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,8 +37,8 @@ import {
 import { SigningDomain, loadSigningKey } from '../src/crypto/index.js';
 import { isLedgerbusError } from '../src/errors.js';
 import { RpcPeer, connectFramed } from '../src/net/index.js';
-import { loadGenesisRegistry, loadNodeConfig } from '../src/node/config.js';
-import { LedgerbusNode } from '../src/node/node.js';
+import { loadGenesisRegistry } from '../src/node/config.js';
+import type { LedgerbusNode } from '../src/node/node.js';
 import { blockEvidenceSchema, decodeDeliveryReceipt, verifyDeliveryReceipt } from '../src/proofs/index.js';
 import { liveRegistryFromGenesis } from '../src/registry/live-registry.js';
 import { proofTrustOf } from '../src/registry/trust.js';
@@ -191,15 +192,7 @@ async function startConnector(path: string): Promise<void> {
 beforeAll(async () => {
   layout = ensureDevnetLayout({ directory: dir, basePort: 26600, messageBytesMax: 64 * mib });
   for (const path of layout.nodeConfigs) {
-    const config = loadNodeConfig(path);
-    const node = new LedgerbusNode({
-      nodeId: config.nodeId,
-      key: loadSigningKey(config.keyFile),
-      registry: loadGenesisRegistry(config.genesis),
-      dataDirectory: config.dataDirectory,
-      logger: createLogger({ name: config.nodeId, level: 'error' }),
-    });
-    await node.start();
+    const node = await startLayoutNode(path);
     nodes.push(node);
   }
   for (const path of layout.connectorConfigs.slice(0, 3)) await startConnector(path);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startLayoutNode } from './support/in-process-node.js';
 import { waitFor as poll } from './support/processes.js';
 import { ensureDevnetLayout } from '../src/cli/devnet-layout.js';
 import type { DevnetLayout } from '../src/cli/devnet-layout.js';
@@ -20,9 +21,9 @@ import { openStorage } from '../src/connector/storage/index.js';
 import { loadEncryptionKey } from '../src/crypto/envelope/index.js';
 import { loadSigningKey } from '../src/crypto/index.js';
 import { blockHash } from '../src/ledger/block.js';
-import { loadGenesisRegistry, loadNodeConfig } from '../src/node/config.js';
+import { loadGenesisRegistry } from '../src/node/config.js';
 import { groupFileName } from '../src/node/group-files.js';
-import { LedgerbusNode } from '../src/node/node.js';
+import type { LedgerbusNode } from '../src/node/node.js';
 import { SYSTEM_GROUP, topicGroupId } from '../src/registry/admin-transactions.js';
 import { liveRegistryFromGenesis } from '../src/registry/live-registry.js';
 import { createLogger } from '../src/runtime/logger.js';
@@ -36,19 +37,9 @@ const nodes: (LedgerbusNode | undefined)[] = [];
 const connectors = new Map<string, Connector>();
 
 async function startNode(index: number): Promise<LedgerbusNode> {
-  const config = loadNodeConfig(layout.nodeConfigs[index] as string);
-  const node = new LedgerbusNode({
-    nodeId: config.nodeId,
-    key: loadSigningKey(config.keyFile),
-    registry: loadGenesisRegistry(config.genesis),
-    dataDirectory: config.dataDirectory,
+  const node = await startLayoutNode(layout.nodeConfigs[index] as string, {
     raftSnapshotEvery: snapshotEvery,
-    logger: createLogger({
-      name: config.nodeId,
-      level: process.env['LB_DEBUG'] === undefined ? 'error' : 'info',
-    }),
   });
-  await node.start();
   nodes[index] = node;
   return node;
 }

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkLedgers } from './chaos/checker.js';
+import { startLayoutNode } from './support/in-process-node.js';
 import { waitFor as poll } from './support/processes.js';
 import { groupFileName } from '../src/node/group-files.js';
 import { ensureDevnetLayout } from '../src/cli/devnet-layout.js';
@@ -42,15 +43,7 @@ const nodes: (LedgerbusNode | undefined)[] = [];
 const connectors = new Map<string, Connector>();
 
 async function startNode(index: number): Promise<LedgerbusNode> {
-  const config = loadNodeConfig(layout.nodeConfigs[index] as string);
-  const node = new LedgerbusNode({
-    nodeId: config.nodeId,
-    key: loadSigningKey(config.keyFile),
-    registry: loadGenesisRegistry(config.genesis),
-    dataDirectory: config.dataDirectory,
-    logger: createLogger({ name: config.nodeId, level: 'error' }),
-  });
-  await node.start();
+  const node = await startLayoutNode(layout.nodeConfigs[index] as string);
   nodes[index] = node;
   return node;
 }

@@ -169,26 +169,14 @@ export class LedgerbusNode {
           return this.registryHost.adminSubmitForPeer(transaction);
         },
         blocks: (body) => {
-          const record = body as Record<string, CborValue>;
-          const group = record['group'];
-          const from = record['from'];
-          const count = record['count'];
-          if (typeof group !== 'string' || typeof from !== 'number' || typeof count !== 'number') {
-            throw new LedgerbusError(ErrorCode.SchemaMismatch, 'blocks needs group, from and count');
-          }
-          return { blocks: this.replicas.get(group)?.encodedBlocks(from, Math.min(count, 256)) ?? [] };
+          const { group, from, count } = blockRange('blocks', body);
+          return { blocks: this.replicas.get(group)?.encodedBlocks(from, count) ?? [] };
         },
         // What this node's global ledger holds of a partition (for a member filling its own).
         globalBlocks: (body) => {
-          const record = body as Record<string, CborValue>;
-          const group = record['group'];
-          const from = record['from'];
-          const count = record['count'];
-          if (typeof group !== 'string' || typeof from !== 'number' || typeof count !== 'number') {
-            throw new LedgerbusError(ErrorCode.SchemaMismatch, 'globalBlocks needs group, from and count');
-          }
+          const { group, from, count } = blockRange('globalBlocks', body);
           const ledger = this.registryHost.globalLedger(group.slice(0, Math.max(0, group.lastIndexOf('/'))));
-          return { blocks: ledger?.blocksFrom(group, from, Math.min(count, 256)) ?? [] };
+          return { blocks: ledger?.blocksFrom(group, from, count) ?? [] };
         },
       },
     });
@@ -472,6 +460,21 @@ export class LedgerbusNode {
     for (const replica of this.replicas.values()) replica.close();
     this.registryHost.close();
   }
+}
+
+/** Blocks a peer may ask for in one `blocks` or `globalBlocks` request. */
+const peerBlocksMax = 256;
+
+/** A peer's block request: the partition, the first height, and how many (at most peerBlocksMax). */
+function blockRange(method: string, body: CborValue): { group: string; from: number; count: number } {
+  const record = body as Record<string, CborValue>;
+  const group = record['group'];
+  const from = record['from'];
+  const count = record['count'];
+  if (typeof group !== 'string' || typeof from !== 'number' || typeof count !== 'number') {
+    throw new LedgerbusError(ErrorCode.SchemaMismatch, `${method} needs group, from and count`);
+  }
+  return { group, from, count: Math.min(count, peerBlocksMax) };
 }
 
 /** Starts a node from its YAML config file (the `ledgerbus node` command). */
