@@ -366,7 +366,8 @@ export const errorTable = {
   [ErrorCode.MessageNotConfirmed]: {
     retriable: true,
     httpStatus: 409,
-    remedy: 'Wait until the delivery is confirmed (its status shows this organization DELIVERED) and delete it then.',
+    remedy:
+      'Wait until the delivery is confirmed (its status shows this organization DELIVERED) and delete it then.',
   },
   [ErrorCode.MessageRejected]: {
     retriable: false,
