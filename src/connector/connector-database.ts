@@ -73,6 +73,14 @@ export interface ReceivedPartRow {
   confirmed: number;
 }
 
+/** What following a sent message's lifecycle needs of its row. */
+export type OpenSentRow = Pick<
+  SentRow,
+  'topic' | 'id' | 'partition' | 'group_id' | 'created_at' | 'delivered_to'
+>;
+/** Where a scan of open sent messages stopped. */
+export type OpenSentPosition = Pick<SentRow, 'created_at' | 'topic' | 'id'>;
+
 /** Rows as stored: a proof may be kept in two parts (see `keepProof`). */
 type StoredSentRow = SentRow & { proof_shared: number | null };
 type StoredReceivedRow = ReceivedRow & { proof_shared: number | null };
@@ -384,13 +392,21 @@ export class ConnectorDatabase {
     );
   }
 
-  /** Sent messages whose lifecycle is still open (accepted, not completed or expired). */
-  openSent(limit: number): SentRow[] {
-    return this.statement<[number], StoredSentRow>(
-      "SELECT * FROM sent WHERE offset IS NOT NULL AND state = 'ACCEPTED' ORDER BY created_at LIMIT ?",
-    )
-      .all(limit)
-      .map((row) => this.withProof(row) as SentRow);
+  /**
+   * Sent messages whose lifecycle is still open (accepted, not completed or expired), oldest first,
+   * after `after` if given (a page of a scan that must not stall behind messages that stay open).
+   * Proofs are left out: who follows lifecycles does not need them.
+   */
+  openSent(limit: number, after?: OpenSentPosition): OpenSentRow[] {
+    const columns = 'topic, id, partition, group_id, created_at, delivered_to';
+    return after === undefined
+      ? this.statement<[number], OpenSentRow>(
+          `SELECT ${columns} FROM sent WHERE offset IS NOT NULL AND state = 'ACCEPTED' ORDER BY created_at, topic, id LIMIT ?`,
+        ).all(limit)
+      : this.statement<[number, string, string, number], OpenSentRow>(
+          `SELECT ${columns} FROM sent WHERE offset IS NOT NULL AND state = 'ACCEPTED'
+             AND (created_at, topic, id) > (?, ?, ?) ORDER BY created_at, topic, id LIMIT ?`,
+        ).all(after.created_at, after.topic, after.id, limit);
   }
 
   /**

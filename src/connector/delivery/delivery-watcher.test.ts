@@ -135,4 +135,43 @@ describe('DeliveryWatcher', () => {
     expect(perMessage.size).toBe(40);
     expect([...perMessage.values()].every((count) => count === 1)).toBe(true);
   });
+
+  it('goes through every open message in turn: messages that stay open do not hide those after them', async () => {
+    const lifecycle = (id: string): CborValue => ({
+      id,
+      sender: 'org1',
+      offset: 0,
+      height: 1,
+      state: id === 'm3' ? 'COMPLETED' : 'ACCEPTED',
+      recipients: [
+        {
+          organization: 'org2',
+          state: id === 'm3' ? 'DELIVERED' : 'PENDING',
+          ...(id === 'm3' ? { height: 4 } : {}),
+        },
+        {
+          organization: 'org3',
+          state: id === 'm3' ? 'DELIVERED' : 'PENDING',
+          ...(id === 'm3' ? { height: 4 } : {}),
+        },
+      ],
+    });
+    const fixture = partsFixture();
+    cleanups.push(() => fixture.close());
+    const context = await fixture.context(0);
+    const node = await startNodeStandIn(context.organization, {
+      messages: (body) => ({ messages: (body as { ids: string[] }).ids.map(lifecycle) }),
+    });
+    cleanups.push(() => node.close());
+    const session = fixture.session(context, 0, node.node);
+    cleanups.push(() => session.close());
+    for (let n = 1; n <= 3; n++) insertOpenSent(context, n);
+    const watcher = new DeliveryWatcher({ ...context, session, pageSize: 2 });
+    expect(await watcher.round()).toBe(2);
+    expect(context.database.sent('demo', 'm3')).toMatchObject({ state: 'ACCEPTED' });
+    expect(await watcher.round()).toBe(1);
+    expect(context.database.sent('demo', 'm3')).toMatchObject({ state: 'COMPLETED' });
+    // A short page starts the scan again from the oldest.
+    expect(await watcher.round()).toBe(2);
+  });
 });

@@ -6,6 +6,7 @@
 import type { ConnectorContext } from '../context.js';
 import { describeError } from '../lifecycle.js';
 import type { NodeSession } from '../session/node-session.js';
+import type { OpenSentPosition } from '../connector-database.js';
 import { isPartMessageId } from '../parts.js';
 import { lifecyclesMax } from '../../protocol/client-methods.js';
 import type { ResponseOf, nodeMethods } from '../../protocol/client-methods.js';
@@ -24,10 +25,22 @@ export interface DeliveryWatcherOptions extends Pick<
   readonly session: NodeSession;
   /** The clock retention times are read from (tests move it). Default Date.now. */
   readonly now?: () => number;
+  /** Open messages looked up per round. Default `lifecyclesMax`. */
+  readonly pageSize?: number;
 }
 
 export class DeliveryWatcher {
-  constructor(private readonly options: DeliveryWatcherOptions) {}
+  private readonly pageSize: number;
+  /**
+   * Where the last round's page ended: rounds go through every open message in turn (a message
+   * that stays open, to a recipient that is down, must not hide the ones after it), and start
+   * again from the oldest after a short page.
+   */
+  private cursor: OpenSentPosition | undefined;
+
+  constructor(private readonly options: DeliveryWatcherOptions) {
+    this.pageSize = options.pageSize ?? watchBatchMessages;
+  }
 
   /** Watches until the connector stops; a failed round is retried at the next one. */
   async run(): Promise<void> {
@@ -35,7 +48,7 @@ export class DeliveryWatcher {
     while (!lifecycle.stopped) {
       let full = false;
       try {
-        full = (await this.round()) === watchBatchMessages;
+        full = (await this.round()) === this.pageSize;
       } catch (error) {
         if (lifecycle.stopped) return;
         this.options.logger.debug({ error: describeError(error) }, 'delivery watch: retrying');
@@ -53,7 +66,12 @@ export class DeliveryWatcher {
    */
   async round(): Promise<number> {
     const { database, events } = this.options;
-    const open = database.openSent(watchBatchMessages);
+    const open = database.openSent(this.pageSize, this.cursor);
+    const last = open.at(-1);
+    this.cursor =
+      open.length < this.pageSize || last === undefined
+        ? undefined
+        : { created_at: last.created_at, topic: last.topic, id: last.id };
     const byGroup = new Map<string, (typeof open)[number][]>();
     for (const row of open) byGroup.set(row.group_id, [...(byGroup.get(row.group_id) ?? []), row]);
     const groups = [...byGroup];
