@@ -11,7 +11,7 @@
  *
  * Durability: the Raft log replays whatever was applied after its last snapshot, so the writes here
  * are idempotent and not fsynced one by one (synchronous=NORMAL); before the Raft group compacts its
- * log, `flush` makes everything written so far durable (a full WAL checkpoint).
+ * log, `flush` makes everything written so far durable (a WAL checkpoint).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';

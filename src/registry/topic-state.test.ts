@@ -373,9 +373,12 @@ describe('TopicStateMachine: snapshots', () => {
     expect(harness.admin('alpha', setPolicy(1_000))).toBe('OK');
     expect(harness.admin('alpha', setPolicy(2_000))).toBe('OK');
     expect(harness.admin('alpha', setAcl(['alpha', 'beta'], ['beta']))).toBe('OK');
+    // Entries that change no configuration: the snapshot is taken past the last version's index.
+    expect(harness.submit(new Uint8Array(0))).toBe('OK');
+    expect(harness.submit(new Uint8Array(0))).toBe('OK');
     const restored = new TopicHarness(harness.system, 'orders');
-    restored.machine.restore(harness.machine.latest.index, harness.machine.snapshot());
-    for (const index of [0, 1, 2, 3, 4]) {
+    restored.machine.restore(5, harness.machine.snapshot());
+    for (const index of [0, 1, 2, 3, 4, 5, 6]) {
       expect(restored.machine.at(index).config, `at(${index})`).toEqual(harness.machine.at(index).config);
     }
     expect(restored.machine.at(0).config.policy.ttlMs).toBe(initialTtl);

@@ -371,7 +371,7 @@ export class TopicStateMachine {
       nonces: [...latest.nonces].sort(),
       systemIndex: latest.systemIndex,
       heads: [...this.heads].map(([partition, head]) => ({ partition, header: head.header })),
-      history: versions.slice(0, -1).map((view) => ({
+      history: versions.map((view) => ({
         index: view.index,
         config: view.config as ReturnType<typeof topicConfigSchema.parse>,
         epochs: copyEpochs(view.epochs),
@@ -394,9 +394,10 @@ export class TopicStateMachine {
     const first = history[0];
     if (first === undefined) this.versions.reset(index, latest);
     else {
+      // Each version at the index it took effect, so at(i) answers as before for every i.
       this.versions.reset(first.index, { ...first, nonces: this.nonces });
       for (const view of history.slice(1)) this.versions.push(view.index, { ...view, nonces: this.nonces });
-      this.versions.push(index, latest);
+      if (this.versions.latestIndex !== index) this.versions.push(index, latest);
     }
     this.heads.clear();
     for (const head of snapshot.heads) {
@@ -477,7 +478,7 @@ const topicSnapshotSchema = t.record({
   heads: t.array(t.record({ partition: t.string({ maxLength: 260 }), header: headerSchema }), {
     maxItems: 1024,
   }),
-  /** The versions before the latest (one per configuration change), oldest first. */
+  /** Every version (one per configuration change) at the index it took effect, oldest first. */
   history: t.optional(
     t.array(
       t.record({ index: t.uint(), config: topicConfigSchema, epochs: epochsSchema, systemIndex: t.uint() }),
