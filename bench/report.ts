@@ -35,6 +35,7 @@ import { natsServerVersion } from './lib/jetstream-cluster.js';
 import { formatBytes, parseByteSize } from './lib/payload.js';
 import { areas } from './lib/cpu-profile.js';
 import { escrowSection } from './lib/escrow-section.js';
+import { soakSection } from './lib/soak-section.js';
 import { machineInfo, resultsDirectory } from './lib/results.js';
 import type { SettingResult } from './lib/e2e-load.js';
 import { barChart, formatNumber, lineChart, palette } from './lib/svg-chart.js';
@@ -49,7 +50,7 @@ import {
 const usage = `Usage: npm run bench:report -- [options]
 
 Runs bench:publish, bench:e2e, bench:scale, bench:datapath, bench:pbft, bench:blockstore,
-bench:envelope and bench:escrow as child processes and writes REPORT.md plus SVG charts
+bench:envelope, bench:escrow and bench:soak as child processes and writes REPORT.md plus SVG charts
 (report/*.svg) into the output directory. bench:publish runs with --cpu-prof (its nodes are
 profiled, into a temporary directory removed afterwards) for the CPU-per-message breakdown.
 
@@ -57,7 +58,7 @@ profiled, into a temporary directory removed afterwards) for the CPU-per-message
                         unless --out is given
   --out DIR             where REPORT.md and report/ go (default: bench/)
   --skip LIST           benches to leave out:
-                        publish,e2e,scale,datapath,pbft,blockstore,envelope,escrow
+                        publish,e2e,scale,datapath,pbft,blockstore,envelope,escrow,soak
   --skip-jetstream      publish and e2e without their NATS JetStream peer
   --messages N          publish: messages per size (default 30000; quick 2000)
   --sizes LIST          publish: message sizes in bytes (default 256,1024,4096,16384)
@@ -79,6 +80,8 @@ profiled, into a temporary directory removed afterwards) for the CPU-per-message
   --escrow-small N      escrow: small sends per topic (default 2000; quick 200)
   --escrow-sizes LIST   escrow: file sizes (default 5MiB,10MiB,25MiB,50MiB; quick 5MiB)
   --escrow-chunks LIST  escrow: chunks per file (default 10,50,100,200; quick 10,200)
+  --soak-messages N     soak: messages of 200 B (default 100000; quick 2000); bench:soak alone takes
+                        larger runs (the issue's 1,000,000: about an hour)
   --help                this text
 
 Progress goes to stderr; the last stdout line is the path of REPORT.md.
@@ -93,6 +96,7 @@ const benchNames = [
   'blockstore',
   'envelope',
   'escrow',
+  'soak',
 ] as const;
 type BenchName = (typeof benchNames)[number];
 
@@ -121,6 +125,7 @@ interface Options {
   readonly envelopeBytes: number;
   /** bench:escrow's --small, --sizes and --chunks. */
   readonly escrow: readonly string[];
+  readonly soakMessages: number;
 }
 
 function parseOptions(): Options | undefined {
@@ -146,6 +151,7 @@ function parseOptions(): Options | undefined {
       'escrow-small': { type: 'string' },
       'escrow-sizes': { type: 'string' },
       'escrow-chunks': { type: 'string' },
+      'soak-messages': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -213,6 +219,7 @@ function parseOptions(): Options | undefined {
       ...['--sizes', values['escrow-sizes'] ?? (quick ? '5MiB' : '5MiB,10MiB,25MiB,50MiB')],
       ...['--chunks', values['escrow-chunks'] ?? (quick ? '10,200' : '10,50,100,200')],
     ],
+    soakMessages: integer('soak-messages', values['soak-messages'] ?? (quick ? '2000' : '100000')),
   };
 }
 
@@ -1456,6 +1463,11 @@ async function main(): Promise<void> {
     const run = await runBench('escrow', options.escrow);
     runs.push({ name: 'escrow', run });
     sections.push(escrowSection(run.record, charts));
+  }
+  if (!options.skip.has('soak')) {
+    const run = await runBench('soak', ['--messages', String(options.soakMessages), '--json-only']);
+    runs.push({ name: 'soak', run });
+    sections.push(soakSection(run.record, charts));
   }
 
   const totalSeconds = (performance.now() - started) / 1000;
