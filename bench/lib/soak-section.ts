@@ -6,6 +6,7 @@
  * bench/report.ts runs the bench and calls `soakSection`. Every number comes from the record.
  */
 import type { ReportChart, ReportSection } from './escrow-section.js';
+import { nodeComponents } from './footprint.js';
 import { formatBytes } from './payload.js';
 import { formatNumber, lineChart, palette } from './svg-chart.js';
 
@@ -61,13 +62,9 @@ function soakRecord(record: Readonly<Record<string, unknown>>): SoakRecord {
   return record as unknown as SoakRecord;
 }
 
+/** What a node keeps, as bench/lib/footprint.ts splits it, and what no table owns. */
 const nodeComponentNames = [
-  'blocks',
-  'contractState',
-  'consensusRecords',
-  'raftLog',
-  'globalLedgerBlocks',
-  'globalLedgerIndex',
+  ...nodeComponents.filter((name) => name !== 'otherNodeState'),
   'sqliteSlack',
 ] as const;
 
