@@ -148,8 +148,8 @@ describe('connector database keys', () => {
     expect(db.deleteUnpublished('b', 'm', 'other-key')).toBe(false);
     expect(db.deleteUnpublished('b', 'm', 'k-b')).toBe(true);
     expect(db.sent('b', 'm')).toBeUndefined();
-    expect(db.sentReferences('k-a')).toBe(true);
-    expect(db.sentReferences('k-b')).toBe(false);
+    expect(db.payloadReferenced('k-a')).toBe(true);
+    expect(db.payloadReferenced('k-b')).toBe(false);
     db.close();
   });
 });

@@ -383,15 +383,6 @@ export class ConnectorDatabase {
     return this.statement('DELETE FROM packed_payloads WHERE key = ?').run(key).changes > 0;
   }
 
-  /** Whether any sent message's payload is `storageKey` (an object still referenced is never deleted). */
-  sentReferences(storageKey: string): boolean {
-    return (
-      this.statement<[string], { one: number }>(
-        'SELECT 1 AS one FROM sent WHERE storage_key = ? AND payload_deleted = 0',
-      ).get(storageKey) !== undefined
-    );
-  }
-
   /**
    * Sent messages whose lifecycle is still open (accepted, not completed or expired), oldest first,
    * after `after` if given (a page of a scan that must not stall behind messages that stay open).
@@ -530,7 +521,10 @@ export class ConnectorDatabase {
     });
   }
 
-  /** Whether any message sent or received (or part kept) still refers to the payload `storageKey`. */
+  /**
+   * Whether any message sent (and still holding its payload) or received, or a part kept, refers to
+   * the payload `storageKey`: an object still referred to is never deleted.
+   */
   payloadReferenced(storageKey: string): boolean {
     return (
       this.statement<[string, string, string], { one: number }>(

@@ -65,6 +65,14 @@ export function isPartMessageId(id: string): boolean {
   return partMessageIdPattern.test(id);
 }
 
+/**
+ * Whether a message's headers say it is a part of a large value (its id then has `isPartMessageId`'s
+ * form too; `partRoleOf` checks the whole binding).
+ */
+export function carriesPart(headers: Readonly<Record<string, Uint8Array>>): boolean {
+  return headers[partHeaders.index] !== undefined;
+}
+
 export function partsRoot(contentRoots: readonly Uint8Array[]): Uint8Array {
   return merkleRoot(contentRoots);
 }

@@ -10,7 +10,7 @@ import { ErrorCode, LedgerbusError } from '../../errors.js';
 import type { AcceptedMessage } from '../../proofs/index.js';
 import type { ConnectorContext } from '../context.js';
 import type { TransactionSubmitter } from '../session/submitter.js';
-import { partHeaders } from '../parts.js';
+import { carriesPart } from '../parts.js';
 
 /** Deliveries one confirmDelivery transaction carries at most. */
 const confirmDeliveriesMax = 1024;
@@ -83,7 +83,8 @@ export class DeliveryConfirmer {
     result.deliveries.forEach((delivery, index) => {
       const { id, topic, partition } = messages[index] as AcceptedMessage;
       // A part of a large value is confirmed like any message, but announced only with its message.
-      const part = messages[index]?.metadata.headers[partHeaders.index] !== undefined;
+      const headers = messages[index]?.metadata.headers;
+      const part = headers !== undefined && carriesPart(headers);
       if (delivery.status === 'DELIVERED' && part) return;
       if (delivery.status === 'DELIVERED') {
         this.options.events.emit({

@@ -29,7 +29,8 @@ import type { DeliveryConfirmer } from './delivery-confirmer.js';
 import type { PayloadFetcher } from './payload-fetcher.js';
 import { toReceivedMessage } from './received-message.js';
 import { partitionGroupId } from '../../contracts/registry.js';
-import { checkParts, partHeaders, partRoleOf, partsStorageKey } from '../parts.js';
+import { sha256, toHex } from '../../crypto/index.js';
+import { carriesPart, checkParts, partRoleOf, partsStorageKey } from '../parts.js';
 import type { PartRole } from '../parts.js';
 import { hashParts } from './part-payload.js';
 import type { PartPlaintext } from './part-payload.js';
@@ -79,10 +80,6 @@ class AssembledValue {
 
 /** What became of a message's payload: stored, opened from its publish, assembled, or an error. */
 type Outcome = StoredObject | Buffer | AssembledValue | Error;
-
-function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
 
 /** A message of a page, its acceptance proven. */
 export interface ProvenMessage {
@@ -269,7 +266,7 @@ export class PartitionConsumer {
       try {
         while (next < toFetch.length && !lifecycle.stopped) {
           const { accepted } = toFetch[next++] as ProvenMessage;
-          const isPart = accepted.metadata.headers[partHeaders.index] !== undefined;
+          const isPart = carriesPart(accepted.metadata.headers);
           let release = (): void => {};
           if (isPart) {
             const previous = partTurn;
@@ -400,7 +397,7 @@ export class PartitionConsumer {
         // A small last part opened from its publish was not fetched: it joins its value's hash here.
         if (Buffer.isBuffer(outcome)) this.feedOpened(accepted.sender, role, outcome);
         const part = Buffer.isBuffer(outcome)
-          ? { storageKey: sha256Hex(outcome), size: outcome.length, bytes: outcome }
+          ? { storageKey: toHex(sha256(outcome)), size: outcome.length, bytes: outcome }
           : { storageKey: (outcome as StoredObject).key, size: (outcome as StoredObject).size };
         pageParts.push({
           sender: accepted.sender,

@@ -73,7 +73,11 @@ export class DeliveryWatcher {
         ? undefined
         : { created_at: last.created_at, topic: last.topic, id: last.id };
     const byGroup = new Map<string, (typeof open)[number][]>();
-    for (const row of open) byGroup.set(row.group_id, [...(byGroup.get(row.group_id) ?? []), row]);
+    for (const row of open) {
+      const rows = byGroup.get(row.group_id);
+      if (rows === undefined) byGroup.set(row.group_id, [row]);
+      else rows.push(row);
+    }
     const groups = [...byGroup];
     const updates: { topic: string; id: string; state: string; delivered: string[]; retainUntil?: number }[] =
       [];

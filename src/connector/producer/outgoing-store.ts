@@ -560,7 +560,7 @@ export class OutgoingStore {
       const unreferenced = database.transaction(() => {
         if (database.deleteUnpublished(metadata.topic, metadata.id, storageKey))
           this.sentEscrow.delete(metadata.topic, metadata.id);
-        if (database.sentReferences(storageKey)) return false;
+        if (database.payloadReferenced(storageKey)) return false;
         database.deletePacked(storageKey);
         return true;
       });
