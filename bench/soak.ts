@@ -22,7 +22,8 @@
  * Options: --messages N (100000), --message-bytes N (200), --batch N (256), --in-flight N (4),
  * --large-every N (10000; 0: no large messages), --large-bytes N (4194304), --delete-received,
  * --no-catch-up, --stall-seconds N (120), --base-port N (27400), --keep DIR (keep the network's files
- * in DIR instead of a temporary folder that is removed), --json-only.
+ * in DIR instead of a temporary folder that is removed), --profile-catch-up DIR (the laggard runs its
+ * catch-up under --cpu-prof, profile written to DIR when it stops), --json-only.
  */
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -64,6 +65,7 @@ const { values } = parseArgs({
     'stall-seconds': { type: 'string', default: '120' },
     'base-port': { type: 'string', default: '27400' },
     keep: { type: 'string' },
+    'profile-catch-up': { type: 'string' },
     'json-only': { type: 'boolean', default: false },
   },
   strict: true,
@@ -302,7 +304,12 @@ async function measureCatchUp(): Promise<Record<string, number>> {
   const before = heightsOf(4);
   progress(`starting ${laggard}: it holds ${before.partition} of ${target.partition} blocks ...`);
   const started = performance.now();
-  network.start(laggard);
+  const profileDirectory = values['profile-catch-up'];
+  network.start(
+    laggard,
+    {},
+    profileDirectory === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDirectory}`],
+  );
   let partitionMs: number | undefined;
   for (;;) {
     const now = heightsOf(4);
