@@ -17,6 +17,7 @@ import { SigningDomain } from '../src/crypto/index.js';
 import type { GroupMembership } from '../src/ledger/block.js';
 import { Ledgerbus } from '../src/client/index.js';
 import { decodeBlock } from '../src/ledger/block.js';
+import { encodedBlockFromStored } from '../src/ledger/stored-block.js';
 import { loadGenesisRegistry } from '../src/node/config.js';
 import type { GenesisRegistry } from '../src/registry/genesis.js';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
@@ -104,7 +105,11 @@ function partitionHead(
         : db.prepare('SELECT height, hash, bytes FROM blocks WHERE height = ?').get(height)
     ) as { height: number; hash: Buffer; bytes: Buffer } | undefined;
     if (row === undefined) return undefined;
-    return { height: row.height, hash: row.hash.toString('hex'), view: decodeBlock(row.bytes).header.view };
+    return {
+      height: row.height,
+      hash: row.hash.toString('hex'),
+      view: decodeBlock(encodedBlockFromStored(row.bytes)).header.view,
+    };
   } finally {
     db.close();
   }

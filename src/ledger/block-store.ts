@@ -1,6 +1,6 @@
 /**
  * Durable, append-only store of one partition's blocks in SQLite (DESIGN.md §6). Each block is kept
- * as its canonical encoding plus indexed columns; blocks are immutable once written (triggers refuse
+ * as its canonical encoding (deflated when that saves space: stored-block.ts) plus indexed columns; blocks are immutable once written (triggers refuse
  * UPDATE and DELETE). Every append commits with journal_mode=WAL and synchronous=FULL, so SQLite has
  * fsynced the block before append returns: a caller may acknowledge or vote right after.
  */
@@ -9,6 +9,7 @@ import { bytesEqual, hashBytes, sha256 } from '../crypto/index.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { blockHash, decodeBlock, encodeBlock } from './block.js';
 import type { Block, BlockHeader } from './block.js';
+import { encodedBlockFromStored, storedBlockBytes } from './stored-block.js';
 
 /** Most blocks one range() call returns, whatever limit the caller asks for. */
 export const rangeBlocksMax = 1_000;
@@ -193,7 +194,6 @@ export class BlockStore {
         `block of ${header.partitionId} cannot be stored in the store of ${this.partitionId}`,
       );
     }
-    const bytes = encodeBlock(block);
     const hash = blockHash(header);
     const headHeight = head?.height ?? 0;
     if (header.height >= 1 && header.height <= headHeight) {
@@ -221,7 +221,7 @@ export class BlockStore {
       header.previousHash,
       header.configEpoch,
       header.timestamp,
-      bytes,
+      storedBlockBytes(encodeBlock(block)),
     );
     block.transactions.forEach((transaction, index) => {
       this.statements.insertTransaction.run(sha256(transaction), header.height, index);
@@ -240,7 +240,7 @@ export class BlockStore {
       // put in place of the new one (two certificates may legitimately hold different signer sets).
       const stored = decodeRow(row);
       const candidate = encodeBlock({ ...block, certificate: stored.certificate });
-      if (bytesEqual(candidate, row.bytes)) return;
+      if (bytesEqual(candidate, encodedBlockFromStored(row.bytes))) return;
     }
     throw new LedgerbusError(
       ErrorCode.ConflictingBlock,
@@ -325,7 +325,7 @@ function createSchema(db: Database.Database, partitionId: string): void {
 function decodeRow(row: BlockRow): Block {
   let block: Block;
   try {
-    block = decodeBlock(row.bytes);
+    block = decodeBlock(encodedBlockFromStored(row.bytes));
   } catch (error) {
     throw corrupt(`block ${row.height} does not decode`, error);
   }

@@ -20,6 +20,7 @@ import { ErrorCode, LedgerbusError } from '../errors.js';
 import { bytesEqual } from '../codec/index.js';
 import { decodeBlock } from '../ledger/block.js';
 import type { Block } from '../ledger/block.js';
+import { encodedBlockFromStored, storedBlockBytes } from '../ledger/stored-block.js';
 import type { GlobalLedgerSink } from '../registry/topic-state.js';
 import type { BlockIndex } from '../registry/global-index.js';
 import { topicGroupId } from '../registry/admin-transactions.js';
@@ -144,7 +145,9 @@ export class GlobalLedgerDatabase implements GlobalLedgerSink {
     const height = block.header.height;
     const local = this.partitionReader(partition)?.hash.get(height) as { hash: Uint8Array } | undefined;
     const bytes =
-      local !== undefined && bytesEqual(local.hash, entry.hash) ? inPartitionDatabase : entry.bytes;
+      local !== undefined && bytesEqual(local.hash, entry.hash)
+        ? inPartitionDatabase
+        : storedBlockBytes(entry.bytes);
     // A failed write must not pass for a deterministic outcome: as a group storage error it stops
     // the topic group on this node (the Raft log still holds the entry, so a reopen applies it).
     writingGroup('the global ledger', this.groupId, () =>
@@ -221,7 +224,7 @@ export class GlobalLedgerDatabase implements GlobalLedgerSink {
 
   /** A stored block's bytes: its own, or its replica's copy in the partition database. */
   private resolve(partition: string, height: number, bytes: Uint8Array): Uint8Array {
-    if (bytes.length > 0) return bytes;
+    if (bytes.length > 0) return encodedBlockFromStored(bytes);
     const row = this.partitionReader(partition)?.bytes.get(height) as { bytes: Uint8Array } | undefined;
     if (row === undefined) {
       throw new LedgerbusError(
@@ -229,7 +232,7 @@ export class GlobalLedgerDatabase implements GlobalLedgerSink {
         `the global ledger of ${this.groupId} keeps ${partition}@${height} in this node's partition database, which no longer holds it`,
       );
     }
-    return row.bytes;
+    return encodedBlockFromStored(row.bytes);
   }
 
   private partitionReader(partition: string) {

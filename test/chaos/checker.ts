@@ -19,6 +19,7 @@ import type { ReceivedMessage as ConnectorReceivedMessage } from '../../src/conn
 import { bytesEqual } from '../../src/crypto/index.js';
 import { decodeTransactionResult } from '../../src/contracts/results.js';
 import { blockHash, decodeBlock, encodeBlock, verifyBlock } from '../../src/ledger/block.js';
+import { encodedBlockFromStored } from '../../src/ledger/stored-block.js';
 import { groupFileName } from '../../src/node/group-files.js';
 import { topicGroupId } from '../../src/registry/admin-transactions.js';
 import type { Block, BlockHeader, GroupMembership } from '../../src/ledger/block.js';
@@ -399,7 +400,7 @@ function readPartitionLedger(
     rows = db.prepare('SELECT height, bytes FROM blocks ORDER BY height').all() as typeof rows;
     let previous: BlockHeader | undefined;
     for (const row of rows) {
-      const block = decodeBlock(row.bytes);
+      const block = decodeBlock(encodedBlockFromStored(row.bytes));
       if (block.header.height !== row.height || row.height !== blocks.length + 1)
         findings.problems.push({
           kind: 'rowHeightMismatch',
@@ -639,7 +640,8 @@ function readGlobalHashes(globalPath: string, partitionPath: string, group: stri
       .prepare('SELECT height, bytes FROM blocks WHERE partition = ? ORDER BY height')
       .all(group) as { height: number; bytes: Buffer }[];
     return rows.map((row) => {
-      if (row.bytes.length > 0) return Buffer.from(blockHash(decodeBlock(row.bytes).header)).toString('hex');
+      if (row.bytes.length > 0)
+        return Buffer.from(blockHash(decodeBlock(encodedBlockFromStored(row.bytes)).header)).toString('hex');
       replica ??= new Database(partitionPath, { readonly: true, fileMustExist: true });
       const held = replica.prepare('SELECT hash FROM blocks WHERE height = ?').get(row.height) as
         { hash: Buffer } | undefined;
@@ -662,7 +664,9 @@ function readHashes(path: string, sql: string, ...parameters: string[]): string[
   }
   try {
     return (db.prepare(sql).all(...parameters) as { hash?: Buffer; bytes?: Buffer }[]).map((row) =>
-      Buffer.from(row.hash ?? blockHash(decodeBlock(row.bytes!).header)).toString('hex'),
+      Buffer.from(row.hash ?? blockHash(decodeBlock(encodedBlockFromStored(row.bytes!)).header)).toString(
+        'hex',
+      ),
     );
   } catch {
     return []; // the node has not created its table yet
