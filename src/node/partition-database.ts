@@ -17,15 +17,17 @@ import type { PersistOp, PersistRecord } from '../consensus/pbft/types.js';
 import { BlockStore } from '../ledger/block-store.js';
 import type { Block } from '../ledger/block.js';
 import type { PartitionStorage, StateWrites } from '../partition/storage.js';
+import { ErrorCode, LedgerbusError } from '../errors.js';
 import { groupStorageError, openGroupDatabase, writingGroup } from './group-files.js';
+import { packStateValue, unpackStateValue } from './state-values.js';
 
 /** The node's `PartitionStorage` (src/partition/storage.ts): every transaction is fsynced at commit. */
 export class PartitionDatabase implements PartitionStorage {
   readonly blocks: BlockStore;
   private readonly db: Database.Database;
   private readonly statements: {
-    getState: Database.Statement<[string], { value: Uint8Array }>;
-    putState: Database.Statement<[string, Uint8Array]>;
+    getState: Database.Statement<[string], { value: Uint8Array; encoding: number }>;
+    putState: Database.Statement<[string, Uint8Array, number]>;
     deleteState: Database.Statement<[string]>;
     putRecord: Database.Statement<[string, number, Uint8Array]>;
     truncateRecords: Database.Statement<[number]>;
@@ -44,15 +46,19 @@ export class PartitionDatabase implements PartitionStorage {
     this.db = db;
     this.blocks = BlockStore.attach(db, { partitionId });
     db.exec(`
-      CREATE TABLE IF NOT EXISTS contract_state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS contract_state (key TEXT PRIMARY KEY, value BLOB NOT NULL, encoding INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS pbft_records (key TEXT PRIMARY KEY, seq INTEGER NOT NULL, bytes BLOB NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS consensus_epoch (id INTEGER PRIMARY KEY CHECK (id = 0), epoch INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS sync_marker (id INTEGER PRIMARY KEY CHECK (id = 0), syncs INTEGER NOT NULL);
     `);
+    // Files from before values were packed (state-values.ts) gain the column; their rows read as plain.
+    const columns = db.prepare('PRAGMA table_info(contract_state)').all() as { name: string }[];
+    if (!columns.some((column) => column.name === 'encoding'))
+      db.exec('ALTER TABLE contract_state ADD COLUMN encoding INTEGER NOT NULL DEFAULT 0');
     this.statements = {
-      getState: db.prepare('SELECT value FROM contract_state WHERE key = ?'),
+      getState: db.prepare('SELECT value, encoding FROM contract_state WHERE key = ?'),
       putState: db.prepare(
-        'INSERT INTO contract_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+        'INSERT INTO contract_state (key, value, encoding) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value, encoding = excluded.encoding',
       ),
       deleteState: db.prepare('DELETE FROM contract_state WHERE key = ?'),
       putRecord: db.prepare(
@@ -76,7 +82,10 @@ export class PartitionDatabase implements PartitionStorage {
       for (const key of [...writes.keys()].sort()) {
         const value = writes.get(key);
         if (value === undefined) this.statements.deleteState.run(key);
-        else this.statements.putState.run(key, value);
+        else {
+          const packed = packStateValue(value);
+          this.statements.putState.run(key, packed.bytes, packed.encoding);
+        }
       }
     });
   }
@@ -103,7 +112,16 @@ export class PartitionDatabase implements PartitionStorage {
   readonly committedState: Pick<ContractState, 'get'> = {
     get: (key) => {
       const row = this.statements.getState.get(key);
-      return row === undefined ? undefined : new Uint8Array(row.value);
+      if (row === undefined) return undefined;
+      try {
+        return new Uint8Array(unpackStateValue(row.encoding, row.value));
+      } catch (error) {
+        throw new LedgerbusError(
+          ErrorCode.StorageCorrupt,
+          `the contract state of ${this.partitionId} holds an unreadable value at ${key}`,
+          { cause: error },
+        );
+      }
     },
   };
 
@@ -142,8 +160,9 @@ export class PartitionDatabase implements PartitionStorage {
   }
 
   /**
-   * Stores a certified block and its execution's contract writes atomically and durably. A failed
-   * write throws a group storage error (the block store's view of its head is reloaded first).
+   * Stores a certified block and its execution's contract writes atomically (durable at the next
+   * `sync`). A failed write throws a group storage error (the block store's view of its head is
+   * reloaded first).
    */
   commitBlock(block: Block, writes: StateWrites): void {
     this.unsynced = true;
