@@ -12,6 +12,7 @@ import type { MessageProof } from '../proofs/index.js';
 import { batchChain } from '../proofs/testing/proof-chain.js';
 import { ConnectorDatabase } from './connector-database.js';
 import type { ReceivedRow } from './connector-database.js';
+import { headerDictionaryV1 } from './packed-columns.js';
 
 /** The tables exactly as connectors before layout 2 created them. */
 const layout1 = `
@@ -159,7 +160,7 @@ describe('migrating a layout-1 database in place', () => {
     const path = directory();
     writeLayout1(path);
     const db = new ConnectorDatabase(path);
-    expect(db.db.pragma('user_version', { simple: true })).toBe(5);
+    expect(db.db.pragma('user_version', { simple: true })).toBe(6);
     expect(db.sent('demo', 's1')).toMatchObject({ group_id: 'demo/0', offset: 4, state: 'COMPLETED' });
     expect(db.received('demo/0', 'r1')).toMatchObject({ sequence: 1, sender: 'org3', confirmed: 1 });
     expect(db.received('demo/0', 'r2')?.sequence).toBe(2);
@@ -200,7 +201,7 @@ describe('migrating a layout-1 database in place', () => {
     after.close();
   });
 
-  it('takes a layout-2 file to layout 5 by adding the packed payloads and the received parts, its rows untouched', () => {
+  it('takes a layout-2 file to layout 6 by adding the packed payloads and the received parts, its rows untouched', () => {
     const path = directory();
     const first = new ConnectorDatabase(path);
     first.insertSent({
@@ -223,7 +224,7 @@ describe('migrating a layout-1 database in place', () => {
     raw.pragma('user_version = 2');
     raw.close();
     const db = new ConnectorDatabase(path);
-    expect(db.db.pragma('user_version', { simple: true })).toBe(5);
+    expect(db.db.pragma('user_version', { simple: true })).toBe(6);
     expect(db.sent('demo', 's1')).toMatchObject({ storage_key: 'k1', size: 10 });
     expect(db.received('demo/0', 'r1')?.sequence).toBe(1);
     const packed = db.putPacked(new Uint8Array([7, 8, 9]));
@@ -254,7 +255,7 @@ describe('migrating a layout-1 database in place', () => {
     db.close();
   });
 
-  it('takes a layout-4 file to layout 5: sent rows copied whole, proofs written before still read back', () => {
+  it('takes a layout-4 file to layout 6: sent rows copied whole, proofs written before still read back', () => {
     const path = directory();
     const raw = new Database(join(path, 'connector.sqlite'));
     raw.exec(
@@ -276,7 +277,7 @@ describe('migrating a layout-1 database in place', () => {
     raw.pragma('user_version = 4');
     raw.close();
     const db = new ConnectorDatabase(path);
-    expect(db.db.pragma('user_version', { simple: true })).toBe(5);
+    expect(db.db.pragma('user_version', { simple: true })).toBe(6);
     expect(Buffer.from(db.sent('demo', 's1')!.proof!).equals(Buffer.from(proof))).toBe(true);
     expect(db.openSent(10).map((row) => row.id)).toEqual(['s1']);
     const withoutRowid = db.db
@@ -316,6 +317,60 @@ describe('migrating a layout-1 database in place', () => {
         .receivedAfter(0, 10)
         .map((row) => Buffer.from(row.proof).equals(Buffer.from(proofs[row.sequence - 1]!))),
     ).toEqual([true, true, true]);
+    db.close();
+  });
+
+  it('keeps envelope headers and proofs packed, and hands them back byte for byte', () => {
+    const db = new ConnectorDatabase(directory());
+    const header = new Uint8Array(headerDictionaryV1);
+    header.set(new TextEncoder().encode('soak-9'), headerDictionaryV1.indexOf('soak-7'));
+    db.insertSent({
+      id: 's1',
+      topic: 'demo',
+      partition: 0,
+      group_id: 'demo/0',
+      header,
+      storage_key: 'k1',
+      size: 10,
+      recipients: '["org2"]',
+      created_at: 1,
+    });
+    db.markSent('demo', 's1', 0, 1, proofs[0]!);
+    const row = db.db
+      .prepare("SELECT header, header_packed, proof_packed FROM sent WHERE id = 's1'")
+      .get() as { header: Buffer; header_packed: number; proof_packed: number };
+    expect([row.header_packed, row.proof_packed]).toEqual([1, 1]);
+    expect(row.header.length).toBeLessThan(header.length * 0.75);
+    const sent = db.sent('demo', 's1')!;
+    expect(Buffer.from(sent.header).equals(Buffer.from(header))).toBe(true);
+    expect(Buffer.from(sent.proof!).equals(Buffer.from(proofs[0]!))).toBe(true);
+    db.db.prepare("UPDATE sent SET header = x'ffff' WHERE id = 's1'").run();
+    expect(() => db.sent('demo', 's1')).toThrow(/damaged/);
+    db.close();
+  });
+
+  it('takes a layout-5 file to layout 6: its plain headers and proofs read back unchanged', () => {
+    const path = directory();
+    const before = new ConnectorDatabase(path);
+    before.close();
+    const raw = new Database(join(path, 'connector.sqlite'));
+    raw.exec(`ALTER TABLE sent DROP COLUMN header_packed; ALTER TABLE sent DROP COLUMN proof_packed;
+      ALTER TABLE received DROP COLUMN proof_packed`);
+    raw
+      .prepare(
+        `INSERT INTO sent (id, topic, partition, group_id, header, storage_key, size, recipients, offset, height, proof, created_at)
+       VALUES ('s1', 'demo', 0, 'demo/0', ?, 'k1', 10, '["org2"]', 3, 1, ?, 5)`,
+      )
+      .run(headerDictionaryV1, proofs[0]!);
+    raw.pragma('user_version = 5');
+    raw.close();
+    const db = new ConnectorDatabase(path);
+    expect(db.db.pragma('user_version', { simple: true })).toBe(6);
+    const sent = db.sent('demo', 's1')!;
+    expect(Buffer.from(sent.header).equals(headerDictionaryV1)).toBe(true);
+    expect(Buffer.from(sent.proof!).equals(Buffer.from(proofs[0]!))).toBe(true);
+    db.insertReceived(received('r1', 'demo', { proof: proofs[1]! }));
+    expect(Buffer.from(db.received('demo/0', 'r1')!.proof).equals(Buffer.from(proofs[1]!))).toBe(true);
     db.close();
   });
 

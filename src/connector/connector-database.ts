@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { makeDirectoryDurableSync } from '../runtime/durable-directory.js';
 import { partSetOfStorageKey } from './parts.js';
+import { packHeader, packProof, unpackHeader, unpackProof } from './packed-columns.js';
 import { joinProof, splitProof } from './proof-parts.js';
 
 export interface SentRow {
@@ -81,9 +82,9 @@ export type OpenSentRow = Pick<
 /** Where a scan of open sent messages stopped. */
 export type OpenSentPosition = Pick<SentRow, 'created_at' | 'topic' | 'id'>;
 
-/** Rows as stored: a proof may be kept in two parts (see `keepProof`). */
-type StoredSentRow = SentRow & { proof_shared: number | null };
-type StoredReceivedRow = ReceivedRow & { proof_shared: number | null };
+/** Rows as stored: a proof may be kept in two parts (see `keepProof`), header and proof packed. */
+type StoredSentRow = SentRow & { proof_shared: number | null; header_packed: number; proof_packed: number };
+type StoredReceivedRow = ReceivedRow & { proof_shared: number | null; proof_packed: number };
 
 const sentColumns =
   'id, topic, partition, group_id, header, storage_key, size, recipients, offset, height, proof, created_at, state, delivered_to';
@@ -107,9 +108,11 @@ export interface FailureRow {
  * fits its page there, where a WITHOUT ROWID table spilled each one to an overflow page of its own)
  * and stores the part of acceptance proofs a publish's messages share once, in `proof_parts`
  * (`proof_shared` names it; see proof-parts.ts), which a connector of layout 4 would not join, and
- * records when the sender may delete a closed message's payload (`retain_until`, `payload_deleted`).
+ * records when the sender may delete a closed message's payload (`retain_until`, `payload_deleted`);
+ * 6 keeps envelope headers and proofs packed (packed-columns.ts; `header_packed` and `proof_packed`
+ * say how), which a connector of layout 5 would hand out as stored.
  */
-const schemaVersion = 5;
+const schemaVersion = 6;
 /** The layout that keys messages by (topic, id); anything older with a `received` table is layout 1. */
 const keyedByTopicLayout = 2;
 
@@ -121,6 +124,7 @@ const tables = `
     offset INTEGER, height INTEGER, proof BLOB, created_at INTEGER NOT NULL,
     state TEXT NOT NULL DEFAULT 'ACCEPTED', delivered_to TEXT NOT NULL DEFAULT '[]',
     proof_shared INTEGER, retain_until INTEGER, payload_deleted INTEGER NOT NULL DEFAULT 0,
+    header_packed INTEGER NOT NULL DEFAULT 0, proof_packed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (topic, id)
   );
   CREATE INDEX IF NOT EXISTS sent_retained ON sent (retain_until) WHERE retain_until IS NOT NULL AND payload_deleted = 0;
@@ -130,7 +134,7 @@ const tables = `
     partition INTEGER NOT NULL, group_id TEXT NOT NULL, offset INTEGER NOT NULL, sender TEXT NOT NULL,
     size INTEGER NOT NULL, sha256 TEXT NOT NULL, storage_key TEXT NOT NULL, content_type TEXT NOT NULL,
     message_key BLOB, proof BLOB NOT NULL, received_at INTEGER NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0,
-    proof_shared INTEGER,
+    proof_shared INTEGER, proof_packed INTEGER NOT NULL DEFAULT 0,
     UNIQUE (group_id, id)
   );
   CREATE INDEX IF NOT EXISTS received_topic ON received (topic, sequence);
@@ -187,6 +191,7 @@ export class ConnectorDatabase {
           }
           if (version < keyedByTopicLayout && this.tableExists('received')) this.migrateFromLayout1();
           else if (version < 5 && this.tableExists('sent')) this.migrateToLayout5();
+          if (version < 6 && this.tableExists('sent')) this.migrateToLayout6();
           this.db.exec(tables);
           this.db.pragma(`user_version = ${schemaVersion}`);
         })
@@ -282,13 +287,35 @@ export class ConnectorDatabase {
       this.db.exec('ALTER TABLE received ADD COLUMN proof_shared INTEGER');
   }
 
+  /** Layout 5 → 6: the columns that say how a header or proof is packed; rows written before are plain. */
+  private migrateToLayout6(): void {
+    const columns = (table: string): string[] =>
+      (this.db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map(
+        (column) => column.name,
+      );
+    const sent = columns('sent');
+    if (!sent.includes('header_packed'))
+      this.db.exec('ALTER TABLE sent ADD COLUMN header_packed INTEGER NOT NULL DEFAULT 0');
+    if (!sent.includes('proof_packed'))
+      this.db.exec('ALTER TABLE sent ADD COLUMN proof_packed INTEGER NOT NULL DEFAULT 0');
+    if (this.tableExists('received') && !columns('received').includes('proof_packed'))
+      this.db.exec('ALTER TABLE received ADD COLUMN proof_packed INTEGER NOT NULL DEFAULT 0');
+  }
+
   /**
    * The columns to store `proof` in: its own part, and the id of the shared part (stored here once),
    * or the whole proof and null when it does not split.
    */
-  private keepProof(proof: Uint8Array): { proof: Uint8Array; proof_shared: number | null } {
+  private keepProof(proof: Uint8Array): {
+    proof: Uint8Array;
+    proof_shared: number | null;
+    proof_packed: number;
+  } {
     const split = splitProof(proof);
-    if (split === undefined) return { proof, proof_shared: null };
+    if (split === undefined) {
+      const packed = packProof(proof);
+      return { proof: packed.bytes, proof_shared: null, proof_packed: packed.packing };
+    }
     this.statement('INSERT INTO proof_parts (hash, bytes) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING').run(
       split.sharedHash,
       split.shared,
@@ -296,15 +323,38 @@ export class ConnectorDatabase {
     const { id } = this.statement<[Uint8Array], { id: number }>(
       'SELECT id FROM proof_parts WHERE hash = ?',
     ).get(split.sharedHash) as { id: number };
-    return { proof: split.own, proof_shared: id };
+    const own = packProof(split.own);
+    return { proof: own.bytes, proof_shared: id, proof_packed: own.packing };
   }
 
-  /** A stored row with its proof whole again (and without the storage column). */
-  private withProof<R extends { proof: Uint8Array | null; proof_shared?: number | null }>(
-    row: R | undefined,
-  ): Omit<R, 'proof_shared'> | undefined {
+  /** A stored row with its header and proof whole again (and without the storage columns). */
+  private withProof<
+    R extends {
+      proof: Uint8Array | null;
+      proof_shared?: number | null;
+      proof_packed?: number;
+      header?: Uint8Array;
+      header_packed?: number;
+    },
+  >(row: R | undefined): Omit<R, 'proof_shared' | 'proof_packed' | 'header_packed'> | undefined {
     if (row === undefined) return undefined;
-    const { proof_shared: shared, ...rest } = row;
+    const { proof_shared: shared, proof_packed: proofPacking, header_packed: headerPacking, ...stored } = row;
+    let rest: typeof stored;
+    try {
+      rest = {
+        ...stored,
+        ...(stored.proof === null ? {} : { proof: unpackProof(stored.proof, proofPacking ?? 0) }),
+        ...(stored.header === undefined ? {} : { header: unpackHeader(stored.header, headerPacking ?? 0) }),
+      };
+    } catch (error) {
+      throw new LedgerbusError(
+        ErrorCode.StorageCorrupt,
+        'connector.sqlite: a packed header or proof is damaged',
+        {
+          cause: error,
+        },
+      );
+    }
     if (shared === null || shared === undefined || rest.proof === null) return rest;
     const part = this.statement<[number], { bytes: Uint8Array }>(
       'SELECT bytes FROM proof_parts WHERE id = ?',
@@ -332,17 +382,17 @@ export class ConnectorDatabase {
 
   insertSent(row: Omit<SentRow, 'offset' | 'height' | 'proof' | 'state' | 'delivered_to'>): void {
     this.statement(
-      `INSERT INTO sent (id, topic, partition, group_id, header, storage_key, size, recipients, created_at)
-         VALUES (@id, @topic, @partition, @group_id, @header, @storage_key, @size, @recipients, @created_at)
+      `INSERT INTO sent (id, topic, partition, group_id, header, header_packed, storage_key, size, recipients, created_at)
+         VALUES (@id, @topic, @partition, @group_id, @header, @header_packed, @storage_key, @size, @recipients, @created_at)
          ON CONFLICT (topic, id) DO NOTHING`,
-    ).run(row);
+    ).run({ ...row, ...packedHeaderColumns(row.header) });
   }
 
   markSent(topic: string, id: string, offset: number, height: number, proof: Uint8Array): void {
     const kept = this.keepProof(proof);
     this.statement(
-      'UPDATE sent SET offset = ?, height = ?, proof = ?, proof_shared = ? WHERE topic = ? AND id = ?',
-    ).run(offset, height, kept.proof, kept.proof_shared, topic, id);
+      'UPDATE sent SET offset = ?, height = ?, proof = ?, proof_shared = ?, proof_packed = ? WHERE topic = ? AND id = ?',
+    ).run(offset, height, kept.proof, kept.proof_shared, kept.proof_packed, topic, id);
   }
 
   /**
@@ -430,10 +480,9 @@ export class ConnectorDatabase {
    * the payload needed); its proof, state and recipients stay, for receipts and status.
    */
   markPayloadDeleted(topic: string, id: string): void {
-    this.statement("UPDATE sent SET payload_deleted = 1, header = x'' WHERE topic = ? AND id = ?").run(
-      topic,
-      id,
-    );
+    this.statement(
+      "UPDATE sent SET payload_deleted = 1, header = x'', header_packed = 0 WHERE topic = ? AND id = ?",
+    ).run(topic, id);
   }
 
   sent(topic: string, id: string): SentRow | undefined {
@@ -483,8 +532,8 @@ export class ConnectorDatabase {
 
   insertReceived(row: Omit<ReceivedRow, 'sequence' | 'confirmed'>): ReceivedRow {
     this.statement(
-      `INSERT INTO received (id, topic, partition, group_id, offset, sender, size, sha256, storage_key, content_type, message_key, proof, received_at, proof_shared)
-         VALUES (@id, @topic, @partition, @group_id, @offset, @sender, @size, @sha256, @storage_key, @content_type, @message_key, @proof, @received_at, @proof_shared)
+      `INSERT INTO received (id, topic, partition, group_id, offset, sender, size, sha256, storage_key, content_type, message_key, proof, received_at, proof_shared, proof_packed)
+         VALUES (@id, @topic, @partition, @group_id, @offset, @sender, @size, @sha256, @storage_key, @content_type, @message_key, @proof, @received_at, @proof_shared, @proof_packed)
          ON CONFLICT (group_id, id) DO NOTHING`,
     ).run({ ...row, ...this.keepProof(row.proof) });
     return this.received(row.group_id, row.id) as ReceivedRow;
@@ -615,4 +664,9 @@ export class ConnectorDatabase {
   close(): void {
     this.db.close();
   }
+}
+
+function packedHeaderColumns(header: Uint8Array): { header: Uint8Array; header_packed: number } {
+  const packed = packHeader(header);
+  return { header: packed.bytes, header_packed: packed.packing };
 }

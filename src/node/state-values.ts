@@ -6,7 +6,7 @@
  * "raw deflate with `dictionaryV1`", forever. A new dictionary gets a new encoding number and the
  * old one stays readable (the frozen hash in state-values.test.ts guards this).
  */
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { DictionaryDeflate } from '../codec/dictionary-deflate.js';
 
 export const StateValueEncoding = { plain: 0, deflatedV1: 1 } as const;
 export type StateValueEncoding = (typeof StateValueEncoding)[keyof typeof StateValueEncoding];
@@ -17,25 +17,23 @@ export const dictionaryV1 = Buffer.from(
   'base64',
 );
 
-/** Below this a value gains less than the zlib call costs (nonces, offsets, counters). */
-const packFromBytes = 96;
+/** Below 96 bytes a value gains less than the zlib call costs (nonces, offsets, counters). */
+const deflateV1 = new DictionaryDeflate(dictionaryV1, 96);
 
 /** How to store `value`: deflated when that is smaller, else as it is. */
 export function packStateValue(value: Uint8Array): {
   readonly encoding: StateValueEncoding;
   readonly bytes: Uint8Array;
 } {
-  if (value.length < packFromBytes) return { encoding: StateValueEncoding.plain, bytes: value };
-  const deflated = deflateRawSync(value, { level: 1, dictionary: dictionaryV1 });
-  return deflated.length < value.length
-    ? { encoding: StateValueEncoding.deflatedV1, bytes: deflated }
-    : { encoding: StateValueEncoding.plain, bytes: value };
+  const deflated = deflateV1.pack(value);
+  return deflated === undefined
+    ? { encoding: StateValueEncoding.plain, bytes: value }
+    : { encoding: StateValueEncoding.deflatedV1, bytes: deflated };
 }
 
 /** The value a stored row holds. Throws for an encoding this build does not know, or damaged bytes. */
 export function unpackStateValue(encoding: number, bytes: Uint8Array): Uint8Array {
   if (encoding === StateValueEncoding.plain) return bytes;
-  if (encoding === StateValueEncoding.deflatedV1)
-    return new Uint8Array(inflateRawSync(bytes, { dictionary: dictionaryV1 }));
+  if (encoding === StateValueEncoding.deflatedV1) return deflateV1.unpack(bytes);
   throw new Error(`contract state value encoding ${encoding} is unknown to this build`);
 }
