@@ -81,8 +81,10 @@ interface Subscription {
 }
 
 export class Consumer {
+  /** One per topic subscribed to. */
   private readonly subscriptions = new Map<string, Subscription>();
   private readonly emitter = new EventEmitter();
+  /** While running: one loop per subscription. */
   private running: { readonly abort: AbortController; readonly loops: Promise<void>[] } | undefined;
   /** eachMessage calls are one at a time across topics, as KafkaJS's default concurrency of 1. */
   private processing: Promise<void> = Promise.resolve();

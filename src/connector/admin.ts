@@ -65,6 +65,7 @@ export const adminRetryPolicy: RetryPolicy = {
 };
 
 export class ConnectorAdmin {
+  // The node's last answer, replaced whole at every sync: one entry per group and per topic.
   private groups: readonly GroupStatus[] = [];
   private globalHeads = new Map<string, Readonly<Record<string, number>>>();
   /** The registry bytes last applied, to skip decoding an unchanged registry. */

@@ -149,6 +149,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
   private readonly datasetStore: DatasetStore;
   private readonly jobAgent: JobAgent;
   private readonly resultServer: ResultServer;
+  /** The background loops `start` runs: a fixed few. */
   private readonly loops: Promise<void>[] = [];
   /** Runs compute-to-data jobs in child processes; made at the first job this connector owns. */
   private jobSandbox: JobSandbox | undefined;

@@ -7,8 +7,9 @@ import type { ConnectorEvent } from './api-types.js';
 import { describeError } from './lifecycle.js';
 
 export class ConnectorEvents {
+  /** One per subscriber (an open events socket, say), removed by the function `onEvent` returns. */
   private readonly listeners = new Set<(event: ConnectorEvent) => void>();
-  /** Long-polls of `received()` waiting for a message; each is woken once. */
+  /** Long-polls of `received()` waiting for a message; each is woken once, or leaves at its timeout. */
   readonly receivedWaiters = new Set<() => void>();
 
   constructor(private readonly logger: Logger) {}

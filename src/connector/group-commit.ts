@@ -14,6 +14,7 @@ interface Queued {
 }
 
 export class GroupCommit {
+  /** Writes of the current turn of the event loop: the next `flush` takes them all. */
   private queue: Queued[] = [];
   private scheduled = false;
 

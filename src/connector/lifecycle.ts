@@ -23,6 +23,7 @@ export const systemClock: ConnectorClock = {
 /** Whether the connector runs, and the waits that must end when it stops. */
 export class Lifecycle {
   private running = true;
+  /** One per pause under way, each removed when it ends (`waitForWake`). */
   private readonly sleepers = new Set<() => void>();
   /** The clock retry policies wait on: a stop ends their waits too. */
   readonly retryClock: RetryClock;

@@ -49,6 +49,7 @@ export function partitionForKey(key: Uint8Array, partitionCount: number): number
 
 /** Sticky assignment for keyless messages: one partition until `next()` moves on. */
 export class StickyPartitioner {
+  /** One per topic published to (topics of the registry). */
   private readonly current = new Map<string, number>();
 
   constructor(private readonly random: () => number = Math.random) {}

@@ -145,6 +145,7 @@ export function checkFetchFreshness(
  * the messages ("fetch request" unless told).
  */
 export class FetchNonceWindow {
+  /** At most `noncesMax`: expired entries are forgotten when it fills, and past that `admit` refuses. */
   private readonly expiries = new Map<string, number>();
 
   constructor(

@@ -119,7 +119,9 @@ export function validateTopicPolicy(policy: TopicPolicy): void {
 
 /** An in-memory registry for tests and the simulator. Mutations model registry transactions. */
 export class MemoryRegistry implements Registry {
+  /** One per organization the test registers. */
   private readonly organizations = new Map<string, Organization>();
+  /** One per topic the test creates. */
   private readonly topics = new Map<string, Topic>();
 
   constructor(readonly network: string) {}

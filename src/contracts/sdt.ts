@@ -122,6 +122,7 @@ interface Refusal {
 class BatchExecution {
   private readonly store: PartitionStore;
   private readonly meta: PartitionMeta;
+  /** This batch's events: lives as long as the batch's execution. */
   private readonly events: SdtEvent[] = [];
   private readonly signing: SigningDomain;
   /** The escrow contract (DESIGN §7), on the same write buffer and at the same contract time. */

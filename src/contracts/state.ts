@@ -16,6 +16,7 @@ export interface ContractState {
 
 /** An in-memory ContractState with helpers for tests: snapshots and copies. */
 export class MemoryContractState implements ContractState {
+  /** The whole contract state, as a store on disk would hold it: grows with it (tests only). */
   private readonly entries = new Map<string, Uint8Array>();
 
   get(key: string): Uint8Array | undefined {
@@ -54,6 +55,7 @@ export class MemoryContractState implements ContractState {
  * so a delete shadows the base value.
  */
 export class WriteBuffer implements ContractState {
+  /** One batch's writes: a buffer lives for one batch. */
   private readonly pending = new Map<string, Uint8Array | undefined>();
 
   constructor(private readonly base: ContractState) {}

@@ -32,8 +32,12 @@ export class FramedConnection {
   private readonly socket: TLSSocket;
   private readonly decoder: FrameDecoder;
   private frameHandler: ((frame: Buffer) => void) | undefined;
+  /** One per owner that asked (the RPC session, mostly); emptied at close. */
   private readonly closeHandlers: ((error?: Error) => void)[] = [];
-  /** Decoded frames not yet handed to the handler; `queueHead` is the next one. */
+  /**
+   * Decoded frames not yet handed to the handler; `queueHead` is the next one. About one socket
+   * read's worth: the socket stops reading while frames wait.
+   */
   private queue: Buffer[];
   private queueHead = 0;
   private readingPaused = false;

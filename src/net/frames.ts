@@ -53,6 +53,7 @@ export function checkFrameBytesMax(frameBytesMax: number): void {
  */
 export class FrameDecoder {
   readonly frameBytesMax: number;
+  /** Chunks holding the next frame's bytes only: at most `frameBytesMax` plus one chunk. */
   private readonly chunks: Buffer[] = [];
   /** Index of the first unconsumed chunk in `chunks`; shifting the array per frame would be quadratic. */
   private head = 0;

@@ -294,6 +294,7 @@ async function closeServer(server: Server, sockets: Set<Socket>): Promise<void> 
 // Building a certificate costs a few signatures; one per identity key serves every connection.
 const tlsIdentities = new WeakMap<SigningKeyPair, Promise<TlsIdentity>>();
 
+// One per identity, held weakly: it goes with its identity.
 const clientContexts = new WeakMap<TlsIdentity, SecureContext>();
 
 /**

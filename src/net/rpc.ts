@@ -88,14 +88,22 @@ export class RpcPeer {
   private readonly requestTimeoutMs: number;
   private readonly inFlightMax: number;
   private readonly onError: RpcPeerOptions['onError'];
+  /** One per method this end serves, registered at setup. */
   private readonly handlers = new Map<string, RpcHandler>();
   private admission: ((method: string) => void) | undefined;
+  /** One per channel this end listens on, registered at setup. */
   private readonly notifyHandlers = new Map<string, RpcNotifyHandler>();
   private nextRequestId = 0;
+  /** Our requests awaiting an answer: at most `inFlightMax`, each leaving at its answer or timeout. */
   private readonly pending = new Map<number, PendingRequest>();
+  /** The peer's requests being served: at most `inFlightMax` (more are refused OVERLOADED). */
   private readonly served = new Map<number, ServedRequest>();
+  /** Streamed answers to our requests still being read: each leaves at its end, error or cancel. */
   private readonly incomingStreams = new Map<number, IncomingByteStream>();
-  /** Incoming streams whose consumer is full; the connection reads again once this is empty. */
+  /**
+   * Incoming streams whose consumer is full (a subset of `incomingStreams`); the connection reads
+   * again once this is empty.
+   */
   private readonly streamsHoldingConnection = new Set<number>();
 
   constructor(connection: FramedConnection, options: RpcPeerOptions = {}) {

@@ -261,13 +261,19 @@ export class AnomalyService {
   private readonly shedTotal: Counter;
   private readonly ledgerTotal: Counter<'outcome'>;
   private readonly modeGauge: Gauge;
+  /** Organizations with a metric label of their own: at most `organizationLabelsMax`. */
   private readonly labelled = new Set<string>();
+  /** The last `recentAlertsMax` alerts, oldest out first. */
   private readonly recent: AnomalyAlert[] = [];
-  /** Alerts waiting for the ledger, with their id and how many submissions failed so far. */
+  /**
+   * Alerts waiting for the ledger, with their id and how many submissions failed so far: at most
+   * `raiseQueueMax` (more are dropped and counted).
+   */
   private readonly queue: { readonly alert: AnomalyAlert; readonly id: string; failures: number }[] = [];
   private readonly raiseLimiter: RateLimiter;
   private readonly raiseQueueMax: number;
   private readonly budgetMs: number;
+  /** When recent messages were accepted: the last 10,000 (`acceptedAtMax`), oldest out first. */
   private readonly acceptedAt = new Map<string, number>();
   private readonly now: () => number;
   private readonly monotonic: () => number;

@@ -90,10 +90,13 @@ interface Filters {
 
 export class CatalogIndex {
   private readonly db: Database.Database;
+  /** One per catalog entry: the index mirrors the registry's catalog. */
   private readonly rows = new Map<string, Row>();
+  /** One per catalog entry, as `rows`. */
   private readonly byRowid = new Map<number, CatalogEntry>();
-  /** Entries per owner, so a search asks `visible` once per owner, not once per entry. */
+  /** Entries per owner, so a search asks `visible` once per owner, not once per entry. One per owner. */
   private readonly owners = new Map<string, number>();
+  /** Changes not yet written: flushed at the next read, or at `pendingMax`. */
   private pending: CatalogChange[] = [];
   private nextRowid = 1;
   private detach: (() => void) | undefined;
@@ -104,7 +107,7 @@ export class CatalogIndex {
     readonly deleteRow: Database.Statement;
     readonly snippets: Database.Statement;
   };
-  /** Ranking and listing statements by the filters they carry (see `statement`). */
+  /** Ranking and listing statements by the filters they carry (see `statement`): one per query shape. */
   private readonly searches = new Map<string, Database.Statement>();
   private readonly write: (changes: readonly CatalogChange[]) => void;
 

@@ -172,9 +172,14 @@ function readOnly(state: Pick<ContractState, 'get'>): ContractState {
 }
 
 export class ClientService {
-  /** Payload-serving connections of each organization's connectors, and which are busy. */
+  /**
+   * Payload-serving connections of each organization's connectors, and which are busy: one per open
+   * connection, removed when it closes.
+   */
   private readonly serving = new Map<string, { peer: RpcPeer; busy: boolean }[]>();
+  /** Fetches waiting for an idle serving connection: each leaves when woken or within a second. */
   private readonly servingWaiters = new Map<string, (() => void)[]>();
+  /** Merkle trees of the blocks proofs were last built from: the 64 most recent, oldest out first. */
   private readonly treeCache = new Map<string, BlockTrees>();
   private readonly limiter: RateLimiter;
   /** Nonces of the fetch requests this node released or relayed a payload for, until they expire. */
@@ -183,7 +188,8 @@ export class ClientService {
   private readonly limitLogged = new LogThrottle(10_000, () => performance.now());
   /**
    * The quota alerts impose on each organization (requests/s, undefined for none), as last read from
-   * the registry, and when: read again after a second, or at once when an alert changes.
+   * the registry, and when: read again after a second, or at once when an alert changes. One per
+   * approved organization, cleared at every alert change.
    */
   private readonly quotaOverrides = new Map<string, { readonly checkedAt: number }>();
   private readonly unsubscribeAlerts: (() => void) | undefined;

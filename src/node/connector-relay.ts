@@ -68,7 +68,10 @@ interface PooledConnection {
 }
 
 export class ConnectorRelay {
-  /** Bulk connections to other nodes, by node id. */
+  /**
+   * Bulk connections to other nodes, by node id: at most `bulkConnectionsPerNode` per registered node,
+   * each removed when it closes (idle ones after `bulkIdleMs`).
+   */
   private readonly pools = new Map<string, PooledConnection[]>();
   /** Spreads unary calls over an organization's serving connections. */
   private nextServing = 0;

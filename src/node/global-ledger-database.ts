@@ -55,13 +55,16 @@ export interface DeliveredLocation {
 export class GlobalLedgerDatabase implements GlobalLedgerSink {
   private readonly statements;
 
-  /** Read-only connections to this node's partition databases, opened when first needed. */
+  /**
+   * Read-only connections to this node's partition databases, opened when first needed: one per
+   * partition of the topic.
+   */
   private readonly partitionReaders = new Map<
     string,
     { readonly db: Database.Database; readonly hash: Database.Statement; readonly bytes: Database.Statement }
   >();
 
-  /** Per partition: every height from 1 to this one is held (what `firstGap` has checked). */
+  /** Per partition of the topic: every height from 1 to this one is held (what `firstGap` has checked). */
   private readonly contiguous = new Map<string, number>();
 
   private constructor(

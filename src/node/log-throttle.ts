@@ -4,6 +4,7 @@
  * rest, so the next line says how many were held back.
  */
 export class LogThrottle {
+  /** At most `keysMax` keys, the oldest forgotten first. */
   private readonly last = new Map<string, { at: number; suppressed: number }>();
 
   constructor(

@@ -61,6 +61,7 @@ export interface NodeOptions {
 }
 
 export class LedgerbusNode {
+  /** One per partition this node replicates, in its current epoch: a closed epoch's replica is removed. */
   readonly replicas = new Map<string, PartitionReplica>();
   readonly registryHost: RegistryHost;
   /** Observations, anomaly detection and the alerts this node raises (DESIGN §9). */
@@ -75,6 +76,7 @@ export class LedgerbusNode {
   /** The node key, bound to genesis `network`: everything this node signs is for this network only. */
   private readonly signer: Signer;
   private partitionTimer: NodeJS.Timeout | undefined;
+  /** When each old epoch was last nudged: one per partition of the registry, never more. */
   private readonly nudged = new Map<string, number>();
   private stopping = false;
   /**

@@ -36,7 +36,9 @@ const requestChannel = 'request';
 const raftChannel = 'raft';
 
 export class PeerMesh {
+  /** At most one consensus link per registered peer node, removed when it closes. */
   private readonly links = new Map<string, RpcPeer>();
+  /** Dials under way: at most one per peer node. */
   private readonly dialing = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;

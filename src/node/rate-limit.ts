@@ -42,8 +42,12 @@ export function checkRateLimitConfig(config: RateLimitConfig): void {
 }
 
 export class RateLimiter {
+  /** One per key: callers key by approved organization (or a fixed key), never by a peer's choice. */
   private readonly buckets = new Map<string, Bucket>();
-  /** Keys held to a tighter quota for a while (an alert's rate-limit response, registry/alerts.ts). */
+  /**
+   * Keys held to a tighter quota for a while (an alert's rate-limit response, registry/alerts.ts):
+   * one per key throttled now, removed when its quota is lifted.
+   */
   private readonly overrides = new Map<string, RateLimitConfig>();
 
   constructor(

@@ -104,15 +104,19 @@ export class RegistryHost {
   /** The full-text index of the data catalog, following `system` (what catalogSearch reads). */
   readonly catalog: CatalogIndex;
   private readonly systemGroup: RaftGroup;
+  /** Topic groups open here: one per registered topic this node follows, removed if it fails. */
   private readonly topics = new Map<string, HostedTopic>();
+  /** Topic groups waiting to be reopened: one per registered topic, removed once open or not ours. */
   private readonly failedTopics = new Map<string, FailedTopic>();
   /** Set if __system's own storage failed: the group is stopped for good (restart the node). */
   private systemFailure: Error | undefined;
+  // Listeners: one per subscriber, removed by the function their `on…` method returns.
   private readonly changeListeners = new Set<() => void>();
   private readonly advanceListeners = new Set<() => void>();
   private readonly adminListeners = new Set<(transaction: AdminTransaction, outcome: string) => void>();
   private replicationTimer: NodeJS.Timeout | undefined;
   private replicating = false;
+  /** Groups with a membership change under way: at most one per group hosted here. */
   private membershipChanging = new Set<string>();
   private closed = false;
 

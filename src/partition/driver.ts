@@ -169,18 +169,27 @@ export class PartitionDriver<TRegistry, TEvent> {
   private readonly config: PbftConfig;
   private readonly storage: PartitionStorage;
   private readonly state: LayeredContractState;
+  /** Executed blocks awaiting their certificate: no more than the core delivers, about a window's worth. */
   private readonly executed = new Map<number, { results: Uint8Array[]; events: TEvent[] }>();
+  /** Clients waiting on a request submitted here, by digest: each leaves when settled or at its timeout. */
   private readonly waiters = new Map<string, Waiter[]>();
+  /** One per subscriber, removed by the function `onBlock` returns. */
   private readonly blockListeners = new Set<(block: Block, events: readonly TEvent[]) => void>();
+  /** Registered by the host when it sets the driver up; never removed. */
   private readonly retransmittedListeners: ((request: Uint8Array, height: number) => void)[] = [];
+  /** Registered by the host when it sets the driver up; never removed. */
   private readonly closedListeners: ((height: number) => void)[] = [];
+  /** Records of the current step: flushed before anything is shown to the world, and at its end. */
   private pendingPersist: PersistOp[] = [];
   /** Blocks stored in this step, until they are synced and clients and listeners are told. */
   private unannounced: { block: Block; events: TEvent[]; closesEpoch: boolean }[] = [];
   private closingHeight: number | undefined;
-  /** Executed heights that close the epoch, until their blocks are stored. */
+  /** Executed heights that close the epoch, until their blocks are stored (a subset of `executed`). */
   private readonly closing = new Set<number>();
-  /** Committed batches waiting for this host to apply the registry indexes they name, in order. */
+  /**
+   * Committed batches waiting for this host to apply the registry indexes they name, in order. No more
+   * than the core delivers unexecuted: about a watermark window.
+   */
   private readonly held: CommittedBatch[] = [];
   private readonly host: ReplicaHost;
   private readonly commitTimeoutMs: number;

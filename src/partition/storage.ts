@@ -59,6 +59,7 @@ export interface PartitionStorage {
  * execution writes into its own layer, which `commitBlock` makes durable when the height certifies.
  */
 export class LayeredContractState {
+  /** One per executed height not yet certified: `take` removes each as its block is stored. */
   private readonly layers: { height: number; writes: StateWrites }[] = [];
 
   constructor(private readonly base: Pick<ContractState, 'get'>) {}
@@ -120,6 +121,7 @@ export class SimulatedCrash extends Error {
 
 /** The durable image and everything derived from it, rebuilt when a crash rolls writes back. */
 class MemoryImage {
+  // A disk's content: it grows with the ledger, as the SQLite file does (simulator and tests only).
   readonly blocks: Block[] = [];
   readonly byTransaction = new Map<string, { height: number; index: number }>();
   readonly state = new Map<string, Uint8Array>();
@@ -158,6 +160,7 @@ class MemoryImage {
 export class MemoryPartitionStorage implements PartitionStorage {
   private synced = new MemoryImage();
   private current = new MemoryImage();
+  /** Written since the last `sync`, which empties it (the driver syncs before showing anything). */
   private unsynced: Transaction[] = [];
   private writesUntilCrash: number | undefined;
   private crashUnsyncedMin = 1;

@@ -188,19 +188,29 @@ export class RaftGroupDriver {
   private bytesSinceSnapshot = 0;
   private readonly observer: RaftDriverObserver;
   private applied = 0;
-  /** Committed entries handed out by the core and not yet applied, in order. */
+  /**
+   * Committed entries handed out by the core and not yet applied, in order. Empty except while the
+   * state machine holds an entry (`ready`): a topic group then queues all until __system catches up.
+   */
   private readonly applyQueue: RaftEntry[] = [];
+  /** Records of the Ready being handled, flushed before it sends anything. */
   private pendingPersist: RaftPersistOp[] = [];
-  /** By log index: at most one waiter per index, since a leader appends each index once per term. */
+  /**
+   * By log index: at most one waiter per index, since a leader appends each index once per term. Each
+   * leaves when applied, superseded, or at `commitTimeoutMs`.
+   */
   private readonly entryWaiters = new Map<number, EntryWaiter>();
+  /** Reads in flight: each leaves when applied, refused, abandoned or at `commitTimeoutMs`. */
   private readonly readWaiters = new Map<string, ReadWaiter>();
+  /** Each leaves once its index is applied, or at its timeout. */
   private readonly appliedWaiters = new Set<AppliedWaiter>();
+  /** One per subscriber, removed by the function `onApplied` returns. */
   private readonly appliedListeners = new Set<(index: number) => void>();
   private nextReadId = 0;
   /**
    * Work that arrived while a Ready was being handled (an onApplied listener proposing, say). The
    * core could take it, but the outer Ready would then report an `applied` index behind the inner
-   * one's; running it afterwards keeps one Ready at a time.
+   * one's; running it afterwards keeps one Ready at a time. Drained when that Ready is done.
    */
   private readonly deferred: (() => void)[] = [];
   private driving = false;

@@ -95,6 +95,7 @@ export interface RaftCrashOutcome {
 export class MemoryRaftStorage implements RaftGroupStorage {
   private synced: RaftStorageImage = emptyImage();
   private running: RaftStorageImage = emptyImage();
+  /** Written since the last `sync`, which empties it. */
   private unsynced: (readonly RaftPersistOp[])[] = [];
   private written = false;
   private closed = false;

@@ -69,13 +69,17 @@ export interface AlertQuery {
 }
 
 export class AlertState {
-  /** By id, in log order (a Map keeps insertion order), so the oldest is dropped first. */
+  /** By id, in log order (a Map keeps insertion order): at most `alertsKept`, the oldest dropped first. */
   private readonly records = new Map<string, AlertRecord>();
-  /** `subject rule` → id of the latest alert of that subject and rule: what a new one may corroborate. */
+  /**
+   * `subject rule` → id of the latest alert of that subject and rule: what a new one may corroborate.
+   * Only alerts in `records`: leaves with its alert.
+   */
   private readonly latestOf = new Map<string, string>();
-  /** Subject → ids of its alerts that carry a rate-limit response (acked ones leave). */
+  /** Subject → ids of its alerts that carry a rate-limit response (acked and dropped ones leave). */
   private readonly rateLimited = new Map<string, Set<string>>();
   private currentPolicy: AlertPolicy | undefined;
+  /** One per subscriber, removed by the function `onChange` returns. */
   private readonly listeners = new Set<AlertListener>();
 
   get size(): number {

@@ -50,8 +50,11 @@ export const catalogSnapshotSchema = t.record({
 export type CatalogSnapshot = Infer<typeof catalogSnapshotSchema>;
 
 export class CatalogState {
+  /** One per published (owner, dataset): grows with catalog publications only. */
   private readonly entries = new Map<string, CatalogEntry>();
+  /** One per dataset ever withdrawn and not published again: kept for good (see above), admin-paced. */
   private readonly withdrawnVersions = new Map<string, number>();
+  /** One per subscriber, removed by the function `onChange` returns. */
   private readonly listeners = new Set<CatalogListener>();
 
   get size(): number {

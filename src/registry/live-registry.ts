@@ -13,6 +13,7 @@ import type { TopicEntry } from './registry-view.js';
 import type { NetworkRegistry, NodeInfo, PartitionInfo } from './types.js';
 
 export class LiveRegistry implements NetworkRegistry {
+  /** One per subscriber, removed by the function `onChange` returns. */
   private readonly listeners = new Set<(view: RegistryView) => void>();
 
   constructor(private view: RegistryView) {}

@@ -79,6 +79,8 @@ export class RegistryView implements NetworkRegistry {
   /** Where certificates of this network's groups verify (see `membership`). */
   private readonly signing: SigningDomain;
   readonly systemIndex: number;
+  // Indexes of one registry version, built once: one entry per organization, signing key, node, topic
+  // and partition; `epochsById` holds each partition's epochs, which grow with reconfigurations only.
   private readonly organizationsById: ReadonlyMap<string, RegisteredOrganization>;
   private readonly organizationsByKey = new Map<string, RegisteredOrganization>();
   private readonly nodesById = new Map<string, NodeInfo>();

@@ -338,9 +338,14 @@ export function guarded(body: () => RegistryResult): RegistryResult {
 const alertActionKinds: ReadonlySet<string> = new Set(['raiseAlert', 'ackAlert', 'setAlertPolicy']);
 
 export class SystemStateMachine {
+  /** One per registry change (not catalog or alert actions), kept for good: grows with admin changes only. */
   private readonly versions: Versions<SystemView>;
+  /** One per subscriber, removed by the function `onChange` returns. */
   private readonly listeners = new Set<(view: SystemView) => void>();
-  /** The nonce set every version shares (see `SystemView.nonces`). */
+  /**
+   * The nonce set every version shares (see `SystemView.nonces`): one per admin transaction, alerts
+   * and catalog actions included, kept for good.
+   */
   private nonces = new Set<string>();
   /** The data catalog: the latest only, beside the versions (see catalog-state.ts). */
   private readonly catalog = new CatalogState();

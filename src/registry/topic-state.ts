@@ -105,16 +105,21 @@ class BlockRunRefusal extends Error {
 
 export class TopicStateMachine {
   readonly groupId: string;
+  /** One per admin change of the topic, kept for good: grows with admin changes only, not with blocks. */
   private readonly versions: Versions<TopicView>;
+  /** One per partition of the topic. */
   private readonly heads = new Map<string, PartitionHead>();
+  /** One per subscriber, removed by the function `onChange` returns. */
   private readonly listeners = new Set<(view: TopicView) => void>();
+  /** One per subscriber, removed by the function `onBlocks` returns. */
   private readonly blockListeners = new Set<(partition: string, height: number) => void>();
 
   /** The network's signing domain: admin transactions and block certificates verify only in it. */
   private readonly signing: SigningDomain;
   /**
    * The nonce set every version shares, grown in place: replays are checked against the latest
-   * version only, so a transaction adds one entry instead of copying every nonce before it.
+   * version only, so a transaction adds one entry instead of copying every nonce before it. One per
+   * admin transaction of the topic, kept for good.
    */
   private nonces = new Set<string>();
 

@@ -7,6 +7,7 @@
 import { assert } from '../errors.js';
 
 export class Versions<T> {
+  // One per version, never pruned but by `reset`: bounded by how often the registry changes.
   private readonly indexes: number[] = [];
   private readonly values: T[] = [];
 

@@ -122,7 +122,8 @@ export class PartitionConsumer {
   /**
    * By sender and part set: the whole value's sha256 fed with each part's plaintext while it is
    * fetched, so the message that binds them needs no second read of its parts. Parts that come out
-   * of order, a failed fetch or a restart drop it, and the value is then read back once.
+   * of order, a failed fetch or a restart drop it, and the value is then read back once. At most
+   * `runningHashesMax`, the oldest dropped first.
    */
   private readonly runningHashes = new Map<string, RunningHash>();
 

@@ -58,6 +58,7 @@ const idleConnectionMs = 30_000;
  * (on this connector and on the node) per payload. A connection is used by one stream at a time.
  */
 export class BulkConnectionPool {
+  /** At most `idleConnectionsMax` per (sender, partition), each closed after `idleConnectionMs` unused. */
   private readonly idle = new Map<string, { peer: RpcPeer; since: number }[]>();
   private closed = false;
 
@@ -118,6 +119,7 @@ export class BulkConnectionPool {
  * never share a socket) and handed back to the pool when the worker is done.
  */
 export class BulkConnections {
+  /** One per (sender, partition) this worker fetched from; all go back to the pool when it is done. */
   private readonly peers = new Map<string, { sender: string; partitionId: string; peer: RpcPeer }>();
 
   constructor(private readonly pool: BulkConnectionPool) {}

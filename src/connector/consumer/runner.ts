@@ -23,8 +23,9 @@ export interface ConsumerRunnerOptions extends Pick<
 }
 
 export class ConsumerRunner {
-  /** Consumers by partition ("topic/p"). */
+  /** Consumers by partition ("topic/p"): one per partition this organization may consume, never two. */
   private readonly consumers = new Map<string, PartitionConsumer>();
+  /** One per consumer, and the registry loop. */
   private readonly loops: Promise<void>[] = [];
 
   constructor(private readonly options: ConsumerRunnerOptions) {}

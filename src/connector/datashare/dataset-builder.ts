@@ -158,10 +158,12 @@ function fillTypedTable(
 
 /** The untyped staging table of step 1, written in batches. */
 class StagingTable {
+  // One per column: the namer stops at `catalogLimits.columnsMax`.
   readonly names: string[] = [];
   readonly types: ColumnTypeInference[] = [];
   rowCount = 0;
   private insert: Database.Statement<unknown[]> | undefined;
+  /** Rows not yet inserted: flushed at `batchRows`. */
   private batch: (string | null)[][] = [];
   private readonly insertBatch: (rows: (string | null)[][]) => void;
 

@@ -83,8 +83,12 @@ interface StoredDescription {
 
 export class DatasetStore {
   readonly directory: string;
+  /** One per dataset file in the directory: the owner's loads and removals only. */
   private readonly datasets = new Map<string, DatasetInfo>();
-  /** Names being loaded now: a second load of one of them is refused, as if it existed. */
+  /**
+   * Names being loaded now: a second load of one of them is refused, as if it existed. Each leaves
+   * when its load ends.
+   */
   private readonly loading = new Set<string>();
   private closed = false;
 

@@ -44,7 +44,9 @@ export interface JobAgentOptions extends Pick<
 }
 
 export class JobAgent {
+  /** One per partition of a job topic in the registry, never two. */
   private readonly followed = new Set<string>();
+  /** One per followed partition, and the owner's resume. */
   private readonly loops: Promise<void>[] = [];
 
   constructor(private readonly options: JobAgentOptions) {}

@@ -60,7 +60,10 @@ const runnerPath = fileURLToPath(
   new URL(fromSources ? './job-runner.ts' : './job-runner.js', import.meta.url),
 );
 
-/** Children alive now: killed if this process exits, so none outlives the connector. */
+/**
+ * Children alive now: killed if this process exits, so none outlives the connector. Each leaves when
+ * it exits: the job running (owner-jobs.ts runs one at a time) and the warm spare.
+ */
 const running = new Set<ChildProcess>();
 let exitHookInstalled = false;
 

@@ -65,7 +65,10 @@ type Verdict =
   | { readonly kind: 'reject'; readonly reason: string; readonly detail: string };
 
 export class OwnerJobs {
-  /** Work under way per job ("group jobId"): a second caller joins it instead of starting another. */
+  /**
+   * Work under way per job ("group jobId"): a second caller joins it instead of starting another.
+   * Each leaves when its work ends.
+   */
   private readonly inFlight = new Map<string, Promise<void>>();
   /** Jobs run one at a time: each may take the policy's whole memory limit. */
   private runQueue: Promise<unknown> = Promise.resolve();

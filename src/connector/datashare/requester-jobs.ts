@@ -84,7 +84,10 @@ interface PreparedPart {
 }
 
 export class RequesterJobs {
-  /** Wakes callers waiting for a job to move (the job log saw a step of one of ours). */
+  /**
+   * Wakes callers waiting for a job to move (the job log saw a step of one of ours). One per wait under
+   * way, each removed when woken or at its timeout.
+   */
   private readonly waiters = new Set<() => void>();
 
   constructor(private readonly options: RequesterJobsOptions) {}

@@ -82,6 +82,7 @@ export class ColumnTypeInference {
  * of columns the catalog can describe.
  */
 export class ColumnNamer {
+  /** At most `catalogLimits.columnsMax`: `add` throws past it. */
   private readonly taken = new Set<string>();
 
   get count(): number {

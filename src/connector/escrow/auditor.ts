@@ -72,7 +72,10 @@ export interface AuditorOptions extends Pick<
 
 export class Auditor implements AuditApi {
   private readonly results: AuditResults;
-  /** Fetches under way, by request id: a second caller waits for the first instead of refetching. */
+  /**
+   * Fetches under way, by request id: a second caller waits for the first instead of refetching. Each
+   * leaves when its fetch ends.
+   */
   private readonly fetching = new Map<string, Promise<AuditFetchResult>>();
 
   constructor(private readonly options: AuditorOptions) {

@@ -51,7 +51,10 @@ export class ChunkHolder {
   readonly chunks: HolderDatabase;
   /** Nonces of the chunk requests (puts and gets) this connector acted on, until they expire. */
   private readonly nonces = new FetchNonceWindow(undefined, requestKind);
-  /** Audits proven APPROVED, by (group, id, request, requester): the message's sender and until when. */
+  /**
+   * Audits proven APPROVED, by (group, id, request, requester): the message's sender and until when.
+   * At most `provenApprovalsMax`: full, it drops the expired ones, or else everything.
+   */
   private readonly provenApprovals = new Map<string, { sender: string; until: number }>();
 
   constructor(private readonly options: ChunkHolderOptions) {

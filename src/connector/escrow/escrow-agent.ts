@@ -54,7 +54,9 @@ export class EscrowAgent {
   /** The agent's tables; the auditor side reads and writes audits through it too. */
   readonly database: AgentDatabase;
   private readonly duties: HolderDuties;
+  /** One per partition of an escrow topic in the registry, never two. */
   private readonly followed = new Set<string>();
+  /** One per followed partition. */
   private readonly loops: Promise<void>[] = [];
 
   constructor(private readonly options: EscrowAgentOptions) {

@@ -70,6 +70,10 @@ interface Queue<E, R> {
 }
 
 export class Coalescer<E, R> {
+  /**
+   * By key: a queue is dropped once nothing waits or is in flight in it, and its entries are the
+   * publishes callers are awaiting now.
+   */
   private readonly queues = new Map<string, Queue<E, R>>();
 
   constructor(private readonly options: CoalescerOptions<E, R>) {

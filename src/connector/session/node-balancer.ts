@@ -96,6 +96,7 @@ interface Estimate {
 
 interface NodeState {
   readonly id: string;
+  /** One per kind of request (an RPC method): a fixed few. */
   readonly estimates: Map<string, Estimate>;
   consecutiveFailures: number;
   ejectedUntil: number;
@@ -106,6 +107,7 @@ interface NodeState {
 }
 
 export class NodeBalancer {
+  /** One per registered node requests went to. */
   private readonly nodes = new Map<string, NodeState>();
   private nextIndex = 0;
   private readonly decayMs: number;

@@ -159,9 +159,11 @@ export class NodeSession {
   readonly node: NodeInfo;
   /** The organization's nodes this connector uses, `node` first. */
   readonly nodes: readonly NodeInfo[];
+  /** One control connection per node asked for (the registry's nodes), reopened in place when it closes. */
   private readonly controls = new Map<string, { peer?: RpcPeer; connecting?: Promise<RpcPeer> }>();
+  /** Per node of ours: at most `servingConnections` open connections, each removed when it closes. */
   private readonly servingPeers = new Map<string, Set<RpcPeer>>();
-  /** Serving connections being opened, per node. */
+  /** Serving connections being opened, per node of ours. */
   private readonly servingOpening = new Map<string, number>();
   private servingTimer: unknown;
   private readonly balancer: NodeBalancer;

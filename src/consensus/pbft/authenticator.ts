@@ -23,9 +23,11 @@ import type { CertifiedHeader, PbftConfig, PbftCrypto } from './types.js';
 const authenticatedEnvelopesMax = 8192;
 
 export class Authenticator {
+  /** At most `authenticatedEnvelopesMax`, oldest out first. */
   private readonly authenticated = new Map<string, PbftMessage>();
+  /** At most `authenticatedEnvelopesMax`, oldest out first. */
   private readonly validViewChanges = new Set<string>();
-  /** Each replica's public key by replica id. */
+  /** Each replica's public key by replica id: fixed for the epoch. */
   readonly keysById: ReadonlyMap<string, Uint8Array>;
   private readonly n: number;
   private readonly quorum: number;

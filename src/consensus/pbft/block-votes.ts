@@ -19,6 +19,10 @@ export interface VoteTally {
 }
 
 export class BlockVotes {
+  /**
+   * Tallies by height, then header hash: heights above the stable checkpoint (`discardUpTo`) and within
+   * twice the window of it (the replica refuses votes beyond), one vote per replica each.
+   */
   private readonly byHeight = new Map<
     number,
     Map<string, { header: PbftBlockHeader; signatures: Map<number, Uint8Array> }>

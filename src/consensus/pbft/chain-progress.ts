@@ -41,12 +41,16 @@ export class ChainProgress {
   private certifiedSeq = 0;
   private stableHeight = 0;
   private stableHeader: CertifiedHeader | undefined;
-  /** Batches handed to the driver and not yet reported executed. */
+  /** Batches handed to the driver and not yet reported executed: from the log's window, or transferred. */
   private readonly delivering = new Map<number, CommittedBatch>();
-  /** Blocks received by state transfer, waiting to be delivered and executed. */
+  /**
+   * Blocks received by state transfer, waiting to be delivered and executed; state transfer stops
+   * fetching at `watermarkWindow + fetchBlocksMax` of them.
+   */
   private readonly transferred = new Map<number, CertifiedBlock>();
-  /** Blocks certified before the one below them was. */
+  /** Blocks certified before the one below them was: only blocks executed here, so no more than those. */
   private readonly certifiedAhead = new Map<number, CertifiedBlock>();
+  /** Blocks executed above the stable checkpoint; `advanceStable` forgets the rest. */
   private readonly executedBlocks = new Map<number, ExecutedBlock>();
 
   constructor(private readonly checkpointInterval: number) {}

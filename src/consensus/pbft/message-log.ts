@@ -97,6 +97,7 @@ export function readViewRecords(records: readonly PersistRecord[]): {
 }
 
 export class MessageLog {
+  /** One per sequence number in the watermark window: `discardUpTo` drops those at the stable checkpoint. */
   private readonly slots = new Map<number, Slot>();
 
   /** The slot of `seq`, if anything is known about it. */

@@ -138,6 +138,7 @@ export class PbftReplica {
     return this.chain.stableSeq;
   }
 
+  /** What the current `step` asks of the driver: replaced at every step. */
   private ready: PbftReady = emptyReady();
 
   constructor(config: PbftConfig, crypto: PbftCrypto, restore?: PbftRestore) {

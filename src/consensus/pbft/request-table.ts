@@ -37,16 +37,26 @@ const committedRequestsMax = 100_000;
 const verifiedRequestsMax = 200_000;
 
 export class RequestTable {
+  /** At most `pendingRequestsMax`: `admit` refuses more with OVERLOADED; executing removes them. */
   private readonly pending = new Map<string, PendingRequest>();
-  /** Pending requests not proposed in the current view, oldest first: what the primary batches. */
+  /**
+   * Pending requests not proposed in the current view, oldest first: what the primary batches. A
+   * subset of `pending`.
+   */
   private readonly unproposed = new Map<string, PendingRequest>();
-  /** Pending digest by (client, seq): a client's other version of a committed request is dropped too. */
+  /**
+   * Pending digest by (client, seq): a client's other version of a committed request is dropped too.
+   * At most one per pending request.
+   */
   private readonly pendingByClientSeq = new Map<string, string>();
-  /** The sequence number each (client, seq) committed at. */
+  /** The sequence number each (client, seq) committed at: the last `committedRequestsMax` of them. */
   private readonly committed = new Map<string, number>();
-  /** Requests whose signature and group were checked, by digest: their (client, seq) key. */
+  /**
+   * Requests whose signature and group were checked, by digest: their (client, seq) key. At most
+   * `verifiedRequestsMax`, oldest out first.
+   */
   private readonly verified = new Map<string, string>();
-  /** Digest keys of a proposal's requests, computed once when it was checked or built. */
+  /** Digest keys of a proposal's requests, computed once when it was checked or built; weak: gone with it. */
   private readonly proposalKeys = new WeakMap<readonly Uint8Array[], readonly string[]>();
 
   constructor(

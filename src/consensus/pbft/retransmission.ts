@@ -63,6 +63,7 @@ export function retransmissionFor(status: Status, source: RetransmissionSource):
 
 /** Bounds what a peer (perhaps a lying one) can make us retransmit: once per status interval. */
 export class RetransmissionLimiter {
+  /** One per replica index (senders are authenticated replicas). */
   private readonly lastHelpedTick = new Map<number, number>();
 
   constructor(private readonly statusIntervalTicks: number) {}

@@ -18,7 +18,7 @@ import { rejectForGood } from './rejections.js';
 import type { CertifiedBlock, PbftConfig, PbftCrypto, Proposal } from './types.js';
 
 export class StateTransfer {
-  /** The latest status each peer sent: what it has executed and certified. */
+  /** The latest status each peer sent: what it has executed and certified. One per replica. */
   private readonly peerStatus = new Map<number, Status>();
   private inFlight: { readonly to: number; readonly fromSeq: number; readonly deadline: number } | undefined;
   private rotation = 0;

@@ -34,8 +34,9 @@ export class ViewChangeState {
   private timerDeadline: number | undefined;
   /** Consecutive views tried without a new view: the timeout doubles with each (§4.5.2). */
   private attempts = 0;
+  /** View changes by view, then sender: one per replica in all, since only a sender's latest counts. */
   private readonly collected = new Map<number, Map<number, CollectedViewChange>>();
-  /** The view each sender last asked for. */
+  /** The view each sender last asked for: one per replica. */
   private readonly latestBySender = new Map<number, number>();
 
   get view(): number {
