@@ -82,6 +82,8 @@ profiled, into a temporary directory removed afterwards) for the CPU-per-message
   --escrow-chunks LIST  escrow: chunks per file (default 10,50,100,200; quick 10,200)
   --soak-messages N     soak: messages of 200 B (default 100000; quick 2000); bench:soak alone takes
                         larger runs (the issue's 1,000,000: about an hour)
+  --soak-result FILE    soak: render its section from this bench:soak result file (such a larger
+                        run, bench/results/soak-*.json) instead of running it
   --help                this text
 
 Progress goes to stderr; the last stdout line is the path of REPORT.md.
@@ -126,6 +128,7 @@ interface Options {
   /** bench:escrow's --small, --sizes and --chunks. */
   readonly escrow: readonly string[];
   readonly soakMessages: number;
+  readonly soakResult: string | undefined;
 }
 
 function parseOptions(): Options | undefined {
@@ -152,6 +155,7 @@ function parseOptions(): Options | undefined {
       'escrow-sizes': { type: 'string' },
       'escrow-chunks': { type: 'string' },
       'soak-messages': { type: 'string' },
+      'soak-result': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -220,6 +224,7 @@ function parseOptions(): Options | undefined {
       ...['--chunks', values['escrow-chunks'] ?? (quick ? '10,200' : '10,50,100,200')],
     ],
     soakMessages: integer('soak-messages', values['soak-messages'] ?? (quick ? '2000' : '100000')),
+    soakResult: values['soak-result'],
   };
 }
 
@@ -385,6 +390,13 @@ async function runBench(script: string, args: readonly string[], attempt = 1): P
   const seconds = (performance.now() - started) / 1000;
   progress(`== ${script}: done in ${seconds.toFixed(0)} s (${relative(root, resultFile)})`);
   return { record: full, file: resultFile, seconds };
+}
+
+/** A result file a bench wrote in an earlier run of its own, taken as it is. */
+function readBenchRun(file: string): BenchRun {
+  const path = resolve(file);
+  progress(`\n== taking ${relative(root, path)} as it is`);
+  return { record: record(JSON.parse(readFileSync(path, 'utf8')), path), file: path, seconds: 0 };
 }
 
 // ---- formatting ----
@@ -1465,7 +1477,10 @@ async function main(): Promise<void> {
     sections.push(escrowSection(run.record, charts));
   }
   if (!options.skip.has('soak')) {
-    const run = await runBench('soak', ['--messages', String(options.soakMessages), '--json-only']);
+    const run =
+      options.soakResult === undefined
+        ? await runBench('soak', ['--messages', String(options.soakMessages), '--json-only'])
+        : readBenchRun(options.soakResult);
     runs.push({ name: 'soak', run });
     sections.push(soakSection(run.record, charts));
   }
@@ -1501,7 +1516,8 @@ async function main(): Promise<void> {
           'benches',
           runs
             .map(
-              ({ name, run }) => `bench:${name} (${run.seconds.toFixed(0)} s, ${relative(root, run.file)})`,
+              ({ name, run }) =>
+                `bench:${name} (${run.seconds > 0 ? `${run.seconds.toFixed(0)} s` : 'an earlier run'}, ${relative(root, run.file)})`,
             )
             .join('; ') + (skipped.length === 0 ? '' : `; skipped: ${skipped.join(', ')}`),
         ],
