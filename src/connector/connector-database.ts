@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { makeDirectoryDurableSync } from '../runtime/durable-directory.js';
 import { partSetOfStorageKey } from './parts.js';
-import { packHeader, packProof, unpackHeader, unpackProof } from './packed-columns.js';
+import { headerColumns, proofColumns } from './packed-columns.js';
 import { joinProof, splitProof } from './proof-parts.js';
 
 export interface SentRow {
@@ -313,7 +313,7 @@ export class ConnectorDatabase {
   } {
     const split = splitProof(proof);
     if (split === undefined) {
-      const packed = packProof(proof);
+      const packed = proofColumns.pack(proof);
       return { proof: packed.bytes, proof_shared: null, proof_packed: packed.packing };
     }
     this.statement('INSERT INTO proof_parts (hash, bytes) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING').run(
@@ -323,7 +323,7 @@ export class ConnectorDatabase {
     const { id } = this.statement<[Uint8Array], { id: number }>(
       'SELECT id FROM proof_parts WHERE hash = ?',
     ).get(split.sharedHash) as { id: number };
-    const own = packProof(split.own);
+    const own = proofColumns.pack(split.own);
     return { proof: own.bytes, proof_shared: id, proof_packed: own.packing };
   }
 
@@ -343,8 +343,10 @@ export class ConnectorDatabase {
     try {
       rest = {
         ...stored,
-        ...(stored.proof === null ? {} : { proof: unpackProof(stored.proof, proofPacking ?? 0) }),
-        ...(stored.header === undefined ? {} : { header: unpackHeader(stored.header, headerPacking ?? 0) }),
+        ...(stored.proof === null ? {} : { proof: proofColumns.unpack(stored.proof, proofPacking ?? 0) }),
+        ...(stored.header === undefined
+          ? {}
+          : { header: headerColumns.unpack(stored.header, headerPacking ?? 0) }),
       };
     } catch (error) {
       throw new LedgerbusError(
@@ -667,6 +669,6 @@ export class ConnectorDatabase {
 }
 
 function packedHeaderColumns(header: Uint8Array): { header: Uint8Array; header_packed: number } {
-  const packed = packHeader(header);
+  const packed = headerColumns.pack(header);
   return { header: packed.bytes, header_packed: packed.packing };
 }

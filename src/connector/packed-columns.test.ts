@@ -1,36 +1,28 @@
 import { describe, expect, it } from 'vitest';
 import { sha256, toHex } from '../crypto/index.js';
-import {
-  ColumnPacking,
-  headerDictionaryV1,
-  packHeader,
-  packProof,
-  proofDictionaryV1,
-  unpackHeader,
-  unpackProof,
-} from './packed-columns.js';
+import { plainPacking } from '../codec/dictionary-deflate.js';
+import { headerColumns, headerDictionaryV1, proofColumns, proofDictionaryV1 } from './packed-columns.js';
 
 describe('packed header and proof columns', () => {
   it('packs a header and a proof to under three quarters and unpacks them exactly', () => {
     const header = new Uint8Array(headerDictionaryV1);
     header.set(new TextEncoder().encode('soak-9'), headerDictionaryV1.indexOf('soak-7'));
-    const packedHeader = packHeader(header);
-    const packedProof = packProof(proofDictionaryV1);
-    expect([packedHeader.packing, packedProof.packing]).toEqual([
-      ColumnPacking.dictionaryV1,
-      ColumnPacking.dictionaryV1,
-    ]);
+    const packedHeader = headerColumns.pack(header);
+    const packedProof = proofColumns.pack(proofDictionaryV1);
+    expect([packedHeader.packing, packedProof.packing]).toEqual([1, 1]);
     expect(packedHeader.bytes.length).toBeLessThan(header.length * 0.75);
-    expect(unpackHeader(packedHeader.bytes, packedHeader.packing)).toEqual(header);
-    expect(unpackProof(packedProof.bytes, packedProof.packing)).toEqual(new Uint8Array(proofDictionaryV1));
+    expect(headerColumns.unpack(packedHeader.bytes, packedHeader.packing)).toEqual(header);
+    expect(proofColumns.unpack(packedProof.bytes, packedProof.packing)).toEqual(
+      new Uint8Array(proofDictionaryV1),
+    );
   });
 
   it('keeps small columns plain, and refuses an unknown packing or damaged bytes', () => {
     const tiny = new Uint8Array([1]);
-    expect(packProof(tiny)).toEqual({ bytes: tiny, packing: ColumnPacking.plain });
-    expect(unpackHeader(tiny, ColumnPacking.plain)).toBe(tiny);
-    expect(() => unpackProof(tiny, 9)).toThrow(/packing 9/);
-    expect(() => unpackHeader(new Uint8Array([0xff, 0xff]), ColumnPacking.dictionaryV1)).toThrow();
+    expect(proofColumns.pack(tiny)).toEqual({ bytes: tiny, packing: plainPacking });
+    expect(headerColumns.unpack(tiny, plainPacking)).toBe(tiny);
+    expect(() => proofColumns.unpack(tiny, 9)).toThrow(/packing 9/);
+    expect(() => headerColumns.unpack(new Uint8Array([0xff, 0xff]), 1)).toThrow();
   });
 
   it('keeps the dictionaries byte for byte: stored columns depend on them', () => {

@@ -20,39 +20,8 @@ export const proofDictionaryV1 = Buffer.from(
   'base64',
 );
 
-export const ColumnPacking = { plain: 0, dictionaryV1: 1 } as const;
-export type ColumnPacking = (typeof ColumnPacking)[keyof typeof ColumnPacking];
+/** Packs and unpacks envelope headers (the row's `header_packed` is the packing). */
+export const headerColumns = new DictionaryDeflate([headerDictionaryV1], 128);
 
-const headers = new DictionaryDeflate(headerDictionaryV1, 128);
-const proofs = new DictionaryDeflate(proofDictionaryV1, 128);
-
-export interface PackedColumn {
-  readonly bytes: Uint8Array;
-  readonly packing: ColumnPacking;
-}
-
-function pack(column: Uint8Array, deflate: DictionaryDeflate): PackedColumn {
-  const deflated = deflate.pack(column);
-  return deflated === undefined
-    ? { bytes: column, packing: ColumnPacking.plain }
-    : { bytes: deflated, packing: ColumnPacking.dictionaryV1 };
-}
-
-function unpack(bytes: Uint8Array, packing: number, deflate: DictionaryDeflate): Uint8Array {
-  if (packing === ColumnPacking.plain) return bytes;
-  if (packing === ColumnPacking.dictionaryV1) return deflate.unpack(bytes);
-  throw new Error(`column packing ${packing} is unknown to this build`);
-}
-
-/** What to store for an envelope header. */
-export const packHeader = (header: Uint8Array): PackedColumn => pack(header, headers);
-
-/** What to store for a proof, or a proof's own part (proof-parts.ts). */
-export const packProof = (proof: Uint8Array): PackedColumn => pack(proof, proofs);
-
-/** The header a stored column holds. Throws on damaged bytes or an unknown packing. */
-export const unpackHeader = (bytes: Uint8Array, packing: number): Uint8Array =>
-  unpack(bytes, packing, headers);
-
-/** The proof (or own part) a stored column holds. Throws on damaged bytes or an unknown packing. */
-export const unpackProof = (bytes: Uint8Array, packing: number): Uint8Array => unpack(bytes, packing, proofs);
+/** Packs and unpacks proofs, or a proof's own part (proof-parts.ts); `proof_packed` is the packing. */
+export const proofColumns = new DictionaryDeflate([proofDictionaryV1], 128);

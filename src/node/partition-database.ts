@@ -19,7 +19,7 @@ import type { Block } from '../ledger/block.js';
 import type { PartitionStorage, StateWrites } from '../partition/storage.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
 import { groupStorageError, openGroupDatabase, writingGroup } from './group-files.js';
-import { packStateValue, unpackStateValue } from './state-values.js';
+import { stateValues } from './state-values.js';
 
 /** The node's `PartitionStorage` (src/partition/storage.ts): every transaction is fsynced at commit. */
 export class PartitionDatabase implements PartitionStorage {
@@ -83,8 +83,8 @@ export class PartitionDatabase implements PartitionStorage {
         const value = writes.get(key);
         if (value === undefined) this.statements.deleteState.run(key);
         else {
-          const packed = packStateValue(value);
-          this.statements.putState.run(key, packed.bytes, packed.encoding);
+          const packed = stateValues.pack(value);
+          this.statements.putState.run(key, packed.bytes, packed.packing);
         }
       }
     });
@@ -114,7 +114,7 @@ export class PartitionDatabase implements PartitionStorage {
       const row = this.statements.getState.get(key);
       if (row === undefined) return undefined;
       try {
-        return new Uint8Array(unpackStateValue(row.encoding, row.value));
+        return new Uint8Array(stateValues.unpack(row.value, row.encoding));
       } catch (error) {
         throw new LedgerbusError(
           ErrorCode.StorageCorrupt,

@@ -1,29 +1,30 @@
 import { describe, expect, it } from 'vitest';
+import { plainPacking } from '../codec/dictionary-deflate.js';
 import { sha256, toHex } from '../crypto/index.js';
-import { StateValueEncoding, dictionaryV1, packStateValue, unpackStateValue } from './state-values.js';
+import { dictionaryV1, stateValues } from './state-values.js';
 
-describe('packStateValue / unpackStateValue', () => {
+describe('contract state values at rest', () => {
   // Another message's record: the dictionary's own with other numbers and id.
   const record = new Uint8Array(dictionaryV1);
   record.set(new TextEncoder().encode('soak-9'), dictionaryV1.indexOf('soak-0'));
   record[10] = 0x17;
 
   it('packs a message record to under a third of its size and unpacks it exactly', () => {
-    const packed = packStateValue(record);
-    expect(packed.encoding).toBe(StateValueEncoding.deflatedV1);
+    const packed = stateValues.pack(record);
+    expect(packed.packing).toBe(1);
     expect(packed.bytes.length).toBeLessThan(record.length / 3);
-    expect(unpackStateValue(packed.encoding, packed.bytes)).toEqual(record);
+    expect(stateValues.unpack(packed.bytes, packed.packing)).toEqual(record);
   });
 
   it('keeps small values plain', () => {
     const small = record.subarray(0, 40);
-    expect(packStateValue(small)).toEqual({ encoding: StateValueEncoding.plain, bytes: small });
-    expect(unpackStateValue(StateValueEncoding.plain, small)).toBe(small);
+    expect(stateValues.pack(small)).toEqual({ packing: plainPacking, bytes: small });
+    expect(stateValues.unpack(small, plainPacking)).toBe(small);
   });
 
-  it('refuses an encoding it does not know and a damaged packed value', () => {
-    expect(() => unpackStateValue(7, record)).toThrow(/encoding 7/);
-    expect(() => unpackStateValue(StateValueEncoding.deflatedV1, new Uint8Array([0xff, 0xff]))).toThrow();
+  it('refuses a packing it does not know and a damaged packed value', () => {
+    expect(() => stateValues.unpack(record, 7)).toThrow(/packing 7/);
+    expect(() => stateValues.unpack(new Uint8Array([0xff, 0xff]), 1)).toThrow();
   });
 
   it('keeps dictionary v1 byte for byte: stored values depend on it', () => {

@@ -2,14 +2,11 @@
  * Contract state values at rest in a partition database. A message record is about 440 bytes of
  * CBOR, most of it the same map keys and strings in every record ("transactionIndex",
  * "payloadRetentionMs", "application/octet-stream"...); deflated against a preset dictionary made of
- * one such record it takes about 100. The dictionary is part of the stored format: encoding 1 means
- * "raw deflate with `dictionaryV1`", forever. A new dictionary gets a new encoding number and the
- * old one stays readable (the frozen hash in state-values.test.ts guards this).
+ * one such record it takes about 100. The dictionary is part of the stored format (a row's
+ * `encoding` is its packing: 1 means "raw deflate with `dictionaryV1`", forever); a new one is
+ * appended and the old one stays readable (the frozen hash in state-values.test.ts guards this).
  */
 import { DictionaryDeflate } from '../codec/dictionary-deflate.js';
-
-export const StateValueEncoding = { plain: 0, deflatedV1: 1 } as const;
-export type StateValueEncoding = (typeof StateValueEncoding)[keyof typeof StateValueEncoding];
 
 /** A closed message record of the SDT contract (state format sdt/6), as the contract encodes it. */
 export const dictionaryV1 = Buffer.from(
@@ -17,23 +14,8 @@ export const dictionaryV1 = Buffer.from(
   'base64',
 );
 
-/** Below 96 bytes a value gains less than the zlib call costs (nonces, offsets, counters). */
-const deflateV1 = new DictionaryDeflate(dictionaryV1, 96);
-
-/** How to store `value`: deflated when that is smaller, else as it is. */
-export function packStateValue(value: Uint8Array): {
-  readonly encoding: StateValueEncoding;
-  readonly bytes: Uint8Array;
-} {
-  const deflated = deflateV1.pack(value);
-  return deflated === undefined
-    ? { encoding: StateValueEncoding.plain, bytes: value }
-    : { encoding: StateValueEncoding.deflatedV1, bytes: deflated };
-}
-
-/** The value a stored row holds. Throws for an encoding this build does not know, or damaged bytes. */
-export function unpackStateValue(encoding: number, bytes: Uint8Array): Uint8Array {
-  if (encoding === StateValueEncoding.plain) return bytes;
-  if (encoding === StateValueEncoding.deflatedV1) return deflateV1.unpack(bytes);
-  throw new Error(`contract state value encoding ${encoding} is unknown to this build`);
-}
+/**
+ * Packs and unpacks contract state values; below 96 bytes a value gains less than the zlib call costs
+ * (nonces, offsets, counters).
+ */
+export const stateValues = new DictionaryDeflate([dictionaryV1], 96);
