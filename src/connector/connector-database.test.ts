@@ -10,7 +10,7 @@ import type { Block } from '../ledger/block.js';
 import { blockEvidence, compactMessageProofs, encodeAcceptanceProof } from '../proofs/index.js';
 import type { MessageProof } from '../proofs/index.js';
 import { batchChain } from '../proofs/testing/proof-chain.js';
-import { ConnectorDatabase } from './connector-database.js';
+import { ConnectorDatabase, payloadReferencedQuery } from './connector-database.js';
 import type { ReceivedRow } from './connector-database.js';
 import { headerDictionaryV1 } from './packed-columns.js';
 
@@ -371,6 +371,32 @@ describe('migrating a layout-1 database in place', () => {
     expect(Buffer.from(sent.proof!).equals(Buffer.from(proofs[0]!))).toBe(true);
     db.insertReceived(received('r1', 'demo', { proof: proofs[1]! }));
     expect(Buffer.from(db.received('demo/0', 'r1')!.proof).equals(Buffer.from(proofs[1]!))).toBe(true);
+    db.close();
+  });
+
+  it('looks up whether a payload is referred to by index, not by scanning every sent or received row', () => {
+    const db = new ConnectorDatabase(directory());
+    const key = 'ab'.repeat(32);
+    db.insertSent({
+      id: 's1',
+      topic: 'demo',
+      partition: 0,
+      group_id: 'demo/0',
+      header: new Uint8Array([1]),
+      storage_key: key,
+      size: 10,
+      recipients: '["org2"]',
+      created_at: 1,
+    });
+    expect(db.payloadReferenced(key)).toBe(true);
+    expect(db.payloadReferenced('cd'.repeat(32))).toBe(false);
+    const plan = (
+      db.db.prepare(`EXPLAIN QUERY PLAN ${payloadReferencedQuery}`).all({ key }) as { detail: string }[]
+    ).map((row) => row.detail);
+    expect(plan.filter((detail) => /^SCAN (sent|received|received_parts)\b/.test(detail))).toEqual([]);
+    expect(
+      plan.filter((detail) => /USING INDEX (sent|received|received_parts)_payload/.test(detail)),
+    ).toHaveLength(3);
     db.close();
   });
 
