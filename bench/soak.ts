@@ -21,7 +21,9 @@
  *
  * Options: --messages N (100000), --message-bytes N (200), --batch N (256), --in-flight N (4),
  * --large-every N (10000; 0: no large messages), --large-bytes N (4194304), --delete-received,
- * --no-catch-up, --stall-seconds N (120), --base-port N (27400), --keep DIR (keep the network's files
+ * --no-catch-up, --retention-ms MS (send on a topic "soak" of its own whose payloadRetentionMs is MS, so
+ * the sender deletes payloads MS after their messages complete; with --delete-received both sides
+ * delete as they go: the run at the retention limit), --stall-seconds N (120), --base-port N (27400), --keep DIR (keep the network's files
  * in DIR instead of a temporary folder that is removed), --profile-catch-up DIR (the laggard runs its
  * catch-up under --cpu-prof, profile written to DIR when it stops), --json-only.
  */
@@ -37,7 +39,7 @@ import { groupFileName } from '../src/node/group-files.js';
 import { topicGroupId } from '../src/registry/admin-transactions.js';
 import { ProcessNetwork } from '../test/support/process-network.js';
 import { readProcessMemory } from '../test/support/process-memory.js';
-import { buildIsCurrent, cleanUpOnSignals, sleep } from '../test/support/processes.js';
+import { buildIsCurrent, cleanUpOnSignals, sleep, waitFor } from '../test/support/processes.js';
 import { assertNetworkPortsFree } from './lib/devnet.js';
 import {
   addFootprints,
@@ -62,6 +64,7 @@ const { values } = parseArgs({
     'large-bytes': { type: 'string', default: String(4 * 1024 * 1024) },
     'delete-received': { type: 'boolean', default: false },
     'no-catch-up': { type: 'boolean', default: false },
+    'retention-ms': { type: 'string' },
     'stall-seconds': { type: 'string', default: '120' },
     'base-port': { type: 'string', default: '27400' },
     keep: { type: 'string' },
@@ -87,8 +90,9 @@ const stallMs = integer('stall-seconds', 1) * 1000;
 const basePort = integer('base-port', 1024);
 const catchUp = !values['no-catch-up'];
 const deleteReceived = values['delete-received'];
-const topic = 'demo';
-const partition = 'demo/0';
+const retentionMs = values['retention-ms'] === undefined ? undefined : integer('retention-ms', 0);
+const topic = retentionMs === undefined ? 'demo' : 'soak';
+const partition = `${topic}/0`;
 const laggard = 'node4';
 
 if (!buildIsCurrent()) throw new Error('the build is older than the sources: run `npm run build` first');
@@ -122,6 +126,8 @@ class Receiver {
   readonly seen = new Set<string>();
   duplicates = 0;
   private after = 0;
+  /** Listed, not deleted yet (with --delete-received): at most a round's listing plus the unconfirmed. */
+  private toDelete: { partition: number; id: string }[] = [];
   private stopped = false;
   private failure: Error | undefined;
   private readonly loop: Promise<void>;
@@ -146,16 +152,32 @@ class Receiver {
         if (this.seen.has(message.id)) this.duplicates++;
         else this.seen.add(message.id);
         this.after = Math.max(this.after, message.sequence);
-        if (deleteReceived) await this.delete(message.partition, message.id);
+        if (deleteReceived) this.toDelete.push({ partition: message.partition, id: message.id });
       }
+      if (deleteReceived) await this.deleteConfirmed();
     }
   }
 
-  private async delete(partitionNumber: number, id: string): Promise<void> {
-    const response = await network.api('org2', `/v1/received/${topic}/${partitionNumber}/${id}`, {
-      method: 'DELETE',
-    });
-    if (!response.ok) throw new Error(`DELETE received ${id}: ${response.status} ${await response.text()}`);
+  /**
+   * Deletes what was listed, as an application would once done with it; a message whose delivery
+   * is not confirmed on-chain yet (409 MESSAGE_NOT_CONFIRMED, retriable) is tried again next round.
+   */
+  private async deleteConfirmed(): Promise<void> {
+    const waiting: { partition: number; id: string }[] = [];
+    for (const message of this.toDelete) {
+      const response = await network.api('org2', `/v1/received/${topic}/${message.partition}/${message.id}`, {
+        method: 'DELETE',
+      });
+      if (response.status === 409) {
+        waiting.push(message);
+        await response.body?.cancel();
+      } else if (!response.ok) {
+        throw new Error(`DELETE received ${message.id}: ${response.status} ${await response.text()}`);
+      } else {
+        await response.body?.cancel();
+      }
+    }
+    this.toDelete = waiting;
   }
 
   /** Resolves once `count` distinct messages were listed; rejects after `stallMs` without progress. */
@@ -379,11 +401,35 @@ async function sendAll(
   return points;
 }
 
+/** The topic of a run with --retention-ms: org1 to org2, one partition, the given retention. */
+async function createRetentionTopic(payloadRetentionMs: number): Promise<void> {
+  const created = await network.api('org1', '/v1/admin', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      kind: 'createTopic',
+      name: topic,
+      partitions: 1,
+      producers: ['org1'],
+      consumers: ['org2'],
+      policy: { payloadRetentionMs },
+    }),
+  });
+  if (!created.ok) throw new Error(`creating topic ${topic}: ${created.status} ${await created.text()}`);
+  for (const organization of ['org1', 'org2'])
+    await waitFor(
+      `${organization} to know topic ${topic}`,
+      async () => ((await network.api(organization, `/v1/topics/${topic}`)).ok ? true : undefined),
+      60_000,
+    );
+}
+
 async function main(): Promise<void> {
   await assertNetworkPortsFree(network, 'pick another --base-port');
   progress(`starting 4 nodes and 4 connectors in ${directory} ...`);
   const freshStartMs = await startNetwork();
   say(`fresh network ready in ${round(freshStartMs / 1000, 2)} s`);
+  if (retentionMs !== undefined) await createRetentionTopic(retentionMs);
   if (catchUp) await network.kill(laggard, 'SIGKILL');
   const { url, token } = network.connector('org1');
   const producer = new Ledgerbus({ connector: url, token }).producer();
@@ -445,7 +491,17 @@ async function main(): Promise<void> {
       runSeconds: last.seconds,
     },
     details: {
-      options: { messages, messageBytes, batch, inFlight, largeEvery, largeBytes, deleteReceived, catchUp },
+      options: {
+        messages,
+        messageBytes,
+        batch,
+        inFlight,
+        largeEvery,
+        largeBytes,
+        deleteReceived,
+        catchUp,
+        ...(retentionMs === undefined ? {} : { retentionMs }),
+      },
       checkpoints: points,
       rssGrowth,
       freshStartSeconds: round(freshStartMs / 1000, 2),
