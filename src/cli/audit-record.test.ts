@@ -12,6 +12,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { toHex } from '../codec/index.js';
 import { messageById } from '../contracts/queries.js';
+import { escrowParties } from '../contracts/escrow/queries.js';
 import { Auditor } from '../connector/escrow/auditor.js';
 import type { AgentDatabase } from '../connector/escrow/agent-database.js';
 import { registerAuditRoutes } from '../connector/escrow/http-routes.js';
@@ -168,13 +169,15 @@ describe('ledgerbus audit record and verify', () => {
     expect(await net.release(sent, 'h1', requestId)).toMatchObject({ status: 'OK' });
     expect(await net.release(sent, 'h2', requestId)).toMatchObject({ status: 'OK' });
     const contentRoot = messageById(net.chain.state, group, sent.id)?.metadata.contentRoot as Uint8Array;
+    // Placement ranks holders by the (random) content, so the holder accused is one the record names.
+    const badHolder = escrowParties(net.chain.state, group, sent.id)!.chunkHolders.at(-1)!;
     const outcome = {
       kind: 'auditOutcome',
       requestId,
       outcome: 'RETRIEVED',
       contentRoot,
       badShares: [],
-      badHolders: ['h4'],
+      badHolders: [badHolder],
       detail: '',
     } as const;
     expect(net.escrowAction('inspector', outcome)).toMatchObject({ status: 'OK' });
@@ -199,7 +202,7 @@ describe('ledgerbus audit record and verify', () => {
         outcome: 'RETRIEVED',
         contentRoot: toHex(contentRoot),
         badShares: [],
-        badHolders: ['h4'],
+        badHolders: [badHolder],
         detail: '',
       },
     };
