@@ -114,6 +114,8 @@ const unauthenticatedOutcomes: ReadonlySet<string> = new Set([
   AdminReject.NodeUnknown,
   AdminReject.BadSignature,
   AdminReject.Replay,
+  // A captured old transaction, submitted again by anyone.
+  AdminReject.Stale,
 ]);
 
 /**

@@ -4,11 +4,22 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDevnetLayout } from '../cli/devnet-layout.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
-import { SYSTEM_GROUP } from '../registry/admin-transactions.js';
+import { randomBytes } from 'node:crypto';
+import { encodeWith } from '../codec/index.js';
+import { SigningDomain, generateSigningKey } from '../crypto/index.js';
+import {
+  AdminReject,
+  SYSTEM_GROUP,
+  adminTransactionSchema,
+  defaultQuotas,
+  signAdminTransaction,
+} from '../registry/admin-transactions.js';
+import { adminClockWindowMs } from '../registry/nonce-window.js';
 import { createLogger } from '../runtime/logger.js';
 import { RegistryHost } from './registry-host.js';
 
 let directory: string;
+let network: string;
 const hosts = new Map<string, RegistryHost>();
 
 /**
@@ -19,6 +30,7 @@ beforeAll(async () => {
   directory = mkdtempSync(join(tmpdir(), 'ledgerbus-registry-host-'));
   const layout = ensureDevnetLayout({ directory, basePort: 1, messageBytesMax: 1024 * 1024 });
   const genesis = layout.network.genesis;
+  network = genesis.network;
   for (const node of genesis.nodes) {
     hosts.set(
       node.id,
@@ -59,5 +71,35 @@ describe('RegistryHost', () => {
     expect(error).toBeInstanceOf(LedgerbusError);
     expect(error).toMatchObject({ code: ErrorCode.NotLeader, retriable: true, details: { leader } });
     expect((error as LedgerbusError).message).toContain(`not reachable from ${followerId}`);
+  });
+
+  it('refuses an admin transaction stamped further ahead of its clock than the replay window (CLOCK_SKEW), before the log', async () => {
+    const host = hosts.get([...hosts.values()][0]!.leaderOf(SYSTEM_GROUP))!;
+    const signer = SigningDomain.of(network).signer(generateSigningKey());
+    const stamp = (aheadMs: number): Uint8Array =>
+      encodeWith(
+        adminTransactionSchema,
+        signAdminTransaction(
+          {
+            group: SYSTEM_GROUP,
+            organization: 'org1',
+            nonce: randomBytes(16),
+            timestamp: Date.now() + aheadMs,
+            action: { kind: 'setQuotas', quotas: defaultQuotas },
+          },
+          signer,
+        ),
+      );
+    const applied = host.systemApplied;
+    const error = await host.submitAdmin(stamp(adminClockWindowMs + 60_000)).then(
+      () => undefined,
+      (caught: unknown) => caught,
+    );
+    expect(error).toMatchObject({ code: ErrorCode.ClockSkew });
+    expect((error as Error).message).toMatch(/ahead of this node's clock/);
+    expect(host.systemApplied).toBe(applied);
+    // One inside the window reaches the state machine (which refuses the unknown key, not the clock).
+    const { result } = await host.submitAdmin(stamp(adminClockWindowMs - 60_000));
+    expect(result).toMatchObject({ status: 'REJECTED', reason: AdminReject.SigningKeyUnknown });
   });
 });

@@ -23,6 +23,7 @@ import type { Genesis } from '../registry/genesis-schema.js';
 import { LiveRegistry } from '../registry/live-registry.js';
 import { RegistryView } from '../registry/registry-view.js';
 import type { TopicEntry } from '../registry/registry-view.js';
+import { adminClockWindowMs } from '../registry/nonce-window.js';
 import { SystemStateMachine, raftVotersFrom } from '../registry/system-state.js';
 import type { SystemTopic } from '../registry/system-state.js';
 import { TopicStateMachine, contractTopic } from '../registry/topic-state.js';
@@ -304,6 +305,7 @@ export class RegistryHost {
     forward: boolean,
   ): Promise<{ index: number; group: string; result: RegistryResult }> {
     const transaction = decodeWith(adminTransactionSchema, transactionBytes, { maxBytes: 256 * 1024 });
+    refuseFutureTimestamp(transaction.timestamp, Date.now());
     const group = transaction.group;
     if (group === SYSTEM_GROUP) {
       const { index, result } = await this.propose(
@@ -773,4 +775,19 @@ function capBytes(blocks: Uint8Array[]): Uint8Array[] {
     bytes += block.length;
   }
   return kept;
+}
+
+/**
+ * A transaction stamped further ahead of this node's clock than the replay window would, once
+ * applied, make its organization's later transactions STALE until the clock caught up
+ * (nonce-window.ts): refused where it enters, before it reaches the log.
+ */
+export function refuseFutureTimestamp(timestamp: number, now: number): void {
+  if (timestamp > now + adminClockWindowMs) {
+    throw new LedgerbusError(
+      ErrorCode.ClockSkew,
+      `the admin transaction is stamped ${new Date(Math.min(timestamp, 8.64e15)).toISOString()}, ` +
+        `more than ${adminClockWindowMs / 60_000} min ahead of this node's clock (${new Date(now).toISOString()})`,
+    );
+  }
 }

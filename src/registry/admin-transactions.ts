@@ -362,6 +362,8 @@ export const AdminReject = {
   SigningKeyUnknown: 'SIGNING_KEY_UNKNOWN',
   BadSignature: 'BAD_SIGNATURE',
   Replay: 'REPLAY',
+  /** Signed too long before its organization's newest applied admin transaction (nonce-window.ts). */
+  Stale: 'STALE',
   NotAllowed: 'NOT_ALLOWED',
   AlreadyExists: 'ALREADY_EXISTS',
   KeyInUse: 'KEY_IN_USE',

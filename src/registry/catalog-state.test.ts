@@ -253,9 +253,9 @@ describe('the catalog in snapshots', () => {
     const empty = new SystemHarness();
     expect(empty.admin('sup', setStatus('beta', 'SUSPENDED'))).toBe('OK');
     const before = empty.machine.snapshot();
-    // Without a catalog the snapshot has exactly the fields it had before the catalog existed.
+    // Without a catalog the snapshot has no catalog field at all, as before the catalog existed.
     const fields = decodeCanonical(before, { maxBytes: 1 << 24 }) as Record<string, unknown>;
-    expect(Object.keys(fields).sort()).toEqual(['network', 'nonces', 'versions']);
+    expect(Object.keys(fields).sort()).toEqual(['network', 'replayWindow', 'versions']);
     const populatedMachine = populated().machine;
     const changes = record(populatedMachine);
     populatedMachine.restore(empty.applied(), before);
@@ -313,12 +313,12 @@ describe('the catalog: determinism (property)', () => {
 });
 
 /**
- * The catalog and nonces of a snapshot, decoded. (A restore at an index past the last registry
+ * The catalog and replay window of a snapshot, decoded. (A restore at an index past the last registry
  * version adds a version at that index, so whole snapshots differ in that one version.)
  */
 function catalogPart(snapshot: Uint8Array): unknown {
   const fields = decodeCanonical(snapshot, { maxBytes: 1 << 26 }) as Record<string, unknown>;
-  return { catalog: fields['catalog'], nonces: fields['nonces'] };
+  return { catalog: fields['catalog'], replayWindow: fields['replayWindow'] };
 }
 
 function byKey(a: CatalogEntry, b: CatalogEntry): number {

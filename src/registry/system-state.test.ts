@@ -1,16 +1,19 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { bytesEqual } from '../codec/index.js';
+import { bytesEqual, decodeCanonical, encodeCanonical } from '../codec/index.js';
+import type { CborValue } from '../codec/index.js';
 import { policyDurationMsMax } from '../contracts/registry.js';
 import { encodeBlock } from '../ledger/block.js';
 import { AdminReject, defaultQuotas, encodeRegistryEntry, topicGroupId } from './admin-transactions.js';
 import type { AdminAction, AdminTransaction } from './admin-transactions.js';
+import { AdminNonceWindow, adminClockWindowMs } from './nonce-window.js';
 import { SystemStateMachine } from './system-state.js';
 import {
   SystemHarness,
   adminEntry,
   connectorKey,
   encryptionKey,
+  freshNonce,
   keyFor,
   nodeKey,
   outcome,
@@ -18,6 +21,7 @@ import {
   registerNodeAction,
   replica,
   signedAdmin,
+  startTime,
   testGenesis,
   validChain,
 } from './testing/fixtures.js';
@@ -714,6 +718,113 @@ describe('SystemStateMachine: quotas (issue 11, item 7)', () => {
   });
 });
 
+describe('SystemStateMachine: replay window (issue 18, item 4)', () => {
+  const minute = 60_000;
+  const hour = 60 * minute;
+  const bind = (n: number): AdminAction => ({ kind: 'bindKey', key: connectorKey('gamma', n).publicKey });
+
+  it("refuses a transaction signed over the window before its organization's newest (STALE), a reused nonce inside it (REPLAY)", () => {
+    const harness = withGamma();
+    const newest = signedAdmin('gamma', bind(1), { timestamp: startTime + 2 * hour });
+    expect(harness.submit(adminEntry(newest))).toBe('OK');
+    refuseAdmin(harness, 'gamma', bind(2), AdminReject.Stale, {
+      timestamp: startTime + 2 * hour - adminClockWindowMs - 1,
+    });
+    // Inside the window, an older clock is fine: an organization's machines do not share one.
+    expect(harness.admin('gamma', bind(2), { timestamp: startTime + 2 * hour - adminClockWindowMs })).toBe(
+      'OK',
+    );
+    expectRefused(harness, adminEntry(newest), AdminReject.Replay);
+  });
+
+  it("lets no organization's clock lock out another: the high-water mark is per organization", () => {
+    const harness = withGamma();
+    const tenYears = 10 * 365 * 24 * hour;
+    expect(harness.admin('gamma', bind(1), { timestamp: startTime + tenYears })).toBe('OK');
+    // gamma's own transactions now need its future clock, everybody else's do not.
+    refuseAdmin(harness, 'gamma', bind(2), AdminReject.Stale, { timestamp: startTime });
+    expect(harness.admin('sup', { kind: 'setQuotas', quotas: defaultQuotas }, { timestamp: startTime })).toBe(
+      'OK',
+    );
+    expect(
+      harness.admin('alpha', createTopic('alpha-topic', [['n1', 'n2', 'n3', 'n4']]), {
+        timestamp: startTime,
+      }),
+    ).toBe('OK');
+  });
+
+  it('holds the nonces of the last window only, however many admin transactions it applies', () => {
+    const harness = new SystemHarness();
+    const applied = 4_000;
+    // One every 10 s for 11 hours: 360 inside any one-hour window.
+    for (let n = 0; n < applied; n++) {
+      expect(
+        harness.admin(
+          'sup',
+          { kind: 'setQuotas', quotas: defaultQuotas },
+          { timestamp: startTime + n * 10_000 },
+        ),
+      ).toBe('OK');
+    }
+    const held = harness.machine.latest.nonces.size;
+    expect(held).toBeLessThanOrEqual(1_024);
+    expect(held).toBeGreaterThanOrEqual(adminClockWindowMs / 10_000);
+    const restored = new SystemStateMachine(testGenesis());
+    restored.restore(harness.applied(), harness.machine.snapshot());
+    expect(restored.latest.nonces.size).toBe(adminClockWindowMs / 10_000 + 1);
+  });
+
+  it('refuses an organization past its nonce bound inside one window (QUOTA_EXCEEDED) until older ones leave it', () => {
+    const window = new AdminNonceWindow(hour, 3);
+    const at = (timestamp: number) => ({ organization: 'gamma', nonce: freshNonce(), timestamp });
+    for (const minutes of [0, 1, 2]) {
+      const transaction = at(startTime + minutes * minute);
+      expect(window.refusal(transaction)).toBeUndefined();
+      window.record(transaction);
+    }
+    expect(window.refusal(at(startTime + 3 * minute))?.reason).toBe(AdminReject.QuotaExceeded);
+    // Another organization has a bound of its own.
+    expect(window.refusal({ ...at(startTime), organization: 'alpha' })).toBeUndefined();
+    // Once gamma's clock moves past the first nonce's window, its place is free again.
+    const later = at(startTime + hour + 30 * minute);
+    expect(window.refusal(later)).toBeUndefined();
+    window.record(later);
+    // Recording it moved the mark past every earlier nonce: they were pruned, being stale.
+    expect(window.size).toBe(1);
+  });
+
+  it('answers the same after a snapshot restore, and a snapshot from before the window still refuses its replays', () => {
+    const harness = withGamma();
+    const old = signedAdmin('gamma', bind(1), { timestamp: startTime });
+    expect(harness.submit(adminEntry(old))).toBe('OK');
+    const restored = new SystemStateMachine(testGenesis());
+    restored.restore(harness.applied(), harness.machine.snapshot());
+    expect(outcome(restored.apply(harness.applied() + 1, adminEntry(old)))).toBe(AdminReject.Replay);
+
+    // The same state written as a snapshot was before the window: `organization:nonce` strings.
+    const legacy = decodeCanonical(harness.machine.snapshot()) as Record<string, CborValue>;
+    const keys = (legacy['replayWindow'] as { organization: string; nonces: { nonce: string }[] }[]).flatMap(
+      (entry) => entry.nonces.map(({ nonce }) => `${entry.organization}:${nonce}`),
+    );
+    delete legacy['replayWindow'];
+    legacy['nonces'] = keys.sort();
+    const fromLegacy = new SystemStateMachine(testGenesis());
+    fromLegacy.restore(harness.applied(), encodeCanonical(legacy));
+    let index = harness.applied();
+    expect(outcome(fromLegacy.apply(++index, adminEntry(old)))).toBe(AdminReject.Replay);
+    // gamma's next transaction sets its high-water mark; the legacy nonces then fall to the stale check.
+    expect(
+      outcome(
+        fromLegacy.apply(
+          ++index,
+          adminEntry(signedAdmin('gamma', bind(2), { timestamp: startTime + 2 * hour })),
+        ),
+      ),
+    ).toBe('OK');
+    expect(outcome(fromLegacy.apply(index + 1, adminEntry(old)))).toBe(AdminReject.Stale);
+  });
+});
+
 describe('SystemStateMachine: determinism (property)', () => {
   // Signing is the slow part, so the property draws from entries signed once.
   const pool: Uint8Array[] = [
@@ -751,6 +862,28 @@ describe('SystemStateMachine: determinism (property)', () => {
     adminEntry(
       signedAdmin('alpha', { kind: 'bindKey', key: keyFor('k').publicKey }, { group: topicGroupId('t') }),
     ),
+    // Clocks apart by more than the replay window: which of these is STALE depends on the order.
+    adminEntry(
+      signedAdmin(
+        'sup',
+        { kind: 'setQuotas', quotas: defaultQuotas },
+        { timestamp: startTime + 2 * 3_600_000 },
+      ),
+    ),
+    adminEntry(
+      signedAdmin(
+        'sup',
+        { kind: 'setQuotas', quotas: defaultQuotas },
+        { timestamp: startTime - 2 * 3_600_000 },
+      ),
+    ),
+    adminEntry(
+      signedAdmin(
+        'gamma',
+        { kind: 'bindKey', key: connectorKey('gamma', 3).publicKey },
+        { timestamp: startTime + 3 * 3_600_000 },
+      ),
+    ),
     new Uint8Array(),
   ];
 
@@ -775,15 +908,20 @@ describe('SystemStateMachine: determinism (property)', () => {
     { weight: 1, arbitrary: fc.uint8Array({ maxLength: 64 }) },
   );
 
-  it('never throws, and the same entries give the same registry byte for byte', () => {
+  it('never throws, and the same entries give the same registry byte for byte, restored from a snapshot or not', () => {
     fc.assert(
-      fc.property(fc.array(entryArbitrary, { maxLength: 40 }), (entries) => {
+      fc.property(fc.array(entryArbitrary, { maxLength: 40 }), fc.nat(40), (entries, restoreAt) => {
         const one = new SystemStateMachine(testGenesis());
         const two = new SystemStateMachine(testGenesis());
+        // A replica that installs one's snapshot part-way (its replay window pruned on another schedule).
+        const three = new SystemStateMachine(testGenesis());
+        const cut = Math.min(restoreAt, entries.length);
         entries.forEach((data, i) => {
+          if (i === cut && cut > 0) three.restore(i, one.snapshot());
           const a = one.apply(i + 1, data);
           const b = two.apply(i + 1, data);
           expect(bytesEqual(a, b)).toBe(true);
+          if (i >= cut && cut > 0) expect(outcome(three.apply(i + 1, data))).toBe(outcome(a));
           // A result always decodes, whatever the entry was.
           outcome(a);
         });

@@ -50,6 +50,8 @@ import { CatalogState, catalogSnapshotSchema } from './catalog-state.js';
 import type { CatalogChange, CatalogListener } from './catalog-state.js';
 import type { CatalogEntry } from './catalog.js';
 import type { Genesis } from './genesis-schema.js';
+import { AdminNonceWindow, replayWindowSnapshotSchema } from './nonce-window.js';
+import type { AdminReplayGuard } from './nonce-window.js';
 import { Versions } from './versions.js';
 
 export interface RegisteredOrganization extends Organization {
@@ -101,11 +103,11 @@ export interface SystemView {
   /** The bounds a supervisor set (`setQuotas`), or `defaultQuotas`. */
   readonly quotas: Quotas;
   /**
-   * Hex of each organization's used nonces: admin transactions are never replayed. One set shared by
-   * every version and grown in place (replays are checked against the latest registry only), so a
-   * transaction costs one entry, not a copy of every nonce before it.
+   * The replay window of admin transactions (nonce-window.ts). One shared by every version and grown
+   * in place (replays are checked against the latest registry only), so a transaction costs one
+   * entry, not a copy of every nonce before it.
    */
-  readonly nonces: ReadonlySet<string>;
+  readonly nonces: AdminReplayGuard;
 }
 
 /** How many voters a Raft group gets from its candidate nodes: 3, or 5 from 5 nodes on. */
@@ -161,7 +163,7 @@ export function genesisSystemView(genesis: Genesis): SystemView {
     nodes,
     topics,
     quotas: defaultQuotas,
-    nonces: new Set(),
+    nonces: new AdminNonceWindow(),
   };
 }
 
@@ -249,7 +251,8 @@ export function authenticate(
   ) {
     refuse(AdminReject.BadSignature, `not signed by that key for network ${view.network}`);
   }
-  if (view.nonces.has(nonceKey(transaction))) refuse(AdminReject.Replay, 'nonce already used');
+  const replay = view.nonces.refusal(transaction);
+  if (replay !== undefined) refuse(replay.reason, replay.detail);
   return organization;
 }
 
@@ -275,10 +278,6 @@ function authenticateNode(
   if (!bytesEqual(node.publicKey, transaction.signerKey)) {
     refuse(AdminReject.NotAllowed, `not signed with the key of node ${nodeId}`);
   }
-}
-
-export function nonceKey(transaction: AdminTransaction): string {
-  return `${transaction.organization}:${toHex(transaction.nonce)}`;
 }
 
 export function requireApproved(organization: RegisteredOrganization | undefined): RegisteredOrganization {
@@ -343,10 +342,11 @@ export class SystemStateMachine {
   /** One per subscriber, removed by the function `onChange` returns. */
   private readonly listeners = new Set<(view: SystemView) => void>();
   /**
-   * The nonce set every version shares (see `SystemView.nonces`): one per admin transaction, alerts
-   * and catalog actions included, kept for good.
+   * The replay window every version shares (see `SystemView.nonces`): one nonce per admin
+   * transaction, alerts and catalog actions included, kept while it is inside its organization's
+   * clock window (at most `adminNoncesPerOrganizationMax` per organization).
    */
-  private nonces = new Set<string>();
+  private nonces = new AdminNonceWindow();
   /** The data catalog: the latest only, beside the versions (see catalog-state.ts). */
   private readonly catalog = new CatalogState();
   /** Alerts and their policy: the latest only, beside the versions (see alert-state.ts). */
@@ -441,18 +441,18 @@ export class SystemStateMachine {
       if (transaction.action.kind === 'catalogPublish' || transaction.action.kind === 'catalogWithdraw') {
         // Checked in full before anything changes, so a refusal leaves the catalog as it was.
         catalogChange = this.executeCatalog(index, transaction, actor);
-        this.nonces.add(nonceKey(transaction));
+        this.nonces.record(transaction);
         return { status: 'OK' };
       }
       if (alertActionKinds.has(transaction.action.kind)) {
         alertChange = this.executeAlert(current, index, transaction, actor);
-        this.nonces.add(nonceKey(transaction));
+        this.nonces.record(transaction);
         return alertChange.type === 'corroborated'
           ? { status: 'OK', detail: `corroborates alert ${alertChange.alert.id}` }
           : { status: 'OK' };
       }
       const next = this.execute(current, index, transaction, actor);
-      this.nonces.add(nonceKey(transaction));
+      this.nonces.record(transaction);
       this.versions.push(index, { ...next, index, nonces: this.nonces });
       return { status: 'OK' };
     });
@@ -709,7 +709,7 @@ export class SystemStateMachine {
     return encodeWith(systemSnapshotSchema, {
       network: this.versions.latest.network,
       versions: this.versions.all().map(versionToSnapshot),
-      nonces: [...this.versions.latest.nonces].sort(),
+      replayWindow: this.nonces.toSnapshot(),
       // Left out while empty, so a registry without a catalog snapshots exactly as before it existed.
       ...(this.catalog.empty ? {} : { catalog: this.catalog.toSnapshot() }),
       ...(this.alertState.empty ? {} : { alerts: this.alertState.toSnapshot() }),
@@ -719,7 +719,10 @@ export class SystemStateMachine {
   restore(index: number, data: Uint8Array): void {
     const snapshot = decodeWith(systemSnapshotSchema, data, { maxBytes: 256 * 1024 * 1024 });
     // Only the latest version's nonces matter: replays are checked against the latest registry.
-    this.nonces = new Set(snapshot.nonces);
+    this.nonces =
+      snapshot.replayWindow !== undefined
+        ? AdminNonceWindow.fromSnapshot(snapshot.replayWindow)
+        : AdminNonceWindow.fromLegacyNonces(snapshot.nonces ?? []);
     const nonces = this.nonces;
     const versions = snapshot.versions.map((version) => snapshotToVersion(snapshot.network, version, nonces));
     this.versions.reset(versions[0]!.index, versions[0]!);
@@ -802,7 +805,10 @@ const versionSchema = t.record({
 const systemSnapshotSchema = t.record({
   network: name,
   versions: t.array(versionSchema, { minItems: 1, maxItems: 1_000_000 }),
-  nonces: t.array(t.string({ maxLength: 400 }), { maxItems: 10_000_000 }),
+  /** Written before the replay window existed: `organization:nonce` strings, kept for good. */
+  nonces: t.optional(t.array(t.string({ maxLength: 400 }), { maxItems: 10_000_000 })),
+  /** The replay window of admin transactions (nonce-window.ts); absent in snapshots from before it. */
+  replayWindow: t.optional(replayWindowSnapshotSchema),
   /** The data catalog; absent in snapshots from before it existed, and while it is empty. */
   catalog: t.optional(catalogSnapshotSchema),
   /** Alerts and their policy; absent in snapshots from before them, and while there are none. */
@@ -845,7 +851,7 @@ function versionToSnapshot(view: SystemView): ReturnType<typeof versionSchema.pa
 function snapshotToVersion(
   network: string,
   version: ReturnType<typeof versionSchema.parse>,
-  nonces: ReadonlySet<string>,
+  nonces: AdminReplayGuard,
 ): SystemView {
   return {
     network,

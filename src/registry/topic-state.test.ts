@@ -23,6 +23,7 @@ import {
   replica,
   replicaSigners,
   signedAdmin,
+  startTime,
   validChain,
 } from './testing/fixtures.js';
 import type { AdminOptions, LieKind } from './testing/fixtures.js';
@@ -363,6 +364,20 @@ describe('TopicStateMachine: nonces', () => {
     const restored = new TopicHarness(harness.system, 'orders');
     restored.machine.restore(harness.machine.latest.index, harness.machine.snapshot());
     expect(restored.submit(entry)).toBe(AdminReject.Replay);
+  });
+
+  it("refuses a transaction signed over the window before its organization's newest in the topic (STALE), after a restore too", () => {
+    const harness = ordersTopic();
+    const hour = 3_600_000;
+    expect(harness.admin('alpha', setPolicy(1_000), { timestamp: startTime + 3 * hour })).toBe('OK');
+    expect(harness.admin('alpha', setPolicy(2_000), { timestamp: startTime + hour })).toBe(AdminReject.Stale);
+    expect(harness.machine.latest.config.policy.ttlMs).toBe(1_000);
+    const restored = new TopicHarness(harness.system, 'orders');
+    restored.machine.restore(harness.machine.latest.index, harness.machine.snapshot());
+    expect(restored.admin('alpha', setPolicy(2_000), { timestamp: startTime + hour })).toBe(
+      AdminReject.Stale,
+    );
+    expect(restored.admin('alpha', setPolicy(2_000), { timestamp: startTime + 2 * hour })).toBe('OK');
   });
 });
 

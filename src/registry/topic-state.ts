@@ -37,12 +37,13 @@ import {
   guarded,
   partitionConfigSchema,
   hasRole,
-  nonceKey,
   rejected,
   requireApproved,
   topicConfigSchema,
 } from './system-state.js';
 import type { PartitionConfig, SystemTopic, SystemView, TopicConfig } from './system-state.js';
+import { AdminNonceWindow, replayWindowSnapshotSchema } from './nonce-window.js';
+import type { AdminReplayGuard } from './nonce-window.js';
 import { Versions } from './versions.js';
 
 /** Where verified global-ledger blocks go (the node's SQLite; memory in tests). Must be idempotent. */
@@ -69,7 +70,7 @@ export interface TopicView {
   readonly config: TopicConfig;
   /** Every epoch of every partition, oldest first: certificates of old blocks verify against them. */
   readonly epochs: readonly (readonly PartitionConfig[])[];
-  readonly nonces: ReadonlySet<string>;
+  readonly nonces: AdminReplayGuard;
   /**
    * The __system index the last admin entry was authorized at. Entries may not go back before it
    * (nor before the topic's creation), so a leader cannot pick a registry older than one already used.
@@ -117,11 +118,11 @@ export class TopicStateMachine {
   /** The network's signing domain: admin transactions and block certificates verify only in it. */
   private readonly signing: SigningDomain;
   /**
-   * The nonce set every version shares, grown in place: replays are checked against the latest
+   * The replay window every version shares, grown in place: replays are checked against the latest
    * version only, so a transaction adds one entry instead of copying every nonce before it. One per
-   * admin transaction of the topic, kept for good.
+   * admin transaction of the topic, kept while inside its organization's clock window (nonce-window.ts).
    */
-  private nonces = new Set<string>();
+  private nonces = new AdminNonceWindow();
 
   constructor(
     private readonly topic: SystemTopic,
@@ -275,10 +276,15 @@ export class TopicStateMachine {
       index,
       config,
       epochs,
-      nonces: this.nonces.add(nonceKey(transaction)),
+      nonces: this.recordNonce(transaction),
       systemIndex,
     });
     return { status: 'OK' };
+  }
+
+  private recordNonce(transaction: AdminTransaction): AdminNonceWindow {
+    this.nonces.record(transaction);
+    return this.nonces;
   }
 
   private applyBlocks(raftIndex: number, partition: string, encoded: readonly Uint8Array[]): RegistryResult {
@@ -373,7 +379,7 @@ export class TopicStateMachine {
     return encodeWith(topicSnapshotSchema, {
       config: latest.config as ReturnType<typeof topicConfigSchema.parse>,
       epochs: copyEpochs(latest.epochs),
-      nonces: [...latest.nonces].sort(),
+      replayWindow: this.nonces.toSnapshot(),
       systemIndex: latest.systemIndex,
       heads: [...this.heads].map(([partition, head]) => ({ partition, header: head.header })),
       history: versions.map((view) => ({
@@ -387,7 +393,10 @@ export class TopicStateMachine {
 
   restore(index: number, data: Uint8Array): void {
     const snapshot = decodeWith(topicSnapshotSchema, data, { maxBytes: 64 * 1024 * 1024 });
-    this.nonces = new Set(snapshot.nonces);
+    this.nonces =
+      snapshot.replayWindow !== undefined
+        ? AdminNonceWindow.fromSnapshot(snapshot.replayWindow)
+        : AdminNonceWindow.fromLegacyNonces(snapshot.nonces ?? []);
     const latest: TopicView = {
       index,
       config: snapshot.config,
@@ -478,7 +487,10 @@ const epochsSchema = t.array(t.array(partitionConfigSchema, { maxItems: 100_000 
 const topicSnapshotSchema = t.record({
   config: topicConfigSchema,
   epochs: epochsSchema,
-  nonces: t.array(t.string({ maxLength: 400 }), { maxItems: 10_000_000 }),
+  /** Written before the replay window existed: `organization:nonce` strings, kept for good. */
+  nonces: t.optional(t.array(t.string({ maxLength: 400 }), { maxItems: 10_000_000 })),
+  /** The replay window of the topic's admin transactions (nonce-window.ts); absent before it existed. */
+  replayWindow: t.optional(replayWindowSnapshotSchema),
   systemIndex: t.uint(),
   heads: t.array(t.record({ partition: t.string({ maxLength: 260 }), header: headerSchema }), {
     maxItems: 1024,
