@@ -87,6 +87,23 @@ export interface ClientServiceOptions {
    * if absent.
    */
   readonly alertQuotas?: AlertQuotas;
+  /** Where the service counts requests and quota refusals (the node's metrics); none if absent. */
+  readonly metrics?: ClientMetrics;
+}
+
+/** What the client service counts for the node's /metrics (node-metrics.ts). Must not throw. */
+export interface ClientMetrics {
+  /** A request of `organization` refused by this node's quota (RATE_LIMITED). */
+  rateLimited(organization: string): void;
+  /** A partition request a connector sent this node ended: `ok`, or the error code it was answered. */
+  request(method: ForwardableMethod, outcome: string): void;
+}
+
+const forwardable: ReadonlySet<string> = new Set(forwardableMethods);
+
+/** The code a failed request is answered with: its own, or INTERNAL for anything else (see rpc.ts). */
+function outcomeOf(error: unknown): string {
+  return error instanceof LedgerbusError ? error.code : ErrorCode.Internal;
 }
 
 /** What the service reads of the alerts on the ledger to hold an organization to a tighter quota. */
@@ -118,6 +135,22 @@ function fetchOutcomeOf(error: unknown): FetchOutcome | undefined {
       return 'notFound';
     default:
       return undefined;
+  }
+}
+
+/** Runs a connector's partition request, counting how it ended (a request forwarded on counts here). */
+async function counted(
+  metrics: ClientMetrics,
+  method: ForwardableMethod,
+  serve: () => Promise<CborValue> | CborValue,
+): Promise<CborValue> {
+  try {
+    const result = await serve();
+    metrics.request(method, 'ok');
+    return result;
+  } catch (error) {
+    metrics.request(method, outcomeOf(error));
+    throw error;
   }
 }
 
@@ -249,12 +282,26 @@ export class ClientService {
     // organization's bucket, before any decoding or signature check, so a refused request costs next
     // to nothing. A request another node forwards (clientForward) takes a token here too.
     const via = this.options.nodeId;
+    const metrics = this.options.metrics;
     peer.admit((method) => {
-      this.requireApproved(organization, method, via);
-      this.admitQuota(organization, method, via);
+      try {
+        this.requireApproved(organization, method, via);
+        this.admitQuota(organization, method, via);
+      } catch (error) {
+        // Only the partition methods are counted, so that a method name (anyone's string) never
+        // becomes a label.
+        if (metrics !== undefined && forwardable.has(method))
+          metrics.request(method as ForwardableMethod, outcomeOf(error));
+        throw error;
+      }
     });
     for (const method of forwardableMethods) {
-      peer.handle(method, (body) => this.hostedOrForward(parseCall(method, body), organization, via));
+      const serve = (body: CborValue): Promise<CborValue> | CborValue =>
+        this.hostedOrForward(parseCall(method, body), organization, via);
+      peer.handle(
+        method,
+        metrics === undefined ? serve : (body) => counted(metrics, method, () => serve(body)),
+      );
     }
     handleUnary(peer, nodeMethods, 'status', () => this.status());
     serveRegistry(peer, organization, this.options.registryHost, this.options.logger);
@@ -279,6 +326,7 @@ export class ClientService {
     try {
       this.limiter.admit(organization, `organization ${organization} on node ${this.options.nodeId}`);
     } catch (error) {
+      this.options.metrics?.rateLimited(organization);
       this.logRateLimited(organization, method);
       this.observe({ kind: 'rateLimited', organization, method, ...(via === undefined ? {} : { via }) });
       throw error;

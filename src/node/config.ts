@@ -51,8 +51,10 @@ const nodeConfigSchema = t.record({
     }),
   ),
   /**
-   * Prometheus metrics (observations, alerts, detector mode, process metrics) served over plain HTTP
-   * at http://<listen>/metrics. Off unless set; bind it to a private interface.
+   * Prometheus metrics (node-metrics.ts: partitions, Raft groups, global ledgers, requests, storage;
+   * observations, alerts, detector mode; process metrics) served over plain HTTP at
+   * http://<listen>/metrics, with /healthz and /readyz beside them (metrics-server.ts). Off unless
+   * set; bind it to a private interface.
    */
   metrics: t.optional(t.record({ listen: t.string({ pattern: /^[^\s:]+:\d{1,5}$/ }) })),
 });

@@ -104,6 +104,8 @@ export class GlobalLedgerDatabase implements GlobalLedgerSink {
          ORDER BY b.height LIMIT 1`,
       ),
       nextHeld: db.prepare('SELECT MIN(height) AS height FROM blocks WHERE partition = ? AND height > ?'),
+      // One seek at the end of the partition's primary-key range, however many blocks it holds.
+      maxHeight: db.prepare('SELECT MAX(height) AS height FROM blocks WHERE partition = ?'),
       heights: db.prepare(
         'SELECT partition, MAX(height) AS height, COUNT(*) AS count FROM blocks GROUP BY partition',
       ),
@@ -260,6 +262,14 @@ export class GlobalLedgerDatabase implements GlobalLedgerSink {
       db?.close();
       return undefined;
     }
+  }
+
+  /**
+   * The highest height held of `partition` (0 for none): cheap enough for every metrics scrape,
+   * unlike `heads`, which counts every block. Holes a snapshot left below it may still be filling.
+   */
+  height(partition: string): number {
+    return (this.statements.maxHeight.get(partition) as { height: number | null }).height ?? 0;
   }
 
   /** Per partition: the highest replicated height and how many blocks are held. */

@@ -33,10 +33,12 @@ import { PartitionReplica } from './partition-replica.js';
 import { PeerMesh } from './peer-mesh.js';
 import type { RateLimitConfig } from './rate-limit.js';
 import { LogThrottle } from './log-throttle.js';
-import { Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
+import { Registry as MetricsRegistry } from 'prom-client';
 import { AnomalyService, adminActor } from './anomaly-service.js';
 import { serveMetrics } from './metrics-server.js';
-import type { MetricsServer } from './metrics-server.js';
+import type { MetricsServer, Readiness } from './metrics-server.js';
+import { NodeMetrics } from './node-metrics.js';
+import type { GlobalLedgerState } from './node-metrics.js';
 
 export interface NodeOptions {
   readonly nodeId: string;
@@ -66,6 +68,8 @@ export class LedgerbusNode {
   readonly registryHost: RegistryHost;
   /** Observations, anomaly detection and the alerts this node raises (DESIGN §9). */
   readonly anomaly: AnomalyService;
+  /** The node's own metrics, in the anomaly service's registry: one /metrics for both. */
+  readonly metrics: NodeMetrics;
   private metricsServer: MetricsServer | undefined;
   private server: FramedServer | undefined;
   private readonly mesh: PeerMesh;
@@ -141,6 +145,25 @@ export class LedgerbusNode {
       logger: options.logger,
       metrics: new MetricsRegistry(),
     });
+    const metricsErrorLog = new LogThrottle(60_000, () => performance.now());
+    this.metrics = new NodeMetrics({
+      registry: this.anomaly.metrics,
+      dataDirectory: options.dataDirectory,
+      source: {
+        replicas: () => this.replicas.values(),
+        raftGroups: () => this.registryHost.raftGroups(),
+        globalLedgers: () => this.globalLedgerStates(),
+        isOrganization: (id) => this.registry.organization(id) !== undefined,
+      },
+      onError: (error, what) => {
+        const suppressed = metricsErrorLog.admit(what);
+        if (suppressed !== undefined)
+          options.logger.warn(
+            { error: (error as Error).message, suppressed },
+            `metrics: cannot read ${what}`,
+          );
+      },
+    });
     this.observeRegistry();
     this.mesh = new PeerMesh({
       selfId: options.nodeId,
@@ -197,7 +220,61 @@ export class LedgerbusNode {
       ...(options.rateLimit === undefined ? {} : { rateLimit: options.rateLimit }),
       observe: this.anomaly.sink,
       alertQuotas: this.registryHost.system,
+      metrics: this.metrics,
     });
+  }
+
+  /**
+   * What /readyz answers: ready once the consensus listener is up, this node knows a __system
+   * leader (it can follow and change the registry), and every partition the registry gives it is
+   * open here without a failure. Each reason names what is not ready.
+   */
+  readiness(): Readiness {
+    const reasons: string[] = [];
+    if (this.stopping) reasons.push('the node is stopping');
+    else if (this.server === undefined) reasons.push('the consensus listener is not up yet');
+    const system = this.registryHost.systemUnready();
+    if (system !== undefined) reasons.push(system);
+    for (const partition of this.registry.partitions()) {
+      if (!partition.replicas.includes(this.options.nodeId)) continue;
+      const group = partition.groupId;
+      const replica = this.replicas.get(group);
+      if (replica === undefined) {
+        reasons.push(`partition ${group} (epoch ${partition.configEpoch}) is not open here yet`);
+      } else if (replica.failure !== undefined) {
+        reasons.push(`partition ${group} failed: ${replica.failure.message}`);
+      } else if (replica.closedAt !== undefined) {
+        // Its epoch ended; until the next one opens here the replica takes no input.
+        reasons.push(
+          `partition ${group}: epoch ${replica.partition.configEpoch} closed, epoch ${partition.configEpoch} not open here yet`,
+        );
+      }
+    }
+    return { ready: reasons.length === 0, reasons };
+  }
+
+  /**
+   * Each partition of the topics whose global ledger this node keeps: what the ledger holds, and
+   * the partition's height as this node knows it — its own replica's, or the topic group's head
+   * (what the group has applied, which a snapshot may have put ahead of the ledger's rows).
+   */
+  private globalLedgerStates(): GlobalLedgerState[] {
+    const rows: GlobalLedgerState[] = [];
+    for (const [topic, ledger] of this.registryHost.globalLedgers()) {
+      const machine = this.registryHost.topicMachine(topic);
+      for (const partition of this.registry.partitions()) {
+        if (partition.topic !== topic) continue;
+        const group = partition.groupId;
+        const held = ledger.height(group);
+        const known = Math.max(
+          this.replicas.get(group)?.height ?? 0,
+          machine?.head(group)?.height ?? 0,
+          held,
+        );
+        rows.push({ partition: group, held, known });
+      }
+    }
+    return rows;
   }
 
   /** Admin transactions submitted here, and registry changes, as observations (context for alerts). */
@@ -288,6 +365,7 @@ export class LedgerbusNode {
           dataDirectory: this.options.dataDirectory,
           sendTo: (nodeId, bytes) => this.mesh.sendConsensus(nodeId, partition.groupId, bytes),
           log: (level, message, fields) => this.options.logger[level](fields ?? {}, message),
+          observer: this.metrics.observer(partition.groupId),
         });
       } catch (error) {
         // This node's storage of one partition failed (see group-files.ts): that partition is down
@@ -303,6 +381,7 @@ export class LedgerbusNode {
       }
       replica.onClosed(() => queueMicrotask(() => this.openPartitions()));
       this.anomaly.watchReplica(replica);
+      this.metrics.watchReplica(replica);
       this.replicas.set(partition.groupId, replica);
       this.options.logger.info(
         { partition: partition.groupId, epoch: partition.configEpoch, base: base?.header.height },
@@ -374,11 +453,12 @@ export class LedgerbusNode {
     const registry = this.registry;
     // First, so a metrics port that is taken stops the node before it joins anything.
     if (this.options.metricsListen !== undefined) {
-      collectDefaultMetrics({ register: this.anomaly.metrics });
+      this.metrics.collectDefaultMetrics();
       this.metricsServer = await serveMetrics(
         this.anomaly.metrics,
         this.options.metricsListen.host,
         this.options.metricsListen.port,
+        { readiness: () => this.readiness() },
       );
     }
     this.server = await listenFramed({

@@ -18,7 +18,7 @@ import { executeBatch } from '../contracts/sdt.js';
 import type { SdtEvent } from '../contracts/results.js';
 import { decodeClientRequest, messageLimits } from '../consensus/pbft/messages.js';
 import { defaultPbftTuning } from '../consensus/pbft/config.js';
-import type { PbftConfig, PbftCrypto, RegistryIndexes } from '../consensus/pbft/types.js';
+import type { PbftConfig, PbftCrypto, PbftReady, RegistryIndexes } from '../consensus/pbft/types.js';
 import { ErrorCode, LedgerbusError, assert } from '../errors.js';
 import { encodeBlock } from '../ledger/block.js';
 import type { Block } from '../ledger/block.js';
@@ -60,6 +60,21 @@ export interface PartitionReplicaOptions {
     message: string,
     fields?: Record<string, unknown>,
   ) => void;
+  /** Told what the replica does as it does it (the node's metrics, node-metrics.ts). Must not throw. */
+  readonly observer?: PartitionObserver;
+}
+
+/**
+ * What a replica reports as it steps, for counters that must not miss what happens between two
+ * scrapes (gauges such as the view itself are read at scrape time instead).
+ */
+export interface PartitionObserver {
+  /** The replica's view rose by `views` in one core step (a step may skip views: each counts). */
+  viewChanged(views: number): void;
+  /** `blocks` committed batches came to this replica by state transfer, not by its own rounds. */
+  transferred(blocks: number): void;
+  /** A request submitted at this replica committed `seconds` after it was submitted. */
+  committed(seconds: number): void;
 }
 
 /**
@@ -92,6 +107,9 @@ export class PartitionReplica {
   readonly partition: PartitionInfo;
   readonly database: PartitionDatabase;
   private readonly driver: PartitionDriver<Registry, SdtEvent>;
+  private readonly observer: PartitionObserver | undefined;
+  /** The view after the last core step, for `observer.viewChanged`; from the restored view on. */
+  private observedView = 0;
 
   constructor(options: PartitionReplicaOptions) {
     this.partition = options.partition;
@@ -131,6 +149,7 @@ export class PartitionReplica {
     // Throws a group storage error naming the partition if the file cannot be opened or read; the
     // caller keeps the node's other groups going.
     this.database = PartitionDatabase.open(options.dataDirectory, options.partition.groupId);
+    const observer = options.observer;
     const registryAt = options.registryAt;
     const registryIndexes = options.registryIndexes;
     const epochAt = options.epochAt;
@@ -154,11 +173,27 @@ export class PartitionReplica {
         },
         ...(options.commitTimeoutMs === undefined ? {} : { commitTimeoutMs: options.commitTimeoutMs }),
         ...(options.log === undefined ? {} : { log: options.log }),
+        ...(observer === undefined ? {} : { onStep: (_input, ready) => this.observeStep(observer, ready) }),
       });
     } catch (error) {
       this.database.close();
       throw error;
     }
+    this.observer = observer;
+    this.observedView = this.driver.view;
+  }
+
+  /**
+   * Every core step passes here (the driver's `onStep`, which sees the steps the driver takes by
+   * itself too), so no view change or transferred batch slips between two scrapes. Reads only.
+   */
+  private observeStep(observer: PartitionObserver, ready: PbftReady): void {
+    let transferred = 0;
+    for (const batch of ready.commit) if (batch.certified !== undefined) transferred++;
+    if (transferred > 0) observer.transferred(transferred);
+    const view = this.driver.view;
+    if (view > this.observedView) observer.viewChanged(view - this.observedView);
+    this.observedView = view;
   }
 
   get height(): number {
@@ -226,7 +261,13 @@ export class PartitionReplica {
    * refuses (undecodable, badly signed) costs the others nothing.
    */
   submit(bytes: Uint8Array, accepted?: () => void): Promise<CommittedRequest> {
-    return this.driver.submit(bytes, accepted);
+    const observer = this.observer;
+    if (observer === undefined) return this.driver.submit(bytes, accepted);
+    const started = performance.now();
+    return this.driver.submit(bytes, accepted).then((committed) => {
+      observer.committed((performance.now() - started) / 1_000);
+      return committed;
+    });
   }
 
   /** Forwarded client request from another replica's client: no answer expected. */

@@ -110,6 +110,10 @@ export class RaftGroup {
   get appliedIndex(): number {
     return this.driver.appliedIndex;
   }
+  /** The core's current term (for metrics: a rising term means elections). */
+  get term(): number {
+    return this.driver.raft.status().term;
+  }
   get members(): Membership {
     return this.driver.members;
   }

@@ -274,6 +274,37 @@ export class RegistryHost {
     return this.topics.get(groupId.slice('topic:'.length))?.group.leader ?? '';
   }
 
+  /**
+   * The Raft groups open on this node (__system, then its topics) as metrics read them: whether
+   * this node leads each, what it applied, its term. A topic group stopped here is left out (it
+   * has no core to ask); __system stays, stopped or not.
+   */
+  raftGroups(): { group: string; leader: boolean; applied: number; term: number }[] {
+    const groups = [{ group: SYSTEM_GROUP, raft: this.systemGroup }];
+    for (const [name, topic] of this.topics) groups.push({ group: topicGroupId(name), raft: topic.group });
+    return groups.map(({ group, raft }) => ({
+      group,
+      leader: raft.isLeader,
+      applied: raft.appliedIndex,
+      term: raft.term,
+    }));
+  }
+
+  /** The global ledger of each topic group open here, by topic name. */
+  globalLedgers(): [topic: string, ledger: GlobalLedgerDatabase][] {
+    return [...this.topics].map(([name, topic]) => [name, topic.ledger]);
+  }
+
+  /**
+   * Why __system cannot serve on this node, or undefined if it can: its storage failed here, or
+   * this node knows no leader (it cannot commit or forward an admin transaction then).
+   */
+  systemUnready(): string | undefined {
+    if (this.systemFailure !== undefined) return `the __system group stopped: ${this.systemFailure.message}`;
+    if (this.systemGroup.leader === null) return 'no __system Raft leader known';
+    return undefined;
+  }
+
   // ---- proposals ----
 
   /**
