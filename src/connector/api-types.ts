@@ -364,3 +364,12 @@ export interface ConnectorAdminApi {
   /** TOPIC_UNKNOWN-style NotFound error if there is no such topic. */
   describeTopic(name: string): Promise<TopicDescription>;
 }
+
+/** What `GET /readyz` checks (see Connector.readiness). */
+export type ReadinessCheck = 'started' | 'database' | 'storage' | 'nodes';
+
+/** Whether the connector can do its work now; `failing` names each check that did not pass, and why. */
+export interface Readiness {
+  readonly ready: boolean;
+  readonly failing: readonly { readonly check: ReadinessCheck; readonly reason: string }[];
+}

@@ -406,11 +406,23 @@ export class ConnectorDatabase {
     ).run({ ...row, ...packedHeaderColumns(row.header) });
   }
 
-  markSent(topic: string, id: string, offset: number, height: number, proof: Uint8Array): void {
+  /**
+   * Records where the ledger accepted a sent message and its proof. Returns true only the first time
+   * (the row had no offset yet): a retry of an id accepted before, or the same id twice in one batch,
+   * is recorded again but is not a new acceptance (what `ledgerbus_messages_accepted_total` counts).
+   */
+  markSent(topic: string, id: string, offset: number, height: number, proof: Uint8Array): boolean {
     const kept = this.keepProof(proof);
-    this.statement(
-      'UPDATE sent SET offset = ?, height = ?, proof = ?, proof_shared = ?, proof_packed = ? WHERE topic = ? AND id = ?',
-    ).run(offset, height, kept.proof, kept.proof_shared, kept.proof_packed, topic, id);
+    const values = [offset, height, kept.proof, kept.proof_shared, kept.proof_packed, topic, id] as const;
+    const first =
+      this.statement(
+        'UPDATE sent SET offset = ?, height = ?, proof = ?, proof_shared = ?, proof_packed = ? WHERE topic = ? AND id = ? AND offset IS NULL',
+      ).run(...values).changes > 0;
+    if (!first)
+      this.statement(
+        'UPDATE sent SET offset = ?, height = ?, proof = ?, proof_shared = ?, proof_packed = ? WHERE topic = ? AND id = ?',
+      ).run(...values);
+    return first;
   }
 
   /**
@@ -549,12 +561,18 @@ export class ConnectorDatabase {
   }
 
   insertReceived(row: Omit<ReceivedRow, 'sequence' | 'confirmed'>): ReceivedRow {
-    this.statement(
-      `INSERT INTO received (id, topic, partition, group_id, offset, sender, size, sha256, storage_key, content_type, message_key, proof, received_at, proof_shared, proof_packed)
+    return this.recordReceived(row).row;
+  }
+
+  /** insertReceived, telling whether the message is new here (false: it was received before, kept as it was). */
+  recordReceived(row: Omit<ReceivedRow, 'sequence' | 'confirmed'>): { row: ReceivedRow; inserted: boolean } {
+    const inserted =
+      this.statement(
+        `INSERT INTO received (id, topic, partition, group_id, offset, sender, size, sha256, storage_key, content_type, message_key, proof, received_at, proof_shared, proof_packed)
          VALUES (@id, @topic, @partition, @group_id, @offset, @sender, @size, @sha256, @storage_key, @content_type, @message_key, @proof, @received_at, @proof_shared, @proof_packed)
          ON CONFLICT (group_id, id) DO NOTHING`,
-    ).run({ ...row, ...this.keepProof(row.proof) });
-    return this.received(row.group_id, row.id) as ReceivedRow;
+      ).run({ ...row, ...this.keepProof(row.proof) }).changes > 0;
+    return { row: this.received(row.group_id, row.id) as ReceivedRow, inserted };
   }
 
   /**
@@ -657,6 +675,19 @@ export class ConnectorDatabase {
     ).run(group, topic, sequence);
   }
 
+  /**
+   * Each consumer group's backlog per topic it committed a position on: the received messages of
+   * the topic still held here whose sequence is past the group's. Counted through the
+   * (topic, sequence) index alone, so it costs about one index entry per message behind.
+   */
+  consumeLag(): { group: string; topic: string; messages: number }[] {
+    return this.statement<[], { group: string; topic: string; messages: number }>(
+      `SELECT g.consumer_group AS "group", g.topic AS topic,
+         (SELECT COUNT(*) FROM received r WHERE r.topic = g.topic AND r.sequence > g.sequence) AS messages
+         FROM consumer_groups g ORDER BY g.consumer_group, g.topic`,
+    ).all();
+  }
+
   /** Records a failed attempt; returns how many attempts failed so far. */
   recordFailure(id: string, groupId: string, offset: number, code: string, reason: string): number {
     this.statement(
@@ -674,6 +705,11 @@ export class ConnectorDatabase {
     return this.statement<[], FailureRow>(
       'SELECT id, group_id, code, reason, attempts FROM failures ORDER BY failed_at',
     ).all();
+  }
+
+  /** Whether the file is open (false once the connector stopped). */
+  get open(): boolean {
+    return this.db.open;
   }
 
   close(): void {

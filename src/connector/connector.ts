@@ -13,16 +13,18 @@
  * - `payload-server.ts`: serving payloads to recipients (steps 9–12, sender side);
  * - `message-queries.ts`: a message's status and receipt;
  * - `datashare/`: compute-to-data (DESIGN §8): the datasets kept here, the jobs asked of others'
- *   datasets and run on ours (the job agent follows the job logs), and serving their results.
+ *   datasets and run on ours (the job agent follows the job logs), and serving their results;
+ * - `connector-metrics.ts`: the Prometheus metrics the parts count into (`GET /metrics`).
  */
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { bytesEqual } from '../codec/index.js';
 import { partitionGroupId } from '../contracts/registry.js';
 import { SigningDomain } from '../crypto/index.js';
 import type { SigningKeyPair } from '../crypto/index.js';
 import type { EncryptionKeyPair } from '../crypto/envelope/index.js';
-import { ErrorCode, LedgerbusError } from '../errors.js';
+import { ErrorCode, LedgerbusError, isLedgerbusError } from '../errors.js';
 import type { LiveRegistry } from '../registry/live-registry.js';
 import { proofTrustOf } from '../registry/trust.js';
 import { claimDataDirectory } from '../runtime/data-format.js';
@@ -39,12 +41,16 @@ import type {
   OutgoingMessage,
   ReceiptBundle,
   ReceiptSource,
+  Readiness,
+  ReadinessCheck,
   ReceivedMessage,
   SendResult,
   TopicDescription,
 } from './api-types.js';
 import { ConnectorDatabase } from './connector-database.js';
 import type { ReceivedRow } from './connector-database.js';
+import { CachedSize, ConnectorMetrics, fileBytes, secondsSince } from './connector-metrics.js';
+import type { MetricsExposition } from './connector-metrics.js';
 import { ConsumerRunner } from './consumer/runner.js';
 import { DeliveryConfirmer } from './consumer/delivery-confirmer.js';
 import { PayloadFetcher } from './consumer/payload-fetcher.js';
@@ -121,6 +127,11 @@ export interface ConnectorOptions {
   readonly random?: () => number;
 }
 
+/** How long the storage may take to answer the readiness probe before it counts as not ready. */
+const storageProbeMs = 2_000;
+/** A key no payload has (its sha256 would have to be all zeros): looking it up only asks the storage. */
+const storageProbeKey = '0'.repeat(64);
+
 export class Connector implements ConnectorApi, ConnectorAdminApi {
   readonly organization: string;
   private readonly context: ConnectorContext;
@@ -153,6 +164,10 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
   private readonly loops: Promise<void>[] = [];
   /** Runs compute-to-data jobs in child processes; made at the first job this connector owns. */
   private jobSandbox: JobSandbox | undefined;
+  /** start() ran: until then nothing consumes, serves payloads or watches deliveries. */
+  private started = false;
+  /** The configured payload storage itself, which readiness asks without going through the database. */
+  private readonly payloadStorage: PayloadStorage;
 
   /**
    * Checks the keys against the registry (BAD_CONFIG names what does not match), claims the data
@@ -161,6 +176,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
    */
   constructor(options: ConnectorOptions) {
     this.organization = options.organization;
+    this.payloadStorage = options.storage;
     checkKeys(options);
     const nodes = sessionNodes(options.registry, options.organization, {
       ...(options.nodeId === undefined ? {} : { nodeId: options.nodeId }),
@@ -176,6 +192,31 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     });
     const lifecycle = new Lifecycle(options.clock);
     const database = new ConnectorDatabase(options.dataDirectory);
+    const storage = new PackedStorage(options.storage, database);
+    const databaseFile = join(options.dataDirectory, 'connector.sqlite');
+    const payloadBytes = new CachedSize(() => storage.usage());
+    const metrics = new ConnectorMetrics({
+      topics: () => {
+        const topics = options.registry.topics();
+        return {
+          produced: topics
+            .filter((topic) => topic.producers.has(options.organization))
+            .map(({ name }) => name),
+          consumed: topics
+            .filter((topic) => topic.consumers.has(options.organization))
+            .map(({ name }) => name),
+        };
+      },
+      // Read only while the database is open: a scrape may come as the connector stops.
+      consumeLag: () => (database.open ? database.consumeLag() : []),
+      storageBytes: async () => {
+        const payloads = await payloadBytes.get();
+        return {
+          database: await fileBytes([databaseFile, `${databaseFile}-wal`, `${databaseFile}-shm`]),
+          ...(payloads === undefined ? {} : { payloads }),
+        };
+      },
+    });
     const context: ConnectorContext = {
       organization: options.organization,
       signer,
@@ -183,10 +224,11 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       registry: options.registry,
       trust: proofTrustOf(options.registry),
       database,
-      storage: new PackedStorage(options.storage, database),
+      storage,
       logger: options.logger,
       lifecycle,
       events: new ConnectorEvents(options.logger),
+      metrics,
       random: options.random ?? Math.random,
     };
     this.context = context;
@@ -327,6 +369,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
 
   /** Opens the serving connections and starts one consumer per consumable partition and the delivery watcher. */
   start(): void {
+    this.started = true;
     this.session.startServing({
       servePayload: (body) => this.payloadServer.serve(body),
       escrowChunkPut: (body) => this.chunkHolder.put(body),
@@ -355,6 +398,35 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     await this.context.storage.close();
   }
 
+  /**
+   * Whether the connector can do its work now (`GET /readyz`): it was started and is not stopping;
+   * its database is open; its payload storage answers a lookup within 2 s (for PostgreSQL that is a
+   * query on the server); and it holds an open connection to at least one of its organization's
+   * nodes that the balancer has not ejected (NodeSession.reachableNodes: no request is made). The
+   * reasons name no address, key or path: the route is public.
+   */
+  async readiness(): Promise<Readiness> {
+    const { database, lifecycle } = this.context;
+    const failing: { check: ReadinessCheck; reason: string }[] = [];
+    if (!this.started) failing.push({ check: 'started', reason: 'the connector has not been started' });
+    else if (lifecycle.stopped) failing.push({ check: 'started', reason: 'the connector is stopping' });
+    if (!database.open) failing.push({ check: 'database', reason: 'the connector database is not open' });
+    const storageProblem = await probeStorage(this.payloadStorage);
+    if (storageProblem !== undefined) failing.push({ check: 'storage', reason: storageProblem });
+    if (this.session.reachableNodes().length === 0) {
+      failing.push({
+        check: 'nodes',
+        reason: `no open connection to any of this organization's nodes (${this.session.nodes.length} configured)`,
+      });
+    }
+    return { ready: failing.length === 0, failing };
+  }
+
+  /** This connector's metrics in the Prometheus text format (`GET /metrics`). */
+  scrapeMetrics(): Promise<MetricsExposition> {
+    return this.context.metrics.exposition();
+  }
+
   /** How the connector sees each node it has asked: latency estimate, requests in flight, ejection. */
   nodeStats(): NodeStats[] {
     return this.session.balancerStats();
@@ -367,8 +439,11 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
   // ---- sending ----
 
   /** See Publisher.send: checked, stored, published in signed batches, proven; TOPIC_NOT_FOUND for an unknown topic. */
-  send(topicName: string, messages: readonly OutgoingMessage[]): Promise<SendResult[]> {
-    return this.publisher.send(topicName, messages);
+  async send(topicName: string, messages: readonly OutgoingMessage[]): Promise<SendResult[]> {
+    const started = performance.now();
+    const results = await this.publisher.send(topicName, messages);
+    this.context.metrics.observePublish(secondsSince(started));
+    return results;
   }
 
   // ---- reads for applications ----
@@ -497,6 +572,30 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
       reason: row.reason,
       attempts: row.attempts,
     }));
+  }
+}
+
+/**
+ * Why the storage is not usable, or undefined when it answers a lookup in time. The reason is the
+ * failure's code only: its message may carry a path or a server address, and readiness is public.
+ */
+async function probeStorage(storage: PayloadStorage): Promise<string | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<string>((resolve) => {
+    timer = setTimeout(
+      () => resolve(`the payload storage did not answer within ${storageProbeMs} ms`),
+      storageProbeMs,
+    );
+  });
+  const probe = storage.stat(storageProbeKey).then(
+    () => undefined,
+    (error: unknown) =>
+      `the payload storage failed (${isLedgerbusError(error) ? error.code : ErrorCode.Internal})`,
+  );
+  try {
+    return await Promise.race([probe, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

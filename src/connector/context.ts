@@ -9,6 +9,7 @@ import type { ProofTrust } from '../proofs/index.js';
 import type { LiveRegistry } from '../registry/live-registry.js';
 import type { Logger } from '../runtime/logger.js';
 import type { ConnectorDatabase } from './connector-database.js';
+import type { ConnectorMetrics } from './connector-metrics.js';
 import type { ConnectorEvents } from './events.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { PayloadStorage } from './storage/index.js';
@@ -28,6 +29,11 @@ export interface ConnectorContext {
   readonly logger: Logger;
   readonly lifecycle: Lifecycle;
   readonly events: ConnectorEvents;
+  /**
+   * The connector's Prometheus metrics (connector-metrics.ts). Parts take it as an optional option,
+   * so that a test can build one without it.
+   */
+  readonly metrics: ConnectorMetrics;
   /** Uniform in [0, 1): spreads retries (jitter). Not for anything secret: nonces use node:crypto. */
   readonly random: () => number;
 }

@@ -82,6 +82,34 @@ describe('authentication', () => {
     expect((await call('GET', '/v1/openapi.json', { headers: { authorization: '' } })).status).toBe(200);
   });
 
+  it('serves /readyz without a token, and /metrics only with it', async () => {
+    // The in-memory connector has no readiness check: nothing to wait for, always ready.
+    const ready = await call('GET', '/readyz', { headers: { authorization: '' } });
+    expect(ready).toMatchObject({ status: 200, body: { status: 'ready' } });
+    expect(ready.headers.get('cache-control')).toBe('no-store');
+    const failing = [{ check: 'nodes', reason: 'no open connection to any of this organization’s nodes' }];
+    Object.assign(connector, { readiness: async () => ({ ready: false, failing }) });
+    expect(await call('GET', '/readyz', { headers: { authorization: '' } })).toMatchObject({
+      status: 503,
+      body: { status: 'not_ready', failing },
+    });
+
+    expect((await call('GET', '/metrics', { headers: { authorization: '' } })).status).toBe(401);
+    // A connector that keeps no metrics says so, to an authenticated caller only.
+    expect(await call('GET', '/metrics')).toMatchObject({
+      status: 404,
+      body: { error: { code: 'UNKNOWN_METHOD' } },
+    });
+    const text = '# HELP ledgerbus_up 1\n# TYPE ledgerbus_up gauge\nledgerbus_up 1\n';
+    Object.assign(connector, {
+      scrapeMetrics: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', text }),
+    });
+    const response = await fetch(`${server.url}/metrics`, { headers: auth });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
+    expect(await response.text()).toBe(text);
+  });
+
   it('authenticates WebSockets by header or ?token=, and refuses others', async () => {
     const wsUrl = server.url.replace('http', 'ws');
     const opened = (socket: WebSocket): Promise<number> =>

@@ -29,9 +29,11 @@ import type {
   ConnectorEvent,
   MessageCandidate,
   OutgoingMessage,
+  Readiness,
   ReceiptSource,
   ReceivedMessage,
 } from './api-types.js';
+import type { MetricsExposition } from './connector-metrics.js';
 import { AmbiguousMessageIdError } from './message-location.js';
 import { ByteLimit } from './byte-limit.js';
 import { servableContentType } from './media-type.js';
@@ -60,6 +62,10 @@ export interface HttpApiLogger {
 export type HttpApiConnector = ConnectorApi &
   Partial<ConnectorAdminApi> & {
     latestSequence?(): number;
+    /** `GET /metrics`; a connector without it answers UNKNOWN_METHOD there. */
+    scrapeMetrics?(): Promise<MetricsExposition>;
+    /** `GET /readyz`; a connector without it (the in-memory one) has nothing to wait for: always ready. */
+    readiness?(): Promise<Readiness>;
     readonly audits?: AuditApi;
     readonly catalog?: CatalogClient;
     readonly alerts?: ConnectorAlerts;
@@ -170,7 +176,9 @@ function fastifyErrorCode(error: unknown): string | undefined {
   return typeof code === 'string' && code.startsWith('FST_') ? code : 'FST_ERR_VALIDATION';
 }
 
-const publicRoutes = new Set(['/healthz', '/v1/openapi.json']);
+// /readyz is public like /healthz, for load balancers and orchestrators that hold no token; /metrics
+// is not: its labels name topics and consumer groups, and the API may face a network.
+const publicRoutes = new Set(['/healthz', '/readyz', '/v1/openapi.json']);
 /** The one route whose message body is streamed (to encryption and storage) rather than parsed. */
 const uploadRoute = '/v1/topics/:topic/messages';
 /** Routes whose bodies stream for as long as they keep sending: a message, a dataset. */
@@ -306,6 +314,24 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
     return authenticated
       ? { status: 'ok', authenticated, organization: api.organization }
       : { status: 'ok', authenticated };
+  });
+
+  // Ready means the connector can do its work now (Connector.readiness); live (/healthz) only that
+  // the process answers. What failed is named, with no address, path or organization in it.
+  app.get('/readyz', async (_request, reply) => {
+    const readiness = api.readiness === undefined ? { ready: true, failing: [] } : await api.readiness();
+    void reply.header('cache-control', 'no-store');
+    return readiness.ready
+      ? { status: 'ready' }
+      : reply.status(503).send({ status: 'not_ready', failing: readiness.failing });
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    if (api.scrapeMetrics === undefined) {
+      throw new LedgerbusError(ErrorCode.UnknownMethod, 'this connector does not serve metrics');
+    }
+    const exposition = await api.scrapeMetrics();
+    return reply.type(exposition.contentType).header('cache-control', 'no-store').send(exposition.text);
   });
 
   let openApiJson: string | undefined;

@@ -17,11 +17,12 @@ describe('the OpenAPI document', () => {
     // issue 15's catalog, dataset and job routes (openapi/datashare-paths.ts); 7e67bfa2… before
     // issue 16's alert routes and the `alert` event (openapi/alert-paths.ts); dd6f5a41… before a
     // listed received message's optional `value` (a small payload, issue 17); c1e76e47… before
-    // DELETE /v1/received/... (issue 18: a recipient's retention). Change it only together
+    // DELETE /v1/received/... (issue 18: a recipient's retention); d568dfa8… before GET /metrics and
+    // GET /readyz (issue 19 item 1: Prometheus metrics, readiness). Change it only together
     // with a deliberate change of the REST API, and say so in the commit.
     const served = JSON.stringify(buildOpenApiDocument());
     expect(createHash('sha256').update(served).digest('hex')).toBe(
-      'd568dfa8b6f54eacb05b6e4b616be715e9de7aa854d5e746ee904834d08fc518',
+      '81bdd4fc2a07994b048ccecf8f21776edb58075839caf7c11efa5c656149a7ef',
     );
   });
 

@@ -45,8 +45,9 @@ export function buildOpenApiDocument(options: { serverUrl?: string } = {}): Open
       version: '1.0.0',
       description:
         "An organization's local API to its ledgerbus connector: send and receive messages, consumer-group " +
-        'cursors, delivery status and proofs, live events, and administration (topics, organizations). Every route except /healthz and this document ' +
-        'requires `Authorization: Bearer <token>`.',
+        'cursors, delivery status and proofs, live events, administration (topics, organizations), and ' +
+        'Prometheus metrics. Every route except /healthz, /readyz and this document requires ' +
+        '`Authorization: Bearer <token>`.',
     },
     servers: [{ url: options.serverUrl ?? '/' }],
     security: [{ bearerAuth: [] }],

@@ -3,6 +3,8 @@
  * signed fetch request on a serving connection; the connector checks it itself (not trusting the
  * node) and streams the stored ciphertext with its envelope header.
  */
+import { Transform, pipeline } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { bytesEqual } from '../codec/index.js';
 import {
   FetchNonceWindow,
@@ -14,13 +16,15 @@ import { ErrorCode, LedgerbusError } from '../errors.js';
 import { rpcStream } from '../net/index.js';
 import type { RpcStreamReply } from '../net/index.js';
 import type { ConnectorMethods, RequestOf } from '../protocol/client-methods.js';
+import type { ConnectorMetrics } from './connector-metrics.js';
 import type { ConnectorContext } from './context.js';
 import { topicOfGroup } from './message-location.js';
 
 export type PayloadServerOptions = Pick<
   ConnectorContext,
   'signer' | 'registry' | 'database' | 'storage' | 'logger' | 'lifecycle'
->;
+> &
+  Partial<Pick<ConnectorContext, 'metrics'>>;
 
 export class PayloadServer {
   /** Nonces of the fetch requests this connector served payloads for, until they expire. */
@@ -69,8 +73,26 @@ export class PayloadServer {
         `${request.requester} is not a recipient of ${request.id}`,
       );
     }
+    const metrics = this.options.metrics;
     return this.options.storage
       .get(sent.storage_key)
-      .then((stream) => rpcStream(stream, { header: sent.header }));
+      .then((stream) =>
+        rpcStream(metrics === undefined ? stream : counted(stream, metrics), { header: sent.header }),
+      );
   }
+}
+
+/**
+ * `stream` passing through a counter of the bytes it hands on (ledgerbus_payload_bytes_out_total):
+ * counted as served, so a recipient that cancels midway counts only what it was sent. A cancel of
+ * the counted stream destroys the storage's stream too (pipeline), which closes its file.
+ */
+function counted(stream: Readable, metrics: ConnectorMetrics): Readable {
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      metrics.payloadBytesOut(chunk.length);
+      callback(null, chunk);
+    },
+  });
+  return pipeline(stream, counter, () => {});
 }

@@ -93,6 +93,8 @@ export interface PartitionConsumerOptions extends Pick<
   ConnectorContext,
   'organization' | 'trust' | 'database' | 'storage' | 'logger' | 'lifecycle' | 'events' | 'random'
 > {
+  /** Counts each message received (ledgerbus_messages_received_total). */
+  readonly metrics?: ConnectorContext['metrics'];
   readonly topic: string;
   readonly partition: number;
   readonly session: NodeSession;
@@ -462,8 +464,10 @@ export class PartitionConsumer {
     outcomes: ReadonlyMap<string, Outcome>,
     roles: ReadonlyMap<string, PartRole>,
   ): number | undefined {
-    const { database, lifecycle, events } = this.options;
+    const { database, lifecycle, events, metrics } = this.options;
     const announcements: ConnectorEvent[] = [];
+    /** Messages new here, counted once the transaction that records them committed. */
+    let fresh = 0;
     const blockedAt = database.transaction((): number | undefined => {
       for (const { accepted, proof } of entries) {
         const outcome = outcomes.get(accepted.id);
@@ -523,7 +527,7 @@ export class PartitionConsumer {
           }
           listed = { size: stored.size, sha256: stored.key, storage_key: stored.key };
         }
-        const row = database.insertReceived({
+        const { row, inserted } = database.recordReceived({
           id: accepted.id,
           topic: accepted.topic,
           partition: accepted.partition,
@@ -536,10 +540,13 @@ export class PartitionConsumer {
           proof: encodeAcceptanceProof(proof),
           received_at: lifecycle.clock.now(),
         });
+        if (inserted) fresh++;
         announcements.push({ type: 'message.received', message: toReceivedMessage(row) });
       }
       return undefined;
     });
+    // Every entry of a round is of this consumer's partition, hence topic.
+    for (; fresh > 0; fresh--) metrics?.messageReceived(this.options.topic);
     for (const event of announcements) events.emit(event);
     if (announcements.some((event) => event.type === 'message.received')) events.wakeReceivedWaiters();
     return blockedAt;

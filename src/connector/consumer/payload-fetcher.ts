@@ -4,6 +4,7 @@
  * every chunk verified against the on-chain root while it is decrypted into storage.
  */
 import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { Readable, Transform, pipeline } from 'node:stream';
 import type { InlinePayload } from '../../contracts/transactions.js';
 import { encodeFetchRequest } from '../../contracts/fetch.js';
@@ -17,6 +18,7 @@ import { nodeMethods } from '../../protocol/client-methods.js';
 import { TypedClient } from '../../protocol/typed-rpc.js';
 import type { AcceptedMessage } from '../../proofs/index.js';
 import { ByteLimit } from '../byte-limit.js';
+import { secondsSince } from '../connector-metrics.js';
 import type { ConnectorContext } from '../context.js';
 import type { NodeSession } from '../session/node-session.js';
 import type { StoredObject } from '../storage/index.js';
@@ -44,6 +46,8 @@ export interface PayloadFetcherOptions extends Pick<
   ConnectorContext,
   'organization' | 'signer' | 'encryptionKey' | 'registry' | 'storage' | 'lifecycle'
 > {
+  /** Counts the bytes fetched and times each fetch (ledgerbus_payload_bytes_in_total, _fetch_duration_seconds). */
+  readonly metrics?: ConnectorContext['metrics'];
   readonly session: NodeSession;
 }
 
@@ -192,8 +196,10 @@ export class PayloadFetcher {
       },
       this.options.signer,
     );
+    const started = performance.now();
     const bulk = await connections.for(accepted.sender, accepted.partitionId);
     let failed = true;
+    let limit: ByteLimit | undefined;
     try {
       // A head without its envelope header is SCHEMA_MISMATCH, hence PAYLOAD_CORRUPT below.
       const { head, stream } = await new TypedClient(nodeMethods, () => bulk).stream('fetchPayload', {
@@ -212,18 +218,15 @@ export class PayloadFetcher {
       }
       // The header is not trusted for the bound (the envelope checks it only as the chunks come):
       // past the size the ledger and the header agree on, the stream is cut at the crossing byte.
-      const bounded = pipeline(
-        stream,
-        new ByteLimit(
-          ciphertextBytes,
-          (total) =>
-            new LedgerbusError(
-              ErrorCode.Oversize,
-              `payload ${accepted.id} from ${accepted.sender} runs past the ${ciphertextBytes} bytes declared on-chain (${total} so far); stopped`,
-            ),
-        ),
-        () => {},
+      limit = new ByteLimit(
+        ciphertextBytes,
+        (total) =>
+          new LedgerbusError(
+            ErrorCode.Oversize,
+            `payload ${accepted.id} from ${accepted.sender} runs past the ${ciphertextBytes} bytes declared on-chain (${total} so far); stopped`,
+          ),
       );
+      const bounded = pipeline(stream, limit, () => {});
       const decrypted = this.decrypt(accepted, header, bounded);
       const plaintext =
         observe === undefined
@@ -241,10 +244,13 @@ export class PayloadFetcher {
       // Content-addressed storage: the key IS the plaintext's sha256.
       const stored = await this.options.storage.put(plaintext, { sizeMax: header.plaintextBytes });
       failed = false;
+      this.options.metrics?.observePayloadFetch(secondsSince(started));
       return stored;
     } catch (error) {
       throw asCorrupt(accepted, error);
     } finally {
+      // What came off the wire, whether or not it verified: all of it after a success.
+      this.options.metrics?.payloadBytesIn(limit?.bytes ?? 0);
       // After a failure the connection may still carry the rest of a cancelled stream: drop it.
       if (failed) connections.discard(accepted.sender, accepted.partitionId);
     }

@@ -2,6 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { CborValue } from '../../codec/index.js';
 import type { ConnectorEvent } from '../api-types.js';
 import type { ConnectorContext } from '../context.js';
+import { partMessageId } from '../parts.js';
+import { counterValue, parseExposition } from '../../testing/exposition.js';
 import { partsFixture, startNodeStandIn } from '../testing/parts-fixture.js';
 import { DeliveryWatcher } from './delivery-watcher.js';
 
@@ -10,10 +12,10 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** Message m<n> of demo/`partition` to org2 and org3, sent and accepted at offset n - 1. */
-function insertOpenSent(context: ConnectorContext, n: number, partition = 0): void {
+/** Message m<n> (or `id`) of demo/`partition` to org2 and org3, sent and accepted at offset n - 1. */
+function insertOpenSent(context: ConnectorContext, n: number, partition = 0, id = `m${n}`): void {
   context.database.insertSent({
-    id: `m${n}`,
+    id,
     topic: 'demo',
     partition,
     group_id: `demo/${partition}`,
@@ -23,7 +25,17 @@ function insertOpenSent(context: ConnectorContext, n: number, partition = 0): vo
     recipients: JSON.stringify(['org2', 'org3']),
     created_at: n,
   });
-  context.database.markSent('demo', `m${n}`, n - 1, 1, new Uint8Array([0]));
+  context.database.markSent('demo', id, n - 1, 1, new Uint8Array([0]));
+}
+
+/** The delivered, completed and expired counters of `context`'s connector on demo. */
+async function transitions(
+  context: ConnectorContext,
+): Promise<{ delivered: number; completed: number; expired: number }> {
+  const samples = parseExposition((await context.metrics.exposition()).text);
+  const value = (name: string): number =>
+    counterValue(samples, `ledgerbus_messages_${name}_total`, { topic: 'demo' });
+  return { delivered: value('delivered'), completed: value('completed'), expired: value('expired') };
 }
 
 /** A watcher over one sent message m1 of demo/0, whose node answers m1's lifecycle with `answer()`. */
@@ -134,6 +146,68 @@ describe('DeliveryWatcher', () => {
     for (const event of confirmed) perMessage.set(event.id, (perMessage.get(event.id) ?? 0) + 1);
     expect(perMessage.size).toBe(40);
     expect([...perMessage.values()].every((count) => count === 1)).toBe(true);
+  });
+
+  it('counts each message’s transitions once: its first delivery, then COMPLETED or EXPIRED; parts not at all', async () => {
+    const part = partMessageId('ab'.repeat(16), 0);
+    /** Per id: round by round, which recipients confirmed and the message's state. */
+    const script: Record<string, { delivered: string[]; state: string }[]> = {
+      // Its two recipients confirm in different rounds: one delivery, then one completion.
+      m1: [
+        { delivered: ['org2'], state: 'ACCEPTED' },
+        { delivered: ['org2'], state: 'ACCEPTED' },
+        { delivered: ['org2', 'org3'], state: 'COMPLETED' },
+      ],
+      // Expires with one recipient's confirmation: delivered and expired.
+      m2: [
+        { delivered: [], state: 'ACCEPTED' },
+        { delivered: ['org3'], state: 'EXPIRED' },
+      ],
+      // Expires unconfirmed: only expired.
+      m3: [{ delivered: [], state: 'EXPIRED' }],
+      // A part of a large value is followed, not counted.
+      [part]: [{ delivered: ['org2', 'org3'], state: 'COMPLETED' }],
+    };
+    let round = 0;
+    const lifecycle = (id: string): CborValue => {
+      const steps = script[id]!;
+      const step = steps[Math.min(round, steps.length - 1)]!;
+      return {
+        id,
+        sender: 'org1',
+        offset: 0,
+        height: 1,
+        state: step.state,
+        recipients: ['org2', 'org3'].map((organization): CborValue =>
+          step.delivered.includes(organization)
+            ? { organization, state: 'DELIVERED', height: 5 }
+            : { organization, state: 'PENDING' },
+        ),
+      };
+    };
+    const fixture = partsFixture();
+    cleanups.push(() => fixture.close());
+    const context = await fixture.context(0);
+    const node = await startNodeStandIn(context.organization, {
+      messages: (body) => ({ messages: (body as { ids: string[] }).ids.map(lifecycle) }),
+    });
+    cleanups.push(() => node.close());
+    const session = fixture.session(context, 0, node.node);
+    cleanups.push(() => session.close());
+    for (let n = 1; n <= 3; n++) insertOpenSent(context, n);
+    insertOpenSent(context, 4, 0, part);
+    const watcher = new DeliveryWatcher({ ...context, session });
+    const expected = [
+      { delivered: 1, completed: 0, expired: 1 }, // m1 delivered to org2, m3 expired
+      { delivered: 2, completed: 0, expired: 2 }, // m2 delivered to org3 and expired; m1 as before
+      { delivered: 2, completed: 1, expired: 2 }, // m1 delivered to org3 too: completed
+      { delivered: 2, completed: 1, expired: 2 }, // nothing is open: nothing more
+    ];
+    for (const [index, counts] of expected.entries()) {
+      round = index;
+      await watcher.round();
+      expect(await transitions(context), `after round ${index + 1}`).toEqual(counts);
+    }
   });
 
   it('goes through every open message in turn: messages that stay open do not hide those after them', async () => {

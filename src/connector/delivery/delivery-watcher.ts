@@ -22,6 +22,8 @@ export interface DeliveryWatcherOptions extends Pick<
   ConnectorContext,
   'database' | 'logger' | 'lifecycle' | 'events' | 'registry'
 > {
+  /** Counts the state changes it records (ledgerbus_messages_delivered_total, _completed_total, _expired_total). */
+  readonly metrics?: ConnectorContext['metrics'];
   readonly session: NodeSession;
   /** The clock retention times are read from (tests move it). Default Date.now. */
   readonly now?: () => number;
@@ -79,8 +81,15 @@ export class DeliveryWatcher {
       else rows.push(row);
     }
     const groups = [...byGroup];
-    const updates: { topic: string; id: string; state: string; delivered: string[]; retainUntil?: number }[] =
-      [];
+    const updates: {
+      topic: string;
+      id: string;
+      state: string;
+      delivered: string[];
+      retainUntil?: number;
+      /** No recipient had confirmed it before this round: it leaves ACCEPTED for DELIVERED. */
+      firstDelivery: boolean;
+    }[] = [];
     let next = 0;
     let failed = false;
     const now = this.options.now ?? Date.now;
@@ -125,6 +134,7 @@ export class DeliveryWatcher {
             state,
             delivered,
             ...(retainUntil === undefined ? {} : { retainUntil }),
+            firstDelivery: reported.length === 0 && delivered.length > 0,
           });
         }
       }
@@ -145,10 +155,29 @@ export class DeliveryWatcher {
             update.retainUntil,
           );
       });
+      this.count(updates);
     }
     const failure = workers.find((outcome) => outcome.status === 'rejected');
     if (failure !== undefined) throw failure.reason;
     return open.length;
+  }
+
+  /**
+   * Counts the transitions `updates` recorded, once committed. Each is counted once: a message is
+   * read only while its row says ACCEPTED, and its row's recipients say whether one confirmed before.
+   * Parts of a large value are followed here like messages but are not counted as messages.
+   */
+  private count(
+    updates: readonly { topic: string; id: string; state: string; firstDelivery: boolean }[],
+  ): void {
+    const metrics = this.options.metrics;
+    if (metrics === undefined) return;
+    for (const { topic, id, state, firstDelivery } of updates) {
+      if (isPartMessageId(id)) continue;
+      if (firstDelivery) metrics.messageDelivered(topic);
+      if (state === 'COMPLETED') metrics.messageCompleted(topic);
+      else if (state === 'EXPIRED') metrics.messageExpired(topic);
+    }
   }
 
   /**

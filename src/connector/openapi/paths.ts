@@ -160,6 +160,51 @@ export const paths: Record<string, Record<string, JsonSchema>> = {
       responses: { '200': { description: 'Up.', content: json(ref('Health')) } },
     }),
   },
+  '/readyz': {
+    get: operation({
+      operationId: 'ready',
+      summary: 'Readiness: whether the connector can do its work now.',
+      description:
+        'Ready when the connector was started and is not stopping, its database is open, its payload ' +
+        'storage answers a lookup within 2 s, and it holds an open connection to at least one of its ' +
+        "organization's nodes that it has not set aside for failing. `/healthz` only says the process " +
+        'answers. No token needed; the answer names what failed, never an address or a path.',
+      public: true,
+      responses: {
+        '200': {
+          description: 'Ready.',
+          content: json({
+            type: 'object',
+            required: ['status'],
+            additionalProperties: false,
+            properties: { status: { const: 'ready' } },
+          }),
+        },
+        '503': {
+          description: 'Not ready: `failing` names each check that failed.',
+          content: json(ref('NotReady')),
+        },
+      },
+    }),
+  },
+  '/metrics': {
+    get: operation({
+      operationId: 'metrics',
+      summary: "The connector's metrics in the Prometheus text exposition format (all names `ledgerbus_`).",
+      description:
+        'Messages accepted, refused, delivered, completed, expired and received by topic, payload bytes ' +
+        'served and fetched, publish and fetch durations, consumer-group lag, storage sizes, and the ' +
+        "process's own metrics; each one's HELP line says what it counts. It requires the API token like " +
+        "every route but the public ones (labels name topics and consumer groups): Prometheus's " +
+        '`authorization: { type: Bearer, credentials_file: ... }` sends it.',
+      responses: {
+        '200': {
+          description: 'The metrics.',
+          content: { 'text/plain; version=0.0.4; charset=utf-8': { schema: { type: 'string' } } },
+        },
+      },
+    }),
+  },
   '/v1/openapi.json': {
     get: operation({
       operationId: 'openapi',

@@ -274,6 +274,33 @@ export const componentSchemas: Record<string, JsonSchema> = {
       organization: { type: 'string', description: 'Present only when authenticated.' },
     },
   },
+  NotReady: {
+    type: 'object',
+    required: ['status', 'failing'],
+    additionalProperties: false,
+    properties: {
+      status: { const: 'not_ready' },
+      failing: {
+        type: 'array',
+        minItems: 1,
+        items: {
+          type: 'object',
+          required: ['check', 'reason'],
+          additionalProperties: false,
+          properties: {
+            check: {
+              enum: ['started', 'database', 'storage', 'nodes'],
+              description:
+                'started: start() has not run, or the connector is stopping; database: its SQLite file is ' +
+                'not open; storage: the payload storage failed or did not answer in 2 s; nodes: no open ' +
+                "connection to any of the organization's nodes.",
+            },
+            reason: { type: 'string' },
+          },
+        },
+      },
+    },
+  },
   ConnectorEvent: {
     description: 'One WebSocket text frame of `GET /v1/events`.',
     oneOf: [

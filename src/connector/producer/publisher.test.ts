@@ -23,6 +23,7 @@ import type { OutgoingMessage, SendResult } from '../api-types.js';
 import { loadConnectorConfig } from '../config.js';
 import { ConnectorDatabase } from '../connector-database.js';
 import type { ConnectorContext } from '../context.js';
+import { ConnectorMetrics } from '../connector-metrics.js';
 import { ConnectorEvents } from '../events.js';
 import { Lifecycle } from '../lifecycle.js';
 import { NodeSession, sessionNodes } from '../session/node-session.js';
@@ -141,6 +142,7 @@ describe('Publisher on a real partition: concurrent sends share signed batches',
       logger,
       lifecycle: new Lifecycle(),
       events: new ConnectorEvents(logger),
+      metrics: new ConnectorMetrics(),
       random: Math.random,
     };
     const session = new NodeSession({

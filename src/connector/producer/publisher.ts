@@ -40,7 +40,7 @@ import { publishBatchMessagesMax, recipientSetKey, runsOfSameRecipients } from '
 import { Coalescer, defaultCoalescingPolicy } from './coalescer.js';
 import type { CoalescingPolicy } from './coalescer.js';
 import { OutgoingStore } from './outgoing-store.js';
-import { checkApplicationMessage } from '../parts.js';
+import { checkApplicationMessage, isPartMessageId } from '../parts.js';
 import type { OutgoingLimit, OutgoingStored } from './outgoing-store.js';
 import { partitionGroupId } from '../../contracts/registry.js';
 import type { EscrowPlacer } from '../escrow/placer.js';
@@ -90,6 +90,8 @@ export interface PublisherOptions extends Pick<
   | 'lifecycle'
   | 'random'
 > {
+  /** Counts what the ledger accepted and refused (ledgerbus_messages_accepted_total, _rejected_total). */
+  readonly metrics?: ConnectorContext['metrics'];
   readonly session: NodeSession;
   readonly submitter: TransactionSubmitter;
   /** Places escrowed chunks and key shares on escrow topics (see OutgoingStoreOptions). */
@@ -351,6 +353,7 @@ export class Publisher {
     const metadata = entries.map((entry) => entry.metadata);
     const { answer, result } = await this.publishUntilEpochOpen(group, metadata, inlinePayloadsOf(entries));
     if (result.status === 'REJECTED') {
+      for (const message of metadata) this.countRejected(topic, message.id, result.reason);
       await this.store.discardUnpublished(entries.filter((entry) => entry.created));
       throw new LedgerbusError(
         ErrorCode.MessageRejected,
@@ -396,6 +399,7 @@ export class Publisher {
           const outcome = result.messages[messageIndex];
           if (outcome === undefined) return new LedgerbusError(ErrorCode.BadProof, 'missing message result');
           if (outcome.status === 'REJECTED') {
+            this.countRejected(topic, message.id, outcome.reason);
             refused.push(entries[messageIndex] as OutgoingStored);
             return new LedgerbusError(
               ErrorCode.MessageRejected,
@@ -414,9 +418,13 @@ export class Publisher {
       );
     } finally {
       // Also when proving another message failed: what was proven is recorded.
-      this.options.database.transaction(() => {
-        for (const row of sent) this.options.database.markSent(...row);
-      });
+      const { database, metrics } = this.options;
+      const firstAccepted = database.transaction(() =>
+        sent.filter((row) => database.markSent(...row) && !isPartMessageId(row[1])),
+      );
+      // Counted once committed, and only where the row had no acceptance before: a retry of an id
+      // the ledger accepted earlier is acknowledged again but is not a new message.
+      for (let count = firstAccepted.length; count > 0; count--) metrics?.messageAccepted(topic);
     }
     await this.store.discardUnpublished(refused.filter((entry) => entry.created));
     return settled.map((outcome) => {
@@ -511,6 +519,11 @@ export class Publisher {
       if (error instanceof EpochClosed) return error.outcome;
       throw error;
     }
+  }
+
+  /** One ledger refusal of a message of this connector (a part of a large value is not a message of its own). */
+  private countRejected(topic: string, id: string, reason: string): void {
+    if (!isPartMessageId(id)) this.options.metrics?.messageRejected(topic, reason);
   }
 
   private async acceptanceFromNode(group: string, id: string): Promise<AcceptanceProof> {

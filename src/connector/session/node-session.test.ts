@@ -106,6 +106,36 @@ describe('NodeSession', () => {
     expect(node.peers).toHaveLength(3);
   });
 
+  it('counts a node reachable while a serving connection to it is open, as readiness asks', async () => {
+    const { node, session, fixture } = await setUp(
+      { serve: () => new Promise<CborValue>(() => undefined) },
+      2,
+    );
+    expect(session.reachableNodes()).toEqual([]);
+    session.startServing({
+      servePayload: () => Promise.resolve(rpcStream(Readable.from([]), {})),
+      escrowChunkPut: () => {
+        throw new LedgerbusError(ErrorCode.Forbidden, 'not here');
+      },
+      escrowChunkGet: () => {
+        throw new LedgerbusError(ErrorCode.Forbidden, 'not here');
+      },
+      jobResultGet: () => {
+        throw new LedgerbusError(ErrorCode.MessageNotFound, 'not here');
+      },
+    });
+    await until(() => session.servingCount === 2);
+    expect(session.reachableNodes()).toEqual([node.node.id]);
+    // Both drop. The refill runs on the manual clock, so nothing redials and nothing counts toward
+    // an ejection: only the closed connections say the node is out of reach.
+    for (const peer of node.peers) peer.close();
+    await until(() => session.servingCount === 0);
+    expect(session.reachableNodes()).toEqual([]);
+    expect(fixture.clock.fireNext()).toBe(true);
+    await until(() => session.servingCount === 2);
+    expect(session.reachableNodes()).toEqual([node.node.id]);
+  });
+
   it('calls another organization’s connector through its node, the answer parsed by the method’s schema', async () => {
     const asked: CborValue[] = [];
     const { session } = await setUp({

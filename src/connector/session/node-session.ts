@@ -298,6 +298,20 @@ export class NodeSession {
     return parseAs(definition.response, answer, `${method} answer of ${organization}`);
   }
 
+  /**
+   * Our nodes this connector can reach now: each with a serving connection open (they are dialled
+   * again every second, so one that drops or cannot be opened shows within about a second) and not
+   * ejected by the balancer for failing requests. What `GET /readyz` asks: it costs no request.
+   */
+  reachableNodes(): string[] {
+    return this.nodes
+      .filter((node) => {
+        const open = [...(this.servingPeers.get(node.id) ?? [])].some((peer) => !peer.closed);
+        return open && !this.balancer.ejected(node.id);
+      })
+      .map((node) => node.id);
+  }
+
   /** Serving connections open now, to all our nodes. */
   get servingCount(): number {
     let count = 0;

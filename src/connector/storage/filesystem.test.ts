@@ -27,6 +27,18 @@ describe('filesystem storage layout', () => {
     await storage.close();
   });
 
+  it('reports the bytes its objects take, for the storage metric', async () => {
+    const storage = await openFilesystemStorage(join(root, 'usage'));
+    expect(await storage.usage!()).toBe(0);
+    const first = await storage.put(generated(1000, 2).stream);
+    await storage.put(generated(500, 3).stream);
+    expect(await storage.usage!()).toBe(1500);
+    await storage.delete(first.key);
+    expect(await storage.usage!()).toBe(500);
+    await storage.close();
+    await expect(storage.usage!()).rejects.toMatchObject({ code: 'STORAGE_UNAVAILABLE' });
+  });
+
   it('removes temporary files left by a crash when it opens', async () => {
     const directory = join(root, 'leftovers');
     await mkdir(join(directory, 'tmp', 'a-directory'), { recursive: true });

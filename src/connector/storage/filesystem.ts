@@ -10,6 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -137,6 +138,12 @@ class FilesystemStorage implements PayloadStorage {
     return true;
   }
 
+  /** The sizes of the objects and of the puts in progress (their temporary files take room too). */
+  async usage(): Promise<number> {
+    this.#checkOpen();
+    return (await directoryBytes(this.#objects)) + (await directoryBytes(this.#temporary));
+  }
+
   async close(): Promise<void> {
     // Every put fsyncs before resolving, so there is nothing to flush.
     this.#closed = true;
@@ -152,6 +159,37 @@ class FilesystemStorage implements PayloadStorage {
         retriable: false,
       });
   }
+}
+
+/** Files stat-ed at once by directoryBytes: enough to keep the thread pool busy, few promises at a time. */
+const statBatch = 256;
+
+/**
+ * The summed sizes of the files under `directory`. A file or directory removed while the walk runs
+ * (a delete, a put renamed into place) counts nothing rather than failing the walk.
+ */
+async function directoryBytes(directory: string): Promise<number> {
+  let entries: Dirent[];
+  try {
+    entries = await readdir(directory, { withFileTypes: true });
+  } catch (error) {
+    if (systemCode(error) === 'ENOENT') return 0;
+    throw storageFailure('list a directory', error);
+  }
+  let total = 0;
+  const files: string[] = [];
+  for (const entry of entries) {
+    const path = join(directory, entry.name);
+    if (entry.isDirectory()) total += await directoryBytes(path);
+    else if (entry.isFile()) files.push(path);
+  }
+  for (let start = 0; start < files.length; start += statBatch) {
+    const sizes = await Promise.all(
+      files.slice(start, start + statBatch).map(async (path) => (await statIfPresent(path))?.size ?? 0),
+    );
+    for (const size of sizes) total += size;
+  }
+  return total;
 }
 
 /** FileHandle.write may write less than asked; loop so no byte is silently dropped. */

@@ -5,6 +5,7 @@
  * Both are content-addressed by sha256, so a key names the same bytes wherever they are kept.
  */
 import { Readable } from 'node:stream';
+import { ErrorCode, LedgerbusError } from '../../errors.js';
 import type { ConnectorDatabase } from '../connector-database.js';
 import { checkRangeStart } from './validation.js';
 import type { ByteRange, PayloadStorage, PutOptions, StoredObject } from './types.js';
@@ -39,6 +40,16 @@ export class PackedStorage implements PayloadStorage {
     const packed = this.database.deletePacked(key);
     const stored = await this.storage.delete(key);
     return packed || stored;
+  }
+
+  /**
+   * The configured storage's size. Packed payloads live in the connector's database and count
+   * there, so they are left out here rather than counted twice.
+   */
+  async usage(): Promise<number> {
+    if (this.storage.usage === undefined)
+      throw new LedgerbusError(ErrorCode.StorageUnavailable, `${this.kind} storage does not report its size`);
+    return this.storage.usage();
   }
 
   close(): Promise<void> {

@@ -51,6 +51,20 @@ describeStorageContract('postgres', {
   leftovers: () => orphanChunks(),
 });
 
+describe('postgres storage size', () => {
+  it('reports what its tables take, growing with what it stores', async () => {
+    const storage = await openPostgresStorage({ connectionString: databaseUrl, schema: 'sized' });
+    try {
+      const before = await storage.usage!();
+      expect(before).toBeGreaterThan(0);
+      await storage.put(generated(3 * 1024 * 1024, 4).stream);
+      expect((await storage.usage!()) - before).toBeGreaterThanOrEqual(3 * 1024 * 1024);
+    } finally {
+      await storage.close();
+    }
+  });
+});
+
 describe('postgres storage chunking', () => {
   it('reads objects written with another chunk size, from any offset', async () => {
     const small = await openPostgresStorage({

@@ -172,6 +172,19 @@ class PostgresStorage implements PayloadStorage {
     return result.rows[0]?.deleted === 1;
   }
 
+  /** Both tables with their indexes and TOAST (where the chunks' bytes are): what the server keeps for us. */
+  async usage(): Promise<number> {
+    this.#checkOpen();
+    const { objects, chunks } = this.#tables;
+    const result = await guarded('measure its tables', () =>
+      this.#pool.query<{ bytes: string }>(
+        'select (pg_total_relation_size($1::regclass) + pg_total_relation_size($2::regclass))::text as bytes',
+        [objects, chunks],
+      ),
+    );
+    return Number(result.rows[0]?.bytes ?? 0);
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -36,5 +36,10 @@ export interface PayloadStorage {
   stat(key: string): Promise<StoredObject | undefined>;
   /** True if the object existed. */
   delete(key: string): Promise<boolean>;
+  /**
+   * Bytes the storage takes now (file sizes, or table sizes), for the `ledgerbus_storage_bytes`
+   * metric. It may walk every object: callers reuse it for a while (connector-metrics.ts CachedSize).
+   */
+  usage?(): Promise<number>;
   close(): Promise<void>;
 }

@@ -21,6 +21,7 @@ import { createLogger } from '../../runtime/logger.js';
 import { loadConnectorConfig } from '../config.js';
 import { ConnectorDatabase } from '../connector-database.js';
 import type { ConnectorContext } from '../context.js';
+import { ConnectorMetrics } from '../connector-metrics.js';
 import { ConnectorEvents } from '../events.js';
 import { Lifecycle } from '../lifecycle.js';
 import type { ConnectorClock } from '../lifecycle.js';
@@ -163,6 +164,7 @@ export function partsFixture(): PartsFixture {
         logger,
         lifecycle: new Lifecycle(clock),
         events: new ConnectorEvents(logger),
+        metrics: new ConnectorMetrics(),
         random: options.random ?? (() => 0.5),
       };
       opened.push(context);
