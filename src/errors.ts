@@ -127,6 +127,8 @@ export const ErrorCode = {
    * named their network); the process refuses to start: start from an empty data directory.
    */
   DataFormatUnsupported: 'DATA_FORMAT_UNSUPPORTED',
+  /** A process the CLI started (a devnet's node or connector) exited on its own; the message names its log. */
+  ProcessExited: 'PROCESS_EXITED',
   /** A proof or receipt names a format version this verifier does not know (a newer ledgerbus wrote it). */
   UnsupportedProofVersion: 'UNSUPPORTED_PROOF_VERSION',
   /** The caller's organization lacks the role or standing the action needs (an audit by a non-auditor). */
@@ -424,6 +426,12 @@ export const errorTable = {
     httpStatus: 500,
     remedy:
       'Move the old data directory away and start from an empty one: this version cannot verify its data.',
+  },
+  [ErrorCode.ProcessExited]: {
+    retriable: false,
+    httpStatus: 500,
+    remedy:
+      'Read the log the message names: it says why the process stopped (a port, a key, a data directory).',
   },
   [ErrorCode.UnsupportedProofVersion]: {
     retriable: false,

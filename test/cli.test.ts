@@ -1,6 +1,7 @@
 // The CLI as a user runs it: a real process, real key files, exit codes and --json output.
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -390,6 +391,62 @@ describe('ledgerbus CLI', () => {
     expect(existsSync(join(devnet, 'logs', 'node1.log'))).toBe(false);
   });
 
+  it('refuses, before starting any process, a devnet whose ports another process holds, naming them', async () => {
+    const devnet = join(dir, 'busy-devnet');
+    ensureDevnetLayout({ directory: devnet, basePort: 26700 });
+    const holder = createNetServer();
+    await new Promise<void>((listening) => holder.listen(26702, '127.0.0.1', () => listening()));
+    try {
+      const started = await ledgerbusAsync('dev', '--dir', 'busy-devnet');
+      expect(started.status).toBe(2);
+      expect(started.stderr).toMatch(
+        /^error BAD_CONFIG: the devnet in busy-devnet cannot start: 127\.0\.0\.1:26702 \(node2\) is already in use, .*--base-port/,
+      );
+      expect(started.stdout).not.toContain('ready');
+      expect(existsSync(join(devnet, 'logs', 'node1.log'))).toBe(false);
+    } finally {
+      await new Promise<void>((closed) => holder.close(() => closed()));
+    }
+  });
+
+  it('stops the whole devnet and exits non-zero, naming the log, when one of its processes exits', async () => {
+    const devnet = join(dir, 'dying-devnet');
+    ensureDevnetLayout({ directory: devnet, basePort: 26700, metricsBasePort: 27000 });
+    const child = spawn(process.execPath, [...cliNodeArgs(), 'dev', '--dir', 'dying-devnet'], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+    let processes: { pid: number; args: string }[] = [];
+    try {
+      for (let waited = 0; !stdout.includes('ready'); waited += 250) {
+        if (waited > 120_000 || child.exitCode !== null)
+          throw new Error(`devnet not ready:\n${stdout}${stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      // Ready means answering: each node's /readyz, each connector's /readyz with this devnet's token.
+      expect((await fetch('http://127.0.0.1:27003/readyz')).status).toBe(200);
+      processes = childProcesses(child.pid!);
+      expect(processes).toHaveLength(8);
+      const node3 = processes.find(({ args }) => args.includes(join('org3', 'node.yaml')));
+      expect(node3).toBeDefined();
+      process.kill(node3!.pid, 'SIGKILL');
+      expect(await exited).toBe(2);
+      expect(stderr).toMatch(
+        /^error PROCESS_EXITED: node3 exited \(SIGKILL\); see .*logs\/node3\.log; the rest of the devnet was stopped/m,
+      );
+      for (const { pid } of processes) expect(alive(pid), `pid ${pid}`).toBe(false);
+    } finally {
+      // Should the devnet not stop them, a failed run must not leave its processes holding the ports.
+      if (child.exitCode === null) child.kill('SIGKILL');
+      for (const { pid } of processes) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    }
+  }, 180_000);
+
   it('says which network file it cannot read before contacting any connector', () => {
     const result = ledgerbus('topic', 'list', '--network', 'missing.json', '--as', 'org1');
     expect(result.status).toBe(2);
@@ -424,3 +481,24 @@ describe('ledgerbus CLI', () => {
     expect(last).toMatchObject({ seeds: 2, violations: 0 });
   });
 });
+
+/** The processes whose parent is `parent`, with their command lines (from ps). */
+function childProcesses(parent: number): { pid: number; args: string }[] {
+  return execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(parent)], { encoding: 'utf8' })
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0)
+    .map((line) => {
+      const space = line.indexOf(' ');
+      return { pid: Number(line.slice(0, space)), args: line.slice(space + 1) };
+    });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

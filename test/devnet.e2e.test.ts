@@ -3,12 +3,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ledgerbus } from '../src/client/index.js';
 import { partitionForKey } from '../src/connector/partitioner.js';
+import { counterValue, parseExposition, promtoolCheck, promtoolRequired } from '../src/testing/exposition.js';
 import { cliNodeArgs } from './support/processes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ledgerbus-devnet-'));
@@ -217,6 +218,97 @@ describe('ledgerbus dev, send, consume, receipt, verify', () => {
     await events.close();
     await producer.disconnect();
   }, 120_000);
+
+  it('serves Prometheus metrics from every node and connector: exact counters, nothing promtool objects to, and the docs scrape config', async () => {
+    const file = JSON.parse(readFileSync(network, 'utf8')) as {
+      organizations: { id: string; connector: { url: string; token: string } }[];
+      nodes: { id: string; metrics?: string }[];
+    };
+    const org1 = file.organizations.find(({ id }) => id === 'org1')!;
+    const scrapeConnector = async (organization: (typeof file.organizations)[number]): Promise<string> => {
+      const response = await fetch(`${organization.connector.url}/metrics`, {
+        headers: { authorization: `Bearer ${organization.connector.token}` },
+      });
+      expect(response.status).toBe(200);
+      return response.text();
+    };
+    const scrapeNode = async (url: string): Promise<string> => (await fetch(`${url}/metrics`)).text();
+    const nodeUrls = file.nodes.map(({ id, metrics }) => {
+      expect(metrics, id).toBeDefined();
+      return metrics!;
+    });
+    const acceptedAt = async (url: string): Promise<number> =>
+      counterValue(parseExposition(await scrapeNode(url)), 'ledgerbus_messages_accepted_total', {
+        partition: 'demo/0',
+      });
+    const connectorCount = async (name: string): Promise<number> =>
+      counterValue(parseExposition(await scrapeConnector(org1)), name, { topic: 'demo' });
+
+    const nodesBefore = await Promise.all(nodeUrls.map(acceptedAt));
+    const acceptedBefore = await connectorCount('ledgerbus_messages_accepted_total');
+    const completedBefore = await connectorCount('ledgerbus_messages_completed_total');
+    const sender = new Ledgerbus(Ledgerbus.configFromNetworkFile(network, 'org1'));
+    const producer = sender.producer();
+    await producer.connect();
+    const sent = 12;
+    await producer.send({
+      topic: 'demo',
+      messages: Array.from({ length: sent }, (_, index) => ({
+        key: `metrics-${index}`,
+        value: Buffer.from(`metrics ${index}`),
+        to: ['org2'],
+      })),
+    });
+    await producer.disconnect();
+    expect(await connectorCount('ledgerbus_messages_accepted_total')).toBe(acceptedBefore + sent);
+    // Every replica executes every block: each counts each message once, when it has the block.
+    const deadline = Date.now() + 30_000;
+    let nodesAfter = await Promise.all(nodeUrls.map(acceptedAt));
+    while (nodesAfter.some((value, index) => value < nodesBefore[index]! + sent) && Date.now() < deadline) {
+      await new Promise((done) => setTimeout(done, 250));
+      nodesAfter = await Promise.all(nodeUrls.map(acceptedAt));
+    }
+    expect(nodesAfter).toEqual(nodesBefore.map((value) => value + sent));
+    // org2's connector confirms each; org1's delivery watcher then sees each COMPLETED, once.
+    while (
+      (await connectorCount('ledgerbus_messages_completed_total')) < completedBefore + sent &&
+      Date.now() < deadline + 30_000
+    ) {
+      await new Promise((done) => setTimeout(done, 250));
+    }
+    expect(await connectorCount('ledgerbus_messages_completed_total')).toBe(completedBefore + sent);
+
+    const texts = [
+      ...(await Promise.all(nodeUrls.map(scrapeNode))),
+      ...(await Promise.all(file.organizations.map(scrapeConnector))),
+    ];
+    for (const [index, text] of texts.entries()) {
+      const checked = promtoolCheck(text);
+      if (checked === undefined) {
+        if (promtoolRequired()) throw new Error('promtool is not on PATH (.ci/run installs it)');
+        continue;
+      }
+      expect({ index, ...checked }).toEqual({ index, status: 0, output: '' });
+    }
+    // A scrape without the token learns nothing.
+    expect((await fetch(`${org1.connector.url}/metrics`)).status).toBe(401);
+
+    // docs/prometheus-devnet.yml, pointed at this devnet's directory instead of .ledgerbus-dev.
+    mkdirSync(join(dir, 'docs'), { recursive: true });
+    const config = readFileSync(join(import.meta.dirname, '..', 'docs', 'prometheus-devnet.yml'), 'utf8');
+    expect(config).toContain('../.ledgerbus-dev/org1/api-token');
+    writeFileSync(
+      join(dir, 'docs', 'prometheus-devnet.yml'),
+      config.replaceAll('../.ledgerbus-dev/', '../net/'),
+    );
+    const checked = spawnSync('promtool', ['check', 'config', join(dir, 'docs', 'prometheus-devnet.yml')], {
+      encoding: 'utf8',
+    });
+    if (checked.error === undefined) {
+      expect(checked.status, checked.stdout + checked.stderr).toBe(0);
+      expect(readFileSync(join(dir, 'net', 'org1', 'api-token'), 'utf8')).toBe(org1.connector.token);
+    } else if (promtoolRequired()) throw checked.error;
+  }, 150_000);
 
   it('refuses a send to an unknown organization with a stable code', () => {
     const result = ledgerbus(

@@ -42,7 +42,13 @@ export interface NetworkFile {
     readonly roles: readonly string[];
     readonly connector: { readonly url: string; readonly token: string };
   }[];
-  readonly nodes: readonly { readonly id: string; readonly organization: string; readonly address: string }[];
+  readonly nodes: readonly {
+    readonly id: string;
+    readonly organization: string;
+    readonly address: string;
+    /** Where the node serves Prometheus metrics, `/healthz` and `/readyz` (node.yaml `metrics.listen`). */
+    readonly metrics?: string;
+  }[];
   /** The trust bundle: organizations' keys, nodes' keys, partitions' replica sets. */
   readonly genesis: Genesis;
 }
@@ -66,6 +72,12 @@ export interface DevnetOptions {
    * (the first nodes); the others serve connectors and forward what they do not host.
    */
   readonly nodesPerOrganization?: number;
+  /**
+   * When set, node n serves Prometheus metrics, /healthz and /readyz at 127.0.0.1:metricsBasePort+n
+   * (node.yaml `metrics.listen`; network.json names the URL). `ledgerbus dev` sets base+300, so the
+   * nodes of the default devnet serve them at 7701..; tests leave it out, their port ranges are tight.
+   */
+  readonly metricsBasePort?: number;
   /**
    * A devnet directory whose organizations' keys (node, connector, encryption) this one reuses
    * instead of generating its own; the new devnet still gets its own network id. It stands for an
@@ -106,6 +118,7 @@ export function ensureDevnetLayout(options: DevnetOptions): DevnetLayout {
       perOrganization,
       basePort: options.basePort ?? 7400,
       messageBytesMax: options.messageBytesMax ?? 8 * 1024 * 1024 * 1024,
+      ...(options.metricsBasePort === undefined ? {} : { metricsBasePort: options.metricsBasePort }),
       ...(options.keysFrom === undefined ? {} : { keysFrom: options.keysFrom }),
     });
   }
@@ -117,6 +130,7 @@ export function ensureDevnetLayout(options: DevnetOptions): DevnetLayout {
       ErrorCode.BadConfig,
       `the devnet in ${directory} has ${network.nodes.length} nodes for ${ids.length} organizations, not ${perOrganization} per organization: remove the directory to make a new devnet, or leave out --nodes-per-org`,
     );
+  writeTokenFiles(directory, network);
   restrictDevnetModes(directory, ids);
   return {
     directory,
@@ -124,6 +138,17 @@ export function ensureDevnetLayout(options: DevnetOptions): DevnetLayout {
     nodeConfigs: network.nodes.map((node) => nodeConfigPath(directory, network, node)),
     connectorConfigs: ids.map((id) => join(directory, id, 'connector.yaml')),
   };
+}
+
+/**
+ * Each connector's API token alone in `org<i>/api-token`, for tools that read a secret from a file
+ * (Prometheus's `credentials_file`, see docs/prometheus-devnet.yml). Written for resumed devnets too.
+ */
+function writeTokenFiles(directory: string, network: NetworkFile): void {
+  for (const organization of network.organizations) {
+    const path = join(directory, organization.id, 'api-token');
+    if (!existsSync(path)) writePrivateFile(path, organization.connector.token);
+  }
 }
 
 /**
@@ -218,9 +243,12 @@ function createLayout(options: {
   perOrganization: number;
   basePort: number;
   messageBytesMax: number;
+  metricsBasePort?: number;
   keysFrom?: string;
 }): void {
-  const { directory, count, perOrganization, basePort, messageBytesMax, keysFrom } = options;
+  const { directory, count, perOrganization, basePort, messageBytesMax, metricsBasePort, keysFrom } = options;
+  const metricsListen = (nodeNumber: number): { metrics?: { listen: string } } =>
+    metricsBasePort === undefined ? {} : { metrics: { listen: `127.0.0.1:${metricsBasePort + nodeNumber}` } };
   mkdirSync(directory, { recursive: true, mode: directoryMode });
   // Made here rather than by whoever runs the processes, so they are 0700 whatever that one's umask.
   mkdirSync(join(directory, 'logs'), { recursive: true, mode: directoryMode });
@@ -269,6 +297,7 @@ function createLayout(options: {
         keyFile: 'keys/node.key',
         dataDirectory: 'node-data',
         genesis: '../genesis.json',
+        ...metricsListen(index),
       }),
     );
     writePrivateFile(
@@ -303,11 +332,12 @@ function createLayout(options: {
       const nodeKey = generateSigningKey();
       saveSigningKey(join(folder, 'keys', `${id}.key`), nodeKey);
       mkdirSync(join(folder, `${id}-data`), { recursive: true, mode: directoryMode });
+      const nodeNumber = nodes.length + 1;
       nodes.push({
         id,
         organization,
         publicKey: toHex(nodeKey.publicKey),
-        address: `127.0.0.1:${basePort + nodes.length + 1}`,
+        address: `127.0.0.1:${basePort + nodeNumber}`,
       });
       writePrivateFile(
         join(folder, `${id}.yaml`),
@@ -316,6 +346,7 @@ function createLayout(options: {
           keyFile: `keys/${id}.key`,
           dataDirectory: `${id}-data`,
           genesis: '../genesis.json',
+          ...metricsListen(nodeNumber),
         }),
       );
     }
@@ -354,7 +385,14 @@ function createLayout(options: {
       roles: organization.roles,
       connector: { url: connectors[index]!.url, token: connectors[index]!.token },
     })),
-    nodes: nodes.map((node) => ({ id: node.id, organization: node.organization, address: node.address })),
+    nodes: nodes.map((node, index) => ({
+      id: node.id,
+      organization: node.organization,
+      address: node.address,
+      ...(metricsBasePort === undefined
+        ? {}
+        : { metrics: `http://127.0.0.1:${metricsBasePort + index + 1}` }),
+    })),
     genesis,
   };
   writePrivateFile(join(directory, 'network.json'), `${JSON.stringify(network, null, 2)}\n`);

@@ -14,6 +14,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -161,7 +162,7 @@ export function buildDevCommand(): Command {
     )
     .option(
       '--base-port <port>',
-      'when creating the network: nodes listen on base+1.., connector APIs on base+101..',
+      'when creating the network: nodes listen on base+1.., connector APIs on base+101.., node metrics on base+301..',
       positiveNumber('--base-port'),
       7400,
     )
@@ -176,33 +177,72 @@ export function buildDevCommand(): Command {
       const layout = ensureDevnetLayout({
         directory,
         basePort: options.basePort,
+        metricsBasePort: options.basePort + 300,
         ...(options.nodesPerOrg === undefined ? {} : { nodesPerOrganization: options.nodesPerOrg }),
       });
       checkDevnetData(layout, options.dir);
+      // Before any process starts: a port another devnet or program holds is one clear error, not
+      // processes exiting one by one while the CLI talks to whoever answers on that port.
+      await checkPortsFree(devnetPorts(layout.network), options.dir);
       mkdirSync(join(directory, 'logs'), { recursive: true });
       const children: ChildProcess[] = [];
       const entry = process.argv[1] as string;
+      let stopping = false;
+      let reportExit: (message: string) => void = () => undefined;
+      // The first process to exit on its own takes the whole devnet down: half a network is no network.
+      const firstExit = new Promise<string>((resolveExit) => (reportExit = resolveExit));
       const start = (name: string, args: string[]): void => {
-        const log = openSync(join(directory, 'logs', `${name}.log`), 'a');
+        const logPath = join(directory, 'logs', `${name}.log`);
+        const log = openSync(logPath, 'a');
         const child = spawn(process.execPath, [...process.execArgv, entry, ...args], {
           stdio: ['ignore', log, log],
         });
         child.on('exit', (code, signal) => {
-          if (!stopping)
-            process.stderr.write(
-              `${name} exited (${signal ?? code}); see ${join(directory, 'logs', `${name}.log`)}\n`,
-            );
+          if (!stopping) reportExit(`${name} exited (${signal ?? code}); see ${logPath}`);
         });
         children.push(child);
       };
-      let stopping = false;
+      const stopAll = async (): Promise<void> => {
+        stopping = true;
+        await Promise.all(
+          children.map(
+            (child) =>
+              new Promise<void>((done) => {
+                if (child.exitCode !== null || child.signalCode !== null) return done();
+                child.once('exit', () => done());
+                child.kill('SIGTERM');
+                setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
+              }),
+          ),
+        );
+      };
       layout.nodeConfigs.forEach((config, index) =>
         start(layout.network.nodes[index]?.id ?? `node${index + 1}`, ['node', '--config', config]),
       );
       layout.connectorConfigs.forEach((config, index) =>
         start(`connector-org${index + 1}`, ['connector', '--config', config]),
       );
-      await waitForConnectors(layout.network, 60_000);
+      let failure: unknown;
+      let settled = false;
+      // The readiness poll stops once the race is decided, so a failed start exits at once.
+      const readiness = waitForReady(layout.network, 60_000, () => settled);
+      readiness.catch(() => undefined);
+      try {
+        const exited = await Promise.race([readiness.then(() => undefined), firstExit]);
+        if (exited !== undefined) {
+          failure = new LedgerbusError(
+            ErrorCode.ProcessExited,
+            `${exited}; the devnet was stopped before it was ready`,
+          );
+        }
+      } catch (error) {
+        failure = error;
+      }
+      settled = true;
+      if (failure !== undefined) {
+        await stopAll();
+        throw failure;
+      }
       const networkPath = join(directory, 'network.json');
       const line = options.json
         ? JSON.stringify({
@@ -212,19 +252,11 @@ export function buildDevCommand(): Command {
           })
         : `ledgerbus devnet ready: ${layout.network.organizations.length} organizations, ${layout.network.nodes.length} nodes, topic demo; network file ${networkPath}`;
       process.stdout.write(`${line}\n`);
-      await untilSignal();
-      stopping = true;
-      await Promise.all(
-        children.map(
-          (child) =>
-            new Promise<void>((done) => {
-              if (child.exitCode !== null || child.signalCode !== null) return done();
-              child.once('exit', () => done());
-              child.kill('SIGTERM');
-              setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
-            }),
-        ),
-      );
+      const exited = await Promise.race([untilSignal().then(() => undefined), firstExit]);
+      await stopAll();
+      if (exited !== undefined) {
+        throw new LedgerbusError(ErrorCode.ProcessExited, `${exited}; the rest of the devnet was stopped`);
+      }
       process.stdout.write('devnet stopped\n');
     });
 }
@@ -260,24 +292,97 @@ function checkDevnetData(layout: DevnetLayout, dirOption: string): void {
   }
 }
 
-async function waitForConnectors(network: NetworkFile, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+/** Every address the devnet's processes will listen on, with who listens there. */
+function devnetPorts(network: NetworkFile): { owner: string; host: string; port: number }[] {
+  const ports = network.nodes.flatMap((node) => {
+    const [host, port] = splitAddress(node.address);
+    const listens = [{ owner: node.id, host, port }];
+    if (node.metrics !== undefined) {
+      const url = new URL(node.metrics);
+      listens.push({ owner: `${node.id} metrics`, host: url.hostname, port: Number(url.port) });
+    }
+    return listens;
+  });
   for (const organization of network.organizations) {
+    const url = new URL(organization.connector.url);
+    ports.push({ owner: `connector of ${organization.id}`, host: url.hostname, port: Number(url.port) });
+  }
+  return ports;
+}
+
+/** Binds and releases each address: one held by anything else is BAD_CONFIG naming it and what to do. */
+async function checkPortsFree(
+  ports: readonly { owner: string; host: string; port: number }[],
+  dirOption: string,
+): Promise<void> {
+  const taken: string[] = [];
+  for (const { owner, host, port } of ports) {
+    const free = await new Promise<boolean>((resolveFree) => {
+      const probe = createNetServer();
+      probe.once('error', () => resolveFree(false));
+      probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolveFree(true)));
+    });
+    if (!free) taken.push(`${host}:${port} (${owner})`);
+  }
+  if (taken.length > 0) {
+    throw new LedgerbusError(
+      ErrorCode.BadConfig,
+      `the devnet in ${dirOption} cannot start: ${taken.join(', ')} ${taken.length === 1 ? 'is' : 'are'} already in use, ` +
+        'probably by another devnet; stop it, or make this one elsewhere with --dir <new directory> --base-port <another base, e.g. 9400>',
+    );
+  }
+}
+
+/**
+ * Ready means every node answers its /readyz (when it serves one) and every connector its /readyz,
+ * and each connector proves it is this devnet's: it accepts this devnet's token for its organization.
+ */
+async function waitForReady(
+  network: NetworkFile,
+  timeoutMs: number,
+  cancelled: () => boolean,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const poll = async (what: string, check: () => Promise<string | undefined>): Promise<void> => {
+    let last: string;
     for (;;) {
+      if (cancelled()) throw new Error('no longer waited for');
       try {
-        const response = await fetch(`${organization.connector.url}/healthz`);
-        if (response.ok) break;
-      } catch {
-        // not up yet
+        const problem = await check();
+        if (problem === undefined) return;
+        last = problem;
+      } catch (error) {
+        last = (error as Error).message;
       }
       if (Date.now() > deadline)
         throw new LedgerbusError(
           ErrorCode.Timeout,
-          `connector of ${organization.id} did not start; see the logs directory`,
-          { retriable: false },
+          `${what} was not ready after ${timeoutMs / 1000} s (${last}); see the logs directory`,
+          {
+            retriable: false,
+          },
         );
       await new Promise((done) => setTimeout(done, 250));
     }
+  };
+  for (const node of network.nodes) {
+    if (node.metrics === undefined) continue;
+    await poll(node.id, async () => {
+      const response = await fetch(`${node.metrics}/readyz`);
+      return response.ok ? undefined : `readyz ${response.status}: ${(await response.text()).trim()}`;
+    });
+  }
+  for (const organization of network.organizations) {
+    const { url, token } = organization.connector;
+    await poll(`the connector of ${organization.id}`, async () => {
+      const health = await fetch(`${url}/healthz`, { headers: { authorization: `Bearer ${token}` } });
+      const body = (await health.json()) as { authenticated?: boolean; organization?: string };
+      if (body.authenticated !== true || body.organization !== organization.id) {
+        return `${url} answers, but not as ${organization.id} of this devnet (it refused this devnet's token)`;
+      }
+      const ready = await fetch(`${url}/readyz`);
+      return ready.ok ? undefined : `readyz ${ready.status}: ${(await ready.text()).trim()}`;
+    });
   }
 }
 
