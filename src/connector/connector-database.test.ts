@@ -10,8 +10,8 @@ import type { Block } from '../ledger/block.js';
 import { blockEvidence, compactMessageProofs, encodeAcceptanceProof } from '../proofs/index.js';
 import type { MessageProof } from '../proofs/index.js';
 import { batchChain } from '../proofs/testing/proof-chain.js';
+import { receivedRow } from './testing/received-row.js';
 import { ConnectorDatabase, payloadReferencedQuery } from './connector-database.js';
-import type { ReceivedRow } from './connector-database.js';
 import { headerDictionaryV1 } from './packed-columns.js';
 
 /** The tables exactly as connectors before layout 2 created them. */
@@ -61,29 +61,6 @@ function directory(): string {
   return made;
 }
 
-function received(
-  id: string,
-  topic: string,
-  overrides: Partial<ReceivedRow> = {},
-): Omit<ReceivedRow, 'sequence' | 'confirmed'> {
-  return {
-    id,
-    topic,
-    partition: 0,
-    group_id: `${topic}/0`,
-    offset: 0,
-    sender: 'org1',
-    size: 3,
-    sha256: 'a'.repeat(64),
-    storage_key: 'a'.repeat(64),
-    content_type: 'text/plain',
-    message_key: null,
-    proof: new Uint8Array([1]),
-    received_at: 1,
-    ...overrides,
-  };
-}
-
 /** A layout-1 file with a message sent, three received (the newest deleted, as a high-water mark), a failure. */
 function writeLayout1(path: string): void {
   const db = new Database(join(path, 'connector.sqlite'));
@@ -109,15 +86,17 @@ function writeLayout1(path: string): void {
 describe('connector database keys', () => {
   it('keeps one received message per partition and id, so equal ids on two topics are both stored', () => {
     const db = new ConnectorDatabase(directory());
-    const first = db.insertReceived(received('dup-1', 'org1-side', { sender: 'org1' }));
-    const second = db.insertReceived(received('dup-1', 'demo', { sender: 'org3' }));
+    const first = db.insertReceived(receivedRow('dup-1', 'org1-side', { sender: 'org1' }));
+    const second = db.insertReceived(receivedRow('dup-1', 'demo', { sender: 'org3' }));
     expect(second.sequence).not.toBe(first.sequence);
     expect(db.received('demo/0', 'dup-1')?.sender).toBe('org3');
     expect(db.received('org1-side/0', 'dup-1')?.sender).toBe('org1');
     expect(db.receivedWithId('dup-1').map((row) => row.topic)).toEqual(['org1-side', 'demo']);
     expect(db.receivedWithId('dup-1', 'demo')).toHaveLength(1);
     // The same message again (a redelivery) is still stored once.
-    expect(db.insertReceived(received('dup-1', 'demo', { sender: 'org3' })).sequence).toBe(second.sequence);
+    expect(db.insertReceived(receivedRow('dup-1', 'demo', { sender: 'org3' })).sequence).toBe(
+      second.sequence,
+    );
     db.markConfirmed('demo/0', 'dup-1');
     expect(db.received('demo/0', 'dup-1')?.confirmed).toBe(1);
     expect(db.received('org1-side/0', 'dup-1')?.confirmed).toBe(0);
@@ -171,7 +150,7 @@ describe('migrating a layout-1 database in place', () => {
     expect(db.consumerSequence('g', 'demo')).toBe(2);
     expect(db.reserveSequence(1)).toBeGreaterThanOrEqual(12345);
     // Sequence 3 was handed out once (its row is gone): applications' cursors never see it reused.
-    expect(db.insertReceived(received('r1', 'other')).sequence).toBe(4);
+    expect(db.insertReceived(receivedRow('r1', 'other')).sequence).toBe(4);
     expect(db.receivedWithId('r1')).toHaveLength(2);
     expect(db.receivedAfter(0, 10, 'demo').map((row) => row.id)).toEqual(['r1', 'r2']);
     db.close();
@@ -215,7 +194,7 @@ describe('migrating a layout-1 database in place', () => {
       recipients: '["org2"]',
       created_at: 5,
     });
-    first.insertReceived(received('r1', 'demo'));
+    first.insertReceived(receivedRow('r1', 'demo'));
     first.close();
     // What a layout-2 connector left: no packed payloads, user_version 2.
     const raw = new Database(join(path, 'connector.sqlite'));
@@ -302,7 +281,7 @@ describe('migrating a layout-1 database in place', () => {
         created_at: index,
       });
       db.markSent('demo', `s${index}`, index, 1, proof);
-      db.insertReceived(received(`r${index}`, 'demo', { proof }));
+      db.insertReceived(receivedRow(`r${index}`, 'demo', { proof }));
     });
     expect(db.db.prepare('SELECT COUNT(*) AS n FROM proof_parts').get()).toEqual({ n: 1 });
     const stored = db.db.prepare('SELECT SUM(length(proof)) AS bytes FROM sent').get() as { bytes: number };
@@ -369,7 +348,7 @@ describe('migrating a layout-1 database in place', () => {
     const sent = db.sent('demo', 's1')!;
     expect(Buffer.from(sent.header).equals(headerDictionaryV1)).toBe(true);
     expect(Buffer.from(sent.proof!).equals(Buffer.from(proofs[0]!))).toBe(true);
-    db.insertReceived(received('r1', 'demo', { proof: proofs[1]! }));
+    db.insertReceived(receivedRow('r1', 'demo', { proof: proofs[1]! }));
     expect(Buffer.from(db.received('demo/0', 'r1')!.proof).equals(Buffer.from(proofs[1]!))).toBe(true);
     db.close();
   });
@@ -402,7 +381,7 @@ describe('migrating a layout-1 database in place', () => {
 
   it('deletes a received message only once its delivery is confirmed, and says which payloads it used', () => {
     const db = new ConnectorDatabase(directory());
-    db.insertReceived(received('r1', 'demo', { storage_key: 'k1' }));
+    db.insertReceived(receivedRow('r1', 'demo', { storage_key: 'k1' }));
     expect(db.deleteReceived('demo/0', 'r1')).toBe('unconfirmed');
     expect(db.received('demo/0', 'r1')).toBeDefined();
     db.markConfirmed('demo/0', 'r1');

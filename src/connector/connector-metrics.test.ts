@@ -6,8 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { receivedRow } from './testing/received-row.js';
 import { ConnectorDatabase } from './connector-database.js';
-import type { ReceivedRow } from './connector-database.js';
 import { CachedSize, ConnectorMetrics, fileBytes } from './connector-metrics.js';
 import {
   counterValue,
@@ -30,24 +30,6 @@ function database(): ConnectorDatabase {
   const opened = new ConnectorDatabase(directory);
   databases.push(opened);
   return opened;
-}
-
-function received(id: string, topic: string): Omit<ReceivedRow, 'sequence' | 'confirmed'> {
-  return {
-    id,
-    topic,
-    partition: 0,
-    group_id: `${topic}/0`,
-    offset: 0,
-    sender: 'org1',
-    size: 3,
-    sha256: 'a'.repeat(64),
-    storage_key: 'a'.repeat(64),
-    content_type: 'text/plain',
-    message_key: null,
-    proof: new Uint8Array([1]),
-    received_at: 1,
-  };
 }
 
 async function scrape(metrics: ConnectorMetrics): Promise<ReturnType<typeof parseExposition>> {
@@ -205,16 +187,16 @@ describe('what the counters rely on in the connector database', () => {
 
   it('recordReceived says whether the message is new here', () => {
     const db = database();
-    expect(db.recordReceived(received('r1', 'demo')).inserted).toBe(true);
-    const again = db.recordReceived({ ...received('r1', 'demo'), received_at: 99 });
+    expect(db.recordReceived(receivedRow('r1', 'demo')).inserted).toBe(true);
+    const again = db.recordReceived({ ...receivedRow('r1', 'demo'), received_at: 99 });
     expect(again.inserted).toBe(false);
     expect(again.row.received_at).toBe(1);
   });
 
   it('consumeLag counts, per group and topic, the messages held past the group’s committed sequence', () => {
     const db = database();
-    for (let index = 0; index < 5; index++) db.insertReceived(received(`d${index}`, 'demo'));
-    for (let index = 0; index < 2; index++) db.insertReceived(received(`i${index}`, 'invoices'));
+    for (let index = 0; index < 5; index++) db.insertReceived(receivedRow(`d${index}`, 'demo'));
+    for (let index = 0; index < 2; index++) db.insertReceived(receivedRow(`i${index}`, 'invoices'));
     expect(db.consumeLag()).toEqual([]);
     db.setConsumerSequence('billing', 'demo', 2);
     db.setConsumerSequence('billing', 'invoices', 0);
