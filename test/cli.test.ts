@@ -395,7 +395,10 @@ describe('ledgerbus CLI', () => {
     const devnet = join(dir, 'busy-devnet');
     ensureDevnetLayout({ directory: devnet, basePort: 26700 });
     const holder = createNetServer();
-    await new Promise<void>((listening) => holder.listen(26702, '127.0.0.1', () => listening()));
+    await new Promise<void>((listening, failed) => {
+      holder.once('error', failed);
+      holder.listen(26702, '127.0.0.1', () => listening());
+    });
     try {
       const started = await ledgerbusAsync('dev', '--dir', 'busy-devnet');
       expect(started.status).toBe(2);

@@ -310,6 +310,37 @@ describe('ledgerbus dev, send, consume, receipt, verify', () => {
     } else if (promtoolRequired()) throw checked.error;
   }, 150_000);
 
+  it('says which connector, of which network and network file, an error came from', () => {
+    const file = JSON.parse(readFileSync(network, 'utf8')) as {
+      network: string;
+      organizations: { id: string; connector: { url: string; token: string } }[];
+    };
+    const org1 = file.organizations.find(({ id }) => id === 'org1')!;
+    // A network file whose token is not the one org1's connector has: another devnet's, say.
+    const stale = join(dir, 'stale-network.json');
+    const withToken = (token: string, url = org1.connector.url): string =>
+      JSON.stringify({
+        ...file,
+        organizations: file.organizations.map((organization) =>
+          organization.id === 'org1' ? { ...organization, connector: { url, token } } : organization,
+        ),
+      });
+    writeFileSync(stale, withToken('not-the-token'));
+    const refused = ledgerbus('topic', 'list', '--network', stale, '--as', 'org1');
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/^error UNAUTHORIZED: /);
+    expect(refused.stderr).toContain(
+      `connector: org1's at ${org1.connector.url} (network ${file.network}, from ${stale}): it refused the token ${stale} holds for org1`,
+    );
+    // Nothing listens there: the error names the address it tried.
+    writeFileSync(stale, withToken(org1.connector.token, 'http://127.0.0.1:17599'));
+    const closed = ledgerbus('topic', 'list', '--network', stale, '--as', 'org1');
+    expect(closed.status).toBe(2);
+    expect(closed.stderr).toContain(
+      `connector: org1's at http://127.0.0.1:17599 (network ${file.network}, from ${stale})`,
+    );
+  });
+
   it('refuses a send to an unknown organization with a stable code', () => {
     const result = ledgerbus(
       'send',

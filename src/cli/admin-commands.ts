@@ -7,7 +7,6 @@ import { randomBytes } from 'node:crypto';
 import { Command, InvalidArgumentError } from 'commander';
 import { Admin } from '../client/admin.js';
 import type { OrganizationStatus } from '../client/admin.js';
-import { Transport } from '../client/transport.js';
 import { encodeWith, toHex } from '../codec/index.js';
 import type { AdminResult, TopicDescription } from '../connector/api-types.js';
 import { SigningDomain, loadSigningKey } from '../crypto/index.js';
@@ -34,6 +33,7 @@ import {
   usage,
 } from './topic-policy.js';
 import type { PolicyFlags } from './topic-policy.js';
+import { networkTransport } from './connector-target.js';
 
 interface ConnectionOptions {
   readonly network: string;
@@ -54,20 +54,8 @@ type OrganizationRole = (typeof organizationRoles)[number];
 /** The `--as` organization's connector, from network.json, behind the SDK's admin client. */
 function sessionFor(options: ConnectionOptions): Session {
   const network = readNetworkFile(options.network);
-  const entry = network.organizations.find((candidate) => candidate.id === options.as);
-  if (entry === undefined) {
-    throw new LedgerbusError(
-      ErrorCode.BadConfig,
-      `--as ${options.as}: no such organization in ${options.network} (have ${network.organizations.map((o) => o.id).join(', ')})`,
-    );
-  }
-  const transport = new Transport({
-    connector: entry.connector.url,
-    token: entry.connector.token,
-    // A change commits through Raft and, for new partitions, PBFT group start-up: allow it time.
-    requestTimeoutMs: 60_000,
-  });
-  return { network, admin: new Admin(transport) };
+  // A change commits through Raft and, for new partitions, PBFT group start-up: allow it time.
+  return { network, admin: new Admin(networkTransport(options.network, options.as, 60_000)) };
 }
 
 function print(json: boolean, data: unknown, text: string): void {

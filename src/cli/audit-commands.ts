@@ -8,7 +8,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import {
   createWriteStream,
-  existsSync,
   fsyncSync,
   openSync,
   closeSync,
@@ -22,15 +21,14 @@ import { pipeline } from 'node:stream/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import cliProgress from 'cli-progress';
 import { Audits } from '../client/audits.js';
-import { Transport } from '../client/transport.js';
 import type { AuditFetchResult, AuditSummary, EscrowStatus } from '../connector/escrow/audit-types.js';
 import type { MessageLocation } from '../connector/message-location.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
-import { readNetworkFile } from './devnet-layout.js';
 import { withUsageErrors } from './usage-errors.js';
+import { devNetworkFile, optionsTransport } from './connector-target.js';
 
 /** The network file `ledgerbus dev` writes, used when neither --network nor --connector is given. */
-export const devNetworkFile = join('.ledgerbus-dev', 'network.json');
+export { devNetworkFile };
 const progressThresholdBytes = 4 * 1024 * 1024;
 
 interface ConnectionOptions {
@@ -48,38 +46,7 @@ interface LocationOptions {
 
 /** The SDK's audits client for the connector the options name. BAD_CONFIG saying what to add when they name none. */
 export function auditsFor(options: ConnectionOptions): Audits {
-  if (options.connector !== undefined || options.token !== undefined) {
-    if (options.connector === undefined || options.token === undefined) {
-      throw new LedgerbusError(ErrorCode.BadConfig, '--connector and --token go together: give both');
-    }
-    return new Audits(
-      new Transport({ connector: options.connector, token: options.token, requestTimeoutMs: 60_000 }),
-    );
-  }
-  const path = options.network ?? devNetworkFile;
-  if (options.as === undefined) {
-    throw new LedgerbusError(
-      ErrorCode.BadConfig,
-      'name the acting organization with --as ORG (its connector in --network, default the dev network), or give --connector URL --token TOKEN',
-    );
-  }
-  if (options.network === undefined && !existsSync(path)) {
-    throw new LedgerbusError(
-      ErrorCode.BadConfig,
-      `no ${path} here: start a dev network (ledgerbus dev), or pass --network FILE or --connector URL --token TOKEN`,
-    );
-  }
-  const network = readNetworkFile(path);
-  const entry = network.organizations.find((candidate) => candidate.id === options.as);
-  if (entry === undefined) {
-    throw new LedgerbusError(
-      ErrorCode.BadConfig,
-      `--as ${options.as}: no such organization in ${path} (have ${network.organizations.map((o) => o.id).join(', ')})`,
-    );
-  }
-  return new Audits(
-    new Transport({ connector: entry.connector.url, token: entry.connector.token, requestTimeoutMs: 60_000 }),
-  );
+  return new Audits(optionsTransport(options, 60_000));
 }
 
 function locationOf(options: LocationOptions): MessageLocation | undefined {

@@ -6,17 +6,14 @@
  * the `--as` organization's in the network file (default: the `ledgerbus dev` network's), or
  * `--connector` with `--token`.
  */
-import { existsSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { Catalog } from '../client/catalog.js';
 import type { CatalogEntryJson, CatalogHitJson } from '../client/catalog.js';
-import { Transport } from '../client/transport.js';
-import { ErrorCode, LedgerbusError } from '../errors.js';
 import { catalogLimits } from '../registry/catalog.js';
 import { devNetworkFile } from './audit-commands.js';
-import { readNetworkFile } from './devnet-layout.js';
 import { integerOption } from './option-parsers.js';
 import { withUsageErrors } from './usage-errors.js';
+import { optionsTransport } from './connector-target.js';
 
 interface ConnectionOptions {
   readonly network?: string;
@@ -28,39 +25,8 @@ interface ConnectionOptions {
 
 /** The SDK's catalog client for the connector the options name. BAD_CONFIG saying what to add when they name none. */
 export function catalogFor(options: ConnectionOptions): Catalog {
-  if (options.connector !== undefined || options.token !== undefined) {
-    if (options.connector === undefined || options.token === undefined) {
-      throw new LedgerbusError(ErrorCode.BadConfig, '--connector and --token go together: give both');
-    }
-    return new Catalog(
-      new Transport({ connector: options.connector, token: options.token, requestTimeoutMs: 60_000 }),
-    );
-  }
-  const path = options.network ?? devNetworkFile;
-  if (options.as === undefined) {
-    throw new LedgerbusError(
-      ErrorCode.BadConfig,
-      'name the acting organization with --as ORG (its connector in --network, default the dev network), or give --connector URL --token TOKEN',
-    );
-  }
-  if (options.network === undefined && !existsSync(path)) {
-    throw new LedgerbusError(
-      ErrorCode.BadConfig,
-      `no ${path} here: start a dev network (ledgerbus dev), or pass --network FILE or --connector URL --token TOKEN`,
-    );
-  }
-  const network = readNetworkFile(path);
-  const entry = network.organizations.find((candidate) => candidate.id === options.as);
-  if (entry === undefined) {
-    throw new LedgerbusError(
-      ErrorCode.BadConfig,
-      `--as ${options.as}: no such organization in ${path} (have ${network.organizations.map((o) => o.id).join(', ')})`,
-    );
-  }
-  return new Catalog(
-    // A publish commits through Raft: allow it time.
-    new Transport({ connector: entry.connector.url, token: entry.connector.token, requestTimeoutMs: 60_000 }),
-  );
+  // A publish commits through Raft: allow it time.
+  return new Catalog(optionsTransport(options, 60_000));
 }
 
 function print(json: boolean, data: unknown, text: string): void {

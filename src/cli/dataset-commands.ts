@@ -8,11 +8,11 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { Datasets, datasetFormatOf } from '../client/datasets.js';
-import { Transport } from '../client/transport.js';
+import type { Transport } from '../client/transport.js';
 import type { DatasetDescription, DatasetFormat } from '../connector/datashare/jobs-api.js';
 import { ErrorCode, LedgerbusError } from '../errors.js';
-import { readNetworkFile } from './devnet-layout.js';
 import { withUsageErrors } from './usage-errors.js';
+import { optionsTransport } from './connector-target.js';
 
 /** The network file `ledgerbus dev` writes, used when neither --network nor --connector is given. */
 const devNetworkFile = join('.ledgerbus-dev', 'network.json');
@@ -30,34 +30,7 @@ export interface ConnectionOptions {
  * organization's in the network file. BAD_CONFIG saying what to add when they name none.
  */
 export function transportFor(options: ConnectionOptions, requestTimeoutMs = 60_000): Transport {
-  if (options.connector !== undefined || options.token !== undefined) {
-    if (options.connector === undefined || options.token === undefined) {
-      throw new LedgerbusError(ErrorCode.BadConfig, '--connector and --token go together: give both');
-    }
-    return new Transport({ connector: options.connector, token: options.token, requestTimeoutMs });
-  }
-  const path = options.network ?? devNetworkFile;
-  if (options.as === undefined) {
-    throw new LedgerbusError(
-      ErrorCode.BadConfig,
-      'name the acting organization with --as ORG (its connector in --network, default the dev network), or give --connector URL --token TOKEN',
-    );
-  }
-  if (options.network === undefined && !existsSync(path)) {
-    throw new LedgerbusError(
-      ErrorCode.BadConfig,
-      `no ${path} here: start a dev network (ledgerbus dev), or pass --network FILE or --connector URL --token TOKEN`,
-    );
-  }
-  const network = readNetworkFile(path);
-  const entry = network.organizations.find((candidate) => candidate.id === options.as);
-  if (entry === undefined) {
-    throw new LedgerbusError(
-      ErrorCode.BadConfig,
-      `--as ${options.as}: no such organization in ${path} (have ${network.organizations.map((o) => o.id).join(', ')})`,
-    );
-  }
-  return new Transport({ connector: entry.connector.url, token: entry.connector.token, requestTimeoutMs });
+  return optionsTransport(options, requestTimeoutMs);
 }
 
 /** A subcommand with the connection options every dataset and job command takes. */

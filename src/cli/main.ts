@@ -37,6 +37,7 @@ import {
   buildSendCommand,
   buildVerifyCommand,
 } from './network-commands.js';
+import { connectorText } from './connector-target.js';
 
 const version = '0.1.0';
 
@@ -245,7 +246,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     if (isLedgerbusError(error)) {
       const hint =
         error.code === 'CONNECTION_CLOSED' ? ' (is the connector, or `ledgerbus dev`, running?)' : '';
-      process.stderr.write(errorText(error, hint));
+      process.stderr.write(errorText(error, hint) + connectorText(error.code));
       process.exitCode = 2;
       return;
     }

@@ -44,10 +44,11 @@ import type { JobReceiptSummary } from '../proofs/job-receipt.js';
 import { GenesisRegistry } from '../registry/genesis.js';
 import { proofTrustOf } from '../registry/trust.js';
 import { liveRegistryFromGenesis } from '../registry/live-registry.js';
-import { Transport } from '../client/transport.js';
+import type { Transport } from '../client/transport.js';
 import { ensureDevnetLayout, readNetworkFile } from './devnet-layout.js';
 import type { DevnetLayout, NetworkFile } from './devnet-layout.js';
 import { invalidVerdict } from './error-output.js';
+import { networkTransport } from './connector-target.js';
 
 const progressThresholdBytes = 4 * 1024 * 1024;
 
@@ -393,19 +394,7 @@ async function waitForReady(
  * authentication, the error mapping and the streamed uploads, so the CLI behaves as an SDK user would.
  */
 function connectorFor(networkPath: string, organization: string): Transport {
-  const network = readNetworkFile(networkPath);
-  const entry = network.organizations.find((candidate) => candidate.id === organization);
-  if (entry === undefined) {
-    throw new LedgerbusError(
-      ErrorCode.BadConfig,
-      `--as ${organization}: no such organization in ${networkPath} (have ${network.organizations.map((o) => o.id).join(', ')})`,
-    );
-  }
-  return new Transport({
-    connector: entry.connector.url,
-    token: entry.connector.token,
-    requestTimeoutMs: 60_000,
-  });
+  return networkTransport(networkPath, organization, 60_000);
 }
 
 function progressStream(total: number, label: string): Transform {
