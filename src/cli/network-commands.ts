@@ -316,6 +316,8 @@ async function checkPortsFree(
   ports: readonly { owner: string; host: string; port: number }[],
   dirOption: string,
 ): Promise<void> {
+  // A devnet's ports lie within 400 of its base: a base 1,000 above this one's clears them all.
+  const suggestedBase = Math.min(...ports.map(({ port }) => port)) - 1 + 1000;
   const taken: string[] = [];
   for (const { owner, host, port } of ports) {
     const free = await new Promise<boolean>((resolveFree) => {
@@ -329,7 +331,7 @@ async function checkPortsFree(
     throw new LedgerbusError(
       ErrorCode.BadConfig,
       `the devnet in ${dirOption} cannot start: ${taken.join(', ')} ${taken.length === 1 ? 'is' : 'are'} already in use, ` +
-        'probably by another devnet; stop it, or make this one elsewhere with --dir <new directory> --base-port <another base, e.g. 9400>',
+        `probably by another devnet; stop it, or make this one elsewhere with --dir <new directory> --base-port <another base, e.g. ${suggestedBase}>`,
     );
   }
 }
