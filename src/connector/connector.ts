@@ -48,6 +48,7 @@ import type {
   TopicDescription,
 } from './api-types.js';
 import { ConnectorDatabase } from './connector-database.js';
+import { DatabaseSentMessages } from './console/sent-messages.js';
 import type { ReceivedRow } from './connector-database.js';
 import { CachedSize, ConnectorMetrics, fileBytes, secondsSince } from './connector-metrics.js';
 import type { MetricsExposition } from './connector-metrics.js';
@@ -157,6 +158,8 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
   readonly datasets: OwnerDatasets;
   /** Jobs asked of others' datasets and run on ours (the REST routes use it). */
   readonly jobs: JobService;
+  /** What this organization sent, as the web console lists it (from this connector's database). */
+  readonly sentMessages: DatabaseSentMessages;
   private readonly datasetStore: DatasetStore;
   private readonly jobAgent: JobAgent;
   private readonly resultServer: ResultServer;
@@ -192,6 +195,7 @@ export class Connector implements ConnectorApi, ConnectorAdminApi {
     });
     const lifecycle = new Lifecycle(options.clock);
     const database = new ConnectorDatabase(options.dataDirectory);
+    this.sentMessages = new DatabaseSentMessages(database);
     const storage = new PackedStorage(options.storage, database);
     const databaseFile = join(options.dataDirectory, 'connector.sqlite');
     const payloadBytes = new CachedSize(() => storage.usage());

@@ -13,6 +13,8 @@ import { registerCatalogRoutes } from './datashare/catalog-routes.js';
 import { datasetUploadRoute, registerDatasetRoutes } from './datashare/dataset-routes.js';
 import { registerJobRoutes } from './datashare/job-routes.js';
 import type { DatasetsApi, JobsApi } from './datashare/jobs-api.js';
+import { isConsolePath, isConsoleRoute, registerConsole } from './console/index.js';
+import type { ConsoleOptions, SentMessagesSource } from './console/index.js';
 import { datasetBodyBytesMax } from './openapi/datashare-schemas.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -71,6 +73,8 @@ export type HttpApiConnector = ConnectorApi &
     readonly alerts?: ConnectorAlerts;
     readonly datasets?: DatasetsApi;
     readonly jobs?: JobsApi;
+    /** The messages this organization sent, for the web console; without it the console cannot list them. */
+    readonly sentMessages?: SentMessagesSource;
   };
 
 export interface HttpApiOptions {
@@ -95,6 +99,8 @@ export interface HttpApiOptions {
    * default 60 s. There is no limit on its total time: a large payload legitimately takes long.
    */
   readonly uploadIdleTimeoutMs?: number;
+  /** The web console at /console/ (console/index.ts): its session limits and live-update interval. */
+  readonly console?: ConsoleOptions;
 }
 
 export interface HttpApiRoute {
@@ -106,7 +112,10 @@ export interface HttpApiRoute {
 export interface HttpApiServer {
   readonly url: string;
   readonly port: number;
-  /** Every route the server registered (used to check the OpenAPI document covers them). */
+  /**
+   * Every REST route the server registered (used to check the OpenAPI document covers them); the web
+   * console's pages under /console/ are not part of the API and are not listed.
+   */
   readonly routes: readonly HttpApiRoute[];
   close(): Promise<void>;
 }
@@ -263,12 +272,16 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
 
   const routes: HttpApiRoute[] = [];
   app.addHook('onRoute', (route) => {
+    if (isConsoleRoute(route.url)) return;
     for (const method of [route.method].flat()) routes.push({ method, path: route.url });
   });
 
   app.addHook('onRequest', async (request) => {
     const route = request.routeOptions.url;
     if (route !== undefined && publicRoutes.has(route)) return;
+    // The console authenticates with its own session (console/index.ts), never with the bearer token;
+    // an unmatched path under /console/ gets the console's not-found page, behind that session too.
+    if (route === undefined ? isConsolePath(request.url) : isConsoleRoute(route)) return;
     const presented =
       bearerToken(request.headers.authorization) ??
       (route === eventsRoute ? queryToken(request.query) : undefined);
@@ -513,6 +526,15 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApiServ
   // ---- events ----
 
   app.get(eventsRoute, { websocket: true }, (socket) => serveEvents(socket, api, logger));
+
+  // ---- the web console ----
+
+  await registerConsole(app, {
+    api,
+    tokenMatches,
+    logger,
+    ...(options.console === undefined ? {} : { settings: options.console }),
+  });
 
   await app.listen({ host: options.host, port: options.port });
   const address = app.server.address();
