@@ -245,13 +245,25 @@ export function buildDevCommand(): Command {
         throw failure;
       }
       const networkPath = join(directory, 'network.json');
+      const consoles = layout.network.organizations.map((organization) => ({
+        organization: organization.id,
+        url: `${organization.connector.url}/console/`,
+        tokenFile: join(directory, organization.id, 'api-token'),
+      }));
       const line = options.json
         ? JSON.stringify({
             status: 'ready',
             network: networkPath,
             organizations: layout.network.organizations.map((organization) => organization.id),
+            consoles,
           })
-        : `ledgerbus devnet ready: ${layout.network.organizations.length} organizations, ${layout.network.nodes.length} nodes, topic demo; network file ${networkPath}`;
+        : `ledgerbus devnet ready: ${layout.network.organizations.length} organizations, ${layout.network.nodes.length} nodes, topic demo; network file ${networkPath}\n` +
+          consoles
+            .map(
+              ({ organization, url, tokenFile }) =>
+                `  ${organization} console: ${url} (log in with the token in ${tokenFile})`,
+            )
+            .join('\n');
       process.stdout.write(`${line}\n`);
       const exited = await Promise.race([untilSignal().then(() => undefined), firstExit]);
       await stopAll();
