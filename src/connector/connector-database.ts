@@ -20,6 +20,12 @@ import { partSetOfStorageKey } from './parts.js';
 import { headerColumns, proofColumns } from './packed-columns.js';
 import { joinProof, splitProof } from './proof-parts.js';
 
+/** What a listing of sent messages shows of a row, with its place in the listing (`position`). */
+export type SentListingRow = Pick<
+  SentRow,
+  'id' | 'topic' | 'partition' | 'offset' | 'recipients' | 'delivered_to' | 'state' | 'created_at' | 'size'
+> & { readonly position: number };
+
 export interface SentRow {
   id: string;
   topic: string;
@@ -513,6 +519,24 @@ export class ConnectorDatabase {
     this.statement(
       "UPDATE sent SET payload_deleted = 1, header = x'', header_packed = 0 WHERE topic = ? AND id = ?",
     ).run(topic, id);
+  }
+
+  /**
+   * Sent rows for a listing, newest first: at most `limit`, below `before` (a `position`) when given.
+   * Pages follow the rowid, which grows with every row stored, so a page costs `limit` steps down the
+   * table's own b-tree, where ordering by `created_at` (no index of its own) would sort every row.
+   * Rows copied by the layout-5 migration got their rowids in key order: among those, topic and id.
+   */
+  sentListing(before: number | undefined, limit: number): SentListingRow[] {
+    const columns =
+      'rowid AS position, id, topic, partition, offset, recipients, delivered_to, state, created_at, size';
+    return before === undefined
+      ? this.statement<[number], SentListingRow>(
+          `SELECT ${columns} FROM sent ORDER BY rowid DESC LIMIT ?`,
+        ).all(limit)
+      : this.statement<[number, number], SentListingRow>(
+          `SELECT ${columns} FROM sent WHERE rowid < ? ORDER BY rowid DESC LIMIT ?`,
+        ).all(before, limit);
   }
 
   sent(topic: string, id: string): SentRow | undefined {

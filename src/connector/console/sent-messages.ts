@@ -3,8 +3,7 @@
  * database (the `sent` table the publisher writes and the delivery watcher updates), never from the
  * network, so the console can only ever show what this connector sent.
  */
-import type Database from 'better-sqlite3';
-import type { ConnectorDatabase, SentRow } from '../connector-database.js';
+import type { ConnectorDatabase, SentListingRow, SentRow } from '../connector-database.js';
 import { isPartMessageId } from '../parts.js';
 
 /**
@@ -47,24 +46,8 @@ export interface SentMessagesSource {
   get(topic: string, id: string): SentMessageDetail | undefined;
 }
 
-type ListedRow = Pick<
-  SentRow,
-  'id' | 'topic' | 'partition' | 'offset' | 'recipients' | 'delivered_to' | 'state' | 'created_at' | 'size'
-> & { position: number };
-
-const listedColumns =
-  'rowid AS position, id, topic, partition, offset, recipients, delivered_to, state, created_at, size';
-
-/**
- * `sent` as the console pages it. Pages follow the rowid, newest first: it grows with every row
- * stored, so a page costs `limit` steps down the table's own b-tree, where ordering by `created_at`
- * (which has no index of its own) would sort every row on every page. Rows copied by the layout-5
- * migration got their rowids in key order, so among those older rows the order is by topic and id.
- */
+/** `sent` as the console pages it, newest first (ConnectorDatabase.sentListing). */
 export class DatabaseSentMessages implements SentMessagesSource {
-  private newest: Database.Statement<[number], ListedRow> | undefined;
-  private older: Database.Statement<[number, number], ListedRow> | undefined;
-
   constructor(private readonly database: ConnectorDatabase) {}
 
   page(options: { readonly before?: number; readonly limit: number }): SentMessageSummary[] {
@@ -75,7 +58,7 @@ export class DatabaseSentMessages implements SentMessagesSource {
     // Parts of large values are rows of their own that applications never see: skipped, then the
     // page is topped up from below so that it still holds `limit` messages when there are that many.
     for (;;) {
-      const rows = this.rows(before, limit);
+      const rows = this.database.sentListing(before, limit);
       for (const row of rows)
         if (!isPartMessageId(row.id) && found.length < limit) found.push(summaryOf(row));
       const last = rows.at(-1);
@@ -95,18 +78,6 @@ export class DatabaseSentMessages implements SentMessagesSource {
       proof: row.proof === null ? null : Buffer.from(row.proof).toString('base64'),
     };
   }
-
-  private rows(before: number | undefined, limit: number): ListedRow[] {
-    const db = this.database.db;
-    if (before === undefined) {
-      this.newest ??= db.prepare(`SELECT ${listedColumns} FROM sent ORDER BY rowid DESC LIMIT ?`);
-      return this.newest.all(limit);
-    }
-    this.older ??= db.prepare(
-      `SELECT ${listedColumns} FROM sent WHERE rowid < ? ORDER BY rowid DESC LIMIT ?`,
-    );
-    return this.older.all(before, limit);
-  }
 }
 
 /** The console's state of a row (see SentState). */
@@ -116,7 +87,7 @@ export function sentStateOf(row: Pick<SentRow, 'offset' | 'state' | 'delivered_t
   return stringList(row.delivered_to).length > 0 ? 'DELIVERED' : 'ACCEPTED';
 }
 
-function summaryOf(row: ListedRow): SentMessageSummary {
+function summaryOf(row: SentListingRow): SentMessageSummary {
   return {
     position: row.position,
     id: row.id,
