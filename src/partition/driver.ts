@@ -16,7 +16,7 @@
  *     transport,                 // PartitionTransport: send(replicaIndex, bytes), never to self
  *     stateMachine,              // PartitionStateMachine: executes a committed batch on a ContractState
  *     registry,                  // at(systemIndex, topicIndex) → registry | undefined (hold), indexes(), epochAt()
- *     onStep?,                   // observes every core step and its Ready (the PBFT test cluster records them)
+ *     onStep?,                   // observes every core step and its Ready (test cluster, node metrics)
  *   });
  *   driver.tick(now?)            // a clock tick (with the registry indexes this host has applied)
  *   driver.receive(bytes)        // a consensus message from another replica
@@ -125,7 +125,8 @@ export interface PartitionDriverOptions<TRegistry, TEvent> {
   /**
    * Observes every step of the core — the host's inputs and the `executed` steps the driver takes
    * itself — with its Ready, after the step and before the Ready is carried out. For test harnesses
-   * that record what the core did (src/partition/testing/cluster.ts); it must not call the driver.
+   * that record what the core did (src/partition/testing/cluster.ts) and for the node's metrics
+   * (view changes, state-transfer blocks: src/node/partition-replica.ts); it must not call the driver.
    */
   readonly onStep?: (input: PbftInput, ready: PbftReady) => void;
   readonly log?: (
