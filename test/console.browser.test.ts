@@ -16,16 +16,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDevnetLayout } from '../src/cli/devnet-layout.js';
 import type { DevnetLayout } from '../src/cli/devnet-layout.js';
 import { Ledgerbus } from '../src/client/index.js';
-import { loadConnectorConfig } from '../src/connector/config.js';
-import { Connector } from '../src/connector/connector.js';
+import type { Connector } from '../src/connector/connector.js';
 import { startHttpApi } from '../src/connector/http-api.js';
 import type { HttpApiServer } from '../src/connector/http-api.js';
-import { openStorage } from '../src/connector/storage/index.js';
-import { loadEncryptionKey } from '../src/crypto/envelope/index.js';
-import { loadSigningKey } from '../src/crypto/index.js';
-import { liveRegistryFromGenesis } from '../src/registry/live-registry.js';
-import { createLogger } from '../src/runtime/logger.js';
-import { startLayoutNode } from './support/in-process-node.js';
+import { layoutConnector, startLayoutNode } from './support/in-process-node.js';
 
 /** Nodes on base+1..4 and connector APIs on base+101..104 (the devnet layout); base+5..7, +105..107 kept free. */
 const basePort = 26720;
@@ -49,16 +43,9 @@ describe.skipIf(!haveChromium && !onCi)('the web console in Chromium', () => {
   let browser: Browser | undefined;
 
   async function startConnector(organization: string): Promise<{ url: string; token: string }> {
-    const config = loadConnectorConfig(join(layout.directory, organization, 'connector.yaml'));
-    const connector = new Connector({
-      organization: config.organization,
-      signingKey: loadSigningKey(config.keyFile),
-      encryptionKey: loadEncryptionKey(config.encryptionKeyFile),
-      registry: liveRegistryFromGenesis(layout.network.genesis),
-      storage: await openStorage(config.storage),
-      dataDirectory: config.dataDirectory,
-      logger: createLogger({ name: organization, level: 'error' }),
-    });
+    const { connector, config } = await layoutConnector(
+      join(layout.directory, organization, 'connector.yaml'),
+    );
     connector.start();
     connectors.push(connector);
     const [host, port] = config.api.listen.split(':') as [string, string];

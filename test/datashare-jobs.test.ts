@@ -3,7 +3,7 @@
 // its real job agent, sandbox (a child process per job), result server and REST API. org2 and org3
 // load datasets (org2 through the REST API and the SDK) and publish them to the catalog; org1 asks
 // them questions; org4, the dev network's supervisor, lists every sharing record.
-import { startLayoutNode } from './support/in-process-node.js';
+import { layoutConnector, startLayoutNode } from './support/in-process-node.js';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,11 +15,10 @@ import { ensureDevnetLayout } from '../src/cli/devnet-layout.js';
 import type { DevnetLayout } from '../src/cli/devnet-layout.js';
 import { encodeWith } from '../src/codec/index.js';
 import { loadConnectorConfig } from '../src/connector/config.js';
-import { Connector } from '../src/connector/connector.js';
+import type { Connector } from '../src/connector/connector.js';
 import type { JobStatus } from '../src/connector/datashare/jobs-api.js';
 import { startHttpApi } from '../src/connector/http-api.js';
 import type { HttpApiServer } from '../src/connector/http-api.js';
-import { openStorage } from '../src/connector/storage/index.js';
 import { encodeJobResultRequest } from '../src/contracts/datashare/result-requests.js';
 import { loadEncryptionKey } from '../src/crypto/envelope/index.js';
 import { SigningDomain, fromHex, loadSigningKey, sha256 } from '../src/crypto/index.js';
@@ -43,7 +42,6 @@ import {
 } from '../src/registry/admin-transactions.js';
 import { liveRegistryFromGenesis } from '../src/registry/live-registry.js';
 import { proofTrustOf } from '../src/registry/trust.js';
-import { createLogger } from '../src/runtime/logger.js';
 import { waitFor as poll } from './support/processes.js';
 
 function waitFor<T>(
@@ -150,16 +148,9 @@ function configOf(organization: string): ReturnType<typeof loadConnectorConfig> 
 
 /** Starts `organization`'s connector (again, after a stop: same data directory) with its REST API. */
 async function startConnector(organization: string): Promise<void> {
-  const config = configOf(organization);
-  const started = new Connector({
-    organization: config.organization,
-    signingKey: loadSigningKey(config.keyFile),
-    encryptionKey: loadEncryptionKey(config.encryptionKeyFile),
-    registry: liveRegistryFromGenesis(loadGenesisRegistry(config.genesis).genesis),
-    storage: await openStorage(config.storage),
-    dataDirectory: config.dataDirectory,
-    logger: createLogger({ name: config.organization, level: 'error' }),
-  });
+  const { connector: started, config } = await layoutConnector(
+    layout.connectorConfigs[Number(organization.slice(3)) - 1] as string,
+  );
   started.start();
   connectors.set(config.organization, started);
   servers.set(

@@ -10,23 +10,16 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startLayoutNode } from './support/in-process-node.js';
+import { layoutConnector, startLayoutNode } from './support/in-process-node.js';
 import { waitFor as poll } from './support/processes.js';
 import { ensureDevnetLayout } from '../src/cli/devnet-layout.js';
 import type { DevnetLayout } from '../src/cli/devnet-layout.js';
 import { toHex } from '../src/codec/index.js';
-import { Connector } from '../src/connector/connector.js';
-import { loadConnectorConfig } from '../src/connector/config.js';
-import { openStorage } from '../src/connector/storage/index.js';
-import { loadEncryptionKey } from '../src/crypto/envelope/index.js';
-import { loadSigningKey } from '../src/crypto/index.js';
+import type { Connector } from '../src/connector/connector.js';
 import { blockHash } from '../src/ledger/block.js';
-import { loadGenesisRegistry } from '../src/node/config.js';
 import { groupFileName } from '../src/node/group-files.js';
 import type { LedgerbusNode } from '../src/node/node.js';
 import { SYSTEM_GROUP, topicGroupId } from '../src/registry/admin-transactions.js';
-import { liveRegistryFromGenesis } from '../src/registry/live-registry.js';
-import { createLogger } from '../src/runtime/logger.js';
 
 const snapshotEvery = 3;
 const dir = mkdtempSync(join(tmpdir(), 'ledgerbus-raft-compaction-'));
@@ -45,16 +38,9 @@ async function startNode(index: number): Promise<LedgerbusNode> {
 }
 
 async function startConnector(organization: string): Promise<Connector> {
-  const config = loadConnectorConfig(layout.connectorConfigs[Number(organization.slice(3)) - 1] as string);
-  const connector = new Connector({
-    organization,
-    signingKey: loadSigningKey(config.keyFile),
-    encryptionKey: loadEncryptionKey(config.encryptionKeyFile),
-    registry: liveRegistryFromGenesis(loadGenesisRegistry(config.genesis).genesis),
-    storage: await openStorage(config.storage),
-    dataDirectory: config.dataDirectory,
-    logger: createLogger({ name: organization, level: 'error' }),
-  });
+  const { connector } = await layoutConnector(
+    layout.connectorConfigs[Number(organization.slice(3)) - 1] as string,
+  );
   connector.start();
   connectors.set(organization, connector);
   return connector;

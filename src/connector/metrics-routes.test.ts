@@ -9,20 +9,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startLayoutNode } from '../../test/support/in-process-node.js';
+import { layoutConnector, startLayoutNode } from '../../test/support/in-process-node.js';
 import { waitFor } from '../../test/support/processes.js';
 import { ensureDevnetLayout } from '../cli/devnet-layout.js';
 import type { DevnetLayout } from '../cli/devnet-layout.js';
-import { loadEncryptionKey } from '../crypto/envelope/index.js';
-import { loadSigningKey } from '../crypto/index.js';
-import { liveRegistryFromGenesis } from '../registry/live-registry.js';
-import { createLogger } from '../runtime/logger.js';
 import type { MessageStatus, SendResult } from './api-types.js';
-import { loadConnectorConfig } from './config.js';
-import { Connector } from './connector.js';
+import type { Connector } from './connector.js';
 import { startHttpApi } from './http-api.js';
 import type { HttpApiServer } from './http-api.js';
-import { openStorage } from './storage/index.js';
 import {
   counterValue,
   parseExposition,
@@ -44,16 +38,7 @@ const stoppedConnectors = new Set<Connector>();
 const apis = new Map<string, { server: HttpApiServer; token: string }>();
 
 async function startConnector(organization: string, start: boolean): Promise<void> {
-  const config = loadConnectorConfig(join(layout.directory, organization, 'connector.yaml'));
-  const connector = new Connector({
-    organization: config.organization,
-    signingKey: loadSigningKey(config.keyFile),
-    encryptionKey: loadEncryptionKey(config.encryptionKeyFile),
-    registry: liveRegistryFromGenesis(layout.network.genesis),
-    storage: await openStorage(config.storage),
-    dataDirectory: config.dataDirectory,
-    logger: createLogger({ name: organization, level: 'error' }),
-  });
+  const { connector, config } = await layoutConnector(join(layout.directory, organization, 'connector.yaml'));
   if (start) connector.start();
   connectors.set(organization, connector);
   const server = await startHttpApi({
